@@ -1,0 +1,30 @@
+/**
+ * The one table of error codes. Every `KeelError` carries one of these; `docs/errors.md`
+ * lists exactly these codes (a test compares them), so a code is a stable public name.
+ *
+ * `status` is the HTTP status a route answers with when the error escapes a handler.
+ */
+export const errorCodes = {
+  KEEL_INVALID_ARGUMENT: { status: 400, title: 'Invalid argument' },
+  KEEL_VALIDATION_FAILED: { status: 400, title: 'Validation failed' },
+  KEEL_MALFORMED_BODY: { status: 400, title: 'Malformed request body' },
+  KEEL_PAYLOAD_TOO_LARGE: { status: 413, title: 'Payload too large' },
+  KEEL_UNSUPPORTED_MEDIA_TYPE: { status: 415, title: 'Unsupported media type' },
+  KEEL_NOT_FOUND: { status: 404, title: 'Not found' },
+  KEEL_ROUTE_NOT_FOUND: { status: 404, title: 'Route not found' },
+  KEEL_ABORTED: { status: 499, title: 'Aborted' },
+  KEEL_SERVICE_STATE: { status: 500, title: 'Service in the wrong state' },
+  KEEL_DB_UNAVAILABLE: { status: 503, title: 'Database unavailable' },
+  KEEL_MIGRATION_CHANGED: { status: 500, title: 'Applied migration changed' },
+  KEEL_MIGRATION_FAILED: { status: 500, title: 'Migration failed' },
+  KEEL_MESSAGE_INVALID: { status: 400, title: 'Message invalid' },
+  KEEL_UNKNOWN_MESSAGE_TYPE: { status: 400, title: 'Unknown message type' },
+  KEEL_PUBLISH_FAILED: { status: 503, title: 'Publish failed' },
+  KEEL_INTERNAL: { status: 500, title: 'Internal error' },
+} as const satisfies Record<string, { status: number; title: string }>;
+
+export type ErrorCode = keyof typeof errorCodes;
+
+export function isErrorCode(value: unknown): value is ErrorCode {
+  return typeof value === 'string' && Object.hasOwn(errorCodes, value);
+}

@@ -1,0 +1,11 @@
+export {
+  ServiceBase,
+  defaultDrainMs,
+  type Service,
+  type ServiceState,
+  type StopOptions,
+  type LifecycleEvents,
+} from './service.ts';
+export { ServiceGroup } from './service-group.ts';
+export { TypedEvents, type Listener, type ListenerHandle } from './typed-events.ts';
+export { runUntilSignal, type RunOptions } from './run-until-signal.ts';

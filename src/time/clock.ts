@@ -1,0 +1,34 @@
+/** An opaque handle for a timer set through a `Clock`. */
+export type TimerHandle = { readonly __timer: unique symbol } | object;
+
+/**
+ * The only way keel reads time or waits. Production code takes a `Clock`; tests pass a
+ * `ManualClock` and advance it, so every timing path is deterministic and nothing sleeps.
+ */
+export interface Clock {
+  /** Milliseconds since the Unix epoch. */
+  now(): number;
+  /** Calls `fn` once after `ms` milliseconds (0 when negative). */
+  setTimeout(fn: () => void, ms: number): TimerHandle;
+  /** Cancels a timer; a no-op for a timer that already fired or was cleared. */
+  clearTimeout(handle: TimerHandle): void;
+}
+
+/** The wall clock and Node's timers. Timers are unref'd: a pending backoff never keeps a process alive. */
+export class SystemClock implements Clock {
+  now(): number {
+    return Date.now();
+  }
+
+  setTimeout(fn: () => void, ms: number): TimerHandle {
+    const timer = setTimeout(fn, Math.max(0, ms));
+    timer.unref();
+    return timer;
+  }
+
+  clearTimeout(handle: TimerHandle): void {
+    clearTimeout(handle as NodeJS.Timeout);
+  }
+}
+
+export const systemClock: Clock = new SystemClock();
