@@ -68,7 +68,7 @@ export abstract class ServiceBase<E extends object = object> implements Service 
 
   start(): Promise<void> {
     if (this.#state === 'running') return Promise.resolve();
-    if (this.#starting) return this.#starting;
+    if (this.#state === 'starting' && this.#starting) return this.#starting;
     if (this.#state !== 'idle') {
       return Promise.reject(new KeelError('KEEL_SERVICE_STATE', `${this.name} cannot start: it is ${this.#state}`));
     }

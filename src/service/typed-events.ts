@@ -20,9 +20,9 @@ export class TypedEvents<E extends object> {
   on<K extends keyof E>(name: K, listener: Listener<E[K]>): ListenerHandle {
     let set = this.#listeners.get(name);
     if (set === undefined) this.#listeners.set(name, (set = new Set()));
-    set.add(listener as Listener<never>);
+    set.add(listener);
     const dispose = (): void => {
-      set.delete(listener as Listener<never>);
+      set.delete(listener);
     };
     return { dispose, [Symbol.dispose]: dispose };
   }
