@@ -15,6 +15,7 @@ export const errorCodes = {
   KEEL_ABORTED: { status: 499, title: 'Aborted' },
   KEEL_SERVICE_STATE: { status: 500, title: 'Service in the wrong state' },
   KEEL_DB_UNAVAILABLE: { status: 503, title: 'Database unavailable' },
+  KEEL_DB_IN_TRANSACTION: { status: 500, title: 'Database used inside its own transaction' },
   KEEL_MIGRATION_CHANGED: { status: 500, title: 'Applied migration changed' },
   KEEL_MIGRATION_FAILED: { status: 500, title: 'Migration failed' },
   KEEL_MESSAGE_INVALID: { status: 400, title: 'Message invalid' },
