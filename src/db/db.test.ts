@@ -1,0 +1,283 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { createTestDb, type TestDb } from '../testing/db.ts';
+import { isKeelError } from '../errors/index.ts';
+
+// Runs on the backend KEEL_DB chooses: `KEEL_DB=pglite npx vitest run src/db` and `KEEL_DB=pg ...`.
+const open: TestDb[] = [];
+async function testDb(): Promise<TestDb> {
+  const db = await createTestDb();
+  open.push(db);
+  return db;
+}
+afterEach(async () => {
+  await Promise.all(open.splice(0).map((db) => db.close()));
+});
+
+/** Resolves after the event loop turned `n` times: lets concurrent work interleave if it can. */
+async function turns(n: number): Promise<void> {
+  for (let i = 0; i < n; i++) await new Promise<void>((resolve) => setImmediate(resolve));
+}
+
+describe('Db', () => {
+  it('runs queries with $n parameters and reports rowCount like node-postgres', async () => {
+    const db = await testDb();
+    await db.query('CREATE TABLE t (id int PRIMARY KEY, name text, n bigint, doc jsonb)');
+    const inserted = await db.query('INSERT INTO t VALUES ($1, $2, $3, $4), ($5, $6, $7, $8)', [
+      1,
+      'a',
+      10,
+      { x: 1 },
+      2,
+      "b'; DROP TABLE t; --",
+      20,
+      null,
+    ]);
+    expect(inserted.rowCount).toBe(2);
+    const { rows, rowCount } = await db.query<{ id: number; name: string; n: string; doc: unknown }>(
+      'SELECT id, name, n, doc FROM t ORDER BY id',
+    );
+    expect(rowCount).toBe(2);
+    expect(rows).toEqual([
+      { id: 1, name: 'a', n: '10', doc: { x: 1 } },
+      { id: 2, name: "b'; DROP TABLE t; --", n: '20', doc: null },
+    ]);
+    // int8 is a string on both backends, as node-postgres returns it.
+    expect((await db.query<{ c: unknown }>('SELECT count(*) AS c FROM t')).rows[0]?.c).toBe('2');
+    expect((await db.query('UPDATE t SET name = $1 WHERE id > $2', ['z', 0])).rowCount).toBe(2);
+    expect((await db.query('DELETE FROM t WHERE id = $1', [99])).rowCount).toBe(0);
+  });
+
+  it('runs a script of several statements when there are no parameters, answering with the last', async () => {
+    const db = await testDb();
+    const result = await db.query(
+      'CREATE TABLE s (v int); INSERT INTO s VALUES (1), (2); SELECT sum(v) AS total FROM s',
+    );
+    expect(result.rows).toEqual([{ total: '3' }]);
+  });
+
+  it('rejects SQL errors with the SQLSTATE as code', async () => {
+    const db = await testDb();
+    await expect(db.query('SELECT * FROM missing_table')).rejects.toMatchObject({ code: '42P01' });
+    await db.query('CREATE TABLE u (id int PRIMARY KEY)');
+    await db.query('INSERT INTO u VALUES (1)');
+    await expect(db.query('INSERT INTO u VALUES ($1)', [1])).rejects.toMatchObject({ code: '23505' });
+  });
+
+  it('commits a transaction that resolves and returns its value', async () => {
+    const db = await testDb();
+    await db.query('CREATE TABLE t (id int)');
+    const value = await db.transaction(async (tx) => {
+      await tx.query('INSERT INTO t VALUES (1)');
+      await tx.query('INSERT INTO t VALUES (2)');
+      return 'done';
+    });
+    expect(value).toBe('done');
+    expect((await db.query('SELECT id FROM t ORDER BY id')).rows).toEqual([{ id: 1 }, { id: 2 }]);
+  });
+
+  it('rolls back a transaction that throws, and rethrows', async () => {
+    const db = await testDb();
+    await db.query('CREATE TABLE t (id int)');
+    const boom = new Error('boom');
+    await expect(
+      db.transaction(async (tx) => {
+        await tx.query('INSERT INTO t VALUES (1)');
+        throw boom;
+      }),
+    ).rejects.toBe(boom);
+    expect((await db.query('SELECT id FROM t')).rows).toEqual([]);
+  });
+
+  it('refuses to report a commit when a failed statement was swallowed inside the transaction', async () => {
+    const db = await testDb();
+    await db.query('CREATE TABLE t (id int PRIMARY KEY)');
+    await db.query('INSERT INTO t VALUES (1)');
+    await expect(
+      db.transaction(async (tx) => {
+        await tx.query('INSERT INTO t VALUES (2)');
+        await tx.query('INSERT INTO t VALUES (1)').catch(() => undefined);
+      }),
+    ).rejects.toMatchObject({ code: '25P02' });
+    expect((await db.query('SELECT id FROM t')).rows).toEqual([{ id: 1 }]);
+  });
+
+  it('applies the isolation option, and rejects an unknown one naming the field', async () => {
+    const db = await testDb();
+    for (const isolation of ['read committed', 'repeatable read', 'serializable'] as const) {
+      const level = await db.transaction(
+        async (tx) =>
+          (await tx.query<{ level: string }>("SELECT current_setting('transaction_isolation') AS level"))
+            .rows[0]?.level,
+        { isolation },
+      );
+      expect(level).toBe(isolation);
+    }
+    await expect(
+      db.transaction(async () => undefined, { isolation: 'chaos' as 'serializable' }),
+    ).rejects.toMatchObject({ code: 'KEEL_INVALID_ARGUMENT', field: 'isolation' });
+  });
+
+  it('refuses the tx handle after its transaction ended', async () => {
+    const db = await testDb();
+    let leaked: { query: (sql: string) => Promise<unknown> } | undefined;
+    await db.transaction(async (tx) => {
+      leaked = tx;
+    });
+    await expect(leaked?.query('SELECT 1')).rejects.toMatchObject({ code: 'KEEL_SERVICE_STATE' });
+  });
+
+  it('refuses db calls made inside its own transaction callback instead of hanging', async () => {
+    const db = await testDb();
+    const error: unknown = await db
+      .transaction(async () => {
+        await db.query('SELECT 1');
+      })
+      .catch((e: unknown) => e);
+    expect(isKeelError(error, 'KEEL_DB_IN_TRANSACTION')).toBe(true);
+    await expect(db.transaction(async () => db.transaction(async () => 1))).rejects.toMatchObject({
+      code: 'KEEL_DB_IN_TRANSACTION',
+    });
+    // After the transaction, the same async context may use the db again.
+    expect((await db.query('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
+  });
+
+  it('never lets a query from outside run inside an open transaction', async () => {
+    const db = await testDb();
+    await db.query('CREATE TABLE t (id int)');
+    let opened: () => void = () => undefined;
+    const isOpen = new Promise<void>((resolve) => (opened = resolve));
+    let proceed: () => void = () => undefined;
+    const mayProceed = new Promise<void>((resolve) => (proceed = resolve));
+    const transaction = db.transaction(async (tx) => {
+      await tx.query('INSERT INTO t VALUES (1)');
+      opened();
+      await mayProceed;
+      await tx.query('INSERT INTO t VALUES (2)');
+      throw new Error('roll back');
+    });
+    await isOpen;
+    // Issued from outside while the transaction is open. Had it run on the transaction's
+    // connection, it would see the uncommitted row (101) and be rolled back with it.
+    const outside = db.query('INSERT INTO t SELECT 100 + count(*) FROM t');
+    await turns(20);
+    proceed();
+    await expect(transaction).rejects.toThrow('roll back');
+    await outside;
+    expect((await db.query('SELECT id FROM t ORDER BY id')).rows).toEqual([{ id: 100 }]);
+  });
+
+  it('runs many concurrent transactions, each atomically', async () => {
+    const db = await testDb();
+    await db.query(
+      'CREATE TABLE counter (id int PRIMARY KEY, n int NOT NULL); INSERT INTO counter VALUES (1, 0)',
+    );
+    await db.query('CREATE TABLE log (tx int, step int)');
+    const count = 40;
+    await Promise.all(
+      Array.from({ length: count }, (_, i) =>
+        db
+          .transaction(async (tx) => {
+            await tx.query('INSERT INTO log VALUES ($1, 1)', [i]);
+            await turns(2);
+            // FOR UPDATE serialises the read-modify-write on pg; on PGlite transactions never overlap.
+            const { rows } = await tx.query<{ n: number }>('SELECT n FROM counter WHERE id = 1 FOR UPDATE');
+            await tx.query('UPDATE counter SET n = $1 WHERE id = 1', [(rows[0]?.n ?? 0) + 1]);
+            await tx.query('INSERT INTO log VALUES ($1, 2)', [i]);
+            if (i % 5 === 0) throw new Error(`abort ${i}`);
+          })
+          .catch((error: unknown) => {
+            if (!(error instanceof Error) || !error.message.startsWith('abort')) throw error;
+          }),
+      ),
+    );
+    const committed = count - count / 5;
+    expect((await db.query<{ n: number }>('SELECT n FROM counter')).rows[0]?.n).toBe(committed);
+    const { rows } = await db.query<{ tx: number; steps: string }>(
+      'SELECT tx, count(*) AS steps FROM log GROUP BY tx ORDER BY tx',
+    );
+    expect(rows).toHaveLength(committed);
+    expect(rows.every((row) => row.steps === '2' && row.tx % 5 !== 0)).toBe(true);
+  });
+
+  it('delivers NOTIFY to listeners, and a NOTIFY inside a transaction only after its commit', async () => {
+    const db = await testDb();
+    const channel = `ch_${db.schema}`;
+    const received: string[] = [];
+    let arrived: () => void = () => undefined;
+    const unlisten = await db.listen(channel, (payload) => {
+      received.push(payload);
+      arrived();
+    });
+    const next = (): Promise<void> => new Promise<void>((resolve) => (arrived = resolve));
+
+    let got = next();
+    await db.query('SELECT pg_notify($1, $2)', [channel, 'plain']);
+    await got;
+    expect(received).toEqual(['plain']);
+
+    got = next();
+    await db.transaction(async (tx) => {
+      await tx.query('SELECT pg_notify($1, $2)', [channel, 'in-tx']);
+      await turns(20);
+      expect(received).toEqual(['plain']);
+    });
+    await got;
+    expect(received).toEqual(['plain', 'in-tx']);
+
+    await expect(
+      db.transaction(async (tx) => {
+        await tx.query('SELECT pg_notify($1, $2)', [channel, 'rolled-back']);
+        throw new Error('no');
+      }),
+    ).rejects.toThrow('no');
+
+    await unlisten();
+    await unlisten();
+    await db.query('SELECT pg_notify($1, $2)', [channel, 'after-unlisten']);
+    await turns(50);
+    expect(received).toEqual(['plain', 'in-tx']);
+  });
+
+  it('rejects a channel name that is not a plain identifier', async () => {
+    const db = await testDb();
+    await expect(db.listen('Bad Channel"; --', () => undefined)).rejects.toMatchObject({
+      code: 'KEEL_INVALID_ARGUMENT',
+      field: 'channel',
+    });
+  });
+
+  it('keeps each test database in its own schema', async () => {
+    const a = await testDb();
+    const b = await testDb();
+    expect(a.schema).not.toBe(b.schema);
+    await a.query('CREATE TABLE items (v text)');
+    await b.query('CREATE TABLE items (v text)');
+    await a.query("INSERT INTO items VALUES ('a')");
+    await b.query("INSERT INTO items VALUES ('b')");
+    // Interleaved use of both keeps each on its own search_path.
+    const [ra, rb] = await Promise.all([a.query('SELECT v FROM items'), b.query('SELECT v FROM items')]);
+    expect(ra.rows).toEqual([{ v: 'a' }]);
+    expect(rb.rows).toEqual([{ v: 'b' }]);
+    expect((await a.query<{ s: string }>('SELECT current_schema() AS s')).rows[0]?.s).toBe(a.schema);
+  });
+
+  it('rejects calls after close, and close is idempotent', async () => {
+    const db = await createTestDb();
+    await db.query('SELECT 1');
+    await db.close();
+    await db.close();
+    await expect(db.query('SELECT 1')).rejects.toMatchObject({ code: 'KEEL_SERVICE_STATE' });
+    await expect(db.transaction(async () => 1)).rejects.toMatchObject({ code: 'KEEL_SERVICE_STATE' });
+    await expect(db.listen('x', () => undefined)).rejects.toMatchObject({ code: 'KEEL_SERVICE_STATE' });
+  });
+
+  it('drops its schema on close', async () => {
+    const db = await createTestDb();
+    const schema = db.schema;
+    await db.query('CREATE TABLE t (id int)');
+    await db.close();
+    await using other = await createTestDb();
+    const { rows } = await other.query('SELECT 1 FROM pg_namespace WHERE nspname = $1', [schema]);
+    expect(rows).toEqual([]);
+  });
+});

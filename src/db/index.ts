@@ -1,0 +1,16 @@
+export type {
+  Db,
+  DbDialect,
+  IsolationLevel,
+  Queryable,
+  QueryResult,
+  Row,
+  TransactionOptions,
+  Tx,
+  Unlisten,
+} from './db.ts';
+export { openDb, dbConfigFromEnv, defaultDatabaseUrl, defaultDataDir, type DbConfig } from './open-db.ts';
+export { PgliteDb, openPgliteDb, type PgliteDbOptions } from './pglite-db.ts';
+export { PgDb, openPgDb, type PgDbOptions } from './pg-db.ts';
+export { migrate, type MigrateOptions, type MigrationReport, type MigrationSource } from './migrations.ts';
+export { loadMigrations, migrationChecksum, type Migration } from './migration-files.ts';

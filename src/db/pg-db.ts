@@ -1,0 +1,256 @@
+import pg from 'pg';
+import { InvalidArgumentError, KeelError } from '../errors/index.ts';
+import { systemClock, type Clock } from '../time/index.ts';
+import type { Db, QueryResult, Row, TransactionOptions, Tx, Unlisten } from './db.ts';
+import { checkIdentifier, quoteIdentifier } from './identifiers.ts';
+import { checkIsolation } from './isolation.ts';
+import { PgListener } from './pg-listener.ts';
+import { describeServer, isConnectionError, unavailable, type ServerAddress } from './pg-errors.ts';
+import { ScopedTx, assertOutsideTransaction, runInTransactionScope } from './transaction-scope.ts';
+
+export interface PgDbOptions {
+  /** `postgres://user:password@host:port/database`. Required. */
+  url: string;
+  /** The schema unqualified names resolve to, on every pooled connection; created if missing. Default `public`. */
+  schema?: string;
+  /** Most connections the pool opens. Default 10. */
+  poolSize?: number;
+  /** How long opening one connection may take before it fails with `KEEL_DB_UNAVAILABLE`. Default 5000 ms. */
+  connectTimeoutMs?: number;
+  /** Times the listener's reconnect backoff. Default the system clock. */
+  clock?: Clock;
+  /** First and longest wait between reconnect attempts of the listener (doubling). Default 100 ms and 5000 ms. */
+  listenerBackoff?: { initialMs?: number; maxMs?: number };
+  /** `application_name` on every connection, visible in `pg_stat_activity`. Default `keel`. */
+  applicationName?: string;
+}
+
+interface ResolvedPgDbOptions {
+  url: string;
+  schema: string;
+  poolSize: number;
+  connectTimeoutMs: number;
+  clock: Clock;
+  backoffInitialMs: number;
+  backoffMaxMs: number;
+  applicationName: string;
+  server: ServerAddress;
+}
+
+function positiveInteger(field: string, value: unknown, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value <= 0) {
+    throw new InvalidArgumentError(field, 'a positive integer', value);
+  }
+  return value;
+}
+
+function resolveOptions(options: PgDbOptions): ResolvedPgDbOptions {
+  if (typeof options.url !== 'string' || options.url === '') {
+    throw new KeelError('KEEL_INVALID_ARGUMENT', 'url: expected a postgres:// connection string', {
+      details: { field: 'url' },
+    });
+  }
+  return {
+    url: options.url,
+    schema: checkIdentifier('schema', options.schema ?? 'public'),
+    poolSize: positiveInteger('poolSize', options.poolSize, 10),
+    connectTimeoutMs: positiveInteger('connectTimeoutMs', options.connectTimeoutMs, 5000),
+    clock: options.clock ?? systemClock,
+    backoffInitialMs: positiveInteger('listenerBackoff.initialMs', options.listenerBackoff?.initialMs, 100),
+    backoffMaxMs: positiveInteger('listenerBackoff.maxMs', options.listenerBackoff?.maxMs, 5000),
+    applicationName: options.applicationName ?? 'keel',
+    server: describeServer(options.url),
+  };
+}
+
+type PgQueryable = Pick<pg.ClientBase, 'query'>;
+
+/** Like PGlite, a script of several statements answers with its last statement's result. */
+async function run(
+  on: PgQueryable,
+  sql: string,
+  params: readonly unknown[] | undefined,
+): Promise<QueryResult> {
+  const result = (await on.query(sql, params as unknown[] | undefined)) as pg.QueryResult | pg.QueryResult[];
+  const last = Array.isArray(result) ? result.at(-1) : result;
+  if (last === undefined) return { rows: [], rowCount: 0 };
+  return { rows: last.rows as Row[], rowCount: last.rowCount ?? 0 };
+}
+
+function transactionAborted(): Error {
+  // The same error PGlite raises when COMMIT turns into ROLLBACK: a statement failed inside the
+  // transaction and the callback swallowed it. The server silently rolls back; keel refuses to
+  // report that as a commit.
+  const error = new pg.DatabaseError('Transaction was rolled back instead of committed', 0, 'error');
+  error.code = '25P02';
+  error.severity = 'ERROR';
+  return error;
+}
+
+/** The production `Db`: a node-postgres pool against a PostgreSQL server. */
+export class PgDb implements Db {
+  readonly dialect = 'pg' as const;
+  readonly schema: string;
+  readonly #pool: pg.Pool;
+  readonly #listener: PgListener;
+  readonly #options: ResolvedPgDbOptions;
+  #closed: Promise<void> | undefined;
+
+  private constructor(pool: pg.Pool, options: ResolvedPgDbOptions) {
+    this.#pool = pool;
+    this.#options = options;
+    this.schema = options.schema;
+    this.#listener = new PgListener({
+      connect: () => this.#newClient(`${options.applicationName}:listen`),
+      clock: options.clock,
+      backoffInitialMs: options.backoffInitialMs,
+      backoffMaxMs: options.backoffMaxMs,
+    });
+  }
+
+  /** Opens the pool, checks the server answers, and creates the schema if it is missing. */
+  static async open(options: PgDbOptions): Promise<PgDb> {
+    const resolved = resolveOptions(options);
+    const pool = new pg.Pool({
+      ...PgDb.#connectionConfig(resolved, resolved.applicationName),
+      max: resolved.poolSize,
+    });
+    // An idle pooled connection that drops emits 'error' on the pool; unhandled, it kills the process.
+    pool.on('error', () => undefined);
+    const db = new PgDb(pool, resolved);
+    try {
+      await db.#createSchema();
+    } catch (error) {
+      await pool.end().catch(() => undefined);
+      throw error;
+    }
+    return db;
+  }
+
+  static #connectionConfig(options: ResolvedPgDbOptions, applicationName: string): pg.ClientConfig {
+    return {
+      connectionString: options.url,
+      connectionTimeoutMillis: options.connectTimeoutMs,
+      application_name: applicationName,
+      // A startup parameter, so every connection the pool ever opens resolves names in the schema.
+      options: `-c search_path=${options.schema}`,
+    };
+  }
+
+  async #createSchema(): Promise<void> {
+    try {
+      await this.#pool.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdentifier(this.schema)}`);
+    } catch (error) {
+      // Two processes creating the same schema at once: one wins, the other sees a unique violation.
+      if ((error as { code?: unknown }).code === '23505') return;
+      throw this.#translate(error);
+    }
+  }
+
+  async #newClient(applicationName: string): Promise<pg.Client> {
+    const client = new pg.Client(PgDb.#connectionConfig(this.#options, applicationName));
+    try {
+      await client.connect();
+    } catch (error) {
+      await client.end().catch(() => undefined);
+      throw unavailable(this.#options.server, error);
+    }
+    return client;
+  }
+
+  async query<R = Row>(sql: string, params?: readonly unknown[]): Promise<QueryResult<R>> {
+    this.#assertUsable('query');
+    try {
+      return (await run(this.#pool, sql, params)) as QueryResult<R>;
+    } catch (error) {
+      throw this.#translate(error);
+    }
+  }
+
+  async transaction<T>(fn: (tx: Tx) => Promise<T>, options: TransactionOptions = {}): Promise<T> {
+    this.#assertUsable('transaction');
+    const isolation = checkIsolation(options.isolation);
+    let client: pg.PoolClient;
+    try {
+      client = await this.#pool.connect();
+    } catch (error) {
+      throw this.#translate(error);
+    }
+    let discard: Error | undefined;
+    try {
+      await client.query(
+        isolation === undefined ? 'BEGIN' : `BEGIN ISOLATION LEVEL ${isolation.toUpperCase()}`,
+      );
+      const tx = new ScopedTx((sql, params) => run(client, sql, params));
+      let result: T;
+      try {
+        result = await runInTransactionScope(this, tx, () => fn(tx));
+      } catch (error) {
+        tx.end();
+        try {
+          await client.query('ROLLBACK');
+        } catch (rollbackError) {
+          discard = rollbackError as Error;
+        }
+        throw error;
+      }
+      tx.end();
+      const commit = await client.query('COMMIT');
+      if (commit.command === 'ROLLBACK') throw transactionAborted();
+      return result;
+    } catch (error) {
+      if (isConnectionError(error)) discard ??= error as Error;
+      throw this.#translate(error);
+    } finally {
+      // A connection that failed mid-transaction is destroyed, not returned to the pool half-open.
+      client.release(discard);
+    }
+  }
+
+  async listen(channel: string, onNotify: (payload: string) => void): Promise<Unlisten> {
+    this.#assertUsable('listen');
+    checkIdentifier('channel', channel);
+    return this.#listener.add(channel, onNotify);
+  }
+
+  /** Ends the pool (after its checked-out connections are released) and the listener. Idempotent. */
+  close(): Promise<void> {
+    this.#closed ??= Promise.all([this.#listener.close(), this.#pool.end()]).then(() => undefined);
+    return this.#closed;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  /** The LISTEN connection: whether it is up, its backend pid, how often it reconnected. For health checks and tests. */
+  get listenerState(): { connected: boolean; backendPid: number | undefined; reconnects: number } {
+    return {
+      connected: this.#listener.connected,
+      backendPid: this.#listener.backendPid,
+      reconnects: this.#listener.reconnects,
+    };
+  }
+
+  /** Connections the pool holds and how many are idle or waited for; for health checks and tests. */
+  get poolStats(): { total: number; idle: number; waiting: number } {
+    return { total: this.#pool.totalCount, idle: this.#pool.idleCount, waiting: this.#pool.waitingCount };
+  }
+
+  #assertUsable(method: string): void {
+    if (this.#closed !== undefined) {
+      throw new KeelError('KEEL_SERVICE_STATE', `db.${method}() was called after the database was closed`);
+    }
+    assertOutsideTransaction(this, method);
+  }
+
+  #translate(error: unknown): unknown {
+    return isConnectionError(error) ? unavailable(this.#options.server, error) : error;
+  }
+}
+
+/** Opens a node-postgres-backed `Db`; fails with `KEEL_DB_UNAVAILABLE` naming host:port when the server does not answer. */
+export function openPgDb(options: PgDbOptions): Promise<PgDb> {
+  return PgDb.open(options);
+}

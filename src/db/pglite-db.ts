@@ -1,0 +1,232 @@
+import { PGlite, type QueryOptions, type Results } from '@electric-sql/pglite';
+import { KeelError } from '../errors/index.ts';
+import type { Db, QueryResult, Row, TransactionOptions, Tx, Unlisten } from './db.ts';
+import { checkIdentifier, quoteIdentifier } from './identifiers.ts';
+import { checkIsolation } from './isolation.ts';
+import {
+  ScopedTx,
+  assertOutsideTransaction,
+  outsideTransactionScope,
+  runInTransactionScope,
+} from './transaction-scope.ts';
+
+export interface PgliteDbOptions {
+  /**
+   * Where the data lives: a directory (created if missing), or `memory://` for a database that
+   * vanishes on close. Default `memory://`. Ignored when `pglite` is given.
+   */
+  dataDir?: string;
+  /** The schema unqualified names resolve to; created if missing. Default `public`. */
+  schema?: string;
+  /**
+   * An open PGlite instance to use instead of opening one. Several `PgliteDb`s may share one
+   * instance, each with its own schema (the test harness does this: one instance per test file).
+   * Closing such a `PgliteDb` leaves the instance open; its owner closes it.
+   */
+  pglite?: PGlite;
+}
+
+const INT8 = 20;
+// node-postgres returns int8 (`count(*)`, bigserial) as a string; PGlite as a number. keel returns
+// what pg returns, so code written against the embedded default behaves the same in production.
+const queryOptions: QueryOptions = { parsers: { [INT8]: (value: string) => value } };
+
+/**
+ * One PGlite instance is one connection. Every `PgliteDb` over it goes through this FIFO lock, so
+ * a query from outside a transaction waits until the transaction ends instead of running inside
+ * it, and each `PgliteDb` can set its own `search_path` before it runs.
+ */
+class PgliteSession {
+  readonly pglite: PGlite;
+  /** The search_path last set on the instance, so it is only set again when another schema takes a turn. */
+  searchPath: string | undefined;
+  #tail: Promise<unknown> = Promise.resolve();
+
+  constructor(pglite: PGlite) {
+    this.pglite = pglite;
+  }
+
+  exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#tail.then(fn);
+    this.#tail = run.catch(() => undefined);
+    return run;
+  }
+}
+
+const sessions = new WeakMap<PGlite, PgliteSession>();
+
+function sessionOf(pglite: PGlite): PgliteSession {
+  let session = sessions.get(pglite);
+  if (session === undefined) {
+    session = new PgliteSession(pglite);
+    sessions.set(pglite, session);
+  }
+  return session;
+}
+
+type PgliteQueryable = Pick<PGlite, 'query' | 'exec'>;
+
+/**
+ * Runs one statement with parameters (extended protocol), or, like node-postgres, a script of
+ * several statements when there are none (simple protocol); the result is the last statement's.
+ */
+async function run(
+  on: PgliteQueryable,
+  sql: string,
+  params: readonly unknown[] | undefined,
+): Promise<QueryResult> {
+  if (params !== undefined && params.length > 0) {
+    return toQueryResult(await on.query<Row>(sql, [...params], queryOptions));
+  }
+  const results = await on.exec(sql, queryOptions);
+  const last = results.at(-1);
+  return last === undefined ? { rows: [], rowCount: 0 } : toQueryResult(last);
+}
+
+function toQueryResult(result: Results<Row>): QueryResult {
+  // `rowCount` is the command tag's count (rows returned or changed), as node-postgres reports it;
+  // `affectedRows` is the fallback for statements without a count.
+  return { rows: result.rows, rowCount: result.rowCount ?? result.affectedRows ?? 0 };
+}
+
+/** The embedded `Db`: PostgreSQL compiled to WASM, in this process. */
+export class PgliteDb implements Db {
+  readonly dialect = 'pglite' as const;
+  readonly schema: string;
+  readonly #session: PgliteSession;
+  readonly #ownsInstance: boolean;
+  #closed: Promise<void> | undefined;
+
+  private constructor(session: PgliteSession, schema: string, ownsInstance: boolean) {
+    this.#session = session;
+    this.schema = schema;
+    this.#ownsInstance = ownsInstance;
+  }
+
+  /** Opens (or joins) a PGlite instance and creates the schema if it is missing. */
+  static async open(options: PgliteDbOptions = {}): Promise<PgliteDb> {
+    const schema = checkIdentifier('schema', options.schema ?? 'public');
+    const ownsInstance = options.pglite === undefined;
+    let pglite: PGlite;
+    if (options.pglite !== undefined) {
+      pglite = options.pglite;
+    } else {
+      const dataDir = options.dataDir ?? 'memory://';
+      if (typeof dataDir !== 'string' || dataDir === '') {
+        throw new KeelError('KEEL_INVALID_ARGUMENT', 'dataDir: expected a directory path or "memory://"');
+      }
+      try {
+        pglite = await PGlite.create(dataDir);
+      } catch (cause) {
+        throw new KeelError('KEEL_DB_UNAVAILABLE', `PGlite could not open its data directory ${dataDir}`, {
+          cause,
+          details: { dataDir },
+        });
+      }
+    }
+    const db = new PgliteDb(sessionOf(pglite), schema, ownsInstance);
+    try {
+      await db.#session.exclusive(async () => {
+        await pglite.exec(`CREATE SCHEMA IF NOT EXISTS ${quoteIdentifier(schema)}`);
+        await db.#useSchema();
+      });
+    } catch (error) {
+      if (ownsInstance) await pglite.close();
+      throw error;
+    }
+    return db;
+  }
+
+  /** The PGlite instance underneath, for what the `Db` interface does not cover (dumps, extensions). */
+  get pglite(): PGlite {
+    return this.#session.pglite;
+  }
+
+  async query<R = Row>(sql: string, params?: readonly unknown[]): Promise<QueryResult<R>> {
+    this.#assertUsable('query');
+    const result = await this.#session.exclusive(async () => {
+      await this.#useSchema();
+      return run(this.#session.pglite, sql, params);
+    });
+    return result as QueryResult<R>;
+  }
+
+  async transaction<T>(fn: (tx: Tx) => Promise<T>, options: TransactionOptions = {}): Promise<T> {
+    this.#assertUsable('transaction');
+    const isolation = checkIsolation(options.isolation);
+    return this.#session.exclusive(async () => {
+      await this.#useSchema();
+      return this.#session.pglite.transaction(async (ptx) => {
+        // PGlite is a single session: every isolation level behaves as serializable would, but
+        // SET TRANSACTION still validates the request the same way the server does.
+        if (isolation !== undefined)
+          await ptx.query(`SET TRANSACTION ISOLATION LEVEL ${isolation.toUpperCase()}`);
+        const tx = new ScopedTx((sql, params) => run(ptx, sql, params));
+        try {
+          return await runInTransactionScope(this.#session, tx, () => fn(tx));
+        } finally {
+          tx.end();
+        }
+      });
+    });
+  }
+
+  async listen(channel: string, onNotify: (payload: string) => void): Promise<Unlisten> {
+    this.#assertUsable('listen');
+    checkIdentifier('channel', channel);
+    const deliver = (payload: string): void => {
+      outsideTransactionScope(() => {
+        try {
+          onNotify(payload);
+        } catch (error) {
+          // A throwing listener is a bug in the listener; surface it instead of breaking the query that delivered the notification.
+          queueMicrotask(() => {
+            throw error;
+          });
+        }
+      });
+    };
+    const pglite = this.#session.pglite;
+    const unlisten = await this.#session.exclusive(() => pglite.listen(channel, deliver));
+    let done = false;
+    return async () => {
+      if (done) return;
+      done = true;
+      if (pglite.closed) return;
+      await this.#session.exclusive(() => unlisten());
+    };
+  }
+
+  /**
+   * Waits for queued work, then closes the instance if this `PgliteDb` opened it. Idempotent.
+   * Calls made after `close()` reject with `KEEL_SERVICE_STATE`.
+   */
+  close(): Promise<void> {
+    this.#closed ??= this.#session.exclusive(async () => {
+      if (this.#ownsInstance && !this.#session.pglite.closed) await this.#session.pglite.close();
+    });
+    return this.#closed;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  #assertUsable(method: string): void {
+    if (this.#closed !== undefined || this.#session.pglite.closed) {
+      throw new KeelError('KEEL_SERVICE_STATE', `db.${method}() was called after the database was closed`);
+    }
+    assertOutsideTransaction(this.#session, method);
+  }
+
+  async #useSchema(): Promise<void> {
+    if (this.#session.searchPath === this.schema) return;
+    await this.#session.pglite.exec(`SET search_path TO ${quoteIdentifier(this.schema)}`);
+    this.#session.searchPath = this.schema;
+  }
+}
+
+/** Opens a PGlite-backed `Db`; see `PgliteDbOptions`. */
+export function openPgliteDb(options: PgliteDbOptions = {}): Promise<PgliteDb> {
+  return PgliteDb.open(options);
+}

@@ -1,0 +1,10 @@
+export {
+  createTestDb,
+  createTempPgliteDir,
+  testDbBackend,
+  uniqueSchemaName,
+  type TestDb,
+  type TestDbBackend,
+  type TestDbOptions,
+  type TempPgliteDir,
+} from './db.ts';
