@@ -21,6 +21,11 @@ export const errorCodes = {
   KEEL_MESSAGE_INVALID: { status: 400, title: 'Message invalid' },
   KEEL_UNKNOWN_MESSAGE_TYPE: { status: 400, title: 'Unknown message type' },
   KEEL_PUBLISH_FAILED: { status: 503, title: 'Publish failed' },
+  KEEL_BROKEN_CIRCUIT: { status: 503, title: 'Circuit open' },
+  KEEL_CIRCUIT_ISOLATED: { status: 503, title: 'Circuit isolated' },
+  KEEL_BULKHEAD_REJECTED: { status: 503, title: 'Bulkhead full' },
+  KEEL_TIMEOUT: { status: 504, title: 'Timed out' },
+  KEEL_RATE_LIMITED: { status: 429, title: 'Rate limited' },
   KEEL_INTERNAL: { status: 500, title: 'Internal error' },
 } as const satisfies Record<string, { status: number; title: string }>;
 
