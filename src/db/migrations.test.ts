@@ -4,6 +4,10 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { isKeelError } from '../errors/index.ts';
 import { createTestDb, type TestDb } from '../testing/db.ts';
+import type { Db } from './db.ts';
+import { defaultDatabaseUrl } from './open-db.ts';
+import { openPgDb } from './pg-db.ts';
+import { PgliteDb, openPgliteDb } from './pglite-db.ts';
 import { loadMigrations, migrationChecksum } from './migration-files.ts';
 import { migrate } from './migrations.ts';
 
@@ -151,5 +155,44 @@ describe('migrate', () => {
     const b = await testDb();
     await migrate(a, [first]);
     expect((await migrate(b, [first])).applied).toEqual(['0001_orders']);
+  });
+
+  it('applies each migration exactly once when several runners start at once', async () => {
+    const db = await testDb();
+    // Separate Db instances on the same schema: separate pools (separate processes' view) on pg,
+    // separate PgliteDbs over the one instance on PGlite.
+    const runners: Db[] = [];
+    for (let i = 0; i < 4; i++) {
+      const runner =
+        db.inner instanceof PgliteDb
+          ? await openPgliteDb({ pglite: db.inner.pglite, schema: db.schema })
+          : await openPgDb({
+              url: process.env.DATABASE_URL?.trim() || defaultDatabaseUrl,
+              schema: db.schema,
+              poolSize: 2,
+            });
+      cleanups.push(() => runner.close());
+      runners.push(runner);
+    }
+    // Not idempotent on purpose: a second run of any of them fails (CREATE TABLE) or double counts.
+    const migrations = Array.from({ length: 6 }, (_, i) => ({
+      id: `000${i + 1}_step`,
+      sql:
+        i === 0
+          ? 'CREATE TABLE runs (id text); CREATE TABLE t1 (id int);'
+          : `CREATE TABLE t${i + 1} (id int); INSERT INTO runs VALUES ('${i + 1}'); SELECT pg_sleep(0.01);`,
+    }));
+    const reports = await Promise.all(runners.map((runner) => migrate(runner, migrations)));
+    const appliedCounts = migrations.map(
+      (m) => reports.filter((report) => report.applied.includes(m.id)).length,
+    );
+    expect(appliedCounts).toEqual([1, 1, 1, 1, 1, 1]);
+    for (const report of reports) {
+      expect([...report.applied, ...report.alreadyApplied].sort()).toEqual(migrations.map((m) => m.id));
+    }
+    const { rows } = await db.query<{ id: string; n: string }>(
+      'SELECT id, count(*) AS n FROM runs GROUP BY id ORDER BY id',
+    );
+    expect(rows).toEqual(['2', '3', '4', '5', '6'].map((id) => ({ id, n: '1' })));
   });
 });

@@ -178,6 +178,12 @@ export class PgDb implements Db {
       throw this.#translate(error);
     }
     let discard: Error | undefined;
+    // A checked-out connection that drops emits 'error' on the client, not the pool: unhandled, it
+    // kills the process. The query in flight rejects anyway, so recording it is enough.
+    const onError = (error: Error): void => {
+      discard ??= error;
+    };
+    client.on('error', onError);
     try {
       await client.query(
         isolation === undefined ? 'BEGIN' : `BEGIN ISOLATION LEVEL ${isolation.toUpperCase()}`,
@@ -204,6 +210,7 @@ export class PgDb implements Db {
       throw this.#translate(error);
     } finally {
       // A connection that failed mid-transaction is destroyed, not returned to the pool half-open.
+      client.off('error', onError);
       client.release(discard);
     }
   }

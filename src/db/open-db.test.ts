@@ -1,0 +1,73 @@
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { createTempPgliteDir, testDbBackend } from '../testing/db.ts';
+import { dbConfigFromEnv, defaultDatabaseUrl, openDb } from './open-db.ts';
+
+describe('dbConfigFromEnv', () => {
+  it('defaults to PGlite in ./.keel/pglite', () => {
+    expect(dbConfigFromEnv({})).toEqual({
+      kind: 'pglite',
+      dataDir: path.join('.keel', 'pglite'),
+      schema: 'public',
+    });
+  });
+
+  it('reads KEEL_DATA_DIR, KEEL_DB_SCHEMA, and memory://', () => {
+    expect(dbConfigFromEnv({ KEEL_DATA_DIR: '/var/lib/shop', KEEL_DB_SCHEMA: 'shop' })).toEqual({
+      kind: 'pglite',
+      dataDir: '/var/lib/shop/pglite',
+      schema: 'shop',
+    });
+    expect(dbConfigFromEnv({ KEEL_DATA_DIR: 'memory://' })).toMatchObject({ dataDir: 'memory://' });
+  });
+
+  it('reads KEEL_DB=pg with DATABASE_URL, defaulting to the local server', () => {
+    expect(dbConfigFromEnv({ KEEL_DB: 'pg' })).toEqual({
+      kind: 'pg',
+      url: defaultDatabaseUrl,
+      schema: 'public',
+    });
+    expect(dbConfigFromEnv({ KEEL_DB: 'pg', DATABASE_URL: 'postgresql://u:p@db:6543/shop' })).toMatchObject({
+      url: 'postgresql://u:p@db:6543/shop',
+    });
+  });
+
+  it('rejects bad values naming the variable, without echoing a password', () => {
+    expect(() => dbConfigFromEnv({ KEEL_DB: 'sqlite' })).toThrow(
+      /KEEL_DB: expected 'pglite' or 'pg', got "sqlite"/,
+    );
+    expect(() => dbConfigFromEnv({ KEEL_DB_SCHEMA: 'My Schema' })).toThrow(/KEEL_DB_SCHEMA/);
+    let message = '';
+    try {
+      dbConfigFromEnv({ KEEL_DB: 'pg', DATABASE_URL: 'mysql://root:hunter2@db/shop' });
+    } catch (error) {
+      message = (error as Error).message;
+    }
+    expect(message).toMatch(/^DATABASE_URL: expected a postgres:/);
+    expect(message).not.toContain('hunter2');
+  });
+});
+
+describe('openDb', () => {
+  it.skipIf(testDbBackend() !== 'pglite')('opens PGlite in a data directory (PGlite pass only)', async () => {
+    await using dir = await createTempPgliteDir();
+    const db = await openDb({ kind: 'pglite', dataDir: dir.path, schema: 'shop' });
+    expect(db.dialect).toBe('pglite');
+    expect(db.schema).toBe('shop');
+    expect((await db.query<{ s: string }>('SELECT current_schema() AS s')).rows).toEqual([{ s: 'shop' }]);
+    await db.close();
+  });
+
+  it.skipIf(testDbBackend() !== 'pg')('opens a pg pool (pg pass only)', async () => {
+    const db = await openDb({ kind: 'pg', url: process.env.DATABASE_URL?.trim() || defaultDatabaseUrl });
+    expect(db.dialect).toBe('pg');
+    expect((await db.query('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
+    await db.close();
+  });
+
+  it('rejects an unknown kind naming the field', async () => {
+    await expect(openDb({ kind: 'mysql' } as unknown as Parameters<typeof openDb>[0])).rejects.toMatchObject({
+      field: 'config.kind',
+    });
+  });
+});

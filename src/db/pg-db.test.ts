@@ -1,0 +1,141 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { isKeelError } from '../errors/index.ts';
+import { createTestDb, testDbBackend, type TestDb } from '../testing/db.ts';
+import { defaultDatabaseUrl } from './open-db.ts';
+import { openPgDb, type PgDb } from './pg-db.ts';
+
+const pgPass = testDbBackend() === 'pg';
+const url = process.env.DATABASE_URL?.trim() || defaultDatabaseUrl;
+
+const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+/** Waits for `check` to hold, polling: these tests watch a real server's connections. */
+async function eventually(check: () => Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
+
+describe('PgDb without a server', () => {
+  it('fails to open with KEEL_DB_UNAVAILABLE naming host and port', async () => {
+    const error: unknown = await openPgDb({
+      url: 'postgres://postgres@127.0.0.1:1/test',
+      connectTimeoutMs: 2000,
+    }).catch((e: unknown) => e);
+    expect(isKeelError(error, 'KEEL_DB_UNAVAILABLE')).toBe(true);
+    expect((error as Error).message).toContain('PostgreSQL at 127.0.0.1:1');
+    expect((error as Error).message).not.toContain('postgres://');
+  });
+
+  it('makes createTestDb fail by name when KEEL_DB=pg and the server is missing', async () => {
+    const error: unknown = await createTestDb({
+      env: { KEEL_DB: 'pg', DATABASE_URL: 'postgres://postgres@127.0.0.1:1/test', CI: 'true' },
+    }).catch((e: unknown) => e);
+    expect(isKeelError(error, 'KEEL_DB_UNAVAILABLE')).toBe(true);
+    expect((error as Error).message).toMatch(/KEEL_DB=pg .*PostgreSQL at 127\.0\.0\.1:1/);
+  });
+
+  it('validates its options naming the field', async () => {
+    await expect(openPgDb({ url: '' })).rejects.toMatchObject({ code: 'KEEL_INVALID_ARGUMENT' });
+    await expect(openPgDb({ url, poolSize: 0 })).rejects.toMatchObject({ field: 'poolSize' });
+    await expect(openPgDb({ url, schema: 'Robert"); DROP' })).rejects.toMatchObject({ field: 'schema' });
+  });
+});
+
+describe.skipIf(!pgPass)('PgDb against the server (runs in the KEEL_DB=pg pass only)', () => {
+  async function testDb(): Promise<TestDb> {
+    const db = await createTestDb();
+    cleanups.push(() => db.close());
+    return db;
+  }
+
+  async function openSecond(schema: string, applicationName = 'keel-test'): Promise<PgDb> {
+    const db = await openPgDb({
+      url,
+      schema,
+      applicationName,
+      listenerBackoff: { initialMs: 20, maxMs: 200 },
+    });
+    cleanups.push(() => db.close());
+    return db;
+  }
+
+  it('sets the schema on every pooled connection', async () => {
+    const db = await testDb();
+    const schemas = await Promise.all(
+      Array.from({ length: 12 }, () =>
+        db.transaction(async (tx) => {
+          const { rows } = await tx.query<{ s: string }>('SELECT current_schema() AS s, pg_sleep(0.02)');
+          return rows[0]?.s;
+        }),
+      ),
+    );
+    expect(new Set(schemas)).toEqual(new Set([db.schema]));
+  });
+
+  it('re-LISTENs after the listening connection is killed', async () => {
+    const schema = (await testDb()).schema;
+    const db = await openSecond(schema, 'keel-test-reconnect');
+    const channel = `reconnect_${schema}`;
+    const received: string[] = [];
+    await db.listen(channel, (payload) => received.push(payload));
+    await db.query('SELECT pg_notify($1, $2)', [channel, 'before']);
+    await eventually(async () => received.includes('before'), 'the first notification');
+
+    const pid = db.listenerState.backendPid;
+    expect(pid).toBeTypeOf('number');
+    await db.query('SELECT pg_terminate_backend($1)', [pid]);
+    await eventually(
+      async () => db.listenerState.reconnects === 1 && db.listenerState.connected,
+      'the reconnect',
+    );
+    expect(db.listenerState.backendPid).not.toBe(pid);
+
+    await db.query('SELECT pg_notify($1, $2)', [channel, 'after']);
+    await eventually(async () => received.includes('after'), 'a notification after the reconnect');
+  });
+
+  it('turns a connection killed mid-transaction into KEEL_DB_UNAVAILABLE, and keeps serving', async () => {
+    const db = await testDb();
+    const pid = await db.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+    expect(pid.rows[0]?.pid).toBeTypeOf('number');
+    let victim: number | undefined;
+    const running = db.transaction(async (tx) => {
+      victim = (await tx.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]?.pid;
+      await tx.query('SELECT pg_sleep(5)');
+    });
+    const failed = running.catch((e: unknown) => e);
+    await eventually(async () => victim !== undefined, 'the transaction to start');
+    await db.query('SELECT pg_terminate_backend($1)', [victim]);
+    const error: unknown = await failed;
+    expect(isKeelError(error, 'KEEL_DB_UNAVAILABLE')).toBe(true);
+    expect((error as Error).message).toContain('PostgreSQL at');
+    expect((await db.query('SELECT 1 AS ok')).rows).toEqual([{ ok: 1 }]);
+  });
+
+  it('closes the pool and the listener: no connection is left on the server', async () => {
+    const schema = (await testDb()).schema;
+    const name = `keel-close-${process.pid}`;
+    const db = await openPgDb({ url, schema, applicationName: name });
+    await db.listen(`close_${schema}`, () => undefined);
+    await Promise.all(Array.from({ length: 4 }, () => db.query('SELECT pg_sleep(0.01)')));
+    const observer = await testDb();
+    const count = async (): Promise<number> =>
+      Number(
+        (
+          await observer.query<{ n: string }>(
+            'SELECT count(*) AS n FROM pg_stat_activity WHERE application_name LIKE $1',
+            [`${name}%`],
+          )
+        ).rows[0]?.n,
+      );
+    expect(await count()).toBeGreaterThanOrEqual(2);
+    await db.close();
+    await eventually(async () => (await count()) === 0, 'the connections to close');
+  });
+});
