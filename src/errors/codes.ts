@@ -13,6 +13,7 @@ export const errorCodes = {
   KEEL_NOT_FOUND: { status: 404, title: 'Not found' },
   KEEL_ROUTE_NOT_FOUND: { status: 404, title: 'Route not found' },
   KEEL_ABORTED: { status: 499, title: 'Aborted' },
+  KEEL_CLOCK_DRIFT: { status: 400, title: 'Clock drift beyond bound' },
   KEEL_SERVICE_STATE: { status: 500, title: 'Service in the wrong state' },
   KEEL_DB_UNAVAILABLE: { status: 503, title: 'Database unavailable' },
   KEEL_DB_IN_TRANSACTION: { status: 500, title: 'Database used inside its own transaction' },
