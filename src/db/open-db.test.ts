@@ -51,6 +51,8 @@ describe('dbConfigFromEnv', () => {
 describe('openDb', () => {
   it.skipIf(testDbBackend() !== 'pglite')('opens PGlite in a data directory (PGlite pass only)', async () => {
     await using dir = await createTempPgliteDir();
+    // Seeded from the harness's initdb template: openDb then opens an existing database, as on a restart.
+    await (await dir.open()).close();
     const db = await openDb({ kind: 'pglite', dataDir: dir.path, schema: 'shop' });
     expect(db.dialect).toBe('pglite');
     expect(db.schema).toBe('shop');

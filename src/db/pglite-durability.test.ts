@@ -12,9 +12,11 @@ const dirs: TempPgliteDir[] = [];
 afterEach(async () => {
   await Promise.all(dirs.splice(0).map((dir) => dir.remove()));
 });
+/** A data directory holding an empty database (from the harness's template: no initdb in the child). */
 async function tempDir(): Promise<TempPgliteDir> {
   const dir = await createTempPgliteDir();
   dirs.push(dir);
+  await (await dir.open()).close();
   return dir;
 }
 

@@ -10,6 +10,23 @@ import { openPgDb } from '../db/pg-db.ts';
 import { openPgliteDb, type PgliteDb, type PgliteDbOptions } from '../db/pglite-db.ts';
 import { InvalidArgumentError, KeelError, isKeelError } from '../errors/index.ts';
 import { systemClock, type TimerHandle } from '../time/index.ts';
+import { discardPgliteTemplate, pgliteTemplate } from './pglite-template.ts';
+
+/** Runs `open` from the cached initdb template; a template that fails is discarded and initdb runs instead. */
+async function fromTemplate<T>(open: (template: Blob | undefined) => Promise<T>): Promise<T> {
+  let template: Blob;
+  try {
+    template = await pgliteTemplate();
+  } catch {
+    return open(undefined);
+  }
+  try {
+    return await open(template);
+  } catch {
+    await discardPgliteTemplate();
+    return open(undefined);
+  }
+}
 
 export type TestDbBackend = 'pglite' | 'pg';
 
@@ -87,7 +104,7 @@ export async function createTestDb(options: TestDbOptions = {}): Promise<TestDb>
   }
   if (backend !== 'pglite') throw new InvalidArgumentError('backend', "'pglite' or 'pg'", backend);
   if (options.isolated === true) {
-    const db = await openPgliteDb({ schema });
+    const db = await fromTemplate((template) => openPgliteDb({ schema, template }));
     return new SchemaScopedDb(db, backend, async () => undefined);
   }
   const pglite = await sharedPglite.acquire();
@@ -114,7 +131,9 @@ const sharedPglite = new (class {
     if (this.#idle !== undefined) systemClock.clearTimeout(this.#idle);
     this.#idle = undefined;
     this.#users += 1;
-    this.#instance ??= PGlite.create('memory://');
+    this.#instance ??= fromTemplate((template) =>
+      PGlite.create('memory://', template === undefined ? {} : { loadDataDir: template }),
+    );
     const instance = this.#instance;
     instance.catch(() => {
       if (this.#instance === instance) this.#instance = undefined;
@@ -199,7 +218,8 @@ export async function createTempPgliteDir(prefix = 'keel-pglite-'): Promise<Temp
   const remove = (): Promise<void> => rm(dir, { recursive: true, force: true });
   return {
     path: dir,
-    open: (options = {}) => openPgliteDb({ ...options, dataDir: dir }),
+    // The template only seeds a directory without a database; a reopen finds the data and keeps it.
+    open: (options = {}) => fromTemplate((template) => openPgliteDb({ ...options, dataDir: dir, template })),
     remove,
     [Symbol.asyncDispose]: remove,
   };
