@@ -120,8 +120,12 @@ if [[ ! -f "$lib/.pom.sha256" || "$(cat "$lib/.pom.sha256")" != "$pom_sum" ]]; t
   echo "kafka: fetching the Kafka jars from Maven Central into $lib"
   fetch_started="$(date +%s%3N)"
   rm -rf "$lib.tmp"
-  mvn -q -B -Dstyle.color=never -f "$here/pom.xml" dependency:copy-dependencies \
-    -DincludeScope=runtime -DoutputDirectory="$lib.tmp"
+  if ! mvn -q -B -Dstyle.color=never -f "$here/pom.xml" dependency:copy-dependencies \
+    -DincludeScope=runtime -DoutputDirectory="$lib.tmp" >"$home/fetch.log" 2>&1; then
+    echo "kafka: fetching the jars failed (Maven Central unreachable?):" >&2
+    tail -n 30 "$home/fetch.log" >&2
+    exit 1
+  fi
   rm -rf "$lib"
   mv "$lib.tmp" "$lib"
   echo "$pom_sum" >"$lib/.pom.sha256"
@@ -164,6 +168,12 @@ share.coordinator.state.topic.min.isr=1
 # crashed consumer's partitions move in seconds.
 group.initial.rebalance.delay.ms=0
 group.min.session.timeout.ms=1000
+
+# After a crash (stop.sh --kill) the restarted broker cannot register until the controller has
+# expired its previous incarnation's session: 9 s by default, 4 s here. Not lower, so that a
+# loaded machine's GC pause does not fence a healthy broker.
+broker.heartbeat.interval.ms=1000
+broker.session.timeout.ms=4000
 
 # A shared two-core machine: fewer threads than the defaults.
 num.network.threads=2
