@@ -17,7 +17,8 @@ export function fullJitter(delay: number, random: Random = Math.random): number 
 /** Equal jitter: uniform in [delay / 2, delay). Keeps at least half the wait, still spreads. */
 export function equalJitter(delay: number, random: Random = Math.random): number {
   const half = delay / 2;
-  return half + random() * half;
+  // min(): with tiny (subnormal) delays the rounding of half + half can exceed delay.
+  return Math.min(delay, half + random() * half);
 }
 
 /**

@@ -1,0 +1,58 @@
+import { describe, expect, it } from 'vitest';
+import { ManualClock } from '../time/index.ts';
+import { RateLimitedError } from './errors.ts';
+import { MemoryRateLimitStore } from './rate-limit-store.ts';
+import { rateLimiter } from './rate-limiter.ts';
+
+describe('rateLimiter', () => {
+  it("'reject' mode fails at once with retryAfterMs once the bucket is empty", async () => {
+    const clock = new ManualClock(0);
+    const policy = rateLimiter({ capacity: 2, refillPerSecond: 1, clock });
+    await policy.execute(() => 1);
+    await policy.execute(() => 2);
+    const error = (await policy.execute(() => 3).catch((e: unknown) => e)) as RateLimitedError;
+    expect(error).toBeInstanceOf(RateLimitedError);
+    expect(error.code).toBe('KEEL_RATE_LIMITED');
+    expect(error.retryAfterMs).toBe(1000);
+  });
+
+  it("'wait' mode waits for a token, first come first served", async () => {
+    const clock = new ManualClock(0);
+    const policy = rateLimiter({ capacity: 1, refillPerSecond: 10, mode: 'wait', clock });
+    const done: number[] = [];
+    const calls = [1, 2, 3].map((n) => policy.execute(() => done.push(n)));
+    await clock.advance(100);
+    expect(done).toEqual([1, 2]);
+    await clock.advance(100);
+    await Promise.all(calls);
+    expect(done).toEqual([1, 2, 3]);
+  });
+
+  it("'wait' mode gives the token back when the caller aborts the wait", async () => {
+    const clock = new ManualClock(0);
+    const policy = rateLimiter({ capacity: 1, refillPerSecond: 1, mode: 'wait', clock });
+    await policy.execute(() => 0);
+    const controller = new AbortController();
+    const waiting = policy.execute(() => 1, controller.signal);
+    controller.abort();
+    await expect(waiting).rejects.toMatchObject({ code: 'KEEL_ABORTED' });
+    await clock.advance(1000);
+    await expect(policy.execute(() => 2)).resolves.toBe(2);
+  });
+
+  it('shares buckets through a store, by key', async () => {
+    const clock = new ManualClock(0);
+    const store = new MemoryRateLimitStore();
+    const a = rateLimiter({ capacity: 1, refillPerSecond: 1, clock, shared: { store, key: 'client-a' } });
+    const b = rateLimiter({ capacity: 1, refillPerSecond: 1, clock, shared: { store, key: 'client-a' } });
+    await a.execute(() => 'a');
+    await expect(b.execute(() => 'b')).rejects.toBeInstanceOf(RateLimitedError);
+    await expect(b.acquire({ key: 'client-b' })).resolves.toBeUndefined();
+  });
+
+  it('rejects bad options naming each one', () => {
+    expect(() => rateLimiter({ capacity: 0, refillPerSecond: 1 })).toThrow(/capacity/);
+    expect(() => rateLimiter({ capacity: 1, refillPerSecond: 1, mode: 'queue' as never })).toThrow(/mode/);
+    expect(() => rateLimiter({ capacity: 1, refillPerSecond: 1, maxWaitMs: -1 })).toThrow(/maxWaitMs/);
+  });
+});
