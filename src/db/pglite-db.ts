@@ -1,7 +1,8 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { PGlite, type QueryOptions, type Results } from '@electric-sql/pglite';
-import { KeelError } from '../errors/index.ts';
+import { InvalidArgumentError, KeelError } from '../errors/index.ts';
+import { lockDataDir, type DataDirLock } from './data-dir-lock.ts';
 import type { Db, QueryResult, Row, TransactionOptions, Tx, Unlisten } from './db.ts';
 import { checkIdentifier, quoteIdentifier } from './identifiers.ts';
 import { checkIsolation } from './isolation.ts';
@@ -72,9 +73,13 @@ function sessionOf(pglite: PGlite): PgliteSession {
   return session;
 }
 
-function holdsDatabase(dataDir: string): boolean {
-  if (dataDir.startsWith('memory://')) return false;
-  return existsSync(path.join(dataDir.replace(/^file:\/\//, ''), 'PG_VERSION'));
+function holdsDatabase(directory: string): boolean {
+  return existsSync(path.join(directory, 'PG_VERSION'));
+}
+
+/** What a `PgliteDb` that opened its instance must release on close. */
+interface Owned {
+  lock: DataDirLock | undefined;
 }
 
 type PgliteQueryable = Pick<PGlite, 'query' | 'exec'>;
@@ -107,45 +112,52 @@ export class PgliteDb implements Db {
   readonly dialect = 'pglite' as const;
   readonly schema: string;
   readonly #session: PgliteSession;
-  readonly #ownsInstance: boolean;
+  /** Set when this PgliteDb opened the instance (and locked its directory); undefined when it joined one. */
+  readonly #owned: Owned | undefined;
   #closed: Promise<void> | undefined;
 
-  private constructor(session: PgliteSession, schema: string, ownsInstance: boolean) {
+  private constructor(session: PgliteSession, schema: string, owned: Owned | undefined) {
     this.#session = session;
     this.schema = schema;
-    this.#ownsInstance = ownsInstance;
+    this.#owned = owned;
   }
 
   /** Opens (or joins) a PGlite instance and creates the schema if it is missing. */
   static async open(options: PgliteDbOptions = {}): Promise<PgliteDb> {
     const schema = checkIdentifier('schema', options.schema ?? 'public');
-    const ownsInstance = options.pglite === undefined;
-    let pglite: PGlite;
-    if (options.pglite !== undefined) {
-      pglite = options.pglite;
-    } else {
-      const dataDir = options.dataDir ?? 'memory://';
-      if (typeof dataDir !== 'string' || dataDir === '') {
-        throw new KeelError('KEEL_INVALID_ARGUMENT', 'dataDir: expected a directory path or "memory://"');
-      }
-      try {
-        const fresh = options.template !== undefined && !holdsDatabase(dataDir);
-        pglite = await PGlite.create(dataDir, fresh ? { loadDataDir: options.template } : {});
-      } catch (cause) {
-        throw new KeelError('KEEL_DB_UNAVAILABLE', `PGlite could not open its data directory ${dataDir}`, {
-          cause,
-          details: { dataDir },
-        });
-      }
+    if (options.pglite !== undefined) return PgliteDb.#start(options.pglite, schema, undefined);
+    const dataDir = options.dataDir ?? 'memory://';
+    if (typeof dataDir !== 'string' || dataDir === '') {
+      throw new InvalidArgumentError('dataDir', 'a directory path or "memory://"', dataDir);
     }
-    const db = new PgliteDb(sessionOf(pglite), schema, ownsInstance);
+    const directory = dataDir.startsWith('memory://') ? undefined : dataDir.replace(/^file:\/\//, '');
+    const lock = directory === undefined ? undefined : await lockDataDir(directory);
+    let pglite: PGlite;
+    try {
+      const fresh = options.template !== undefined && (directory === undefined || !holdsDatabase(directory));
+      pglite = await PGlite.create(dataDir, fresh ? { loadDataDir: options.template } : {});
+    } catch (cause) {
+      await lock?.release();
+      throw new KeelError('KEEL_DB_UNAVAILABLE', `PGlite could not open its data directory ${dataDir}`, {
+        cause,
+        details: { dataDir },
+      });
+    }
+    return PgliteDb.#start(pglite, schema, { lock });
+  }
+
+  static async #start(pglite: PGlite, schema: string, owned: Owned | undefined): Promise<PgliteDb> {
+    const db = new PgliteDb(sessionOf(pglite), schema, owned);
     try {
       await db.#session.exclusive(async () => {
         await pglite.exec(`CREATE SCHEMA IF NOT EXISTS ${quoteIdentifier(schema)}`);
         await db.#useSchema();
       });
     } catch (error) {
-      if (ownsInstance) await pglite.close();
+      if (owned !== undefined) {
+        await pglite.close();
+        await owned.lock?.release();
+      }
       throw error;
     }
     return db;
@@ -217,7 +229,9 @@ export class PgliteDb implements Db {
    */
   close(): Promise<void> {
     this.#closed ??= this.#session.exclusive(async () => {
-      if (this.#ownsInstance && !this.#session.pglite.closed) await this.#session.pglite.close();
+      if (this.#owned === undefined) return;
+      if (!this.#session.pglite.closed) await this.#session.pglite.close();
+      await this.#owned.lock?.release();
     });
     return this.#closed;
   }

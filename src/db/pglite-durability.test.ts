@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
+import { isKeelError } from '../errors/index.ts';
 import { createTempPgliteDir, testDbBackend, type TempPgliteDir } from '../testing/db.ts';
 
 // These tests are about PGlite's files, so they run once, in the PGlite pass of the suite.
@@ -30,7 +31,10 @@ interface ChildRun {
  * Runs the commit loop in a child process. It dies by SIGKILL: its own after `stopAfter` commits,
  * or the parent's after `killAfter` acknowledged commits (at whatever point the child then is).
  */
-function runChild(dataDir: string, options: { stopAfter?: number; killAfter?: number }): Promise<ChildRun> {
+function runChild(
+  dataDir: string,
+  options: { stopAfter?: number; killAfter?: number; beforeKill?: (pid: number) => Promise<void> },
+): Promise<ChildRun> {
   const args = ['--import', 'tsx', child, dataDir];
   if (options.stopAfter !== undefined) args.push(String(options.stopAfter));
   const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
@@ -39,7 +43,9 @@ function runChild(dataDir: string, options: { stopAfter?: number; killAfter?: nu
     const match = /^committed (\d+)$/.exec(line);
     if (match === null) return;
     acknowledged.push(Number(match[1]));
-    if (options.killAfter !== undefined && acknowledged.length === options.killAfter) proc.kill('SIGKILL');
+    if (options.killAfter !== undefined && acknowledged.length === options.killAfter) {
+      void (options.beforeKill?.(proc.pid ?? 0) ?? Promise.resolve()).finally(() => proc.kill('SIGKILL'));
+    }
   });
   return new Promise((resolve, reject) => {
     proc.on('error', reject);
@@ -101,6 +107,31 @@ describe.skipIf(!pglitePass)(
       for (const id of acknowledged) expect(ids).toContain(id);
       expect(ids).toEqual(Array.from({ length: ids.length }, (_, i) => i + 1));
       expect(ids.length - acknowledged.length).toBeLessThanOrEqual(2);
+    });
+
+    it('refuses a second open of a directory in use, in this process or by another, and takes over after a crash', async () => {
+      const dir = await tempDir();
+      const first = await dir.open();
+      const second: unknown = await dir.open().catch((e: unknown) => e);
+      expect(isKeelError(second, 'KEEL_DB_UNAVAILABLE')).toBe(true);
+      expect((second as Error).message).toContain('in use by another PgliteDb in this process');
+      await first.close();
+
+      let refusal: unknown;
+      const run = await runChild(dir.path, {
+        killAfter: 3,
+        beforeKill: async (pid) => {
+          refusal = await dir.open().catch((e: unknown) => e);
+          expect((refusal as Error).message).toContain(`in use by process ${pid}`);
+        },
+      });
+      expect(isKeelError(refusal, 'KEEL_DB_UNAVAILABLE')).toBe(true);
+      expect(run.signal).toBe('SIGKILL');
+      // The dead child's lock is stale: opening takes it over.
+      const reopened = await dir.open();
+      const { rows } = await reopened.query<{ n: string }>('SELECT count(*) AS n FROM crash_rows');
+      expect(Number(rows[0]?.n)).toBeGreaterThanOrEqual(3);
+      await reopened.close();
     });
   },
 );

@@ -22,7 +22,9 @@ async function fromTemplate<T>(open: (template: Blob | undefined) => Promise<T>)
   }
   try {
     return await open(template);
-  } catch {
+  } catch (error) {
+    // A directory in use is not the template's fault.
+    if (isKeelError(error) && error.details?.lockFile !== undefined) throw error;
     await discardPgliteTemplate();
     return open(undefined);
   }
