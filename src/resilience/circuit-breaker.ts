@@ -12,7 +12,7 @@ import {
   type WindowStats,
 } from './failure-window.ts';
 import { requireFunction, requireInteger, requireNumber, requireObject } from './options.ts';
-import { Policy, runPolicy, type Next, type Operation } from './policy.ts';
+import { Policy, runPolicy, start, type Next, type Operation } from './policy.ts';
 
 export interface SharedBreakerOptions {
   store: BreakerStateStore;
@@ -153,7 +153,34 @@ export class CircuitBreakerPolicy extends Policy {
     return this.#writes;
   }
 
-  async [runPolicy]<T>(fn: Operation<T>, context: PolicyContext, next: Next): Promise<T> {
+  [runPolicy]<T>(fn: Operation<T>, context: PolicyContext, next: Next): Promise<T> {
+    // Fast path: closed, no clock to read, nothing to sync. Outcomes count against whatever
+    // state the breaker is in when they arrive (a closed window), like resilience4j.
+    if (this.#state.status === 'closed' && !this.#detector.usesClock && this.#shared === undefined) {
+      return start(next, fn, context).then(this.#closedSuccess, (error: unknown) =>
+        this.#closedFailure(error, context),
+      ) as Promise<T>;
+    }
+    return this.#guarded(fn, context, next);
+  }
+
+  readonly #closedSuccess = (result: unknown): unknown => {
+    this.#settle(
+      this.#generation,
+      false,
+      this.#handleResult !== undefined && this.#handleResult(result) ? 1 : 0,
+      0,
+    );
+    return result;
+  };
+
+  #closedFailure(error: unknown, context: PolicyContext): never {
+    const failed = !context.aborted && (this.#handle === undefined || this.#handle(error));
+    this.#settle(this.#generation, false, failed ? 1 : -1, 0);
+    throw error;
+  }
+
+  async #guarded<T>(fn: Operation<T>, context: PolicyContext, next: Next): Promise<T> {
     const detector = this.#detector;
     const now =
       detector.usesClock || this.#shared !== undefined || this.#state.status !== 'closed'

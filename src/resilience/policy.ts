@@ -16,6 +16,20 @@ export const callOperation: Next = {
   call: <T>(fn: Operation<T>, context: PolicyContext): T | PromiseLike<T> => fn(context),
 };
 
+/**
+ * Starts the rest of the chain as a promise: a synchronous throw or a plain value from `fn`
+ * becomes a rejected or resolved promise. Hot paths chain `.then` on it instead of awaiting
+ * in an async function, which saves one promise and one microtask hop per call.
+ */
+export function start<T>(next: Next, fn: Operation<T>, context: PolicyContext): Promise<T> {
+  try {
+    return Promise.resolve(next.call(fn, context));
+  } catch (error) {
+    // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- what fn threw, unchanged
+    return Promise.reject(error);
+  }
+}
+
 /** The internal entry point of a policy; `pipeline` chains policies through it. */
 export const runPolicy: unique symbol = Symbol('keel.runPolicy');
 

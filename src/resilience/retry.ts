@@ -4,7 +4,7 @@ import { exponentialBackoff, sleep, systemClock, type Backoff, type Clock } from
 import { AttemptContext, type PolicyContext } from './context.ts';
 import { retryAfterOf } from './errors.ts';
 import { requireFunction, requireInteger, requireNumber, requireObject } from './options.ts';
-import { Policy, runPolicy, type Next, type Operation } from './policy.ts';
+import { Policy, runPolicy, start, type Next, type Operation } from './policy.ts';
 import type { RetryBudget } from './retry-budget.ts';
 
 export interface RetryOptions {
@@ -111,15 +111,24 @@ export class RetryPolicy extends Policy {
     return this.events.on(name, listener);
   }
 
-  async [runPolicy]<T>(fn: Operation<T>, context: PolicyContext, next: Next): Promise<T> {
+  [runPolicy]<T>(fn: Operation<T>, context: PolicyContext, next: Next): Promise<T> {
     this.#budget?.recordCall();
     // The first attempt reuses the caller's context when it already says attempt 1.
-    let current = context.attempt === 1 ? context : new AttemptContext(context, 1);
+    const first = start(next, fn, context.attempt === 1 ? context : new AttemptContext(context, 1));
+    // Fast path: a success needs no work, so only a failure enters the retry loop.
+    if (this.#handleResult === undefined) {
+      // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- the attempt's error, unchanged
+      return first.catch((error: unknown) => this.#loop(fn, context, next, Promise.reject(error)));
+    }
+    return this.#loop(fn, context, next, first);
+  }
+
+  async #loop<T>(fn: Operation<T>, context: PolicyContext, next: Next, pending: Promise<T>): Promise<T> {
     let previousDelay = 0;
     for (let attempt = 1; ; attempt++) {
       let delay: number;
       try {
-        const result = await next.call(fn, current);
+        const result = await pending;
         if (this.#handleResult === undefined || !this.#handleResult(result, attempt)) return result;
         delay = this.#delayAfter(attempt, context, undefined, result, previousDelay);
         if (delay < 0) return result;
@@ -131,7 +140,7 @@ export class RetryPolicy extends Policy {
       // Aborts at once, not after the delay: a cancelled request must not wait out a backoff.
       if (delay > 0) await sleep(delay, { clock: this.#clock, signal: context.abortSignal() });
       previousDelay = delay;
-      current = new AttemptContext(context, attempt + 1);
+      pending = start(next, fn, new AttemptContext(context, attempt + 1));
     }
   }
 

@@ -5,7 +5,7 @@ import { OwnedContext, type PolicyContext } from './context.ts';
 import { DeadlineQueue, type Deadline } from './deadline-queue.ts';
 import { TimeoutError } from './errors.ts';
 import { requireObject, requirePositive } from './options.ts';
-import { Policy, runPolicy, type Next, type Operation } from './policy.ts';
+import { Policy, runPolicy, start, type Next, type Operation } from './policy.ts';
 
 /**
  * - 'cooperative' (default): at the deadline the work's signal aborts and the policy waits for
@@ -26,21 +26,23 @@ export interface TimeoutEvents {
   timeout: { timeoutMs: number };
 }
 
-/** One call's bookkeeping: the deadline entry and the context it aborts. */
-class Bounded implements Deadline {
+/** One call: its context (which the deadline aborts) and its entry in the deadline queue. */
+class Bounded extends OwnedContext implements Deadline {
   done = false;
   timedOut = false;
   reject: ((error: unknown) => void) | undefined = undefined;
   settled: Promise<void> | undefined = undefined;
   constructor(
+    parent: PolicyContext,
     readonly at: number,
-    readonly context: OwnedContext,
     readonly policy: TimeoutPolicy,
-  ) {}
+  ) {
+    super(parent, parent.attempt);
+  }
   expire(): void {
     this.timedOut = true;
     const error = new TimeoutError(this.policy.timeoutMs, { settled: this.settled });
-    this.context.abort(error);
+    this.abort(error);
     this.policy.emitTimeout();
     this.reject?.(error);
   }
@@ -76,36 +78,32 @@ export class TimeoutPolicy extends Policy {
   }
 
   [runPolicy]<T>(fn: Operation<T>, context: PolicyContext, next: Next): Promise<T> {
-    const owned = new OwnedContext(context, context.attempt);
-    const bounded = new Bounded(this.#clock.now() + this.timeoutMs, owned, this);
+    const bounded = new Bounded(context, this.#clock.now() + this.timeoutMs, this);
     this.#deadlines.add(bounded);
     return this.mode === 'cooperative'
       ? this.#cooperative(fn, bounded, next)
       : this.#aggressive(fn, bounded, next);
   }
 
-  async #cooperative<T>(fn: Operation<T>, bounded: Bounded, next: Next): Promise<T> {
-    try {
-      return await next.call(fn, bounded.context);
-    } catch (error) {
-      if (bounded.timedOut)
-        throw error instanceof TimeoutError ? error : new TimeoutError(this.timeoutMs, { cause: error });
-      throw error;
-    } finally {
-      this.#finish(bounded);
-    }
+  #cooperative<T>(fn: Operation<T>, bounded: Bounded, next: Next): Promise<T> {
+    return start(next, fn, bounded).then(
+      (result) => {
+        this.#finish(bounded);
+        return result;
+      },
+      (error: unknown) => {
+        this.#finish(bounded);
+        if (bounded.timedOut)
+          throw error instanceof TimeoutError ? error : new TimeoutError(this.timeoutMs, { cause: error });
+        throw error;
+      },
+    );
   }
 
   #aggressive<T>(fn: Operation<T>, bounded: Bounded, next: Next): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       bounded.reject = reject;
-      let work: Promise<T>;
-      try {
-        work = Promise.resolve(next.call(fn, bounded.context));
-      } catch (error) {
-        // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- rethrow what fn threw, unchanged
-        work = Promise.reject(error);
-      }
+      const work = start(next, fn, bounded);
       // Whoever waits on the TimeoutError (a bulkhead) learns when the work really stopped.
       bounded.settled = work.then(
         () => this.#finish(bounded),
@@ -117,7 +115,7 @@ export class TimeoutPolicy extends Policy {
 
   #finish(bounded: Bounded): void {
     bounded.done = true;
-    bounded.context.release();
+    bounded.release();
     this.#deadlines.compact();
   }
 }
