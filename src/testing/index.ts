@@ -8,3 +8,4 @@ export {
   type TestDbOptions,
   type TempPgliteDir,
 } from './db.ts';
+export { advanceUntil, type AdvanceUntilOptions } from './advance-until.ts';

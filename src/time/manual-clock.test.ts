@@ -100,7 +100,9 @@ describe('sleep', () => {
 
   it('rejects without setting a timer when the signal is already aborted', async () => {
     const clock = new ManualClock(0);
-    await expect(sleep(10, { clock, signal: AbortSignal.abort() })).rejects.toMatchObject({ code: 'KEEL_ABORTED' });
+    await expect(sleep(10, { clock, signal: AbortSignal.abort() })).rejects.toMatchObject({
+      code: 'KEEL_ABORTED',
+    });
     expect(clock.pendingTimers).toBe(0);
   });
 });

@@ -90,7 +90,8 @@ export class ManualClock implements Clock {
   #next(): ManualTimer | undefined {
     let next: ManualTimer | undefined;
     for (const timer of this.#timers) {
-      if (next === undefined || timer.at < next.at || (timer.at === next.at && timer.seq < next.seq)) next = timer;
+      if (next === undefined || timer.at < next.at || (timer.at === next.at && timer.seq < next.seq))
+        next = timer;
     }
     return next;
   }

@@ -1,0 +1,159 @@
+import type { Db, Unlisten } from '../../../db/db.ts';
+import { InvalidArgumentError } from '../../../errors/index.ts';
+import type { Clock } from '../../../time/index.ts';
+import type { Delivery, DeliverySource } from '../../delivery-source.ts';
+import type { Envelope } from '../../envelope.ts';
+import { pgQueueChannel } from './schema.ts';
+
+export interface PgQueueSourceOptions {
+  clock: Clock;
+  /** Unique per consumer instance: leases are held in its name. */
+  owner: string;
+  /** How long a claim is held before another consumer may take the message. Default 30 000 ms. */
+  leaseMs?: number;
+  /** Where messages go after their last attempt. Default `<queue>.dead-letter`. */
+  deadLetterQueue?: string;
+}
+
+export interface PgDelivery extends Delivery {
+  readonly seq: string;
+}
+
+interface QueueRow {
+  seq: string;
+  id: string;
+  type: string;
+  key: string | null;
+  payload: unknown;
+  headers: Record<string, string>;
+  occurred_at: Date | string;
+  hlc: string | null;
+  attempts: number;
+}
+
+/** The PostgreSQL queue's side of the consumer runtime: claim, ack, retry, dead-letter, release. */
+export class PgQueueSource implements DeliverySource<PgDelivery> {
+  readonly destination: string;
+  readonly #db: Db;
+  readonly #clock: Clock;
+  readonly #owner: string;
+  readonly #leaseMs: number;
+  readonly #deadLetterQueue: string;
+  #unlisten: Unlisten | undefined;
+
+  constructor(db: Db, queue: string, options: PgQueueSourceOptions) {
+    this.destination = queue;
+    this.#db = db;
+    this.#clock = options.clock;
+    this.#owner = options.owner;
+    this.#leaseMs = options.leaseMs ?? 30_000;
+    if (!Number.isFinite(this.#leaseMs) || this.#leaseMs <= 0) {
+      throw new InvalidArgumentError('leaseMs', 'a number > 0', options.leaseMs);
+    }
+    this.#deadLetterQueue = options.deadLetterQueue ?? `${queue}.dead-letter`;
+  }
+
+  async open(wake: () => void): Promise<void> {
+    this.#unlisten = await this.#db.listen(pgQueueChannel, (payload) => {
+      if (payload === this.destination) wake();
+    });
+  }
+
+  async claim(max: number): Promise<PgDelivery[]> {
+    const now = this.#clock.now();
+    // Expired leases first: their holders crashed or stalled, so the messages go back to ready.
+    await this.#db.query(
+      `UPDATE keel_queue SET lease_owner = NULL, lease_until = NULL
+       WHERE queue = $1 AND lease_owner IS NOT NULL AND lease_until <= $2`,
+      [this.destination, new Date(now)],
+    );
+    const { rows } = await this.#db.query<QueueRow>(
+      `WITH picked AS (
+         SELECT seq FROM keel_queue
+         WHERE queue = $1 AND lease_owner IS NULL AND available_at <= $2
+         ORDER BY seq
+         LIMIT $3
+         FOR UPDATE SKIP LOCKED)
+       UPDATE keel_queue AS q
+       SET lease_owner = $4, lease_until = $5, attempts = q.attempts + 1
+       FROM picked WHERE q.seq = picked.seq
+       RETURNING q.seq::text AS seq, q.id::text AS id, q.type, q.key, q.payload, q.headers, q.occurred_at, q.hlc, q.attempts`,
+      [this.destination, new Date(now), max, this.#owner, new Date(now + this.#leaseMs)],
+    );
+    rows.sort((a, b) => (BigInt(a.seq) < BigInt(b.seq) ? -1 : 1));
+    return rows.map((row) => ({ seq: row.seq, attempt: row.attempts, envelope: toEnvelope(row) }));
+  }
+
+  async ack(deliveries: readonly PgDelivery[]): Promise<void> {
+    if (deliveries.length === 0) return;
+    await this.#db.query('DELETE FROM keel_queue WHERE seq = ANY($1::bigint[]) AND lease_owner = $2', [
+      deliveries.map((d) => d.seq),
+      this.#owner,
+    ]);
+  }
+
+  async retry(delivery: PgDelivery, delayMs: number, error: unknown): Promise<void> {
+    const now = this.#clock.now();
+    await this.#db.query(
+      `UPDATE keel_queue
+       SET lease_owner = NULL, lease_until = NULL, available_at = $3, last_error = $4,
+           first_failed_at = coalesce(first_failed_at, $5), last_failed_at = $5
+       WHERE seq = $1 AND lease_owner = $2`,
+      [delivery.seq, this.#owner, new Date(now + delayMs), describeError(error), new Date(now)],
+    );
+  }
+
+  async deadLetter(delivery: PgDelivery, error: unknown): Promise<void> {
+    const now = new Date(this.#clock.now());
+    await this.#db.query(
+      `WITH dead AS (
+         DELETE FROM keel_queue WHERE seq = $1 AND lease_owner = $2 RETURNING *)
+       INSERT INTO keel_queue (queue, id, type, key, payload, headers, occurred_at, hlc, available_at,
+                               first_failed_at, last_failed_at, last_error)
+       SELECT $3, id, type, key, payload,
+              headers || jsonb_build_object(
+                'x-dead-letter-source', queue,
+                'x-dead-letter-error', $4::text,
+                'x-dead-letter-attempts', attempts::text,
+                'x-dead-letter-first-failed-at', to_char(coalesce(first_failed_at, $5) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+                'x-dead-letter-last-failed-at', to_char($5::timestamptz AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')),
+              occurred_at, hlc, $5, coalesce(first_failed_at, $5), $5, $4
+       FROM dead`,
+      [delivery.seq, this.#owner, this.#deadLetterQueue, describeError(error), now],
+    );
+  }
+
+  async release(delivery: PgDelivery): Promise<void> {
+    await this.#db.query(
+      `UPDATE keel_queue SET lease_owner = NULL, lease_until = NULL, attempts = greatest(attempts - 1, 0)
+       WHERE seq = $1 AND lease_owner = $2`,
+      [delivery.seq, this.#owner],
+    );
+  }
+
+  async close(): Promise<void> {
+    const unlisten = this.#unlisten;
+    this.#unlisten = undefined;
+    await unlisten?.();
+  }
+}
+
+function toEnvelope(row: QueueRow): Envelope {
+  return {
+    id: row.id,
+    type: row.type,
+    key: row.key,
+    payload: row.payload,
+    headers: row.headers,
+    occurredAt:
+      row.occurred_at instanceof Date
+        ? row.occurred_at.toISOString()
+        : new Date(row.occurred_at).toISOString(),
+    ...(row.hlc === null ? {} : { hlc: row.hlc }),
+  };
+}
+
+export function describeError(error: unknown): string {
+  const text = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+  return text.length > 2000 ? text.slice(0, 2000) + '…' : text;
+}

@@ -1,0 +1,33 @@
+import type { Envelope } from './envelope.ts';
+
+/** One claimed message, as an adapter hands it to the consumer runtime. */
+export interface Delivery {
+  readonly envelope: Envelope;
+  /** 1 on first delivery. */
+  readonly attempt: number;
+}
+
+/**
+ * What a broker adapter provides so the consumer runtime can do the rest (concurrency,
+ * retries, dead-lettering, drain) the same way for every engine.
+ *
+ * Calls come from one runtime at a time per source; `claim` is never called concurrently with
+ * itself, while `ack`, `retry`, `deadLetter` and `release` may run concurrently with `claim`.
+ */
+export interface DeliverySource<D extends Delivery = Delivery> {
+  readonly destination: string;
+  /** Connects and subscribes; `wake` is called whenever new work may be there (a NOTIFY, a push). */
+  open(wake: () => void): Promise<void>;
+  /** Claims up to `max` ready messages under a lease. Resolves with none when there is no work. */
+  claim(max: number): Promise<D[]>;
+  /** Acknowledges handled messages: they are never delivered again. Resolves when durable. */
+  ack(deliveries: readonly D[]): Promise<void>;
+  /** Gives a failed message back to be delivered again after `delayMs`. */
+  retry(delivery: D, delayMs: number, error: unknown): Promise<void>;
+  /** Moves a message to the dead-letter destination with the error, attempts and failure times. */
+  deadLetter(delivery: D, error: unknown): Promise<void>;
+  /** Hands an unfinished message back at once, without counting the attempt (shutdown). */
+  release(delivery: D): Promise<void>;
+  /** Stops subscriptions and closes what `open` opened. */
+  close(): Promise<void>;
+}

@@ -1,0 +1,14 @@
+export { createEnvelope, headerNames, type Envelope, type EnvelopeInit, type Headers } from './envelope.ts';
+export {
+  defineMessage,
+  MessageInvalidError,
+  UnknownMessageTypeError,
+  type MessageType,
+} from './message-type.ts';
+export { MessageRegistry } from './message-registry.ts';
+export { PublishError, type Publisher } from './publisher.ts';
+export { PermanentError, type Handler, type DeliveryContext } from './handler.ts';
+export type { Delivery, DeliverySource } from './delivery-source.ts';
+export { QueueConsumer, type QueueConsumerOptions, type QueueConsumerEvents } from './queue-consumer.ts';
+export { PgQueue, type PgQueueOptions, type PublishOptions } from './adapters/postgres/pg-queue.ts';
+export { pgQueueMigrations, pgQueueChannel } from './adapters/postgres/schema.ts';

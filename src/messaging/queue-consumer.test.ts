@@ -1,0 +1,271 @@
+import { describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { ManualClock } from '../time/index.ts';
+import type { Delivery, DeliverySource } from './delivery-source.ts';
+import { createEnvelope, type Envelope } from './envelope.ts';
+import { PermanentError } from './handler.ts';
+import { MessageRegistry } from './message-registry.ts';
+import { defineMessage } from './message-type.ts';
+import { QueueConsumer } from './queue-consumer.ts';
+
+interface Item extends Delivery {
+  readonly index: number;
+}
+
+/** An in-process source that records every call the runtime makes, on a manual clock. */
+class RecordingSource implements DeliverySource<Item> {
+  readonly destination = 'jobs';
+  readonly ready: { envelope: Envelope; attempt: number; at: number }[] = [];
+  readonly log: string[] = [];
+  readonly acked: Envelope[] = [];
+  readonly dead: { envelope: Envelope; error: unknown }[] = [];
+  wake: (() => void) | undefined;
+  #next = 0;
+
+  constructor(readonly clock: ManualClock) {}
+
+  push(envelope: Envelope): void {
+    this.ready.push({ envelope, attempt: 0, at: this.clock.now() });
+    this.wake?.();
+  }
+  async open(wake: () => void): Promise<void> {
+    this.wake = wake;
+  }
+  async claim(max: number): Promise<Item[]> {
+    const now = this.clock.now();
+    const due = this.ready.filter((r) => r.at <= now).slice(0, max);
+    for (const r of due) this.ready.splice(this.ready.indexOf(r), 1);
+    return due.map((r) => ({ envelope: r.envelope, attempt: r.attempt + 1, index: this.#next++ }));
+  }
+  async ack(deliveries: readonly Item[]): Promise<void> {
+    for (const d of deliveries) {
+      this.acked.push(d.envelope);
+      this.log.push(`ack ${String(d.envelope.payload)}`);
+    }
+  }
+  async retry(d: Item, delayMs: number): Promise<void> {
+    this.log.push(`retry ${String(d.envelope.payload)} in ${delayMs}`);
+    this.ready.push({ envelope: d.envelope, attempt: d.attempt, at: this.clock.now() + delayMs });
+  }
+  async deadLetter(d: Item, error: unknown): Promise<void> {
+    this.log.push(`dead ${String(d.envelope.payload)}`);
+    this.dead.push({ envelope: d.envelope, error });
+  }
+  async release(d: Item): Promise<void> {
+    this.log.push(`release ${String(d.envelope.payload)}`);
+    this.ready.push({ envelope: d.envelope, attempt: d.attempt - 1, at: this.clock.now() });
+  }
+  async close(): Promise<void> {
+    this.log.push('close');
+  }
+}
+
+function message(payload: unknown): Envelope {
+  return createEnvelope({ type: 'job.run.v1', payload });
+}
+
+describe('QueueConsumer', () => {
+  it('acks a message only after the handler resolves', async () => {
+    const clock = new ManualClock();
+    const source = new RecordingSource(clock);
+    const seen: string[] = [];
+    const consumer = new QueueConsumer(
+      source,
+      async (m) => {
+        seen.push(`handle ${String(m.payload)}`);
+        expect(source.acked).toHaveLength(0);
+      },
+      { clock },
+    );
+    await consumer.start();
+    const acked = consumer.events.once('acked');
+    source.push(message('a'));
+    await acked;
+    expect(seen).toEqual(['handle a']);
+    expect(source.log).toEqual(['ack a']);
+    await consumer.stop();
+  });
+
+  it('retries a failing handler with the configured delay, then succeeds', async () => {
+    const clock = new ManualClock();
+    const source = new RecordingSource(clock);
+    let calls = 0;
+    const consumer = new QueueConsumer(
+      source,
+      async (_m, ctx) => {
+        calls++;
+        if (ctx.attempt < 3) throw new Error(`flaky ${ctx.attempt}`);
+      },
+      { clock, retryDelay: (attempt) => attempt * 100, pollIntervalMs: 50 },
+    );
+    await consumer.start();
+    source.push(message('a'));
+    const acked = consumer.events.once('acked');
+    await clock.advance(1000);
+    await acked;
+    expect(calls).toBe(3);
+    expect(source.log).toEqual(['retry a in 100', 'retry a in 200', 'ack a']);
+    await consumer.stop();
+  });
+
+  it('dead-letters after maxAttempts deliveries, counting the first', async () => {
+    const clock = new ManualClock();
+    const source = new RecordingSource(clock);
+    let calls = 0;
+    const consumer = new QueueConsumer(
+      source,
+      async () => {
+        calls++;
+        throw new Error('always');
+      },
+      { clock, maxAttempts: 3, retryDelay: () => 10, pollIntervalMs: 5 },
+    );
+    await consumer.start();
+    const dead = consumer.events.once('dead-lettered');
+    source.push(message('a'));
+    await clock.advance(100);
+    expect((await dead).attempt).toBe(3);
+    expect(calls).toBe(3);
+    await consumer.stop();
+  });
+
+  it('dead-letters a PermanentError at once', async () => {
+    const clock = new ManualClock();
+    const source = new RecordingSource(clock);
+    const consumer = new QueueConsumer(
+      source,
+      async () => {
+        throw new PermanentError('bad data');
+      },
+      { clock },
+    );
+    await consumer.start();
+    const dead = consumer.events.once('dead-lettered');
+    source.push(message('a'));
+    expect((await dead).attempt).toBe(1);
+    expect(source.log).toEqual(['dead a']);
+    await consumer.stop();
+  });
+
+  it('dead-letters a message that fails its registered schema without calling the handler', async () => {
+    const clock = new ManualClock();
+    const source = new RecordingSource(clock);
+    const jobRun = defineMessage('job.run', 1, z.object({ n: z.number() }));
+    let calls = 0;
+    const consumer = new QueueConsumer(source, async () => void calls++, {
+      clock,
+      registry: new MessageRegistry([jobRun]),
+    });
+    await consumer.start();
+    const dead = consumer.events.once('dead-lettered');
+    source.push(message('not an object'));
+    const { error } = await dead;
+    expect(error).toMatchObject({ code: 'KEEL_MESSAGE_INVALID' });
+    expect(calls).toBe(0);
+    await consumer.stop();
+  });
+
+  it('never runs more handlers at once than its concurrency', async () => {
+    const clock = new ManualClock();
+    const source = new RecordingSource(clock);
+    let running = 0;
+    let peak = 0;
+    const gates: (() => void)[] = [];
+    const consumer = new QueueConsumer(
+      source,
+      async () => {
+        running++;
+        peak = Math.max(peak, running);
+        await new Promise<void>((resolve) => gates.push(resolve));
+        running--;
+      },
+      { clock, concurrency: 3 },
+    );
+    await consumer.start();
+    for (let i = 0; i < 10; i++) source.push(message(i));
+    let acked = 0;
+    consumer.events.on('acked', () => acked++);
+    while (acked < 10) {
+      await clock.advance(0);
+      gates.shift()?.();
+      await clock.advance(0);
+    }
+    expect(peak).toBe(3);
+    await consumer.stop();
+  });
+
+  it('on stop, waits for in-flight work within the drain budget and claims nothing new', async () => {
+    const clock = new ManualClock();
+    const source = new RecordingSource(clock);
+    let release: (() => void) | undefined;
+    const consumer = new QueueConsumer(
+      source,
+      async () => {
+        await new Promise<void>((resolve) => (release = resolve));
+      },
+      { clock },
+    );
+    await consumer.start();
+    source.push(message('a'));
+    await clock.advance(0);
+    expect(consumer.inFlight).toBe(1);
+    const stopped = consumer.stop({ drainMs: 5000 });
+    source.push(message('b'));
+    await clock.advance(1000);
+    release?.();
+    await stopped;
+    expect(source.log).toEqual(['ack a', 'close']);
+    expect(source.ready.map((r) => r.envelope.payload)).toEqual(['b']);
+  });
+
+  it('past the drain deadline, aborts the handler and releases its message unacknowledged', async () => {
+    const clock = new ManualClock();
+    const source = new RecordingSource(clock);
+    const consumer = new QueueConsumer(
+      source,
+      async (_m, { signal }) => {
+        await new Promise<void>((_resolve, reject) =>
+          signal.addEventListener('abort', () => reject(signal.reason as Error)),
+        );
+      },
+      { clock },
+    );
+    await consumer.start();
+    source.push(message('a'));
+    await clock.advance(0);
+    const stopped = consumer.stop({ drainMs: 1000 });
+    await clock.advance(1000);
+    await stopped;
+    expect(source.log).toEqual(['release a', 'close']);
+    expect(source.ready[0]?.attempt).toBe(0);
+  });
+
+  it('keeps polling after a claim fails, and reports the error', async () => {
+    const clock = new ManualClock();
+    const source = new RecordingSource(clock);
+    const realClaim = source.claim.bind(source);
+    let failures = 1;
+    source.claim = async (max) => {
+      if (failures-- > 0) throw new Error('connection reset');
+      return realClaim(max);
+    };
+    const consumer = new QueueConsumer(source, async () => {}, { clock, pollIntervalMs: 100 });
+    const errors: string[] = [];
+    consumer.events.on('error', ({ during }) => errors.push(during));
+    source.push(message('a'));
+    await consumer.start();
+    const acked = consumer.events.once('acked');
+    await clock.advance(10_000);
+    await acked;
+    expect(errors).toEqual(['claim']);
+    await consumer.stop();
+  });
+
+  it('refuses bad options naming the option', () => {
+    const source = new RecordingSource(new ManualClock());
+    expect(() => new QueueConsumer(source, async () => {}, { concurrency: 0 })).toThrow(
+      /concurrency: expected an integer >= 1/,
+    );
+    expect(() => new QueueConsumer(source, async () => {}, { maxAttempts: 1.5 })).toThrow(/maxAttempts/);
+  });
+});

@@ -1,0 +1,33 @@
+/** The outbox table, as migrations the application runs with its own. */
+export const outboxMigrations = [
+  {
+    id: 'keel_outbox_0001_create',
+    sql: `
+CREATE TABLE IF NOT EXISTS keel_outbox (
+  seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  id uuid NOT NULL UNIQUE,
+  destination text NOT NULL,
+  type text NOT NULL,
+  key text,
+  payload jsonb NOT NULL,
+  headers jsonb NOT NULL DEFAULT '{}',
+  occurred_at timestamptz NOT NULL,
+  hlc text,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  -- NULL: ready now. Set only when a failed publish is retried later.
+  available_at timestamptz,
+  attempts integer NOT NULL DEFAULT 0,
+  claim_owner text,
+  claim_until timestamptz,
+  published_at timestamptz,
+  parked_at timestamptz,
+  last_error text
+);
+-- The relay scans only rows still to publish, in commit-independent id order.
+CREATE INDEX IF NOT EXISTS keel_outbox_unpublished ON keel_outbox (seq) WHERE published_at IS NULL AND parked_at IS NULL;
+`,
+  },
+] as const;
+
+/** NOTIFY channel the outbox signals on commit, so relays wake at once instead of at the next poll. */
+export const outboxChannel = 'keel_outbox';
