@@ -47,6 +47,41 @@ describe('Db', () => {
     expect((await db.query('DELETE FROM t WHERE id = $1', [99])).rowCount).toBe(0);
   });
 
+  it('returns the same JavaScript values on both backends', async () => {
+    const db = await testDb();
+    const { rows } = await db.query<Record<string, unknown>>(
+      `SELECT 1::int2 AS i2, 2::int4 AS i4, 9007199254740993::int8 AS i8, 1.50::numeric(4,2) AS num,
+              0.5::float8 AS f8, true AS b, 'x'::text AS t, '{"a":[1]}'::jsonb AS jb, '[2]'::json AS j,
+              '2026-01-02T03:04:05.678Z'::timestamptz AS ts, NULL::text AS nothing,
+              '00000000-0000-7000-8000-000000000001'::uuid AS id, ARRAY['a','b']::text[] AS arr,
+              ARRAY[1,2]::int4[] AS ints, ARRAY[3,NULL]::int8[] AS i8s`,
+    );
+    expect(rows[0]).toEqual({
+      i2: 1,
+      i4: 2,
+      i8: '9007199254740993',
+      num: '1.50',
+      f8: 0.5,
+      b: true,
+      t: 'x',
+      jb: { a: [1] },
+      j: [2],
+      ts: new Date('2026-01-02T03:04:05.678Z'),
+      nothing: null,
+      id: '00000000-0000-7000-8000-000000000001',
+      arr: ['a', 'b'],
+      ints: [1, 2],
+      i8s: ['3', null],
+    });
+    // Parameters: objects go in as JSON, Dates as timestamps.
+    const when = new Date('2026-05-06T07:08:09.010Z');
+    const back = await db.query<{ doc: unknown; at: Date }>(
+      'SELECT $1::jsonb AS doc, $2::timestamptz AS at',
+      [{ k: 'v' }, when],
+    );
+    expect(back.rows[0]).toEqual({ doc: { k: 'v' }, at: when });
+  });
+
   it('runs a script of several statements when there are no parameters, answering with the last', async () => {
     const db = await testDb();
     const result = await db.query(

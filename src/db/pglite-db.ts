@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { PGlite, type QueryOptions, type Results } from '@electric-sql/pglite';
+import { PGlite, types, type QueryOptions, type Results } from '@electric-sql/pglite';
 import { InvalidArgumentError, KeelError } from '../errors/index.ts';
 import { lockDataDir, type DataDirLock } from './data-dir-lock.ts';
 import type { Db, QueryResult, Row, TransactionOptions, Tx, Unlisten } from './db.ts';
@@ -36,9 +36,16 @@ export interface PgliteDbOptions {
 }
 
 const INT8 = 20;
+const INT8_ARRAY = 1016;
 // node-postgres returns int8 (`count(*)`, bigserial) as a string; PGlite as a number. keel returns
 // what pg returns, so code written against the embedded default behaves the same in production.
-const queryOptions: QueryOptions = { parsers: { [INT8]: (value: string) => value } };
+const queryOptions: QueryOptions = {
+  parsers: {
+    [INT8]: (value: string) => value,
+    [INT8_ARRAY]: (value: string): unknown =>
+      types.arrayParser(value, (element: string) => element, INT8_ARRAY),
+  },
+};
 
 /**
  * One PGlite instance is one connection. Every `PgliteDb` over it goes through this FIFO lock, so
