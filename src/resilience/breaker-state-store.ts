@@ -49,7 +49,9 @@ export class MemoryBreakerStateStore implements BreakerStateStore {
     expectedVersion: number,
     state: CircuitState,
   ): Promise<CompareAndSetResult> {
-    const current = await this.load(key);
+    // No await before the write: the check and the set happen in one turn, atomically.
+    const json = this.#records.get(key);
+    const current = json === undefined ? undefined : (JSON.parse(json) as StoredBreakerState);
     const version = current?.version ?? 0;
     if (version !== expectedVersion) {
       return { saved: false, record: current ?? { version: 0, state: { status: 'closed', since: 0 } } };

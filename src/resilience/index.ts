@@ -54,6 +54,11 @@ export {
   type RateLimiterEvents,
 } from './rate-limiter.ts';
 export { MemoryRateLimitStore, type RateLimitStore, type TakeRequest } from './rate-limit-store.ts';
+export type { RedisScriptClient } from './redis-script.ts';
+export { RedisBreakerStateStore, type RedisBreakerStateStoreOptions } from './redis-breaker-state-store.ts';
+export { RedisRateLimitStore, type RedisRateLimitStoreOptions } from './redis-rate-limit-store.ts';
+export { PostgresBreakerStateStore, breakerStateTableSql } from './postgres-breaker-state-store.ts';
+export { PostgresRateLimitStore, rateLimitTableSql } from './postgres-rate-limit-store.ts';
 export {
   BrokenCircuitError,
   IsolatedCircuitError,

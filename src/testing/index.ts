@@ -9,3 +9,9 @@ export {
   type TempPgliteDir,
 } from './db.ts';
 export { advanceUntil, type AdvanceUntilOptions } from './advance-until.ts';
+export {
+  breakerStateStoreConformance,
+  memoryBreakerStoreTarget,
+  type BreakerStoreTarget,
+} from './breaker-store-conformance.ts';
+export { rateLimitStoreConformance, type RateLimitStoreTarget } from './rate-limit-store-conformance.ts';
