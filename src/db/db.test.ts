@@ -296,6 +296,65 @@ describe('Db', () => {
     expect((await a.query<{ s: string }>('SELECT current_schema() AS s')).rows[0]?.s).toBe(a.schema);
   });
 
+  it('rejects a commit that fails at COMMIT (a deferred constraint), keeping nothing', async () => {
+    const db = await testDb();
+    await db.query(`CREATE TABLE parent (id int PRIMARY KEY);
+      CREATE TABLE child (parent_id int REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED)`);
+    await expect(
+      db.transaction(async (tx) => {
+        await tx.query('INSERT INTO child VALUES (1)');
+      }),
+    ).rejects.toMatchObject({ code: '23503' });
+    expect((await db.query('SELECT * FROM child')).rows).toEqual([]);
+    // The connection is usable after the failed commit.
+    await db.transaction(async (tx) => {
+      await tx.query('INSERT INTO parent VALUES (1)');
+      await tx.query('INSERT INTO child VALUES (1)');
+    });
+    expect((await db.query('SELECT parent_id FROM child')).rows).toEqual([{ parent_id: 1 }]);
+  });
+
+  it('lets close wait for a transaction in flight, which commits', async () => {
+    const db = await createTestDb();
+    await db.query('CREATE TABLE t (id int)');
+    let opened: () => void = () => undefined;
+    const isOpen = new Promise<void>((resolve) => (opened = resolve));
+    const transaction = db.inner.transaction(async (tx) => {
+      opened();
+      await turns(10);
+      await tx.query('INSERT INTO t VALUES (1)');
+      return 'committed';
+    });
+    await isOpen;
+    const closing = db.inner.close();
+    await expect(db.inner.query('SELECT 1')).rejects.toMatchObject({ code: 'KEEL_SERVICE_STATE' });
+    expect(await transaction).toBe('committed');
+    await closing;
+    await db.close();
+    if (db.backend === 'pg') {
+      // The inner Db was closed under the harness, which could not drop the schema: check the row, then drop it.
+      const observer = await testDb();
+      expect((await observer.query(`SELECT id FROM "${db.schema}".t`)).rows).toEqual([{ id: 1 }]);
+      await observer.query(`DROP SCHEMA "${db.schema}" CASCADE`);
+    }
+  });
+
+  it('stops its listeners when closed', async () => {
+    const db = await createTestDb();
+    const observer = await testDb();
+    const channel = `closing_${observer.schema}`;
+    const heard: string[] = [];
+    await db.listen(channel, (payload) => heard.push(payload));
+    await db.close();
+    let arrived: () => void = () => undefined;
+    const own = new Promise<void>((resolve) => (arrived = resolve));
+    await observer.listen(channel, () => arrived());
+    await observer.query('SELECT pg_notify($1, $2)', [channel, 'after close']);
+    await own;
+    await turns(20);
+    expect(heard).toEqual([]);
+  });
+
   it('rejects calls after close, and close is idempotent', async () => {
     const db = await createTestDb();
     await db.query('SELECT 1');

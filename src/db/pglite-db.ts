@@ -122,6 +122,7 @@ export class PgliteDb implements Db {
   /** Set when this PgliteDb opened the instance (and locked its directory); undefined when it joined one. */
   readonly #owned: Owned | undefined;
   #closed: Promise<void> | undefined;
+  readonly #unlisteners = new Set<Unlisten>();
 
   private constructor(session: PgliteSession, schema: string, owned: Owned | undefined) {
     this.#session = session;
@@ -222,24 +223,32 @@ export class PgliteDb implements Db {
     const pglite = this.#session.pglite;
     const unlisten = await this.#session.exclusive(() => pglite.listen(channel, deliver));
     let done = false;
-    return async () => {
+    const stop = async (): Promise<void> => {
       if (done) return;
       done = true;
+      this.#unlisteners.delete(stop);
       if (pglite.closed) return;
       await this.#session.exclusive(() => unlisten());
     };
+    this.#unlisteners.add(stop);
+    return stop;
   }
 
   /**
-   * Waits for queued work, then closes the instance if this `PgliteDb` opened it. Idempotent.
+   * Stops this Db's listeners, waits for queued work, then closes the instance if this `PgliteDb`
+   * opened it (and releases its data directory). Idempotent.
    * Calls made after `close()` reject with `KEEL_SERVICE_STATE`.
    */
   close(): Promise<void> {
-    this.#closed ??= this.#session.exclusive(async () => {
-      if (this.#owned === undefined) return;
-      if (!this.#session.pglite.closed) await this.#session.pglite.close();
-      await this.#owned.lock?.release();
-    });
+    this.#closed ??= (async () => {
+      // On a shared instance the listeners would outlive this Db and hear the next user's notifications.
+      for (const stop of [...this.#unlisteners]) await stop();
+      await this.#session.exclusive(async () => {
+        if (this.#owned === undefined) return;
+        if (!this.#session.pglite.closed) await this.#session.pglite.close();
+        await this.#owned.lock?.release();
+      });
+    })();
     return this.#closed;
   }
 
