@@ -81,5 +81,12 @@ export function defineMessage<S extends z.ZodType>(name: string, version: number
 }
 
 export function zodIssues(error: z.ZodError): FieldIssue[] {
-  return error.issues.map((issue) => ({ path: issue.path.map(String).join('.'), message: issue.message }));
+  return error.issues.flatMap((issue): FieldIssue[] => {
+    const path = issue.path.map(String);
+    // An unknown key is named by its own path, so the client sees which field to remove.
+    if (issue.code === 'unrecognized_keys') {
+      return issue.keys.map((key) => ({ path: [...path, key].join('.'), message: 'unknown field' }));
+    }
+    return [{ path: path.join('.'), message: issue.message }];
+  });
 }

@@ -1,0 +1,149 @@
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import type { Db } from '../../src/db/index.ts';
+import { PgQueue, type QueueConsumer } from '../../src/messaging/index.ts';
+import { OutboxRelay } from '../../src/outbox/index.ts';
+import { ServiceBase, ServiceGroup, type Service } from '../../src/service/index.ts';
+import type { Clock } from '../../src/time/index.ts';
+import { ordersQueue } from './contracts/orders.ts';
+import { healthRoutes } from './transport/http/health-routes.ts';
+import { HttpServer } from './transport/http/http-server.ts';
+import { ordersRoutes } from './transport/http/orders-routes.ts';
+import { installProblemHandler } from './transport/http/problem-handler.ts';
+import { orderPlacedHandler } from './transport/messages/order-placed-handler.ts';
+
+/** The parts one process runs. The all-in-one runs all three; split deployments one each. */
+export type ShopRole = 'api' | 'worker' | 'relay';
+
+export interface ShopConfig {
+  roles: ReadonlySet<ShopRole>;
+  http: { port: number; host: string };
+  worker: { concurrency: number; pollIntervalMs: number; leaseMs: number };
+  relay: { pollIntervalMs: number; batchSize: number };
+}
+
+export interface ShopDeps {
+  /** Migrated and open; the shop closes it when it stops. */
+  db: Db;
+  clock: Clock;
+  logger: Logger;
+}
+
+export interface Shop extends Service {
+  /** The fastify app, ready for `inject()` in tests, whether or not the api role listens. */
+  readonly http: FastifyInstance;
+  readonly server: HttpServer | undefined;
+  readonly relay: OutboxRelay | undefined;
+  readonly worker: QueueConsumer | undefined;
+  readonly queue: PgQueue;
+  /** The database the shop owns and closes on stop. */
+  readonly db: Db;
+}
+
+/**
+ * Builds every part of the shop for the given roles and starts none. Start order: database
+ * (already open), worker, relay, then the HTTP listener last, so traffic arrives only when
+ * everything behind it runs; stop runs in reverse, so the listener closes first.
+ */
+export function buildShop(config: ShopConfig, deps: ShopDeps): Shop {
+  const { db, clock, logger } = deps;
+  const queue = new PgQueue(db, { clock });
+  const parts: Service[] = [new DbCloser(db)];
+  let ready = false;
+
+  let worker: QueueConsumer | undefined;
+  if (config.roles.has('worker')) {
+    worker = queue.consumer(ordersQueue, orderPlacedHandler(db, clock), {
+      clock,
+      concurrency: config.worker.concurrency,
+      pollIntervalMs: config.worker.pollIntervalMs,
+      leaseMs: config.worker.leaseMs,
+      name: 'worker',
+    });
+    worker.events.on('error', ({ error, during }) => logger.warn({ err: error, during }, 'worker error'));
+    worker.events.on('dead-lettered', ({ message, error }) =>
+      logger.error({ err: error, messageId: message.id, type: message.type }, 'message dead-lettered'),
+    );
+    parts.push(worker);
+  }
+
+  let relay: OutboxRelay | undefined;
+  if (config.roles.has('relay')) {
+    relay = new OutboxRelay(db, queue, {
+      clock,
+      pollIntervalMs: config.relay.pollIntervalMs,
+      batchSize: config.relay.batchSize,
+    });
+    relay.events.on('error', ({ error, during }) => logger.warn({ err: error, during }, 'relay error'));
+    parts.push(relay);
+  }
+
+  const http: FastifyInstance = Fastify({
+    loggerInstance: logger,
+    // Per-request lines would bury the first screen; errors are still logged by the problem handler.
+    logController: new LogController({ disableRequestLogging: true }),
+    return503OnClosing: true,
+  });
+  installProblemHandler(http);
+  void http.register(healthRoutes, { db, isReady: () => ready });
+  void http.register(ordersRoutes, { db, clock });
+
+  let server: HttpServer | undefined;
+  if (config.roles.has('api')) {
+    server = new HttpServer(http, config.http);
+    parts.push(server);
+  } else {
+    parts.push(new FastifyCloser(http));
+  }
+
+  const group = new ServiceGroup('shop', parts);
+  return {
+    name: 'shop',
+    http,
+    server,
+    relay,
+    worker,
+    queue,
+    db,
+    get state() {
+      return group.state;
+    },
+    async start() {
+      await group.start();
+      ready = true;
+    },
+    stop(options) {
+      ready = false;
+      return group.stop(options);
+    },
+    [Symbol.asyncDispose]: () => group.stop(),
+  };
+}
+
+/** Closes the database last, after everything that uses it has stopped. */
+class DbCloser extends ServiceBase {
+  readonly #db: Db;
+  constructor(db: Db) {
+    super('db');
+    this.#db = db;
+  }
+  protected override async onStart(): Promise<void> {}
+  protected override async onStop(): Promise<void> {
+    await this.#db.close();
+  }
+}
+
+/** For processes that do not listen: the app is still built (for inject), and closed on stop. */
+class FastifyCloser extends ServiceBase {
+  readonly #app: FastifyInstance;
+  constructor(app: FastifyInstance) {
+    super('http-app');
+    this.#app = app;
+  }
+  protected override async onStart(): Promise<void> {
+    await this.#app.ready();
+  }
+  protected override async onStop(): Promise<void> {
+    await this.#app.close();
+  }
+}

@@ -1,0 +1,43 @@
+import { v7 as uuidv7 } from 'uuid';
+import type { Db, Tx } from '../../../src/db/index.ts';
+import { addToOutbox } from '../../../src/outbox/index.ts';
+import type { Clock } from '../../../src/time/index.ts';
+import { orderPlacedV1, ordersQueue, type PlaceOrderRequest } from '../contracts/orders.ts';
+import type { Order } from '../domain/order.ts';
+import { insertOrder, transitionOrder } from '../storage/orders-store.ts';
+
+/**
+ * Writes the order as PENDING and its `order.placed.v1` event in one transaction: the event is
+ * published if and only if the order exists.
+ */
+export async function placeOrder(
+  db: Db,
+  clock: Clock,
+  request: PlaceOrderRequest,
+  headers: Record<string, string> = {},
+): Promise<Order> {
+  const now = new Date(clock.now()).toISOString();
+  const order: Order = {
+    id: uuidv7({ msecs: clock.now() }),
+    customerId: request.customerId,
+    items: request.items,
+    status: 'PENDING',
+    version: 1,
+    createdAt: now,
+    updatedAt: now,
+  };
+  const event = orderPlacedV1.create(
+    { orderId: order.id, customerId: order.customerId, items: [...order.items] },
+    { key: order.id, headers, clock },
+  );
+  await db.transaction(async (tx) => {
+    await insertOrder(tx, order);
+    await addToOutbox(tx, ordersQueue, event);
+  });
+  return order;
+}
+
+/** The worker's step: a PENDING order becomes ACCEPTED. A redelivery finds it moved and does nothing. */
+export async function acceptOrder(tx: Tx, clock: Clock, orderId: string): Promise<Order | undefined> {
+  return transitionOrder(tx, orderId, 'PENDING', 'ACCEPTED', new Date(clock.now()));
+}

@@ -1,0 +1,32 @@
+import path from 'node:path';
+import type { DbConfig } from '../../../src/db/index.ts';
+
+/** What a newcomer sees after `npm start`: where it listens, one command to try, where data lives, how to stop. */
+export function firstScreen(address: string, db: DbConfig, roles: Iterable<string>): string {
+  const where =
+    db.kind === 'pglite'
+      ? db.dataDir === undefined || db.dataDir === 'memory://'
+        ? 'in memory (gone when the process stops)'
+        : `${path.resolve(db.dataDir)} (embedded PostgreSQL: PGlite; delete the folder to start afresh)`
+      : `${redact(db.url)}${db.schema ? ` (schema ${db.schema})` : ''}`;
+  const curl = `curl -i -X POST ${address}/v1/orders -H 'content-type: application/json' -d '{"customerId":"c-1","items":[{"sku":"book-1","quantity":2}]}'`;
+  return [
+    '',
+    `  keel shop is running — ${[...roles].join(' + ')}`,
+    '',
+    `  API        ${address}`,
+    `  health     ${address}/healthz   ready: ${address}/readyz`,
+    `  data       ${where}`,
+    '',
+    '  Place an order (then GET the Location it returns; it turns ACCEPTED within a second):',
+    '',
+    `    ${curl}`,
+    '',
+    '  Stop: Ctrl-C (drains in-flight work, then exits 0). Data survives a restart.',
+    '',
+  ].join('\n');
+}
+
+function redact(url: string): string {
+  return url.replace(/\/\/([^:@/]+):[^@/]+@/, '//$1:***@');
+}

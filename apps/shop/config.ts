@@ -1,0 +1,55 @@
+import { InvalidArgumentError } from '../../src/errors/index.ts';
+import type { ShopConfig, ShopRole } from './app.ts';
+
+const allRoles: readonly ShopRole[] = ['api', 'worker', 'relay'];
+
+/**
+ * Reads the shop's settings from environment variables (12-factor). Every variable has a
+ * default that runs the whole shop on this machine; a bad value fails at boot naming it.
+ *
+ * - `PORT` (3000), `HOST` (127.0.0.1)
+ * - `KEEL_ROLES`: comma-separated subset of api,worker,relay (all)
+ * - `KEEL_WORKER_CONCURRENCY` (8), `KEEL_WORKER_LEASE_MS` (30000), `KEEL_POLL_INTERVAL_MS` (1000)
+ * - database: see `dbConfigFromEnv` (`KEEL_DB`, `DATABASE_URL`, `KEEL_DATA_DIR`)
+ */
+export function shopConfigFromEnv(env: NodeJS.ProcessEnv = process.env, defaultRoles = allRoles): ShopConfig {
+  const pollIntervalMs = integer(env, 'KEEL_POLL_INTERVAL_MS', 1000, 1);
+  return {
+    roles: roles(env, defaultRoles),
+    http: { port: integer(env, 'PORT', 3000, 0, 65535), host: env.HOST ?? '127.0.0.1' },
+    worker: {
+      concurrency: integer(env, 'KEEL_WORKER_CONCURRENCY', 8, 1),
+      leaseMs: integer(env, 'KEEL_WORKER_LEASE_MS', 30_000, 100),
+      pollIntervalMs,
+    },
+    relay: { pollIntervalMs, batchSize: integer(env, 'KEEL_RELAY_BATCH_SIZE', 100, 1) },
+  };
+}
+
+function roles(env: NodeJS.ProcessEnv, fallback: readonly ShopRole[]): ReadonlySet<ShopRole> {
+  const raw = env.KEEL_ROLES;
+  if (raw === undefined || raw.trim() === '') return new Set(fallback);
+  const names = raw.split(',').map((name) => name.trim());
+  for (const name of names) {
+    if (!allRoles.includes(name as ShopRole)) {
+      throw new InvalidArgumentError('KEEL_ROLES', `a comma-separated list of ${allRoles.join(', ')}`, raw);
+    }
+  }
+  return new Set(names as ShopRole[]);
+}
+
+function integer(
+  env: NodeJS.ProcessEnv,
+  name: string,
+  fallback: number,
+  min: number,
+  max = Number.MAX_SAFE_INTEGER,
+): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new InvalidArgumentError(name, `an integer from ${min} to ${max}`, raw);
+  }
+  return value;
+}

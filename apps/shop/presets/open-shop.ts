@@ -1,0 +1,63 @@
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Logger } from 'pino';
+import {
+  dbConfigFromEnv,
+  loadMigrations,
+  migrate,
+  openDb,
+  type DbConfig,
+  type Migration,
+} from '../../../src/db/index.ts';
+import { pgQueueMigrations } from '../../../src/messaging/index.ts';
+import { outboxMigrations } from '../../../src/outbox/index.ts';
+import { systemClock, type Clock } from '../../../src/time/index.ts';
+import { buildShop, type Shop, type ShopRole } from '../app.ts';
+import { shopConfigFromEnv } from '../config.ts';
+import { createLogger } from '../logger.ts';
+
+const migrationsDir = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'migrations');
+
+/** keel's own tables first (queue, outbox), then the shop's, in one ordered list. */
+export async function shopMigrations(): Promise<Migration[]> {
+  return [...pgQueueMigrations, ...outboxMigrations, ...(await loadMigrations(migrationsDir))];
+}
+
+export interface OpenShopOptions {
+  env?: NodeJS.ProcessEnv;
+  /** Roles when `KEEL_ROLES` is not set. Default: all. */
+  roles?: readonly ShopRole[];
+  /** Default: from the environment (embedded PGlite in `KEEL_DATA_DIR` unless `KEEL_DB=pg`). */
+  db?: DbConfig;
+  clock?: Clock;
+  logger?: Logger;
+}
+
+export interface OpenedShop {
+  shop: Shop;
+  db: DbConfig;
+}
+
+/**
+ * The preset every entry point uses: reads the environment, opens the database (embedded PGlite
+ * by default, a PostgreSQL server with `KEEL_DB=pg`), applies migrations, and builds the shop.
+ * Starts nothing; the caller starts the shop.
+ */
+export async function openShop(options: OpenShopOptions = {}): Promise<OpenedShop> {
+  const env = options.env ?? process.env;
+  const config = shopConfigFromEnv(env, options.roles);
+  const dbConfig = options.db ?? dbConfigFromEnv(env);
+  const db = await openDb(dbConfig);
+  try {
+    await migrate(db, await shopMigrations());
+  } catch (error) {
+    await db.close();
+    throw error;
+  }
+  const shop = buildShop(config, {
+    db,
+    clock: options.clock ?? systemClock,
+    logger: options.logger ?? createLogger(),
+  });
+  return { shop, db: dbConfig };
+}

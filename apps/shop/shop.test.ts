@@ -1,0 +1,240 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { Shop } from './app.ts';
+import type { Order } from './domain/order.ts';
+import { createShopStore, openTestShop, type ShopStore } from './test/test-shop.ts';
+
+const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+async function started(
+  store: ShopStore,
+  roles: Parameters<typeof openTestShop>[1] = ['worker', 'relay'],
+): Promise<Shop> {
+  const shop = await openTestShop(store, roles);
+  await shop.start();
+  cleanups.push(() => shop.stop({ drainMs: 1000 }));
+  return shop;
+}
+
+async function newStore(): Promise<ShopStore> {
+  const store = await createShopStore();
+  cleanups.push(() => store.dispose());
+  return store;
+}
+
+const validOrder = { customerId: 'c-1', items: [{ sku: 'book-1', quantity: 2 }] };
+
+async function post(
+  shop: Shop,
+  body: unknown,
+): Promise<{ status: number; json: Record<string, unknown>; headers: Record<string, unknown> }> {
+  const response = await shop.http.inject({ method: 'POST', url: '/v1/orders', payload: body as object });
+  return { status: response.statusCode, json: response.json(), headers: response.headers };
+}
+
+async function waitForStatus(shop: Shop, id: string, status: string): Promise<Order> {
+  for (let i = 0; i < 200; i++) {
+    const response = await shop.http.inject({ method: 'GET', url: `/v1/orders/${id}` });
+    const order = response.json<Order>();
+    if (order.status === status) return order;
+    await Promise.race([
+      shop.worker?.events.once('acked'),
+      new Promise((resolve) => setTimeout(resolve, 100)),
+    ]);
+  }
+  throw new Error(`order ${id} never became ${status}`);
+}
+
+describe('shop: placing an order', () => {
+  it('answers 202 with the order and a Location, and the worker moves it to ACCEPTED', async () => {
+    const shop = await started(await newStore());
+    const { status, json, headers } = await post(shop, validOrder);
+    expect(status).toBe(202);
+    expect(json).toMatchObject({ status: 'PENDING', customerId: 'c-1', items: validOrder.items, version: 1 });
+    expect(headers.location).toBe(`/v1/orders/${String(json.id)}`);
+    const accepted = await waitForStatus(shop, String(json.id), 'ACCEPTED');
+    expect(accepted.version).toBe(2);
+  });
+
+  it('keeps the accepted order across a restart on the same data, and migrations stay applied', async () => {
+    const store = await newStore();
+    const first = await openTestShop(store);
+    await first.start();
+    const { json } = await post(first, validOrder);
+    await waitForStatus(first, String(json.id), 'ACCEPTED');
+    await first.stop();
+
+    const second = await started(store);
+    const response = await second.http.inject({ method: 'GET', url: `/v1/orders/${String(json.id)}` });
+    expect(response.statusCode).toBe(200);
+    expect(response.json()).toMatchObject({ id: json.id, status: 'ACCEPTED' });
+  });
+
+  it('serves /healthz and /readyz', async () => {
+    const shop = await started(await newStore());
+    expect((await shop.http.inject({ url: '/healthz' })).json()).toEqual({ status: 'ok' });
+    expect((await shop.http.inject({ url: '/readyz' })).json()).toEqual({ status: 'ready' });
+  });
+});
+
+describe('shop: bad input gets a 4xx problem+json naming what is wrong, and writes nothing', () => {
+  let shop: Shop;
+  let store: ShopStore;
+  beforeAll(async () => {
+    store = await createShopStore();
+    shop = await openTestShop(store, []);
+    await shop.start();
+  });
+  afterAll(async () => {
+    await shop.stop();
+    await store.dispose();
+  });
+
+  const cases: {
+    name: string;
+    request: { payload?: string; headers?: Record<string, string> };
+    status: number;
+    code: string;
+    mentions: RegExp;
+  }[] = [
+    {
+      name: 'malformed JSON',
+      request: { payload: '{"customerId": "c-1", items: [' },
+      status: 400,
+      code: 'KEEL_MALFORMED_BODY',
+      mentions: /not valid JSON/,
+    },
+    {
+      name: 'an empty body',
+      request: { payload: '' },
+      status: 400,
+      code: 'KEEL_MALFORMED_BODY',
+      mentions: /empty/,
+    },
+    {
+      name: 'a missing field',
+      request: { payload: JSON.stringify({ items: validOrder.items }) },
+      status: 400,
+      code: 'KEEL_VALIDATION_FAILED',
+      mentions: /customerId/,
+    },
+    {
+      name: 'an extra field',
+      request: { payload: JSON.stringify({ ...validOrder, coupon: 'FREE' }) },
+      status: 400,
+      code: 'KEEL_VALIDATION_FAILED',
+      mentions: /coupon: unknown field/,
+    },
+    {
+      name: 'an extra field in an item',
+      request: { payload: JSON.stringify({ customerId: 'c', items: [{ sku: 'a', quantity: 1, price: 0 }] }) },
+      status: 400,
+      code: 'KEEL_VALIDATION_FAILED',
+      mentions: /items\.0\.price: unknown field/,
+    },
+    {
+      name: 'a wrong type',
+      request: { payload: JSON.stringify({ customerId: 42, items: validOrder.items }) },
+      status: 400,
+      code: 'KEEL_VALIDATION_FAILED',
+      mentions: /customerId/,
+    },
+    {
+      name: 'quantity 0',
+      request: { payload: JSON.stringify({ customerId: 'c', items: [{ sku: 'a', quantity: 0 }] }) },
+      status: 400,
+      code: 'KEEL_VALIDATION_FAILED',
+      mentions: /items\.0\.quantity/,
+    },
+    {
+      name: 'a negative quantity',
+      request: { payload: JSON.stringify({ customerId: 'c', items: [{ sku: 'a', quantity: -3 }] }) },
+      status: 400,
+      code: 'KEEL_VALIDATION_FAILED',
+      mentions: /items\.0\.quantity/,
+    },
+    {
+      name: 'a fractional quantity',
+      request: { payload: JSON.stringify({ customerId: 'c', items: [{ sku: 'a', quantity: 1.5 }] }) },
+      status: 400,
+      code: 'KEEL_VALIDATION_FAILED',
+      mentions: /items\.0\.quantity/,
+    },
+    {
+      name: 'no items',
+      request: { payload: JSON.stringify({ customerId: 'c', items: [] }) },
+      status: 400,
+      code: 'KEEL_VALIDATION_FAILED',
+      mentions: /items/,
+    },
+    {
+      name: 'a JSON array body',
+      request: { payload: '[]' },
+      status: 400,
+      code: 'KEEL_VALIDATION_FAILED',
+      mentions: /expected object/,
+    },
+    {
+      name: 'an oversized body',
+      request: { payload: JSON.stringify({ customerId: 'x'.repeat(70_000), items: validOrder.items }) },
+      status: 413,
+      code: 'KEEL_PAYLOAD_TOO_LARGE',
+      mentions: /larger than/,
+    },
+    {
+      name: 'a non-JSON content type',
+      request: { payload: 'customerId=c', headers: { 'content-type': 'application/x-www-form-urlencoded' } },
+      status: 415,
+      code: 'KEEL_UNSUPPORTED_MEDIA_TYPE',
+      mentions: /application\/json/,
+    },
+  ];
+
+  it.each(cases)('$name → $status $code', async ({ request, status, code, mentions }) => {
+    const response = await shop.http.inject({
+      method: 'POST',
+      url: '/v1/orders',
+      payload: request.payload ?? '',
+      headers: { 'content-type': 'application/json', ...request.headers },
+    });
+    expect(response.statusCode).toBe(status);
+    expect(response.headers['content-type']).toMatch(/^application\/problem\+json/);
+    const problem = response.json<{
+      code: string;
+      detail: string;
+      status: number;
+      type: string;
+      title: string;
+    }>();
+    expect(problem).toMatchObject({ code, status });
+    expect(problem.type).toMatch(/^urn:keel:error:/);
+    expect(problem.detail).toMatch(mentions);
+    expect(await countRows(shop)).toEqual({ orders: 0, outbox: 0 });
+  });
+
+  it('an unknown order id → 404 naming the id; a malformed id → 400 naming the field', async () => {
+    const shop = await started(await newStore(), []);
+    const unknown = '01a2205b-b3e8-77ba-ba9b-f9c3d17002af';
+    const notFound = await shop.http.inject({ url: `/v1/orders/${unknown}` });
+    expect(notFound.statusCode).toBe(404);
+    expect(notFound.json()).toMatchObject({
+      code: 'KEEL_NOT_FOUND',
+      detail: `order ${unknown} was not found`,
+    });
+    const malformed = await shop.http.inject({ url: '/v1/orders/not-a-uuid' });
+    expect(malformed.statusCode).toBe(400);
+    expect(malformed.json()).toMatchObject({ code: 'KEEL_VALIDATION_FAILED', errors: [{ path: 'id' }] });
+    const noRoute = await shop.http.inject({ url: '/v2/nothing' });
+    expect(noRoute.statusCode).toBe(404);
+    expect(noRoute.json()).toMatchObject({ code: 'KEEL_ROUTE_NOT_FOUND' });
+  });
+});
+
+async function countRows(shop: Shop): Promise<{ orders: number; outbox: number }> {
+  const { rows } = await shop.db.query<{ orders: number; outbox: number }>(
+    'SELECT (SELECT count(*)::int FROM orders) AS orders, (SELECT count(*)::int FROM keel_outbox) AS outbox',
+  );
+  return rows[0]!;
+}

@@ -1,0 +1,73 @@
+import pg from 'pg';
+import { pino } from 'pino';
+import { defaultDatabaseUrl, migrate, openDb, type Db, type DbConfig } from '../../../src/db/index.ts';
+import {
+  createTempPgliteDir,
+  testDbBackend,
+  uniqueSchemaName,
+  type TempPgliteDir,
+} from '../../../src/testing/index.ts';
+import { systemClock, type Clock } from '../../../src/time/index.ts';
+import { buildShop, type Shop, type ShopConfig, type ShopRole } from '../app.ts';
+import { shopMigrations } from '../presets/open-shop.ts';
+
+/**
+ * A place the shop's data lives that outlives one shop instance, on the backend the suite runs
+ * on: a temporary PGlite directory, or a schema of its own on the PostgreSQL server. Opening it
+ * twice is how the tests restart the app.
+ */
+export interface ShopStore extends AsyncDisposable {
+  readonly config: DbConfig;
+  /** Environment for a child process that should open this same store. */
+  readonly env: Record<string, string>;
+  open(): Promise<Db>;
+  dispose(): Promise<void>;
+}
+
+export async function createShopStore(): Promise<ShopStore> {
+  if (testDbBackend() === 'pg') {
+    const url = process.env.DATABASE_URL?.trim() || defaultDatabaseUrl;
+    const schema = uniqueSchemaName('shop');
+    const config: DbConfig = { kind: 'pg', url, schema };
+    const dispose = async (): Promise<void> => {
+      const client = new pg.Client({ connectionString: url });
+      await client.connect();
+      await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+      await client.end();
+    };
+    return {
+      config,
+      env: { KEEL_DB: 'pg', DATABASE_URL: url, KEEL_DB_SCHEMA: schema },
+      open: () => openDb(config),
+      dispose,
+      [Symbol.asyncDispose]: dispose,
+    };
+  }
+  const dir: TempPgliteDir = await createTempPgliteDir('keel-shop-');
+  return {
+    config: { kind: 'pglite', dataDir: dir.path },
+    // KEEL_DATA_DIR/pglite is where dbConfigFromEnv looks; the temp dir is the PGlite dir itself.
+    env: { KEEL_DB: 'pglite', KEEL_PGLITE_DIR: dir.path },
+    open: () => dir.open(),
+    dispose: () => dir.remove(),
+    [Symbol.asyncDispose]: () => dir.remove(),
+  };
+}
+
+export const testShopConfig = (roles: readonly ShopRole[]): ShopConfig => ({
+  roles: new Set(roles),
+  http: { port: 0, host: '127.0.0.1' },
+  worker: { concurrency: 4, pollIntervalMs: 200, leaseMs: 5000 },
+  relay: { pollIntervalMs: 200, batchSize: 100 },
+});
+
+/** Opens the store, migrates, and builds (does not start) a shop with a silent logger. */
+export async function openTestShop(
+  store: ShopStore,
+  roles: readonly ShopRole[] = ['worker', 'relay'],
+  clock: Clock = systemClock,
+): Promise<Shop> {
+  const db = await store.open();
+  await migrate(db, await shopMigrations());
+  return buildShop(testShopConfig(roles), { db, clock, logger: pino({ level: 'silent' }) });
+}
