@@ -1,4 +1,4 @@
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Db } from '../../src/db/index.ts';
 import { PgQueue, type QueueConsumer } from '../../src/messaging/index.ts';
