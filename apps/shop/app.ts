@@ -1,4 +1,4 @@
-import Fastify, { LogController, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Db } from '../../src/db/index.ts';
 import { PgQueue, type QueueConsumer } from '../../src/messaging/index.ts';
@@ -79,7 +79,9 @@ export function buildShop(config: ShopConfig, deps: ShopDeps): Shop {
   }
 
   const http: FastifyInstance = Fastify({
-    loggerInstance: logger,
+    // pino's Logger is a FastifyBaseLogger; the cast keeps the app's type free of pino's generics.
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-assertion
+    loggerInstance: logger as FastifyBaseLogger,
     // Per-request lines would bury the first screen; errors are still logged by the problem handler.
     logController: new LogController({ disableRequestLogging: true }),
     return503OnClosing: true,
