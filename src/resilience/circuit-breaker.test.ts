@@ -287,4 +287,43 @@ describe('circuitBreaker properties', () => {
       { numRuns: 60 },
     );
   });
+
+  it('a count-window breaker reports the rates of a reference model and opens exactly when it says', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 1, max: 8 }),
+        fc.integer({ min: 1, max: 8 }),
+        fc.double({ min: 0.1, max: 1, noNaN: true }),
+        fc.array(fc.boolean(), { maxLength: 50 }),
+        async (size, minimum, rate, outcomes) => {
+          const clock = new ManualClock(0);
+          const minimumCalls = Math.min(size, minimum);
+          const breaker = circuitBreaker({
+            threshold: { kind: 'count', size, minimumCalls, failureRate: rate },
+            openMs: 1000,
+            clock,
+          });
+          let window: boolean[] = [];
+          for (const failed of outcomes) {
+            if (breaker.state.status !== 'closed') {
+              breaker.reset();
+              window = [];
+            }
+            await breaker.execute(() => (failed ? fail() : ok())).catch(() => undefined);
+            window = [...window, failed].slice(-size);
+            const failures = window.filter(Boolean).length;
+            const shouldOpen = window.length >= minimumCalls && failures >= rate * window.length;
+            expect(breaker.state.status).toBe(shouldOpen ? 'open' : 'closed');
+            if (!shouldOpen)
+              expect(breaker.stats()).toMatchObject({
+                calls: window.length,
+                failures,
+                failureRate: failures / window.length,
+              });
+          }
+        },
+      ),
+      { numRuns: 80 },
+    );
+  });
 });

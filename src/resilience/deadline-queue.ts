@@ -12,12 +12,17 @@ export interface Deadline {
  * Deadlines of one timeout policy, all of the same length, so they fall due in the order they
  * were added: a FIFO with ONE clock timer for the earliest, instead of a timer per call.
  * Setting and clearing a Node timer per call costs more than a whole retry; here a call only
- * appends to an array, and a sequential caller's entry is removed again as it completes.
+ * writes a slot, and a sequential caller's slot is freed again as it completes.
+ *
+ * The timer is not cleared when the queue empties (that would cost a clear and a set per
+ * call); it fires once, finds nothing and is not re-armed. `dispose()` clears it.
  */
 export class DeadlineQueue {
   readonly #clock: Clock;
-  #items: Deadline[] = [];
+  /** Slots [head, tail) are live; the array is reused, its length only grows (or resets when large). */
+  #items: (Deadline | undefined)[] = [];
   #head = 0;
+  #tail = 0;
   #timer: TimerHandle | undefined;
   readonly #fire = (): void => this.#expire();
 
@@ -26,26 +31,39 @@ export class DeadlineQueue {
   }
 
   add(deadline: Deadline): void {
-    this.#items.push(deadline);
+    if (this.#tail < this.#items.length) this.#items[this.#tail] = deadline;
+    else this.#items.push(deadline);
+    this.#tail++;
     if (this.#timer === undefined) this.#arm(deadline.at);
   }
 
-  /** Drops completed entries from the front, so sequential traffic leaves nothing behind. */
+  /** Frees completed entries at the front, so sequential traffic leaves nothing behind. */
   compact(): void {
     const items = this.#items;
-    while (this.#head < items.length && items[this.#head]!.done) this.#head++;
-    if (this.#head === items.length) {
-      // Reuse the array: no garbage for the common case of one call at a time.
-      items.length = 0;
-      this.#head = 0;
-    } else if (this.#head > 1024 && this.#head * 2 > items.length) {
-      this.#items = items.slice(this.#head);
-      this.#head = 0;
+    let head = this.#head;
+    while (head < this.#tail && items[head]!.done) items[head++] = undefined;
+    if (head === this.#tail) {
+      head = 0;
+      this.#tail = 0;
+      // Setting length costs more than the rest of a call: only shrink a large array.
+      if (items.length > 1024) items.length = 0;
+    } else if (head > 1024 && head * 2 > this.#tail) {
+      this.#items = items.slice(head, this.#tail);
+      this.#tail -= head;
+      head = 0;
     }
+    this.#head = head;
   }
 
+  /** Live entries, settled ones behind a pending one included. */
   get size(): number {
-    return this.#items.length - this.#head;
+    return this.#tail - this.#head;
+  }
+
+  /** Stops the timer; pending deadlines will not fire. */
+  dispose(): void {
+    if (this.#timer !== undefined) this.#clock.clearTimeout(this.#timer);
+    this.#timer = undefined;
   }
 
   #arm(at: number): void {
@@ -56,22 +74,16 @@ export class DeadlineQueue {
     this.#timer = undefined;
     const now = this.#clock.now();
     const items = this.#items;
-    while (this.#head < items.length) {
+    while (this.#head < this.#tail) {
       const item = items[this.#head]!;
       if (!item.done && item.at > now) break;
-      this.#head++;
+      items[this.#head++] = undefined;
       if (!item.done) {
         item.done = true;
         item.expire();
       }
     }
     this.compact();
-    if (this.#head < this.#items.length) this.#arm(this.#items[this.#head]!.at);
-  }
-
-  /** Stops the timer; pending deadlines will not fire. */
-  dispose(): void {
-    if (this.#timer !== undefined) this.#clock.clearTimeout(this.#timer);
-    this.#timer = undefined;
+    if (this.#head < this.#tail) this.#arm(items[this.#head]!.at);
   }
 }

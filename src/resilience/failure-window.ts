@@ -195,8 +195,16 @@ class TimeWindowDetector implements FailureDetector {
     this.#calls[i]!++;
     if (failed) this.#failures[i]!++;
     if (slow) this.#slow[i]!++;
-    const s = this.#sum();
-    return verdict(this.rates, s.calls, s.failures, s.slowCalls);
+    // Summed in place: no stats object per call.
+    let calls = 0;
+    let failures = 0;
+    let slowCalls = 0;
+    for (let b = 0; b < this.#calls.length; b++) {
+      calls += this.#calls[b]!;
+      failures += this.#failures[b]!;
+      slowCalls += this.#slow[b]!;
+    }
+    return verdict(this.rates, calls, failures, slowCalls);
   }
 
   stats(now: number): WindowStats {

@@ -72,6 +72,15 @@ export class TimeoutPolicy extends Policy {
     return this.events.on(name, listener);
   }
 
+  /** Clears the policy's deadline timer; calls still running are no longer bounded. */
+  dispose(): void {
+    this.#deadlines.dispose();
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
   /** @internal */
   emitTimeout(): void {
     if (this.events.has('timeout')) this.events.emit('timeout', { timeoutMs: this.timeoutMs });
