@@ -118,6 +118,45 @@ describe.skipIf(!pgPass)('PgDb against the server (runs in the KEEL_DB=pg pass o
     expect((await db.query('SELECT 1 AS ok')).rows).toEqual([{ ok: 1 }]);
   });
 
+  it('says so when every pooled connection is busy, rather than blaming the server', async () => {
+    const schema = (await testDb()).schema;
+    const db = await openPgDb({ url, schema, poolSize: 1, connectTimeoutMs: 200 });
+    cleanups.push(() => db.close());
+    let release: () => void = () => undefined;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    let started: () => void = () => undefined;
+    const isHeld = new Promise<void>((resolve) => (started = resolve));
+    const holder = db.transaction(async () => {
+      started();
+      await held;
+    });
+    await isHeld;
+    const error: unknown = await db.query('SELECT 1').catch((e: unknown) => e);
+    release();
+    await holder;
+    expect(isKeelError(error, 'KEEL_DB_UNAVAILABLE')).toBe(true);
+    expect((error as Error).message).toMatch(/no pooled connection became free within 200 ms \(all 1 busy/);
+  });
+
+  it('opens on an existing schema without the CREATE privilege', async () => {
+    const owner = await testDb();
+    const role = `keel_ro_${process.pid}`;
+    await owner.query(`DROP ROLE IF EXISTS ${role}`).catch(() => undefined);
+    await owner.query(`CREATE ROLE ${role} LOGIN`);
+    cleanups.push(async () => {
+      await owner.query(`DROP OWNED BY ${role}; DROP ROLE IF EXISTS ${role}`);
+    });
+    await owner.query(`GRANT USAGE ON SCHEMA "${owner.schema}" TO ${role}`);
+    // PUBLIC has no CREATE on a database by default, so the role cannot create schemas.
+    const restricted = new URL(url);
+    restricted.username = role;
+    const db = await openPgDb({ url: restricted.toString(), schema: owner.schema });
+    cleanups.push(() => db.close());
+    expect((await db.query<{ s: string }>('SELECT current_schema() AS s')).rows).toEqual([
+      { s: owner.schema },
+    ]);
+  });
+
   it('closes the pool and the listener: no connection is left on the server', async () => {
     const schema = (await testDb()).schema;
     const name = `keel-close-${process.pid}`;

@@ -140,7 +140,13 @@ export class PgDb implements Db {
 
   async #createSchema(): Promise<void> {
     try {
-      await this.#pool.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdentifier(this.schema)}`);
+      // Checked first: CREATE SCHEMA IF NOT EXISTS needs the CREATE privilege even when the schema
+      // exists, which a production role often lacks.
+      const { rowCount } = await this.#pool.query('SELECT 1 FROM pg_namespace WHERE nspname = $1', [
+        this.schema,
+      ]);
+      if (rowCount === 0)
+        await this.#pool.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdentifier(this.schema)}`);
     } catch (error) {
       // Two processes creating the same schema at once: one wins, the other sees a unique violation.
       if ((error as { code?: unknown }).code === '23505') return;
@@ -253,7 +259,19 @@ export class PgDb implements Db {
   }
 
   #translate(error: unknown): unknown {
-    return isConnectionError(error) ? unavailable(this.#options.server, error) : error;
+    if (!isConnectionError(error)) return error;
+    const pool = this.#pool;
+    if (error instanceof Error && /timeout exceeded when trying to connect/.test(error.message)) {
+      if (pool.totalCount >= this.#options.poolSize) {
+        // Not the server: every pooled connection is busy (long transactions, or a leak).
+        return new KeelError(
+          'KEEL_DB_UNAVAILABLE',
+          `${this.#options.server.label}: no pooled connection became free within ${this.#options.connectTimeoutMs} ms (all ${this.#options.poolSize} busy, ${pool.waitingCount} callers waiting)`,
+          { cause: error, details: { host: this.#options.server.host, port: this.#options.server.port } },
+        );
+      }
+    }
+    return unavailable(this.#options.server, error);
   }
 }
 
