@@ -1,0 +1,72 @@
+import { pino } from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import { buildShop, type Shop } from '../../apps/shop/app.ts';
+import { placeOrder } from '../../apps/shop/application/orders.ts';
+import { shopMigrations } from '../../apps/shop/presets/open-shop.ts';
+import { createShopStore, testShopConfig, type ShopStore } from '../../apps/shop/test/test-shop.ts';
+import { migrate, type Db } from '../../src/db/index.ts';
+import { testDbBackend } from '../../src/testing/index.ts';
+import { systemClock } from '../../src/time/index.ts';
+
+let store: ShopStore | undefined;
+const shops: Shop[] = [];
+afterEach(async () => {
+  for (const shop of shops.splice(0)) await shop.stop({ drainMs: 1000 });
+  await store?.dispose();
+});
+
+describe('two relays and two workers at once', () => {
+  it('every outbox row reaches the queue and every message reaches a handler', async () => {
+    store = await createShopStore();
+    const first = await store.open();
+    await migrate(first, await shopMigrations());
+    // PGlite is one process's database: both "processes" share it. On PostgreSQL each has its own pool.
+    const dbs: Db[] = testDbBackend() === 'pg' ? [first, await store.open()] : [first, sharedDb(first)];
+    const handled = new Map<string, number>();
+    const published = new Set<string>();
+    for (const db of dbs) {
+      const shop = buildShop(testShopConfig(['worker', 'relay']), {
+        db,
+        clock: systemClock,
+        logger: pino({ level: 'silent' }),
+      });
+      shop.worker?.events.on('handled', ({ message }) =>
+        handled.set(message.id, (handled.get(message.id) ?? 0) + 1),
+      );
+      shop.relay?.events.on('published', ({ messages }) => messages.forEach((m) => published.add(m.id)));
+      shops.push(shop);
+      await shop.start();
+    }
+
+    const total = 60;
+    const orders = await Promise.all(
+      Array.from({ length: total }, (_, i) =>
+        placeOrder(first, systemClock, { customerId: `c-${i}`, items: [{ sku: 'a', quantity: 1 }] }),
+      ),
+    );
+    const deadline = Date.now() + 60_000;
+    while (handled.size < total && Date.now() < deadline) {
+      await Promise.race(shops.map((s) => s.worker!.events.once('acked')));
+    }
+    expect(published.size).toBe(total);
+    expect(handled.size).toBe(total);
+    const { rows } = await first.query<{ accepted: number; unpublished: number; queued: number }>(
+      `SELECT (SELECT count(*)::int FROM orders WHERE status = 'ACCEPTED') AS accepted,
+              (SELECT count(*)::int FROM keel_outbox WHERE published_at IS NULL) AS unpublished,
+              (SELECT count(*)::int FROM keel_queue) AS queued`,
+    );
+    expect(rows[0]).toEqual({ accepted: total, unpublished: 0, queued: 0 });
+    expect(orders).toHaveLength(total);
+  }, 120_000);
+});
+
+/** The second shop over a shared PGlite must not close it: the first shop owns it. */
+function sharedDb(db: Db): Db {
+  return new Proxy(db, {
+    get(target, property, receiver) {
+      if (property === 'close') return async () => undefined;
+      const value: unknown = Reflect.get(target, property, receiver);
+      return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+    },
+  });
+}
