@@ -273,6 +273,25 @@ describe('Db', () => {
     expect(received).toEqual(['plain', 'in-tx']);
   });
 
+  it('lets a listener query the db from its callback, as a relay woken by NOTIFY does', async () => {
+    const db = await testDb();
+    const channel = `wake_${db.schema}`;
+    await db.query('CREATE TABLE inbox (v text)');
+    let seen: Promise<unknown> | undefined;
+    let woke: () => void = () => undefined;
+    const woken = new Promise<void>((resolve) => (woke = resolve));
+    await db.listen(channel, () => {
+      seen = db.query('SELECT v FROM inbox');
+      woke();
+    });
+    await db.transaction(async (tx) => {
+      await tx.query("INSERT INTO inbox VALUES ('row')");
+      await tx.query('SELECT pg_notify($1, $2)', [channel, '']);
+    });
+    await woken;
+    expect(await seen).toMatchObject({ rows: [{ v: 'row' }] });
+  });
+
   it('rejects a channel name that is not a plain identifier', async () => {
     const db = await testDb();
     await expect(db.listen('Bad Channel"; --', () => undefined)).rejects.toMatchObject({
