@@ -33,8 +33,11 @@ export interface WindowStats {
 
 /** Counts outcomes and decides when to open. One per breaker, reset on every transition. */
 export interface FailureDetector {
-  /** Needs call durations (slow calls) or the time (time window). */
+  /** Needs the time when a call ends (time window, slow calls). */
   readonly usesClock: boolean;
+  /** Needs the time when a call starts too (slow calls). */
+  readonly tracksSlowCalls: boolean;
+  /** Infinity when slow calls are not tracked. */
   readonly slowCallMs: number;
   /** Records one outcome; returns why the breaker should open, if it should. */
   record(failed: boolean, slow: boolean, now: number): OpenReason | undefined;
@@ -106,6 +109,7 @@ function stats(calls: number, failures: number, slowCalls: number): WindowStats 
 
 class ConsecutiveDetector implements FailureDetector {
   readonly usesClock = false;
+  readonly tracksSlowCalls = false;
   readonly slowCallMs = Infinity;
   #run = 0;
   #calls = 0;
@@ -130,6 +134,7 @@ const SLOW = 2;
 /** A ring of the last `size` outcomes with running counts: O(1) per call, no allocation. */
 class CountWindowDetector implements FailureDetector {
   readonly usesClock: boolean;
+  readonly tracksSlowCalls: boolean;
   readonly slowCallMs: number;
   readonly #ring: Uint8Array;
   #next = 0;
@@ -142,7 +147,7 @@ class CountWindowDetector implements FailureDetector {
   ) {
     this.#ring = new Uint8Array(size);
     this.slowCallMs = rates.slowCallMs;
-    this.usesClock = rates.slowCallMs !== Infinity;
+    this.usesClock = this.tracksSlowCalls = rates.slowCallMs !== Infinity;
   }
   record(failed: boolean, slow: boolean): OpenReason | undefined {
     if (this.#calls === this.#ring.length) {
@@ -171,11 +176,16 @@ class CountWindowDetector implements FailureDetector {
  */
 class TimeWindowDetector implements FailureDetector {
   readonly usesClock = true;
+  readonly tracksSlowCalls: boolean;
   readonly slowCallMs: number;
   readonly #bucketMs: number;
   readonly #calls: Float64Array;
   readonly #failures: Float64Array;
   readonly #slow: Float64Array;
+  /** Running sums over the buckets, kept as buckets fill and clear: O(1) per call. */
+  #totalCalls = 0;
+  #totalFailures = 0;
+  #totalSlow = 0;
   #bucket = -Infinity;
 
   constructor(
@@ -188,46 +198,34 @@ class TimeWindowDetector implements FailureDetector {
     this.#failures = new Float64Array(buckets);
     this.#slow = new Float64Array(buckets);
     this.slowCallMs = rates.slowCallMs;
+    this.tracksSlowCalls = rates.slowCallMs !== Infinity;
   }
 
   record(failed: boolean, slow: boolean, now: number): OpenReason | undefined {
     const i = this.#slide(now);
     this.#calls[i]!++;
-    if (failed) this.#failures[i]!++;
-    if (slow) this.#slow[i]!++;
-    // Summed in place: no stats object per call.
-    let calls = 0;
-    let failures = 0;
-    let slowCalls = 0;
-    for (let b = 0; b < this.#calls.length; b++) {
-      calls += this.#calls[b]!;
-      failures += this.#failures[b]!;
-      slowCalls += this.#slow[b]!;
+    this.#totalCalls++;
+    if (failed) {
+      this.#failures[i]!++;
+      this.#totalFailures++;
     }
-    return verdict(this.rates, calls, failures, slowCalls);
+    if (slow) {
+      this.#slow[i]!++;
+      this.#totalSlow++;
+    }
+    return verdict(this.rates, this.#totalCalls, this.#totalFailures, this.#totalSlow);
   }
 
   stats(now: number): WindowStats {
     this.#slide(now);
-    return this.#sum();
+    return stats(this.#totalCalls, this.#totalFailures, this.#totalSlow);
   }
 
   reset(): void {
     this.#calls.fill(0);
     this.#failures.fill(0);
     this.#slow.fill(0);
-  }
-
-  #sum(): WindowStats {
-    let calls = 0;
-    let failures = 0;
-    let slow = 0;
-    for (let i = 0; i < this.#calls.length; i++) {
-      calls += this.#calls[i]!;
-      failures += this.#failures[i]!;
-      slow += this.#slow[i]!;
-    }
-    return stats(calls, failures, slow);
+    this.#totalCalls = this.#totalFailures = this.#totalSlow = 0;
   }
 
   #slide(now: number): number {
@@ -236,14 +234,18 @@ class TimeWindowDetector implements FailureDetector {
     if (bucket !== this.#bucket) {
       // A clock that stepped back or a gap as long as the window empties every bucket.
       if (bucket < this.#bucket || bucket - this.#bucket >= size) this.reset();
-      else for (let b = this.#bucket + 1; b <= bucket; b++) this.#clear(b % size);
+      else for (let b = this.#bucket + 1; b <= bucket; b++) this.#clear(b);
       this.#bucket = bucket;
     }
     return ((bucket % size) + size) % size;
   }
 
-  #clear(i: number): void {
-    const j = (i + this.#calls.length) % this.#calls.length;
+  #clear(bucket: number): void {
+    const size = this.#calls.length;
+    const j = ((bucket % size) + size) % size;
+    this.#totalCalls -= this.#calls[j]!;
+    this.#totalFailures -= this.#failures[j]!;
+    this.#totalSlow -= this.#slow[j]!;
     this.#calls[j] = 0;
     this.#failures[j] = 0;
     this.#slow[j] = 0;
