@@ -101,7 +101,9 @@ describe.skipIf(!pglitePass)(
       const ids = (await db.query<{ id: number }>('SELECT id FROM crash_rows ORDER BY id')).rows.map(
         (r) => r.id,
       );
+      const total = (await db.query<{ n: number }>('SELECT n FROM crash_total')).rows[0]?.n;
       await db.close();
+      expect(total).toBe(ids.length);
       // Every acknowledged commit survived; beyond those, at most the commits in flight at each kill,
       // and the ids stay contiguous: no commit was half applied.
       for (const id of acknowledged) expect(ids).toContain(id);
