@@ -11,7 +11,9 @@ import {
 describe('KeelError', () => {
   it('carries a stable code, its HTTP status, and the cause chain', () => {
     const cause = new Error('connection refused');
-    const error = new KeelError('KEEL_DB_UNAVAILABLE', 'PostgreSQL at 127.0.0.1:5432 is unreachable', { cause });
+    const error = new KeelError('KEEL_DB_UNAVAILABLE', 'PostgreSQL at 127.0.0.1:5432 is unreachable', {
+      cause,
+    });
     expect(error.code).toBe('KEEL_DB_UNAVAILABLE');
     expect(error.status).toBe(503);
     expect(error.cause).toBe(cause);

@@ -70,7 +70,9 @@ export abstract class ServiceBase<E extends object = object> implements Service 
     if (this.#state === 'running') return Promise.resolve();
     if (this.#state === 'starting' && this.#starting) return this.#starting;
     if (this.#state !== 'idle') {
-      return Promise.reject(new KeelError('KEEL_SERVICE_STATE', `${this.name} cannot start: it is ${this.#state}`));
+      return Promise.reject(
+        new KeelError('KEEL_SERVICE_STATE', `${this.name} cannot start: it is ${this.#state}`),
+      );
     }
     this.#setState('starting');
     this.#starting = this.onStart().then(
@@ -80,7 +82,9 @@ export abstract class ServiceBase<E extends object = object> implements Service 
       },
       (error: unknown) => {
         this.#setState('failed');
-        throw new KeelError('KEEL_SERVICE_STATE', `${this.name} failed to start: ${String(error)}`, { cause: error });
+        throw new KeelError('KEEL_SERVICE_STATE', `${this.name} failed to start: ${String(error)}`, {
+          cause: error,
+        });
       },
     );
     return this.#starting;

@@ -36,7 +36,8 @@ export class TypedEvents<E extends object> {
     options: { filter?: (payload: E[K]) => boolean; signal?: AbortSignal } = {},
   ): Promise<E[K]> {
     const { filter, signal } = options;
-    if (signal?.aborted) return Promise.reject(new AbortedError(`waiting for ${String(name)}`, signal.reason));
+    if (signal?.aborted)
+      return Promise.reject(new AbortedError(`waiting for ${String(name)}`, signal.reason));
     return new Promise<E[K]>((resolve, reject) => {
       const onAbort = (): void => {
         handle.dispose();
@@ -64,7 +65,10 @@ export class TypedEvents<E extends object> {
       try {
         (listener as Listener<E[K]>)(payload);
       } catch (error) {
-        process.emitWarning(`keel: a listener of "${String(name)}" threw: ${String(error)}`, 'KeelListenerWarning');
+        process.emitWarning(
+          `keel: a listener of "${String(name)}" threw: ${String(error)}`,
+          'KeelListenerWarning',
+        );
       }
     }
   }
