@@ -172,12 +172,13 @@ export class CircuitBreakerPolicy extends Policy {
   }
 
   readonly #closedSuccess = <T>(result: T, began = 0): T => {
-    this.#settle(
-      this.#generation,
-      false,
-      this.#handleResult !== undefined && this.#handleResult(result) ? 1 : 0,
-      began,
-    );
+    const failed = this.#handleResult !== undefined && this.#handleResult(result);
+    // The common success path, without the generic bookkeeping of #settle.
+    if (!failed && !this.#detector.usesClock && this.#state.status === 'closed') {
+      // A success can still open a rate window that just reached its minimum of calls.
+      const reason = this.#detector.record(false, false, 0);
+      if (reason !== undefined) this.#open(reason);
+    } else this.#settle(this.#generation, false, failed ? 1 : 0, began);
     return result;
   };
 

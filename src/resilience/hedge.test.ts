@@ -51,6 +51,24 @@ describe('hedge', () => {
     expect(seen).toEqual([2, 3]);
   });
 
+  it('aborts every attempt when the caller aborts, and leaves no timer', async () => {
+    const clock = new ManualClock(0);
+    const policy = hedge({ delayMs: 10, maxHedges: 3, clock });
+    const controller = new AbortController();
+    const signals: AbortSignal[] = [];
+    const result = policy.execute(({ signal }) => {
+      signals.push(signal);
+      return sleep(1000, { clock, signal });
+    }, controller.signal);
+    const caught = result.catch((e: unknown) => e);
+    await clock.advance(15);
+    controller.abort(new Error('caller left'));
+    expect(await caught).toMatchObject({ code: 'KEEL_ABORTED' });
+    expect(signals).toHaveLength(2);
+    expect(signals.every((s) => s.aborted)).toBe(true);
+    expect(clock.pendingTimers).toBe(0);
+  });
+
   it('rejects bad options naming each one', () => {
     expect(() => hedge({ delayMs: -1 })).toThrow(/delayMs/);
     expect(() => hedge({ delayMs: 1, maxHedges: -1 })).toThrow(/maxHedges/);
