@@ -80,6 +80,11 @@ describe('Db', () => {
       [{ k: 'v' }, when],
     );
     expect(back.rows[0]).toEqual({ doc: { k: 'v' }, at: when });
+    // An array must be stringified for a json parameter: node-postgres would send a PostgreSQL array.
+    await expect(db.query('SELECT $1::jsonb AS doc', [[1, 2]])).rejects.toThrow();
+    expect((await db.query('SELECT $1::jsonb AS doc', [JSON.stringify([1, 2])])).rows).toEqual([
+      { doc: [1, 2] },
+    ]);
   });
 
   it('runs a script of several statements when there are no parameters, answering with the last', async () => {

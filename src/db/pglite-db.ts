@@ -39,12 +39,32 @@ const INT8 = 20;
 const INT8_ARRAY = 1016;
 // node-postgres returns int8 (`count(*)`, bigserial) as a string; PGlite as a number. keel returns
 // what pg returns, so code written against the embedded default behaves the same in production.
+const JSON_OID = 114;
+const JSONB_OID = 3802;
+
+/**
+ * node-postgres sends a JS array as a PostgreSQL array literal whatever the parameter's type, so an
+ * array bound to a json/jsonb parameter fails there; PGlite would quietly send JSON. Refusing it
+ * here makes code tested on the embedded default fail the way production would, with the fix.
+ */
+function serializeJson(value: unknown): string {
+  if (Array.isArray(value)) {
+    throw new InvalidArgumentError(
+      'params',
+      'JSON.stringify(array) for a json/jsonb parameter (node-postgres sends a bare array as a PostgreSQL array, which is not JSON)',
+      value,
+    );
+  }
+  return typeof value === 'string' ? value : JSON.stringify(value);
+}
+
 const queryOptions: QueryOptions = {
   parsers: {
     [INT8]: (value: string) => value,
     [INT8_ARRAY]: (value: string): unknown =>
       types.arrayParser(value, (element: string) => element, INT8_ARRAY),
   },
+  serializers: { [JSON_OID]: serializeJson, [JSONB_OID]: serializeJson },
 };
 
 /**
