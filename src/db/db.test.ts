@@ -115,6 +115,16 @@ describe('Db', () => {
     expect((await db.query('SELECT id FROM t ORDER BY id')).rows).toEqual([{ id: 1 }, { id: 2 }]);
   });
 
+  it('accepts concurrent queries on one transaction handle', async () => {
+    const db = await testDb();
+    await db.query('CREATE TABLE t (id int)');
+    const counts = await db.transaction(async (tx) => {
+      await Promise.all(Array.from({ length: 20 }, (_, i) => tx.query('INSERT INTO t VALUES ($1)', [i])));
+      return (await tx.query<{ n: string }>('SELECT count(*) AS n FROM t')).rows[0]?.n;
+    });
+    expect(counts).toBe('20');
+  });
+
   it('rolls back a transaction that throws, and rethrows', async () => {
     const db = await testDb();
     await db.query('CREATE TABLE t (id int)');

@@ -115,6 +115,8 @@ export class PgDb implements Db {
     const pool = new pg.Pool({
       ...PgDb.#connectionConfig(resolved, resolved.applicationName),
       max: resolved.poolSize,
+      // Idle pooled connections never keep a process alive that has nothing else to do.
+      allowExitOnIdle: true,
     });
     // An idle pooled connection that drops emits 'error' on the pool; unhandled, it kills the process.
     pool.on('error', () => undefined);
