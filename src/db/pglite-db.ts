@@ -6,6 +6,7 @@ import { lockDataDir, type DataDirLock } from './data-dir-lock.ts';
 import type { Db, QueryResult, Row, TransactionOptions, Tx, Unlisten } from './db.ts';
 import { checkIdentifier, quoteIdentifier } from './identifiers.ts';
 import { checkIsolation } from './isolation.ts';
+import { SerialQueue } from './serial-queue.ts';
 import {
   ScopedTx,
   assertOutsideTransaction,
@@ -76,16 +77,14 @@ class PgliteSession {
   readonly pglite: PGlite;
   /** The search_path last set on the instance, so it is only set again when another schema takes a turn. */
   searchPath: string | undefined;
-  #tail: Promise<unknown> = Promise.resolve();
+  readonly #queue = new SerialQueue();
 
   constructor(pglite: PGlite) {
     this.pglite = pglite;
   }
 
   exclusive<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.#tail.then(fn);
-    this.#tail = run.catch(() => undefined);
-    return run;
+    return this.#queue.run(fn);
   }
 }
 
