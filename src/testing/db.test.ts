@@ -40,6 +40,11 @@ describe('createTestDb', () => {
       expect(a.inner).toBeInstanceOf(PgliteDb);
       expect(instance(a)).toBe(instance(b));
       expect(instance(c)).not.toBe(instance(a));
+      // One connection: a query on b inside a transaction of a would wait forever, so it is refused.
+      await expect(a.transaction(async () => b.query('SELECT 1'))).rejects.toMatchObject({
+        code: 'KEEL_DB_IN_TRANSACTION',
+      });
+      expect((await a.transaction(async () => c.query('SELECT 1 AS one'))).rows).toEqual([{ one: 1 }]);
     },
   );
 });
