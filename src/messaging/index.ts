@@ -10,5 +10,6 @@ export { PublishError, type Publisher } from './publisher.ts';
 export { PermanentError, type Handler, type DeliveryContext } from './handler.ts';
 export type { Delivery, DeliverySource } from './delivery-source.ts';
 export { QueueConsumer, type QueueConsumerOptions, type QueueConsumerEvents } from './queue-consumer.ts';
-export { PgQueue, type PgQueueOptions, type PublishOptions } from './adapters/postgres/pg-queue.ts';
+export { PgQueue, type PgQueueOptions } from './adapters/postgres/pg-queue.ts';
+export type { BrokerCapabilities, MessageBroker, PublishOptions, SourceOptions } from './broker.ts';
 export { pgQueueMigrations, pgQueueChannel } from './adapters/postgres/schema.ts';

@@ -15,3 +15,4 @@ export {
   type BreakerStoreTarget,
 } from './breaker-store-conformance.ts';
 export { rateLimitStoreConformance, type RateLimitStoreTarget } from './rate-limit-store-conformance.ts';
+export { describeBrokerConformance, type BrokerConformanceOptions } from './broker-conformance.ts';

@@ -69,8 +69,12 @@ export class PgQueueSource implements DeliverySource<PgDelivery> {
     );
     const { rows } = await this.#db.query<QueueRow>(
       `WITH picked AS (
-         SELECT seq FROM keel_queue
+         SELECT seq FROM keel_queue AS q
          WHERE queue = $1 AND lease_owner IS NULL AND available_at <= $2
+           -- Only the oldest message of a key: the next waits until it is acked or dead-lettered,
+           -- even while it waits for a retry. Other keys go on in parallel.
+           AND (q.key IS NULL OR NOT EXISTS (
+             SELECT 1 FROM keel_queue AS e WHERE e.queue = q.queue AND e.key = q.key AND e.seq < q.seq))
          ORDER BY seq
          LIMIT $3
          FOR UPDATE SKIP LOCKED)

@@ -2,9 +2,9 @@ import { v7 as uuidv7 } from 'uuid';
 import type { Db, Queryable } from '../../../db/db.ts';
 import { InvalidArgumentError } from '../../../errors/index.ts';
 import { systemClock, type Clock } from '../../../time/index.ts';
+import type { BrokerCapabilities, MessageBroker, PublishOptions, SourceOptions } from '../../broker.ts';
 import type { Envelope } from '../../envelope.ts';
 import type { Handler } from '../../handler.ts';
-import type { Publisher } from '../../publisher.ts';
 import { PublishError } from '../../publisher.ts';
 import { QueueConsumer, type QueueConsumerOptions } from '../../queue-consumer.ts';
 import { PgQueueSource, type PgQueueSourceOptions } from './pg-queue-source.ts';
@@ -12,11 +12,6 @@ import { pgQueueChannel } from './schema.ts';
 
 export interface PgQueueOptions {
   clock?: Clock;
-}
-
-export interface PublishOptions {
-  /** Deliver no earlier than this instant (ms since epoch). */
-  availableAt?: number;
 }
 
 const queueName = /^[A-Za-z0-9_.:-]{1,200}$/;
@@ -33,7 +28,15 @@ export function assertQueueName(name: string, field = 'destination'): void {
  *
  * Run `pgQueueMigrations` with the application's migrations before use.
  */
-export class PgQueue implements Publisher {
+export class PgQueue implements MessageBroker {
+  readonly name = 'postgres';
+  readonly capabilities: BrokerCapabilities = {
+    ordering: 'per-key',
+    replayable: false,
+    consumerGroups: false,
+    redeliversOnNack: true,
+    delayedDelivery: true,
+  };
   readonly #db: Db;
   readonly #clock: Clock;
 
@@ -94,22 +97,51 @@ export class PgQueue implements Publisher {
     );
   }
 
-  /** A consumer of `queue`; start it to begin handling. */
-  consumer(
-    queue: string,
-    handler: Handler,
-    options: QueueConsumerOptions & Omit<PgQueueSourceOptions, 'clock' | 'owner'> = {},
-  ): QueueConsumer {
+  /** A source for one consumer instance of `queue`, holding leases in a name of its own. */
+  source(queue: string, options: SourceOptions & { clock?: Clock } = {}): PgQueueSource {
     assertQueueName(queue, 'queue');
-    const clock = options.clock ?? this.#clock;
-    const source = new PgQueueSource(this.#db, queue, {
-      clock,
-      owner: uuidv7(),
-      ...(options.leaseMs === undefined ? {} : { leaseMs: options.leaseMs }),
-      ...(options.deadLetterQueue === undefined ? {} : { deadLetterQueue: options.deadLetterQueue }),
-    });
-    return new QueueConsumer(source, handler, { ...options, clock });
+    if (options.group !== undefined) {
+      throw new InvalidArgumentError('group', 'undefined: the PostgreSQL queue has no consumer groups', options.group);
+    }
+    const sourceOptions: PgQueueSourceOptions = { clock: options.clock ?? this.#clock, owner: uuidv7() };
+    if (options.leaseMs !== undefined) sourceOptions.leaseMs = options.leaseMs;
+    if (options.deadLetterDestination !== undefined) sourceOptions.deadLetterQueue = options.deadLetterDestination;
+    return new PgQueueSource(this.#db, queue, sourceOptions);
   }
+
+  /** A consumer of `queue`; start it to begin handling. */
+  consumer(queue: string, handler: Handler, options: QueueConsumerOptions & SourceOptions = {}): QueueConsumer {
+    const clock = options.clock ?? this.#clock;
+    return new QueueConsumer(this.source(queue, { ...options, clock }), handler, { ...options, clock });
+  }
+
+  async redrive(deadLetterQueue: string, options: { to?: string; limit?: number } = {}): Promise<number> {
+    assertQueueName(deadLetterQueue, 'deadLetterDestination');
+    if (options.to !== undefined) assertQueueName(options.to, 'to');
+    const limit = options.limit ?? 2 ** 31 - 1;
+    if (!Number.isInteger(limit) || limit < 1) throw new InvalidArgumentError('limit', 'an integer >= 1', limit);
+    const { rows } = await this.#db.query<{ queue: string }>(
+      `WITH picked AS (
+         SELECT seq FROM keel_queue WHERE queue = $1 AND lease_owner IS NULL ORDER BY seq LIMIT $3 FOR UPDATE SKIP LOCKED)
+       UPDATE keel_queue AS q
+       SET queue = coalesce($2, q.headers->>'x-dead-letter-source'), attempts = 0, available_at = $4,
+           first_failed_at = NULL, last_failed_at = NULL, last_error = NULL,
+           headers = (q.headers - ARRAY['x-dead-letter-source', 'x-dead-letter-error', 'x-dead-letter-attempts',
+                                        'x-dead-letter-first-failed-at', 'x-dead-letter-last-failed-at'])
+                     || jsonb_build_object('x-redrive-count',
+                          (coalesce((q.headers->>'x-redrive-count')::int, 0) + 1)::text)
+       FROM picked WHERE q.seq = picked.seq AND coalesce($2, q.headers->>'x-dead-letter-source') IS NOT NULL
+       RETURNING q.queue`,
+      [deadLetterQueue, options.to ?? null, limit, new Date(this.#clock.now())],
+    );
+    for (const queue of new Set(rows.map((row) => row.queue))) {
+      await this.#db.query('SELECT pg_notify($1, $2)', [pgQueueChannel, queue]);
+    }
+    return rows.length;
+  }
+
+  /** The database belongs to the caller; nothing to close here. */
+  async close(): Promise<void> {}
 
   /** Messages waiting in `queue` (ready, delayed and leased). */
   async depth(queue: string): Promise<number> {

@@ -31,6 +31,13 @@ CREATE INDEX IF NOT EXISTS keel_queue_ready ON keel_queue (queue, seq) WHERE lea
 CREATE INDEX IF NOT EXISTS keel_queue_leased ON keel_queue (lease_until) WHERE lease_owner IS NOT NULL;
 `,
   },
+  {
+    id: 'keel_queue_0002_key_order',
+    sql: `
+-- Per-key ordering: a message is claimable only while no earlier message of its key is left.
+CREATE INDEX IF NOT EXISTS keel_queue_key_order ON keel_queue (queue, key, seq) WHERE key IS NOT NULL;
+`,
+  },
 ] as const;
 
 /** NOTIFY channel; the payload is the queue name. */

@@ -1,0 +1,76 @@
+import { connect, type ChannelModel } from 'amqplib';
+
+export interface ConnectionSettings {
+  url: string;
+  /** TCP connect and AMQP handshake budget, ms. */
+  connectTimeoutMs: number;
+  /** AMQP heartbeat, seconds: how fast a silent broker is noticed. */
+  heartbeatSeconds: number;
+  /** Connection name shown by `rabbitmqctl list_connections client_properties`. */
+  name: string;
+}
+
+/**
+ * One lazily opened AMQP connection. Whoever needs it calls `get()`; concurrent callers share
+ * one attempt. When the connection closes (broker restart, network, server-side close) the
+ * next `get()` opens a new one, and `onLost` listeners hear about it once.
+ */
+export class LazyConnection {
+  readonly #settings: ConnectionSettings;
+  #current: Promise<ChannelModel> | undefined;
+  #closed = false;
+  readonly #lost = new Set<() => void>();
+
+  constructor(settings: ConnectionSettings) {
+    this.#settings = settings;
+  }
+
+  /** Listens for the loss of the current connection. Returns the unsubscribe function. */
+  onLost(listener: () => void): () => void {
+    this.#lost.add(listener);
+    return () => this.#lost.delete(listener);
+  }
+
+  get(): Promise<ChannelModel> {
+    if (this.#closed) return Promise.reject(new Error('connection closed by the application'));
+    this.#current ??= this.#open();
+    return this.#current;
+  }
+
+  async #open(): Promise<ChannelModel> {
+    const { url, connectTimeoutMs, heartbeatSeconds, name } = this.#settings;
+    let connection: ChannelModel;
+    try {
+      const target = new URL(url);
+      target.searchParams.set('heartbeat', String(heartbeatSeconds));
+      connection = await connect(target.toString(), {
+        timeout: connectTimeoutMs,
+        clientProperties: { connection_name: name },
+      });
+    } catch (error) {
+      this.#current = undefined;
+      throw error;
+    }
+    const current = this.#current;
+    // Without an 'error' listener a broker-side close would crash the process.
+    connection.on('error', () => {});
+    connection.on('close', () => {
+      if (this.#current === current) this.#current = undefined;
+      for (const listener of [...this.#lost]) listener();
+    });
+    if (this.#closed) {
+      await connection.close().catch(() => undefined);
+      throw new Error('connection closed by the application');
+    }
+    return connection;
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    const current = this.#current;
+    this.#current = undefined;
+    if (current === undefined) return;
+    const connection = await current.catch(() => undefined);
+    await connection?.close().catch(() => undefined);
+  }
+}

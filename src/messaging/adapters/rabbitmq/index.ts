@@ -1,0 +1,3 @@
+export { RabbitMqBroker, type RabbitMqBrokerOptions } from './rabbitmq-broker.ts';
+export { RabbitMqSource, type RabbitMqDelivery } from './rabbitmq-source.ts';
+export { delayBucket, type QueueType } from './topology.ts';

@@ -1,0 +1,282 @@
+import type { ConsumeMessage } from 'amqplib';
+import { KeelError } from '../../../errors/index.ts';
+import type { Backoff, Clock, TimerHandle } from '../../../time/index.ts';
+import type { Delivery, DeliverySource } from '../../delivery-source.ts';
+import type { Envelope } from '../../envelope.ts';
+import { decode, deliveryCount, encode } from './codec.ts';
+import { Confirmer } from './confirm-channel.ts';
+import type { LazyConnection } from './connection.ts';
+import { delayBucket, type QueueType, type Topology } from './topology.ts';
+
+export interface RabbitMqDelivery extends Delivery {
+  /** The AMQP message, acknowledged on the channel it came from. */
+  readonly message: ConsumeMessage;
+  /** The channel it came from: after a reconnect the broker has requeued it already. */
+  readonly confirmer: Confirmer;
+  readonly firstFailedAt: string | undefined;
+}
+
+export interface RabbitMqSourceSettings {
+  connection: LazyConnection;
+  topology: Topology;
+  clock: Clock;
+  queueType: QueueType;
+  deadLetterDestination: string;
+  /** Fixed prefetch; undefined: the `max` of the first claim (the consumer's concurrency). */
+  prefetch: number | undefined;
+  reconnectBackoff: Backoff;
+  onError: (error: unknown) => void;
+}
+
+/**
+ * One consumer of a RabbitMQ queue, driven by the consumer runtime. The broker pushes up to
+ * `prefetch` unacknowledged messages into a local buffer; `claim` drains it. Retries and dead
+ * letters are published (confirmed) before the original is acked, so a crash in between
+ * duplicates a message and never loses one.
+ *
+ * Attempts: quorum queues count deliveries exactly (`x-delivery-count`); classic queues only say
+ * `redelivered`, so a message requeued by crashes counts as at most one extra attempt there.
+ */
+export class RabbitMqSource implements DeliverySource<RabbitMqDelivery> {
+  readonly destination: string;
+  readonly #s: RabbitMqSourceSettings;
+  #confirmer: Confirmer | undefined;
+  #consumerTag: string | undefined;
+  #prefetch: number | undefined;
+  #buffer: RabbitMqDelivery[] = [];
+  #wake: () => void = () => {};
+  #closed = false;
+  #reconnects = 0;
+  #reconnectTimer: TimerHandle | undefined;
+  #connecting: Promise<void> | undefined;
+
+  constructor(destination: string, settings: RabbitMqSourceSettings) {
+    this.destination = destination;
+    this.#s = settings;
+    this.#prefetch = settings.prefetch;
+  }
+
+  async open(wake: () => void): Promise<void> {
+    this.#wake = wake;
+    await this.#connect();
+  }
+
+  async claim(max: number): Promise<RabbitMqDelivery[]> {
+    if (this.#consumerTag === undefined && this.#confirmer?.open === true && this.#connecting === undefined) {
+      // The first claim tells how many messages the runtime can hold: that is the prefetch.
+      this.#prefetch ??= max;
+      this.#connecting = this.#consume(this.#confirmer).finally(() => (this.#connecting = undefined));
+      await this.#connecting;
+    }
+    return this.#buffer.splice(0, max);
+  }
+
+  async ack(deliveries: readonly RabbitMqDelivery[]): Promise<void> {
+    for (const delivery of deliveries) {
+      this.#live(delivery).channel.ack(delivery.message);
+    }
+  }
+
+  async retry(delivery: RabbitMqDelivery, delayMs: number, error: unknown): Promise<void> {
+    const confirmer = this.#live(delivery);
+    const now = this.#s.clock.now();
+    const bucket = delayBucket(delayMs);
+    const queue =
+      bucket === 0
+        ? this.destination
+        : await this.#s.topology.delayQueue(confirmer.channel, this.destination, bucket);
+    const firstFailedAt = delivery.firstFailedAt ?? new Date(now).toISOString();
+    await this.#publishThenAck(confirmer, queue, delivery, {
+      attempt: delivery.attempt,
+      firstFailedAt,
+    }, error);
+  }
+
+  async deadLetter(delivery: RabbitMqDelivery, error: unknown): Promise<void> {
+    const confirmer = this.#live(delivery);
+    const now = new Date(this.#s.clock.now()).toISOString();
+    const queue = this.#s.deadLetterDestination;
+    await this.#s.topology.queue(confirmer.channel, queue);
+    const envelope: Envelope = {
+      ...delivery.envelope,
+      headers: {
+        ...delivery.envelope.headers,
+        'x-dead-letter-source': this.destination,
+        'x-dead-letter-error': describeError(error),
+        'x-dead-letter-attempts': String(delivery.attempt),
+        'x-dead-letter-first-failed-at': delivery.firstFailedAt ?? now,
+        'x-dead-letter-last-failed-at': now,
+      },
+    };
+    await this.#publishThenAck(confirmer, queue, { ...delivery, envelope }, {}, error);
+  }
+
+  async release(delivery: RabbitMqDelivery): Promise<void> {
+    const confirmer = delivery.confirmer;
+    // The channel is gone: the broker has requeued the message already.
+    if (!confirmer.open || confirmer !== this.#confirmer) return;
+    // A copy that does not count this attempt, then ack: a plain requeue would count it on a
+    // quorum queue, and a service restarted often enough would dead-letter healthy messages.
+    const carried = { attempt: delivery.attempt - 1, ...optional(delivery.firstFailedAt) };
+    const { content, options } = encode(delivery.envelope, this.#s.clock.now(), carried);
+    const failures = await confirmer.publish(this.destination, [{ id: delivery.envelope.id, content, options }]);
+    if (failures.length === 0) confirmer.channel.ack(delivery.message);
+    else if (confirmer.open) confirmer.channel.nack(delivery.message, false, true);
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    if (this.#reconnectTimer !== undefined) this.#s.clock.clearTimeout(this.#reconnectTimer);
+    this.#reconnectTimer = undefined;
+    await this.#connecting?.catch(() => undefined);
+    const confirmer = this.#confirmer;
+    this.#confirmer = undefined;
+    this.#buffer = [];
+    // Closing the channel hands every unacknowledged message back to the queue.
+    await confirmer?.close();
+  }
+
+  async #publishThenAck(
+    confirmer: Confirmer,
+    queue: string,
+    delivery: RabbitMqDelivery,
+    carried: { attempt?: number; firstFailedAt?: string },
+    cause: unknown,
+  ): Promise<void> {
+    const { content, options } = encode(delivery.envelope, this.#s.clock.now(), carried);
+    const failures = await confirmer.publish(queue, [{ id: delivery.envelope.id, content, options }]);
+    if (failures.length > 0) {
+      // Not acked: the original comes back (on reconnect or lease of a new consumer), nothing lost.
+      throw new KeelError('KEEL_PUBLISH_FAILED', `could not move message ${delivery.envelope.id} to ${queue}`, {
+        cause: failures[0]?.error ?? cause,
+        details: { destination: queue, failedIds: [delivery.envelope.id] },
+      });
+    }
+    this.#live(delivery).channel.ack(delivery.message);
+  }
+
+  /** The channel to settle `delivery` on; throws when it closed (the broker requeued the message). */
+  #live(delivery: RabbitMqDelivery): Confirmer {
+    const confirmer = delivery.confirmer;
+    if (!confirmer.open) {
+      throw new KeelError(
+        'KEEL_BROKER_UNAVAILABLE',
+        `the channel that delivered ${delivery.envelope.id} closed; RabbitMQ delivers it again`,
+        { details: { destination: this.destination, id: delivery.envelope.id } },
+      );
+    }
+    return confirmer;
+  }
+
+  async #connect(): Promise<void> {
+    const connection = await this.#s.connection.get();
+    const channel = await connection.createConfirmChannel();
+    const confirmer = new Confirmer(channel);
+    channel.on('close', () => this.#onChannelClosed(confirmer));
+    try {
+      await this.#s.topology.queue(channel, this.destination);
+    } catch (error) {
+      await confirmer.close();
+      throw error;
+    }
+    this.#confirmer = confirmer;
+    this.#consumerTag = undefined;
+    if (this.#prefetch !== undefined) await this.#consume(confirmer);
+  }
+
+  async #consume(confirmer: Confirmer): Promise<void> {
+    const channel = confirmer.channel;
+    await channel.prefetch(this.#prefetch ?? 1);
+    const { consumerTag } = await channel.consume(this.destination, (message) => {
+      if (message === null) {
+        // The broker cancelled the consumer (queue deleted): start over on a new channel.
+        void confirmer.close();
+        return;
+      }
+      this.#receive(confirmer, message);
+    });
+    this.#consumerTag = consumerTag;
+  }
+
+  #receive(confirmer: Confirmer, message: ConsumeMessage): void {
+    if (this.#closed || confirmer !== this.#confirmer) return;
+    let decoded;
+    try {
+      decoded = decode(message);
+    } catch (error) {
+      void this.#deadLetterUndecodable(confirmer, message, error);
+      return;
+    }
+    const earlier =
+      this.#s.queueType === 'quorum' ? deliveryCount(message) : message.fields.redelivered ? 1 : 0;
+    this.#buffer.push({
+      envelope: decoded.envelope,
+      attempt: decoded.carriedAttempts + earlier + 1,
+      message,
+      confirmer,
+      firstFailedAt: decoded.firstFailedAt,
+    });
+    this.#wake();
+  }
+
+  /** A body that is not a keel envelope cannot be handled: park it, raw, in the dead-letter queue. */
+  async #deadLetterUndecodable(confirmer: Confirmer, message: ConsumeMessage, error: unknown): Promise<void> {
+    try {
+      const queue = this.#s.deadLetterDestination;
+      await this.#s.topology.queue(confirmer.channel, queue);
+      const now = new Date(this.#s.clock.now()).toISOString();
+      const id = typeof message.properties.messageId === 'string' ? message.properties.messageId : `raw-${now}`;
+      const headers = {
+        ...(message.properties.headers ?? {}),
+        'x-dead-letter-source': this.destination,
+        'x-dead-letter-error': `undecodable: ${describeError(error)}`,
+        'x-dead-letter-attempts': '1',
+        'x-dead-letter-first-failed-at': now,
+        'x-dead-letter-last-failed-at': now,
+      };
+      const options = { ...message.properties, headers, persistent: true, mandatory: true, messageId: id };
+      const failures = await confirmer.publish(queue, [{ id, content: message.content, options }]);
+      if (failures.length === 0 && confirmer.open) confirmer.channel.ack(message);
+    } catch (failure) {
+      this.#s.onError(failure);
+    }
+  }
+
+  #onChannelClosed(confirmer: Confirmer): void {
+    if (this.#closed || confirmer !== this.#confirmer) return;
+    // The broker requeues whatever this channel held; what is buffered here is void.
+    this.#confirmer = undefined;
+    this.#consumerTag = undefined;
+    this.#buffer = [];
+    this.#scheduleReconnect();
+  }
+
+  #scheduleReconnect(): void {
+    if (this.#closed || this.#reconnectTimer !== undefined) return;
+    this.#reconnects++;
+    const delay = this.#s.reconnectBackoff.delay(this.#reconnects, 0);
+    this.#reconnectTimer = this.#s.clock.setTimeout(() => {
+      this.#reconnectTimer = undefined;
+      if (this.#closed) return;
+      this.#connecting = this.#connect()
+        .then(() => {
+          this.#reconnects = 0;
+          this.#wake();
+        })
+        .catch((error: unknown) => {
+          this.#s.onError(error);
+          this.#scheduleReconnect();
+        })
+        .finally(() => (this.#connecting = undefined));
+    }, delay);
+  }
+}
+
+function optional(firstFailedAt: string | undefined): { firstFailedAt?: string } {
+  return firstFailedAt === undefined ? {} : { firstFailedAt };
+}
+
+export function describeError(error: unknown): string {
+  const text = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+  return text.length > 2000 ? text.slice(0, 2000) + '…' : text;
+}

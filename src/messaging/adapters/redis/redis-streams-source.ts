@@ -1,0 +1,279 @@
+import type { Redis } from 'ioredis';
+import { v7 as uuidv7 } from 'uuid';
+import type { Clock } from '../../../time/index.ts';
+import type { Delivery, DeliverySource } from '../../delivery-source.ts';
+import type { Envelope } from '../../envelope.ts';
+import {
+  claimScript,
+  deadLetterScript,
+  forgetConsumerScript,
+  releaseScript,
+  retryScript,
+} from './scripts.ts';
+import { decodeEntry, describeError, encodeEntry, fieldMap } from './stream-entry.ts';
+import type { StreamKeys } from './stream-keys.ts';
+import type { WakeSubscriber } from './wake-subscriber.ts';
+
+/** A claimed stream entry. */
+export interface RedisStreamDelivery extends Delivery {
+  /** The entry id, `1764300000000-0`. */
+  readonly entryId: string;
+  /** Read from the group's retry stream rather than the destination's stream. */
+  readonly fromRetry: boolean;
+  /** Redis's delivery count of this entry in the group: 1 on first read, +1 per takeover. */
+  readonly deliveryCount: number;
+  readonly firstFailedAt: string | undefined;
+}
+
+export interface RedisStreamsSourceConfig {
+  client: Redis;
+  destination: string;
+  keys: StreamKeys;
+  deadLetter: { destination: string; keys: StreamKeys };
+  group: string;
+  consumer: string;
+  leaseMs: number;
+  groupStart: '0' | '$';
+  /** XADD trimming for entries moved into the destination's stream: `['', '']` for none. */
+  trim: () => readonly [kind: '' | 'MAXLEN' | 'MINID', threshold: string];
+  clock: Clock;
+  subscriber: WakeSubscriber | undefined;
+  /** Entries moved from the delayed sets per claim, at most. */
+  promoteLimit: number;
+}
+
+type ClaimedEntry = [which: 'm' | 'r', id: string, deliveryCount: number, fields: string[]];
+
+/**
+ * One consumer in a Redis consumer group: the Redis Streams side of the consumer runtime.
+ *
+ * - `claim`: one Lua script moves due delayed messages and retries into their streams, takes over
+ *   entries whose lease ran out (XPENDING IDLE + XCLAIM) and reads new ones (XREADGROUP), so a
+ *   claim is one round trip and never blocks the shared connection.
+ * - `ack`: XACK. Entries of the destination's stream stay (replay, other groups; trim them with
+ *   `retention`); retry copies are deleted as well.
+ * - `retry`: the copy goes to a per-group sorted set, scored by when it is due, and the entry is
+ *   acknowledged, in one script. Per group, so another group never sees this group's retries.
+ * - `deadLetter`: XADD to the dead-letter stream with the `x-dead-letter-*` headers, then XACK.
+ * - `release`: the entry stays pending with its delivery count put back and an idle time beyond
+ *   any lease, so the next claim in the group takes it at once without counting an attempt.
+ *
+ * Every settle checks first that this consumer still holds the entry with the delivery count it
+ * claimed; if its lease ran out and another consumer took it, the settle does nothing.
+ */
+export class RedisStreamsSource implements DeliverySource<RedisStreamDelivery> {
+  readonly destination: string;
+  readonly #c: RedisStreamsSourceConfig;
+  readonly #retryStream: string;
+  readonly #retryDelayed: string;
+  #unsubscribe: (() => Promise<void>) | undefined;
+
+  constructor(config: RedisStreamsSourceConfig) {
+    this.destination = config.destination;
+    this.#c = config;
+    this.#retryStream = config.keys.retry(config.group);
+    this.#retryDelayed = config.keys.retryDelayed(config.group);
+  }
+
+  /** The consumer name in the group, as `XINFO CONSUMERS` shows it. */
+  get consumer(): string {
+    return this.#c.consumer;
+  }
+
+  async open(wake: () => void): Promise<void> {
+    await this.#ensureGroups();
+    if (this.#c.subscriber !== undefined) {
+      this.#unsubscribe = await this.#c.subscriber.subscribe(this.#c.keys.channel, wake);
+    }
+  }
+
+  async claim(max: number): Promise<RedisStreamDelivery[]> {
+    let raw: ClaimedEntry[];
+    try {
+      raw = await this.#claim(max);
+    } catch (error) {
+      // The group is gone: the stream was deleted, or a server without persistence restarted.
+      if (!(error instanceof Error) || !error.message.includes('NOGROUP')) throw error;
+      await this.#ensureGroups();
+      raw = await this.#claim(max);
+    }
+    const deliveries: RedisStreamDelivery[] = [];
+    for (const [which, entryId, deliveryCount, fields] of raw) {
+      const entry = decodeEntry(fields);
+      const fromRetry = which === 'r';
+      if (entry === undefined) {
+        await this.#parkForeign(entryId, fromRetry, deliveryCount, fields);
+        continue;
+      }
+      deliveries.push({
+        envelope: entry.envelope,
+        attempt: entry.priorAttempts + deliveryCount,
+        entryId,
+        fromRetry,
+        deliveryCount,
+        firstFailedAt: entry.firstFailedAt,
+      });
+    }
+    return deliveries;
+  }
+
+  async ack(deliveries: readonly RedisStreamDelivery[]): Promise<void> {
+    if (deliveries.length === 0) return;
+    const main = deliveries.filter((d) => !d.fromRetry).map((d) => d.entryId);
+    const retried = deliveries.filter((d) => d.fromRetry).map((d) => d.entryId);
+    const { client, keys, group } = this.#c;
+    if (retried.length === 0) {
+      await client.xack(keys.stream, group, ...main);
+      return;
+    }
+    const pipeline = client.pipeline();
+    if (main.length > 0) pipeline.xack(keys.stream, group, ...main);
+    pipeline.xack(this.#retryStream, group, ...retried);
+    pipeline.xdel(this.#retryStream, ...retried);
+    for (const [error] of (await pipeline.exec()) ?? []) if (error) throw error;
+  }
+
+  async retry(delivery: RedisStreamDelivery, delayMs: number, _error: unknown): Promise<void> {
+    const now = this.#c.clock.now();
+    const copy = encodeEntry(delivery.envelope, {
+      priorAttempts: delivery.attempt,
+      firstFailedAt: delivery.firstFailedAt ?? new Date(now).toISOString(),
+      retryOf: delivery.entryId,
+    });
+    await retryScript.run(
+      this.#c.client,
+      [this.#streamOf(delivery), this.#retryDelayed],
+      [
+        this.#c.group,
+        this.#c.consumer,
+        delivery.entryId,
+        delivery.deliveryCount,
+        now + Math.max(0, delayMs),
+        JSON.stringify(copy),
+        delivery.fromRetry ? '1' : '0',
+      ],
+    );
+  }
+
+  async deadLetter(delivery: RedisStreamDelivery, error: unknown): Promise<void> {
+    const now = new Date(this.#c.clock.now()).toISOString();
+    const envelope: Envelope = {
+      ...delivery.envelope,
+      headers: {
+        ...delivery.envelope.headers,
+        'x-dead-letter-source': this.destination,
+        'x-dead-letter-error': describeError(error),
+        'x-dead-letter-attempts': String(delivery.attempt),
+        'x-dead-letter-first-failed-at': delivery.firstFailedAt ?? now,
+        'x-dead-letter-last-failed-at': now,
+      },
+    };
+    await this.#moveToDeadLetter(delivery.entryId, delivery.fromRetry, delivery.deliveryCount, envelope);
+  }
+
+  async release(delivery: RedisStreamDelivery): Promise<void> {
+    await releaseScript.run(
+      this.#c.client,
+      [this.#streamOf(delivery)],
+      [this.#c.group, this.#c.consumer, delivery.entryId, delivery.deliveryCount, this.#c.keys.channel],
+    );
+  }
+
+  /**
+   * Stops the wake-ups and removes this consumer's name from the group when it holds nothing (and
+   * any other consumer name idle for 10 leases that holds nothing). A consumer that still holds
+   * entries keeps its name: they go to the others when their lease runs out.
+   */
+  async close(): Promise<void> {
+    const unsubscribe = this.#unsubscribe;
+    this.#unsubscribe = undefined;
+    await unsubscribe?.();
+    try {
+      await forgetConsumerScript.run(
+        this.#c.client,
+        [this.#c.keys.stream, this.#retryStream],
+        [this.#c.group, this.#c.consumer, Math.max(60_000, this.#c.leaseMs * 10)],
+      );
+    } catch {
+      // Housekeeping only: a name left behind costs a few bytes and holds no message.
+    }
+  }
+
+  async #claim(max: number): Promise<ClaimedEntry[]> {
+    const [kind, threshold] = this.#c.trim();
+    const result = await claimScript.run(
+      this.#c.client,
+      [this.#c.keys.stream, this.#retryStream, this.#c.keys.delayed, this.#retryDelayed],
+      [
+        this.#c.group,
+        this.#c.consumer,
+        max,
+        this.#c.leaseMs,
+        this.#c.clock.now(),
+        this.#c.promoteLimit,
+        kind,
+        threshold,
+      ],
+    );
+    return result as ClaimedEntry[];
+  }
+
+  async #ensureGroups(): Promise<void> {
+    const { client, keys, group, groupStart } = this.#c;
+    const pipeline = client.pipeline();
+    pipeline.xgroup('CREATE', keys.stream, group, groupStart, 'MKSTREAM');
+    pipeline.xgroup('CREATE', this.#retryStream, group, '0', 'MKSTREAM');
+    for (const [error] of (await pipeline.exec()) ?? []) {
+      if (error && !error.message.includes('BUSYGROUP')) throw error;
+    }
+  }
+
+  #streamOf(delivery: RedisStreamDelivery): string {
+    return delivery.fromRetry ? this.#retryStream : this.#c.keys.stream;
+  }
+
+  async #moveToDeadLetter(
+    entryId: string,
+    fromRetry: boolean,
+    deliveryCount: number,
+    envelope: Envelope,
+  ): Promise<void> {
+    const { keys } = this.#c.deadLetter;
+    await deadLetterScript.run(
+      this.#c.client,
+      [fromRetry ? this.#retryStream : this.#c.keys.stream, keys.stream],
+      [
+        this.#c.group,
+        this.#c.consumer,
+        entryId,
+        deliveryCount,
+        fromRetry ? '1' : '0',
+        keys.channel,
+        ...encodeEntry(envelope),
+      ],
+    );
+  }
+
+  /**
+   * An entry keel did not write (a foreign XADD, a damaged entry) cannot reach a handler; it is
+   * wrapped in an envelope carrying its fields and dead-lettered, so nothing is dropped silently.
+   */
+  async #parkForeign(entryId: string, fromRetry: boolean, deliveryCount: number, fields: string[]): Promise<void> {
+    const now = new Date(this.#c.clock.now()).toISOString();
+    const envelope: Envelope = {
+      id: uuidv7(),
+      type: 'keel.undecodable-stream-entry',
+      key: null,
+      payload: { entryId, fields: Object.fromEntries(fieldMap(fields)) },
+      headers: {
+        'x-dead-letter-source': this.destination,
+        'x-dead-letter-error': 'not a keel envelope: the fields id, type and occurredAt are required',
+        'x-dead-letter-attempts': String(deliveryCount),
+        'x-dead-letter-first-failed-at': now,
+        'x-dead-letter-last-failed-at': now,
+      },
+      occurredAt: now,
+    };
+    await this.#moveToDeadLetter(entryId, fromRetry, deliveryCount, envelope);
+  }
+}

@@ -1,0 +1,191 @@
+import { createHash } from 'node:crypto';
+import type { Redis } from 'ioredis';
+
+/**
+ * A Lua script run atomically on the server: EVALSHA, falling back to EVAL once after NOSCRIPT
+ * (first use, or a restarted server lost its script cache).
+ */
+export class LuaScript {
+  readonly #source: string;
+  readonly #sha: string;
+  constructor(source: string) {
+    this.#source = source;
+    this.#sha = createHash('sha1').update(source).digest('hex');
+  }
+
+  async run(client: Redis, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
+    try {
+      return await client.evalsha(this.#sha, keys.length, ...keys, ...args);
+    } catch (error) {
+      if (!(error instanceof Error) || !error.message.includes('NOSCRIPT')) throw error;
+      return client.eval(this.#source, keys.length, ...keys, ...args);
+    }
+  }
+}
+
+// XADD with the destination's retention, if any: `kind` is '' | 'MAXLEN' | 'MINID'. Approximate
+// (`~`) trimming: Redis drops whole nodes, cheaply, so a stream keeps a little more than asked.
+const add = `
+local function add(stream, kind, threshold, fields)
+  if kind ~= '' then
+    return redis.call('XADD', stream, kind, '~', threshold, '*', unpack(fields))
+  end
+  return redis.call('XADD', stream, '*', unpack(fields))
+end
+`;
+
+// The caller still holds the entry: it is pending for this consumer with the delivery count the
+// caller saw. Otherwise its lease expired and another consumer (or a later claim) took it over,
+// and settling it here would settle someone else's delivery.
+const holds = `
+local function holds(stream, group, consumer, id, count)
+  local p = redis.call('XPENDING', stream, group, id, id, 1)[1]
+  return p ~= nil and p[2] == consumer and tostring(p[4]) == count
+end
+`;
+
+/**
+ * Claims up to `max` deliveries for one consumer, in one round trip:
+ * 1. moves due delayed publishes into the stream and due retries into the group's retry stream;
+ * 2. takes over entries whose lease expired (pending and idle longer than `leaseMs`: their
+ *    consumer crashed, stalled or released them), retry stream first;
+ * 3. reads new entries, retry stream first.
+ * Returns `{which, id, deliveryCount, fields}` per entry; `which` is 'r' (retry) or 'm' (main).
+ *
+ * KEYS: stream, retry stream, delayed, retry-delayed.
+ * ARGV: group, consumer, max, leaseMs, now, promoteLimit, trimKind, trimValue.
+ */
+export const claimScript = new LuaScript(
+  add +
+    `
+local group, me, max, lease, now, limit = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], tonumber(ARGV[6])
+local function promote(zset, stream, kind, threshold)
+  local due = redis.call('ZRANGEBYSCORE', zset, '-inf', now, 'LIMIT', 0, limit)
+  if #due == 0 then return end
+  for _, member in ipairs(due) do add(stream, kind, threshold, cjson.decode(member)) end
+  redis.call('ZREM', zset, unpack(due))
+end
+promote(KEYS[3], KEYS[1], ARGV[7], ARGV[8])
+promote(KEYS[4], KEYS[2], '', '')
+local out = {}
+local function reclaim(which, stream)
+  if #out >= max then return end
+  local idle = redis.call('XPENDING', stream, group, 'IDLE', lease, '-', '+', max - #out)
+  if #idle == 0 then return end
+  local ids, counts = {}, {}
+  for i, p in ipairs(idle) do ids[i] = p[1]; counts[p[1]] = p[4] end
+  for _, e in ipairs(redis.call('XCLAIM', stream, group, me, lease, unpack(ids))) do
+    if e and e[2] then out[#out + 1] = {which, e[1], counts[e[1]] + 1, e[2]} end
+  end
+end
+local function read(which, stream)
+  if #out >= max then return end
+  local r = redis.call('XREADGROUP', 'GROUP', group, me, 'COUNT', max - #out, 'STREAMS', stream, '>')
+  if not r then return end
+  for _, e in ipairs(r[1][2]) do out[#out + 1] = {which, e[1], 1, e[2]} end
+end
+reclaim('r', KEYS[2])
+reclaim('m', KEYS[1])
+read('r', KEYS[2])
+read('m', KEYS[1])
+return out
+`,
+);
+
+/**
+ * Stores a failed delivery's copy for its delay, then acknowledges the entry, atomically: the
+ * message is always in exactly one place. Returns 0 when the lease was lost (nothing done).
+ *
+ * KEYS: the stream the delivery came from, the group's retry-delayed set.
+ * ARGV: group, consumer, entry id, delivery count, due, copy (JSON fields), delete ('1' for retry streams).
+ */
+export const retryScript = new LuaScript(
+  holds +
+    `
+if not holds(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4]) then return 0 end
+redis.call('ZADD', KEYS[2], ARGV[5], ARGV[6])
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
+if ARGV[7] == '1' then redis.call('XDEL', KEYS[1], ARGV[3]) end
+return 1
+`,
+);
+
+/**
+ * Appends a delivery to the dead-letter stream and acknowledges it, atomically. Returns 0 when
+ * the lease was lost.
+ *
+ * KEYS: the stream the delivery came from, the dead-letter stream.
+ * ARGV: group, consumer, entry id, delivery count, delete ('1' for retry streams), wake channel,
+ *       then the dead letter's fields.
+ */
+export const deadLetterScript = new LuaScript(
+  holds +
+    `
+if not holds(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4]) then return 0 end
+redis.call('XADD', KEYS[2], '*', unpack(ARGV, 7))
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
+if ARGV[5] == '1' then redis.call('XDEL', KEYS[1], ARGV[3]) end
+redis.call('PUBLISH', ARGV[6], '')
+return 1
+`,
+);
+
+/**
+ * Hands a delivery back without counting it: it stays pending, its delivery count goes back by
+ * one and its last delivery time to 0, so the next claim of any consumer of the group takes it
+ * over at once (its idle time exceeds every lease). It keeps its place in the stream.
+ *
+ * KEYS: the stream the delivery came from. ARGV: group, consumer, entry id, delivery count, wake channel.
+ */
+export const releaseScript = new LuaScript(
+  holds +
+    `
+if not holds(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4]) then return 0 end
+redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'TIME', 0, 'RETRYCOUNT', tonumber(ARGV[4]) - 1, 'JUSTID')
+redis.call('PUBLISH', ARGV[5], '')
+return 1
+`,
+);
+
+/**
+ * Removes consumers that hold nothing: this one, and any idle longer than ARGV[3] ms (a crashed
+ * process whose entries others took over). A consumer with pending entries is never removed:
+ * XGROUP DELCONSUMER would drop its pending entries, and with them the messages.
+ *
+ * KEYS: streams of the group. ARGV: group, consumer, idle threshold ms.
+ */
+export const forgetConsumerScript = new LuaScript(`
+local removed = 0
+for _, stream in ipairs(KEYS) do
+  if redis.call('EXISTS', stream) == 1 then
+    local ok, consumers = pcall(redis.call, 'XINFO', 'CONSUMERS', stream, ARGV[1])
+    if ok then
+      for _, c in ipairs(consumers) do
+        local info = {}
+        for i = 1, #c, 2 do info[c[i]] = c[i + 1] end
+        if info['pending'] == 0 and (info['name'] == ARGV[2] or info['idle'] > tonumber(ARGV[3])) then
+          redis.call('XGROUP', 'DELCONSUMER', stream, ARGV[1], info['name'])
+          removed = removed + 1
+        end
+      end
+    end
+  end
+end
+return removed
+`);
+
+/**
+ * Moves one dead letter to its destination, once: only the caller whose XDEL removed it appends
+ * it, so two concurrent redrives never duplicate it.
+ *
+ * KEYS: dead-letter stream, target stream. ARGV: entry id, wake channel, trimKind, trimValue, fields...
+ */
+export const redriveScript = new LuaScript(
+  add +
+    `
+if redis.call('XDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
+add(KEYS[2], ARGV[3], ARGV[4], {unpack(ARGV, 5)})
+redis.call('PUBLISH', ARGV[2], '')
+return 1
+`,
+);

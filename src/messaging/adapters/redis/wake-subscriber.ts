@@ -1,0 +1,68 @@
+import type { Redis } from 'ioredis';
+
+/**
+ * One Pub/Sub connection per broker that tells waiting sources "something was published to your
+ * destination", the way NOTIFY does for the PostgreSQL queue. A hint only: a lost signal costs at
+ * most one poll interval, never a message, because every source also polls.
+ *
+ * ioredis resubscribes after a reconnect; signals sent while the connection was down are lost,
+ * so every listener is woken once when it comes back.
+ */
+export class WakeSubscriber {
+  readonly #create: () => Redis;
+  readonly #listeners = new Map<string, Set<() => void>>();
+  #client: Redis | undefined;
+  #ready = false;
+
+  constructor(create: () => Redis) {
+    this.#create = create;
+  }
+
+  /** Calls `listener` on every signal to `channel` until the returned function is called. */
+  async subscribe(channel: string, listener: () => void): Promise<() => Promise<void>> {
+    const client = this.#connection();
+    let set = this.#listeners.get(channel);
+    if (set === undefined) {
+      set = new Set();
+      this.#listeners.set(channel, set);
+      await client.subscribe(channel);
+    }
+    set.add(listener);
+    return async () => {
+      const current = this.#listeners.get(channel);
+      if (current === undefined || !current.delete(listener) || current.size > 0) return;
+      this.#listeners.delete(channel);
+      if (this.#client !== undefined && this.#client.status === 'ready') {
+        await this.#client.unsubscribe(channel).catch(() => undefined);
+      }
+    };
+  }
+
+  async close(): Promise<void> {
+    const client = this.#client;
+    this.#client = undefined;
+    this.#listeners.clear();
+    if (client === undefined) return;
+    try {
+      await client.quit();
+    } catch {
+      client.disconnect();
+    }
+  }
+
+  #connection(): Redis {
+    if (this.#client !== undefined) return this.#client;
+    const client = this.#create();
+    // Errors surface through the commands that fail; an unhandled 'error' event would crash.
+    client.on('error', () => undefined);
+    client.on('message', (channel: string) => {
+      for (const listener of this.#listeners.get(channel) ?? []) listener();
+    });
+    client.on('ready', () => {
+      if (this.#ready) for (const set of this.#listeners.values()) for (const listener of set) listener();
+      this.#ready = true;
+    });
+    this.#client = client;
+    return client;
+  }
+}
