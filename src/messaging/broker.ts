@@ -49,7 +49,11 @@ export interface MessageBroker extends Publisher {
   /** A source for one consumer instance. Each call is a new consumer identity. */
   source(destination: string, options?: SourceOptions): DeliverySource;
   /** A consumer running `handler` over a new source. Start it to begin. */
-  consumer(destination: string, handler: Handler, options?: QueueConsumerOptions & SourceOptions): QueueConsumer;
+  consumer(
+    destination: string,
+    handler: Handler,
+    options?: QueueConsumerOptions & SourceOptions,
+  ): QueueConsumer;
   /**
    * Moves up to `limit` (default all) dead letters back to `to` (default: the destination each
    * was dead-lettered from), with a fresh attempt count. Returns how many moved.

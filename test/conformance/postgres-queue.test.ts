@@ -1,6 +1,11 @@
 import { migrate } from '../../src/db/index.ts';
 import { PgQueue, pgQueueMigrations } from '../../src/messaging/index.ts';
-import { createTestDb, describeBrokerConformance, testDbBackend, type TestDb } from '../../src/testing/index.ts';
+import {
+  createTestDb,
+  describeBrokerConformance,
+  testDbBackend,
+  type TestDb,
+} from '../../src/testing/index.ts';
 
 /** The queue over a test database of its own, which closing the broker drops. */
 class TestPgQueue extends PgQueue {

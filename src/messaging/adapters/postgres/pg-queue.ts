@@ -101,16 +101,25 @@ export class PgQueue implements MessageBroker {
   source(queue: string, options: SourceOptions & { clock?: Clock } = {}): PgQueueSource {
     assertQueueName(queue, 'queue');
     if (options.group !== undefined) {
-      throw new InvalidArgumentError('group', 'undefined: the PostgreSQL queue has no consumer groups', options.group);
+      throw new InvalidArgumentError(
+        'group',
+        'undefined: the PostgreSQL queue has no consumer groups',
+        options.group,
+      );
     }
     const sourceOptions: PgQueueSourceOptions = { clock: options.clock ?? this.#clock, owner: uuidv7() };
     if (options.leaseMs !== undefined) sourceOptions.leaseMs = options.leaseMs;
-    if (options.deadLetterDestination !== undefined) sourceOptions.deadLetterQueue = options.deadLetterDestination;
+    if (options.deadLetterDestination !== undefined)
+      sourceOptions.deadLetterQueue = options.deadLetterDestination;
     return new PgQueueSource(this.#db, queue, sourceOptions);
   }
 
   /** A consumer of `queue`; start it to begin handling. */
-  consumer(queue: string, handler: Handler, options: QueueConsumerOptions & SourceOptions = {}): QueueConsumer {
+  consumer(
+    queue: string,
+    handler: Handler,
+    options: QueueConsumerOptions & SourceOptions = {},
+  ): QueueConsumer {
     const clock = options.clock ?? this.#clock;
     return new QueueConsumer(this.source(queue, { ...options, clock }), handler, { ...options, clock });
   }
@@ -119,7 +128,8 @@ export class PgQueue implements MessageBroker {
     assertQueueName(deadLetterQueue, 'deadLetterDestination');
     if (options.to !== undefined) assertQueueName(options.to, 'to');
     const limit = options.limit ?? 2 ** 31 - 1;
-    if (!Number.isInteger(limit) || limit < 1) throw new InvalidArgumentError('limit', 'an integer >= 1', limit);
+    if (!Number.isInteger(limit) || limit < 1)
+      throw new InvalidArgumentError('limit', 'an integer >= 1', limit);
     const { rows } = await this.#db.query<{ queue: string }>(
       `WITH picked AS (
          SELECT seq FROM keel_queue WHERE queue = $1 AND lease_owner IS NULL ORDER BY seq LIMIT $3 FOR UPDATE SKIP LOCKED)
