@@ -1,4 +1,5 @@
 import { v7 as uuidv7 } from 'uuid';
+import { formatHlc, type HybridLogicalClock } from '../ordering/index.ts';
 import type { Clock } from '../time/index.ts';
 import { systemClock } from '../time/index.ts';
 
@@ -46,9 +47,17 @@ export interface EnvelopeInit<P> {
   hlc?: string;
 }
 
-/** Builds an envelope with a fresh UUIDv7 id and the clock's time, without validating the payload. */
-export function createEnvelope<P>(init: EnvelopeInit<P>, clock: Clock = systemClock): Envelope<P> {
+/**
+ * Builds an envelope with a fresh UUIDv7 id and the clock's time, without validating the payload.
+ * Given a hybrid logical clock, stamps the envelope with its next tick: the send event.
+ */
+export function createEnvelope<P>(
+  init: EnvelopeInit<P>,
+  clock: Clock = systemClock,
+  hlc?: HybridLogicalClock,
+): Envelope<P> {
   const now = clock.now();
+  const stamp = init.hlc ?? (hlc === undefined ? undefined : formatHlc(hlc.now()));
   const envelope: Envelope<P> = {
     id: init.id ?? uuidv7({ msecs: now }),
     type: init.type,
@@ -56,7 +65,7 @@ export function createEnvelope<P>(init: EnvelopeInit<P>, clock: Clock = systemCl
     payload: init.payload,
     headers: { ...init.headers },
     occurredAt: init.occurredAt ?? new Date(now).toISOString(),
-    ...(init.hlc === undefined ? {} : { hlc: init.hlc }),
+    ...(stamp === undefined ? {} : { hlc: stamp }),
   };
   return envelope;
 }

@@ -1,5 +1,6 @@
 import type { z } from 'zod';
 import { InvalidArgumentError, KeelError, type FieldIssue } from '../errors/index.ts';
+import type { HybridLogicalClock } from '../ordering/index.ts';
 import type { Clock } from '../time/index.ts';
 import { createEnvelope, type Envelope, type Headers } from './envelope.ts';
 
@@ -37,7 +38,7 @@ export interface MessageType<S extends z.ZodType = z.ZodType> {
   /** Validates `payload` and wraps it in a new envelope. Throws `MessageInvalidError`. */
   create(
     payload: z.input<S>,
-    options?: { key?: string | null; headers?: Headers; clock?: Clock },
+    options?: { key?: string | null; headers?: Headers; clock?: Clock; hlc?: HybridLogicalClock },
   ): Envelope<z.output<S>>;
   /** Validates an envelope received from a broker. Throws `MessageInvalidError`. */
   parse(envelope: Envelope): Envelope<z.output<S>>;
@@ -64,7 +65,11 @@ export function defineMessage<S extends z.ZodType>(name: string, version: number
     schema,
     create(payload, options = {}) {
       const init = { type, payload: validate(payload, 'publish'), key: options.key ?? null };
-      return createEnvelope(options.headers ? { ...init, headers: options.headers } : init, options.clock);
+      return createEnvelope(
+        options.headers ? { ...init, headers: options.headers } : init,
+        options.clock,
+        options.hlc,
+      );
     },
     parse(envelope) {
       if (envelope.type !== type) {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
+import { HybridLogicalClock, compareHlc, formatHlc, parseHlc } from '../ordering/index.ts';
 import { ManualClock } from '../time/index.ts';
 import type { Delivery, DeliverySource } from './delivery-source.ts';
 import { createEnvelope, type Envelope } from './envelope.ts';
@@ -267,5 +268,36 @@ describe('QueueConsumer', () => {
       /concurrency: expected an integer >= 1/,
     );
     expect(() => new QueueConsumer(source, async () => {}, { maxAttempts: 1.5 })).toThrow(/maxAttempts/);
+  });
+});
+
+describe('QueueConsumer with a hybrid logical clock', () => {
+  it('merges each received stamp, so the next local stamp orders after it; a stamp from far ahead is reported, not merged', async () => {
+    const clock = new ManualClock();
+    const source = new RecordingSource(clock);
+    const producer = new HybridLogicalClock({ node: 'producer', clock: { now: () => clock.now() + 5_000 } });
+    const local = new HybridLogicalClock({ node: 'consumer', clock, maxDriftMs: 60_000 });
+    const consumer = new QueueConsumer(source, async () => {}, { clock, hlc: local });
+    const errors: string[] = [];
+    consumer.events.on('error', ({ during }) => errors.push(during));
+    await consumer.start();
+
+    const sent = createEnvelope({ type: 'job.run.v1', payload: 1 }, clock, producer);
+    const acked = consumer.events.once('acked');
+    source.push(sent);
+    await acked;
+    expect(compareHlc(local.now(), parseHlc(sent.hlc!))).toBe(1);
+
+    const farAhead = createEnvelope({
+      type: 'job.run.v1',
+      payload: 2,
+      hlc: formatHlc({ physical: clock.now() + 3_600_000, logical: 0, node: 'rogue' }),
+    });
+    const acked2 = consumer.events.once('acked');
+    source.push(farAhead);
+    await acked2;
+    expect(errors).toEqual(['hlc']);
+    expect(local.now().physical).toBeLessThan(clock.now() + 3_600_000);
+    await consumer.stop();
   });
 });

@@ -1,4 +1,5 @@
 import { InvalidArgumentError, KeelError } from '../errors/index.ts';
+import type { HybridLogicalClock } from '../ordering/index.ts';
 import { ServiceBase } from '../service/index.ts';
 import { systemClock, type Clock, type TimerHandle } from '../time/index.ts';
 import type { Delivery, DeliverySource } from './delivery-source.ts';
@@ -17,6 +18,11 @@ export interface QueueConsumerOptions {
   pollIntervalMs?: number;
   /** Validates each envelope before the handler sees it; an invalid one is dead-lettered at once. */
   registry?: MessageRegistry;
+  /**
+   * This process's hybrid logical clock: every received envelope's stamp is merged into it
+   * (the receive event), so what this process stamps next is ordered after what it consumed.
+   */
+  hlc?: HybridLogicalClock;
   clock?: Clock;
   name?: string;
 }
@@ -39,6 +45,7 @@ interface Resolved {
   retryDelay: (attempt: number) => number;
   pollIntervalMs: number;
   registry: MessageRegistry | undefined;
+  hlc: HybridLogicalClock | undefined;
 }
 
 function resolveOptions(options: QueueConsumerOptions): Resolved {
@@ -60,6 +67,7 @@ function resolveOptions(options: QueueConsumerOptions): Resolved {
     pollIntervalMs,
     retryDelay: options.retryDelay ?? defaultRetryDelay,
     registry: options.registry,
+    hlc: options.hlc,
   };
 }
 
@@ -184,6 +192,7 @@ export class QueueConsumer<D extends Delivery = Delivery> extends ServiceBase<Qu
   async #handle(delivery: D, signal: AbortSignal): Promise<void> {
     const { envelope, attempt } = delivery;
     let message: Envelope = envelope;
+    this.#mergeStamp(envelope);
     try {
       if (this.#options.registry) message = this.#options.registry.parse(envelope);
       await this.#handler(message, { destination: this.#source.destination, attempt, signal });
@@ -199,6 +208,17 @@ export class QueueConsumer<D extends Delivery = Delivery> extends ServiceBase<Qu
       // The effects are committed but the ack is not: the message comes back after its lease,
       // and the inbox (or an idempotent handler) absorbs the duplicate.
       this.events.emit('error', { error, during: 'ack' });
+    }
+  }
+
+  #mergeStamp(envelope: Envelope): void {
+    const hlc = this.#options.hlc;
+    if (hlc === undefined || envelope.hlc === undefined) return;
+    try {
+      hlc.receive(envelope.hlc);
+    } catch (error) {
+      // A stamp from a clock far ahead (or malformed) must not move ours, nor stop the message.
+      this.events.emit('error', { error, during: 'hlc' });
     }
   }
 
