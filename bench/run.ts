@@ -16,5 +16,7 @@ if (name === undefined || !available.includes(name)) {
   process.exit(name === undefined ? 0 : 1);
 }
 
-const module = (await import(new URL(`./${name}.ts`, import.meta.url).href)) as { default: () => Promise<void> };
+const module = (await import(new URL(`./${name}.ts`, import.meta.url).href)) as {
+  default: () => Promise<void>;
+};
 await module.default();
