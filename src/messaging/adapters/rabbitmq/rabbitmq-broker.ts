@@ -146,9 +146,16 @@ export class RabbitMqBroker implements MessageBroker {
    * `availableAt` in the future, the messages wait in a delay queue first (rounded up to two
    * significant digits of delay). Rejects with `PublishError` naming the unconfirmed ids.
    */
-  async publish(destination: string, messages: readonly Envelope[], options: PublishOptions = {}): Promise<void> {
+  async publish(
+    destination: string,
+    messages: readonly Envelope[],
+    options: PublishOptions = {},
+  ): Promise<void> {
     assertDestination(destination);
-    if (!Array.isArray(messages)) throw new InvalidArgumentError('messages', 'an array of envelopes', messages);
+    const list: unknown = messages;
+    if (!Array.isArray(list)) {
+      throw new InvalidArgumentError('messages', 'an array of envelopes', messages);
+    }
     if (options.availableAt !== undefined && !Number.isFinite(options.availableAt)) {
       throw new InvalidArgumentError('availableAt', 'a time in ms since the epoch', options.availableAt);
     }
@@ -163,7 +170,9 @@ export class RabbitMqBroker implements MessageBroker {
       await this.#publishTopology.queue(confirmer.channel, destination);
       const bucket = delayBucket((options.availableAt ?? now) - now);
       queue =
-        bucket === 0 ? destination : await this.#publishTopology.delayQueue(confirmer.channel, destination, bucket);
+        bucket === 0
+          ? destination
+          : await this.#publishTopology.delayQueue(confirmer.channel, destination, bucket);
     } catch (error) {
       throw new PublishError(destination, ids, error);
     }
@@ -181,7 +190,11 @@ export class RabbitMqBroker implements MessageBroker {
   source(destination: string, options: SourceOptions = {}): RabbitMqSource {
     assertDestination(destination);
     if (options.group !== undefined) {
-      throw new InvalidArgumentError('group', 'undefined: RabbitMQ queues have no consumer groups here', options.group);
+      throw new InvalidArgumentError(
+        'group',
+        'undefined: RabbitMQ queues have no consumer groups here',
+        options.group,
+      );
     }
     const deadLetterDestination = options.deadLetterDestination ?? `${destination}.dead-letter`;
     assertDestination(deadLetterDestination, 'deadLetterDestination');
@@ -212,7 +225,10 @@ export class RabbitMqBroker implements MessageBroker {
    * was dead-lettered from with a fresh attempt count, then ack the batch. A crash in between
    * duplicates, never loses. Messages with no known source and no `to` stay where they are.
    */
-  async redrive(deadLetterDestination: string, options: { to?: string; limit?: number } = {}): Promise<number> {
+  async redrive(
+    deadLetterDestination: string,
+    options: { to?: string; limit?: number } = {},
+  ): Promise<number> {
     assertDestination(deadLetterDestination, 'deadLetterDestination');
     if (options.to !== undefined) assertDestination(options.to, 'to');
     const limit = options.limit ?? Infinity;
@@ -303,7 +319,7 @@ export class RabbitMqBroker implements MessageBroker {
       });
       return confirmer;
     })();
-    opening.catch(() => {
+    void opening.catch(() => {
       if (this.#publisher === opening) this.#publisher = undefined;
     });
     this.#publisher = opening;

@@ -86,10 +86,16 @@ export class RabbitMqSource implements DeliverySource<RabbitMqDelivery> {
         ? this.destination
         : await this.#s.topology.delayQueue(confirmer.channel, this.destination, bucket);
     const firstFailedAt = delivery.firstFailedAt ?? new Date(now).toISOString();
-    await this.#publishThenAck(confirmer, queue, delivery, {
-      attempt: delivery.attempt,
-      firstFailedAt,
-    }, error);
+    await this.#publishThenAck(
+      confirmer,
+      queue,
+      delivery,
+      {
+        attempt: delivery.attempt,
+        firstFailedAt,
+      },
+      error,
+    );
   }
 
   async deadLetter(delivery: RabbitMqDelivery, error: unknown): Promise<void> {
@@ -119,7 +125,9 @@ export class RabbitMqSource implements DeliverySource<RabbitMqDelivery> {
     // quorum queue, and a service restarted often enough would dead-letter healthy messages.
     const carried = { attempt: delivery.attempt - 1, ...optional(delivery.firstFailedAt) };
     const { content, options } = encode(delivery.envelope, this.#s.clock.now(), carried);
-    const failures = await confirmer.publish(this.destination, [{ id: delivery.envelope.id, content, options }]);
+    const failures = await confirmer.publish(this.destination, [
+      { id: delivery.envelope.id, content, options },
+    ]);
     if (failures.length === 0) confirmer.channel.ack(delivery.message);
     else if (confirmer.open) confirmer.channel.nack(delivery.message, false, true);
   }
@@ -147,10 +155,14 @@ export class RabbitMqSource implements DeliverySource<RabbitMqDelivery> {
     const failures = await confirmer.publish(queue, [{ id: delivery.envelope.id, content, options }]);
     if (failures.length > 0) {
       // Not acked: the original comes back (on reconnect or lease of a new consumer), nothing lost.
-      throw new KeelError('KEEL_PUBLISH_FAILED', `could not move message ${delivery.envelope.id} to ${queue}`, {
-        cause: failures[0]?.error ?? cause,
-        details: { destination: queue, failedIds: [delivery.envelope.id] },
-      });
+      throw new KeelError(
+        'KEEL_PUBLISH_FAILED',
+        `could not move message ${delivery.envelope.id} to ${queue}`,
+        {
+          cause: failures[0]?.error ?? cause,
+          details: { destination: queue, failedIds: [delivery.envelope.id] },
+        },
+      );
     }
     this.#live(delivery).channel.ack(delivery.message);
   }
@@ -225,7 +237,8 @@ export class RabbitMqSource implements DeliverySource<RabbitMqDelivery> {
       const queue = this.#s.deadLetterDestination;
       await this.#s.topology.queue(confirmer.channel, queue);
       const now = new Date(this.#s.clock.now()).toISOString();
-      const id = typeof message.properties.messageId === 'string' ? message.properties.messageId : `raw-${now}`;
+      const id =
+        typeof message.properties.messageId === 'string' ? message.properties.messageId : `raw-${now}`;
       const headers = {
         ...(message.properties.headers ?? {}),
         'x-dead-letter-source': this.destination,

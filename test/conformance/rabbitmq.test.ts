@@ -1,0 +1,43 @@
+import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll } from 'vitest';
+import { RabbitMqBroker } from '../../src/messaging/adapters/rabbitmq/index.ts';
+import {
+  closeConnectionsNamed,
+  deleteQueues,
+  rabbitMqUrl,
+  rabbitmqctlWorks,
+  requireRabbitMq,
+} from '../../src/messaging/adapters/rabbitmq/test-support.ts';
+import { describeBrokerConformance } from '../../src/testing/index.ts';
+
+// The conformance suite names its destinations itself; the brokers remember what they declared.
+const brokers: RabbitMqBroker[] = [];
+// Server-side closes pick this run's connections by name, leaving other clients alone.
+const tag = `keel-conformance-${randomBytes(4).toString('hex')}`;
+
+beforeAll(requireRabbitMq);
+afterAll(async () => {
+  await deleteQueues(brokers.flatMap((broker) => broker.declaredQueues()));
+});
+
+const canRestart = await rabbitmqctlWorks();
+
+describeBrokerConformance({
+  name: 'rabbitmq (quorum queues)',
+  open: async () => {
+    const broker = new RabbitMqBroker({ url: rabbitMqUrl, name: tag });
+    brokers.push(broker);
+    return broker;
+  },
+  // Cuts this run's connections from the server side: the client sees what a broker restart
+  // looks like. A full stop_app/start_app runs in rabbitmq-broker.test.ts behind an env flag.
+  ...(canRestart
+    ? {
+        restart: async () => {
+          // Zero would mean the cut did not happen and the scenario proved nothing.
+          if ((await closeConnectionsNamed(tag)) === 0)
+            throw new Error(`no connection named ${tag} to close`);
+        },
+      }
+    : {}),
+});
