@@ -326,4 +326,50 @@ describe('circuitBreaker properties', () => {
       { numRuns: 80 },
     );
   });
+
+  it('half-open never runs more than halfOpenProbes calls at once; the rest fail fast', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 1, max: 4 }),
+        fc.integer({ min: 1, max: 12 }),
+        fc.boolean(),
+        async (probes, callers, succeed) => {
+          const clock = new ManualClock(0);
+          const breaker = circuitBreaker({
+            threshold: { kind: 'consecutive', failures: 1 },
+            openMs: 10,
+            halfOpenProbes: probes,
+            clock,
+          });
+          await breaker.execute(fail).catch(() => undefined);
+          await clock.advance(10);
+          const gates = Array.from({ length: callers }, () => deferred<string>());
+          let running = 0;
+          const calls = gates.map((g) =>
+            breaker
+              .execute(() => {
+                running++;
+                return g.promise;
+              })
+              .then(
+                () => 'ran',
+                (e: unknown) => (e instanceof BrokenCircuitError ? 'fast-failed' : 'ran'),
+              ),
+          );
+          expect(running).toBe(Math.min(probes, callers));
+          for (const g of gates) {
+            if (succeed) g.resolve('ok');
+            else g.reject(new Error('still down'));
+          }
+          const outcomes = await Promise.all(calls);
+          expect(outcomes.filter((o) => o === 'fast-failed')).toHaveLength(
+            callers - Math.min(probes, callers),
+          );
+          const expected = !succeed ? 'open' : callers >= probes ? 'closed' : 'half-open';
+          expect(breaker.state.status).toBe(expected);
+        },
+      ),
+      { numRuns: 60 },
+    );
+  });
 });

@@ -50,6 +50,37 @@ describe('rateLimiter', () => {
     await expect(b.acquire({ key: 'client-b' })).resolves.toBeUndefined();
   });
 
+  it("'wait' mode over a store waits the store's retryAfterMs, within maxWaitMs", async () => {
+    const clock = new ManualClock(0);
+    const store = new MemoryRateLimitStore();
+    const policy = rateLimiter({
+      capacity: 1,
+      refillPerSecond: 2,
+      mode: 'wait',
+      maxWaitMs: 600,
+      clock,
+      shared: { store, key: 'k' },
+    });
+    await policy.execute(() => 0);
+    let done = false;
+    const second = policy.execute(() => (done = true));
+    await clock.advance(499);
+    expect(done).toBe(false);
+    await clock.advance(1);
+    await second;
+    expect(done).toBe(true);
+    const tooLong = rateLimiter({
+      capacity: 1,
+      refillPerSecond: 1,
+      mode: 'wait',
+      maxWaitMs: 100,
+      clock,
+      shared: { store, key: 'slow' },
+    });
+    await tooLong.execute(() => 0);
+    await expect(tooLong.execute(() => 1)).rejects.toBeInstanceOf(RateLimitedError);
+  });
+
   it('rejects bad options naming each one', () => {
     expect(() => rateLimiter({ capacity: 0, refillPerSecond: 1 })).toThrow(/capacity/);
     expect(() => rateLimiter({ capacity: 1, refillPerSecond: 1, mode: 'queue' as never })).toThrow(/mode/);
