@@ -258,7 +258,12 @@ export class RedisStreamsSource implements DeliverySource<RedisStreamDelivery> {
    * An entry keel did not write (a foreign XADD, a damaged entry) cannot reach a handler; it is
    * wrapped in an envelope carrying its fields and dead-lettered, so nothing is dropped silently.
    */
-  async #parkForeign(entryId: string, fromRetry: boolean, deliveryCount: number, fields: string[]): Promise<void> {
+  async #parkForeign(
+    entryId: string,
+    fromRetry: boolean,
+    deliveryCount: number,
+    fields: string[],
+  ): Promise<void> {
     const now = new Date(this.#c.clock.now()).toISOString();
     const envelope: Envelope = {
       id: uuidv7(),

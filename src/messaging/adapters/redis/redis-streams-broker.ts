@@ -1,0 +1,423 @@
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import { Redis, type RedisOptions } from 'ioredis';
+import { InvalidArgumentError, KeelError } from '../../../errors/index.ts';
+import { systemClock, type Clock } from '../../../time/index.ts';
+import type { BrokerCapabilities, MessageBroker, PublishOptions, SourceOptions } from '../../broker.ts';
+import type { Envelope } from '../../envelope.ts';
+import type { Handler } from '../../handler.ts';
+import { PublishError } from '../../publisher.ts';
+import { QueueConsumer, type QueueConsumerOptions } from '../../queue-consumer.ts';
+import { RedisStreamsSource } from './redis-streams-source.ts';
+import { redriveScript } from './scripts.ts';
+import { deadLetterHeaders, decodeEntry, encodeAll, encodeEntry } from './stream-entry.ts';
+import { assertName, StreamKeys } from './stream-keys.ts';
+import { WakeSubscriber } from './wake-subscriber.ts';
+
+export interface RedisStreamsBrokerOptions {
+  /**
+   * An ioredis client the application owns: the broker uses it and never closes it, and opens
+   * one more connection from it (`duplicate()`) for wake-ups. Give either this or `redis`.
+   */
+  client?: Redis;
+  /**
+   * Options for a client the broker opens and closes. Default `{ host: '127.0.0.1', port: 6379,
+   * connectionName: 'keel-streams', enableAutoPipelining: true }`, merged under these.
+   */
+  redis?: RedisOptions;
+  /** Prefix of every key and channel. Default `keel:stream:`. */
+  keyPrefix?: string;
+  /** Consumer group of sources that name none. Default `keel`. */
+  group?: string;
+  /** Default lease of a claimed entry before another consumer of the group takes it over. Default 30 000 ms. */
+  leaseMs?: number;
+  /**
+   * Where a group that does not exist yet starts reading when its first source opens: `earliest`
+   * (every entry still in the stream, the default: nothing published before the first consumer
+   * started is missed) or `latest` (only entries added afterwards).
+   */
+  groupStart?: 'earliest' | 'latest';
+  /**
+   * How much of each destination's stream to keep once read; applied on every XADD, approximately
+   * (`~`). Default: keep everything (memory grows until you trim). Trimming removes entries whether
+   * or not every group has read them: a group slower than the retention loses messages.
+   */
+  retention?: { maxLength: number } | { maxAgeMs: number };
+  /** PUBLISH a wake-up after each publish so waiting consumers claim at once. Default true. */
+  wakeOnPublish?: boolean;
+  clock?: Clock;
+}
+
+const capabilities: BrokerCapabilities = {
+  // Concurrency and retries reorder; nothing serialises a key.
+  ordering: 'none',
+  // Entries stay in the stream after XACK: `replay` reads them again from any id or time.
+  replayable: true,
+  consumerGroups: true,
+  // A failed entry comes back after its delay through the group's retry set, without the handler's code republishing it.
+  redeliversOnNack: true,
+  // `availableAt` parks the message in a sorted set until due.
+  delayedDelivery: true,
+};
+
+/** One entry read back by `replay`. */
+export interface ReplayedEntry {
+  /** The stream entry id, `1764300000000-0`: pass it as `from` to resume after it. */
+  readonly entryId: string;
+  readonly envelope: Envelope;
+}
+
+export interface ReplayOptions {
+  /**
+   * Start here: an entry id (exclusive: replay resumes after it) or a time in ms since the epoch
+   * (inclusive). Default: the first entry still in the stream.
+   */
+  from?: string | number;
+  /** Entries fetched per XRANGE. Default 500. */
+  batchSize?: number;
+}
+
+export interface DestinationStats {
+  /** Entries in the stream (read or not, until trimmed). */
+  readonly length: number;
+  /** Messages published for later and not due yet. */
+  readonly delayed: number;
+  /** Per group: entries claimed and not settled, entries not read yet, retries waiting. */
+  readonly groups: readonly { name: string; pending: number; lag: number | null; retrying: number }[];
+}
+
+interface Resolved {
+  keyPrefix: string;
+  group: string;
+  leaseMs: number;
+  groupStart: '0' | '$';
+  retention: RedisStreamsBrokerOptions['retention'];
+  wakeOnPublish: boolean;
+  clock: Clock;
+}
+
+function resolveOptions(options: RedisStreamsBrokerOptions): Resolved {
+  const keyPrefix = options.keyPrefix ?? 'keel:stream:';
+  if (typeof keyPrefix !== 'string' || keyPrefix.length === 0 || /[{}]/.test(keyPrefix)) {
+    throw new InvalidArgumentError('keyPrefix', 'a non-empty string without { or }', keyPrefix);
+  }
+  const group = options.group ?? 'keel';
+  assertName(group, 'group');
+  const leaseMs = options.leaseMs ?? 30_000;
+  assertLease(leaseMs);
+  const groupStart = options.groupStart ?? 'earliest';
+  if (groupStart !== 'earliest' && groupStart !== 'latest') {
+    throw new InvalidArgumentError('groupStart', "'earliest' or 'latest'", groupStart);
+  }
+  const retention = options.retention;
+  if (retention !== undefined) {
+    const [field, value] =
+      'maxLength' in retention
+        ? ['retention.maxLength', retention.maxLength]
+        : ['retention.maxAgeMs', retention.maxAgeMs];
+    if (!Number.isInteger(value) || value < 1)
+      throw new InvalidArgumentError(field, 'an integer >= 1', value);
+  }
+  return {
+    keyPrefix,
+    group,
+    leaseMs,
+    groupStart: groupStart === 'earliest' ? '0' : '$',
+    retention,
+    wakeOnPublish: options.wakeOnPublish ?? true,
+    clock: options.clock ?? systemClock,
+  };
+}
+
+function assertLease(leaseMs: unknown): asserts leaseMs is number {
+  if (typeof leaseMs !== 'number' || !Number.isInteger(leaseMs) || leaseMs < 1) {
+    throw new InvalidArgumentError('leaseMs', 'an integer >= 1 (milliseconds)', leaseMs);
+  }
+}
+
+/**
+ * Redis Streams behind keel's `MessageBroker`: a destination is a stream, consumers of one group
+ * compete for its entries, each group gets every entry. See docs/redis-streams.md.
+ *
+ * Publishing pipelines one XADD per message and resolves when Redis has answered every one: the
+ * entries are in the server's memory, and on disk only as the server's AOF settings say.
+ */
+export class RedisStreamsBroker implements MessageBroker {
+  readonly name = 'redis-streams';
+  readonly capabilities = capabilities;
+  readonly #client: Redis;
+  readonly #ownsClient: boolean;
+  readonly #o: Resolved;
+  readonly #subscriber: WakeSubscriber;
+  readonly #keys = new Map<string, StreamKeys>();
+  #closed = false;
+
+  constructor(options: RedisStreamsBrokerOptions = {}) {
+    this.#o = resolveOptions(options);
+    if (options.client !== undefined) {
+      this.#client = options.client;
+      this.#ownsClient = false;
+    } else {
+      this.#client = new Redis({
+        host: '127.0.0.1',
+        port: 6379,
+        connectionName: 'keel-streams',
+        enableAutoPipelining: true,
+        ...options.redis,
+      });
+      // Failures reach the caller through the command that failed; the event alone would crash.
+      this.#client.on('error', () => undefined);
+      this.#ownsClient = true;
+    }
+    this.#subscriber = new WakeSubscriber(() => this.#client.duplicate());
+  }
+
+  /** The connection the broker sends commands on (yours, if you passed `client`). */
+  get client(): Redis {
+    return this.#client;
+  }
+
+  /** The Redis key of a destination's stream, for `redis-cli` and monitoring: `keel:stream:{orders}`. */
+  streamKey(destination: string): string {
+    assertName(destination, 'destination');
+    return this.#keysOf(destination).stream;
+  }
+
+  /**
+   * Appends the messages, one XADD each in one pipeline; with `availableAt` in the future, parks
+   * them in the destination's delayed set instead. Resolves when Redis answered every command;
+   * rejects with `PublishError` naming the messages whose command failed or got no answer.
+   */
+  async publish(
+    destination: string,
+    messages: readonly Envelope[],
+    options: PublishOptions = {},
+  ): Promise<void> {
+    assertName(destination, 'destination');
+    const availableAt = options.availableAt;
+    if (availableAt !== undefined && !Number.isFinite(availableAt)) {
+      throw new InvalidArgumentError('availableAt', 'a time in ms since the epoch', availableAt);
+    }
+    if (this.#closed) {
+      throw new PublishError(
+        destination,
+        messages.map((m) => m.id),
+        new KeelError('KEEL_SERVICE_STATE', 'the Redis Streams broker is closed'),
+      );
+    }
+    if (messages.length === 0) return;
+    const entries = encodeAll(messages);
+    const keys = this.#keysOf(destination);
+    const delayed = availableAt !== undefined && availableAt > this.#o.clock.now();
+    const pipeline = this.#client.pipeline();
+    const trim = this.#trim();
+    for (const fields of entries) {
+      if (delayed) pipeline.zadd(keys.delayed, availableAt, JSON.stringify(fields));
+      else if (trim[0] === '') pipeline.xadd(keys.stream, '*', ...fields);
+      else pipeline.xadd(keys.stream, trim[0], '~', trim[1], '*', ...fields);
+    }
+    if (!delayed && this.#o.wakeOnPublish) pipeline.publish(keys.channel, '');
+    let results: [Error | null, unknown][] | null;
+    try {
+      results = await pipeline.exec();
+    } catch (error) {
+      throw new PublishError(
+        destination,
+        messages.map((m) => m.id),
+        error,
+      );
+    }
+    const failed: string[] = [];
+    let cause: unknown;
+    messages.forEach((message, i) => {
+      const error = results?.[i]?.[0] ?? (results?.[i] === undefined ? new Error('no reply') : null);
+      if (error) {
+        failed.push(message.id);
+        cause ??= error;
+      }
+    });
+    if (failed.length > 0) throw new PublishError(destination, failed, cause);
+  }
+
+  /** A new consumer of `destination` in its group; each call is a new consumer name. */
+  source(destination: string, options: SourceOptions = {}): RedisStreamsSource {
+    assertName(destination, 'destination');
+    const group = options.group ?? this.#o.group;
+    assertName(group, 'group');
+    const leaseMs = options.leaseMs ?? this.#o.leaseMs;
+    assertLease(leaseMs);
+    const deadLetter = options.deadLetterDestination ?? `${destination}.dead-letter`;
+    assertName(deadLetter, 'deadLetterDestination');
+    if (this.#closed) throw new KeelError('KEEL_SERVICE_STATE', 'the Redis Streams broker is closed');
+    return new RedisStreamsSource({
+      client: this.#client,
+      destination,
+      keys: this.#keysOf(destination),
+      deadLetter: { destination: deadLetter, keys: this.#keysOf(deadLetter) },
+      group,
+      consumer: `${hostname()}:${process.pid}:${randomBytes(6).toString('hex')}`,
+      leaseMs,
+      groupStart: this.#o.groupStart,
+      trim: () => this.#trim(),
+      clock: this.#o.clock,
+      subscriber: this.#subscriber,
+      promoteLimit: 256,
+    });
+  }
+
+  /** A consumer running `handler` over a new source. Start it to begin. */
+  consumer(
+    destination: string,
+    handler: Handler,
+    options: QueueConsumerOptions & SourceOptions = {},
+  ): QueueConsumer {
+    const source = this.source(destination, options);
+    return new QueueConsumer(source, handler, { clock: this.#o.clock, ...options });
+  }
+
+  /**
+   * Moves up to `limit` dead letters (oldest first) to `to`, or to the destination each came from
+   * (`x-dead-letter-source`); one without either stays. Each move is one script: XDEL from the
+   * dead-letter stream, XADD to the target without the `x-dead-letter-*` headers, with a fresh
+   * attempt count and `x-redrive-count` raised by one. Two redrives at once never move an entry twice.
+   */
+  async redrive(
+    deadLetterDestination: string,
+    options: { to?: string; limit?: number } = {},
+  ): Promise<number> {
+    assertName(deadLetterDestination, 'deadLetterDestination');
+    if (options.to !== undefined) assertName(options.to, 'to');
+    const limit = options.limit ?? Number.POSITIVE_INFINITY;
+    if (limit !== Number.POSITIVE_INFINITY && (!Number.isInteger(limit) || limit < 1)) {
+      throw new InvalidArgumentError('limit', 'an integer >= 1', limit);
+    }
+    const source = this.#keysOf(deadLetterDestination);
+    let moved = 0;
+    let cursor = '-';
+    while (moved < limit) {
+      const page = await this.#client.xrange(source.stream, cursor, '+', 'COUNT', 200);
+      if (page.length === 0) break;
+      for (const [entryId, fields] of page) {
+        if (moved >= limit) break;
+        const entry = decodeEntry(fields);
+        const to = options.to ?? entry?.envelope.headers['x-dead-letter-source'];
+        if (entry === undefined || to === undefined || !isName(to)) continue;
+        const headers: Record<string, string> = { ...entry.envelope.headers };
+        for (const name of deadLetterHeaders) delete headers[name];
+        headers['x-redrive-count'] = String(Number(headers['x-redrive-count'] ?? 0) + 1);
+        const target = this.#keysOf(to);
+        const [kind, threshold] = this.#trim();
+        const done = await redriveScript.run(
+          this.#client,
+          [source.stream, target.stream],
+          [entryId, target.channel, kind, threshold, ...encodeEntry({ ...entry.envelope, headers })],
+        );
+        if (done === 1) moved++;
+      }
+      cursor = `(${page[page.length - 1]![0]}`;
+    }
+    return moved;
+  }
+
+  /**
+   * Reads a destination's stream again from `from` (default its first entry), oldest first,
+   * whether or not any group has read or acknowledged the entries. Retries and messages that are
+   * not due yet are not in it; entries keel cannot decode are skipped.
+   */
+  async *replay(destination: string, options: ReplayOptions = {}): AsyncGenerator<ReplayedEntry> {
+    assertName(destination, 'destination');
+    const batchSize = options.batchSize ?? 500;
+    if (!Number.isInteger(batchSize) || batchSize < 1) {
+      throw new InvalidArgumentError('batchSize', 'an integer >= 1', batchSize);
+    }
+    const from = options.from;
+    let cursor: string;
+    if (from === undefined) cursor = '-';
+    else if (typeof from === 'number' && Number.isInteger(from) && from >= 0) cursor = `${from}-0`;
+    else if (typeof from === 'string' && /^\d+-\d+$/.test(from)) cursor = `(${from}`;
+    else throw new InvalidArgumentError('from', 'a stream entry id (`<ms>-<seq>`) or a time in ms', from);
+    const stream = this.#keysOf(destination).stream;
+    for (;;) {
+      const page = await this.#client.xrange(stream, cursor, '+', 'COUNT', batchSize);
+      for (const [entryId, fields] of page) {
+        const entry = decodeEntry(fields);
+        if (entry !== undefined) yield { entryId, envelope: entry.envelope };
+      }
+      if (page.length < batchSize) return;
+      cursor = `(${page[page.length - 1]![0]}`;
+    }
+  }
+
+  /** What a destination holds right now, per group: for dashboards and alerts. */
+  async stats(destination: string): Promise<DestinationStats> {
+    assertName(destination, 'destination');
+    const keys = this.#keysOf(destination);
+    const [length, delayed] = await Promise.all([
+      this.#client.xlen(keys.stream),
+      this.#client.zcard(keys.delayed),
+    ]);
+    let raw: unknown[] = [];
+    try {
+      raw = (await this.#client.xinfo('GROUPS', keys.stream)) as unknown[];
+    } catch (error) {
+      if (!(error instanceof Error) || !error.message.includes('no such key')) throw error;
+    }
+    const groups = [];
+    for (const flat of raw as unknown[][]) {
+      const info = new Map<string, unknown>();
+      for (let i = 0; i + 1 < flat.length; i += 2) info.set(String(flat[i]), flat[i + 1]);
+      const name = String(info.get('name'));
+      const [retryPending, retryLength, waiting] = await Promise.all([
+        this.#client.xpending(keys.retry(name), name).then((r) => Number(r[0] ?? 0)),
+        this.#client.xlen(keys.retry(name)),
+        this.#client.zcard(keys.retryDelayed(name)),
+      ]);
+      const lag = info.get('lag');
+      groups.push({
+        name,
+        pending: Number(info.get('pending') ?? 0) + retryPending,
+        lag: typeof lag === 'number' ? lag : null,
+        retrying: waiting + retryLength - retryPending,
+      });
+    }
+    return { length, delayed, groups };
+  }
+
+  /** Closes the wake-up connection, and the command connection if the broker opened it. Stop consumers first. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.#subscriber.close();
+    if (!this.#ownsClient) return;
+    try {
+      await this.#client.quit();
+    } catch {
+      this.#client.disconnect();
+    }
+  }
+
+  #keysOf(destination: string): StreamKeys {
+    let keys = this.#keys.get(destination);
+    if (keys === undefined) {
+      keys = new StreamKeys(this.#o.keyPrefix, destination);
+      this.#keys.set(destination, keys);
+    }
+    return keys;
+  }
+
+  #trim(): readonly ['' | 'MAXLEN' | 'MINID', string] {
+    const retention = this.#o.retention;
+    if (retention === undefined) return ['', ''];
+    if ('maxLength' in retention) return ['MAXLEN', String(retention.maxLength)];
+    return ['MINID', `${Math.max(0, this.#o.clock.now() - retention.maxAgeMs)}-0`];
+  }
+}
+
+function isName(value: string): boolean {
+  try {
+    assertName(value, 'x-dead-letter-source');
+    return true;
+  } catch {
+    return false;
+  }
+}
