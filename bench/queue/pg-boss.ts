@@ -58,12 +58,13 @@ class PgBossInstance implements Instance {
 
   async remaining(): Promise<number> {
     // Completed jobs stay in the table (archived later): count only those not yet completed.
-    const { rows } = (await this.#boss
+    const result = await this.#boss
       .getDb()
       .executeSql(
         `SELECT count(*)::int AS n FROM ${this.#schema}.job WHERE name = $1 AND state < 'completed'`,
         [queue],
-      )) as { rows: { n: number }[] };
+      );
+    const rows = result.rows as { n: number }[];
     return rows[0]?.n ?? 0;
   }
 
