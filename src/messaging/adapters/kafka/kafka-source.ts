@@ -1,0 +1,335 @@
+import { Consumer, type Message, type MessagesStream } from '@platformatic/kafka';
+import { KeelError } from '../../../errors/index.ts';
+import type { Clock, TimerHandle } from '../../../time/index.ts';
+import type { Delivery, DeliverySource } from '../../delivery-source.ts';
+import { describeError } from '../postgres/pg-queue-source.ts';
+import { CommitBatcher } from './commit-batcher.ts';
+import { PartitionTracker, type TrackedRecord } from './partition-tracker.ts';
+import { decodeRecord, encodeEnvelope, type EncodedRecord } from './record-codec.ts';
+
+type KafkaMessage = Message<Buffer, Buffer, Buffer, Buffer>;
+
+export interface KafkaDelivery extends Delivery {
+  readonly record: TrackedRecord<KafkaMessage>;
+  readonly tracker: PartitionTracker<KafkaMessage>;
+}
+
+/** What a source needs from its broker. */
+export interface KafkaSourceContext {
+  readonly clock: Clock;
+  readonly bootstrapBrokers: string[];
+  readonly clientId: string;
+  ensureTopic(topic: string): Promise<void>;
+  /** Produces with acks=all; resolves when every record is acknowledged. */
+  send(topic: string, records: EncodedRecord[]): Promise<void>;
+}
+
+export interface KafkaSourceSettings {
+  group: string;
+  deadLetterDestination: string;
+  sessionTimeoutMs: number;
+  heartbeatIntervalMs: number;
+  maxBuffered: number;
+  maxWaitMs: number;
+}
+
+/**
+ * One group member over one topic. Fetched records wait in per-partition trackers (bounded:
+ * the fetch pauses at `maxBuffered`); `claim` hands out what the per-key rule allows; an ack
+ * commits the partition's finished prefix. A retry keeps the record in its tracker with a due
+ * time (nothing is republished, the offset stays uncommitted), so per-key order holds across
+ * retries and a crash during the backoff redelivers from the committed offset.
+ */
+export class KafkaSource implements DeliverySource<KafkaDelivery> {
+  readonly destination: string;
+  readonly #context: KafkaSourceContext;
+  readonly #settings: KafkaSourceSettings;
+  readonly #trackers = new Map<string, PartitionTracker<KafkaMessage>>();
+  readonly #batchers = new Map<PartitionTracker<KafkaMessage>, CommitBatcher>();
+  readonly #timers = new Set<TimerHandle>();
+  #consumer: Consumer<Buffer, Buffer, Buffer, Buffer> | undefined;
+  #stream: MessagesStream<Buffer, Buffer, Buffer, Buffer> | undefined;
+  #wake: () => void = () => undefined;
+  #buffered = 0;
+  #paused = false;
+  #closing = false;
+  #streamError: unknown;
+  #reopening: Promise<void> | undefined;
+  #rotate = 0;
+
+  constructor(destination: string, context: KafkaSourceContext, settings: KafkaSourceSettings) {
+    this.destination = destination;
+    this.#context = context;
+    this.#settings = settings;
+  }
+
+  async open(wake: () => void): Promise<void> {
+    this.#wake = wake;
+    await this.#context.ensureTopic(this.destination);
+    const consumer = new Consumer<Buffer, Buffer, Buffer, Buffer>({
+      clientId: this.#context.clientId,
+      bootstrapBrokers: this.#context.bootstrapBrokers,
+      groupId: this.#settings.group,
+      sessionTimeout: this.#settings.sessionTimeoutMs,
+      heartbeatInterval: this.#settings.heartbeatIntervalMs,
+      rebalanceTimeout: Math.max(this.#settings.sessionTimeoutMs, 10_000),
+      autocommit: false,
+      maxWaitTime: this.#settings.maxWaitMs,
+    });
+    this.#consumer = consumer;
+    consumer.on('consumer:group:join', () => this.#onAssignment());
+    await this.#openStream();
+  }
+
+  async #openStream(): Promise<void> {
+    const consumer = this.#consumer!;
+    const stream = await consumer.consume({
+      topics: [this.destination],
+      mode: 'committed',
+      fallbackMode: 'earliest',
+      autocommit: false,
+      highWaterMark: Math.min(1024, this.#settings.maxBuffered),
+    });
+    this.#stream = stream;
+    this.#streamError = undefined;
+    this.#paused = false;
+    stream.on('data', (message) => this.#onMessage(message));
+    stream.on('error', (error) => {
+      // The client ends the stream on a fetch error (a broker restart, a lost leader):
+      // a new one resumes from the committed offsets, and the trackers drop what repeats.
+      this.#streamError = error;
+    });
+    stream.on('close', () => {
+      if (this.#stream === stream) this.#stream = undefined;
+      this.#wake();
+    });
+    if (this.#buffered >= this.#settings.maxBuffered) this.#pause();
+  }
+
+  async claim(max: number): Promise<KafkaDelivery[]> {
+    if (this.#closing) return [];
+    if (this.#stream === undefined) await this.#reopen();
+    const now = this.#context.clock.now();
+    const trackers = [...this.#trackers.values()];
+    const out: KafkaDelivery[] = [];
+    const records: TrackedRecord<KafkaMessage>[] = [];
+    // Start at a different partition each time so one busy partition does not take every slot.
+    for (let i = 0; i < trackers.length && out.length < max; i++) {
+      const tracker = trackers[(this.#rotate + i) % trackers.length]!;
+      records.length = 0;
+      tracker.claim(now, max - out.length, records);
+      for (const record of records)
+        out.push({ envelope: record.envelope, attempt: record.attempt, record, tracker });
+    }
+    this.#rotate++;
+    return out;
+  }
+
+  async ack(deliveries: readonly KafkaDelivery[]): Promise<void> {
+    const touched = new Set<PartitionTracker<KafkaMessage>>();
+    for (const delivery of deliveries) {
+      if (this.#settle(delivery)) touched.add(delivery.tracker);
+    }
+    await Promise.all([...touched].map((tracker) => this.#commit(tracker)));
+  }
+
+  async retry(delivery: KafkaDelivery, delayMs: number, _error: unknown): Promise<void> {
+    const { record } = delivery;
+    if (!this.#owns(delivery)) return;
+    const now = this.#context.clock.now();
+    record.firstFailedAt ??= now;
+    record.attempt++;
+    record.dueAt = now + Math.max(0, delayMs);
+    record.state = 'waiting';
+    this.#wakeAt(record.dueAt);
+  }
+
+  async deadLetter(delivery: KafkaDelivery, error: unknown): Promise<void> {
+    const { record, envelope } = delivery;
+    const now = this.#context.clock.now();
+    const target = this.#settings.deadLetterDestination;
+    await this.#context.ensureTopic(target);
+    const encoded = encodeEnvelope({
+      ...envelope,
+      headers: {
+        ...envelope.headers,
+        'x-dead-letter-source': this.destination,
+        'x-dead-letter-error': describeError(error),
+        'x-dead-letter-attempts': String(delivery.attempt),
+        'x-dead-letter-first-failed-at': new Date(record.firstFailedAt ?? now).toISOString(),
+        'x-dead-letter-last-failed-at': new Date(now).toISOString(),
+      },
+    });
+    await this.#context.send(target, [encoded]);
+    await this.ack([delivery]);
+  }
+
+  async release(delivery: KafkaDelivery): Promise<void> {
+    if (!this.#owns(delivery)) return;
+    delivery.record.state = 'waiting';
+    delivery.record.dueAt = 0;
+    this.#wake();
+  }
+
+  async close(): Promise<void> {
+    if (this.#closing) return;
+    this.#closing = true;
+    for (const timer of this.#timers) this.#context.clock.clearTimeout(timer);
+    this.#timers.clear();
+    const consumer = this.#consumer;
+    if (consumer === undefined) return;
+    // Whatever finished is committed before the group hands the partitions to someone else.
+    await Promise.all(
+      [...this.#trackers.values()].map((tracker) => this.#commit(tracker).catch(() => undefined)),
+    );
+    this.#trackers.clear();
+    try {
+      await this.#stream?.close();
+      await consumer.close();
+    } catch {
+      // Unreachable broker: the session expires and the group moves on without this member.
+      await forceClose(consumer);
+    }
+  }
+
+  #onMessage(message: KafkaMessage): void {
+    if (this.#closing) return;
+    const id = `${message.topic}:${message.partition}`;
+    if (!this.#isAssigned(message.topic, message.partition)) return;
+    let tracker = this.#trackers.get(id);
+    if (tracker === undefined) {
+      tracker = new PartitionTracker<KafkaMessage>(message.topic, message.partition);
+      this.#trackers.set(id, tracker);
+    }
+    let decoded;
+    try {
+      decoded = decodeRecord(
+        message.key,
+        message.value,
+        message.headers,
+        message.timestamp,
+        `kafka-${message.topic}-${message.partition}-${message.offset}`,
+      );
+    } catch (error) {
+      decoded = {
+        envelope: {
+          id: `kafka-${message.topic}-${message.partition}-${message.offset}`,
+          type: 'kafka.undecodable',
+          key: message.key?.toString() ?? null,
+          payload: message.value?.toString('base64') ?? null,
+          headers: { 'x-keel-decode-error': describeError(error) },
+          occurredAt: new Date(Number(message.timestamp)).toISOString(),
+        },
+        attempt: 1,
+        availableAt: undefined,
+      };
+    }
+    const record: TrackedRecord<KafkaMessage> = {
+      offset: message.offset,
+      envelope: decoded.envelope,
+      message,
+      attempt: decoded.attempt,
+      dueAt: decoded.availableAt ?? 0,
+      state: 'waiting',
+      firstFailedAt: undefined,
+    };
+    if (!tracker.add(record)) return;
+    this.#buffered++;
+    if (record.dueAt > this.#context.clock.now()) this.#wakeAt(record.dueAt);
+    if (this.#buffered >= this.#settings.maxBuffered) this.#pause();
+    this.#wake();
+  }
+
+  #isAssigned(topic: string, partition: number): boolean {
+    return (
+      this.#consumer?.assignments?.some((a) => a.topic === topic && a.partitions.includes(partition)) ?? false
+    );
+  }
+
+  /** After a rebalance: forget revoked partitions (their records go to their new owner). */
+  #onAssignment(): void {
+    for (const [id, tracker] of this.#trackers) {
+      if (!this.#isAssigned(tracker.topic, tracker.partition)) {
+        this.#trackers.delete(id);
+        this.#batchers.delete(tracker);
+        this.#buffered -= tracker.size;
+      } else {
+        // A commit refused during the rebalance (stale generation) is retried now.
+        void this.#commit(tracker).catch(() => undefined);
+      }
+    }
+    this.#resumeIfRoom();
+    this.#wake();
+  }
+
+  #owns(delivery: KafkaDelivery): boolean {
+    const { tracker, record } = delivery;
+    return (
+      !this.#closing &&
+      this.#trackers.get(`${tracker.topic}:${tracker.partition}`) === tracker &&
+      tracker.holds(record)
+    );
+  }
+
+  #settle(delivery: KafkaDelivery): boolean {
+    if (!this.#owns(delivery)) return false;
+    this.#buffered -= delivery.tracker.settle(delivery.record);
+    this.#resumeIfRoom();
+    return true;
+  }
+
+  #commit(tracker: PartitionTracker<KafkaMessage>): Promise<void> {
+    let batcher = this.#batchers.get(tracker);
+    if (batcher === undefined) {
+      batcher = new CommitBatcher(async () => {
+        const target = tracker.pendingCommit();
+        if (target === undefined) return;
+        await target.message.commit();
+        tracker.committed(target);
+      });
+      this.#batchers.set(tracker, batcher);
+    }
+    return batcher.request();
+  }
+
+  #pause(): void {
+    if (this.#paused) return;
+    this.#paused = true;
+    this.#stream?.pause();
+  }
+
+  #resumeIfRoom(): void {
+    // Resume below half, not at once below the limit: fetching in larger steps.
+    if (this.#paused && this.#buffered <= this.#settings.maxBuffered / 2) {
+      this.#paused = false;
+      this.#stream?.resume();
+    }
+  }
+
+  #wakeAt(at: number): void {
+    const timer = this.#context.clock.setTimeout(() => {
+      this.#timers.delete(timer);
+      this.#wake();
+    }, at - this.#context.clock.now());
+    this.#timers.add(timer);
+  }
+
+  /** The client ended the stream (a fetch failed): open a new one; claim's failure backs off. */
+  #reopen(): Promise<void> {
+    this.#reopening ??= this.#openStream().finally(() => (this.#reopening = undefined));
+    return this.#reopening.catch((error: unknown) => {
+      throw new KeelError(
+        'KEEL_BROKER_UNAVAILABLE',
+        `Kafka consumer for ${this.destination} lost its stream (${describeError(this.#streamError)}) and could not reopen it: ${describeError(error)}`,
+        { cause: error },
+      );
+    });
+  }
+}
+
+/** Closes a client without waiting on a broker that may be gone. */
+export function forceClose(client: {
+  close(force: boolean, callback: (error?: Error | null) => void): void;
+}): Promise<void> {
+  return new Promise((resolve) => client.close(true, () => resolve()));
+}

@@ -1,0 +1,22 @@
+import { beforeAll } from 'vitest';
+import { KafkaBroker } from '../../src/messaging/adapters/kafka/index.ts';
+import {
+  kafkaBrokers,
+  ownKafka,
+  requireKafka,
+  restartKafka,
+} from '../../src/messaging/adapters/kafka/test-support.ts';
+import { describeBrokerConformance } from '../../src/testing/index.ts';
+
+beforeAll(requireKafka, 15_000);
+
+describeBrokerConformance({
+  name: 'kafka',
+  open: async () => new KafkaBroker({ brokers: kafkaBrokers, partitions: 3 }),
+  // The group session timeout: long enough that a loaded machine does not drop a live member.
+  // The crash scenario's consumer leaves the group as it closes, so nothing waits for it.
+  leaseMs: 6000,
+  waitMs: 30_000,
+  // Only the project's own broker may be stopped: another Kafka belongs to someone else.
+  ...(ownKafka ? { restart: restartKafka } : {}),
+});
