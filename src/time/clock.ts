@@ -14,16 +14,17 @@ export interface Clock {
   clearTimeout(handle: TimerHandle): void;
 }
 
-/** The wall clock and Node's timers. Timers are unref'd: a pending backoff never keeps a process alive. */
+/**
+ * The wall clock and Node's timers. Timers keep the process alive, as Node's do: a worker whose
+ * only pending work is its next poll must not exit. Services clear their timers on stop.
+ */
 export class SystemClock implements Clock {
   now(): number {
     return Date.now();
   }
 
   setTimeout(fn: () => void, ms: number): TimerHandle {
-    const timer = setTimeout(fn, Math.max(0, ms));
-    timer.unref();
-    return timer;
+    return setTimeout(fn, Math.max(0, ms));
   }
 
   clearTimeout(handle: TimerHandle): void {
