@@ -46,6 +46,8 @@ export class RabbitMqSource implements DeliverySource<RabbitMqDelivery> {
   #buffer: RabbitMqDelivery[] = [];
   #wake: () => void = () => {};
   #closed = false;
+  /** Consumption was cancelled for good: the source is shutting down. */
+  #stopped = false;
   #reconnects = 0;
   #reconnectTimer: TimerHandle | undefined;
   #connecting: Promise<void> | undefined;
@@ -62,7 +64,12 @@ export class RabbitMqSource implements DeliverySource<RabbitMqDelivery> {
   }
 
   async claim(max: number): Promise<RabbitMqDelivery[]> {
-    if (this.#consumerTag === undefined && this.#confirmer?.open === true && this.#connecting === undefined) {
+    if (
+      !this.#stopped &&
+      this.#consumerTag === undefined &&
+      this.#confirmer?.open === true &&
+      this.#connecting === undefined
+    ) {
       // The first claim tells how many messages the runtime can hold: that is the prefetch.
       this.#prefetch ??= max;
       this.#connecting = this.#consume(this.#confirmer).finally(() => (this.#connecting = undefined));
@@ -121,15 +128,9 @@ export class RabbitMqSource implements DeliverySource<RabbitMqDelivery> {
     const confirmer = delivery.confirmer;
     // The channel is gone: the broker has requeued the message already.
     if (!confirmer.open || confirmer !== this.#confirmer) return;
-    // A copy that does not count this attempt, then ack: a plain requeue would count it on a
-    // quorum queue, and a service restarted often enough would dead-letter healthy messages.
-    const carried = { attempt: delivery.attempt - 1, ...optional(delivery.firstFailedAt) };
-    const { content, options } = encode(delivery.envelope, this.#s.clock.now(), carried);
-    const failures = await confirmer.publish(this.destination, [
-      { id: delivery.envelope.id, content, options },
-    ]);
-    if (failures.length === 0) confirmer.channel.ack(delivery.message);
-    else if (confirmer.open) confirmer.channel.nack(delivery.message, false, true);
+    // Release means shutdown: stop taking messages, or the copy would come straight back here.
+    await this.#stopConsuming(confirmer);
+    await this.#handBack(confirmer, [delivery]);
   }
 
   async close(): Promise<void> {
@@ -138,10 +139,40 @@ export class RabbitMqSource implements DeliverySource<RabbitMqDelivery> {
     this.#reconnectTimer = undefined;
     await this.#connecting?.catch(() => undefined);
     const confirmer = this.#confirmer;
+    if (confirmer === undefined) return;
+    // After the cancel is confirmed nothing more arrives; what was pushed here but never claimed
+    // was not attempted, so it goes back uncounted.
+    await this.#stopConsuming(confirmer);
     this.#confirmer = undefined;
-    this.#buffer = [];
-    // Closing the channel hands every unacknowledged message back to the queue.
-    await confirmer?.close();
+    await this.#handBack(confirmer, this.#buffer.splice(0));
+    // Closing the channel hands every other unacknowledged message back to the queue.
+    await confirmer.close();
+  }
+
+  /**
+   * Puts messages back without counting this attempt: a copy carrying the attempts so far, then
+   * ack. A plain requeue would count it on a quorum queue, and a service restarted often enough
+   * would dead-letter healthy messages. If that fails, the channel's close requeues them (counted).
+   */
+  async #handBack(confirmer: Confirmer, deliveries: readonly RabbitMqDelivery[]): Promise<void> {
+    if (deliveries.length === 0 || !confirmer.open) return;
+    const now = this.#s.clock.now();
+    const outgoing = deliveries.map((d) => ({
+      id: d.envelope.id,
+      ...encode(d.envelope, now, { attempt: d.attempt - 1, ...optional(d.firstFailedAt) }),
+    }));
+    const failed = new Set((await confirmer.publish(this.destination, outgoing)).map((f) => f.id));
+    for (const delivery of deliveries) {
+      if (confirmer.open && !failed.has(delivery.envelope.id)) confirmer.channel.ack(delivery.message);
+    }
+  }
+
+  async #stopConsuming(confirmer: Confirmer): Promise<void> {
+    this.#stopped = true;
+    const tag = this.#consumerTag;
+    this.#consumerTag = undefined;
+    if (tag === undefined || !confirmer.open) return;
+    await confirmer.channel.cancel(tag).catch(() => undefined);
   }
 
   async #publishThenAck(
@@ -193,7 +224,7 @@ export class RabbitMqSource implements DeliverySource<RabbitMqDelivery> {
     }
     this.#confirmer = confirmer;
     this.#consumerTag = undefined;
-    if (this.#prefetch !== undefined) await this.#consume(confirmer);
+    if (this.#prefetch !== undefined && !this.#stopped) await this.#consume(confirmer);
   }
 
   async #consume(confirmer: Confirmer): Promise<void> {
@@ -211,7 +242,8 @@ export class RabbitMqSource implements DeliverySource<RabbitMqDelivery> {
   }
 
   #receive(confirmer: Confirmer, message: ConsumeMessage): void {
-    if (this.#closed || confirmer !== this.#confirmer) return;
+    // From a channel already given up: its close requeues the message.
+    if (confirmer !== this.#confirmer) return;
     let decoded;
     try {
       decoded = decode(message);

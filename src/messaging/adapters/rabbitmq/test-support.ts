@@ -76,11 +76,7 @@ export async function closeConnectionsNamed(tag: string): Promise<number> {
   return pids.length;
 }
 
-/** Stops and starts the RabbitMQ application: queues and persistent messages must survive. */
-export async function restartRabbitMq(): Promise<void> {
-  try {
-    await run('rabbitmqctl', ['-q', 'stop_app'], { timeout: 30_000 });
-  } finally {
-    await run('rabbitmqctl', ['-q', 'start_app'], { timeout: 30_000 });
-  }
+/** Stops or starts the RabbitMQ application (the Erlang node stays up): a broker outage. */
+export async function rabbitMqApp(action: 'stop_app' | 'start_app'): Promise<void> {
+  await run('rabbitmqctl', ['-q', action], { timeout: 30_000 });
 }
