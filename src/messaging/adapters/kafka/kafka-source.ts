@@ -282,6 +282,8 @@ export class KafkaSource implements DeliverySource<KafkaDelivery> {
     let batcher = this.#batchers.get(tracker);
     if (batcher === undefined) {
       batcher = new CommitBatcher(async () => {
+        // A partition revoked meanwhile is someone else's: committing it could move their position.
+        if (this.#trackers.get(`${tracker.topic}:${tracker.partition}`) !== tracker) return;
         const target = tracker.pendingCommit();
         if (target === undefined) return;
         await target.message.commit();

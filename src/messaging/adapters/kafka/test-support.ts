@@ -17,10 +17,10 @@ export const kafkaBrokers: string[] = (process.env['KEEL_KAFKA_BROKERS'] ?? '127
 export const ownKafka = process.env['KEEL_KAFKA_BROKERS'] === undefined;
 
 /** Fails, naming the server and how to start it, when Kafka cannot be reached: never a silent skip. */
-export async function requireKafka(): Promise<void> {
+export async function requireKafka(brokers: string[] = kafkaBrokers): Promise<void> {
   const admin = new Admin({
     clientId: 'keel-test-probe',
-    bootstrapBrokers: kafkaBrokers,
+    bootstrapBrokers: brokers,
     connectTimeout: 3000,
     timeout: 3000,
     retries: 0,
@@ -28,7 +28,7 @@ export async function requireKafka(): Promise<void> {
   try {
     await admin.metadata({ topics: [] });
   } catch (error) {
-    const where = `Kafka at ${kafkaBrokers.join(',')}`;
+    const where = `Kafka at ${brokers.join(',')}`;
     const hint =
       process.env['CI'] === 'true'
         ? 'CI must start it before the tests (bash scripts/kafka/start.sh)'

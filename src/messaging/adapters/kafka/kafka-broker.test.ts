@@ -1,0 +1,199 @@
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import { Admin } from '@platformatic/kafka';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { createEnvelope, type Envelope } from '../../envelope.ts';
+import { PublishError } from '../../publisher.ts';
+import type { QueueConsumer } from '../../queue-consumer.ts';
+import { KafkaBroker, type KafkaBrokerOptions } from './index.ts';
+import { deleteTopics, kafkaBrokers, requireKafka } from './test-support.ts';
+
+const topics: string[] = [];
+const open: { broker: KafkaBroker; consumers: QueueConsumer[] }[] = [];
+
+function topic(): string {
+  const name = `kt_${randomBytes(5).toString('hex')}`;
+  topics.push(name, `${name}.dead-letter`);
+  return name;
+}
+
+function broker(options: KafkaBrokerOptions = {}): { broker: KafkaBroker; consumers: QueueConsumer[] } {
+  const entry = { broker: new KafkaBroker({ brokers: kafkaBrokers, ...options }), consumers: [] };
+  open.push(entry);
+  return entry;
+}
+
+function messages(count: number, key: (i: number) => string | null = () => null): Envelope[] {
+  return Array.from({ length: count }, (_, n) =>
+    createEnvelope({ type: 'kafka.tested.v1', payload: { n }, key: key(n) }),
+  );
+}
+
+async function until(condition: () => boolean | Promise<boolean>, ms = 20_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`condition not met within ${ms} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+async function committed(group: string, name: string): Promise<bigint[]> {
+  const admin = new Admin({ clientId: 'keel-test', bootstrapBrokers: kafkaBrokers });
+  try {
+    const groups = await admin.listConsumerGroupOffsets({ groups: [group] });
+    const partitions = groups[0]?.topics.find((t) => t.name === name)?.partitions ?? [];
+    return partitions.map((p) => p.committedOffset);
+  } finally {
+    await admin.close();
+  }
+}
+
+beforeAll(() => requireKafka(), 15_000);
+afterEach(async () => {
+  for (const { broker, consumers } of open.splice(0)) {
+    for (const consumer of consumers) await consumer.stop({ drainMs: 500 });
+    await broker.close();
+  }
+});
+afterAll(() => deleteTopics(topics), 30_000);
+
+describe('KafkaBroker', () => {
+  it('puts a key on the partition the Java client picks (murmur2, positive)', async () => {
+    const { broker: kafka } = broker();
+    const name = topic();
+    await kafka.publish(
+      name,
+      messages(1, () => 'k0'),
+    );
+    const positions: number[] = [];
+    await kafka.replay(name, { from: 'earliest' }, (_, position) => void positions.push(position.partition));
+    // The Java producer and kafka-console-producer put `k0` on partition 2 of 3; the client's
+    // default partitioner would pick 1.
+    expect(positions).toEqual([2]);
+  });
+
+  it('replays a topic from the earliest offset, in order per partition, or from a time', async () => {
+    const { broker: kafka } = broker();
+    const name = topic();
+    const early = messages(30, (i) => `k${i % 5}`);
+    await kafka.publish(name, early);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const cut = new Date();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const late = messages(10, (i) => `k${i % 5}`);
+    await kafka.publish(name, late);
+
+    const all: Envelope[] = [];
+    expect(await kafka.replay(name, { from: 'earliest' }, (m) => void all.push(m))).toBe(40);
+    for (let k = 0; k < 5; k++) {
+      const key = `k${k}`;
+      expect(all.filter((m) => m.key === key).map((m) => m.id)).toEqual(
+        [...early, ...late].filter((m) => m.key === key).map((m) => m.id),
+      );
+    }
+    const since: string[] = [];
+    await kafka.replay(name, { from: cut }, (m) => void since.push(m.id));
+    expect(new Set(since)).toEqual(new Set(late.map((m) => m.id)));
+    // Nothing was committed: a replay joins no consumer's group.
+    expect(await committed(`keel.${name}`, name)).toEqual([]);
+  });
+
+  it('consumer groups: each group receives every message', async () => {
+    const { broker: kafka, consumers } = broker();
+    const name = topic();
+    const seen = { one: new Set<string>(), two: new Set<string>() };
+    for (const group of ['one', 'two'] as const) {
+      const consumer = kafka.consumer(name, async (m) => void seen[group].add(m.id), {
+        group,
+        pollIntervalMs: 100,
+      });
+      consumers.push(consumer);
+      await consumer.start();
+    }
+    const sent = messages(50);
+    await kafka.publish(name, sent);
+    await until(() => seen.one.size === 50 && seen.two.size === 50);
+  });
+
+  it('commits a partition only through its finished prefix: an unfinished record holds the offset', async () => {
+    const { broker: kafka, consumers } = broker({ partitions: 1 });
+    const name = topic();
+    const sent = messages(5, (i) => `k${i}`);
+    let release: (() => void) | undefined;
+    const blocked = new Promise<void>((resolve) => (release = resolve));
+    const done = new Set<string>();
+    const consumer = kafka.consumer(
+      name,
+      async (m) => {
+        if (m.id === sent[0]!.id) await blocked;
+        done.add(m.id);
+      },
+      { concurrency: 5, pollIntervalMs: 100 },
+    );
+    consumers.push(consumer);
+    await consumer.start();
+    await kafka.publish(name, sent);
+    await until(() => done.size === 4);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    // Records 1-4 are done, but record 0 is not: nothing may be committed past it.
+    const [offset] = await committed(`keel.${name}`, name);
+    expect(offset === undefined || offset <= 0n).toBe(true);
+    release?.();
+    await until(async () => (await committed(`keel.${name}`, name))[0] === 5n);
+  });
+
+  it('a consumer process killed mid-work: its record goes to another member after the session timeout', async () => {
+    const { broker: kafka, consumers } = broker();
+    const name = topic();
+    const [message] = messages(1);
+    await kafka.publish(name, [message!]);
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', fileURLToPath(new URL('./crash-child.ts', import.meta.url)), name, '3000'],
+      {
+        stdio: ['ignore', 'pipe', 'inherit'],
+        env: { ...process.env, KEEL_KAFKA_BROKERS: kafkaBrokers.join(',') },
+      },
+    );
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    await until(() => output.includes('claimed'), 30_000);
+    expect(output).toContain(message!.id);
+    child.kill('SIGKILL');
+    const killedAt = Date.now();
+    const received: { id: string; at: number }[] = [];
+    const consumer = kafka.consumer(name, async (m) => void received.push({ id: m.id, at: Date.now() }), {
+      leaseMs: 3000,
+      pollIntervalMs: 100,
+    });
+    consumers.push(consumer);
+    await consumer.start();
+    await until(() => received.length === 1, 30_000);
+    expect(received[0]!.id).toBe(message!.id);
+    // The dead member's session (3 s) had to expire first, not much longer.
+    expect(received[0]!.at - killedAt).toBeLessThan(15_000);
+  }, 60_000);
+
+  it('names the server and how to start it when Kafka is unreachable', async () => {
+    await expect(requireKafka(['127.0.0.1:1'])).rejects.toThrow(
+      /Kafka at 127\.0\.0\.1:1 is not reachable.*(scripts\/kafka\/start\.sh)/,
+    );
+  });
+
+  it('publish to an unreachable Kafka rejects with a PublishError naming the messages', async () => {
+    const { broker: kafka } = broker({ brokers: ['127.0.0.1:1'] });
+    const sent = messages(2);
+    const error: unknown = await kafka.publish('kt_unreachable', sent).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(PublishError);
+    expect((error as PublishError).failedIds).toEqual(sent.map((m) => m.id));
+  }, 30_000);
+
+  it('refuses a destination that is not a Kafka topic name, naming the field', async () => {
+    const { broker: kafka } = broker();
+    await expect(kafka.publish('no spaces', messages(1))).rejects.toThrow(
+      /destination: expected a Kafka topic name/,
+    );
+    expect(() => kafka.source('a/b')).toThrow(/destination/);
+  });
+});
