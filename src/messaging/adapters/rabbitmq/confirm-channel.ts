@@ -1,4 +1,5 @@
 import type { ConfirmChannel, Options } from 'amqplib';
+import type { Clock } from '../../../time/index.ts';
 
 export interface Outgoing {
   /** The envelope id, also the AMQP messageId: failures are reported by it. */
@@ -23,8 +24,13 @@ export class Confirmer {
   readonly #returned = new Set<string>();
   readonly #drainWaiters = new Set<() => void>();
 
-  constructor(channel: ConfirmChannel) {
+  readonly #clock: Clock;
+  readonly #timeoutMs: number;
+
+  constructor(channel: ConfirmChannel, clock: Clock, timeoutMs: number) {
     this.channel = channel;
+    this.#clock = clock;
+    this.#timeoutMs = timeoutMs;
     channel.on('return', (message: { properties: { messageId?: unknown } }) => {
       if (typeof message.properties.messageId === 'string') this.#returned.add(message.properties.messageId);
     });
@@ -41,37 +47,54 @@ export class Confirmer {
     return this.#open;
   }
 
-  /** Publishes to `queue` through the default exchange; resolves with the messages not accepted. */
+  /**
+   * Publishes to `queue` through the default exchange; resolves with the messages not accepted:
+   * nacked, returned as unroutable, lost with the channel, or unconfirmed after `timeoutMs` (a
+   * connection blocked by a resource alarm would otherwise hang the caller for good).
+   */
   async publish(queue: string, messages: readonly Outgoing[]): Promise<Failure[]> {
-    const pending: Promise<Failure | undefined>[] = [];
-    for (const message of messages) {
+    const outcome: (Failure | true | undefined)[] = new Array<Failure | true | undefined>(messages.length);
+    let pending = messages.length;
+    let allSettled: () => void = () => {};
+    const settledAll = new Promise<void>((resolve) => (allSettled = resolve));
+    const settle = (index: number, failure: Failure | true): void => {
+      if (outcome[index] !== undefined) return;
+      outcome[index] = failure;
+      if (--pending === 0) allSettled();
+    };
+    for (const [index, message] of messages.entries()) {
       if (!this.#open) {
-        pending.push(Promise.resolve({ id: message.id, error: new Error('channel closed') }));
+        settle(index, { id: message.id, error: new Error('channel closed') });
         continue;
       }
       let writable = true;
-      pending.push(
-        new Promise<Failure | undefined>((resolve) => {
-          try {
-            writable = this.channel.publish('', queue, message.content, message.options, (error: unknown) =>
-              resolve(error === null || error === undefined ? undefined : { id: message.id, error }),
-            );
-          } catch (error) {
-            // Thrown synchronously: the channel is closed, or the headers do not encode.
-            resolve({ id: message.id, error });
-          }
-        }),
-      );
+      try {
+        writable = this.channel.publish('', queue, message.content, message.options, (error: unknown) =>
+          settle(index, error === null || error === undefined ? true : { id: message.id, error }),
+        );
+      } catch (error) {
+        // Thrown synchronously: the channel is closed, or the headers do not encode.
+        settle(index, { id: message.id, error });
+      }
       // Respect the socket's backpressure instead of buffering a whole batch in memory.
       if (!writable) await this.#waitForDrain();
     }
+    if (pending > 0) {
+      const timer = this.#clock.setTimeout(() => {
+        const error = new Error(
+          `no confirm within ${this.#timeoutMs} ms (a resource alarm blocking publishers?)`,
+        );
+        messages.forEach((message, index) => settle(index, { id: message.id, error }));
+      }, this.#timeoutMs);
+      await settledAll;
+      this.#clock.clearTimeout(timer);
+    }
     const failures: Failure[] = [];
-    for (const failure of await Promise.all(pending)) if (failure) failures.push(failure);
-    if (this.#returned.size > 0) {
-      for (const message of messages) {
-        if (this.#returned.delete(message.id)) {
-          failures.push({ id: message.id, error: new Error(`unroutable: no queue named ${queue}`) });
-        }
+    for (const [index, message] of messages.entries()) {
+      const result = outcome[index];
+      if (result !== true && result !== undefined) failures.push(result);
+      else if (this.#returned.delete(message.id)) {
+        failures.push({ id: message.id, error: new Error(`unroutable: no queue named ${queue}`) });
       }
     }
     return failures;

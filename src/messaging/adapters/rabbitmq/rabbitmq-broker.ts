@@ -26,6 +26,12 @@ export interface RabbitMqBrokerOptions {
   prefetch?: number;
   /** Budget for opening a connection, ms. Default 5 000. */
   connectTimeoutMs?: number;
+  /**
+   * How long a publish waits for the broker's confirms before rejecting the unconfirmed
+   * messages with `PublishError`, ms. Default 30 000. A connection blocked by a memory or disk
+   * alarm confirms nothing until the alarm clears.
+   */
+  confirmTimeoutMs?: number;
   /** AMQP heartbeat, seconds. Default 10. */
   heartbeatSeconds?: number;
   /** Waits between a consumer's reconnect attempts. Default 100 ms doubling to 10 s, full jitter. */
@@ -43,6 +49,7 @@ interface Resolved {
   queueType: QueueType;
   prefetch: number | undefined;
   connectTimeoutMs: number;
+  confirmTimeoutMs: number;
   heartbeatSeconds: number;
   reconnectBackoff: Backoff;
   clock: Clock;
@@ -67,6 +74,10 @@ function resolveOptions(options: RabbitMqBrokerOptions): Resolved {
   if (!Number.isFinite(connectTimeoutMs) || connectTimeoutMs <= 0) {
     throw new InvalidArgumentError('connectTimeoutMs', 'a number > 0', connectTimeoutMs);
   }
+  const confirmTimeoutMs = options.confirmTimeoutMs ?? 30_000;
+  if (!Number.isFinite(confirmTimeoutMs) || confirmTimeoutMs <= 0) {
+    throw new InvalidArgumentError('confirmTimeoutMs', 'a number > 0', confirmTimeoutMs);
+  }
   const heartbeatSeconds = options.heartbeatSeconds ?? 10;
   if (!Number.isInteger(heartbeatSeconds) || heartbeatSeconds < 0) {
     throw new InvalidArgumentError('heartbeatSeconds', 'an integer >= 0', heartbeatSeconds);
@@ -76,6 +87,7 @@ function resolveOptions(options: RabbitMqBrokerOptions): Resolved {
     queueType,
     prefetch,
     connectTimeoutMs,
+    confirmTimeoutMs,
     heartbeatSeconds,
     reconnectBackoff: options.reconnectBackoff ?? exponentialBackoff({ initialMs: 100, maxMs: 10_000 }),
     clock: options.clock ?? systemClock,
@@ -207,6 +219,7 @@ export class RabbitMqBroker implements MessageBroker {
       deadLetterDestination,
       prefetch: this.#o.prefetch,
       reconnectBackoff: this.#o.reconnectBackoff,
+      confirmTimeoutMs: this.#o.confirmTimeoutMs,
       onError: this.#o.onError,
     });
   }
@@ -236,7 +249,11 @@ export class RabbitMqBroker implements MessageBroker {
       throw new InvalidArgumentError('limit', 'an integer >= 0', limit);
     }
     const connection = await this.#publishConnection.get();
-    const confirmer = new Confirmer(await connection.createConfirmChannel());
+    const confirmer = new Confirmer(
+      await connection.createConfirmChannel(),
+      this.#o.clock,
+      this.#o.confirmTimeoutMs,
+    );
     const topology = this.#publishTopology;
     let moved = 0;
     try {
@@ -313,7 +330,7 @@ export class RabbitMqBroker implements MessageBroker {
     const opening = (async () => {
       const connection = await this.#publishConnection.get();
       const channel = await connection.createConfirmChannel();
-      const confirmer = new Confirmer(channel);
+      const confirmer = new Confirmer(channel, this.#o.clock, this.#o.confirmTimeoutMs);
       channel.on('close', () => {
         if (this.#publisher === opening) this.#publisher = undefined;
       });

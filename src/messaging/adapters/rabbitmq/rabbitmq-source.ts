@@ -25,6 +25,8 @@ export interface RabbitMqSourceSettings {
   /** Fixed prefetch; undefined: the `max` of the first claim (the consumer's concurrency). */
   prefetch: number | undefined;
   reconnectBackoff: Backoff;
+  /** Longest wait for the confirm of a retry, dead-letter or hand-back copy, ms. */
+  confirmTimeoutMs: number;
   onError: (error: unknown) => void;
 }
 
@@ -214,7 +216,7 @@ export class RabbitMqSource implements DeliverySource<RabbitMqDelivery> {
   async #connect(): Promise<void> {
     const connection = await this.#s.connection.get();
     const channel = await connection.createConfirmChannel();
-    const confirmer = new Confirmer(channel);
+    const confirmer = new Confirmer(channel, this.#s.clock, this.#s.confirmTimeoutMs);
     channel.on('close', () => this.#onChannelClosed(confirmer));
     try {
       await this.#s.topology.queue(channel, this.destination);
