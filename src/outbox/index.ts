@@ -1,3 +1,4 @@
 export { addToOutbox, outbox } from './outbox.ts';
 export { OutboxRelay, type OutboxRelayOptions, type OutboxRelayEvents } from './outbox-relay.ts';
-export { outboxMigrations, outboxChannel } from './schema.ts';
+export { inbox, inboxOnce, pruneInbox, type InboxOutcome } from './inbox.ts';
+export { outboxMigrations, outboxChannel, inboxMigrations } from './schema.ts';

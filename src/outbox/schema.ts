@@ -31,3 +31,20 @@ CREATE INDEX IF NOT EXISTS keel_outbox_unpublished ON keel_outbox (seq) WHERE pu
 
 /** NOTIFY channel the outbox signals on commit, so relays wake at once instead of at the next poll. */
 export const outboxChannel = 'keel_outbox';
+
+/** The inbox table: one row per (consumer, message) whose effects committed. */
+export const inboxMigrations = [
+  {
+    id: 'keel_inbox_0001_create',
+    sql: `
+CREATE TABLE IF NOT EXISTS keel_inbox (
+  consumer text NOT NULL,
+  message_id uuid NOT NULL,
+  received_at timestamptz NOT NULL,
+  PRIMARY KEY (consumer, message_id)
+);
+-- Retention deletes the oldest rows first.
+CREATE INDEX IF NOT EXISTS keel_inbox_received ON keel_inbox (received_at);
+`,
+  },
+] as const;

@@ -10,7 +10,7 @@ import {
   type Migration,
 } from '../../../src/db/index.ts';
 import { pgQueueMigrations } from '../../../src/messaging/index.ts';
-import { outboxMigrations } from '../../../src/outbox/index.ts';
+import { inboxMigrations, outboxMigrations } from '../../../src/outbox/index.ts';
 import { systemClock, type Clock } from '../../../src/time/index.ts';
 import { buildShop, type Shop, type ShopRole } from '../app.ts';
 import { shopConfigFromEnv } from '../config.ts';
@@ -18,9 +18,14 @@ import { createLogger } from '../logger.ts';
 
 const migrationsDir = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'migrations');
 
-/** keel's own tables first (queue, outbox), then the shop's, in one ordered list. */
+/** keel's own tables first (queue, outbox, inbox), then the shop's, in one ordered list. */
 export async function shopMigrations(): Promise<Migration[]> {
-  return [...pgQueueMigrations, ...outboxMigrations, ...(await loadMigrations(migrationsDir))];
+  return [
+    ...pgQueueMigrations,
+    ...outboxMigrations,
+    ...inboxMigrations,
+    ...(await loadMigrations(migrationsDir)),
+  ];
 }
 
 export interface OpenShopOptions {
