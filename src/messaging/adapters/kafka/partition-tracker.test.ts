@@ -34,10 +34,10 @@ describe('PartitionTracker', () => {
   it('keeps a retried record ahead of its key until it is due, without blocking other keys', () => {
     const tracker = new PartitionTracker<number>('t', 0);
     const [a0, a1, b0] = [record(0, 'a'), record(1, 'a'), record(2, 'b')];
-    for (const r of [a0!, a1!, b0!]) tracker.add(r);
+    for (const r of [a0, a1, b0]) tracker.add(r);
     expect(claim(tracker, 0)).toEqual([0, 2]);
-    a0!.state = 'waiting';
-    a0!.dueAt = 100;
+    a0.state = 'waiting';
+    a0.dueAt = 100;
     expect(claim(tracker, 50)).toEqual([]);
     expect(tracker.nextDueAt(50)).toBe(100);
     expect(claim(tracker, 100)).toEqual([0]);
