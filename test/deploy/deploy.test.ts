@@ -1,0 +1,85 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+
+const root = new URL('../../', import.meta.url);
+const read = (path: string): string => readFileSync(new URL(path, root), 'utf8');
+
+interface ComposeService {
+  image?: string;
+  build?: { context: string; dockerfile: string };
+  command?: string[];
+  environment?: Record<string, string>;
+  depends_on?: Record<string, { condition: string }>;
+  healthcheck?: { test: string[] };
+}
+
+// Docker does not run here: these tests keep deploy/ honest by checking what it names exists.
+describe('deploy/docker-compose.yml', () => {
+  const compose = parse(read('deploy/docker-compose.yml'), { merge: true }) as {
+    services: Record<string, ComposeService>;
+  };
+
+  it('runs PostgreSQL, RabbitMQ and Kafka, and the shop as api, relay and worker', () => {
+    expect(Object.keys(compose.services).sort()).toEqual([
+      'api',
+      'kafka',
+      'postgres',
+      'rabbitmq',
+      'relay',
+      'worker',
+    ]);
+  });
+
+  it('starts each shop process from an entry point that exists, against PostgreSQL, after it is healthy', () => {
+    for (const name of ['api', 'relay', 'worker']) {
+      const service = compose.services[name]!;
+      const entry = service.command?.at(-1);
+      expect(entry, name).toBe(`apps/shop/cmd/${name}.ts`);
+      expect(existsSync(new URL(entry!, root)), entry).toBe(true);
+      expect(service.environment?.KEEL_DB, name).toBe('pg');
+      expect(service.environment?.DATABASE_URL, name).toMatch(/@postgres:5432\//);
+      expect(service.depends_on?.postgres?.condition, name).toBe('service_healthy');
+      expect(existsSync(new URL(`deploy/${service.build!.dockerfile.replace(/^deploy\//, '')}`, root))).toBe(
+        true,
+      );
+    }
+  });
+
+  it('gives the api a readiness check on /readyz and listens on all interfaces', () => {
+    const api = compose.services.api!;
+    expect(api.environment?.HOST).toBe('0.0.0.0');
+    expect(api.healthcheck?.test.join(' ')).toContain('/readyz');
+  });
+
+  it('names only environment variables the shop reads', () => {
+    const known = new Set(['KEEL_DB', 'DATABASE_URL', 'LOG_LEVEL', 'KEEL_DRAIN_MS', 'HOST', 'PORT']);
+    const source = [
+      'apps/shop/config.ts',
+      'apps/shop/cmd/run-shop.ts',
+      'apps/shop/logger.ts',
+      'src/db/open-db.ts',
+    ]
+      .map(read)
+      .join('\n');
+    for (const name of ['api', 'relay', 'worker']) {
+      for (const variable of Object.keys(compose.services[name]!.environment ?? {})) {
+        expect(known.has(variable) && source.includes(variable), variable).toBe(true);
+      }
+    }
+  });
+});
+
+describe('deploy/Dockerfile', () => {
+  it('copies what the shop needs and runs an entry point that exists', () => {
+    const dockerfile = read('deploy/Dockerfile');
+    const copied = [...dockerfile.matchAll(/^COPY (.+) \S+$/gm)].flatMap((m) => m[1]!.split(/\s+/));
+    for (const path of ['package.json', 'package-lock.json', 'tsconfig.json', 'src', 'apps']) {
+      expect(copied, path).toContain(path);
+      expect(existsSync(new URL(path, root)), path).toBe(true);
+    }
+    const cmd = /CMD \[(.*)\]/.exec(dockerfile)?.[1];
+    const entry = (JSON.parse(`[${cmd}]`) as string[]).at(-1)!;
+    expect(existsSync(new URL(entry, root)), entry).toBe(true);
+  });
+});
