@@ -69,6 +69,15 @@ describe('RedisStreamsBroker: publish and claim', () => {
     expect(await source.claim(10)).toEqual([]);
   });
 
+  it('acknowledges concurrent acks together, each resolving once its batch is acknowledged', async () => {
+    const broker = brokers.open();
+    await broker.publish('jobs', messages(20));
+    const source = await opened(broker.source('jobs'));
+    const claimed = await source.claim(20);
+    await Promise.all(claimed.map((d) => source.ack([d])));
+    expect(await broker.stats('jobs')).toMatchObject({ groups: [{ pending: 0 }] });
+  });
+
   it('claims at most max per call, in stream order', async () => {
     const broker = brokers.open();
     const sent = messages(7);
@@ -321,6 +330,26 @@ describe('RedisStreamsBroker: delayed delivery, redrive, replay', () => {
     expect(await source.claim(10)).toHaveLength(0);
     await clock.advance(1);
     expect(await source.claim(10)).toHaveLength(2);
+  });
+
+  it('delivers what another process scheduled: its delayed publishes and a dead consumer’s retries', async () => {
+    const here = brokers.open();
+    // Another process: a second broker on the same keys, with a clock of its own.
+    const there = brokers.open({ keyPrefix: here.streamKey('x').replace('{x}', '') });
+    const source = await opened(here.source('jobs', { leaseMs: 30_000 }));
+    expect(await source.claim(10)).toEqual([]); // a full claim: nothing is known to be due
+    const [later] = messages(1);
+    await there.publish('jobs', [later!], { availableAt: Date.now() + 100 });
+    const dying = await opened(there.source('jobs'));
+    await there.publish('jobs', messages(1));
+    await dying.retry((await dying.claim(1))[0]!, 100, new Error('then the process died'));
+    const got: number[] = [];
+    const deadline = Date.now() + 2000;
+    while (got.length < 2 && Date.now() < deadline) {
+      for (const d of await source.claim(10)) got.push(d.attempt);
+      await pause(20);
+    }
+    expect(got.sort()).toEqual([1, 2]);
   });
 
   it('redrives dead letters to where they came from, or to `to`, up to `limit`, once each', async () => {

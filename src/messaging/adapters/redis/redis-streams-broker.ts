@@ -8,7 +8,7 @@ import type { Envelope } from '../../envelope.ts';
 import type { Handler } from '../../handler.ts';
 import { PublishError } from '../../publisher.ts';
 import { QueueConsumer, type QueueConsumerOptions } from '../../queue-consumer.ts';
-import { RedisStreamsSource } from './redis-streams-source.ts';
+import { RedisStreamsSource, type DelayedDue } from './redis-streams-source.ts';
 import { redriveScript } from './scripts.ts';
 import { deadLetterHeaders, decodeEntry, encodeAll, encodeEntry } from './stream-entry.ts';
 import { assertName, StreamKeys } from './stream-keys.ts';
@@ -150,6 +150,7 @@ export class RedisStreamsBroker implements MessageBroker {
   readonly #o: Resolved;
   readonly #subscriber: WakeSubscriber;
   readonly #keys = new Map<string, StreamKeys>();
+  readonly #due = new Map<string, DelayedDue>();
   #closed = false;
 
   constructor(options: RedisStreamsBrokerOptions = {}) {
@@ -237,6 +238,11 @@ export class RedisStreamsBroker implements MessageBroker {
       }
     });
     if (failed.length > 0) throw new PublishError(destination, failed, cause);
+    if (delayed) {
+      const due = this.#dueOf(destination);
+      due.version++;
+      due.nextDelayed = Math.min(due.nextDelayed, availableAt);
+    }
   }
 
   /** A new consumer of `destination` in its group; each call is a new consumer name. */
@@ -262,6 +268,7 @@ export class RedisStreamsBroker implements MessageBroker {
       clock: this.#o.clock,
       subscriber: this.#subscriber,
       promoteLimit: 256,
+      due: this.#dueOf(destination),
     });
   }
 
@@ -403,6 +410,15 @@ export class RedisStreamsBroker implements MessageBroker {
       this.#keys.set(destination, keys);
     }
     return keys;
+  }
+
+  #dueOf(destination: string): DelayedDue {
+    let due = this.#due.get(destination);
+    if (due === undefined) {
+      due = { nextDelayed: Number.POSITIVE_INFINITY, version: 0 };
+      this.#due.set(destination, due);
+    }
+    return due;
   }
 
   #trim(): readonly ['' | 'MAXLEN' | 'MINID', string] {

@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import { v7 as uuidv7 } from 'uuid';
-import type { Clock } from '../../../time/index.ts';
+import { systemClock, type Clock } from '../../../time/index.ts';
 import type { Delivery, DeliverySource } from '../../delivery-source.ts';
 import type { Envelope } from '../../envelope.ts';
 import {
@@ -40,17 +40,32 @@ export interface RedisStreamsSourceConfig {
   subscriber: WakeSubscriber | undefined;
   /** Entries moved from the delayed sets per claim, at most. */
   promoteLimit: number;
+  /** Shared by the broker's sources of the destination; its delayed publishes lower it. */
+  due: DelayedDue;
+}
+
+/** The earliest due time (broker clock) in a destination's delayed set, as far as this process knows. */
+export interface DelayedDue {
+  nextDelayed: number;
+  /** Raised on every change from a publish, so a claim's stale answer does not overwrite it. */
+  version: number;
 }
 
 type ClaimedEntry = [which: 'm' | 'r', id: string, deliveryCount: number, fields: string[]];
 
+interface AckBatch {
+  main: string[];
+  retry: string[];
+  waiters: { resolve: () => void; reject: (error: unknown) => void }[];
+}
+
 /**
  * One consumer in a Redis consumer group: the Redis Streams side of the consumer runtime.
  *
- * - `claim`: one Lua script moves due delayed messages and retries into their streams, takes over
- *   entries whose lease ran out (XPENDING IDLE + XCLAIM) and reads new ones (XREADGROUP), so a
- *   claim is one round trip and never blocks the shared connection.
- * - `ack`: XACK. Entries of the destination's stream stay (replay, other groups; trim them with
+ * - `claim`: mostly one XREADGROUP; now and then (see `#claim`) one Lua script that also moves
+ *   due delayed messages and retries into their streams and takes over entries whose lease ran
+ *   out (XPENDING IDLE + XCLAIM). One round trip either way; never a blocking read.
+ * - `ack`: XACK, batched per turn of the event loop. Entries of the destination's stream stay (replay, other groups; trim them with
  *   `retention`); retry copies are deleted as well.
  * - `retry`: the copy goes to a per-group sorted set, scored by when it is due, and the entry is
  *   acknowledged, in one script. Per group, so another group never sees this group's retries.
@@ -66,13 +81,21 @@ export class RedisStreamsSource implements DeliverySource<RedisStreamDelivery> {
   readonly #c: RedisStreamsSourceConfig;
   readonly #retryStream: string;
   readonly #retryDelayed: string;
+  readonly #fullEveryMs: number;
   #unsubscribe: (() => Promise<void>) | undefined;
+  #lastFull = Number.NEGATIVE_INFINITY;
+  #fullNext = true;
+  /** Earliest due time (source clock) of this group's waiting retries, as far as this source knows. */
+  #nextRetry = Number.POSITIVE_INFINITY;
+  #retryVersion = 0;
+  #acks: AckBatch | undefined;
 
   constructor(config: RedisStreamsSourceConfig) {
     this.destination = config.destination;
     this.#c = config;
     this.#retryStream = config.keys.retry(config.group);
     this.#retryDelayed = config.keys.retryDelayed(config.group);
+    this.#fullEveryMs = Math.min(250, Math.max(1, Math.floor(config.leaseMs / 2)));
   }
 
   /** The consumer name in the group, as `XINFO CONSUMERS` shows it. */
@@ -83,7 +106,12 @@ export class RedisStreamsSource implements DeliverySource<RedisStreamDelivery> {
   async open(wake: () => void): Promise<void> {
     await this.#ensureGroups();
     if (this.#c.subscriber !== undefined) {
-      this.#unsubscribe = await this.#c.subscriber.subscribe(this.#c.keys.channel, wake);
+      this.#unsubscribe = await this.#c.subscriber.subscribe(this.#c.keys.channel, (signal) => {
+        // A released entry, or a connection back after a cut: look for entries to take over now
+        // rather than at the next scan.
+        if (signal !== '') this.#fullNext = true;
+        wake();
+      });
     }
   }
 
@@ -117,20 +145,41 @@ export class RedisStreamsSource implements DeliverySource<RedisStreamDelivery> {
     return deliveries;
   }
 
-  async ack(deliveries: readonly RedisStreamDelivery[]): Promise<void> {
-    if (deliveries.length === 0) return;
-    const main = deliveries.filter((d) => !d.fromRetry).map((d) => d.entryId);
-    const retried = deliveries.filter((d) => d.fromRetry).map((d) => d.entryId);
-    const { client, keys, group } = this.#c;
-    if (retried.length === 0) {
-      await client.xack(keys.stream, group, ...main);
-      return;
+  /**
+   * Acknowledges in batches: acks made in the same turn of the event loop (handlers finishing
+   * together) go out as one XACK per stream; each call resolves when its batch is acknowledged.
+   */
+  ack(deliveries: readonly RedisStreamDelivery[]): Promise<void> {
+    if (deliveries.length === 0) return Promise.resolve();
+    let batch = this.#acks;
+    if (batch === undefined) {
+      batch = { main: [], retry: [], waiters: [] };
+      this.#acks = batch;
+      // Not a timer: the next turn of the event loop, so no time passes and no clock is read.
+      setImmediate(() => void this.#flushAcks());
     }
-    const pipeline = client.pipeline();
-    if (main.length > 0) pipeline.xack(keys.stream, group, ...main);
-    pipeline.xack(this.#retryStream, group, ...retried);
-    pipeline.xdel(this.#retryStream, ...retried);
-    for (const [error] of (await pipeline.exec()) ?? []) if (error) throw error;
+    for (const d of deliveries) (d.fromRetry ? batch.retry : batch.main).push(d.entryId);
+    const waiters = batch.waiters;
+    return new Promise<void>((resolve, reject) => waiters.push({ resolve, reject }));
+  }
+
+  async #flushAcks(): Promise<void> {
+    const batch = this.#acks;
+    this.#acks = undefined;
+    if (batch === undefined) return;
+    const { client, keys, group } = this.#c;
+    try {
+      const pipeline = client.pipeline();
+      if (batch.main.length > 0) pipeline.xack(keys.stream, group, ...batch.main);
+      if (batch.retry.length > 0) {
+        pipeline.xack(this.#retryStream, group, ...batch.retry);
+        pipeline.xdel(this.#retryStream, ...batch.retry);
+      }
+      for (const [error] of (await pipeline.exec()) ?? []) if (error) throw error;
+      for (const waiter of batch.waiters) waiter.resolve();
+    } catch (error) {
+      for (const waiter of batch.waiters) waiter.reject(error);
+    }
   }
 
   async retry(delivery: RedisStreamDelivery, delayMs: number, _error: unknown): Promise<void> {
@@ -140,6 +189,7 @@ export class RedisStreamsSource implements DeliverySource<RedisStreamDelivery> {
       firstFailedAt: delivery.firstFailedAt ?? new Date(now).toISOString(),
       retryOf: delivery.entryId,
     });
+    const due = now + Math.max(0, delayMs);
     await retryScript.run(
       this.#c.client,
       [this.#streamOf(delivery), this.#retryDelayed],
@@ -148,11 +198,13 @@ export class RedisStreamsSource implements DeliverySource<RedisStreamDelivery> {
         this.#c.consumer,
         delivery.entryId,
         delivery.deliveryCount,
-        now + Math.max(0, delayMs),
+        due,
         JSON.stringify(copy),
         delivery.fromRetry ? '1' : '0',
       ],
     );
+    this.#retryVersion++;
+    this.#nextRetry = Math.min(this.#nextRetry, due);
   }
 
   async deadLetter(delivery: RedisStreamDelivery, error: unknown): Promise<void> {
@@ -199,9 +251,35 @@ export class RedisStreamsSource implements DeliverySource<RedisStreamDelivery> {
     }
   }
 
+  /**
+   * Most claims are one plain XREADGROUP. The full claim script (due delayed messages and retries
+   * moved into their streams, expired leases taken over, the retry stream read) runs when it can
+   * find something: right after a release, a reconnect or a claim that found retries; when a
+   * known due time is reached on the source's clock; and at least every min(250 ms, leaseMs / 2)
+   * of real time (the server's idle times are real time), for what other processes scheduled.
+   */
   async #claim(max: number): Promise<ClaimedEntry[]> {
+    const realNow = systemClock.now();
+    const due = Math.min(this.#c.due.nextDelayed, this.#nextRetry);
+    if (!this.#fullNext && realNow - this.#lastFull < this.#fullEveryMs && this.#c.clock.now() < due) {
+      const reply = (await this.#c.client.xreadgroup(
+        'GROUP',
+        this.#c.group,
+        this.#c.consumer,
+        'COUNT',
+        max,
+        'STREAMS',
+        this.#c.keys.stream,
+        '>',
+      )) as [string, [string, string[]][]][] | null;
+      return (reply?.[0]?.[1] ?? []).map(([id, fields]) => ['m', id, 1, fields]);
+    }
+    this.#lastFull = realNow;
+    this.#fullNext = false;
+    const delayedVersion = this.#c.due.version;
+    const retryVersion = this.#retryVersion;
     const [kind, threshold] = this.#c.trim();
-    const result = await claimScript.run(
+    const [entries, nextDelayed, nextRetry, more] = (await claimScript.run(
       this.#c.client,
       [this.#c.keys.stream, this.#retryStream, this.#c.keys.delayed, this.#retryDelayed],
       [
@@ -213,9 +291,17 @@ export class RedisStreamsSource implements DeliverySource<RedisStreamDelivery> {
         this.#c.promoteLimit,
         kind,
         threshold,
+        '1',
       ],
-    );
-    return result as ClaimedEntry[];
+    )) as [ClaimedEntry[], string, string, number];
+    // A due time noted while the script ran may be missing from its answer: keep the earlier.
+    const seenDelayed = nextDelayed === '' ? Number.POSITIVE_INFINITY : Number(nextDelayed);
+    const seenRetry = nextRetry === '' ? Number.POSITIVE_INFINITY : Number(nextRetry);
+    this.#c.due.nextDelayed =
+      this.#c.due.version === delayedVersion ? seenDelayed : Math.min(seenDelayed, this.#c.due.nextDelayed);
+    this.#nextRetry = this.#retryVersion === retryVersion ? seenRetry : Math.min(seenRetry, this.#nextRetry);
+    if (more === 1) this.#fullNext = true;
+    return entries;
   }
 
   async #ensureGroups(): Promise<void> {

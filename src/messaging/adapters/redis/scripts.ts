@@ -45,33 +45,44 @@ end
 `;
 
 /**
- * Claims up to `max` deliveries for one consumer, in one round trip:
+ * The full claim, in one round trip, for one consumer:
  * 1. moves due delayed publishes into the stream and due retries into the group's retry stream;
- * 2. takes over entries whose lease expired (pending and idle longer than `leaseMs`: their
- *    consumer crashed, stalled or released them), retry stream first;
+ * 2. when ARGV[9] is '1', takes over entries whose lease expired (pending and idle longer than
+ *    `leaseMs`: their consumer crashed, stalled or released them), retry stream first;
  * 3. reads new entries, retry stream first.
- * Returns `{which, id, deliveryCount, fields}` per entry; `which` is 'r' (retry) or 'm' (main).
+ * Returns `{entries, nextDelayed, nextRetry, more}`: each entry `{which, id, deliveryCount,
+ * fields}` with `which` 'r' (retry stream) or 'm' (main); the earliest due time left in each
+ * sorted set ('' when empty); `more` 1 when the retry stream or the lease scan may hold more,
+ * so the next claim should be a full one too.
  *
  * KEYS: stream, retry stream, delayed, retry-delayed.
- * ARGV: group, consumer, max, leaseMs, now, promoteLimit, trimKind, trimValue.
+ * ARGV: group, consumer, max, leaseMs, now, promoteLimit, trimKind, trimValue, reclaim.
  */
 export const claimScript = new LuaScript(
   add +
     `
 local group, me, max, lease, now, limit = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], tonumber(ARGV[6])
+local more = 0
 local function promote(zset, stream, kind, threshold)
   local due = redis.call('ZRANGEBYSCORE', zset, '-inf', now, 'LIMIT', 0, limit)
-  if #due == 0 then return end
+  if #due == 0 then return 0 end
   for _, member in ipairs(due) do add(stream, kind, threshold, cjson.decode(member)) end
   redis.call('ZREM', zset, unpack(due))
+  return #due
+end
+local function earliest(zset)
+  local first = redis.call('ZRANGE', zset, 0, 0, 'WITHSCORES')
+  if #first == 0 then return '' end
+  return first[2]
 end
 promote(KEYS[3], KEYS[1], ARGV[7], ARGV[8])
-promote(KEYS[4], KEYS[2], '', '')
+if promote(KEYS[4], KEYS[2], '', '') > 0 then more = 1 end
 local out = {}
 local function reclaim(which, stream)
-  if #out >= max then return end
+  if #out >= max or ARGV[9] ~= '1' then return end
   local idle = redis.call('XPENDING', stream, group, 'IDLE', lease, '-', '+', max - #out)
   if #idle == 0 then return end
+  more = 1
   local ids, counts = {}, {}
   for i, p in ipairs(idle) do ids[i] = p[1]; counts[p[1]] = p[4] end
   for _, e in ipairs(redis.call('XCLAIM', stream, group, me, lease, unpack(ids))) do
@@ -82,13 +93,14 @@ local function read(which, stream)
   if #out >= max then return end
   local r = redis.call('XREADGROUP', 'GROUP', group, me, 'COUNT', max - #out, 'STREAMS', stream, '>')
   if not r then return end
+  if which == 'r' then more = 1 end
   for _, e in ipairs(r[1][2]) do out[#out + 1] = {which, e[1], 1, e[2]} end
 end
 reclaim('r', KEYS[2])
 reclaim('m', KEYS[1])
 read('r', KEYS[2])
 read('m', KEYS[1])
-return out
+return {out, earliest(KEYS[3]), earliest(KEYS[4]), more}
 `,
 );
 
@@ -142,7 +154,7 @@ export const releaseScript = new LuaScript(
     `
 if not holds(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4]) then return 0 end
 redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'TIME', 0, 'RETRYCOUNT', tonumber(ARGV[4]) - 1, 'JUSTID')
-redis.call('PUBLISH', ARGV[5], '')
+redis.call('PUBLISH', ARGV[5], 'release')
 return 1
 `,
 );

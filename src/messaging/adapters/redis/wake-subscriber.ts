@@ -10,7 +10,7 @@ import type { Redis } from 'ioredis';
  */
 export class WakeSubscriber {
   readonly #create: () => Redis;
-  readonly #listeners = new Map<string, Set<() => void>>();
+  readonly #listeners = new Map<string, Set<(signal: string) => void>>();
   #client: Redis | undefined;
   #ready = false;
 
@@ -18,8 +18,11 @@ export class WakeSubscriber {
     this.#create = create;
   }
 
-  /** Calls `listener` on every signal to `channel` until the returned function is called. */
-  async subscribe(channel: string, listener: () => void): Promise<() => Promise<void>> {
+  /**
+   * Calls `listener` with each signal's text (`''` after a publish, `release`, and `reconnect`
+   * after the connection came back) until the returned function is called.
+   */
+  async subscribe(channel: string, listener: (signal: string) => void): Promise<() => Promise<void>> {
     const client = this.#connection();
     let set = this.#listeners.get(channel);
     if (set === undefined) {
@@ -55,11 +58,12 @@ export class WakeSubscriber {
     const client = this.#create();
     // Errors surface through the commands that fail; an unhandled 'error' event would crash.
     client.on('error', () => undefined);
-    client.on('message', (channel: string) => {
-      for (const listener of this.#listeners.get(channel) ?? []) listener();
+    client.on('message', (channel: string, signal: string) => {
+      for (const listener of this.#listeners.get(channel) ?? []) listener(signal);
     });
     client.on('ready', () => {
-      if (this.#ready) for (const set of this.#listeners.values()) for (const listener of set) listener();
+      if (this.#ready)
+        for (const set of this.#listeners.values()) for (const listener of set) listener('reconnect');
       this.#ready = true;
     });
     this.#client = client;
