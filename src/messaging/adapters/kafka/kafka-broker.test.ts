@@ -143,6 +143,24 @@ describe('KafkaBroker', () => {
     await until(async () => (await committed(`keel.${name}`, name))[0] === 5n);
   });
 
+  it('awaitCommit: false commits in the background, and stop flushes the finished prefix', async () => {
+    const { broker: kafka } = broker({ partitions: 1, awaitCommit: false });
+    const name = topic();
+    const seen = new Set<string>();
+    const consumer = kafka.consumer(name, async (m) => void seen.add(m.id), {
+      concurrency: 8,
+      pollIntervalMs: 100,
+    });
+    await consumer.start();
+    await kafka.publish(
+      name,
+      messages(200, (i) => `k${i % 7}`),
+    );
+    await until(() => seen.size === 200);
+    await consumer.stop({ drainMs: 1000 });
+    expect(await committed(`keel.${name}`, name)).toEqual([200n]);
+  });
+
   it('a consumer process killed mid-work: its record goes to another member after the session timeout', async () => {
     const { broker: kafka, consumers } = broker();
     const name = topic();

@@ -36,6 +36,15 @@ export interface KafkaBrokerOptions {
   maxBuffered?: number;
   /** Longest a fetch waits on the broker for new records. Default 500 ms. */
   maxWaitMs?: number;
+  /**
+   * Whether an ack resolves only once Kafka has acknowledged the offset commit (default true,
+   * the `DeliverySource` contract). The runtime holds a concurrency slot until the ack resolves,
+   * so consuming is bounded by concurrency ÷ commit round trip. `false`: an ack resolves when the
+   * record is settled in the source, and commits run in the background, folded together (still
+   * only through the finished prefix). Nothing is ever lost either way; after a crash, records
+   * finished in the last commit round trip are delivered again.
+   */
+  awaitCommit?: boolean;
   clock?: Clock;
 }
 
@@ -61,6 +70,7 @@ interface Resolved {
   sessionTimeoutMs: number;
   maxBuffered: number;
   maxWaitMs: number;
+  awaitCommit: boolean;
   clock: Clock;
 }
 
@@ -90,6 +100,7 @@ function resolveOptions(options: KafkaBrokerOptions): Resolved {
     sessionTimeoutMs: int('sessionTimeoutMs', options.sessionTimeoutMs ?? 10_000, 1),
     maxBuffered: int('maxBuffered', options.maxBuffered ?? 1000, 1),
     maxWaitMs: int('maxWaitMs', options.maxWaitMs ?? 500, 0),
+    awaitCommit: options.awaitCommit ?? true,
     clock: options.clock ?? systemClock,
   };
 }
@@ -180,6 +191,7 @@ export class KafkaBroker implements MessageBroker {
       heartbeatIntervalMs: Math.max(100, Math.min(1000, Math.floor(sessionTimeoutMs / 3))),
       maxBuffered: this.#options.maxBuffered,
       maxWaitMs: this.#options.maxWaitMs,
+      awaitCommit: this.#options.awaitCommit,
     });
   }
 

@@ -31,6 +31,7 @@ export interface KafkaSourceSettings {
   heartbeatIntervalMs: number;
   maxBuffered: number;
   maxWaitMs: number;
+  awaitCommit: boolean;
 }
 
 /**
@@ -130,7 +131,10 @@ export class KafkaSource implements DeliverySource<KafkaDelivery> {
     for (const delivery of deliveries) {
       if (this.#settle(delivery)) touched.add(delivery.tracker);
     }
-    await Promise.all([...touched].map((tracker) => this.#commit(tracker)));
+    const commits = [...touched].map((tracker) => this.#commit(tracker));
+    if (this.#settings.awaitCommit) await Promise.all(commits);
+    // Background commits: a failed one is covered by the next ack's, a rebalance's or close's.
+    else for (const commit of commits) void commit.catch(() => undefined);
   }
 
   async retry(delivery: KafkaDelivery, delayMs: number, _error: unknown): Promise<void> {

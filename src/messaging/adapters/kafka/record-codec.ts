@@ -21,6 +21,13 @@ export const keelHeaders = {
 } as const;
 
 const keelPrefix = 'x-keel-';
+// Header names are the same for every record: encode them once.
+const names = {
+  id: Buffer.from(keelHeaders.id),
+  type: Buffer.from(keelHeaders.type),
+  occurredAt: Buffer.from(keelHeaders.occurredAt),
+  hlc: Buffer.from(keelHeaders.hlc),
+};
 
 export interface EncodedRecord {
   key: Buffer | undefined;
@@ -33,10 +40,10 @@ export function encodeEnvelope(envelope: Envelope, extra: Headers = {}): Encoded
   for (const [name, value] of Object.entries(envelope.headers)) {
     if (!name.startsWith(keelPrefix)) headers.set(Buffer.from(name), Buffer.from(value));
   }
-  headers.set(Buffer.from(keelHeaders.id), Buffer.from(envelope.id));
-  headers.set(Buffer.from(keelHeaders.type), Buffer.from(envelope.type));
-  headers.set(Buffer.from(keelHeaders.occurredAt), Buffer.from(envelope.occurredAt));
-  if (envelope.hlc !== undefined) headers.set(Buffer.from(keelHeaders.hlc), Buffer.from(envelope.hlc));
+  headers.set(names.id, Buffer.from(envelope.id));
+  headers.set(names.type, Buffer.from(envelope.type));
+  headers.set(names.occurredAt, Buffer.from(envelope.occurredAt));
+  if (envelope.hlc !== undefined) headers.set(names.hlc, Buffer.from(envelope.hlc));
   for (const [name, value] of Object.entries(extra)) headers.set(Buffer.from(name), Buffer.from(value));
   return {
     key: envelope.key === null ? undefined : Buffer.from(envelope.key),
