@@ -7,7 +7,7 @@ import { InvalidArgumentError } from '../../../errors/index.ts';
 import { ManualClock } from '../../../time/index.ts';
 import { createEnvelope, type Envelope } from '../../envelope.ts';
 import { PublishError } from '../../publisher.ts';
-import type { RedisStreamsBroker } from './redis-streams-broker.ts';
+import { RedisStreamsBroker } from './redis-streams-broker.ts';
 import type { RedisStreamsSource } from './redis-streams-source.ts';
 import { RedisTestBrokers, requireRedis } from './redis-test-server.ts';
 
@@ -419,6 +419,17 @@ describe('RedisStreamsBroker: connections', () => {
     await consumer.stop();
     expect([...handled].sort()).toEqual([...before, ...after].map((m) => m.id).sort());
     expect(await broker.stats('jobs')).toMatchObject({ groups: [{ pending: 0, lag: 0 }] });
+  });
+
+  it('rejects publishes with PublishError naming every message when the server cannot be reached', async () => {
+    const broker = new RedisStreamsBroker({
+      redis: { host: '127.0.0.1', port: 1, maxRetriesPerRequest: 0, retryStrategy: () => null },
+    });
+    const sent = messages(2);
+    const error = await broker.publish('jobs', sent).catch((e: unknown) => e);
+    await broker.close();
+    expect(error).toBeInstanceOf(PublishError);
+    expect((error as PublishError).failedIds).toEqual(sent.map((m) => m.id));
   });
 
   it('leaves no connection open after close', async () => {
