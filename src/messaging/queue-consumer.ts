@@ -10,6 +10,13 @@ import type { MessageRegistry } from './message-registry.ts';
 export interface QueueConsumerOptions {
   /** Messages handled at once. Default 1. */
   concurrency?: number;
+  /**
+   * Messages claimed ahead of free handler slots and held in memory, so that a finished handler
+   * finds its next message without a round trip to the engine. They are claimed under the same
+   * lease as the ones being handled: keep `concurrency + prefetch` messages well within what the
+   * handler gets through in one lease. On stop they are released unhandled. Default 0.
+   */
+  prefetch?: number;
   /** Deliveries (counting the first) before a message is dead-lettered. Default 5. */
   maxAttempts?: number;
   /** Delay before redelivery after attempt `attempt` failed. Default: 1 s doubling to 60 s. */
@@ -41,6 +48,7 @@ const defaultRetryDelay = (attempt: number): number => Math.min(60_000, 1000 * 2
 
 interface Resolved {
   concurrency: number;
+  prefetch: number;
   maxAttempts: number;
   retryDelay: (attempt: number) => number;
   pollIntervalMs: number;
@@ -53,6 +61,10 @@ function resolveOptions(options: QueueConsumerOptions): Resolved {
   if (!Number.isInteger(concurrency) || concurrency < 1) {
     throw new InvalidArgumentError('concurrency', 'an integer >= 1', concurrency);
   }
+  const prefetch = options.prefetch ?? 0;
+  if (!Number.isInteger(prefetch) || prefetch < 0) {
+    throw new InvalidArgumentError('prefetch', 'an integer >= 0', prefetch);
+  }
   const maxAttempts = options.maxAttempts ?? 5;
   if (!Number.isInteger(maxAttempts) || maxAttempts < 1) {
     throw new InvalidArgumentError('maxAttempts', 'an integer >= 1', maxAttempts);
@@ -63,6 +75,7 @@ function resolveOptions(options: QueueConsumerOptions): Resolved {
   }
   return {
     concurrency,
+    prefetch,
     maxAttempts,
     pollIntervalMs,
     retryDelay: options.retryDelay ?? defaultRetryDelay,
@@ -72,10 +85,16 @@ function resolveOptions(options: QueueConsumerOptions): Resolved {
 }
 
 /**
- * Runs a handler over a `DeliverySource`: claims up to `concurrency` messages, calls the
- * handler, acks after it resolves, retries with backoff or dead-letters when it throws.
+ * Runs a handler over a `DeliverySource`: claims up to `concurrency + prefetch` messages, calls
+ * the handler, acks after it resolves, retries with backoff or dead-letters when it throws.
  *
- * Stop: claiming ends at once; in-flight handlers get the drain budget; past it their signals
+ * Acks are batched: a handler that resolves while an ack call is running has its message acked
+ * by the next call, together with every other that resolved meanwhile (one round trip, one
+ * commit, for all of them). Messages held (claimed, being handled, or handled and awaiting
+ * their ack) never exceed `concurrency + prefetch`, so memory stays bounded.
+ *
+ * Stop: claiming ends at once; prefetched messages not yet handled are released; in-flight
+ * handlers get the drain budget and their acks are flushed; past the deadline their signals
  * abort and their messages are released unacknowledged, to be delivered again.
  */
 export class QueueConsumer<D extends Delivery = Delivery> extends ServiceBase<QueueConsumerEvents> {
@@ -83,6 +102,14 @@ export class QueueConsumer<D extends Delivery = Delivery> extends ServiceBase<Qu
   readonly #handler: Handler;
   readonly #options: Resolved;
   readonly #inFlight = new Map<D, AbortController>();
+  /** Claimed, not yet handed to the handler (prefetch); `#next` is the head. */
+  #buffer: D[] = [];
+  #next = 0;
+  /** Handled, waiting for the next ack call. */
+  #acks: { delivery: D; message: Envelope }[] = [];
+  /** Handled and not yet acked: waiting in `#acks` or in the ack call that is running. */
+  #unacked = 0;
+  #flushing: Promise<void> | undefined;
   #loop: Promise<void> | undefined;
   #wakeUp: (() => void) | undefined;
   #pending = false;
@@ -116,11 +143,37 @@ export class QueueConsumer<D extends Delivery = Delivery> extends ServiceBase<Qu
     };
     drain.addEventListener('abort', onDeadline, { once: true });
     try {
+      await this.#releaseBuffered();
       while (this.#inFlight.size > 0) await this.#waitIdle();
+      // Handlers have all settled; no ack can be queued any more once this flush ends.
+      await this.#flushing;
     } finally {
       drain.removeEventListener('abort', onDeadline);
       await this.#source.close();
     }
+  }
+
+  /** Hands back, unhandled and without counting the attempt, what was claimed ahead. */
+  async #releaseBuffered(): Promise<void> {
+    const buffered = this.#buffer.slice(this.#next);
+    this.#buffer = [];
+    this.#next = 0;
+    await Promise.all(
+      buffered.map(async (delivery) => {
+        try {
+          await this.#source.release(delivery);
+          this.events.emit('released', { message: delivery.envelope });
+        } catch (error) {
+          // Still leased: it comes back when the lease expires.
+          this.events.emit('error', { error, during: 'settle' });
+        }
+      }),
+    );
+  }
+
+  /** Messages held: claimed ahead, being handled, or handled and awaiting their ack. */
+  #held(): number {
+    return this.#buffer.length - this.#next + this.#inFlight.size + this.#unacked;
   }
 
   #wake(): void {
@@ -131,10 +184,10 @@ export class QueueConsumer<D extends Delivery = Delivery> extends ServiceBase<Qu
   async #run(): Promise<void> {
     let failures = 0;
     while (!this.#stopping) {
-      const free = this.#options.concurrency - this.#inFlight.size;
-      if (free === 0) {
-        // Every slot is busy: a finishing handler wakes us. Never spin here: a loop of resolved
-        // promises would starve the event loop that the handlers need.
+      const free = this.#options.concurrency + this.#options.prefetch - this.#held();
+      if (free <= 0) {
+        // Every slot is busy: a finishing handler or ack wakes us. Never spin here: a loop of
+        // resolved promises would starve the event loop that the handlers need.
         await this.#pause(this.#options.pollIntervalMs);
         continue;
       }
@@ -149,10 +202,23 @@ export class QueueConsumer<D extends Delivery = Delivery> extends ServiceBase<Qu
         await this.#pause(Math.min(30_000, this.#options.pollIntervalMs * 2 ** Math.min(failures, 5)));
         continue;
       }
-      for (const delivery of batch) this.#dispatch(delivery);
+      for (const delivery of batch) this.#buffer.push(delivery);
+      this.#pump();
       // A full batch means more may be waiting; claim again while there is room.
       if (batch.length === free || this.#pending) continue;
       await this.#pause(this.#options.pollIntervalMs);
+    }
+  }
+
+  /** Hands claimed messages to free handler slots. */
+  #pump(): void {
+    while (this.#inFlight.size < this.#options.concurrency && this.#next < this.#buffer.length) {
+      const delivery = this.#buffer[this.#next++]!;
+      if (this.#next === this.#buffer.length) {
+        this.#buffer = [];
+        this.#next = 0;
+      }
+      this.#dispatch(delivery);
     }
   }
 
@@ -185,6 +251,7 @@ export class QueueConsumer<D extends Delivery = Delivery> extends ServiceBase<Qu
       this.#idle = undefined;
       this.#settleIdle = undefined;
       settle?.();
+      if (!this.#stopping) this.#pump();
       this.#wake();
     });
   }
@@ -201,14 +268,29 @@ export class QueueConsumer<D extends Delivery = Delivery> extends ServiceBase<Qu
       return;
     }
     this.events.emit('handled', { message, attempt });
-    try {
-      await this.#source.ack([delivery]);
-      this.events.emit('acked', { messages: [message] });
-    } catch (error) {
-      // The effects are committed but the ack is not: the message comes back after its lease,
-      // and the inbox (or an idempotent handler) absorbs the duplicate.
-      this.events.emit('error', { error, during: 'ack' });
+    this.#acks.push({ delivery, message });
+    this.#unacked++;
+    this.#flushing ??= this.#flushAcks();
+  }
+
+  /** Acks what has been handled, one call per batch, until nothing waits; one flush at a time. */
+  async #flushAcks(): Promise<void> {
+    while (this.#acks.length > 0) {
+      const batch = this.#acks;
+      this.#acks = [];
+      try {
+        await this.#source.ack(batch.map((a) => a.delivery));
+        for (const { message } of batch) this.events.emit('acked', { messages: [message] });
+      } catch (error) {
+        // The effects are committed but the ack is not: the messages come back after their
+        // lease, and the inbox (or an idempotent handler) absorbs the duplicates.
+        this.events.emit('error', { error, during: 'ack' });
+      } finally {
+        this.#unacked -= batch.length;
+        this.#wake();
+      }
     }
+    this.#flushing = undefined;
   }
 
   #mergeStamp(envelope: Envelope): void {
