@@ -11,6 +11,8 @@ export interface Outgoing {
 export interface Failure {
   id: string;
   error: unknown;
+  /** Returned by the broker: no queue of that name exists (any more). */
+  unroutable?: boolean;
 }
 
 /**
@@ -94,7 +96,11 @@ export class Confirmer {
       const result = outcome[index];
       if (result !== true && result !== undefined) failures.push(result);
       else if (this.#returned.delete(message.id)) {
-        failures.push({ id: message.id, error: new Error(`unroutable: no queue named ${queue}`) });
+        failures.push({
+          id: message.id,
+          error: new Error(`unroutable: no queue named ${queue}`),
+          unroutable: true,
+        });
       }
     }
     return failures;

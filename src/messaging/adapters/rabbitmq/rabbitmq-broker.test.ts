@@ -112,6 +112,27 @@ describe('RabbitMqBroker', () => {
     expect((error as PublishError).failedIds).toEqual(sent.map((m) => m.id));
   });
 
+  it('names a message RabbitMQ could not route (its queue deleted behind keel) and redeclares the queue next time', async () => {
+    const { broker, destination } = setup();
+    await broker.publish(destination, messages(1));
+    const side = await raw.createChannel();
+    await side.deleteQueue(destination);
+    await side.close();
+    const [lost] = messages(1);
+    const error = await broker.publish(destination, [lost!]).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(PublishError);
+    expect((error as PublishError).failedIds).toEqual([lost!.id]);
+    expect(String((error as PublishError).cause)).toMatch(/unroutable/);
+    await broker.publish(destination, [lost!]);
+    expect(await ready(destination)).toBe(1);
+  });
+
+  it('fails consumer.start() when RabbitMQ cannot be reached', async () => {
+    const { broker, destination } = setup({ url: 'amqp://guest:guest@127.0.0.1:1', connectTimeoutMs: 1000 });
+    const consumer = broker.consumer(destination, async () => {});
+    await expect(consumer.start()).rejects.toThrow(/ECONNREFUSED/);
+  });
+
   it('refuses bad arguments at the boundary, naming the field', () => {
     expect(() => new RabbitMqBroker({ prefetch: 0 })).toThrow(/prefetch/);
     expect(() => new RabbitMqBroker({ queueType: 'stream' as 'quorum' })).toThrow(/queueType/);
@@ -301,9 +322,16 @@ describe('RabbitMqBroker', () => {
       const { broker, destination } = setup({ connectTimeoutMs: 1000 });
       const before = messages(20);
       await broker.publish(destination, before);
+      // A consumer of another destination runs through the outage and must come back by itself.
+      const liveDestination = `${destination}_live`;
+      const liveSeen = new Set<string>();
+      const live = broker.consumer(liveDestination, async (m) => void liveSeen.add(m.id), {
+        pollIntervalMs: 50,
+      });
+      consumers.push(live);
+      await live.start();
       const seen = new Set<string>();
       const consumer = broker.consumer(destination, async (m) => void seen.add(m.id), { pollIntervalMs: 50 });
-      // Nothing handled yet: the consumer starts after the restart, so the 20 must survive it.
       try {
         await rabbitMqApp('stop_app');
         const during = await broker.publish(destination, messages(1)).catch((e: unknown) => e);
@@ -311,6 +339,7 @@ describe('RabbitMqBroker', () => {
       } finally {
         await rabbitMqApp('start_app');
       }
+      // Nothing was handled before the restart: these 20 must have survived it.
       consumers.push(consumer);
       await until(async () => {
         try {
@@ -322,6 +351,10 @@ describe('RabbitMqBroker', () => {
       }, 30_000);
       await until(() => seen.size === 20, 30_000);
       expect(seen).toEqual(new Set(before.map((m) => m.id)));
+      const after = messages(5);
+      await broker.publish(liveDestination, after);
+      await until(() => liveSeen.size === 5, 30_000);
+      expect(liveSeen).toEqual(new Set(after.map((m) => m.id)));
     },
     90_000,
   );

@@ -190,6 +190,10 @@ export class RabbitMqBroker implements MessageBroker {
     }
     const outgoing: Outgoing[] = messages.map((envelope) => ({ id: envelope.id, ...encode(envelope, now) }));
     const failures = await confirmer.publish(queue, outgoing);
+    if (failures.some((f) => f.unroutable === true)) {
+      this.#publishTopology.forget(destination);
+      this.#publishTopology.forget(queue);
+    }
     if (failures.length > 0) {
       throw new PublishError(
         destination,

@@ -187,7 +187,10 @@ export class RabbitMqSource implements DeliverySource<RabbitMqDelivery> {
     const { content, options } = encode(delivery.envelope, this.#s.clock.now(), carried);
     const failures = await confirmer.publish(queue, [{ id: delivery.envelope.id, content, options }]);
     if (failures.length > 0) {
-      // Not acked: the original comes back (on reconnect or lease of a new consumer), nothing lost.
+      if (failures.some((f) => f.unroutable === true)) this.#s.topology.forget(queue);
+      // RabbitMQ has no lease to expire: hand the original back now (counted: the attempt
+      // failed), or it would sit unacknowledged, holding a prefetch slot, until the channel dies.
+      if (confirmer.open) confirmer.channel.nack(delivery.message, false, true);
       throw new KeelError(
         'KEEL_PUBLISH_FAILED',
         `could not move message ${delivery.envelope.id} to ${queue}`,
@@ -219,7 +222,8 @@ export class RabbitMqSource implements DeliverySource<RabbitMqDelivery> {
     const confirmer = new Confirmer(channel, this.#s.clock, this.#s.confirmTimeoutMs);
     channel.on('close', () => this.#onChannelClosed(confirmer));
     try {
-      await this.#s.topology.queue(channel, this.destination);
+      // Always declared on (re)connect: the queue may have been deleted while keel was away.
+      await this.#s.topology.queue(channel, this.destination, { force: true });
     } catch (error) {
       await confirmer.close();
       throw error;

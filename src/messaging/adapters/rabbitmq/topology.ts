@@ -57,9 +57,13 @@ export class Topology {
   }
 
   /** A work queue: a destination or a dead-letter destination. */
-  async queue(channel: Channel, name: string): Promise<void> {
-    if (this.#declared.has(name)) return;
-    await this.#assert(channel, name, { durable: true, arguments: this.#baseArguments() });
+  async queue(channel: Channel, name: string, options: { force?: boolean } = {}): Promise<void> {
+    await this.#assert(channel, name, { durable: true, arguments: this.#baseArguments() }, options.force);
+  }
+
+  /** Declares `name` again on next use: it turned out missing (deleted behind keel's back). */
+  forget(name: string): void {
+    this.#declared.delete(name);
   }
 
   /**
