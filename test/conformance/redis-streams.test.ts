@@ -2,6 +2,7 @@
 // REDIS_HOST / REDIS_PORT). Unreachable, it fails naming the server, in CI and locally alike.
 // Each broker gets its own key prefix and connection name, removed after each test; the restart
 // scenario cuts this file's connections (CLIENT KILL ID), never restarts the shared server.
+// Run twice: with the default ordering 'none' and with ordering 'per-key'.
 import { afterEach } from 'vitest';
 import { RedisTestBrokers, requireRedis } from '../../src/messaging/adapters/redis/redis-test-server.ts';
 import { describeBrokerConformance } from '../../src/testing/index.ts';
@@ -16,6 +17,15 @@ afterEach(async () => {
 describeBrokerConformance({
   name: 'redis-streams',
   open: async () => brokers.open(),
+  restart: async () => {
+    await brokers.cutConnections();
+  },
+});
+
+// The same adapter with per-key ordering switched on: a different claim path, so the whole suite.
+describeBrokerConformance({
+  name: 'redis-streams (per-key)',
+  open: async () => brokers.open({ ordering: 'per-key' }),
   restart: async () => {
     await brokers.cutConnections();
   },

@@ -43,13 +43,19 @@ export interface RedisStreamsBrokerOptions {
    * or not every group has read them: a group slower than the retention loses messages.
    */
   retention?: { maxLength: number } | { maxAgeMs: number };
+  /**
+   * `per-key`: a group handles one message of a key at a time, in stream order, even across
+   * retries; other keys go on in parallel. Costs a Lua script on every claim and on every ack of
+   * a keyed message. Default `none`.
+   */
+  ordering?: 'none' | 'per-key';
   /** PUBLISH a wake-up after each publish so waiting consumers claim at once. Default true. */
   wakeOnPublish?: boolean;
   clock?: Clock;
 }
 
 const capabilities: BrokerCapabilities = {
-  // Concurrency and retries reorder; nothing serialises a key.
+  // Concurrency and retries reorder; nothing serialises a key, unless `ordering: 'per-key'`.
   ordering: 'none',
   // Entries stay in the stream after XACK: `replay` reads them again from any id or time.
   replayable: true,
@@ -93,6 +99,7 @@ interface Resolved {
   groupStart: '0' | '$';
   retention: RedisStreamsBrokerOptions['retention'];
   wakeOnPublish: boolean;
+  perKey: boolean;
   clock: Clock;
 }
 
@@ -108,6 +115,10 @@ function resolveOptions(options: RedisStreamsBrokerOptions): Resolved {
   const groupStart = options.groupStart ?? 'earliest';
   if (groupStart !== 'earliest' && groupStart !== 'latest') {
     throw new InvalidArgumentError('groupStart', "'earliest' or 'latest'", groupStart);
+  }
+  const ordering = options.ordering ?? 'none';
+  if (ordering !== 'none' && ordering !== 'per-key') {
+    throw new InvalidArgumentError('ordering', "'none' or 'per-key'", ordering);
   }
   const retention = options.retention;
   if (retention !== undefined) {
@@ -125,6 +136,7 @@ function resolveOptions(options: RedisStreamsBrokerOptions): Resolved {
     groupStart: groupStart === 'earliest' ? '0' : '$',
     retention,
     wakeOnPublish: options.wakeOnPublish ?? true,
+    perKey: ordering === 'per-key',
     clock: options.clock ?? systemClock,
   };
 }
@@ -144,7 +156,7 @@ function assertLease(leaseMs: unknown): asserts leaseMs is number {
  */
 export class RedisStreamsBroker implements MessageBroker {
   readonly name = 'redis-streams';
-  readonly capabilities = capabilities;
+  readonly capabilities: BrokerCapabilities;
   readonly #client: Redis;
   readonly #ownsClient: boolean;
   readonly #o: Resolved;
@@ -155,6 +167,7 @@ export class RedisStreamsBroker implements MessageBroker {
 
   constructor(options: RedisStreamsBrokerOptions = {}) {
     this.#o = resolveOptions(options);
+    this.capabilities = this.#o.perKey ? { ...capabilities, ordering: 'per-key' } : capabilities;
     if (options.client !== undefined) {
       this.#client = options.client;
       this.#ownsClient = false;
@@ -269,6 +282,7 @@ export class RedisStreamsBroker implements MessageBroker {
       subscriber: this.#subscriber,
       promoteLimit: 256,
       due: this.#dueOf(destination),
+      perKey: this.#o.perKey,
     });
   }
 

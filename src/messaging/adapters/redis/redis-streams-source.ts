@@ -4,6 +4,7 @@ import { systemClock, type Clock } from '../../../time/index.ts';
 import type { Delivery, DeliverySource } from '../../delivery-source.ts';
 import type { Envelope } from '../../envelope.ts';
 import {
+  ackKeyedScript,
   claimScript,
   deadLetterScript,
   forgetConsumerScript,
@@ -42,6 +43,8 @@ export interface RedisStreamsSourceConfig {
   promoteLimit: number;
   /** Shared by the broker's sources of the destination; its delayed publishes lower it. */
   due: DelayedDue;
+  /** Per-key ordering: one message per key at a time, in stream order, across retries. */
+  perKey: boolean;
 }
 
 /** The earliest due time (broker clock) in a destination's delayed set, as far as this process knows. */
@@ -82,6 +85,8 @@ export class RedisStreamsSource implements DeliverySource<RedisStreamDelivery> {
   readonly #retryStream: string;
   readonly #retryDelayed: string;
   readonly #fullEveryMs: number;
+  readonly #keyLocks: string;
+  readonly #keyWaiting: string;
   #unsubscribe: (() => Promise<void>) | undefined;
   #lastFull = Number.NEGATIVE_INFINITY;
   #fullNext = true;
@@ -95,6 +100,8 @@ export class RedisStreamsSource implements DeliverySource<RedisStreamDelivery> {
     this.#c = config;
     this.#retryStream = config.keys.retry(config.group);
     this.#retryDelayed = config.keys.retryDelayed(config.group);
+    this.#keyLocks = config.keys.keyLocks(config.group);
+    this.#keyWaiting = config.keys.keyWaiting(config.group);
     this.#fullEveryMs = Math.min(250, Math.max(1, Math.floor(config.leaseMs / 2)));
   }
 
@@ -150,6 +157,7 @@ export class RedisStreamsSource implements DeliverySource<RedisStreamDelivery> {
    * together) go out as one XACK per stream; each call resolves when its batch is acknowledged.
    */
   ack(deliveries: readonly RedisStreamDelivery[]): Promise<void> {
+    if (this.#c.perKey && deliveries.some((d) => d.envelope.key !== null)) return this.#ackKeyed(deliveries);
     if (deliveries.length === 0) return Promise.resolve();
     let batch = this.#acks;
     if (batch === undefined) {
@@ -161,6 +169,20 @@ export class RedisStreamsSource implements DeliverySource<RedisStreamDelivery> {
     for (const d of deliveries) (d.fromRetry ? batch.retry : batch.main).push(d.entryId);
     const waiters = batch.waiters;
     return new Promise<void>((resolve, reject) => waiters.push({ resolve, reject }));
+  }
+
+  /** Per-key ordering: acknowledging a key's holder hands the key to its next waiting entry. */
+  async #ackKeyed(deliveries: readonly RedisStreamDelivery[]): Promise<void> {
+    const args: (string | number)[] = [this.#c.group, this.#keyWaiting];
+    for (const d of deliveries) {
+      args.push(d.fromRetry ? 'r' : 'm', d.entryId, d.envelope.key ?? '', d.envelope.id);
+    }
+    const handed = await ackKeyedScript.run(
+      this.#c.client,
+      [this.#c.keys.stream, this.#retryStream, this.#keyLocks],
+      args,
+    );
+    if (handed !== 0) this.#fullNext = true;
   }
 
   async #flushAcks(): Promise<void> {
@@ -220,7 +242,15 @@ export class RedisStreamsSource implements DeliverySource<RedisStreamDelivery> {
         'x-dead-letter-last-failed-at': now,
       },
     };
-    await this.#moveToDeadLetter(delivery.entryId, delivery.fromRetry, delivery.deliveryCount, envelope);
+    const handed = await this.#moveToDeadLetter(
+      delivery.entryId,
+      delivery.fromRetry,
+      delivery.deliveryCount,
+      envelope,
+      this.#c.perKey ? (delivery.envelope.key ?? '') : '',
+      delivery.envelope.id,
+    );
+    if (handed > 1) this.#fullNext = true;
   }
 
   async release(delivery: RedisStreamDelivery): Promise<void> {
@@ -261,7 +291,10 @@ export class RedisStreamsSource implements DeliverySource<RedisStreamDelivery> {
   async #claim(max: number): Promise<ClaimedEntry[]> {
     const realNow = systemClock.now();
     const due = Math.min(this.#c.due.nextDelayed, this.#nextRetry);
-    if (!this.#fullNext && realNow - this.#lastFull < this.#fullEveryMs && this.#c.clock.now() < due) {
+    const quiet =
+      !this.#fullNext && realNow - this.#lastFull < this.#fullEveryMs && this.#c.clock.now() < due;
+    // Per-key ordering checks every entry's key against the locks: always the script.
+    if (quiet && !this.#c.perKey) {
       const reply = (await this.#c.client.xreadgroup(
         'GROUP',
         this.#c.group,
@@ -281,7 +314,7 @@ export class RedisStreamsSource implements DeliverySource<RedisStreamDelivery> {
     const [kind, threshold] = this.#c.trim();
     const [entries, nextDelayed, nextRetry, more] = (await claimScript.run(
       this.#c.client,
-      [this.#c.keys.stream, this.#retryStream, this.#c.keys.delayed, this.#retryDelayed],
+      [this.#c.keys.stream, this.#retryStream, this.#c.keys.delayed, this.#retryDelayed, this.#keyLocks],
       [
         this.#c.group,
         this.#c.consumer,
@@ -292,6 +325,8 @@ export class RedisStreamsSource implements DeliverySource<RedisStreamDelivery> {
         kind,
         threshold,
         '1',
+        this.#c.perKey ? '1' : '0',
+        this.#keyWaiting,
       ],
     )) as [ClaimedEntry[], string, string, number];
     // A due time noted while the script ran may be missing from its answer: keep the earlier.
@@ -323,11 +358,13 @@ export class RedisStreamsSource implements DeliverySource<RedisStreamDelivery> {
     fromRetry: boolean,
     deliveryCount: number,
     envelope: Envelope,
-  ): Promise<void> {
+    key: string,
+    messageId: string,
+  ): Promise<number> {
     const { keys } = this.#c.deadLetter;
-    await deadLetterScript.run(
+    const done = await deadLetterScript.run(
       this.#c.client,
-      [fromRetry ? this.#retryStream : this.#c.keys.stream, keys.stream],
+      [fromRetry ? this.#retryStream : this.#c.keys.stream, keys.stream, this.#keyLocks, this.#retryStream],
       [
         this.#c.group,
         this.#c.consumer,
@@ -335,9 +372,13 @@ export class RedisStreamsSource implements DeliverySource<RedisStreamDelivery> {
         deliveryCount,
         fromRetry ? '1' : '0',
         keys.channel,
+        key,
+        messageId,
+        this.#keyWaiting,
         ...encodeEntry(envelope),
       ],
     );
+    return Number(done);
   }
 
   /**
@@ -365,6 +406,6 @@ export class RedisStreamsSource implements DeliverySource<RedisStreamDelivery> {
       },
       occurredAt: now,
     };
-    await this.#moveToDeadLetter(entryId, fromRetry, deliveryCount, envelope);
+    await this.#moveToDeadLetter(entryId, fromRetry, deliveryCount, envelope, '', envelope.id);
   }
 }

@@ -34,6 +34,34 @@ local function add(stream, kind, threshold, fields)
 end
 `;
 
+const field = `
+local function field(fields, name)
+  for i = 1, #fields, 2 do
+    if fields[i] == name then return fields[i + 1] end
+  end
+  return nil
+end
+`;
+
+// Per-key ordering: the lock hash maps a key to the id of the one message of that key that may
+// be delivered (it keeps the lock across retries and takeovers). Entries of a locked key wait,
+// in order, in a list per key. When the holder is acknowledged or dead-lettered, the next waiting
+// entry takes the lock and goes to the group's retry stream, ready at once.
+const handover = `
+local function handover(lockHash, retryStream, prefix, key, message)
+  if key == '' or redis.call('HGET', lockHash, key) ~= message then return 0 end
+  local nextEntry = redis.call('LPOP', prefix .. key)
+  if not nextEntry then
+    redis.call('HDEL', lockHash, key)
+    return 0
+  end
+  local fields = cjson.decode(nextEntry)
+  redis.call('HSET', lockHash, key, field(fields, 'id'))
+  redis.call('XADD', retryStream, '*', unpack(fields))
+  return 1
+end
+`;
+
 // The caller still holds the entry: it is pending for this consumer with the delivery count the
 // caller saw. Otherwise its lease expired and another consumer (or a later claim) took it over,
 // and settling it here would settle someone else's delivery.
@@ -50,18 +78,25 @@ end
  * 2. when ARGV[9] is '1', takes over entries whose lease expired (pending and idle longer than
  *    `leaseMs`: their consumer crashed, stalled or released them), retry stream first;
  * 3. reads new entries, retry stream first.
+ * With per-key ordering (ARGV[10] '1'), an entry whose key is locked by another message is
+ * acknowledged and appended to the key's waiting list instead of being returned, and reading
+ * goes on (up to 10 reads) until `max` entries are found or the streams are exhausted.
+ *
  * Returns `{entries, nextDelayed, nextRetry, more}`: each entry `{which, id, deliveryCount,
  * fields}` with `which` 'r' (retry stream) or 'm' (main); the earliest due time left in each
  * sorted set ('' when empty); `more` 1 when the retry stream or the lease scan may hold more,
  * so the next claim should be a full one too.
  *
- * KEYS: stream, retry stream, delayed, retry-delayed.
- * ARGV: group, consumer, max, leaseMs, now, promoteLimit, trimKind, trimValue, reclaim.
+ * KEYS: stream, retry stream, delayed, retry-delayed, key locks.
+ * ARGV: group, consumer, max, leaseMs, now, promoteLimit, trimKind, trimValue, reclaim, perKey,
+ *       waiting-list prefix.
  */
 export const claimScript = new LuaScript(
   add +
+    field +
     `
 local group, me, max, lease, now, limit = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], tonumber(ARGV[6])
+local perKey = ARGV[10] == '1'
 local more = 0
 local function promote(zset, stream, kind, threshold)
   local due = redis.call('ZRANGEBYSCORE', zset, '-inf', now, 'LIMIT', 0, limit)
@@ -75,6 +110,23 @@ local function earliest(zset)
   if #first == 0 then return '' end
   return first[2]
 end
+-- true: deliver it; false: it waits behind the message that holds its key.
+local function admit(which, stream, id, fields)
+  if not perKey then return true end
+  local key = field(fields, 'key')
+  if not key then return true end
+  local message = field(fields, 'id')
+  local holder = redis.call('HGET', KEYS[5], key)
+  if not holder then
+    redis.call('HSET', KEYS[5], key, message)
+    return true
+  end
+  if holder == message then return true end
+  redis.call('RPUSH', ARGV[11] .. key, cjson.encode(fields))
+  redis.call('XACK', stream, group, id)
+  if which == 'r' then redis.call('XDEL', stream, id) end
+  return false
+end
 promote(KEYS[3], KEYS[1], ARGV[7], ARGV[8])
 if promote(KEYS[4], KEYS[2], '', '') > 0 then more = 1 end
 local out = {}
@@ -86,21 +138,52 @@ local function reclaim(which, stream)
   local ids, counts = {}, {}
   for i, p in ipairs(idle) do ids[i] = p[1]; counts[p[1]] = p[4] end
   for _, e in ipairs(redis.call('XCLAIM', stream, group, me, lease, unpack(ids))) do
-    if e and e[2] then out[#out + 1] = {which, e[1], counts[e[1]] + 1, e[2]} end
+    if e and e[2] and admit(which, stream, e[1], e[2]) then
+      out[#out + 1] = {which, e[1], counts[e[1]] + 1, e[2]}
+    end
   end
 end
 local function read(which, stream)
-  if #out >= max then return end
-  local r = redis.call('XREADGROUP', 'GROUP', group, me, 'COUNT', max - #out, 'STREAMS', stream, '>')
-  if not r then return end
-  if which == 'r' then more = 1 end
-  for _, e in ipairs(r[1][2]) do out[#out + 1] = {which, e[1], 1, e[2]} end
+  for _ = 1, 10 do
+    if #out >= max then return end
+    local r = redis.call('XREADGROUP', 'GROUP', group, me, 'COUNT', max - #out, 'STREAMS', stream, '>')
+    if not r then return end
+    if which == 'r' then more = 1 end
+    for _, e in ipairs(r[1][2]) do
+      if admit(which, stream, e[1], e[2]) then out[#out + 1] = {which, e[1], 1, e[2]} end
+    end
+    if not perKey then return end
+  end
+  more = 1
 end
 reclaim('r', KEYS[2])
 reclaim('m', KEYS[1])
 read('r', KEYS[2])
 read('m', KEYS[1])
 return {out, earliest(KEYS[3]), earliest(KEYS[4]), more}
+`,
+);
+
+/**
+ * Acknowledges deliveries of keyed messages under per-key ordering: XACK (and XDEL for retry
+ * copies), then hands each key to its next waiting entry. Returns how many were handed over.
+ *
+ * KEYS: stream, retry stream, key locks. ARGV: group, waiting-list prefix, then per delivery:
+ * which ('m' | 'r'), entry id, key, message id.
+ */
+export const ackKeyedScript = new LuaScript(
+  field +
+    handover +
+    `
+local handed = 0
+for i = 3, #ARGV, 4 do
+  local stream = KEYS[1]
+  if ARGV[i] == 'r' then stream = KEYS[2] end
+  redis.call('XACK', stream, ARGV[1], ARGV[i + 1])
+  if ARGV[i] == 'r' then redis.call('XDEL', stream, ARGV[i + 1]) end
+  handed = handed + handover(KEYS[3], KEYS[2], ARGV[2], ARGV[i + 2], ARGV[i + 3])
+end
+return handed
 `,
 );
 
@@ -123,22 +206,25 @@ return 1
 );
 
 /**
- * Appends a delivery to the dead-letter stream and acknowledges it, atomically. Returns 0 when
- * the lease was lost.
+ * Appends a delivery to the dead-letter stream and acknowledges it, atomically; under per-key
+ * ordering, hands its key to the next waiting entry. Returns 0 when the lease was lost.
  *
- * KEYS: the stream the delivery came from, the dead-letter stream.
+ * KEYS: the stream the delivery came from, the dead-letter stream, key locks, the group's retry stream.
  * ARGV: group, consumer, entry id, delivery count, delete ('1' for retry streams), wake channel,
+ *       key ('' for none or without per-key ordering), message id, waiting-list prefix,
  *       then the dead letter's fields.
  */
 export const deadLetterScript = new LuaScript(
   holds +
+    field +
+    handover +
     `
 if not holds(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4]) then return 0 end
-redis.call('XADD', KEYS[2], '*', unpack(ARGV, 7))
+redis.call('XADD', KEYS[2], '*', unpack(ARGV, 10))
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
 if ARGV[5] == '1' then redis.call('XDEL', KEYS[1], ARGV[3]) end
 redis.call('PUBLISH', ARGV[6], '')
-return 1
+return 1 + handover(KEYS[3], KEYS[4], ARGV[9], ARGV[7], ARGV[8])
 `,
 );
 

@@ -34,6 +34,16 @@ export class StreamKeys {
     return `${this.#base}:retry:${group}`;
   }
 
+  /** Per-key ordering: key → id of the message of that key that may be delivered, per group. */
+  keyLocks(group: string): string {
+    return `${this.#base}:key-locks:${group}`;
+  }
+
+  /** Per-key ordering: prefix of the per-key lists of entries waiting for their key, per group. */
+  keyWaiting(group: string): string {
+    return `${this.#base}:key-waiting:${group}:`;
+  }
+
   /** One group's retries waiting for their delay, scored by due time. */
   retryDelayed(group: string): string {
     return `${this.#base}:retry-delayed:${group}`;
