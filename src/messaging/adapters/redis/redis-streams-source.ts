@@ -270,6 +270,8 @@ export class RedisStreamsSource implements DeliverySource<RedisStreamDelivery> {
     const unsubscribe = this.#unsubscribe;
     this.#unsubscribe = undefined;
     await unsubscribe?.();
+    // Housekeeping only: never hold a stop up waiting for a server that is away.
+    if (this.#c.client.status !== 'ready') return;
     try {
       await forgetConsumerScript.run(
         this.#c.client,
@@ -277,7 +279,7 @@ export class RedisStreamsSource implements DeliverySource<RedisStreamDelivery> {
         [this.#c.group, this.#c.consumer, Math.max(60_000, this.#c.leaseMs * 10)],
       );
     } catch {
-      // Housekeeping only: a name left behind costs a few bytes and holds no message.
+      // A name left behind costs a few bytes and holds no message; the next close removes it.
     }
   }
 
