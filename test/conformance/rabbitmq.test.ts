@@ -31,7 +31,11 @@ describeBrokerConformance({
   },
   // Cuts this run's connections from the server side: the client sees what a broker restart
   // looks like. A full stop_app/start_app runs in rabbitmq-broker.test.ts behind an env flag.
-  ...(canRestart
+  ...restartHook(),
+});
+
+function restartHook(): { restart?: () => Promise<void> } {
+  return canRestart
     ? {
         restart: async () => {
           // Zero would mean the cut did not happen and the scenario proved nothing.
@@ -39,5 +43,18 @@ describeBrokerConformance({
             throw new Error(`no connection named ${tag} to close`);
         },
       }
-    : {}),
+    : {};
+}
+
+// The classic path (attempts from the redelivered flag, at-most-once dead-lettering out of the
+// delay queues) runs the same scenarios; a shorter stress run keeps the file quick.
+describeBrokerConformance({
+  name: 'rabbitmq (classic queues)',
+  open: async () => {
+    const broker = new RabbitMqBroker({ url: rabbitMqUrl, name: tag, queueType: 'classic' });
+    brokers.push(broker);
+    return broker;
+  },
+  stressCount: 2000,
+  ...restartHook(),
 });

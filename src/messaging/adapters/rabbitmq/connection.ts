@@ -25,6 +25,11 @@ export class LazyConnection {
     this.#settings = settings;
   }
 
+  /** Closed by the application: `get()` rejects from now on. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
   /** Listens for the loss of the current connection. Returns the unsubscribe function. */
   onLost(listener: () => void): () => void {
     this.#lost.add(listener);

@@ -133,6 +133,17 @@ describe('RabbitMqBroker', () => {
     await expect(consumer.start()).rejects.toThrow(/ECONNREFUSED/);
   });
 
+  it('a source whose broker was closed under it does not try to reconnect', async () => {
+    const errors: unknown[] = [];
+    const { broker, destination } = setup({ onError: (error) => void errors.push(error) });
+    const source = broker.source(destination);
+    await source.open(() => {});
+    await broker.close();
+    await pause(600); // several reconnect backoffs
+    await source.close();
+    expect(errors).toEqual([]);
+  });
+
   it('refuses bad arguments at the boundary, naming the field', () => {
     expect(() => new RabbitMqBroker({ prefetch: 0 })).toThrow(/prefetch/);
     expect(() => new RabbitMqBroker({ queueType: 'stream' as 'quorum' })).toThrow(/queueType/);

@@ -290,7 +290,8 @@ export class RabbitMqBroker implements MessageBroker {
           group.push({ message, outgoing });
           byTarget.set(target, group);
         }
-        if (byTarget.size === 0) break;
+        // Unacked on this channel, the unmovable ones are not handed out again: go on to the next batch.
+        if (byTarget.size === 0) continue;
         for (const [target, group] of byTarget) {
           await topology.queue(confirmer.channel, target);
           const failures = await confirmer.publish(

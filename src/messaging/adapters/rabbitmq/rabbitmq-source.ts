@@ -303,7 +303,8 @@ export class RabbitMqSource implements DeliverySource<RabbitMqDelivery> {
   }
 
   #scheduleReconnect(): void {
-    if (this.#closed || this.#reconnectTimer !== undefined) return;
+    // A broker closed under a running consumer: nothing to reconnect to.
+    if (this.#closed || this.#reconnectTimer !== undefined || this.#s.connection.closed) return;
     this.#reconnects++;
     const delay = this.#s.reconnectBackoff.delay(this.#reconnects, 0);
     this.#reconnectTimer = this.#s.clock.setTimeout(() => {
