@@ -38,24 +38,25 @@ export class LazyConnection {
 
   get(): Promise<ChannelModel> {
     if (this.#closed) return Promise.reject(new Error('connection closed by the application'));
-    this.#current ??= this.#open();
+    if (this.#current === undefined) {
+      const opening = this.#open();
+      this.#current = opening;
+      // A failed attempt is forgotten, so the next caller tries again.
+      opening.catch(() => {
+        if (this.#current === opening) this.#current = undefined;
+      });
+    }
     return this.#current;
   }
 
   async #open(): Promise<ChannelModel> {
     const { url, connectTimeoutMs, heartbeatSeconds, name } = this.#settings;
-    let connection: ChannelModel;
-    try {
-      const target = new URL(url);
-      target.searchParams.set('heartbeat', String(heartbeatSeconds));
-      connection = await connect(target.toString(), {
-        timeout: connectTimeoutMs,
-        clientProperties: { connection_name: name },
-      });
-    } catch (error) {
-      this.#current = undefined;
-      throw error;
-    }
+    const target = new URL(url);
+    target.searchParams.set('heartbeat', String(heartbeatSeconds));
+    const connection = await connect(target.toString(), {
+      timeout: connectTimeoutMs,
+      clientProperties: { connection_name: name },
+    });
     const current = this.#current;
     // Without an 'error' listener a broker-side close would crash the process.
     connection.on('error', () => {});
