@@ -12,6 +12,13 @@ import { RedisStreamsSource, type DelayedDue } from './redis-streams-source.ts';
 import { redriveScript } from './scripts.ts';
 import { deadLetterHeaders, decodeEntry, encodeAll, encodeEntry } from './stream-entry.ts';
 import { assertName, StreamKeys } from './stream-keys.ts';
+import {
+  destinationStats,
+  replayStream,
+  type DestinationStats,
+  type ReplayedEntry,
+  type ReplayOptions,
+} from './stream-inspection.ts';
 import { WakeSubscriber } from './wake-subscriber.ts';
 
 export interface RedisStreamsBrokerOptions {
@@ -65,32 +72,6 @@ const capabilities: BrokerCapabilities = {
   // `availableAt` parks the message in a sorted set until due.
   delayedDelivery: true,
 };
-
-/** One entry read back by `replay`. */
-export interface ReplayedEntry {
-  /** The stream entry id, `1764300000000-0`: pass it as `from` to resume after it. */
-  readonly entryId: string;
-  readonly envelope: Envelope;
-}
-
-export interface ReplayOptions {
-  /**
-   * Start here: an entry id (exclusive: replay resumes after it) or a time in ms since the epoch
-   * (inclusive). Default: the first entry still in the stream.
-   */
-  from?: string | number;
-  /** Entries fetched per XRANGE. Default 500. */
-  batchSize?: number;
-}
-
-export interface DestinationStats {
-  /** Entries in the stream (read or not, until trimmed). */
-  readonly length: number;
-  /** Messages published for later and not due yet. */
-  readonly delayed: number;
-  /** Per group: entries claimed and not settled, entries not read yet, retries waiting. */
-  readonly groups: readonly { name: string; pending: number; lag: number | null; retrying: number }[];
-}
 
 interface Resolved {
   keyPrefix: string;
@@ -345,63 +326,15 @@ export class RedisStreamsBroker implements MessageBroker {
    * whether or not any group has read or acknowledged the entries. Retries and messages that are
    * not due yet are not in it; entries keel cannot decode are skipped.
    */
-  async *replay(destination: string, options: ReplayOptions = {}): AsyncGenerator<ReplayedEntry> {
+  replay(destination: string, options: ReplayOptions = {}): AsyncGenerator<ReplayedEntry> {
     assertName(destination, 'destination');
-    const batchSize = options.batchSize ?? 500;
-    if (!Number.isInteger(batchSize) || batchSize < 1) {
-      throw new InvalidArgumentError('batchSize', 'an integer >= 1', batchSize);
-    }
-    const from = options.from;
-    let cursor: string;
-    if (from === undefined) cursor = '-';
-    else if (typeof from === 'number' && Number.isInteger(from) && from >= 0) cursor = `${from}-0`;
-    else if (typeof from === 'string' && /^\d+-\d+$/.test(from)) cursor = `(${from}`;
-    else throw new InvalidArgumentError('from', 'a stream entry id (`<ms>-<seq>`) or a time in ms', from);
-    const stream = this.#keysOf(destination).stream;
-    for (;;) {
-      const page = await this.#client.xrange(stream, cursor, '+', 'COUNT', batchSize);
-      for (const [entryId, fields] of page) {
-        const entry = decodeEntry(fields);
-        if (entry !== undefined) yield { entryId, envelope: entry.envelope };
-      }
-      if (page.length < batchSize) return;
-      cursor = `(${page[page.length - 1]![0]}`;
-    }
+    return replayStream(this.#client, this.#keysOf(destination).stream, options);
   }
 
   /** What a destination holds right now, per group: for dashboards and alerts. */
   async stats(destination: string): Promise<DestinationStats> {
     assertName(destination, 'destination');
-    const keys = this.#keysOf(destination);
-    const [length, delayed] = await Promise.all([
-      this.#client.xlen(keys.stream),
-      this.#client.zcard(keys.delayed),
-    ]);
-    let raw: unknown[] = [];
-    try {
-      raw = (await this.#client.xinfo('GROUPS', keys.stream)) as unknown[];
-    } catch (error) {
-      if (!(error instanceof Error) || !error.message.includes('no such key')) throw error;
-    }
-    const groups = [];
-    for (const flat of raw as unknown[][]) {
-      const info = new Map<string, unknown>();
-      for (let i = 0; i + 1 < flat.length; i += 2) info.set(String(flat[i]), flat[i + 1]);
-      const name = String(info.get('name'));
-      const [retryPending, retryLength, waiting] = await Promise.all([
-        this.#client.xpending(keys.retry(name), name).then((r) => Number(r[0] ?? 0)),
-        this.#client.xlen(keys.retry(name)),
-        this.#client.zcard(keys.retryDelayed(name)),
-      ]);
-      const lag = info.get('lag');
-      groups.push({
-        name,
-        pending: Number(info.get('pending') ?? 0) + retryPending,
-        lag: typeof lag === 'number' ? lag : null,
-        retrying: waiting + retryLength - retryPending,
-      });
-    }
-    return { length, delayed, groups };
+    return destinationStats(this.#client, this.#keysOf(destination));
   }
 
   /** Closes the wake-up connection, and the command connection if the broker opened it. Stop consumers first. */

@@ -137,7 +137,9 @@ export class RedisStreamsSource implements DeliverySource<RedisStreamDelivery> {
       const entry = decodeEntry(fields);
       const fromRetry = which === 'r';
       if (entry === undefined) {
-        await this.#parkForeign(entryId, fromRetry, deliveryCount, fields);
+        // If parking fails the entry stays pending and comes back after its lease; the rest of
+        // the batch must still reach the runtime rather than wait out their leases too.
+        await this.#parkForeign(entryId, fromRetry, deliveryCount, fields).catch(() => undefined);
         continue;
       }
       deliveries.push({
