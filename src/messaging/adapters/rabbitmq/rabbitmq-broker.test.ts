@@ -207,6 +207,34 @@ describe('RabbitMqBroker', () => {
     expect(attempts).toEqual([1, 2, 3, 3]);
   });
 
+  it('a stopped consumer hands back what it held and prefetched without counting an attempt', async () => {
+    const { broker, destination } = setup();
+    const sent = messages(10);
+    await broker.publish(destination, sent);
+    let started = 0;
+    const first = broker.consumer(
+      destination,
+      (_m, { signal }) => {
+        started++;
+        return new Promise<void>((_, reject) =>
+          signal.addEventListener('abort', () => reject(new Error('aborted'))),
+        );
+      },
+      { concurrency: 2, prefetch: 3 },
+    );
+    await first.start();
+    await until(() => started === 2);
+    await first.stop({ drainMs: 100 });
+    const seen = new Map<string, number>();
+    const second = broker.consumer(destination, async (m, { attempt }) => void seen.set(m.id, attempt), {
+      concurrency: 4,
+    });
+    consumers.push(second);
+    await second.start();
+    await until(() => seen.size === 10);
+    expect([...seen.values()]).toEqual(Array.from({ length: 10 }, () => 1));
+  });
+
   it('on classic queues, a crash-requeued message counts as one more attempt (redelivered flag)', async () => {
     const { broker, destination } = setup({ queueType: 'classic' });
     await broker.publish(destination, messages(1));
