@@ -130,6 +130,7 @@ describe('RedisStreamsBroker: publish and claim', () => {
     expect(() => brokers.open({ keyPrefix: 'x{' })).toThrow(/keyPrefix/);
     expect(() => brokers.open({ retention: { maxLength: 0 } })).toThrow(/retention.maxLength/);
     await broker.close();
+    expect(() => broker.source('jobs')).toThrow(/closed/);
     const error = await broker.publish('jobs', messages(1)).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(PublishError);
     expect(String((error as PublishError).cause)).toMatch(/closed/);

@@ -240,7 +240,7 @@ export class RedisStreamsBroker implements MessageBroker {
   }
 
   /** A new consumer of `destination` in its group; each call is a new consumer name. */
-  source(destination: string, options: SourceOptions = {}): RedisStreamsSource {
+  source(destination: string, options: SourceOptions & { clock?: Clock } = {}): RedisStreamsSource {
     assertName(destination, 'destination');
     const group = options.group ?? this.#o.group;
     assertName(group, 'group');
@@ -259,7 +259,7 @@ export class RedisStreamsBroker implements MessageBroker {
       leaseMs,
       groupStart: this.#o.groupStart,
       trim: () => this.#trim(),
-      clock: this.#o.clock,
+      clock: options.clock ?? this.#o.clock,
       subscriber: this.#subscriber,
       promoteLimit: 256,
       due: this.#dueOf(destination),
@@ -273,8 +273,9 @@ export class RedisStreamsBroker implements MessageBroker {
     handler: Handler,
     options: QueueConsumerOptions & SourceOptions = {},
   ): QueueConsumer {
-    const source = this.source(destination, options);
-    return new QueueConsumer(source, handler, { clock: this.#o.clock, ...options });
+    // One clock for the runtime's backoff and the source's due times.
+    const clock = options.clock ?? this.#o.clock;
+    return new QueueConsumer(this.source(destination, { ...options, clock }), handler, { ...options, clock });
   }
 
   /**
