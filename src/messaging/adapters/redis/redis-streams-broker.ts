@@ -9,7 +9,7 @@ import type { Handler } from '../../handler.ts';
 import { PublishError } from '../../publisher.ts';
 import { QueueConsumer, type QueueConsumerOptions } from '../../queue-consumer.ts';
 import { RedisStreamsSource, type DelayedDue } from './redis-streams-source.ts';
-import { redriveScript } from './scripts.ts';
+import { redriveScript, repairKeyLocksScript } from './scripts.ts';
 import { deadLetterHeaders, decodeEntry, encodeAll, encodeEntry } from './stream-entry.ts';
 import { assertName, StreamKeys } from './stream-keys.ts';
 import {
@@ -320,6 +320,25 @@ export class RedisStreamsBroker implements MessageBroker {
       cursor = `(${page[page.length - 1]![0]}`;
     }
     return moved;
+  }
+
+  /**
+   * Per-key ordering: frees every key of `group` (default the broker's) whose lock is held by a
+   * message that is gone (its pending entry trimmed by retention, keys deleted by hand), handing
+   * it to the key's next waiting message. Returns how many keys were repaired. An operator's
+   * tool: it reads the group's whole pending list and retry sets.
+   */
+  async repairKeyLocks(destination: string, options: { group?: string } = {}): Promise<number> {
+    assertName(destination, 'destination');
+    const group = options.group ?? this.#o.group;
+    assertName(group, 'group');
+    const keys = this.#keysOf(destination);
+    const repaired = await repairKeyLocksScript.run(
+      this.#client,
+      [keys.stream, keys.retry(group), keys.retryDelayed(group), keys.keyLocks(group)],
+      [group, keys.keyWaiting(group)],
+    );
+    return Number(repaired);
   }
 
   /**

@@ -90,4 +90,21 @@ describe('RedisStreamsBroker: per-key ordering', () => {
       expect(seen.get(key), key).toEqual(expected);
     }
   });
+
+  it('repairKeyLocks frees a key whose holder vanished (its pending entry trimmed) and leaves live locks alone', async () => {
+    const broker = brokers.open({ ordering: 'per-key' });
+    const [a1, a2] = messages(2, 'a');
+    const [b1, b2] = messages(2, 'b');
+    await broker.publish('jobs', [a1!, b1!, a2!, b2!]);
+    const source = await opened(broker.source('jobs'));
+    const held = await source.claim(10);
+    expect(held.map((d) => d.envelope.id)).toEqual([a1!.id, b1!.id]);
+    await source.retry(held[1]!, 60_000, new Error('b1 waits for its retry'));
+    await broker.client.xdel(broker.streamKey('jobs'), held[0]!.entryId); // as trimming would
+    expect(await source.claim(10)).toEqual([]);
+    expect(await broker.repairKeyLocks('jobs')).toBe(1);
+    const [next] = await source.claim(10);
+    expect(next?.envelope.id).toBe(a2!.id);
+    expect(await broker.repairKeyLocks('jobs')).toBe(0);
+  });
 });

@@ -287,3 +287,41 @@ redis.call('PUBLISH', ARGV[2], '')
 return 1
 `,
 );
+
+/**
+ * Per-key ordering repair: hands on every key whose lock holder is nowhere any more (not pending
+ * in the stream or the retry stream, not in the retry stream, not waiting for a retry delay),
+ * as happens when retention trimmed a pending entry or keys were deleted by hand. Atomic, and
+ * O(pending + retries): an operator's tool, not a hot path. Returns the number of keys repaired.
+ *
+ * KEYS: stream, retry stream, retry-delayed, key locks. ARGV: group, waiting-list prefix.
+ */
+export const repairKeyLocksScript = new LuaScript(
+  field +
+    handover +
+    `
+local live = {}
+for _, stream in ipairs({KEYS[1], KEYS[2]}) do
+  local ok, pending = pcall(redis.call, 'XPENDING', stream, ARGV[1], '-', '+', 1000000000)
+  if ok then
+    for _, p in ipairs(pending) do
+      local e = redis.call('XRANGE', stream, p[1], p[1])[1]
+      if e then live[field(e[2], 'id')] = true end
+    end
+  end
+end
+for _, e in ipairs(redis.call('XRANGE', KEYS[2], '-', '+')) do live[field(e[2], 'id')] = true end
+for _, member in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
+  live[field(cjson.decode(member), 'id')] = true
+end
+local repaired = 0
+local locks = redis.call('HGETALL', KEYS[4])
+for i = 1, #locks, 2 do
+  if not live[locks[i + 1]] then
+    handover(KEYS[4], KEYS[2], ARGV[2], locks[i], locks[i + 1])
+    repaired = repaired + 1
+  end
+end
+return repaired
+`,
+);
