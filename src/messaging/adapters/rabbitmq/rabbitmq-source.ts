@@ -81,9 +81,14 @@ export class RabbitMqSource implements DeliverySource<RabbitMqDelivery> {
   }
 
   async ack(deliveries: readonly RabbitMqDelivery[]): Promise<void> {
+    // Ack every one that can be acked before reporting one that cannot: a batch may span a
+    // reconnect, and a live message left unacked would hold a prefetch slot for good.
+    let lost: RabbitMqDelivery | undefined;
     for (const delivery of deliveries) {
-      this.#live(delivery).channel.ack(delivery.message);
+      if (delivery.confirmer.open) delivery.confirmer.channel.ack(delivery.message);
+      else lost ??= delivery;
     }
+    if (lost !== undefined) this.#live(lost); // throws KEEL_BROKER_UNAVAILABLE
   }
 
   async retry(delivery: RabbitMqDelivery, delayMs: number, error: unknown): Promise<void> {
