@@ -1,6 +1,7 @@
-import { beforeAll } from 'vitest';
+import { afterAll, beforeAll } from 'vitest';
 import { KafkaBroker } from '../../src/messaging/adapters/kafka/index.ts';
 import {
+  deleteTopics,
   kafkaBrokers,
   ownKafka,
   requireKafka,
@@ -8,11 +9,19 @@ import {
 } from '../../src/messaging/adapters/kafka/test-support.ts';
 import { describeBrokerConformance } from '../../src/testing/index.ts';
 
-beforeAll(requireKafka, 15_000);
+// The suite names its topics itself; the brokers remember which they created.
+const brokers: KafkaBroker[] = [];
+
+beforeAll(() => requireKafka(), 15_000);
+afterAll(() => deleteTopics(brokers.flatMap((broker) => broker.ensuredTopics())), 30_000);
 
 describeBrokerConformance({
   name: 'kafka',
-  open: async () => new KafkaBroker({ brokers: kafkaBrokers, partitions: 3 }),
+  open: async () => {
+    const broker = new KafkaBroker({ brokers: kafkaBrokers, partitions: 3 });
+    brokers.push(broker);
+    return broker;
+  },
   // The group session timeout: long enough that a loaded machine does not drop a live member.
   // The crash scenario's consumer leaves the group as it closes, so nothing waits for it.
   leaseMs: 6000,

@@ -45,6 +45,13 @@ export interface KafkaBrokerOptions {
    * finished in the last commit round trip are delivered again.
    */
   awaitCommit?: boolean;
+  /**
+   * Longest `publish` waits for Kafka's acknowledgement before it rejects with a `PublishError`.
+   * The idempotent producer retries without end while the cluster is unreachable, so the
+   * records may still be written after the rejection (a retry by the caller then duplicates
+   * them; consumers deduplicate on the id). Default 30 000 ms.
+   */
+  publishTimeoutMs?: number;
   clock?: Clock;
 }
 
@@ -71,6 +78,7 @@ interface Resolved {
   maxBuffered: number;
   maxWaitMs: number;
   awaitCommit: boolean;
+  publishTimeoutMs: number;
   clock: Clock;
 }
 
@@ -101,6 +109,7 @@ function resolveOptions(options: KafkaBrokerOptions): Resolved {
     maxBuffered: int('maxBuffered', options.maxBuffered ?? 1000, 1),
     maxWaitMs: int('maxWaitMs', options.maxWaitMs ?? 500, 0),
     awaitCommit: options.awaitCommit ?? true,
+    publishTimeoutMs: int('publishTimeoutMs', options.publishTimeoutMs ?? 30_000, 1),
     clock: options.clock ?? systemClock,
   };
 }
@@ -141,6 +150,11 @@ export class KafkaBroker implements MessageBroker {
     this.#options = resolveOptions(options);
   }
 
+  /** Topics this broker made sure exist (created or found), for cleanup by tests and tools. */
+  ensuredTopics(): string[] {
+    return [...this.#topics.keys()];
+  }
+
   /** The bootstrap servers this broker talks to. */
   get brokers(): readonly string[] {
     return this.#options.brokers;
@@ -157,10 +171,15 @@ export class KafkaBroker implements MessageBroker {
     const extra: Record<string, string> =
       options.availableAt === undefined ? {} : { [keelHeaders.availableAt]: String(options.availableAt) };
     try {
-      await this.#ensureTopic(destination);
-      await this.#send(
-        destination,
-        messages.map((m) => encodeEnvelope(m, extra)),
+      await this.#withTimeout(
+        (async () => {
+          await this.#ensureTopic(destination);
+          await this.#send(
+            destination,
+            messages.map((m) => encodeEnvelope(m, extra)),
+          );
+        })(),
+        `Kafka did not acknowledge within ${this.#options.publishTimeoutMs} ms`,
       );
     } catch (error) {
       throw new PublishError(
@@ -254,7 +273,10 @@ export class KafkaBroker implements MessageBroker {
         }
         for (const [target, records] of byTarget) {
           await this.#ensureTopic(target);
-          await this.#send(target, records);
+          await this.#withTimeout(
+            this.#send(target, records),
+            `Kafka did not acknowledge within ${this.#options.publishTimeoutMs} ms`,
+          );
         }
         // The last message of each partition covers the ones before it.
         const last = new Map<number, Message<Buffer, Buffer, Buffer, Buffer>>();
@@ -404,7 +426,11 @@ export class KafkaBroker implements MessageBroker {
       bootstrapBrokers: this.#options.brokers,
       clientId: this.#options.clientId,
       ensureTopic: (topic) => this.#ensureTopic(topic),
-      send: (topic, records) => this.#send(topic, records),
+      send: (topic, records) =>
+        this.#withTimeout(
+          this.#send(topic, records),
+          `Kafka did not acknowledge within ${this.#options.publishTimeoutMs} ms`,
+        ),
     };
   }
 
@@ -462,6 +488,22 @@ export class KafkaBroker implements MessageBroker {
       headers: r.headers,
     }));
     await producer.send({ messages });
+  }
+
+  #withTimeout<T>(work: Promise<T>, message: string): Promise<T> {
+    const clock = this.#options.clock;
+    let timer: ReturnType<Clock['setTimeout']> | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = clock.setTimeout(
+        () => reject(new KeelError('KEEL_BROKER_UNAVAILABLE', message)),
+        this.#options.publishTimeoutMs,
+      );
+    });
+    // The work goes on after a timeout; its late failure must not surface as an unhandled rejection.
+    work.catch(() => undefined);
+    return Promise.race([work, timeout]).finally(() => {
+      if (timer !== undefined) clock.clearTimeout(timer);
+    });
   }
 
   #assertOpen(): void {
