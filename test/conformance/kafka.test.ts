@@ -1,4 +1,4 @@
-import { afterAll, beforeAll } from 'vitest';
+import { afterAll, beforeAll, vi } from 'vitest';
 import { KafkaBroker } from '../../src/messaging/adapters/kafka/index.ts';
 import {
   deleteTopics,
@@ -8,6 +8,10 @@ import {
   restartKafka,
 } from '../../src/messaging/adapters/kafka/test-support.ts';
 import { describeBrokerConformance } from '../../src/testing/index.ts';
+
+// The restart scenario waits for other test files using Kafka to finish, then restarts it
+// (10-22 s here): more than the default 30 s per test in the worst case.
+vi.setConfig({ testTimeout: 120_000 });
 
 // The suite names its topics itself; the brokers remember which they created.
 const brokers: KafkaBroker[] = [];

@@ -7,7 +7,7 @@ import { createEnvelope, type Envelope } from '../../envelope.ts';
 import { PublishError } from '../../publisher.ts';
 import type { QueueConsumer } from '../../queue-consumer.ts';
 import { KafkaBroker, type KafkaBrokerOptions } from './index.ts';
-import { deleteTopics, kafkaBrokers, requireKafka } from './test-support.ts';
+import { deleteTopics, kafkaBrokers, requireKafka, useKafka } from './test-support.ts';
 
 const topics: string[] = [];
 const open: { broker: KafkaBroker; consumers: QueueConsumer[] }[] = [];
@@ -49,14 +49,25 @@ async function committed(group: string, name: string): Promise<bigint[]> {
   }
 }
 
-beforeAll(() => requireKafka(), 15_000);
+// While this file runs, the conformance file's restart scenario waits (files run in parallel).
+let releaseKafka: (() => Promise<void>) | undefined;
+beforeAll(async () => {
+  releaseKafka = await useKafka();
+  await requireKafka();
+}, 180_000);
 afterEach(async () => {
   for (const { broker, consumers } of open.splice(0)) {
     for (const consumer of consumers) await consumer.stop({ drainMs: 500 });
     await broker.close();
   }
 });
-afterAll(() => deleteTopics(topics), 30_000);
+afterAll(async () => {
+  try {
+    await deleteTopics(topics);
+  } finally {
+    await releaseKafka?.();
+  }
+}, 30_000);
 
 describe('KafkaBroker', () => {
   it('puts a key on the partition the Java client picks (murmur2, positive)', async () => {
