@@ -1,9 +1,4 @@
-export {
-  KafkaBroker,
-  defaultGroup,
-  type KafkaBrokerOptions,
-  type RecordPosition,
-  type ReplayOptions,
-} from './kafka-broker.ts';
+export { KafkaBroker, defaultGroup, type RecordPosition, type ReplayOptions } from './kafka-broker.ts';
+export type { KafkaBrokerOptions } from './kafka-options.ts';
 export type { KafkaDelivery, KafkaSource } from './kafka-source.ts';
 export { keelHeaders as kafkaKeelHeaders } from './record-codec.ts';

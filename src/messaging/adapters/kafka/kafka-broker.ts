@@ -2,58 +2,28 @@ import { randomUUID } from 'node:crypto';
 import {
   Admin,
   compatibilityPartitioner,
-  Consumer,
   Producer,
   type Message,
   type MessageToProduce,
 } from '@platformatic/kafka';
 import { InvalidArgumentError, KeelError } from '../../../errors/index.ts';
-import { systemClock, type Clock } from '../../../time/index.ts';
+import type { Clock } from '../../../time/index.ts';
 import type { BrokerCapabilities, MessageBroker, PublishOptions, SourceOptions } from '../../broker.ts';
 import type { Envelope } from '../../envelope.ts';
 import type { Handler } from '../../handler.ts';
 import { PublishError } from '../../publisher.ts';
 import { QueueConsumer, type QueueConsumerOptions } from '../../queue-consumer.ts';
 import { describeError } from '../postgres/pg-queue-source.ts';
-import { forceClose, KafkaSource, type KafkaSourceContext } from './kafka-source.ts';
+import {
+  assertTopic,
+  resolveOptions,
+  topicName,
+  type KafkaBrokerOptions,
+  type Resolved,
+} from './kafka-options.ts';
+import { KafkaSource, type KafkaSourceContext } from './kafka-source.ts';
+import { readToEnd, type ReaderClient } from './topic-reader.ts';
 import { decodeRecord, encodeEnvelope, keelHeaders, type EncodedRecord } from './record-codec.ts';
-
-export interface KafkaBrokerOptions {
-  /** Bootstrap servers, `host:port`. Default: `KEEL_KAFKA_BROKERS` (comma-separated), else `127.0.0.1:9092`. */
-  brokers?: readonly string[];
-  /** Client id sent to Kafka, seen in its logs and quotas. Default `keel`. */
-  clientId?: string;
-  /** Partitions of each topic the adapter creates. Default 3. */
-  partitions?: number;
-  /** Replication factor of each topic the adapter creates. Default -1: the cluster's `default.replication.factor`. */
-  replicationFactor?: number;
-  /**
-   * Group session timeout when a source gives no `leaseMs`: how long a crashed consumer's
-   * partitions stay with it before the group hands them to another member. Default 10 000 ms.
-   */
-  sessionTimeoutMs?: number;
-  /** Records a source holds fetched but unfinished; the fetch pauses at this many. Default 1 000. */
-  maxBuffered?: number;
-  /** Longest a fetch waits on the broker for new records. Default 500 ms. */
-  maxWaitMs?: number;
-  /**
-   * Whether an ack resolves only once Kafka has acknowledged the offset commit (default true,
-   * the `DeliverySource` contract). The runtime holds a concurrency slot until the ack resolves,
-   * so consuming is bounded by concurrency ÷ commit round trip. `false`: an ack resolves when the
-   * record is settled in the source, and commits run in the background, folded together (still
-   * only through the finished prefix). Nothing is ever lost either way; after a crash, records
-   * finished in the last commit round trip are delivered again.
-   */
-  awaitCommit?: boolean;
-  /**
-   * Longest `publish` waits for Kafka's acknowledgement before it rejects with a `PublishError`.
-   * The idempotent producer retries without end while the cluster is unreachable, so the
-   * records may still be written after the rejection (a retry by the caller then duplicates
-   * them; consumers deduplicate on the id). Default 30 000 ms.
-   */
-  publishTimeoutMs?: number;
-  clock?: Clock;
-}
 
 export interface ReplayOptions {
   /** Where to start: the topic's first retained record, or the first record at or after a time. */
@@ -67,51 +37,6 @@ export interface RecordPosition {
   readonly partition: number;
   readonly offset: bigint;
   readonly timestamp: Date;
-}
-
-interface Resolved {
-  brokers: string[];
-  clientId: string;
-  partitions: number;
-  replicationFactor: number;
-  sessionTimeoutMs: number;
-  maxBuffered: number;
-  maxWaitMs: number;
-  awaitCommit: boolean;
-  publishTimeoutMs: number;
-  clock: Clock;
-}
-
-const topicName = /^[a-zA-Z0-9._-]{1,249}$/;
-
-function resolveOptions(options: KafkaBrokerOptions): Resolved {
-  const fromEnv = process.env['KEEL_KAFKA_BROKERS']
-    ?.split(',')
-    .map((s) => s.trim())
-    .filter((s) => s !== '');
-  const brokers = [...(options.brokers ?? (fromEnv?.length ? fromEnv : ['127.0.0.1:9092']))];
-  if (brokers.length === 0 || brokers.some((b) => !/^[^:\s]+:\d+$/.test(b))) {
-    throw new InvalidArgumentError('brokers', 'a non-empty list of host:port', options.brokers);
-  }
-  const int = (field: string, value: number, min: number): number => {
-    if (!Number.isInteger(value) || value < min)
-      throw new InvalidArgumentError(field, `an integer >= ${min}`, value);
-    return value;
-  };
-  const replicationFactor = options.replicationFactor ?? -1;
-  if (replicationFactor !== -1) int('replicationFactor', replicationFactor, 1);
-  return {
-    brokers,
-    clientId: options.clientId ?? 'keel',
-    partitions: int('partitions', options.partitions ?? 3, 1),
-    replicationFactor,
-    sessionTimeoutMs: int('sessionTimeoutMs', options.sessionTimeoutMs ?? 10_000, 1),
-    maxBuffered: int('maxBuffered', options.maxBuffered ?? 1000, 1),
-    maxWaitMs: int('maxWaitMs', options.maxWaitMs ?? 500, 0),
-    awaitCommit: options.awaitCommit ?? true,
-    publishTimeoutMs: int('publishTimeoutMs', options.publishTimeoutMs ?? 30_000, 1),
-    clock: options.clock ?? systemClock,
-  };
 }
 
 /** The consumer group a source joins when it names none: one per destination. */
@@ -243,7 +168,8 @@ export class KafkaBroker implements MessageBroker {
     if (limit === 0) return 0;
     await this.#ensureTopic(deadLetterDestination);
     let moved = 0;
-    await this.#readToEnd(
+    await readToEnd(
+      this.#client(),
       deadLetterDestination,
       { group: options.group ?? defaultGroup(deadLetterDestination), mode: 'committed' },
       async (messages) => {
@@ -310,7 +236,8 @@ export class KafkaBroker implements MessageBroker {
     }
     await this.#ensureTopic(destination);
     let count = 0;
-    await this.#readToEnd(
+    await readToEnd(
+      this.#client(),
       destination,
       { group: `keel.replay.${randomUUID()}`, mode: options.from },
       async (messages) => {
@@ -343,81 +270,12 @@ export class KafkaBroker implements MessageBroker {
     await Promise.all([this.#producer?.close(), this.#admin?.close()]);
   }
 
-  /**
-   * Reads a topic from a start position to the end offsets it had at the start, in batches, with a
-   * consumer of its own in `group`; `onBatch` returns false to stop early.
-   */
-  async #readToEnd(
-    topic: string,
-    start: { group: string; mode: 'committed' | 'earliest' | Date },
-    onBatch: (messages: Message<Buffer, Buffer, Buffer, Buffer>[]) => Promise<boolean>,
-    signal?: AbortSignal,
-  ): Promise<void> {
-    const consumer = new Consumer<Buffer, Buffer, Buffer, Buffer>({
+  #client(): ReaderClient {
+    return {
       clientId: this.#options.clientId,
-      bootstrapBrokers: this.#options.brokers,
-      groupId: start.group,
-      autocommit: false,
-      maxWaitTime: this.#options.maxWaitMs,
-      sessionTimeout: 10_000,
-      heartbeatInterval: 1000,
-    });
-    try {
-      const ends = (await consumer.listOffsets({ topics: [topic] })).get(topic) ?? [];
-      let offsets: { topic: string; partition: number; offset: bigint }[] | undefined;
-      if (start.mode instanceof Date || start.mode === 'earliest') {
-        const at = start.mode === 'earliest' ? -2n : BigInt(start.mode.getTime());
-        const begins = (await consumer.listOffsets({ topics: [topic], timestamp: at })).get(topic) ?? [];
-        // No record at or after the time: that partition starts at its end.
-        offsets = begins.map((offset, partition) => ({
-          topic,
-          partition,
-          offset: offset < 0n ? ends[partition]! : offset,
-        }));
-      }
-      const stream = await consumer.consume({
-        topics: [topic],
-        autocommit: false,
-        ...(offsets === undefined
-          ? { mode: 'committed' as const, fallbackMode: 'earliest' as const }
-          : { mode: 'manual' as const, offsets }),
-      });
-      try {
-        // Partitions still to read, and where each ends.
-        const remaining = new Map<number, bigint>();
-        const firsts = offsets ?? [];
-        ends.forEach((end, partition) => {
-          const from = firsts.find((o) => o.partition === partition)?.offset ?? -1n;
-          if (end > 0n && from < end) remaining.set(partition, end);
-        });
-        if (offsets === undefined) {
-          const committed =
-            (
-              await consumer.listCommittedOffsets({ topics: [{ topic, partitions: [...remaining.keys()] }] })
-            ).get(topic) ?? [];
-          committed.forEach((offset, partition) => {
-            if (offset >= 0n && offset >= (remaining.get(partition) ?? 0n)) remaining.delete(partition);
-          });
-        }
-        if (remaining.size === 0) return;
-        const batch: Message<Buffer, Buffer, Buffer, Buffer>[] = [];
-        for await (const message of stream as AsyncIterable<Message<Buffer, Buffer, Buffer, Buffer>>) {
-          signal?.throwIfAborted();
-          const end = remaining.get(message.partition);
-          if (end === undefined || message.offset >= end) continue;
-          batch.push(message);
-          if (message.offset >= end - 1n) remaining.delete(message.partition);
-          if (batch.length >= 500 || remaining.size === 0 || stream.readableLength === 0) {
-            const more = await onBatch(batch.splice(0));
-            if (!more || remaining.size === 0) break;
-          }
-        }
-      } finally {
-        await stream.close().catch(() => undefined);
-      }
-    } finally {
-      await consumer.close().catch(() => forceClose(consumer));
-    }
+      brokers: this.#options.brokers,
+      maxWaitMs: this.#options.maxWaitMs,
+    };
   }
 
   #context(): KafkaSourceContext {
@@ -508,11 +366,5 @@ export class KafkaBroker implements MessageBroker {
 
   #assertOpen(): void {
     if (this.#closed) throw new KeelError('KEEL_BROKER_UNAVAILABLE', 'the Kafka broker client is closed');
-  }
-}
-
-function assertTopic(field: string, name: string): void {
-  if (typeof name !== 'string' || !topicName.test(name) || name === '.' || name === '..') {
-    throw new InvalidArgumentError(field, 'a Kafka topic name: 1-249 of [a-zA-Z0-9._-]', name);
   }
 }
