@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { Admin } from '@platformatic/kafka';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createEnvelope, type Envelope } from '../../envelope.ts';
+import { PermanentError } from '../../handler.ts';
 import { PublishError } from '../../publisher.ts';
 import type { QueueConsumer } from '../../queue-consumer.ts';
 import { KafkaBroker, type KafkaBrokerOptions } from './index.ts';
@@ -153,6 +154,41 @@ describe('KafkaBroker', () => {
     release?.();
     await until(async () => (await committed(`keel.${name}`, name))[0] === 5n);
   });
+
+  it("redrive moves dead letters from the group's committed offset, `limit` at a time, to `to` or their source", async () => {
+    const { broker: kafka, consumers } = broker();
+    const name = topic();
+    const elsewhere = topic();
+    const consumer = kafka.consumer(
+      name,
+      async () => {
+        throw new PermanentError('bad');
+      },
+      { pollIntervalMs: 100 },
+    );
+    consumers.push(consumer);
+    let dead = 0;
+    consumer.events.on('dead-lettered', () => dead++);
+    await consumer.start();
+    const sent = messages(3);
+    await kafka.publish(name, sent);
+    await until(() => dead === 3);
+    await consumer.stop({ drainMs: 500 });
+
+    expect(await kafka.redrive(`${name}.dead-letter`, { limit: 2, to: elsewhere })).toBe(2);
+    expect(await kafka.redrive(`${name}.dead-letter`)).toBe(1);
+    expect(await kafka.redrive(`${name}.dead-letter`)).toBe(0);
+    const moved: Envelope[] = [];
+    await kafka.replay(elsewhere, { from: 'earliest' }, (m) => void moved.push(m));
+    const back: Envelope[] = [];
+    await kafka.replay(name, { from: 'earliest' }, (m) => void back.push(m));
+    expect(moved).toHaveLength(2);
+    expect(back).toHaveLength(4); // the three originals and the one redriven home
+    const redrivenHome = back.filter((m) => back.filter((b) => b.id === m.id).length === 2).map((m) => m.id);
+    expect(new Set([...moved.map((m) => m.id), ...redrivenHome])).toEqual(new Set(sent.map((m) => m.id)));
+    for (const m of moved)
+      expect(Object.keys(m.headers).filter((h) => h.startsWith('x-dead-letter-'))).toEqual([]);
+  }, 60_000);
 
   it('awaitCommit: false commits in the background, and stop flushes the finished prefix', async () => {
     const { broker: kafka } = broker({ partitions: 1, awaitCommit: false });
