@@ -254,6 +254,15 @@ describe('KafkaBroker', () => {
     expect((error as PublishError).failedIds).toEqual(sent.map((m) => m.id));
   }, 30_000);
 
+  it('refuses work after close', async () => {
+    const { broker: kafka } = broker();
+    await kafka.close();
+    await expect(kafka.publish('kt_closed', messages(1))).rejects.toMatchObject({
+      code: 'KEEL_SERVICE_STATE',
+    });
+    expect(() => kafka.source('kt_closed')).toThrow(/closed/);
+  });
+
   it('refuses a destination that is not a Kafka topic name, naming the field', async () => {
     const { broker: kafka } = broker();
     await expect(kafka.publish('no spaces', messages(1))).rejects.toThrow(

@@ -353,7 +353,7 @@ export class KafkaBroker implements MessageBroker {
     let timer: ReturnType<Clock['setTimeout']> | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = clock.setTimeout(
-        () => reject(new KeelError('KEEL_BROKER_UNAVAILABLE', message)),
+        () => reject(new KeelError('KEEL_TIMEOUT', message)),
         this.#options.publishTimeoutMs,
       );
     });
@@ -365,6 +365,6 @@ export class KafkaBroker implements MessageBroker {
   }
 
   #assertOpen(): void {
-    if (this.#closed) throw new KeelError('KEEL_BROKER_UNAVAILABLE', 'the Kafka broker client is closed');
+    if (this.#closed) throw new KeelError('KEEL_SERVICE_STATE', 'the Kafka broker is closed');
   }
 }
