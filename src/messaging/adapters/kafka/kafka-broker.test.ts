@@ -254,6 +254,13 @@ describe('KafkaBroker', () => {
     expect((error as PublishError).failedIds).toEqual(sent.map((m) => m.id));
   }, 30_000);
 
+  it('a source that cannot reach Kafka fails to open with KEEL_BROKER_UNAVAILABLE', async () => {
+    const { broker: kafka } = broker({ brokers: ['127.0.0.1:1'] });
+    const source = kafka.source('kt_unreachable');
+    await expect(source.open(() => undefined)).rejects.toMatchObject({ code: 'KEEL_BROKER_UNAVAILABLE' });
+    await source.close();
+  }, 30_000);
+
   it('refuses work after close', async () => {
     const { broker: kafka } = broker();
     await kafka.close();

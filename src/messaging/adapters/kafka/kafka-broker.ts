@@ -308,8 +308,10 @@ export class KafkaBroker implements MessageBroker {
       clientId: this.#options.clientId,
       bootstrapBrokers: this.#options.brokers,
     }));
-    if ((await admin.listTopics()).includes(topic)) return;
+    let listed = false;
     try {
+      if ((await admin.listTopics()).includes(topic)) return;
+      listed = true;
       await admin.createTopics({
         topics: [topic],
         partitions: this.#options.partitions,
@@ -317,7 +319,7 @@ export class KafkaBroker implements MessageBroker {
       });
     } catch (error) {
       // Another process created it first: as good as our own.
-      if ((await admin.listTopics().catch((): string[] => [])).includes(topic)) return;
+      if (listed && (await admin.listTopics().catch((): string[] => [])).includes(topic)) return;
       throw new KeelError(
         'KEEL_BROKER_UNAVAILABLE',
         `could not create Kafka topic ${topic}: ${describeError(error)}`,

@@ -79,7 +79,18 @@ export class KafkaSource implements DeliverySource<KafkaDelivery> {
     });
     this.#consumer = consumer;
     consumer.on('consumer:group:join', () => this.#onAssignment());
-    await this.#openStream();
+    try {
+      await this.#openStream();
+    } catch (error) {
+      // No member left behind holding connections (or a group seat) for a source that never opened.
+      this.#consumer = undefined;
+      await forceClose(consumer);
+      throw new KeelError(
+        'KEEL_BROKER_UNAVAILABLE',
+        `could not join group ${this.#settings.group} on ${this.destination}: ${describeError(error)}`,
+        { cause: error },
+      );
+    }
   }
 
   async #openStream(): Promise<void> {
