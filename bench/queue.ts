@@ -31,7 +31,12 @@ const slowBudgetMs = 10_000;
 
 const contenders: Contender[] = [
   keelContender('defaults', {}, 'concurrency 1, poll 1 s, NOTIFY wake-up'),
-  keelContender('tuned', { concurrency: 64 }, 'concurrency 64'),
+  keelContender(
+    'tuned',
+    { concurrency: 64, prefetch: 1000 },
+    'concurrency 64, prefetch 1000 (claims up to 1 064 rows per query); acks are always batched',
+  ),
+  keelContender('tuned', { concurrency: 64 }, 'concurrency 64 alone, no prefetch', 'keel concurrency 64'),
   pgBossContender('defaults', { workers: 1, work: {} }, 'one work() worker, batchSize 1, polling every 2 s'),
   pgBossContender(
     'tuned',
@@ -50,9 +55,9 @@ const contenders: Contender[] = [
     },
     'its performance page: concurrentJobs 24, maxPoolSize 25, localQueue.size 500, completeJobBatchDelay 0, failJobBatchDelay 0',
   ),
-].filter((c) => only === undefined || only.some((o) => `${c.system} ${c.variant}`.startsWith(o)));
+].filter((c) => only === undefined || only.some((o) => (c.name ?? `${c.system} ${c.variant}`).startsWith(o)));
 
-const label = (c: Contender): string => `${c.system} ${c.variant}`;
+const label = (c: Contender): string => c.name ?? `${c.system} ${c.variant}`;
 const isSlow = (c: Contender): boolean => c.system === 'pg-boss' && c.variant === 'defaults';
 const e2e = (t: Throughput): number => t.completed / ((t.enqueueMs + t.drainMs) / 1000);
 
@@ -115,7 +120,7 @@ export default async function main(): Promise<void> {
     const l = await inFreshSchema(url, c, (instance) => latency(instance, rate, seconds, 10_000));
     lat.set(c, l);
     console.log(
-      `  latency ${label(c).padEnd(26)} p50 ${fmt(l.p50, 1)} ms, p99 ${fmt(l.p99, 1)} ms, handled ${fmt(l.handled)} of ${fmt(l.sent)}`,
+      `  latency ${label(c).padEnd(26)} p50 ${fmt(l.p50, 1)} ms, p99 ${fmt(l.p99, 1)} ms, handled ${fmt(l.handled)} of ${fmt(l.sent)}${l.sendErrors > 0 ? `; ${fmt(l.sendErrors)} enqueue calls failed (${l.firstError})` : ''}`,
     );
   }
 
@@ -139,7 +144,7 @@ export default async function main(): Promise<void> {
   console.log('');
 
   const find = (system: string, variant: string): Contender | undefined =>
-    contenders.find((c) => c.system === system && c.variant === variant);
+    contenders.find((c) => label(c) === `${system} ${variant}`);
   for (const variant of ['tuned', 'defaults'] as const) {
     const keel = find('keel', variant);
     if (keel === undefined) continue;

@@ -12,6 +12,8 @@ export interface Contender {
   readonly system: string;
   /** `defaults` or `tuned`. */
   readonly variant: 'defaults' | 'tuned';
+  /** Printed name when not `<system> <variant>` (a second tuned configuration). */
+  readonly name?: string;
   /** How it is configured, for the printed method. */
   readonly how: string;
   /** Creates the library's tables in `schema` (fresh, just created) and connects. */

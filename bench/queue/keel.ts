@@ -9,11 +9,13 @@ export function keelContender(
   variant: 'defaults' | 'tuned',
   options: QueueConsumerOptions,
   how: string,
+  name?: string,
 ): Contender {
   return {
     system: 'keel',
     variant,
     how,
+    ...(name === undefined ? {} : { name }),
     async open(schema, url) {
       const db = await openDb({ kind: 'pg', url, schema });
       await migrate(db, pgQueueMigrations);

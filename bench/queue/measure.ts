@@ -21,6 +21,9 @@ export interface Latency {
   p50: number;
   p99: number;
   max: number;
+  /** Enqueue calls that failed (the first error's message beside it). */
+  sendErrors: number;
+  firstError: string | undefined;
   /** false when the contender fell behind and left jobs unhandled at the end. */
   kept_up: boolean;
 }
@@ -104,13 +107,19 @@ export async function latency(
   const total = Math.round(rate * (seconds + warmupMs / 1000));
   const sends: Promise<void>[] = [];
   let sendErrors = 0;
+  let firstError: string | undefined;
   start = performance.now();
   let sent = 0;
   while (sent < total) {
     const due = Math.min(total, Math.floor(((performance.now() - start) / 1000) * rate) + 1);
     while (sent < due) {
       sent++;
-      sends.push(instance.enqueueOne({ t: performance.now() }).catch(() => void sendErrors++));
+      sends.push(
+        instance.enqueueOne({ t: performance.now() }).catch((error: unknown) => {
+          sendErrors++;
+          firstError ??= error instanceof Error ? error.message : String(error);
+        }),
+      );
     }
     await sleep(1);
   }
@@ -127,6 +136,8 @@ export async function latency(
     p50: pick(0.5),
     p99: pick(0.99),
     max: samples.at(-1) ?? NaN,
+    sendErrors,
+    firstError,
     kept_up: handled >= total - sendErrors,
   };
 }
