@@ -1,0 +1,61 @@
+/**
+ * Every span and metric name keel emits, in one place: `docs/observability.md` lists exactly
+ * these (a test checks it), and dashboards and alerts can import them instead of spelling them.
+ */
+export const spanNames = {
+  /** CONSUMER span around a handler: `<destination> process`. */
+  process: (destination: string): string => `${destination} process`,
+  /** PRODUCER span around one publish call: `<destination> publish`. */
+  publish: (destination: string): string => `${destination} publish`,
+  /** INTERNAL span around `addToOutbox` in the caller's transaction. */
+  outboxAdd: 'outbox.add',
+  /** SERVER span for an HTTP route: `<METHOD> <route>`. */
+  httpRoute: (method: string, route: string): string => `${method} ${route}`,
+} as const;
+
+/** The span names as they appear in the docs table (placeholders in angle brackets). */
+export const spanNamePatterns = [
+  '<destination> process',
+  '<destination> publish',
+  'outbox.add',
+  '<METHOD> <route>',
+] as const;
+
+/** Attribute keys keel adds beyond the OpenTelemetry semantic conventions. */
+export const keelAttributes = {
+  attempt: 'keel.attempt',
+  outcome: 'keel.outcome',
+  breakerState: 'keel.breaker.state',
+  policy: 'keel.policy',
+} as const;
+
+export const metricNames = {
+  consumerHandled: 'keel.consumer.handled',
+  consumerRetried: 'keel.consumer.retried',
+  consumerDeadLettered: 'keel.consumer.dead_lettered',
+  handlerDuration: 'keel.handler.duration',
+  queueDepth: 'keel.queue.depth',
+  outboxBacklog: 'keel.outbox.backlog',
+  outboxOldestAge: 'keel.outbox.oldest_unpublished_age',
+  outboxParked: 'keel.outbox.parked',
+  policyRetries: 'keel.policy.retries',
+  policyRejections: 'keel.policy.rejections',
+  policyTimeouts: 'keel.policy.timeouts',
+  breakerState: 'keel.breaker.state',
+  breakerTransitions: 'keel.breaker.transitions',
+  httpDuration: 'http.server.request.duration',
+} as const;
+
+/**
+ * OpenTelemetry messaging semantic-convention attribute keys. Copied rather than imported from
+ * `@opentelemetry/semantic-conventions/incubating`, as its README advises: incubating names can
+ * change in a minor release, and this table is what the docs promise.
+ */
+export const messagingAttributes = {
+  system: 'messaging.system',
+  destinationName: 'messaging.destination.name',
+  messageId: 'messaging.message.id',
+  operationType: 'messaging.operation.type',
+  operationName: 'messaging.operation.name',
+  batchMessageCount: 'messaging.batch.message_count',
+} as const;

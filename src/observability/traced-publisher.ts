@@ -1,0 +1,90 @@
+import { context, SpanKind, trace, type Tracer } from '@opentelemetry/api';
+import type { Queryable } from '../db/db.ts';
+import type { Envelope, Publisher } from '../messaging/index.ts';
+import { addToOutbox } from '../outbox/index.ts';
+import { messagingAttributes as m, spanNames } from './names.ts';
+import { extractTraceContext } from './propagation.ts';
+import { recordFailure } from './traced-handler.ts';
+import { keelTracer } from './tracer.ts';
+
+export interface TracedPublisherOptions {
+  /** `messaging.system`. Default `keel`. */
+  system?: string;
+  /** Default: keel's tracer from the global provider. */
+  tracer?: Tracer;
+}
+
+/**
+ * Wraps a publisher: each `publish` call is a PRODUCER span `<destination> publish`.
+ *
+ * The span's parent is the active context, or, when nothing is active (the outbox relay polls
+ * outside any request), the trace carried by the first message's headers: so the relay's
+ * publish shows up in the trace of the request that wrote the outbox row. The envelopes are
+ * passed on unchanged: their `traceparent` still names the span that created them, which is
+ * the parent the consumer's span takes.
+ */
+export function tracedPublisher(publisher: Publisher, options: TracedPublisherOptions = {}): Publisher {
+  const tracer = options.tracer ?? keelTracer();
+  const system = options.system ?? 'keel';
+  return {
+    async publish(destination: string, messages: readonly Envelope[]): Promise<void> {
+      const parent = parentFor(messages);
+      const span = tracer.startSpan(
+        spanNames.publish(destination),
+        {
+          kind: SpanKind.PRODUCER,
+          attributes: {
+            [m.system]: system,
+            [m.destinationName]: destination,
+            [m.operationType]: 'send',
+            [m.batchMessageCount]: messages.length,
+            ...(messages.length === 1 ? { [m.messageId]: messages[0]!.id } : {}),
+          },
+        },
+        parent,
+      );
+      try {
+        await context.with(trace.setSpan(parent, span), () => publisher.publish(destination, messages));
+      } catch (error) {
+        recordFailure(span, error);
+        throw error;
+      } finally {
+        span.end();
+      }
+    },
+  };
+}
+
+function parentFor(messages: readonly Envelope[]) {
+  const active = context.active();
+  if (trace.getSpanContext(active) !== undefined || messages.length === 0) return active;
+  return extractTraceContext(messages[0]!, active);
+}
+
+/**
+ * `addToOutbox` inside an INTERNAL span `outbox.add`, a child of the active span (the HTTP route
+ * that writes the order). Same arguments, same transaction, same guarantee.
+ */
+export async function tracedAddToOutbox(
+  tx: Queryable,
+  destination: string,
+  messages: Envelope | readonly Envelope[],
+  options: { tracer?: Tracer } = {},
+): Promise<void> {
+  const tracer = options.tracer ?? keelTracer();
+  const count = Array.isArray(messages) ? messages.length : 1;
+  await tracer.startActiveSpan(
+    spanNames.outboxAdd,
+    { attributes: { [m.destinationName]: destination, [m.batchMessageCount]: count } },
+    async (span) => {
+      try {
+        await addToOutbox(tx, destination, messages);
+      } catch (error) {
+        recordFailure(span, error);
+        throw error;
+      } finally {
+        span.end();
+      }
+    },
+  );
+}
