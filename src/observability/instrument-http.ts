@@ -16,6 +16,7 @@ import {
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { systemClock, type Clock } from '../time/index.ts';
 import { metricNames, spanNames } from './names.ts';
+import { secondsBuckets } from './traced-handler.ts';
 import { keelTracer } from './tracer.ts';
 
 export interface InstrumentHttpOptions {
@@ -53,7 +54,7 @@ export function instrumentHttp(app: FastifyInstance, options: InstrumentHttpOpti
   const duration = options.meter?.createHistogram(metricNames.httpDuration, {
     description: 'Duration of HTTP requests, by route',
     unit: 's',
-    advice: { explicitBucketBoundaries: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] },
+    advice: { explicitBucketBoundaries: [...secondsBuckets] },
   });
   app.addHook('onRequest', (request, _reply, done) => {
     const route = routeOf(request);

@@ -43,11 +43,15 @@ export interface TracedHandlerOptions {
   clock?: Clock;
 }
 
+/** Bucket bounds (s) for latency histograms: 5 ms to 10 s. The SDK's default bounds are for ms. */
+export const secondsBuckets: readonly number[] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
 /** Creates the `keel.handler.duration` histogram once per meter. */
 export function handlerDurationHistogram(meter: Meter): Histogram {
   return meter.createHistogram(metricNames.handlerDuration, {
     description: 'Time a message handler took, by destination and outcome',
     unit: 's',
+    advice: { explicitBucketBoundaries: [...secondsBuckets] },
   });
 }
 
