@@ -1,7 +1,9 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { Meter } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import type { Db } from '../../src/db/index.ts';
 import { PgQueue, type QueueConsumer } from '../../src/messaging/index.ts';
+import { tracedHandler, tracedPublisher } from '../../src/observability/index.ts';
 import { OutboxRelay } from '../../src/outbox/index.ts';
 import { ServiceBase, ServiceGroup, type Service } from '../../src/service/index.ts';
 import type { Clock } from '../../src/time/index.ts';
@@ -27,6 +29,8 @@ export interface ShopDeps {
   db: Db;
   clock: Clock;
   logger: Logger;
+  /** Measures handler durations (`keel.handler.duration`). Default: none. Spans need no option. */
+  meter?: Meter;
 }
 
 export interface Shop extends Service {
@@ -53,7 +57,11 @@ export function buildShop(config: ShopConfig, deps: ShopDeps): Shop {
 
   let worker: QueueConsumer | undefined;
   if (config.roles.has('worker')) {
-    worker = queue.consumer(ordersQueue, orderPlacedHandler(db, clock), {
+    const handler = tracedHandler(orderPlacedHandler(db, clock), {
+      destination: ordersQueue,
+      meter: deps.meter,
+    });
+    worker = queue.consumer(ordersQueue, handler, {
       clock,
       concurrency: config.worker.concurrency,
       pollIntervalMs: config.worker.pollIntervalMs,
@@ -69,7 +77,7 @@ export function buildShop(config: ShopConfig, deps: ShopDeps): Shop {
 
   let relay: OutboxRelay | undefined;
   if (config.roles.has('relay')) {
-    relay = new OutboxRelay(db, queue, {
+    relay = new OutboxRelay(db, tracedPublisher(queue), {
       clock,
       pollIntervalMs: config.relay.pollIntervalMs,
       batchSize: config.relay.batchSize,

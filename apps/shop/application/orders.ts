@@ -1,6 +1,6 @@
 import { v7 as uuidv7 } from 'uuid';
 import type { Db, Tx } from '../../../src/db/index.ts';
-import { addToOutbox } from '../../../src/outbox/index.ts';
+import { injectTraceHeaders, tracedAddToOutbox } from '../../../src/observability/index.ts';
 import type { Clock } from '../../../src/time/index.ts';
 import { orderPlacedV1, ordersQueue, type PlaceOrderRequest } from '../contracts/orders.ts';
 import type { Order } from '../domain/order.ts';
@@ -28,11 +28,11 @@ export async function placeOrder(
   };
   const event = orderPlacedV1.create(
     { orderId: order.id, customerId: order.customerId, items: [...order.items] },
-    { key: order.id, headers, clock },
+    { key: order.id, headers: injectTraceHeaders(headers), clock },
   );
   await db.transaction(async (tx) => {
     await insertOrder(tx, order);
-    await addToOutbox(tx, ordersQueue, event);
+    await tracedAddToOutbox(tx, ordersQueue, event);
   });
   return order;
 }

@@ -1,0 +1,93 @@
+import { SpanKind, type Meter } from '@opentelemetry/api';
+import { InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { migrate } from '../../src/db/index.ts';
+import { setupObservability, type Observability } from '../../src/observability/index.ts';
+import { systemClock } from '../../src/time/index.ts';
+import { buildShop } from './app.ts';
+import { ordersQueue } from './contracts/orders.ts';
+import { instrumentShop } from './observability.ts';
+import { shopMigrations } from './presets/open-shop.ts';
+import { createShopStore, testShopConfig, type ShopStore } from './test/test-shop.ts';
+
+const exporter = new InMemorySpanExporter();
+let otel: Observability;
+let meter: Meter;
+let store: ShopStore;
+
+beforeAll(async () => {
+  otel = setupObservability({
+    serviceName: 'shop-test',
+    prometheus: true,
+    spanProcessors: [new SimpleSpanProcessor(exporter)],
+  });
+  meter = otel.meterProvider.getMeter('keel');
+  store = await createShopStore();
+});
+afterAll(async () => {
+  await store.dispose();
+  await otel.shutdown();
+});
+
+describe('shop observability', () => {
+  it('one order through api, outbox, relay and worker is one trace; /metrics shows it', async () => {
+    const db = await store.open();
+    await migrate(db, await shopMigrations());
+    const shop = buildShop(testShopConfig(['worker', 'relay']), {
+      db,
+      clock: systemClock,
+      logger: pino({ level: 'silent' }),
+      meter,
+    });
+    instrumentShop(shop, { meter, prometheus: otel.prometheus! });
+    await shop.start();
+    try {
+      const handled = shop.worker!.events.once('handled');
+      const response = await shop.http.inject({
+        method: 'POST',
+        url: '/v1/orders',
+        payload: { customerId: 'c-1', items: [{ sku: 'book-1', quantity: 2 }] },
+      });
+      expect(response.statusCode).toBe(202);
+      await handled;
+
+      const spans = exporter.getFinishedSpans();
+      const one = (name: string): ReadableSpan => {
+        const found = spans.filter((s) => s.name === name);
+        expect(found, `spans named ${name}: ${spans.map((s) => s.name).join(', ')}`).toHaveLength(1);
+        return found[0]!;
+      };
+      const route = one('POST /v1/orders');
+      const add = one('outbox.add');
+      const publish = one(`${ordersQueue} publish`);
+      const process = one(`${ordersQueue} process`);
+      const traceId = route.spanContext().traceId;
+      for (const span of [add, publish, process]) expect(span.spanContext().traceId).toBe(traceId);
+      expect(route.kind).toBe(SpanKind.SERVER);
+      expect(route.attributes).toMatchObject({
+        'http.route': '/v1/orders',
+        'http.response.status_code': 202,
+      });
+      expect(add.parentSpanContext?.spanId).toBe(route.spanContext().spanId);
+      expect(publish.kind).toBe(SpanKind.PRODUCER);
+      expect(process.kind).toBe(SpanKind.CONSUMER);
+      // The event was created inside the route's span: the worker's span is its child.
+      expect(process.parentSpanContext?.spanId).toBe(route.spanContext().spanId);
+
+      const metrics = await shop.http.inject({ url: '/metrics' });
+      expect(metrics.statusCode).toBe(200);
+      expect(metrics.body).toMatch(
+        /^http_server_request_duration_count\{.*http_route="\/v1\/orders".*\} 1$/m,
+      );
+      expect(metrics.body).toMatch(/^keel_handler_duration_count\{.*keel_outcome="success".*\} 1$/m);
+      expect(metrics.body).toMatch(/^keel_consumer_handled_total\{.*\} 1$/m);
+      expect(metrics.body).toMatch(/^keel_outbox_backlog\{.*\} 0$/m);
+      expect(metrics.body).toMatch(
+        /^keel_queue_depth\{.*messaging_destination_name="shop\.orders".*\} \d+$/m,
+      );
+    } finally {
+      await shop.stop();
+    }
+  });
+});

@@ -1,0 +1,40 @@
+import type { Meter } from '@opentelemetry/api';
+import type { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
+import {
+  instrumentConsumer,
+  instrumentHttp,
+  instrumentOutbox,
+  instrumentQueueDepth,
+  metricsRoute,
+} from '../../src/observability/index.ts';
+import type { ListenerHandle } from '../../src/service/index.ts';
+import type { Shop } from './app.ts';
+import { ordersQueue } from './contracts/orders.ts';
+
+export interface ShopObservabilityOptions {
+  /** Where the shop's metrics go: the meter of the registered `MeterProvider`. */
+  meter: Meter;
+  /** Serves `/metrics` on the shop's HTTP app when given. */
+  prometheus?: PrometheusExporter;
+}
+
+/**
+ * Instruments a built, not yet started, shop: a span and a latency histogram per HTTP route,
+ * `/metrics`, the worker's counters, and the outbox and queue gauges. The worker's handler span
+ * and the relay's publish span are part of `buildShop` itself (no-ops until an SDK is
+ * registered); pass `meter` in the shop's deps for handler durations too.
+ */
+export function instrumentShop(shop: Shop, options: ShopObservabilityOptions): ListenerHandle {
+  const { meter } = options;
+  instrumentHttp(shop.http, { meter });
+  if (options.prometheus !== undefined) metricsRoute(shop.http, options.prometheus);
+  const handles: ListenerHandle[] = [
+    instrumentOutbox(shop.db, meter),
+    instrumentQueueDepth(shop.queue, [ordersQueue], meter),
+  ];
+  if (shop.worker !== undefined) handles.push(instrumentConsumer(shop.worker, meter, ordersQueue));
+  const dispose = (): void => {
+    for (const handle of handles) handle.dispose();
+  };
+  return { dispose, [Symbol.dispose]: dispose };
+}
