@@ -63,15 +63,29 @@ export function setupObservability(options: ObservabilityOptions): Observability
   const readers = [...(options.metricReaders ?? []), ...(prometheus === undefined ? [] : [prometheus])];
   const meterProvider = new MeterProvider({ resource, readers });
   const contextManager = new AsyncLocalStorageContextManager().enable();
-  const registered =
-    context.setGlobalContextManager(contextManager) &&
-    trace.setGlobalTracerProvider(tracerProvider) &&
-    metrics.setGlobalMeterProvider(meterProvider) &&
-    propagation.setGlobalPropagator(
-      new CompositePropagator({ propagators: [new W3CTraceContextPropagator(), new W3CBaggagePropagator()] }),
-    );
-  if (!registered) {
-    unregister();
+  // Each global is set only if unset; on a clash, undo only what this call set, so the
+  // registration already in place keeps working.
+  const undo: (() => void)[] = [];
+  const steps: [() => boolean, () => void][] = [
+    [() => context.setGlobalContextManager(contextManager), () => context.disable()],
+    [() => trace.setGlobalTracerProvider(tracerProvider), () => trace.disable()],
+    [() => metrics.setGlobalMeterProvider(meterProvider), () => metrics.disable()],
+    [
+      () =>
+        propagation.setGlobalPropagator(
+          new CompositePropagator({
+            propagators: [new W3CTraceContextPropagator(), new W3CBaggagePropagator()],
+          }),
+        ),
+      () => propagation.disable(),
+    ],
+  ];
+  for (const [set, unset] of steps) {
+    if (set()) {
+      undo.push(unset);
+      continue;
+    }
+    for (const unset of undo) unset();
     contextManager.disable();
     throw new InvalidArgumentError(
       'setupObservability',
@@ -89,18 +103,11 @@ export function setupObservability(options: ObservabilityOptions): Observability
         try {
           await Promise.all([tracerProvider.shutdown(), meterProvider.shutdown()]);
         } finally {
-          unregister();
+          for (const unset of undo) unset();
           contextManager.disable();
         }
       })();
       return done;
     },
   };
-}
-
-function unregister(): void {
-  trace.disable();
-  metrics.disable();
-  propagation.disable();
-  context.disable();
 }
