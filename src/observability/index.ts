@@ -12,4 +12,11 @@ export { metricsRoute, createPrometheusReader, prometheusContentType } from './m
 export { traceLogMixin, withLogContext, logContextOf, redactPaths, type LogContext } from './log-context.ts';
 export { setupObservability, type Observability, type ObservabilityOptions } from './setup.ts';
 export { keelTracer, keelMeter, instrumentationScope } from './tracer.ts';
-export { spanNames, spanNamePatterns, metricNames, keelAttributes, messagingAttributes } from './names.ts';
+export {
+  spanNames,
+  spanNamePatterns,
+  spanEvents,
+  metricNames,
+  keelAttributes,
+  messagingAttributes,
+} from './names.ts';

@@ -1,4 +1,4 @@
-import type { Meter } from '@opentelemetry/api';
+import { trace, type Meter } from '@opentelemetry/api';
 import {
   BulkheadPolicy,
   CircuitBreakerPolicy,
@@ -8,7 +8,7 @@ import {
   type CircuitStatus,
 } from '../resilience/index.ts';
 import type { ListenerHandle } from '../service/index.ts';
-import { keelAttributes, metricNames } from './names.ts';
+import { keelAttributes, metricNames, spanEvents } from './names.ts';
 
 /** The policies to watch, each under a name that becomes the `keel.policy` attribute. */
 export type NamedPolicies = Readonly<
@@ -29,6 +29,9 @@ export const breakerStateValue: Readonly<Record<CircuitStatus, number>> = {
  * `keel.policy.timeouts`, `keel.breaker.transitions` (by `keel.breaker.state` entered) and the
  * `keel.breaker.state` gauge (0 closed, 1 half-open, 2 open, 3 isolated), all by `keel.policy`.
  * A rejection is an expected outcome: counted, never an error.
+ *
+ * On the caller's active span (when there is one): a `keel.retry` event per retry, a
+ * `keel.timeout` event per timeout, and `keel.breaker.state` when a breaker rejects the call.
  */
 export function instrumentPolicies(policies: NamedPolicies, meter: Meter): ListenerHandle {
   const retries = meter.createCounter(metricNames.policyRetries, { description: 'Retries scheduled' });
@@ -49,17 +52,42 @@ export function instrumentPolicies(policies: NamedPolicies, meter: Meter): Liste
   for (const [name, policy] of Object.entries(policies)) {
     const attributes = { [keelAttributes.policy]: name };
     if (policy instanceof RetryPolicy) {
-      handles.push(policy.events.on('retry', () => retries.add(1, attributes)));
+      handles.push(
+        policy.events.on('retry', ({ attempt, delayMs }) => {
+          retries.add(1, attributes);
+          // Emitted inside the caller's execute(): the active span is the call being retried.
+          trace.getActiveSpan()?.addEvent(spanEvents.retry, {
+            ...attributes,
+            [keelAttributes.attempt]: attempt,
+            'keel.delay_ms': delayMs,
+          });
+        }),
+      );
     } else if (policy instanceof CircuitBreakerPolicy) {
       breakers.push([name, policy]);
-      handles.push(policy.events.on('rejected', () => rejections.add(1, attributes)));
+      handles.push(
+        policy.events.on('rejected', ({ state }) => {
+          rejections.add(1, attributes);
+          // An open breaker is an expected outcome: an attribute on the caller's span, not an error.
+          trace
+            .getActiveSpan()
+            ?.setAttributes({ ...attributes, [keelAttributes.breakerState]: state.status });
+        }),
+      );
       handles.push(
         policy.events.on('stateChange', ({ to }) =>
           transitions.add(1, { ...attributes, [keelAttributes.breakerState]: to.status }),
         ),
       );
     } else if (policy instanceof TimeoutPolicy) {
-      handles.push(policy.events.on('timeout', () => timeouts.add(1, attributes)));
+      handles.push(
+        policy.events.on('timeout', ({ timeoutMs }) => {
+          timeouts.add(1, attributes);
+          trace
+            .getActiveSpan()
+            ?.addEvent(spanEvents.timeout, { ...attributes, 'keel.timeout_ms': timeoutMs });
+        }),
+      );
     } else if (policy instanceof BulkheadPolicy || policy instanceof RateLimiterPolicy) {
       handles.push(policy.events.on('rejected', () => rejections.add(1, attributes)));
     }

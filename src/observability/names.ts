@@ -21,6 +21,12 @@ export const spanNamePatterns = [
   '<METHOD> <route>',
 ] as const;
 
+/** Span events keel adds to the caller's active span. */
+export const spanEvents = {
+  retry: 'keel.retry',
+  timeout: 'keel.timeout',
+} as const;
+
 /** Attribute keys keel adds beyond the OpenTelemetry semantic conventions. */
 export const keelAttributes = {
   attempt: 'keel.attempt',

@@ -10,9 +10,12 @@ import {
   type Envelope,
 } from '../messaging/index.ts';
 import { OutboxRelay, outboxMigrations } from '../outbox/index.ts';
+import { circuitBreaker, retry } from '../resilience/index.ts';
 import { createTestDb, type TestDb } from '../testing/index.ts';
+import { constantBackoff } from '../time/index.ts';
 import {
   injectTraceHeaders,
+  instrumentPolicies,
   keelTracer,
   setupObservability,
   tracedAddToOutbox,
@@ -202,5 +205,29 @@ describe('outbox tracing', () => {
     expect(publish?.spanContext().traceId).toBe(request.traceId);
     expect(parentOf(publish!)).toBe(request.spanId);
     expect(await queue.depth('things')).toBe(1);
+  });
+});
+
+describe('policies on the active span', () => {
+  it('retries are span events and an open breaker is an attribute, not an error', async () => {
+    const retries = retry({ maxAttempts: 3, backoff: constantBackoff(0) });
+    const breaker = circuitBreaker({ threshold: { kind: 'consecutive', failures: 1 } });
+    using _handle = instrumentPolicies({ payment: retries, breaker }, otel.meterProvider.getMeter('keel'));
+    await keelTracer().startActiveSpan('call', async (span) => {
+      let calls = 0;
+      await retries.execute(async () => {
+        if (++calls < 3) throw new Error('flaky');
+      });
+      await breaker.execute(() => Promise.reject(new Error('down'))).catch(() => undefined);
+      await breaker.execute(async () => 'never').catch(() => undefined);
+      span.end();
+    });
+    const [call] = spans('call');
+    expect(call?.events.map((e) => [e.name, e.attributes?.['keel.attempt']])).toEqual([
+      ['keel.retry', 1],
+      ['keel.retry', 2],
+    ]);
+    expect(call?.attributes).toMatchObject({ 'keel.policy': 'breaker', 'keel.breaker.state': 'open' });
+    expect(call?.status.code).toBe(SpanStatusCode.UNSET);
   });
 });
