@@ -97,6 +97,9 @@ export default async function main(): Promise<void> {
   console.log(
     `  pg-boss defaults fetch one job every 2 s per worker: its drain is measured over a ${slowBudgetMs / 1000} s window`,
   );
+  console.log(
+    '  before each measurement: CHECKPOINT and 1 s of rest, so no contender pays for the one before',
+  );
   console.log('  contenders:');
   for (const c of contenders) console.log(`    ${label(c).padEnd(26)} ${c.how}`);
   console.log('  ratio: throughput keel / peer, latency peer / keel: above 1 means keel is ahead\n');
