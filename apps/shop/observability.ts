@@ -6,6 +6,8 @@ import {
   instrumentOutbox,
   instrumentQueueDepth,
   metricsRoute,
+  setupObservability,
+  type Observability,
 } from '../../src/observability/index.ts';
 import type { ListenerHandle } from '../../src/service/index.ts';
 import type { Shop } from './app.ts';
@@ -37,4 +39,23 @@ export function instrumentShop(shop: Shop, options: ShopObservabilityOptions): L
     for (const handle of handles) handle.dispose();
   };
   return { dispose, [Symbol.dispose]: dispose };
+}
+
+/**
+ * The shop's SDK from its environment (12-factor): OTLP/HTTP trace export when
+ * `OTEL_EXPORTER_OTLP_ENDPOINT` is set (`/v1/traces` appended, as the OTLP spec says for the
+ * base endpoint), spans on stdout when `KEEL_TRACE_CONSOLE=1`, and a Prometheus reader for
+ * `/metrics` always. Call once per process, before `buildShop`; `shutdown()` on exit.
+ */
+export function shopObservabilityFromEnv(
+  env: Readonly<Record<string, string | undefined>> = process.env,
+  serviceName = 'shop',
+): Observability {
+  const endpoint = env.OTEL_EXPORTER_OTLP_ENDPOINT?.trim();
+  return setupObservability({
+    serviceName: env.OTEL_SERVICE_NAME?.trim() || serviceName,
+    prometheus: true,
+    ...(endpoint ? { otlp: `${endpoint.replace(/\/+$/, '')}/v1/traces` } : {}),
+    console: env.KEEL_TRACE_CONSOLE === '1',
+  });
 }

@@ -10,6 +10,7 @@ import {
   redactPaths,
   setupObservability,
   traceLogMixin,
+  tracedHandler,
   withLogContext,
   type Observability,
 } from './index.ts';
@@ -64,6 +65,25 @@ describe('logs', () => {
         causation_id: message.id,
       });
     }
+  });
+
+  it('a traced handler logs with the message ids and its consumer span', async () => {
+    const { logger, lines } = capture();
+    const message = createEnvelope({ type: 't.v1', payload: {}, headers: { 'correlation-id': 'corr-2' } });
+    const handler = tracedHandler(
+      async () => {
+        logger.info('handling');
+      },
+      { destination: 'd' },
+    );
+    await handler(message, { destination: 'd', attempt: 1, signal: new AbortController().signal });
+    const span = exporter.getFinishedSpans().find((s) => s.name === 'd process')!;
+    expect(lines[0]).toMatchObject({
+      trace_id: span.spanContext().traceId,
+      span_id: span.spanContext().spanId,
+      correlation_id: 'corr-2',
+      causation_id: message.id,
+    });
   });
 
   it('redacts authorization, API keys and payment details', () => {

@@ -15,6 +15,7 @@ import { ATTR_ERROR_TYPE } from '@opentelemetry/semantic-conventions';
 import type { Handler } from '../messaging/index.ts';
 import { systemClock, type Clock } from '../time/index.ts';
 import { keelAttributes, messagingAttributes as m, metricNames, spanNames } from './names.ts';
+import { logContextOf, withLogContext } from './log-context.ts';
 import { extractTraceContext } from './propagation.ts';
 import { keelTracer } from './tracer.ts';
 
@@ -60,6 +61,9 @@ export function handlerDurationHistogram(meter: Meter): Histogram {
  * envelope's trace context, and runs the handler inside it: spans the handler starts, and
  * trace headers it injects into messages it sends, belong to the same trace.
  *
+ * Log lines written inside the handler (with `traceLogMixin`) carry the trace and span ids, the
+ * message's correlation id, and its id as the causation id.
+ *
  * A throw is recorded as an exception with status ERROR and rethrown unchanged, so the
  * consumer's retry and dead-letter decisions are the same with and without tracing.
  */
@@ -92,7 +96,10 @@ export function tracedHandler<P>(handler: Handler<P>, options: TracedHandlerOpti
     const started = clock.now();
     let outcome = 'success';
     try {
-      await context.with(trace.setSpan(parent, span), () => handler(message, delivery));
+      // Log lines written by the handler carry the message's correlation id and its id as causation.
+      await context.with(trace.setSpan(parent, span), () =>
+        withLogContext(logContextOf(message), () => handler(message, delivery)),
+      );
     } catch (error) {
       outcome = recordFailure(span, error, options.expected);
       throw error;
