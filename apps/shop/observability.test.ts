@@ -40,7 +40,7 @@ describe('shop observability', () => {
       logger: pino({ level: 'silent' }),
       meter,
     });
-    instrumentShop(shop, { meter, prometheus: otel.prometheus! });
+    using _instrumented = instrumentShop(shop, { meter, prometheus: otel.prometheus! });
     await shop.start();
     try {
       const handled = shop.worker!.events.once('handled');

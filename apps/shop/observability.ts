@@ -5,6 +5,7 @@ import {
   instrumentHttp,
   instrumentOutbox,
   instrumentQueueDepth,
+  instrumentRuntime,
   metricsRoute,
   setupObservability,
   type Observability,
@@ -22,9 +23,10 @@ export interface ShopObservabilityOptions {
 
 /**
  * Instruments a built, not yet started, shop: a span and a latency histogram per HTTP route,
- * `/metrics`, the worker's counters, and the outbox and queue gauges. The worker's handler span
- * and the relay's publish span are part of `buildShop` itself (no-ops until an SDK is
- * registered); pass `meter` in the shop's deps for handler durations too.
+ * `/metrics`, the worker's counters, the outbox and queue gauges, event-loop delay and heap.
+ * The worker's handler span and the relay's publish span are part of `buildShop` itself
+ * (no-ops until an SDK is registered); pass `meter` in the shop's deps for handler durations.
+ * Dispose the handle to stop the gauges and the event-loop monitor.
  */
 export function instrumentShop(shop: Shop, options: ShopObservabilityOptions): ListenerHandle {
   const { meter } = options;
@@ -33,6 +35,7 @@ export function instrumentShop(shop: Shop, options: ShopObservabilityOptions): L
   const handles: ListenerHandle[] = [
     instrumentOutbox(shop.db, meter),
     instrumentQueueDepth(shop.queue, [ordersQueue], meter),
+    instrumentRuntime(meter),
   ];
   if (shop.worker !== undefined) handles.push(instrumentConsumer(shop.worker, meter, ordersQueue));
   const dispose = (): void => {

@@ -7,6 +7,7 @@ export { tracedPublisher, tracedAddToOutbox, type TracedPublisherOptions } from 
 export { instrumentConsumer } from './instrument-consumer.ts';
 export { instrumentOutbox, instrumentQueueDepth, type DepthSource } from './instrument-outbox.ts';
 export { instrumentPolicies, breakerStateValue, type NamedPolicies } from './instrument-policies.ts';
+export { instrumentRuntime } from './instrument-runtime.ts';
 export { instrumentHttp, type InstrumentHttpOptions } from './instrument-http.ts';
 export { metricsRoute, createPrometheusReader, prometheusContentType } from './metrics-endpoint.ts';
 export { traceLogMixin, withLogContext, logContextOf, redactPaths, type LogContext } from './log-context.ts';

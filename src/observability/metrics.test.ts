@@ -19,6 +19,7 @@ import {
   instrumentOutbox,
   instrumentPolicies,
   instrumentQueueDepth,
+  instrumentRuntime,
   metricsRoute,
   prometheusContentType,
   setupObservability,
@@ -72,6 +73,7 @@ async function scrape(): Promise<{ body: string; contentType: string | undefined
   instrumentQueueDepth(queue, ['work', 'idle'], meter);
   await db.transaction((tx) => addToOutbox(tx, 'later', createEnvelope({ type: 'w.v1', payload: {} })));
   instrumentOutbox(db, meter);
+  const runtime = instrumentRuntime(meter);
 
   const retries = retry({ maxAttempts: 3, backoff: constantBackoff(0) });
   const breaker = circuitBreaker({ threshold: { kind: 'consecutive', failures: 1 } });
@@ -87,6 +89,7 @@ async function scrape(): Promise<{ body: string; contentType: string | undefined
   await breaker.execute(async () => 'never').catch(() => undefined);
 
   const response = await app.inject({ method: 'GET', url: '/metrics' });
+  runtime.dispose();
   await app.close();
   expect(response.statusCode).toBe(200);
   return { body: response.body, contentType: String(response.headers['content-type']) };
@@ -119,6 +122,8 @@ describe('/metrics', () => {
     expect(has(/^keel_outbox_oldest_unpublished_age\{.*\} [0-9.e-]+$/)).toBe(true);
     expect(has(/^keel_policy_retries_total\{.*keel_policy="payment".*\} 2$/)).toBe(true);
     expect(has(/^keel_policy_rejections_total\{.*keel_policy="payment-breaker".*\} 1$/)).toBe(true);
+    expect(has(/^v8js_memory_heap_used\{.*\} [0-9.e+]+$/)).toBe(true);
+    expect(has(/^nodejs_eventloop_delay_p99\{.*\} [0-9.e+-]+$/)).toBe(true);
     expect(has(/^keel_breaker_state\{.*keel_policy="payment-breaker".*\} 2$/)).toBe(true);
     expect(has(/^keel_breaker_transitions_total\{.*keel_breaker_state="open".*\} 1$/)).toBe(true);
   });

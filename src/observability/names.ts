@@ -50,6 +50,9 @@ export const metricNames = {
   breakerState: 'keel.breaker.state',
   breakerTransitions: 'keel.breaker.transitions',
   httpDuration: 'http.server.request.duration',
+  eventLoopDelayP99: 'nodejs.eventloop.delay.p99',
+  eventLoopDelayMax: 'nodejs.eventloop.delay.max',
+  heapUsed: 'v8js.memory.heap.used',
 } as const;
 
 /**
