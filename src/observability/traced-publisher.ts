@@ -1,4 +1,4 @@
-import { context, SpanKind, trace, type Tracer } from '@opentelemetry/api';
+import { context, SpanKind, trace, type Context, type Link, type Tracer } from '@opentelemetry/api';
 import type { Queryable } from '../db/db.ts';
 import type { Envelope, Publisher } from '../messaging/index.ts';
 import { addToOutbox } from '../outbox/index.ts';
@@ -21,7 +21,7 @@ export interface TracedPublisherOptions {
  * outside any request), the trace carried by the first message's headers: so the relay's
  * publish shows up in the trace of the request that wrote the outbox row. The envelopes are
  * passed on unchanged: their `traceparent` still names the span that created them, which is
- * the parent the consumer's span takes.
+ * the parent the consumer's span takes. Messages of a batch from other traces are links.
  */
 export function tracedPublisher(publisher: Publisher, options: TracedPublisherOptions = {}): Publisher {
   const tracer = options.tracer ?? keelTracer();
@@ -33,6 +33,7 @@ export function tracedPublisher(publisher: Publisher, options: TracedPublisherOp
         spanNames.publish(destination),
         {
           kind: SpanKind.PRODUCER,
+          links: linksFor(messages, parent),
           attributes: {
             [m.system]: system,
             [m.destinationName]: destination,
@@ -55,7 +56,30 @@ export function tracedPublisher(publisher: Publisher, options: TracedPublisherOp
   };
 }
 
-function parentFor(messages: readonly Envelope[]) {
+/** At most this many links per publish span: the SDK's default link limit. */
+const maxLinks = 128;
+
+/**
+ * A batch can hold messages from several traces (a relay round): the span links to each
+ * message's creating span other than its parent, as the messaging conventions advise.
+ */
+function linksFor(messages: readonly Envelope[], parent: Context): Link[] | undefined {
+  if (messages.length < 2) return undefined;
+  const parentSpan = trace.getSpanContext(parent)?.spanId;
+  const seen = new Set<string>();
+  const links: Link[] = [];
+  for (const message of messages) {
+    if (links.length >= maxLinks) break;
+    if (message.headers.traceparent === undefined) continue;
+    const span = trace.getSpanContext(extractTraceContext(message, context.active()));
+    if (span === undefined || span.spanId === parentSpan || seen.has(span.spanId)) continue;
+    seen.add(span.spanId);
+    links.push({ context: span });
+  }
+  return links.length === 0 ? undefined : links;
+}
+
+function parentFor(messages: readonly Envelope[]): Context {
   const active = context.active();
   if (trace.getSpanContext(active) !== undefined || messages.length === 0) return active;
   return extractTraceContext(messages[0]!, active);

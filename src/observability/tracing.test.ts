@@ -231,3 +231,26 @@ describe('policies on the active span', () => {
     expect(call?.status.code).toBe(SpanStatusCode.UNSET);
   });
 });
+
+describe('batch publish', () => {
+  it('a relay batch from two requests joins the first trace and links to the second', async () => {
+    const db = await queueDb();
+    const queue = new PgQueue(db);
+    const requests = [];
+    for (const name of ['first', 'second']) {
+      requests.push(
+        await keelTracer().startActiveSpan(name, async (span) => {
+          const message = createEnvelope({ type: 'thing.v1', payload: {}, headers: injectTraceHeaders() });
+          await db.transaction((tx) => tracedAddToOutbox(tx, 'things', message));
+          span.end();
+          return span.spanContext();
+        }),
+      );
+    }
+    expect(await new OutboxRelay(db, tracedPublisher(queue)).relayOnce()).toBe(2);
+    const [publish] = spans('things publish');
+    expect(publish?.spanContext().traceId).toBe(requests[0]!.traceId);
+    expect(publish?.links.map((l) => l.context.spanId)).toEqual([requests[1]!.spanId]);
+    expect(publish?.attributes['messaging.batch.message_count']).toBe(2);
+  });
+});
