@@ -1,0 +1,219 @@
+import Fastify, { type FastifyInstance } from 'fastify';
+import fc from 'fast-check';
+import { afterEach, describe, expect, it } from 'vitest';
+import { migrate } from '../db/index.ts';
+import { createTestDb, type TestDb } from '../testing/index.ts';
+import { ManualClock } from '../time/index.ts';
+import { installIdempotency } from './fastify-idempotency.ts';
+import type { IdempotencyStore } from './idempotency-store.ts';
+import { MemoryIdempotencyStore } from './memory-idempotency-store.ts';
+import { PostgresIdempotencyStore, idempotencyMigrations } from './postgres-idempotency-store.ts';
+
+const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0)) await cleanup();
+});
+
+const stores: { name: string; make: (clock: ManualClock) => Promise<IdempotencyStore> }[] = [
+  { name: 'memory', make: async (clock) => new MemoryIdempotencyStore({ clock }) },
+  {
+    name: 'postgres',
+    make: async (clock) => {
+      const db: TestDb = await createTestDb();
+      cleanups.push(() => db.close());
+      await migrate(db, idempotencyMigrations);
+      return new PostgresIdempotencyStore(db, { clock });
+    },
+  },
+];
+
+/** Stalls the handler: `entered` is called once a request is inside it, `stall` holds it there. */
+interface Gate {
+  stall?: Promise<void>;
+  entered?: () => void;
+}
+
+/** An app whose POST /charges counts its effects, and can be told to fail or stall. */
+async function app(
+  store: IdempotencyStore,
+): Promise<{ app: FastifyInstance; effects: () => number; gate: Gate }> {
+  let effects = 0;
+  const gate: Gate = {};
+  const fastify = Fastify();
+  installIdempotency(fastify, { store, ttlMs: 60_000, lockMs: 5_000 });
+  fastify.post('/charges', async (request, reply) => {
+    const body = request.body as { amount: number; fail?: boolean; invalid?: boolean };
+    if (body.invalid) return reply.status(400).send({ error: 'invalid' });
+    if (gate.stall) {
+      gate.entered?.();
+      await gate.stall;
+    }
+    if (body.fail) throw new Error('provider down');
+    effects++;
+    return reply
+      .status(201)
+      .header('location', `/charges/${effects}`)
+      .send({ id: effects, amount: body.amount });
+  });
+  cleanups.push(() => fastify.close());
+  return { app: fastify, effects: () => effects, gate };
+}
+
+const post = (fastify: FastifyInstance, body: object, key?: string) =>
+  fastify.inject({
+    method: 'POST',
+    url: '/charges',
+    payload: body,
+    headers: key === undefined ? {} : { 'idempotency-key': key },
+  });
+
+describe.each(stores)('idempotency keys over the $name store', ({ make }) => {
+  it('runs the first request and replays its response to a retry, marked as a replay', async () => {
+    const { app: fastify, effects } = await app(await make(new ManualClock()));
+    const first = await post(fastify, { amount: 5 }, 'k-1');
+    const retry = await post(fastify, { amount: 5 }, 'k-1');
+    expect(first.statusCode).toBe(201);
+    expect(retry.statusCode).toBe(201);
+    expect(retry.body).toBe(first.body);
+    expect(retry.headers.location).toBe(first.headers.location);
+    expect(retry.headers['idempotent-replayed']).toBe('true');
+    expect(first.headers['idempotent-replayed']).toBeUndefined();
+    expect(effects()).toBe(1);
+  });
+
+  it('treats the same JSON with fields in another order as the same request', async () => {
+    const { app: fastify, effects } = await app(await make(new ManualClock()));
+    await fastify.inject({
+      method: 'POST',
+      url: '/charges',
+      payload: '{"amount":5,"note":"x"}',
+      headers: { 'content-type': 'application/json', 'idempotency-key': 'k' },
+    });
+    const retry = await fastify.inject({
+      method: 'POST',
+      url: '/charges',
+      payload: '{"note":"x","amount":5}',
+      headers: { 'content-type': 'application/json', 'idempotency-key': 'k' },
+    });
+    expect(retry.headers['idempotent-replayed']).toBe('true');
+    expect(effects()).toBe(1);
+  });
+
+  it('answers 422 to the same key with a different request', async () => {
+    const { app: fastify, effects } = await app(await make(new ManualClock()));
+    await post(fastify, { amount: 5 }, 'k-1');
+    const other = await post(fastify, { amount: 6 }, 'k-1');
+    expect(other.statusCode).toBe(422);
+    expect(other.json()).toMatchObject({ code: 'KEEL_IDEMPOTENCY_KEY_REUSED' });
+    expect(effects()).toBe(1);
+  });
+
+  it('answers 409 while the first request with the key still runs, then replays', async () => {
+    const { app: fastify, effects, gate } = await app(await make(new ManualClock()));
+    let release: (() => void) | undefined;
+    gate.stall = new Promise((resolve) => (release = resolve));
+    const entered = new Promise<void>((resolve) => (gate.entered = resolve));
+    const first = post(fastify, { amount: 5 }, 'k-1');
+    await entered; // the first request holds the key and is inside the handler
+    const concurrent = await post(fastify, { amount: 5 }, 'k-1');
+    expect(concurrent.statusCode).toBe(409);
+    expect(concurrent.json()).toMatchObject({ code: 'KEEL_IDEMPOTENCY_IN_FLIGHT' });
+    expect(concurrent.headers['retry-after']).toBe('1');
+    gate.stall = undefined;
+    release?.();
+    expect((await first).statusCode).toBe(201);
+    expect((await post(fastify, { amount: 5 }, 'k-1')).headers['idempotent-replayed']).toBe('true');
+    expect(effects()).toBe(1);
+  });
+
+  it('releases the key after a 5xx or a 400, so a retry runs again', async () => {
+    const { app: fastify, effects } = await app(await make(new ManualClock()));
+    expect((await post(fastify, { amount: 5, fail: true }, 'k-1')).statusCode).toBe(500);
+    expect((await post(fastify, { amount: 5, fail: true }, 'k-1')).statusCode).toBe(500);
+    expect((await post(fastify, { amount: 5, invalid: true }, 'k-2')).statusCode).toBe(400);
+    expect((await post(fastify, { amount: 5, invalid: true }, 'k-2')).statusCode).toBe(400);
+    expect(effects()).toBe(0);
+  });
+
+  it('lets a key go after the ttl; lets a crashed holder go after the lock time', async () => {
+    const clock = new ManualClock();
+    const store = await make(clock);
+    const { app: fastify, effects } = await app(store);
+    await post(fastify, { amount: 5 }, 'k-1');
+    await clock.advance(60_000);
+    expect((await post(fastify, { amount: 5 }, 'k-1')).headers['idempotent-replayed']).toBeUndefined();
+    expect(effects()).toBe(2);
+    // A holder that never finished (its process died): the key is held for lockMs, then free.
+    const crashed = await store.begin({
+      scope: 'default POST /charges',
+      key: 'k-2',
+      fingerprint: 'f',
+      lockMs: 5_000,
+      ttlMs: 60_000,
+    });
+    expect(crashed.kind).toBe('started');
+    expect(
+      (
+        await store.begin({
+          scope: 'default POST /charges',
+          key: 'k-2',
+          fingerprint: 'f',
+          lockMs: 5_000,
+          ttlMs: 60_000,
+        })
+      ).kind,
+    ).toBe('in-flight');
+    await clock.advance(5_000);
+    expect(
+      (
+        await store.begin({
+          scope: 'default POST /charges',
+          key: 'k-2',
+          fingerprint: 'f',
+          lockMs: 5_000,
+          ttlMs: 60_000,
+        })
+      ).kind,
+    ).toBe('started');
+  });
+
+  it('requires a well-formed key', async () => {
+    const { app: fastify } = await app(await make(new ManualClock()));
+    expect((await post(fastify, { amount: 5 })).json()).toMatchObject({
+      status: 400,
+      code: 'KEEL_IDEMPOTENCY_KEY_REQUIRED',
+    });
+    expect((await post(fastify, { amount: 5 }, 'x'.repeat(256))).statusCode).toBe(400);
+  });
+
+  it('100 concurrent requests with one key produce one effect', async () => {
+    const { app: fastify, effects } = await app(await make(new ManualClock()));
+    const responses = await Promise.all(
+      Array.from({ length: 100 }, () => post(fastify, { amount: 5 }, 'same')),
+    );
+    expect(effects()).toBe(1);
+    expect(responses.every((r) => r.statusCode === 201 || r.statusCode === 409)).toBe(true);
+  });
+});
+
+describe('idempotency keys, fuzzed', () => {
+  it('never answer 5xx for any key and body, and never run a request twice', async () => {
+    const { app: fastify, effects } = await app(new MemoryIdempotencyStore({ clock: new ManualClock() }));
+    let started = 0;
+    await fc.assert(
+      fc.asyncProperty(fc.string({ minLength: 0, maxLength: 300 }), fc.jsonValue(), async (key, body) => {
+        const payload = { amount: 1, body };
+        const response = await fastify.inject({
+          method: 'POST',
+          url: '/charges',
+          payload,
+          headers: { 'idempotency-key': key },
+        });
+        expect(response.statusCode).toBeLessThan(500);
+        if (response.statusCode === 201 && response.headers['idempotent-replayed'] === undefined) started++;
+        expect(effects()).toBe(started);
+      }),
+      { numRuns: 300 },
+    );
+  });
+});

@@ -1,0 +1,157 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { InvalidArgumentError, KeelError, problemContentType, toProblemDetails } from '../errors/index.ts';
+import type { IdempotencyStore, StoredResponse } from './idempotency-store.ts';
+import { requestFingerprint } from './request-fingerprint.ts';
+
+export interface IdempotencyOptions {
+  store: IdempotencyStore;
+  /** Methods that take a key. Default POST and PATCH. */
+  methods?: readonly string[];
+  /** Answer 400 when a request of those methods has no key. Default true. */
+  required?: boolean;
+  /** The tenant a request acts for; keys are scoped per tenant and route. Default: one tenant. */
+  tenant?: (request: FastifyRequest) => string;
+  /** How long a completed response is replayed. Default 24 h. */
+  ttlMs?: number;
+  /** How long a running request holds its key before a retry may take over. Default 60 s. */
+  lockMs?: number;
+}
+
+const headerName = 'idempotency-key';
+const replayHeader = 'idempotent-replayed';
+const keyPattern = /^[\x21-\x7e]{1,255}$/;
+/** Headers a replay repeats; others (dates, connection) belong to the transport, not the result. */
+const replayedHeaders = ['content-type', 'location'];
+
+interface Held {
+  scope: string;
+  key: string;
+  token: string;
+  done: boolean;
+}
+
+const held = new WeakMap<FastifyRequest, Held>();
+
+/**
+ * Idempotency keys with Stripe's semantics, as hooks on the routes of the fastify context it is
+ * installed in:
+ *
+ * - the first request with a key runs; its response (status, headers, body) is stored;
+ * - a retry with the same key and the same request gets the stored response, with
+ *   `Idempotent-Replayed: true`;
+ * - the same key with a different request (method, path or body) gets 422;
+ * - a request whose key is still held by a running request gets 409;
+ * - a 5xx, or a 400 (the request never started to act), releases the key so a retry runs again.
+ *
+ * Keys expire after `ttlMs`. A process that dies while holding a key lets it go after `lockMs`.
+ */
+export function installIdempotency(app: FastifyInstance, options: IdempotencyOptions): void {
+  const methods = new Set((options.methods ?? ['POST', 'PATCH']).map((m) => m.toUpperCase()));
+  const required = options.required ?? true;
+  const ttlMs = options.ttlMs ?? 24 * 3600 * 1000;
+  const lockMs = options.lockMs ?? 60_000;
+  for (const [field, value] of [
+    ['ttlMs', ttlMs],
+    ['lockMs', lockMs],
+  ] as const) {
+    if (!Number.isFinite(value) || value <= 0)
+      throw new InvalidArgumentError(field, 'a number of ms > 0', value);
+  }
+  const tenant = options.tenant ?? (() => 'default');
+  const { store } = options;
+
+  app.addHook('preHandler', async (request, reply) => {
+    if (!methods.has(request.method)) return;
+    const raw = request.headers[headerName];
+    const key = Array.isArray(raw) ? raw[0] : raw;
+    if (key === undefined) {
+      if (!required) return;
+      return problem(
+        reply,
+        request,
+        new KeelError('KEEL_IDEMPOTENCY_KEY_REQUIRED', 'this request needs an Idempotency-Key header'),
+      );
+    }
+    if (!keyPattern.test(key)) {
+      return problem(
+        reply,
+        request,
+        new KeelError(
+          'KEEL_IDEMPOTENCY_KEY_REQUIRED',
+          'Idempotency-Key must be 1 to 255 printable ASCII characters',
+        ),
+      );
+    }
+    const route = request.routeOptions.url ?? request.url;
+    const scope = `${tenant(request)} ${request.method} ${route}`;
+    const fingerprint = requestFingerprint(request.method, request.url.split('?')[0] ?? '', request.body);
+    const outcome = await store.begin({ scope, key, fingerprint, ttlMs, lockMs });
+    switch (outcome.kind) {
+      case 'started':
+        held.set(request, { scope, key, token: outcome.token, done: false });
+        return;
+      case 'replay':
+        return replay(reply, outcome.response);
+      case 'in-flight':
+        // One second is a guess a client can act on; the holder's remaining lock time would leak timing.
+        void reply.header('retry-after', '1');
+        return problem(
+          reply,
+          request,
+          new KeelError(
+            'KEEL_IDEMPOTENCY_IN_FLIGHT',
+            'a request with this Idempotency-Key is still being processed; retry later',
+          ),
+        );
+      case 'mismatch':
+        return problem(
+          reply,
+          request,
+          new KeelError(
+            'KEEL_IDEMPOTENCY_KEY_REUSED',
+            'this Idempotency-Key was used for a different request',
+          ),
+        );
+    }
+  });
+
+  app.addHook('onSend', async (request, reply, payload) => {
+    const state = held.get(request);
+    if (state === undefined || state.done) return payload;
+    state.done = true;
+    const status = reply.statusCode;
+    if (status >= 500 || status === 400 || typeof payload !== 'string') {
+      await store.release(state.scope, state.key, state.token);
+      return payload;
+    }
+    const headers: Record<string, string> = {};
+    for (const name of replayedHeaders) {
+      const value = reply.getHeader(name);
+      if (value !== undefined) headers[name] = String(value);
+    }
+    await store.complete(state.scope, state.key, state.token, { status, headers, body: payload });
+    return payload;
+  });
+
+  // A request that never sent a response (the client went away mid-handler) must not hold its key.
+  const releaseUnfinished = async (request: FastifyRequest): Promise<void> => {
+    const state = held.get(request);
+    if (state === undefined || state.done) return;
+    state.done = true;
+    await store.release(state.scope, state.key, state.token);
+  };
+  app.addHook('onResponse', releaseUnfinished);
+  app.addHook('onRequestAbort', releaseUnfinished);
+}
+
+function replay(reply: FastifyReply, response: StoredResponse): FastifyReply {
+  return reply
+    .status(response.status)
+    .headers(response.headers)
+    .header(replayHeader, 'true')
+    .send(response.body);
+}
+
+function problem(reply: FastifyReply, request: FastifyRequest, error: KeelError): FastifyReply {
+  return reply.status(error.status).type(problemContentType).send(toProblemDetails(error, request.url));
+}

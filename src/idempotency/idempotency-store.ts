@@ -1,0 +1,44 @@
+/** A response as stored for replay: what the first request answered. */
+export interface StoredResponse {
+  status: number;
+  headers: Record<string, string>;
+  body: string;
+}
+
+/** What `begin` found for a key. */
+export type BeginOutcome =
+  /** First time (or the earlier holder's lock expired): run the request, then `complete` or `release`. */
+  | { kind: 'started'; token: string }
+  /** Already completed with the same request: answer with the stored response. */
+  | { kind: 'replay'; response: StoredResponse }
+  /** Another request with this key is still running. */
+  | { kind: 'in-flight' }
+  /** The key was used for a different request (another body, path or method). */
+  | { kind: 'mismatch' };
+
+export interface BeginRequest {
+  /** Who the key belongs to and where it was used: tenant and route, so keys never collide across them. */
+  scope: string;
+  key: string;
+  /** A hash of method, path and body: the same key with another request is refused. */
+  fingerprint: string;
+  /** How long a started request holds the key before another may take it over (it crashed). */
+  lockMs: number;
+  /** How long a completed response is kept for replay. */
+  ttlMs: number;
+}
+
+/**
+ * Server-side storage of idempotency keys. One conformance suite checks every implementation.
+ *
+ * Concurrency: `begin` is atomic per (scope, key): of concurrent callers exactly one gets
+ * `started`. `complete` and `release` only act with the token `begin` returned, so a request
+ * whose lock expired and was taken over cannot overwrite its successor.
+ */
+export interface IdempotencyStore {
+  begin(request: BeginRequest): Promise<BeginOutcome>;
+  /** Stores the response for replay until `ttlMs` after `begin`'s time. */
+  complete(scope: string, key: string, token: string, response: StoredResponse): Promise<void>;
+  /** Forgets a started key (the request failed with a 5xx, or never answered): a retry runs again. */
+  release(scope: string, key: string, token: string): Promise<void>;
+}

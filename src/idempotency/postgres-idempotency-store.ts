@@ -1,0 +1,111 @@
+import { randomUUID } from 'node:crypto';
+import type { Queryable } from '../db/db.ts';
+import { systemClock, type Clock } from '../time/index.ts';
+import type { BeginOutcome, BeginRequest, IdempotencyStore, StoredResponse } from './idempotency-store.ts';
+
+export const idempotencyMigrations = [
+  {
+    id: 'keel_idempotency_0001_create',
+    sql: `
+CREATE TABLE IF NOT EXISTS keel_idempotency_keys (
+  scope text NOT NULL,
+  key text NOT NULL,
+  fingerprint text NOT NULL,
+  token uuid NOT NULL,
+  locked_until timestamptz NOT NULL,
+  expires_at timestamptz NOT NULL,
+  response jsonb,
+  PRIMARY KEY (scope, key)
+);
+CREATE INDEX IF NOT EXISTS keel_idempotency_expires ON keel_idempotency_keys (expires_at);
+`,
+  },
+] as const;
+
+interface KeyRow {
+  fingerprint: string;
+  token: string;
+  locked_until: Date | string;
+  expires_at: Date | string;
+  response: StoredResponse | null;
+}
+
+/**
+ * Keys in a PostgreSQL table. `begin` is one statement: it inserts the key, or takes over one
+ * that expired or whose holder's lock ran out, atomically; otherwise it reads what is there.
+ */
+export class PostgresIdempotencyStore implements IdempotencyStore {
+  readonly #db: Queryable;
+  readonly #clock: Clock;
+
+  constructor(db: Queryable, options: { clock?: Clock } = {}) {
+    this.#db = db;
+    this.#clock = options.clock ?? systemClock;
+  }
+
+  async begin(request: BeginRequest): Promise<BeginOutcome> {
+    const now = this.#clock.now();
+    const token = randomUUID();
+    // Take the key when it is new, expired, or held by a request whose lock ran out without a response.
+    const { rows: taken } = await this.#db.query(
+      `INSERT INTO keel_idempotency_keys AS k (scope, key, fingerprint, token, locked_until, expires_at)
+       VALUES ($1, $2, $3, $4, $5, $6)
+       ON CONFLICT (scope, key) DO UPDATE
+         SET fingerprint = EXCLUDED.fingerprint, token = EXCLUDED.token, locked_until = EXCLUDED.locked_until,
+             expires_at = EXCLUDED.expires_at, response = NULL
+         WHERE k.expires_at <= $7
+            OR (k.response IS NULL AND k.locked_until <= $7 AND k.fingerprint = EXCLUDED.fingerprint)
+       RETURNING 1`,
+      [
+        request.scope,
+        request.key,
+        request.fingerprint,
+        token,
+        new Date(now + request.lockMs),
+        new Date(now + request.ttlMs),
+        new Date(now),
+      ],
+    );
+    if (taken.length > 0) return { kind: 'started', token };
+    const { rows } = await this.#db.query<KeyRow>(
+      `SELECT fingerprint, token::text AS token, locked_until, expires_at, response
+       FROM keel_idempotency_keys WHERE scope = $1 AND key = $2`,
+      [request.scope, request.key],
+    );
+    const row = rows[0];
+    // Released between our insert and our read: the caller may simply try again.
+    if (row === undefined) return { kind: 'in-flight' };
+    if (row.fingerprint !== request.fingerprint) return { kind: 'mismatch' };
+    if (row.response !== null) return { kind: 'replay', response: row.response };
+    return { kind: 'in-flight' };
+  }
+
+  async complete(scope: string, key: string, token: string, response: StoredResponse): Promise<void> {
+    await this.#db.query(
+      `UPDATE keel_idempotency_keys SET response = $4::jsonb WHERE scope = $1 AND key = $2 AND token = $3`,
+      [scope, key, token, JSON.stringify(response)],
+    );
+  }
+
+  async release(scope: string, key: string, token: string): Promise<void> {
+    await this.#db.query('DELETE FROM keel_idempotency_keys WHERE scope = $1 AND key = $2 AND token = $3', [
+      scope,
+      key,
+      token,
+    ]);
+  }
+
+  /** Deletes expired keys in batches; returns how many. */
+  async prune(batchSize = 10_000): Promise<number> {
+    let total = 0;
+    for (;;) {
+      const { rowCount } = await this.#db.query(
+        `DELETE FROM keel_idempotency_keys WHERE (scope, key) IN (
+           SELECT scope, key FROM keel_idempotency_keys WHERE expires_at <= $1 LIMIT $2)`,
+        [new Date(this.#clock.now()), batchSize],
+      );
+      total += rowCount;
+      if (rowCount < batchSize) return total;
+    }
+  }
+}
