@@ -344,6 +344,8 @@ describe('circuitBreaker properties', () => {
           await breaker.execute(fail).catch(() => undefined);
           await clock.advance(10);
           const gates = Array.from({ length: callers }, () => deferred<string>());
+          // A fast-failed caller never awaits its gate; rejecting that gate must not be unhandled.
+          for (const g of gates) g.promise.catch(() => undefined);
           let running = 0;
           const calls = gates.map((g) =>
             breaker
