@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { migrate } from '../db/index.ts';
 import { createTestDb, type TestDb } from '../testing/index.ts';
 import { ManualClock } from '../time/index.ts';
-import { installIdempotency } from './fastify-idempotency.ts';
+import { completeIdempotentRequest, installIdempotency } from './fastify-idempotency.ts';
 import type { IdempotencyStore } from './idempotency-store.ts';
 import { MemoryIdempotencyStore } from './memory-idempotency-store.ts';
 import { PostgresIdempotencyStore, idempotencyMigrations } from './postgres-idempotency-store.ts';
@@ -215,5 +215,101 @@ describe('idempotency keys, fuzzed', () => {
       }),
       { numRuns: 300 },
     );
+  });
+});
+
+describe('a response stored in the handler transaction (PostgreSQL store)', () => {
+  async function transactionalApp() {
+    const db: TestDb = await createTestDb();
+    cleanups.push(() => db.close());
+    await migrate(db, idempotencyMigrations);
+    await db.query('CREATE TABLE charges (id serial PRIMARY KEY, amount int NOT NULL)');
+    const store = new PostgresIdempotencyStore(db);
+    const fastify = Fastify();
+    installIdempotency(fastify, { store, lockMs: 60_000 });
+    fastify.post('/charges', async (request, reply) => {
+      const body = request.body as { amount: number; failAfterCommit?: boolean; failInside?: boolean };
+      const answer = await db.transaction(async (tx) => {
+        const { rows } = await tx.query<{ id: number }>(
+          'INSERT INTO charges (amount) VALUES ($1) RETURNING id',
+          [body.amount],
+        );
+        const payload = JSON.stringify({ id: rows[0]!.id });
+        await completeIdempotentRequest(request, tx, {
+          status: 201,
+          headers: { 'content-type': 'application/json; charset=utf-8' },
+          body: payload,
+        });
+        if (body.failInside) throw new Error('constraint broke after the response was stored');
+        return payload;
+      });
+      // The process "dies" after the commit, before it answers: the client sees a 5xx.
+      if (body.failAfterCommit) throw new Error('crashed after commit');
+      return reply.status(201).type('application/json; charset=utf-8').send(answer);
+    });
+    cleanups.push(() => fastify.close());
+    const charges = async () =>
+      Number((await db.query<{ n: string }>('SELECT count(*) AS n FROM charges')).rows[0]!.n);
+    return { fastify, charges };
+  }
+
+  it('a failure after the commit keeps the stored response: the retry replays it, nothing runs twice', async () => {
+    const { fastify, charges } = await transactionalApp();
+    const first = await post(fastify, { amount: 5, failAfterCommit: true }, 'k-1');
+    expect(first.statusCode).toBe(500);
+    const retry = await post(fastify, { amount: 5, failAfterCommit: true }, 'k-1');
+    expect(retry.statusCode).toBe(201);
+    expect(retry.headers['idempotent-replayed']).toBe('true');
+    expect(retry.json()).toEqual({ id: 1 });
+    expect(await charges()).toBe(1);
+  });
+
+  it('a rolled-back transaction releases the key: the retry runs, and only its effects remain', async () => {
+    const { fastify, charges } = await transactionalApp();
+    expect((await post(fastify, { amount: 5, failInside: true }, 'k-1')).statusCode).toBe(500);
+    expect(await charges()).toBe(0);
+    const retry = await post(fastify, { amount: 5 }, 'k-2');
+    expect(retry.statusCode).toBe(201);
+    const again = await post(fastify, { amount: 5 }, 'k-2');
+    expect(again.headers['idempotent-replayed']).toBe('true');
+    expect(await charges()).toBe(1);
+  });
+});
+
+describe('inFlight: wait', () => {
+  it('waits for the running request and replays its response instead of answering 409', async () => {
+    const clock = new ManualClock();
+    const store = new MemoryIdempotencyStore({ clock });
+    const fastify = Fastify();
+    installIdempotency(fastify, { store, clock, inFlight: { waitMs: 1_000, pollMs: 100 } });
+    let release!: () => void;
+    const stalled = new Promise<void>((resolve) => (release = resolve));
+    let entered!: () => void;
+    const inside = new Promise<void>((resolve) => (entered = resolve));
+    let runs = 0;
+    fastify.post('/charges', async (_request, reply) => {
+      runs++;
+      entered();
+      await stalled;
+      return reply.status(201).send({ id: runs });
+    });
+    cleanups.push(() => fastify.close());
+    const first = post(fastify, { amount: 5 }, 'k');
+    await inside;
+    const second = post(fastify, { amount: 5 }, 'k');
+    await clock.advance(250);
+    release();
+    expect((await first).statusCode).toBe(201);
+    await clock.advance(100);
+    const replayed = await second;
+    expect(replayed.statusCode).toBe(201);
+    expect(replayed.headers['idempotent-replayed']).toBe('true');
+    expect(runs).toBe(1);
+  });
+
+  it('rejects a negative waitMs by name', () => {
+    expect(() =>
+      installIdempotency(Fastify(), { store: new MemoryIdempotencyStore(), inFlight: { waitMs: -1 } }),
+    ).toThrow(/inFlight.waitMs/);
   });
 });

@@ -1,6 +1,14 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { InvalidArgumentError, KeelError, problemContentType, toProblemDetails } from '../errors/index.ts';
-import type { IdempotencyStore, StoredResponse } from './idempotency-store.ts';
+import type { Queryable } from '../db/db.ts';
+import { sleep, systemClock, type Clock } from '../time/index.ts';
+import {
+  isTransactionalStore,
+  type BeginOutcome,
+  type BeginRequest,
+  type IdempotencyStore,
+  type StoredResponse,
+} from './idempotency-store.ts';
 import { requestFingerprint } from './request-fingerprint.ts';
 
 export interface IdempotencyOptions {
@@ -15,6 +23,13 @@ export interface IdempotencyOptions {
   ttlMs?: number;
   /** How long a running request holds its key before a retry may take over. Default 60 s. */
   lockMs?: number;
+  /**
+   * What a request does when its key is held by one still running: answer 409 at once
+   * ('reject', the default, as Stripe does), or wait up to `waitMs` for the first one's
+   * response and replay it, answering 409 only if it is still running then.
+   */
+  inFlight?: 'reject' | { waitMs: number; pollMs?: number };
+  clock?: Clock;
 }
 
 const headerName = 'idempotency-key';
@@ -24,10 +39,13 @@ const keyPattern = /^[\x21-\x7e]{1,255}$/;
 const replayedHeaders = ['content-type', 'location'];
 
 interface Held {
+  store: IdempotencyStore;
   scope: string;
   key: string;
   token: string;
   done: boolean;
+  /** The response committed with the handler's writes (completeIdempotentRequest). */
+  storedInTransaction?: boolean;
 }
 
 const held = new WeakMap<FastifyRequest, Held>();
@@ -59,6 +77,21 @@ export function installIdempotency(app: FastifyInstance, options: IdempotencyOpt
   }
   const tenant = options.tenant ?? (() => 'default');
   const { store } = options;
+  const clock = options.clock ?? systemClock;
+  const inFlight = options.inFlight ?? 'reject';
+  if (inFlight !== 'reject' && !(Number.isFinite(inFlight.waitMs) && inFlight.waitMs >= 0))
+    throw new InvalidArgumentError('inFlight.waitMs', 'a number of ms >= 0', inFlight.waitMs);
+  const beginOrWait = async (request: BeginRequest, signal: AbortSignal): Promise<BeginOutcome> => {
+    let outcome = await store.begin(request);
+    if (inFlight === 'reject') return outcome;
+    const deadline = clock.now() + inFlight.waitMs;
+    const pollMs = inFlight.pollMs ?? 50;
+    while (outcome.kind === 'in-flight' && clock.now() < deadline && !signal.aborted) {
+      await sleep(Math.min(pollMs, deadline - clock.now()), { clock, signal }).catch(() => undefined);
+      outcome = await store.begin(request);
+    }
+    return outcome;
+  };
 
   app.addHook('preHandler', async (request, reply) => {
     if (!methods.has(request.method)) return;
@@ -85,10 +118,12 @@ export function installIdempotency(app: FastifyInstance, options: IdempotencyOpt
     const route = request.routeOptions.url ?? request.url;
     const scope = `${tenant(request)} ${request.method} ${route}`;
     const fingerprint = requestFingerprint(request.method, request.url.split('?')[0] ?? '', request.body);
-    const outcome = await store.begin({ scope, key, fingerprint, ttlMs, lockMs });
+    const aborted = new AbortController();
+    request.raw.once('close', () => aborted.abort());
+    const outcome = await beginOrWait({ scope, key, fingerprint, ttlMs, lockMs }, aborted.signal);
     switch (outcome.kind) {
       case 'started':
-        held.set(request, { scope, key, token: outcome.token, done: false });
+        held.set(request, { store, scope, key, token: outcome.token, done: false });
         return;
       case 'replay':
         return replay(reply, outcome.response);
@@ -117,7 +152,14 @@ export function installIdempotency(app: FastifyInstance, options: IdempotencyOpt
 
   app.addHook('onSend', async (request, reply, payload) => {
     const state = held.get(request);
-    if (state === undefined || state.done) return payload;
+    if (state === undefined) return payload;
+    // Stored in the handler's transaction, yet the request failed after all: if that transaction
+    // rolled back the key has no response and must go; the token guards a committed one too.
+    if (state.storedInTransaction && reply.statusCode >= 500) {
+      await store.release(state.scope, state.key, state.token);
+      return payload;
+    }
+    if (state.done) return payload;
     state.done = true;
     const status = reply.statusCode;
     if (status >= 500 || status === 400 || typeof payload !== 'string') {
@@ -142,6 +184,32 @@ export function installIdempotency(app: FastifyInstance, options: IdempotencyOpt
   };
   app.addHook('onResponse', releaseUnfinished);
   app.addHook('onRequestAbort', releaseUnfinished);
+}
+
+/**
+ * Stores the response of the request that holds an idempotency key in the handler's own
+ * transaction, so the key's response commits with the handler's writes: after a crash between
+ * the commit and the reply, the client's retry gets this response instead of running again.
+ * Call it last in the transaction, with exactly what the handler then sends. A request without
+ * a key (not required, or another method) is left alone.
+ */
+export async function completeIdempotentRequest(
+  request: FastifyRequest,
+  tx: Queryable,
+  response: StoredResponse,
+): Promise<void> {
+  const state = held.get(request);
+  if (state === undefined || state.done) return;
+  if (!isTransactionalStore(state.store))
+    throw new InvalidArgumentError(
+      'store',
+      'an idempotency store in the database (PostgresIdempotencyStore)',
+      state.store,
+    );
+  await state.store.completeWithin(tx, state.scope, state.key, state.token, response);
+  // onSend must not store again; if the transaction rolls back, the error path releases the key.
+  state.done = true;
+  state.storedInTransaction = true;
 }
 
 function replay(reply: FastifyReply, response: StoredResponse): FastifyReply {

@@ -1,3 +1,5 @@
+import type { Queryable } from '../db/db.ts';
+
 /** A response as stored for replay: what the first request answered. */
 export interface StoredResponse {
   status: number;
@@ -39,6 +41,24 @@ export interface IdempotencyStore {
   begin(request: BeginRequest): Promise<BeginOutcome>;
   /** Stores the response for replay until `ttlMs` after `begin`'s time. */
   complete(scope: string, key: string, token: string, response: StoredResponse): Promise<void>;
-  /** Forgets a started key (the request failed with a 5xx, or never answered): a retry runs again. */
+  /**
+   * Forgets a started key (the request failed with a 5xx, or never answered): a retry runs
+   * again. A completed key is kept: its effects committed, so a retry must replay them.
+   */
   release(scope: string, key: string, token: string): Promise<void>;
+}
+
+/** A store in the application's database: the response can commit with the handler's writes. */
+export interface TransactionalIdempotencyStore extends IdempotencyStore {
+  completeWithin(
+    tx: Queryable,
+    scope: string,
+    key: string,
+    token: string,
+    response: StoredResponse,
+  ): Promise<void>;
+}
+
+export function isTransactionalStore(store: IdempotencyStore): store is TransactionalIdempotencyStore {
+  return typeof (store as Partial<TransactionalIdempotencyStore>).completeWithin === 'function';
 }

@@ -1,5 +1,24 @@
-export type { IdempotencyStore, BeginOutcome, BeginRequest, StoredResponse } from './idempotency-store.ts';
+export {
+  isTransactionalStore,
+  type IdempotencyStore,
+  type TransactionalIdempotencyStore,
+  type BeginOutcome,
+  type BeginRequest,
+  type StoredResponse,
+} from './idempotency-store.ts';
 export { MemoryIdempotencyStore } from './memory-idempotency-store.ts';
 export { PostgresIdempotencyStore, idempotencyMigrations } from './postgres-idempotency-store.ts';
-export { installIdempotency, type IdempotencyOptions } from './fastify-idempotency.ts';
+export {
+  installIdempotency,
+  completeIdempotentRequest,
+  type IdempotencyOptions,
+} from './fastify-idempotency.ts';
 export { requestFingerprint, canonicalJson } from './request-fingerprint.ts';
+export { RedisIdempotencyStore, type RedisIdempotencyStoreOptions } from './redis-idempotency-store.ts';
+export {
+  createIdempotent,
+  deriveIdempotencyKey,
+  type Idempotent,
+  type IdempotentContext,
+  type IdempotentOptions,
+} from './idempotent.ts';

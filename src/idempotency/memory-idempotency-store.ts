@@ -48,6 +48,7 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
 
   async release(scope: string, key: string, token: string): Promise<void> {
     const id = `${scope}\u0000${key}`;
-    if (this.#entries.get(id)?.token === token) this.#entries.delete(id);
+    const entry = this.#entries.get(id);
+    if (entry?.token === token && entry.response === undefined) this.#entries.delete(id);
   }
 }

@@ -1,7 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import type { Queryable } from '../db/db.ts';
 import { systemClock, type Clock } from '../time/index.ts';
-import type { BeginOutcome, BeginRequest, IdempotencyStore, StoredResponse } from './idempotency-store.ts';
+import type {
+  BeginOutcome,
+  BeginRequest,
+  StoredResponse,
+  TransactionalIdempotencyStore,
+} from './idempotency-store.ts';
 
 export const idempotencyMigrations = [
   {
@@ -34,7 +39,7 @@ interface KeyRow {
  * Keys in a PostgreSQL table. `begin` is one statement: it inserts the key, or takes over one
  * that expired or whose holder's lock ran out, atomically; otherwise it reads what is there.
  */
-export class PostgresIdempotencyStore implements IdempotencyStore {
+export class PostgresIdempotencyStore implements TransactionalIdempotencyStore {
   readonly #db: Queryable;
   readonly #clock: Clock;
 
@@ -81,18 +86,31 @@ export class PostgresIdempotencyStore implements IdempotencyStore {
   }
 
   async complete(scope: string, key: string, token: string, response: StoredResponse): Promise<void> {
-    await this.#db.query(
-      `UPDATE keel_idempotency_keys SET response = $4::jsonb WHERE scope = $1 AND key = $2 AND token = $3`,
+    await this.completeWithin(this.#db, scope, key, token, response);
+  }
+
+  /**
+   * Stores the response in the caller's transaction, beside the handler's own writes: both
+   * commit or neither does, so a crash after the commit still replays instead of running twice.
+   */
+  async completeWithin(
+    tx: Queryable,
+    scope: string,
+    key: string,
+    token: string,
+    response: StoredResponse,
+  ): Promise<void> {
+    await tx.query(
+      `UPDATE keel_idempotency_keys SET response = $4::jsonb WHERE scope = $1 AND key = $2 AND token::text = $3`,
       [scope, key, token, JSON.stringify(response)],
     );
   }
 
   async release(scope: string, key: string, token: string): Promise<void> {
-    await this.#db.query('DELETE FROM keel_idempotency_keys WHERE scope = $1 AND key = $2 AND token = $3', [
-      scope,
-      key,
-      token,
-    ]);
+    await this.#db.query(
+      'DELETE FROM keel_idempotency_keys WHERE scope = $1 AND key = $2 AND token::text = $3 AND response IS NULL',
+      [scope, key, token],
+    );
   }
 
   /** Deletes expired keys in batches; returns how many. */

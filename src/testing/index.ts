@@ -16,3 +16,4 @@ export {
 } from './breaker-store-conformance.ts';
 export { rateLimitStoreConformance, type RateLimitStoreTarget } from './rate-limit-store-conformance.ts';
 export { describeBrokerConformance, type BrokerConformanceOptions } from './broker-conformance.ts';
+export { idempotencyStoreConformance, type IdempotencyStoreTarget } from './idempotency-store-conformance.ts';
