@@ -1,0 +1,18 @@
+// keel/consistency: strong where it is narrow (a conditional write on one row), eventual elsewhere,
+// and read-your-writes through consistency tokens.
+export {
+  updateIfVersion,
+  readVersioned,
+  versionedTable,
+  type VersionedTable,
+  type VersionedTableSpec,
+  type TableRef,
+  type Versioned,
+} from './conditional-write.ts';
+export { VersionConflictError, type VersionConflict } from './version-conflict-error.ts';
+export {
+  retryOnConflict,
+  conflictRetry,
+  isConflict,
+  type RetryOnConflictOptions,
+} from './retry-on-conflict.ts';
