@@ -11,6 +11,7 @@ import { ordersQueue } from './contracts/orders.ts';
 import { healthRoutes } from './transport/http/health-routes.ts';
 import { HttpServer } from './transport/http/http-server.ts';
 import { ordersRoutes } from './transport/http/orders-routes.ts';
+import { PostgresIdempotencyStore } from '../../src/idempotency/index.ts';
 import { installProblemHandler } from './transport/http/problem-handler.ts';
 import { orderPlacedHandler } from './transport/messages/order-placed-handler.ts';
 
@@ -96,7 +97,7 @@ export function buildShop(config: ShopConfig, deps: ShopDeps): Shop {
   });
   installProblemHandler(http);
   void http.register(healthRoutes, { db, isReady: () => ready });
-  void http.register(ordersRoutes, { db, clock });
+  void http.register(ordersRoutes, { db, clock, idempotency: new PostgresIdempotencyStore(db, { clock }) });
 
   let server: HttpServer | undefined;
   if (config.roles.has('api')) {

@@ -48,6 +48,7 @@ describe('shop observability', () => {
         method: 'POST',
         url: '/v1/orders',
         payload: { customerId: 'c-1', items: [{ sku: 'book-1', quantity: 2 }] },
+        headers: { 'idempotency-key': 'trace-order-1' },
       });
       expect(response.statusCode).toBe(202);
       await handled;

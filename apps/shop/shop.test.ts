@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Shop } from './app.ts';
 import type { Order } from './domain/order.ts';
@@ -29,8 +30,14 @@ const validOrder = { customerId: 'c-1', items: [{ sku: 'book-1', quantity: 2 }] 
 async function post(
   shop: Shop,
   body: unknown,
+  key: string = randomUUID(),
 ): Promise<{ status: number; json: Record<string, unknown>; headers: Record<string, unknown> }> {
-  const response = await shop.http.inject({ method: 'POST', url: '/v1/orders', payload: body as object });
+  const response = await shop.http.inject({
+    method: 'POST',
+    url: '/v1/orders',
+    payload: body as object,
+    headers: { 'idempotency-key': key },
+  });
   return { status: response.statusCode, json: response.json(), headers: response.headers };
 }
 
@@ -72,6 +79,20 @@ describe('shop: placing an order', () => {
     expect(response.json()).toMatchObject({ id: json.id, status: 'ACCEPTED' });
   });
 
+  it('a retry with the same Idempotency-Key replays the first answer and places no second order', async () => {
+    const shop = await started(await newStore(), []);
+    const first = await post(shop, validOrder, 'order-key-1');
+    const retry = await post(shop, validOrder, 'order-key-1');
+    expect(retry.status).toBe(202);
+    expect(retry.json).toEqual(first.json);
+    expect(retry.headers.location).toBe(first.headers.location);
+    expect(retry.headers['idempotent-replayed']).toBe('true');
+    const reused = await post(shop, { ...validOrder, customerId: 'c-2' }, 'order-key-1');
+    expect(reused.status).toBe(422);
+    expect(reused.json).toMatchObject({ code: 'KEEL_IDEMPOTENCY_KEY_REUSED' });
+    expect(await countRows(shop)).toEqual({ orders: 1, outbox: 1 });
+  });
+
   it('serves /healthz and /readyz', async () => {
     const shop = await started(await newStore());
     expect((await shop.http.inject({ url: '/healthz' })).json()).toEqual({ status: 'ok' });
@@ -99,6 +120,13 @@ describe('shop: bad input gets a 4xx problem+json naming what is wrong, and writ
     code: string;
     mentions: RegExp;
   }[] = [
+    {
+      name: 'an empty Idempotency-Key',
+      request: { payload: JSON.stringify(validOrder), headers: { 'idempotency-key': '' } },
+      status: 400,
+      code: 'KEEL_IDEMPOTENCY_KEY_REQUIRED',
+      mentions: /Idempotency-Key/,
+    },
     {
       name: 'malformed JSON',
       request: { payload: '{"customerId": "c-1", items: [' },
@@ -197,7 +225,7 @@ describe('shop: bad input gets a 4xx problem+json naming what is wrong, and writ
       method: 'POST',
       url: '/v1/orders',
       payload: request.payload ?? '',
-      headers: { 'content-type': 'application/json', ...request.headers },
+      headers: { 'content-type': 'application/json', 'idempotency-key': randomUUID(), ...request.headers },
     });
     expect(response.statusCode).toBe(status);
     expect(response.headers['content-type']).toMatch(/^application\/problem\+json/);
@@ -211,6 +239,14 @@ describe('shop: bad input gets a 4xx problem+json naming what is wrong, and writ
     expect(problem).toMatchObject({ code, status });
     expect(problem.type).toMatch(/^urn:keel:error:/);
     expect(problem.detail).toMatch(mentions);
+    expect(await countRows(shop)).toEqual({ orders: 0, outbox: 0 });
+  });
+
+  it('no Idempotency-Key → 400 KEEL_IDEMPOTENCY_KEY_REQUIRED, and nothing is written', async () => {
+    const shop = await started(await newStore(), []);
+    const response = await shop.http.inject({ method: 'POST', url: '/v1/orders', payload: validOrder });
+    expect(response.statusCode).toBe(400);
+    expect(response.json()).toMatchObject({ code: 'KEEL_IDEMPOTENCY_KEY_REQUIRED' });
     expect(await countRows(shop)).toEqual({ orders: 0, outbox: 0 });
   });
 

@@ -8,13 +8,15 @@ import { insertOrder, transitionOrder } from '../storage/orders-store.ts';
 
 /**
  * Writes the order as PENDING and its `order.placed.v1` event in one transaction: the event is
- * published if and only if the order exists.
+ * published if and only if the order exists. `alsoInTransaction` runs last in that transaction
+ * (the HTTP layer stores its idempotent response there).
  */
 export async function placeOrder(
   db: Db,
   clock: Clock,
   request: PlaceOrderRequest,
   headers: Record<string, string> = {},
+  alsoInTransaction?: (tx: Tx, order: Order) => Promise<void>,
 ): Promise<Order> {
   const now = new Date(clock.now()).toISOString();
   const order: Order = {
@@ -33,6 +35,7 @@ export async function placeOrder(
   await db.transaction(async (tx) => {
     await insertOrder(tx, order);
     await tracedAddToOutbox(tx, ordersQueue, event);
+    await alsoInTransaction?.(tx, order);
   });
   return order;
 }

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import type { DbConfig } from '../../../src/db/index.ts';
 
@@ -9,7 +10,7 @@ export function firstScreen(address: string, db: DbConfig, roles: Iterable<strin
         ? 'in memory (gone when the process stops)'
         : `${path.resolve(db.dataDir)} (embedded PostgreSQL: PGlite; delete the folder to start afresh)`
       : `${redact(db.url)}${db.schema ? ` (schema ${db.schema})` : ''}`;
-  const curl = `curl -i -X POST ${address}/v1/orders -H 'content-type: application/json' -d '{"customerId":"c-1","items":[{"sku":"book-1","quantity":2}]}'`;
+  const curl = `curl -i -X POST ${address}/v1/orders -H 'content-type: application/json' -H 'idempotency-key: ${randomUUID()}' -d '{"customerId":"c-1","items":[{"sku":"book-1","quantity":2}]}'`;
   return [
     '',
     `  keel shop is running — ${[...roles].join(' + ')}`,
@@ -18,7 +19,8 @@ export function firstScreen(address: string, db: DbConfig, roles: Iterable<strin
     `  health     ${address}/healthz   ready: ${address}/readyz`,
     `  data       ${where}`,
     '',
-    '  Place an order (then GET the Location it returns; it turns ACCEPTED within a second):',
+    '  Place an order (then GET the Location it returns; it turns ACCEPTED within a second).',
+    '  Run it twice: the same Idempotency-Key replays the first answer and places no second order.',
     '',
     `    ${curl}`,
     '',

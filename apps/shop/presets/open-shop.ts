@@ -9,6 +9,7 @@ import {
   type DbConfig,
   type Migration,
 } from '../../../src/db/index.ts';
+import { idempotencyMigrations } from '../../../src/idempotency/index.ts';
 import { pgQueueMigrations } from '../../../src/messaging/index.ts';
 import { inboxMigrations, outboxMigrations } from '../../../src/outbox/index.ts';
 import { systemClock, type Clock } from '../../../src/time/index.ts';
@@ -18,12 +19,13 @@ import { createLogger } from '../logger.ts';
 
 const migrationsDir = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'migrations');
 
-/** keel's own tables first (queue, outbox, inbox), then the shop's, in one ordered list. */
+/** keel's own tables first (queue, outbox, inbox, idempotency keys), then the shop's, in one ordered list. */
 export async function shopMigrations(): Promise<Migration[]> {
   return [
     ...pgQueueMigrations,
     ...outboxMigrations,
     ...inboxMigrations,
+    ...idempotencyMigrations,
     ...(await loadMigrations(migrationsDir)),
   ];
 }

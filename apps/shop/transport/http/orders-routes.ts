@@ -1,6 +1,11 @@
 import type { FastifyInstance } from 'fastify';
 import type { Db } from '../../../../src/db/index.ts';
 import { NotFoundError } from '../../../../src/errors/index.ts';
+import {
+  completeIdempotentRequest,
+  installIdempotency,
+  type IdempotencyStore,
+} from '../../../../src/idempotency/index.ts';
 import { headerNames } from '../../../../src/messaging/index.ts';
 import type { Clock } from '../../../../src/time/index.ts';
 import { placeOrder } from '../../application/orders.ts';
@@ -11,20 +16,38 @@ import { parseRequest } from './parse.ts';
 export interface OrdersRoutesOptions {
   db: Db;
   clock: Clock;
+  /** Keys of `POST /v1/orders`; in the shop's database, so a key's response commits with its order. */
+  idempotency: IdempotencyStore;
 }
 
 /** Orders are small documents; anything larger is a mistake or an attack. */
 const orderBodyLimit = 64 * 1024;
 
-export async function ordersRoutes(app: FastifyInstance, { db, clock }: OrdersRoutesOptions): Promise<void> {
+const jsonType = 'application/json; charset=utf-8';
+
+export async function ordersRoutes(
+  app: FastifyInstance,
+  { db, clock, idempotency }: OrdersRoutesOptions,
+): Promise<void> {
+  // A client that retries after a timeout must not place a second order: POST requires a key.
+  installIdempotency(app, { store: idempotency, clock, methods: ['POST'] });
+
   app.post('/v1/orders', { bodyLimit: orderBodyLimit }, async (request, reply) => {
     const body = parseRequest(placeOrderRequest, request.body, 'request body');
     const correlation = request.headers['x-correlation-id'];
     const headers = {
       [headerNames.correlationId]: typeof correlation === 'string' ? correlation : request.id,
     };
-    const order = await placeOrder(db, clock, body, headers);
-    return reply.status(202).header('location', `/v1/orders/${order.id}`).send(order);
+    let answer = '';
+    const order = await placeOrder(db, clock, body, headers, async (tx, placed) => {
+      answer = JSON.stringify(placed);
+      await completeIdempotentRequest(request, tx, {
+        status: 202,
+        headers: { 'content-type': jsonType, location: `/v1/orders/${placed.id}` },
+        body: answer,
+      });
+    });
+    return reply.status(202).header('location', `/v1/orders/${order.id}`).type(jsonType).send(answer);
   });
 
   app.get('/v1/orders/:id', async (request) => {
