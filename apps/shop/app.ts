@@ -11,7 +11,7 @@ import { ordersQueue } from './contracts/orders.ts';
 import { healthRoutes } from './transport/http/health-routes.ts';
 import { HttpServer } from './transport/http/http-server.ts';
 import { ordersRoutes } from './transport/http/orders-routes.ts';
-import { PostgresIdempotencyStore } from '../../src/idempotency/index.ts';
+import { ExpiredKeyPruner, PostgresIdempotencyStore } from '../../src/idempotency/index.ts';
 import { installProblemHandler } from './transport/http/problem-handler.ts';
 import { orderPlacedHandler } from './transport/messages/order-placed-handler.ts';
 
@@ -76,6 +76,7 @@ export function buildShop(config: ShopConfig, deps: ShopDeps): Shop {
     parts.push(worker);
   }
 
+  const idempotency = new PostgresIdempotencyStore(db, { clock });
   let relay: OutboxRelay | undefined;
   if (config.roles.has('relay')) {
     relay = new OutboxRelay(db, tracedPublisher(queue), {
@@ -85,6 +86,10 @@ export function buildShop(config: ShopConfig, deps: ShopDeps): Shop {
     });
     relay.events.on('error', ({ error, during }) => logger.warn({ err: error, during }, 'relay error'));
     parts.push(relay);
+    // The relay role also keeps the idempotency-key table small; expiry itself needs no pruning.
+    const pruner = new ExpiredKeyPruner(idempotency, { clock });
+    pruner.events.on('error', ({ error }) => logger.warn({ err: error }, 'idempotency pruning failed'));
+    parts.push(pruner);
   }
 
   const http: FastifyInstance = Fastify({
@@ -97,7 +102,7 @@ export function buildShop(config: ShopConfig, deps: ShopDeps): Shop {
   });
   installProblemHandler(http);
   void http.register(healthRoutes, { db, isReady: () => ready });
-  void http.register(ordersRoutes, { db, clock, idempotency: new PostgresIdempotencyStore(db, { clock }) });
+  void http.register(ordersRoutes, { db, clock, idempotency });
 
   let server: HttpServer | undefined;
   if (config.roles.has('api')) {

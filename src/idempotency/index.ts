@@ -22,3 +22,4 @@ export {
   type IdempotentContext,
   type IdempotentOptions,
 } from './idempotent.ts';
+export { ExpiredKeyPruner, type ExpiredKeyPrunerEvents, type PrunableStore } from './expired-key-pruner.ts';
