@@ -1,0 +1,232 @@
+import {
+  AckPolicy,
+  DeliverPolicy,
+  DiscardPolicy,
+  jetstream,
+  jetstreamManager,
+  RetentionPolicy,
+  StorageType,
+  type Consumer,
+  type JetStreamClient,
+  type JetStreamManager,
+  type JsMsg,
+  type PubAck,
+} from '@nats-io/jetstream';
+import { connect, nanos, type NatsConnection } from '@nats-io/transport-node';
+import { KeelError } from '../../../errors/index.ts';
+import type { Encoded } from './codec.ts';
+import type { Names } from './names.ts';
+import type { Resolved } from './nats-options.ts';
+
+export interface Handles {
+  readonly nc: NatsConnection;
+  readonly js: JetStreamClient;
+  readonly jsm: JetStreamManager;
+}
+
+/**
+ * What a broker and its sources share: one connection, the streams and consumers declared on
+ * it, and the failure times seen in this process.
+ */
+export class JetStreamContext {
+  readonly o: Resolved;
+  readonly names: Names;
+  /** When a message (by stream and sequence) first failed here: a NAK carries no headers. */
+  readonly firstFailures = new FirstFailures(10_000);
+  readonly #given: NatsConnection | undefined;
+  #handles: Promise<Handles> | undefined;
+  readonly #streams = new Map<string, Promise<string>>();
+  #closed = false;
+
+  constructor(o: Resolved, names: Names, given: NatsConnection | undefined) {
+    this.o = o;
+    this.names = names;
+    this.#given = given;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Every stream this context declared so far. */
+  declaredStreams(): string[] {
+    return [...this.#streams.keys()].map((destination) => this.names.stream(destination));
+  }
+
+  /** The connection, opened on first use. A failed first connect is forgotten, so the next call tries again. */
+  handles(): Promise<Handles> {
+    if (this.#closed) {
+      return Promise.reject(new KeelError('KEEL_SERVICE_STATE', 'the NATS JetStream broker is closed'));
+    }
+    this.#handles ??= this.#open();
+    return this.#handles;
+  }
+
+  async #open(): Promise<Handles> {
+    try {
+      const nc =
+        this.#given ??
+        (await connect({
+          servers: this.o.servers,
+          name: this.o.name,
+          // Reconnect for as long as the broker lives: a server restart must not end consumers.
+          maxReconnectAttempts: -1,
+          reconnectTimeWait: 250,
+          reconnectJitter: 250,
+          timeout: 5000,
+        }));
+      return { nc, js: jetstream(nc), jsm: await jetstreamManager(nc, { checkAPI: false }) };
+    } catch (error) {
+      this.#handles = undefined;
+      throw new KeelError('KEEL_BROKER_UNAVAILABLE', `cannot reach NATS at ${String(this.o.servers)}`, {
+        cause: error,
+      });
+    }
+  }
+
+  /**
+   * Declares the destination's stream once per context, idempotently: an existing stream with the
+   * same subject is used as it is (its limits are not changed). Returns the stream's name.
+   */
+  ensureStream(destination: string): Promise<string> {
+    let declared = this.#streams.get(destination);
+    if (declared === undefined) {
+      declared = this.#declareStream(destination);
+      this.#streams.set(destination, declared);
+      declared.catch(() => this.#streams.delete(destination));
+    }
+    return declared;
+  }
+
+  /** Declares the stream again on next use: it may have been deleted. */
+  forgetStream(destination: string): void {
+    this.#streams.delete(destination);
+  }
+
+  async #declareStream(destination: string): Promise<string> {
+    const { jsm } = await this.handles();
+    const name = this.names.stream(destination);
+    const subject = this.names.subject(destination);
+    try {
+      await jsm.streams.add({
+        name,
+        subjects: [subject],
+        retention: RetentionPolicy.Limits,
+        storage: this.o.storage === 'file' ? StorageType.File : StorageType.Memory,
+        num_replicas: this.o.replicas,
+        max_msgs: this.o.maxMessages,
+        max_bytes: this.o.maxBytes,
+        max_age: nanos(this.o.maxAgeMs),
+        duplicate_window: nanos(this.o.duplicateWindowMs),
+        discard: DiscardPolicy.Old,
+      });
+    } catch (error) {
+      // Declared before with other limits (another process, another version): use it as it is,
+      // provided it holds this destination's subject.
+      const info = await jsm.streams.info(name).catch(() => undefined);
+      if (info === undefined) throw error;
+      if (!info.config.subjects.includes(subject)) {
+        throw new KeelError(
+          'KEEL_BROKER_UNAVAILABLE',
+          `stream ${name} exists but does not hold subject ${subject}`,
+          { cause: error, details: { stream: name, subjects: info.config.subjects } },
+        );
+      }
+    }
+    return name;
+  }
+
+  /** The group's durable pull consumer on the destination's stream, created when missing. */
+  async ensureConsumer(destination: string, group: string, leaseMs: number): Promise<Consumer> {
+    const stream = await this.ensureStream(destination);
+    const { js, jsm } = await this.handles();
+    try {
+      await jsm.consumers.add(stream, {
+        durable_name: group,
+        ack_policy: AckPolicy.Explicit,
+        ack_wait: nanos(leaseMs),
+        deliver_policy: this.o.groupStart === 'earliest' ? DeliverPolicy.All : DeliverPolicy.New,
+        // Attempts are counted by the runtime from the delivery count: it dead-letters. A server
+        // that gave up by itself would leave the message in the stream, delivered to no one.
+        max_deliver: -1,
+        // The runtime bounds what each consumer holds; this bounds the group as a whole.
+        max_ack_pending: 20_000,
+      });
+    } catch (error) {
+      // Exists already (perhaps with another lease): join it as it is.
+      const info = await jsm.consumers.info(stream, group).catch(() => undefined);
+      if (info === undefined) throw error;
+    }
+    return js.consumers.get(stream, group);
+  }
+
+  /** Publishes one message to a destination's stream and waits for JetStream's acknowledgement. */
+  async publish(destination: string, encoded: Encoded, msgID?: string): Promise<PubAck> {
+    const stream = await this.ensureStream(destination);
+    const { js } = await this.handles();
+    return js.publish(this.names.subject(destination), encoded.data, {
+      headers: encoded.headers,
+      timeout: this.o.publishTimeoutMs,
+      expect: { streamName: stream },
+      ...(msgID === undefined ? {} : { msgID }),
+    });
+  }
+
+  /**
+   * Sends an acknowledgement (`+ACK`, `-NAK {...}`, `+TERM`) and waits for the server's reply: a
+   * plain ack is fire-and-forget, and "resolves when durable" needs the server to have seen it.
+   */
+  async settle(message: JsMsg, body: string): Promise<void> {
+    const { nc } = await this.handles();
+    await nc.request(replyOf(message), body, { timeout: this.o.publishTimeoutMs });
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    const handles = await this.#handles?.catch(() => undefined);
+    this.#handles = undefined;
+    if (handles === undefined || this.#given !== undefined) return;
+    await handles.nc.drain().catch(async () => handles.nc.close());
+  }
+}
+
+/**
+ * The ack subject of a delivered message. The client's `JsMsg` type hides it (its `ackAck` only
+ * confirms `+ACK`), while every JetStream acknowledgement, NAK and TERM included, is a message
+ * to it that the server answers when given a reply subject.
+ */
+function replyOf(message: JsMsg): string {
+  const reply = (message as { reply?: unknown }).reply;
+  if (typeof reply !== 'string' || reply.length === 0) {
+    throw new KeelError('KEEL_INTERNAL', `JetStream message ${message.seq} has no ack subject`);
+  }
+  return reply;
+}
+
+/** A bounded memo, oldest forgotten first: failure times of messages still being retried. */
+export class FirstFailures {
+  readonly #max: number;
+  readonly #times = new Map<string, string>();
+
+  constructor(max: number) {
+    this.#max = max;
+  }
+
+  /** The first failure time of `key`, recording `now` when there is none. */
+  note(key: string, now: string): string {
+    const known = this.#times.get(key);
+    if (known !== undefined) return known;
+    if (this.#times.size >= this.#max) this.#times.delete(this.#times.keys().next().value!);
+    this.#times.set(key, now);
+    return now;
+  }
+
+  get(key: string): string | undefined {
+    return this.#times.get(key);
+  }
+
+  delete(key: string): void {
+    this.#times.delete(key);
+  }
+}
