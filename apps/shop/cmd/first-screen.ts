@@ -17,6 +17,7 @@ export function firstScreen(address: string, db: DbConfig, roles: Iterable<strin
     '',
     `  API        ${address}`,
     `  health     ${address}/healthz   ready: ${address}/readyz`,
+    `  metrics    ${address}/metrics (Prometheus); traces to OTEL_EXPORTER_OTLP_ENDPOINT when set`,
     `  data       ${where}`,
     '',
     '  Place an order (then GET the Location it returns; it turns ACCEPTED within a second).',

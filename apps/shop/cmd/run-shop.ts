@@ -1,13 +1,34 @@
+import { keelMeter } from '../../../src/observability/index.ts';
 import { runUntilSignal } from '../../../src/service/index.ts';
 import type { ShopRole } from '../app.ts';
+import { instrumentShop, shopObservabilityFromEnv } from '../observability.ts';
 import { openShop } from '../presets/open-shop.ts';
 import { firstScreen } from './first-screen.ts';
 
-/** Shared by every entry point: open, start, print where it runs, drain on SIGTERM/SIGINT. */
+/**
+ * Shared by every entry point: register OpenTelemetry from the environment, open, instrument
+ * (`/metrics`, route spans, worker and outbox metrics), start, print where it runs, drain on
+ * SIGTERM/SIGINT, then flush the exporters.
+ */
 export async function runShop(roles: readonly ShopRole[], options: { banner: boolean }): Promise<void> {
   try {
-    const { shop, db } = await openShop({ roles });
-    await runUntilSignal(shop, { drainMs: Number(process.env.KEEL_DRAIN_MS ?? 10_000) });
+    const observability = shopObservabilityFromEnv();
+    const { shop, db } = await openShop({ roles, meter: keelMeter() });
+    const instrumented = instrumentShop(shop, {
+      meter: keelMeter(),
+      ...(observability.prometheus ? { prometheus: observability.prometheus } : {}),
+    });
+    await runUntilSignal(shop, {
+      drainMs: Number(process.env.KEEL_DRAIN_MS ?? 10_000),
+      onStopped: () => {
+        instrumented.dispose();
+        // Flush the last spans before exiting; an exporter that hangs must not keep the process.
+        void Promise.race([
+          observability.shutdown(),
+          new Promise((resolve) => setTimeout(resolve, 5_000)),
+        ]).finally(() => process.exit(0));
+      },
+    });
     if (options.banner) {
       const address = shop.server?.address ?? '(no HTTP listener in this process)';
       process.stdout.write(firstScreen(address, db, roles) + '\n');

@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { Meter } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import {
   dbConfigFromEnv,
@@ -38,6 +39,8 @@ export interface OpenShopOptions {
   db?: DbConfig;
   clock?: Clock;
   logger?: Logger;
+  /** Where handler durations go (keel/observability); none when omitted. */
+  meter?: Meter;
 }
 
 export interface OpenedShop {
@@ -65,6 +68,7 @@ export async function openShop(options: OpenShopOptions = {}): Promise<OpenedSho
     db,
     clock: options.clock ?? systemClock,
     logger: options.logger ?? createLogger(),
+    ...(options.meter ? { meter: options.meter } : {}),
   });
   return { shop, db: dbConfig };
 }
