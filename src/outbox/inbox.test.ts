@@ -2,8 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { migrate } from '../db/index.ts';
 import { createEnvelope } from '../messaging/envelope.ts';
 import { createTestDb, type TestDb } from '../testing/index.ts';
-import { ManualClock } from '../time/index.ts';
-import { inboxOnce, pruneInbox } from './inbox.ts';
+import { inboxOnce } from './inbox.ts';
 import { inboxMigrations } from './schema.ts';
 
 const dbs: TestDb[] = [];
@@ -67,20 +66,6 @@ describe('inbox', () => {
     );
     expect(outcomes.filter((o) => !o.duplicate)).toHaveLength(1);
     expect(await count(db)).toBe(1);
-  });
-
-  it('prunes records past the retention, in batches', async () => {
-    const db = await setup();
-    const clock = new ManualClock();
-    for (let i = 0; i < 25; i++) {
-      await db.transaction((tx) =>
-        inboxOnce(tx, 'c', createEnvelope({ type: 'x.y.v1', payload: i }), async () => 0, { clock }),
-      );
-      if (i === 19) await clock.advance(3_600_000);
-    }
-    expect(await pruneInbox(db, { retentionMs: 1_800_000, batchSize: 7, clock })).toBe(20);
-    const { rows } = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM keel_inbox');
-    expect(rows[0]?.n).toBe(5);
   });
 
   it('refuses a bad consumer name, naming it', async () => {

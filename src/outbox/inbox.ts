@@ -1,7 +1,8 @@
-import type { Queryable } from '../db/db.ts';
+import type { Db, Queryable } from '../db/db.ts';
 import { InvalidArgumentError } from '../errors/index.ts';
 import type { Envelope } from '../messaging/envelope.ts';
 import { systemClock, type Clock } from '../time/index.ts';
+import { pruneInBatches, resolvePrune, type PruneOptions } from './outbox-retention.ts';
 
 export type InboxOutcome<T> = { duplicate: false; result: T } | { duplicate: true };
 
@@ -39,32 +40,42 @@ export async function inboxOnce<T>(
   return { duplicate: false, result: await fn(tx) };
 }
 
+export interface PruneInboxOptions extends PruneOptions {
+  /**
+   * The longest a message can still be redelivered after its first delivery: the consumer's
+   * attempts × its longest backoff, plus the relay's `claimMs` and the broker's redelivery delay.
+   * A `retentionMs` shorter than this is refused: a record pruned before the last redelivery
+   * turns that redelivery into a second effect. Default 0 (not checked).
+   */
+  retryHorizonMs?: number;
+}
+
+/** Default inbox retention: 7 days, far beyond any retry horizon keel's defaults give. */
+export const defaultInboxRetentionMs = 7 * 24 * 3600 * 1000;
+
 /**
  * Deletes inbox records older than `retentionMs` (default 7 days), `batchSize` rows per
- * statement so a large backlog never holds long locks. Returns how many it deleted.
+ * statement (default 1 000) so a large backlog never holds long locks, by one cleaner at a time
+ * (an advisory lock per schema: a second cleaner finds it taken and returns). Returns how many
+ * it deleted. Run it on a schedule (a timer, a cron job) in the consumer's service.
  */
-export async function pruneInbox(
-  db: Queryable,
-  options: { retentionMs?: number; batchSize?: number; clock?: Clock } = {},
-): Promise<number> {
-  const retentionMs = options.retentionMs ?? 7 * 24 * 3600 * 1000;
-  const batchSize = options.batchSize ?? 10_000;
-  if (!Number.isFinite(retentionMs) || retentionMs < 0) {
-    throw new InvalidArgumentError('retentionMs', 'a number of ms >= 0', retentionMs);
+export async function pruneInbox(db: Db, options: PruneInboxOptions = {}): Promise<number> {
+  const { retentionMs, batchSize, clock } = resolvePrune(options, defaultInboxRetentionMs);
+  const horizon = options.retryHorizonMs ?? 0;
+  if (typeof horizon !== 'number' || !Number.isFinite(horizon) || horizon < 0) {
+    throw new InvalidArgumentError('retryHorizonMs', 'a number of ms >= 0', horizon);
   }
-  if (!Number.isInteger(batchSize) || batchSize < 1)
-    throw new InvalidArgumentError('batchSize', 'an integer >= 1', batchSize);
-  const cutoff = new Date((options.clock ?? systemClock).now() - retentionMs);
-  let total = 0;
-  for (;;) {
-    const { rowCount } = await db.query(
-      `DELETE FROM keel_inbox WHERE (consumer, message_id) IN (
-         SELECT consumer, message_id FROM keel_inbox WHERE received_at < $1 LIMIT $2)`,
-      [cutoff, batchSize],
-    );
-    total += rowCount;
-    if (rowCount < batchSize) return total;
+  if (retentionMs <= horizon) {
+    throw new InvalidArgumentError('retentionMs', `more than retryHorizonMs (${horizon} ms)`, retentionMs);
   }
+  const { deleted } = await pruneInBatches(
+    db,
+    'keel_inbox',
+    `DELETE FROM keel_inbox WHERE (consumer, message_id) IN (
+       SELECT consumer, message_id FROM keel_inbox WHERE received_at < $1 LIMIT $2)`,
+    { cutoff: new Date(clock.now() - retentionMs), batchSize },
+  );
+  return deleted;
 }
 
 /** `inbox.once(tx, consumer, message, fn)`: the same as `inboxOnce`, as an object to pass around. */

@@ -4,29 +4,60 @@ import { InvalidArgumentError } from '../errors/index.ts';
 import type { Envelope } from '../messaging/envelope.ts';
 import type { Publisher } from '../messaging/publisher.ts';
 import { describeError } from '../messaging/adapters/postgres/pg-queue-source.ts';
+import {
+  BrokenCircuitError,
+  CircuitBreakerPolicy,
+  IsolatedCircuitError,
+  isRetryable,
+} from '../resilience/index.ts';
 import { ServiceBase } from '../service/index.ts';
 import { systemClock, type Clock, type TimerHandle } from '../time/index.ts';
+import { defaultOutboxRetentionMs, pruneOutbox } from './outbox-retention.ts';
 import { outboxChannel } from './schema.ts';
 
 export interface OutboxRelayOptions {
-  /** Rows claimed and published per round. Default 100. */
+  /** Rows claimed per round (one claim query), published in one call per destination. Default 100. */
   batchSize?: number;
   /** How often to look for rows when no NOTIFY arrives. Default 1 000 ms. */
   pollIntervalMs?: number;
-  /** How long a claim is held before another relay may take the rows. Default 30 000 ms. */
+  /**
+   * How long a claim is held before another relay may take the rows: longer than a publish can
+   * take, or a slow publish and its successor overlap (duplicates, and a key's order at risk).
+   * Default 30 000 ms.
+   */
   claimMs?: number;
-  /** Publish attempts before a row is parked for an operator. Default 10. */
+  /**
+   * Failed publishes of a row, counted only while the breaker was closed, before the row is
+   * parked for an operator (`keel outbox retry`). `maxAttempts: 10` means ten calls. Default 10.
+   */
   maxAttempts?: number;
-  /** Delay before a failed row is tried again. Default: 1 s doubling to 60 s. */
+  /** Delay before a row whose publish failed is tried again. Default: 1 s doubling to 60 s. */
   retryDelay?: (attempt: number) => number;
+  /**
+   * The circuit breaker every publish goes through. While it is open the relay claims nothing
+   * and no row's attempts grow, so an outage of the broker does not park the backlog. Default:
+   * a breaker that opens after 5 consecutive failed publishes, for 10 s, on the relay's clock.
+   */
+  breaker?: CircuitBreakerPolicy;
+  /**
+   * Published rows older than this are deleted by the relay, in batches, one cleaner at a time
+   * across relays (an advisory lock). `false`: the relay never deletes (run `pruneOutbox`
+   * elsewhere). Default one day.
+   */
+  retentionMs?: number | false;
+  /** How often the relay runs the cleaner. Default 60 000 ms. */
+  cleanupIntervalMs?: number;
   clock?: Clock;
   name?: string;
 }
 
 export interface OutboxRelayEvents {
   published: { destination: string; messages: readonly Envelope[] };
-  'publish-failed': { destination: string; messages: readonly Envelope[]; error: unknown };
+  /** A publish failed; `charged` is false when it did not count towards parking (breaker not closed). */
+  'publish-failed': { destination: string; messages: readonly Envelope[]; error: unknown; charged: boolean };
   parked: { message: Envelope; error: unknown };
+  /** The cleaner deleted published rows past the retention. */
+  pruned: { deleted: number };
 }
 
 interface OutboxRow {
@@ -42,14 +73,27 @@ interface OutboxRow {
   attempts: number;
 }
 
+/** Serialises claims across relays of one schema, so each claim sees the previous one's rows. */
+const claimLock = `SELECT pg_advisory_xact_lock(hashtextextended('keel_outbox_claim:' || current_schema(), 0))`;
+
 /**
  * Moves committed outbox rows to any `Publisher`. It never knows which broker it feeds.
  *
- * Rows are claimed under a lease with `FOR UPDATE SKIP LOCKED`, so several relays share the
- * work; a row is selected by `published_at IS NULL`, not by a high-water mark, so a row that
- * commits late with a lower id is still picked up. No transaction is held open while
- * publishing. A relay that dies after publishing and before marking leaves the rows to be
- * published again when the claim expires: delivery is at-least-once.
+ * Delivery is at-least-once: a relay that dies after publishing and before marking leaves its
+ * rows to be published again when the claim expires.
+ *
+ * No row is skipped: rows are selected by `published_at IS NULL`, never by a high-water mark, so
+ * a row that commits late with a lower `seq` than rows already published is still found.
+ *
+ * Per-key order: a row is claimed only while no earlier row of its (destination, key) is still
+ * unpublished and held back — claimed by a relay, waiting to retry, or parked — and claims are
+ * serialised by an advisory lock, so several relays never publish one key's rows at once or out
+ * of `seq` order. With `addToOutbox`'s key locks, `seq` order within a key is commit order.
+ * Messages without a key are not ordered.
+ *
+ * A failed publish releases the rest of its round unpublished (the next round claims them
+ * again, except behind the failed row's key); a row that failed is published alone from then on,
+ * so one poison row cannot fail its neighbours' batches.
  */
 export class OutboxRelay extends ServiceBase<OutboxRelayEvents> {
   readonly #db: Db;
@@ -60,6 +104,11 @@ export class OutboxRelay extends ServiceBase<OutboxRelayEvents> {
   readonly #claimMs: number;
   readonly #maxAttempts: number;
   readonly #retryDelay: (attempt: number) => number;
+  readonly #retentionMs: number | false;
+  readonly #cleanupIntervalMs: number;
+  /** The breaker every publish goes through. */
+  readonly breaker: CircuitBreakerPolicy;
+  #nextCleanupAt: number;
   #unlisten: Unlisten | undefined;
   #loop: Promise<void> | undefined;
   #stopping = false;
@@ -68,6 +117,9 @@ export class OutboxRelay extends ServiceBase<OutboxRelayEvents> {
 
   constructor(db: Db, publisher: Publisher, options: OutboxRelayOptions = {}) {
     super(options.name ?? 'outbox-relay', options.clock ?? systemClock);
+    if (typeof publisher?.publish !== 'function') {
+      throw new InvalidArgumentError('publisher', 'a Publisher', publisher);
+    }
     this.#db = db;
     this.#publisher = publisher;
     this.#batchSize = positiveInteger('batchSize', options.batchSize ?? 100);
@@ -75,6 +127,28 @@ export class OutboxRelay extends ServiceBase<OutboxRelayEvents> {
     this.#claimMs = positiveInteger('claimMs', options.claimMs ?? 30_000);
     this.#maxAttempts = positiveInteger('maxAttempts', options.maxAttempts ?? 10);
     this.#retryDelay = options.retryDelay ?? ((attempt) => Math.min(60_000, 1000 * 2 ** (attempt - 1)));
+    if (typeof this.#retryDelay !== 'function') {
+      throw new InvalidArgumentError('retryDelay', 'a function of the attempt number', options.retryDelay);
+    }
+    const retentionMs = options.retentionMs ?? defaultOutboxRetentionMs;
+    if (retentionMs !== false && (!Number.isFinite(retentionMs) || retentionMs < 0)) {
+      throw new InvalidArgumentError('retentionMs', 'a number of ms >= 0, or false', retentionMs);
+    }
+    this.#retentionMs = retentionMs;
+    this.#cleanupIntervalMs = positiveInteger('cleanupIntervalMs', options.cleanupIntervalMs ?? 60_000);
+    this.#nextCleanupAt = this.clock.now();
+    if (options.breaker !== undefined && !(options.breaker instanceof CircuitBreakerPolicy)) {
+      throw new InvalidArgumentError('breaker', 'a CircuitBreakerPolicy', options.breaker);
+    }
+    this.breaker =
+      options.breaker ??
+      new CircuitBreakerPolicy({
+        threshold: { kind: 'consecutive', failures: 5 },
+        openMs: 10_000,
+        // A message the broker refuses for what it is says nothing about the broker's health.
+        handle: (error) => !isPermanent(error),
+        clock: this.clock,
+      });
   }
 
   protected override async onStart(): Promise<void> {
@@ -90,15 +164,35 @@ export class OutboxRelay extends ServiceBase<OutboxRelayEvents> {
     await this.#unlisten?.();
   }
 
-  /** Publishes one batch now; returns how many rows it published. For tests and `outbox drain`. */
+  /**
+   * Claims one batch and publishes it; returns how many rows it published. Claims nothing while
+   * the breaker is open. For tests and `outbox drain`; a started relay calls it in its loop.
+   */
   async relayOnce(): Promise<number> {
+    const status = this.breaker.state.status;
+    if (status === 'open' || status === 'isolated') return 0;
     const rows = await this.#claim();
     if (rows.length === 0) return 0;
     let published = 0;
-    for (const [destination, group] of groupByDestination(rows)) {
-      published += await this.#publishGroup(destination, group);
+    const groups = [...groupByDestination(rows)];
+    for (let i = 0; i < groups.length; i++) {
+      const [destination, group] = groups[i]!;
+      const outcome = await this.#publishGroup(destination, group);
+      published += outcome.published;
+      if (!outcome.ok) {
+        await this.#release(groups.slice(i + 1).flatMap(([, g]) => g));
+        break;
+      }
     }
     return published;
+  }
+
+  /** Runs the cleaner now: deletes published rows past the retention. Returns how many. */
+  async prune(): Promise<number> {
+    if (this.#retentionMs === false) return 0;
+    const deleted = await pruneOutbox(this.#db, { retentionMs: this.#retentionMs, clock: this.clock });
+    if (deleted > 0) this.events.emit('pruned', { deleted });
+    return deleted;
   }
 
   #wake(): void {
@@ -120,9 +214,20 @@ export class OutboxRelay extends ServiceBase<OutboxRelayEvents> {
         await this.#pause(Math.min(30_000, this.#pollIntervalMs * 2 ** Math.min(failures, 5)));
         continue;
       }
+      if (this.#retentionMs !== false && this.clock.now() >= this.#nextCleanupAt) {
+        this.#nextCleanupAt = this.clock.now() + this.#cleanupIntervalMs;
+        await this.prune().catch((error: unknown) => this.events.emit('error', { error, during: 'cleanup' }));
+      }
       if (moved > 0 || this.#pending) continue;
-      await this.#pause(this.#pollIntervalMs);
+      await this.#pause(this.#idleMs());
     }
+  }
+
+  /** Until the next poll, or until the breaker lets a probe through if that comes first. */
+  #idleMs(): number {
+    const state = this.breaker.state;
+    if (state.status !== 'open') return this.#pollIntervalMs;
+    return Math.max(1, Math.min(this.#pollIntervalMs, state.until - this.clock.now()));
   }
 
   #pause(ms: number): Promise<void> {
@@ -140,33 +245,76 @@ export class OutboxRelay extends ServiceBase<OutboxRelayEvents> {
   }
 
   async #claim(): Promise<OutboxRow[]> {
-    const now = this.clock.now();
-    const { rows } = await this.#db.query<OutboxRow>(
-      `WITH picked AS (
-         SELECT seq FROM keel_outbox
-         WHERE published_at IS NULL AND parked_at IS NULL AND (available_at IS NULL OR available_at <= $1)
-           AND (claim_until IS NULL OR claim_until <= $1)
-         ORDER BY seq
-         LIMIT $2
-         FOR UPDATE SKIP LOCKED)
-       UPDATE keel_outbox AS o SET claim_owner = $3, claim_until = $4
-       FROM picked WHERE o.seq = picked.seq
-       RETURNING o.seq::text AS seq, o.id::text AS id, o.destination, o.type, o.key, o.payload, o.headers,
-                 o.occurred_at, o.hlc, o.attempts`,
-      [new Date(now), this.#batchSize, this.#owner, new Date(now + this.#claimMs)],
-    );
+    const now = new Date(this.clock.now());
+    const rows = await this.#db.transaction(async (tx) => {
+      // Taken in a statement of its own: the claim's snapshot then starts after the previous
+      // claimer committed, and sees its claims.
+      await tx.query(claimLock);
+      const { rows: claimed } = await tx.query<OutboxRow>(
+        `WITH picked AS (
+           SELECT o.seq FROM keel_outbox o
+           WHERE o.published_at IS NULL AND o.parked_at IS NULL
+             AND (o.available_at IS NULL OR o.available_at <= $1)
+             AND (o.claim_until IS NULL OR o.claim_until <= $1)
+             AND (o.key IS NULL OR NOT EXISTS (
+               SELECT 1 FROM keel_outbox p
+               WHERE p.destination = o.destination AND p.key = o.key AND p.seq < o.seq
+                 AND p.published_at IS NULL
+                 AND (p.parked_at IS NOT NULL OR p.available_at > $1 OR p.claim_until > $1)))
+           ORDER BY o.seq
+           LIMIT $2
+           FOR UPDATE SKIP LOCKED)
+         UPDATE keel_outbox AS o SET claim_owner = $3, claim_until = $4
+         FROM picked WHERE o.seq = picked.seq
+         RETURNING o.seq::text AS seq, o.id::text AS id, o.destination, o.type, o.key, o.payload, o.headers,
+                   o.occurred_at, o.hlc, o.attempts`,
+        [now, this.#batchSize, this.#owner, new Date(now.getTime() + this.#claimMs)],
+      );
+      return claimed;
+    });
     rows.sort((a, b) => (BigInt(a.seq) < BigInt(b.seq) ? -1 : 1));
     return rows;
   }
 
-  async #publishGroup(destination: string, rows: OutboxRow[]): Promise<number> {
+  /**
+   * Publishes a destination's rows in `seq` order: runs of rows never tried go in one call, a
+   * row that failed before goes alone. Stops at the first failure and releases the rest.
+   */
+  async #publishGroup(destination: string, rows: OutboxRow[]): Promise<{ published: number; ok: boolean }> {
+    let published = 0;
+    let start = 0;
+    while (start < rows.length) {
+      let end = start + 1;
+      if (rows[start]!.attempts === 0) while (end < rows.length && rows[end]!.attempts === 0) end++;
+      const chunk = rows.slice(start, end);
+      if (!(await this.#publishChunk(destination, chunk))) {
+        await this.#release(rows.slice(end));
+        return { published, ok: false };
+      }
+      published += chunk.length;
+      start = end;
+    }
+    return { published, ok: true };
+  }
+
+  async #publishChunk(destination: string, rows: OutboxRow[]): Promise<boolean> {
     const messages = rows.map(toEnvelope);
+    const closedBefore = this.breaker.state.status === 'closed';
     try {
-      await this.#publisher.publish(destination, messages);
+      await this.breaker.execute(() => this.#publisher.publish(destination, messages));
     } catch (error) {
-      this.events.emit('publish-failed', { destination, messages, error });
-      await this.#recordFailure(rows, error);
-      return 0;
+      if (error instanceof BrokenCircuitError || error instanceof IsolatedCircuitError) {
+        // Not tried: the rows go back as they were.
+        await this.#release(rows);
+        return false;
+      }
+      // In a batch, the refused message could be any of them: each is tried alone next, and
+      // only then is a permanent error pinned on one row.
+      const permanent = rows.length === 1 && isPermanent(error);
+      const charged = closedBefore || permanent;
+      this.events.emit('publish-failed', { destination, messages, error, charged });
+      await this.#recordFailure(rows, error, charged, permanent);
+      return false;
     }
     await this.#db.query(
       `UPDATE keel_outbox SET published_at = $3, claim_owner = NULL, claim_until = NULL
@@ -174,29 +322,58 @@ export class OutboxRelay extends ServiceBase<OutboxRelayEvents> {
       [rows.map((r) => r.seq), this.#owner, new Date(this.clock.now())],
     );
     this.events.emit('published', { destination, messages });
-    return rows.length;
+    return true;
   }
 
-  async #recordFailure(rows: OutboxRow[], error: unknown): Promise<void> {
+  async #release(rows: readonly OutboxRow[]): Promise<void> {
+    if (rows.length === 0) return;
+    await this.#db.query(
+      `UPDATE keel_outbox SET claim_owner = NULL, claim_until = NULL
+       WHERE seq = ANY($1::bigint[]) AND claim_owner = $2`,
+      [rows.map((r) => r.seq), this.#owner],
+    );
+  }
+
+  /**
+   * Charged (the breaker was closed, so the broker was thought healthy): the attempt counts, and
+   * the row is parked at `maxAttempts`. Not charged (a half-open probe failed: the broker is
+   * still down): the row only waits, so an outage never parks the backlog. A permanent error
+   * (an argument or validation error: no retry can fix it) parks at once.
+   */
+  async #recordFailure(
+    rows: OutboxRow[],
+    error: unknown,
+    charged: boolean,
+    permanent: boolean,
+  ): Promise<void> {
     const now = this.clock.now();
-    const attempt = (rows[0]?.attempts ?? 0) + 1;
-    const park = attempt >= this.#maxAttempts;
+    const attempt = (rows[0]?.attempts ?? 0) + (charged ? 1 : 0);
+    const park = permanent || (charged && attempt >= this.#maxAttempts);
     await this.#db.query(
       `UPDATE keel_outbox
-       SET attempts = attempts + 1, last_error = $3, claim_owner = NULL, claim_until = NULL,
-           available_at = $4, parked_at = CASE WHEN attempts + 1 >= $5 THEN $6::timestamptz ELSE NULL END
+       SET attempts = attempts + $7, last_error = $3, claim_owner = NULL, claim_until = NULL,
+           available_at = $4, parked_at = CASE WHEN $8 OR ($7 > 0 AND attempts + 1 >= $5) THEN $6::timestamptz END
        WHERE seq = ANY($1::bigint[]) AND claim_owner = $2`,
       [
         rows.map((r) => r.seq),
         this.#owner,
         describeError(error),
-        new Date(now + this.#retryDelay(attempt)),
+        new Date(now + this.#retryDelay(Math.max(1, attempt))),
         this.#maxAttempts,
         new Date(now),
+        charged ? 1 : 0,
+        permanent,
       ],
     );
     if (park) for (const row of rows) this.events.emit('parked', { message: toEnvelope(row), error });
   }
+}
+
+/** No retry can fix it: keel's argument or validation errors, also as the cause of a `PublishError`. */
+function isPermanent(error: unknown): boolean {
+  if (!isRetryable(error)) return true;
+  const cause = (error as { cause?: unknown } | null)?.cause;
+  return cause !== undefined && !isRetryable(cause);
 }
 
 function groupByDestination(rows: OutboxRow[]): Map<string, OutboxRow[]> {

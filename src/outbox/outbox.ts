@@ -1,23 +1,59 @@
-import type { Queryable } from '../db/db.ts';
 import { InvalidArgumentError } from '../errors/index.ts';
 import type { Envelope } from '../messaging/envelope.ts';
 import { outboxChannel } from './schema.ts';
 
 /**
- * Writes messages into the outbox table in the caller's transaction, so they are published if
- * and only if the transaction commits. `tx` is anything with `query(sql, params)`: a keel
- * transaction, a pg `PoolClient` inside BEGIN, a PGlite transaction.
+ * What `outbox.add` writes through: anything that runs one SQL statement with `$1` parameters.
+ * It is structural, so no driver or ORM is a dependency, and these fit as they are: a keel
+ * `Tx`, a node-postgres `PoolClient` or `Client` inside `BEGIN`, a PGlite transaction. A query
+ * builder's transaction fits through one line, for Kysely:
  *
- * A relay publishes each committed row at least once; consumers deduplicate on `Envelope.id`.
+ * ```ts
+ * { query: (sql, params) => trx.executeQuery(CompiledQuery.raw(sql, params)) }
+ * ```
+ *
+ * The result is ignored; the statement must run in the caller's open transaction.
+ */
+export interface OutboxExecutor {
+  query(sql: string, params: unknown[]): PromiseLike<unknown>;
+}
+
+export interface AddToOutboxOptions {
+  /**
+   * Take a transaction-scoped advisory lock per (destination, key) before inserting, held until
+   * the caller's transaction ends. Two transactions writing messages of one key then commit in
+   * the order their rows are numbered, which is what lets the relay promise per-key commit order
+   * (see docs/outbox.md). Cost: writers of one key wait for each other from `add` to commit.
+   * Messages without a key take no lock. Default true.
+   */
+  lockKeys?: boolean;
+}
+
+/**
+ * Writes messages into the outbox table in the caller's transaction, so they are published if
+ * and only if the transaction commits. `tx` is anything with `query(sql, params)`: see
+ * `OutboxExecutor`.
+ *
+ * A relay publishes each committed row at least once, and messages of one key in the order
+ * they committed; consumers deduplicate on `Envelope.id` (the inbox).
+ *
+ * Concurrency: with `lockKeys` (the default) a transaction that adds messages of several keys
+ * locks them in sorted order within one call; two transactions that add keys in opposite
+ * orders across several calls can deadlock, and PostgreSQL then aborts one (SQLSTATE 40P01):
+ * add all of a transaction's messages in one call, or retry on 40P01.
  */
 export async function addToOutbox(
-  tx: Queryable,
+  tx: OutboxExecutor,
   destination: string,
   messages: Envelope | readonly Envelope[],
+  options: AddToOutboxOptions = {},
 ): Promise<void> {
   const list: readonly Envelope[] = Array.isArray(messages) ? messages : [messages as Envelope];
   if (typeof destination !== 'string' || destination.length === 0) {
     throw new InvalidArgumentError('destination', 'a non-empty string', destination);
+  }
+  if (tx === null || typeof tx !== 'object' || typeof tx.query !== 'function') {
+    throw new InvalidArgumentError('tx', 'a transaction with query(sql, params)', tx);
   }
   if (list.length === 0) return;
   const rows = list.map((m) => ({
@@ -29,16 +65,24 @@ export async function addToOutbox(
     occurred_at: m.occurredAt,
     hlc: m.hlc ?? null,
   }));
-  // The NOTIFY is delivered only at commit, together with the rows.
+  const lockKeys = options.lockKeys ?? true;
+  // The locks CTE calls a volatile function, so PostgreSQL materialises it, and the insert's
+  // rows (and their seq numbers) exist only after its aggregate has taken every lock. The
+  // NOTIFY is delivered only at commit, together with the rows.
   await tx.query(
-    `WITH inserted AS (
+    `WITH locks AS (
+       SELECT count(pg_advisory_xact_lock(hashtextextended(current_schema() || ':' || $1 || ':' || k, 0))) AS n
+       FROM (SELECT DISTINCT m.key AS k FROM jsonb_to_recordset($2::jsonb) AS m(key text)
+             WHERE $4::boolean AND m.key IS NOT NULL ORDER BY 1) AS keys),
+     inserted AS (
        INSERT INTO keel_outbox (destination, id, type, key, payload, headers, occurred_at, hlc)
        SELECT $1, m.id, m.type, m.key, m.payload, m.headers, m.occurred_at, m.hlc
-       FROM jsonb_to_recordset($2::jsonb)
+       FROM locks, jsonb_to_recordset($2::jsonb)
          AS m(id uuid, type text, key text, payload jsonb, headers jsonb, occurred_at timestamptz, hlc text)
+       WHERE locks.n >= 0
        RETURNING 1)
      SELECT pg_notify($3, '') FROM (SELECT count(*) FROM inserted) AS c`,
-    [destination, JSON.stringify(rows), outboxChannel],
+    [destination, JSON.stringify(rows), outboxChannel, lockKeys],
   );
 }
 

@@ -27,6 +27,18 @@ CREATE TABLE IF NOT EXISTS keel_outbox (
 CREATE INDEX IF NOT EXISTS keel_outbox_unpublished ON keel_outbox (seq) WHERE published_at IS NULL AND parked_at IS NULL;
 `,
   },
+  {
+    id: 'keel_outbox_0002_key_order_and_retention',
+    sql: `
+-- The relay publishes a row only when no earlier row of its (destination, key) is still
+-- unpublished and held back (claimed, waiting to retry, parked): that check reads this index.
+CREATE INDEX IF NOT EXISTS keel_outbox_key_pending ON keel_outbox (destination, key, seq)
+  WHERE published_at IS NULL AND key IS NOT NULL;
+-- Retention deletes published rows oldest first.
+CREATE INDEX IF NOT EXISTS keel_outbox_published ON keel_outbox (published_at)
+  WHERE published_at IS NOT NULL;
+`,
+  },
 ] as const;
 
 /** NOTIFY channel the outbox signals on commit, so relays wake at once instead of at the next poll. */

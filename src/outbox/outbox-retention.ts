@@ -1,0 +1,79 @@
+import type { Db } from '../db/db.ts';
+import { InvalidArgumentError } from '../errors/index.ts';
+import { systemClock, type Clock } from '../time/index.ts';
+
+export interface PruneOptions {
+  /** Keep rows this long, in ms. */
+  retentionMs?: number;
+  /** Rows deleted per statement, so a large backlog never holds long locks. Default 1 000. */
+  batchSize?: number;
+  clock?: Clock;
+}
+
+/** The lock namespace key of a table's cleaner, per schema: schemas sharing a server never contend. */
+const cleanerLock = `hashtextextended('keel_cleaner:' || current_schema() || ':' || $1, 0)`;
+
+/**
+ * Runs `deleteSql` on `table` (with `$1` the cutoff and `$2` the batch size) until it deletes
+ * fewer than `batchSize` rows,
+ * `batchSize` at a time, each batch in a transaction that first takes the table's cleaner lock
+ * with `pg_try_advisory_xact_lock`: while another process is cleaning, this one stops at once
+ * and returns what it deleted so far. One cleaner at a time, however many relays run it.
+ */
+export async function pruneInBatches(
+  db: Db,
+  table: string,
+  deleteSql: string,
+  options: { cutoff: Date; batchSize: number },
+): Promise<{ deleted: number; busy: boolean }> {
+  let deleted = 0;
+  for (;;) {
+    const batch = await db.transaction(async (tx) => {
+      const { rows } = await tx.query<{ locked: boolean }>(
+        `SELECT pg_try_advisory_xact_lock(${cleanerLock}) AS locked`,
+        [table],
+      );
+      if (rows[0]?.locked !== true) return undefined;
+      return (await tx.query(deleteSql, [options.cutoff, options.batchSize])).rowCount;
+    });
+    if (batch === undefined) return { deleted, busy: true };
+    deleted += batch;
+    if (batch < options.batchSize) return { deleted, busy: false };
+  }
+}
+
+export function resolvePrune(
+  options: PruneOptions,
+  defaultRetentionMs: number,
+): { retentionMs: number; batchSize: number; clock: Clock } {
+  const retentionMs = options.retentionMs ?? defaultRetentionMs;
+  const batchSize = options.batchSize ?? 1000;
+  if (typeof retentionMs !== 'number' || !Number.isFinite(retentionMs) || retentionMs < 0) {
+    throw new InvalidArgumentError('retentionMs', 'a number of ms >= 0', retentionMs);
+  }
+  if (!Number.isInteger(batchSize) || batchSize < 1) {
+    throw new InvalidArgumentError('batchSize', 'an integer >= 1', batchSize);
+  }
+  return { retentionMs, batchSize, clock: options.clock ?? systemClock };
+}
+
+/** Default retention of published outbox rows: one day, long enough to look into an incident. */
+export const defaultOutboxRetentionMs = 24 * 3600 * 1000;
+
+/**
+ * Deletes outbox rows published more than `retentionMs` ago (default one day), in batches,
+ * by one cleaner at a time (an advisory lock per schema; on PGlite there is one process anyway).
+ * Unpublished and parked rows are never deleted. Returns how many rows it deleted. The relay
+ * runs this on its own (`retentionMs`, `cleanupIntervalMs`); call it yourself when it does not.
+ */
+export async function pruneOutbox(db: Db, options: PruneOptions = {}): Promise<number> {
+  const { retentionMs, batchSize, clock } = resolvePrune(options, defaultOutboxRetentionMs);
+  const { deleted } = await pruneInBatches(
+    db,
+    'keel_outbox',
+    `DELETE FROM keel_outbox WHERE seq IN (
+       SELECT seq FROM keel_outbox WHERE published_at IS NOT NULL AND published_at < $1 LIMIT $2)`,
+    { cutoff: new Date(clock.now() - retentionMs), batchSize },
+  );
+  return deleted;
+}
