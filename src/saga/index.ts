@@ -1,0 +1,38 @@
+// keel/saga: durable sagas with compensation, run from PostgreSQL (PGlite embedded).
+export {
+  defineSaga,
+  sagaIdempotencyKey,
+  type SagaCommand,
+  type SagaDefinition,
+  type SagaDefinitionInit,
+  type SagaFunction,
+  type SagaPhase,
+  type SagaRequest,
+  type SagaStep,
+  type SagaStepContext,
+} from './definition.ts';
+export { SagaRunner, type SagaRunnerOptions } from './saga-runner.ts';
+export { LeaseLostError, sagaHeaders, sagaReplyAddress } from './saga-execution.ts';
+export type {
+  SagaEventBase,
+  SagaRunnerEvents,
+  SagaStepDoneEvent,
+  SagaStepEvent,
+  SagaStepFailedEvent,
+} from './events.ts';
+export {
+  deliverSagaReply,
+  getSaga,
+  listSagas,
+  retrySaga,
+  sagaStates,
+  startSaga,
+  type ListSagasOptions,
+  type SagaHistoryEntry,
+  type SagaInstance,
+  type SagaReply,
+  type SagaState,
+  type StartSagaOptions,
+  type StoredError,
+} from './saga-store.ts';
+export { sagaMigrations, sagaChannel } from './schema.ts';

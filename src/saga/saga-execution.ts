@@ -1,0 +1,549 @@
+// One instance's steps, run by the runner that holds its lease. Every outcome is written
+// (fenced by the lease) before the next effect starts, so a crash between two writes repeats at
+// most the one step in between, with the same idempotency key.
+import type { Db, Queryable } from '../db/db.ts';
+import { KeelError } from '../errors/index.ts';
+import { createEnvelope, type Envelope } from '../messaging/envelope.ts';
+import { addToOutbox } from '../outbox/index.ts';
+import {
+  pipeline,
+  retry,
+  timeout,
+  type Policy,
+  type RetryOptions,
+  type TimeoutPolicy,
+} from '../resilience/index.ts';
+import type { LifecycleEvents } from '../service/service.ts';
+import type { TypedEvents } from '../service/typed-events.ts';
+import { exponentialBackoff, type Clock } from '../time/index.ts';
+import {
+  sagaIdempotencyKey,
+  type SagaCommand,
+  type SagaDefinition,
+  type SagaPhase,
+  type SagaStep,
+  type SagaStepContext,
+} from './definition.ts';
+import type { SagaRunnerEvents, SagaStepEvent } from './events.ts';
+import {
+  lockFenced,
+  storedError,
+  writeProgress,
+  type Fence,
+  type HistoryInit,
+  type ProgressChange,
+  type SagaInstance,
+  type SagaState,
+  type StoredError,
+} from './saga-store.ts';
+
+/** Headers the runner puts on every command it sends; a replying service copies the first two. */
+export const sagaHeaders = {
+  instance: 'keel-saga-instance',
+  step: 'keel-saga-step',
+  idempotencyKey: 'idempotency-key',
+} as const;
+
+/** Where a reply to `command` goes: read from the saga headers of a command message. */
+export function sagaReplyAddress(command: Pick<Envelope, 'headers'>): { instanceId: string; step: string } {
+  const instanceId = command.headers[sagaHeaders.instance];
+  const step = command.headers[sagaHeaders.step];
+  if (instanceId === undefined || step === undefined) {
+    throw new KeelError(
+      'KEEL_INVALID_ARGUMENT',
+      `command: expected the headers ${sagaHeaders.instance} and ${sagaHeaders.step} of a saga command`,
+      { details: { field: 'command.headers' } },
+    );
+  }
+  return { instanceId, step };
+}
+
+/** The lease of an instance went to another runner: the reason this runner's work on it was aborted. */
+export class LeaseLostError extends KeelError {
+  constructor(instanceId: string) {
+    super('KEEL_ABORTED', `saga instance ${instanceId}: the lease was lost to another runner`, {
+      details: { instanceId },
+    });
+  }
+}
+
+const defaultActionRetry: RetryOptions = { maxAttempts: 3 };
+const defaultCompensationRetry: RetryOptions = {
+  maxAttempts: 10,
+  backoff: exponentialBackoff({ initialMs: 100, maxMs: 30_000 }),
+};
+const defaultTimeoutMs = 30_000;
+
+/** A plain copy of the instance's mutable part, advanced as writes commit. */
+interface Cursor {
+  state: SagaState;
+  step: number;
+  results: Record<string, unknown>;
+  attempts: number;
+}
+
+export class SagaExecution {
+  readonly #policies = new WeakMap<SagaStep<unknown>, { action: Policy; compensation: Policy }>();
+  readonly #timeouts: TimeoutPolicy[] = [];
+
+  constructor(
+    readonly db: Db,
+    readonly clock: Clock,
+    readonly owner: string,
+    readonly events: TypedEvents<SagaRunnerEvents & LifecycleEvents>,
+    readonly stopping: () => boolean,
+  ) {}
+
+  /** Clears the timeout policies' timers (a policy keeps one armed after its last call). */
+  dispose(): void {
+    for (const policy of this.#timeouts.splice(0)) policy.dispose();
+  }
+
+  leaseLost(instance: SagaInstance): LeaseLostError {
+    return new LeaseLostError(instance.id);
+  }
+
+  /** Runs the instance until it finishes, waits, is parked, is handed back (stop) or its lease is lost. */
+  async run(
+    definition: SagaDefinition,
+    instance: SagaInstance,
+    fence: Fence,
+    signal: AbortSignal,
+  ): Promise<void> {
+    const cursor: Cursor = {
+      state: instance.state,
+      step: instance.step,
+      results: { ...instance.results },
+      attempts: instance.attempts,
+    };
+    try {
+      for (;;) {
+        if (signal.aborted || this.stopping()) {
+          if (!(signal.reason instanceof LeaseLostError)) await this.#write(fence, { release: true }, []);
+          return;
+        }
+        const more =
+          cursor.state === 'RUNNING'
+            ? await this.#forward(definition, instance, fence, cursor, signal)
+            : cursor.state === 'COMPENSATING'
+              ? await this.#backward(definition, instance, fence, cursor, signal)
+              : false;
+        if (!more) return;
+      }
+    } catch (error) {
+      if (error instanceof LeaseLostError || signal.reason instanceof LeaseLostError) {
+        if (this.events.has('lease-lost')) {
+          this.events.emit('lease-lost', {
+            instanceId: instance.id,
+            saga: instance.saga,
+            version: instance.version,
+          });
+        }
+        return;
+      }
+      throw error;
+    }
+  }
+
+  /** One step forward; false when the instance stopped here (finished or waiting). */
+  async #forward(
+    definition: SagaDefinition,
+    instance: SagaInstance,
+    fence: Fence,
+    cursor: Cursor,
+    signal: AbortSignal,
+  ): Promise<boolean> {
+    const steps = definition.steps;
+    if (cursor.step >= steps.length) {
+      await this.#finish(instance, fence, cursor, 'COMPLETED', {}, [{ event: 'completed' }]);
+      return false;
+    }
+    const step = steps[cursor.step]!;
+    if (step.request !== undefined) return this.#request(instance, fence, cursor, step, signal);
+    const started = this.clock.now();
+    let attempts = 0;
+    const base = this.#event(instance, step, cursor.step, 'action', cursor.attempts + 1);
+    if (this.events.has('step-started')) this.events.emit('step-started', base);
+    let result: unknown;
+    try {
+      result = await this.#policy(step).action.execute((context) => {
+        attempts = context.attempt;
+        return step.action!(this.#context(instance, cursor, step, 'action', context));
+      }, signal);
+      // A result that is not JSON cannot be recorded: the step fails rather than the runner.
+      result = result === undefined ? null : (JSON.parse(JSON.stringify(result)) as unknown);
+    } catch (error) {
+      if (signal.aborted) {
+        // Lost: stop at once. Draining: the loop gives the lease back and the step runs again elsewhere.
+        if (signal.reason instanceof LeaseLostError) throw signal.reason;
+        return true;
+      }
+      await this.#fail(instance, fence, cursor, step, cursor.attempts + attempts, error, started, false);
+      return true;
+    }
+    await this.#write(fence, { step: cursor.step + 1, mergeResults: { [step.name]: result }, attempts: 0 }, [
+      { event: 'step-completed', step: step.name, attempt: cursor.attempts + attempts },
+    ]);
+    cursor.results[step.name] = result;
+    cursor.step += 1;
+    cursor.attempts = 0;
+    if (this.events.has('step-completed')) {
+      this.events.emit('step-completed', {
+        ...base,
+        attempt: base.attempt - 1 + attempts,
+        durationMs: this.clock.now() - started,
+      });
+    }
+    return true;
+  }
+
+  /** A request step: send its command, or take its reply, or fail it on its deadline. */
+  async #request(
+    instance: SagaInstance,
+    fence: Fence,
+    cursor: Cursor,
+    step: SagaStep<unknown>,
+    signal: AbortSignal,
+  ): Promise<boolean> {
+    const request = step.request!;
+    const maxSends = request.maxSends ?? 1;
+    const started = this.clock.now();
+    // Under the row lock: a reply committed before this reads it; one after it waits for this.
+    const outcome = await this.db.transaction(async (tx) => {
+      const fresh = await lockFenced(tx, fence);
+      if (fresh === undefined) throw new LeaseLostError(instance.id);
+      const now = this.clock.now();
+      const waiting = fresh.waitingFor === step.name;
+      if (waiting && fresh.reply !== null)
+        return { kind: 'reply' as const, reply: fresh.reply, sends: fresh.sends };
+      const due = !waiting || (fresh.deadlineAt !== null && fresh.deadlineAt.getTime() <= now);
+      if (!due) {
+        await this.#write(fence, { release: true, wakeAt: fresh.deadlineAt! }, [], tx);
+        return { kind: 'wait' as const, sends: fresh.sends };
+      }
+      const sends = waiting ? fresh.sends : 0;
+      if (sends >= maxSends) return { kind: 'deadline' as const, sends };
+      const context = this.#context(instance, cursor, step, 'action', { attempt: sends + 1, signal });
+      const message = await this.#send(tx, request, context);
+      const deadline = new Date(now + request.replyDeadlineMs);
+      await this.#write(
+        fence,
+        {
+          sends: sends + 1,
+          waitingFor: step.name,
+          deadlineAt: deadline,
+          reply: null,
+          wakeAt: deadline,
+          release: true,
+        },
+        [
+          {
+            event: 'command-sent',
+            step: step.name,
+            attempt: sends + 1,
+            detail: { messageId: message.id, deadlineAt: deadline },
+          },
+        ],
+        tx,
+      );
+      return { kind: 'sent' as const, sends: sends + 1 };
+    });
+    const base = this.#event(instance, step, cursor.step, 'action', outcome.sends);
+    switch (outcome.kind) {
+      case 'wait':
+        return false;
+      case 'sent':
+        if (this.events.has('step-started')) this.events.emit('step-started', base);
+        return false;
+      case 'deadline': {
+        const error = new KeelError(
+          'KEEL_TIMEOUT',
+          `saga step ${step.name}: no reply within ${request.replyDeadlineMs} ms after ${outcome.sends} send(s)`,
+        );
+        // The command may have taken effect without a reply arriving: compensate this step too.
+        await this.#fail(instance, fence, cursor, step, outcome.sends, error, started, true);
+        return true;
+      }
+      case 'reply': {
+        const reply = outcome.reply;
+        if (!reply.ok) {
+          await this.#fail(
+            instance,
+            fence,
+            cursor,
+            step,
+            outcome.sends,
+            new Error(reply.error),
+            started,
+            false,
+          );
+          return true;
+        }
+        const result = reply.result === undefined ? null : reply.result;
+        await this.#write(
+          fence,
+          {
+            step: cursor.step + 1,
+            mergeResults: { [step.name]: result },
+            attempts: 0,
+            sends: 0,
+            waitingFor: null,
+            deadlineAt: null,
+            reply: null,
+          },
+          [{ event: 'step-completed', step: step.name, attempt: outcome.sends }],
+        );
+        cursor.results[step.name] = result;
+        cursor.step += 1;
+        cursor.attempts = 0;
+        if (this.events.has('step-completed')) {
+          this.events.emit('step-completed', { ...base, durationMs: this.clock.now() - started });
+        }
+        return true;
+      }
+    }
+  }
+
+  /** The step failed for good: compensate the completed steps (and this one, when asked). */
+  async #fail(
+    instance: SagaInstance,
+    fence: Fence,
+    cursor: Cursor,
+    step: SagaStep<unknown>,
+    attempts: number,
+    error: unknown,
+    started: number,
+    compensateThisStep: boolean,
+  ): Promise<void> {
+    const stored = storedError(error, step.name);
+    const next = compensateThisStep ? cursor.step : cursor.step - 1;
+    await this.#write(
+      fence,
+      {
+        state: 'COMPENSATING',
+        step: next,
+        attempts: 0,
+        failure: stored,
+        waitingFor: null,
+        deadlineAt: null,
+        reply: null,
+        sends: 0,
+      },
+      [
+        { event: 'step-failed', step: step.name, attempt: attempts, detail: stored },
+        { event: 'state', detail: { from: 'RUNNING', to: 'COMPENSATING' } },
+      ],
+    );
+    const index = cursor.step;
+    cursor.state = 'COMPENSATING';
+    cursor.step = next;
+    cursor.attempts = 0;
+    if (this.events.has('step-failed')) {
+      this.events.emit('step-failed', {
+        ...this.#event(instance, step, index, 'action', attempts),
+        durationMs: this.clock.now() - started,
+        error: stored,
+      });
+    }
+    this.#stateChanged(instance, 'RUNNING', 'COMPENSATING');
+  }
+
+  /** One compensation backward; false when the instance stopped here (compensated or parked). */
+  async #backward(
+    definition: SagaDefinition,
+    instance: SagaInstance,
+    fence: Fence,
+    cursor: Cursor,
+    signal: AbortSignal,
+  ): Promise<boolean> {
+    // Steps without a compensation are passed over without a write: repeating that is harmless.
+    while (cursor.step >= 0 && definition.steps[cursor.step]?.compensation === undefined) cursor.step -= 1;
+    if (cursor.step < 0) {
+      await this.#finish(instance, fence, cursor, 'COMPENSATED', { step: -1 }, [{ event: 'compensated' }]);
+      return false;
+    }
+    const step = definition.steps[cursor.step]!;
+    const compensation = step.compensation!;
+    const started = this.clock.now();
+    const base = this.#event(instance, step, cursor.step, 'compensation', cursor.attempts + 1);
+    if (this.events.has('compensation-started')) this.events.emit('compensation-started', base);
+    const done = (attempts: number): HistoryInit[] => [
+      { event: 'compensation-completed', step: step.name, attempt: attempts },
+    ];
+    if (typeof compensation !== 'function') {
+      const context = this.#context(instance, cursor, step, 'compensation', { attempt: 1, signal });
+      await this.db.transaction(async (tx) => {
+        await this.#send(tx, compensation.command, context);
+        await this.#write(fence, { step: cursor.step - 1, attempts: 0 }, done(cursor.attempts + 1), tx);
+      });
+    } else {
+      let attempts = 0;
+      try {
+        await this.#policy(step).compensation.execute((context) => {
+          attempts = context.attempt;
+          return compensation(this.#context(instance, cursor, step, 'compensation', context));
+        }, signal);
+      } catch (error) {
+        if (signal.aborted) {
+          // Lost: stop at once. Draining: the loop gives the lease back and the step runs again elsewhere.
+          if (signal.reason instanceof LeaseLostError) throw signal.reason;
+          return true;
+        }
+        const stored = storedError(error, step.name);
+        const total = cursor.attempts + attempts;
+        await this.#finish(
+          instance,
+          fence,
+          cursor,
+          'NEEDS_ATTENTION',
+          { attempts: total, lastError: stored },
+          [{ event: 'compensation-failed', step: step.name, attempt: total, detail: stored }],
+        );
+        if (this.events.has('compensation-failed')) {
+          this.events.emit('compensation-failed', {
+            ...base,
+            attempt: total,
+            durationMs: this.clock.now() - started,
+            error: stored,
+          });
+        }
+        return false;
+      }
+      await this.#write(fence, { step: cursor.step - 1, attempts: 0 }, done(cursor.attempts + attempts));
+      base.attempt = cursor.attempts + attempts;
+    }
+    cursor.step -= 1;
+    cursor.attempts = 0;
+    if (this.events.has('compensation-completed')) {
+      this.events.emit('compensation-completed', { ...base, durationMs: this.clock.now() - started });
+    }
+    return true;
+  }
+
+  /** Ends the instance in `to` (or parks it) and gives the lease back. */
+  async #finish(
+    instance: SagaInstance,
+    fence: Fence,
+    cursor: Cursor,
+    to: SagaState,
+    change: ProgressChange,
+    history: HistoryInit[],
+  ): Promise<void> {
+    const now = this.clock.now();
+    const from = cursor.state;
+    await this.#write(
+      fence,
+      { ...change, state: to, release: true, finishedAt: to === 'NEEDS_ATTENTION' ? null : new Date(now) },
+      [...history, { event: 'state', detail: { from, to } }],
+    );
+    cursor.state = to;
+    this.#stateChanged(instance, from, to);
+  }
+
+  async #send(tx: Queryable, command: SagaCommand<unknown>, context: SagaStepContext): Promise<Envelope> {
+    const init = command.message(context);
+    const message = createEnvelope(
+      {
+        ...init,
+        headers: {
+          ...init.headers,
+          'correlation-id': context.instanceId,
+          [sagaHeaders.instance]: context.instanceId,
+          [sagaHeaders.step]: context.step,
+          [sagaHeaders.idempotencyKey]: context.idempotencyKey,
+        },
+      },
+      this.clock,
+    );
+    await addToOutbox(tx, command.destination, message);
+    return message;
+  }
+
+  async #write(
+    fence: Fence,
+    change: ProgressChange,
+    history: readonly HistoryInit[],
+    tx: Queryable = this.db,
+  ): Promise<void> {
+    if (!(await writeProgress(tx, fence, this.clock.now(), change, history))) {
+      throw new LeaseLostError(fence.id);
+    }
+  }
+
+  #context(
+    instance: SagaInstance,
+    cursor: Cursor,
+    step: SagaStep<unknown>,
+    phase: SagaPhase,
+    run: { attempt: number; signal: AbortSignal },
+  ): SagaStepContext {
+    return {
+      instanceId: instance.id,
+      saga: instance.saga,
+      version: instance.version,
+      step: step.name,
+      phase,
+      input: instance.input,
+      results: cursor.results,
+      idempotencyKey: sagaIdempotencyKey(instance.id, step.name, phase),
+      attempt: run.attempt,
+      signal: run.signal,
+    };
+  }
+
+  #event(
+    instance: SagaInstance,
+    step: SagaStep<unknown>,
+    index: number,
+    phase: SagaPhase,
+    attempt: number,
+  ): SagaStepEvent {
+    return {
+      instanceId: instance.id,
+      saga: instance.saga,
+      version: instance.version,
+      step: step.name,
+      index,
+      phase,
+      attempt,
+    };
+  }
+
+  #stateChanged(instance: SagaInstance, from: SagaState, to: SagaState): void {
+    if (this.events.has('saga-state')) {
+      this.events.emit('saga-state', {
+        instanceId: instance.id,
+        saga: instance.saga,
+        version: instance.version,
+        from,
+        to,
+      });
+    }
+  }
+
+  /** The step's policies, built once per runner: retry outside, a timeout per attempt, then the step's own. */
+  #policy(step: SagaStep<unknown>): { action: Policy; compensation: Policy } {
+    let policies = this.#policies.get(step);
+    if (policies === undefined) {
+      const build = (
+        options: Omit<RetryOptions, 'clock'> | undefined,
+        fallback: RetryOptions,
+        ms: number | undefined,
+      ): Policy => {
+        const bound = timeout(ms ?? defaultTimeoutMs, { clock: this.clock });
+        this.#timeouts.push(bound);
+        const chain: Policy[] = [retry({ ...fallback, ...options, clock: this.clock }), bound];
+        if (step.policy !== undefined) chain.push(step.policy);
+        return pipeline(...chain);
+      };
+      policies = {
+        action: build(step.retry, defaultActionRetry, step.timeoutMs),
+        compensation: build(step.compensationRetry, defaultCompensationRetry, step.compensationTimeoutMs),
+      };
+      this.#policies.set(step, policies);
+    }
+    return policies;
+  }
+}
+
+export type { StoredError };

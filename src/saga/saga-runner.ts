@@ -1,0 +1,263 @@
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import type { Db, Unlisten } from '../db/db.ts';
+import { InvalidArgumentError } from '../errors/index.ts';
+import { ServiceBase } from '../service/service.ts';
+import { systemClock, type Clock, type TimerHandle } from '../time/index.ts';
+import type { SagaDefinition } from './definition.ts';
+import type { SagaRunnerEvents } from './events.ts';
+import { claimSagas, extendLeases, type Fence, type SagaInstance } from './saga-store.ts';
+import { SagaExecution } from './saga-execution.ts';
+import { sagaChannel } from './schema.ts';
+
+export interface SagaRunnerOptions {
+  db: Db;
+  /**
+   * Every definition this runner runs, all versions still in use: an instance runs only on a
+   * runner that has its exact `name@version`, and is left alone by the others.
+   */
+  sagas: readonly SagaDefinition<never>[] | readonly SagaDefinition[];
+  /** This runner's name in leases and history. Default `<hostname>:<pid>:<random>`. */
+  owner?: string;
+  clock?: Clock;
+  /**
+   * How long a lease lasts without a heartbeat, in ms: a crashed runner's instances are taken over
+   * this long after its last heartbeat. Default 30 000.
+   */
+  leaseMs?: number;
+  /** How often leases are extended, in ms. Default `leaseMs / 3`. */
+  heartbeatMs?: number;
+  /** How often to look for due instances (reply deadlines, expired leases) without a NOTIFY, in ms. Default 1 000. */
+  pollMs?: number;
+  /** Instances run at once. Default 10. */
+  concurrency?: number;
+  /** LISTEN for starts, replies and retries to wake at once. Default true. */
+  listen?: boolean;
+}
+
+interface Task {
+  fence: Fence;
+  instance: SagaInstance;
+  controller: AbortController;
+  done: Promise<void>;
+}
+
+/**
+ * Runs saga instances from the database: leases due instances, runs their steps, records each
+ * step's outcome before the next effect starts, compensates in reverse when a step fails for
+ * good, and hands leases back on stop. Any number of runners may share a database: an instance
+ * runs in one place at a time (leases with fencing), and a crashed runner's instances are taken
+ * over once its leases expire.
+ */
+export class SagaRunner extends ServiceBase<SagaRunnerEvents> {
+  readonly owner: string;
+  readonly #db: Db;
+  readonly #definitions = new Map<string, SagaDefinition>();
+  readonly #leaseMs: number;
+  readonly #heartbeatMs: number;
+  readonly #pollMs: number;
+  readonly #concurrency: number;
+  readonly #listen: boolean;
+  readonly #tasks = new Map<string, Task>();
+  readonly #execution: SagaExecution;
+  #unlisten: Unlisten | undefined;
+  #pollTimer: TimerHandle | undefined;
+  #heartbeatTimer: TimerHandle | undefined;
+  #polling: Promise<number> | undefined;
+  #again = false;
+  #stopping = false;
+
+  constructor(options: SagaRunnerOptions) {
+    if (options === null || typeof options !== 'object') {
+      throw new InvalidArgumentError('options', 'an object { db, sagas }', options);
+    }
+    super('saga-runner', options.clock ?? systemClock);
+    if (options.db === null || typeof options.db?.transaction !== 'function') {
+      throw new InvalidArgumentError('db', 'a keel Db', options.db);
+    }
+    this.#db = options.db;
+    if (!Array.isArray(options.sagas) || options.sagas.length === 0) {
+      throw new InvalidArgumentError('sagas', 'a non-empty array of saga definitions', options.sagas);
+    }
+    (options.sagas as readonly SagaDefinition[]).forEach((saga, i) => {
+      if (saga === null || typeof saga !== 'object' || typeof saga.key !== 'string') {
+        throw new InvalidArgumentError(`sagas.${i}`, 'a definition from defineSaga', saga);
+      }
+      if (this.#definitions.has(saga.key)) {
+        throw new InvalidArgumentError(`sagas.${i}`, `one definition per name@version (${saga.key} twice)`);
+      }
+      this.#definitions.set(saga.key, saga);
+    });
+    this.owner = options.owner ?? `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
+    if (typeof this.owner !== 'string' || this.owner === '') {
+      throw new InvalidArgumentError('owner', 'a non-empty string', this.owner);
+    }
+    this.#leaseMs = positive('leaseMs', options.leaseMs ?? 30_000);
+    this.#heartbeatMs = positive('heartbeatMs', options.heartbeatMs ?? this.#leaseMs / 3);
+    if (this.#heartbeatMs >= this.#leaseMs) {
+      throw new InvalidArgumentError(
+        'heartbeatMs',
+        `less than leaseMs (${this.#leaseMs})`,
+        this.#heartbeatMs,
+      );
+    }
+    this.#pollMs = positive('pollMs', options.pollMs ?? 1000);
+    const concurrency = options.concurrency ?? 10;
+    if (!Number.isInteger(concurrency) || concurrency < 1) {
+      throw new InvalidArgumentError('concurrency', 'an integer >= 1', concurrency);
+    }
+    this.#concurrency = concurrency;
+    this.#listen = options.listen ?? true;
+    this.#execution = new SagaExecution(this.#db, this.clock, this.owner, this.events, () => this.#stopping);
+  }
+
+  /** Instances this runner holds right now. */
+  get running(): number {
+    return this.#tasks.size;
+  }
+
+  protected async onStart(): Promise<void> {
+    if (this.#listen) this.#unlisten = await this.#db.listen(sagaChannel, () => this.#wake());
+    this.#scheduleHeartbeat();
+    this.#wake();
+  }
+
+  protected async onStop(drain: AbortSignal): Promise<void> {
+    this.#stopping = true;
+    if (this.#pollTimer !== undefined) this.clock.clearTimeout(this.#pollTimer);
+    this.#pollTimer = undefined;
+    const abort = (): void => {
+      for (const task of this.#tasks.values()) task.controller.abort(drain.reason);
+    };
+    drain.addEventListener('abort', abort, { once: true });
+    try {
+      await this.#unlisten?.().catch(() => undefined);
+      await this.#polling?.catch(() => undefined);
+      await Promise.all([...this.#tasks.values()].map((task) => task.done));
+    } finally {
+      drain.removeEventListener('abort', abort);
+      if (this.#heartbeatTimer !== undefined) this.clock.clearTimeout(this.#heartbeatTimer);
+      this.#heartbeatTimer = undefined;
+      this.#execution.dispose();
+    }
+  }
+
+  /**
+   * Leases what is due now and runs it until every instance it took finished or waits (a reply,
+   * a deadline), repeating while there is more. Resolves with how many instances it ran. For
+   * tests, scripts and the CLI: a started runner does this on its own. Leases are not extended
+   * by heartbeats unless the runner is started.
+   */
+  async runDue(): Promise<number> {
+    let total = 0;
+    for (;;) {
+      const launched = await this.#claim();
+      total += launched.length;
+      await Promise.all(launched.map((task) => task.done));
+      if (launched.length === 0) return total;
+    }
+  }
+
+  #wake(): void {
+    if (this.#stopping) return;
+    if (this.#polling !== undefined) {
+      this.#again = true;
+      return;
+    }
+    this.#polling = this.#poll().finally(() => {
+      this.#polling = undefined;
+      if (this.#again) {
+        this.#again = false;
+        this.#wake();
+      }
+    });
+  }
+
+  async #poll(): Promise<number> {
+    if (this.#pollTimer !== undefined) this.clock.clearTimeout(this.#pollTimer);
+    this.#pollTimer = undefined;
+    let launched = 0;
+    try {
+      launched = (await this.#claim()).length;
+    } catch (error) {
+      this.events.emit('error', { error, during: 'saga poll' });
+    }
+    if (!this.#stopping) this.#pollTimer = this.clock.setTimeout(() => this.#wake(), this.#pollMs);
+    return launched;
+  }
+
+  async #claim(): Promise<Task[]> {
+    const free = this.#concurrency - this.#tasks.size;
+    if (free <= 0 || this.#stopping) return [];
+    const claimed = await claimSagas(this.#db, {
+      owner: this.owner,
+      keys: [...this.#definitions.keys()],
+      limit: free,
+      now: this.clock.now(),
+      leaseMs: this.#leaseMs,
+    });
+    return claimed.map(({ instance, takenFrom }) => {
+      const fence: Fence = { id: instance.id, owner: this.owner, epoch: instance.leaseEpoch };
+      const controller = new AbortController();
+      const definition = this.#definitions.get(`${instance.saga}@${instance.version}`)!;
+      if (this.events.has('claimed')) {
+        this.events.emit('claimed', {
+          instanceId: instance.id,
+          saga: instance.saga,
+          version: instance.version,
+          takenFrom,
+        });
+      }
+      const task: Task = {
+        fence,
+        instance,
+        controller,
+        done: this.#execution
+          .run(definition, instance, fence, controller.signal)
+          .catch((error: unknown) => this.events.emit('error', { error, during: `saga ${instance.id}` }))
+          .finally(() => {
+            this.#tasks.delete(instance.id);
+            // A slot is free: take the next due instance now rather than at the next poll.
+            if (this.state === 'running') this.#wake();
+          }),
+      };
+      this.#tasks.set(instance.id, task);
+      return task;
+    });
+  }
+
+  #scheduleHeartbeat(): void {
+    this.#heartbeatTimer = this.clock.setTimeout(() => {
+      void this.#heartbeat().finally(() => {
+        if (this.#heartbeatTimer !== undefined) this.#scheduleHeartbeat();
+      });
+    }, this.#heartbeatMs);
+  }
+
+  async #heartbeat(): Promise<void> {
+    const tasks = [...this.#tasks.values()];
+    if (tasks.length === 0) return;
+    try {
+      const held = await extendLeases(
+        this.#db,
+        this.owner,
+        tasks.map((t) => ({ id: t.fence.id, epoch: t.fence.epoch })),
+        this.clock.now() + this.#leaseMs,
+      );
+      for (const task of tasks) {
+        // A task that finished meanwhile released its lease itself; only a running one was lost.
+        if (!held.has(task.fence.id) && this.#tasks.get(task.fence.id) === task) {
+          task.controller.abort(this.#execution.leaseLost(task.instance));
+        }
+      }
+    } catch (error) {
+      this.events.emit('error', { error, during: 'saga heartbeat' });
+    }
+  }
+}
+
+function positive(field: string, value: number): number {
+  if (!Number.isFinite(value) || value <= 0)
+    throw new InvalidArgumentError(field, 'a number of ms > 0', value);
+  return value;
+}

@@ -1,0 +1,454 @@
+// The SQL of the saga tables. Every write a runner makes is fenced: it matches the instance's
+// lease owner AND epoch, so a runner that lost its lease (paused, partitioned, taken over)
+// changes nothing, and its history rows are written in the same statement as the change.
+import { v7 as uuidv7 } from 'uuid';
+import type { Queryable } from '../db/db.ts';
+import { InvalidArgumentError, NotFoundError } from '../errors/index.ts';
+import { systemClock, type Clock } from '../time/index.ts';
+import type { SagaDefinition } from './definition.ts';
+import { sagaChannel } from './schema.ts';
+
+export type SagaState = 'RUNNING' | 'COMPENSATING' | 'COMPLETED' | 'COMPENSATED' | 'NEEDS_ATTENTION';
+
+export const sagaStates: readonly SagaState[] = [
+  'RUNNING',
+  'COMPENSATING',
+  'COMPLETED',
+  'COMPENSATED',
+  'NEEDS_ATTENTION',
+];
+
+/** A reply to a request step: see `deliverSagaReply`. */
+export type SagaReply =
+  | { instanceId: string; step: string; ok: true; result?: unknown }
+  | { instanceId: string; step: string; ok: false; error: string };
+
+/** An error as stored: plain JSON. */
+export interface StoredError {
+  message: string;
+  code?: string;
+  name?: string;
+  step?: string;
+}
+
+export interface SagaInstance {
+  id: string;
+  saga: string;
+  version: number;
+  state: SagaState;
+  /** RUNNING: the step to run next; COMPENSATING / NEEDS_ATTENTION: the step to compensate next. */
+  step: number;
+  input: unknown;
+  results: Record<string, unknown>;
+  attempts: number;
+  sends: number;
+  deadlineAt: Date | null;
+  /** The request step whose reply it waits for. */
+  waitingFor: string | null;
+  reply: SagaReply | null;
+  wakeAt: Date;
+  leaseOwner: string | null;
+  leaseUntil: Date | null;
+  leaseEpoch: number;
+  failure: StoredError | null;
+  lastError: StoredError | null;
+  createdAt: Date;
+  updatedAt: Date;
+  finishedAt: Date | null;
+}
+
+export interface SagaHistoryEntry {
+  seq: number;
+  at: Date;
+  event: string;
+  step: string | null;
+  attempt: number | null;
+  owner: string | null;
+  detail: unknown;
+}
+
+/** A row of history to write with a progress change. */
+export interface HistoryInit {
+  event: string;
+  step?: string | null;
+  attempt?: number | null;
+  detail?: unknown;
+}
+
+/** What proves a runner still holds an instance. */
+export interface Fence {
+  id: string;
+  owner: string;
+  epoch: number;
+}
+
+interface InstanceRow {
+  id: string;
+  saga_name: string;
+  saga_version: number;
+  state: SagaState;
+  step: number;
+  input: unknown;
+  results: Record<string, unknown>;
+  attempts: number;
+  sends: number;
+  deadline_at: Date | string | null;
+  waiting_for: string | null;
+  reply: SagaReply | null;
+  wake_at: Date | string;
+  lease_owner: string | null;
+  lease_until: Date | string | null;
+  lease_epoch: string | number;
+  failure: StoredError | null;
+  last_error: StoredError | null;
+  created_at: Date | string;
+  updated_at: Date | string;
+  finished_at: Date | string | null;
+}
+
+const date = (value: Date | string): Date => (value instanceof Date ? value : new Date(value));
+const maybeDate = (value: Date | string | null): Date | null => (value === null ? null : date(value));
+
+function fromRow(row: InstanceRow): SagaInstance {
+  return {
+    id: row.id,
+    saga: row.saga_name,
+    version: row.saga_version,
+    state: row.state,
+    step: row.step,
+    input: row.input,
+    results: row.results,
+    attempts: row.attempts,
+    sends: row.sends,
+    deadlineAt: maybeDate(row.deadline_at),
+    waitingFor: row.waiting_for,
+    reply: row.reply,
+    wakeAt: date(row.wake_at),
+    leaseOwner: row.lease_owner,
+    leaseUntil: maybeDate(row.lease_until),
+    leaseEpoch: Number(row.lease_epoch),
+    failure: row.failure,
+    lastError: row.last_error,
+    createdAt: date(row.created_at),
+    updatedAt: date(row.updated_at),
+    finishedAt: maybeDate(row.finished_at),
+  };
+}
+
+/** Any error as plain JSON for the history and `last_error`. */
+export function storedError(error: unknown, step?: string): StoredError {
+  const out: StoredError = { message: error instanceof Error ? error.message : String(error) };
+  if (error instanceof Error) out.name = error.name;
+  const code = (error as { code?: unknown } | null)?.code;
+  if (typeof code === 'string') out.code = code;
+  if (step !== undefined) out.step = step;
+  return out;
+}
+
+const json = (value: unknown): string => JSON.stringify(value ?? null);
+const idPattern = /^[A-Za-z0-9_.:@-]{1,200}$/;
+
+export interface StartSagaOptions {
+  /** The instance id, to make the start idempotent (an order id). Default: a fresh UUIDv7. */
+  id?: string;
+  clock?: Clock;
+}
+
+/**
+ * Starts an instance of `definition` with `input`, in the caller's transaction (`tx` may be a
+ * `Db` too), so it starts if and only if the caller's writes commit. A start with an id that
+ * already exists changes nothing and says `created: false`. Runners pick it up at once (NOTIFY)
+ * or at their next poll. The input must be JSON.
+ */
+export async function startSaga<I>(
+  tx: Queryable,
+  definition: SagaDefinition<I>,
+  input: I,
+  options: StartSagaOptions = {},
+): Promise<{ id: string; created: boolean }> {
+  if (definition === null || typeof definition !== 'object' || typeof definition.key !== 'string') {
+    throw new InvalidArgumentError('definition', 'a saga definition from defineSaga', definition);
+  }
+  const now = (options.clock ?? systemClock).now();
+  const id = options.id ?? uuidv7({ msecs: now });
+  if (typeof id !== 'string' || !idPattern.test(id)) {
+    throw new InvalidArgumentError('id', 'an id of [A-Za-z0-9_.:@-], 1-200 characters', id);
+  }
+  const at = new Date(now);
+  const { rows } = await tx.query<{ id: string }>(
+    `WITH created AS (
+       INSERT INTO keel_saga_instances (id, saga_name, saga_version, state, input, wake_at, created_at, updated_at)
+       VALUES ($1, $2, $3, 'RUNNING', $4::jsonb, $5, $5, $5)
+       ON CONFLICT (id) DO NOTHING RETURNING id),
+     history AS (
+       INSERT INTO keel_saga_history (instance_id, at, event, detail)
+       SELECT id, $5, 'created', jsonb_build_object('saga', $2::text, 'version', $3::int) FROM created)
+     SELECT id, pg_notify($6, '') FROM created`,
+    [id, definition.name, definition.version, json(input), at, sagaChannel],
+  );
+  return { id, created: rows.length > 0 };
+}
+
+/**
+ * Takes up to `limit` due instances whose definition this runner has (`keys`: `name@version`),
+ * whose lease is free or expired, and leases them to `owner` until `leaseUntil` with a new epoch.
+ * A takeover (the lease had another owner) is written to the history.
+ */
+export async function claimSagas(
+  q: Queryable,
+  claim: { owner: string; keys: readonly string[]; limit: number; now: number; leaseMs: number },
+): Promise<{ instance: SagaInstance; takenFrom: string | null }[]> {
+  const now = new Date(claim.now);
+  const { rows } = await q.query<InstanceRow & { taken_from: string | null }>(
+    `WITH due AS (
+       SELECT id, lease_owner AS taken_from FROM keel_saga_instances
+       WHERE state IN ('RUNNING', 'COMPENSATING') AND wake_at <= $1
+         AND (lease_until IS NULL OR lease_until < $1)
+         AND (saga_name || '@' || saga_version) = ANY($2::text[])
+       ORDER BY wake_at, id LIMIT $3 FOR UPDATE SKIP LOCKED),
+     claimed AS (
+       UPDATE keel_saga_instances i
+       SET lease_owner = $4, lease_until = $5, lease_epoch = i.lease_epoch + 1, updated_at = $1
+       FROM due WHERE i.id = due.id
+       RETURNING i.*, due.taken_from),
+     history AS (
+       INSERT INTO keel_saga_history (instance_id, at, event, owner, detail)
+       SELECT id, $1, 'lease-taken-over', $4, jsonb_build_object('from', taken_from, 'epoch', lease_epoch)
+       FROM claimed WHERE taken_from IS NOT NULL AND taken_from <> $4)
+     SELECT * FROM claimed ORDER BY wake_at, id`,
+    [now, [...claim.keys], claim.limit, claim.owner, new Date(claim.now + claim.leaseMs)],
+  );
+  return rows.map((row) => ({ instance: fromRow(row), takenFrom: row.taken_from }));
+}
+
+/** The columns a fenced write may set. */
+export interface ProgressChange {
+  state?: SagaState;
+  step?: number;
+  /** Merged into `results` (one step's result, by step name). */
+  mergeResults?: Record<string, unknown>;
+  attempts?: number;
+  sends?: number;
+  deadlineAt?: Date | null;
+  waitingFor?: string | null;
+  reply?: SagaReply | null;
+  wakeAt?: Date;
+  /** Gives the lease back: any runner may take the instance once it is due. */
+  release?: boolean;
+  failure?: StoredError | null;
+  lastError?: StoredError | null;
+  finishedAt?: Date | null;
+}
+
+/**
+ * Writes `change` and `history` in one statement if, and only if, `fence` still holds the lease
+ * (owner and epoch match). Returns false when it does not: the caller lost the instance and must
+ * stop working on it.
+ */
+export async function writeProgress(
+  q: Queryable,
+  fence: Fence,
+  now: number,
+  change: ProgressChange,
+  history: readonly HistoryInit[],
+): Promise<boolean> {
+  const params: unknown[] = [fence.id, fence.owner, fence.epoch, new Date(now)];
+  const sets: string[] = ['updated_at = $4'];
+  const set = (column: string, value: unknown, cast = ''): void => {
+    params.push(value);
+    sets.push(`${column} = $${params.length}${cast}`);
+  };
+  if (change.state !== undefined) set('state', change.state);
+  if (change.step !== undefined) set('step', change.step);
+  if (change.mergeResults !== undefined) {
+    params.push(json(change.mergeResults));
+    sets.push(`results = results || $${params.length}::jsonb`);
+  }
+  if (change.attempts !== undefined) set('attempts', change.attempts);
+  if (change.sends !== undefined) set('sends', change.sends);
+  if (change.deadlineAt !== undefined) set('deadline_at', change.deadlineAt);
+  if (change.waitingFor !== undefined) set('waiting_for', change.waitingFor);
+  if (change.reply !== undefined) set('reply', change.reply === null ? null : json(change.reply), '::jsonb');
+  if (change.wakeAt !== undefined) set('wake_at', change.wakeAt);
+  if (change.release === true) sets.push('lease_owner = NULL', 'lease_until = NULL');
+  if (change.failure !== undefined)
+    set('failure', change.failure === null ? null : json(change.failure), '::jsonb');
+  if (change.lastError !== undefined)
+    set('last_error', change.lastError === null ? null : json(change.lastError), '::jsonb');
+  if (change.finishedAt !== undefined) set('finished_at', change.finishedAt);
+  params.push(
+    json(
+      history.map((h) => ({
+        event: h.event,
+        step: h.step ?? null,
+        attempt: h.attempt ?? null,
+        detail: h.detail ?? null,
+      })),
+    ),
+  );
+  const { rows } = await q.query<{ n: number }>(
+    `WITH updated AS (
+       UPDATE keel_saga_instances SET ${sets.join(', ')}
+       WHERE id = $1 AND lease_owner = $2 AND lease_epoch = $3 RETURNING id),
+     history AS (
+       INSERT INTO keel_saga_history (instance_id, at, event, step, attempt, owner, detail)
+       SELECT updated.id, $4, h.item->>'event', h.item->>'step', (h.item->>'attempt')::int, $2,
+              NULLIF(h.item->'detail', 'null'::jsonb)
+       FROM updated, jsonb_array_elements($${params.length}::jsonb) WITH ORDINALITY AS h(item, ord)
+       ORDER BY h.ord)
+     SELECT count(*)::int AS n FROM updated`,
+    params,
+  );
+  return (rows[0]?.n ?? 0) > 0;
+}
+
+/** Reads one instance inside a transaction, locking it, if `fence` still holds it. */
+export async function lockFenced(tx: Queryable, fence: Fence): Promise<SagaInstance | undefined> {
+  const { rows } = await tx.query<InstanceRow>(
+    `SELECT * FROM keel_saga_instances WHERE id = $1 AND lease_owner = $2 AND lease_epoch = $3 FOR UPDATE`,
+    [fence.id, fence.owner, fence.epoch],
+  );
+  return rows[0] === undefined ? undefined : fromRow(rows[0]);
+}
+
+/** Extends the leases `owner` still holds; returns the ids it still holds (the others were lost). */
+export async function extendLeases(
+  q: Queryable,
+  owner: string,
+  leases: readonly { id: string; epoch: number }[],
+  until: number,
+): Promise<Set<string>> {
+  if (leases.length === 0) return new Set();
+  const { rows } = await q.query<{ id: string }>(
+    `UPDATE keel_saga_instances i SET lease_until = $2
+     FROM unnest($3::text[], $4::bigint[]) AS l(id, epoch)
+     WHERE i.id = l.id AND i.lease_epoch = l.epoch AND i.lease_owner = $1
+     RETURNING i.id`,
+    [owner, new Date(until), leases.map((l) => l.id), leases.map((l) => l.epoch)],
+  );
+  return new Set(rows.map((r) => r.id));
+}
+
+/**
+ * Hands a reply to the instance waiting for it, in the caller's transaction (the consumer's,
+ * together with its inbox record). Accepted only while the instance runs and waits on that step;
+ * a late reply (the deadline passed and the step failed, or a duplicate after the step moved
+ * on) returns false and changes nothing.
+ */
+export async function deliverSagaReply(
+  tx: Queryable,
+  reply: SagaReply,
+  options: { clock?: Clock } = {},
+): Promise<boolean> {
+  if (reply === null || typeof reply !== 'object')
+    throw new InvalidArgumentError('reply', 'an object', reply);
+  if (typeof reply.instanceId !== 'string' || reply.instanceId === '') {
+    throw new InvalidArgumentError('reply.instanceId', 'a non-empty string', reply.instanceId);
+  }
+  if (typeof reply.step !== 'string' || reply.step === '') {
+    throw new InvalidArgumentError('reply.step', 'a non-empty string', reply.step);
+  }
+  const ok: unknown = reply.ok;
+  if (typeof ok !== 'boolean') throw new InvalidArgumentError('reply.ok', 'a boolean', ok);
+  const now = new Date((options.clock ?? systemClock).now());
+  const { rows } = await tx.query(
+    `WITH updated AS (
+       UPDATE keel_saga_instances SET reply = $2::jsonb, wake_at = $3, updated_at = $3
+       WHERE id = $1 AND state = 'RUNNING' AND waiting_for = $4 AND reply IS NULL
+       RETURNING id),
+     history AS (
+       INSERT INTO keel_saga_history (instance_id, at, event, step, detail)
+       SELECT id, $3, 'reply-received', $4, jsonb_build_object('ok', $5::boolean) FROM updated)
+     SELECT pg_notify($6, '') FROM updated`,
+    [reply.instanceId, json(reply), now, reply.step, reply.ok, sagaChannel],
+  );
+  return rows.length > 0;
+}
+
+export interface ListSagasOptions {
+  state?: SagaState;
+  saga?: string;
+  /** Most rows, newest first. Default 100. */
+  limit?: number;
+}
+
+/** Instances, newest first, optionally of one state or saga. */
+export async function listSagas(q: Queryable, options: ListSagasOptions = {}): Promise<SagaInstance[]> {
+  if (options.state !== undefined && !sagaStates.includes(options.state)) {
+    throw new InvalidArgumentError('state', sagaStates.join(', '), options.state);
+  }
+  const limit = options.limit ?? 100;
+  if (!Number.isInteger(limit) || limit < 1)
+    throw new InvalidArgumentError('limit', 'an integer >= 1', limit);
+  const { rows } = await q.query<InstanceRow>(
+    `SELECT * FROM keel_saga_instances
+     WHERE ($1::text IS NULL OR state = $1) AND ($2::text IS NULL OR saga_name = $2)
+     ORDER BY created_at DESC, id DESC LIMIT $3`,
+    [options.state ?? null, options.saga ?? null, limit],
+  );
+  return rows.map(fromRow);
+}
+
+/** One instance and its history, oldest entry first; `KEEL_NOT_FOUND` when there is none. */
+export async function getSaga(
+  q: Queryable,
+  id: string,
+): Promise<{ instance: SagaInstance; history: SagaHistoryEntry[] }> {
+  if (typeof id !== 'string' || id === '') throw new InvalidArgumentError('id', 'a saga instance id', id);
+  const { rows } = await q.query<InstanceRow>(`SELECT * FROM keel_saga_instances WHERE id = $1`, [id]);
+  if (rows[0] === undefined) throw new NotFoundError('saga instance', id);
+  const history = await q.query<{
+    seq: string;
+    at: Date | string;
+    event: string;
+    step: string | null;
+    attempt: number | null;
+    owner: string | null;
+    detail: unknown;
+  }>(`SELECT * FROM keel_saga_history WHERE instance_id = $1 ORDER BY seq`, [id]);
+  return {
+    instance: fromRow(rows[0]),
+    history: history.rows.map((h) => ({
+      seq: Number(h.seq),
+      at: date(h.at),
+      event: h.event,
+      step: h.step,
+      attempt: h.attempt,
+      owner: h.owner,
+      detail: h.detail,
+    })),
+  };
+}
+
+/**
+ * Gives a parked instance (NEEDS_ATTENTION) back to the runners: it resumes compensating at the
+ * compensation that was parked, with fresh attempts. `KEEL_NOT_FOUND` for an unknown id;
+ * `KEEL_INVALID_ARGUMENT` when the instance is not parked.
+ */
+export async function retrySaga(
+  q: Queryable,
+  id: string,
+  options: { clock?: Clock; by?: string } = {},
+): Promise<void> {
+  if (typeof id !== 'string' || id === '') throw new InvalidArgumentError('id', 'a saga instance id', id);
+  const now = new Date((options.clock ?? systemClock).now());
+  const { rows } = await q.query<{ state: SagaState; retried: boolean }>(
+    `WITH current AS (SELECT id, state FROM keel_saga_instances WHERE id = $1 FOR UPDATE),
+     updated AS (
+       UPDATE keel_saga_instances i
+       SET state = 'COMPENSATING', attempts = 0, last_error = NULL, wake_at = $2, updated_at = $2,
+           lease_owner = NULL, lease_until = NULL
+       FROM current WHERE i.id = current.id AND current.state = 'NEEDS_ATTENTION' RETURNING i.id),
+     history AS (
+       INSERT INTO keel_saga_history (instance_id, at, event, owner)
+       SELECT id, $2, 'retried-by-operator', $3 FROM updated),
+     notified AS (SELECT pg_notify($4, '') FROM updated)
+     SELECT current.state, EXISTS (SELECT 1 FROM notified) AS retried FROM current`,
+    [id, now, options.by ?? null, sagaChannel],
+  );
+  const row = rows[0];
+  if (row === undefined) throw new NotFoundError('saga instance', id);
+  if (!row.retried) {
+    throw new InvalidArgumentError(`saga instance ${id}`, 'an instance in NEEDS_ATTENTION', row.state);
+  }
+}
