@@ -16,3 +16,18 @@ export {
   isConflict,
   type RetryOnConflictOptions,
 } from './retry-on-conflict.ts';
+export {
+  ConsistencyToken,
+  BadConsistencyTokenError,
+  consistencyTokenHeader,
+  currentToken,
+} from './consistency-token.ts';
+export {
+  ReadYourWritesDb,
+  type ReadYourWritesOptions,
+  type ReadOptions,
+  type ReadReason,
+  type ReadEvent,
+  type ReadYourWritesEvents,
+  type Written,
+} from './read-your-writes-db.ts';

@@ -182,7 +182,7 @@ describe('retryOnConflict against the database', () => {
           expect(rows).toEqual([{ value: succeeded, version: succeeded }]);
         },
       ),
-      { numRuns: 25 },
+      { numRuns: 15 },
     );
     // With 1..4 attempts and up to 8 writers some calls must have run out of attempts.
     expect(sawConflictFailure).toBe(true);

@@ -30,6 +30,7 @@ export const errorCodes = {
   KEEL_TIMEOUT: { status: 504, title: 'Timed out' },
   KEEL_RATE_LIMITED: { status: 429, title: 'Rate limited' },
   KEEL_VERSION_CONFLICT: { status: 409, title: 'Version conflict' },
+  KEEL_BAD_CONSISTENCY_TOKEN: { status: 400, title: 'Bad consistency token' },
   KEEL_IDEMPOTENCY_KEY_REQUIRED: { status: 400, title: 'Idempotency key required' },
   KEEL_IDEMPOTENCY_KEY_REUSED: { status: 422, title: 'Idempotency key reused' },
   KEEL_IDEMPOTENCY_IN_FLIGHT: { status: 409, title: 'Request in flight' },

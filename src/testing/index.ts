@@ -17,3 +17,4 @@ export {
 export { rateLimitStoreConformance, type RateLimitStoreTarget } from './rate-limit-store-conformance.ts';
 export { describeBrokerConformance, type BrokerConformanceOptions } from './broker-conformance.ts';
 export { idempotencyStoreConformance, type IdempotencyStoreTarget } from './idempotency-store-conformance.ts';
+export { startReplicaCluster, type ReplicaCluster, type ReplicaClusterOptions } from './replica-cluster.ts';
