@@ -99,8 +99,13 @@ export class NatsJetStreamBroker implements MessageBroker {
         new KeelError('KEEL_SERVICE_STATE', 'the NATS JetStream broker is closed'),
       );
     }
+    let results: PromiseSettledResult<unknown>[];
     try {
-      await context.ensureStream(destination);
+      const stream = await context.ensureStream(destination);
+      const { js } = await context.handles();
+      results = await Promise.allSettled(
+        encoded.map((e, i) => context.publishTo(js, destination, stream, e, messages[i]!.id)),
+      );
     } catch (error) {
       throw new PublishError(
         destination,
@@ -108,9 +113,6 @@ export class NatsJetStreamBroker implements MessageBroker {
         error,
       );
     }
-    const results = await Promise.allSettled(
-      encoded.map((e, i) => context.publish(destination, e, messages[i]!.id)),
-    );
     const failed: string[] = [];
     let cause: unknown;
     results.forEach((result, i) => {

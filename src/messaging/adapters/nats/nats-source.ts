@@ -71,21 +71,19 @@ export class NatsSource implements DeliverySource<NatsDelivery> {
   }
 
   async ack(deliveries: readonly NatsDelivery[]): Promise<void> {
-    const results = await Promise.allSettled(
-      deliveries.map((d) => this.#s.context.settle(d.message, '+ACK')),
-    );
-    let failed: unknown;
-    results.forEach((result, i) => {
-      const delivery = deliveries[i]!;
-      if (result.status === 'fulfilled') this.#s.context.firstFailures.delete(this.#key(delivery));
-      else failed ??= result.reason;
-    });
-    if (failed !== undefined) {
+    try {
+      await this.#s.context.ackAll(deliveries.map((d) => d.message));
+    } catch (error) {
       throw new KeelError(
         'KEEL_BROKER_UNAVAILABLE',
-        `JetStream did not confirm the ack of ${results.filter((r) => r.status === 'rejected').length} message(s) of ${this.destination}; they come back after their lease`,
-        { cause: failed, details: { destination: this.destination } },
+        `NATS did not confirm the ack of ${deliveries.length} message(s) of ${this.destination}; they come back after their lease`,
+        { cause: error, details: { destination: this.destination } },
       );
+    }
+    for (const delivery of deliveries) {
+      if (delivery.attempt > 1 || delivery.firstFailedAt !== undefined) {
+        this.#s.context.firstFailures.delete(this.#key(delivery));
+      }
     }
   }
 
