@@ -23,7 +23,7 @@ export interface Pair {
   /** Durability and settings both sides share, for the printed method. */
   readonly settings: string[];
   /** Connects; fails naming the server when it is not there. */
-  open(): Promise<{ keel: Side; raw: Side; close(): Promise<void> }>;
+  open(): Promise<{ keel: Side; raw: Side; close: () => Promise<void> }>;
 }
 
 /** The messages every round publishes: small JSON payloads, a key, two headers. */
