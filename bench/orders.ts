@@ -1,0 +1,127 @@
+// bench/orders: what the shop's POST /v1/orders costs against the plainest way to write the row.
+//
+// Method: one process, one database (PGlite by default, KEEL_DB=pg for the server at
+// DATABASE_URL; the issue's target is on pg), each side in its own schema. Both listen on
+// 127.0.0.1 and are driven over real HTTP by the same closed-loop client: BENCH_CONCURRENCY
+// connections (keep-alive), each sending its next request when the previous answer arrives.
+//   - keel: the shop's api (buildShop), so each request checks and stores its Idempotency-Key,
+//     validates the body with zod, and writes the order, its outbox event and the key's
+//     response in one transaction (a unique key per request: every request runs, none replays).
+//   - peer: fastify + the same Db, one INSERT of the same row, no key, no event, no validation
+//     beyond JSON parsing: what a hand-rolled endpoint without exactly-once does.
+// Rounds alternate keel/peer after a warm-up; each side's figure is its best round.
+// The issue's target: keel at least 70 % of the plain endpoint's requests per second.
+import { randomUUID } from 'node:crypto';
+import Fastify from 'fastify';
+import { pino } from 'pino';
+import { v7 as uuidv7 } from 'uuid';
+import { buildShop } from '../apps/shop/app.ts';
+import { shopMigrations } from '../apps/shop/presets/open-shop.ts';
+import { testShopConfig } from '../apps/shop/test/test-shop.ts';
+import { migrate, type Db } from '../src/db/index.ts';
+import { createTestDb, testDbBackend } from '../src/testing/index.ts';
+import { systemClock } from '../src/time/index.ts';
+
+const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
+const requests = Number(process.env.BENCH_REQUESTS ?? 2000);
+const concurrency = Number(process.env.BENCH_CONCURRENCY ?? 16);
+const body = JSON.stringify({ customerId: 'c-1', items: [{ sku: 'book-1', quantity: 2 }] });
+
+/** Sends `total` POSTs over `concurrency` closed loops; returns requests per second. */
+async function drive(address: string, total: number, withKey: boolean): Promise<number> {
+  let sent = 0;
+  let failed = 0;
+  const loop = async (): Promise<void> => {
+    while (sent < total) {
+      sent++;
+      const headers: Record<string, string> = { 'content-type': 'application/json' };
+      if (withKey) headers['idempotency-key'] = randomUUID();
+      const response = await fetch(`${address}/v1/orders`, { method: 'POST', headers, body });
+      await response.arrayBuffer();
+      if (response.status !== 202) failed++;
+    }
+  };
+  const start = process.hrtime.bigint();
+  await Promise.all(Array.from({ length: concurrency }, loop));
+  const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+  if (failed > 0) throw new Error(`${failed} of ${total} requests did not answer 202`);
+  return total / seconds;
+}
+
+async function keelSide(): Promise<{ address: string; close: () => Promise<void> }> {
+  const db = await createTestDb({ schemaPrefix: 'bench_keel' });
+  await migrate(db, await shopMigrations());
+  const shop = buildShop(testShopConfig(['api']), {
+    db,
+    clock: systemClock,
+    logger: pino({ level: 'silent' }),
+  });
+  await shop.start();
+  return { address: shop.server!.address, close: () => shop.stop() };
+}
+
+async function peerSide(): Promise<{ address: string; close: () => Promise<void> }> {
+  const db: Db = await createTestDb({ schemaPrefix: 'bench_plain' });
+  await db.query(`CREATE TABLE orders (
+    id uuid PRIMARY KEY, customer_id text NOT NULL, status text NOT NULL, items jsonb NOT NULL,
+    version integer NOT NULL DEFAULT 1, created_at timestamptz NOT NULL, updated_at timestamptz NOT NULL)`);
+  const app = Fastify();
+  app.post('/v1/orders', async (request, reply) => {
+    const input = request.body as { customerId: string; items: unknown[] };
+    const now = new Date();
+    const order = {
+      id: uuidv7(),
+      customerId: input.customerId,
+      items: input.items,
+      status: 'PENDING',
+      version: 1,
+    };
+    await db.query(
+      `INSERT INTO orders (id, customer_id, status, items, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)`,
+      [order.id, order.customerId, order.status, JSON.stringify(order.items), now],
+    );
+    return reply.status(202).header('location', `/v1/orders/${order.id}`).send(order);
+  });
+  const address = await app.listen({ port: 0, host: '127.0.0.1' });
+  return {
+    address,
+    close: async () => {
+      await app.close();
+      await db.close();
+    },
+  };
+}
+
+export default async function main(): Promise<void> {
+  console.log(
+    [
+      'bench/orders: POST /v1/orders over real HTTP (loopback, keep-alive), closed loop',
+      `  database: ${testDbBackend()}; ${rounds} rounds of ${requests} requests, ${concurrency} connections, best round each`,
+      '  keel: the shop api — Idempotency-Key checked and its response stored, zod validation, order + outbox event',
+      '        + key response in one transaction; peer: plain fastify + one INSERT of the same row',
+    ].join('\n'),
+  );
+  const keel = await keelSide();
+  const peer = await peerSide();
+  try {
+    await drive(keel.address, Math.min(300, requests), true);
+    await drive(peer.address, Math.min(300, requests), false);
+    let bestKeel = 0;
+    let bestPeer = 0;
+    for (let round = 1; round <= rounds; round++) {
+      const k = await drive(keel.address, requests, true);
+      const p = await drive(peer.address, requests, false);
+      bestKeel = Math.max(bestKeel, k);
+      bestPeer = Math.max(bestPeer, p);
+      console.log(`  round ${round}: keel ${k.toFixed(0)} req/s, plain ${p.toFixed(0)} req/s`);
+    }
+    const ratio = bestKeel / bestPeer;
+    console.log(`  keel reaches ${(ratio * 100).toFixed(0)} % of the plain endpoint (target ≥ 70 %)`);
+    console.log(
+      `bench: POST /v1/orders requests per second (higher is better) | keel ${bestKeel.toFixed(0)} req/s | fastify+pg insert ${bestPeer.toFixed(0)} req/s | ratio ${ratio.toFixed(2)}`,
+    );
+  } finally {
+    await keel.close();
+    await peer.close();
+  }
+}
