@@ -23,6 +23,7 @@ export const errorCodes = {
   KEEL_UNKNOWN_MESSAGE_TYPE: { status: 400, title: 'Unknown message type' },
   KEEL_PUBLISH_FAILED: { status: 503, title: 'Publish failed' },
   KEEL_PERMANENT_FAILURE: { status: 500, title: 'Permanent failure' },
+  KEEL_LEASE_LOST: { status: 409, title: 'Lease lost' },
   KEEL_BROKER_UNAVAILABLE: { status: 503, title: 'Broker unavailable' },
   KEEL_BROKEN_CIRCUIT: { status: 503, title: 'Circuit open' },
   KEEL_CIRCUIT_ISOLATED: { status: 503, title: 'Circuit isolated' },

@@ -20,8 +20,27 @@ export interface DeliverySource<D extends Delivery = Delivery> {
   open(wake: () => void): Promise<void>;
   /** Claims up to `max` ready messages under a lease. Resolves with none when there is no work. */
   claim(max: number): Promise<D[]>;
-  /** Acknowledges handled messages: they are never delivered again. Resolves when durable. */
-  ack(deliveries: readonly D[]): Promise<void>;
+  /**
+   * How long a claim holds a message before the engine may give it to another consumer. With
+   * `extend`, the runtime renews the lease of every message it holds (claimed ahead, being
+   * handled, awaiting its ack) every `leaseMs / 3`. Absent: the engine holds a message by other
+   * means (a channel, a session) for as long as the consumer lives.
+   */
+  readonly leaseMs?: number;
+  /**
+   * Acknowledges handled messages: they are never delivered again. Resolves when durable, with
+   * the deliveries it did not acknowledge because this consumer no longer holds them (the lease
+   * ran out and another consumer took the message, or it was reaped): the holder settles those.
+   * Adapters that cannot tell resolve with nothing.
+   */
+  ack(deliveries: readonly D[]): Promise<readonly D[] | void>;
+  /**
+   * Renews the lease of messages this consumer holds, in one call, to `leaseMs` from now.
+   * Resolves with the deliveries it no longer holds (taken by another consumer, or reaped); the
+   * runtime aborts their handlers and applies nothing of theirs. May run concurrently with
+   * `claim`, `ack` and the settles; never with itself.
+   */
+  extend?(deliveries: readonly D[]): Promise<readonly D[]>;
   /** Gives a failed message back to be delivered again after `delayMs`. */
   retry(delivery: D, delayMs: number, error: unknown): Promise<void>;
   /** Moves a message to the dead-letter destination with the error, attempts and failure times. */

@@ -29,3 +29,26 @@ export class PermanentError extends KeelError {
     super('KEEL_PERMANENT_FAILURE', message, options);
   }
 }
+
+/** Why a lease was lost: another consumer holds the message now, or this one's lease ran out. */
+export type LeaseLossReason = 'taken' | 'expired';
+
+/**
+ * The reason `ctx.signal` aborts with when the consumer no longer holds the message: renewing
+ * its lease found it taken by another consumer (or reaped), or the lease ran out while the
+ * renewal failed. The message will be (or is being) delivered again; nothing this handler does
+ * from here is acknowledged, so stop and commit nothing more.
+ */
+export class LeaseLostError extends KeelError {
+  readonly reason: LeaseLossReason;
+  constructor(destination: string, messageId: string, reason: LeaseLossReason) {
+    super(
+      'KEEL_LEASE_LOST',
+      reason === 'taken'
+        ? `the lease on message ${messageId} of ${destination} was lost: another consumer holds it now`
+        : `the lease on message ${messageId} of ${destination} ran out while it could not be renewed`,
+      { details: { destination, messageId, reason } },
+    );
+    this.reason = reason;
+  }
+}

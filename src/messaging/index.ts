@@ -7,9 +7,20 @@ export {
 } from './message-type.ts';
 export { MessageRegistry } from './message-registry.ts';
 export { PublishError, type Publisher } from './publisher.ts';
-export { PermanentError, type Handler, type DeliveryContext } from './handler.ts';
+export {
+  LeaseLostError,
+  PermanentError,
+  type Handler,
+  type DeliveryContext,
+  type LeaseLossReason,
+} from './handler.ts';
 export type { Delivery, DeliverySource } from './delivery-source.ts';
-export { QueueConsumer, type QueueConsumerOptions, type QueueConsumerEvents } from './queue-consumer.ts';
+export {
+  QueueConsumer,
+  type QueueConsumerOptions,
+  type QueueConsumerEvents,
+  type QueueConsumerStats,
+} from './queue-consumer.ts';
 export { PgQueue, type PgQueueOptions } from './adapters/postgres/pg-queue.ts';
 export type { BrokerCapabilities, MessageBroker, PublishOptions, SourceOptions } from './broker.ts';
 export { pgQueueMigrations, pgQueueChannel } from './adapters/postgres/schema.ts';

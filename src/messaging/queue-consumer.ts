@@ -4,7 +4,7 @@ import { ServiceBase } from '../service/index.ts';
 import { systemClock, type Clock, type TimerHandle } from '../time/index.ts';
 import type { Delivery, DeliverySource } from './delivery-source.ts';
 import type { Envelope } from './envelope.ts';
-import { PermanentError, type Handler } from './handler.ts';
+import { LeaseLostError, PermanentError, type Handler, type LeaseLossReason } from './handler.ts';
 import type { MessageRegistry } from './message-registry.ts';
 
 export interface QueueConsumerOptions {
@@ -12,9 +12,8 @@ export interface QueueConsumerOptions {
   concurrency?: number;
   /**
    * Messages claimed ahead of free handler slots and held in memory, so that a finished handler
-   * finds its next message without a round trip to the engine. They are claimed under the same
-   * lease as the ones being handled: keep `concurrency + prefetch` messages well within what the
-   * handler gets through in one lease. On stop they are released unhandled. Default 0.
+   * finds its next message without a round trip to the engine. Their leases are renewed with the
+   * others' (see `heartbeatMs`). On stop they are released unhandled. Default 0.
    */
   prefetch?: number;
   /** Deliveries (counting the first) before a message is dead-lettered. Default 5. */
@@ -23,6 +22,16 @@ export interface QueueConsumerOptions {
   retryDelay?: (attempt: number) => number;
   /** How often to look for work when no wake-up arrives. Default 1 000 ms. */
   pollIntervalMs?: number;
+  /**
+   * How often the leases of every held message (claimed ahead, being handled, awaiting its ack)
+   * are renewed, in one call, for sources with leases (`leaseMs` and `extend`): a handler slower
+   * than the lease keeps its message, and a crashed consumer's messages come back one lease after
+   * its last renewal. A renewal that finds a message taken aborts its handler's `ctx.signal` with
+   * a `LeaseLostError`. Must be below the lease. Default `leaseMs / 3`; `false`: never renew (a
+   * handler slower than the lease has its message delivered again while it runs). Ignored for
+   * sources without leases.
+   */
+  heartbeatMs?: number | false;
   /** Validates each envelope before the handler sees it; an invalid one is dead-lettered at once. */
   registry?: MessageRegistry;
   /**
@@ -42,6 +51,32 @@ export interface QueueConsumerEvents {
   'dead-lettered': { message: Envelope; attempt: number; error: unknown };
   /** Drain deadline passed: the message was handed back unacknowledged. */
   released: { message: Envelope };
+  /**
+   * The consumer no longer holds the message: a renewal or the ack found another consumer (or
+   * the reaper) had taken it, or its lease ran out while renewals failed. Its handler's signal
+   * aborted with `error`; nothing of it is acknowledged, and it will be delivered again.
+   */
+  'lease-lost': { message: Envelope; attempt: number; error: LeaseLostError };
+  /**
+   * An ack call failed: these messages were handled but are not acknowledged. Their leases are
+   * no longer renewed, so they are delivered again when the lease runs out (the inbox absorbs
+   * the duplicates). An `error` event (`during: 'ack'`) carries the same error.
+   */
+  'ack-failed': { messages: readonly Envelope[]; error: unknown };
+  /** A claim returned messages; `held` counts every message held after it (see `stats`). */
+  claimed: { count: number; held: number };
+}
+
+/** What a consumer holds in memory, by stage. `held` never exceeds `concurrency + prefetch`. */
+export interface QueueConsumerStats {
+  /** Claimed ahead, waiting for a free handler slot. */
+  readonly buffered: number;
+  /** Being handled, or being retried, dead-lettered or released after its handler failed. */
+  readonly inFlight: number;
+  /** Handled, waiting for its ack to be written. */
+  readonly awaitingAck: number;
+  /** All of the above. */
+  readonly held: number;
 }
 
 const defaultRetryDelay = (attempt: number): number => Math.min(60_000, 1000 * 2 ** (attempt - 1));
@@ -54,9 +89,12 @@ interface Resolved {
   pollIntervalMs: number;
   registry: MessageRegistry | undefined;
   hlc: HybridLogicalClock | undefined;
+  /** The source's lease, when it has one the runtime renews. */
+  leaseMs: number | undefined;
+  heartbeatMs: number | undefined;
 }
 
-function resolveOptions(options: QueueConsumerOptions): Resolved {
+function resolveOptions(options: QueueConsumerOptions, source: DeliverySource<Delivery>): Resolved {
   const concurrency = options.concurrency ?? 1;
   if (!Number.isInteger(concurrency) || concurrency < 1) {
     throw new InvalidArgumentError('concurrency', 'an integer >= 1', concurrency);
@@ -73,7 +111,17 @@ function resolveOptions(options: QueueConsumerOptions): Resolved {
   if (!Number.isFinite(pollIntervalMs) || pollIntervalMs <= 0) {
     throw new InvalidArgumentError('pollIntervalMs', 'a number > 0', pollIntervalMs);
   }
+  const leaseMs = source.extend === undefined ? undefined : source.leaseMs;
+  let heartbeatMs: number | undefined;
+  if (leaseMs !== undefined && options.heartbeatMs !== false) {
+    heartbeatMs = options.heartbeatMs ?? leaseMs / 3;
+    if (!Number.isFinite(heartbeatMs) || heartbeatMs <= 0 || heartbeatMs >= leaseMs) {
+      throw new InvalidArgumentError('heartbeatMs', `a number > 0 and < leaseMs (${leaseMs})`, heartbeatMs);
+    }
+  }
   return {
+    leaseMs,
+    heartbeatMs,
     concurrency,
     prefetch,
     maxAttempts,
@@ -82,6 +130,20 @@ function resolveOptions(options: QueueConsumerOptions): Resolved {
     registry: options.registry,
     hlc: options.hlc,
   };
+}
+
+/** Where a held message is: claimed ahead, being handled, handled (awaiting its ack), settling. */
+type Stage = 'buffered' | 'running' | 'handled' | 'settling';
+
+/** One message the consumer holds, from its claim until it is settled or its lease is lost. */
+interface Held<D> {
+  readonly delivery: D;
+  stage: Stage;
+  /** When the lease runs out as far as this process knows (its clock): claim or renewal + lease. */
+  until: number;
+  /** The message the handler saw (parsed by the registry); set once handled. */
+  message: Envelope | undefined;
+  lost: boolean;
 }
 
 /**
@@ -93,6 +155,12 @@ function resolveOptions(options: QueueConsumerOptions): Resolved {
  * commit, for all of them). Messages held (claimed, being handled, or handled and awaiting
  * their ack) never exceed `concurrency + prefetch`, so memory stays bounded.
  *
+ * Leases: for a source with leases, the runtime renews every held message's lease every
+ * `heartbeatMs` in one `extend` call, so a slow handler keeps its message. A message the renewal
+ * (or the ack) finds taken is given up: its handler's signal aborts with `LeaseLostError` and
+ * nothing of it is acknowledged, retried or released. If renewals fail (the engine is away) past
+ * a message's lease, the same happens: another consumer may be handling it already.
+ *
  * Stop: claiming ends at once; prefetched messages not yet handled are released; in-flight
  * handlers get the drain budget and their acks are flushed; past the deadline their signals
  * abort and their messages are released unacknowledged, to be delivered again.
@@ -101,14 +169,14 @@ export class QueueConsumer<D extends Delivery = Delivery> extends ServiceBase<Qu
   readonly #source: DeliverySource<D>;
   readonly #handler: Handler;
   readonly #options: Resolved;
+  /** Every message held, from claim to settle; its size is what counts against the bound. */
+  readonly #held = new Map<D, Held<D>>();
   readonly #inFlight = new Map<D, AbortController>();
   /** Claimed, not yet handed to the handler (prefetch); `#next` is the head. */
-  #buffer: D[] = [];
+  #buffer: Held<D>[] = [];
   #next = 0;
   /** Handled, waiting for the next ack call. */
-  #acks: { delivery: D; message: Envelope }[] = [];
-  /** Handled and not yet acked: waiting in `#acks` or in the ack call that is running. */
-  #unacked = 0;
+  #acks: Held<D>[] = [];
   #flushing: Promise<void> | undefined;
   #loop: Promise<void> | undefined;
   #wakeUp: (() => void) | undefined;
@@ -116,12 +184,15 @@ export class QueueConsumer<D extends Delivery = Delivery> extends ServiceBase<Qu
   #stopping = false;
   #idle: Promise<void> | undefined;
   #settleIdle: (() => void) | undefined;
+  #heartbeat: TimerHandle | undefined;
+  #beating: Promise<void> | undefined;
+  #heartbeatStopped = false;
 
   constructor(source: DeliverySource<D>, handler: Handler, options: QueueConsumerOptions = {}) {
     super(options.name ?? `consumer(${source.destination})`, options.clock ?? systemClock);
     this.#source = source;
     this.#handler = handler;
-    this.#options = resolveOptions(options);
+    this.#options = resolveOptions(options, source);
   }
 
   /** Messages being handled right now. */
@@ -129,8 +200,22 @@ export class QueueConsumer<D extends Delivery = Delivery> extends ServiceBase<Qu
     return this.#inFlight.size;
   }
 
+  /** What the consumer holds in memory right now, by stage. */
+  get stats(): QueueConsumerStats {
+    let buffered = 0;
+    let awaitingAck = 0;
+    for (const held of this.#held.values()) {
+      if (held.stage === 'buffered') buffered++;
+      else if (held.stage === 'handled' || (held.stage === 'settling' && !this.#inFlight.has(held.delivery)))
+        awaitingAck++;
+    }
+    return { buffered, inFlight: this.#inFlight.size, awaitingAck, held: this.#held.size };
+  }
+
   protected override async onStart(): Promise<void> {
     await this.#source.open(() => this.#wake());
+    this.#heartbeatStopped = false;
+    this.#scheduleHeartbeat();
     this.#loop = this.#run();
   }
 
@@ -149,6 +234,8 @@ export class QueueConsumer<D extends Delivery = Delivery> extends ServiceBase<Qu
       await this.#flushing;
     } finally {
       drain.removeEventListener('abort', onDeadline);
+      // Renewals go on through the drain: a handler finishing its work must keep its message.
+      await this.#stopHeartbeat();
       await this.#source.close();
     }
   }
@@ -159,21 +246,19 @@ export class QueueConsumer<D extends Delivery = Delivery> extends ServiceBase<Qu
     this.#buffer = [];
     this.#next = 0;
     await Promise.all(
-      buffered.map(async (delivery) => {
+      buffered.map(async (held) => {
+        held.stage = 'settling';
         try {
-          await this.#source.release(delivery);
-          this.events.emit('released', { message: delivery.envelope });
+          await this.#source.release(held.delivery);
+          this.events.emit('released', { message: held.delivery.envelope });
         } catch (error) {
           // Still leased: it comes back when the lease expires.
           this.events.emit('error', { error, during: 'settle' });
+        } finally {
+          this.#held.delete(held.delivery);
         }
       }),
     );
-  }
-
-  /** Messages held: claimed ahead, being handled, or handled and awaiting their ack. */
-  #held(): number {
-    return this.#buffer.length - this.#next + this.#inFlight.size + this.#unacked;
   }
 
   #wake(): void {
@@ -184,7 +269,7 @@ export class QueueConsumer<D extends Delivery = Delivery> extends ServiceBase<Qu
   async #run(): Promise<void> {
     let failures = 0;
     while (!this.#stopping) {
-      const free = this.#options.concurrency + this.#options.prefetch - this.#held();
+      const free = this.#options.concurrency + this.#options.prefetch - this.#held.size;
       if (free <= 0) {
         // Every slot is busy: a finishing handler or ack wakes us. Never spin here: a loop of
         // resolved promises would starve the event loop that the handlers need.
@@ -193,6 +278,8 @@ export class QueueConsumer<D extends Delivery = Delivery> extends ServiceBase<Qu
       }
       this.#pending = false;
       let batch: D[] = [];
+      // Read before the claim: the lease began no later than this.
+      const claimedAt = this.clock.now();
       try {
         batch = await this.#source.claim(free);
         failures = 0;
@@ -202,7 +289,13 @@ export class QueueConsumer<D extends Delivery = Delivery> extends ServiceBase<Qu
         await this.#pause(Math.min(30_000, this.#options.pollIntervalMs * 2 ** Math.min(failures, 5)));
         continue;
       }
-      for (const delivery of batch) this.#buffer.push(delivery);
+      const until = claimedAt + (this.#options.leaseMs ?? Number.POSITIVE_INFINITY);
+      for (const delivery of batch) {
+        const held: Held<D> = { delivery, stage: 'buffered', until, message: undefined, lost: false };
+        this.#held.set(delivery, held);
+        this.#buffer.push(held);
+      }
+      if (batch.length > 0) this.events.emit('claimed', { count: batch.length, held: this.#held.size });
       this.#pump();
       // A full batch means more may be waiting; claim again while there is room.
       if (batch.length === free || this.#pending) continue;
@@ -213,12 +306,12 @@ export class QueueConsumer<D extends Delivery = Delivery> extends ServiceBase<Qu
   /** Hands claimed messages to free handler slots. */
   #pump(): void {
     while (this.#inFlight.size < this.#options.concurrency && this.#next < this.#buffer.length) {
-      const delivery = this.#buffer[this.#next++]!;
+      const held = this.#buffer[this.#next++]!;
       if (this.#next === this.#buffer.length) {
         this.#buffer = [];
         this.#next = 0;
       }
-      this.#dispatch(delivery);
+      this.#dispatch(held);
     }
   }
 
@@ -242,10 +335,12 @@ export class QueueConsumer<D extends Delivery = Delivery> extends ServiceBase<Qu
     return this.#idle;
   }
 
-  #dispatch(delivery: D): void {
+  #dispatch(held: Held<D>): void {
+    const { delivery } = held;
     const controller = new AbortController();
+    held.stage = 'running';
     this.#inFlight.set(delivery, controller);
-    void this.#handle(delivery, controller.signal).finally(() => {
+    void this.#handle(held, controller.signal).finally(() => {
       this.#inFlight.delete(delivery);
       const settle = this.#settleIdle;
       this.#idle = undefined;
@@ -256,20 +351,26 @@ export class QueueConsumer<D extends Delivery = Delivery> extends ServiceBase<Qu
     });
   }
 
-  async #handle(delivery: D, signal: AbortSignal): Promise<void> {
-    const { envelope, attempt } = delivery;
+  async #handle(held: Held<D>, signal: AbortSignal): Promise<void> {
+    const { envelope, attempt } = held.delivery;
     let message: Envelope = envelope;
     this.#mergeStamp(envelope);
     try {
       if (this.#options.registry) message = this.#options.registry.parse(envelope);
       await this.#handler(message, { destination: this.#source.destination, attempt, signal });
     } catch (error) {
-      await this.#fail(delivery, error, signal);
+      await this.#fail(held, error, signal);
+      return;
+    }
+    if (held.lost) {
+      // Another consumer holds it now; an ack would be refused, and the message is theirs.
+      this.#held.delete(held.delivery);
       return;
     }
     this.events.emit('handled', { message, attempt });
-    this.#acks.push({ delivery, message });
-    this.#unacked++;
+    held.stage = 'handled';
+    held.message = message;
+    this.#acks.push(held);
     this.#flushing ??= this.#flushAcks();
   }
 
@@ -278,15 +379,22 @@ export class QueueConsumer<D extends Delivery = Delivery> extends ServiceBase<Qu
     while (this.#acks.length > 0) {
       const batch = this.#acks;
       this.#acks = [];
+      for (const held of batch) held.stage = 'settling';
       try {
-        await this.#source.ack(batch.map((a) => a.delivery));
-        for (const { message } of batch) this.events.emit('acked', { messages: [message] });
+        const refused = (await this.#source.ack(batch.map((held) => held.delivery))) ?? [];
+        const fenced = refused.length === 0 ? undefined : new Set(refused);
+        for (const held of batch) {
+          if (fenced?.has(held.delivery)) this.#reportLost(held, 'taken');
+          else this.events.emit('acked', { messages: [held.message ?? held.delivery.envelope] });
+        }
       } catch (error) {
-        // The effects are committed but the ack is not: the messages come back after their
-        // lease, and the inbox (or an idempotent handler) absorbs the duplicates.
+        // The effects are committed but the ack is not. The leases are no longer renewed, so the
+        // messages come back when they run out, and the inbox (or an idempotent handler) absorbs
+        // the duplicates. Nothing is reported acked.
+        this.events.emit('ack-failed', { messages: batch.map((held) => held.delivery.envelope), error });
         this.events.emit('error', { error, during: 'ack' });
       } finally {
-        this.#unacked -= batch.length;
+        for (const held of batch) this.#held.delete(held.delivery);
         this.#wake();
       }
     }
@@ -304,8 +412,15 @@ export class QueueConsumer<D extends Delivery = Delivery> extends ServiceBase<Qu
     }
   }
 
-  async #fail(delivery: D, error: unknown, signal: AbortSignal): Promise<void> {
+  async #fail(held: Held<D>, error: unknown, signal: AbortSignal): Promise<void> {
+    const { delivery } = held;
     const { envelope, attempt } = delivery;
+    if (held.lost) {
+      // Not ours any more: settling it would be refused, or would settle the new holder's delivery.
+      this.#held.delete(delivery);
+      return;
+    }
+    held.stage = 'settling';
     try {
       if (signal.aborted) {
         await this.#source.release(delivery);
@@ -321,7 +436,79 @@ export class QueueConsumer<D extends Delivery = Delivery> extends ServiceBase<Qu
     } catch (failure) {
       // The message stays leased and comes back when the lease expires: nothing is lost.
       this.events.emit('error', { error: failure, during: 'settle' });
+    } finally {
+      this.#held.delete(delivery);
     }
+  }
+
+  #scheduleHeartbeat(): void {
+    const every = this.#options.heartbeatMs;
+    if (every === undefined || this.#heartbeatStopped) return;
+    this.#heartbeat = this.clock.setTimeout(() => {
+      this.#heartbeat = undefined;
+      this.#beating = this.#beat().finally(() => {
+        this.#beating = undefined;
+        this.#scheduleHeartbeat();
+      });
+    }, every);
+  }
+
+  async #stopHeartbeat(): Promise<void> {
+    this.#heartbeatStopped = true;
+    if (this.#heartbeat !== undefined) this.clock.clearTimeout(this.#heartbeat);
+    this.#heartbeat = undefined;
+    await this.#beating;
+  }
+
+  /** Renews every held lease in one call; gives up the messages it finds taken. */
+  async #beat(): Promise<void> {
+    const leaseMs = this.#options.leaseMs;
+    if (this.#source.extend === undefined || leaseMs === undefined) return;
+    // Messages being settled are on their way out; the settle itself checks the lease.
+    const renewing = [...this.#held.values()].filter((held) => held.stage !== 'settling');
+    if (renewing.length === 0) return;
+    const startedAt = this.clock.now();
+    let taken: readonly D[];
+    try {
+      taken = await this.#source.extend(renewing.map((held) => held.delivery));
+    } catch (error) {
+      this.events.emit('error', { error, during: 'heartbeat' });
+      // Past its lease another consumer may hold the message already: stop before doing it twice.
+      const now = this.clock.now();
+      for (const held of renewing) if (held.until <= now) this.#loseLease(held, 'expired');
+      return;
+    }
+    const lost = taken.length === 0 ? undefined : new Set(taken);
+    for (const held of renewing) {
+      if (lost?.has(held.delivery)) this.#loseLease(held, 'taken');
+      else held.until = Math.max(held.until, startedAt + leaseMs);
+    }
+  }
+
+  /** The consumer no longer holds `held`'s message: drop it, or abort its handler. */
+  #loseLease(held: Held<D>, reason: LeaseLossReason): void {
+    // Settled (or settling) while the renewal ran: what it found is that settle, not a thief.
+    if (held.lost || held.stage === 'settling' || this.#held.get(held.delivery) !== held) return;
+    held.lost = true;
+    if (held.stage === 'buffered') {
+      this.#held.delete(held.delivery);
+      this.#buffer = this.#buffer.slice(this.#next).filter((other) => other !== held);
+      this.#next = 0;
+    } else if (held.stage === 'handled') {
+      this.#held.delete(held.delivery);
+      this.#acks = this.#acks.filter((other) => other !== held);
+    }
+    const error = this.#reportLost(held, reason);
+    // A running handler keeps its slot until it returns; its outcome is then dropped.
+    if (held.stage === 'running') this.#inFlight.get(held.delivery)?.abort(error);
+    this.#wake();
+  }
+
+  #reportLost(held: Held<D>, reason: LeaseLossReason): LeaseLostError {
+    const { envelope, attempt } = held.delivery;
+    const error = new LeaseLostError(this.#source.destination, envelope.id, reason);
+    this.events.emit('lease-lost', { message: envelope, attempt, error });
+    return error;
   }
 }
 

@@ -118,6 +118,34 @@ export function describeBrokerConformance(options: BrokerConformanceOptions): vo
       expect(received.attempts[0]).toBeGreaterThanOrEqual(1);
     });
 
+    it('lease heartbeat: a handler three leases long keeps its message, handled once while a second consumer waits', async (context) => {
+      const { broker, destination, consume } = await setup();
+      if (broker.source(destination, { leaseMs }).extend === undefined) {
+        context.skip(
+          `${options.name}: its source has no extend(); the engine holds a message by other means (a channel, a session), not by a lease the runtime renews`,
+        );
+        return;
+      }
+      const [message] = batch(1);
+      const calls: number[] = [];
+      const handler: Handler = async (_m, ctx) => {
+        calls.push(ctx.attempt);
+        await pause(3 * leaseMs);
+      };
+      const consumers = [await consume(handler, { leaseMs }), await consume(handler, { leaseMs })];
+      const acked = Promise.race(consumers.map((consumer) => consumer.events.once('acked')));
+      const lost: string[] = [];
+      for (const consumer of consumers) {
+        consumer.events.on('lease-lost', ({ error }) => lost.push(error.message));
+      }
+      await broker.publish(destination, [message!]);
+      await withTimeout(acked, waitMs + 3 * leaseMs, () => `calls so far: ${calls.join(', ')}`);
+      // A lapsed lease would have reached the other consumer by now.
+      await pause(leaseMs);
+      expect(calls).toEqual([1]);
+      expect(lost).toEqual([]);
+    });
+
     describe('ordering', () => {
       it('per key: same-key messages are handled in publish order, even across retries; a stuck key never stalls the others', async (context) => {
         const { broker, destination, consume } = await setup();

@@ -13,12 +13,15 @@ interface Entry {
   availableAt: number;
   attempts: number;
   leaseOwner: number | undefined;
+  /** Which claim holds the lease: settles and renewals of an earlier claim match nothing. */
+  leaseToken: number;
   leaseUntil: number;
   firstFailedAt: number | undefined;
 }
 
 interface MemoryDelivery extends Delivery {
   readonly entry: Entry;
+  readonly token: number;
 }
 
 /**
@@ -40,6 +43,7 @@ export class MemoryBroker implements MessageBroker {
   readonly #wakers = new Map<string, Set<() => void>>();
   #seq = 0;
   #owners = 0;
+  #tokens = 0;
   #closed = false;
 
   constructor(options: { clock?: Clock } = {}) {
@@ -61,6 +65,7 @@ export class MemoryBroker implements MessageBroker {
         availableAt,
         attempts: 0,
         leaseOwner: undefined,
+        leaseToken: 0,
         leaseUntil: 0,
         firstFailedAt: undefined,
       });
@@ -82,9 +87,11 @@ export class MemoryBroker implements MessageBroker {
     const clock = this.#clock;
     let wake: (() => void) | undefined;
     const queue = (): Entry[] => this.#queue(destination);
-    const mine = (entry: Entry): boolean => entry.leaseOwner === owner && queue().includes(entry);
+    const mine = ({ entry, token }: MemoryDelivery): boolean =>
+      entry.leaseOwner === owner && entry.leaseToken === token && queue().includes(entry);
     return {
       destination,
+      leaseMs,
       open: async (onWake) => {
         wake = onWake;
         this.#wakersOf(destination).add(onWake);
@@ -93,6 +100,7 @@ export class MemoryBroker implements MessageBroker {
         this.#assertOpen();
         const now = clock.now();
         const claimed: MemoryDelivery[] = [];
+        const token = ++this.#tokens;
         const keysAhead = new Set<string>();
         for (const entry of queue()) {
           if (claimed.length >= max) break;
@@ -101,25 +109,42 @@ export class MemoryBroker implements MessageBroker {
           if (entry.envelope.key !== null) keysAhead.add(entry.envelope.key);
           if (blocked || entry.leaseOwner !== undefined || entry.availableAt > now) continue;
           entry.leaseOwner = owner;
+          entry.leaseToken = token;
           entry.leaseUntil = now + leaseMs;
           entry.attempts += 1;
-          claimed.push({ entry, envelope: entry.envelope, attempt: entry.attempts });
+          claimed.push({ entry, token, envelope: entry.envelope, attempt: entry.attempts });
         }
         return claimed;
       },
       ack: async (deliveries) => {
-        for (const { entry } of deliveries) if (mine(entry)) remove(queue(), entry);
+        const lost: MemoryDelivery[] = [];
+        for (const delivery of deliveries) {
+          if (mine(delivery)) remove(queue(), delivery.entry);
+          else lost.push(delivery);
+        }
+        return lost;
       },
-      retry: async ({ entry }, delayMs) => {
-        if (!mine(entry)) return;
+      extend: async (deliveries) => {
+        const until = clock.now() + leaseMs;
+        const lost: MemoryDelivery[] = [];
+        for (const delivery of deliveries) {
+          if (mine(delivery)) delivery.entry.leaseUntil = until;
+          else lost.push(delivery);
+        }
+        return lost;
+      },
+      retry: async (delivery, delayMs) => {
+        if (!mine(delivery)) return;
+        const { entry } = delivery;
         const now = clock.now();
         entry.leaseOwner = undefined;
         entry.availableAt = now + delayMs;
         entry.firstFailedAt ??= now;
         this.#clock.setTimeout(() => this.#wake(destination), delayMs);
       },
-      deadLetter: async ({ entry }, error) => {
-        if (!mine(entry)) return;
+      deadLetter: async (delivery, error) => {
+        if (!mine(delivery)) return;
+        const { entry } = delivery;
         remove(queue(), entry);
         const now = clock.now();
         const iso = (ms: number): string => new Date(ms).toISOString();
@@ -136,8 +161,9 @@ export class MemoryBroker implements MessageBroker {
         };
         await this.publish(deadLetter, [envelope]);
       },
-      release: async ({ entry }) => {
-        if (!mine(entry)) return;
+      release: async (delivery) => {
+        if (!mine(delivery)) return;
+        const { entry } = delivery;
         entry.leaseOwner = undefined;
         entry.attempts = Math.max(0, entry.attempts - 1);
         this.#wake(destination);

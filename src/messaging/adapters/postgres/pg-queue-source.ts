@@ -20,6 +20,12 @@ export interface PgQueueSourceOptions {
 
 export interface PgDelivery extends Delivery {
   readonly seq: string;
+  /**
+   * The lease token its claim wrote into `lease_owner`: the owner and a claim number. Every
+   * settle and renewal matches it, so a consumer whose lease was taken (or reaped and claimed
+   * again, even by itself) can change nothing of the new holder's delivery.
+   */
+  readonly token: string;
 }
 
 interface QueueRow {
@@ -34,13 +40,18 @@ interface QueueRow {
   attempts: number;
 }
 
-/** The PostgreSQL queue's side of the consumer runtime: claim, ack, retry, dead-letter, release. */
+/**
+ * The PostgreSQL queue's side of the consumer runtime: claim, ack, retry, dead-letter, release,
+ * and lease renewal. Each claim holds its rows under a token of its own (fencing): a settle or a
+ * renewal by a consumer whose lease was lost matches no row.
+ */
 export class PgQueueSource implements DeliverySource<PgDelivery> {
   readonly destination: string;
+  readonly leaseMs: number;
   readonly #db: Db;
   readonly #clock: Clock;
   readonly #owner: string;
-  readonly #leaseMs: number;
+  #claims = 0;
   readonly #deadLetterQueue: string;
   #unlisten: Unlisten | undefined;
   #reapedAt = -Infinity;
@@ -50,8 +61,8 @@ export class PgQueueSource implements DeliverySource<PgDelivery> {
     this.#db = db;
     this.#clock = options.clock;
     this.#owner = options.owner;
-    this.#leaseMs = options.leaseMs ?? 30_000;
-    if (!Number.isFinite(this.#leaseMs) || this.#leaseMs <= 0) {
+    this.leaseMs = options.leaseMs ?? 30_000;
+    if (!Number.isFinite(this.leaseMs) || this.leaseMs <= 0) {
       throw new InvalidArgumentError('leaseMs', 'a number > 0', options.leaseMs);
     }
     this.#deadLetterQueue = options.deadLetterQueue ?? `${queue}.dead-letter`;
@@ -68,7 +79,7 @@ export class PgQueueSource implements DeliverySource<PgDelivery> {
     // Expired leases first: their holders crashed or stalled, so the messages go back to ready.
     // At most every `reapEveryMs`: under load claims come back to back, and each one paying for
     // this round trip bought nothing but a lease freed a few milliseconds sooner.
-    if (now - this.#reapedAt >= Math.min(reapEveryMs, this.#leaseMs / 4)) {
+    if (now - this.#reapedAt >= Math.min(reapEveryMs, this.leaseMs / 4)) {
       await this.#db.query(
         `UPDATE keel_queue SET lease_owner = NULL, lease_until = NULL
          WHERE queue = $1 AND lease_owner IS NOT NULL AND lease_until <= $2`,
@@ -76,6 +87,7 @@ export class PgQueueSource implements DeliverySource<PgDelivery> {
       );
       this.#reapedAt = now;
     }
+    const token = `${this.#owner}:${++this.#claims}`;
     // The picked rows are locked (FOR UPDATE) until this statement ends, so their ctids stay
     // theirs: updating by ctid saves a primary-key lookup per row.
     const { rows } = await this.#db.query<QueueRow>(
@@ -98,19 +110,46 @@ export class PgQueueSource implements DeliverySource<PgDelivery> {
          LIMIT $3
          FOR UPDATE SKIP LOCKED))
        RETURNING q.seq::text AS seq, q.id::text AS id, q.type, q.key, q.payload, q.headers, q.occurred_at, q.hlc, q.attempts`,
-      [this.destination, new Date(now), max, this.#owner, new Date(now + this.#leaseMs)],
+      [this.destination, new Date(now), max, token, new Date(now + this.leaseMs)],
     );
     // Seqs are positive bigints as text: shorter is smaller, then compare as text.
     rows.sort((a, b) => a.seq.length - b.seq.length || (a.seq < b.seq ? -1 : 1));
-    return rows.map((row) => ({ seq: row.seq, attempt: row.attempts, envelope: toEnvelope(row) }));
+    return rows.map((row) => ({ seq: row.seq, token, attempt: row.attempts, envelope: toEnvelope(row) }));
   }
 
-  async ack(deliveries: readonly PgDelivery[]): Promise<void> {
-    if (deliveries.length === 0) return;
-    await this.#db.query('DELETE FROM keel_queue WHERE seq = ANY($1::bigint[]) AND lease_owner = $2', [
-      deliveries.map((d) => d.seq),
-      this.#owner,
-    ]);
+  /** Deletes the rows this consumer still holds; resolves with the deliveries whose lease was lost. */
+  async ack(deliveries: readonly PgDelivery[]): Promise<PgDelivery[]> {
+    if (deliveries.length === 0) return [];
+    const { rows } = await this.#db.query<{ seq: string }>(
+      `DELETE FROM keel_queue AS q
+       USING unnest($1::bigint[], $2::text[]) AS a(seq, token)
+       WHERE q.seq = a.seq AND q.lease_owner = a.token
+       RETURNING q.seq::text AS seq`,
+      [deliveries.map((d) => d.seq), deliveries.map((d) => d.token)],
+    );
+    return notIn(deliveries, rows);
+  }
+
+  /**
+   * Moves the lease of every delivery still held to `leaseMs` from now, in one statement;
+   * resolves with those no longer held (acked, reaped or claimed by another consumer).
+   */
+  async extend(deliveries: readonly PgDelivery[]): Promise<PgDelivery[]> {
+    if (deliveries.length === 0) return [];
+    const { rows } = await this.#db.query<{ seq: string }>(
+      `WITH relaxed AS (SELECT set_config('synchronous_commit', 'off', true))
+       -- As for a claim: a renewal lost in a server crash merely lets the message go sooner.
+       UPDATE keel_queue AS q SET lease_until = $3
+       FROM unnest($1::bigint[], $2::text[]) AS h(seq, token), relaxed
+       WHERE q.seq = h.seq AND q.lease_owner = h.token
+       RETURNING q.seq::text AS seq`,
+      [
+        deliveries.map((d) => d.seq),
+        deliveries.map((d) => d.token),
+        new Date(this.#clock.now() + this.leaseMs),
+      ],
+    );
+    return notIn(deliveries, rows);
   }
 
   async retry(delivery: PgDelivery, delayMs: number, error: unknown): Promise<void> {
@@ -120,7 +159,7 @@ export class PgQueueSource implements DeliverySource<PgDelivery> {
        SET lease_owner = NULL, lease_until = NULL, available_at = $3, last_error = $4,
            first_failed_at = coalesce(first_failed_at, $5), last_failed_at = $5
        WHERE seq = $1 AND lease_owner = $2`,
-      [delivery.seq, this.#owner, new Date(now + delayMs), describeError(error), new Date(now)],
+      [delivery.seq, delivery.token, new Date(now + delayMs), describeError(error), new Date(now)],
     );
   }
 
@@ -140,7 +179,7 @@ export class PgQueueSource implements DeliverySource<PgDelivery> {
                 'x-dead-letter-last-failed-at', to_char($5::timestamptz AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')),
               occurred_at, hlc, $5, coalesce(first_failed_at, $5), $5, $4
        FROM dead`,
-      [delivery.seq, this.#owner, this.#deadLetterQueue, describeError(error), now],
+      [delivery.seq, delivery.token, this.#deadLetterQueue, describeError(error), now],
     );
   }
 
@@ -148,7 +187,7 @@ export class PgQueueSource implements DeliverySource<PgDelivery> {
     await this.#db.query(
       `UPDATE keel_queue SET lease_owner = NULL, lease_until = NULL, attempts = greatest(attempts - 1, 0)
        WHERE seq = $1 AND lease_owner = $2`,
-      [delivery.seq, this.#owner],
+      [delivery.seq, delivery.token],
     );
   }
 
@@ -157,6 +196,13 @@ export class PgQueueSource implements DeliverySource<PgDelivery> {
     this.#unlisten = undefined;
     await unlisten?.();
   }
+}
+
+/** The deliveries whose seq the statement did not return. */
+function notIn(deliveries: readonly PgDelivery[], rows: readonly { seq: string }[]): PgDelivery[] {
+  if (rows.length === deliveries.length) return [];
+  const done = new Set(rows.map((row) => row.seq));
+  return deliveries.filter((d) => !done.has(d.seq));
 }
 
 function toEnvelope(row: QueueRow): Envelope {

@@ -3,6 +3,7 @@ import { migrate } from '../../../db/index.ts';
 import { advanceUntil, createTestDb, type TestDb } from '../../../testing/index.ts';
 import { ManualClock } from '../../../time/index.ts';
 import { createEnvelope, type Envelope } from '../../envelope.ts';
+import { LeaseLostError } from '../../handler.ts';
 import { PgQueue } from './pg-queue.ts';
 import { pgQueueMigrations } from './schema.ts';
 
@@ -17,6 +18,14 @@ async function setup(): Promise<{ db: TestDb; clock: ManualClock; queue: PgQueue
   await migrate(db, pgQueueMigrations);
   const clock = new ManualClock(Date.UTC(2026, 0, 1));
   return { db, clock, queue: new PgQueue(db, { clock }) };
+}
+
+/** Resolves once `condition` holds, looking after every turn of the event loop. */
+function waitUntil(condition: () => boolean): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const check = (): void => (condition() ? resolve() : void setImmediate(check));
+    check();
+  });
 }
 
 function messages(count: number, key?: string): Envelope[] {
@@ -104,14 +113,10 @@ describe('PgQueue', () => {
   it('redelivers a message whose lease expired (a consumer that died) to another consumer', async () => {
     const { queue, clock } = await setup();
     await queue.publish('jobs', messages(1));
-    // The first consumer claims and never finishes: it stands for a crashed process.
-    const stuck = queue.consumer('jobs', () => new Promise<void>(() => {}), { clock, leaseMs: 5000 });
-    const claimed = new Promise<void>((resolve) => {
-      const check = (): void => (stuck.inFlight > 0 ? resolve() : void setImmediate(check));
-      check();
-    });
-    await stuck.start();
-    await advanceUntil(clock, claimed, { stepMs: 1 });
+    // A consumer that claims and then dies: no handler finishes, no renewal comes.
+    const crashed = queue.source('jobs', { clock, leaseMs: 5000 });
+    await crashed.open(() => undefined);
+    expect(await crashed.claim(1)).toHaveLength(1);
     const claimedAt = clock.now();
     const seen: number[] = [];
     const healthy = queue.consumer('jobs', async (_m, ctx) => void seen.push(ctx.attempt), {
@@ -124,7 +129,121 @@ describe('PgQueue', () => {
     expect(seen).toEqual([2]);
     expect(clock.now() - claimedAt).toBeGreaterThanOrEqual(5000);
     await healthy.stop();
-    await advanceUntil(clock, stuck.stop({ drainMs: 0 }));
+    await crashed.close();
+  });
+
+  it('keeps the lease of a handler three times slower than it: delivered exactly once, a rival polling all along', async () => {
+    const { queue, clock } = await setup();
+    await queue.publish('jobs', messages(1));
+    const attempts: string[] = [];
+    const slow = queue.consumer(
+      'jobs',
+      async (_m, ctx) => {
+        attempts.push(`slow ${ctx.attempt}`);
+        await new Promise<void>((resolve) => clock.setTimeout(resolve, 9000));
+      },
+      { clock, leaseMs: 3000 },
+    );
+    await slow.start();
+    await advanceUntil(
+      clock,
+      waitUntil(() => slow.inFlight === 1),
+      { stepMs: 1 },
+    );
+    // The rival claims (and reaps expired leases) every 100 ms: a lapse would hand it the message.
+    const rival = queue.consumer('jobs', async (_m, ctx) => void attempts.push(`rival ${ctx.attempt}`), {
+      clock,
+      leaseMs: 3000,
+      pollIntervalMs: 100,
+    });
+    await rival.start();
+    const startedAt = clock.now();
+    // Small steps: each lets real I/O (a renewal) finish before much time passes on the clock.
+    await advanceUntil(clock, slow.events.once('acked'), { stepMs: 2 });
+    expect(clock.now() - startedAt).toBeGreaterThanOrEqual(9000);
+    expect(attempts).toEqual(['slow 1']);
+    expect(await queue.depth('jobs')).toBe(0);
+    await rival.stop();
+    await slow.stop();
+  });
+
+  it('aborts a stalled handler whose lease another consumer took, and applies nothing of it', async () => {
+    const { db, queue, clock } = await setup();
+    // Two processes, two clocks: the stalled one's stands still (no renewal fires) while the
+    // other's moves past the lease.
+    const otherClock = new ManualClock(clock.now());
+    const other = new PgQueue(db, { clock: otherClock });
+    await queue.publish('jobs', messages(1));
+    const reasons: unknown[] = [];
+    const stalled = queue.consumer(
+      'jobs',
+      (_m, { signal }) =>
+        new Promise<void>((_resolve, reject) =>
+          signal.addEventListener('abort', () => {
+            reasons.push(signal.reason);
+            reject(signal.reason as Error);
+          }),
+        ),
+      { clock, leaseMs: 3000 },
+    );
+    const settled: string[] = [];
+    for (const event of ['acked', 'retried', 'released', 'dead-lettered'] as const) {
+      stalled.events.on(event, () => settled.push(event));
+    }
+    await stalled.start();
+    await advanceUntil(
+      clock,
+      waitUntil(() => stalled.inFlight === 1),
+      { stepMs: 1 },
+    );
+
+    const attempts: number[] = [];
+    const taker = other.consumer('jobs', async (_m, ctx) => void attempts.push(ctx.attempt), {
+      leaseMs: 3000,
+      pollIntervalMs: 500,
+    });
+    await taker.start();
+    await advanceUntil(otherClock, taker.events.once('acked'));
+    expect(attempts).toEqual([2]);
+
+    // The stalled process wakes up: its next renewal finds the message gone to another consumer.
+    const lost = stalled.events.once('lease-lost');
+    await advanceUntil(clock, lost);
+    expect((await lost).error.reason).toBe('taken');
+    expect(reasons[0]).toBeInstanceOf(LeaseLostError);
+    expect(reasons[0]).toMatchObject({ code: 'KEEL_LEASE_LOST' });
+    await advanceUntil(
+      clock,
+      waitUntil(() => stalled.inFlight === 0),
+    );
+    expect(settled).toEqual([]);
+    expect(await queue.depth('jobs')).toBe(0);
+    await taker.stop();
+    await stalled.stop();
+  });
+
+  it('fences settles by the claim: an ack, retry or release after the lease was taken changes nothing', async () => {
+    const { queue, clock } = await setup();
+    await queue.publish('jobs', messages(1));
+    const first = queue.source('jobs', { clock, leaseMs: 1000 });
+    const second = queue.source('jobs', { clock, leaseMs: 1000 });
+    await first.open(() => undefined);
+    await second.open(() => undefined);
+    const [stale] = await first.claim(1);
+    await clock.advance(1000);
+    const [current] = await second.claim(1);
+    expect(current?.attempt).toBe(2);
+    expect(await first.ack([stale!])).toEqual([stale]);
+    await first.retry(stale!, 0, new Error('late'));
+    await first.release(stale!);
+    expect(await first.extend([stale!])).toEqual([stale]);
+    // Even the same consumer, claiming the message again, cannot settle it with an older claim.
+    expect(await second.extend([current!])).toEqual([]);
+    expect(await queue.depth('jobs')).toBe(1);
+    expect(await second.ack([current!])).toEqual([]);
+    expect(await queue.depth('jobs')).toBe(0);
+    await first.close();
+    await second.close();
   });
 
   it('holds delayed messages until they are due', async () => {

@@ -7,6 +7,7 @@ import {
   ackKeyedScript,
   claimScript,
   deadLetterScript,
+  extendScript,
   forgetConsumerScript,
   releaseScript,
   retryScript,
@@ -76,11 +77,15 @@ interface AckBatch {
  * - `release`: the entry stays pending with its delivery count put back and an idle time beyond
  *   any lease, so the next claim in the group takes it at once without counting an attempt.
  *
+ * - `extend`: the runtime's heartbeat; XCLAIM ... JUSTID to itself resets each held entry's idle
+ *   time without counting a delivery, so a slow handler's entry is not taken over.
+ *
  * Every settle checks first that this consumer still holds the entry with the delivery count it
  * claimed; if its lease ran out and another consumer took it, the settle does nothing.
  */
 export class RedisStreamsSource implements DeliverySource<RedisStreamDelivery> {
   readonly destination: string;
+  readonly leaseMs: number;
   readonly #c: RedisStreamsSourceConfig;
   readonly #retryStream: string;
   readonly #retryDelayed: string;
@@ -97,6 +102,7 @@ export class RedisStreamsSource implements DeliverySource<RedisStreamDelivery> {
 
   constructor(config: RedisStreamsSourceConfig) {
     this.destination = config.destination;
+    this.leaseMs = config.leaseMs;
     this.#c = config;
     this.#retryStream = config.keys.retry(config.group);
     this.#retryDelayed = config.keys.retryDelayed(config.group);
@@ -261,6 +267,16 @@ export class RedisStreamsSource implements DeliverySource<RedisStreamDelivery> {
       [this.#streamOf(delivery)],
       [this.#c.group, this.#c.consumer, delivery.entryId, delivery.deliveryCount, this.#c.keys.channel],
     );
+  }
+
+  /** Resets the idle time of the entries this consumer still holds; resolves with the others. */
+  async extend(deliveries: readonly RedisStreamDelivery[]): Promise<RedisStreamDelivery[]> {
+    if (deliveries.length === 0) return [];
+    const args: (string | number)[] = [this.#c.group, this.#c.consumer];
+    for (const d of deliveries) args.push(d.fromRetry ? 'r' : 'm', d.entryId, d.deliveryCount);
+    const lost = (await extendScript.run(this.#c.client, [this.#c.keys.stream, this.#retryStream], args)) as
+      number[] | null;
+    return (lost ?? []).map((i) => deliveries[i]!);
   }
 
   /**

@@ -246,6 +246,32 @@ return 1
 );
 
 /**
+ * Renews leases, the heartbeat of the consumer runtime: for each entry this consumer still holds
+ * with the delivery count it claimed, XCLAIM ... JUSTID to itself resets its idle time (the lease
+ * the claim script's XPENDING IDLE measures) without counting a delivery. Entries it no longer
+ * holds are left alone and reported.
+ *
+ * KEYS: stream, retry stream. ARGV: group, consumer, then per entry: 'm' | 'r', entry id, delivery count.
+ * Returns the 0-based positions of the entries no longer held.
+ */
+export const extendScript = new LuaScript(
+  holds +
+    `
+local lost = {}
+for i = 3, #ARGV, 3 do
+  local stream = KEYS[1]
+  if ARGV[i] == 'r' then stream = KEYS[2] end
+  if holds(stream, ARGV[1], ARGV[2], ARGV[i + 1], ARGV[i + 2]) then
+    redis.call('XCLAIM', stream, ARGV[1], ARGV[2], 0, ARGV[i + 1], 'JUSTID')
+  else
+    lost[#lost + 1] = (i - 3) / 3
+  end
+end
+return lost
+`,
+);
+
+/**
  * Removes consumers that hold nothing: this one, and any idle longer than ARGV[3] ms (a crashed
  * process whose entries others took over). A consumer with pending entries is never removed:
  * XGROUP DELCONSUMER would drop its pending entries, and with them the messages.
