@@ -20,6 +20,8 @@ class RecordingSource implements DeliverySource<Item> {
   readonly log: string[] = [];
   readonly acked: Envelope[] = [];
   readonly dead: { envelope: Envelope; error: unknown }[] = [];
+  /** The `max` of every claim that found something. */
+  readonly claims: number[] = [];
   wake: (() => void) | undefined;
   #next = 0;
 
@@ -36,6 +38,7 @@ class RecordingSource implements DeliverySource<Item> {
     const now = this.clock.now();
     const due = this.ready.filter((r) => r.at <= now).slice(0, max);
     for (const r of due) this.ready.splice(this.ready.indexOf(r), 1);
+    if (due.length > 0) this.claims.push(max);
     return due.map((r) => ({ envelope: r.envelope, attempt: r.attempt + 1, index: this.#next++ }));
   }
   async ack(deliveries: readonly Item[]): Promise<void> {
@@ -259,6 +262,75 @@ describe('QueueConsumer', () => {
     await clock.advance(10_000);
     await acked;
     expect(errors).toEqual(['claim']);
+    await consumer.stop();
+  });
+
+  it('prefetch: claims concurrency + prefetch at once, hands the buffered messages out in order without claiming again, releases them on stop', async () => {
+    const clock = new ManualClock();
+    const source = new RecordingSource(clock);
+    const started: unknown[] = [];
+    const gates: (() => void)[] = [];
+    const consumer = new QueueConsumer(
+      source,
+      async (m) => {
+        started.push(m.payload);
+        await new Promise<void>((resolve) => gates.push(resolve));
+      },
+      { clock, concurrency: 1, prefetch: 2, pollIntervalMs: 60_000 },
+    );
+    for (const p of ['a', 'b', 'c', 'd', 'e']) source.push(message(p));
+    await consumer.start();
+    await clock.advance(0);
+    expect(source.claims).toEqual([3]);
+    expect(consumer.stats).toEqual({ buffered: 2, inFlight: 1, awaitingAck: 0, held: 3 });
+    expect(started).toEqual(['a']);
+
+    // A finished handler takes the next buffered message at once; the freed slot is claimed
+    // again only for what the bound allows (one message).
+    gates.shift()?.();
+    await clock.advance(0);
+    expect(started).toEqual(['a', 'b']);
+    expect(source.claims).toEqual([3, 1]);
+    expect(consumer.stats.held).toBe(3);
+
+    const stopped = consumer.stop({ drainMs: 1000 });
+    await clock.advance(0);
+    gates.shift()?.();
+    await stopped;
+    expect(started).toEqual(['a', 'b']);
+    expect(source.log).toEqual(['ack a', 'release c', 'release d', 'ack b', 'close']);
+    expect(source.ready.map((r) => r.envelope.payload).sort()).toEqual(['c', 'd', 'e']);
+  });
+
+  it('a failed batched ack is reported (ack-failed and error), nothing of it counts as acked, and the next batch still goes', async () => {
+    const clock = new ManualClock();
+    const source = new RecordingSource(clock);
+    const realAck = source.ack.bind(source);
+    let failNext = true;
+    source.ack = async (deliveries) => {
+      if (failNext) {
+        failNext = false;
+        throw new Error('connection reset during commit');
+      }
+      return realAck(deliveries);
+    };
+    const consumer = new QueueConsumer(source, async () => {}, { clock, concurrency: 4 });
+    const failed: unknown[][] = [];
+    const errors: string[] = [];
+    const acked: unknown[] = [];
+    consumer.events.on('ack-failed', ({ messages }) => failed.push(messages.map((m) => m.payload)));
+    consumer.events.on('error', ({ during }) => errors.push(during));
+    consumer.events.on('acked', ({ messages }) => messages.forEach((m) => acked.push(m.payload)));
+    await consumer.start();
+    source.push(message('a'));
+    await clock.advance(0);
+    expect(failed).toEqual([['a']]);
+    expect(errors).toEqual(['ack']);
+    expect(acked).toEqual([]);
+    expect(consumer.stats.held).toBe(0);
+    source.push(message('b'));
+    await clock.advance(0);
+    expect(acked).toEqual(['b']);
     await consumer.stop();
   });
 
