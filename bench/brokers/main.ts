@@ -2,13 +2,17 @@
 // throughput, same settings, in one run. `npm run bench -- brokers [rabbitmq|redis|kafka|nats ...]`.
 import os from 'node:os';
 import { messages, type Pair } from './pair.ts';
+import { kafkaPair } from './kafka.ts';
 import { natsPair } from './nats.ts';
+import { rabbitPair } from './rabbitmq.ts';
+import { redisPair } from './redis.ts';
 
 const count = Number(process.env.BENCH_BROKERS_MESSAGES ?? 20_000);
 const rounds = Number(process.env.BENCH_BROKERS_ROUNDS ?? 3);
 const chunk = 1000;
+const warmup = 2000;
 
-const pairs: Pair[] = [natsPair];
+const pairs: Pair[] = [rabbitPair, redisPair, kafkaPair, natsPair];
 
 interface Figures {
   publish: number[];
@@ -36,6 +40,13 @@ async function benchPair(pair: Pair): Promise<{ keel: Figures; raw: Figures }> {
     raw: { publish: [], consume: [] } as Figures,
   };
   try {
+    // Warm-up, not counted: JIT, connections, the first declarations on each side.
+    for (const who of ['keel', 'raw'] as const) {
+      const side = who === 'keel' ? keel : raw;
+      await side.publish(`bench-${who}-warm`, messages(warmup), chunk);
+      await keel.publish(`bench-${who}-warm-consume`, messages(warmup), chunk);
+      await side.consume(`bench-${who}-warm-consume`, warmup);
+    }
     for (let round = 0; round < rounds; round++) {
       // Alternate who goes first, so drift and neighbours' load hit both alike.
       const order = round % 2 === 0 ? (['keel', 'raw'] as const) : (['raw', 'keel'] as const);
@@ -86,6 +97,7 @@ export default async function main(): Promise<void> {
     `  each chunk confirmed before the next; then consume ${fmt(count)} messages that keel published into another fresh destination,`,
   );
   console.log('  no-op handler that parses the payload, timed until every message is acknowledged.');
+  console.log(`  before the rounds, one warm-up of ${fmt(warmup)} messages per side, not counted.`);
   console.log(
     '  figure: the best round (the median beside it); ratio keel / raw: above 1 means keel is ahead',
   );

@@ -1,0 +1,117 @@
+// Apache Kafka: keel's KafkaBroker beside @platformatic/kafka used directly.
+import { randomBytes } from 'node:crypto';
+import { Admin, Consumer, Producer, type Message } from '@platformatic/kafka';
+import { KafkaBroker } from '../../src/messaging/adapters/kafka/index.ts';
+import { deleteTopics } from '../../src/messaging/adapters/kafka/test-support.ts';
+import { until, type Pair, type Side } from './pair.ts';
+
+const brokers = (process.env.KEEL_KAFKA_BROKERS ?? '127.0.0.1:9092').split(',');
+const concurrency = 64;
+const prefetch = 256;
+
+export const kafkaPair: Pair = {
+  id: 'kafka',
+  title: 'Apache Kafka',
+  peer: '@platformatic/kafka',
+  settings: [
+    `broker ${brokers.join(',')}; topics of 3 partitions; an idempotent producer with acks=all (the broker's log flush settings decide fsync, the same for both)`,
+    'publish: one send() per chunk, done when every record is acknowledged',
+    `consume: a consumer group from the earliest offset, offsets committed after the handler (keel: the finished prefix per ack batch, awaited; raw: the last offset of each partition every ${concurrency} records, awaited); keel: concurrency ${concurrency}, prefetch ${prefetch}`,
+  ],
+  async open() {
+    const tag = randomBytes(3).toString('hex');
+    const broker = new KafkaBroker({ brokers, clientId: 'keel-bench', partitions: 3 });
+    const producer = new Producer({
+      clientId: 'raw-bench',
+      bootstrapBrokers: brokers,
+      idempotent: true,
+      acks: -1,
+    });
+    const admin = new Admin({ clientId: 'raw-bench', bootstrapBrokers: brokers });
+    const topics: string[] = [];
+    const name = (destination: string): string => `keelbench-${tag}-${destination}`;
+    const keel: Side = {
+      publish: async (destination, messages, chunk) => {
+        for (let i = 0; i < messages.length; i += chunk) {
+          await broker.publish(name(destination), messages.slice(i, i + chunk));
+        }
+      },
+      consume: async (destination, count) => {
+        let acked = 0;
+        const consumer = broker.consumer(name(destination), async () => {}, {
+          concurrency,
+          prefetch,
+          group: `keel-${tag}`,
+        });
+        consumer.events.on('acked', ({ messages }) => (acked += messages.length));
+        await consumer.start();
+        await until(() => acked, count, 120_000, 'keel kafka consume');
+        await consumer.stop({ drainMs: 1000 });
+      },
+    };
+    const raw: Side = {
+      publish: async (destination, messages, chunk) => {
+        const topic = name(destination);
+        topics.push(topic);
+        // The same topic layout as keel's: 3 partitions, the broker's replication default.
+        await admin.createTopics({ topics: [topic], partitions: 3, replicas: -1 });
+        for (let i = 0; i < messages.length; i += chunk) {
+          await producer.send({
+            messages: messages.slice(i, i + chunk).map((m) => ({
+              topic,
+              key: Buffer.from(m.key ?? ''),
+              value: Buffer.from(JSON.stringify(m.payload)),
+              headers: new Map<Buffer, Buffer>([
+                ...Object.entries(m.headers).map(
+                  ([k, v]) => [Buffer.from(k), Buffer.from(v)] as [Buffer, Buffer],
+                ),
+                [Buffer.from('x-keel-id'), Buffer.from(m.id)],
+                [Buffer.from('x-keel-type'), Buffer.from(m.type)],
+                [Buffer.from('x-keel-occurred-at'), Buffer.from(m.occurredAt)],
+              ]),
+            })),
+          });
+        }
+      },
+      consume: async (destination, count) => {
+        const consumer = new Consumer({
+          clientId: 'raw-bench',
+          bootstrapBrokers: brokers,
+          groupId: `raw-${tag}-${destination}`,
+          autocommit: false,
+        });
+        const stream = await consumer.consume({
+          topics: [name(destination)],
+          mode: 'earliest',
+          autocommit: false,
+        });
+        let handled = 0;
+        let committed = 0;
+        const last = new Map<number, Message<Buffer, Buffer, Buffer, Buffer>>();
+        for await (const message of stream as AsyncIterable<Message<Buffer, Buffer, Buffer, Buffer>>) {
+          JSON.parse(message.value.toString('utf8'));
+          last.set(message.partition, message);
+          handled++;
+          if (handled % concurrency === 0 || handled === count) {
+            await Promise.all([...last.values()].map((m) => m.commit()));
+            last.clear();
+            committed = handled;
+          }
+          if (committed >= count) break;
+        }
+        await stream.close();
+        await consumer.close(true);
+      },
+    };
+    return {
+      keel,
+      raw,
+      close: async () => {
+        await broker.close();
+        await producer.close();
+        await admin.close();
+        await deleteTopics([...broker.ensuredTopics(), ...topics]);
+      },
+    };
+  },
+};
