@@ -93,14 +93,21 @@ export const kafkaPair: Pair = {
           last.set(message.partition, message);
           handled++;
           if (handled % concurrency === 0 || handled === count) {
-            await Promise.all([...last.values()].map((m) => m.commit()));
+            await Promise.all(
+              [...last.values()].map(
+                (m) =>
+                  new Promise<void>((resolve, reject) => {
+                    void m.commit((e) => (e ? reject(e) : resolve()));
+                  }),
+              ),
+            );
             last.clear();
             committed = handled;
           }
           if (committed >= count) break;
         }
         await stream.close();
-        await consumer.close(true);
+        await new Promise<void>((resolve) => consumer.close(true, () => resolve()));
       },
     };
     return {

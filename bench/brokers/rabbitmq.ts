@@ -62,7 +62,7 @@ export const rabbitPair: Pair = {
                     timestamp: Math.floor(Date.now() / 1000),
                     headers: { ...m.headers, 'x-keel-key': m.key, 'x-keel-occurred-at': m.occurredAt },
                   },
-                  (error: unknown) => (error ? reject(error as Error) : resolve()),
+                  (error: unknown) => (error ? reject(new Error('nacked', { cause: error })) : resolve()),
                 );
               }),
           );

@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { KeelError } from '../../../errors/index.ts';
+import type { KeelError } from '../../../errors/index.ts';
 import { createEnvelope, type Envelope } from '../../envelope.ts';
 import { PublishError } from '../../publisher.ts';
 import type { QueueConsumer } from '../../queue-consumer.ts';
