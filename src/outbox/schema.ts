@@ -39,6 +39,17 @@ CREATE INDEX IF NOT EXISTS keel_outbox_published ON keel_outbox (published_at)
   WHERE published_at IS NOT NULL;
 `,
   },
+  {
+    id: 'keel_outbox_0003_held_rows',
+    sql: `
+-- The claim looks up the few rows that hold their key back (claimed, waiting to retry, parked)
+-- once per claim, instead of every earlier unpublished row of each candidate's key.
+DROP INDEX IF EXISTS keel_outbox_key_pending;
+CREATE INDEX IF NOT EXISTS keel_outbox_held ON keel_outbox (destination, key, seq)
+  WHERE published_at IS NULL AND key IS NOT NULL
+    AND (claim_owner IS NOT NULL OR available_at IS NOT NULL OR parked_at IS NOT NULL);
+`,
+  },
 ] as const;
 
 /** NOTIFY channel the outbox signals on commit, so relays wake at once instead of at the next poll. */
