@@ -1,7 +1,9 @@
 // The `keel` command: `npm run keel -- outbox status`.
 import { runCli } from './main.ts';
+import { runSagaCli } from './saga-cli.ts';
 
-process.exitCode = await runCli(process.argv.slice(2), {
+const argv = process.argv.slice(2);
+process.exitCode = await (argv[0] === 'saga' ? runSagaCli : runCli)(argv, {
   out: (line) => process.stdout.write(line + '\n'),
   err: (line) => process.stderr.write(line + '\n'),
   env: process.env,
