@@ -135,7 +135,7 @@ describe.each(stores)('idempotency keys over the $name store', ({ make }) => {
     expect(effects()).toBe(0);
   });
 
-  it('lets a key go after the ttl; lets a crashed holder go after the lock time', async () => {
+  it('lets a key go after the ttl', async () => {
     const clock = new ManualClock();
     const store = await make(clock);
     const { app: fastify, effects } = await app(store);
@@ -143,38 +143,7 @@ describe.each(stores)('idempotency keys over the $name store', ({ make }) => {
     await clock.advance(60_000);
     expect((await post(fastify, { amount: 5 }, 'k-1')).headers['idempotent-replayed']).toBeUndefined();
     expect(effects()).toBe(2);
-    // A holder that never finished (its process died): the key is held for lockMs, then free.
-    const crashed = await store.begin({
-      scope: 'default POST /charges',
-      key: 'k-2',
-      fingerprint: 'f',
-      lockMs: 5_000,
-      ttlMs: 60_000,
-    });
-    expect(crashed.kind).toBe('started');
-    expect(
-      (
-        await store.begin({
-          scope: 'default POST /charges',
-          key: 'k-2',
-          fingerprint: 'f',
-          lockMs: 5_000,
-          ttlMs: 60_000,
-        })
-      ).kind,
-    ).toBe('in-flight');
-    await clock.advance(5_000);
-    expect(
-      (
-        await store.begin({
-          scope: 'default POST /charges',
-          key: 'k-2',
-          fingerprint: 'f',
-          lockMs: 5_000,
-          ttlMs: 60_000,
-        })
-      ).kind,
-    ).toBe('started');
+    // A holder that dies keeps its key only for lockMs: the store conformance suite checks that.
   });
 
   it('requires a well-formed key', async () => {
