@@ -21,14 +21,15 @@ import { handRolledContender } from './outbox/hand-rolled.ts';
 import { destination, keelContender } from './outbox/keel.ts';
 
 const url = process.env.DATABASE_URL ?? defaultDatabaseUrl;
-const rows = Number(process.env.BENCH_OUTBOX_ROWS ?? 20_000);
+const rows = Number(process.env.BENCH_OUTBOX_ROWS ?? 10_000);
 const rounds = Number(process.env.BENCH_OUTBOX_ROUNDS ?? 3);
 const rate = Number(process.env.BENCH_OUTBOX_RATE ?? 500);
 const seconds = Number(process.env.BENCH_OUTBOX_SECONDS ?? 5);
 const batchSize = 100;
 const pollMs = 100;
 const perTx = 10;
-const keys = 64;
+/** Distinct ordering keys: aggregate ids, such as order ids, give many. */
+const keys = Number(process.env.BENCH_OUTBOX_KEYS ?? 1000);
 const relayCounts = [1, 2];
 
 const contenders: Contender[] = [keelContender(batchSize), handRolledContender(batchSize, pollMs)];
@@ -178,7 +179,7 @@ export default async function main(): Promise<void> {
     '  both contenders publish through the same PgQueue.publish (a committed INSERT) before marking rows: at-least-once, same durability',
   );
   console.log(
-    `  (a) throughput: ${fmt(rows)} rows committed (${perTx} per transaction, ${keys} keys) with no relay running,`,
+    `  (a) throughput: ${fmt(rows)} rows committed (${perTx} per transaction, ${fmt(keys)} keys) with no relay running,`,
   );
   console.log(
     `      then relay(s) started and timed until no row is unpublished; ${rounds} interleaved rounds, best (median beside it)`,

@@ -13,15 +13,20 @@ export function keelContender(batchSize: number): Contender {
     async open(schema, url, publish) {
       const db = await openDb({ kind: 'pg', url, schema, poolSize: 10 });
       await migrate(db, outboxMigrations);
-      return new KeelInstance(db, publish, batchSize);
+      // Each relay gets connections of its own, as the hand-rolled poller has its own client:
+      // the business transactions' pool queue must not sit in front of the relay's queries.
+      const relayDb = (): Promise<Db> => openDb({ kind: 'pg', url, schema, poolSize: 2 });
+      return new KeelInstance(db, relayDb, publish, batchSize);
     },
   };
 }
 
 class KeelInstance implements Instance {
   readonly #relays: OutboxRelay[] = [];
+  readonly #relayDbs: Db[] = [];
   constructor(
     readonly db: Db,
+    readonly relayDb: () => Promise<Db>,
     readonly publish: Publish,
     readonly batchSize: number,
   ) {}
@@ -32,7 +37,9 @@ class KeelInstance implements Instance {
 
   async startRelays(relays: number): Promise<void> {
     for (let i = 0; i < relays; i++) {
-      const relay = new OutboxRelay(this.db, { publish: this.publish }, { batchSize: this.batchSize });
+      const db = await this.relayDb();
+      this.#relayDbs.push(db);
+      const relay = new OutboxRelay(db, { publish: this.publish }, { batchSize: this.batchSize });
       relay.events.on('error', ({ error }) => console.error('keel relay error', error));
       this.#relays.push(relay);
       await relay.start();
@@ -45,6 +52,7 @@ class KeelInstance implements Instance {
 
   async close(): Promise<void> {
     for (const relay of this.#relays) await relay.stop();
+    for (const db of this.#relayDbs) await db.close();
     await this.db.close();
   }
 }
