@@ -181,19 +181,42 @@ export class SagaExecution {
       await this.#fail(instance, fence, cursor, step, cursor.attempts + attempts, error, started, false);
       return true;
     }
-    await this.#write(fence, { step: cursor.step + 1, mergeResults: { [step.name]: result }, attempts: 0 }, [
+    const change: ProgressChange = {
+      step: cursor.step + 1,
+      mergeResults: { [step.name]: result },
+      attempts: 0,
+    };
+    const history: HistoryInit[] = [
       { event: 'step-completed', step: step.name, attempt: cursor.attempts + attempts },
-    ]);
+    ];
+    const emit = (): void => {
+      if (this.events.has('step-completed')) {
+        this.events.emit('step-completed', {
+          ...base,
+          attempt: base.attempt - 1 + attempts,
+          durationMs: this.clock.now() - started,
+        });
+      }
+    };
     cursor.results[step.name] = result;
+    if (cursor.step + 1 === steps.length) {
+      // The last step: its outcome and the completion in one write.
+      cursor.step += 1;
+      await this.#finish(
+        instance,
+        fence,
+        cursor,
+        'COMPLETED',
+        change,
+        [...history, { event: 'completed' }],
+        emit,
+      );
+      return false;
+    }
+    await this.#write(fence, change, history);
     cursor.step += 1;
     cursor.attempts = 0;
-    if (this.events.has('step-completed')) {
-      this.events.emit('step-completed', {
-        ...base,
-        attempt: base.attempt - 1 + attempts,
-        durationMs: this.clock.now() - started,
-      });
-    }
+    emit();
     return true;
   }
 
@@ -428,6 +451,7 @@ export class SagaExecution {
     to: SagaState,
     change: ProgressChange,
     history: HistoryInit[],
+    beforeStateEvent?: () => void,
   ): Promise<void> {
     const now = this.clock.now();
     const from = cursor.state;
@@ -437,6 +461,7 @@ export class SagaExecution {
       [...history, { event: 'state', detail: { from, to } }],
     );
     cursor.state = to;
+    beforeStateEvent?.();
     this.#stateChanged(instance, from, to);
   }
 

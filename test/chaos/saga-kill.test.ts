@@ -145,8 +145,9 @@ describe.skipIf(skipReason !== undefined)(
       const undone = await getSaga(failed.db, failed.id);
       expect(undone.instance.state).toBe('COMPENSATED');
       expect(undone.instance.failure).toMatchObject({ message: 'ship refused', step: 'ship' });
-      // Each kill left the instance to the next runner, through an expired lease.
-      expect(done.history.filter((h) => h.event === 'lease-taken-over').length).toBeGreaterThanOrEqual(7);
+      // Each kill before the end left the instance to the next runner, through an expired lease (the
+      // last kill point of 'ok' comes after the write that completed it: nothing is left to take over).
+      expect(done.history.filter((h) => h.event === 'lease-taken-over').length).toBeGreaterThanOrEqual(6);
 
       const okEffects = await effects(ok.db);
       expect(okEffects.applied).toEqual(

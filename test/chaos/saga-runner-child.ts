@@ -35,7 +35,8 @@ const saga = chaosSaga(db, owner, boundary);
 const runner = new SagaRunner({ db, sagas: [saga], owner, leaseMs: 400, pollMs: 50, concurrency: 1 });
 // After a commit that another effect follows, the stored state is the one the next
 // "before-effect" point sees, so only the last commit of each direction is a kill point of its own:
-// the one before COMPLETED, and the one before COMPENSATED.
+// the last step's (which also completes the instance), and the last compensation's (before the
+// write that marks it COMPENSATED).
 runner.events.on('step-completed', (e) => {
   if (e.index === saga.steps.length - 1) boundary(`${e.instanceId}:${e.step}:${e.phase}:committed`);
 });
