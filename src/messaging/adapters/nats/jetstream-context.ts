@@ -157,9 +157,13 @@ export class JetStreamContext {
         max_ack_pending: 20_000,
       });
     } catch (error) {
-      // Exists already (perhaps with another lease): join it as it is.
+      // Exists already: join it. A shorter lease than ours is raised to ours, so the runtime's
+      // renewals (every third of our lease) come in time for every member; a longer one stays.
       const info = await jsm.consumers.info(stream, group).catch(() => undefined);
       if (info === undefined) throw error;
+      if (info.config.ack_wait !== undefined && info.config.ack_wait < nanos(leaseMs)) {
+        await jsm.consumers.update(stream, group, { ack_wait: nanos(leaseMs) });
+      }
     }
     return js.consumers.get(stream, group);
   }
@@ -188,6 +192,15 @@ export class JetStreamContext {
   }
 
   /**
+   * Sends an acknowledgement (`-NAK {...}`, `+TERM`, a single `+ACK`) and waits for the server's
+   * reply: the client's `nak()` and `term()` are fire-and-forget.
+   */
+  async settle(message: JsMsg, body: string): Promise<void> {
+    const { nc } = await this.handles();
+    await nc.request(replyOf(message), body, { timeout: this.o.publishTimeoutMs });
+  }
+
+  /**
    * Acks every message, then waits until the server has read them (a PING sent after them came
    * back): one round trip for the batch instead of one reply per message. JetStream applies acks
    * to the consumer's state and writes it to its store asynchronously, whichever is used.
@@ -195,7 +208,18 @@ export class JetStreamContext {
   async ackAll(messages: readonly JsMsg[]): Promise<void> {
     const { nc } = await this.handles();
     for (const message of messages) message.ack();
-    // A flush waits for a reconnect without end: bound it, the acks are lost with the connection.
+    await this.#flush(nc);
+  }
+
+  /** `+WPI` for every message (each one's `ack_wait` starts again), then one flush. */
+  async progress(messages: readonly JsMsg[]): Promise<void> {
+    const { nc } = await this.handles();
+    for (const message of messages) message.working();
+    await this.#flush(nc);
+  }
+
+  /** A flush waits for a reconnect without end: bound it, what it covers is lost with the connection. */
+  async #flush(nc: NatsConnection): Promise<void> {
     let timer: TimerHandle | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = this.o.clock.setTimeout(
@@ -209,15 +233,6 @@ export class JetStreamContext {
     } finally {
       this.o.clock.clearTimeout(timer!);
     }
-  }
-
-  /**
-   * Sends an acknowledgement (`+ACK`, `-NAK {...}`, `+TERM`) and waits for the server's reply: a
-   * plain ack is fire-and-forget, and "resolves when durable" needs the server to have seen it.
-   */
-  async settle(message: JsMsg, body: string): Promise<void> {
-    const { nc } = await this.handles();
-    await nc.request(replyOf(message), body, { timeout: this.o.publishTimeoutMs });
   }
 
   async close(): Promise<void> {

@@ -180,6 +180,56 @@ describe('NatsJetStreamBroker against the real server', () => {
     expect(attempts).toEqual([1]);
   });
 
+  it('a handler slower than the lease keeps its message: the runtime renews it with +WPI', async () => {
+    const b = broker({ leaseMs: 1000 });
+    const to = destination();
+    const attempts: number[] = [];
+    let acked = 0;
+    const slow = b.consumer(
+      to,
+      async (_m, { attempt }) => {
+        attempts.push(attempt);
+        await new Promise((resolve) => setTimeout(resolve, 2500));
+      },
+      { pollIntervalMs: 100 },
+    );
+    // A second member would get the message if its lease ran out.
+    const other = b.consumer(
+      to,
+      async (_m, { attempt }) => {
+        attempts.push(attempt);
+      },
+      { pollIntervalMs: 100 },
+    );
+    slow.events.on('acked', () => acked++);
+    track(b, slow);
+    track(b, other);
+    await slow.start();
+    await b.publish(to, batch(1));
+    await until(() => attempts.length === 1);
+    await other.start();
+    await until(() => acked === 1, 10_000);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(attempts).toEqual([1]);
+  });
+
+  it("joining a group whose lease is shorter raises it to the source's lease", async () => {
+    const to = destination();
+    const short = broker({ leaseMs: 1000 });
+    const long = broker({ leaseMs: 4000 });
+    await short.source(to).open(() => undefined);
+    const source = long.source(to);
+    await source.open(() => undefined);
+    const nc = await connect({ servers: natsUrl });
+    try {
+      const info = await (await jetstreamManager(nc)).consumers.info(long.streamName(to), 'keel');
+      expect(info.config.ack_wait).toBe(4000 * 1_000_000);
+    } finally {
+      await nc.close();
+      await source.close();
+    }
+  });
+
   it('redrive moves at most `limit`, to `to` when given, with a fresh attempt count', async () => {
     const b = broker();
     const to = destination();

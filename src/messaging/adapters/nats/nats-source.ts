@@ -37,6 +37,8 @@ export interface NatsSourceSettings {
  */
 export class NatsSource implements DeliverySource<NatsDelivery> {
   readonly destination: string;
+  /** The group's `ack_wait` is at least this; the runtime renews held messages within it (`extend`). */
+  readonly leaseMs: number;
   readonly #s: NatsSourceSettings;
   #consumer: Consumer | undefined;
   #buffer: NatsDelivery[] = [];
@@ -50,6 +52,7 @@ export class NatsSource implements DeliverySource<NatsDelivery> {
   constructor(destination: string, settings: NatsSourceSettings) {
     this.destination = destination;
     this.#s = settings;
+    this.leaseMs = settings.leaseMs;
   }
 
   async open(wake: () => void): Promise<void> {
@@ -85,6 +88,16 @@ export class NatsSource implements DeliverySource<NatsDelivery> {
         this.#s.context.firstFailures.delete(this.#key(delivery));
       }
     }
+  }
+
+  /**
+   * `+WPI` (work in progress) for each message, then one flush: JetStream restarts each one's
+   * `ack_wait`. JetStream does not say whether another member holds a message by now, so none
+   * is reported taken; a message whose lease ran out before the renewal is handled twice.
+   */
+  async extend(deliveries: readonly NatsDelivery[]): Promise<readonly NatsDelivery[]> {
+    await this.#s.context.progress(deliveries.map((d) => d.message));
+    return [];
   }
 
   async retry(delivery: NatsDelivery, delayMs: number, error: unknown): Promise<void> {
