@@ -12,7 +12,8 @@ export {
   type SagaStepContext,
 } from './definition.ts';
 export { SagaRunner, type SagaRunnerOptions } from './saga-runner.ts';
-export { LeaseLostError, sagaHeaders, sagaReplyAddress } from './saga-execution.ts';
+export { LeaseLostError } from './lease-lost-error.ts';
+export { sagaHeaders, sagaReplyAddress } from './saga-command.ts';
 export type {
   SagaEventBase,
   SagaRunnerEvents,

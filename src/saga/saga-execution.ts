@@ -3,28 +3,19 @@
 // most the one step in between, with the same idempotency key.
 import type { Db, Queryable } from '../db/db.ts';
 import { KeelError } from '../errors/index.ts';
-import { createEnvelope, type Envelope } from '../messaging/envelope.ts';
-import { addToOutbox } from '../outbox/index.ts';
-import {
-  pipeline,
-  retry,
-  timeout,
-  type Policy,
-  type RetryOptions,
-  type TimeoutPolicy,
-} from '../resilience/index.ts';
 import type { LifecycleEvents } from '../service/service.ts';
 import type { TypedEvents } from '../service/typed-events.ts';
-import { exponentialBackoff, type Clock } from '../time/index.ts';
+import type { Clock } from '../time/index.ts';
 import {
   sagaIdempotencyKey,
-  type SagaCommand,
   type SagaDefinition,
   type SagaPhase,
   type SagaStep,
   type SagaStepContext,
 } from './definition.ts';
 import type { SagaRunnerEvents, SagaStepEvent } from './events.ts';
+import { LeaseLostError } from './lease-lost-error.ts';
+import { sendSagaCommand } from './saga-command.ts';
 import {
   lockFenced,
   storedError,
@@ -34,45 +25,8 @@ import {
   type ProgressChange,
   type SagaInstance,
   type SagaState,
-  type StoredError,
 } from './saga-store.ts';
-
-/** Headers the runner puts on every command it sends; a replying service copies the first two. */
-export const sagaHeaders = {
-  instance: 'keel-saga-instance',
-  step: 'keel-saga-step',
-  idempotencyKey: 'idempotency-key',
-} as const;
-
-/** Where a reply to `command` goes: read from the saga headers of a command message. */
-export function sagaReplyAddress(command: Pick<Envelope, 'headers'>): { instanceId: string; step: string } {
-  const instanceId = command.headers[sagaHeaders.instance];
-  const step = command.headers[sagaHeaders.step];
-  if (instanceId === undefined || step === undefined) {
-    throw new KeelError(
-      'KEEL_INVALID_ARGUMENT',
-      `command: expected the headers ${sagaHeaders.instance} and ${sagaHeaders.step} of a saga command`,
-      { details: { field: 'command.headers' } },
-    );
-  }
-  return { instanceId, step };
-}
-
-/** The lease of an instance went to another runner: the reason this runner's work on it was aborted. */
-export class LeaseLostError extends KeelError {
-  constructor(instanceId: string) {
-    super('KEEL_ABORTED', `saga instance ${instanceId}: the lease was lost to another runner`, {
-      details: { instanceId },
-    });
-  }
-}
-
-const defaultActionRetry: RetryOptions = { maxAttempts: 3 };
-const defaultCompensationRetry: RetryOptions = {
-  maxAttempts: 10,
-  backoff: exponentialBackoff({ initialMs: 100, maxMs: 30_000 }),
-};
-const defaultTimeoutMs = 30_000;
+import { StepPolicies } from './step-policies.ts';
 
 /** A plain copy of the instance's mutable part, advanced as writes commit. */
 interface Cursor {
@@ -83,8 +37,7 @@ interface Cursor {
 }
 
 export class SagaExecution {
-  readonly #policies = new WeakMap<SagaStep<unknown>, { action: Policy; compensation: Policy }>();
-  readonly #timeouts: TimeoutPolicy[] = [];
+  readonly #policies: StepPolicies;
 
   constructor(
     readonly db: Db,
@@ -92,11 +45,13 @@ export class SagaExecution {
     readonly owner: string,
     readonly events: TypedEvents<SagaRunnerEvents & LifecycleEvents>,
     readonly stopping: () => boolean,
-  ) {}
+  ) {
+    this.#policies = new StepPolicies(clock);
+  }
 
-  /** Clears the timeout policies' timers (a policy keeps one armed after its last call). */
+  /** Clears the step policies' timers. */
   dispose(): void {
-    for (const policy of this.#timeouts.splice(0)) policy.dispose();
+    this.#policies.dispose();
   }
 
   leaseLost(instance: SagaInstance): LeaseLostError {
@@ -166,7 +121,7 @@ export class SagaExecution {
     if (this.events.has('step-started')) this.events.emit('step-started', base);
     let result: unknown;
     try {
-      result = await this.#policy(step).action.execute((context) => {
+      result = await this.#policies.of(step).action.execute((context) => {
         attempts = context.attempt;
         return step.action!(this.#context(instance, cursor, step, 'action', context));
       }, signal);
@@ -247,7 +202,7 @@ export class SagaExecution {
       const sends = waiting ? fresh.sends : 0;
       if (sends >= maxSends) return { kind: 'deadline' as const, sends };
       const context = this.#context(instance, cursor, step, 'action', { attempt: sends + 1, signal });
-      const message = await this.#send(tx, request, context);
+      const message = await sendSagaCommand(tx, request, context, this.clock);
       const deadline = new Date(now + request.replyDeadlineMs);
       await this.#write(
         fence,
@@ -396,13 +351,13 @@ export class SagaExecution {
     if (typeof compensation !== 'function') {
       const context = this.#context(instance, cursor, step, 'compensation', { attempt: 1, signal });
       await this.db.transaction(async (tx) => {
-        await this.#send(tx, compensation.command, context);
+        await sendSagaCommand(tx, compensation.command, context, this.clock);
         await this.#write(fence, { step: cursor.step - 1, attempts: 0 }, done(cursor.attempts + 1), tx);
       });
     } else {
       let attempts = 0;
       try {
-        await this.#policy(step).compensation.execute((context) => {
+        await this.#policies.of(step).compensation.execute((context) => {
           attempts = context.attempt;
           return compensation(this.#context(instance, cursor, step, 'compensation', context));
         }, signal);
@@ -463,25 +418,6 @@ export class SagaExecution {
     cursor.state = to;
     beforeStateEvent?.();
     this.#stateChanged(instance, from, to);
-  }
-
-  async #send(tx: Queryable, command: SagaCommand<unknown>, context: SagaStepContext): Promise<Envelope> {
-    const init = command.message(context);
-    const message = createEnvelope(
-      {
-        ...init,
-        headers: {
-          ...init.headers,
-          'correlation-id': context.instanceId,
-          [sagaHeaders.instance]: context.instanceId,
-          [sagaHeaders.step]: context.step,
-          [sagaHeaders.idempotencyKey]: context.idempotencyKey,
-        },
-      },
-      this.clock,
-    );
-    await addToOutbox(tx, command.destination, message);
-    return message;
   }
 
   async #write(
@@ -545,30 +481,4 @@ export class SagaExecution {
       });
     }
   }
-
-  /** The step's policies, built once per runner: retry outside, a timeout per attempt, then the step's own. */
-  #policy(step: SagaStep<unknown>): { action: Policy; compensation: Policy } {
-    let policies = this.#policies.get(step);
-    if (policies === undefined) {
-      const build = (
-        options: Omit<RetryOptions, 'clock'> | undefined,
-        fallback: RetryOptions,
-        ms: number | undefined,
-      ): Policy => {
-        const bound = timeout(ms ?? defaultTimeoutMs, { clock: this.clock });
-        this.#timeouts.push(bound);
-        const chain: Policy[] = [retry({ ...fallback, ...options, clock: this.clock }), bound];
-        if (step.policy !== undefined) chain.push(step.policy);
-        return pipeline(...chain);
-      };
-      policies = {
-        action: build(step.retry, defaultActionRetry, step.timeoutMs),
-        compensation: build(step.compensationRetry, defaultCompensationRetry, step.compensationTimeoutMs),
-      };
-      this.#policies.set(step, policies);
-    }
-    return policies;
-  }
 }
-
-export type { StoredError };

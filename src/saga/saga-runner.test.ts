@@ -6,6 +6,7 @@ import { advanceUntil, createTestDb, type TestDb } from '../testing/index.ts';
 import { constantBackoff, ManualClock } from '../time/index.ts';
 import { defineSaga, type SagaStep, type SagaStepContext } from './definition.ts';
 import type { SagaRunnerEvents } from './events.ts';
+import { sagaReplyAddress } from './saga-command.ts';
 import { SagaRunner } from './saga-runner.ts';
 import { deliverSagaReply, getSaga, listSagas, retrySaga, startSaga } from './saga-store.ts';
 import { sagaMigrations } from './schema.ts';
@@ -336,6 +337,9 @@ describe('SagaRunner', () => {
       leaseOwner: null,
     });
     expect(await runner.runDue()).toBe(0);
+    // The replying service reads where its reply goes from the command's headers.
+    expect(sagaReplyAddress(rows[0]!)).toEqual({ instanceId: id, step: 'reserve' });
+    expect(() => sagaReplyAddress({ headers: {} })).toThrow(/^command.headers: expected the headers/);
 
     expect(await deliverSagaReply(db, { instanceId: id, step: 'other', ok: true }, { clock })).toBe(false);
     expect(
