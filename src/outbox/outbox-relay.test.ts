@@ -1,14 +1,14 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { InvalidArgumentError } from '../errors/index.ts';
 import { CircuitBreakerPolicy } from '../resilience/index.ts';
-import { migrate } from '../db/index.ts';
+import { migrate, type Db } from '../db/index.ts';
 import { createEnvelope, type Envelope } from '../messaging/envelope.ts';
 import type { Publisher } from '../messaging/publisher.ts';
 import { advanceUntil, createTestDb, testDbBackend, type TestDb } from '../testing/index.ts';
 import { ManualClock } from '../time/index.ts';
 import { addToOutbox } from './outbox.ts';
 import { OutboxRelay } from './outbox-relay.ts';
-import { retryParked } from './outbox-status.ts';
+import { outboxStatus, retryParked } from './outbox-status.ts';
 import { outboxMigrations } from './schema.ts';
 
 /** Records what reaches "the broker"; fails while `failing` is set, or for messages `refuse` picks. */
@@ -367,5 +367,35 @@ describe('outbox', () => {
     }
     expect(publisher.sent.map(n).sort()).toEqual([0, 1, 2, 3, 4, 5]);
     expect(relay.breaker.state.status).toBe('closed');
+  });
+
+  it('falls back to polling when no NOTIFY arrives, and runs the cleaner from its loop', async () => {
+    const { db, clock, publisher } = await setup();
+    // A Db whose notifications are lost: only the poll can find the row.
+    const deaf: Db = {
+      dialect: db.dialect,
+      schema: db.schema,
+      query: (sql, params) => db.query(sql, params),
+      transaction: (fn, options) => db.transaction(fn, options),
+      listen: async () => async () => undefined,
+      close: async () => undefined,
+    };
+    const relay = new OutboxRelay(deaf, publisher, {
+      clock,
+      pollIntervalMs: 5000,
+      retentionMs: 60_000,
+      cleanupIntervalMs: 30_000,
+    });
+    await relay.start();
+    try {
+      await db.transaction((tx) => addToOutbox(tx, 'things', event(1)));
+      await advanceUntil(clock, relay.events.once('published'), { stepMs: 500 });
+      expect(publisher.sent.map(n)).toEqual([1]);
+      // Published at t, deleted by the relay's own cleaner once older than the retention.
+      await advanceUntil(clock, relay.events.once('pruned'), { stepMs: 5000 });
+      expect(await outboxStatus(db, clock)).toMatchObject({ backlog: 0, published: 0 });
+    } finally {
+      await relay.stop();
+    }
   });
 });
