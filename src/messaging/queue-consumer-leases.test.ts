@@ -303,4 +303,36 @@ describe('QueueConsumer over the memory broker: leases end to end', () => {
     await rival.stop();
     await consumer.stop();
   });
+
+  it('a handled message whose ack write failed comes back after its lease (no longer renewed), then is acked', async () => {
+    const clock = new ManualClock();
+    const broker = new MemoryBroker({ clock });
+    const source = broker.source('jobs', { leaseMs: 3000 });
+    const realAck = source.ack.bind(source);
+    let failures = 1;
+    source.ack = async (deliveries) => {
+      if (failures-- > 0) throw new Error('connection reset during commit');
+      return realAck(deliveries);
+    };
+    const attempts: number[] = [];
+    const consumer = new QueueConsumer(source, async (_m, ctx) => void attempts.push(ctx.attempt), {
+      clock,
+      pollIntervalMs: 500,
+    });
+    const failed = consumer.events.once('ack-failed');
+    await consumer.start();
+    await broker.publish('jobs', [message('a')]);
+    await clock.advance(0);
+    expect((await failed).messages.map((m) => m.payload)).toEqual(['a']);
+    expect(broker.depth('jobs')).toBe(1);
+    // Renewals would keep it forever; it comes back once the lease it had runs out.
+    await clock.advance(2500);
+    expect(attempts).toEqual([1]);
+    const acked = consumer.events.once('acked');
+    await clock.advance(1000);
+    await acked;
+    expect(attempts).toEqual([1, 2]);
+    expect(broker.depth('jobs')).toBe(0);
+    await consumer.stop();
+  });
 });
