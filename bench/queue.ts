@@ -30,13 +30,18 @@ const budgetMs = 60_000;
 const slowBudgetMs = 10_000;
 
 const contenders: Contender[] = [
-  keelContender('defaults', {}, 'concurrency 1, poll 1 s, NOTIFY wake-up'),
+  keelContender('defaults', {}, 'concurrency 1, prefetch 16, poll 1 s, NOTIFY wake-up'),
   keelContender(
     'tuned',
     { concurrency: 64, prefetch: 1000 },
     'concurrency 64, prefetch 1000 (claims up to 1 064 rows per query); acks are always batched',
   ),
-  keelContender('tuned', { concurrency: 64 }, 'concurrency 64 alone, no prefetch', 'keel concurrency 64'),
+  keelContender(
+    'tuned',
+    { concurrency: 64, prefetch: 0 },
+    'concurrency 64 alone, prefetch 0',
+    'keel concurrency 64',
+  ),
   pgBossContender('defaults', { workers: 1, work: {} }, 'one work() worker, batchSize 1, polling every 2 s'),
   pgBossContender(
     'tuned',

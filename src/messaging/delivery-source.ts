@@ -28,6 +28,12 @@ export interface DeliverySource<D extends Delivery = Delivery> {
    */
   readonly leaseMs?: number;
   /**
+   * The consumer's `prefetch` when it sets none: how far ahead claiming pays on this engine.
+   * The PostgreSQL queue says 16 (a round trip per claim is its main cost); engines with a read-
+   * ahead of their own (a channel prefetch, a fetch buffer) leave it out, for 0.
+   */
+  readonly defaultPrefetch?: number;
+  /**
    * Acknowledges handled messages: they are never delivered again. Resolves when durable, with
    * the deliveries it did not acknowledge because this consumer no longer holds them (the lease
    * ran out and another consumer took the message, or it was reaped): the holder settles those.

@@ -48,6 +48,12 @@ interface QueueRow {
 export class PgQueueSource implements DeliverySource<PgDelivery> {
   readonly destination: string;
   readonly leaseMs: number;
+  /**
+   * Each claim is a round trip and each ack a commit: claiming ahead lets one of each serve many
+   * messages (with `concurrency` 1 and no prefetch, the defaults drained ~600 jobs/s; with 16,
+   * ~3.5k under three times the load).
+   */
+  readonly defaultPrefetch = 16;
   readonly #db: Db;
   readonly #clock: Clock;
   readonly #owner: string;
