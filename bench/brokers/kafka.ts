@@ -36,9 +36,9 @@ export const kafkaPair: Pair = {
           await broker.publish(name(destination), messages.slice(i, i + chunk));
         }
       },
-      consume: async (destination, count) => {
+      consume: async (destination, count, span) => {
         let acked = 0;
-        const consumer = broker.consumer(name(destination), async () => {}, {
+        const consumer = broker.consumer(name(destination), async () => span.first(), {
           concurrency,
           prefetch,
           group: `keel-${tag}`,
@@ -46,6 +46,7 @@ export const kafkaPair: Pair = {
         consumer.events.on('acked', ({ messages }) => (acked += messages.length));
         await consumer.start();
         await until(() => acked, count, 120_000, 'keel kafka consume');
+        span.done();
         await consumer.stop({ drainMs: 1000 });
       },
     };
@@ -73,7 +74,7 @@ export const kafkaPair: Pair = {
           });
         }
       },
-      consume: async (destination, count) => {
+      consume: async (destination, count, span) => {
         const consumer = new Consumer({
           clientId: 'raw-bench',
           bootstrapBrokers: brokers,
@@ -89,6 +90,7 @@ export const kafkaPair: Pair = {
         let committed = 0;
         const last = new Map<number, Message<Buffer, Buffer, Buffer, Buffer>>();
         for await (const message of stream as AsyncIterable<Message<Buffer, Buffer, Buffer, Buffer>>) {
+          span.first();
           JSON.parse(message.value.toString('utf8'));
           last.set(message.partition, message);
           handled++;
@@ -106,6 +108,7 @@ export const kafkaPair: Pair = {
           }
           if (committed >= count) break;
         }
+        span.done();
         await stream.close();
         await new Promise<void>((resolve) => consumer.close(true, () => resolve()));
       },

@@ -1,7 +1,7 @@
 // bench/brokers: keel's broker adapters beside the raw client of each engine, publish and consume
 // throughput, same settings, in one run. `npm run bench -- brokers [rabbitmq|redis|kafka|nats ...]`.
 import os from 'node:os';
-import { messages, type Pair } from './pair.ts';
+import { messages, Span, type Pair } from './pair.ts';
 import { kafkaPair } from './kafka.ts';
 import { natsPair } from './nats.ts';
 import { rabbitPair } from './rabbitmq.ts';
@@ -17,6 +17,8 @@ const pairs: Pair[] = [rabbitPair, redisPair, kafkaPair, natsPair];
 interface Figures {
   publish: number[];
   consume: number[];
+  /** ms from the consume call to the first message handled (connect, join, first fetch). */
+  start: number[];
 }
 
 const fmt = (n: number): string => Math.round(n).toLocaleString('en');
@@ -36,8 +38,8 @@ async function timed(fn: () => Promise<void>): Promise<number> {
 async function benchPair(pair: Pair): Promise<{ keel: Figures; raw: Figures }> {
   const { keel, raw, close } = await pair.open();
   const figures = {
-    keel: { publish: [], consume: [] } as Figures,
-    raw: { publish: [], consume: [] } as Figures,
+    keel: { publish: [], consume: [], start: [] } as Figures,
+    raw: { publish: [], consume: [], start: [] } as Figures,
   };
   try {
     // Warm-up, not counted: JIT, connections, the first declarations on each side.
@@ -45,7 +47,7 @@ async function benchPair(pair: Pair): Promise<{ keel: Figures; raw: Figures }> {
       const side = who === 'keel' ? keel : raw;
       await side.publish(`bench-${who}-warm`, messages(warmup), chunk);
       await keel.publish(`bench-${who}-warm-consume`, messages(warmup), chunk);
-      await side.consume(`bench-${who}-warm-consume`, warmup);
+      await side.consume(`bench-${who}-warm-consume`, warmup, new Span());
     }
     for (let round = 0; round < rounds; round++) {
       // Alternate who goes first, so drift and neighbours' load hit both alike.
@@ -59,10 +61,15 @@ async function benchPair(pair: Pair): Promise<{ keel: Figures; raw: Figures }> {
         // Consume what keel published into a destination of its own (same bytes for both sides).
         const source = `bench-${who}-${round}-consume`;
         await keel.publish(source, messages(count), chunk);
-        const consumeMs = await timed(() => side.consume(source, count));
+        const span = new Span();
+        const calledAt = performance.now();
+        await side.consume(source, count, span);
+        const consumeMs = span.doneAt - span.firstAt;
+        const startMs = span.firstAt - calledAt;
         figures[who].consume.push(count / (consumeMs / 1000));
+        figures[who].start.push(startMs);
         console.log(
-          `  ${pair.id} round ${round + 1} ${who.padEnd(4)}: publish ${fmt(count / (publishMs / 1000))} msg/s, consume ${fmt(count / (consumeMs / 1000))} msg/s`,
+          `  ${pair.id} round ${round + 1} ${who.padEnd(4)}: publish ${fmt(count / (publishMs / 1000))} msg/s, consume ${fmt(count / (consumeMs / 1000))} msg/s (first message after ${fmt(startMs)} ms)`,
         );
       }
     }
@@ -91,12 +98,17 @@ export default async function main(): Promise<void> {
     `  per engine, keel's adapter and the raw client in one process, ${rounds} interleaved rounds (who goes first alternates);`,
   );
   console.log(
-    `  each round: publish ${fmt(count)} messages (~200 B: JSON payload, key, 2 headers) to a fresh destination in chunks of ${fmt(chunk)},`,
+    `  each round: publish ${fmt(count)} messages (~200 B: JSON payload, a key of its own as an order id would be, 2 headers) to a fresh destination in chunks of ${fmt(chunk)},`,
   );
   console.log(
     `  each chunk confirmed before the next; then consume ${fmt(count)} messages that keel published into another fresh destination,`,
   );
-  console.log('  no-op handler that parses the payload, timed until every message is acknowledged.');
+  console.log(
+    '  no-op handler that parses the payload, timed from the first message handled until every message is acknowledged',
+  );
+  console.log(
+    '  (the start — connect, group join, first fetch — is printed per round beside it, not in the figure).',
+  );
   console.log(`  before the rounds, one warm-up of ${fmt(warmup)} messages per side, not counted.`);
   console.log(
     '  figure: the best round (the median beside it); ratio keel / raw: above 1 means keel is ahead',

@@ -32,20 +32,16 @@ export const natsPair: Pair = {
           await broker.publish(destination, messages.slice(i, i + chunk));
         }
       },
-      consume: async (destination, count) => {
-        let handled = 0;
+      consume: async (destination, count, span) => {
         let acked = 0;
-        const consumer = broker.consumer(
-          destination,
-          async () => {
-            handled++;
-          },
-          { concurrency, prefetch: batch },
-        );
+        const consumer = broker.consumer(destination, async () => span.first(), {
+          concurrency,
+          prefetch: batch,
+        });
         consumer.events.on('acked', ({ messages }) => (acked += messages.length));
         await consumer.start();
         await until(() => acked, count, 120_000, 'keel nats consume');
-        void handled;
+        span.done();
         await consumer.stop({ drainMs: 1000 });
       },
     };
@@ -65,7 +61,7 @@ export const natsPair: Pair = {
           );
         }
       },
-      consume: async (destination, count) => {
+      consume: async (destination, count, span) => {
         const stream = `${prefix}_${destination}`;
         await jsm.consumers.add(stream, {
           durable_name: 'raw',
@@ -78,6 +74,7 @@ export const natsPair: Pair = {
         let acked = 0;
         let unflushed = 0;
         for await (const m of messages) {
+          span.first();
           handle(m);
           m.ack();
           unflushed++;
@@ -88,6 +85,7 @@ export const natsPair: Pair = {
           }
           if (acked >= count) break;
         }
+        span.done();
         messages.stop();
         if (acked < count) throw new Error(`raw nats consume: ${acked} of ${count}`);
       },

@@ -8,9 +8,10 @@ export interface Side {
   publish(destination: string, messages: readonly Envelope[], chunk: number): Promise<void>;
   /**
    * Consumes `count` messages already in `destination` with a no-op handler, acknowledging each
-   * as this side's settings say; resolves when every one is handled and acknowledged.
+   * as this side's settings say; marks `span` at the first message handled and when every one is
+   * handled and acknowledged (before stopping and closing).
    */
-  consume(destination: string, count: number): Promise<void>;
+  consume(destination: string, count: number, span: Span): Promise<void>;
 }
 
 export interface Pair {
@@ -31,7 +32,7 @@ export function messages(count: number): Envelope[] {
   return Array.from({ length: count }, (_, n) =>
     createEnvelope({
       type: 'bench.published.v1',
-      key: `k${n % 64}`,
+      key: `order-${n}`,
       payload: { n, sku: 'SKU-12345', quantity: 3, note: 'benchmark payload of about a hundred bytes' },
       headers: {
         'correlation-id': `c${n}`,
@@ -47,5 +48,19 @@ export async function until(count: () => number, target: number, ms: number, wha
   while (count() < target) {
     if (Date.now() > deadline) throw new Error(`${what}: ${count()} of ${target} after ${ms} ms`);
     await new Promise((resolve) => setTimeout(resolve, 2));
+  }
+}
+
+/** When a consume round saw its first message, and when every message was acknowledged. */
+export class Span {
+  firstAt = 0;
+  doneAt = 0;
+
+  first(): void {
+    if (this.firstAt === 0) this.firstAt = performance.now();
+  }
+
+  done(): void {
+    this.doneAt = performance.now();
   }
 }

@@ -31,12 +31,16 @@ export const rabbitPair: Pair = {
           await broker.publish(name(destination), messages.slice(i, i + chunk));
         }
       },
-      consume: async (destination, count) => {
+      consume: async (destination, count, span) => {
         let acked = 0;
-        const consumer = broker.consumer(name(destination), async () => {}, { concurrency, prefetch });
+        const consumer = broker.consumer(name(destination), async () => span.first(), {
+          concurrency,
+          prefetch,
+        });
         consumer.events.on('acked', ({ messages }) => (acked += messages.length));
         await consumer.start();
         await until(() => acked, count, 120_000, 'keel rabbitmq consume');
+        span.done();
         await consumer.stop({ drainMs: 1000 });
       },
     };
@@ -69,17 +73,19 @@ export const rabbitPair: Pair = {
           await Promise.all(confirms);
         }
       },
-      consume: async (destination, count) => {
+      consume: async (destination, count, span) => {
         const consuming = await connection.createChannel();
         await consuming.prefetch(concurrency + prefetch);
         let acked = 0;
         const { consumerTag } = await consuming.consume(name(destination), (message) => {
           if (message === null) return;
+          span.first();
           JSON.parse(message.content.toString('utf8'));
           consuming.ack(message);
           acked++;
         });
         await until(() => acked, count, 120_000, 'raw rabbitmq consume');
+        span.done();
         await consuming.cancel(consumerTag);
         await consuming.close();
       },

@@ -29,12 +29,13 @@ export const redisPair: Pair = {
           await broker.publish(destination, messages.slice(i, i + chunk));
         }
       },
-      consume: async (destination, count) => {
+      consume: async (destination, count, span) => {
         let acked = 0;
-        const consumer = broker.consumer(destination, async () => {}, { concurrency, prefetch });
+        const consumer = broker.consumer(destination, async () => span.first(), { concurrency, prefetch });
         consumer.events.on('acked', ({ messages }) => (acked += messages.length));
         await consumer.start();
         await until(() => acked, count, 120_000, 'keel redis consume');
+        span.done();
         await consumer.stop({ drainMs: 1000 });
       },
     };
@@ -65,7 +66,7 @@ export const redisPair: Pair = {
           if (failed) throw failed[0]!;
         }
       },
-      consume: async (destination, count) => {
+      consume: async (destination, count, span) => {
         // Reads the stream keel published to: same entries, same layout.
         const stream = broker.streamKey(destination);
         await redis.xgroup('CREATE', stream, 'raw', '0', 'MKSTREAM');
@@ -85,12 +86,14 @@ export const redisPair: Pair = {
           )) as [string, [string, string[]][]][] | null;
           const entries = reply?.[0]?.[1] ?? [];
           for (const [, fields] of entries) {
+            span.first();
             const at = fields.indexOf('payload');
             JSON.parse(fields[at + 1]!);
           }
           if (entries.length > 0) await redis.xack(stream, 'raw', ...entries.map(([id]) => id));
           acked += entries.length;
         }
+        span.done();
       },
     };
     return {
