@@ -39,6 +39,11 @@ export class NatsSource implements DeliverySource<NatsDelivery> {
   readonly destination: string;
   /** The group's `ack_wait` is at least this; the runtime renews held messages within it (`extend`). */
   readonly leaseMs: number;
+  /**
+   * A pull request brings only what the runtime has room for: without a prefetch, a consumer of
+   * concurrency 1 would pay a pull round trip per message (768 against 2 208 msg/s here).
+   */
+  readonly defaultPrefetch = 16;
   readonly #s: NatsSourceSettings;
   #consumer: Consumer | undefined;
   #buffer: NatsDelivery[] = [];
