@@ -110,7 +110,7 @@ export class SagaExecution {
   ): Promise<boolean> {
     const steps = definition.steps;
     if (cursor.step >= steps.length) {
-      await this.#finish(instance, fence, cursor, 'COMPLETED', {}, [{ event: 'completed' }]);
+      (await this.#finish(instance, fence, cursor, 'COMPLETED', {}, [{ event: 'completed' }]))();
       return false;
     }
     const step = steps[cursor.step]!;
@@ -157,15 +157,12 @@ export class SagaExecution {
     if (cursor.step + 1 === steps.length) {
       // The last step: its outcome and the completion in one write.
       cursor.step += 1;
-      await this.#finish(
-        instance,
-        fence,
-        cursor,
-        'COMPLETED',
-        change,
-        [...history, { event: 'completed' }],
-        emit,
-      );
+      const announce = await this.#finish(instance, fence, cursor, 'COMPLETED', change, [
+        ...history,
+        { event: 'completed' },
+      ]);
+      emit();
+      announce();
       return false;
     }
     await this.#write(fence, change, history);
@@ -337,7 +334,9 @@ export class SagaExecution {
     // Steps without a compensation are passed over without a write: repeating that is harmless.
     while (cursor.step >= 0 && definition.steps[cursor.step]?.compensation === undefined) cursor.step -= 1;
     if (cursor.step < 0) {
-      await this.#finish(instance, fence, cursor, 'COMPENSATED', { step: -1 }, [{ event: 'compensated' }]);
+      (
+        await this.#finish(instance, fence, cursor, 'COMPENSATED', { step: -1 }, [{ event: 'compensated' }])
+      )();
       return false;
     }
     const step = definition.steps[cursor.step]!;
@@ -345,14 +344,50 @@ export class SagaExecution {
     const started = this.clock.now();
     const base = this.#event(instance, step, cursor.step, 'compensation', cursor.attempts + 1);
     if (this.events.has('compensation-started')) this.events.emit('compensation-started', base);
-    const done = (attempts: number): HistoryInit[] => [
-      { event: 'compensation-completed', step: step.name, attempt: attempts },
-    ];
+    // The last compensation's outcome and COMPENSATED share one write.
+    const last = !definition.steps.slice(0, cursor.step).some((s) => s.compensation !== undefined);
+    /** Records the compensation (in `tx` when given); returns the events to emit after the commit. */
+    const record = async (attempts: number, tx?: Queryable): Promise<() => void> => {
+      const history: HistoryInit[] = [
+        { event: 'compensation-completed', step: step.name, attempt: attempts },
+      ];
+      const completed = (): void => {
+        if (this.events.has('compensation-completed')) {
+          this.events.emit('compensation-completed', {
+            ...base,
+            attempt: attempts,
+            durationMs: this.clock.now() - started,
+          });
+        }
+      };
+      if (last) {
+        const change: ProgressChange = { step: -1, attempts: 0 };
+        const announce = await this.#finish(
+          instance,
+          fence,
+          cursor,
+          'COMPENSATED',
+          change,
+          [...history, { event: 'compensated' }],
+          tx,
+        );
+        cursor.step = -1;
+        return () => {
+          completed();
+          announce();
+        };
+      }
+      await this.#write(fence, { step: cursor.step - 1, attempts: 0 }, history, tx);
+      cursor.step -= 1;
+      cursor.attempts = 0;
+      return completed;
+    };
+    let announce: () => void;
     if (typeof compensation !== 'function') {
       const context = this.#context(instance, cursor, step, 'compensation', { attempt: 1, signal });
-      await this.db.transaction(async (tx) => {
+      announce = await this.db.transaction(async (tx) => {
         await sendSagaCommand(tx, compensation.command, context, this.clock);
-        await this.#write(fence, { step: cursor.step - 1, attempts: 0 }, done(cursor.attempts + 1), tx);
+        return record(cursor.attempts + 1, tx);
       });
     } else {
       let attempts = 0;
@@ -369,7 +404,7 @@ export class SagaExecution {
         }
         const stored = storedError(error, step.name);
         const total = cursor.attempts + attempts;
-        await this.#finish(
+        const parked = await this.#finish(
           instance,
           fence,
           cursor,
@@ -385,20 +420,19 @@ export class SagaExecution {
             error: stored,
           });
         }
+        parked();
         return false;
       }
-      await this.#write(fence, { step: cursor.step - 1, attempts: 0 }, done(cursor.attempts + attempts));
-      base.attempt = cursor.attempts + attempts;
+      announce = await record(cursor.attempts + attempts);
     }
-    cursor.step -= 1;
-    cursor.attempts = 0;
-    if (this.events.has('compensation-completed')) {
-      this.events.emit('compensation-completed', { ...base, durationMs: this.clock.now() - started });
-    }
-    return true;
+    announce();
+    return !last;
   }
 
-  /** Ends the instance in `to` (or parks it) and gives the lease back. */
+  /**
+   * Ends the instance in `to` (or parks it) and gives the lease back, in `tx` when given. Returns
+   * the state event to emit once the write committed.
+   */
   async #finish(
     instance: SagaInstance,
     fence: Fence,
@@ -406,18 +440,18 @@ export class SagaExecution {
     to: SagaState,
     change: ProgressChange,
     history: HistoryInit[],
-    beforeStateEvent?: () => void,
-  ): Promise<void> {
+    tx: Queryable = this.db,
+  ): Promise<() => void> {
     const now = this.clock.now();
     const from = cursor.state;
     await this.#write(
       fence,
       { ...change, state: to, release: true, finishedAt: to === 'NEEDS_ATTENTION' ? null : new Date(now) },
       [...history, { event: 'state', detail: { from, to } }],
+      tx,
     );
     cursor.state = to;
-    beforeStateEvent?.();
-    this.#stateChanged(instance, from, to);
+    return () => this.#stateChanged(instance, from, to);
   }
 
   async #write(

@@ -169,8 +169,14 @@ describe('SagaRunner', () => {
       ],
     });
     const runner = new SagaRunner({ db, sagas: [saga], clock });
+    const seen = record(runner);
     const { id } = await startSaga(db, saga, {}, { clock });
     await advanceUntil(clock, runner.runDue());
+    expect(seen.slice(-3)).toEqual([
+      'compensation-started charge',
+      'compensation-failed charge',
+      'state COMPENSATING->NEEDS_ATTENTION',
+    ]);
     const parked = await getSaga(db, id);
     expect(parked.instance).toMatchObject({
       state: 'NEEDS_ATTENTION',
@@ -277,7 +283,10 @@ describe('SagaRunner', () => {
       await clock.advance(200);
       const floor = clock.now() + 600;
       await expect
-        .poll(async () => (await getSaga(db, id)).instance.leaseUntil!.getTime(), { interval: 1 })
+        .poll(async () => (await getSaga(db, id)).instance.leaseUntil!.getTime(), {
+          interval: 1,
+          timeout: 5000,
+        })
         .toBeGreaterThanOrEqual(floor);
       expect(await other.runDue()).toBe(0);
     }

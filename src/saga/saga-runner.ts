@@ -65,6 +65,7 @@ export class SagaRunner extends ServiceBase<SagaRunnerEvents> {
   #heartbeatTimer: TimerHandle | undefined;
   #polling: Promise<number> | undefined;
   #again = false;
+  #beating = false;
   #stopping = false;
 
   constructor(options: SagaRunnerOptions) {
@@ -227,9 +228,14 @@ export class SagaRunner extends ServiceBase<SagaRunnerEvents> {
   }
 
   #scheduleHeartbeat(): void {
+    // A steady cadence, re-armed when the timer fires rather than when the query ends, so a slow
+    // database does not stretch the gaps between extensions; a beat still running skips the next.
     this.#heartbeatTimer = this.clock.setTimeout(() => {
+      this.#scheduleHeartbeat();
+      if (this.#beating) return;
+      this.#beating = true;
       void this.#heartbeat().finally(() => {
-        if (this.#heartbeatTimer !== undefined) this.#scheduleHeartbeat();
+        this.#beating = false;
       });
     }, this.#heartbeatMs);
   }
