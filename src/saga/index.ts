@@ -25,6 +25,7 @@ export {
   deliverSagaReply,
   getSaga,
   listSagas,
+  pruneSagas,
   retrySaga,
   sagaStates,
   startSaga,

@@ -8,7 +8,7 @@ import { defineSaga, type SagaStep, type SagaStepContext } from './definition.ts
 import type { SagaRunnerEvents } from './events.ts';
 import { sagaReplyAddress } from './saga-command.ts';
 import { SagaRunner } from './saga-runner.ts';
-import { deliverSagaReply, getSaga, listSagas, retrySaga, startSaga } from './saga-store.ts';
+import { deliverSagaReply, getSaga, listSagas, pruneSagas, retrySaga, startSaga } from './saga-store.ts';
 import { sagaMigrations } from './schema.ts';
 
 const dbs: TestDb[] = [];
@@ -427,6 +427,41 @@ describe('SagaRunner', () => {
       'charge',
       'ship',
     ]);
+  });
+
+  it('pruneSagas deletes finished instances past the retention with their history, never parked or running ones', async () => {
+    const { db, clock } = await setup();
+    const effects = new Effects();
+    const ok = threeSteps(effects);
+    const parks = defineSaga({
+      name: 'parks',
+      version: 1,
+      steps: [
+        {
+          name: 'a',
+          action: async () => 1,
+          compensation: () => Promise.reject(new Error('no')),
+          compensationRetry: { maxAttempts: 1 },
+        },
+        { name: 'b', action: () => Promise.reject(new Error('no')), retry: { maxAttempts: 1 } },
+      ],
+    });
+    const done = await startSaga(db, ok, { order: 'x' }, { clock });
+    const parked = await startSaga(db, parks, {}, { clock });
+    await new SagaRunner({ db, sagas: [ok, parks], clock }).runDue();
+    const waiting = await startSaga(db, ok, { order: 'y' }, { clock });
+    expect(await pruneSagas(db, { retentionMs: 1000, clock })).toBe(0);
+    await clock.advance(1001);
+    expect(await pruneSagas(db, { retentionMs: 1000, clock, batchSize: 1 })).toBe(1);
+    await expect(getSaga(db, done.id)).rejects.toSatisfy((e) => isKeelError(e, 'KEEL_NOT_FOUND'));
+    expect((await getSaga(db, parked.id)).instance.state).toBe('NEEDS_ATTENTION');
+    expect((await getSaga(db, waiting.id)).instance.state).toBe('RUNNING');
+    const { rows } = await db.query<{ n: number }>(
+      'SELECT count(*)::int AS n FROM keel_saga_history WHERE instance_id = $1',
+      [done.id],
+    );
+    expect(rows[0]!.n).toBe(0);
+    await expect(pruneSagas(db, { retentionMs: -1 })).rejects.toThrow(/^retentionMs: expected/);
   });
 
   it('bad input fails at the boundary with KEEL_INVALID_ARGUMENT naming the field', async () => {

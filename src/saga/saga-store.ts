@@ -452,3 +452,34 @@ export async function retrySaga(
     throw new InvalidArgumentError(`saga instance ${id}`, 'an instance in NEEDS_ATTENTION', row.state);
   }
 }
+
+/**
+ * Deletes finished instances (COMPLETED, COMPENSATED) that finished more than `retentionMs` ago
+ * (default 30 days), with their history, `batchSize` per statement so a large backlog never holds
+ * long locks. Parked and running instances are never deleted. Returns how many it deleted.
+ */
+export async function pruneSagas(
+  q: Queryable,
+  options: { retentionMs?: number; batchSize?: number; clock?: Clock } = {},
+): Promise<number> {
+  const retentionMs = options.retentionMs ?? 30 * 24 * 3600 * 1000;
+  const batchSize = options.batchSize ?? 1000;
+  if (!Number.isFinite(retentionMs) || retentionMs < 0) {
+    throw new InvalidArgumentError('retentionMs', 'a number of ms >= 0', retentionMs);
+  }
+  if (!Number.isInteger(batchSize) || batchSize < 1) {
+    throw new InvalidArgumentError('batchSize', 'an integer >= 1', batchSize);
+  }
+  const cutoff = new Date((options.clock ?? systemClock).now() - retentionMs);
+  let total = 0;
+  for (;;) {
+    const { rowCount } = await q.query(
+      `DELETE FROM keel_saga_instances WHERE id IN (
+         SELECT id FROM keel_saga_instances
+         WHERE state IN ('COMPLETED', 'COMPENSATED') AND finished_at < $1 LIMIT $2)`,
+      [cutoff, batchSize],
+    );
+    total += rowCount;
+    if (rowCount < batchSize) return total;
+  }
+}
