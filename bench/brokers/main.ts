@@ -19,6 +19,9 @@ interface Figures {
   consume: number[];
   /** ms from the consume call to the first message handled (connect, join, first fetch). */
   start: number[];
+  /** This process's CPU time per message (user + system), µs: steadier than wall time under load. */
+  publishCpu: number[];
+  consumeCpu: number[];
 }
 
 const fmt = (n: number): string => Math.round(n).toLocaleString('en');
@@ -27,6 +30,11 @@ function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   const mid = sorted.length >> 1;
   return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+function cpuPerMessage(since: NodeJS.CpuUsage, count: number): number {
+  const used = process.cpuUsage(since);
+  return (used.user + used.system) / count;
 }
 
 async function timed(fn: () => Promise<void>): Promise<number> {
@@ -38,8 +46,8 @@ async function timed(fn: () => Promise<void>): Promise<number> {
 async function benchPair(pair: Pair): Promise<{ keel: Figures; raw: Figures }> {
   const { keel, raw, close } = await pair.open();
   const figures = {
-    keel: { publish: [], consume: [], start: [] } as Figures,
-    raw: { publish: [], consume: [], start: [] } as Figures,
+    keel: { publish: [], consume: [], start: [], publishCpu: [], consumeCpu: [] } as Figures,
+    raw: { publish: [], consume: [], start: [], publishCpu: [], consumeCpu: [] } as Figures,
   };
   try {
     // Warm-up, not counted: JIT, connections, the first declarations on each side.
@@ -56,20 +64,24 @@ async function benchPair(pair: Pair): Promise<{ keel: Figures; raw: Figures }> {
         const side = who === 'keel' ? keel : raw;
         const sent = messages(count);
         const destination = `bench-${who}-${round}`;
+        let cpu = process.cpuUsage();
         const publishMs = await timed(() => side.publish(destination, sent, chunk));
+        figures[who].publishCpu.push(cpuPerMessage(cpu, count));
         figures[who].publish.push(count / (publishMs / 1000));
         // Consume what keel published into a destination of its own (same bytes for both sides).
         const source = `bench-${who}-${round}-consume`;
         await keel.publish(source, messages(count), chunk);
         const span = new Span();
         const calledAt = performance.now();
+        cpu = process.cpuUsage();
         await side.consume(source, count, span);
+        figures[who].consumeCpu.push(cpuPerMessage(cpu, count));
         const consumeMs = span.doneAt - span.firstAt;
         const startMs = span.firstAt - calledAt;
         figures[who].consume.push(count / (consumeMs / 1000));
         figures[who].start.push(startMs);
         console.log(
-          `  ${pair.id} round ${round + 1} ${who.padEnd(4)}: publish ${fmt(count / (publishMs / 1000))} msg/s, consume ${fmt(count / (consumeMs / 1000))} msg/s (first message after ${fmt(startMs)} ms)`,
+          `  ${pair.id} round ${round + 1} ${who.padEnd(4)}: publish ${fmt(count / (publishMs / 1000))} msg/s (${figures[who].publishCpu.at(-1)!.toFixed(0)} µs CPU/msg), consume ${fmt(count / (consumeMs / 1000))} msg/s (${figures[who].consumeCpu.at(-1)!.toFixed(0)} µs CPU/msg, first message after ${fmt(startMs)} ms)`,
         );
       }
     }
@@ -122,7 +134,7 @@ export default async function main(): Promise<void> {
       const k = best(keel[what]);
       const r = best(raw[what]);
       console.log(
-        `  ${what}: keel ${fmt(k)} msg/s (median ${fmt(median(keel[what]))}), ${pair.peer} ${fmt(r)} msg/s (median ${fmt(median(raw[what]))})`,
+        `  ${what}: keel ${fmt(k)} msg/s (median ${fmt(median(keel[what]))}, CPU ${Math.min(...keel[`${what}Cpu`]).toFixed(0)} µs/msg), ${pair.peer} ${fmt(r)} msg/s (median ${fmt(median(raw[what]))}, CPU ${Math.min(...raw[`${what}Cpu`]).toFixed(0)} µs/msg)`,
       );
       results.push(
         `bench: ${pair.title} ${what} throughput, ${fmt(count)} messages | keel ${fmt(k)} msg/s | ${pair.peer} ${fmt(r)} msg/s | ratio ${(k / r).toFixed(2)}`,

@@ -181,7 +181,7 @@ describe('NatsJetStreamBroker against the real server', () => {
   });
 
   it('a handler slower than the lease keeps its message: the runtime renews it with +WPI', async () => {
-    const b = broker({ leaseMs: 1000 });
+    const b = broker({ leaseMs: 2000 });
     const to = destination();
     const attempts: number[] = [];
     let acked = 0;
@@ -189,7 +189,7 @@ describe('NatsJetStreamBroker against the real server', () => {
       to,
       async (_m, { attempt }) => {
         attempts.push(attempt);
-        await new Promise((resolve) => setTimeout(resolve, 2500));
+        await new Promise((resolve) => setTimeout(resolve, 4500));
       },
       { pollIntervalMs: 100 },
     );
