@@ -46,7 +46,9 @@ export class NatsSource implements DeliverySource<NatsDelivery> {
   readonly defaultPrefetch = 16;
   readonly #s: NatsSourceSettings;
   #consumer: Consumer | undefined;
+  /** Pulled, not yet claimed; `#head` is the first. A claim takes from the head without copying the rest. */
   #buffer: NatsDelivery[] = [];
+  #head = 0;
   /** Pull requests waiting on the server, with how many messages each may still bring. */
   readonly #pulls = new Map<Promise<void>, { messages: ConsumerMessages | undefined; left: number }>();
   /** Messages asked for and not arrived yet, over all pull requests. */
@@ -69,11 +71,16 @@ export class NatsSource implements DeliverySource<NatsDelivery> {
     if (this.#consumer === undefined) {
       throw new KeelError('KEEL_SERVICE_STATE', `source ${this.destination} is not open`);
     }
-    const taken = this.#buffer.length <= max ? this.#buffer : this.#buffer.slice(0, max);
-    this.#buffer = this.#buffer.length <= max ? [] : this.#buffer.slice(max);
+    const end = Math.min(this.#buffer.length, this.#head + max);
+    const taken = this.#buffer.slice(this.#head, end);
+    this.#head = end;
+    if (this.#head === this.#buffer.length) {
+      this.#buffer = [];
+      this.#head = 0;
+    }
     // Room left after this claim that no request covers yet: ask the server for that many. A few
     // requests may wait at once, so slots freed one by one are not each a round trip apart.
-    const room = max - taken.length - this.#buffer.length - this.#requested;
+    const room = max - taken.length - (this.#buffer.length - this.#head) - this.#requested;
     if (room > 0 && this.#pulls.size < maxPulls && !this.#closed) this.#startPull(this.#consumer, room);
     return taken;
   }
@@ -160,7 +167,9 @@ export class NatsSource implements DeliverySource<NatsDelivery> {
     for (const pull of this.#pulls.values()) pull.messages?.stop();
     await Promise.allSettled(this.#pulls.keys());
     // Pulled but never handed to a handler: not attempted, so handed back uncounted.
-    const buffered = this.#buffer.splice(0);
+    const buffered = this.#buffer.slice(this.#head);
+    this.#buffer = [];
+    this.#head = 0;
     await Promise.allSettled(buffered.map((delivery) => this.release(delivery)));
   }
 
