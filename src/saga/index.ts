@@ -22,6 +22,7 @@ export type {
   SagaStepFailedEvent,
 } from './events.ts';
 export {
+  countSagasByState,
   deliverSagaReply,
   getSaga,
   listSagas,

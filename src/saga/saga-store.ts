@@ -483,3 +483,13 @@ export async function pruneSagas(
     if (rowCount < batchSize) return total;
   }
 }
+
+/** How many instances are in each state: for a gauge, and for an operator's overview. */
+export async function countSagasByState(q: Queryable): Promise<Record<SagaState, number>> {
+  const { rows } = await q.query<{ state: SagaState; n: number }>(
+    'SELECT state, count(*)::int AS n FROM keel_saga_instances GROUP BY state',
+  );
+  const counts = Object.fromEntries(sagaStates.map((s) => [s, 0])) as Record<SagaState, number>;
+  for (const row of rows) counts[row.state] = row.n;
+  return counts;
+}
