@@ -1,5 +1,5 @@
 import { execFile, execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { appendFile, chown, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -93,6 +93,7 @@ export async function startReplicaCluster(options: ReplicaClusterOptions = {}): 
         // Already stopped.
       }
     }
+    rmSync(dir, { recursive: true, force: true });
   };
   process.once('exit', stopSync);
 
