@@ -1,6 +1,7 @@
 // NATS-specific behaviour against the real server, beyond the shared conformance suite.
 import { randomBytes } from 'node:crypto';
-import { jetstreamManager } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { connect } from '@nats-io/transport-node';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { KeelError } from '../../../errors/index.ts';
@@ -230,6 +231,41 @@ describe('NatsJetStreamBroker against the real server', () => {
     }
   });
 
+  it('a message that is not a keel envelope is parked raw in the dead-letter stream, saying why', async () => {
+    const b = broker();
+    const to = destination();
+    const handled: string[] = [];
+    const consumer = track(
+      b,
+      b.consumer(
+        to,
+        async (m) => {
+          handled.push(m.id);
+        },
+        { pollIntervalMs: 100 },
+      ),
+    );
+    await consumer.start();
+    const nc = await connect({ servers: natsUrl });
+    try {
+      await jetstream(nc).publish(b.subject(to), 'not json, no keel headers');
+      await b.publish(to, batch(1));
+      await until(() => handled.length === 1);
+      const letters = [];
+      const deadline = Date.now() + 10_000;
+      while (letters.length === 0 && Date.now() < deadline) {
+        for await (const entry of rawMessages(nc, b.streamName(`${to}.dead-letter`))) letters.push(entry);
+        if (letters.length === 0) await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      expect(letters).toHaveLength(1);
+      expect(letters[0]!.body).toBe('not json, no keel headers');
+      expect(letters[0]!.headers['x-dead-letter-source']).toBe(to);
+      expect(letters[0]!.headers['x-dead-letter-error']).toMatch(/^undecodable: /);
+    } finally {
+      await nc.close();
+    }
+  });
+
   it('redrive moves at most `limit`, to `to` when given, with a fresh attempt count', async () => {
     const b = broker();
     const to = destination();
@@ -345,3 +381,20 @@ describe('NatsJetStreamBroker against the real server', () => {
     expect(seen).toEqual(new Set([...before, ...after].map((m) => m.id)));
   });
 });
+
+/** Every message of a stream as stored, through the stream's direct message API (no consumer). */
+async function* rawMessages(
+  nc: NatsConnection,
+  stream: string,
+): AsyncGenerator<{ body: string; headers: Record<string, string> }> {
+  const jsm = await jetstreamManager(nc);
+  const info = await jsm.streams.info(stream).catch(() => undefined);
+  if (info === undefined) return;
+  for (let seq = info.state.first_seq; seq <= info.state.last_seq && info.state.messages > 0; seq++) {
+    const stored = await jsm.streams.getMessage(stream, { seq }).catch(() => null);
+    if (stored === null) continue;
+    const headers: Record<string, string> = {};
+    for (const name of stored.header.keys()) headers[name] = stored.header.get(name);
+    yield { body: stored.string(), headers };
+  }
+}
