@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { createTestDb, type TestDb } from '../testing/db.ts';
 import { isKeelError } from '../errors/index.ts';
+import { canNotifyAfterCommit } from './notify-after-commit.ts';
 
 // Runs on the backend KEEL_DB chooses: `KEEL_DB=pglite npx vitest run src/db` and `KEEL_DB=pg ...`.
 const open: TestDb[] = [];
@@ -286,6 +287,37 @@ describe('Db', () => {
     await db.query('SELECT pg_notify($1, $2)', [channel, 'after-unlisten']);
     await turns(50);
     expect(received).toEqual(['plain', 'in-tx']);
+  });
+
+  it('sends notifyAfterCommit once per (channel, payload), only after a commit, never after a rollback', async () => {
+    const db = await testDb();
+    const channel = `nac_${db.schema}`;
+    const received: string[] = [];
+    let arrived: () => void = () => undefined;
+    await db.listen(channel, (payload) => {
+      received.push(payload);
+      arrived();
+    });
+    await expect(
+      db.transaction(async (tx) => {
+        if (!canNotifyAfterCommit(tx)) throw new Error('a keel tx can notify after commit');
+        tx.notifyAfterCommit(channel, 'rolled-back');
+        throw new Error('no');
+      }),
+    ).rejects.toThrow('no');
+    const got = new Promise<void>((resolve) => (arrived = resolve));
+    await db.transaction(async (tx) => {
+      if (!canNotifyAfterCommit(tx)) throw new Error('a keel tx can notify after commit');
+      tx.notifyAfterCommit(channel, 'a');
+      tx.notifyAfterCommit(channel, 'a');
+      tx.notifyAfterCommit(channel, 'b');
+      await turns(20);
+      expect(received).toEqual([]);
+    });
+    await got;
+    await turns(50);
+    expect(received.sort()).toEqual(['a', 'b']);
+    expect(canNotifyAfterCommit(db)).toBe(false);
   });
 
   it('lets a listener query the db from its callback, as a relay woken by NOTIFY does', async () => {

@@ -14,3 +14,4 @@ export { PgliteDb, openPgliteDb, type PgliteDbOptions } from './pglite-db.ts';
 export { PgDb, openPgDb, type PgDbOptions } from './pg-db.ts';
 export { migrate, type MigrateOptions, type MigrationReport, type MigrationSource } from './migrations.ts';
 export { loadMigrations, migrationChecksum, type Migration } from './migration-files.ts';
+export { canNotifyAfterCommit, type NotifiesAfterCommit } from './notify-after-commit.ts';

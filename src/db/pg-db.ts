@@ -6,6 +6,7 @@ import { checkIdentifier, quoteIdentifier } from './identifiers.ts';
 import { checkIsolation } from './isolation.ts';
 import { PgListener } from './pg-listener.ts';
 import { describeServer, isConnectionError, unavailable, type ServerAddress } from './pg-errors.ts';
+import { sendNotifications } from './notify-after-commit.ts';
 import { ScopedTx, assertOutsideTransaction, runInTransactionScope } from './transaction-scope.ts';
 
 export interface PgDbOptions {
@@ -212,6 +213,12 @@ export class PgDb implements Db {
       tx.end();
       const commit = await client.query('COMMIT');
       if (commit.command === 'ROLLBACK') throw transactionAborted();
+      await sendNotifications((sql, params) => run(client, sql, params), tx.notifications).catch(
+        (error: unknown) => {
+          // Committed all the same: a lost wake-up only delays a poller. A broken connection is not reused.
+          if (isConnectionError(error)) discard ??= error as Error;
+        },
+      );
       return result;
     } catch (error) {
       if (isConnectionError(error)) discard ??= error as Error;

@@ -13,6 +13,7 @@ import {
   outsideTransactionScope,
   runInTransactionScope,
 } from './transaction-scope.ts';
+import { sendNotifications } from './notify-after-commit.ts';
 
 export interface PgliteDbOptions {
   /**
@@ -209,18 +210,23 @@ export class PgliteDb implements Db {
     const isolation = checkIsolation(options.isolation);
     return this.#session.exclusive(async () => {
       await this.#useSchema();
-      return this.#session.pglite.transaction(async (ptx) => {
+      let tx: ScopedTx | undefined;
+      const result = await this.#session.pglite.transaction(async (ptx) => {
         // PGlite is a single session: every isolation level behaves as serializable would, but
         // SET TRANSACTION still validates the request the same way the server does.
         if (isolation !== undefined)
           await ptx.query(`SET TRANSACTION ISOLATION LEVEL ${isolation.toUpperCase()}`);
-        const tx = new ScopedTx((sql, params) => run(ptx, sql, params));
+        tx = new ScopedTx((sql, params) => run(ptx, sql, params));
+        const scoped = tx;
         try {
-          return await runInTransactionScope(this.#session, tx, () => fn(tx));
+          return await runInTransactionScope(this.#session, scoped, () => fn(scoped));
         } finally {
-          tx.end();
+          scoped.end();
         }
       });
+      if (tx !== undefined)
+        await sendNotifications((sql, params) => run(this.#session.pglite, sql, params), tx.notifications);
+      return result;
     });
   }
 

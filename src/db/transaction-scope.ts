@@ -1,6 +1,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { KeelError } from '../errors/index.ts';
 import type { QueryResult, Row, Tx } from './db.ts';
+import type { NotifiesAfterCommit } from './notify-after-commit.ts';
 
 interface Scope {
   /** The connection (PGlite session) or pool the transaction belongs to. */
@@ -36,9 +37,13 @@ export function outsideTransactionScope<T>(fn: () => T): T {
   return scopes.exit(fn);
 }
 
-/** The `Tx` handed to a transaction callback; refuses use after its transaction ended. */
-export class ScopedTx implements Tx {
+/**
+ * The `Tx` handed to a transaction callback; refuses use after its transaction ended. Collects
+ * the NOTIFYs to send once it has committed (`notifyAfterCommit`).
+ */
+export class ScopedTx implements Tx, NotifiesAfterCommit {
   #open = true;
+  readonly notifications = new Map<string, { channel: string; payload: string }>();
   readonly #run: (sql: string, params: readonly unknown[] | undefined) => Promise<QueryResult>;
 
   constructor(run: (sql: string, params: readonly unknown[] | undefined) => Promise<QueryResult>) {
@@ -51,6 +56,13 @@ export class ScopedTx implements Tx {
 
   end(): void {
     this.#open = false;
+  }
+
+  notifyAfterCommit(channel: string, payload = ''): void {
+    if (!this.#open) {
+      throw new KeelError('KEEL_SERVICE_STATE', 'notifyAfterCommit was called after the transaction ended');
+    }
+    this.notifications.set(`${channel}\u0000${payload}`, { channel, payload });
   }
 
   async query<R = Row>(sql: string, params?: readonly unknown[]): Promise<QueryResult<R>> {

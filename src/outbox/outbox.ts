@@ -1,4 +1,5 @@
 import { InvalidArgumentError } from '../errors/index.ts';
+import { canNotifyAfterCommit } from '../db/notify-after-commit.ts';
 import type { Envelope } from '../messaging/envelope.ts';
 import { outboxChannel } from './schema.ts';
 
@@ -66,9 +67,12 @@ export async function addToOutbox(
     hlc: m.hlc ?? null,
   }));
   const lockKeys = options.lockKeys ?? true;
+  // keel's own transactions wake the relay after their commit; a foreign one, inside it.
+  const notifyLater = canNotifyAfterCommit(tx);
   // The locks CTE calls a volatile function, so PostgreSQL materialises it, and the insert's
   // rows (and their seq numbers) exist only after its aggregate has taken every lock. The
-  // NOTIFY is delivered only at commit, together with the rows.
+  // NOTIFY is delivered only at commit, together with the rows (see NotifiesAfterCommit for
+  // why keel's own transactions send it after the commit instead).
   await tx.query(
     `WITH locks AS (
        SELECT count(pg_advisory_xact_lock(hashtextextended(current_schema() || ':' || $1 || ':' || k, 0))) AS n
@@ -81,9 +85,10 @@ export async function addToOutbox(
          AS m(id uuid, type text, key text, payload jsonb, headers jsonb, occurred_at timestamptz, hlc text)
        WHERE locks.n >= 0
        RETURNING 1)
-     SELECT pg_notify($3, '') FROM (SELECT count(*) FROM inserted) AS c`,
-    [destination, JSON.stringify(rows), outboxChannel, lockKeys],
+     SELECT CASE WHEN $5::boolean THEN NULL ELSE pg_notify($3, '') END FROM (SELECT count(*) FROM inserted) AS c`,
+    [destination, JSON.stringify(rows), outboxChannel, lockKeys, notifyLater],
   );
+  if (notifyLater) tx.notifyAfterCommit(outboxChannel);
 }
 
 /** `outbox.add(tx, destination, messages)`: the same as `addToOutbox`, as an object to pass around. */

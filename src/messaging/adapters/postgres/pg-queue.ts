@@ -1,5 +1,6 @@
 import { v7 as uuidv7 } from 'uuid';
 import type { Db, Queryable } from '../../../db/db.ts';
+import { canNotifyAfterCommit } from '../../../db/notify-after-commit.ts';
 import { InvalidArgumentError } from '../../../errors/index.ts';
 import { systemClock, type Clock } from '../../../time/index.ts';
 import type { BrokerCapabilities, MessageBroker, PublishOptions, SourceOptions } from '../../broker.ts';
@@ -52,7 +53,12 @@ export class PgQueue implements MessageBroker {
     options: PublishOptions = {},
   ): Promise<void> {
     try {
-      await this.publishIn(this.#db, destination, messages, options);
+      await this.#insert(this.#db, destination, messages, options, false);
+      // The wake-up on its own, after the insert committed: see NotifiesAfterCommit for why.
+      if (messages.length > 0)
+        await this.#db
+          .query('SELECT pg_notify($1, $2)', [pgQueueChannel, destination])
+          .catch(() => undefined);
     } catch (error) {
       if (error instanceof InvalidArgumentError) throw error;
       throw new PublishError(
@@ -73,6 +79,18 @@ export class PgQueue implements MessageBroker {
     messages: readonly Envelope[],
     options: PublishOptions = {},
   ): Promise<void> {
+    const notifyLater = canNotifyAfterCommit(tx);
+    await this.#insert(tx, destination, messages, options, !notifyLater);
+    if (notifyLater && messages.length > 0) tx.notifyAfterCommit(pgQueueChannel, destination);
+  }
+
+  async #insert(
+    tx: Queryable,
+    destination: string,
+    messages: readonly Envelope[],
+    options: PublishOptions,
+    notify: boolean,
+  ): Promise<void> {
     assertQueueName(destination);
     if (messages.length === 0) return;
     const availableAt = new Date(options.availableAt ?? this.#clock.now());
@@ -92,8 +110,8 @@ export class PgQueue implements MessageBroker {
          FROM jsonb_to_recordset($3::jsonb)
            AS m(id uuid, type text, key text, payload jsonb, headers jsonb, occurred_at timestamptz, hlc text)
          RETURNING 1)
-       SELECT pg_notify($4, $1) FROM (SELECT count(*) FROM inserted) AS c`,
-      [destination, availableAt, JSON.stringify(rows), pgQueueChannel],
+       SELECT CASE WHEN $5::boolean THEN pg_notify($4, $1) END FROM (SELECT count(*) FROM inserted) AS c`,
+      [destination, availableAt, JSON.stringify(rows), pgQueueChannel, notify],
     );
   }
 
