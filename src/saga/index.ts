@@ -22,15 +22,9 @@ export type {
   SagaStepFailedEvent,
 } from './events.ts';
 export {
-  countSagasByState,
   deliverSagaReply,
-  getSaga,
-  listSagas,
-  pruneSagas,
-  retrySaga,
   sagaStates,
   startSaga,
-  type ListSagasOptions,
   type SagaHistoryEntry,
   type SagaInstance,
   type SagaReply,
@@ -38,4 +32,12 @@ export {
   type StartSagaOptions,
   type StoredError,
 } from './saga-store.ts';
+export {
+  countSagasByState,
+  getSaga,
+  listSagas,
+  pruneSagas,
+  retrySaga,
+  type ListSagasOptions,
+} from './saga-admin.ts';
 export { sagaMigrations, sagaChannel } from './schema.ts';

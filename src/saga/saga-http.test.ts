@@ -9,7 +9,8 @@ import { advanceUntil, createTestDb, type TestDb } from '../testing/index.ts';
 import { constantBackoff, ManualClock } from '../time/index.ts';
 import { defineSaga } from './definition.ts';
 import { SagaRunner } from './saga-runner.ts';
-import { getSaga, startSaga } from './saga-store.ts';
+import { getSaga } from './saga-admin.ts';
+import { startSaga } from './saga-store.ts';
 import { sagaMigrations } from './schema.ts';
 
 /** A payment provider: answers 503 `failures` times, stalls when asked, charges once per key. */

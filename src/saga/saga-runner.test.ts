@@ -8,7 +8,8 @@ import { defineSaga, type SagaStep, type SagaStepContext } from './definition.ts
 import type { SagaRunnerEvents } from './events.ts';
 import { sagaReplyAddress } from './saga-command.ts';
 import { SagaRunner } from './saga-runner.ts';
-import { deliverSagaReply, getSaga, listSagas, pruneSagas, retrySaga, startSaga } from './saga-store.ts';
+import { getSaga, listSagas, pruneSagas, retrySaga } from './saga-admin.ts';
+import { deliverSagaReply, startSaga } from './saga-store.ts';
 import { sagaMigrations } from './schema.ts';
 
 const dbs: TestDb[] = [];

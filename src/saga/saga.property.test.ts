@@ -7,7 +7,8 @@ import { createTestDb, type TestDb } from '../testing/index.ts';
 import { constantBackoff, ManualClock } from '../time/index.ts';
 import { defineSaga, type SagaStep } from './definition.ts';
 import { SagaRunner } from './saga-runner.ts';
-import { getSaga, retrySaga, startSaga, type SagaState } from './saga-store.ts';
+import { getSaga, retrySaga } from './saga-admin.ts';
+import { startSaga, type SagaState } from './saga-store.ts';
 import { sagaMigrations } from './schema.ts';
 
 const maxAttempts = 3;
