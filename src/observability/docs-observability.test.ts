@@ -20,6 +20,8 @@ describe('docs/observability.md', () => {
       spanNames.publish('<destination>'),
       spanNames.outboxAdd,
       spanNames.httpRoute('<METHOD>', '<route>'),
+      spanNames.sagaStep('<saga>', '<step>'),
+      spanNames.sagaCompensation('<saga>', '<step>'),
     ];
     expect(made).toEqual([...spanNamePatterns]);
     expect(firstColumn('Spans').sort()).toEqual([...spanNamePatterns].sort());

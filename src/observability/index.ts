@@ -8,6 +8,12 @@ export { instrumentConsumer } from './instrument-consumer.ts';
 export { instrumentOutbox, instrumentQueueDepth, type DepthSource } from './instrument-outbox.ts';
 export { instrumentPolicies, breakerStateValue, type NamedPolicies } from './instrument-policies.ts';
 export { instrumentRuntime } from './instrument-runtime.ts';
+export {
+  instrumentSagas,
+  sagaAttributes,
+  sagaTelemetryNames,
+  type InstrumentSagasOptions,
+} from './saga-instrumentation.ts';
 export { instrumentHttp, type InstrumentHttpOptions } from './instrument-http.ts';
 export { metricsRoute, createPrometheusReader, prometheusContentType } from './metrics-endpoint.ts';
 export { traceLogMixin, withLogContext, logContextOf, redactPaths, type LogContext } from './log-context.ts';

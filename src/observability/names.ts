@@ -11,6 +11,10 @@ export const spanNames = {
   outboxAdd: 'outbox.add',
   /** SERVER span for an HTTP route: `<METHOD> <route>`. */
   httpRoute: (method: string, route: string): string => `${method} ${route}`,
+  /** INTERNAL span per run of a saga step's action: `saga <saga> <step>`. */
+  sagaStep: (saga: string, step: string): string => `saga ${saga} ${step}`,
+  /** INTERNAL span per run of a saga step's compensation: `saga <saga> <step> compensation`. */
+  sagaCompensation: (saga: string, step: string): string => `saga ${saga} ${step} compensation`,
 } as const;
 
 /** The span names as they appear in the docs table (placeholders in angle brackets). */
@@ -19,6 +23,8 @@ export const spanNamePatterns = [
   '<destination> publish',
   'outbox.add',
   '<METHOD> <route>',
+  'saga <saga> <step>',
+  'saga <saga> <step> compensation',
 ] as const;
 
 /** Span events keel adds to the caller's active span. */
@@ -53,6 +59,8 @@ export const metricNames = {
   eventLoopDelayP99: 'nodejs.eventloop.delay.p99',
   eventLoopDelayMax: 'nodejs.eventloop.delay.max',
   heapUsed: 'v8js.memory.heap.used',
+  sagaStepDuration: 'keel.saga.step.duration',
+  sagaInstances: 'keel.saga.instances',
 } as const;
 
 /**

@@ -9,21 +9,18 @@ import {
 import type { Queryable } from '../db/db.ts';
 import { countSagasByState, type SagaRunner, type SagaStepEvent } from '../saga/index.ts';
 import type { ListenerHandle } from '../service/index.ts';
-import { keelAttributes } from './names.ts';
+import { keelAttributes, metricNames, spanNames } from './names.ts';
 import { keelMeter, keelTracer } from './tracer.ts';
 
-/**
- * The span and metric names of `instrumentSagas`. They are not in `names.ts` (and so not in
- * docs/observability.md's checked tables) yet: see docs/saga.md.
- */
+/** The span and metric names of `instrumentSagas`, from `names.ts` (docs/observability.md lists them). */
 export const sagaTelemetryNames = {
-  /** INTERNAL span per run of a step's action or compensation: `saga <saga> <step>` / `... <step> compensation`. */
+  /** INTERNAL span per run of a step's action or compensation. */
   stepSpan: (saga: string, step: string, phase: 'action' | 'compensation'): string =>
-    `saga ${saga} ${step}${phase === 'compensation' ? ' compensation' : ''}`,
+    phase === 'compensation' ? spanNames.sagaCompensation(saga, step) : spanNames.sagaStep(saga, step),
   /** Histogram (s) of a step's time from its start in a runner to its recorded outcome. */
-  stepDuration: 'keel.saga.step.duration',
+  stepDuration: metricNames.sagaStepDuration,
   /** Gauge of instances by `keel.saga.state`, read from the database at each collection. */
-  instances: 'keel.saga.instances',
+  instances: metricNames.sagaInstances,
 } as const;
 
 export const sagaAttributes = {
