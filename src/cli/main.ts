@@ -12,7 +12,7 @@ export interface CliIo {
   openDb?: () => Promise<Db>;
 }
 
-const usage = `keel — operate a keel service's outbox and queues
+const usage = `keel — operate a keel service's outbox, queues and sagas
 
   keel outbox status                      backlog, parked rows, age of the oldest unpublished row
   keel outbox drain                       publish the backlog to the PostgreSQL queue now, with progress
@@ -20,6 +20,8 @@ const usage = `keel — operate a keel service's outbox and queues
   keel queue depth <queue>                messages waiting in a queue
   keel queue redrive <dead-letter-queue> [--to <queue>] [--limit <n>]
                                           move dead letters back where they came from
+  keel saga list | show <id> | retry <id> instances by state, one's history, resume a parked one
+                                          (keel saga --help for the options)
 
 The database comes from KEEL_DB (pglite|pg), DATABASE_URL and KEEL_DATA_DIR, as for the app.`;
 
