@@ -1,6 +1,7 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Meter } from '@opentelemetry/api';
 import type { Logger } from 'pino';
+import { ReadYourWritesDb } from '../../src/consistency/index.ts';
 import type { Db } from '../../src/db/index.ts';
 import { PgQueue, type QueueConsumer } from '../../src/messaging/index.ts';
 import { tracedHandler, tracedPublisher } from '../../src/observability/index.ts';
@@ -32,6 +33,11 @@ export interface ShopDeps {
   logger: Logger;
   /** Measures handler durations (`keel.handler.duration`). Default: none. Spans need no option. */
   meter?: Meter;
+  /**
+   * A streaming standby of `db` for `GET /v1/orders/:id`; a read carrying a `Consistency-Token`
+   * goes to it only once it has replayed that far. Default: none, every read from `db`. Closed on stop.
+   */
+  replica?: Db;
 }
 
 export interface Shop extends Service {
@@ -54,6 +60,9 @@ export function buildShop(config: ShopConfig, deps: ShopDeps): Shop {
   const { db, clock, logger } = deps;
   const queue = new PgQueue(db, { clock });
   const parts: Service[] = [new DbCloser(db)];
+  if (deps.replica !== undefined) parts.push(new DbCloser(deps.replica, 'replica'));
+  // Waiting a little for the replica is cheaper for the primary than falling back at once.
+  const reads = new ReadYourWritesDb({ primary: db, replica: deps.replica, maxReplicaWaitMs: 50, clock });
   let ready = false;
 
   let worker: QueueConsumer | undefined;
@@ -102,7 +111,7 @@ export function buildShop(config: ShopConfig, deps: ShopDeps): Shop {
   });
   installProblemHandler(http);
   void http.register(healthRoutes, { db, isReady: () => ready });
-  void http.register(ordersRoutes, { db, clock, idempotency });
+  void http.register(ordersRoutes, { db, reads, clock, idempotency });
 
   let server: HttpServer | undefined;
   if (config.roles.has('api')) {
@@ -139,8 +148,8 @@ export function buildShop(config: ShopConfig, deps: ShopDeps): Shop {
 /** Closes the database last, after everything that uses it has stopped. */
 class DbCloser extends ServiceBase {
   readonly #db: Db;
-  constructor(db: Db) {
-    super('db');
+  constructor(db: Db, name = 'db') {
+    super(name);
     this.#db = db;
   }
   protected override async onStart(): Promise<void> {}

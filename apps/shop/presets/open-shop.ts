@@ -64,11 +64,18 @@ export async function openShop(options: OpenShopOptions = {}): Promise<OpenedSho
     await db.close();
     throw error;
   }
+  // A streaming standby for reads, on a server only: PGlite has no replicas.
+  const replicaUrl = env.DATABASE_REPLICA_URL?.trim();
+  const replica =
+    replicaUrl && dbConfig.kind === 'pg'
+      ? await openDb({ kind: 'pg', url: replicaUrl, ...(dbConfig.schema ? { schema: dbConfig.schema } : {}) })
+      : undefined;
   const shop = buildShop(config, {
     db,
     clock: options.clock ?? systemClock,
     logger: options.logger ?? createLogger(),
     ...(options.meter ? { meter: options.meter } : {}),
+    ...(replica ? { replica } : {}),
   });
   return { shop, db: dbConfig };
 }

@@ -1,5 +1,10 @@
 import type { FastifyInstance } from 'fastify';
 import type { Db } from '../../../../src/db/index.ts';
+import {
+  ConsistencyToken,
+  consistencyTokenHeader,
+  type ReadYourWritesDb,
+} from '../../../../src/consistency/index.ts';
 import { NotFoundError } from '../../../../src/errors/index.ts';
 import {
   completeIdempotentRequest,
@@ -15,6 +20,8 @@ import { parseRequest } from './parse.ts';
 
 export interface OrdersRoutesOptions {
   db: Db;
+  /** Where `GET` reads: the replica once it has replayed a request's token, else the primary. */
+  reads: ReadYourWritesDb;
   clock: Clock;
   /** Keys of `POST /v1/orders`; in the shop's database, so a key's response commits with its order. */
   idempotency: IdempotencyStore;
@@ -27,10 +34,19 @@ const jsonType = 'application/json; charset=utf-8';
 
 export async function ordersRoutes(
   app: FastifyInstance,
-  { db, clock, idempotency }: OrdersRoutesOptions,
+  { db, reads, clock, idempotency }: OrdersRoutesOptions,
 ): Promise<void> {
   // A client that retries after a timeout must not place a second order: POST requires a key.
   installIdempotency(app, { store: idempotency, clock, methods: ['POST'] });
+
+  // Read-your-writes: every accepted POST, first answer or replay, carries a token taken after
+  // its order committed (a replay's order committed earlier still), so a GET that sends it back
+  // never reads a replica that has not replayed the order yet.
+  app.addHook('onSend', async (request, reply, payload) => {
+    if (request.method === 'POST' && reply.statusCode < 300)
+      void reply.header(consistencyTokenHeader, (await reads.token()).toString());
+    return payload;
+  });
 
   app.post('/v1/orders', { bodyLimit: orderBodyLimit }, async (request, reply) => {
     const body = parseRequest(placeOrderRequest, request.body, 'request body');
@@ -52,7 +68,9 @@ export async function ordersRoutes(
 
   app.get('/v1/orders/:id', async (request) => {
     const { id } = parseRequest(orderIdParams, request.params, 'path');
-    const order = await findOrder(db, id);
+    // A malformed token is a 400 naming the header (KEEL_BAD_CONSISTENCY_TOKEN).
+    const token = ConsistencyToken.fromHeader(request.headers[consistencyTokenHeader.toLowerCase()]);
+    const order = await reads.read((replicaOrPrimary) => findOrder(replicaOrPrimary, id), { token });
     if (order === undefined) throw new NotFoundError('order', id);
     return order;
   });
