@@ -348,6 +348,45 @@ describe('NatsJetStreamBroker against the real server', () => {
     expect(empty).toEqual([]);
   });
 
+  it('a stream deleted under a running consumer is declared again, with its group, and consuming goes on', async () => {
+    const errors: unknown[] = [];
+    const b = broker({ pullExpiresMs: 1000, onError: (error) => errors.push(error) });
+    const to = destination();
+    const seen = new Set<string>();
+    const consumer = track(
+      b,
+      b.consumer(
+        to,
+        async (m) => {
+          seen.add(m.id);
+        },
+        { pollIntervalMs: 100 },
+      ),
+    );
+    await consumer.start();
+    const before = batch(5);
+    await b.publish(to, before);
+    await until(() => seen.size === 5);
+    const nc = await connect({ servers: natsUrl });
+    try {
+      await (await jetstreamManager(nc)).streams.delete(b.streamName(to));
+    } finally {
+      await nc.close();
+    }
+    const after = batch(5);
+    for (let tries = 0; ; tries++) {
+      try {
+        await b.publish(to, after);
+        break;
+      } catch (error) {
+        if (tries > 40) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    }
+    await until(() => seen.size === 10, 15_000);
+    expect(errors.length).toBeGreaterThan(0);
+  });
+
   it('reconnects: a running consumer goes on after every connection is cut, and nothing is lost', async () => {
     const b = broker({ servers: proxy!.url, pullExpiresMs: 1000 });
     const to = destination();

@@ -1,6 +1,7 @@
 import type { Consumer, ConsumerMessages, JsMsg } from '@nats-io/jetstream';
 import { headers as natsHeaders } from '@nats-io/transport-node';
 import { KeelError } from '../../../errors/index.ts';
+import type { TimerHandle } from '../../../time/index.ts';
 import type { Delivery, DeliverySource } from '../../delivery-source.ts';
 import type { Envelope } from '../../envelope.ts';
 import { decode, describeError, encode } from './codec.ts';
@@ -17,6 +18,8 @@ export interface NatsDelivery extends Delivery {
 
 /** Pull requests one source keeps waiting on the server at most. */
 const maxPulls = 4;
+/** After a failed pull request, the wait before the stream and consumer are declared again. */
+const pullRetryMs = 1000;
 
 export interface NatsSourceSettings {
   readonly context: JetStreamContext;
@@ -55,6 +58,12 @@ export class NatsSource implements DeliverySource<NatsDelivery> {
   #requested = 0;
   #wake: () => void = () => {};
   #closed = false;
+  /**
+   * A pull request failed: the stream or the durable consumer may be gone (deleted, a memory
+   * stream after a server restart). The next claim declares both again before pulling.
+   */
+  #stale = false;
+  #retryTimer: TimerHandle | undefined;
 
   constructor(destination: string, settings: NatsSourceSettings) {
     this.destination = destination;
@@ -71,6 +80,12 @@ export class NatsSource implements DeliverySource<NatsDelivery> {
     if (this.#consumer === undefined) {
       throw new KeelError('KEEL_SERVICE_STATE', `source ${this.destination} is not open`);
     }
+    if (this.#stale && this.#retryTimer === undefined && !this.#closed) {
+      // Throws while NATS refuses: the runtime reports it and backs off.
+      this.#s.context.forgetStream(this.destination);
+      this.#consumer = await this.#s.context.ensureConsumer(this.destination, this.#s.group, this.#s.leaseMs);
+      this.#stale = false;
+    }
     const end = Math.min(this.#buffer.length, this.#head + max);
     const taken = this.#buffer.slice(this.#head, end);
     this.#head = end;
@@ -81,7 +96,9 @@ export class NatsSource implements DeliverySource<NatsDelivery> {
     // Room left after this claim that no request covers yet: ask the server for that many. A few
     // requests may wait at once, so slots freed one by one are not each a round trip apart.
     const room = max - taken.length - (this.#buffer.length - this.#head) - this.#requested;
-    if (room > 0 && this.#pulls.size < maxPulls && !this.#closed) this.#startPull(this.#consumer, room);
+    if (room > 0 && this.#pulls.size < maxPulls && !this.#closed && !this.#stale) {
+      this.#startPull(this.#consumer, room);
+    }
     return taken;
   }
 
@@ -164,6 +181,8 @@ export class NatsSource implements DeliverySource<NatsDelivery> {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    if (this.#retryTimer !== undefined) this.#s.context.o.clock.clearTimeout(this.#retryTimer);
+    this.#retryTimer = undefined;
     for (const pull of this.#pulls.values()) pull.messages?.stop();
     await Promise.allSettled(this.#pulls.keys());
     // Pulled but never handed to a handler: not attempted, so handed back uncounted.
@@ -209,16 +228,31 @@ export class NatsSource implements DeliverySource<NatsDelivery> {
         this.#requested--;
         this.#receive(message);
       }
-    })()
-      .catch((error: unknown) => this.#s.context.o.onError(error))
-      .finally(() => {
-        // Expired or stopped: what it did not bring is no longer asked for.
-        this.#requested -= state.left;
-        this.#pulls.delete(pulling);
+    })().then(
+      () => {
+        this.#pullEnded(pulling, state.left);
         // The runtime claims again: either to take what came, or to ask again.
         if (!this.#closed) this.#wake();
-      });
+      },
+      (error: unknown) => {
+        this.#pullEnded(pulling, state.left);
+        if (this.#closed) return;
+        this.#s.context.o.onError(error);
+        // Not at once: a stream that stays gone would otherwise be asked for in a tight loop.
+        this.#stale = true;
+        this.#retryTimer ??= this.#s.context.o.clock.setTimeout(() => {
+          this.#retryTimer = undefined;
+          this.#wake();
+        }, pullRetryMs);
+      },
+    );
     this.#pulls.set(pulling, state);
+  }
+
+  /** Expired, stopped or failed: what the request did not bring is no longer asked for. */
+  #pullEnded(pulling: Promise<void>, left: number): void {
+    this.#requested -= left;
+    this.#pulls.delete(pulling);
   }
 
   #receive(message: JsMsg): void {
