@@ -97,6 +97,8 @@ export class PgDb implements Db {
   readonly #listener: PgListener;
   readonly #options: ResolvedPgDbOptions;
   #closed: Promise<void> | undefined;
+  readonly #pendingNotifications = new Map<string, { channel: string; payload: string }>();
+  #flushScheduled = false;
 
   private constructor(pool: pg.Pool, options: ResolvedPgDbOptions) {
     this.#pool = pool;
@@ -213,12 +215,7 @@ export class PgDb implements Db {
       tx.end();
       const commit = await client.query('COMMIT');
       if (commit.command === 'ROLLBACK') throw transactionAborted();
-      await sendNotifications((sql, params) => run(client, sql, params), tx.notifications).catch(
-        (error: unknown) => {
-          // Committed all the same: a lost wake-up only delays a poller. A broken connection is not reused.
-          if (isConnectionError(error)) discard ??= error as Error;
-        },
-      );
+      this.#notifySoon(tx.notifications);
       return result;
     } catch (error) {
       if (isConnectionError(error)) discard ??= error as Error;
@@ -238,8 +235,33 @@ export class PgDb implements Db {
 
   /** Ends the pool (after its checked-out connections are released) and the listener. Idempotent. */
   close(): Promise<void> {
-    this.#closed ??= Promise.all([this.#listener.close(), this.#pool.end()]).then(() => undefined);
+    this.#closed ??= (async () => {
+      await this.#flushNotifications();
+      await Promise.all([this.#listener.close(), this.#pool.end()]);
+    })();
     return this.#closed;
+  }
+
+  /**
+   * Wake-ups of committed transactions, sent together a moment later on any pooled connection:
+   * the transaction returns at its commit, and under load one NOTIFY covers many commits. Best
+   * effort, like every wake-up: one lost (an error, a crash) only delays a poller.
+   */
+  #notifySoon(notifications: ReadonlyMap<string, { channel: string; payload: string }>): void {
+    if (notifications.size === 0) return;
+    for (const [key, notification] of notifications) this.#pendingNotifications.set(key, notification);
+    if (this.#flushScheduled) return;
+    this.#flushScheduled = true;
+    setImmediate(() => void this.#flushNotifications());
+  }
+
+  async #flushNotifications(): Promise<void> {
+    const batch = new Map(this.#pendingNotifications);
+    this.#pendingNotifications.clear();
+    this.#flushScheduled = false;
+    await sendNotifications((sql, params) => this.#pool.query(sql, [...params]), batch).catch(
+      () => undefined,
+    );
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
