@@ -29,6 +29,12 @@ export const kafkaPair: Pair = {
     });
     const admin = new Admin({ clientId: 'raw-bench', bootstrapBrokers: brokers });
     const topics: string[] = [];
+    const groups = [`keel-${tag}`];
+    const rawGroup = (destination: string): string => {
+      const group = `raw-${tag}-${destination}`;
+      groups.push(group);
+      return group;
+    };
     const name = (destination: string): string => `keelbench-${tag}-${destination}`;
     const keel: Side = {
       publish: async (destination, messages, chunk) => {
@@ -78,7 +84,7 @@ export const kafkaPair: Pair = {
         const consumer = new Consumer({
           clientId: 'raw-bench',
           bootstrapBrokers: brokers,
-          groupId: `raw-${tag}-${destination}`,
+          groupId: rawGroup(destination),
           autocommit: false,
         });
         const stream = await consumer.consume({
@@ -119,6 +125,8 @@ export const kafkaPair: Pair = {
       close: async () => {
         await broker.close();
         await producer.close();
+        // Empty groups would otherwise linger until the broker expires their offsets.
+        await admin.deleteGroups({ groups }).catch(() => undefined);
         await admin.close();
         await deleteTopics([...broker.ensuredTopics(), ...topics]);
       },
