@@ -1,9 +1,14 @@
 // The shared broker conformance suite against the real NATS server. It sits beside the adapter
 // (rather than in test/conformance/) so that `vitest run src/messaging/adapters/nats` runs it.
 import { afterAll, beforeAll } from 'vitest';
-import { describeBrokerConformance } from '../../../testing/index.ts';
-import { NatsJetStreamBroker } from './index.ts';
-import { CuttableProxy, deleteStreamsWithPrefix, requireNats, testPrefix } from './test-support.ts';
+import { describeBrokerConformance } from '../../src/testing/index.ts';
+import { NatsJetStreamBroker } from '../../src/messaging/adapters/nats/index.ts';
+import {
+  CuttableProxy,
+  deleteStreamsWithPrefix,
+  requireNats,
+  testPrefix,
+} from '../../src/messaging/adapters/nats/test-support.ts';
 
 const prefix = testPrefix();
 let proxy: CuttableProxy | undefined;
