@@ -5,13 +5,14 @@ interface OrderRow {
   id: string;
   customer_id: string;
   status: OrderStatus;
+  reason: string | null;
   items: OrderItem[];
   version: number;
   created_at: Date | string;
   updated_at: Date | string;
 }
 
-const columns = 'id::text AS id, customer_id, status, items, version, created_at, updated_at';
+const columns = 'id::text AS id, customer_id, status, reason, items, version, created_at, updated_at';
 
 export async function insertOrder(tx: Queryable, order: Order): Promise<void> {
   await tx.query(
@@ -54,11 +55,30 @@ export async function transitionOrder(
   return rows[0] === undefined ? undefined : toOrder(rows[0]);
 }
 
+/**
+ * Moves an order that is still at `version` (and in `from`) to `to`, with a reason for a
+ * cancellation: the conditional write a saga step makes with the version an earlier step saw.
+ * Returns the order when it moved, undefined when it had changed meanwhile.
+ */
+export async function transitionOrderAtVersion(
+  tx: Queryable,
+  change: { id: string; version: number; from: OrderStatus; to: OrderStatus; at: Date; reason?: string },
+): Promise<Order | undefined> {
+  const { rows } = await tx.query<OrderRow>(
+    `UPDATE orders SET status = $4, reason = $5, version = version + 1, updated_at = $6
+     WHERE id = $1 AND version = $2 AND status = $3
+     RETURNING ${columns}`,
+    [change.id, change.version, change.from, change.to, change.reason ?? null, change.at],
+  );
+  return rows[0] === undefined ? undefined : toOrder(rows[0]);
+}
+
 function toOrder(row: OrderRow): Order {
   return {
     id: row.id,
     customerId: row.customer_id,
     status: row.status,
+    ...(row.reason === null ? {} : { reason: row.reason }),
     items: row.items,
     version: row.version,
     createdAt: new Date(row.created_at).toISOString(),
