@@ -6,8 +6,11 @@ import type { Db } from '../../src/db/index.ts';
 import { PgQueue, type QueueConsumer } from '../../src/messaging/index.ts';
 import { tracedHandler, tracedPublisher } from '../../src/observability/index.ts';
 import { OutboxRelay } from '../../src/outbox/index.ts';
+import { SagaRunner } from '../../src/saga/index.ts';
 import { ServiceBase, ServiceGroup, type Service } from '../../src/service/index.ts';
 import type { Clock } from '../../src/time/index.ts';
+import { orderFulfilment } from './application/fulfilment.ts';
+import { PaymentProvider } from './application/payment-provider.ts';
 import { ordersQueue } from './contracts/orders.ts';
 import { healthRoutes } from './transport/http/health-routes.ts';
 import { HttpServer } from './transport/http/http-server.ts';
@@ -33,6 +36,8 @@ export interface ShopDeps {
   logger: Logger;
   /** Measures handler durations (`keel.handler.duration`). Default: none. Spans need no option. */
   meter?: Meter;
+  /** The payment provider the fulfilment saga charges. Default: the shop's own, on `db`. */
+  payments?: PaymentProvider;
   /**
    * A streaming standby of `db` for `GET /v1/orders/:id`; a read carrying a `Consistency-Token`
    * goes to it only once it has replayed that far. Default: none, every read from `db`. Closed on stop.
@@ -46,6 +51,8 @@ export interface Shop extends Service {
   readonly server: HttpServer | undefined;
   readonly relay: OutboxRelay | undefined;
   readonly worker: QueueConsumer | undefined;
+  /** The worker role's runner of the order-fulfilment saga. */
+  readonly sagas: SagaRunner | undefined;
   readonly queue: PgQueue;
   /** The database the shop owns and closes on stop. */
   readonly db: Db;
@@ -53,8 +60,9 @@ export interface Shop extends Service {
 
 /**
  * Builds every part of the shop for the given roles and starts none. Start order: database
- * (already open), worker, relay, then the HTTP listener last, so traffic arrives only when
- * everything behind it runs; stop runs in reverse, so the listener closes first.
+ * (already open), saga runner, worker, relay, then the HTTP listener last, so traffic arrives
+ * only when everything behind it runs; stop runs in reverse, so the listener closes first and
+ * the worker stops starting sagas before the runner drains the steps it is running.
  */
 export function buildShop(config: ShopConfig, deps: ShopDeps): Shop {
   const { db, clock, logger } = deps;
@@ -66,8 +74,28 @@ export function buildShop(config: ShopConfig, deps: ShopDeps): Shop {
   let ready = false;
 
   let worker: QueueConsumer | undefined;
+  let sagas: SagaRunner | undefined;
   if (config.roles.has('worker')) {
-    const handler = tracedHandler(orderPlacedHandler(db, clock), {
+    const fulfilment = orderFulfilment({
+      db,
+      clock,
+      payments: deps.payments ?? new PaymentProvider(db, { clock }),
+    });
+    // The worker's lease, poll and concurrency settings apply to its saga instances too.
+    sagas = new SagaRunner({
+      db,
+      sagas: [fulfilment],
+      clock,
+      leaseMs: config.worker.leaseMs,
+      pollMs: config.worker.pollIntervalMs,
+      concurrency: config.worker.concurrency,
+    });
+    sagas.events.on('error', ({ error, during }) => logger.warn({ err: error, during }, 'saga runner error'));
+    sagas.events.on('compensation-failed', ({ instanceId, step, error }) =>
+      logger.error({ instanceId, step, error }, 'saga parked: a compensation gave up (keel saga retry)'),
+    );
+    parts.push(sagas);
+    const handler = tracedHandler(orderPlacedHandler(db, clock, fulfilment), {
       destination: ordersQueue,
       meter: deps.meter,
     });
@@ -128,6 +156,7 @@ export function buildShop(config: ShopConfig, deps: ShopDeps): Shop {
     server,
     relay,
     worker,
+    sagas,
     queue,
     db,
     get state() {

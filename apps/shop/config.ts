@@ -9,7 +9,8 @@ const allRoles: readonly ShopRole[] = ['api', 'worker', 'relay'];
  *
  * - `PORT` (3000), `HOST` (127.0.0.1)
  * - `KEEL_ROLES`: comma-separated subset of api,worker,relay (all)
- * - `KEEL_WORKER_CONCURRENCY` (8), `KEEL_WORKER_LEASE_MS` (30000), `KEEL_POLL_INTERVAL_MS` (1000)
+ * - `KEEL_WORKER_CONCURRENCY` (8), `KEEL_WORKER_LEASE_MS` (30000), `KEEL_POLL_INTERVAL_MS` (1000);
+ *   the worker's saga runner uses the same concurrency, lease and poll interval
  * - database: see `dbConfigFromEnv` (`KEEL_DB`, `DATABASE_URL`, `KEEL_DATA_DIR`)
  */
 export function shopConfigFromEnv(env: NodeJS.ProcessEnv = process.env, defaultRoles = allRoles): ShopConfig {

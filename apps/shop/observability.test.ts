@@ -9,7 +9,7 @@ import { buildShop } from './app.ts';
 import { ordersQueue } from './contracts/orders.ts';
 import { instrumentShop } from './observability.ts';
 import { shopMigrations } from './presets/open-shop.ts';
-import { createShopStore, testShopConfig, type ShopStore } from './test/test-shop.ts';
+import { createShopStore, fulfilmentFinished, testShopConfig, type ShopStore } from './test/test-shop.ts';
 
 const exporter = new InMemorySpanExporter();
 let otel: Observability;
@@ -52,6 +52,7 @@ describe('shop observability', () => {
       });
       expect(response.statusCode).toBe(202);
       await handled;
+      await fulfilmentFinished(shop, response.json<{ id: string }>().id);
 
       const spans = exporter.getFinishedSpans();
       const one = (name: string): ReadableSpan => {
@@ -75,6 +76,10 @@ describe('shop observability', () => {
       expect(process.kind).toBe(SpanKind.CONSUMER);
       // The event was created inside the route's span: the worker's span is its child.
       expect(process.parentSpanContext?.spanId).toBe(route.spanContext().spanId);
+      // The worker's saga runner: one span per step it ran.
+      for (const step of ['accept-order', 'reserve-stock', 'take-payment', 'confirm-order']) {
+        expect(one(`saga order-fulfilment ${step}`).kind).toBe(SpanKind.INTERNAL);
+      }
 
       const metrics = await shop.http.inject({ url: '/metrics' });
       expect(metrics.statusCode).toBe(200);
@@ -84,6 +89,8 @@ describe('shop observability', () => {
       expect(metrics.body).toMatch(/^keel_handler_duration_count\{.*keel_outcome="success".*\} 1$/m);
       expect(metrics.body).toMatch(/^keel_consumer_handled_total\{.*\} 1$/m);
       expect(metrics.body).toMatch(/^keel_outbox_backlog\{.*\} 0$/m);
+      expect(metrics.body).toMatch(/^keel_saga_step_duration_count\{.*keel_saga_step="take-payment".*\} 1$/m);
+      expect(metrics.body).toMatch(/^keel_saga_instances\{.*keel_saga_state="COMPLETED".*\} 1$/m);
       expect(metrics.body).toMatch(
         /^keel_queue_depth\{.*messaging_destination_name="shop\.orders".*\} \d+$/m,
       );

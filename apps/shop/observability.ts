@@ -6,6 +6,7 @@ import {
   instrumentOutbox,
   instrumentQueueDepth,
   instrumentRuntime,
+  instrumentSagas,
   metricsRoute,
   setupObservability,
   type Observability,
@@ -23,7 +24,8 @@ export interface ShopObservabilityOptions {
 
 /**
  * Instruments a built, not yet started, shop: a span and a latency histogram per HTTP route,
- * `/metrics`, the worker's counters, the outbox and queue gauges, event-loop delay and heap.
+ * `/metrics`, the worker's counters, the outbox and queue gauges, event-loop delay and heap,
+ * and, with the worker role, a span per saga step run and the saga metrics.
  * The worker's handler span and the relay's publish span are part of `buildShop` itself
  * (no-ops until an SDK is registered); pass `meter` in the shop's deps for handler durations.
  * Dispose the handle to stop the gauges and the event-loop monitor.
@@ -38,6 +40,7 @@ export function instrumentShop(shop: Shop, options: ShopObservabilityOptions): L
     instrumentRuntime(meter),
   ];
   if (shop.worker !== undefined) handles.push(instrumentConsumer(shop.worker, meter, ordersQueue));
+  if (shop.sagas !== undefined) handles.push(instrumentSagas(shop.sagas, { meter, db: shop.db }));
   const dispose = (): void => {
     for (const handle of handles) handle.dispose();
   };

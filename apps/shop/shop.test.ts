@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Shop } from './app.ts';
 import type { Order } from './domain/order.ts';
-import { createShopStore, openTestShop, type ShopStore } from './test/test-shop.ts';
+import { createShopStore, fulfilmentFinished, openTestShop, type ShopStore } from './test/test-shop.ts';
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -41,42 +41,36 @@ async function post(
   return { status: response.statusCode, json: response.json(), headers: response.headers };
 }
 
-async function waitForStatus(shop: Shop, id: string, status: string): Promise<Order> {
-  for (let i = 0; i < 200; i++) {
-    const response = await shop.http.inject({ method: 'GET', url: `/v1/orders/${id}` });
-    const order = response.json<Order>();
-    if (order.status === status) return order;
-    await Promise.race([
-      shop.worker?.events.once('acked'),
-      new Promise((resolve) => setTimeout(resolve, 100)),
-    ]);
-  }
-  throw new Error(`order ${id} never became ${status}`);
+/** The order as `GET /v1/orders/:id` shows it once its fulfilment saga has ended. */
+async function fulfilled(shop: Shop, id: string): Promise<Order> {
+  await fulfilmentFinished(shop, id);
+  const response = await shop.http.inject({ method: 'GET', url: `/v1/orders/${id}` });
+  return response.json<Order>();
 }
 
 describe('shop: placing an order', () => {
-  it('answers 202 with the order and a Location, and the worker moves it to ACCEPTED', async () => {
+  it('answers 202 with the order and a Location, and the fulfilment saga confirms it', async () => {
     const shop = await started(await newStore());
     const { status, json, headers } = await post(shop, validOrder);
     expect(status).toBe(202);
     expect(json).toMatchObject({ status: 'PENDING', customerId: 'c-1', items: validOrder.items, version: 1 });
     expect(headers.location).toBe(`/v1/orders/${String(json.id)}`);
-    const accepted = await waitForStatus(shop, String(json.id), 'ACCEPTED');
-    expect(accepted.version).toBe(2);
+    // PENDING → ACCEPTED (the saga's first step) → CONFIRMED (its last).
+    expect(await fulfilled(shop, String(json.id))).toMatchObject({ status: 'CONFIRMED', version: 3 });
   });
 
-  it('keeps the accepted order across a restart on the same data, and migrations stay applied', async () => {
+  it('keeps the confirmed order across a restart on the same data, and migrations stay applied', async () => {
     const store = await newStore();
     const first = await openTestShop(store);
     await first.start();
     const { json } = await post(first, validOrder);
-    await waitForStatus(first, String(json.id), 'ACCEPTED');
+    expect(await fulfilled(first, String(json.id))).toMatchObject({ status: 'CONFIRMED' });
     await first.stop();
 
     const second = await started(store);
     const response = await second.http.inject({ method: 'GET', url: `/v1/orders/${String(json.id)}` });
     expect(response.statusCode).toBe(200);
-    expect(response.json()).toMatchObject({ id: json.id, status: 'ACCEPTED' });
+    expect(response.json()).toMatchObject({ id: json.id, status: 'CONFIRMED' });
   });
 
   it('a retry with the same Idempotency-Key replays the first answer and places no second order', async () => {

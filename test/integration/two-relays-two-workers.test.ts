@@ -4,6 +4,7 @@ import { buildShop, type Shop } from '../../apps/shop/app.ts';
 import { placeOrder } from '../../apps/shop/application/orders.ts';
 import { shopMigrations } from '../../apps/shop/presets/open-shop.ts';
 import { createShopStore, testShopConfig, type ShopStore } from '../../apps/shop/test/test-shop.ts';
+import { paymentsOf } from '../../apps/shop/storage/payments-store.ts';
 import { migrate, type Db } from '../../src/db/index.ts';
 import { testDbBackend } from '../../src/testing/index.ts';
 import { systemClock } from '../../src/time/index.ts';
@@ -28,6 +29,10 @@ describe('two relays and two workers at once', () => {
     const published = new Set<string>();
     let allAcked: () => void = () => undefined;
     const everyAck = new Promise<void>((resolve) => (allAcked = resolve));
+    // Each order's fulfilment saga, run by whichever worker's runner claims it.
+    const fulfilled = new Set<string>();
+    let allFulfilled: () => void = () => undefined;
+    const everyFulfilment = new Promise<void>((resolve) => (allFulfilled = resolve));
     for (const db of dbs) {
       const shop = buildShop(testShopConfig(['worker', 'relay']), {
         db,
@@ -44,25 +49,38 @@ describe('two relays and two workers at once', () => {
         if (acked.size >= total) allAcked();
       });
       shop.relay?.events.on('published', ({ messages }) => messages.forEach((m) => published.add(m.id)));
+      shop.sagas?.events.on('saga-state', ({ instanceId, to }) => {
+        if (to === 'COMPLETED') fulfilled.add(instanceId);
+        if (fulfilled.size >= total) allFulfilled();
+      });
       shops.push(shop);
       await shop.start();
     }
 
     const orders = await Promise.all(
       Array.from({ length: total }, (_, i) =>
-        placeOrder(first, systemClock, { customerId: `c-${i}`, items: [{ sku: 'a', quantity: 1 }] }),
+        placeOrder(first, systemClock, { customerId: `c-${i}`, items: [{ sku: 'book-1', quantity: 1 }] }),
       ),
     );
     await everyAck;
+    await everyFulfilment;
     expect(published.size).toBe(total);
     expect(handled.size).toBe(total);
     expect(acked.size).toBe(total);
-    const { rows } = await first.query<{ accepted: number; unpublished: number; queued: number }>(
-      `SELECT (SELECT count(*)::int FROM orders WHERE status = 'ACCEPTED') AS accepted,
+    const { rows } = await first.query<{
+      confirmed: number;
+      sagas: number;
+      unpublished: number;
+      queued: number;
+    }>(
+      `SELECT (SELECT count(*)::int FROM orders WHERE status = 'CONFIRMED') AS confirmed,
+              (SELECT count(*)::int FROM keel_saga_instances) AS sagas,
               (SELECT count(*)::int FROM keel_outbox WHERE published_at IS NULL) AS unpublished,
               (SELECT count(*)::int FROM keel_queue) AS queued`,
     );
-    expect(rows[0]).toEqual({ accepted: total, unpublished: 0, queued: 0 });
+    expect(rows[0]).toEqual({ confirmed: total, sagas: total, unpublished: 0, queued: 0 });
+    const charges = await Promise.all(orders.map((order) => paymentsOf(first, order.id)));
+    expect(charges.map((c) => c.length)).toEqual(orders.map(() => 1));
     expect(orders).toHaveLength(total);
   }, 120_000);
 });

@@ -4,7 +4,7 @@ import { injectTraceHeaders, tracedAddToOutbox } from '../../../src/observabilit
 import type { Clock } from '../../../src/time/index.ts';
 import { orderPlacedV1, ordersQueue, type PlaceOrderRequest } from '../contracts/orders.ts';
 import type { Order } from '../domain/order.ts';
-import { insertOrder, transitionOrder } from '../storage/orders-store.ts';
+import { insertOrder } from '../storage/orders-store.ts';
 
 /**
  * Writes the order as PENDING and its `order.placed.v1` event in one transaction: the event is
@@ -38,9 +38,4 @@ export async function placeOrder(
     await alsoInTransaction?.(tx, order);
   });
   return order;
-}
-
-/** The worker's step: a PENDING order becomes ACCEPTED. A redelivery finds it moved and does nothing. */
-export async function acceptOrder(tx: Tx, clock: Clock, orderId: string): Promise<Order | undefined> {
-  return transitionOrder(tx, orderId, 'PENDING', 'ACCEPTED', new Date(clock.now()));
 }

@@ -13,6 +13,7 @@ import {
 import { idempotencyMigrations } from '../../../src/idempotency/index.ts';
 import { pgQueueMigrations } from '../../../src/messaging/index.ts';
 import { inboxMigrations, outboxMigrations } from '../../../src/outbox/index.ts';
+import { sagaMigrations } from '../../../src/saga/index.ts';
 import { systemClock, type Clock } from '../../../src/time/index.ts';
 import { buildShop, type Shop, type ShopRole } from '../app.ts';
 import { shopConfigFromEnv } from '../config.ts';
@@ -20,13 +21,14 @@ import { createLogger } from '../logger.ts';
 
 const migrationsDir = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'migrations');
 
-/** keel's own tables first (queue, outbox, inbox, idempotency keys), then the shop's, in one ordered list. */
+/** keel's own tables first (queue, outbox, inbox, idempotency keys, sagas), then the shop's, in one ordered list. */
 export async function shopMigrations(): Promise<Migration[]> {
   return [
     ...pgQueueMigrations,
     ...outboxMigrations,
     ...inboxMigrations,
     ...idempotencyMigrations,
+    ...sagaMigrations,
     ...(await loadMigrations(migrationsDir)),
   ];
 }

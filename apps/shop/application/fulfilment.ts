@@ -1,0 +1,163 @@
+// The order-fulfilment saga: what happens to an order after it is placed. Each step's effect is
+// keyed by the step's idempotency key, so a step repeated after a crash or a lost lease applies
+// its effect once; each completed step is undone in reverse when a later one fails for good.
+import type { Db, Queryable } from '../../../src/db/index.ts';
+import { KeelError } from '../../../src/errors/index.ts';
+import {
+  defineSaga,
+  getSaga,
+  sagaIdempotencyKey,
+  startSaga,
+  type SagaDefinition,
+} from '../../../src/saga/index.ts';
+import { exponentialBackoff, type Clock } from '../../../src/time/index.ts';
+import type { OrderItem } from '../domain/order.ts';
+import { findOrder, transitionOrder, transitionOrderAtVersion } from '../storage/orders-store.ts';
+import { releaseStock, reserveStock, type Reservation } from '../storage/inventory-store.ts';
+import type { PaymentProvider } from './payment-provider.ts';
+
+/** What an instance is started with: the `order.placed.v1` payload. */
+export interface FulfilmentInput {
+  orderId: string;
+  customerId: string;
+  items: OrderItem[];
+}
+
+export interface FulfilmentDeps {
+  db: Db;
+  clock: Clock;
+  payments: PaymentProvider;
+}
+
+/** The saga's instance id for an order: a second start for the order (a redelivery) is a no-op. */
+export const fulfilmentId = (orderId: string): string => `order-fulfilment:${orderId}`;
+
+/**
+ * `order-fulfilment@1`:
+ * 1. `accept-order`: PENDING → ACCEPTED. Compensation: the order becomes CANCELLED with the
+ *    reason of the step that failed. This first step exists for its compensation: keel runs the
+ *    compensations of completed steps only, so cancelling here covers a failure at any later step.
+ * 2. `reserve-stock`: takes the items from `inventory`; short stock fails for good. Compensation:
+ *    gives the stock back.
+ * 3. `take-payment`: charges the order's amount with the step's idempotency key; a decline fails
+ *    for good. Compensation: refunds the charge.
+ * 4. `confirm-order`: ACCEPTED → CONFIRMED, conditional on the version `accept-order` left.
+ */
+export function orderFulfilment(deps: FulfilmentDeps): SagaDefinition<FulfilmentInput> {
+  const { db, clock, payments } = deps;
+  const now = (): Date => new Date(clock.now());
+  return defineSaga<FulfilmentInput>({
+    name: 'order-fulfilment',
+    version: 1,
+    steps: [
+      {
+        name: 'accept-order',
+        action: async ({ input }) => {
+          const moved = await transitionOrder(db, input.orderId, 'PENDING', 'ACCEPTED', now());
+          if (moved !== undefined) return { version: moved.version };
+          // A repeat after a crash between the update and its record finds the order accepted.
+          const order = await findOrder(db, input.orderId);
+          if (order?.status === 'ACCEPTED') return { version: order.version };
+          throw new KeelError(
+            'KEEL_PERMANENT_FAILURE',
+            order === undefined ? `no order ${input.orderId}` : `order is ${order.status}, not PENDING`,
+          );
+        },
+        compensation: async ({ input, instanceId, results }) => {
+          const { version } = results['accept-order'] as { version: number };
+          const reason = await failureReason(db, instanceId);
+          const cancelled = await transitionOrderAtVersion(db, {
+            id: input.orderId,
+            version,
+            from: 'ACCEPTED',
+            to: 'CANCELLED',
+            at: now(),
+            reason,
+          });
+          if (cancelled !== undefined) return;
+          const order = await findOrder(db, input.orderId);
+          if (order?.status === 'CANCELLED') return;
+          // Changed by someone else since: an operator must look (the saga parks after retrying).
+          throw new KeelError(
+            'KEEL_VERSION_CONFLICT',
+            `order ${input.orderId} is ${order?.status ?? 'gone'} at version ${order?.version ?? '-'}, expected ACCEPTED at ${version}`,
+          );
+        },
+        timeoutMs: 5000,
+      },
+      {
+        name: 'reserve-stock',
+        action: ({ input, idempotencyKey }): Promise<Reservation> =>
+          reserveStock(db, { id: idempotencyKey, orderId: input.orderId, items: input.items, at: now() }),
+        compensation: async ({ instanceId, step }) => {
+          await releaseStock(db, sagaIdempotencyKey(instanceId, step, 'action'), now());
+        },
+        timeoutMs: 5000,
+      },
+      {
+        name: 'take-payment',
+        action: async ({ input, results, idempotencyKey, signal }) => {
+          const { amountCents } = results['reserve-stock'] as Reservation;
+          const payment = await payments.charge(
+            { orderId: input.orderId, customerId: input.customerId, amountCents },
+            { idempotencyKey, signal },
+          );
+          if (payment.status === 'DECLINED') {
+            throw new KeelError(
+              'KEEL_PERMANENT_FAILURE',
+              `payment declined: ${payment.declineReason ?? 'no reason given'}`,
+            );
+          }
+          return { paymentId: payment.id, amountCents };
+        },
+        compensation: async ({ instanceId, step }) => {
+          await payments.refund(sagaIdempotencyKey(instanceId, step, 'action'));
+        },
+        // A repeat during a crashed call's key lock (5 s) is refused as in flight: wait it out.
+        retry: {
+          maxAttempts: 6,
+          backoff: exponentialBackoff({ initialMs: 200, maxMs: 5000, jitter: 'equal' }),
+        },
+        timeoutMs: 10_000,
+      },
+      {
+        name: 'confirm-order',
+        action: async ({ input, results }) => {
+          const { version } = results['accept-order'] as { version: number };
+          const confirmed = await transitionOrderAtVersion(db, {
+            id: input.orderId,
+            version,
+            from: 'ACCEPTED',
+            to: 'CONFIRMED',
+            at: now(),
+          });
+          if (confirmed !== undefined) return { version: confirmed.version };
+          const order = await findOrder(db, input.orderId);
+          if (order?.status === 'CONFIRMED') return { version: order.version };
+          throw new KeelError(
+            'KEEL_PERMANENT_FAILURE',
+            `order changed meanwhile: ${order?.status ?? 'gone'} at version ${order?.version ?? '-'}`,
+          );
+        },
+        timeoutMs: 5000,
+      },
+    ],
+  });
+}
+
+/** Starts the order's fulfilment in the caller's transaction (the consumer's, with its inbox record). */
+export function startFulfilment(
+  tx: Queryable,
+  saga: SagaDefinition<FulfilmentInput>,
+  input: FulfilmentInput,
+  clock: Clock,
+): Promise<{ id: string; created: boolean }> {
+  return startSaga(tx, saga, input, { id: fulfilmentId(input.orderId), clock });
+}
+
+/** The failure that started the compensation, as the order's cancellation reason. */
+async function failureReason(db: Db, instanceId: string): Promise<string> {
+  // A step's context carries the input and the results, not the failure: read it from the instance.
+  const { instance } = await getSaga(db, instanceId);
+  return instance.failure?.message ?? 'cancelled';
+}
