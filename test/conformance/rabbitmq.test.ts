@@ -58,3 +58,17 @@ describeBrokerConformance({
   stressCount: 2000,
   ...restartHook(),
 });
+
+// Per-key ordering: every destination is partition queues with a single active consumer, and
+// retries wait in the consumer instead of going through delay queues: a different consume and
+// retry path, so the whole suite again (a shorter stress run).
+describeBrokerConformance({
+  name: 'rabbitmq (quorum queues, per-key)',
+  open: async () => {
+    const broker = new RabbitMqBroker({ url: rabbitMqUrl, name: tag, ordering: 'per-key', partitions: 4 });
+    brokers.push(broker);
+    return broker;
+  },
+  stressCount: 2000,
+  ...restartHook(),
+});

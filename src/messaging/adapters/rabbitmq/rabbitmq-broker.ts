@@ -1,4 +1,4 @@
-import type { GetMessage } from 'amqplib';
+import type { Message } from 'amqplib';
 import { InvalidArgumentError } from '../../../errors/index.ts';
 import { exponentialBackoff, systemClock, type Backoff, type Clock } from '../../../time/index.ts';
 import type { BrokerCapabilities, MessageBroker, PublishOptions, SourceOptions } from '../../broker.ts';
@@ -9,6 +9,8 @@ import { QueueConsumer, type QueueConsumerOptions } from '../../queue-consumer.t
 import { decode, encode } from './codec.ts';
 import { Confirmer, type Outgoing } from './confirm-channel.ts';
 import { LazyConnection } from './connection.ts';
+import { assertPartitions, partitionOf, partitionQueueName, partitionQueueNames } from './partitions.ts';
+import { consumeReader, getReader, type QueueReader } from './queue-reader.ts';
 import { RabbitMqSource } from './rabbitmq-source.ts';
 import { assertDestination, delayBucket, Topology, type QueueType } from './topology.ts';
 
@@ -22,8 +24,26 @@ export interface RabbitMqBrokerOptions {
    * to redeclare a queue with another type.
    */
   queueType?: QueueType;
-  /** Unacknowledged messages per consumer. Default: the consumer's concurrency. */
+  /**
+   * Unacknowledged messages per consumer (per partition queue with `ordering: 'per-key'`).
+   * Default: what the consumer claims at once (its concurrency plus its prefetch); with
+   * `ordering: 'per-key'`, 64.
+   */
   prefetch?: number;
+  /**
+   * `per-key`: messages with the same key are handled one at a time, in publish order, even
+   * across retries, by one consumer instance at a time; other keys in parallel. Each destination
+   * becomes `partitions` queues `<destination>.p<i>` (a key goes to partition FNV-1a(key) mod
+   * `partitions`) with `x-single-active-consumer`; retries wait in the consumer, holding their
+   * key, instead of going through delay queues. Needs no server plugin. Default `none`.
+   */
+  ordering?: 'none' | 'per-key';
+  /**
+   * Partition queues per destination with `ordering: 'per-key'`, 1 to 256. Default 4. Every
+   * publisher and consumer of a destination must use the same number: changing it moves keys
+   * to other partitions, and order holds again only once the old partitions are empty.
+   */
+  partitions?: number;
   /** Budget for opening a connection, ms. Default 5 000. */
   connectTimeoutMs?: number;
   /**
@@ -48,6 +68,8 @@ interface Resolved {
   url: string;
   queueType: QueueType;
   prefetch: number | undefined;
+  /** Per-key mode's partition count; undefined without per-key ordering. */
+  partitions: number | undefined;
   connectTimeoutMs: number;
   confirmTimeoutMs: number;
   heartbeatSeconds: number;
@@ -70,6 +92,21 @@ function resolveOptions(options: RabbitMqBrokerOptions): Resolved {
   if (prefetch !== undefined && (!Number.isInteger(prefetch) || prefetch < 1 || prefetch > 65_535)) {
     throw new InvalidArgumentError('prefetch', 'an integer from 1 to 65535', prefetch);
   }
+  const ordering = options.ordering ?? 'none';
+  if (ordering !== 'none' && ordering !== 'per-key') {
+    throw new InvalidArgumentError('ordering', "'none' or 'per-key'", ordering);
+  }
+  let partitions: number | undefined;
+  if (ordering === 'per-key') {
+    partitions = options.partitions ?? 4;
+    assertPartitions(partitions);
+  } else if (options.partitions !== undefined) {
+    throw new InvalidArgumentError(
+      'partitions',
+      "undefined unless ordering is 'per-key'",
+      options.partitions,
+    );
+  }
   const connectTimeoutMs = options.connectTimeoutMs ?? 5000;
   if (!Number.isFinite(connectTimeoutMs) || connectTimeoutMs <= 0) {
     throw new InvalidArgumentError('connectTimeoutMs', 'a number > 0', connectTimeoutMs);
@@ -85,7 +122,8 @@ function resolveOptions(options: RabbitMqBrokerOptions): Resolved {
   return {
     url,
     queueType,
-    prefetch,
+    prefetch: prefetch ?? (partitions === undefined ? undefined : 64),
+    partitions,
     connectTimeoutMs,
     confirmTimeoutMs,
     heartbeatSeconds,
@@ -96,13 +134,22 @@ function resolveOptions(options: RabbitMqBrokerOptions): Resolved {
   };
 }
 
+/**
+ * How long a redrive of a per-key dead-letter partition waits for a message before it takes the
+ * partition for empty: long enough for a busy server, short when another consumer is the
+ * partition's single active consumer and nothing comes.
+ */
+const redriveIdleMs = 2000;
+
 /** Every x-dead-letter-* header keel sets, stripped again on redrive. */
 const deadLetterHeader = /^x-dead-letter-/;
 
 /**
  * RabbitMQ behind keel's `MessageBroker`: durable queues (quorum by default), persistent
  * messages, publisher confirms, prefetch, retries and delayed delivery through per-delay TTL
- * queues that dead-letter back, a `<destination>.dead-letter` queue, and redrive.
+ * queues that dead-letter back, a `<destination>.dead-letter` queue, and redrive. With
+ * `ordering: 'per-key'`, every destination is partition queues with a single active consumer
+ * and retries wait in the consumer (docs/rabbitmq.md, "Per-key ordering").
  *
  * Publishing uses one connection and consumers another, so the broker's flow control on a busy
  * publisher never stalls acks. A publish while RabbitMQ is unreachable rejects with
@@ -110,13 +157,7 @@ const deadLetterHeader = /^x-dead-letter-/;
  */
 export class RabbitMqBroker implements MessageBroker {
   readonly name = 'rabbitmq';
-  readonly capabilities: BrokerCapabilities = {
-    ordering: 'none',
-    replayable: false,
-    consumerGroups: false,
-    redeliversOnNack: false,
-    delayedDelivery: true,
-  };
+  readonly capabilities: BrokerCapabilities;
   readonly #o: Resolved;
   readonly #publishConnection: LazyConnection;
   readonly #consumeConnection: LazyConnection;
@@ -127,6 +168,15 @@ export class RabbitMqBroker implements MessageBroker {
 
   constructor(options: RabbitMqBrokerOptions = {}) {
     this.#o = resolveOptions(options);
+    this.capabilities = {
+      // Competing consumers, prefetch and delay-queue retries reorder, unless per-key.
+      ordering: this.#o.partitions === undefined ? 'none' : 'per-key',
+      replayable: false,
+      consumerGroups: false,
+      // Retries come back because the consumer publishes a copy (or, per-key, holds the message).
+      redeliversOnNack: false,
+      delayedDelivery: true,
+    };
     const settings = {
       url: this.#o.url,
       connectTimeoutMs: this.#o.connectTimeoutMs,
@@ -134,13 +184,26 @@ export class RabbitMqBroker implements MessageBroker {
     };
     this.#publishConnection = new LazyConnection({ ...settings, name: `${this.#o.name} publish` });
     this.#consumeConnection = new LazyConnection({ ...settings, name: `${this.#o.name} consume` });
-    this.#publishTopology = new Topology(this.#o.queueType, this.#o.clock);
-    this.#consumeTopology = new Topology(this.#o.queueType, this.#o.clock);
+    const singleActiveConsumer = this.#o.partitions !== undefined;
+    this.#publishTopology = new Topology(this.#o.queueType, this.#o.clock, { singleActiveConsumer });
+    this.#consumeTopology = new Topology(this.#o.queueType, this.#o.clock, { singleActiveConsumer });
     this.#publishConnection.onLost(() => {
       this.#publisher = undefined;
       this.#publishTopology.reset();
     });
     this.#consumeConnection.onLost(() => this.#consumeTopology.reset());
+  }
+
+  /** Partition queues per destination with `ordering: 'per-key'`; undefined otherwise. */
+  get partitions(): number | undefined {
+    return this.#o.partitions;
+  }
+
+  /** The queues behind `destination`: itself, or its partition queues in per-key mode. */
+  queuesOf(destination: string): string[] {
+    assertDestination(destination);
+    const partitions = this.#o.partitions;
+    return partitions === undefined ? [destination] : partitionQueueNames(destination, partitions);
   }
 
   /** The queue type this broker declares. */
@@ -176,23 +239,32 @@ export class RabbitMqBroker implements MessageBroker {
     if (this.#closed) throw new PublishError(destination, ids, new Error('broker closed'));
     const now = this.#o.clock.now();
     let confirmer: Confirmer;
-    let queue: string;
+    const groups = this.#route(destination, messages);
+    const targets = new Map<string, string>();
     try {
       confirmer = await this.#publishChannel();
-      await this.#publishTopology.queue(confirmer.channel, destination);
       const bucket = delayBucket((options.availableAt ?? now) - now);
-      queue =
-        bucket === 0
-          ? destination
-          : await this.#publishTopology.delayQueue(confirmer.channel, destination, bucket);
+      for (const queue of groups.keys()) {
+        await this.#publishTopology.queue(confirmer.channel, queue);
+        targets.set(
+          queue,
+          bucket === 0 ? queue : await this.#publishTopology.delayQueue(confirmer.channel, queue, bucket),
+        );
+      }
     } catch (error) {
       throw new PublishError(destination, ids, error);
     }
-    const outgoing: Outgoing[] = messages.map((envelope) => ({ id: envelope.id, ...encode(envelope, now) }));
-    const failures = await confirmer.publish(queue, outgoing);
-    if (failures.some((f) => f.unroutable === true)) {
-      this.#publishTopology.forget(destination);
-      this.#publishTopology.forget(queue);
+    // Partitions are written one after another on one channel: each keeps its publish order.
+    const failures = [];
+    for (const [queue, group] of groups) {
+      const target = targets.get(queue) ?? queue;
+      const outgoing: Outgoing[] = group.map((envelope) => ({ id: envelope.id, ...encode(envelope, now) }));
+      const failed = await confirmer.publish(target, outgoing);
+      if (failed.some((f) => f.unroutable === true)) {
+        this.#publishTopology.forget(queue);
+        this.#publishTopology.forget(target);
+      }
+      failures.push(...failed);
     }
     if (failures.length > 0) {
       throw new PublishError(
@@ -225,6 +297,7 @@ export class RabbitMqBroker implements MessageBroker {
       reconnectBackoff: this.#o.reconnectBackoff,
       confirmTimeoutMs: this.#o.confirmTimeoutMs,
       onError: this.#o.onError,
+      partitions: this.#o.partitions,
     });
   }
 
@@ -258,63 +331,97 @@ export class RabbitMqBroker implements MessageBroker {
       this.#o.clock,
       this.#o.confirmTimeoutMs,
     );
-    const topology = this.#publishTopology;
     let moved = 0;
     try {
-      await topology.queue(confirmer.channel, deadLetterDestination);
-      while (moved < limit) {
-        const batch: GetMessage[] = [];
-        while (batch.length < Math.min(500, limit - moved)) {
-          const message = await confirmer.channel.get(deadLetterDestination, { noAck: false });
-          if (message === false) break;
-          batch.push(message);
-        }
-        if (batch.length === 0) break;
-        const byTarget = new Map<string, { message: GetMessage; outgoing: Outgoing }[]>();
-        for (const message of batch) {
-          let target: string | undefined = options.to;
-          let outgoing: Outgoing | undefined;
-          try {
-            const { envelope } = decode(message);
-            target ??= envelope.headers['x-dead-letter-source'];
-            const headers = Object.fromEntries(
-              Object.entries(envelope.headers).filter(([name]) => !deadLetterHeader.test(name)),
-            );
-            outgoing = { id: envelope.id, ...encode({ ...envelope, headers }, this.#o.clock.now()) };
-          } catch {
-            outgoing = undefined;
-          }
-          // Not ours to move: it stays unacked until the channel closes, then returns to the queue.
-          if (outgoing === undefined || target === undefined) continue;
-          const group = byTarget.get(target) ?? [];
-          group.push({ message, outgoing });
-          byTarget.set(target, group);
-        }
-        // Unacked on this channel, the unmovable ones are not handed out again: go on to the next batch.
-        if (byTarget.size === 0) continue;
-        for (const [target, group] of byTarget) {
-          await topology.queue(confirmer.channel, target);
-          const failures = await confirmer.publish(
-            target,
-            group.map((g) => g.outgoing),
-          );
-          const failed = new Set(failures.map((f) => f.id));
-          for (const { message, outgoing } of group) {
-            if (failed.has(outgoing.id)) continue;
-            confirmer.channel.ack(message);
-            moved++;
-          }
-          if (failures.length > 0) {
-            throw new PublishError(
-              target,
-              failures.map((f) => f.id),
-              failures[0]?.error,
-            );
-          }
-        }
+      for (const source of this.queuesOf(deadLetterDestination)) {
+        if (moved >= limit) break;
+        moved += await this.#redriveQueue(confirmer, source, options.to, limit - moved);
       }
     } finally {
       await confirmer.close();
+    }
+    return moved;
+  }
+
+  /** Redrives from one queue (the dead-letter queue, or one of its partitions). */
+  async #redriveQueue(
+    confirmer: Confirmer,
+    deadLetterQueue: string,
+    to: string | undefined,
+    limit: number,
+  ): Promise<number> {
+    const topology = this.#publishTopology;
+    let moved = 0;
+    await topology.queue(confirmer.channel, deadLetterQueue);
+    const reader: QueueReader =
+      this.#o.partitions === undefined
+        ? getReader(confirmer.channel, deadLetterQueue)
+        : await consumeReader(confirmer.channel, deadLetterQueue, this.#o.clock, redriveIdleMs);
+    try {
+      moved = await this.#redriveFrom(confirmer, reader, to, limit);
+    } finally {
+      await reader.close();
+    }
+    return moved;
+  }
+
+  async #redriveFrom(
+    confirmer: Confirmer,
+    reader: QueueReader,
+    to: string | undefined,
+    limit: number,
+  ): Promise<number> {
+    const topology = this.#publishTopology;
+    let moved = 0;
+    while (moved < limit) {
+      const batch = await reader.take(Math.min(500, limit - moved));
+      if (batch.length === 0) break;
+      const byTarget = new Map<string, { message: Message; outgoing: Outgoing }[]>();
+      for (const message of batch) {
+        let target: string | undefined = to;
+        let outgoing: Outgoing | undefined;
+        try {
+          const { envelope } = decode(message);
+          target ??= envelope.headers['x-dead-letter-source'];
+          // In per-key mode the message goes to its key's partition of the target.
+          if (target !== undefined && this.#o.partitions !== undefined) {
+            target = partitionQueueName(target, partitionOf(envelope, this.#o.partitions));
+          }
+          const headers = Object.fromEntries(
+            Object.entries(envelope.headers).filter(([name]) => !deadLetterHeader.test(name)),
+          );
+          outgoing = { id: envelope.id, ...encode({ ...envelope, headers }, this.#o.clock.now()) };
+        } catch {
+          outgoing = undefined;
+        }
+        // Not ours to move: it stays unacked until the channel closes, then returns to the queue.
+        if (outgoing === undefined || target === undefined) continue;
+        const group = byTarget.get(target) ?? [];
+        group.push({ message, outgoing });
+        byTarget.set(target, group);
+      }
+      // Unacked on this channel, the unmovable ones are not handed out again: go on to the next batch.
+      if (byTarget.size === 0) continue;
+      for (const [target, group] of byTarget) {
+        await topology.queue(confirmer.channel, target);
+        const failures = await confirmer.publish(
+          target,
+          group.map((g) => g.outgoing),
+        );
+        const failed = new Set(failures.map((f) => f.id));
+        for (const { message, outgoing } of group) {
+          if (failed.has(outgoing.id)) continue;
+          confirmer.channel.ack(message);
+          moved++;
+        }
+        if (failures.length > 0) {
+          throw new PublishError(
+            target,
+            failures.map((f) => f.id),
+            failures[0]?.error,
+          );
+        }
+      }
     }
     return moved;
   }
@@ -327,6 +434,20 @@ export class RabbitMqBroker implements MessageBroker {
     await (await publisher?.catch(() => undefined))?.close();
     await this.#publishConnection.close();
     await this.#consumeConnection.close();
+  }
+
+  /** The messages for each queue behind `destination`, in publish order. */
+  #route(destination: string, messages: readonly Envelope[]): Map<string, Envelope[]> {
+    const partitions = this.#o.partitions;
+    if (partitions === undefined) return new Map([[destination, [...messages]]]);
+    const groups = new Map<string, Envelope[]>();
+    for (const envelope of messages) {
+      const queue = partitionQueueName(destination, partitionOf(envelope, partitions));
+      const group = groups.get(queue);
+      if (group === undefined) groups.set(queue, [envelope]);
+      else group.push(envelope);
+    }
+    return groups;
   }
 
   #publishChannel(): Promise<Confirmer> {

@@ -6,6 +6,8 @@ import type { Envelope } from '../../envelope.ts';
 import { decode, deliveryCount, encode } from './codec.ts';
 import { Confirmer } from './confirm-channel.ts';
 import type { LazyConnection } from './connection.ts';
+import { KeyGate } from './key-gate.ts';
+import { partitionOf, partitionQueueName, partitionQueueNames } from './partitions.ts';
 import { delayBucket, type QueueType, type Topology } from './topology.ts';
 
 export interface RabbitMqDelivery extends Delivery {
@@ -28,6 +30,11 @@ export interface RabbitMqSourceSettings {
   /** Longest wait for the confirm of a retry, dead-letter or hand-back copy, ms. */
   confirmTimeoutMs: number;
   onError: (error: unknown) => void;
+  /**
+   * Per-key mode: the destination (and the dead-letter destination) is this many partition
+   * queues, `<name>.p<i>`, each consumed by one consumer at a time. Undefined: one plain queue.
+   */
+  partitions?: number | undefined;
 }
 
 /**
@@ -38,12 +45,27 @@ export interface RabbitMqSourceSettings {
  *
  * Attempts: quorum queues count deliveries exactly (`x-delivery-count`); classic queues only say
  * `redelivered`, so a message requeued by crashes counts as at most one extra attempt there.
+ *
+ * Per-key mode (`partitions`): it consumes every partition queue of the destination (RabbitMQ
+ * makes one consumer at a time active on each), pushed messages wait in a `KeyGate` that hands
+ * out one per key at a time, retries stay unacknowledged here until their backoff ends, and
+ * stop hands everything back by closing the channel, so order holds across retries and
+ * failover. Attempts there count a redelivery as one, as on classic queues.
  */
 export class RabbitMqSource implements DeliverySource<RabbitMqDelivery> {
   readonly destination: string;
   readonly #s: RabbitMqSourceSettings;
+  /** The queues consumed: the destination, or its partitions. */
+  readonly #queues: readonly string[];
+  /** Per-key mode: what was pushed waits here until its key is free. */
+  readonly #gate: KeyGate<RabbitMqDelivery> | undefined;
+  /** Wake-ups at the end of in-place retry backoffs (per-key mode). */
+  readonly #timers = new Set<TimerHandle>();
+  /** Per-key mode: shutting down, so nothing more is handed out; the channel's close returns it all. */
+  #draining = false;
   #confirmer: Confirmer | undefined;
-  #consumerTag: string | undefined;
+  /** The consumer tags while consuming; undefined when not consuming. */
+  #consumerTags: string[] | undefined;
   #prefetch: number | undefined;
   #buffer: RabbitMqDelivery[] = [];
   #wake: () => void = () => {};
@@ -58,6 +80,9 @@ export class RabbitMqSource implements DeliverySource<RabbitMqDelivery> {
     this.destination = destination;
     this.#s = settings;
     this.#prefetch = settings.prefetch;
+    const partitions = settings.partitions;
+    this.#queues = partitions === undefined ? [destination] : partitionQueueNames(destination, partitions);
+    this.#gate = partitions === undefined ? undefined : new KeyGate();
   }
 
   async open(wake: () => void): Promise<void> {
@@ -68,7 +93,7 @@ export class RabbitMqSource implements DeliverySource<RabbitMqDelivery> {
   async claim(max: number): Promise<RabbitMqDelivery[]> {
     if (
       !this.#stopped &&
-      this.#consumerTag === undefined &&
+      this.#consumerTags === undefined &&
       this.#confirmer?.open === true &&
       this.#connecting === undefined
     ) {
@@ -77,6 +102,7 @@ export class RabbitMqSource implements DeliverySource<RabbitMqDelivery> {
       this.#connecting = this.#consume(this.#confirmer).finally(() => (this.#connecting = undefined));
       await this.#connecting;
     }
+    if (this.#gate !== undefined) return this.#draining ? [] : this.#gate.claim(this.#s.clock.now(), max);
     return this.#buffer.splice(0, max);
   }
 
@@ -85,6 +111,7 @@ export class RabbitMqSource implements DeliverySource<RabbitMqDelivery> {
     // reconnect, and a live message left unacked would hold a prefetch slot for good.
     let lost: RabbitMqDelivery | undefined;
     for (const delivery of deliveries) {
+      this.#gate?.done(delivery);
       if (delivery.confirmer.open) delivery.confirmer.channel.ack(delivery.message);
       else lost ??= delivery;
     }
@@ -94,6 +121,19 @@ export class RabbitMqSource implements DeliverySource<RabbitMqDelivery> {
   async retry(delivery: RabbitMqDelivery, delayMs: number, error: unknown): Promise<void> {
     const confirmer = this.#live(delivery);
     const now = this.#s.clock.now();
+    if (this.#gate !== undefined) {
+      // Per-key: a copy through a delay queue would come back behind its key's successors. The
+      // message stays unacknowledged here, holding its key, and is handed out again after the
+      // backoff (a crash meanwhile returns it to the head of its partition).
+      const again: RabbitMqDelivery = {
+        ...delivery,
+        attempt: delivery.attempt + 1,
+        firstFailedAt: delivery.firstFailedAt ?? new Date(now).toISOString(),
+      };
+      this.#gate.retryAt(delivery, again, now + Math.max(0, delayMs));
+      this.#wakeAfter(delayMs);
+      return;
+    }
     const bucket = delayBucket(delayMs);
     const queue =
       bucket === 0
@@ -104,6 +144,7 @@ export class RabbitMqSource implements DeliverySource<RabbitMqDelivery> {
       confirmer,
       queue,
       delivery,
+      delivery.envelope,
       {
         attempt: delivery.attempt,
         firstFailedAt,
@@ -115,7 +156,7 @@ export class RabbitMqSource implements DeliverySource<RabbitMqDelivery> {
   async deadLetter(delivery: RabbitMqDelivery, error: unknown): Promise<void> {
     const confirmer = this.#live(delivery);
     const now = new Date(this.#s.clock.now()).toISOString();
-    const queue = this.#s.deadLetterDestination;
+    const queue = this.#deadLetterQueue(delivery.envelope);
     await this.#s.topology.queue(confirmer.channel, queue);
     const envelope: Envelope = {
       ...delivery.envelope,
@@ -128,10 +169,17 @@ export class RabbitMqSource implements DeliverySource<RabbitMqDelivery> {
         'x-dead-letter-last-failed-at': now,
       },
     };
-    await this.#publishThenAck(confirmer, queue, { ...delivery, envelope }, {}, error);
+    await this.#publishThenAck(confirmer, queue, delivery, envelope, {}, error);
   }
 
   async release(delivery: RabbitMqDelivery): Promise<void> {
+    if (this.#gate !== undefined) {
+      // Per-key: a copy would go behind its key's successors, and cancelling would let the next
+      // single active consumer start while this channel still holds earlier messages. Hand out
+      // nothing more; closing the channel returns everything held, in order, in one step.
+      this.#draining = true;
+      return;
+    }
     const confirmer = delivery.confirmer;
     // The channel is gone: the broker has requeued the message already.
     if (!confirmer.open || confirmer !== this.#confirmer) return;
@@ -144,9 +192,20 @@ export class RabbitMqSource implements DeliverySource<RabbitMqDelivery> {
     this.#closed = true;
     if (this.#reconnectTimer !== undefined) this.#s.clock.clearTimeout(this.#reconnectTimer);
     this.#reconnectTimer = undefined;
+    for (const timer of this.#timers) this.#s.clock.clearTimeout(timer);
+    this.#timers.clear();
     await this.#connecting?.catch(() => undefined);
     const confirmer = this.#confirmer;
     if (confirmer === undefined) return;
+    if (this.#gate !== undefined) {
+      // Per-key: no cancel first (see release): the close returns every unacknowledged message
+      // and hands each partition to the next consumer at once, so order holds across failover.
+      // Those messages count as redelivered, one attempt more at most (docs/rabbitmq.md).
+      this.#gate.clear();
+      this.#confirmer = undefined;
+      await confirmer.close();
+      return;
+    }
     // After the cancel is confirmed nothing more arrives; what was pushed here but never claimed
     // was not attempted, so it goes back uncounted.
     await this.#stopConsuming(confirmer);
@@ -176,26 +235,52 @@ export class RabbitMqSource implements DeliverySource<RabbitMqDelivery> {
 
   async #stopConsuming(confirmer: Confirmer): Promise<void> {
     this.#stopped = true;
-    const tag = this.#consumerTag;
-    this.#consumerTag = undefined;
-    if (tag === undefined || !confirmer.open) return;
-    await confirmer.channel.cancel(tag).catch(() => undefined);
+    const tags = this.#consumerTags;
+    this.#consumerTags = undefined;
+    if (tags === undefined || !confirmer.open) return;
+    for (const tag of tags) await confirmer.channel.cancel(tag).catch(() => undefined);
+  }
+
+  /** Where a dead letter goes: the dead-letter queue, or in per-key mode its message's partition. */
+  #deadLetterQueue(envelope: Pick<Envelope, 'key' | 'id'>): string {
+    const partitions = this.#s.partitions;
+    const queue = this.#s.deadLetterDestination;
+    return partitions === undefined ? queue : partitionQueueName(queue, partitionOf(envelope, partitions));
+  }
+
+  #wakeAfter(delayMs: number): void {
+    const timer = this.#s.clock.setTimeout(
+      () => {
+        this.#timers.delete(timer);
+        this.#wake();
+      },
+      Math.max(0, delayMs),
+    );
+    this.#timers.add(timer);
   }
 
   async #publishThenAck(
     confirmer: Confirmer,
     queue: string,
     delivery: RabbitMqDelivery,
+    envelope: Envelope,
     carried: { attempt?: number; firstFailedAt?: string },
     cause: unknown,
   ): Promise<void> {
-    const { content, options } = encode(delivery.envelope, this.#s.clock.now(), carried);
+    const { content, options } = encode(envelope, this.#s.clock.now(), carried);
     const failures = await confirmer.publish(queue, [{ id: delivery.envelope.id, content, options }]);
     if (failures.length > 0) {
       if (failures.some((f) => f.unroutable === true)) this.#s.topology.forget(queue);
-      // RabbitMQ has no lease to expire: hand the original back now (counted: the attempt
-      // failed), or it would sit unacknowledged, holding a prefetch slot, until the channel dies.
-      if (confirmer.open) confirmer.channel.nack(delivery.message, false, true);
+      if (this.#gate?.holds(delivery) === true) {
+        // Per-key: a requeue would let the key's successors go first. Keep it, holding its key,
+        // and hand it out again in a second (same attempt): its next failure tries this again.
+        this.#gate.retryAt(delivery, { ...delivery }, this.#s.clock.now() + 1000);
+        this.#wakeAfter(1000);
+      } else if (confirmer.open) {
+        // RabbitMQ has no lease to expire: hand the original back now (counted: the attempt
+        // failed), or it would sit unacknowledged, holding a prefetch slot, until the channel dies.
+        confirmer.channel.nack(delivery.message, false, true);
+      }
       throw new KeelError(
         'KEEL_PUBLISH_FAILED',
         `could not move message ${delivery.envelope.id} to ${queue}`,
@@ -205,6 +290,7 @@ export class RabbitMqSource implements DeliverySource<RabbitMqDelivery> {
         },
       );
     }
+    this.#gate?.done(delivery);
     this.#live(delivery).channel.ack(delivery.message);
   }
 
@@ -228,28 +314,33 @@ export class RabbitMqSource implements DeliverySource<RabbitMqDelivery> {
     channel.on('close', () => this.#onChannelClosed(confirmer));
     try {
       // Always declared on (re)connect: the queue may have been deleted while keel was away.
-      await this.#s.topology.queue(channel, this.destination, { force: true });
+      for (const queue of this.#queues) await this.#s.topology.queue(channel, queue, { force: true });
     } catch (error) {
       await confirmer.close();
       throw error;
     }
     this.#confirmer = confirmer;
-    this.#consumerTag = undefined;
+    this.#consumerTags = undefined;
     if (this.#prefetch !== undefined && !this.#stopped) await this.#consume(confirmer);
   }
 
   async #consume(confirmer: Confirmer): Promise<void> {
     const channel = confirmer.channel;
+    // Per consumer (global false): in per-key mode every partition queue gets the whole window.
     await channel.prefetch(this.#prefetch ?? 1);
-    const { consumerTag } = await channel.consume(this.destination, (message) => {
-      if (message === null) {
-        // The broker cancelled the consumer (queue deleted): start over on a new channel.
-        void confirmer.close();
-        return;
-      }
-      this.#receive(confirmer, message);
-    });
-    this.#consumerTag = consumerTag;
+    const tags: string[] = [];
+    for (const queue of this.#queues) {
+      const { consumerTag } = await channel.consume(queue, (message) => {
+        if (message === null) {
+          // The broker cancelled the consumer (queue deleted): start over on a new channel.
+          void confirmer.close();
+          return;
+        }
+        this.#receive(confirmer, message);
+      });
+      tags.push(consumerTag);
+    }
+    this.#consumerTags = tags;
   }
 
   #receive(confirmer: Confirmer, message: ConsumeMessage): void {
@@ -262,26 +353,34 @@ export class RabbitMqSource implements DeliverySource<RabbitMqDelivery> {
       void this.#deadLetterUndecodable(confirmer, message, error);
       return;
     }
+    // Per-key mode hands messages back by closing the channel (counted by x-delivery-count),
+    // so it counts a redelivery as one attempt, as classic queues do.
     const earlier =
-      this.#s.queueType === 'quorum' ? deliveryCount(message) : message.fields.redelivered ? 1 : 0;
-    this.#buffer.push({
+      this.#s.queueType === 'quorum' && this.#gate === undefined
+        ? deliveryCount(message)
+        : message.fields.redelivered
+          ? 1
+          : 0;
+    const delivery: RabbitMqDelivery = {
       envelope: decoded.envelope,
       attempt: decoded.carriedAttempts + earlier + 1,
       message,
       confirmer,
       firstFailedAt: decoded.firstFailedAt,
-    });
+    };
+    if (this.#gate !== undefined) this.#gate.add(delivery);
+    else this.#buffer.push(delivery);
     this.#wake();
   }
 
   /** A body that is not a keel envelope cannot be handled: park it, raw, in the dead-letter queue. */
   async #deadLetterUndecodable(confirmer: Confirmer, message: ConsumeMessage, error: unknown): Promise<void> {
     try {
-      const queue = this.#s.deadLetterDestination;
-      await this.#s.topology.queue(confirmer.channel, queue);
       const now = new Date(this.#s.clock.now()).toISOString();
       const id =
         typeof message.properties.messageId === 'string' ? message.properties.messageId : `raw-${now}`;
+      const queue = this.#deadLetterQueue({ key: null, id });
+      await this.#s.topology.queue(confirmer.channel, queue);
       const headers = {
         ...(message.properties.headers ?? {}),
         'x-dead-letter-source': this.destination,
@@ -302,8 +401,9 @@ export class RabbitMqSource implements DeliverySource<RabbitMqDelivery> {
     if (this.#closed || confirmer !== this.#confirmer) return;
     // The broker requeues whatever this channel held; what is buffered here is void.
     this.#confirmer = undefined;
-    this.#consumerTag = undefined;
+    this.#consumerTags = undefined;
     this.#buffer = [];
+    this.#gate?.clear();
     this.#scheduleReconnect();
   }
 

@@ -41,14 +41,17 @@ function delayQueueExpiry(bucketMs: number): number {
 export class Topology {
   readonly #type: QueueType;
   readonly #clock: Clock;
+  /** Per-key mode: every work queue is a partition, consumed by one consumer at a time. */
+  readonly #singleActiveConsumer: boolean;
   /** Name → when it was declared (ms). */
   readonly #declared = new Map<string, number>();
   /** Every queue this topology declared, for tests and tooling that clean up. */
   readonly names = new Set<string>();
 
-  constructor(type: QueueType, clock: Clock) {
+  constructor(type: QueueType, clock: Clock, options: { singleActiveConsumer?: boolean } = {}) {
     this.#type = type;
     this.#clock = clock;
+    this.#singleActiveConsumer = options.singleActiveConsumer ?? false;
   }
 
   /** Forgets what was declared: after a reconnect the server may have lost non-durable state. */
@@ -56,9 +59,15 @@ export class Topology {
     this.#declared.clear();
   }
 
-  /** A work queue: a destination or a dead-letter destination. */
+  /**
+   * A work queue: a destination or a dead-letter destination (in per-key mode, one partition of
+   * either, with `x-single-active-consumer`: RabbitMQ delivers it to one consumer at a time and
+   * fails over to the next when that one's channel closes).
+   */
   async queue(channel: Channel, name: string, options: { force?: boolean } = {}): Promise<void> {
-    await this.#assert(channel, name, { durable: true, arguments: this.#baseArguments() }, options.force);
+    const args = this.#baseArguments();
+    if (this.#singleActiveConsumer) args['x-single-active-consumer'] = true;
+    await this.#assert(channel, name, { durable: true, arguments: args }, options.force);
   }
 
   /** Declares `name` again on next use: it turned out missing (deleted behind keel's back). */
