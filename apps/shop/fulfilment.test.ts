@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
+import { KeelError } from '../../src/errors/index.ts';
 import { getSaga, listSagas } from '../../src/saga/index.ts';
 import { systemClock } from '../../src/time/index.ts';
 import type { Shop } from './app.ts';
@@ -17,10 +18,13 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-async function started(roles: Parameters<typeof openTestShop>[1] = ['worker', 'relay']): Promise<Shop> {
+async function started(
+  roles: Parameters<typeof openTestShop>[1] = ['worker', 'relay'],
+  options: Parameters<typeof openTestShop>[3] = {},
+): Promise<Shop> {
   const store: ShopStore = await createShopStore();
   cleanups.push(() => store.dispose());
-  const shop = await openTestShop(store, roles);
+  const shop = await openTestShop(store, roles, systemClock, options);
   await shop.start();
   cleanups.push(() => shop.stop({ drainMs: 1000 }));
   return shop;
@@ -93,6 +97,32 @@ describe('order fulfilment: the order-fulfilment saga run by the worker', () => 
       'reserve-stock',
       'accept-order',
     ]);
+  });
+
+  it('a charge whose answer is lost fails the step for good, and the cancellation refunds it', async () => {
+    // The provider charges, then the answer never arrives: the step fails with the charge applied.
+    class LosingProvider extends PaymentProvider {
+      override async charge(
+        ...args: Parameters<PaymentProvider['charge']>
+      ): ReturnType<PaymentProvider['charge']> {
+        await super.charge(...args);
+        throw new KeelError('KEEL_PERMANENT_FAILURE', 'the provider answered nothing');
+      }
+    }
+    const shop = await started(['worker', 'relay'], { payments: (db) => new LosingProvider(db) });
+    const before = await stockOf(shop.db, 'book-1');
+    const placed = await place(shop, { customerId: 'c-5', items: [{ sku: 'book-1', quantity: 1 }] });
+
+    expect(await fulfilmentFinished(shop, placed.id)).toMatchObject({
+      state: 'COMPENSATED',
+      failure: { step: 'take-payment' },
+    });
+    expect(await getOrder(shop, placed.id)).toMatchObject({
+      status: 'CANCELLED',
+      reason: 'the provider answered nothing',
+    });
+    expect(await paymentsOf(shop.db, placed.id)).toEqual([expect.objectContaining({ status: 'REFUNDED' })]);
+    expect(await stockOf(shop.db, 'book-1')).toBe(before);
   });
 
   it('a redelivered order.placed.v1 starts one saga and charges once', async () => {

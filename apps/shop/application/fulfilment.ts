@@ -9,6 +9,7 @@ import {
   sagaIdempotencyKey,
   startSaga,
   type SagaDefinition,
+  type StoredError,
 } from '../../../src/saga/index.ts';
 import { exponentialBackoff, type Clock } from '../../../src/time/index.ts';
 import type { OrderItem } from '../domain/order.ts';
@@ -35,8 +36,9 @@ export const fulfilmentId = (orderId: string): string => `order-fulfilment:${ord
 /**
  * `order-fulfilment@1`:
  * 1. `accept-order`: PENDING → ACCEPTED. Compensation: the order becomes CANCELLED with the
- *    reason of the step that failed. This first step exists for its compensation: keel runs the
- *    compensations of completed steps only, so cancelling here covers a failure at any later step.
+ *    reason of the step that failed, whose own effect, if it applied, is undone first. This first
+ *    step exists for its compensation: keel runs the compensations of completed steps only, so
+ *    cancelling here covers a failure at any later step.
  * 2. `reserve-stock`: takes the items from `inventory`; short stock fails for good. Compensation:
  *    gives the stock back.
  * 3. `take-payment`: charges the order's amount with the step's idempotency key; a decline fails
@@ -65,7 +67,16 @@ export function orderFulfilment(deps: FulfilmentDeps): SagaDefinition<Fulfilment
         },
         compensation: async ({ input, instanceId, results }) => {
           const { version } = results['accept-order'] as { version: number };
-          const reason = await failureReason(db, instanceId);
+          const failure = await failureOf(db, instanceId);
+          // keel compensates the completed steps only, yet the step that failed for good may have
+          // applied its effect (its last attempt timed out after the commit): undo that too, by its
+          // key. Either undo is a no-op when there is nothing to undo.
+          if (failure?.step === 'reserve-stock') {
+            await releaseStock(db, sagaIdempotencyKey(instanceId, 'reserve-stock', 'action'), now());
+          } else if (failure?.step === 'take-payment') {
+            await payments.refund(sagaIdempotencyKey(instanceId, 'take-payment', 'action'));
+          }
+          const reason = failure?.message ?? 'cancelled';
           const cancelled = await transitionOrderAtVersion(db, {
             id: input.orderId,
             version,
@@ -155,9 +166,9 @@ export function startFulfilment(
   return startSaga(tx, saga, input, { id: fulfilmentId(input.orderId), clock });
 }
 
-/** The failure that started the compensation, as the order's cancellation reason. */
-async function failureReason(db: Db, instanceId: string): Promise<string> {
+/** The failure that started the compensation: the step and the order's cancellation reason. */
+async function failureOf(db: Db, instanceId: string): Promise<StoredError | null> {
   // A step's context carries the input and the results, not the failure: read it from the instance.
   const { instance } = await getSaga(db, instanceId);
-  return instance.failure?.message ?? 'cancelled';
+  return instance.failure;
 }

@@ -11,6 +11,7 @@ import { getSaga, type SagaInstance, type SagaState } from '../../../src/saga/in
 import { systemClock, type Clock } from '../../../src/time/index.ts';
 import { buildShop, type Shop, type ShopConfig, type ShopRole } from '../app.ts';
 import { fulfilmentId } from '../application/fulfilment.ts';
+import type { PaymentProvider } from '../application/payment-provider.ts';
 import { shopMigrations } from '../presets/open-shop.ts';
 
 /**
@@ -63,15 +64,25 @@ export const testShopConfig = (roles: readonly ShopRole[]): ShopConfig => ({
   relay: { pollIntervalMs: 200, batchSize: 100 },
 });
 
-/** Opens the store, migrates, and builds (does not start) a shop with a silent logger. */
+/**
+ * Opens the store, migrates, and builds (does not start) a shop with a silent logger; `payments`
+ * builds the payment provider on the opened database in place of the shop's default.
+ */
 export async function openTestShop(
   store: ShopStore,
   roles: readonly ShopRole[] = ['worker', 'relay'],
   clock: Clock = systemClock,
+  options: { payments?: (db: Db) => PaymentProvider } = {},
 ): Promise<Shop> {
   const db = await store.open();
   await migrate(db, await shopMigrations());
-  return buildShop(testShopConfig(roles), { db, clock, logger: pino({ level: 'silent' }) });
+  const payments = options.payments?.(db);
+  return buildShop(testShopConfig(roles), {
+    db,
+    clock,
+    logger: pino({ level: 'silent' }),
+    ...(payments === undefined ? {} : { payments }),
+  });
 }
 
 const finalStates: readonly SagaState[] = ['COMPLETED', 'COMPENSATED', 'NEEDS_ATTENTION'];
