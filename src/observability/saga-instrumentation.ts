@@ -10,6 +10,7 @@ import type { Queryable } from '../db/db.ts';
 import { countSagasByState, type SagaRunner, type SagaStepEvent } from '../saga/index.ts';
 import type { ListenerHandle } from '../service/index.ts';
 import { keelAttributes, metricNames, spanNames } from './names.ts';
+import { secondsBuckets } from './traced-handler.ts';
 import { keelMeter, keelTracer } from './tracer.ts';
 
 /** The span and metric names of `instrumentSagas`, from `names.ts` (docs/observability.md lists them). */
@@ -63,6 +64,7 @@ export function instrumentSagas(runner: SagaRunner, options: InstrumentSagasOpti
   const duration = meter.createHistogram(sagaTelemetryNames.stepDuration, {
     description: "A saga step's time from its start in a runner to its recorded outcome",
     unit: 's',
+    advice: { explicitBucketBoundaries: [...secondsBuckets] },
   });
 
   const start = (e: SagaStepEvent): void => {
