@@ -6,7 +6,7 @@ import type { Db } from '../../src/db/index.ts';
 import { PgQueue, type QueueConsumer } from '../../src/messaging/index.ts';
 import { tracedHandler, tracedPublisher } from '../../src/observability/index.ts';
 import { OutboxRelay } from '../../src/outbox/index.ts';
-import { SagaRunner } from '../../src/saga/index.ts';
+import { SagaRunner, pruneSagas } from '../../src/saga/index.ts';
 import { ServiceBase, ServiceGroup, type Service } from '../../src/service/index.ts';
 import type { Clock } from '../../src/time/index.ts';
 import { orderFulfilment } from './application/fulfilment.ts';
@@ -127,6 +127,13 @@ export function buildShop(config: ShopConfig, deps: ShopDeps): Shop {
     const pruner = new ExpiredKeyPruner(idempotency, { clock });
     pruner.events.on('error', ({ error }) => logger.warn({ err: error }, 'idempotency pruning failed'));
     parts.push(pruner);
+    // Finished saga instances and their history go after 30 days (pruneSagas' default).
+    const sagaPruner = new ExpiredKeyPruner(
+      { prune: () => pruneSagas(db, { clock }) },
+      { clock, name: 'saga-pruner' },
+    );
+    sagaPruner.events.on('error', ({ error }) => logger.warn({ err: error }, 'saga pruning failed'));
+    parts.push(sagaPruner);
   }
 
   const http: FastifyInstance = Fastify({

@@ -22,8 +22,9 @@ export class ExpiredKeyPruner extends ServiceBase<ExpiredKeyPrunerEvents> {
   #timer: TimerHandle | undefined;
   #running: Promise<void> | undefined;
 
-  constructor(store: PrunableStore, options: { intervalMs?: number; clock?: Clock } = {}) {
-    super('idempotency-pruner', options.clock);
+  /** `name` tells pruners apart in logs and events; any `prune()` fits (finished sagas, too). */
+  constructor(store: PrunableStore, options: { intervalMs?: number; clock?: Clock; name?: string } = {}) {
+    super(options.name ?? 'idempotency-pruner', options.clock);
     this.#store = store;
     this.#intervalMs = options.intervalMs ?? 10 * 60_000;
     if (!Number.isFinite(this.#intervalMs) || this.#intervalMs <= 0)
