@@ -44,9 +44,11 @@ export function instrumentOutbox(
 /** Anything that can count the messages waiting in a destination (`PgQueue.depth`). */
 export interface DepthSource {
   depth(destination: string): Promise<number>;
+  /** Seconds consumers are behind: the age of the oldest due message. Optional. */
+  lag?(destination: string): Promise<number>;
 }
 
-/** `keel.queue.depth` per destination, read at each collection. */
+/** `keel.queue.depth` and, where the source tells it, `keel.queue.lag` per destination, read at each collection. */
 export function instrumentQueueDepth(
   queue: DepthSource,
   destinations: readonly string[],
@@ -64,6 +66,25 @@ export function instrumentQueueDepth(
     );
   };
   gauge.addCallback(callback);
-  const dispose = (): void => gauge.removeCallback(callback);
+  // Consumer lag, where the source can tell it.
+  const lagOf = queue.lag?.bind(queue);
+  const lagGauge = meter.createObservableGauge(metricNames.queueLag, {
+    description: 'Age of the oldest message due in a destination: how far its consumers are behind',
+    unit: 's',
+  });
+  const lagCallback = async (result: ObservableResult): Promise<void> => {
+    if (lagOf === undefined) return;
+    await Promise.all(
+      destinations.map(async (destination) => {
+        const lag = await lagOf(destination).catch(() => undefined);
+        if (lag !== undefined) result.observe(lag, { [m.destinationName]: destination });
+      }),
+    );
+  };
+  lagGauge.addCallback(lagCallback);
+  const dispose = (): void => {
+    gauge.removeCallback(callback);
+    lagGauge.removeCallback(lagCallback);
+  };
   return { dispose, [Symbol.dispose]: dispose };
 }

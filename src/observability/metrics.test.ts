@@ -118,6 +118,9 @@ describe('/metrics', () => {
     expect(has(/^keel_consumer_retried_total\{.*\} 1$/)).toBe(true);
     expect(has(/^keel_queue_depth\{.*messaging_destination_name="idle".*\} 1$/)).toBe(true);
     expect(has(/^keel_queue_depth\{.*messaging_destination_name="work".*\} 0$/)).toBe(true);
+    // 'idle' holds one due message nobody consumes; 'work' is drained.
+    expect(has(/^keel_queue_lag\{.*messaging_destination_name="idle".*\} [0-9.e-]+$/)).toBe(true);
+    expect(has(/^keel_queue_lag\{.*messaging_destination_name="work".*\} 0$/)).toBe(true);
     expect(has(/^keel_outbox_backlog\{.*\} 1$/)).toBe(true);
     expect(has(/^keel_outbox_oldest_unpublished_age\{.*\} [0-9.e-]+$/)).toBe(true);
     expect(has(/^keel_policy_retries_total\{.*keel_policy="payment".*\} 2$/)).toBe(true);

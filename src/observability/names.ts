@@ -47,6 +47,7 @@ export const metricNames = {
   consumerDeadLettered: 'keel.consumer.dead_lettered',
   handlerDuration: 'keel.handler.duration',
   queueDepth: 'keel.queue.depth',
+  queueLag: 'keel.queue.lag',
   outboxBacklog: 'keel.outbox.backlog',
   outboxOldestAge: 'keel.outbox.oldest_unpublished_age',
   outboxParked: 'keel.outbox.parked',

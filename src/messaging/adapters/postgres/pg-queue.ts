@@ -172,6 +172,19 @@ export class PgQueue implements MessageBroker {
   async close(): Promise<void> {}
 
   /** Messages waiting in `queue` (ready, delayed and leased). */
+  /**
+   * How far consumers are behind on `queue`, in seconds: the age of its oldest message that is
+   * due (delayed ones count from their due time), by the database's clock; 0 when none is due.
+   */
+  async lag(queue: string): Promise<number> {
+    const { rows } = await this.#db.query<{ s: string | null }>(
+      `SELECT extract(epoch FROM (now() - min(available_at)))::text AS s
+       FROM keel_queue WHERE queue = $1 AND available_at <= now()`,
+      [queue],
+    );
+    return Math.max(0, Number(rows[0]?.s ?? 0));
+  }
+
   async depth(queue: string): Promise<number> {
     const { rows } = await this.#db.query<{ n: string }>(
       'SELECT count(*)::text AS n FROM keel_queue WHERE queue = $1',
