@@ -1,8 +1,15 @@
 import { SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import { InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
-import Fastify from 'fastify';
+import Fastify, { type FastifyBaseLogger } from 'fastify';
+import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { injectTraceHeaders, instrumentHttp, setupObservability, type Observability } from './index.ts';
+import {
+  injectTraceHeaders,
+  instrumentHttp,
+  setupObservability,
+  traceLogMixin,
+  type Observability,
+} from './index.ts';
 
 const exporter = new InMemorySpanExporter();
 let otel: Observability;
@@ -31,6 +38,43 @@ function app() {
 }
 
 describe('instrumentHttp', () => {
+  it("every log line a handler writes carries the request's trace id, span id and correlation id", async () => {
+    const lines: Record<string, unknown>[] = [];
+    const logger = pino(
+      { mixin: traceLogMixin },
+      { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) },
+    );
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-assertion -- keeps the app typed as the default FastifyInstance
+    const http = Fastify({ loggerInstance: logger as FastifyBaseLogger });
+    instrumentHttp(http);
+    http.post('/orders', async (request) => {
+      request.log.info('validating');
+      await new Promise((resolve) => setImmediate(resolve));
+      request.log.info('stored');
+      return { ok: true };
+    });
+    await http.inject({
+      method: 'POST',
+      url: '/orders',
+      payload: {},
+      headers: { 'x-correlation-id': 'c-42' },
+    });
+    await http.inject({ method: 'POST', url: '/orders', payload: {} });
+    await http.close();
+    const [first, second] = exporter.getFinishedSpans();
+    const handlerLines = lines.filter((l) => l.msg === 'validating' || l.msg === 'stored');
+    expect(handlerLines).toHaveLength(4);
+    expect(handlerLines.slice(0, 2).map((l) => [l.trace_id, l.span_id, l.correlation_id])).toEqual([
+      [first!.spanContext().traceId, first!.spanContext().spanId, 'c-42'],
+      [first!.spanContext().traceId, first!.spanContext().spanId, 'c-42'],
+    ]);
+    // Without the header the correlation id is fastify's request id, the one its own lines carry.
+    expect(handlerLines[2]).toMatchObject({
+      trace_id: second!.spanContext().traceId,
+      correlation_id: handlerLines[2]!.reqId,
+    });
+  });
+
   it('a SERVER span per route template, active in the handler after the body is parsed', async () => {
     const http = app();
     const response = await http.inject({ method: 'POST', url: '/things/42', payload: { a: 1 } });

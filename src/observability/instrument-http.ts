@@ -15,6 +15,7 @@ import {
 } from '@opentelemetry/semantic-conventions';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { systemClock, type Clock } from '../time/index.ts';
+import { withLogContext } from './log-context.ts';
 import { metricNames, spanNames } from './names.ts';
 import { secondsBuckets } from './traced-handler.ts';
 import { keelTracer } from './tracer.ts';
@@ -34,6 +35,7 @@ interface Timing {
 }
 
 const timings = new WeakMap<FastifyRequest, Timing>();
+const correlationHeader = 'x-correlation-id';
 
 /** The route template (`/v1/orders/:id`), never the raw URL: a label per order id would explode. */
 function routeOf(request: FastifyRequest): string {
@@ -75,7 +77,11 @@ export function instrumentHttp(app: FastifyInstance, options: InstrumentHttpOpti
   app.addHook('preHandler', (request, _reply, done) => {
     const timing = timings.get(request);
     if (timing === undefined) return done();
-    context.with(trace.setSpan(context.active(), timing.span), done);
+    // Every log line of the handler carries the request's correlation id: the caller's
+    // `x-correlation-id`, else fastify's request id. Messages the handler creates take it too.
+    const header = request.headers[correlationHeader];
+    const correlationId = typeof header === 'string' && header.length > 0 ? header : String(request.id);
+    context.with(trace.setSpan(context.active(), timing.span), () => withLogContext({ correlationId }, done));
   });
   app.addHook('onError', (request, _reply, error, done) => {
     timings.get(request)?.span.recordException(error);
