@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll } from 'vitest';
-import { RabbitMqBroker } from '../../src/messaging/adapters/rabbitmq/index.ts';
+import { RabbitMqBroker, RabbitMqStreamBroker } from '../../src/messaging/adapters/rabbitmq/index.ts';
 import {
   closeConnectionsNamed,
   deleteQueues,
@@ -11,7 +11,7 @@ import {
 import { describeBrokerConformance } from '../../src/testing/index.ts';
 
 // The conformance suite names its destinations itself; the brokers remember what they declared.
-const brokers: RabbitMqBroker[] = [];
+const brokers: (RabbitMqBroker | RabbitMqStreamBroker)[] = [];
 // Server-side closes pick this run's connections by name, leaving other clients alone.
 const tag = `keel-conformance-${randomBytes(4).toString('hex')}`;
 
@@ -66,6 +66,19 @@ describeBrokerConformance({
   name: 'rabbitmq (quorum queues, per-key)',
   open: async () => {
     const broker = new RabbitMqBroker({ url: rabbitMqUrl, name: tag, ordering: 'per-key', partitions: 4 });
+    brokers.push(broker);
+    return broker;
+  },
+  stressCount: 2000,
+  ...restartHook(),
+});
+
+// RabbitMQ streams, the second capability set: replayable, consumer groups (offsets kept in a
+// queue per group), no delayed delivery; the shared scenarios that apply.
+describeBrokerConformance({
+  name: 'rabbitmq streams',
+  open: async () => {
+    const broker = new RabbitMqStreamBroker({ url: rabbitMqUrl, name: tag, standbyRetryMs: 200 });
     brokers.push(broker);
     return broker;
   },

@@ -12,8 +12,8 @@ export const keelHeaders = {
   firstFailedAt: 'x-keel-first-failed-at',
 } as const;
 
-/** Headers RabbitMQ adds (dead-lettering, quorum delivery count): not part of the envelope. */
-const brokerHeader = /^x-(death|first-death-|last-death-|delivery-count|keel-)/;
+/** Headers RabbitMQ adds (dead-lettering, quorum delivery count, stream offset): not part of the envelope. */
+const brokerHeader = /^x-(death|first-death-|last-death-|delivery-count|stream-|keel-)/;
 
 export interface Carried {
   /** Failed attempts before this copy. */

@@ -1,0 +1,169 @@
+// RabbitMQ streams (`RabbitMqStreamBroker`) against a real server at 127.0.0.1:5672 (or
+// KEEL_RABBITMQ_URL): consumer groups with their own committed offsets, replay from the start,
+// an offset or a time, and a standby instance taking a group over. The shared scenarios run in
+// test/conformance/rabbitmq.test.ts.
+import { randomBytes } from 'node:crypto';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { isKeelError } from '../../../errors/index.ts';
+import { createEnvelope, type Envelope } from '../../envelope.ts';
+import type { QueueConsumer } from '../../queue-consumer.ts';
+import { RabbitMqStreamBroker, type StreamSourceOptions } from './rabbitmq-stream-broker.ts';
+import { deleteQueues, rabbitMqUrl, requireRabbitMq } from './test-support.ts';
+
+const brokers: RabbitMqStreamBroker[] = [];
+const consumers: QueueConsumer[] = [];
+const queues = new Set<string>();
+
+beforeAll(requireRabbitMq);
+afterEach(async () => {
+  for (const consumer of consumers.splice(0)) await consumer.stop({ drainMs: 200 });
+  for (const broker of brokers.splice(0)) {
+    for (const name of broker.declaredQueues()) queues.add(name);
+    await broker.close();
+  }
+});
+afterAll(async () => {
+  await deleteQueues(queues);
+});
+
+function setup(): { broker: RabbitMqStreamBroker; stream: string } {
+  const broker = new RabbitMqStreamBroker({
+    url: rabbitMqUrl,
+    name: `keel-stream-${randomBytes(4).toString('hex')}`,
+    standbyRetryMs: 100,
+  });
+  brokers.push(broker);
+  return { broker, stream: `rmqs_${randomBytes(5).toString('hex')}` };
+}
+
+function messages(from: number, count: number): Envelope[] {
+  return Array.from({ length: count }, (_, i) =>
+    createEnvelope({ type: 'job.run.v1', payload: { n: from + i } }),
+  );
+}
+
+const n = (m: Envelope): number => (m.payload as { n: number }).n;
+
+function pause(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+async function until(check: () => boolean, ms = 15_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`condition not met within ${ms} ms`);
+    await pause(20);
+  }
+}
+
+/** Starts a consumer that records the payload numbers it handles. */
+async function reader(
+  broker: RabbitMqStreamBroker,
+  stream: string,
+  options: StreamSourceOptions = {},
+): Promise<{ seen: number[]; consumer: QueueConsumer }> {
+  const seen: number[] = [];
+  const consumer = broker.consumer(stream, async (m) => void seen.push(n(m)), {
+    pollIntervalMs: 100,
+    ...options,
+  });
+  consumers.push(consumer);
+  await consumer.start();
+  return { seen, consumer };
+}
+
+describe('RabbitMqStreamBroker', () => {
+  it('declares replayable consumer groups, without delayed delivery', async () => {
+    const { broker, stream } = setup();
+    expect(broker.capabilities).toMatchObject({
+      replayable: true,
+      consumerGroups: true,
+      delayedDelivery: false,
+    });
+    const refused = await broker
+      .publish(stream, messages(0, 1), { availableAt: Date.now() + 1000 })
+      .catch((error: unknown) => error);
+    expect(isKeelError(refused) && refused.details).toMatchObject({ field: 'availableAt' });
+    expect(() => broker.source(stream, { group: 'no spaces' })).toThrow(/group/);
+    expect(() => broker.source(stream, { from: -1 })).toThrow(/from/);
+  });
+
+  it('each group receives every message and keeps its own offset: a restarted group goes on where it stopped', async () => {
+    const { broker, stream } = setup();
+    await broker.publish(stream, messages(0, 5));
+    const billing = await reader(broker, stream, { group: 'billing' });
+    const audit = await reader(broker, stream, { group: 'audit' });
+    await until(() => billing.seen.length === 5 && audit.seen.length === 5);
+    await billing.consumer.stop({ drainMs: 1000 });
+    await broker.publish(stream, messages(5, 3));
+    await until(() => audit.seen.length === 8);
+    const again = await reader(broker, stream, { group: 'billing' });
+    await until(() => again.seen.length === 3);
+    await pause(300);
+    expect(again.seen).toEqual([5, 6, 7]);
+    expect([...audit.seen].sort((a, b) => a - b)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+  });
+
+  it('replays from the first message, from an offset, and from a time', async () => {
+    const { broker, stream } = setup();
+    await broker.publish(stream, messages(0, 4));
+    const first = await reader(broker, stream, { group: 'g1' });
+    await until(() => first.seen.length === 4);
+    await first.consumer.stop({ drainMs: 1000 });
+    // The group committed everything; a replay reads the stream again regardless.
+    const replay = await reader(broker, stream, { group: 'g1', from: 'first' });
+    await until(() => replay.seen.length === 4);
+    expect([...replay.seen].sort()).toEqual([0, 1, 2, 3]);
+    await replay.consumer.stop({ drainMs: 1000 });
+    const fromOffset = await reader(broker, stream, { group: 'g2', from: 2 });
+    await until(() => fromOffset.seen.length === 2);
+    await pause(300);
+    expect([...fromOffset.seen].sort()).toEqual([2, 3]);
+    // Stream timestamps are whole seconds: publish a second after the first batch.
+    await pause(1100);
+    const cut = new Date();
+    await broker.publish(stream, messages(4, 2));
+    const fromTime = await reader(broker, stream, { group: 'g3', from: cut });
+    await until(() => fromTime.seen.length >= 2);
+    await pause(300);
+    expect(fromTime.seen.filter((x) => x < 4)).toEqual([]);
+    expect([...fromTime.seen].sort()).toEqual([4, 5]);
+  });
+
+  it('one instance of a group reads at a time; a standby takes over from the committed offset', async () => {
+    const { broker, stream } = setup();
+    const first = await reader(broker, stream, { group: 'workers' });
+    const second = await reader(broker, stream, { group: 'workers' });
+    await broker.publish(stream, messages(0, 10));
+    await until(() => first.seen.length + second.seen.length === 10);
+    await pause(300);
+    // The first holds the group; the second stood by.
+    expect(first.seen.length === 10 ? second.seen : first.seen).toEqual([]);
+    const [active, standby] = first.seen.length === 10 ? [first, second] : [second, first];
+    await active.consumer.stop({ drainMs: 1000 });
+    await broker.publish(stream, messages(10, 5));
+    await until(() => standby.seen.length === 5);
+    await pause(300);
+    expect([...standby.seen].sort((a, b) => a - b)).toEqual([10, 11, 12, 13, 14]);
+  });
+
+  it('a crashed reader leaves its unacknowledged messages uncommitted: the group reads them again', async () => {
+    const { broker, stream } = setup();
+    await broker.publish(stream, messages(0, 3));
+    const crashed = broker.source(stream);
+    await crashed.open(() => {});
+    const claimed: Awaited<ReturnType<typeof crashed.claim>> = [];
+    const deadline = Date.now() + 15_000;
+    while (claimed.length < 3 && Date.now() < deadline) {
+      claimed.push(...(await crashed.claim(3 - claimed.length)));
+      if (claimed.length < 3) await pause(20);
+    }
+    expect(claimed.map((d) => d.offset)).toEqual([0, 1, 2]);
+    await crashed.ack([claimed[0]!]);
+    await crashed.close(); // the other two never acked
+    const next = await reader(broker, stream);
+    await until(() => next.seen.length === 2);
+    await pause(300);
+    expect([...next.seen].sort()).toEqual([1, 2]);
+  });
+});

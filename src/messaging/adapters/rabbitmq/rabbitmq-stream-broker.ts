@@ -1,0 +1,314 @@
+import { InvalidArgumentError } from '../../../errors/index.ts';
+import { exponentialBackoff, systemClock, type Backoff, type Clock } from '../../../time/index.ts';
+import type { BrokerCapabilities, MessageBroker, PublishOptions, SourceOptions } from '../../broker.ts';
+import type { Envelope } from '../../envelope.ts';
+import type { Handler } from '../../handler.ts';
+import { PublishError } from '../../publisher.ts';
+import { QueueConsumer, type QueueConsumerOptions } from '../../queue-consumer.ts';
+import { encode } from './codec.ts';
+import { Confirmer, type Outgoing } from './confirm-channel.ts';
+import { LazyConnection } from './connection.ts';
+import { RabbitMqStreamSource, type StreamPosition } from './rabbitmq-stream-source.ts';
+import { StreamTopology, type StreamRetention } from './stream-topology.ts';
+import { assertDestination } from './topology.ts';
+
+export interface RabbitMqStreamBrokerOptions {
+  /** AMQP URL. Default `KEEL_RABBITMQ_URL`, else `amqp://guest:guest@127.0.0.1:5672`. */
+  url?: string;
+  /** Unacknowledged messages a group's reader gets ahead (`basic.qos`; streams need one). Default 100. */
+  prefetch?: number;
+  /** Where a group without a committed offset starts. Default `'first'`: the whole stream. */
+  startFrom?: StreamPosition;
+  /** How often a standby instance of a group tries to take it over, ms. Default 1 000. */
+  standbyRetryMs?: number;
+  /** Retention of the streams this broker declares. Default: keep everything. */
+  retention?: StreamRetention;
+  /** Budget for opening a connection, ms. Default 5 000. */
+  connectTimeoutMs?: number;
+  /** How long a publish waits for confirms before rejecting with `PublishError`, ms. Default 30 000. */
+  confirmTimeoutMs?: number;
+  /** AMQP heartbeat, seconds. Default 10. */
+  heartbeatSeconds?: number;
+  /** Waits between a reader's reconnect attempts. Default 100 ms doubling to 10 s, full jitter. */
+  reconnectBackoff?: Backoff;
+  /** Timestamps, failure times and timers. Default the system clock. */
+  clock?: Clock;
+  /** Shown as the connection name in RabbitMQ. Default `keel`. */
+  name?: string;
+  /** Errors that nobody awaits (a failed reconnect, an undecodable message not parked). */
+  onError?: (error: unknown) => void;
+}
+
+/** `source()` options of a stream broker: a group, and where to (re)start reading. */
+export interface StreamSourceOptions extends SourceOptions {
+  /**
+   * Start here instead of the group's committed offset: a replay from `'first'`, an offset, or
+   * a time (`Date`, whole seconds). The group commits from there on as usual.
+   */
+  from?: StreamPosition;
+}
+
+const groupName = /^[A-Za-z0-9_:-]{1,100}$/;
+
+function assertPosition(value: unknown, field: string): asserts value is StreamPosition {
+  const ok =
+    value === 'first' ||
+    value === 'last' ||
+    value === 'next' ||
+    (typeof value === 'number' && Number.isInteger(value) && value >= 0) ||
+    (value instanceof Date && Number.isFinite(value.getTime()));
+  if (!ok) throw new InvalidArgumentError(field, "'first', 'last', 'next', an offset >= 0 or a Date", value);
+}
+
+function positive(value: number, field: string, integer = false): number {
+  if (!Number.isFinite(value) || value <= 0 || (integer && !Number.isInteger(value))) {
+    throw new InvalidArgumentError(field, integer ? 'an integer > 0' : 'a number > 0', value);
+  }
+  return value;
+}
+
+/** The redrive's own group on a dead-letter stream: what it moved once it does not move again. */
+const redriveGroup = 'keel-redrive';
+/** A redrive takes a dead-letter stream for read to its end after this long without a message. */
+const redriveIdleMs = 1500;
+
+/**
+ * RabbitMQ streams (`x-queue-type: stream`, RabbitMQ 3.9+) behind keel's `MessageBroker`, over
+ * AMQP 0.9.1: an append-only log that keeps its messages, read by consumer groups that each keep
+ * their own committed offset (in a small queue per group, see `OffsetStore`), replay from the
+ * start, an offset or a time, and a dead-letter stream. See docs/rabbitmq.md, "Streams".
+ */
+export class RabbitMqStreamBroker implements MessageBroker {
+  readonly name = 'rabbitmq-streams';
+  readonly capabilities: BrokerCapabilities = {
+    // Concurrency and in-place retries reorder within a group.
+    ordering: 'none',
+    replayable: true,
+    consumerGroups: true,
+    // A failed message comes back because the reader holds it and hands it out again.
+    redeliversOnNack: false,
+    // A stream has no TTL or dead-lettering to delay with.
+    delayedDelivery: false,
+  };
+  readonly #prefetch: number;
+  readonly #startFrom: StreamPosition;
+  readonly #standbyRetryMs: number;
+  readonly #confirmTimeoutMs: number;
+  readonly #reconnectBackoff: Backoff;
+  readonly #clock: Clock;
+  readonly #onError: (error: unknown) => void;
+  readonly #publishConnection: LazyConnection;
+  readonly #consumeConnection: LazyConnection;
+  readonly #publishTopology: StreamTopology;
+  readonly #consumeTopology: StreamTopology;
+  #publisher: Promise<Confirmer> | undefined;
+  #closed = false;
+
+  constructor(options: RabbitMqStreamBrokerOptions = {}) {
+    const url = options.url ?? process.env['KEEL_RABBITMQ_URL'] ?? 'amqp://guest:guest@127.0.0.1:5672';
+    if (typeof url !== 'string' || !/^amqps?:\/\//.test(url)) {
+      throw new InvalidArgumentError('url', 'an amqp:// or amqps:// URL', url);
+    }
+    this.#prefetch = positive(options.prefetch ?? 100, 'prefetch', true);
+    if (this.#prefetch > 65_535)
+      throw new InvalidArgumentError('prefetch', 'an integer from 1 to 65535', this.#prefetch);
+    this.#startFrom = options.startFrom ?? 'first';
+    assertPosition(this.#startFrom, 'startFrom');
+    this.#standbyRetryMs = positive(options.standbyRetryMs ?? 1000, 'standbyRetryMs');
+    this.#confirmTimeoutMs = positive(options.confirmTimeoutMs ?? 30_000, 'confirmTimeoutMs');
+    const connectTimeoutMs = positive(options.connectTimeoutMs ?? 5000, 'connectTimeoutMs');
+    const heartbeatSeconds = options.heartbeatSeconds ?? 10;
+    if (!Number.isInteger(heartbeatSeconds) || heartbeatSeconds < 0) {
+      throw new InvalidArgumentError('heartbeatSeconds', 'an integer >= 0', heartbeatSeconds);
+    }
+    this.#reconnectBackoff =
+      options.reconnectBackoff ?? exponentialBackoff({ initialMs: 100, maxMs: 10_000 });
+    this.#clock = options.clock ?? systemClock;
+    this.#onError = options.onError ?? (() => {});
+    const name = options.name ?? 'keel';
+    const settings = { url, connectTimeoutMs, heartbeatSeconds };
+    this.#publishConnection = new LazyConnection({ ...settings, name: `${name} publish` });
+    this.#consumeConnection = new LazyConnection({ ...settings, name: `${name} consume` });
+    this.#publishTopology = new StreamTopology(options.retention);
+    this.#consumeTopology = new StreamTopology(options.retention);
+    this.#publishConnection.onLost(() => {
+      this.#publisher = undefined;
+      this.#publishTopology.reset();
+    });
+    this.#consumeConnection.onLost(() => this.#consumeTopology.reset());
+  }
+
+  /** Every queue this broker declared: streams, dead-letter streams, group lock and offset queues. */
+  declaredQueues(): string[] {
+    return [...new Set([...this.#publishTopology.names, ...this.#consumeTopology.names])];
+  }
+
+  /** Appends to the stream; resolves when RabbitMQ confirmed every message. */
+  async publish(
+    destination: string,
+    messages: readonly Envelope[],
+    options: PublishOptions = {},
+  ): Promise<void> {
+    assertDestination(destination);
+    const list: unknown = messages;
+    if (!Array.isArray(list)) throw new InvalidArgumentError('messages', 'an array of envelopes', messages);
+    if (options.availableAt !== undefined) {
+      throw new InvalidArgumentError(
+        'availableAt',
+        'undefined: streams have no delayed delivery',
+        options.availableAt,
+      );
+    }
+    if (messages.length === 0) return;
+    const ids = messages.map((m) => m.id);
+    if (this.#closed) throw new PublishError(destination, ids, new Error('broker closed'));
+    let confirmer: Confirmer;
+    try {
+      confirmer = await this.#publishChannel();
+      await this.#publishTopology.stream(confirmer.channel, destination);
+    } catch (error) {
+      throw new PublishError(destination, ids, error);
+    }
+    const now = this.#clock.now();
+    const outgoing: Outgoing[] = messages.map((envelope) => ({ id: envelope.id, ...encode(envelope, now) }));
+    const failures = await confirmer.publish(destination, outgoing);
+    if (failures.some((f) => f.unroutable === true)) this.#publishTopology.reset();
+    if (failures.length > 0) {
+      throw new PublishError(
+        destination,
+        failures.map((f) => f.id),
+        failures[0]?.error,
+      );
+    }
+  }
+
+  /**
+   * A reader for `group` (default `default`): one instance of a group reads at a time, the others
+   * stand by. `leaseMs` has no meaning here (the channel holds the group).
+   */
+  source(destination: string, options: StreamSourceOptions = {}): RabbitMqStreamSource {
+    assertDestination(destination);
+    const group = options.group ?? 'default';
+    if (typeof group !== 'string' || !groupName.test(group)) {
+      throw new InvalidArgumentError('group', 'a name of [A-Za-z0-9_:-], 1-100 chars', group);
+    }
+    const deadLetterDestination = options.deadLetterDestination ?? `${destination}.dead-letter`;
+    assertDestination(deadLetterDestination, 'deadLetterDestination');
+    if (options.from !== undefined) assertPosition(options.from, 'from');
+    return new RabbitMqStreamSource(destination, {
+      connection: this.#consumeConnection,
+      topology: this.#consumeTopology,
+      clock: this.#clock,
+      group,
+      deadLetterDestination,
+      prefetch: this.#prefetch,
+      from: options.from,
+      startFrom: this.#startFrom,
+      standbyRetryMs: this.#standbyRetryMs,
+      reconnectBackoff: this.#reconnectBackoff,
+      confirmTimeoutMs: this.#confirmTimeoutMs,
+      onError: this.#onError,
+    });
+  }
+
+  consumer(
+    destination: string,
+    handler: Handler,
+    options: QueueConsumerOptions & StreamSourceOptions = {},
+  ): QueueConsumer {
+    const source = this.source(destination, options);
+    return new QueueConsumer(source, handler, { clock: this.#clock, ...options });
+  }
+
+  /**
+   * Appends dead letters again to `to` or to the stream each came from, with the
+   * `x-dead-letter-*` headers removed and a fresh attempt count. A stream cannot delete: the
+   * redrive reads the dead-letter stream as its own group (`keel-redrive`) and commits how far
+   * it got, so a letter is moved once (twice if a crash comes between the append and the commit).
+   */
+  async redrive(
+    deadLetterDestination: string,
+    options: { to?: string; limit?: number } = {},
+  ): Promise<number> {
+    assertDestination(deadLetterDestination, 'deadLetterDestination');
+    if (options.to !== undefined) assertDestination(options.to, 'to');
+    const limit = options.limit ?? Infinity;
+    if (limit !== Infinity && (!Number.isInteger(limit) || limit < 0)) {
+      throw new InvalidArgumentError('limit', 'an integer >= 0', limit);
+    }
+    if (limit === 0) return 0;
+    const reader = this.source(deadLetterDestination, {
+      group: redriveGroup,
+      deadLetterDestination: `${deadLetterDestination}.unmovable`,
+    });
+    let arrived: () => void = () => {};
+    await reader.open(() => arrived());
+    let moved = 0;
+    try {
+      while (moved < limit) {
+        let batch = await reader.claim(Math.min(500, limit - moved));
+        if (batch.length === 0) {
+          // Nothing more arrives within the idle time: the end of the dead-letter stream.
+          const woke = await new Promise<boolean>((resolve) => {
+            const timer = this.#clock.setTimeout(() => resolve(false), redriveIdleMs);
+            arrived = () => {
+              this.#clock.clearTimeout(timer);
+              resolve(true);
+            };
+          });
+          arrived = () => {};
+          if (!woke) break;
+          batch = await reader.claim(Math.min(500, limit - moved));
+          if (batch.length === 0) continue;
+        }
+        const movable = batch.filter(
+          (d) => (options.to ?? d.envelope.headers['x-dead-letter-source']) !== undefined,
+        );
+        const byTarget = new Map<string, Envelope[]>();
+        for (const delivery of movable) {
+          const target = (options.to ?? delivery.envelope.headers['x-dead-letter-source'])!;
+          const headers = Object.fromEntries(
+            Object.entries(delivery.envelope.headers).filter(([name]) => !name.startsWith('x-dead-letter-')),
+          );
+          byTarget.set(target, [...(byTarget.get(target) ?? []), { ...delivery.envelope, headers }]);
+        }
+        for (const [target, envelopes] of byTarget) await this.publish(target, envelopes);
+        // Letters with no known source and no `to` are passed over (they stay in the stream).
+        await reader.ack(batch);
+        moved += movable.length;
+      }
+    } finally {
+      await reader.close();
+    }
+    return moved;
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    const publisher = this.#publisher;
+    this.#publisher = undefined;
+    await (await publisher?.catch(() => undefined))?.close();
+    await this.#publishConnection.close();
+    await this.#consumeConnection.close();
+  }
+
+  #publishChannel(): Promise<Confirmer> {
+    const existing = this.#publisher;
+    if (existing !== undefined) return existing;
+    const opening = (async () => {
+      const connection = await this.#publishConnection.get();
+      const channel = await connection.createConfirmChannel();
+      const confirmer = new Confirmer(channel, this.#clock, this.#confirmTimeoutMs);
+      channel.on('close', () => {
+        if (this.#publisher === opening) this.#publisher = undefined;
+      });
+      return confirmer;
+    })();
+    void opening.catch(() => {
+      if (this.#publisher === opening) this.#publisher = undefined;
+    });
+    this.#publisher = opening;
+    return opening;
+  }
+}

@@ -1,0 +1,404 @@
+import type { ConsumeMessage } from 'amqplib';
+import { KeelError } from '../../../errors/index.ts';
+import type { Backoff, Clock, TimerHandle } from '../../../time/index.ts';
+import type { Delivery, DeliverySource } from '../../delivery-source.ts';
+import type { Envelope } from '../../envelope.ts';
+import { decode, encode } from './codec.ts';
+import { Confirmer } from './confirm-channel.ts';
+import type { LazyConnection } from './connection.ts';
+import { describeError } from './rabbitmq-source.ts';
+import { groupQueueNames, OffsetStore } from './stream-offsets.ts';
+import type { StreamTopology } from './stream-topology.ts';
+
+/** Where a group starts reading: `x-stream-offset`. A `Date` is whole seconds on the server. */
+export type StreamPosition = 'first' | 'last' | 'next' | number | Date;
+
+export interface RabbitMqStreamDelivery extends Delivery {
+  /** The message's offset in the stream. */
+  readonly offset: number;
+  readonly message: ConsumeMessage;
+  readonly confirmer: Confirmer;
+  readonly firstFailedAt: string | undefined;
+}
+
+export interface RabbitMqStreamSourceSettings {
+  connection: LazyConnection;
+  topology: StreamTopology;
+  clock: Clock;
+  group: string;
+  deadLetterDestination: string;
+  /** Unacknowledged messages the server sends ahead (`basic.qos`, required on streams). */
+  prefetch: number;
+  /** Start here even if the group committed an offset (a replay). */
+  from: StreamPosition | undefined;
+  /** Where a group without a committed offset starts. */
+  startFrom: StreamPosition;
+  /** How often a standby instance tries to take the group over. */
+  standbyRetryMs: number;
+  reconnectBackoff: Backoff;
+  confirmTimeoutMs: number;
+  onError: (error: unknown) => void;
+}
+
+interface Tracked {
+  readonly offset: number;
+  /** Undefined for a message that is not a keel envelope, being parked as it is. */
+  delivery: RabbitMqStreamDelivery | undefined;
+  state: 'waiting' | 'claimed' | 'done';
+  /** Not handed out before this instant (a retry's backoff); 0: at once. */
+  dueAt: number;
+}
+
+/**
+ * One consumer instance of a consumer group over a RabbitMQ stream (`x-queue-type: stream`).
+ *
+ * A stream keeps its messages; each group keeps its own position. One instance of a group reads
+ * at a time: it holds an exclusive consumer on the group's lock queue (the others are standbys
+ * that retry every `standbyRetryMs` and take over when its channel closes). It reads the group's
+ * committed offset from the group's offsets queue (`OffsetStore`), consumes the stream from the
+ * next offset with a prefetch, and commits the end of the longest handled prefix after each ack.
+ * A retry stays here until its backoff ends (the offset stays uncommitted), so a crash re-reads
+ * from the committed offset: at-least-once. A dead letter is appended to the dead-letter stream.
+ */
+export class RabbitMqStreamSource implements DeliverySource<RabbitMqStreamDelivery> {
+  readonly destination: string;
+  readonly #s: RabbitMqStreamSourceSettings;
+  #tracked: Tracked[] = [];
+  readonly #byDelivery = new Map<RabbitMqStreamDelivery, Tracked>();
+  #confirmer: Confirmer | undefined;
+  #store: OffsetStore | undefined;
+  /** Messages below this offset were handled before (a chunk starts earlier than asked). */
+  #skipBelow = 0;
+  #replay: StreamPosition | undefined;
+  /** The commit loop while it runs; `#commitWanted` asks it for one more round. */
+  #committing: Promise<void> | undefined;
+  #commitWanted = false;
+  #wake: () => void = () => {};
+  #closed = false;
+  #draining = false;
+  #reconnects = 0;
+  #retryTimer: TimerHandle | undefined;
+  #connecting: Promise<void> | undefined;
+  readonly #timers = new Set<TimerHandle>();
+
+  constructor(destination: string, settings: RabbitMqStreamSourceSettings) {
+    this.destination = destination;
+    this.#s = settings;
+    this.#replay = settings.from;
+  }
+
+  /** Whether this instance holds its group now (the others are standbys). */
+  get active(): boolean {
+    return this.#confirmer?.open === true;
+  }
+
+  async open(wake: () => void): Promise<void> {
+    this.#wake = wake;
+    // Unreachable server: fail at boot. A group held by another instance: wait as a standby.
+    this.#connecting = this.#connect().finally(() => (this.#connecting = undefined));
+    await this.#connecting;
+  }
+
+  async claim(max: number): Promise<RabbitMqStreamDelivery[]> {
+    if (this.#draining || !this.active) return [];
+    const now = this.#s.clock.now();
+    const out: RabbitMqStreamDelivery[] = [];
+    for (const tracked of this.#tracked) {
+      if (out.length >= max) break;
+      if (tracked.state !== 'waiting' || tracked.dueAt > now || tracked.delivery === undefined) continue;
+      tracked.state = 'claimed';
+      out.push(tracked.delivery);
+    }
+    return out;
+  }
+
+  async ack(deliveries: readonly RabbitMqStreamDelivery[]): Promise<void> {
+    let lost: RabbitMqStreamDelivery | undefined;
+    for (const delivery of deliveries) {
+      const tracked = this.#byDelivery.get(delivery);
+      if (tracked === undefined || delivery.confirmer !== this.#confirmer || !delivery.confirmer.open) {
+        lost ??= delivery;
+        continue;
+      }
+      this.#finish(tracked);
+    }
+    // The offset is committed behind the ack (coalesced, one commit in flight): waiting for a
+    // quorum write per ack batch would cap a group at a few hundred messages a second. A crash
+    // before the commit reads the handled messages again: at-least-once, as documented.
+    this.#requestCommit();
+    if (lost !== undefined) throw this.#unavailable(lost);
+  }
+
+  async retry(delivery: RabbitMqStreamDelivery, delayMs: number): Promise<void> {
+    const tracked = this.#live(delivery);
+    const now = this.#s.clock.now();
+    this.#byDelivery.delete(delivery);
+    tracked.delivery = {
+      ...delivery,
+      attempt: delivery.attempt + 1,
+      firstFailedAt: delivery.firstFailedAt ?? new Date(now).toISOString(),
+    };
+    tracked.state = 'waiting';
+    tracked.dueAt = now + Math.max(0, delayMs);
+    this.#byDelivery.set(tracked.delivery, tracked);
+    const timer = this.#s.clock.setTimeout(
+      () => {
+        this.#timers.delete(timer);
+        this.#wake();
+      },
+      Math.max(0, delayMs),
+    );
+    this.#timers.add(timer);
+  }
+
+  async deadLetter(delivery: RabbitMqStreamDelivery, error: unknown): Promise<void> {
+    const tracked = this.#live(delivery);
+    const confirmer = delivery.confirmer;
+    const now = new Date(this.#s.clock.now()).toISOString();
+    const queue = this.#s.deadLetterDestination;
+    await this.#s.topology.stream(confirmer.channel, queue);
+    const envelope: Envelope = {
+      ...delivery.envelope,
+      headers: {
+        ...delivery.envelope.headers,
+        'x-dead-letter-source': this.destination,
+        'x-dead-letter-error': describeError(error),
+        'x-dead-letter-attempts': String(delivery.attempt),
+        'x-dead-letter-first-failed-at': delivery.firstFailedAt ?? now,
+        'x-dead-letter-last-failed-at': now,
+      },
+    };
+    const { content, options } = encode(envelope, this.#s.clock.now());
+    const failures = await confirmer.publish(queue, [{ id: envelope.id, content, options }]);
+    if (failures.length > 0) {
+      // Not committed past: handed out again (same attempt) a second from now.
+      tracked.state = 'waiting';
+      tracked.dueAt = this.#s.clock.now() + 1000;
+      throw new KeelError('KEEL_PUBLISH_FAILED', `could not move message ${envelope.id} to ${queue}`, {
+        cause: failures[0]?.error ?? error,
+        details: { destination: queue, failedIds: [envelope.id] },
+      });
+    }
+    this.#finish(tracked);
+    this.#requestCommit();
+  }
+
+  async release(): Promise<void> {
+    // Shutting down: hand out nothing more. What is not handled stays past the committed
+    // offset, so the group's next reader gets it, with its attempt not counted.
+    this.#draining = true;
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    if (this.#retryTimer !== undefined) this.#s.clock.clearTimeout(this.#retryTimer);
+    this.#retryTimer = undefined;
+    for (const timer of this.#timers) this.#s.clock.clearTimeout(timer);
+    this.#timers.clear();
+    await this.#connecting?.catch(() => undefined);
+    // What was acked is committed before the group is let go.
+    this.#requestCommit();
+    await this.#committing;
+    const confirmer = this.#confirmer;
+    this.#confirmer = undefined;
+    this.#clear();
+    // Closing releases the group lock and returns the offset records for the next holder.
+    await confirmer?.close();
+  }
+
+  /** Marks `tracked` handled and returns its credit to the server. */
+  #finish(tracked: Tracked): void {
+    tracked.state = 'done';
+    if (tracked.delivery === undefined) return;
+    this.#byDelivery.delete(tracked.delivery);
+    const { confirmer, message } = tracked.delivery;
+    if (confirmer.open) confirmer.channel.ack(message);
+  }
+
+  /** Commits the end of the handled prefix soon: one commit at a time, the requests coalesced. */
+  #requestCommit(): void {
+    this.#commitWanted = true;
+    this.#committing ??= (async () => {
+      try {
+        while (this.#commitWanted) {
+          this.#commitWanted = false;
+          let last: number | undefined;
+          while (this.#tracked.length > 0 && this.#tracked[0]!.state === 'done') {
+            last = this.#tracked.shift()!.offset;
+          }
+          const store = this.#store;
+          if (last !== undefined && store !== undefined) await store.commit(last);
+        }
+      } catch (error) {
+        // The channel went (the group is read again from the last commit) or the write failed.
+        this.#s.onError(error);
+      } finally {
+        this.#committing = undefined;
+      }
+    })();
+  }
+
+  #live(delivery: RabbitMqStreamDelivery): Tracked {
+    const tracked = this.#byDelivery.get(delivery);
+    if (tracked === undefined || delivery.confirmer !== this.#confirmer || !delivery.confirmer.open) {
+      throw this.#unavailable(delivery);
+    }
+    return tracked;
+  }
+
+  #unavailable(delivery: RabbitMqStreamDelivery): KeelError {
+    return new KeelError(
+      'KEEL_BROKER_UNAVAILABLE',
+      `the channel that delivered ${delivery.envelope.id} closed; the group reads it again from its committed offset`,
+      { details: { destination: this.destination, id: delivery.envelope.id } },
+    );
+  }
+
+  #clear(): void {
+    this.#tracked = [];
+    this.#byDelivery.clear();
+  }
+
+  async #connect(): Promise<void> {
+    const connection = await this.#s.connection.get();
+    const { lock, offsets } = groupQueueNames(this.destination, this.#s.group);
+    const channel = await connection.createConfirmChannel();
+    const confirmer = new Confirmer(channel, this.#s.clock, this.#s.confirmTimeoutMs);
+    try {
+      await this.#s.topology.stream(channel, this.destination);
+      await this.#s.topology.groupQueues(channel, lock, offsets);
+    } catch (error) {
+      await confirmer.close();
+      throw error;
+    }
+    try {
+      // The group's lock: RabbitMQ refuses a second exclusive consumer on a classic queue.
+      await channel.consume(lock, () => {}, { exclusive: true });
+    } catch {
+      // Another instance holds the group: stand by. (The refusal closed this channel.)
+      await confirmer.close();
+      this.#scheduleConnect(this.#s.standbyRetryMs);
+      return;
+    }
+    const store = new OffsetStore(confirmer, offsets);
+    let start: StreamPosition;
+    try {
+      const committed = await store.load();
+      start = this.#replay ?? (committed === undefined ? this.#s.startFrom : committed + 1);
+      this.#skipBelow = typeof start === 'number' ? start : 0;
+      await channel.prefetch(this.#s.prefetch);
+      this.#confirmer = confirmer;
+      this.#store = store;
+      channel.on('close', () => this.#onChannelClosed(confirmer));
+      await channel.consume(this.destination, (message) => this.#receive(confirmer, message), {
+        arguments: { 'x-stream-offset': offsetArgument(start) },
+      });
+    } catch (error) {
+      this.#confirmer = undefined;
+      await confirmer.close();
+      throw error;
+    }
+    // A replay starts once; after a reconnect the group goes on from what it committed.
+    this.#replay = undefined;
+    this.#reconnects = 0;
+    this.#wake();
+  }
+
+  #receive(confirmer: Confirmer, message: ConsumeMessage | null): void {
+    if (message === null) {
+      // The server cancelled the consumer (stream deleted): start over on a new channel.
+      void confirmer.close();
+      return;
+    }
+    if (confirmer !== this.#confirmer) return;
+    const offset = Number((message.properties.headers ?? {})['x-stream-offset']);
+    if (!Number.isInteger(offset) || offset < this.#skipBelow) {
+      confirmer.channel.ack(message);
+      return;
+    }
+    let decoded;
+    try {
+      decoded = decode(message);
+    } catch (error) {
+      void this.#deadLetterUndecodable(confirmer, message, offset, error);
+      return;
+    }
+    const delivery: RabbitMqStreamDelivery = {
+      envelope: decoded.envelope,
+      attempt: decoded.carriedAttempts + 1,
+      offset,
+      message,
+      confirmer,
+      firstFailedAt: decoded.firstFailedAt,
+    };
+    const tracked: Tracked = { offset, delivery, state: 'waiting', dueAt: 0 };
+    this.#tracked.push(tracked);
+    this.#byDelivery.set(delivery, tracked);
+    this.#wake();
+  }
+
+  async #deadLetterUndecodable(
+    confirmer: Confirmer,
+    message: ConsumeMessage,
+    offset: number,
+    error: unknown,
+  ): Promise<void> {
+    // Tracked (as claimed) so the commit waits for it.
+    const placeholder: Tracked = { offset, delivery: undefined, state: 'claimed', dueAt: 0 };
+    this.#tracked.push(placeholder);
+    try {
+      const queue = this.#s.deadLetterDestination;
+      await this.#s.topology.stream(confirmer.channel, queue);
+      const now = new Date(this.#s.clock.now()).toISOString();
+      const id =
+        typeof message.properties.messageId === 'string' ? message.properties.messageId : `raw-${now}`;
+      const headers: Record<string, unknown> = {
+        ...(message.properties.headers ?? {}),
+        'x-dead-letter-source': this.destination,
+        'x-dead-letter-error': `undecodable: ${describeError(error)}`,
+        'x-dead-letter-attempts': '1',
+        'x-dead-letter-first-failed-at': now,
+        'x-dead-letter-last-failed-at': now,
+      };
+      delete headers['x-stream-offset'];
+      const options = { ...message.properties, headers, persistent: true, mandatory: true, messageId: id };
+      const failures = await confirmer.publish(queue, [{ id, content: message.content, options }]);
+      if (failures.length > 0) throw failures[0]!.error;
+      placeholder.state = 'done';
+      if (confirmer.open) confirmer.channel.ack(message);
+      this.#requestCommit();
+    } catch (failure) {
+      this.#s.onError(failure);
+    }
+  }
+
+  #onChannelClosed(confirmer: Confirmer): void {
+    if (this.#closed || confirmer !== this.#confirmer) return;
+    // The group lock is gone with the channel; what was handled but not committed is read again.
+    this.#confirmer = undefined;
+    this.#store = undefined;
+    this.#clear();
+    this.#reconnects++;
+    this.#scheduleConnect(this.#s.reconnectBackoff.delay(this.#reconnects, 0));
+  }
+
+  #scheduleConnect(delayMs: number): void {
+    if (this.#closed || this.#retryTimer !== undefined || this.#s.connection.closed) return;
+    this.#retryTimer = this.#s.clock.setTimeout(() => {
+      this.#retryTimer = undefined;
+      if (this.#closed) return;
+      this.#connecting = this.#connect()
+        .catch((error: unknown) => {
+          this.#s.onError(error);
+          this.#reconnects++;
+          this.#scheduleConnect(this.#s.reconnectBackoff.delay(this.#reconnects, 0));
+        })
+        .finally(() => (this.#connecting = undefined));
+    }, delayMs);
+  }
+}
+
+function offsetArgument(position: StreamPosition): unknown {
+  if (position instanceof Date) return { '!': 'timestamp', value: Math.floor(position.getTime() / 1000) };
+  return position;
+}
