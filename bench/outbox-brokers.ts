@@ -1,0 +1,89 @@
+// bench/outbox-brokers: the outbox relay from PostgreSQL to each broker, against that broker's
+// raw publish rate, in one run. `npm run bench -- outbox-brokers [rabbitmq|redis|kafka|nats ...]`.
+//
+// Method: per broker, BENCH_OUTBOX_ROWS messages (the bench/brokers payload: ~100 bytes, a key
+// each, two headers).
+//   - raw: the broker's own client (bench/brokers' raw side) publishes them in chunks of the
+//     relay's batch size, each chunk confirmed before the next, the same durability settings.
+//   - keel: the rows are committed to the outbox first (not timed), then one OutboxRelay is
+//     started and timed until every row is published through keel's adapter: claim, publish
+//     (confirmed), mark published — each batch durable in PostgreSQL on both ends.
+// The database is PGlite by default, KEEL_DB=pg for the server. Rounds alternate raw/keel
+// after a warm-up; each figure is the best round. The issue's target: keel ≥ 80 % of raw.
+import { migrate } from '../src/db/index.ts';
+import { OutboxRelay, addToOutbox, outboxMigrations } from '../src/outbox/index.ts';
+import { createTestDb, testDbBackend } from '../src/testing/index.ts';
+import { kafkaPair } from './brokers/kafka.ts';
+import { natsPair } from './brokers/nats.ts';
+import { messages, until, type Pair } from './brokers/pair.ts';
+import { rabbitPair } from './brokers/rabbitmq.ts';
+import { redisPair } from './brokers/redis.ts';
+
+const rows = Number(process.env.BENCH_OUTBOX_ROWS ?? 10_000);
+const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
+const batchSize = 500;
+const all: Pair[] = [rabbitPair, redisPair, kafkaPair, natsPair];
+
+const fmt = (n: number): string => Math.round(n).toLocaleString('en');
+
+async function relayRound(pair: Pair, round: number): Promise<{ keel: number; raw: number }> {
+  const { keel, raw, close } = await pair.open();
+  const db = await createTestDb({ schemaPrefix: `bench_relay_${pair.id}` });
+  try {
+    await migrate(db, outboxMigrations);
+    const destination = `relay-${round}`;
+    const batch = messages(rows);
+    const rawStart = performance.now();
+    await raw.publish(`${destination}-raw`, batch, batchSize);
+    const rawRate = rows / ((performance.now() - rawStart) / 1000);
+
+    for (let i = 0; i < batch.length; i += 1000)
+      await db.transaction((tx) => addToOutbox(tx, `${destination}-keel`, batch.slice(i, i + 1000)));
+    let published = 0;
+    const relay = new OutboxRelay(
+      db,
+      { publish: (to, list) => keel.publish(to, list, list.length) },
+      { batchSize, pollIntervalMs: 50, retentionMs: false },
+    );
+    relay.events.on('published', ({ messages: sent }) => (published += sent.length));
+    const keelStart = performance.now();
+    await relay.start();
+    await until(() => published, rows, 300_000, `relay to ${pair.id}`);
+    const keelRate = rows / ((performance.now() - keelStart) / 1000);
+    await relay.stop();
+    return { keel: keelRate, raw: rawRate };
+  } finally {
+    await db.close();
+    await close();
+  }
+}
+
+export default async function main(): Promise<void> {
+  const wanted = process.argv.slice(3);
+  const pairs = wanted.length === 0 ? all : all.filter((p) => wanted.includes(p.id));
+  console.log(
+    [
+      'bench/outbox-brokers: outbox relay throughput to each broker beside its raw publish rate',
+      `  database: ${testDbBackend()}; ${fmt(rows)} rows per round, relay batch ${batchSize}, raw chunks of ${batchSize}; ${rounds} rounds, best each`,
+    ].join('\n'),
+  );
+  const lines: string[] = [];
+  for (const pair of pairs) {
+    console.log(`\n${pair.title}:`);
+    for (const setting of pair.settings) console.log(`  ${setting}`);
+    await relayRound(pair, 0); // warm-up, not counted
+    let keelBest = 0;
+    let rawBest = 0;
+    for (let round = 1; round <= rounds; round++) {
+      const { keel, raw } = await relayRound(pair, round);
+      keelBest = Math.max(keelBest, keel);
+      rawBest = Math.max(rawBest, raw);
+      console.log(`  round ${round}: relay ${fmt(keel)} msg/s, raw publish ${fmt(raw)} msg/s`);
+    }
+    lines.push(
+      `bench: outbox relay to ${pair.title}, ${fmt(rows)} rows (higher is better) | keel ${fmt(keelBest)} msg/s | ${pair.peer} publish ${fmt(rawBest)} msg/s | ratio ${(keelBest / rawBest).toFixed(2)}`,
+    );
+  }
+  console.log('');
+  for (const line of lines) console.log(line);
+}
