@@ -3,11 +3,13 @@
 // an offset or a time, and a standby instance taking a group over. The shared scenarios run in
 // test/conformance/rabbitmq.test.ts.
 import { randomBytes } from 'node:crypto';
+import { connect } from 'amqplib';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { isKeelError } from '../../../errors/index.ts';
 import { createEnvelope, type Envelope } from '../../envelope.ts';
 import type { QueueConsumer } from '../../queue-consumer.ts';
 import { RabbitMqStreamBroker, type StreamSourceOptions } from './rabbitmq-stream-broker.ts';
+import { groupQueueNames } from './stream-offsets.ts';
 import { deleteQueues, rabbitMqUrl, requireRabbitMq } from './test-support.ts';
 
 const brokers: RabbitMqStreamBroker[] = [];
@@ -165,5 +167,35 @@ describe('RabbitMqStreamBroker', () => {
     await until(() => next.seen.length === 2);
     await pause(300);
     expect([...next.seen].sort()).toEqual([1, 2]);
+  });
+
+  it('the offsets queue: after a crash between a commit and its acks the highest record counts, and the next commit leaves one', async () => {
+    const { broker, stream } = setup();
+    await broker.publish(stream, messages(0, 5));
+    const { offsets } = groupQueueNames(stream, 'g');
+    const connection = await connect(rabbitMqUrl);
+    try {
+      const channel = await connection.createConfirmChannel();
+      await channel.assertQueue(offsets, { durable: true, arguments: { 'x-queue-type': 'quorum' } });
+      for (const offset of [3, 1]) {
+        channel.sendToQueue(offsets, Buffer.from(JSON.stringify({ offset })), { persistent: true });
+      }
+      await channel.waitForConfirms();
+      const g = await reader(broker, stream, { group: 'g' });
+      await until(() => g.seen.length === 1);
+      await g.consumer.stop({ drainMs: 1000 });
+      expect(g.seen).toEqual([4]);
+      // The reader's channel closed with the record held: the server returns it (asynchronously).
+      let count = 0;
+      for (let i = 0; i < 50 && count === 0; i++) {
+        count = (await channel.checkQueue(offsets)).messageCount;
+        if (count === 0) await pause(50);
+      }
+      expect(count).toBe(1);
+      const [record] = [await channel.get(offsets, { noAck: true })];
+      expect(record !== false && JSON.parse(record.content.toString())).toEqual({ offset: 4 });
+    } finally {
+      await connection.close();
+    }
   });
 });
