@@ -10,7 +10,13 @@ import { createEnvelope, type Envelope } from '../../envelope.ts';
 import type { QueueConsumer } from '../../queue-consumer.ts';
 import { partitionOf } from './partitions.ts';
 import { RabbitMqBroker, type RabbitMqBrokerOptions } from './rabbitmq-broker.ts';
-import { deleteQueues, rabbitMqUrl, requireRabbitMq } from './test-support.ts';
+import {
+  closeConnectionsNamed,
+  deleteQueues,
+  rabbitMqUrl,
+  rabbitmqctlWorks,
+  requireRabbitMq,
+} from './test-support.ts';
 
 const brokers: RabbitMqBroker[] = [];
 const consumers: QueueConsumer[] = [];
@@ -34,11 +40,18 @@ afterAll(async () => {
   await deleteQueues(queues);
 });
 
-function setup(options: RabbitMqBrokerOptions = {}): { open: () => RabbitMqBroker; destination: string } {
+const canUseRabbitmqctl = await rabbitmqctlWorks();
+
+function setup(options: RabbitMqBrokerOptions = {}): {
+  open: () => RabbitMqBroker;
+  destination: string;
+  tag: string;
+} {
+  const tag = `keel-per-key-${randomBytes(4).toString('hex')}`;
   const open = (): RabbitMqBroker => {
     const broker = new RabbitMqBroker({
       url: rabbitMqUrl,
-      name: `keel-per-key-${randomBytes(4).toString('hex')}`,
+      name: tag,
       ordering: 'per-key',
       partitions: 3,
       ...options,
@@ -46,7 +59,7 @@ function setup(options: RabbitMqBrokerOptions = {}): { open: () => RabbitMqBroke
     brokers.push(broker);
     return broker;
   };
-  return { open, destination: `rmqk_${randomBytes(5).toString('hex')}` };
+  return { open, destination: `rmqk_${randomBytes(5).toString('hex')}`, tag };
 }
 
 function keyed(count: number, keys: readonly string[]): Envelope[] {
@@ -222,4 +235,34 @@ describe('RabbitMqBroker: per-key ordering', () => {
     // Key y went on during x's backoff.
     expect(handled.findIndex((h) => h.n === 1)).toBeLessThan(handled.findIndex((h) => h.n === 0));
   });
+
+  it.skipIf(!canUseRabbitmqctl)(
+    'after the server closed its connection the consumer consumes every partition again, in order',
+    async () => {
+      const { open, destination, tag } = setup({ partitions: 2 });
+      const broker = open();
+      const handled: Envelope[] = [];
+      let release: () => void = () => {};
+      const held = new Promise<void>((resolve) => (release = resolve));
+      const consumer = broker.consumer(
+        destination,
+        async (message) => {
+          if (handled.length === 0) await held;
+          handled.push(message);
+        },
+        { concurrency: 4, pollIntervalMs: 50 },
+      );
+      consumers.push(consumer);
+      await consumer.start();
+      const sent = keyed(20, ['a', 'b', 'c']);
+      await broker.publish(destination, sent);
+      await pause(200);
+      expect(await closeConnectionsNamed(tag)).toBeGreaterThan(0);
+      release();
+      await until(() => new Set(handled.map((m) => m.id)).size === 20);
+      for (const [key, order] of orderByKey(handled)) {
+        expect(order, `key ${key}`).toEqual(sent.filter((m) => m.key === key).map(n));
+      }
+    },
+  );
 });

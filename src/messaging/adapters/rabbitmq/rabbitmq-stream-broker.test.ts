@@ -10,7 +10,13 @@ import { createEnvelope, type Envelope } from '../../envelope.ts';
 import type { QueueConsumer } from '../../queue-consumer.ts';
 import { RabbitMqStreamBroker, type StreamSourceOptions } from './rabbitmq-stream-broker.ts';
 import { groupQueueNames } from './stream-offsets.ts';
-import { deleteQueues, rabbitMqUrl, requireRabbitMq } from './test-support.ts';
+import {
+  closeConnectionsNamed,
+  deleteQueues,
+  rabbitMqUrl,
+  rabbitmqctlWorks,
+  requireRabbitMq,
+} from './test-support.ts';
 
 const brokers: RabbitMqStreamBroker[] = [];
 const consumers: QueueConsumer[] = [];
@@ -28,14 +34,13 @@ afterAll(async () => {
   await deleteQueues(queues);
 });
 
-function setup(): { broker: RabbitMqStreamBroker; stream: string } {
-  const broker = new RabbitMqStreamBroker({
-    url: rabbitMqUrl,
-    name: `keel-stream-${randomBytes(4).toString('hex')}`,
-    standbyRetryMs: 100,
-  });
+const canUseRabbitmqctl = await rabbitmqctlWorks();
+
+function setup(): { broker: RabbitMqStreamBroker; stream: string; tag: string } {
+  const tag = `keel-stream-${randomBytes(4).toString('hex')}`;
+  const broker = new RabbitMqStreamBroker({ url: rabbitMqUrl, name: tag, standbyRetryMs: 100 });
   brokers.push(broker);
-  return { broker, stream: `rmqs_${randomBytes(5).toString('hex')}` };
+  return { broker, stream: `rmqs_${randomBytes(5).toString('hex')}`, tag };
 }
 
 function messages(from: number, count: number): Envelope[] {
@@ -198,4 +203,39 @@ describe('RabbitMqStreamBroker', () => {
       await connection.close();
     }
   });
+
+  it.skipIf(!canUseRabbitmqctl)(
+    'a reader whose connection the server closed takes its group again and re-reads what it had not committed',
+    async () => {
+      const { broker, stream, tag } = setup();
+      const errors: unknown[] = [];
+      const seen: number[] = [];
+      let release: () => void = () => {};
+      const held = new Promise<void>((resolve) => (release = resolve));
+      const consumer = broker.consumer(
+        stream,
+        async (message) => {
+          seen.push(n(message));
+          if (seen.length === 1) await held;
+        },
+        { pollIntervalMs: 50 },
+      );
+      consumer.events.on('error', ({ error }) => void errors.push(error));
+      consumers.push(consumer);
+      await consumer.start();
+      await broker.publish(stream, messages(0, 1));
+      await until(() => seen.length === 1);
+      expect(await closeConnectionsNamed(tag)).toBeGreaterThan(0);
+      release(); // handled after its channel died: the ack cannot count
+      await until(() => errors.length > 0);
+      expect(isKeelError(errors[0], 'KEEL_BROKER_UNAVAILABLE')).toBe(true);
+      for (let published = false; !published;) {
+        published = await broker.publish(stream, messages(1, 1)).then(
+          () => true,
+          () => pause(100).then(() => false),
+        );
+      }
+      await until(() => seen.includes(1) && seen.filter((x) => x === 0).length === 2);
+    },
+  );
 });
