@@ -1,4 +1,3 @@
-import type { Message } from 'amqplib';
 import { InvalidArgumentError } from '../../../errors/index.ts';
 import { exponentialBackoff, systemClock, type Backoff, type Clock } from '../../../time/index.ts';
 import type { BrokerCapabilities, MessageBroker, PublishOptions, SourceOptions } from '../../broker.ts';
@@ -6,11 +5,11 @@ import type { Envelope } from '../../envelope.ts';
 import type { Handler } from '../../handler.ts';
 import { PublishError } from '../../publisher.ts';
 import { QueueConsumer, type QueueConsumerOptions } from '../../queue-consumer.ts';
-import { decode, encode } from './codec.ts';
+import { encode } from './codec.ts';
 import { Confirmer, type Outgoing } from './confirm-channel.ts';
 import { LazyConnection } from './connection.ts';
 import { assertPartitions, partitionOf, partitionQueueName, partitionQueueNames } from './partitions.ts';
-import { consumeReader, getReader, type QueueReader } from './queue-reader.ts';
+import { redriveQueue } from './queue-redrive.ts';
 import { RabbitMqSource } from './rabbitmq-source.ts';
 import { assertDestination, delayBucket, Topology, type QueueType } from './topology.ts';
 
@@ -133,16 +132,6 @@ function resolveOptions(options: RabbitMqBrokerOptions): Resolved {
     onError: options.onError ?? (() => {}),
   };
 }
-
-/**
- * How long a redrive of a per-key dead-letter partition waits for a message before it takes the
- * partition for empty: long enough for a busy server, short when another consumer is the
- * partition's single active consumer and nothing comes.
- */
-const redriveIdleMs = 2000;
-
-/** Every x-dead-letter-* header keel sets, stripped again on redrive. */
-const deadLetterHeader = /^x-dead-letter-/;
 
 /**
  * RabbitMQ behind keel's `MessageBroker`: durable queues (quorum by default), persistent
@@ -331,97 +320,20 @@ export class RabbitMqBroker implements MessageBroker {
       this.#o.clock,
       this.#o.confirmTimeoutMs,
     );
+    const context = {
+      confirmer,
+      topology: this.#publishTopology,
+      clock: this.#o.clock,
+      partitions: this.#o.partitions,
+    };
     let moved = 0;
     try {
       for (const source of this.queuesOf(deadLetterDestination)) {
         if (moved >= limit) break;
-        moved += await this.#redriveQueue(confirmer, source, options.to, limit - moved);
+        moved += await redriveQueue(context, source, options.to, limit - moved);
       }
     } finally {
       await confirmer.close();
-    }
-    return moved;
-  }
-
-  /** Redrives from one queue (the dead-letter queue, or one of its partitions). */
-  async #redriveQueue(
-    confirmer: Confirmer,
-    deadLetterQueue: string,
-    to: string | undefined,
-    limit: number,
-  ): Promise<number> {
-    const topology = this.#publishTopology;
-    let moved = 0;
-    await topology.queue(confirmer.channel, deadLetterQueue);
-    const reader: QueueReader =
-      this.#o.partitions === undefined
-        ? getReader(confirmer.channel, deadLetterQueue)
-        : await consumeReader(confirmer.channel, deadLetterQueue, this.#o.clock, redriveIdleMs);
-    try {
-      moved = await this.#redriveFrom(confirmer, reader, to, limit);
-    } finally {
-      await reader.close();
-    }
-    return moved;
-  }
-
-  async #redriveFrom(
-    confirmer: Confirmer,
-    reader: QueueReader,
-    to: string | undefined,
-    limit: number,
-  ): Promise<number> {
-    const topology = this.#publishTopology;
-    let moved = 0;
-    while (moved < limit) {
-      const batch = await reader.take(Math.min(500, limit - moved));
-      if (batch.length === 0) break;
-      const byTarget = new Map<string, { message: Message; outgoing: Outgoing }[]>();
-      for (const message of batch) {
-        let target: string | undefined = to;
-        let outgoing: Outgoing | undefined;
-        try {
-          const { envelope } = decode(message);
-          target ??= envelope.headers['x-dead-letter-source'];
-          // In per-key mode the message goes to its key's partition of the target.
-          if (target !== undefined && this.#o.partitions !== undefined) {
-            target = partitionQueueName(target, partitionOf(envelope, this.#o.partitions));
-          }
-          const headers = Object.fromEntries(
-            Object.entries(envelope.headers).filter(([name]) => !deadLetterHeader.test(name)),
-          );
-          outgoing = { id: envelope.id, ...encode({ ...envelope, headers }, this.#o.clock.now()) };
-        } catch {
-          outgoing = undefined;
-        }
-        // Not ours to move: it stays unacked until the channel closes, then returns to the queue.
-        if (outgoing === undefined || target === undefined) continue;
-        const group = byTarget.get(target) ?? [];
-        group.push({ message, outgoing });
-        byTarget.set(target, group);
-      }
-      // Unacked on this channel, the unmovable ones are not handed out again: go on to the next batch.
-      if (byTarget.size === 0) continue;
-      for (const [target, group] of byTarget) {
-        await topology.queue(confirmer.channel, target);
-        const failures = await confirmer.publish(
-          target,
-          group.map((g) => g.outgoing),
-        );
-        const failed = new Set(failures.map((f) => f.id));
-        for (const { message, outgoing } of group) {
-          if (failed.has(outgoing.id)) continue;
-          confirmer.channel.ack(message);
-          moved++;
-        }
-        if (failures.length > 0) {
-          throw new PublishError(
-            target,
-            failures.map((f) => f.id),
-            failures[0]?.error,
-          );
-        }
-      }
     }
     return moved;
   }
