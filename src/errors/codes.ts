@@ -19,6 +19,7 @@ export const errorCodes = {
   KEEL_DB_IN_TRANSACTION: { status: 500, title: 'Database used inside its own transaction' },
   KEEL_MIGRATION_CHANGED: { status: 500, title: 'Applied migration changed' },
   KEEL_MIGRATION_FAILED: { status: 500, title: 'Migration failed' },
+  KEEL_SCHEMA_MISSING: { status: 500, title: 'Tables not migrated' },
   KEEL_MESSAGE_INVALID: { status: 400, title: 'Message invalid' },
   KEEL_UNKNOWN_MESSAGE_TYPE: { status: 400, title: 'Unknown message type' },
   KEEL_PUBLISH_FAILED: { status: 503, title: 'Publish failed' },

@@ -78,6 +78,16 @@ function record(runner: SagaRunner): string[] {
 }
 
 describe('SagaRunner', () => {
+  it('refuses to start on a database without its tables, naming them and the migrations', async () => {
+    const db = await createTestDb();
+    dbs.push(db);
+    const runner = new SagaRunner({ db, sagas: [threeSteps(new Effects())], clock: new ManualClock() });
+    const error = await runner.start().catch((e: unknown) => e);
+    // The service base reports a failed start; the cause says why.
+    expect(error).toMatchObject({ code: 'KEEL_SERVICE_STATE', cause: { code: 'KEEL_SCHEMA_MISSING' } });
+    expect((error as Error).message).toMatch(/keel_saga_instances and keel_saga_history.*sagaMigrations/);
+  });
+
   it('runs the steps in order, records each result, and ends COMPLETED with its history', async () => {
     const { db, clock } = await setup();
     const effects = new Effects();

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Db, Unlisten } from '../db/db.ts';
-import { InvalidArgumentError } from '../errors/index.ts';
+import { InvalidArgumentError, KeelError } from '../errors/index.ts';
 import { ServiceBase } from '../service/service.ts';
 import { systemClock, type Clock, type TimerHandle } from '../time/index.ts';
 import type { SagaDefinition } from './definition.ts';
@@ -118,6 +118,19 @@ export class SagaRunner extends ServiceBase<SagaRunnerEvents> {
   }
 
   protected async onStart(): Promise<void> {
+    // Without its tables a runner would only report errors from every poll: refuse to start.
+    const { rows } = await this.#db.query<{ missing: string[] }>(
+      `SELECT array_remove(ARRAY[
+         CASE WHEN to_regclass('keel_saga_instances') IS NULL THEN 'keel_saga_instances' END,
+         CASE WHEN to_regclass('keel_saga_history') IS NULL THEN 'keel_saga_history' END], NULL) AS missing`,
+    );
+    const missing = rows[0]?.missing ?? [];
+    if (missing.length > 0) {
+      throw new KeelError(
+        'KEEL_SCHEMA_MISSING',
+        `the saga runner needs ${missing.join(' and ')} in schema ${this.#db.schema}: run sagaMigrations first`,
+      );
+    }
     if (this.#listen) this.#unlisten = await this.#db.listen(sagaChannel, () => this.#wake());
     this.#scheduleHeartbeat();
     this.#wake();
