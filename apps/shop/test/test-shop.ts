@@ -3,11 +3,12 @@ import { pino } from 'pino';
 import { defaultDatabaseUrl, migrate, openDb, type Db, type DbConfig } from '../../../src/db/index.ts';
 import {
   createTempPgliteDir,
+  sagaEnded,
   testDbBackend,
   uniqueSchemaName,
   type TempPgliteDir,
 } from '../../../src/testing/index.ts';
-import { getSaga, type SagaInstance, type SagaState } from '../../../src/saga/index.ts';
+import type { SagaInstance } from '../../../src/saga/index.ts';
 import { systemClock, type Clock } from '../../../src/time/index.ts';
 import { buildShop, type Shop, type ShopConfig, type ShopRole } from '../app.ts';
 import { fulfilmentId } from '../application/fulfilment.ts';
@@ -85,30 +86,11 @@ export async function openTestShop(
   });
 }
 
-const finalStates: readonly SagaState[] = ['COMPLETED', 'COMPENSATED', 'NEEDS_ATTENTION'];
-
 /**
  * Resolves with the order's fulfilment saga once it has ended (COMPLETED, COMPENSATED or
  * NEEDS_ATTENTION), from the shop's runner's events: no sleeping, no polling.
  */
 export async function fulfilmentFinished(shop: Shop, orderId: string): Promise<SagaInstance> {
   if (shop.sagas === undefined) throw new Error('the shop runs no saga runner: give it the worker role');
-  const id = fulfilmentId(orderId);
-  const stop = new AbortController();
-  const ended = shop.sagas.events.once('saga-state', {
-    filter: (event) => event.instanceId === id && finalStates.includes(event.to),
-    signal: stop.signal,
-  });
-  // Registered first, then checked: an instance that ended before the listener is found here.
-  const now = await getSaga(shop.db, id).then(
-    ({ instance }) => instance,
-    () => undefined,
-  );
-  if (now !== undefined && finalStates.includes(now.state)) {
-    stop.abort();
-    await ended.catch(() => undefined);
-    return now;
-  }
-  await ended;
-  return (await getSaga(shop.db, id)).instance;
+  return sagaEnded(shop.sagas, shop.db, fulfilmentId(orderId));
 }
