@@ -9,7 +9,7 @@ import { ReadYourWritesDb, type ReadEvent } from './read-your-writes-db.ts';
 /**
  * A stand-in for a server: answers keel's position queries from `position`, and any other
  * statement with `{ who: name }`. The routing logic is tested here on a manual clock; the real
- * streaming replica is in read-your-writes.replica.test.ts.
+ * streaming replica is in test/integration/read-your-writes-replica.test.ts.
  */
 class FakeDb implements Db {
   readonly dialect = 'pg' as const;

@@ -1,9 +1,9 @@
 // Per-key ordering on Redis Streams (`ordering: 'per-key'`), against a real server at
 // 127.0.0.1:6379 (fails naming it when unreachable); keys and connections removed after each test.
 import { afterEach, describe, expect, it } from 'vitest';
-import { createEnvelope, type Envelope } from '../../envelope.ts';
-import type { RedisStreamsSource } from './redis-streams-source.ts';
-import { RedisTestBrokers, requireRedis } from './redis-test-server.ts';
+import { createEnvelope, type Envelope } from '../../src/messaging/envelope.ts';
+import type { RedisStreamsSource } from '../../src/messaging/adapters/redis/redis-streams-source.ts';
+import { RedisTestBrokers, requireRedis } from '../../src/messaging/adapters/redis/redis-test-server.ts';
 
 await requireRedis();
 

@@ -6,7 +6,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Fastify from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { instrumentHttp, metricsRoute, setupObservability, type Observability } from './index.ts';
+import {
+  instrumentHttp,
+  metricsRoute,
+  setupObservability,
+  type Observability,
+} from '../../src/observability/index.ts';
 
 const prometheusBin = process.env.KEEL_PROMETHEUS ?? '/usr/bin/prometheus';
 const havePrometheus = existsSync(prometheusBin);

@@ -1,13 +1,13 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { migrate } from '../db/index.ts';
-import { createTestDb, type TestDb } from '../testing/index.ts';
-import { ManualClock, systemClock } from '../time/index.ts';
-import { MemoryBroker } from './adapters/memory/index.ts';
-import { PgQueue } from './adapters/postgres/pg-queue.ts';
-import { pgQueueMigrations } from './adapters/postgres/schema.ts';
-import type { MessageBroker } from './broker.ts';
-import { createEnvelope, type Envelope } from './envelope.ts';
-import type { QueueConsumer } from './queue-consumer.ts';
+import { migrate } from '../../src/db/index.ts';
+import { createTestDb, type TestDb } from '../../src/testing/index.ts';
+import { ManualClock, systemClock } from '../../src/time/index.ts';
+import { MemoryBroker } from '../../src/messaging/adapters/memory/index.ts';
+import { PgQueue } from '../../src/messaging/adapters/postgres/pg-queue.ts';
+import { pgQueueMigrations } from '../../src/messaging/adapters/postgres/schema.ts';
+import type { MessageBroker } from '../../src/messaging/broker.ts';
+import { createEnvelope, type Envelope } from '../../src/messaging/envelope.ts';
+import type { QueueConsumer } from '../../src/messaging/queue-consumer.ts';
 
 const dbs: TestDb[] = [];
 afterEach(async () => {

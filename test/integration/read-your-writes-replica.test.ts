@@ -2,11 +2,11 @@
 // standby (PostgreSQL 15 binaries, see startReplicaCluster) on free ports and removes them after.
 // It never skips: without the binaries it fails, naming them.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { openPgDb, type PgDb } from '../db/index.ts';
-import { startReplicaCluster, type ReplicaCluster } from '../testing/index.ts';
-import { sleep, systemClock } from '../time/index.ts';
-import { ConsistencyToken, currentToken } from './consistency-token.ts';
-import { ReadYourWritesDb, type ReadEvent } from './read-your-writes-db.ts';
+import { openPgDb, type PgDb } from '../../src/db/index.ts';
+import { startReplicaCluster, type ReplicaCluster } from '../../src/testing/index.ts';
+import { sleep, systemClock } from '../../src/time/index.ts';
+import { ConsistencyToken, currentToken } from '../../src/consistency/consistency-token.ts';
+import { ReadYourWritesDb, type ReadEvent } from '../../src/consistency/read-your-writes-db.ts';
 
 let cluster: ReplicaCluster | undefined;
 let primary: PgDb;
