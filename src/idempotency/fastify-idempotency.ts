@@ -1,7 +1,14 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { InvalidArgumentError, KeelError, problemContentType, toProblemDetails } from '../errors/index.ts';
+import {
+  AbortedError,
+  InvalidArgumentError,
+  KeelError,
+  problemContentType,
+  toProblemDetails,
+} from '../errors/index.ts';
 import type { Queryable } from '../db/db.ts';
-import { sleep, systemClock, type Clock } from '../time/index.ts';
+import { systemClock, type Clock } from '../time/index.ts';
+import { beginWaiting } from './begin-waiting.ts';
 import {
   isTransactionalStore,
   type BeginOutcome,
@@ -82,15 +89,13 @@ export function installIdempotency(app: FastifyInstance, options: IdempotencyOpt
   if (inFlight !== 'reject' && !(Number.isFinite(inFlight.waitMs) && inFlight.waitMs >= 0))
     throw new InvalidArgumentError('inFlight.waitMs', 'a number of ms >= 0', inFlight.waitMs);
   const beginOrWait = async (request: BeginRequest, signal: AbortSignal): Promise<BeginOutcome> => {
-    let outcome = await store.begin(request);
-    if (inFlight === 'reject') return outcome;
-    const deadline = clock.now() + inFlight.waitMs;
-    const pollMs = inFlight.pollMs ?? 50;
-    while (outcome.kind === 'in-flight' && clock.now() < deadline && !signal.aborted) {
-      await sleep(Math.min(pollMs, deadline - clock.now()), { clock, signal }).catch(() => undefined);
-      outcome = await store.begin(request);
-    }
-    return outcome;
+    if (inFlight === 'reject') return store.begin(request);
+    const wait = { waitMs: inFlight.waitMs, pollMs: inFlight.pollMs ?? 50, clock, signal };
+    return beginWaiting(store, request, wait).catch((error: unknown) => {
+      // The client went away while waiting: nobody reads the answer; the key is still held.
+      if (error instanceof AbortedError) return { kind: 'in-flight' } as const;
+      throw error;
+    });
   };
 
   app.addHook('preHandler', async (request, reply) => {

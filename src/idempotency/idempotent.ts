@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import { InvalidArgumentError, KeelError } from '../errors/index.ts';
-import { sleep, systemClock, type Clock } from '../time/index.ts';
-import type { BeginOutcome, BeginRequest, IdempotencyStore } from './idempotency-store.ts';
+import { systemClock, type Clock } from '../time/index.ts';
+import { beginWaiting } from './begin-waiting.ts';
+import type { IdempotencyStore } from './idempotency-store.ts';
 
 export interface IdempotentOptions {
   store: IdempotencyStore;
@@ -64,21 +65,15 @@ export function createIdempotent(options: IdempotentOptions): Idempotent {
   }
   const clock = options.clock ?? systemClock;
 
-  const begin = async (request: BeginRequest, signal?: AbortSignal): Promise<BeginOutcome> => {
-    let outcome = await store.begin(request);
-    const deadline = clock.now() + waitMs;
-    while (outcome.kind === 'in-flight' && clock.now() < deadline) {
-      await sleep(Math.min(pollMs, deadline - clock.now()), { clock, signal });
-      outcome = await store.begin(request);
-    }
-    return outcome;
-  };
-
   return async (key, fn, call = {}) => {
     if (typeof key !== 'string' || key.length === 0 || key.length > 255)
       throw new InvalidArgumentError('key', 'a string of 1 to 255 characters', key);
     const fingerprint = call.fingerprint ?? '';
-    const outcome = await begin({ scope, key, fingerprint, ttlMs, lockMs }, call.signal);
+    const outcome = await beginWaiting(
+      store,
+      { scope, key, fingerprint, ttlMs, lockMs },
+      { waitMs, pollMs, clock, signal: call.signal },
+    );
     switch (outcome.kind) {
       case 'replay':
         options.onReplay?.(key);
