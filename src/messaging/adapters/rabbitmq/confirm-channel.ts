@@ -1,5 +1,6 @@
 import type { ConfirmChannel, Options } from 'amqplib';
 import type { Clock } from '../../../time/index.ts';
+import { ChannelAcks } from './channel-acks.ts';
 
 export interface Outgoing {
   /** The envelope id, also the AMQP messageId: failures are reported by it. */
@@ -22,6 +23,11 @@ export interface Failure {
  */
 export class Confirmer {
   readonly channel: ConfirmChannel;
+  /**
+   * Settles what a consumer on this channel receives (acks in runs, see `ChannelAcks`); written
+   * out before `close`. Publishing never goes through it.
+   */
+  readonly acks: ChannelAcks;
   #open = true;
   readonly #returned = new Set<string>();
   readonly #drainWaiters = new Set<() => void>();
@@ -33,12 +39,14 @@ export class Confirmer {
     this.channel = channel;
     this.#clock = clock;
     this.#timeoutMs = timeoutMs;
+    this.acks = new ChannelAcks(channel);
     channel.on('return', (message: { properties: { messageId?: unknown } }) => {
       if (typeof message.properties.messageId === 'string') this.#returned.add(message.properties.messageId);
     });
     channel.on('drain', () => this.#releaseDrainWaiters());
     channel.on('close', () => {
       this.#open = false;
+      this.acks.discard();
       this.#releaseDrainWaiters();
     });
     // A channel error (a refused declaration, a bad ack) closes it; 'close' follows.
@@ -108,6 +116,8 @@ export class Confirmer {
 
   async close(): Promise<void> {
     if (!this.#open) return;
+    // Acks still waiting for the end of the tick go out first, or the close would requeue them.
+    this.acks.flush();
     this.#open = false;
     await this.channel.close().catch(() => undefined);
   }

@@ -11,9 +11,13 @@ import { partitionOf, partitionQueueName, partitionQueueNames } from './partitio
 import { delayBucket, type QueueType, type Topology } from './topology.ts';
 
 export interface RabbitMqDelivery extends Delivery {
-  /** The AMQP message, acknowledged on the channel it came from. */
+  /** The AMQP message, settled on the channel it came from. */
   readonly message: ConsumeMessage;
-  /** The channel it came from: after a reconnect the broker has requeued it already. */
+  /**
+   * The channel it came from: after a reconnect the broker has requeued it already. Settle
+   * through its `acks`, never on the channel itself: acks there go in runs (`multiple`), which
+   * are exact only while every settle goes through it.
+   */
   readonly confirmer: Confirmer;
   readonly firstFailedAt: string | undefined;
 }
@@ -112,7 +116,8 @@ export class RabbitMqSource implements DeliverySource<RabbitMqDelivery> {
     let lost: RabbitMqDelivery | undefined;
     for (const delivery of deliveries) {
       this.#gate?.done(delivery);
-      if (delivery.confirmer.open) delivery.confirmer.channel.ack(delivery.message);
+      // Written at the end of the tick, with every other ack of it (ChannelAcks).
+      if (delivery.confirmer.open) delivery.confirmer.acks.ack(delivery.message);
       else lost ??= delivery;
     }
     if (lost !== undefined) this.#live(lost); // throws KEEL_BROKER_UNAVAILABLE
@@ -229,7 +234,7 @@ export class RabbitMqSource implements DeliverySource<RabbitMqDelivery> {
     }));
     const failed = new Set((await confirmer.publish(this.destination, outgoing)).map((f) => f.id));
     for (const delivery of deliveries) {
-      if (confirmer.open && !failed.has(delivery.envelope.id)) confirmer.channel.ack(delivery.message);
+      if (confirmer.open && !failed.has(delivery.envelope.id)) confirmer.acks.ack(delivery.message);
     }
   }
 
@@ -279,7 +284,7 @@ export class RabbitMqSource implements DeliverySource<RabbitMqDelivery> {
       } else if (confirmer.open) {
         // RabbitMQ has no lease to expire: hand the original back now (counted: the attempt
         // failed), or it would sit unacknowledged, holding a prefetch slot, until the channel dies.
-        confirmer.channel.nack(delivery.message, false, true);
+        confirmer.acks.nack(delivery.message, true);
       }
       throw new KeelError(
         'KEEL_PUBLISH_FAILED',
@@ -291,7 +296,7 @@ export class RabbitMqSource implements DeliverySource<RabbitMqDelivery> {
       );
     }
     this.#gate?.done(delivery);
-    this.#live(delivery).channel.ack(delivery.message);
+    this.#live(delivery).acks.ack(delivery.message);
   }
 
   /** The channel to settle `delivery` on; throws when it closed (the broker requeued the message). */
@@ -336,6 +341,8 @@ export class RabbitMqSource implements DeliverySource<RabbitMqDelivery> {
           void confirmer.close();
           return;
         }
+        // Every delivery, before anything else: acks go in runs only while all are known.
+        confirmer.acks.delivered(message);
         this.#receive(confirmer, message);
       });
       tags.push(consumerTag);
@@ -391,7 +398,7 @@ export class RabbitMqSource implements DeliverySource<RabbitMqDelivery> {
       };
       const options = { ...message.properties, headers, persistent: true, mandatory: true, messageId: id };
       const failures = await confirmer.publish(queue, [{ id, content: message.content, options }]);
-      if (failures.length === 0 && confirmer.open) confirmer.channel.ack(message);
+      if (failures.length === 0 && confirmer.open) confirmer.acks.ack(message);
     } catch (failure) {
       this.#s.onError(failure);
     }

@@ -1,0 +1,208 @@
+import type { Message } from 'amqplib';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { ChannelAcks, type AckChannel } from './channel-acks.ts';
+
+type Frame =
+  { kind: 'ack'; tag: number; multiple: boolean } | { kind: 'nack'; tag: number; requeue: boolean };
+
+/**
+ * A channel that settles as RabbitMQ does: it knows which tags it delivered and which are still
+ * unsettled, refuses a settle of an unknown tag (the server closes the channel with
+ * PRECONDITION_FAILED), and applies `multiple` to every unsettled tag up to the one named.
+ */
+class ServerModel implements AckChannel {
+  readonly frames: Frame[] = [];
+  readonly unsettled = new Set<number>();
+  readonly acked = new Set<number>();
+  readonly nacked = new Set<number>();
+  #next = 1;
+
+  deliver(): Message {
+    const tag = this.#next++;
+    this.unsettled.add(tag);
+    return message(tag);
+  }
+
+  ack(message: Message, allUpTo = false): void {
+    const tag = message.fields.deliveryTag;
+    this.frames.push({ kind: 'ack', tag, multiple: allUpTo });
+    this.#settle(tag, allUpTo, this.acked);
+  }
+
+  nack(message: Message, allUpTo = false, requeue = true): void {
+    const tag = message.fields.deliveryTag;
+    this.frames.push({ kind: 'nack', tag, requeue });
+    this.#settle(tag, allUpTo, this.nacked);
+  }
+
+  #settle(tag: number, multiple: boolean, into: Set<number>): void {
+    if (!this.unsettled.has(tag)) throw new Error(`PRECONDITION_FAILED - unknown delivery tag ${tag}`);
+    const covered = multiple ? [...this.unsettled].filter((t) => t <= tag) : [tag];
+    for (const t of covered) {
+      this.unsettled.delete(t);
+      into.add(t);
+    }
+  }
+}
+
+function message(tag: number): Message {
+  return { fields: { deliveryTag: tag } } as unknown as Message;
+}
+
+/** ChannelAcks over a server model, flushed when the test says (no timers). */
+function setup(): { server: ServerModel; acks: ChannelAcks; endOfTick: () => void } {
+  const server = new ServerModel();
+  const scheduled: (() => void)[] = [];
+  const acks = new ChannelAcks(server, (flush) => scheduled.push(flush));
+  return { server, acks, endOfTick: () => scheduled.splice(0).forEach((flush) => flush()) };
+}
+
+function receive(server: ServerModel, acks: ChannelAcks, count: number): Message[] {
+  return Array.from({ length: count }, () => {
+    const m = server.deliver();
+    acks.delivered(m);
+    return m;
+  });
+}
+
+describe('ChannelAcks', () => {
+  it('writes the acks of a tick as one multiple ack when they are the head of the unsettled ones', () => {
+    const { server, acks, endOfTick } = setup();
+    const ms = receive(server, acks, 5);
+    for (const m of [ms[2]!, ms[0]!, ms[1]!, ms[4]!, ms[3]!]) acks.ack(m);
+    expect(server.frames).toEqual([]);
+    endOfTick();
+    expect(server.frames).toEqual([{ kind: 'ack', tag: 5, multiple: true }]);
+    expect(server.unsettled.size).toBe(0);
+    expect(acks.unsettled).toBe(0);
+  });
+
+  it('never lets a multiple ack cover an unsettled delivery: acks behind it go one by one', () => {
+    const { server, acks, endOfTick } = setup();
+    const ms = receive(server, acks, 6);
+    // 3 is slow; 1, 2, 4, 6 are done.
+    for (const m of [ms[0]!, ms[1]!, ms[3]!, ms[5]!]) acks.ack(m);
+    endOfTick();
+    expect(server.frames).toEqual([
+      { kind: 'ack', tag: 2, multiple: true },
+      { kind: 'ack', tag: 4, multiple: false },
+      { kind: 'ack', tag: 6, multiple: false },
+    ]);
+    expect([...server.unsettled]).toEqual([3, 5]);
+    // 5, then 3, finish: only they are left, so a run again.
+    acks.ack(ms[4]!);
+    acks.ack(ms[2]!);
+    endOfTick();
+    expect(server.frames.at(-1)).toEqual({ kind: 'ack', tag: 5, multiple: true });
+    expect(server.unsettled.size).toBe(0);
+    expect(server.nacked.size).toBe(0);
+  });
+
+  it('writes a nack at once, for its delivery alone, and the run after it skips it', () => {
+    const { server, acks, endOfTick } = setup();
+    const ms = receive(server, acks, 4);
+    acks.ack(ms[0]!);
+    acks.nack(ms[1]!, true);
+    expect(server.frames).toEqual([{ kind: 'nack', tag: 2, requeue: true }]);
+    acks.ack(ms[3]!);
+    acks.ack(ms[2]!);
+    endOfTick();
+    expect(server.frames.slice(1)).toEqual([{ kind: 'ack', tag: 4, multiple: true }]);
+    expect([...server.acked].sort()).toEqual([1, 3, 4]);
+    expect([...server.nacked]).toEqual([2]);
+  });
+
+  it('settles a delivery once: a second ack or a nack after an ack writes nothing', () => {
+    const { server, acks, endOfTick } = setup();
+    const [m] = receive(server, acks, 1);
+    acks.ack(m!);
+    acks.ack(m!);
+    acks.nack(m!, true);
+    endOfTick();
+    acks.ack(m!);
+    endOfTick();
+    expect(server.frames).toEqual([{ kind: 'ack', tag: 1, multiple: false }]);
+  });
+
+  it('acks one by one, at once, after a delivery it never saw (a tag skipped)', () => {
+    const { server, acks, endOfTick } = setup();
+    const [first] = receive(server, acks, 1);
+    acks.ack(first!);
+    server.deliver(); // tag 2 delivered elsewhere (a basic.get), unknown here
+    const third = server.deliver();
+    acks.delivered(third);
+    // The pending ack went out before giving up runs.
+    expect(server.frames).toEqual([{ kind: 'ack', tag: 1, multiple: false }]);
+    expect(acks.exact).toBe(false);
+    acks.ack(third);
+    expect(server.frames.at(-1)).toEqual({ kind: 'ack', tag: 3, multiple: false });
+    endOfTick();
+    expect([...server.unsettled]).toEqual([2]);
+  });
+
+  it('after the channel closed, forgets everything and writes nothing', () => {
+    const { server, acks, endOfTick } = setup();
+    const ms = receive(server, acks, 2);
+    acks.ack(ms[0]!);
+    acks.discard();
+    acks.ack(ms[1]!);
+    acks.nack(ms[1]!, true);
+    endOfTick();
+    expect(server.frames).toEqual([]);
+    expect(acks.unsettled).toBe(0);
+  });
+
+  it('flush writes what is pending at once (before a close)', () => {
+    const { server, acks } = setup();
+    const ms = receive(server, acks, 3);
+    acks.ack(ms[0]!);
+    acks.ack(ms[1]!);
+    acks.flush();
+    expect(server.frames).toEqual([{ kind: 'ack', tag: 2, multiple: true }]);
+  });
+
+  it('property: whatever the order of deliveries, acks, nacks and ticks, the server acks exactly what was acked', () => {
+    // Each step: deliver one, ack or nack an unsettled delivery (picked by index), or end the tick.
+    const step = fc.oneof(
+      fc.constant({ op: 'deliver' as const }),
+      fc.record({ op: fc.constant('ack' as const), pick: fc.nat() }),
+      fc.record({ op: fc.constant('nack' as const), pick: fc.nat(), requeue: fc.boolean() }),
+      fc.constant({ op: 'tick' as const }),
+    );
+    fc.assert(
+      fc.property(fc.array(step, { maxLength: 300 }), (steps) => {
+        const { server, acks, endOfTick } = setup();
+        const open: Message[] = [];
+        const wantAcked = new Set<number>();
+        const wantNacked = new Set<number>();
+        for (const s of steps) {
+          if (s.op === 'deliver') open.push(...receive(server, acks, 1));
+          else if (s.op === 'tick') endOfTick();
+          else if (open.length > 0) {
+            const [m] = open.splice(s.pick % open.length, 1);
+            const tag = m!.fields.deliveryTag;
+            if (s.op === 'ack') {
+              acks.ack(m!);
+              wantAcked.add(tag);
+            } else {
+              acks.nack(m!, s.requeue);
+              wantNacked.add(tag);
+            }
+          }
+          // Never ahead of the client: nothing it has not settled is settled on the server.
+          for (const t of server.acked) expect(wantAcked.has(t)).toBe(true);
+          for (const t of server.nacked) expect(wantNacked.has(t)).toBe(true);
+        }
+        endOfTick();
+        expect([...server.acked].sort((a, b) => a - b)).toEqual([...wantAcked].sort((a, b) => a - b));
+        expect([...server.nacked].sort((a, b) => a - b)).toEqual([...wantNacked].sort((a, b) => a - b));
+        expect([...server.unsettled].sort((a, b) => a - b)).toEqual(
+          open.map((m) => m.fields.deliveryTag).sort((a, b) => a - b),
+        );
+        expect(acks.unsettled).toBe(open.length);
+      }),
+      { numRuns: 500 },
+    );
+  });
+});
