@@ -9,6 +9,11 @@ export interface DeliveryContext {
   /**
    * Aborts when the message must be given up: the consumer's drain deadline passed or its lease
    * was lost. Pass it to every I/O call; work done after it aborts may be done twice.
+   *
+   * The consumer makes it when the handler first reads it (read after the message was given
+   * up, it is already aborted, with the same reason), so a handler that never reads it does not
+   * pay for it. Read it from the context itself: a copy made by spreading the context (`{ ...ctx }`)
+   * has no `signal`.
    */
   readonly signal: AbortSignal;
 }

@@ -156,6 +156,33 @@ describe('QueueConsumer leases', () => {
     await consumer.stop();
   });
 
+  it('a handler that reads ctx.signal only after its lease was lost finds it aborted with LeaseLostError', async () => {
+    const clock = new ManualClock();
+    const source = new LeasedSource(clock);
+    const gates = new Map<unknown, () => void>();
+    const seen = new Map<unknown, unknown>();
+    const consumer = new QueueConsumer(
+      source,
+      async (m, ctx) => {
+        await new Promise<void>((resolve) => gates.set(m.payload, resolve));
+        seen.set(m.payload, ctx.signal.aborted ? ctx.signal.reason : 'not aborted');
+      },
+      { clock, concurrency: 2 },
+    );
+    await consumer.start();
+    source.push(message('a'), message('b'));
+    await clock.advance(0);
+    source.taken.add('a');
+    await clock.advance(1000);
+    gates.get('a')?.();
+    gates.get('b')?.();
+    await clock.advance(0);
+    expect(seen.get('a')).toMatchObject({ code: 'KEEL_LEASE_LOST', reason: 'taken' });
+    expect(seen.get('b')).toBe('not aborted');
+    expect(source.log).toEqual(['claim a,b', 'ack b']);
+    await consumer.stop();
+  });
+
   it('gives up a prefetched message whose lease was taken, without handing it to the handler', async () => {
     const clock = new ManualClock();
     const source = new LeasedSource(clock);

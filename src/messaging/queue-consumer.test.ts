@@ -244,6 +244,62 @@ describe('QueueConsumer', () => {
     expect(source.ready[0]?.attempt).toBe(0);
   });
 
+  it('a handler that reads ctx.signal only after the drain deadline finds it aborted, and its message is released', async () => {
+    const clock = new ManualClock();
+    const source = new RecordingSource(clock);
+    const consumer = new QueueConsumer(
+      source,
+      async (_m, ctx) => {
+        await new Promise<void>((resolve) => clock.setTimeout(resolve, 1500));
+        // First read, after the abort: the signal is made already aborted, with the reason.
+        ctx.signal.throwIfAborted();
+      },
+      { clock },
+    );
+    await consumer.start();
+    source.push(message('a'));
+    await clock.advance(0);
+    const stopped = consumer.stop({ drainMs: 1000 });
+    await clock.advance(2000);
+    await stopped;
+    expect(source.log).toEqual(['release a', 'close']);
+  });
+
+  it('makes an AbortController only for a handler that reads ctx.signal', async () => {
+    const clock = new ManualClock();
+    const source = new RecordingSource(clock);
+    const Real = globalThis.AbortController;
+    let made = 0;
+    globalThis.AbortController = class extends Real {
+      constructor() {
+        super();
+        made++;
+      }
+    };
+    try {
+      const signals: AbortSignal[] = [];
+      const consumer = new QueueConsumer(
+        source,
+        async (m, ctx) => {
+          if (m.payload === 'reads') signals.push(ctx.signal, ctx.signal);
+        },
+        { clock, concurrency: 4 },
+      );
+      let acked = 0;
+      consumer.events.on('acked', () => acked++);
+      await consumer.start();
+      for (const p of ['a', 'b', 'reads', 'c']) source.push(message(p));
+      while (acked < 4) await clock.advance(0);
+      // Counted before stop(), which makes one for its drain deadline.
+      expect(made).toBe(1);
+      await consumer.stop();
+      expect(signals[0]).toBe(signals[1]);
+      expect(signals[0]?.aborted).toBe(false);
+    } finally {
+      globalThis.AbortController = Real;
+    }
+  });
+
   it('keeps polling after a claim fails, and reports the error', async () => {
     const clock = new ManualClock();
     const source = new RecordingSource(clock);

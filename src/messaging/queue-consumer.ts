@@ -4,7 +4,13 @@ import { ServiceBase } from '../service/index.ts';
 import { systemClock, type Clock, type TimerHandle } from '../time/index.ts';
 import type { Delivery, DeliverySource } from './delivery-source.ts';
 import type { Envelope } from './envelope.ts';
-import { LeaseLostError, PermanentError, type Handler, type LeaseLossReason } from './handler.ts';
+import {
+  LeaseLostError,
+  PermanentError,
+  type DeliveryContext,
+  type Handler,
+  type LeaseLossReason,
+} from './handler.ts';
 import type { MessageRegistry } from './message-registry.ts';
 
 export interface QueueConsumerOptions {
@@ -150,6 +156,49 @@ interface Held<D> {
   /** The message the handler saw (parsed by the registry); set once handled. */
   message: Envelope | undefined;
   lost: boolean;
+  /** The handler's context, from the moment the message is handed to the handler. */
+  context: MessageContext | undefined;
+  /** Holds a handler slot: being handled, or its failure being settled. */
+  busy: boolean;
+}
+
+/**
+ * What the handler is given for one message. Its `AbortController` is made only when the
+ * handler reads `signal`: one per message cost several µs (with the garbage it leaves) in a
+ * runtime whose own work per message is a few µs, and most handlers never look. An abort before
+ * the first read is kept and handed over as an already-aborted signal.
+ */
+class MessageContext implements DeliveryContext {
+  readonly destination: string;
+  readonly attempt: number;
+  #controller: AbortController | undefined = undefined;
+  #aborted = false;
+  #reason: unknown = undefined;
+
+  constructor(destination: string, attempt: number) {
+    this.destination = destination;
+    this.attempt = attempt;
+  }
+
+  get signal(): AbortSignal {
+    if (this.#controller === undefined) {
+      this.#controller = new AbortController();
+      if (this.#aborted) this.#controller.abort(this.#reason);
+    }
+    return this.#controller.signal;
+  }
+
+  /** True once the message was given up (drain deadline, lost lease), read or not. */
+  get aborted(): boolean {
+    return this.#aborted;
+  }
+
+  abort(reason: unknown): void {
+    if (this.#aborted) return;
+    this.#aborted = true;
+    this.#reason = reason;
+    this.#controller?.abort(reason);
+  }
 }
 
 /**
@@ -176,8 +225,9 @@ export class QueueConsumer<D extends Delivery = Delivery> extends ServiceBase<Qu
   readonly #handler: Handler;
   readonly #options: Resolved;
   /** Every message held, from claim to settle; its size is what counts against the bound. */
-  readonly #held = new Map<D, Held<D>>();
-  readonly #inFlight = new Map<D, AbortController>();
+  readonly #held = new Set<Held<D>>();
+  /** Handler slots taken (`busy` messages). */
+  #running = 0;
   /** Claimed, not yet handed to the handler (prefetch); `#next` is the head. */
   #buffer: Held<D>[] = [];
   #next = 0;
@@ -185,7 +235,17 @@ export class QueueConsumer<D extends Delivery = Delivery> extends ServiceBase<Qu
   #acks: Held<D>[] = [];
   #flushing: Promise<void> | undefined;
   #loop: Promise<void> | undefined;
-  #wakeUp: (() => void) | undefined;
+  /** Resolves the loop's current pause; set only while it pauses. */
+  #resume: (() => void) | undefined;
+  /** When the current pause ends if nothing wakes the loop first. */
+  #pollAt = 0;
+  /**
+   * One poll timer, kept across pauses: a pause moves `#pollAt` and a timer that fires early
+   * sets itself again for the rest, instead of a timer set and cleared for every pause (under
+   * load, several per claim).
+   */
+  #pollTimer: TimerHandle | undefined;
+  #pollTimerAt = 0;
   #pending = false;
   #stopping = false;
   #idle: Promise<void> | undefined;
@@ -203,19 +263,18 @@ export class QueueConsumer<D extends Delivery = Delivery> extends ServiceBase<Qu
 
   /** Messages being handled right now. */
   get inFlight(): number {
-    return this.#inFlight.size;
+    return this.#running;
   }
 
   /** What the consumer holds in memory right now, by stage. */
   get stats(): QueueConsumerStats {
     let buffered = 0;
     let awaitingAck = 0;
-    for (const held of this.#held.values()) {
+    for (const held of this.#held) {
       if (held.stage === 'buffered') buffered++;
-      else if (held.stage === 'handled' || (held.stage === 'settling' && !this.#inFlight.has(held.delivery)))
-        awaitingAck++;
+      else if (held.stage === 'handled' || (held.stage === 'settling' && !held.busy)) awaitingAck++;
     }
-    return { buffered, inFlight: this.#inFlight.size, awaitingAck, held: this.#held.size };
+    return { buffered, inFlight: this.#running, awaitingAck, held: this.#held.size };
   }
 
   protected override async onStart(): Promise<void> {
@@ -230,12 +289,12 @@ export class QueueConsumer<D extends Delivery = Delivery> extends ServiceBase<Qu
     this.#wake();
     await this.#loop;
     const onDeadline = (): void => {
-      for (const controller of this.#inFlight.values()) controller.abort(drain.reason);
+      for (const held of this.#held) if (held.busy) held.context?.abort(drain.reason);
     };
     drain.addEventListener('abort', onDeadline, { once: true });
     try {
       await this.#releaseBuffered();
-      while (this.#inFlight.size > 0) await this.#waitIdle();
+      while (this.#running > 0) await this.#waitIdle();
       // Handlers have all settled; no ack can be queued any more once this flush ends.
       await this.#flushing;
     } finally {
@@ -261,7 +320,7 @@ export class QueueConsumer<D extends Delivery = Delivery> extends ServiceBase<Qu
           // Still leased: it comes back when the lease expires.
           this.events.emit('error', { error, during: 'settle' });
         } finally {
-          this.#held.delete(held.delivery);
+          this.#held.delete(held);
         }
       }),
     );
@@ -269,7 +328,13 @@ export class QueueConsumer<D extends Delivery = Delivery> extends ServiceBase<Qu
 
   #wake(): void {
     this.#pending = true;
-    this.#wakeUp?.();
+    this.#resumeLoop();
+  }
+
+  #resumeLoop(): void {
+    const resume = this.#resume;
+    this.#resume = undefined;
+    resume?.();
   }
 
   async #run(): Promise<void> {
@@ -301,43 +366,80 @@ export class QueueConsumer<D extends Delivery = Delivery> extends ServiceBase<Qu
       }
       const until = claimedAt + (this.#options.leaseMs ?? Number.POSITIVE_INFINITY);
       for (const delivery of batch) {
-        const held: Held<D> = { delivery, stage: 'buffered', until, message: undefined, lost: false };
-        this.#held.set(delivery, held);
+        const held: Held<D> = {
+          delivery,
+          stage: 'buffered',
+          until,
+          message: undefined,
+          lost: false,
+          context: undefined,
+          busy: false,
+        };
+        this.#held.add(held);
         this.#buffer.push(held);
       }
-      if (batch.length > 0) this.events.emit('claimed', { count: batch.length, held: this.#held.size });
+      if (batch.length > 0 && this.events.has('claimed')) {
+        this.events.emit('claimed', { count: batch.length, held: this.#held.size });
+      }
       this.#pump();
       // A full batch means more may be waiting; claim again while there is room.
       if (batch.length === free || this.#pending) continue;
       await this.#pause(this.#options.pollIntervalMs);
     }
+    this.#stopPolling();
   }
 
   /** Hands claimed messages to free handler slots. */
   #pump(): void {
-    while (this.#inFlight.size < this.#options.concurrency && this.#next < this.#buffer.length) {
+    while (this.#running < this.#options.concurrency && this.#next < this.#buffer.length) {
       const held = this.#buffer[this.#next++]!;
       if (this.#next === this.#buffer.length) {
         this.#buffer = [];
         this.#next = 0;
       }
-      this.#dispatch(held);
+      this.#running++;
+      void this.#work(held);
     }
   }
 
-  /** Waits for a wake-up (a notify, a freed slot, stop) or the poll interval. */
+  /** Waits for a wake-up (a notify, a freed slot, stop) or `ms`. */
   #pause(ms: number): Promise<void> {
     return new Promise<void>((resolve) => {
-      let timer: TimerHandle | undefined = undefined;
-      const done = (): void => {
-        this.#wakeUp = undefined;
-        if (timer !== undefined) this.clock.clearTimeout(timer);
-        resolve();
-      };
-      this.#wakeUp = done;
-      timer = this.clock.setTimeout(done, ms);
-      if (this.#stopping) done();
+      this.#resume = resolve;
+      if (this.#stopping) this.#resumeLoop();
+      else this.#pollIn(ms);
     });
+  }
+
+  /** Ends the current pause `ms` from now, unless a wake-up ends it first. */
+  #pollIn(ms: number): void {
+    const at = this.clock.now() + ms;
+    this.#pollAt = at;
+    if (this.#pollTimer !== undefined) {
+      // Due no later: when it fires it sets itself again for what is left.
+      if (this.#pollTimerAt <= at) return;
+      this.clock.clearTimeout(this.#pollTimer);
+    }
+    this.#pollTimerAt = at;
+    this.#pollTimer = this.clock.setTimeout(this.#onPollTimer, ms);
+  }
+
+  readonly #onPollTimer = (): void => {
+    this.#pollTimer = undefined;
+    // Not pausing: the loop is at work, and its next pause sets a timer again.
+    if (this.#resume === undefined) return;
+    const left = this.#pollAt - this.clock.now();
+    if (left > 0) {
+      this.#pollTimerAt = this.#pollAt;
+      this.#pollTimer = this.clock.setTimeout(this.#onPollTimer, left);
+      return;
+    }
+    this.#resumeLoop();
+  };
+
+  #stopPolling(): void {
+    if (this.#pollTimer !== undefined) this.clock.clearTimeout(this.#pollTimer);
+    this.#pollTimer = undefined;
   }
 
   #waitIdle(): Promise<void> {
@@ -345,39 +447,46 @@ export class QueueConsumer<D extends Delivery = Delivery> extends ServiceBase<Qu
     return this.#idle;
   }
 
-  #dispatch(held: Held<D>): void {
-    const { delivery } = held;
-    const controller = new AbortController();
+  /** Runs the handler on a message that took a slot (`#running` counts it), then frees the slot. */
+  async #work(held: Held<D>): Promise<void> {
+    const { envelope, attempt } = held.delivery;
+    const context = new MessageContext(this.#source.destination, attempt);
+    held.context = context;
     held.stage = 'running';
-    this.#inFlight.set(delivery, controller);
-    void this.#handle(held, controller.signal).finally(() => {
-      this.#inFlight.delete(delivery);
+    held.busy = true;
+    try {
+      let message: Envelope = envelope;
+      this.#mergeStamp(envelope);
+      try {
+        if (this.#options.registry) message = this.#options.registry.parse(envelope);
+        await this.#handler(message, context);
+      } catch (error) {
+        await this.#fail(held, error, context);
+        return;
+      }
+      this.#handled(held, message);
+    } finally {
+      held.busy = false;
+      this.#running--;
       const settle = this.#settleIdle;
-      this.#idle = undefined;
-      this.#settleIdle = undefined;
-      settle?.();
+      if (settle !== undefined) {
+        this.#idle = undefined;
+        this.#settleIdle = undefined;
+        settle();
+      }
       if (!this.#stopping) this.#pump();
       this.#wake();
-    });
+    }
   }
 
-  async #handle(held: Held<D>, signal: AbortSignal): Promise<void> {
-    const { envelope, attempt } = held.delivery;
-    let message: Envelope = envelope;
-    this.#mergeStamp(envelope);
-    try {
-      if (this.#options.registry) message = this.#options.registry.parse(envelope);
-      await this.#handler(message, { destination: this.#source.destination, attempt, signal });
-    } catch (error) {
-      await this.#fail(held, error, signal);
-      return;
-    }
+  /** The handler resolved: the message joins the next ack batch. */
+  #handled(held: Held<D>, message: Envelope): void {
     if (held.lost) {
       // Another consumer holds it now; an ack would be refused, and the message is theirs.
-      this.#held.delete(held.delivery);
+      this.#held.delete(held);
       return;
     }
-    this.events.emit('handled', { message, attempt });
+    if (this.events.has('handled')) this.events.emit('handled', { message, attempt: held.delivery.attempt });
     held.stage = 'handled';
     held.message = message;
     this.#acks.push(held);
@@ -393,9 +502,10 @@ export class QueueConsumer<D extends Delivery = Delivery> extends ServiceBase<Qu
       try {
         const refused = (await this.#source.ack(batch.map((held) => held.delivery))) ?? [];
         const fenced = refused.length === 0 ? undefined : new Set(refused);
+        const report = this.events.has('acked');
         for (const held of batch) {
           if (fenced?.has(held.delivery)) this.#reportLost(held, 'taken');
-          else this.events.emit('acked', { messages: [held.message ?? held.delivery.envelope] });
+          else if (report) this.events.emit('acked', { messages: [held.message ?? held.delivery.envelope] });
         }
       } catch (error) {
         // The effects are committed but the ack is not. The leases are no longer renewed, so the
@@ -404,7 +514,7 @@ export class QueueConsumer<D extends Delivery = Delivery> extends ServiceBase<Qu
         this.events.emit('ack-failed', { messages: batch.map((held) => held.delivery.envelope), error });
         this.events.emit('error', { error, during: 'ack' });
       } finally {
-        for (const held of batch) this.#held.delete(held.delivery);
+        for (const held of batch) this.#held.delete(held);
         this.#wake();
       }
     }
@@ -422,17 +532,17 @@ export class QueueConsumer<D extends Delivery = Delivery> extends ServiceBase<Qu
     }
   }
 
-  async #fail(held: Held<D>, error: unknown, signal: AbortSignal): Promise<void> {
+  async #fail(held: Held<D>, error: unknown, context: MessageContext): Promise<void> {
     const { delivery } = held;
     const { envelope, attempt } = delivery;
     if (held.lost) {
       // Not ours any more: settling it would be refused, or would settle the new holder's delivery.
-      this.#held.delete(delivery);
+      this.#held.delete(held);
       return;
     }
     held.stage = 'settling';
     try {
-      if (signal.aborted) {
+      if (context.aborted) {
         await this.#source.release(delivery);
         this.events.emit('released', { message: envelope });
       } else if (isPermanent(error) || attempt >= this.#options.maxAttempts) {
@@ -447,7 +557,7 @@ export class QueueConsumer<D extends Delivery = Delivery> extends ServiceBase<Qu
       // The message stays leased and comes back when the lease expires: nothing is lost.
       this.events.emit('error', { error: failure, during: 'settle' });
     } finally {
-      this.#held.delete(delivery);
+      this.#held.delete(held);
     }
   }
 
@@ -475,7 +585,7 @@ export class QueueConsumer<D extends Delivery = Delivery> extends ServiceBase<Qu
     const leaseMs = this.#options.leaseMs;
     if (this.#source.extend === undefined || leaseMs === undefined) return;
     // Messages being settled are on their way out; the settle itself checks the lease.
-    const renewing = [...this.#held.values()].filter((held) => held.stage !== 'settling');
+    const renewing = [...this.#held].filter((held) => held.stage !== 'settling');
     if (renewing.length === 0) return;
     const startedAt = this.clock.now();
     let taken: readonly D[];
@@ -498,19 +608,19 @@ export class QueueConsumer<D extends Delivery = Delivery> extends ServiceBase<Qu
   /** The consumer no longer holds `held`'s message: drop it, or abort its handler. */
   #loseLease(held: Held<D>, reason: LeaseLossReason): void {
     // Settled (or settling) while the renewal ran: what it found is that settle, not a thief.
-    if (held.lost || held.stage === 'settling' || this.#held.get(held.delivery) !== held) return;
+    if (held.lost || held.stage === 'settling' || !this.#held.has(held)) return;
     held.lost = true;
     if (held.stage === 'buffered') {
-      this.#held.delete(held.delivery);
+      this.#held.delete(held);
       this.#buffer = this.#buffer.slice(this.#next).filter((other) => other !== held);
       this.#next = 0;
     } else if (held.stage === 'handled') {
-      this.#held.delete(held.delivery);
+      this.#held.delete(held);
       this.#acks = this.#acks.filter((other) => other !== held);
     }
     const error = this.#reportLost(held, reason);
     // A running handler keeps its slot until it returns; its outcome is then dropped.
-    if (held.stage === 'running') this.#inFlight.get(held.delivery)?.abort(error);
+    if (held.stage === 'running') held.context?.abort(error);
     this.#wake();
   }
 
