@@ -1,13 +1,118 @@
-// RabbitMQ: keel's RabbitMqBroker beside amqplib used directly, both on quorum queues.
+// RabbitMQ: keel's RabbitMqBroker (plain and per-key) and RabbitMqStreamBroker beside amqplib used
+// directly, doing the same on the same kind of queues.
 import { randomBytes } from 'node:crypto';
-import { connect } from 'amqplib';
-import { RabbitMqBroker } from '../../src/messaging/adapters/rabbitmq/index.ts';
+import { connect, type Channel, type ChannelModel, type ConfirmChannel } from 'amqplib';
+import type { Envelope } from '../../src/messaging/envelope.ts';
+import {
+  partitionOf,
+  partitionQueueName,
+  RabbitMqBroker,
+  RabbitMqStreamBroker,
+} from '../../src/messaging/adapters/rabbitmq/index.ts';
 import { deleteQueues } from '../../src/messaging/adapters/rabbitmq/test-support.ts';
-import { until, type Pair, type Side } from './pair.ts';
+import { until, type Pair, type Side, type Span } from './pair.ts';
 
 const url = process.env.KEEL_RABBITMQ_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
 const concurrency = 64;
 const prefetch = 256;
+/** Per-key mode: partition queues per destination, and the unacknowledged messages per partition. */
+const partitions = 4;
+const partitionPrefetch = 64;
+
+/** Publishes `messages` as keel encodes them, a chunk at a time, each chunk confirmed before the next. */
+async function rawPublish(
+  channel: ConfirmChannel,
+  messages: readonly Envelope[],
+  chunk: number,
+  queueOf: (m: Envelope) => string,
+): Promise<void> {
+  for (let i = 0; i < messages.length; i += chunk) {
+    const confirms = messages.slice(i, i + chunk).map(
+      (m) =>
+        new Promise<void>((resolve, reject) => {
+          channel.publish(
+            '',
+            queueOf(m),
+            Buffer.from(JSON.stringify(m.payload)),
+            {
+              persistent: true,
+              mandatory: true,
+              contentType: 'application/json',
+              messageId: m.id,
+              type: m.type,
+              timestamp: Math.floor(Date.now() / 1000),
+              headers: { ...m.headers, 'x-keel-key': m.key, 'x-keel-occurred-at': m.occurredAt },
+            },
+            (error: unknown) => (error ? reject(new Error('nacked', { cause: error })) : resolve()),
+          );
+        }),
+    );
+    await Promise.all(confirms);
+  }
+}
+
+/**
+ * Consumes `count` messages from `queues` on a channel of its own: parses each body and acks it
+ * alone, as a hand-written consumer does.
+ */
+async function rawConsume(
+  connection: ChannelModel,
+  queues: readonly string[],
+  options: { prefetch: number; arguments?: Record<string, unknown> },
+  count: number,
+  span: Span,
+  what: string,
+): Promise<void> {
+  const channel: Channel = await connection.createChannel();
+  await channel.prefetch(options.prefetch);
+  let acked = 0;
+  const tags: string[] = [];
+  for (const queue of queues) {
+    const { consumerTag } = await channel.consume(
+      queue,
+      (message) => {
+        if (message === null) return;
+        span.first();
+        JSON.parse(message.content.toString('utf8'));
+        channel.ack(message);
+        acked++;
+      },
+      options.arguments === undefined ? {} : { arguments: options.arguments },
+    );
+    tags.push(consumerTag);
+  }
+  await until(() => acked, count, 120_000, what);
+  span.done();
+  for (const tag of tags) await channel.cancel(tag);
+  await channel.close();
+}
+
+/** keel's side of a queue broker: publish in chunks, consume with a no-op handler until `count` are acked. */
+function keelSide(
+  broker: RabbitMqBroker | RabbitMqStreamBroker,
+  name: (destination: string) => string,
+  what: string,
+): Side {
+  return {
+    publish: async (destination, messages, chunk) => {
+      for (let i = 0; i < messages.length; i += chunk) {
+        await broker.publish(name(destination), messages.slice(i, i + chunk));
+      }
+    },
+    consume: async (destination, count, span) => {
+      let acked = 0;
+      const consumer = broker.consumer(name(destination), async () => span.first(), {
+        concurrency,
+        prefetch,
+      });
+      consumer.events.on('acked', ({ messages }) => (acked += messages.length));
+      await consumer.start();
+      await until(() => acked, count, 120_000, what);
+      span.done();
+      await consumer.stop({ drainMs: 1000 });
+    },
+  };
+}
 
 export const rabbitPair: Pair = {
   id: 'rabbitmq',
@@ -16,7 +121,7 @@ export const rabbitPair: Pair = {
   settings: [
     `server ${new URL(url).host}; durable quorum queues (fsynced before confirming), persistent messages, mandatory`,
     'publish: a confirm channel; every message of a chunk published at once, the chunk done when the broker confirmed each',
-    `consume: prefetch ${concurrency + prefetch}, an ack per message (AMQP acks are not confirmed); keel: concurrency ${concurrency}, prefetch ${prefetch}`,
+    `consume: prefetch ${concurrency + prefetch}; raw: an ack per message; keel: concurrency ${concurrency}, prefetch ${prefetch}, the acks of a tick in one multiple-ack where they are contiguous (AMQP acks are not confirmed)`,
   ],
   async open() {
     const tag = randomBytes(3).toString('hex');
@@ -25,73 +130,134 @@ export const rabbitPair: Pair = {
     const channel = await connection.createConfirmChannel();
     const rawQueues: string[] = [];
     const name = (destination: string): string => `keelbench-${tag}-${destination}`;
-    const keel: Side = {
-      publish: async (destination, messages, chunk) => {
-        for (let i = 0; i < messages.length; i += chunk) {
-          await broker.publish(name(destination), messages.slice(i, i + chunk));
-        }
-      },
-      consume: async (destination, count, span) => {
-        let acked = 0;
-        const consumer = broker.consumer(name(destination), async () => span.first(), {
-          concurrency,
-          prefetch,
-        });
-        consumer.events.on('acked', ({ messages }) => (acked += messages.length));
-        await consumer.start();
-        await until(() => acked, count, 120_000, 'keel rabbitmq consume');
-        span.done();
-        await consumer.stop({ drainMs: 1000 });
-      },
-    };
     const raw: Side = {
       publish: async (destination, messages, chunk) => {
         const queue = name(destination);
         rawQueues.push(queue);
         await channel.assertQueue(queue, { durable: true, arguments: { 'x-queue-type': 'quorum' } });
-        for (let i = 0; i < messages.length; i += chunk) {
-          const confirms = messages.slice(i, i + chunk).map(
-            (m) =>
-              new Promise<void>((resolve, reject) => {
-                channel.publish(
-                  '',
-                  queue,
-                  Buffer.from(JSON.stringify(m.payload)),
-                  {
-                    persistent: true,
-                    mandatory: true,
-                    contentType: 'application/json',
-                    messageId: m.id,
-                    type: m.type,
-                    timestamp: Math.floor(Date.now() / 1000),
-                    headers: { ...m.headers, 'x-keel-key': m.key, 'x-keel-occurred-at': m.occurredAt },
-                  },
-                  (error: unknown) => (error ? reject(new Error('nacked', { cause: error })) : resolve()),
-                );
-              }),
-          );
-          await Promise.all(confirms);
-        }
+        await rawPublish(channel, messages, chunk, () => queue);
       },
-      consume: async (destination, count, span) => {
-        const consuming = await connection.createChannel();
-        await consuming.prefetch(concurrency + prefetch);
-        let acked = 0;
-        const { consumerTag } = await consuming.consume(name(destination), (message) => {
-          if (message === null) return;
-          span.first();
-          JSON.parse(message.content.toString('utf8'));
-          consuming.ack(message);
-          acked++;
-        });
-        await until(() => acked, count, 120_000, 'raw rabbitmq consume');
-        span.done();
-        await consuming.cancel(consumerTag);
-        await consuming.close();
-      },
+      consume: (destination, count, span) =>
+        rawConsume(
+          connection,
+          [name(destination)],
+          { prefetch: concurrency + prefetch },
+          count,
+          span,
+          'raw rabbitmq consume',
+        ),
     };
     return {
-      keel,
+      keel: keelSide(broker, name, 'keel rabbitmq consume'),
+      raw,
+      close: async () => {
+        await broker.close();
+        await channel.close();
+        await connection.close();
+        await deleteQueues([...broker.declaredQueues(), ...rawQueues]);
+      },
+    };
+  },
+};
+
+export const rabbitPerKeyPair: Pair = {
+  id: 'rabbitmq-per-key',
+  title: `RabbitMQ per-key (${partitions} partition quorum queues, single active consumer)`,
+  peer: 'amqplib',
+  settings: [
+    `server ${new URL(url).host}; each destination is ${partitions} durable quorum queues with x-single-active-consumer, a key to partition FNV-1a(key) mod ${partitions}; persistent messages, mandatory`,
+    'publish: a confirm channel; every message of a chunk published at once to its partition, the chunk done when the broker confirmed each',
+    `consume: one channel consuming every partition, prefetch ${partitionPrefetch} per partition; raw: an ack per message in arrival order (a synchronous handler keeps each key's order by itself); keel: concurrency ${concurrency}, prefetch ${prefetch}, one message per key at a time (every message has a key of its own here)`,
+  ],
+  async open() {
+    const tag = randomBytes(3).toString('hex');
+    const broker = new RabbitMqBroker({
+      url,
+      name: 'keel-bench-per-key',
+      ordering: 'per-key',
+      partitions,
+      prefetch: partitionPrefetch,
+    });
+    const connection = await connect(url);
+    const channel = await connection.createConfirmChannel();
+    const rawQueues: string[] = [];
+    const name = (destination: string): string => `keelbench-${tag}-${destination}`;
+    const raw: Side = {
+      publish: async (destination, messages, chunk) => {
+        const queues = broker.queuesOf(name(destination));
+        for (const queue of queues) {
+          rawQueues.push(queue);
+          await channel.assertQueue(queue, {
+            durable: true,
+            arguments: { 'x-queue-type': 'quorum', 'x-single-active-consumer': true },
+          });
+        }
+        await rawPublish(channel, messages, chunk, (m) =>
+          partitionQueueName(name(destination), partitionOf(m, partitions)),
+        );
+      },
+      consume: (destination, count, span) =>
+        rawConsume(
+          connection,
+          broker.queuesOf(name(destination)),
+          { prefetch: partitionPrefetch },
+          count,
+          span,
+          'raw rabbitmq per-key consume',
+        ),
+    };
+    return {
+      keel: keelSide(broker, name, 'keel rabbitmq per-key consume'),
+      raw,
+      close: async () => {
+        await broker.close();
+        await channel.close();
+        await connection.close();
+        await deleteQueues([...broker.declaredQueues(), ...rawQueues]);
+      },
+    };
+  },
+};
+
+export const rabbitStreamPair: Pair = {
+  id: 'rabbitmq-stream',
+  title: 'RabbitMQ streams',
+  peer: 'amqplib',
+  settings: [
+    `server ${new URL(url).host}; durable streams (x-queue-type stream), persistent messages, mandatory`,
+    'publish: a confirm channel; every message of a chunk published at once, the chunk done when the broker confirmed each',
+    `consume: from the first offset (x-stream-offset), prefetch ${concurrency + prefetch}, an ack per message for credit; keel: a consumer group (an exclusive lock queue, its offset committed to a quorum queue behind the acks), concurrency ${concurrency}, prefetch ${prefetch}; raw: no offset kept`,
+  ],
+  async open() {
+    const tag = randomBytes(3).toString('hex');
+    const broker = new RabbitMqStreamBroker({
+      url,
+      name: 'keel-bench-stream',
+      prefetch: concurrency + prefetch,
+    });
+    const connection = await connect(url);
+    const channel = await connection.createConfirmChannel();
+    const rawQueues: string[] = [];
+    const name = (destination: string): string => `keelbench-${tag}-${destination}`;
+    const raw: Side = {
+      publish: async (destination, messages, chunk) => {
+        const stream = name(destination);
+        rawQueues.push(stream);
+        await channel.assertQueue(stream, { durable: true, arguments: { 'x-queue-type': 'stream' } });
+        await rawPublish(channel, messages, chunk, () => stream);
+      },
+      consume: (destination, count, span) =>
+        rawConsume(
+          connection,
+          [name(destination)],
+          { prefetch: concurrency + prefetch, arguments: { 'x-stream-offset': 'first' } },
+          count,
+          span,
+          'raw rabbitmq stream consume',
+        ),
+    };
+    return {
+      keel: keelSide(broker, name, 'keel rabbitmq stream consume'),
       raw,
       close: async () => {
         await broker.close();
