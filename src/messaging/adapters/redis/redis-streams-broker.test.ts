@@ -235,6 +235,50 @@ describe('RedisStreamsBroker: groups, leases and settling', () => {
     expect(pending).toEqual([live!.entryId, fast.consumer, expect.any(Number), 2]);
   });
 
+  it('acknowledges only what the consumer still holds: an entry taken over is refused and stays its holder’s', async () => {
+    const clock = new ManualClock(Date.UTC(2026, 0, 1));
+    const broker = brokers.open({ clock });
+    await broker.publish('jobs', messages(4));
+    const slow = await opened(broker.source('jobs', { leaseMs: 50 }));
+    const [first, second, third] = await slow.claim(3);
+    await slow.retry(third!, 0, new Error('again'));
+    const [copy, fourth] = await slow.claim(2);
+    expect([copy?.fromRetry, fourth?.fromRetry]).toEqual([true, false]);
+    await pause(80);
+    // The lease scan takes the retry stream first: the copy, then the oldest entry.
+    const fast = await opened(broker.source('jobs', { leaseMs: 50 }));
+    const taken = await fast.claim(2);
+    expect(taken.map((d) => d.entryId)).toEqual([copy!.entryId, first!.entryId]);
+    // Out of lease but not taken (second, fourth): still this consumer's, so acknowledged.
+    const refused = await slow.ack([first!, second!, copy!, fourth!]);
+    expect(refused).toEqual([first, copy]);
+    const pending = (await broker.client.xpending(broker.streamKey('jobs'), 'keel', '-', '+', 10)) as [
+      string,
+      string,
+    ][];
+    expect(pending.map(([id, consumer]) => [id, consumer])).toEqual([[first!.entryId, fast.consumer]]);
+    expect(await fast.ack(taken)).toEqual([]);
+    expect(await broker.stats('jobs')).toMatchObject({ groups: [{ pending: 0 }] });
+  });
+
+  it('per-key ordering: an ack of a key’s message taken over is refused, and the key stays with it', async () => {
+    const broker = brokers.open({ ordering: 'per-key' });
+    const [a, b] = messages(2, 'k');
+    await broker.publish('jobs', [a!, b!]);
+    const slow = await opened(broker.source('jobs', { leaseMs: 50 }));
+    const [stale] = await slow.claim(2);
+    expect(stale?.envelope.id).toBe(a!.id);
+    await pause(80);
+    const fast = await opened(broker.source('jobs', { leaseMs: 50 }));
+    const [live] = await fast.claim(2);
+    expect(live).toMatchObject({ entryId: stale!.entryId, deliveryCount: 2 });
+    expect(await slow.ack([stale!])).toEqual([stale]);
+    expect(await fast.claim(2)).toEqual([]);
+    expect(await fast.ack([live!])).toEqual([]);
+    // The key passes to b only now.
+    expect((await fast.claim(2)).map((d) => d.envelope.id)).toEqual([b!.id]);
+  });
+
   it('release hands an entry back at once, in place, without counting the attempt', async () => {
     const broker = brokers.open();
     const sent = messages(2);

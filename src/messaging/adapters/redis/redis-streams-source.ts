@@ -3,8 +3,10 @@ import { v7 as uuidv7 } from 'uuid';
 import { systemClock, type Clock } from '../../../time/index.ts';
 import type { Delivery, DeliverySource } from '../../delivery-source.ts';
 import type { Envelope } from '../../envelope.ts';
+import { AckBatcher } from './ack-batcher.ts';
 import {
   ackKeyedScript,
+  ackScript,
   claimScript,
   deadLetterScript,
   extendScript,
@@ -12,7 +14,7 @@ import {
   releaseScript,
   retryScript,
 } from './scripts.ts';
-import { decodeEntry, describeError, encodeEntry, fieldMap } from './stream-entry.ts';
+import { decodeEntry, describeError, encodeEntry, entryIdBefore, fieldMap } from './stream-entry.ts';
 import type { StreamKeys } from './stream-keys.ts';
 import type { WakeSubscriber } from './wake-subscriber.ts';
 
@@ -56,12 +58,8 @@ export interface DelayedDue {
 }
 
 type ClaimedEntry = [which: 'm' | 'r', id: string, deliveryCount: number, fields: string[]];
-
-interface AckBatch {
-  main: string[];
-  retry: string[];
-  waiters: { resolve: () => void; reject: (error: unknown) => void }[];
-}
+/** An XREADGROUP reply's entry: id and flat fields. */
+type ReadEntry = [id: string, fields: string[]];
 
 /**
  * One consumer in a Redis consumer group: the Redis Streams side of the consumer runtime.
@@ -69,8 +67,9 @@ interface AckBatch {
  * - `claim`: mostly one XREADGROUP; now and then (see `#claim`) one Lua script that also moves
  *   due delayed messages and retries into their streams and takes over entries whose lease ran
  *   out (XPENDING IDLE + XCLAIM). One round trip either way; never a blocking read.
- * - `ack`: XACK, batched per turn of the event loop. Entries of the destination's stream stay (replay, other groups; trim them with
- *   `retention`); retry copies are deleted as well.
+ * - `ack`: one script per turn of the event loop that XACKs the entries this consumer still
+ *   holds (see below) and reports the others. Entries of the destination's stream stay (replay,
+ *   other groups; trim them with `retention`); retry copies are deleted as well.
  * - `retry`: the copy goes to a per-group sorted set, scored by when it is due, and the entry is
  *   acknowledged, in one script. Per group, so another group never sees this group's retries.
  * - `deadLetter`: XADD to the dead-letter stream with the `x-dead-letter-*` headers, then XACK.
@@ -80,8 +79,9 @@ interface AckBatch {
  * - `extend`: the runtime's heartbeat; XCLAIM ... JUSTID to itself resets each held entry's idle
  *   time without counting a delivery, so a slow handler's entry is not taken over.
  *
- * Every settle checks first that this consumer still holds the entry with the delivery count it
- * claimed; if its lease ran out and another consumer took it, the settle does nothing.
+ * Every settle, acks included, checks first that this consumer still holds the entry with the
+ * delivery count it claimed (the lease token); if its lease ran out and another consumer took it,
+ * the settle does nothing (an ack reports it refused).
  */
 export class RedisStreamsSource implements DeliverySource<RedisStreamDelivery> {
   readonly destination: string;
@@ -98,7 +98,7 @@ export class RedisStreamsSource implements DeliverySource<RedisStreamDelivery> {
   /** Earliest due time (source clock) of this group's waiting retries, as far as this source knows. */
   #nextRetry = Number.POSITIVE_INFINITY;
   #retryVersion = 0;
-  #acks: AckBatch | undefined;
+  readonly #acks = new AckBatcher<RedisStreamDelivery>((deliveries) => this.#sendAcks(deliveries));
 
   constructor(config: RedisStreamsSourceConfig) {
     this.destination = config.destination;
@@ -129,87 +129,88 @@ export class RedisStreamsSource implements DeliverySource<RedisStreamDelivery> {
   }
 
   async claim(max: number): Promise<RedisStreamDelivery[]> {
-    let raw: ClaimedEntry[];
+    let claimed: ClaimedEntry[] | ReadEntry[];
     try {
-      raw = await this.#claim(max);
+      claimed = await this.#claim(max);
     } catch (error) {
       // The group is gone: the stream was deleted, or a server without persistence restarted.
       if (!(error instanceof Error) || !error.message.includes('NOGROUP')) throw error;
       await this.#ensureGroups();
-      raw = await this.#claim(max);
+      claimed = await this.#claim(max);
     }
     const deliveries: RedisStreamDelivery[] = [];
-    for (const [which, entryId, deliveryCount, fields] of raw) {
-      const entry = decodeEntry(fields);
-      const fromRetry = which === 'r';
-      if (entry === undefined) {
-        // If parking fails the entry stays pending and comes back after its lease; the rest of
-        // the batch must still reach the runtime rather than wait out their leases too.
-        await this.#parkForeign(entryId, fromRetry, deliveryCount, fields).catch(() => undefined);
+    let foreign: ClaimedEntry[] | undefined;
+    for (const entry of claimed) {
+      // Read entries ([id, fields]) are the common case: first deliveries from the stream.
+      const read = entry.length === 2;
+      const which = read ? 'm' : entry[0];
+      const entryId = read ? entry[0] : entry[1];
+      const deliveryCount = read ? 1 : entry[2];
+      const fields = read ? entry[1] : entry[3];
+      const decoded = decodeEntry(fields);
+      if (decoded === undefined) {
+        (foreign ??= []).push([which, entryId, deliveryCount, fields]);
         continue;
       }
       deliveries.push({
-        envelope: entry.envelope,
-        attempt: entry.priorAttempts + deliveryCount,
+        envelope: decoded.envelope,
+        attempt: decoded.priorAttempts + deliveryCount,
         entryId,
-        fromRetry,
+        fromRetry: which === 'r',
         deliveryCount,
-        firstFailedAt: entry.firstFailedAt,
+        firstFailedAt: decoded.firstFailedAt,
       });
+    }
+    for (const [which, entryId, deliveryCount, fields] of foreign ?? []) {
+      // If parking fails the entry stays pending and comes back after its lease; the rest of
+      // the batch must still reach the runtime rather than wait out their leases too.
+      await this.#parkForeign(entryId, which === 'r', deliveryCount, fields).catch(() => undefined);
     }
     return deliveries;
   }
 
   /**
-   * Acknowledges in batches: acks made in the same turn of the event loop (handlers finishing
-   * together) go out as one XACK per stream; each call resolves when its batch is acknowledged.
+   * Acknowledges in batches: acks made in the same turn of the event loop go out as one script;
+   * each call resolves when its batch is acknowledged, with those of its deliveries this
+   * consumer no longer held (their lease ran out and another consumer took them): not acknowledged.
    */
-  ack(deliveries: readonly RedisStreamDelivery[]): Promise<void> {
+  ack(deliveries: readonly RedisStreamDelivery[]): Promise<readonly RedisStreamDelivery[]> {
     if (this.#c.perKey && deliveries.some((d) => d.envelope.key !== null)) return this.#ackKeyed(deliveries);
-    if (deliveries.length === 0) return Promise.resolve();
-    let batch = this.#acks;
-    if (batch === undefined) {
-      batch = { main: [], retry: [], waiters: [] };
-      this.#acks = batch;
-      // Not a timer: the next turn of the event loop, so no time passes and no clock is read.
-      setImmediate(() => void this.#flushAcks());
+    return this.#acks.add(deliveries);
+  }
+
+  async #sendAcks(deliveries: readonly RedisStreamDelivery[]): Promise<RedisStreamDelivery[]> {
+    // The stream's deliveries first, then the retry stream's (rarely any).
+    let main = deliveries;
+    let retry: readonly RedisStreamDelivery[] = [];
+    if (deliveries.some((d) => d.fromRetry)) {
+      main = deliveries.filter((d) => !d.fromRetry);
+      retry = deliveries.filter((d) => d.fromRetry);
     }
-    for (const d of deliveries) (d.fromRetry ? batch.retry : batch.main).push(d.entryId);
-    const waiters = batch.waiters;
-    return new Promise<void>((resolve, reject) => waiters.push({ resolve, reject }));
+    const args: (string | number)[] = [this.#c.group, this.#c.consumer, main.length];
+    pushIdRange(args, main);
+    pushIdRange(args, retry);
+    for (const d of main) args.push(d.entryId, d.deliveryCount);
+    for (const d of retry) args.push(d.entryId, d.deliveryCount);
+    const refused = (await ackScript.run(this.#c.client, [this.#c.keys.stream, this.#retryStream], args)) as
+      number[] | null;
+    if (refused === null || refused.length === 0) return [];
+    return refused.map((i) => (i < main.length ? main[i]! : retry[i - main.length]!));
   }
 
   /** Per-key ordering: acknowledging a key's holder hands the key to its next waiting entry. */
-  async #ackKeyed(deliveries: readonly RedisStreamDelivery[]): Promise<void> {
-    const args: (string | number)[] = [this.#c.group, this.#keyWaiting];
+  async #ackKeyed(deliveries: readonly RedisStreamDelivery[]): Promise<RedisStreamDelivery[]> {
+    const args: (string | number)[] = [this.#c.group, this.#c.consumer, this.#keyWaiting];
     for (const d of deliveries) {
-      args.push(d.fromRetry ? 'r' : 'm', d.entryId, d.envelope.key ?? '', d.envelope.id);
+      args.push(d.fromRetry ? 'r' : 'm', d.entryId, d.deliveryCount, d.envelope.key ?? '', d.envelope.id);
     }
-    const handed = await ackKeyedScript.run(
+    const [handed, refused] = (await ackKeyedScript.run(
       this.#c.client,
       [this.#c.keys.stream, this.#retryStream, this.#keyLocks],
       args,
-    );
+    )) as [number, number[] | null];
     if (handed !== 0) this.#fullNext = true;
-  }
-
-  async #flushAcks(): Promise<void> {
-    const batch = this.#acks;
-    this.#acks = undefined;
-    if (batch === undefined) return;
-    const { client, keys, group } = this.#c;
-    try {
-      const pipeline = client.pipeline();
-      if (batch.main.length > 0) pipeline.xack(keys.stream, group, ...batch.main);
-      if (batch.retry.length > 0) {
-        pipeline.xack(this.#retryStream, group, ...batch.retry);
-        pipeline.xdel(this.#retryStream, ...batch.retry);
-      }
-      for (const [error] of (await pipeline.exec()) ?? []) if (error) throw error;
-      for (const waiter of batch.waiters) waiter.resolve();
-    } catch (error) {
-      for (const waiter of batch.waiters) waiter.reject(error);
-    }
+    return (refused ?? []).map((i) => deliveries[i]!);
   }
 
   async retry(delivery: RedisStreamDelivery, delayMs: number, _error: unknown): Promise<void> {
@@ -308,7 +309,7 @@ export class RedisStreamsSource implements DeliverySource<RedisStreamDelivery> {
    * known due time is reached on the source's clock; and at least every min(250 ms, leaseMs / 2)
    * of real time (the server's idle times are real time), for what other processes scheduled.
    */
-  async #claim(max: number): Promise<ClaimedEntry[]> {
+  async #claim(max: number): Promise<ClaimedEntry[] | ReadEntry[]> {
     const realNow = systemClock.now();
     const due = Math.min(this.#c.due.nextDelayed, this.#nextRetry);
     const quiet =
@@ -324,8 +325,8 @@ export class RedisStreamsSource implements DeliverySource<RedisStreamDelivery> {
         'STREAMS',
         this.#c.keys.stream,
         '>',
-      )) as [string, [string, string[]][]][] | null;
-      return (reply?.[0]?.[1] ?? []).map(([id, fields]) => ['m', id, 1, fields]);
+      )) as [string, ReadEntry[]][] | null;
+      return reply?.[0]?.[1] ?? [];
     }
     this.#lastFull = realNow;
     this.#fullNext = false;
@@ -428,4 +429,19 @@ export class RedisStreamsSource implements DeliverySource<RedisStreamDelivery> {
     };
     await this.#moveToDeadLetter(entryId, fromRetry, deliveryCount, envelope, '', envelope.id);
   }
+}
+
+/** Appends the lowest and the highest entry id of `deliveries`, or two empty strings for none. */
+function pushIdRange(args: (string | number)[], deliveries: readonly RedisStreamDelivery[]): void {
+  if (deliveries.length === 0) {
+    args.push('', '');
+    return;
+  }
+  let low = deliveries[0]!.entryId;
+  let high = low;
+  for (const { entryId } of deliveries) {
+    if (entryIdBefore(entryId, low)) low = entryId;
+    else if (entryIdBefore(high, entryId)) high = entryId;
+  }
+  args.push(low, high);
 }

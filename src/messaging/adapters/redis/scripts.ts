@@ -165,25 +165,78 @@ return {out, earliest(KEYS[3]), earliest(KEYS[4]), more}
 );
 
 /**
- * Acknowledges deliveries of keyed messages under per-key ordering: XACK (and XDEL for retry
- * copies), then hands each key to its next waiting entry. Returns how many were handed over.
+ * Acknowledges the deliveries this consumer still holds, in one round trip: an entry is
+ * acknowledged only if it is pending for this consumer with the delivery count the caller
+ * claimed (the lease token). One whose lease ran out and that another consumer took over (or
+ * that this consumer took again since) is left to its holder and reported. Retry copies are
+ * deleted once acknowledged. Reads this consumer's pending entries between the lowest and the
+ * highest id of each stream's part of the batch: no more than the consumer holds.
  *
- * KEYS: stream, retry stream, key locks. ARGV: group, waiting-list prefix, then per delivery:
- * which ('m' | 'r'), entry id, key, message id.
+ * KEYS: stream, retry stream.
+ * ARGV: group, consumer, m (deliveries from the stream), the stream part's lowest and highest
+ *       id, the retry part's lowest and highest id ('' when empty), then per delivery (the m of
+ *       the stream first): entry id, delivery count.
+ * Returns the 0-based positions of the deliveries not acknowledged.
+ */
+export const ackScript = new LuaScript(`
+local group, me, m = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local refused = {}
+local function settle(stream, low, high, from, to, delete)
+  if from > to then return end
+  local held = {}
+  for _, p in ipairs(redis.call('XPENDING', stream, group, low, high, 1000000000, me)) do
+    held[p[1]] = p[4]
+  end
+  local ids = {}
+  for i = from, to, 2 do
+    local count = held[ARGV[i]]
+    if count ~= nil and count == tonumber(ARGV[i + 1]) then
+      ids[#ids + 1] = ARGV[i]
+    else
+      refused[#refused + 1] = (i - 8) / 2
+    end
+  end
+  -- unpack is bounded by Lua's stack: a few thousand ids per call.
+  for i = 1, #ids, 1000 do
+    local chunk = {unpack(ids, i, math.min(i + 999, #ids))}
+    redis.call('XACK', stream, group, unpack(chunk))
+    if delete then redis.call('XDEL', stream, unpack(chunk)) end
+  end
+end
+settle(KEYS[1], ARGV[4], ARGV[5], 8, 7 + 2 * m, false)
+settle(KEYS[2], ARGV[6], ARGV[7], 8 + 2 * m, #ARGV, true)
+return refused
+`);
+
+/**
+ * Acknowledges deliveries of keyed messages under per-key ordering, fenced like `ackScript`:
+ * for each delivery this consumer still holds, XACK (and XDEL for retry copies), then hands its
+ * key to the next waiting entry. One it no longer holds is left alone (its key stays with its
+ * holder) and reported.
+ *
+ * KEYS: stream, retry stream, key locks. ARGV: group, consumer, waiting-list prefix, then per
+ * delivery: which ('m' | 'r'), entry id, delivery count, key, message id.
+ * Returns `{handed, refused}`: how many keys were handed over, and the 0-based positions of the
+ * deliveries not acknowledged.
  */
 export const ackKeyedScript = new LuaScript(
-  field +
+  holds +
+    field +
     handover +
     `
-local handed = 0
-for i = 3, #ARGV, 4 do
+local handed, refused = 0, {}
+for i = 4, #ARGV, 5 do
   local stream = KEYS[1]
   if ARGV[i] == 'r' then stream = KEYS[2] end
-  redis.call('XACK', stream, ARGV[1], ARGV[i + 1])
-  if ARGV[i] == 'r' then redis.call('XDEL', stream, ARGV[i + 1]) end
-  handed = handed + handover(KEYS[3], KEYS[2], ARGV[2], ARGV[i + 2], ARGV[i + 3])
+  if holds(stream, ARGV[1], ARGV[2], ARGV[i + 1], ARGV[i + 2]) then
+    redis.call('XACK', stream, ARGV[1], ARGV[i + 1])
+    if ARGV[i] == 'r' then redis.call('XDEL', stream, ARGV[i + 1]) end
+    handed = handed + handover(KEYS[3], KEYS[2], ARGV[3], ARGV[i + 3], ARGV[i + 4])
+  else
+    refused[#refused + 1] = (i - 4) / 5
+  end
 end
-return handed
+return {handed, refused}
 `,
 );
 
