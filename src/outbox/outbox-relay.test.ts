@@ -382,6 +382,9 @@ describe('outbox', () => {
     };
     const relay = new OutboxRelay(deaf, publisher, {
       clock,
+      // advanceUntil moves the clock on during real round trips: a claim made ahead must not
+      // find the current one already expired.
+      claimMs: 3_600_000,
       pollIntervalMs: 5000,
       retentionMs: 60_000,
       cleanupIntervalMs: 30_000,

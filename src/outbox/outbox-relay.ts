@@ -12,6 +12,16 @@ import {
 } from '../resilience/index.ts';
 import { ServiceBase } from '../service/index.ts';
 import { systemClock, type Clock, type TimerHandle } from '../time/index.ts';
+import {
+  claimBatch,
+  groupByDestination,
+  markPublished,
+  recordFailure,
+  type Claim,
+  type Marks,
+  toEnvelope,
+  type OutboxRow,
+} from './outbox-claims.ts';
 import { defaultOutboxRetentionMs, pruneOutbox } from './outbox-retention.ts';
 import { outboxChannel } from './schema.ts';
 
@@ -42,7 +52,9 @@ export interface OutboxRelayOptions {
   /**
    * Published rows older than this are deleted by the relay, in batches, one cleaner at a time
    * across relays (an advisory lock). `false`: the relay never deletes (run `pruneOutbox`
-   * elsewhere). Default one day.
+   * elsewhere). `0`: each row is deleted as it is published, instead of marked (the cheapest:
+   * a DELETE writes no new row version; `outboxStatus` then counts no published rows). Default
+   * one day.
    */
   retentionMs?: number | false;
   /** How often the relay runs the cleaner. Default 60 000 ms. */
@@ -52,6 +64,7 @@ export interface OutboxRelayOptions {
 }
 
 export interface OutboxRelayEvents {
+  /** Messages the broker accepted, once their rows are marked published. */
   published: { destination: string; messages: readonly Envelope[] };
   /** A publish failed; `charged` is false when it did not count towards parking (breaker not closed). */
   'publish-failed': { destination: string; messages: readonly Envelope[]; error: unknown; charged: boolean };
@@ -59,22 +72,6 @@ export interface OutboxRelayEvents {
   /** The cleaner deleted published rows past the retention. */
   pruned: { deleted: number };
 }
-
-interface OutboxRow {
-  seq: string;
-  id: string;
-  destination: string;
-  type: string;
-  key: string | null;
-  payload: unknown;
-  headers: Record<string, string>;
-  occurred_at: Date | string;
-  hlc: string | null;
-  attempts: number;
-}
-
-/** Serialises claims across relays of one schema, so each claim sees the previous one's rows. */
-const claimLock = `SELECT pg_advisory_xact_lock(hashtextextended('keel_outbox_claim:' || current_schema(), 0))`;
 
 /**
  * Moves committed outbox rows to any `Publisher`. It never knows which broker it feeds.
@@ -85,11 +82,14 @@ const claimLock = `SELECT pg_advisory_xact_lock(hashtextextended('keel_outbox_cl
  * No row is skipped: rows are selected by `published_at IS NULL`, never by a high-water mark, so
  * a row that commits late with a lower `seq` than rows already published is still found.
  *
- * Per-key order: a row is claimed only while no earlier row of its (destination, key) is still
- * unpublished and held back — claimed by a relay, waiting to retry, or parked — and claims are
- * serialised by an advisory lock, so several relays never publish one key's rows at once or out
- * of `seq` order. With `addToOutbox`'s key locks, `seq` order within a key is commit order.
- * Messages without a key are not ordered.
+ * Per-key order: a row is claimed only while its (destination, key) is in no other relay's live
+ * claim and no earlier row of its key waits to retry or is parked, and claims are serialised by
+ * an advisory lock, so several relays never publish one key's rows at once or out of `seq`
+ * order. With `addToOutbox`'s key locks, `seq` order within a key is commit order. Messages
+ * without a key are not ordered.
+ *
+ * A claim is one row of `keel_outbox_claims` (a lease of `claimMs`), not a write to each claimed
+ * row: a row is written once after its insert, when it is marked published.
  *
  * A failed publish releases the rest of its round unpublished (the next round claims them
  * again, except behind the failed row's key); a row that failed is published alone from then on,
@@ -98,13 +98,14 @@ const claimLock = `SELECT pg_advisory_xact_lock(hashtextextended('keel_outbox_cl
 export class OutboxRelay extends ServiceBase<OutboxRelayEvents> {
   readonly #db: Db;
   readonly #publisher: Publisher;
-  readonly #owner = uuidv7();
   readonly #batchSize: number;
   readonly #pollIntervalMs: number;
   readonly #claimMs: number;
   readonly #maxAttempts: number;
   readonly #retryDelay: (attempt: number) => number;
   readonly #retentionMs: number | false;
+  /** `retentionMs: 0`: a published row is deleted instead of marked (a DELETE writes no new row version). */
+  readonly #deleteOnPublish: boolean;
   readonly #cleanupIntervalMs: number;
   /** The breaker every publish goes through. */
   readonly breaker: CircuitBreakerPolicy;
@@ -135,6 +136,7 @@ export class OutboxRelay extends ServiceBase<OutboxRelayEvents> {
       throw new InvalidArgumentError('retentionMs', 'a number of ms >= 0, or false', retentionMs);
     }
     this.#retentionMs = retentionMs;
+    this.#deleteOnPublish = retentionMs === 0;
     this.#cleanupIntervalMs = positiveInteger('cleanupIntervalMs', options.cleanupIntervalMs ?? 60_000);
     this.#nextCleanupAt = this.clock.now();
     if (options.breaker !== undefined && !(options.breaker instanceof CircuitBreakerPolicy)) {
@@ -165,26 +167,17 @@ export class OutboxRelay extends ServiceBase<OutboxRelayEvents> {
   }
 
   /**
-   * Claims one batch and publishes it; returns how many rows it published. Claims nothing while
-   * the breaker is open. For tests and `outbox drain`; a started relay calls it in its loop.
+   * Claims one batch, publishes it and marks it; returns how many rows it published. Claims
+   * nothing while the breaker is open. For tests and `outbox drain`; a started relay runs the
+   * same steps in its loop, claiming the next batch while one is being published.
    */
   async relayOnce(): Promise<number> {
-    const status = this.breaker.state.status;
-    if (status === 'open' || status === 'isolated') return 0;
-    const rows = await this.#claim();
-    if (rows.length === 0) return 0;
-    let published = 0;
-    const groups = [...groupByDestination(rows)];
-    for (let i = 0; i < groups.length; i++) {
-      const [destination, group] = groups[i]!;
-      const outcome = await this.#publishGroup(destination, group);
-      published += outcome.published;
-      if (!outcome.ok) {
-        await this.#release(groups.slice(i + 1).flatMap(([, g]) => g));
-        break;
-      }
-    }
-    return published;
+    if (!this.#mayClaim()) return 0;
+    const claim = await this.#claim(uuidv7(), []);
+    if (claim.rows.length === 0) return 0;
+    const round = await this.#publishRound(claim);
+    await this.#finish([round], []);
+    return round.published.length;
   }
 
   /** Runs the cleaner now: deletes published rows past the retention. Returns how many. */
@@ -200,17 +193,69 @@ export class OutboxRelay extends ServiceBase<OutboxRelayEvents> {
     this.#wakeUp?.();
   }
 
+  /**
+   * A pipeline of two: while batch N is published, batch N+1 is claimed, and the mark of the
+   * batches published before N rides in the same transaction. The claims of one run share an
+   * owner, whose own claims do not hold their keys back, so N+1 may hold later rows of N's keys:
+   * it is published only after N was, and given back unpublished if N fails.
+   */
   async #run(): Promise<void> {
+    let owner = uuidv7();
+    const unmarked: Round[] = [];
+    let next: Promise<Claim> | undefined;
     let failures = 0;
+    const claimNext = async (): Promise<Claim> => {
+      const marks = unmarked.splice(0);
+      try {
+        const claim = await this.#claim(owner, marks);
+        this.#emitPublished(marks);
+        return claim;
+      } catch (error) {
+        // The marks rolled back with the claim: they go with the next one.
+        unmarked.unshift(...marks);
+        throw error;
+      }
+    };
+    /** The claim made ahead, if any, no longer ahead; its failure is thrown only when asked for. */
+    const takeNext = async (rethrow = false): Promise<Claim | undefined> => {
+      const pending = next;
+      next = undefined;
+      return rethrow ? pending : pending?.catch(() => undefined);
+    };
     while (!this.#stopping) {
       this.#pending = false;
       let moved = 0;
+      let claim: Claim | undefined;
       try {
-        moved = await this.relayOnce();
+        claim = next !== undefined ? await takeNext(true) : this.#mayClaim() ? await claimNext() : undefined;
+        if (claim === undefined || claim.rows.length === 0) {
+          if (unmarked.length > 0) await this.#finish(unmarked.splice(0), []);
+        } else {
+          if (this.#mayClaim()) {
+            next = claimNext();
+            // Observed at once: a failure is reported when the next round awaits it.
+            next.catch(() => undefined);
+          }
+          const round = await this.#publishRound(claim);
+          moved = round.published.length;
+          if (round.ok) unmarked.push(round);
+          else {
+            // The claim made ahead may hold later rows of the failed rows' keys: it goes back.
+            const ahead = await takeNext();
+            await this.#finish([...unmarked.splice(0), round], ahead === undefined ? [] : [ahead.id]);
+          }
+        }
         failures = 0;
       } catch (error) {
         failures++;
         this.events.emit('error', { error, during: 'relay' });
+        // A statement failed mid-round: the claims in hand go back (their published rows will be
+        // published again), and a new owner's claims are held back by any that stay, until they
+        // expire, so no later row of their keys goes out first.
+        owner = uuidv7();
+        const ahead = await takeNext();
+        const held = [claim?.id, ahead?.id].filter((id) => id !== undefined);
+        await this.#finish([], held).catch(() => undefined);
         await this.#pause(Math.min(30_000, this.#pollIntervalMs * 2 ** Math.min(failures, 5)));
         continue;
       }
@@ -218,9 +263,21 @@ export class OutboxRelay extends ServiceBase<OutboxRelayEvents> {
         this.#nextCleanupAt = this.clock.now() + this.#cleanupIntervalMs;
         await this.prune().catch((error: unknown) => this.events.emit('error', { error, during: 'cleanup' }));
       }
-      if (moved > 0 || this.#pending) continue;
+      if (moved > 0 || this.#pending || next !== undefined) continue;
       await this.#pause(this.#idleMs());
     }
+    // Stopping: the claim made ahead goes back unpublished, what was published is marked.
+    const ahead = await takeNext();
+    if (ahead !== undefined || unmarked.length > 0) {
+      await this.#finish(unmarked.splice(0), ahead === undefined ? [] : [ahead.id]).catch((error: unknown) =>
+        this.events.emit('error', { error, during: 'relay' }),
+      );
+    }
+  }
+
+  #mayClaim(): boolean {
+    const status = this.breaker.state.status;
+    return status !== 'open' && status !== 'isolated';
   }
 
   /** Until the next poll, or until the breaker lets a probe through if that comes first. */
@@ -244,103 +301,83 @@ export class OutboxRelay extends ServiceBase<OutboxRelayEvents> {
     });
   }
 
-  async #claim(): Promise<OutboxRow[]> {
-    const now = new Date(this.clock.now());
-    const rows = await this.#db.transaction(async (tx) => {
-      // Taken in a statement of its own: the claim's snapshot then starts after the previous
-      // claimer committed, and sees its claims. A claim lost in a server crash only makes its
-      // rows claimable again, so its commit need not wait for the disk.
-      await tx.query(`SET LOCAL synchronous_commit = off; ${claimLock}`);
-      const { rows: claimed } = await tx.query<OutboxRow>(
-        `WITH held AS (
-           -- Rows holding their key back: few (claimed, waiting to retry or parked), found by index.
-           SELECT destination, key, min(seq) AS seq FROM keel_outbox
-           WHERE published_at IS NULL AND key IS NOT NULL
-             AND (claim_owner IS NOT NULL OR available_at IS NOT NULL OR parked_at IS NOT NULL)
-             AND (parked_at IS NOT NULL OR available_at > $1 OR claim_until > $1)
-           GROUP BY destination, key),
-         picked AS (
-           SELECT o.seq FROM keel_outbox o
-           WHERE o.published_at IS NULL AND o.parked_at IS NULL
-             AND (o.available_at IS NULL OR o.available_at <= $1)
-             AND (o.claim_until IS NULL OR o.claim_until <= $1)
-             AND NOT EXISTS (
-               SELECT 1 FROM held h WHERE h.destination = o.destination AND h.key = o.key AND h.seq < o.seq)
-           ORDER BY o.seq
-           LIMIT $2
-           FOR UPDATE OF o SKIP LOCKED)
-         UPDATE keel_outbox AS o SET claim_owner = $3, claim_until = $4
-         FROM picked WHERE o.seq = picked.seq
-         RETURNING o.seq::text AS seq, o.id::text AS id, o.destination, o.type, o.key, o.payload, o.headers,
-                   o.occurred_at, o.hlc, o.attempts`,
-        [now, this.#batchSize, this.#owner, new Date(now.getTime() + this.#claimMs)],
-      );
-      return claimed;
+  /** Claims a batch for `owner`, writing the marks of `published` rounds in the same transaction. */
+  #claim(owner: string, published: readonly Round[]): Promise<Claim> {
+    const now = this.clock.now();
+    return claimBatch(this.#db, {
+      owner,
+      id: uuidv7(),
+      now: new Date(now),
+      until: new Date(now + this.#claimMs),
+      limit: this.#batchSize,
+      marks: published.length === 0 ? undefined : marksOf(published, []),
+      deleteRows: this.#deleteOnPublish,
     });
-    rows.sort((a, b) => (BigInt(a.seq) < BigInt(b.seq) ? -1 : 1));
-    return rows;
+  }
+
+  /** Marks the rounds' published rows, ends their claims and the `released` ones. */
+  async #finish(rounds: readonly Round[], released: readonly string[]): Promise<void> {
+    await markPublished(
+      this.#db,
+      marksOf(rounds, released),
+      new Date(this.clock.now()),
+      this.#deleteOnPublish,
+    );
+    this.#emitPublished(rounds);
+  }
+
+  #emitPublished(rounds: readonly Round[]): void {
+    for (const round of rounds) for (const sent of round.sent) this.events.emit('published', sent);
   }
 
   /**
-   * Publishes a destination's rows in `seq` order: runs of rows never tried go in one call, a
-   * row that failed before goes alone. Stops at the first failure and releases the rest.
+   * Publishes a claim's rows, each destination's in `seq` order: runs of rows never tried go in
+   * one call, a row that failed before goes alone. Stops at the first failure; the rows not
+   * published go back when the claim ends.
    */
-  async #publishGroup(destination: string, rows: OutboxRow[]): Promise<{ published: number; ok: boolean }> {
-    let published = 0;
-    let start = 0;
-    while (start < rows.length) {
-      let end = start + 1;
-      if (rows[start]!.attempts === 0) while (end < rows.length && rows[end]!.attempts === 0) end++;
-      const chunk = rows.slice(start, end);
-      if (!(await this.#publishChunk(destination, chunk))) {
-        await this.#release(rows.slice(end));
-        return { published, ok: false };
+  async #publishRound(claim: Claim): Promise<Round> {
+    const round: Round = { claim, published: [], sent: [], ok: true };
+    for (const [destination, rows] of groupByDestination(claim.rows)) {
+      let start = 0;
+      while (start < rows.length) {
+        let end = start + 1;
+        if (rows[start]!.attempts === 0) while (end < rows.length && rows[end]!.attempts === 0) end++;
+        const chunk = rows.slice(start, end);
+        const messages = await this.#publishChunk(claim.id, destination, chunk);
+        if (messages === undefined) {
+          round.ok = false;
+          return round;
+        }
+        for (const row of chunk) round.published.push(row);
+        round.sent.push({ destination, messages });
+        start = end;
       }
-      published += chunk.length;
-      start = end;
     }
-    return { published, ok: true };
+    return round;
   }
 
-  async #publishChunk(destination: string, rows: OutboxRow[]): Promise<boolean> {
+  /** Publishes one call's rows; returns their envelopes, or undefined when the publish failed. */
+  async #publishChunk(
+    claimId: string,
+    destination: string,
+    rows: OutboxRow[],
+  ): Promise<readonly Envelope[] | undefined> {
     const messages = rows.map(toEnvelope);
     const closedBefore = this.breaker.state.status === 'closed';
     try {
       await this.breaker.execute(() => this.#publisher.publish(destination, messages));
+      return messages;
     } catch (error) {
-      if (error instanceof BrokenCircuitError || error instanceof IsolatedCircuitError) {
-        // Not tried: the rows go back as they were.
-        await this.#release(rows);
-        return false;
-      }
+      // Not tried: the rows go back as they were when the claim ends.
+      if (error instanceof BrokenCircuitError || error instanceof IsolatedCircuitError) return undefined;
       // In a batch, the refused message could be any of them: each is tried alone next, and
       // only then is a permanent error pinned on one row.
       const permanent = rows.length === 1 && isPermanent(error);
       const charged = closedBefore || permanent;
       this.events.emit('publish-failed', { destination, messages, error, charged });
-      await this.#recordFailure(rows, error, charged, permanent);
-      return false;
+      await this.#recordFailure(claimId, rows, error, charged, permanent);
+      return undefined;
     }
-    // A mark lost in a server crash only republishes its rows (at-least-once, as a relay crash
-    // does), so its commit need not wait for the disk either.
-    // set_config(..., true) lasts for this statement's own transaction.
-    await this.#db.query(
-      `WITH async AS (SELECT set_config('synchronous_commit', 'off', true) AS v)
-       UPDATE keel_outbox SET published_at = $3, claim_owner = NULL, claim_until = NULL
-       WHERE seq = ANY($1::bigint[]) AND claim_owner = $2 AND EXISTS (SELECT 1 FROM async)`,
-      [rows.map((r) => r.seq), this.#owner, new Date(this.clock.now())],
-    );
-    this.events.emit('published', { destination, messages });
-    return true;
-  }
-
-  async #release(rows: readonly OutboxRow[]): Promise<void> {
-    if (rows.length === 0) return;
-    await this.#db.query(
-      `UPDATE keel_outbox SET claim_owner = NULL, claim_until = NULL
-       WHERE seq = ANY($1::bigint[]) AND claim_owner = $2`,
-      [rows.map((r) => r.seq), this.#owner],
-    );
   }
 
   /**
@@ -350,32 +387,41 @@ export class OutboxRelay extends ServiceBase<OutboxRelayEvents> {
    * (an argument or validation error: no retry can fix it) parks at once.
    */
   async #recordFailure(
+    claimId: string,
     rows: OutboxRow[],
     error: unknown,
     charged: boolean,
     permanent: boolean,
   ): Promise<void> {
     const now = this.clock.now();
+    // Rows of one call share their attempt count: a run of rows never tried, or one row alone.
     const attempt = (rows[0]?.attempts ?? 0) + (charged ? 1 : 0);
     const park = permanent || (charged && attempt >= this.#maxAttempts);
-    await this.#db.query(
-      `UPDATE keel_outbox
-       SET attempts = attempts + $7, last_error = $3, claim_owner = NULL, claim_until = NULL,
-           available_at = $4, parked_at = CASE WHEN $8 OR ($7 > 0 AND attempts + 1 >= $5) THEN $6::timestamptz END
-       WHERE seq = ANY($1::bigint[]) AND claim_owner = $2`,
-      [
-        rows.map((r) => r.seq),
-        this.#owner,
-        describeError(error),
-        new Date(now + this.#retryDelay(Math.max(1, attempt))),
-        this.#maxAttempts,
-        new Date(now),
-        charged ? 1 : 0,
-        permanent,
-      ],
-    );
+    await recordFailure(this.#db, claimId, rows, {
+      error: describeError(error),
+      now: new Date(now),
+      availableAt: new Date(now + this.#retryDelay(Math.max(1, attempt))),
+      charged,
+      park,
+    });
     if (park) for (const row of rows) this.events.emit('parked', { message: toEnvelope(row), error });
   }
+}
+
+/** A claim on its way: the rows published so far and what went to each destination. */
+interface Round {
+  claim: Claim;
+  published: OutboxRow[];
+  sent: { destination: string; messages: readonly Envelope[] }[];
+  /** False when a publish failed or was refused by the breaker: the rest was not tried. */
+  ok: boolean;
+}
+
+function marksOf(rounds: readonly Round[], released: readonly string[]): Marks {
+  return {
+    seqs: rounds.flatMap((r) => r.published.map((row) => row.seq)),
+    claimIds: [...rounds.map((r) => r.claim.id), ...released],
+  };
 }
 
 /** No retry can fix it: keel's argument or validation errors, also as the cause of a `PublishError`. */
@@ -383,31 +429,6 @@ function isPermanent(error: unknown): boolean {
   if (!isRetryable(error)) return true;
   const cause = (error as { cause?: unknown } | null)?.cause;
   return cause !== undefined && !isRetryable(cause);
-}
-
-function groupByDestination(rows: OutboxRow[]): Map<string, OutboxRow[]> {
-  const groups = new Map<string, OutboxRow[]>();
-  for (const row of rows) {
-    const group = groups.get(row.destination);
-    if (group) group.push(row);
-    else groups.set(row.destination, [row]);
-  }
-  return groups;
-}
-
-function toEnvelope(row: OutboxRow): Envelope {
-  return {
-    id: row.id,
-    type: row.type,
-    key: row.key,
-    payload: row.payload,
-    headers: row.headers,
-    occurredAt:
-      row.occurred_at instanceof Date
-        ? row.occurred_at.toISOString()
-        : new Date(row.occurred_at).toISOString(),
-    ...(row.hlc === null ? {} : { hlc: row.hlc }),
-  };
 }
 
 function positiveInteger(field: string, value: number): number {

@@ -50,6 +50,24 @@ CREATE INDEX IF NOT EXISTS keel_outbox_held ON keel_outbox (destination, key, se
     AND (claim_owner IS NOT NULL OR available_at IS NOT NULL OR parked_at IS NOT NULL);
 `,
   },
+  {
+    id: 'keel_outbox_0004_claims',
+    sql: `
+-- A relay's claim is one row here, listing the batch's rows and their keys, instead of a write
+-- to every claimed row: a row is then written once after its insert, when it is published.
+-- Few rows live at a time (a couple per relay); keel_outbox.claim_owner and claim_until are
+-- still honoured, for rows claimed by relays of earlier versions.
+CREATE TABLE IF NOT EXISTS keel_outbox_claims (
+  id uuid PRIMARY KEY,
+  owner text NOT NULL,
+  claim_until timestamptz NOT NULL,
+  seqs bigint[] NOT NULL,
+  -- (destinations[i], keys[i]): the ordering keys the claim holds; rows without a key are not listed.
+  destinations text[] NOT NULL,
+  keys text[] NOT NULL
+);
+`,
+  },
 ] as const;
 
 /** NOTIFY channel the outbox signals on commit, so relays wake at once instead of at the next poll. */
