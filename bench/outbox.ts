@@ -3,7 +3,7 @@
 //
 // Method: one process, one PostgreSQL; each measurement in a fresh schema holding that
 // contender's outbox table and the queue's tables, dropped after.
-// (a) Throughput: commit N rows (10 per business transaction, 64 keys) with no relay running,
+// (a) Throughput: commit N rows (10 per business transaction, 1 000 keys) with no relay running,
 //     then start the relay(s) and time until the contender's table shows no unpublished row.
 //     Both publish through the same PgQueue.publish (a committed INSERT into the queue table)
 //     before marking, so both are at-least-once with the same durability. Rounds interleaved,

@@ -9,7 +9,7 @@ export const destination = 'bench_outbox';
 export function keelContender(batchSize: number): Contender {
   return {
     name: 'keel',
-    how: `OutboxRelay, batchSize ${batchSize}, NOTIFY wake-up + 1 s poll, per-key order, breaker (defaults)`,
+    how: `OutboxRelay, batchSize ${batchSize}, next batch claimed while one publishes, NOTIFY wake-up + 1 s poll, per-key order, breaker (defaults)`,
     async open(schema, url, publish) {
       const db = await openDb({ kind: 'pg', url, schema, poolSize: 10 });
       await migrate(db, outboxMigrations);
