@@ -1,6 +1,7 @@
 import type { Message } from 'amqplib';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { ManualClock } from '../../../time/index.ts';
 import { ChannelAcks, type AckChannel } from './channel-acks.ts';
 
 type Frame =
@@ -50,12 +51,19 @@ function message(tag: number): Message {
   return { fields: { deliveryTag: tag } } as unknown as Message;
 }
 
-/** ChannelAcks over a server model, flushed when the test says (no timers). */
-function setup(): { server: ServerModel; acks: ChannelAcks; endOfTick: () => void } {
+/** ChannelAcks over a server model: the tick ends when the test says, hold timers on a manual clock. */
+function setup(holdLimit = 0): {
+  server: ServerModel;
+  acks: ChannelAcks;
+  clock: ManualClock;
+  endOfTick: () => void;
+} {
   const server = new ServerModel();
+  const clock = new ManualClock();
   const scheduled: (() => void)[] = [];
-  const acks = new ChannelAcks(server, (flush) => scheduled.push(flush));
-  return { server, acks, endOfTick: () => scheduled.splice(0).forEach((flush) => flush()) };
+  const acks = new ChannelAcks(server, { clock, holdMs: 20, schedule: (flush) => scheduled.push(flush) });
+  acks.holdLimit = holdLimit;
+  return { server, acks, clock, endOfTick: () => scheduled.splice(0).forEach((flush) => flush()) };
 }
 
 function receive(server: ServerModel, acks: ChannelAcks, count: number): Message[] {
@@ -162,23 +170,94 @@ describe('ChannelAcks', () => {
     expect(server.frames).toEqual([{ kind: 'ack', tag: 2, multiple: true }]);
   });
 
-  it('property: whatever the order of deliveries, acks, nacks and ticks, the server acks exactly what was acked', () => {
+  it('holds acks behind a slower handler until it is done, then writes them in its run', () => {
+    const { server, acks, clock, endOfTick } = setup(8);
+    const ms = receive(server, acks, 6);
+    for (const m of [ms[0]!, ms[2]!, ms[3]!, ms[4]!]) acks.ack(m);
+    endOfTick();
+    // 2 is still running: the run stops before it, 3-5 wait.
+    expect(server.frames).toEqual([{ kind: 'ack', tag: 1, multiple: false }]);
+    expect(acks.pending).toBe(3);
+    expect(clock.pendingTimers).toBe(1);
+    acks.ack(ms[1]!);
+    endOfTick();
+    expect(server.frames.slice(1)).toEqual([{ kind: 'ack', tag: 5, multiple: true }]);
+    expect([...server.unsettled]).toEqual([6]);
+    expect(clock.pendingTimers).toBe(0);
+  });
+
+  it('writes held acks one by one after holdMs, or at once past holdLimit', async () => {
+    const { server, acks, clock, endOfTick } = setup(2);
+    const ms = receive(server, acks, 6);
+    acks.ack(ms[1]!);
+    acks.ack(ms[2]!);
+    endOfTick();
+    expect(server.frames).toEqual([]);
+    await clock.advance(19);
+    expect(server.frames).toEqual([]);
+    await clock.advance(1);
+    expect(server.frames).toEqual([
+      { kind: 'ack', tag: 2, multiple: false },
+      { kind: 'ack', tag: 3, multiple: false },
+    ]);
+    // Three behind the gap is past the limit of two: no wait.
+    for (const m of ms.slice(3)) acks.ack(m);
+    endOfTick();
+    expect(server.frames.slice(2).map((f) => f.tag)).toEqual([4, 5, 6]);
+    expect([...server.unsettled]).toEqual([1]);
+    expect(clock.pendingTimers).toBe(0);
+  });
+
+  it('a nack that closes the gap lets the held acks go in a run', () => {
+    const { server, acks, clock, endOfTick } = setup(8);
+    const ms = receive(server, acks, 4);
+    for (const m of ms.slice(1)) acks.ack(m);
+    endOfTick();
+    expect(server.frames).toEqual([]);
+    acks.nack(ms[0]!, false);
+    endOfTick();
+    expect(server.frames).toEqual([
+      { kind: 'nack', tag: 1, requeue: false },
+      { kind: 'ack', tag: 4, multiple: true },
+    ]);
+    expect(clock.pendingTimers).toBe(0);
+  });
+
+  it('flush (before a close) writes held acks too, and discard stops the hold timer', () => {
+    const { server, acks, clock, endOfTick } = setup(8);
+    const ms = receive(server, acks, 3);
+    acks.ack(ms[2]!);
+    endOfTick();
+    expect(clock.pendingTimers).toBe(1);
+    acks.flush();
+    expect(server.frames).toEqual([{ kind: 'ack', tag: 3, multiple: false }]);
+    expect(clock.pendingTimers).toBe(0);
+    acks.ack(ms[1]!);
+    endOfTick();
+    expect(clock.pendingTimers).toBe(1);
+    acks.discard();
+    expect(clock.pendingTimers).toBe(0);
+  });
+
+  it('property: whatever the order of deliveries, acks, nacks, ticks and waits, the server acks exactly what was acked', async () => {
     // Each step: deliver one, ack or nack an unsettled delivery (picked by index), or end the tick.
     const step = fc.oneof(
       fc.constant({ op: 'deliver' as const }),
       fc.record({ op: fc.constant('ack' as const), pick: fc.nat() }),
       fc.record({ op: fc.constant('nack' as const), pick: fc.nat(), requeue: fc.boolean() }),
       fc.constant({ op: 'tick' as const }),
+      fc.record({ op: fc.constant('wait' as const), ms: fc.integer({ min: 0, max: 30 }) }),
     );
-    fc.assert(
-      fc.property(fc.array(step, { maxLength: 300 }), (steps) => {
-        const { server, acks, endOfTick } = setup();
+    await fc.assert(
+      fc.asyncProperty(fc.array(step, { maxLength: 300 }), fc.nat(12), async (steps, holdLimit) => {
+        const { server, acks, clock, endOfTick } = setup(holdLimit);
         const open: Message[] = [];
         const wantAcked = new Set<number>();
         const wantNacked = new Set<number>();
         for (const s of steps) {
           if (s.op === 'deliver') open.push(...receive(server, acks, 1));
           else if (s.op === 'tick') endOfTick();
+          else if (s.op === 'wait') await clock.advance(s.ms);
           else if (open.length > 0) {
             const [m] = open.splice(s.pick % open.length, 1);
             const tag = m!.fields.deliveryTag;
@@ -194,7 +273,9 @@ describe('ChannelAcks', () => {
           for (const t of server.acked) expect(wantAcked.has(t)).toBe(true);
           for (const t of server.nacked) expect(wantNacked.has(t)).toBe(true);
         }
-        endOfTick();
+        // What a close writes first.
+        acks.flush();
+        expect(clock.pendingTimers).toBe(0);
         expect([...server.acked].sort((a, b) => a - b)).toEqual([...wantAcked].sort((a, b) => a - b));
         expect([...server.nacked].sort((a, b) => a - b)).toEqual([...wantNacked].sort((a, b) => a - b));
         expect([...server.unsettled].sort((a, b) => a - b)).toEqual(
@@ -202,7 +283,7 @@ describe('ChannelAcks', () => {
         );
         expect(acks.unsettled).toBe(open.length);
       }),
-      { numRuns: 500 },
+      { numRuns: 300 },
     );
   });
 });

@@ -39,7 +39,7 @@ export class Confirmer {
     this.channel = channel;
     this.#clock = clock;
     this.#timeoutMs = timeoutMs;
-    this.acks = new ChannelAcks(channel);
+    this.acks = new ChannelAcks(channel, { clock });
     channel.on('return', (message: { properties: { messageId?: unknown } }) => {
       if (typeof message.properties.messageId === 'string') this.#returned.add(message.properties.messageId);
     });

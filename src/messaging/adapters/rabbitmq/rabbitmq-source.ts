@@ -332,7 +332,13 @@ export class RabbitMqSource implements DeliverySource<RabbitMqDelivery> {
   async #consume(confirmer: Confirmer): Promise<void> {
     const channel = confirmer.channel;
     // Per consumer (global false): in per-key mode every partition queue gets the whole window.
-    await channel.prefetch(this.#prefetch ?? 1);
+    const prefetch = this.#prefetch ?? 1;
+    await channel.prefetch(prefetch);
+    // Acks behind a slower handler may wait for it (to go in one run) while they hold back at
+    // most half of the window: the other half keeps messages coming. A small window has no half
+    // to spare: a held ack would idle a handler slot.
+    const window = prefetch * this.#queues.length;
+    confirmer.acks.holdLimit = window >= 16 ? window / 2 : 0;
     const tags: string[] = [];
     for (const queue of this.#queues) {
       const { consumerTag } = await channel.consume(queue, (message) => {
