@@ -2,6 +2,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { createTestDb, type TestDb } from '../testing/db.ts';
 import { isKeelError } from '../errors/index.ts';
 import { canNotifyAfterCommit } from './notify-after-commit.ts';
+import { canSendWithoutWaiting } from './send-without-waiting.ts';
+import { canReadAfterCommit } from './read-after-commit.ts';
 
 // Runs on the backend KEEL_DB chooses: `KEEL_DB=pglite npx vitest run src/db` and `KEEL_DB=pg ...`.
 const open: TestDb[] = [];
@@ -318,6 +320,91 @@ describe('Db', () => {
     await turns(50);
     expect(received.sort()).toEqual(['a', 'b']);
     expect(canNotifyAfterCommit(db)).toBe(false);
+  });
+
+  it('commits statements sent without waiting together with the rest of the transaction', async () => {
+    const db = await testDb();
+    await db.query('CREATE TABLE t (id int PRIMARY KEY)');
+    await db.transaction(async (tx) => {
+      if (!canSendWithoutWaiting(tx)) throw new Error('a keel tx can send without waiting');
+      tx.sendWithoutWaiting('INSERT INTO t VALUES ($1)', [1]);
+      tx.sendWithoutWaiting('INSERT INTO t VALUES ($1)', [2]);
+      // Sent in order: a later statement of the transaction sees them.
+      const { rows } = await tx.query<{ n: string }>('SELECT count(*) AS n FROM t');
+      expect(rows[0]?.n).toBe('2');
+      tx.sendWithoutWaiting('INSERT INTO t VALUES ($1)', [3]);
+    });
+    const { rows } = await db.query<{ id: number }>('SELECT id FROM t ORDER BY id');
+    expect(rows.map((r) => r.id)).toEqual([1, 2, 3]);
+    expect(canSendWithoutWaiting(db)).toBe(false);
+  });
+
+  it('rejects the transaction with the error of a statement sent without waiting, keeping nothing', async () => {
+    const db = await testDb();
+    await db.query('CREATE TABLE t (id int PRIMARY KEY)');
+    await db.query('INSERT INTO t VALUES (1)');
+    // Failing last, just before the COMMIT.
+    await expect(
+      db.transaction(async (tx) => {
+        await tx.query('INSERT INTO t VALUES (2)');
+        if (!canSendWithoutWaiting(tx)) throw new Error('a keel tx can send without waiting');
+        tx.sendWithoutWaiting('INSERT INTO t VALUES ($1)', [1]);
+        return 'reported as committed';
+      }),
+    ).rejects.toMatchObject({ code: '23505' });
+    // Failing in the middle: the callback's next query fails (transaction aborted), and the
+    // transaction reports the cause, not that.
+    await expect(
+      db.transaction(async (tx) => {
+        if (!canSendWithoutWaiting(tx)) throw new Error('a keel tx can send without waiting');
+        tx.sendWithoutWaiting('INSERT INTO t VALUES ($1)', [1]);
+        await tx.query('INSERT INTO t VALUES (3)');
+      }),
+    ).rejects.toMatchObject({ code: '23505' });
+    const { rows } = await db.query<{ id: number }>('SELECT id FROM t ORDER BY id');
+    expect(rows.map((r) => r.id)).toEqual([1]);
+  });
+
+  it('runs a read after the commit, read-only, and gives nothing when the transaction rolled back', async () => {
+    const db = await testDb();
+    await db.query('CREATE TABLE t (id int PRIMARY KEY)');
+    let counted: Promise<{ rows: { n: string }[] } | undefined> | undefined;
+    let wrote: Promise<unknown> | undefined;
+    await db.transaction(async (tx) => {
+      if (!canReadAfterCommit(tx)) throw new Error('a keel tx can read after commit');
+      counted = tx.readAfterCommit<{ n: string }>('SELECT count(*) AS n FROM t');
+      wrote = tx.readAfterCommit('INSERT INTO t VALUES (99)');
+      await tx.query('INSERT INTO t VALUES (1)');
+    });
+    // After the commit: it sees the row.
+    expect((await counted)?.rows[0]?.n).toBe('1');
+    // A write fails in the read-only transaction, so nothing comes back and nothing is written.
+    expect(await wrote).toBeUndefined();
+    let rolledBack: Promise<unknown> | undefined;
+    await expect(
+      db.transaction(async (tx) => {
+        if (!canReadAfterCommit(tx)) throw new Error('a keel tx can read after commit');
+        rolledBack = tx.readAfterCommit('SELECT 1');
+        throw new Error('no');
+      }),
+    ).rejects.toThrow('no');
+    expect(await rolledBack).toBeUndefined();
+    const { rows } = await db.query<{ id: number }>('SELECT id FROM t ORDER BY id');
+    expect(rows.map((r) => r.id)).toEqual([1]);
+    expect(canReadAfterCommit(db)).toBe(false);
+  });
+
+  it('refuses sendWithoutWaiting after its transaction ended', async () => {
+    const db = await testDb();
+    let kept: unknown;
+    await db.transaction(async (tx) => {
+      kept = tx;
+    });
+    if (!canSendWithoutWaiting(kept)) throw new Error('a keel tx can send without waiting');
+    const handle = kept;
+    expect(() => handle.sendWithoutWaiting('SELECT 1', [])).toThrow(
+      expect.objectContaining({ code: 'KEEL_SERVICE_STATE' }),
+    );
   });
 
   it('lets a listener query the db from its callback, as a relay woken by NOTIFY does', async () => {

@@ -98,7 +98,8 @@ export class PgDb implements Db {
   readonly #options: ResolvedPgDbOptions;
   #closed: Promise<void> | undefined;
   readonly #pendingNotifications = new Map<string, { channel: string; payload: string }>();
-  #flushScheduled = false;
+  /** The running send of pending wake-ups, if any. */
+  #flushing: Promise<void> | undefined;
 
   private constructor(pool: pg.Pool, options: ResolvedPgDbOptions) {
     this.#pool = pool;
@@ -118,6 +119,9 @@ export class PgDb implements Db {
     const pool = new pg.Pool({
       ...PgDb.#connectionConfig(resolved, resolved.applicationName),
       max: resolved.poolSize,
+      // Queries go out as they are made, not after the previous answer: keel's transactions send
+      // BEGIN with their first statement and writes nobody waits for with their COMMIT.
+      pipeline: true,
       // Idle pooled connections never keep a process alive that has nothing else to do.
       allowExitOnIdle: true,
     });
@@ -196,25 +200,55 @@ export class PgDb implements Db {
     };
     client.on('error', onError);
     try {
-      await client.query(
+      // Pipelined: BEGIN travels with the first statement instead of costing a round trip. Its
+      // answer is checked before the transaction reports anything.
+      const begun = client.query(
         isolation === undefined ? 'BEGIN' : `BEGIN ISOLATION LEVEL ${isolation.toUpperCase()}`,
       );
+      begun.catch(() => undefined);
       const tx = new ScopedTx((sql, params) => run(client, sql, params));
       let result: T;
       try {
         result = await runInTransactionScope(this, tx, () => fn(tx));
       } catch (error) {
         tx.end();
+        tx.dropReadsAfterCommit();
+        const rollback = client.query('ROLLBACK');
+        const cause = await tx.causeOf(error);
         try {
-          await client.query('ROLLBACK');
+          await rollback;
         } catch (rollbackError) {
           discard = rollbackError as Error;
         }
-        throw error;
+        throw cause;
       }
       tx.end();
-      const commit = await client.query('COMMIT');
-      if (commit.command === 'ROLLBACK') throw transactionAborted();
+      // COMMIT follows the statements sent without waiting on the wire; if one of them failed, the
+      // server has rolled back and COMMIT answers ROLLBACK.
+      const commit = client.query('COMMIT');
+      commit.catch(() => undefined);
+      let reportCommit: (committed: boolean) => void = () => undefined;
+      const readsAfterCommit = tx.sendReadsAfterCommit(
+        (sql, params) => run(client, sql, params),
+        new Promise<boolean>((resolve) => (reportCommit = resolve)),
+      );
+      try {
+        try {
+          await begun;
+        } catch (error) {
+          discard = error as Error;
+          throw error;
+        }
+        const unansweredFailure = await tx.unansweredFailure();
+        const committed = await commit;
+        if (unansweredFailure !== undefined) throw unansweredFailure;
+        if (committed.command === 'ROLLBACK') throw transactionAborted();
+        reportCommit(true);
+      } finally {
+        reportCommit(false);
+        // Answered with the commit: the connection goes back to the pool with nothing in flight.
+        await readsAfterCommit;
+      }
       this.#notifySoon(tx.notifications);
       return result;
     } catch (error) {
@@ -236,7 +270,7 @@ export class PgDb implements Db {
   /** Ends the pool (after its checked-out connections are released) and the listener. Idempotent. */
   close(): Promise<void> {
     this.#closed ??= (async () => {
-      await this.#flushNotifications();
+      await this.#flushing;
       await Promise.all([this.#listener.close(), this.#pool.end()]);
     })();
     return this.#closed;
@@ -244,24 +278,27 @@ export class PgDb implements Db {
 
   /**
    * Wake-ups of committed transactions, sent together a moment later on any pooled connection:
-   * the transaction returns at its commit, and under load one NOTIFY covers many commits. Best
-   * effort, like every wake-up: one lost (an error, a crash) only delays a poller.
+   * the transaction returns at its commit, and under load one NOTIFY covers many commits — at
+   * most one is in flight, and what commits meanwhile goes with the next. Best effort, like every
+   * wake-up: one lost (an error, a crash) only delays a poller.
    */
   #notifySoon(notifications: ReadonlyMap<string, { channel: string; payload: string }>): void {
     if (notifications.size === 0) return;
     for (const [key, notification] of notifications) this.#pendingNotifications.set(key, notification);
-    if (this.#flushScheduled) return;
-    this.#flushScheduled = true;
-    setImmediate(() => void this.#flushNotifications());
+    this.#flushing ??= new Promise<void>((resolve) => setImmediate(resolve)).then(() =>
+      this.#flushNotifications(),
+    );
   }
 
   async #flushNotifications(): Promise<void> {
-    const batch = new Map(this.#pendingNotifications);
-    this.#pendingNotifications.clear();
-    this.#flushScheduled = false;
-    await sendNotifications((sql, params) => this.#pool.query(sql, [...params]), batch).catch(
-      () => undefined,
-    );
+    while (this.#pendingNotifications.size > 0) {
+      const batch = new Map(this.#pendingNotifications);
+      this.#pendingNotifications.clear();
+      await sendNotifications((sql, params) => this.#pool.query(sql, [...params]), batch).catch(
+        () => undefined,
+      );
+    }
+    this.#flushing = undefined;
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

@@ -219,13 +219,24 @@ export class PgliteDb implements Db {
         tx = new ScopedTx((sql, params) => run(ptx, sql, params));
         const scoped = tx;
         try {
-          return await runInTransactionScope(this.#session, scoped, () => fn(scoped));
+          const value = await runInTransactionScope(this.#session, scoped, () => fn(scoped));
+          const failure = await scoped.unansweredFailure();
+          if (failure !== undefined) throw failure;
+          return value;
+        } catch (error) {
+          scoped.dropReadsAfterCommit();
+          throw await scoped.causeOf(error);
         } finally {
           scoped.end();
         }
       });
-      if (tx !== undefined)
+      if (tx !== undefined) {
+        await tx.sendReadsAfterCommit(
+          (sql, params) => run(this.#session.pglite, sql, params),
+          Promise.resolve(true),
+        );
         await sendNotifications((sql, params) => run(this.#session.pglite, sql, params), tx.notifications);
+      }
       return result;
     });
   }

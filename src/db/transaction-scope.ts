@@ -2,6 +2,8 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { KeelError } from '../errors/index.ts';
 import type { QueryResult, Row, Tx } from './db.ts';
 import type { NotifiesAfterCommit } from './notify-after-commit.ts';
+import type { ReadsAfterCommit } from './read-after-commit.ts';
+import type { SendsWithoutWaiting } from './send-without-waiting.ts';
 
 interface Scope {
   /** The connection (PGlite session) or pool the transaction belongs to. */
@@ -39,11 +41,18 @@ export function outsideTransactionScope<T>(fn: () => T): T {
 
 /**
  * The `Tx` handed to a transaction callback; refuses use after its transaction ended. Collects
- * the NOTIFYs to send once it has committed (`notifyAfterCommit`).
+ * the NOTIFYs to send once it has committed (`notifyAfterCommit`) and the statements sent
+ * without waiting, whose answers the backend checks before it commits (`unanswered`).
  */
-export class ScopedTx implements Tx, NotifiesAfterCommit {
+export class ScopedTx implements Tx, NotifiesAfterCommit, SendsWithoutWaiting, ReadsAfterCommit {
   #open = true;
   readonly notifications = new Map<string, { channel: string; payload: string }>();
+  readonly #unanswered: Promise<QueryResult>[] = [];
+  readonly #readsAfterCommit: {
+    sql: string;
+    params: readonly unknown[] | undefined;
+    deliver: (result: QueryResult | undefined) => void;
+  }[] = [];
   readonly #run: (sql: string, params: readonly unknown[] | undefined) => Promise<QueryResult>;
 
   constructor(run: (sql: string, params: readonly unknown[] | undefined) => Promise<QueryResult>) {
@@ -63,6 +72,72 @@ export class ScopedTx implements Tx, NotifiesAfterCommit {
       throw new KeelError('KEEL_SERVICE_STATE', 'notifyAfterCommit was called after the transaction ended');
     }
     this.notifications.set(`${channel}\u0000${payload}`, { channel, payload });
+  }
+
+  sendWithoutWaiting(sql: string, params: readonly unknown[]): void {
+    if (!this.#open) {
+      throw new KeelError('KEEL_SERVICE_STATE', 'sendWithoutWaiting was called after the transaction ended');
+    }
+    const answer = this.#run(sql, params);
+    // Observed here so a failure is never an unhandled rejection; `unanswered` reports it.
+    answer.catch(() => undefined);
+    this.#unanswered.push(answer);
+  }
+
+  /** The first failure among the statements sent without waiting, once all answered; undefined if none failed. */
+  async unansweredFailure(): Promise<Error | undefined> {
+    const outcomes = await Promise.allSettled(this.#unanswered);
+    const failed = outcomes.find((outcome) => outcome.status === 'rejected');
+    // The drivers reject with Error objects (pg's DatabaseError, PGlite's).
+    return failed?.reason as Error | undefined;
+  }
+
+  readAfterCommit<R = Row>(sql: string, params?: readonly unknown[]): Promise<QueryResult<R> | undefined> {
+    if (!this.#open) {
+      throw new KeelError('KEEL_SERVICE_STATE', 'readAfterCommit was called after the transaction ended');
+    }
+    return new Promise((resolve) => {
+      this.#readsAfterCommit.push({
+        sql,
+        params,
+        deliver: resolve as (result: QueryResult | undefined) => void,
+      });
+    });
+  }
+
+  /**
+   * Sends the queued reads, each in a read-only transaction, through `run` (on pg right behind the
+   * COMMIT, before its answer); `committed` settles whether their results are delivered. Resolves
+   * once every read was delivered.
+   */
+  sendReadsAfterCommit(
+    run: (sql: string, params: readonly unknown[] | undefined) => Promise<QueryResult>,
+    committed: Promise<boolean>,
+  ): Promise<void> {
+    const delivered = this.#readsAfterCommit.splice(0).map(async (read) => {
+      const begun = run('BEGIN READ ONLY', undefined);
+      const answer = run(read.sql, read.params);
+      const ended = run('COMMIT', undefined);
+      const [b, a, e, c] = await Promise.allSettled([begun, answer, ended, committed]);
+      const ok = b.status === 'fulfilled' && e.status === 'fulfilled' && c.status === 'fulfilled' && c.value;
+      read.deliver(ok && a.status === 'fulfilled' ? a.value : undefined);
+    });
+    return Promise.all(delivered).then(() => undefined);
+  }
+
+  /** Delivers `undefined` to every queued read: the transaction did not commit. */
+  dropReadsAfterCommit(): void {
+    for (const read of this.#readsAfterCommit.splice(0)) read.deliver(undefined);
+  }
+
+  /**
+   * What to report for an error the callback threw: a statement sent without waiting that failed
+   * aborted the transaction, so the callback's next query failed with 25P02; the cause is that
+   * statement's error.
+   */
+  async causeOf(error: unknown): Promise<unknown> {
+    const failure = await this.unansweredFailure();
+    return failure !== undefined && (error as { code?: unknown } | null)?.code === '25P02' ? failure : error;
   }
 
   async query<R = Row>(sql: string, params?: readonly unknown[]): Promise<QueryResult<R>> {
