@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Queryable } from '../db/db.ts';
+import { writeWithoutWaiting } from '../db/send-without-waiting.ts';
 import { systemClock, type Clock } from '../time/index.ts';
 import type {
   BeginOutcome,
@@ -107,7 +108,9 @@ export class PostgresIdempotencyStore implements TransactionalIdempotencyStore {
     token: string,
     response: StoredResponse,
   ): Promise<void> {
-    await tx.query(
+    // In a keel transaction the update travels with the COMMIT; nobody needs its answer before.
+    await writeWithoutWaiting(
+      tx,
       `UPDATE keel_idempotency_keys SET response = $4::jsonb WHERE scope = $1 AND key = $2 AND token::text = $3`,
       [scope, key, token, JSON.stringify(response)],
     );

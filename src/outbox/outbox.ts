@@ -1,5 +1,6 @@
 import { InvalidArgumentError } from '../errors/index.ts';
 import { canNotifyAfterCommit } from '../db/notify-after-commit.ts';
+import { writeWithoutWaiting } from '../db/send-without-waiting.ts';
 import type { Envelope } from '../messaging/envelope.ts';
 import { outboxChannel } from './schema.ts';
 
@@ -38,6 +39,11 @@ export interface AddToOutboxOptions {
  * A relay publishes each committed row at least once, and messages of one key in the order
  * they committed; consumers deduplicate on `Envelope.id` (the inbox).
  *
+ * In a keel `Tx` the insert is sent without waiting for its answer (on pg it travels with the
+ * next statement or the COMMIT, saving a round trip): `add` resolves at once, and a failed
+ * insert (a message id already in the outbox) rejects the transaction instead of `add`. Other
+ * transactions await the insert, and `add` rejects with its error.
+ *
  * Concurrency: with `lockKeys` (the default) a transaction that adds messages of several keys
  * locks them in sorted order within one call; two transactions that add keys in opposite
  * orders across several calls can deadlock, and PostgreSQL then aborts one (SQLSTATE 40P01):
@@ -73,8 +79,7 @@ export async function addToOutbox(
   // rows (and their seq numbers) exist only after its aggregate has taken every lock. The
   // NOTIFY is delivered only at commit, together with the rows (see NotifiesAfterCommit for
   // why keel's own transactions send it after the commit instead).
-  await tx.query(
-    `WITH locks AS (
+  const sql = `WITH locks AS (
        SELECT count(pg_advisory_xact_lock(hashtextextended(current_schema() || ':' || $1 || ':' || k, 0))) AS n
        FROM (SELECT DISTINCT m.key AS k FROM jsonb_to_recordset($2::jsonb) AS m(key text)
              WHERE $4::boolean AND m.key IS NOT NULL ORDER BY 1) AS keys),
@@ -85,9 +90,11 @@ export async function addToOutbox(
          AS m(id uuid, type text, key text, payload jsonb, headers jsonb, occurred_at timestamptz, hlc text)
        WHERE locks.n >= 0
        RETURNING 1)
-     SELECT CASE WHEN $5::boolean THEN NULL ELSE pg_notify($3, '') END FROM (SELECT count(*) FROM inserted) AS c`,
-    [destination, JSON.stringify(rows), outboxChannel, lockKeys, notifyLater],
-  );
+     SELECT CASE WHEN $5::boolean THEN NULL ELSE pg_notify($3, '') END FROM (SELECT count(*) FROM inserted) AS c`;
+  const params = [destination, JSON.stringify(rows), outboxChannel, lockKeys, notifyLater];
+  // keel's own transactions send the insert on with the next statement or the COMMIT: nobody
+  // needs its answer now, and the transaction rejects if it failed.
+  await writeWithoutWaiting(tx, sql, params);
   if (notifyLater) tx.notifyAfterCommit(outboxChannel);
 }
 

@@ -1,0 +1,76 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { migrate } from '../db/index.ts';
+import { createEnvelope } from '../messaging/envelope.ts';
+import { createTestDb, type TestDb } from '../testing/index.ts';
+import { addToOutbox } from './outbox.ts';
+import { outboxMigrations } from './schema.ts';
+
+const dbs: TestDb[] = [];
+afterEach(async () => {
+  for (const db of dbs.splice(0)) await db.close();
+});
+
+async function setup(): Promise<TestDb> {
+  const db = await createTestDb();
+  dbs.push(db);
+  await migrate(db, [...outboxMigrations, { id: 'orders', sql: 'CREATE TABLE orders (id int PRIMARY KEY)' }]);
+  return db;
+}
+
+const rows = async (db: TestDb): Promise<string[]> =>
+  (await db.query<{ id: string }>('SELECT id::text AS id FROM keel_outbox ORDER BY seq')).rows.map(
+    (r) => r.id,
+  );
+
+describe('outbox.add', () => {
+  it('in a keel transaction: the row commits with the business write, and a later statement sees it', async () => {
+    const db = await setup();
+    const message = createEnvelope({ type: 'order.placed.v1', key: 'o-1', payload: { id: 1 } });
+    await db.transaction(async (tx) => {
+      await addToOutbox(tx, 'orders', message);
+      await tx.query('INSERT INTO orders VALUES (1)');
+      const seen = await tx.query('SELECT 1 FROM keel_outbox WHERE id = $1', [message.id]);
+      expect(seen.rowCount).toBe(1);
+    });
+    expect(await rows(db)).toEqual([message.id]);
+  });
+
+  it('in a keel transaction: a failed insert (the id already there) rejects the transaction, keeping nothing', async () => {
+    const db = await setup();
+    const message = createEnvelope({ type: 'order.placed.v1', key: 'o-1', payload: { id: 1 } });
+    await db.transaction((tx) => addToOutbox(tx, 'orders', message));
+    await expect(
+      db.transaction(async (tx) => {
+        await tx.query('INSERT INTO orders VALUES (2)');
+        // Resolves: the insert went out without waiting; the commit reports it.
+        await addToOutbox(tx, 'orders', message);
+      }),
+    ).rejects.toMatchObject({ code: '23505' });
+    expect(await rows(db)).toEqual([message.id]);
+    expect((await db.query('SELECT 1 FROM orders')).rowCount).toBe(0);
+  });
+
+  it('through a foreign executor: add awaits the insert and rejects with its error', async () => {
+    const db = await setup();
+    const message = createEnvelope({ type: 'order.placed.v1', key: 'o-1', payload: { id: 1 } });
+    await db.transaction((tx) => addToOutbox(tx, 'orders', message));
+    await expect(
+      db.transaction(async (tx) => {
+        const foreign = { query: (sql: string, params: unknown[]) => tx.query(sql, params) };
+        await expect(addToOutbox(foreign, 'orders', message)).rejects.toMatchObject({ code: '23505' });
+      }),
+    ).rejects.toMatchObject({ code: '25P02' });
+  });
+
+  it('rejects a bad destination or executor naming the field', async () => {
+    const message = createEnvelope({ type: 'order.placed.v1', payload: {} });
+    await expect(addToOutbox({ query: () => Promise.resolve() }, '', message)).rejects.toMatchObject({
+      code: 'KEEL_INVALID_ARGUMENT',
+      details: { field: 'destination' },
+    });
+    await expect(addToOutbox(null as never, 'orders', message)).rejects.toMatchObject({
+      code: 'KEEL_INVALID_ARGUMENT',
+      details: { field: 'tx' },
+    });
+  });
+});
