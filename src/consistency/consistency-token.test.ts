@@ -1,7 +1,12 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { createTestDb } from '../testing/index.ts';
-import { BadConsistencyTokenError, ConsistencyToken, currentToken } from './consistency-token.ts';
+import {
+  BadConsistencyTokenError,
+  ConsistencyToken,
+  currentToken,
+  tokenAfterCommit,
+} from './consistency-token.ts';
 
 describe('ConsistencyToken', () => {
   it('prints PostgreSQL LSN text and parses it back', () => {
@@ -85,5 +90,30 @@ describe('currentToken', () => {
     const after = await currentToken(db);
     expect(after.lsn).toBeGreaterThan(before.lsn);
     expect(after.covers(before)).toBe(true);
+  });
+
+  it('tokenAfterCommit: read with the commit in a keel transaction, past every write of it', async () => {
+    await using db = await createTestDb({ schemaPrefix: 'token' });
+    await db.query('CREATE TABLE t (x integer)');
+    let token: Promise<ConsistencyToken> | undefined;
+    let insideBeforeCommit: ConsistencyToken | undefined;
+    await db.transaction(async (tx) => {
+      await tx.query('INSERT INTO t VALUES (1)');
+      insideBeforeCommit = await currentToken(tx);
+      token = tokenAfterCommit(tx, db);
+    });
+    const committed = await token;
+    if (committed === undefined || insideBeforeCommit === undefined) throw new Error('no token');
+    // The commit record comes after every write of the transaction.
+    expect(committed.lsn).toBeGreaterThan(insideBeforeCommit.lsn);
+    expect((await currentToken(db)).covers(committed)).toBe(true);
+  });
+
+  it('tokenAfterCommit: a foreign transaction gets the token from the db once committed', async () => {
+    await using db = await createTestDb({ schemaPrefix: 'token' });
+    const before = await currentToken(db);
+    const foreign = { query: db.query.bind(db) };
+    const token = await tokenAfterCommit(foreign, db);
+    expect(token.covers(before)).toBe(true);
   });
 });

@@ -1,4 +1,4 @@
-import type { Queryable } from '../db/index.ts';
+import { canReadAfterCommit, type Queryable } from '../db/index.ts';
 import { KeelError } from '../errors/index.ts';
 
 /** The HTTP header a write answers with and a read sends back: `Consistency-Token: 0/16B3748`. */
@@ -112,8 +112,30 @@ export class ConsistencyToken {
  * Fails on a standby (SQLSTATE 55000, recovery in progress): tokens come from the primary.
  */
 export async function currentToken(db: Queryable): Promise<ConsistencyToken> {
-  const { rows } = await db.query<{ lsn: string }>('SELECT pg_current_wal_insert_lsn()::text AS lsn');
+  const { rows } = await db.query<{ lsn: string }>(currentLsnSql);
   return ConsistencyToken.parse(rows[0]?.lsn, 'pg_current_wal_insert_lsn()');
+}
+
+const currentLsnSql = 'SELECT pg_current_wal_insert_lsn()::text AS lsn';
+
+/**
+ * The token of a transaction still open in `tx`, as a promise that resolves once it committed.
+ * In a keel `Tx` the position is read on the transaction's own connection right behind its
+ * COMMIT (on pg in the same round trip); elsewhere, and if that read fails, from `db` after the
+ * commit. Await it only once the transaction committed; if it rolled back, the token means
+ * nothing. A rejection (the primary unreachable after the commit) surfaces only when awaited.
+ */
+export function tokenAfterCommit(tx: Queryable, db: Queryable): Promise<ConsistencyToken> {
+  const read = canReadAfterCommit(tx)
+    ? tx.readAfterCommit<{ lsn: string }>(currentLsnSql)
+    : Promise.resolve(undefined);
+  const token = read.then((result) =>
+    result === undefined
+      ? currentToken(db)
+      : ConsistencyToken.parse(result.rows[0]?.lsn, 'pg_current_wal_insert_lsn()'),
+  );
+  token.catch(() => undefined);
+  return token;
 }
 
 function describe(value: unknown): string {

@@ -21,6 +21,7 @@ export {
   BadConsistencyTokenError,
   consistencyTokenHeader,
   currentToken,
+  tokenAfterCommit,
 } from './consistency-token.ts';
 export {
   ReadYourWritesDb,

@@ -2,7 +2,7 @@ import type { Db, Queryable, QueryResult, Row, TransactionOptions, Tx } from '..
 import { InvalidArgumentError, KeelError, isKeelError } from '../errors/index.ts';
 import { TypedEvents, type Listener, type ListenerHandle } from '../service/typed-events.ts';
 import { sleep, systemClock, type Clock } from '../time/index.ts';
-import { ConsistencyToken, currentToken } from './consistency-token.ts';
+import { ConsistencyToken, currentToken, tokenAfterCommit } from './consistency-token.ts';
 
 export interface ReadYourWritesOptions {
   /** Takes every write, and the reads the replica cannot serve yet. Required. */
@@ -142,8 +142,12 @@ export class ReadYourWritesDb {
    * nevertheless: the error says so.
    */
   async write<T>(fn: (tx: Tx) => Promise<T>, options?: TransactionOptions): Promise<Written<T>> {
-    const value = await this.primary.transaction(fn, options);
-    return { value, token: await this.#tokenAfterCommit() };
+    let token: Promise<ConsistencyToken> | undefined;
+    const value = await this.primary.transaction((tx) => {
+      token = tokenAfterCommit(tx, this.primary);
+      return fn(tx);
+    }, options);
+    return { value, token: await this.#tokenAfterCommit(token) };
   }
 
   /**
@@ -256,9 +260,9 @@ export class ReadYourWritesDb {
     return value;
   }
 
-  async #tokenAfterCommit(): Promise<ConsistencyToken> {
+  async #tokenAfterCommit(token: Promise<ConsistencyToken> | undefined): Promise<ConsistencyToken> {
     try {
-      return await currentToken(this.primary);
+      return await (token ?? currentToken(this.primary));
     } catch (error) {
       throw new KeelError(
         isKeelError(error) ? error.code : 'KEEL_INTERNAL',

@@ -1,4 +1,4 @@
-import type { Queryable } from '../../../src/db/index.ts';
+import { writeWithoutWaiting, type Queryable } from '../../../src/db/index.ts';
 import type { Order, OrderItem, OrderStatus } from '../domain/order.ts';
 
 interface OrderRow {
@@ -14,8 +14,10 @@ interface OrderRow {
 
 const columns = 'id::text AS id, customer_id, status, reason, items, version, created_at, updated_at';
 
+/** In a keel transaction the insert goes out with the next statement or the COMMIT (see writeWithoutWaiting). */
 export async function insertOrder(tx: Queryable, order: Order): Promise<void> {
-  await tx.query(
+  await writeWithoutWaiting(
+    tx,
     `INSERT INTO orders (id, customer_id, status, items, version, created_at, updated_at)
      VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7)`,
     [

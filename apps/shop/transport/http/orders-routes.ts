@@ -3,6 +3,7 @@ import type { Db } from '../../../../src/db/index.ts';
 import {
   ConsistencyToken,
   consistencyTokenHeader,
+  tokenAfterCommit,
   type ReadYourWritesDb,
 } from '../../../../src/consistency/index.ts';
 import { NotFoundError } from '../../../../src/errors/index.ts';
@@ -43,7 +44,7 @@ export async function ordersRoutes(
   // its order committed (a replay's order committed earlier still), so a GET that sends it back
   // never reads a replica that has not replayed the order yet.
   app.addHook('onSend', async (request, reply, payload) => {
-    if (request.method === 'POST' && reply.statusCode < 300)
+    if (request.method === 'POST' && reply.statusCode < 300 && !reply.hasHeader(consistencyTokenHeader))
       void reply.header(consistencyTokenHeader, (await reads.token()).toString());
     return payload;
   });
@@ -55,6 +56,7 @@ export async function ordersRoutes(
       [headerNames.correlationId]: typeof correlation === 'string' ? correlation : request.id,
     };
     let answer = '';
+    let token: Promise<ConsistencyToken> | undefined;
     const order = await placeOrder(db, clock, body, headers, async (tx, placed) => {
       answer = JSON.stringify(placed);
       await completeIdempotentRequest(request, tx, {
@@ -62,7 +64,10 @@ export async function ordersRoutes(
         headers: { 'content-type': jsonType, location: `/v1/orders/${placed.id}` },
         body: answer,
       });
+      // Read with the commit, on its connection: no round trip of its own.
+      token = tokenAfterCommit(tx, db);
     });
+    if (token !== undefined) void reply.header(consistencyTokenHeader, (await token).toString());
     return reply.status(202).header('location', `/v1/orders/${order.id}`).type(jsonType).send(answer);
   });
 
