@@ -22,6 +22,13 @@ class RecordingSource implements DeliverySource<Item> {
   readonly dead: { envelope: Envelope; error: unknown }[] = [];
   /** The `max` of every claim that found something. */
   readonly claims: number[] = [];
+  /** How many messages each claim that found something brought. */
+  readonly claimed: number[] = [];
+  /** How many messages each ack call acknowledged. */
+  readonly ackBatches: number[] = [];
+  /** While set, each ack call waits until the test calls the next of `heldAcks`. */
+  holdAcks = false;
+  readonly heldAcks: (() => void)[] = [];
   wake: (() => void) | undefined;
   #next = 0;
 
@@ -38,10 +45,15 @@ class RecordingSource implements DeliverySource<Item> {
     const now = this.clock.now();
     const due = this.ready.filter((r) => r.at <= now).slice(0, max);
     for (const r of due) this.ready.splice(this.ready.indexOf(r), 1);
-    if (due.length > 0) this.claims.push(max);
+    if (due.length > 0) {
+      this.claims.push(max);
+      this.claimed.push(due.length);
+    }
     return due.map((r) => ({ envelope: r.envelope, attempt: r.attempt + 1, index: this.#next++ }));
   }
   async ack(deliveries: readonly Item[]): Promise<void> {
+    this.ackBatches.push(deliveries.length);
+    if (this.holdAcks) await new Promise<void>((resolve) => this.heldAcks.push(resolve));
     for (const d of deliveries) {
       this.acked.push(d.envelope);
       this.log.push(`ack ${String(d.envelope.payload)}`);
@@ -356,6 +368,116 @@ describe('QueueConsumer', () => {
     expect(started).toEqual(['a', 'b']);
     expect(source.log).toEqual(['ack a', 'release c', 'release d', 'ack b', 'close']);
     expect(source.ready.map((r) => r.envelope.payload).sort()).toEqual(['c', 'd', 'e']);
+  });
+
+  it('refills the prefetch buffer in batches once it is half empty, not a message per finished handler', async () => {
+    const clock = new ManualClock();
+    const source = new RecordingSource(clock);
+    const gates: (() => void)[] = [];
+    const consumer = new QueueConsumer(source, () => new Promise<void>((resolve) => gates.push(resolve)), {
+      clock,
+      concurrency: 2,
+      prefetch: 8,
+      pollIntervalMs: 60_000,
+    });
+    for (let i = 0; i < 40; i++) source.push(message(i));
+    await consumer.start();
+    await clock.advance(0);
+    let peak = 0;
+    for (let finished = 0; finished < 20; finished++) {
+      gates.shift()?.();
+      await clock.advance(0);
+      peak = Math.max(peak, consumer.stats.held);
+    }
+    // The first fills every slot and the buffer; then each refill waits until the buffer is down
+    // to 4 and brings 4, where claiming on every finished handler would bring one at a time.
+    expect(source.claimed).toEqual([10, 4, 4, 4, 4, 4]);
+    expect(peak).toBeLessThanOrEqual(10);
+    for (const gate of gates.splice(0)) gate();
+    const stopped = consumer.stop({ drainMs: 1000 });
+    while (gates.length > 0 || consumer.inFlight > 0) {
+      for (const gate of gates.splice(0)) gate();
+      await clock.advance(0);
+    }
+    await stopped;
+  });
+
+  it('while every handler slot has work, waits for room for a batch rather than claiming what one slow ack frees', async () => {
+    const clock = new ManualClock();
+    const source = new RecordingSource(clock);
+    source.holdAcks = true;
+    const gates: (() => void)[] = [];
+    const consumer = new QueueConsumer(source, () => new Promise<void>((resolve) => gates.push(resolve)), {
+      clock,
+      concurrency: 2,
+      prefetch: 8,
+      pollIntervalMs: 60_000,
+    });
+    for (let i = 0; i < 40; i++) source.push(message(i));
+    await consumer.start();
+    await clock.advance(0);
+    // Six handlers finish; the first is acked alone (its ack is slow), five wait for the next call.
+    for (let i = 0; i < 6; i++) {
+      gates.shift()?.();
+      await clock.advance(0);
+    }
+    expect(source.ackBatches).toEqual([1]);
+    expect(consumer.stats).toEqual({ buffered: 2, inFlight: 2, awaitingAck: 6, held: 10 });
+    // The slow ack frees one place: too little for a claim while both slots have work.
+    source.heldAcks.shift()?.();
+    await clock.advance(0);
+    expect(source.claimed).toEqual([10]);
+    expect(source.ackBatches).toEqual([1, 5]);
+    // The next frees five: one claim brings six.
+    source.heldAcks.shift()?.();
+    await clock.advance(0);
+    expect(source.claimed).toEqual([10, 6]);
+    expect(consumer.stats.held).toBe(10);
+    source.holdAcks = false;
+    const stopped = consumer.stop({ drainMs: 1000 });
+    while (gates.length > 0 || consumer.inFlight > 0) {
+      for (const gate of gates.splice(0)) gate();
+      await clock.advance(0);
+    }
+    await stopped;
+  });
+
+  it('takes messages pushed one by one within a turn of the event loop in one claim', async () => {
+    const clock = new ManualClock();
+    const source = new RecordingSource(clock);
+    const gates: (() => void)[] = [];
+    const consumer = new QueueConsumer(source, () => new Promise<void>((resolve) => gates.push(resolve)), {
+      clock,
+      concurrency: 8,
+      prefetch: 0,
+    });
+    await consumer.start();
+    await clock.advance(0);
+    // As a client that hands each message of a read over in its own microtask, waking the
+    // consumer for each.
+    for (let i = 0; i < 5; i++) {
+      source.push(message(i));
+      await Promise.resolve();
+    }
+    await clock.advance(0);
+    expect(source.claimed).toEqual([5]);
+    expect(consumer.inFlight).toBe(5);
+    for (const gate of gates.splice(0)) gate();
+    await clock.advance(0);
+    await consumer.stop();
+  });
+
+  it('acks the handlers that finish in the same turn of the event loop in one call', async () => {
+    const clock = new ManualClock();
+    const source = new RecordingSource(clock);
+    const consumer = new QueueConsumer(source, async () => {}, { clock, concurrency: 4 });
+    let acked = 0;
+    consumer.events.on('acked', () => acked++);
+    for (let i = 0; i < 4; i++) source.push(message(i));
+    await consumer.start();
+    while (acked < 4) await clock.advance(0);
+    expect(source.ackBatches).toEqual([4]);
+    await consumer.stop();
   });
 
   it('a failed batched ack is reported (ack-failed and error), nothing of it counts as acked, and the next batch still goes', async () => {

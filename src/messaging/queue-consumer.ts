@@ -19,9 +19,9 @@ export interface QueueConsumerOptions {
   /**
    * Messages claimed ahead of free handler slots and held in memory, so that a finished handler
    * finds its next message without a round trip to the engine, and claims bring many messages at
-   * once (the buffer is refilled when half empty). Their leases are renewed with the others' (see
-   * `heartbeatMs`); per-key ordering is unaffected (an engine hands out one message per key at a
-   * time). On stop they are released unhandled, without counting an attempt. Default: the
+   * once (see `QueueConsumer` for when the buffer is refilled). Their leases are renewed with the
+   * others' (see `heartbeatMs`); per-key ordering is unaffected (an engine hands out one message
+   * per key at a time). On stop they are released unhandled, without counting an attempt. Default: the
    * source's `defaultPrefetch` — 16 on the PostgreSQL queue (a handful of round trips per hundred
    * messages instead of two per message), else 0. Set 0 when handlers are slow (seconds) and
    * several consumers share the queue, so that work spreads across them instead of waiting in
@@ -104,6 +104,8 @@ interface Resolved {
   /** The source's lease, when it has one the runtime renews. */
   leaseMs: number | undefined;
   heartbeatMs: number | undefined;
+  /** The fewest messages worth a claim while every handler slot has work (see `#claimSize`). */
+  lowWater: number;
 }
 
 function resolveOptions(options: QueueConsumerOptions, source: DeliverySource<Delivery>): Resolved {
@@ -136,6 +138,7 @@ function resolveOptions(options: QueueConsumerOptions, source: DeliverySource<De
     heartbeatMs,
     concurrency,
     prefetch,
+    lowWater: Math.max(1, Math.min(Math.ceil((concurrency + prefetch) / 4), Math.ceil(prefetch / 2))),
     maxAttempts,
     pollIntervalMs,
     retryDelay: options.retryDelay ?? defaultRetryDelay,
@@ -210,6 +213,13 @@ class MessageContext implements DeliveryContext {
  * commit, for all of them). Messages held (claimed, being handled, or handled and awaiting
  * their ack) never exceed `concurrency + prefetch`, so memory stays bounded.
  *
+ * Claims are batched too. A handler slot that would wait for work is filled at once, with as
+ * many as there is room for. While every slot has work, the prefetch buffer is refilled once it
+ * is half empty and room has grown to a quarter of `concurrency + prefetch` (or half the
+ * prefetch, if less): one claim for many messages, not one per finished handler. Wake-ups (a
+ * notify, a pushed message, a finished handler, an ack) are taken together once per turn of
+ * the event loop, so messages an engine pushes in one read are taken in one claim.
+ *
  * Leases: for a source with leases, the runtime renews every held message's lease every
  * `heartbeatMs` in one `extend` call, so a slow handler keeps its message. A message the renewal
  * (or the ack) finds taken is given up: its handler's signal aborts with `LeaseLostError` and
@@ -246,7 +256,10 @@ export class QueueConsumer<D extends Delivery = Delivery> extends ServiceBase<Qu
    */
   #pollTimer: TimerHandle | undefined;
   #pollTimerAt = 0;
+  /** A wake-up came since the loop last looked: look again. */
   #pending = false;
+  /** The pause ends at the next turn of the event loop, for every wake-up of this one. */
+  #resuming = false;
   #stopping = false;
   #idle: Promise<void> | undefined;
   #settleIdle: (() => void) | undefined;
@@ -328,8 +341,19 @@ export class QueueConsumer<D extends Delivery = Delivery> extends ServiceBase<Qu
 
   #wake(): void {
     this.#pending = true;
-    this.#resumeLoop();
+    if (this.#resume !== undefined) this.#resumeNextTurn();
   }
+
+  #resumeNextTurn(): void {
+    if (this.#resuming) return;
+    this.#resuming = true;
+    setImmediate(this.#onNextTurn);
+  }
+
+  readonly #onNextTurn = (): void => {
+    this.#resuming = false;
+    this.#resumeLoop();
+  };
 
   #resumeLoop(): void {
     const resume = this.#resume;
@@ -337,30 +361,43 @@ export class QueueConsumer<D extends Delivery = Delivery> extends ServiceBase<Qu
     resume?.();
   }
 
+  /**
+   * How many messages to claim now: 0 when there is no room, or when every handler slot has
+   * work and the room is too small for a claim to pay.
+   */
+  #claimSize(): number {
+    const { concurrency, prefetch, lowWater } = this.#options;
+    const free = concurrency + prefetch - this.#held.size;
+    if (free <= 0) return 0;
+    const buffered = this.#buffer.length - this.#next;
+    // A handler slot would wait for work: fill it, however little the claim brings.
+    if (this.#running + buffered < concurrency) return free;
+    return buffered <= prefetch / 2 && free >= lowWater ? free : 0;
+  }
+
   async #run(): Promise<void> {
     let failures = 0;
     while (!this.#stopping) {
-      const free = this.#options.concurrency + this.#options.prefetch - this.#held.size;
-      // The prefetch buffer is refilled once it is half empty, not after every finished handler:
-      // one claim then brings many messages instead of one round trip each. (A free handler slot
-      // means the buffer is empty, so this never keeps a handler waiting.)
-      const buffered = this.#buffer.length - this.#next;
-      if (free <= 0 || buffered > this.#options.prefetch / 2) {
-        // Every slot is busy: a finishing handler or ack wakes us. Never spin here: a loop of
-        // resolved promises would starve the event loop that the handlers need.
+      // Wake-ups from here on call for another look.
+      this.#pending = false;
+      const max = this.#claimSize();
+      if (max === 0) {
+        // A finishing handler or ack wakes us. Never spin here: a loop of resolved promises
+        // would starve the event loop that the handlers need.
         await this.#pause(this.#options.pollIntervalMs);
         continue;
       }
-      this.#pending = false;
       let batch: D[] = [];
       // Read before the claim: the lease began no later than this.
       const claimedAt = this.clock.now();
       try {
-        batch = await this.#source.claim(free);
+        batch = await this.#source.claim(max);
         failures = 0;
       } catch (error) {
         failures++;
         this.events.emit('error', { error, during: 'claim' });
+        // The backoff is not cut short by what woke us during the failed claim.
+        this.#pending = false;
         await this.#pause(Math.min(30_000, this.#options.pollIntervalMs * 2 ** Math.min(failures, 5)));
         continue;
       }
@@ -382,8 +419,9 @@ export class QueueConsumer<D extends Delivery = Delivery> extends ServiceBase<Qu
         this.events.emit('claimed', { count: batch.length, held: this.#held.size });
       }
       this.#pump();
-      // A full batch means more may be waiting; claim again while there is room.
-      if (batch.length === free || this.#pending) continue;
+      // A full batch means more may be waiting: claim again if there is room. After a short one,
+      // wait for a wake-up (or for the next turn, if one came during the claim).
+      if (batch.length === max) continue;
       await this.#pause(this.#options.pollIntervalMs);
     }
     this.#stopPolling();
@@ -402,11 +440,12 @@ export class QueueConsumer<D extends Delivery = Delivery> extends ServiceBase<Qu
     }
   }
 
-  /** Waits for a wake-up (a notify, a freed slot, stop) or `ms`. */
+  /** Waits for a wake-up (a notify, a freed slot, an ack, stop) or `ms`. */
   #pause(ms: number): Promise<void> {
     return new Promise<void>((resolve) => {
       this.#resume = resolve;
       if (this.#stopping) this.#resumeLoop();
+      else if (this.#pending) this.#resumeNextTurn();
       else this.#pollIn(ms);
     });
   }
@@ -495,6 +534,10 @@ export class QueueConsumer<D extends Delivery = Delivery> extends ServiceBase<Qu
 
   /** Acks what has been handled, one call per batch, until nothing waits; one flush at a time. */
   async #flushAcks(): Promise<void> {
+    // From the next turn of the event loop, so that handlers finishing in this one join the first
+    // batch: otherwise the first to finish is acked alone, and the room its ack frees is then
+    // claimed alone too.
+    await new Promise<void>((resolve) => setImmediate(resolve));
     while (this.#acks.length > 0) {
       const batch = this.#acks;
       this.#acks = [];
