@@ -31,10 +31,12 @@ export interface ChannelAcksOptions {
  * credit they hold back stays small; past either they are written one by one. Nacks are written
  * at once, for their delivery alone (retries, hand-backs and dead letters stay exact).
  *
- * Exactness rests on knowing every delivery of the channel: the consumer calls `delivered` for
- * each, in the order they arrive. RabbitMQ numbers a channel's deliveries 1, 2, 3… without
- * gaps, so a tag that skips one means a delivery went elsewhere (a `basic.get` on this channel);
- * from then on every ack is written alone, at once.
+ * Exactness rests on knowing every delivery of the channel, so every settle on it goes through
+ * here. RabbitMQ numbers a channel's deliveries 1, 2, 3… without gaps: a tag that skips some
+ * means deliveries not reported yet (a `basic.get` answered on this channel, whose caller
+ * resumes after the consumer saw later deliveries). Those count as unsettled, so no run passes
+ * them, until they are reported or settled. (A gap of more than 1 024 tags gives up runs: every
+ * ack is then written alone, at once.)
  *
  * Who calls: the source that consumes on the channel, from the event loop (not concurrent).
  * On close: `flush` before the channel closes writes everything pending; `discard` after the
@@ -45,12 +47,15 @@ export class ChannelAcks {
   readonly #clock: Clock;
   readonly #holdMs: number;
   readonly #schedule: FlushScheduler;
-  /** Deliveries not yet settled on the wire, by tag; insertion order is tag order. */
-  readonly #unsettled = new Map<number, Message>();
+  /**
+   * Deliveries not yet settled on the wire, by tag; insertion order is tag order. Undefined: a
+   * tag skipped, not yet reported.
+   */
+  readonly #unsettled = new Map<number, Message | undefined>();
   /** Tags acked and not yet written (all of them in `#unsettled`). */
   readonly #acked = new Set<number>();
   #lastTag = 0;
-  /** Every delivery of the channel went through `delivered`, in order: runs may be acked at once. */
+  /** Every tag of the channel is known here: runs may be acked at once. */
   #exact = true;
   #scheduled = false;
   /** Acks held behind an unsettled delivery are written one by one when this fires. */
@@ -89,23 +94,33 @@ export class ChannelAcks {
     return this.#acked.size;
   }
 
-  /** Whether acks still go in runs (false once a delivery was seen out of sequence). */
+  /** Whether acks still go in runs (false after a gap of more than 1 024 tags). */
   get exact(): boolean {
     return this.#exact;
   }
 
-  /** A delivery arrived on the channel. Call it for every one, in arrival order, before settling it. */
+  /**
+   * A delivery arrived on the channel. A consumer calls it for each, as it arrives; a `basic.get`
+   * caller may call it later (or settle without it).
+   */
   delivered(message: Message): void {
     if (this.#discarded || !this.#exact) return;
     const tag = message.fields.deliveryTag;
-    if (tag !== this.#lastTag + 1) {
-      // Some delivery between the last one and this never came through here: a `multiple` ack
-      // could settle it unseen. Write what is pending while every tag below is still known.
+    if (tag <= this.#lastTag) {
+      // A skipped tag, reported now (or a delivery reported twice).
+      if (this.#unsettled.has(tag) && this.#unsettled.get(tag) === undefined)
+        this.#unsettled.set(tag, message);
+      return;
+    }
+    if (tag - this.#lastTag > 1025) {
+      // Too many unknown: write what is pending while every tag below is still known.
       this.flush();
       this.#exact = false;
       this.#unsettled.clear();
       return;
     }
+    // Tags skipped stand for deliveries not reported yet: unsettled, so no run passes them.
+    for (let skipped = this.#lastTag + 1; skipped < tag; skipped++) this.#unsettled.set(skipped, undefined);
     this.#lastTag = tag;
     this.#unsettled.set(tag, message);
   }
@@ -118,8 +133,11 @@ export class ChannelAcks {
       this.#channel.ack(message);
       return;
     }
-    // Unknown, or settled already: a second settle would close the channel (PRECONDITION_FAILED).
+    // Settled without being reported first (a `basic.get` caller may): it is known from now on.
+    if (tag > this.#lastTag) this.delivered(message);
+    // Settled already: a second settle would close the channel (PRECONDITION_FAILED).
     if (!this.#unsettled.has(tag) || this.#acked.has(tag)) return;
+    this.#unsettled.set(tag, message);
     this.#acked.add(tag);
     this.#scheduleWrite();
   }
@@ -129,6 +147,7 @@ export class ChannelAcks {
     if (this.#discarded) return;
     const tag = message.fields.deliveryTag;
     if (this.#exact) {
+      if (tag > this.#lastTag) this.delivered(message);
       if (!this.#unsettled.has(tag) || this.#acked.has(tag)) return;
       this.#unsettled.delete(tag);
       // It may have been the gap that held acks back: they can go in a run now.
@@ -166,7 +185,8 @@ export class ChannelAcks {
     let last: Message | undefined;
     let run = 0;
     for (const [tag, message] of this.#unsettled) {
-      if (!this.#acked.has(tag)) break;
+      // Acked entries always hold their message (`ack` sets it).
+      if (!this.#acked.has(tag) || message === undefined) break;
       this.#unsettled.delete(tag);
       this.#acked.delete(tag);
       last = message;
