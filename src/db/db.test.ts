@@ -370,16 +370,22 @@ describe('Db', () => {
     await db.query('CREATE TABLE t (id int PRIMARY KEY)');
     let counted: Promise<{ rows: { n: string }[] } | undefined> | undefined;
     let wrote: Promise<unknown> | undefined;
+    let wroteWithParams: Promise<unknown> | undefined;
+    let countedWithParams: Promise<{ rows: { n: string }[] } | undefined> | undefined;
     await db.transaction(async (tx) => {
       if (!canReadAfterCommit(tx)) throw new Error('a keel tx can read after commit');
       counted = tx.readAfterCommit<{ n: string }>('SELECT count(*) AS n FROM t');
       wrote = tx.readAfterCommit('INSERT INTO t VALUES (99)');
+      wroteWithParams = tx.readAfterCommit('INSERT INTO t VALUES ($1)', [98]);
+      countedWithParams = tx.readAfterCommit<{ n: string }>('SELECT count(*) AS n FROM t WHERE id > $1', [0]);
       await tx.query('INSERT INTO t VALUES (1)');
     });
     // After the commit: it sees the row.
     expect((await counted)?.rows[0]?.n).toBe('1');
     // A write fails in the read-only transaction, so nothing comes back and nothing is written.
     expect(await wrote).toBeUndefined();
+    expect(await wroteWithParams).toBeUndefined();
+    expect((await countedWithParams)?.rows[0]?.n).toBe('1');
     let rolledBack: Promise<unknown> | undefined;
     await expect(
       db.transaction(async (tx) => {

@@ -7,6 +7,7 @@ import { checkIsolation } from './isolation.ts';
 import { PgListener } from './pg-listener.ts';
 import { describeServer, isConnectionError, unavailable, type ServerAddress } from './pg-errors.ts';
 import { sendNotifications } from './notify-after-commit.ts';
+import { WriteCoalescer } from './write-coalescer.ts';
 import { ScopedTx, assertOutsideTransaction, runInTransactionScope } from './transaction-scope.ts';
 
 export interface PgDbOptions {
@@ -77,6 +78,12 @@ async function run(
   const last = Array.isArray(result) ? result.at(-1) : result;
   if (last === undefined) return { rows: [], rowCount: 0 };
   return { rows: last.rows as Row[], rowCount: last.rowCount ?? 0 };
+}
+
+/** The socket under a pooled client: pg keeps it on its connection. */
+function socketOf(client: pg.PoolClient): { cork(): void; uncork(): void } {
+  return (client as unknown as { connection: { stream: { cork(): void; uncork(): void } } }).connection
+    .stream;
 }
 
 function transactionAborted(): Error {
@@ -202,18 +209,23 @@ export class PgDb implements Db {
     try {
       // Pipelined: BEGIN travels with the first statement instead of costing a round trip. Its
       // answer is checked before the transaction reports anything.
-      const begun = client.query(
+      const writes = new WriteCoalescer(socketOf(client));
+      const send = (sql: string, params?: readonly unknown[]): Promise<QueryResult> => {
+        writes.hold();
+        return run(client, sql, params);
+      };
+      const begun = send(
         isolation === undefined ? 'BEGIN' : `BEGIN ISOLATION LEVEL ${isolation.toUpperCase()}`,
       );
       begun.catch(() => undefined);
-      const tx = new ScopedTx((sql, params) => run(client, sql, params));
+      const tx = new ScopedTx(send);
       let result: T;
       try {
         result = await runInTransactionScope(this, tx, () => fn(tx));
       } catch (error) {
         tx.end();
         tx.dropReadsAfterCommit();
-        const rollback = client.query('ROLLBACK');
+        const rollback = send('ROLLBACK');
         const cause = await tx.causeOf(error);
         try {
           await rollback;
@@ -225,11 +237,12 @@ export class PgDb implements Db {
       tx.end();
       // COMMIT follows the statements sent without waiting on the wire; if one of them failed, the
       // server has rolled back and COMMIT answers ROLLBACK.
+      writes.hold();
       const commit = client.query('COMMIT');
       commit.catch(() => undefined);
       let reportCommit: (committed: boolean) => void = () => undefined;
       const readsAfterCommit = tx.sendReadsAfterCommit(
-        (sql, params) => run(client, sql, params),
+        send,
         new Promise<boolean>((resolve) => (reportCommit = resolve)),
       );
       try {

@@ -115,12 +115,19 @@ export class ScopedTx implements Tx, NotifiesAfterCommit, SendsWithoutWaiting, R
     committed: Promise<boolean>,
   ): Promise<void> {
     const delivered = this.#readsAfterCommit.splice(0).map(async (read) => {
-      const begun = run('BEGIN READ ONLY', undefined);
-      const answer = run(read.sql, read.params);
-      const ended = run('COMMIT', undefined);
-      const [b, a, e, c] = await Promise.allSettled([begun, answer, ended, committed]);
-      const ok = b.status === 'fulfilled' && e.status === 'fulfilled' && c.status === 'fulfilled' && c.value;
-      read.deliver(ok && a.status === 'fulfilled' ? a.value : undefined);
+      let answered: Promise<QueryResult>;
+      if (read.params === undefined || read.params.length === 0) {
+        // One message: a script runs as one implicit transaction, which SET LOCAL makes read-only.
+        answered = run(`SET LOCAL transaction_read_only = on; ${read.sql}`, undefined);
+      } else {
+        const begun = run('BEGIN READ ONLY', undefined);
+        const answer = run(read.sql, read.params);
+        const ended = run('COMMIT', undefined);
+        answered = Promise.all([begun, answer, ended]).then(([, result]) => result);
+      }
+      const [answer, commit] = await Promise.allSettled([answered, committed]);
+      const ok = commit.status === 'fulfilled' && commit.value;
+      read.deliver(ok && answer.status === 'fulfilled' ? answer.value : undefined);
     });
     return Promise.all(delivered).then(() => undefined);
   }
