@@ -25,10 +25,19 @@ import { systemClock } from '../src/time/index.ts';
 const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
 const requests = Number(process.env.BENCH_REQUESTS ?? 2000);
 const concurrency = Number(process.env.BENCH_CONCURRENCY ?? 16);
+// Both sides get keel's production default pool (PgDb's 10 connections), not the tests' 5.
+const poolSize = Number(process.env.BENCH_POOL ?? 10);
 const body = JSON.stringify({ customerId: 'c-1', items: [{ sku: 'book-1', quantity: 2 }] });
 
-/** Sends `total` POSTs over `concurrency` closed loops; returns requests per second. */
-async function drive(address: string, total: number, withKey: boolean): Promise<number> {
+interface Round {
+  /** Requests per second. */
+  rate: number;
+  /** This process's CPU time (user + system) per request, client and server side together, µs. */
+  cpuMicros: number;
+}
+
+/** Sends `total` POSTs over `concurrency` closed loops. */
+async function drive(address: string, total: number, withKey: boolean): Promise<Round> {
   let sent = 0;
   let failed = 0;
   const loop = async (): Promise<void> => {
@@ -42,14 +51,16 @@ async function drive(address: string, total: number, withKey: boolean): Promise<
     }
   };
   const start = process.hrtime.bigint();
+  const cpu = process.cpuUsage();
   await Promise.all(Array.from({ length: concurrency }, loop));
   const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+  const used = process.cpuUsage(cpu);
   if (failed > 0) throw new Error(`${failed} of ${total} requests did not answer 202`);
-  return total / seconds;
+  return { rate: total / seconds, cpuMicros: (used.user + used.system) / total };
 }
 
 async function keelSide(): Promise<{ address: string; close: () => Promise<void> }> {
-  const db = await createTestDb({ schemaPrefix: 'bench_keel' });
+  const db = await createTestDb({ schemaPrefix: 'bench_keel', poolSize });
   await migrate(db, await shopMigrations());
   const shop = buildShop(testShopConfig(['api']), {
     db,
@@ -61,7 +72,7 @@ async function keelSide(): Promise<{ address: string; close: () => Promise<void>
 }
 
 async function peerSide(): Promise<{ address: string; close: () => Promise<void> }> {
-  const db: Db = await createTestDb({ schemaPrefix: 'bench_plain' });
+  const db: Db = await createTestDb({ schemaPrefix: 'bench_plain', poolSize });
   await db.query(`CREATE TABLE orders (
     id uuid PRIMARY KEY, customer_id text NOT NULL, status text NOT NULL, items jsonb NOT NULL,
     version integer NOT NULL DEFAULT 1, created_at timestamptz NOT NULL, updated_at timestamptz NOT NULL)`);
@@ -96,7 +107,7 @@ export default async function main(): Promise<void> {
   console.log(
     [
       'bench/orders: POST /v1/orders over real HTTP (loopback, keep-alive), closed loop',
-      `  database: ${testDbBackend()}; ${rounds} rounds of ${requests} requests, ${concurrency} connections, best round each`,
+      `  database: ${testDbBackend()} (pool of ${poolSize} each); ${rounds} rounds of ${requests} requests, ${concurrency} connections, best round each`,
       '  keel: the shop api — Idempotency-Key checked and its response stored, zod validation, order + outbox event',
       '        + key response in one transaction; peer: plain fastify + one INSERT of the same row',
     ].join('\n'),
@@ -108,13 +119,21 @@ export default async function main(): Promise<void> {
     await drive(peer.address, Math.min(300, requests), false);
     let bestKeel = 0;
     let bestPeer = 0;
+    const cpu = { keel: [] as number[], peer: [] as number[] };
     for (let round = 1; round <= rounds; round++) {
       const k = await drive(keel.address, requests, true);
       const p = await drive(peer.address, requests, false);
-      bestKeel = Math.max(bestKeel, k);
-      bestPeer = Math.max(bestPeer, p);
-      console.log(`  round ${round}: keel ${k.toFixed(0)} req/s, plain ${p.toFixed(0)} req/s`);
+      bestKeel = Math.max(bestKeel, k.rate);
+      bestPeer = Math.max(bestPeer, p.rate);
+      cpu.keel.push(k.cpuMicros);
+      cpu.peer.push(p.cpuMicros);
+      console.log(
+        `  round ${round}: keel ${k.rate.toFixed(0)} req/s (${k.cpuMicros.toFixed(0)} µs CPU/req), plain ${p.rate.toFixed(0)} req/s (${p.cpuMicros.toFixed(0)} µs CPU/req)`,
+      );
     }
+    console.log(
+      `  lowest CPU per request in this process (client + server): keel ${Math.min(...cpu.keel).toFixed(0)} µs, plain ${Math.min(...cpu.peer).toFixed(0)} µs`,
+    );
     const ratio = bestKeel / bestPeer;
     console.log(`  keel reaches ${(ratio * 100).toFixed(0)} % of the plain endpoint (target ≥ 70 %)`);
     console.log(
