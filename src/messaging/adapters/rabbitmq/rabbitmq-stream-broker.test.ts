@@ -154,6 +154,37 @@ describe('RabbitMqStreamBroker', () => {
     expect([...standby.seen].sort((a, b) => a - b)).toEqual([10, 11, 12, 13, 14]);
   });
 
+  it('the stream and group channels go together: an error on the stream channel hands the group to a standby, from the committed offset', async () => {
+    const { broker, stream } = setup();
+    await broker.publish(stream, messages(0, 3));
+    const failing = broker.source(stream, { group: 'g' });
+    await failing.open(() => {});
+    try {
+      const claimed: Awaited<ReturnType<typeof failing.claim>> = [];
+      const deadline = Date.now() + 15_000;
+      while (claimed.length < 3 && Date.now() < deadline) {
+        claimed.push(...(await failing.claim(3 - claimed.length)));
+        if (claimed.length < 3) await pause(20);
+      }
+      await failing.ack(claimed);
+      await pause(300); // the commit of offset 2
+      const standby = await reader(broker, stream, { group: 'g' });
+      await pause(300);
+      expect(standby.seen).toEqual([]);
+      // A settle the server refuses (an unknown delivery tag) closes the stream channel alone; the
+      // group channel (lock and offset records) must follow, or the group would be stuck.
+      const channel = claimed[0]!.confirmer.channel;
+      channel.ack({ fields: { deliveryTag: 999_999 } } as unknown as Parameters<typeof channel.ack>[0]);
+      await until(() => !failing.active);
+      await broker.publish(stream, messages(3, 2));
+      await until(() => standby.seen.length === 2);
+      await pause(300);
+      expect(standby.seen).toEqual([3, 4]);
+    } finally {
+      await failing.close();
+    }
+  });
+
   it('a crashed reader leaves its unacknowledged messages uncommitted: the group reads them again', async () => {
     const { broker, stream } = setup();
     await broker.publish(stream, messages(0, 3));

@@ -57,6 +57,10 @@ interface Tracked {
  * that retry every `standbyRetryMs` and take over when its channel closes). It reads the group's
  * committed offset from the group's offsets queue (`OffsetStore`), consumes the stream from the
  * next offset with a prefetch, and commits the end of the longest handled prefix after each ack.
+ *
+ * Two channels: the group's (the lock and the offset records, held together, so a successor
+ * never takes the lock while the records are still held) and the stream's (its acks in runs,
+ * which a record held on the same channel would interrupt). Either closing closes the other.
  * A retry stays here until its backoff ends (the offset stays uncommitted), so a crash re-reads
  * from the committed offset: at-least-once. A dead letter is appended to the dead-letter stream.
  */
@@ -65,7 +69,10 @@ export class RabbitMqStreamSource implements DeliverySource<RabbitMqStreamDelive
   readonly #s: RabbitMqStreamSourceSettings;
   #tracked: Tracked[] = [];
   readonly #byDelivery = new Map<RabbitMqStreamDelivery, Tracked>();
+  /** The stream's channel: deliveries, their acks (credit), dead letters. */
   #confirmer: Confirmer | undefined;
+  /** The group's channel: its lock and offset records. */
+  #group: Confirmer | undefined;
   #store: OffsetStore | undefined;
   /** Messages below this offset were handled before (a chunk starts earlier than asked). */
   #skipBelow = 0;
@@ -200,10 +207,14 @@ export class RabbitMqStreamSource implements DeliverySource<RabbitMqStreamDelive
     this.#requestCommit();
     await this.#committing;
     const confirmer = this.#confirmer;
+    const group = this.#group;
     this.#confirmer = undefined;
+    this.#group = undefined;
+    this.#store = undefined;
     this.#clear();
-    // Closing releases the group lock and returns the offset records for the next holder.
     await confirmer?.close();
+    // Closing releases the group lock and returns the offset records for the next holder.
+    await group?.close();
   }
 
   /** Marks `tracked` handled and returns its credit to the server. */
@@ -212,7 +223,8 @@ export class RabbitMqStreamSource implements DeliverySource<RabbitMqStreamDelive
     if (tracked.delivery === undefined) return;
     this.#byDelivery.delete(tracked.delivery);
     const { confirmer, message } = tracked.delivery;
-    if (confirmer.open) confirmer.channel.ack(message);
+    // In a run with the others of the tick where it can be (ChannelAcks).
+    if (confirmer.open) confirmer.acks.ack(message);
   }
 
   /** Commits the end of the handled prefix soon: one commit at a time, the requests coalesced. */
@@ -262,40 +274,57 @@ export class RabbitMqStreamSource implements DeliverySource<RabbitMqStreamDelive
   async #connect(): Promise<void> {
     const connection = await this.#s.connection.get();
     const { lock, offsets } = groupQueueNames(this.destination, this.#s.group);
-    const channel = await connection.createConfirmChannel();
-    const confirmer = new Confirmer(channel, this.#s.clock, this.#s.confirmTimeoutMs);
+    const group = new Confirmer(
+      await connection.createConfirmChannel(),
+      this.#s.clock,
+      this.#s.confirmTimeoutMs,
+    );
     try {
-      await this.#s.topology.stream(channel, this.destination);
-      await this.#s.topology.groupQueues(channel, lock, offsets);
+      await this.#s.topology.stream(group.channel, this.destination);
+      await this.#s.topology.groupQueues(group.channel, lock, offsets);
     } catch (error) {
-      await confirmer.close();
+      await group.close();
       throw error;
     }
     try {
       // The group's lock: RabbitMQ refuses a second exclusive consumer on a classic queue.
-      await channel.consume(lock, () => {}, { exclusive: true });
+      await group.channel.consume(lock, () => {}, { exclusive: true });
     } catch {
       // Another instance holds the group: stand by. (The refusal closed this channel.)
-      await confirmer.close();
+      await group.close();
       this.#scheduleConnect(this.#s.standbyRetryMs);
       return;
     }
-    const store = new OffsetStore(confirmer, offsets);
-    let start: StreamPosition;
+    let confirmer: Confirmer | undefined;
     try {
+      const store = new OffsetStore(group, offsets);
       const committed = await store.load();
-      start = this.#replay ?? (committed === undefined ? this.#s.startFrom : committed + 1);
+      const start = this.#replay ?? (committed === undefined ? this.#s.startFrom : committed + 1);
       this.#skipBelow = typeof start === 'number' ? start : 0;
-      await channel.prefetch(this.#s.prefetch);
-      this.#confirmer = confirmer;
+      const stream = new Confirmer(
+        await connection.createConfirmChannel(),
+        this.#s.clock,
+        this.#s.confirmTimeoutMs,
+      );
+      confirmer = stream;
+      await stream.channel.prefetch(this.#s.prefetch);
+      // Acks may wait for a slower handler to go in one run, holding back at most half the credit.
+      stream.acks.holdLimit = this.#s.prefetch >= 16 ? this.#s.prefetch / 2 : 0;
+      this.#confirmer = stream;
+      this.#group = group;
       this.#store = store;
-      channel.on('close', () => this.#onChannelClosed(confirmer));
-      await channel.consume(this.destination, (message) => this.#receive(confirmer, message), {
+      // Either channel closing ends the read: the group's lock goes with the group's channel.
+      stream.channel.on('close', () => this.#onChannelClosed(stream));
+      group.channel.on('close', () => this.#onChannelClosed(stream));
+      await stream.channel.consume(this.destination, (message) => this.#receive(stream, message), {
         arguments: { 'x-stream-offset': offsetArgument(start) },
       });
     } catch (error) {
       this.#confirmer = undefined;
-      await confirmer.close();
+      this.#group = undefined;
+      this.#store = undefined;
+      await confirmer?.close();
+      await group.close();
       throw error;
     }
     // A replay starts once; after a reconnect the group goes on from what it committed.
@@ -310,10 +339,12 @@ export class RabbitMqStreamSource implements DeliverySource<RabbitMqStreamDelive
       void confirmer.close();
       return;
     }
+    // Every delivery, before anything else: acks go in runs only while all are known.
+    confirmer.acks.delivered(message);
     if (confirmer !== this.#confirmer) return;
     const offset = Number((message.properties.headers ?? {})['x-stream-offset']);
     if (!Number.isInteger(offset) || offset < this.#skipBelow) {
-      confirmer.channel.ack(message);
+      confirmer.acks.ack(message);
       return;
     }
     let decoded;
@@ -365,7 +396,7 @@ export class RabbitMqStreamSource implements DeliverySource<RabbitMqStreamDelive
       const failures = await confirmer.publish(queue, [{ id, content: message.content, options }]);
       if (failures.length > 0) throw failures[0]!.error;
       placeholder.state = 'done';
-      if (confirmer.open) confirmer.channel.ack(message);
+      if (confirmer.open) confirmer.acks.ack(message);
       this.#requestCommit();
     } catch (failure) {
       this.#s.onError(failure);
@@ -374,10 +405,14 @@ export class RabbitMqStreamSource implements DeliverySource<RabbitMqStreamDelive
 
   #onChannelClosed(confirmer: Confirmer): void {
     if (this.#closed || confirmer !== this.#confirmer) return;
-    // The group lock is gone with the channel; what was handled but not committed is read again.
+    // What was handled but not committed is read again, by whoever takes the group next.
+    const group = this.#group;
     this.#confirmer = undefined;
+    this.#group = undefined;
     this.#store = undefined;
     this.#clear();
+    void confirmer.close();
+    void group?.close();
     this.#reconnects++;
     this.#scheduleConnect(this.#s.reconnectBackoff.delay(this.#reconnects, 0));
   }

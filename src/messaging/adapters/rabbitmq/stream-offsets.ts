@@ -14,7 +14,9 @@ export function groupQueueNames(stream: string, group: string): { lock: string; 
  * protocol's), so keel keeps it here, where any client can read it.
  *
  * The records are read with `basic.get` and held unacknowledged on the group's channel: if the
- * process dies they return to the queue for the next holder of the group.
+ * process dies they return to the queue for the next holder of the group. That channel holds the
+ * group's lock too, and is not the stream's: a record held there would stop the stream's acks
+ * from going in runs. Records are acked through the channel's `ChannelAcks`, reported first.
  */
 export class OffsetStore {
   readonly #confirmer: Confirmer;
@@ -38,6 +40,7 @@ export class OffsetStore {
     for (;;) {
       const message = await channel.get(this.#queue, { noAck: false });
       if (message === false) break;
+      this.#confirmer.acks.delivered(message);
       this.#held.push(message);
       const offset = readOffset(message);
       if (offset !== undefined && (this.#committed === undefined || offset > this.#committed)) {
@@ -61,10 +64,13 @@ export class OffsetStore {
     // Only the group's holder reads this queue and it holds the old records, so the one ready
     // record is the new one: hold it, to drop it at the next commit.
     const fresh = await this.#confirmer.channel.get(this.#queue, { noAck: false });
-    if (fresh !== false) this.#held.push(fresh);
+    if (fresh !== false) {
+      this.#confirmer.acks.delivered(fresh);
+      this.#held.push(fresh);
+    }
     // A crash before these acks leaves the old records beside the new one; the highest wins.
     for (const message of old) {
-      if (this.#confirmer.open) this.#confirmer.channel.ack(message);
+      if (this.#confirmer.open) this.#confirmer.acks.ack(message);
     }
   }
 }
