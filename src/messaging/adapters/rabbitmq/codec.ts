@@ -66,8 +66,10 @@ export function decode(message: Message): Decoded {
     throw new Error('message has no messageId or type property: not a keel envelope');
   }
   const headers: Headers = {};
-  for (const [name, value] of Object.entries(raw)) {
-    if (brokerHeader.test(name)) continue;
+  for (const name in raw) {
+    // Only an `x-` name can be the broker's or keel's own: the test is skipped for the others.
+    if (name.charCodeAt(0) === 120 && name.charCodeAt(1) === 45 && brokerHeader.test(name)) continue;
+    const value = raw[name];
     if (typeof value === 'string') headers[name] = value;
     else if (Buffer.isBuffer(value)) headers[name] = value.toString('utf8');
     else if (typeof value === 'number' || typeof value === 'boolean') headers[name] = String(value);
