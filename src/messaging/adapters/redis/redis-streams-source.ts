@@ -14,6 +14,7 @@ import {
   releaseScript,
   retryScript,
 } from './scripts.ts';
+import { sendNow } from './send-now.ts';
 import { decodeEntry, describeError, encodeEntry, entryIdBefore, fieldMap } from './stream-entry.ts';
 import type { StreamKeys } from './stream-keys.ts';
 import type { WakeSubscriber } from './wake-subscriber.ts';
@@ -190,10 +191,16 @@ export class RedisStreamsSource implements DeliverySource<RedisStreamDelivery> {
     const args: (string | number)[] = [this.#c.group, this.#c.consumer, main.length];
     pushIdRange(args, main);
     pushIdRange(args, retry);
-    for (const d of main) args.push(d.entryId, d.deliveryCount);
-    for (const d of retry) args.push(d.entryId, d.deliveryCount);
-    const refused = (await ackScript.run(this.#c.client, [this.#c.keys.stream, this.#retryStream], args)) as
-      number[] | null;
+    // Counts are sent only when one is not 1: most acks are of first deliveries.
+    let counts = '';
+    if (deliveries.some((d) => d.deliveryCount !== 1)) {
+      counts = [...main, ...retry].map((d) => d.deliveryCount).join(',');
+    }
+    args.push(counts);
+    for (const d of main) args.push(d.entryId);
+    for (const d of retry) args.push(d.entryId);
+    const keys = [this.#c.keys.stream, this.#retryStream];
+    const refused = (await ackScript.run(this.#c.client, keys, args, true)) as number[] | null;
     if (refused === null || refused.length === 0) return [];
     return refused.map((i) => (i < main.length ? main[i]! : retry[i - main.length]!));
   }
@@ -316,7 +323,7 @@ export class RedisStreamsSource implements DeliverySource<RedisStreamDelivery> {
       !this.#fullNext && realNow - this.#lastFull < this.#fullEveryMs && this.#c.clock.now() < due;
     // Per-key ordering checks every entry's key against the locks: always the script.
     if (quiet && !this.#c.perKey) {
-      const reply = (await this.#c.client.xreadgroup(
+      const reply = (await sendNow(this.#c.client, 'xreadgroup', [
         'GROUP',
         this.#c.group,
         this.#c.consumer,
@@ -325,7 +332,7 @@ export class RedisStreamsSource implements DeliverySource<RedisStreamDelivery> {
         'STREAMS',
         this.#c.keys.stream,
         '>',
-      )) as [string, ReadEntry[]][] | null;
+      ])) as [string, ReadEntry[]][] | null;
       return reply?.[0]?.[1] ?? [];
     }
     this.#lastFull = realNow;

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
+import { sendNow } from './send-now.ts';
 
 /**
  * A Lua script run atomically on the server: EVALSHA, falling back to EVAL once after NOSCRIPT
@@ -13,12 +14,22 @@ export class LuaScript {
     this.#sha = createHash('sha1').update(source).digest('hex');
   }
 
-  async run(client: Redis, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
+  /** `now`: sent at once, outside the client's auto-pipelining (see `sendNow`). */
+  async run(
+    client: Redis,
+    keys: readonly string[],
+    args: readonly (string | number)[],
+    now = false,
+  ): Promise<unknown> {
     try {
-      return await client.evalsha(this.#sha, keys.length, ...keys, ...args);
+      return await (now
+        ? sendNow(client, 'evalsha', [this.#sha, keys.length, ...keys, ...args])
+        : client.evalsha(this.#sha, keys.length, ...keys, ...args));
     } catch (error) {
       if (!(error instanceof Error) || !error.message.includes('NOSCRIPT')) throw error;
-      return client.eval(this.#source, keys.length, ...keys, ...args);
+      return now
+        ? sendNow(client, 'eval', [this.#source, keys.length, ...keys, ...args])
+        : client.eval(this.#source, keys.length, ...keys, ...args);
     }
   }
 }
@@ -174,12 +185,15 @@ return {out, earliest(KEYS[3]), earliest(KEYS[4]), more}
  *
  * KEYS: stream, retry stream.
  * ARGV: group, consumer, m (deliveries from the stream), the stream part's lowest and highest
- *       id, the retry part's lowest and highest id ('' when empty), then per delivery (the m of
- *       the stream first): entry id, delivery count.
+ *       id, the retry part's lowest and highest id ('' when empty), the delivery counts joined
+ *       by ',' ('' when every one is 1, as after a first read), then the entry ids (the m of the
+ *       stream first).
  * Returns the 0-based positions of the deliveries not acknowledged.
  */
 export const ackScript = new LuaScript(`
 local group, me, m = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local counts = {}
+for count in string.gmatch(ARGV[8], '%d+') do counts[#counts + 1] = tonumber(count) end
 local refused = {}
 local function settle(stream, low, high, from, to, delete)
   if from > to then return end
@@ -188,12 +202,12 @@ local function settle(stream, low, high, from, to, delete)
     held[p[1]] = p[4]
   end
   local ids = {}
-  for i = from, to, 2 do
+  for i = from, to do
     local count = held[ARGV[i]]
-    if count ~= nil and count == tonumber(ARGV[i + 1]) then
+    if count ~= nil and count == (counts[i - 8] or 1) then
       ids[#ids + 1] = ARGV[i]
     else
-      refused[#refused + 1] = (i - 8) / 2
+      refused[#refused + 1] = i - 9
     end
   end
   -- unpack is bounded by Lua's stack: a few thousand ids per call.
@@ -203,8 +217,8 @@ local function settle(stream, low, high, from, to, delete)
     if delete then redis.call('XDEL', stream, unpack(chunk)) end
   end
 end
-settle(KEYS[1], ARGV[4], ARGV[5], 8, 7 + 2 * m, false)
-settle(KEYS[2], ARGV[6], ARGV[7], 8 + 2 * m, #ARGV, true)
+settle(KEYS[1], ARGV[4], ARGV[5], 9, 8 + m, false)
+settle(KEYS[2], ARGV[6], ARGV[7], 9 + m, #ARGV, true)
 return refused
 `);
 

@@ -159,7 +159,11 @@ export function entryIdBefore(a: string, b: string): boolean {
   if (dashA !== dashB) return dashA < dashB;
   // Times and sequences of the same widths: the text order is the number order.
   if (a.length === b.length) return a < b;
-  const msA = a.slice(0, dashA);
-  const msB = b.slice(0, dashB);
-  return msA === msB ? a.length < b.length : msA < msB;
+  // Same time width, sequences of different widths: the first differing time digit decides,
+  // else the shorter sequence is the smaller (no slices: this runs on every ack).
+  for (let i = 0; i < dashA; i++) {
+    const diff = a.charCodeAt(i) - b.charCodeAt(i);
+    if (diff !== 0) return diff < 0;
+  }
+  return a.length < b.length;
 }
