@@ -73,4 +73,42 @@ describe('outbox.add', () => {
       details: { field: 'tx' },
     });
   });
+
+  it.runIf(process.env.KEEL_DB === 'pg')(
+    'a second transaction adding a message of the same key waits for the first to end (pg)',
+    async () => {
+      const db = await setup();
+      const first = createEnvelope({ type: 'order.placed.v1', key: 'o-1', payload: { n: 1 } });
+      const second = createEnvelope({ type: 'order.placed.v1', key: 'o-1', payload: { n: 2 } });
+      const other = createEnvelope({ type: 'order.placed.v1', key: 'o-2', payload: { n: 3 } });
+      let finishFirst: () => void = () => undefined;
+      let firstAdded: () => void = () => undefined;
+      const added = new Promise<void>((resolve) => (firstAdded = resolve));
+      const firstTx = db.transaction(async (tx) => {
+        await addToOutbox(tx, 'orders', first);
+        await tx.query('SELECT 1');
+        firstAdded();
+        await new Promise<void>((resolve) => (finishFirst = resolve));
+      });
+      await added;
+      // Another key does not wait.
+      await db.transaction((tx) => addToOutbox(tx, 'orders', other));
+      const secondTx = db.transaction((tx) => addToOutbox(tx, 'orders', second));
+      // The second waits on the first's advisory lock until the first commits.
+      for (let poll = 1; ; poll++) {
+        if (poll > 2000) throw new Error('the second transaction never waited for the key lock');
+        // This key's lock (a bigint advisory lock: high and low 32 bits), not another test's.
+        const { rowCount } = await db.query(
+          `SELECT 1 FROM pg_locks l, (SELECT hashtextextended(current_schema() || ':orders:o-1', 0) AS h) k
+           WHERE l.locktype = 'advisory' AND NOT l.granted AND l.objsubid = 1
+             AND l.classid::bigint = ((k.h >> 32) & 4294967295) AND l.objid::bigint = (k.h & 4294967295)`,
+        );
+        if (rowCount > 0) break;
+      }
+      expect(await rows(db)).toEqual([other.id]);
+      finishFirst();
+      await Promise.all([firstTx, secondTx]);
+      expect(await rows(db)).toEqual([first.id, other.id, second.id]);
+    },
+  );
 });
