@@ -4,7 +4,8 @@
 // DATABASE_URL; the issue's target is on pg), both sides in one schema. BENCH_CONCURRENCY
 // closed loops each run BENCH_TRANSACTIONS / concurrency business transactions: insert one
 // order row (the shop's table shape) — and, on the keel side, add its `order.placed.v1` event to
-// the outbox in the same transaction (key lock, insert, wake-up after the commit). No relay
+// the outbox in the same transaction (key lock and insert, sent with the COMMIT on pg; wake-up
+// after the commit). No relay
 // runs, so the outbox only grows, as it would between two relay batches. Rounds alternate
 // with/without after a warm-up; each figure is the best round.
 // The issue's target: the transaction with outbox.add at most 10 % slower than without.
@@ -17,6 +18,8 @@ import { createTestDb, testDbBackend } from '../src/testing/index.ts';
 const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
 const transactions = Number(process.env.BENCH_TRANSACTIONS ?? 3000);
 const concurrency = Number(process.env.BENCH_CONCURRENCY ?? 16);
+// keel's production default pool (PgDb's 10 connections), not the tests' 5.
+const poolSize = Number(process.env.BENCH_POOL ?? 10);
 
 async function businessTransactions(db: Db, total: number, withOutbox: boolean): Promise<number> {
   let left = total;
@@ -47,10 +50,10 @@ export default async function main(): Promise<void> {
   console.log(
     [
       'bench/outbox-add: a business transaction (one order INSERT) with and without outbox.add of its event',
-      `  database: ${testDbBackend()}; ${rounds} rounds of ${transactions} transactions, ${concurrency} concurrent, best round each; no relay running`,
+      `  database: ${testDbBackend()} (pool of ${poolSize}); ${rounds} rounds of ${transactions} transactions, ${concurrency} concurrent, best round each; no relay running`,
     ].join('\n'),
   );
-  const db = await createTestDb({ schemaPrefix: 'bench_outbox_add' });
+  const db = await createTestDb({ schemaPrefix: 'bench_outbox_add', poolSize });
   try {
     await migrate(db, outboxMigrations);
     await db.query(`CREATE TABLE orders (
