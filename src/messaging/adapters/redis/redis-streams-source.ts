@@ -80,6 +80,9 @@ type ReadEntry = [id: string, fields: string[]];
  * - `extend`: the runtime's heartbeat; XCLAIM ... JUSTID to itself resets each held entry's idle
  *   time without counting a delivery, so a slow handler's entry is not taken over.
  *
+ * Claims and acks are batches already: they go out at once (`sendNow`), not through the client's
+ * auto-pipelining, which would hold each for a turn of the event loop.
+ *
  * Every settle, acks included, checks first that this consumer still holds the entry with the
  * delivery count it claimed (the lease token); if its lease ran out and another consumer took it,
  * the settle does nothing (an ack reports it refused).
@@ -215,6 +218,7 @@ export class RedisStreamsSource implements DeliverySource<RedisStreamDelivery> {
       this.#c.client,
       [this.#c.keys.stream, this.#retryStream, this.#keyLocks],
       args,
+      true,
     )) as [number, number[] | null];
     if (handed !== 0) this.#fullNext = true;
     return (refused ?? []).map((i) => deliveries[i]!);
@@ -356,6 +360,7 @@ export class RedisStreamsSource implements DeliverySource<RedisStreamDelivery> {
         this.#c.perKey ? '1' : '0',
         this.#keyWaiting,
       ],
+      true,
     )) as [ClaimedEntry[], string, string, number];
     // A due time noted while the script ran may be missing from its answer: keep the earlier.
     const seenDelayed = nextDelayed === '' ? Number.POSITIVE_INFINITY : Number(nextDelayed);
