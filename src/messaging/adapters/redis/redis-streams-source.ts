@@ -4,9 +4,9 @@ import { systemClock, type Clock } from '../../../time/index.ts';
 import type { Delivery, DeliverySource } from '../../delivery-source.ts';
 import type { Envelope } from '../../envelope.ts';
 import { AckBatcher } from './ack-batcher.ts';
+import { fencedAck } from './fenced-ack.ts';
 import {
   ackKeyedScript,
-  ackScript,
   claimScript,
   deadLetterScript,
   extendScript,
@@ -15,7 +15,7 @@ import {
   retryScript,
 } from './scripts.ts';
 import { sendNow } from './send-now.ts';
-import { decodeEntry, describeError, encodeEntry, entryIdBefore, fieldMap } from './stream-entry.ts';
+import { decodeEntry, describeError, encodeEntry, fieldMap } from './stream-entry.ts';
 import type { StreamKeys } from './stream-keys.ts';
 import type { WakeSubscriber } from './wake-subscriber.ts';
 
@@ -102,7 +102,15 @@ export class RedisStreamsSource implements DeliverySource<RedisStreamDelivery> {
   /** Earliest due time (source clock) of this group's waiting retries, as far as this source knows. */
   #nextRetry = Number.POSITIVE_INFINITY;
   #retryVersion = 0;
-  readonly #acks = new AckBatcher<RedisStreamDelivery>((deliveries) => this.#sendAcks(deliveries));
+  readonly #acks = new AckBatcher<RedisStreamDelivery>((deliveries) =>
+    fencedAck(
+      this.#c.client,
+      [this.#c.keys.stream, this.#retryStream],
+      this.#c.group,
+      this.#c.consumer,
+      deliveries,
+    ),
+  );
 
   constructor(config: RedisStreamsSourceConfig) {
     this.destination = config.destination;
@@ -181,31 +189,6 @@ export class RedisStreamsSource implements DeliverySource<RedisStreamDelivery> {
   ack(deliveries: readonly RedisStreamDelivery[]): Promise<readonly RedisStreamDelivery[]> {
     if (this.#c.perKey && deliveries.some((d) => d.envelope.key !== null)) return this.#ackKeyed(deliveries);
     return this.#acks.add(deliveries);
-  }
-
-  async #sendAcks(deliveries: readonly RedisStreamDelivery[]): Promise<RedisStreamDelivery[]> {
-    // The stream's deliveries first, then the retry stream's (rarely any).
-    let main = deliveries;
-    let retry: readonly RedisStreamDelivery[] = [];
-    if (deliveries.some((d) => d.fromRetry)) {
-      main = deliveries.filter((d) => !d.fromRetry);
-      retry = deliveries.filter((d) => d.fromRetry);
-    }
-    const args: (string | number)[] = [this.#c.group, this.#c.consumer, main.length];
-    pushIdRange(args, main);
-    pushIdRange(args, retry);
-    // Counts are sent only when one is not 1: most acks are of first deliveries.
-    let counts = '';
-    if (deliveries.some((d) => d.deliveryCount !== 1)) {
-      counts = [...main, ...retry].map((d) => d.deliveryCount).join(',');
-    }
-    args.push(counts);
-    for (const d of main) args.push(d.entryId);
-    for (const d of retry) args.push(d.entryId);
-    const keys = [this.#c.keys.stream, this.#retryStream];
-    const refused = (await ackScript.run(this.#c.client, keys, args, true)) as number[] | null;
-    if (refused === null || refused.length === 0) return [];
-    return refused.map((i) => (i < main.length ? main[i]! : retry[i - main.length]!));
   }
 
   /** Per-key ordering: acknowledging a key's holder hands the key to its next waiting entry. */
@@ -441,19 +424,4 @@ export class RedisStreamsSource implements DeliverySource<RedisStreamDelivery> {
     };
     await this.#moveToDeadLetter(entryId, fromRetry, deliveryCount, envelope, '', envelope.id);
   }
-}
-
-/** Appends the lowest and the highest entry id of `deliveries`, or two empty strings for none. */
-function pushIdRange(args: (string | number)[], deliveries: readonly RedisStreamDelivery[]): void {
-  if (deliveries.length === 0) {
-    args.push('', '');
-    return;
-  }
-  let low = deliveries[0]!.entryId;
-  let high = low;
-  for (const { entryId } of deliveries) {
-    if (entryIdBefore(entryId, low)) low = entryId;
-    else if (entryIdBefore(high, entryId)) high = entryId;
-  }
-  args.push(low, high);
 }

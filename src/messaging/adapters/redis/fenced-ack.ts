@@ -1,0 +1,55 @@
+import type { Redis } from 'ioredis';
+import type { RedisStreamDelivery } from './redis-streams-source.ts';
+import { ackScript } from './scripts.ts';
+import { entryIdBefore } from './stream-entry.ts';
+
+/**
+ * Acknowledges `deliveries` in one script (`ackScript`), each only if this consumer still holds
+ * it with the delivery count it claimed; resolves with those it did not acknowledge.
+ *
+ * `streams`: the destination's stream and the group's retry stream.
+ */
+export async function fencedAck(
+  client: Redis,
+  streams: readonly [stream: string, retryStream: string],
+  group: string,
+  consumer: string,
+  deliveries: readonly RedisStreamDelivery[],
+): Promise<RedisStreamDelivery[]> {
+  // The stream's deliveries first, then the retry stream's (rarely any).
+  let main = deliveries;
+  let retry: readonly RedisStreamDelivery[] = [];
+  if (deliveries.some((d) => d.fromRetry)) {
+    main = deliveries.filter((d) => !d.fromRetry);
+    retry = deliveries.filter((d) => d.fromRetry);
+  }
+  const args: (string | number)[] = [group, consumer, main.length];
+  pushIdRange(args, main);
+  pushIdRange(args, retry);
+  // Counts are sent only when one is not 1: most acks are of first deliveries.
+  let counts = '';
+  if (deliveries.some((d) => d.deliveryCount !== 1)) {
+    counts = [...main, ...retry].map((d) => d.deliveryCount).join(',');
+  }
+  args.push(counts);
+  for (const d of main) args.push(d.entryId);
+  for (const d of retry) args.push(d.entryId);
+  const refused = (await ackScript.run(client, streams, args, true)) as number[] | null;
+  if (refused === null || refused.length === 0) return [];
+  return refused.map((i) => (i < main.length ? main[i]! : retry[i - main.length]!));
+}
+
+/** Appends the lowest and the highest entry id of `deliveries`, or two empty strings for none. */
+function pushIdRange(args: (string | number)[], deliveries: readonly RedisStreamDelivery[]): void {
+  if (deliveries.length === 0) {
+    args.push('', '');
+    return;
+  }
+  let low = deliveries[0]!.entryId;
+  let high = low;
+  for (const { entryId } of deliveries) {
+    if (entryIdBefore(entryId, low)) low = entryId;
+    else if (entryIdBefore(high, entryId)) high = entryId;
+  }
+  args.push(low, high);
+}
