@@ -8,7 +8,8 @@
 //   - keel: the rows are committed to the outbox first (not timed), then one OutboxRelay is
 //     started and timed until every row is published through keel's adapter and marked: claim,
 //     publish (confirmed), mark published — the next batch claimed while one is published.
-// The database is PGlite by default, KEEL_DB=pg for the server. Rounds alternate raw/keel
+// BENCH_OUTBOX_RETENTION_MS=0 runs the relay with retentionMs 0 (rows deleted as they are
+// published instead of marked). The database is PGlite by default, KEEL_DB=pg for the server. Rounds alternate raw/keel
 // after a warm-up; each figure is the best round, the medians are printed beside. The issue's
 // target: keel ≥ 80 % of raw.
 import { migrate } from '../src/db/index.ts';
@@ -22,6 +23,9 @@ import { redisPair } from './brokers/redis.ts';
 
 const rows = Number(process.env.BENCH_OUTBOX_ROWS ?? 10_000);
 const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
+/** The relay's `retentionMs`: unset keeps published rows (marked); `0` deletes each row as it is published. */
+const retentionMs: number | false =
+  process.env.BENCH_OUTBOX_RETENTION_MS === undefined ? false : Number(process.env.BENCH_OUTBOX_RETENTION_MS);
 const batchSize = 500;
 const all: Pair[] = [rabbitPair, redisPair, kafkaPair, natsPair];
 
@@ -50,7 +54,7 @@ async function relayRound(pair: Pair, round: number): Promise<{ keel: number; ra
     const relay = new OutboxRelay(
       db,
       { publish: (to, list) => keel.publish(to, list, list.length) },
-      { batchSize, pollIntervalMs: 50, retentionMs: false },
+      { batchSize, pollIntervalMs: 50, retentionMs },
     );
     relay.events.on('published', ({ messages: sent }) => (published += sent.length));
     const keelStart = performance.now();
@@ -71,7 +75,7 @@ export default async function main(): Promise<void> {
   console.log(
     [
       'bench/outbox-brokers: outbox relay throughput to each broker beside its raw publish rate',
-      `  database: ${testDbBackend()}; ${fmt(rows)} rows per round, relay batch ${batchSize}, raw chunks of ${batchSize}; ${rounds} rounds, best each (medians beside)`,
+      `  database: ${testDbBackend()}; ${fmt(rows)} rows per round, relay batch ${batchSize}, retentionMs ${String(retentionMs)}${retentionMs === 0 ? ' (rows deleted on publish)' : ' (rows marked)'}, raw chunks of ${batchSize}; ${rounds} rounds, best each (medians beside)`,
     ].join('\n'),
   );
   const lines: string[] = [];
