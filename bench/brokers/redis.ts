@@ -17,6 +17,7 @@ export const redisPair: Pair = {
     `server ${host}:${port}; durability as the server's appendonly / appendfsync say (the same for both)`,
     'publish: one pipeline of XADD per chunk (an entry per message, the same fields), done when Redis answered each',
     `consume: a consumer group; keel: concurrency ${concurrency}, prefetch ${prefetch}; raw: XREADGROUP COUNT ${concurrency + prefetch} then one XACK for the batch`,
+    "acks: keel's is one script per batch that XACKs only what the consumer still holds (lease fence); raw's is a plain XACK",
   ],
   async open() {
     const keyPrefix = `keelbench:${randomBytes(3).toString('hex')}:`;
