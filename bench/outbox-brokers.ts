@@ -9,9 +9,9 @@
 //     started and timed until every row is published through keel's adapter and marked: claim,
 //     publish (confirmed), mark published — the next batch claimed while one is published.
 // BENCH_OUTBOX_RETENTION_MS=0 runs the relay with retentionMs 0 (rows deleted as they are
-// published instead of marked). The database is PGlite by default, KEEL_DB=pg for the server. Rounds alternate raw/keel
-// after a warm-up; each figure is the best round, the medians are printed beside. The issue's
-// target: keel ≥ 80 % of raw.
+// published instead of marked). The database is PGlite by default, KEEL_DB=pg for the server.
+// Rounds alternate raw/keel after a warm-up; each figure is the best round, the medians are
+// printed beside. The target: keel ≥ 80 % of raw.
 import { migrate } from '../src/db/index.ts';
 import { OutboxRelay, addToOutbox, outboxMigrations } from '../src/outbox/index.ts';
 import { createTestDb, testDbBackend } from '../src/testing/index.ts';
