@@ -259,6 +259,8 @@ describe('RedisStreamsBroker: groups, leases and settling', () => {
     expect(pending.map(([id, consumer]) => [id, consumer])).toEqual([[first!.entryId, fast.consumer]]);
     expect(await fast.ack(taken)).toEqual([]);
     expect(await broker.stats('jobs')).toMatchObject({ groups: [{ pending: 0 }] });
+    // Pending for nobody any more (an ack re-sent after a lost reply, the taker done): not refused.
+    expect(await slow.ack([first!, second!])).toEqual([]);
   });
 
   it('per-key ordering: an ack of a key’s message taken over is refused, and the key stays with it', async () => {

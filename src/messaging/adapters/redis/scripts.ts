@@ -179,8 +179,10 @@ return {out, earliest(KEYS[3]), earliest(KEYS[4]), more}
  * Acknowledges the deliveries this consumer still holds, in one round trip: an entry is
  * acknowledged only if it is pending for this consumer with the delivery count the caller
  * claimed (the lease token). One whose lease ran out and that another consumer took over (or
- * that this consumer took again since) is left to its holder and reported. Retry copies are
- * deleted once acknowledged. Reads this consumer's pending entries between the lowest and the
+ * that this consumer took again since) is left to its holder and reported. One pending for
+ * nobody any more (this ack re-sent after a lost reply, or the taker done with it) is not
+ * reported: no one holds it, so there is nothing to fence. Retry copies are deleted once
+ * acknowledged. Reads this consumer's pending entries between the lowest and the
  * highest id of each stream's part of the batch: no more than the consumer holds.
  *
  * KEYS: stream, retry stream.
@@ -206,7 +208,7 @@ local function settle(stream, low, high, from, to, delete)
     local count = held[ARGV[i]]
     if count ~= nil and count == (counts[i - 8] or 1) then
       ids[#ids + 1] = ARGV[i]
-    else
+    elseif redis.call('XPENDING', stream, group, ARGV[i], ARGV[i], 1)[1] ~= nil then
       refused[#refused + 1] = i - 9
     end
   end
@@ -226,7 +228,7 @@ return refused
  * Acknowledges deliveries of keyed messages under per-key ordering, fenced like `ackScript`:
  * for each delivery this consumer still holds, XACK (and XDEL for retry copies), then hands its
  * key to the next waiting entry. One it no longer holds is left alone (its key stays with its
- * holder) and reported.
+ * holder) and reported, unless it is pending for nobody any more (see `ackScript`).
  *
  * KEYS: stream, retry stream, key locks. ARGV: group, consumer, waiting-list prefix, then per
  * delivery: which ('m' | 'r'), entry id, delivery count, key, message id.
@@ -246,7 +248,7 @@ for i = 4, #ARGV, 5 do
     redis.call('XACK', stream, ARGV[1], ARGV[i + 1])
     if ARGV[i] == 'r' then redis.call('XDEL', stream, ARGV[i + 1]) end
     handed = handed + handover(KEYS[3], KEYS[2], ARGV[3], ARGV[i + 3], ARGV[i + 4])
-  else
+  elseif redis.call('XPENDING', stream, ARGV[1], ARGV[i + 1], ARGV[i + 1], 1)[1] ~= nil then
     refused[#refused + 1] = (i - 4) / 5
   end
 end
