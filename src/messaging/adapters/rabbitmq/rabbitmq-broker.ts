@@ -243,18 +243,25 @@ export class RabbitMqBroker implements MessageBroker {
     } catch (error) {
       throw new PublishError(destination, ids, error);
     }
-    // Partitions are written one after another on one channel: each keeps its publish order.
-    const failures = [];
-    for (const [queue, group] of groups) {
-      const target = targets.get(queue) ?? queue;
-      const outgoing: Outgoing[] = group.map((envelope) => ({ id: envelope.id, ...encode(envelope, now) }));
-      const failed = await confirmer.publish(target, outgoing);
-      if (failed.some((f) => f.unroutable === true)) {
-        this.#publishTopology.forget(queue);
-        this.#publishTopology.forget(target);
-      }
-      failures.push(...failed);
-    }
+    // Partitions go out together on one channel, each in its publish order (a channel keeps it),
+    // and one wait covers every confirm: a wait per partition made per-key publishing slower.
+    const failures = (
+      await Promise.all(
+        [...groups].map(async ([queue, group]) => {
+          const target = targets.get(queue) ?? queue;
+          const outgoing: Outgoing[] = group.map((envelope) => ({
+            id: envelope.id,
+            ...encode(envelope, now),
+          }));
+          const failed = await confirmer.publish(target, outgoing);
+          if (failed.some((f) => f.unroutable === true)) {
+            this.#publishTopology.forget(queue);
+            this.#publishTopology.forget(target);
+          }
+          return failed;
+        }),
+      )
+    ).flat();
     if (failures.length > 0) {
       throw new PublishError(
         destination,
