@@ -67,13 +67,18 @@ async function until(check: () => boolean | Promise<boolean>, ms = 15_000): Prom
   }
 }
 
-/** Ready (not yet delivered) messages in a queue, read through a side channel. */
+/** Ready (not yet delivered) messages in a queue, read through a side channel; 0 while it does not exist. */
 async function ready(queue: string): Promise<number> {
   const channel = await raw.createChannel();
+  // A queue not declared yet (404) closes the side channel: that is a count of 0 for now.
+  channel.on('error', () => {});
   try {
     return (await channel.checkQueue(queue)).messageCount;
+  } catch (error) {
+    if ((error as { code?: unknown }).code === 404) return 0;
+    throw error;
   } finally {
-    await channel.close();
+    await channel.close().catch(() => undefined);
   }
 }
 
