@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { connect } from 'amqplib';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { isKeelError } from '../../../errors/index.ts';
+import { constantBackoff } from '../../../time/index.ts';
 import { createEnvelope, type Envelope } from '../../envelope.ts';
 import type { QueueConsumer } from '../../queue-consumer.ts';
 import { RabbitMqStreamBroker, type StreamSourceOptions } from './rabbitmq-stream-broker.ts';
@@ -155,9 +156,16 @@ describe('RabbitMqStreamBroker', () => {
   });
 
   it('the stream and group channels go together: an error on the stream channel hands the group to a standby, from the committed offset', async () => {
-    const { broker, stream } = setup();
+    const { broker, stream, tag } = setup();
     await broker.publish(stream, messages(0, 3));
-    const failing = broker.source(stream, { group: 'g' });
+    // The failing reader comes back only after the test: it must not take the group again first.
+    const slow = new RabbitMqStreamBroker({
+      url: rabbitMqUrl,
+      name: `${tag}-failing`,
+      reconnectBackoff: constantBackoff(60_000),
+    });
+    brokers.push(slow);
+    const failing = slow.source(stream, { group: 'g' });
     await failing.open(() => {});
     try {
       const claimed: Awaited<ReturnType<typeof failing.claim>> = [];
