@@ -7,11 +7,11 @@ import { entryIdBefore } from './stream-entry.ts';
  * Acknowledges `deliveries` in one script (`ackScript`), each only if this consumer still holds
  * it with the delivery count it claimed; resolves with those it did not acknowledge.
  *
- * `streams`: the destination's stream and the group's retry stream.
+ * `keys`: the destination's stream, the group's retry stream, this consumer's taken set.
  */
 export async function fencedAck(
   client: Redis,
-  streams: readonly [stream: string, retryStream: string],
+  keys: readonly [stream: string, retryStream: string, taken: string],
   group: string,
   consumer: string,
   deliveries: readonly RedisStreamDelivery[],
@@ -34,7 +34,7 @@ export async function fencedAck(
   args.push(counts);
   for (const d of main) args.push(d.entryId);
   for (const d of retry) args.push(d.entryId);
-  const refused = (await ackScript.run(client, streams, args, true)) as number[] | null;
+  const refused = (await ackScript.run(client, keys, args, true)) as number[] | null;
   if (refused === null || refused.length === 0) return [];
   return refused.map((i) => (i < main.length ? main[i]! : retry[i - main.length]!));
 }

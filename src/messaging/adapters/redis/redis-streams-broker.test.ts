@@ -263,6 +263,31 @@ describe('RedisStreamsBroker: groups, leases and settling', () => {
     expect(await slow.ack([first!, second!])).toEqual([]);
   });
 
+  it('refuses the ack of a delivery the consumer itself took again (a new delivery count), and leaves no taken set', async () => {
+    const broker = brokers.open();
+    await broker.publish('jobs', messages(2));
+    const source = await opened(broker.source('jobs', { leaseMs: 50 }));
+    const [old, other] = await source.claim(2);
+    await pause(80);
+    // Past its lease, the consumer's own next claim takes both over again.
+    const again = await source.claim(2);
+    expect(again.map((d) => d.deliveryCount)).toEqual([2, 2]);
+    const taken = `${broker.streamKey('jobs')}:taken:keel:${source.consumer}`;
+    expect(await broker.client.scard(taken)).toBe(2);
+    expect(await source.ack([old!])).toEqual([old]);
+    expect(await source.extend([other!])).toEqual([other]);
+    expect(await broker.client.exists(taken)).toBe(0);
+    expect(await source.ack(again)).toEqual([]);
+    expect(await broker.stats('jobs')).toMatchObject({ groups: [{ pending: 0 }] });
+    await broker.publish('jobs', messages(1));
+    await source.claim(1);
+    await pause(80);
+    await source.claim(1);
+    expect(await broker.client.exists(taken)).toBe(1);
+    await source.close();
+    expect(await broker.client.exists(taken)).toBe(0);
+  });
+
   it('per-key ordering: an ack of a key’s message taken over is refused, and the key stays with it', async () => {
     const broker = brokers.open({ ordering: 'per-key' });
     const [a, b] = messages(2, 'k');

@@ -96,6 +96,9 @@ export class RedisStreamsSource implements DeliverySource<RedisStreamDelivery> {
   readonly #fullEveryMs: number;
   readonly #keyLocks: string;
   readonly #keyWaiting: string;
+  /** Prefix of the group's taken sets, and this consumer's (see `ackScript`). */
+  readonly #takenPrefix: string;
+  readonly #taken: string;
   #unsubscribe: (() => Promise<void>) | undefined;
   #lastFull = Number.NEGATIVE_INFINITY;
   #fullNext = true;
@@ -105,7 +108,7 @@ export class RedisStreamsSource implements DeliverySource<RedisStreamDelivery> {
   readonly #acks = new AckBatcher<RedisStreamDelivery>((deliveries) =>
     fencedAck(
       this.#c.client,
-      [this.#c.keys.stream, this.#retryStream],
+      [this.#c.keys.stream, this.#retryStream, this.#taken],
       this.#c.group,
       this.#c.consumer,
       deliveries,
@@ -120,6 +123,8 @@ export class RedisStreamsSource implements DeliverySource<RedisStreamDelivery> {
     this.#retryDelayed = config.keys.retryDelayed(config.group);
     this.#keyLocks = config.keys.keyLocks(config.group);
     this.#keyWaiting = config.keys.keyWaiting(config.group);
+    this.#takenPrefix = config.keys.taken(config.group);
+    this.#taken = this.#takenPrefix + config.consumer;
     this.#fullEveryMs = Math.min(250, Math.max(1, Math.floor(config.leaseMs / 2)));
   }
 
@@ -269,8 +274,8 @@ export class RedisStreamsSource implements DeliverySource<RedisStreamDelivery> {
     if (deliveries.length === 0) return [];
     const args: (string | number)[] = [this.#c.group, this.#c.consumer];
     for (const d of deliveries) args.push(d.fromRetry ? 'r' : 'm', d.entryId, d.deliveryCount);
-    const lost = (await extendScript.run(this.#c.client, [this.#c.keys.stream, this.#retryStream], args)) as
-      number[] | null;
+    const keys = [this.#c.keys.stream, this.#retryStream, this.#taken];
+    const lost = (await extendScript.run(this.#c.client, keys, args)) as number[] | null;
     return (lost ?? []).map((i) => deliveries[i]!);
   }
 
@@ -289,7 +294,7 @@ export class RedisStreamsSource implements DeliverySource<RedisStreamDelivery> {
       await forgetConsumerScript.run(
         this.#c.client,
         [this.#c.keys.stream, this.#retryStream],
-        [this.#c.group, this.#c.consumer, Math.max(60_000, this.#c.leaseMs * 10)],
+        [this.#c.group, this.#c.consumer, Math.max(60_000, this.#c.leaseMs * 10), this.#takenPrefix],
       );
     } catch {
       // A name left behind costs a few bytes and holds no message; the next close removes it.
@@ -342,6 +347,7 @@ export class RedisStreamsSource implements DeliverySource<RedisStreamDelivery> {
         '1',
         this.#c.perKey ? '1' : '0',
         this.#keyWaiting,
+        this.#takenPrefix,
       ],
       true,
     )) as [ClaimedEntry[], string, string, number];

@@ -98,9 +98,12 @@ end
  * sorted set ('' when empty); `more` 1 when the retry stream or the lease scan may hold more,
  * so the next claim should be a full one too.
  *
+ * Each entry taken over is added ('m' | 'r' and its id) to its previous holder's taken set (see
+ * `ackScript`).
+ *
  * KEYS: stream, retry stream, delayed, retry-delayed, key locks.
  * ARGV: group, consumer, max, leaseMs, now, promoteLimit, trimKind, trimValue, reclaim, perKey,
- *       waiting-list prefix.
+ *       waiting-list prefix, taken-set prefix.
  */
 export const claimScript = new LuaScript(
   add +
@@ -146,11 +149,13 @@ local function reclaim(which, stream)
   local idle = redis.call('XPENDING', stream, group, 'IDLE', lease, '-', '+', max - #out)
   if #idle == 0 then return end
   more = 1
-  local ids, counts = {}, {}
-  for i, p in ipairs(idle) do ids[i] = p[1]; counts[p[1]] = p[4] end
+  local ids, counts, holders = {}, {}, {}
+  for i, p in ipairs(idle) do ids[i] = p[1]; counts[p[1]] = p[4]; holders[p[1]] = p[2] end
   for _, e in ipairs(redis.call('XCLAIM', stream, group, me, lease, unpack(ids))) do
-    if e and e[2] and admit(which, stream, e[1], e[2]) then
-      out[#out + 1] = {which, e[1], counts[e[1]] + 1, e[2]}
+    if e and e[2] then
+      -- The previous holder's delivery is superseded (this consumer's own too): its acks are checked.
+      redis.call('SADD', ARGV[12] .. holders[e[1]], which .. e[1])
+      if admit(which, stream, e[1], e[2]) then out[#out + 1] = {which, e[1], counts[e[1]] + 1, e[2]} end
     end
   end
 end
@@ -182,10 +187,16 @@ return {out, earliest(KEYS[3]), earliest(KEYS[4]), more}
  * that this consumer took again since) is left to its holder and reported. One pending for
  * nobody any more (this ack re-sent after a lost reply, or the taker done with it) is not
  * reported: no one holds it, so there is nothing to fence. Retry copies are deleted once
- * acknowledged. Reads this consumer's pending entries between the lowest and the
- * highest id of each stream's part of the batch: no more than the consumer holds.
+ * acknowledged.
  *
- * KEYS: stream, retry stream.
+ * The check costs a read of the consumer's pending entries (those between the lowest and the
+ * highest id of each stream's part of the batch), so it runs only when needed: an entry changes
+ * hands (or delivery count) only through the claim script's takeover, which adds it to the
+ * previous holder's taken set. While this consumer's set is empty, every entry it acks is still
+ * its own as claimed, and the batch is one XACK. Refused entries leave the set (as do those the
+ * heartbeat finds lost, and the whole set when the consumer closes).
+ *
+ * KEYS: stream, retry stream, this consumer's taken set.
  * ARGV: group, consumer, m (deliveries from the stream), the stream part's lowest and highest
  *       id, the retry part's lowest and highest id ('' when empty), the delivery counts joined
  *       by ',' ('' when every one is 1, as after a first read), then the entry ids (the m of the
@@ -194,33 +205,48 @@ return {out, earliest(KEYS[3]), earliest(KEYS[4]), more}
  */
 export const ackScript = new LuaScript(`
 local group, me, m = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local checked = redis.call('EXISTS', KEYS[3]) == 1
 local counts = {}
-for count in string.gmatch(ARGV[8], '%d+') do counts[#counts + 1] = tonumber(count) end
+if checked then
+  for count in string.gmatch(ARGV[8], '%d+') do counts[#counts + 1] = tonumber(count) end
+end
 local refused = {}
-local function settle(stream, low, high, from, to, delete)
+local function settle(which, stream, low, high, from, to, delete)
   if from > to then return end
-  local held = {}
-  for _, p in ipairs(redis.call('XPENDING', stream, group, low, high, 1000000000, me)) do
-    held[p[1]] = p[4]
-  end
   local ids = {}
-  for i = from, to do
-    local count = held[ARGV[i]]
-    if count ~= nil and count == (counts[i - 8] or 1) then
-      ids[#ids + 1] = ARGV[i]
-    elseif redis.call('XPENDING', stream, group, ARGV[i], ARGV[i], 1)[1] ~= nil then
-      refused[#refused + 1] = i - 9
+  if checked then
+    local held = {}
+    for _, p in ipairs(redis.call('XPENDING', stream, group, low, high, 1000000000, me)) do
+      held[p[1]] = p[4]
     end
+    for i = from, to do
+      local count = held[ARGV[i]]
+      if count ~= nil and count == (counts[i - 8] or 1) then
+        ids[#ids + 1] = ARGV[i]
+      else
+        redis.call('SREM', KEYS[3], which .. ARGV[i])
+        if redis.call('XPENDING', stream, group, ARGV[i], ARGV[i], 1)[1] ~= nil then
+          refused[#refused + 1] = i - 9
+        end
+      end
+    end
+  else
+    -- Straight from ARGV; unpack is bounded by Lua's stack: a thousand ids per call.
+    for i = from, to, 1000 do
+      local last = math.min(i + 999, to)
+      redis.call('XACK', stream, group, unpack(ARGV, i, last))
+      if delete then redis.call('XDEL', stream, unpack(ARGV, i, last)) end
+    end
+    return
   end
-  -- unpack is bounded by Lua's stack: a few thousand ids per call.
   for i = 1, #ids, 1000 do
-    local chunk = {unpack(ids, i, math.min(i + 999, #ids))}
-    redis.call('XACK', stream, group, unpack(chunk))
-    if delete then redis.call('XDEL', stream, unpack(chunk)) end
+    local last = math.min(i + 999, #ids)
+    redis.call('XACK', stream, group, unpack(ids, i, last))
+    if delete then redis.call('XDEL', stream, unpack(ids, i, last)) end
   end
 end
-settle(KEYS[1], ARGV[4], ARGV[5], 9, 8 + m, false)
-settle(KEYS[2], ARGV[6], ARGV[7], 9 + m, #ARGV, true)
+settle('m', KEYS[1], ARGV[4], ARGV[5], 9, 8 + m, false)
+settle('r', KEYS[2], ARGV[6], ARGV[7], 9 + m, #ARGV, true)
 return refused
 `);
 
@@ -320,7 +346,8 @@ return 1
  * the claim script's XPENDING IDLE measures) without counting a delivery. Entries it no longer
  * holds are left alone and reported.
  *
- * KEYS: stream, retry stream. ARGV: group, consumer, then per entry: 'm' | 'r', entry id, delivery count.
+ * KEYS: stream, retry stream, this consumer's taken set (the lost leave it: see `ackScript`).
+ * ARGV: group, consumer, then per entry: 'm' | 'r', entry id, delivery count.
  * Returns the 0-based positions of the entries no longer held.
  */
 export const extendScript = new LuaScript(
@@ -333,6 +360,7 @@ for i = 3, #ARGV, 3 do
   if holds(stream, ARGV[1], ARGV[2], ARGV[i + 1], ARGV[i + 2]) then
     redis.call('XCLAIM', stream, ARGV[1], ARGV[2], 0, ARGV[i + 1], 'JUSTID')
   else
+    redis.call('SREM', KEYS[3], ARGV[i] .. ARGV[i + 1])
     lost[#lost + 1] = (i - 3) / 3
   end
 end
@@ -345,9 +373,13 @@ return lost
  * process whose entries others took over). A consumer with pending entries is never removed:
  * XGROUP DELCONSUMER would drop its pending entries, and with them the messages.
  *
- * KEYS: streams of the group. ARGV: group, consumer, idle threshold ms.
+ * Deletes this consumer's taken set (see `ackScript`; a closed consumer acks nothing more), and
+ * the taken set of each consumer removed.
+ *
+ * KEYS: streams of the group. ARGV: group, consumer, idle threshold ms, taken-set prefix.
  */
 export const forgetConsumerScript = new LuaScript(`
+redis.call('DEL', ARGV[4] .. ARGV[2])
 local removed = 0
 for _, stream in ipairs(KEYS) do
   if redis.call('EXISTS', stream) == 1 then
@@ -358,6 +390,7 @@ for _, stream in ipairs(KEYS) do
         for i = 1, #c, 2 do info[c[i]] = c[i + 1] end
         if info['pending'] == 0 and (info['name'] == ARGV[2] or info['idle'] > tonumber(ARGV[3])) then
           redis.call('XGROUP', 'DELCONSUMER', stream, ARGV[1], info['name'])
+          redis.call('DEL', ARGV[4] .. info['name'])
           removed = removed + 1
         end
       end

@@ -44,6 +44,14 @@ export class StreamKeys {
     return `${this.#base}:key-waiting:${group}:`;
   }
 
+  /**
+   * Prefix of the per-consumer sets of entries taken over from that consumer, per group: while a
+   * consumer's set is empty its acks need no lease check (see `ackScript`).
+   */
+  taken(group: string): string {
+    return `${this.#base}:taken:${group}:`;
+  }
+
   /** One group's retries waiting for their delay, scored by due time. */
   retryDelayed(group: string): string {
     return `${this.#base}:retry-delayed:${group}`;
