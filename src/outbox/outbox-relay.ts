@@ -159,7 +159,7 @@ export class OutboxRelay extends ServiceBase<OutboxRelayEvents> {
   }
 
   protected override async onStop(): Promise<void> {
-    // A round in progress finishes: its rows are published and marked, or released by lease.
+    // A round in progress finishes and is marked; the claim made ahead of it goes back unpublished.
     this.#stopping = true;
     this.#wake();
     await this.#loop;
