@@ -4,7 +4,7 @@ import os from 'node:os';
 import { messages, Span, type Pair } from './pair.ts';
 import { kafkaPair } from './kafka.ts';
 import { natsPair } from './nats.ts';
-import { rabbitPair } from './rabbitmq.ts';
+import { rabbitPair, rabbitPerKeyPair, rabbitStreamPair } from './rabbitmq.ts';
 import { redisPair } from './redis.ts';
 
 const count = Number(process.env.BENCH_BROKERS_MESSAGES ?? 20_000);
@@ -12,7 +12,7 @@ const rounds = Number(process.env.BENCH_BROKERS_ROUNDS ?? 3);
 const chunk = 1000;
 const warmup = 2000;
 
-const pairs: Pair[] = [rabbitPair, redisPair, kafkaPair, natsPair];
+const pairs: Pair[] = [rabbitPair, rabbitPerKeyPair, rabbitStreamPair, redisPair, kafkaPair, natsPair];
 
 interface Figures {
   publish: number[];
