@@ -229,7 +229,8 @@ export class OutboxRelay extends ServiceBase<OutboxRelayEvents> {
       try {
         claim = next !== undefined ? await takeNext(true) : this.#mayClaim() ? await claimNext() : undefined;
         if (claim === undefined || claim.rows.length === 0) {
-          if (unmarked.length > 0) await this.#finish(unmarked.splice(0), []);
+          // Marked now before the relay idles; after a wake-up they ride with the next claim.
+          if (unmarked.length > 0 && !this.#pending) await this.#finish(unmarked.splice(0), []);
         } else {
           if (this.#mayClaim()) {
             next = claimNext();
