@@ -22,7 +22,8 @@ function pointsOf(metrics: ResourceMetrics): string[] {
     .flatMap((s) => s.metrics)
     .flatMap((metric) =>
       metric.dataPoints.map(
-        (p) => `${metric.descriptor.name}{${String(p.attributes['messaging.destination.name'])}} ${JSON.stringify(p.value)}`,
+        (p) =>
+          `${metric.descriptor.name}{${String(p.attributes['messaging.destination.name'])}} ${JSON.stringify(p.value)}`,
       ),
     )
     .sort();
