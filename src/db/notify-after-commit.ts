@@ -5,9 +5,9 @@
  *
  * Why: PostgreSQL serialises the commits of transactions that NOTIFY (one lock, held through the
  * commit's WAL flush), so concurrent writers that each notify commit one after another instead of
- * sharing a flush. A NOTIFY sent after the commit, on its own, writes no WAL and holds that lock
- * only for a moment. Listeners see no difference: a NOTIFY is only ever delivered after a commit,
- * and a wake-up lost in a crash between the two is caught by the listener's polling fallback.
+ * sharing a flush. A NOTIFY sent after the commit, on its own, holds that lock only for a moment.
+ * Listeners see no difference: a NOTIFY is only ever delivered after a commit, and a wake-up lost
+ * in a crash between the two is caught by the listener's polling fallback.
  */
 export interface NotifiesAfterCommit {
   /** Queues one NOTIFY for after the commit; repeats of a (channel, payload) are sent once. */
@@ -18,7 +18,14 @@ export function canNotifyAfterCommit(tx: unknown): tx is NotifiesAfterCommit {
   return typeof (tx as Partial<NotifiesAfterCommit> | null)?.notifyAfterCommit === 'function';
 }
 
-/** Sends queued notifications in one statement. Best effort: a lost wake-up only delays a poller. */
+/**
+ * Sends queued notifications in one statement. Best effort: a lost wake-up only delays a poller.
+ *
+ * The NOTIFY's own transaction commits without waiting for its WAL flush (synchronous_commit off
+ * for it alone): queueing a notification takes a transaction id, so its commit writes a commit
+ * record, and waiting for that record's fsync would cost a flush per wake-up for nothing — the
+ * listener is told at the commit either way, and a wake-up lost in a crash is one a poller catches.
+ */
 export async function sendNotifications(
   query: (sql: string, params: readonly unknown[]) => Promise<unknown>,
   notifications: ReadonlyMap<string, { channel: string; payload: string }>,
@@ -26,7 +33,9 @@ export async function sendNotifications(
   if (notifications.size === 0) return;
   const list = [...notifications.values()];
   await query(
-    'SELECT pg_notify(n.channel, n.payload) FROM unnest($1::text[], $2::text[]) AS n(channel, payload)',
+    `SELECT pg_notify(n.channel, n.payload)
+     FROM (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit,
+       unnest($1::text[], $2::text[]) AS n(channel, payload)`,
     [list.map((n) => n.channel), list.map((n) => n.payload)],
   );
 }
