@@ -1,3 +1,4 @@
+import type { IncomingMessage } from 'node:http';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import {
   AbortedError,
@@ -88,9 +89,12 @@ export function installIdempotency(app: FastifyInstance, options: IdempotencyOpt
   const inFlight = options.inFlight ?? 'reject';
   if (inFlight !== 'reject' && !(Number.isFinite(inFlight.waitMs) && inFlight.waitMs >= 0))
     throw new InvalidArgumentError('inFlight.waitMs', 'a number of ms >= 0', inFlight.waitMs);
-  const beginOrWait = async (request: BeginRequest, signal: AbortSignal): Promise<BeginOutcome> => {
+  const beginOrWait = async (request: BeginRequest, raw: IncomingMessage): Promise<BeginOutcome> => {
     if (inFlight === 'reject') return store.begin(request);
-    const wait = { waitMs: inFlight.waitMs, pollMs: inFlight.pollMs ?? 50, clock, signal };
+    // Only a request that may wait needs to hear that its client went away.
+    const aborted = new AbortController();
+    raw.once('close', () => aborted.abort());
+    const wait = { waitMs: inFlight.waitMs, pollMs: inFlight.pollMs ?? 50, clock, signal: aborted.signal };
     return beginWaiting(store, request, wait).catch((error: unknown) => {
       // The client went away while waiting: nobody reads the answer; the key is still held.
       if (error instanceof AbortedError) return { kind: 'in-flight' } as const;
@@ -123,9 +127,7 @@ export function installIdempotency(app: FastifyInstance, options: IdempotencyOpt
     const route = request.routeOptions.url ?? request.url;
     const scope = `${tenant(request)} ${request.method} ${route}`;
     const fingerprint = requestFingerprint(request.method, request.url.split('?')[0] ?? '', request.body);
-    const aborted = new AbortController();
-    request.raw.once('close', () => aborted.abort());
-    const outcome = await beginOrWait({ scope, key, fingerprint, ttlMs, lockMs }, aborted.signal);
+    const outcome = await beginOrWait({ scope, key, fingerprint, ttlMs, lockMs }, request.raw);
     switch (outcome.kind) {
       case 'started':
         held.set(request, { store, scope, key, token: outcome.token, done: false });
