@@ -120,7 +120,7 @@ export const rabbitPair: Pair = {
   peer: 'amqplib',
   settings: [
     `server ${new URL(url).host}; durable quorum queues (fsynced before confirming), persistent messages, mandatory`,
-    'publish: a confirm channel; every message of a chunk published at once, the chunk done when the broker confirmed each',
+    'publish: a confirm channel; every message of a chunk published, the chunk done when the broker confirmed each; raw writes a chunk as amqplib does (a socket write per message, all after the last is encoded); keel 128 at a time, each slice one socket write',
     `consume: prefetch ${concurrency + prefetch}; raw: an ack per message; keel: concurrency ${concurrency}, prefetch ${prefetch}, the acks of a tick in one multiple-ack where they are contiguous (AMQP acks are not confirmed)`,
   ],
   async open() {

@@ -8,7 +8,9 @@ type Callback = (error: unknown) => void;
 
 /** A confirm channel that confirms only when the test says so. */
 class FakeChannel extends EventEmitter {
-  readonly published: { id: string; callback: Callback }[] = [];
+  readonly published: { id: string; callback: Callback; corked: boolean }[] = [];
+  /** amqplib 2.x keeps its socket as `connection.stream`; this one counts corks. */
+  readonly connection = { stream: new FakeSocket() };
   writable = true;
   publish(
     _exchange: string,
@@ -17,11 +19,24 @@ class FakeChannel extends EventEmitter {
     options: { messageId: string },
     callback: Callback,
   ) {
-    this.published.push({ id: options.messageId, callback });
+    this.published.push({ id: options.messageId, callback, corked: this.connection.stream.corked > 0 });
     return this.writable;
   }
   async close(): Promise<void> {
     this.emit('close');
+  }
+}
+
+class FakeSocket {
+  corked = 0;
+  /** Corked as many times as uncorked, as a socket must end up. */
+  uncorks = 0;
+  cork(): void {
+    this.corked++;
+  }
+  uncork(): void {
+    this.corked--;
+    this.uncorks++;
   }
 }
 
@@ -94,5 +109,40 @@ describe('Confirmer', () => {
     expect(channel.published.map((p) => p.id)).toEqual(['a', 'b']);
     for (const p of channel.published) p.callback(null);
     expect(await done).toEqual([]);
+  });
+
+  it('writes a big batch a slice of 128 at a time, each corked on the socket until the next turn', async () => {
+    const { channel, confirmer } = setup();
+    const socket = channel.connection.stream;
+    const ids = Array.from({ length: 300 }, (_, n) => `m${n}`);
+    const done = confirmer.publish('q', outgoing(...ids));
+    // The first slice goes at once, corked; the rest waits for the socket to take it.
+    expect(channel.published).toHaveLength(128);
+    expect(channel.published.every((p) => p.corked)).toBe(true);
+    await tick();
+    expect(socket.corked).toBe(1);
+    await tick();
+    // Uncorked after amqplib's muxer had its turn; the next slice follows, corked again.
+    expect(socket.uncorks).toBe(1);
+    expect(channel.published).toHaveLength(256);
+    for (let turn = 0; turn < 6; turn++) await tick();
+    expect(channel.published.map((p) => p.id)).toEqual(ids);
+    expect(socket.corked).toBe(0);
+    expect(socket.uncorks).toBe(3);
+    for (const p of channel.published) p.callback(null);
+    expect(await done).toEqual([]);
+  });
+
+  it('leaves the socket uncorked when the channel closes in the middle of a batch', async () => {
+    const { channel, confirmer } = setup();
+    const ids = Array.from({ length: 200 }, (_, n) => `m${n}`);
+    const done = confirmer.publish('q', outgoing(...ids));
+    channel.emit('close');
+    for (const p of channel.published) p.callback(new Error('channel closed'));
+    const failures = await done;
+    expect(failures).toHaveLength(200);
+    expect(channel.published).toHaveLength(128);
+    for (let turn = 0; turn < 4; turn++) await tick();
+    expect(channel.connection.stream.corked).toBe(0);
   });
 });

@@ -1,3 +1,4 @@
+import type { Writable } from 'node:stream';
 import type { ConfirmChannel, Options } from 'amqplib';
 import type { Clock } from '../../../time/index.ts';
 import { ChannelAcks } from './channel-acks.ts';
@@ -17,6 +18,29 @@ export interface Failure {
 }
 
 /**
+ * The socket under an amqplib channel (amqplib 2.x keeps it as `channel.connection.stream`);
+ * undefined when it is not there (another amqplib, a test's fake channel): batches then go out
+ * uncorked, as amqplib writes them.
+ */
+function socketOf(channel: ConfirmChannel): Writable | undefined {
+  const stream = (channel as unknown as { connection?: { stream?: Partial<Writable> } }).connection?.stream;
+  return typeof stream?.cork === 'function' && typeof stream.uncork === 'function'
+    ? (stream as Writable)
+    : undefined;
+}
+
+/**
+ * Messages a publish writes before it lets the socket flush them (see `Confirmer.publish`).
+ * 64 and 128 measured alike on quorum queues; a whole batch of 1 000 at once was ~15 % slower.
+ */
+const sliceSize = 128;
+
+/** Resolves two event-loop turns from now: after amqplib's muxer and the socket flush (`#hold`). */
+function twoTurns(): Promise<void> {
+  return new Promise((resolve) => setImmediate(() => setImmediate(resolve)));
+}
+
+/**
  * A confirm-mode channel that publishes a batch and waits for every broker confirm at once
  * (waiting for each confirm alone caps publishing at ~1.5k msg/s). A message counts as
  * accepted only when the broker acked it and did not return it as unroutable.
@@ -31,6 +55,8 @@ export class Confirmer {
   #open = true;
   readonly #returned = new Set<string>();
   readonly #drainWaiters = new Set<() => void>();
+  readonly #socket: Writable | undefined;
+  #holding = false;
 
   readonly #clock: Clock;
   readonly #timeoutMs: number;
@@ -40,6 +66,7 @@ export class Confirmer {
     this.#clock = clock;
     this.#timeoutMs = timeoutMs;
     this.acks = new ChannelAcks(channel, { clock });
+    this.#socket = socketOf(channel);
     channel.on('return', (message: { properties: { messageId?: unknown } }) => {
       if (typeof message.properties.messageId === 'string') this.#returned.add(message.properties.messageId);
     });
@@ -72,7 +99,15 @@ export class Confirmer {
       outcome[index] = failure;
       if (--pending === 0) allSettled();
     };
-    for (const [index, message] of messages.entries()) {
+    for (let index = 0; index < messages.length; index++) {
+      // A slice at a time: the broker works on one slice while the next is encoded. Written all
+      // at once, a batch reached the socket only after its last message was encoded, and the
+      // broker waited for it (~15 % slower on quorum queues here, each side with a core).
+      if (index % sliceSize === 0) {
+        if (index > 0) await twoTurns();
+        this.#hold();
+      }
+      const message = messages[index]!;
       if (!this.#open) {
         settle(index, { id: message.id, error: new Error('channel closed') });
         continue;
@@ -86,8 +121,11 @@ export class Confirmer {
         // Thrown synchronously: the channel is closed, or the headers do not encode.
         settle(index, { id: message.id, error });
       }
-      // Respect the socket's backpressure instead of buffering a whole batch in memory.
-      if (!writable) await this.#waitForDrain();
+      // Respect the channel's backpressure instead of buffering a whole batch in memory.
+      if (!writable) {
+        await this.#waitForDrain();
+        this.#hold();
+      }
     }
     if (pending > 0) {
       const timer = this.#clock.setTimeout(() => {
@@ -120,6 +158,28 @@ export class Confirmer {
     this.acks.flush();
     this.#open = false;
     await this.channel.close().catch(() => undefined);
+  }
+
+  /**
+   * Holds the socket's writes back until amqplib's muxer has moved the frames published in this
+   * turn into it, then writes them at once: a slice leaves in one write instead of a write (a
+   * syscall, a TCP segment for the broker to read) per frame. amqplib writes frames into the
+   * channel's stream and its muxer copies them to the socket in a `setImmediate` queued from a
+   * `nextTick` after the first frame, in this turn's check phase at the latest; the uncork runs
+   * in the next turn's. It is certain (no event to wait for), so the socket is never left
+   * corked; a heartbeat waits a turn at most.
+   */
+  #hold(): void {
+    const socket = this.#socket;
+    if (socket === undefined || this.#holding) return;
+    this.#holding = true;
+    socket.cork();
+    setImmediate(() =>
+      setImmediate(() => {
+        this.#holding = false;
+        socket.uncork();
+      }),
+    );
   }
 
   #waitForDrain(): Promise<void> {

@@ -7,7 +7,7 @@ import { PublishError } from '../../publisher.ts';
 import { QueueConsumer, type QueueConsumerOptions } from '../../queue-consumer.ts';
 import { encode } from './codec.ts';
 import { Confirmer, type Outgoing } from './confirm-channel.ts';
-import { LazyConnection } from './connection.ts';
+import { LazyConnection, publishWriteBufferBytes } from './connection.ts';
 import { assertPartitions, partitionOf, partitionQueueName, partitionQueueNames } from './partitions.ts';
 import { redriveQueue } from './queue-redrive.ts';
 import { RabbitMqSource } from './rabbitmq-source.ts';
@@ -171,7 +171,11 @@ export class RabbitMqBroker implements MessageBroker {
       connectTimeoutMs: this.#o.connectTimeoutMs,
       heartbeatSeconds: this.#o.heartbeatSeconds,
     };
-    this.#publishConnection = new LazyConnection({ ...settings, name: `${this.#o.name} publish` });
+    this.#publishConnection = new LazyConnection({
+      ...settings,
+      name: `${this.#o.name} publish`,
+      writeBufferBytes: publishWriteBufferBytes,
+    });
     this.#consumeConnection = new LazyConnection({ ...settings, name: `${this.#o.name} consume` });
     const singleActiveConsumer = this.#o.partitions !== undefined;
     this.#publishTopology = new Topology(this.#o.queueType, this.#o.clock, { singleActiveConsumer });

@@ -7,7 +7,7 @@ import { PublishError } from '../../publisher.ts';
 import { QueueConsumer, type QueueConsumerOptions } from '../../queue-consumer.ts';
 import { encode } from './codec.ts';
 import { Confirmer, type Outgoing } from './confirm-channel.ts';
-import { LazyConnection } from './connection.ts';
+import { LazyConnection, publishWriteBufferBytes } from './connection.ts';
 import { RabbitMqStreamSource, type StreamPosition } from './rabbitmq-stream-source.ts';
 import { StreamTopology, type StreamRetention } from './stream-topology.ts';
 import { assertDestination } from './topology.ts';
@@ -127,7 +127,11 @@ export class RabbitMqStreamBroker implements MessageBroker {
     this.#onError = options.onError ?? (() => {});
     const name = options.name ?? 'keel';
     const settings = { url, connectTimeoutMs, heartbeatSeconds };
-    this.#publishConnection = new LazyConnection({ ...settings, name: `${name} publish` });
+    this.#publishConnection = new LazyConnection({
+      ...settings,
+      name: `${name} publish`,
+      writeBufferBytes: publishWriteBufferBytes,
+    });
     this.#consumeConnection = new LazyConnection({ ...settings, name: `${name} consume` });
     this.#publishTopology = new StreamTopology(options.retention);
     this.#consumeTopology = new StreamTopology(options.retention);
