@@ -3,6 +3,7 @@ import { migrate } from '../db/index.ts';
 import { createEnvelope, PgQueue, pgQueueMigrations } from '../messaging/index.ts';
 import { addToOutbox, outboxMigrations } from '../outbox/index.ts';
 import { createTestDb, type TestDb } from '../testing/index.ts';
+import { runCommand } from './cli-test-support.ts';
 import { runCli } from './main.ts';
 
 const dbs: TestDb[] = [];
@@ -10,25 +11,7 @@ afterEach(async () => {
   for (const db of dbs.splice(0)) await db.close();
 });
 
-async function cli(db: TestDb, ...argv: string[]): Promise<{ code: number; out: string[]; err: string[] }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  // The CLI closes the db it opens; hand it a view whose close is a no-op so the test keeps it.
-  const code = await runCli(argv, {
-    out: (l) => out.push(l),
-    err: (l) => err.push(l),
-    env: {},
-    openDb: async () => ({
-      dialect: db.dialect,
-      schema: db.schema,
-      query: (sql, params) => db.query(sql, params),
-      transaction: (fn, options) => db.transaction(fn, options),
-      listen: (channel, fn) => db.listen(channel, fn),
-      close: async () => undefined,
-    }),
-  });
-  return { code, out, err };
-}
+const cli = (db: TestDb, ...argv: string[]): ReturnType<typeof runCommand> => runCommand(runCli, db, argv);
 
 async function setup(): Promise<TestDb> {
   const db = await createTestDb();

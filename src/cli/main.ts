@@ -1,16 +1,10 @@
 import { parseArgs } from 'node:util';
-import { dbConfigFromEnv, openDb, type Db } from '../db/index.ts';
-import { InvalidArgumentError, KeelError } from '../errors/index.ts';
+import { withCliDb, type CliIo } from './cli-io.ts';
+import { InvalidArgumentError } from '../errors/index.ts';
 import { PgQueue } from '../messaging/index.ts';
 import { OutboxRelay, outboxStatus, retryParked } from '../outbox/index.ts';
 
-export interface CliIo {
-  out: (line: string) => void;
-  err: (line: string) => void;
-  env: Readonly<Record<string, string | undefined>>;
-  /** Opens the database; default from the environment (`KEEL_DB`, `DATABASE_URL`, `KEEL_DATA_DIR`). */
-  openDb?: () => Promise<Db>;
-}
+export type { CliIo } from './cli-io.ts';
 
 const usage = `keel — operate a keel service's outbox, queues and sagas
 
@@ -42,8 +36,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     io.out(usage);
     return group === undefined && !values.help ? 2 : 0;
   }
-  const db = await (io.openDb ?? (() => openDb(dbConfigFromEnv(io.env))))();
-  try {
+  return withCliDb(io, async (db) => {
     switch (`${group} ${command ?? ''}`) {
       case 'outbox status': {
         const status = await outboxStatus(db);
@@ -91,10 +84,5 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
         io.err(`unknown command: ${positionals.join(' ')}\n\n${usage}`);
         return 2;
     }
-  } catch (error) {
-    io.err(error instanceof KeelError ? `${error.code}: ${error.message}` : String(error));
-    return 1;
-  } finally {
-    await db.close();
-  }
+  });
 }

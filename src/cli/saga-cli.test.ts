@@ -2,6 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { migrate } from '../db/index.ts';
 import { defineSaga, SagaRunner, sagaMigrations, startSaga } from '../saga/index.ts';
 import { createTestDb, type TestDb } from '../testing/index.ts';
+import { runCommand } from './cli-test-support.ts';
 import { ManualClock } from '../time/index.ts';
 import { runSagaCli } from './saga-cli.ts';
 
@@ -10,25 +11,8 @@ afterEach(async () => {
   for (const db of dbs.splice(0)) await db.close();
 });
 
-async function cli(db: TestDb, ...argv: string[]): Promise<{ code: number; out: string[]; err: string[] }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  // The CLI closes the db it opens; hand it a view whose close is a no-op so the test keeps it.
-  const code = await runSagaCli(argv, {
-    out: (l) => out.push(l),
-    err: (l) => err.push(l),
-    env: {},
-    openDb: async () => ({
-      dialect: db.dialect,
-      schema: db.schema,
-      query: (sql, params) => db.query(sql, params),
-      transaction: (fn, options) => db.transaction(fn, options),
-      listen: (channel, fn) => db.listen(channel, fn),
-      close: async () => undefined,
-    }),
-  });
-  return { code, out, err };
-}
+const cli = (db: TestDb, ...argv: string[]): ReturnType<typeof runCommand> =>
+  runCommand(runSagaCli, db, argv);
 
 describe('keel saga', () => {
   it('lists by state, shows the history, and retries a parked compensation', async () => {

@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
-import { dbConfigFromEnv, openDb } from '../db/index.ts';
-import { InvalidArgumentError, KeelError } from '../errors/index.ts';
+
+import { InvalidArgumentError } from '../errors/index.ts';
 import {
   getSaga,
   listSagas,
@@ -9,7 +9,7 @@ import {
   type SagaInstance,
   type SagaState,
 } from '../saga/index.ts';
-import type { CliIo } from './main.ts';
+import { withCliDb, type CliIo } from './cli-io.ts';
 
 const usage = `keel saga — operate saga instances
 
@@ -50,8 +50,7 @@ export async function runSagaCli(argv: readonly string[], io: CliIo): Promise<nu
     io.out(usage);
     return values.help ? 0 : 2;
   }
-  const db = await (io.openDb ?? (() => openDb(dbConfigFromEnv(io.env))))();
-  try {
+  return withCliDb(io, async (db) => {
     switch (command) {
       case 'list': {
         const state = values.state?.toUpperCase();
@@ -105,10 +104,5 @@ export async function runSagaCli(argv: readonly string[], io: CliIo): Promise<nu
         io.err(`unknown command: ${positionals.join(' ')}\n\n${usage}`);
         return 2;
     }
-  } catch (error) {
-    io.err(error instanceof KeelError ? `${error.code}: ${error.message}` : String(error));
-    return 1;
-  } finally {
-    await db.close();
-  }
+  });
 }
