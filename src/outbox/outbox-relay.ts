@@ -22,6 +22,7 @@ import {
   toEnvelope,
   type OutboxRow,
 } from './outbox-claims.ts';
+import { MarkQueue } from './outbox-relay-marks.ts';
 import { defaultOutboxRetentionMs, pruneOutbox } from './outbox-retention.ts';
 import { outboxChannel } from './schema.ts';
 
@@ -194,14 +195,31 @@ export class OutboxRelay extends ServiceBase<OutboxRelayEvents> {
   }
 
   /**
-   * A pipeline of two: while batch N is published, batch N+1 is claimed, and the mark of the
-   * batches published before N rides in the same transaction. The claims of one run share an
-   * owner, whose own claims do not hold their keys back, so N+1 may hold later rows of N's keys:
-   * it is published only after N was, and given back unpublished if N fails.
+   * A pipeline of two: while batch N is published, batch N+1 is claimed, and the batches
+   * published before N are marked. The claims of one run share an owner, whose own claims do not
+   * hold their keys back, so N+1 may hold later rows of N's keys: it is published only after N
+   * was, and given back unpublished if N fails.
+   *
+   * On PostgreSQL the marks run beside the claims, in transactions of their own on another pooled
+   * connection (MarkQueue), so a claim does not wait for the mark; on PGlite, whose one
+   * connection runs one transaction at a time, they ride in the next claim's transaction.
    */
   async #run(): Promise<void> {
     let owner = uuidv7();
+    const beside =
+      this.#db.dialect === 'pg'
+        ? new MarkQueue<Round>(
+            (rounds) => this.#finish(rounds, []),
+            (error) => this.events.emit('error', { error, during: 'relay' }),
+          )
+        : undefined;
+    /** Rounds published and not yet marked that ride with the next claim (or the next finish). */
     const unmarked: Round[] = [];
+    /** Every round published and not yet marked, after the mark in flight (if any) settled. */
+    const takeUnmarked = async (): Promise<Round[]> => {
+      const failed = beside === undefined ? [] : await beside.settle();
+      return [...failed, ...unmarked.splice(0)];
+    };
     let next: Promise<Claim> | undefined;
     let failures = 0;
     const claimNext = async (): Promise<Claim> => {
@@ -230,7 +248,9 @@ export class OutboxRelay extends ServiceBase<OutboxRelayEvents> {
         claim = next !== undefined ? await takeNext(true) : this.#mayClaim() ? await claimNext() : undefined;
         if (claim === undefined || claim.rows.length === 0) {
           // Marked now before the relay idles; after a wake-up they ride with the next claim.
-          if (unmarked.length > 0 && !this.#pending) await this.#finish(unmarked.splice(0), []);
+          const rest = await takeUnmarked();
+          if (rest.length > 0 && !this.#pending) await this.#finish(rest, []);
+          else unmarked.push(...rest);
         } else {
           if (this.#mayClaim()) {
             next = claimNext();
@@ -239,11 +259,13 @@ export class OutboxRelay extends ServiceBase<OutboxRelayEvents> {
           }
           const round = await this.#publishRound(claim);
           moved = round.published.length;
-          if (round.ok) unmarked.push(round);
-          else {
+          if (round.ok) {
+            if (beside === undefined) unmarked.push(round);
+            else beside.add(round);
+          } else {
             // The claim made ahead may hold later rows of the failed rows' keys: it goes back.
             const ahead = await takeNext();
-            await this.#finish([...unmarked.splice(0), round], ahead === undefined ? [] : [ahead.id]);
+            await this.#finish([...(await takeUnmarked()), round], ahead === undefined ? [] : [ahead.id]);
           }
         }
         failures = 0;
@@ -269,8 +291,9 @@ export class OutboxRelay extends ServiceBase<OutboxRelayEvents> {
     }
     // Stopping: the claim made ahead goes back unpublished, what was published is marked.
     const ahead = await takeNext();
-    if (ahead !== undefined || unmarked.length > 0) {
-      await this.#finish(unmarked.splice(0), ahead === undefined ? [] : [ahead.id]).catch((error: unknown) =>
+    const rest = await takeUnmarked();
+    if (ahead !== undefined || rest.length > 0) {
+      await this.#finish(rest, ahead === undefined ? [] : [ahead.id]).catch((error: unknown) =>
         this.events.emit('error', { error, during: 'relay' }),
       );
     }
