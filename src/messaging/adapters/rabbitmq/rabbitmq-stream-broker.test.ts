@@ -193,6 +193,41 @@ describe('RabbitMqStreamBroker', () => {
     }
   });
 
+  it('a reader whose lock queue is deleted lets the group go, and one reader holds the new lock', async () => {
+    const { broker, stream, tag } = setup();
+    const other = new RabbitMqStreamBroker({ url: rabbitMqUrl, name: `${tag}-other`, standbyRetryMs: 100 });
+    brokers.push(other);
+    const first = broker.source(stream, { group: 'g' });
+    await first.open(() => {});
+    expect(first.active).toBe(true);
+    const { lock } = groupQueueNames(stream, 'g');
+    const connection = await connect(rabbitMqUrl);
+    try {
+      const channel = await connection.createChannel();
+      await channel.deleteQueue(lock);
+      await channel.close();
+      // The server cancelled the lock's consumer: the first reader lets go, then takes the
+      // group again from a new lock queue, or the second one does; never both at once.
+      const second = other.source(stream, { group: 'g' });
+      await second.open(() => {});
+      let both = false;
+      const deadline = Date.now() + 3000;
+      while (Date.now() < deadline) {
+        if (first.active && second.active) both = true;
+        await pause(20);
+      }
+      expect(both).toBe(false);
+      expect([first.active, second.active].filter(Boolean)).toHaveLength(1);
+      const check = await connection.createChannel();
+      expect((await check.checkQueue(lock)).consumerCount).toBe(1);
+      await check.close();
+      await second.close();
+    } finally {
+      await first.close();
+      await connection.close();
+    }
+  });
+
   it('a crashed reader leaves its unacknowledged messages uncommitted: the group reads them again', async () => {
     const { broker, stream } = setup();
     await broker.publish(stream, messages(0, 3));

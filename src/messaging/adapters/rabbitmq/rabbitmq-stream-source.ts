@@ -281,14 +281,24 @@ export class RabbitMqStreamSource implements DeliverySource<RabbitMqStreamDelive
     );
     try {
       await this.#s.topology.stream(group.channel, this.destination);
-      await this.#s.topology.groupQueues(group.channel, lock, offsets);
+      // Declared on every attempt: a lock queue deleted behind keel's back (which cancels its
+      // holder, below) must come back, or every instance would stand by on a missing queue.
+      await this.#s.topology.groupQueues(group.channel, lock, offsets, { force: true });
     } catch (error) {
       await group.close();
       throw error;
     }
     try {
-      // The group's lock: RabbitMQ refuses a second exclusive consumer on a classic queue.
-      await group.channel.consume(lock, () => {}, { exclusive: true });
+      // The group's lock: RabbitMQ refuses a second exclusive consumer on a classic queue. The
+      // server cancels it when the lock queue is deleted: this instance no longer holds the
+      // group (another may take a new lock), so it lets go of it all and tries again.
+      await group.channel.consume(
+        lock,
+        (message) => {
+          if (message === null) void group.close();
+        },
+        { exclusive: true },
+      );
     } catch {
       // Another instance holds the group: stand by. (The refusal closed this channel.)
       await group.close();

@@ -35,13 +35,20 @@ export class StreamTopology {
     await this.#assert(channel, name, { durable: true, arguments: args });
   }
 
-  async groupQueues(channel: Channel, lock: string, offsets: string): Promise<void> {
-    await this.#assert(channel, lock, { durable: true, arguments: { 'x-queue-type': 'classic' } });
-    await this.#assert(channel, offsets, { durable: true, arguments: { 'x-queue-type': 'quorum' } });
+  /** A group's lock and offsets queues; `force`: declared even if this connection did already. */
+  async groupQueues(
+    channel: Channel,
+    lock: string,
+    offsets: string,
+    options: { force?: boolean } = {},
+  ): Promise<void> {
+    const force = options.force ?? false;
+    await this.#assert(channel, lock, { durable: true, arguments: { 'x-queue-type': 'classic' } }, force);
+    await this.#assert(channel, offsets, { durable: true, arguments: { 'x-queue-type': 'quorum' } }, force);
   }
 
-  async #assert(channel: Channel, name: string, options: Options.AssertQueue): Promise<void> {
-    if (this.#declared.has(name)) return;
+  async #assert(channel: Channel, name: string, options: Options.AssertQueue, force = false): Promise<void> {
+    if (!force && this.#declared.has(name)) return;
     await channel.assertQueue(name, options);
     this.#declared.add(name);
     this.names.add(name);
