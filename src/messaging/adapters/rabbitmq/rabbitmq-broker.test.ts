@@ -191,7 +191,7 @@ describe('RabbitMqBroker', () => {
     return expect(broker.publish('', messages(1))).rejects.toThrow(/destination/);
   });
 
-  it('holds at most prefetch (= concurrency) unacknowledged messages: the rest wait in the queue', async () => {
+  it('holds at most concurrency + prefetch unacknowledged messages: the rest wait in the queue', async () => {
     const { broker, destination } = setup();
     await broker.publish(destination, messages(50));
     let release: () => void = () => {};
@@ -203,16 +203,60 @@ describe('RabbitMqBroker', () => {
         started++;
         await blocked;
       },
-      { concurrency: 3 },
+      { concurrency: 3, prefetch: 2 },
     );
     consumers.push(consumer);
     await consumer.start();
     await until(() => started === 3);
     await pause(200);
     expect(started).toBe(3);
-    expect(await ready(destination)).toBe(47);
+    expect(await ready(destination)).toBe(45);
     release();
     await until(() => started === 50);
+  });
+
+  it('a consumer with no options has a window of 65 (concurrency 1 + prefetch 64), not of one message', async () => {
+    const { broker, destination } = setup();
+    await broker.publish(destination, messages(100));
+    let release: () => void = () => {};
+    const blocked = new Promise<void>((resolve) => (release = resolve));
+    let started = 0;
+    const consumer = broker.consumer(destination, async () => {
+      started++;
+      await blocked;
+    });
+    consumers.push(consumer);
+    await consumer.start();
+    await until(async () => (await ready(destination)) === 35);
+    await pause(200);
+    expect(await ready(destination)).toBe(35);
+    expect(started).toBe(1);
+    release();
+    await until(() => started === 100);
+  });
+
+  it("a bare source takes its window from the broker's prefetch, else from its first claim", async () => {
+    const { broker, destination } = setup();
+    await broker.publish(destination, messages(20));
+    const bare = broker.source(destination);
+    await bare.open(() => {});
+    try {
+      await bare.claim(7); // subscribes with a window of 7
+      await until(async () => (await ready(destination)) === 13);
+      await pause(200);
+      expect(await ready(destination)).toBe(13);
+    } finally {
+      await bare.close();
+    }
+    const fixed = setup({ prefetch: 4 }).broker.source(destination);
+    await fixed.open(() => {});
+    try {
+      await until(async () => (await ready(destination)) === 16);
+      await pause(200);
+      expect(await ready(destination)).toBe(16);
+    } finally {
+      await fixed.close();
+    }
   });
 
   it('counts attempts exactly across crashes (quorum x-delivery-count) and a release does not count', async () => {

@@ -10,7 +10,7 @@ import { Confirmer, type Outgoing } from './confirm-channel.ts';
 import { LazyConnection, publishWriteBufferBytes } from './connection.ts';
 import { assertPartitions, partitionOf, partitionQueueName, partitionQueueNames } from './partitions.ts';
 import { redriveQueue } from './queue-redrive.ts';
-import { RabbitMqSource } from './rabbitmq-source.ts';
+import { defaultRuntimePrefetch, RabbitMqSource } from './rabbitmq-source.ts';
 import { assertDestination, delayBucket, Topology, type QueueType } from './topology.ts';
 
 export interface RabbitMqBrokerOptions {
@@ -24,8 +24,9 @@ export interface RabbitMqBrokerOptions {
    */
   queueType?: QueueType;
   /**
-   * Unacknowledged messages per consumer (per partition queue with `ordering: 'per-key'`).
-   * Default: what the consumer claims at once (its concurrency plus its prefetch); with
+   * Unacknowledged messages per consumer (per partition queue with `ordering: 'per-key'`): the
+   * AMQP prefetch. Default: what the consumer holds at most, its `concurrency` plus its
+   * `prefetch` (whose default on RabbitMQ is 64: 65 for a consumer with no options); with
    * `ordering: 'per-key'`, 64.
    */
   prefetch?: number;
@@ -276,6 +277,23 @@ export class RabbitMqBroker implements MessageBroker {
   }
 
   source(destination: string, options: SourceOptions = {}): RabbitMqSource {
+    return this.#source(destination, options, undefined);
+  }
+
+  consumer(
+    destination: string,
+    handler: Handler,
+    options: QueueConsumerOptions & SourceOptions = {},
+  ): QueueConsumer {
+    // What the runtime will hold at most, so the AMQP prefetch is set from it, not guessed from
+    // the first claim: its concurrency (the runtime's default 1) plus its prefetch (this
+    // source's default). Bad values are refused by the runtime below, before anything opens.
+    const capacity = (options.concurrency ?? 1) + (options.prefetch ?? defaultRuntimePrefetch);
+    const source = this.#source(destination, options, capacity);
+    return new QueueConsumer(source, handler, { clock: this.#o.clock, ...options });
+  }
+
+  #source(destination: string, options: SourceOptions, capacity: number | undefined): RabbitMqSource {
     assertDestination(destination);
     if (options.group !== undefined) {
       throw new InvalidArgumentError(
@@ -294,20 +312,12 @@ export class RabbitMqBroker implements MessageBroker {
       queueType: this.#o.queueType,
       deadLetterDestination,
       prefetch: this.#o.prefetch,
+      capacity,
       reconnectBackoff: this.#o.reconnectBackoff,
       confirmTimeoutMs: this.#o.confirmTimeoutMs,
       onError: this.#o.onError,
       partitions: this.#o.partitions,
     });
-  }
-
-  consumer(
-    destination: string,
-    handler: Handler,
-    options: QueueConsumerOptions & SourceOptions = {},
-  ): QueueConsumer {
-    const source = this.source(destination, options);
-    return new QueueConsumer(source, handler, { clock: this.#o.clock, ...options });
   }
 
   /**

@@ -22,14 +22,29 @@ export interface RabbitMqDelivery extends Delivery {
   readonly firstFailedAt: string | undefined;
 }
 
+/**
+ * The consumer runtime's `prefetch` on RabbitMQ when the consumer sets none, so the AMQP prefetch
+ * is its concurrency + 64. With the runtime's own default (0) a consumer of the default
+ * concurrency 1 had a window of one message, a round trip per message: 401 msg/s here, against
+ * 1 811 with 16, 6 897 with 32 and 9 992 with 64 (no-op handler, quorum queue, loaded machine).
+ */
+export const defaultRuntimePrefetch = 64;
+
 export interface RabbitMqSourceSettings {
   connection: LazyConnection;
   topology: Topology;
   clock: Clock;
   queueType: QueueType;
   deadLetterDestination: string;
-  /** Fixed prefetch; undefined: the `max` of the first claim (the consumer's concurrency). */
+  /** The broker's `prefetch` option: the AMQP prefetch, whatever the consumer holds. */
   prefetch: number | undefined;
+  /**
+   * What the consumer runtime holds at most (its concurrency plus its prefetch), which
+   * `RabbitMqBroker.consumer` knows: the AMQP prefetch when the broker sets none. Undefined (a
+   * bare `source()` driven by some other runtime): the `max` of the first claim, which is what
+   * a runtime with nothing held asks for.
+   */
+  capacity?: number | undefined;
   reconnectBackoff: Backoff;
   /** Longest wait for the confirm of a retry, dead-letter or hand-back copy, ms. */
   confirmTimeoutMs: number;
@@ -58,6 +73,8 @@ export interface RabbitMqSourceSettings {
  */
 export class RabbitMqSource implements DeliverySource<RabbitMqDelivery> {
   readonly destination: string;
+  /** The runtime's prefetch when its consumer sets none (see `defaultRuntimePrefetch`). */
+  readonly defaultPrefetch = defaultRuntimePrefetch;
   readonly #s: RabbitMqSourceSettings;
   /** The queues consumed: the destination, or its partitions. */
   readonly #queues: readonly string[];
@@ -83,7 +100,7 @@ export class RabbitMqSource implements DeliverySource<RabbitMqDelivery> {
   constructor(destination: string, settings: RabbitMqSourceSettings) {
     this.destination = destination;
     this.#s = settings;
-    this.#prefetch = settings.prefetch;
+    this.#prefetch = settings.prefetch ?? settings.capacity;
     const partitions = settings.partitions;
     this.#queues = partitions === undefined ? [destination] : partitionQueueNames(destination, partitions);
     this.#gate = partitions === undefined ? undefined : new KeyGate();
@@ -101,9 +118,11 @@ export class RabbitMqSource implements DeliverySource<RabbitMqDelivery> {
       this.#confirmer?.open === true &&
       this.#connecting === undefined
     ) {
-      // The first claim tells how many messages the runtime can hold: that is the prefetch.
+      // Nobody said how many messages the runtime can hold: its first claim, with nothing held, asks for that many.
       this.#prefetch ??= max;
-      this.#connecting = this.#consume(this.#confirmer).finally(() => (this.#connecting = undefined));
+      this.#connecting = this.#consume(this.#confirmer, this.#prefetch).finally(
+        () => (this.#connecting = undefined),
+      );
       await this.#connecting;
     }
     if (this.#gate !== undefined) return this.#draining ? [] : this.#gate.claim(this.#s.clock.now(), max);
@@ -326,13 +345,12 @@ export class RabbitMqSource implements DeliverySource<RabbitMqDelivery> {
     }
     this.#confirmer = confirmer;
     this.#consumerTags = undefined;
-    if (this.#prefetch !== undefined && !this.#stopped) await this.#consume(confirmer);
+    if (this.#prefetch !== undefined && !this.#stopped) await this.#consume(confirmer, this.#prefetch);
   }
 
-  async #consume(confirmer: Confirmer): Promise<void> {
+  async #consume(confirmer: Confirmer, prefetch: number): Promise<void> {
     const channel = confirmer.channel;
     // Per consumer (global false): in per-key mode every partition queue gets the whole window.
-    const prefetch = this.#prefetch ?? 1;
     await channel.prefetch(prefetch);
     // Acks behind a slower handler may wait for it (to go in one run) while they hold back at
     // most half of the window: the other half keeps messages coming. A small window has no half
