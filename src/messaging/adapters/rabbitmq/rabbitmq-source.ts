@@ -5,6 +5,7 @@ import type { Delivery, DeliverySource } from '../../delivery-source.ts';
 import type { Envelope } from '../../envelope.ts';
 import { decode, deliveryCount, encode } from './codec.ts';
 import { Confirmer } from './confirm-channel.ts';
+import { deadLetterEnvelope, undecodableCopy } from './dead-letters.ts';
 import type { LazyConnection } from './connection.ts';
 import { KeyGate } from './key-gate.ts';
 import { partitionOf, partitionQueueName, partitionQueueNames } from './partitions.ts';
@@ -182,17 +183,7 @@ export class RabbitMqSource implements DeliverySource<RabbitMqDelivery> {
     const now = new Date(this.#s.clock.now()).toISOString();
     const queue = this.#deadLetterQueue(delivery.envelope);
     await this.#s.topology.queue(confirmer.channel, queue);
-    const envelope: Envelope = {
-      ...delivery.envelope,
-      headers: {
-        ...delivery.envelope.headers,
-        'x-dead-letter-source': this.destination,
-        'x-dead-letter-error': describeError(error),
-        'x-dead-letter-attempts': String(delivery.attempt),
-        'x-dead-letter-first-failed-at': delivery.firstFailedAt ?? now,
-        'x-dead-letter-last-failed-at': now,
-      },
-    };
+    const envelope = deadLetterEnvelope(delivery, this.destination, error, now);
     await this.#publishThenAck(confirmer, queue, delivery, envelope, {}, error);
   }
 
@@ -408,20 +399,10 @@ export class RabbitMqSource implements DeliverySource<RabbitMqDelivery> {
   async #deadLetterUndecodable(confirmer: Confirmer, message: ConsumeMessage, error: unknown): Promise<void> {
     try {
       const now = new Date(this.#s.clock.now()).toISOString();
-      const id =
-        typeof message.properties.messageId === 'string' ? message.properties.messageId : `raw-${now}`;
-      const queue = this.#deadLetterQueue({ key: null, id });
+      const copy = undecodableCopy(message, this.destination, error, now);
+      const queue = this.#deadLetterQueue({ key: null, id: copy.id });
       await this.#s.topology.queue(confirmer.channel, queue);
-      const headers = {
-        ...(message.properties.headers ?? {}),
-        'x-dead-letter-source': this.destination,
-        'x-dead-letter-error': `undecodable: ${describeError(error)}`,
-        'x-dead-letter-attempts': '1',
-        'x-dead-letter-first-failed-at': now,
-        'x-dead-letter-last-failed-at': now,
-      };
-      const options = { ...message.properties, headers, persistent: true, mandatory: true, messageId: id };
-      const failures = await confirmer.publish(queue, [{ id, content: message.content, options }]);
+      const failures = await confirmer.publish(queue, [copy]);
       if (failures.length === 0 && confirmer.open) confirmer.acks.ack(message);
     } catch (failure) {
       this.#s.onError(failure);
@@ -462,9 +443,4 @@ export class RabbitMqSource implements DeliverySource<RabbitMqDelivery> {
 
 function optional(firstFailedAt: string | undefined): { firstFailedAt?: string } {
   return firstFailedAt === undefined ? {} : { firstFailedAt };
-}
-
-export function describeError(error: unknown): string {
-  const text = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
-  return text.length > 2000 ? text.slice(0, 2000) + '…' : text;
 }

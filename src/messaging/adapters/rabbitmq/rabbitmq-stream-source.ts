@@ -2,12 +2,12 @@ import type { ConsumeMessage } from 'amqplib';
 import { KeelError } from '../../../errors/index.ts';
 import type { Backoff, Clock, TimerHandle } from '../../../time/index.ts';
 import type { Delivery, DeliverySource } from '../../delivery-source.ts';
-import type { Envelope } from '../../envelope.ts';
 import { decode, encode } from './codec.ts';
 import { Confirmer } from './confirm-channel.ts';
 import type { LazyConnection } from './connection.ts';
-import { describeError } from './rabbitmq-source.ts';
+import { deadLetterEnvelope, undecodableCopy } from './dead-letters.ts';
 import { groupQueueNames, OffsetStore } from './stream-offsets.ts';
+import { StreamProgress } from './stream-progress.ts';
 import type { StreamTopology } from './stream-topology.ts';
 
 /** Where a group starts reading: `x-stream-offset`. A `Date` is whole seconds on the server. */
@@ -40,15 +40,6 @@ export interface RabbitMqStreamSourceSettings {
   onError: (error: unknown) => void;
 }
 
-interface Tracked {
-  readonly offset: number;
-  /** Undefined for a message that is not a keel envelope, being parked as it is. */
-  delivery: RabbitMqStreamDelivery | undefined;
-  state: 'waiting' | 'claimed' | 'done';
-  /** Not handed out before this instant (a retry's backoff); 0: at once. */
-  dueAt: number;
-}
-
 /**
  * One consumer instance of a consumer group over a RabbitMQ stream (`x-queue-type: stream`).
  *
@@ -67,8 +58,8 @@ interface Tracked {
 export class RabbitMqStreamSource implements DeliverySource<RabbitMqStreamDelivery> {
   readonly destination: string;
   readonly #s: RabbitMqStreamSourceSettings;
-  #tracked: Tracked[] = [];
-  readonly #byDelivery = new Map<RabbitMqStreamDelivery, Tracked>();
+  /** What this reader holds since the last commit, and how far the group may commit. */
+  readonly #progress = new StreamProgress<RabbitMqStreamDelivery>();
   /** The stream's channel: deliveries, their acks (credit), dead letters. */
   #confirmer: Confirmer | undefined;
   /** The group's channel: its lock and offset records. */
@@ -108,26 +99,14 @@ export class RabbitMqStreamSource implements DeliverySource<RabbitMqStreamDelive
 
   async claim(max: number): Promise<RabbitMqStreamDelivery[]> {
     if (this.#draining || !this.active) return [];
-    const now = this.#s.clock.now();
-    const out: RabbitMqStreamDelivery[] = [];
-    for (const tracked of this.#tracked) {
-      if (out.length >= max) break;
-      if (tracked.state !== 'waiting' || tracked.dueAt > now || tracked.delivery === undefined) continue;
-      tracked.state = 'claimed';
-      out.push(tracked.delivery);
-    }
-    return out;
+    return this.#progress.claim(this.#s.clock.now(), max);
   }
 
   async ack(deliveries: readonly RabbitMqStreamDelivery[]): Promise<void> {
     let lost: RabbitMqStreamDelivery | undefined;
     for (const delivery of deliveries) {
-      const tracked = this.#byDelivery.get(delivery);
-      if (tracked === undefined || delivery.confirmer !== this.#confirmer || !delivery.confirmer.open) {
-        lost ??= delivery;
-        continue;
-      }
-      this.#finish(tracked);
+      if (this.#isLive(delivery)) this.#finish(delivery);
+      else lost ??= delivery;
     }
     // The offset is committed behind the ack (coalesced, one commit in flight): waiting for a
     // quorum write per ack batch would cap a group at a few hundred messages a second. A crash
@@ -137,17 +116,14 @@ export class RabbitMqStreamSource implements DeliverySource<RabbitMqStreamDelive
   }
 
   async retry(delivery: RabbitMqStreamDelivery, delayMs: number): Promise<void> {
-    const tracked = this.#live(delivery);
+    this.#live(delivery);
     const now = this.#s.clock.now();
-    this.#byDelivery.delete(delivery);
-    tracked.delivery = {
+    const again: RabbitMqStreamDelivery = {
       ...delivery,
       attempt: delivery.attempt + 1,
       firstFailedAt: delivery.firstFailedAt ?? new Date(now).toISOString(),
     };
-    tracked.state = 'waiting';
-    tracked.dueAt = now + Math.max(0, delayMs);
-    this.#byDelivery.set(tracked.delivery, tracked);
+    this.#progress.retryAt(delivery, again, now + Math.max(0, delayMs));
     const timer = this.#s.clock.setTimeout(
       () => {
         this.#timers.delete(timer);
@@ -159,34 +135,22 @@ export class RabbitMqStreamSource implements DeliverySource<RabbitMqStreamDelive
   }
 
   async deadLetter(delivery: RabbitMqStreamDelivery, error: unknown): Promise<void> {
-    const tracked = this.#live(delivery);
-    const confirmer = delivery.confirmer;
+    const confirmer = this.#live(delivery);
     const now = new Date(this.#s.clock.now()).toISOString();
     const queue = this.#s.deadLetterDestination;
     await this.#s.topology.stream(confirmer.channel, queue);
-    const envelope: Envelope = {
-      ...delivery.envelope,
-      headers: {
-        ...delivery.envelope.headers,
-        'x-dead-letter-source': this.destination,
-        'x-dead-letter-error': describeError(error),
-        'x-dead-letter-attempts': String(delivery.attempt),
-        'x-dead-letter-first-failed-at': delivery.firstFailedAt ?? now,
-        'x-dead-letter-last-failed-at': now,
-      },
-    };
+    const envelope = deadLetterEnvelope(delivery, this.destination, error, now);
     const { content, options } = encode(envelope, this.#s.clock.now());
     const failures = await confirmer.publish(queue, [{ id: envelope.id, content, options }]);
     if (failures.length > 0) {
       // Not committed past: handed out again (same attempt) a second from now.
-      tracked.state = 'waiting';
-      tracked.dueAt = this.#s.clock.now() + 1000;
+      this.#progress.retryAt(delivery, delivery, this.#s.clock.now() + 1000);
       throw new KeelError('KEEL_PUBLISH_FAILED', `could not move message ${envelope.id} to ${queue}`, {
         cause: failures[0]?.error ?? error,
         details: { destination: queue, failedIds: [envelope.id] },
       });
     }
-    this.#finish(tracked);
+    this.#finish(delivery);
     this.#requestCommit();
   }
 
@@ -211,20 +175,17 @@ export class RabbitMqStreamSource implements DeliverySource<RabbitMqStreamDelive
     this.#confirmer = undefined;
     this.#group = undefined;
     this.#store = undefined;
-    this.#clear();
+    this.#progress.clear();
     await confirmer?.close();
     // Closing releases the group lock and returns the offset records for the next holder.
     await group?.close();
   }
 
-  /** Marks `tracked` handled and returns its credit to the server. */
-  #finish(tracked: Tracked): void {
-    tracked.state = 'done';
-    if (tracked.delivery === undefined) return;
-    this.#byDelivery.delete(tracked.delivery);
-    const { confirmer, message } = tracked.delivery;
+  /** Marks `delivery` handled and returns its credit to the server. */
+  #finish(delivery: RabbitMqStreamDelivery): void {
+    if (!this.#progress.done(delivery)) return;
     // In a run with the others of the tick where it can be (ChannelAcks).
-    if (confirmer.open) confirmer.acks.ack(message);
+    if (delivery.confirmer.open) delivery.confirmer.acks.ack(delivery.message);
   }
 
   /** Commits the end of the handled prefix soon: one commit at a time, the requests coalesced. */
@@ -234,10 +195,7 @@ export class RabbitMqStreamSource implements DeliverySource<RabbitMqStreamDelive
       try {
         while (this.#commitWanted) {
           this.#commitWanted = false;
-          let last: number | undefined;
-          while (this.#tracked.length > 0 && this.#tracked[0]!.state === 'done') {
-            last = this.#tracked.shift()!.offset;
-          }
+          const last = this.#progress.takeHandledPrefix();
           const store = this.#store;
           if (last !== undefined && store !== undefined) await store.commit(last);
         }
@@ -250,12 +208,17 @@ export class RabbitMqStreamSource implements DeliverySource<RabbitMqStreamDelive
     })();
   }
 
-  #live(delivery: RabbitMqStreamDelivery): Tracked {
-    const tracked = this.#byDelivery.get(delivery);
-    if (tracked === undefined || delivery.confirmer !== this.#confirmer || !delivery.confirmer.open) {
-      throw this.#unavailable(delivery);
-    }
-    return tracked;
+  /** Held here, from the channel still open: it can be settled. */
+  #isLive(delivery: RabbitMqStreamDelivery): boolean {
+    return (
+      this.#progress.holds(delivery) && delivery.confirmer === this.#confirmer && delivery.confirmer.open
+    );
+  }
+
+  /** The channel to settle `delivery` on; throws when this reader no longer holds it. */
+  #live(delivery: RabbitMqStreamDelivery): Confirmer {
+    if (!this.#isLive(delivery)) throw this.#unavailable(delivery);
+    return delivery.confirmer;
   }
 
   #unavailable(delivery: RabbitMqStreamDelivery): KeelError {
@@ -264,11 +227,6 @@ export class RabbitMqStreamSource implements DeliverySource<RabbitMqStreamDelive
       `the channel that delivered ${delivery.envelope.id} closed; the group reads it again from its committed offset`,
       { details: { destination: this.destination, id: delivery.envelope.id } },
     );
-  }
-
-  #clear(): void {
-    this.#tracked = [];
-    this.#byDelivery.clear();
   }
 
   async #connect(): Promise<void> {
@@ -372,9 +330,7 @@ export class RabbitMqStreamSource implements DeliverySource<RabbitMqStreamDelive
       confirmer,
       firstFailedAt: decoded.firstFailedAt,
     };
-    const tracked: Tracked = { offset, delivery, state: 'waiting', dueAt: 0 };
-    this.#tracked.push(tracked);
-    this.#byDelivery.set(delivery, tracked);
+    this.#progress.add(offset, delivery);
     this.#wake();
   }
 
@@ -384,28 +340,17 @@ export class RabbitMqStreamSource implements DeliverySource<RabbitMqStreamDelive
     offset: number,
     error: unknown,
   ): Promise<void> {
-    // Tracked (as claimed) so the commit waits for it.
-    const placeholder: Tracked = { offset, delivery: undefined, state: 'claimed', dueAt: 0 };
-    this.#tracked.push(placeholder);
+    // Held, so the commit waits for it.
+    const parked = this.#progress.hold(offset);
     try {
       const queue = this.#s.deadLetterDestination;
       await this.#s.topology.stream(confirmer.channel, queue);
       const now = new Date(this.#s.clock.now()).toISOString();
-      const id =
-        typeof message.properties.messageId === 'string' ? message.properties.messageId : `raw-${now}`;
-      const headers: Record<string, unknown> = {
-        ...(message.properties.headers ?? {}),
-        'x-dead-letter-source': this.destination,
-        'x-dead-letter-error': `undecodable: ${describeError(error)}`,
-        'x-dead-letter-attempts': '1',
-        'x-dead-letter-first-failed-at': now,
-        'x-dead-letter-last-failed-at': now,
-      };
-      delete headers['x-stream-offset'];
-      const options = { ...message.properties, headers, persistent: true, mandatory: true, messageId: id };
-      const failures = await confirmer.publish(queue, [{ id, content: message.content, options }]);
+      const failures = await confirmer.publish(queue, [
+        undecodableCopy(message, this.destination, error, now),
+      ]);
       if (failures.length > 0) throw failures[0]!.error;
-      placeholder.state = 'done';
+      parked();
       if (confirmer.open) confirmer.acks.ack(message);
       this.#requestCommit();
     } catch (failure) {
@@ -420,7 +365,7 @@ export class RabbitMqStreamSource implements DeliverySource<RabbitMqStreamDelive
     this.#confirmer = undefined;
     this.#group = undefined;
     this.#store = undefined;
-    this.#clear();
+    this.#progress.clear();
     void confirmer.close();
     void group?.close();
     this.#reconnects++;

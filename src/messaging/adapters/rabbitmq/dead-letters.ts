@@ -1,0 +1,61 @@
+import type { Message } from 'amqplib';
+import type { Envelope } from '../../envelope.ts';
+import type { Outgoing } from './confirm-channel.ts';
+
+/** The error as a dead letter's `x-dead-letter-error` says it: name and message, at most 2 000 characters. */
+export function describeError(error: unknown): string {
+  const text = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+  return text.length > 2000 ? text.slice(0, 2000) + '…' : text;
+}
+
+/** What failed for good, as the dead-letter copy reports it. */
+export interface Failed {
+  readonly envelope: Envelope;
+  /** The attempt that failed last. */
+  readonly attempt: number;
+  /** When the first attempt failed; undefined when this was the first. */
+  readonly firstFailedAt: string | undefined;
+}
+
+/**
+ * The dead-letter copy of a message: its envelope with `x-dead-letter-source` (the destination
+ * it came from, where redrive sends it back), `-error`, `-attempts`, `-first-failed-at` and
+ * `-last-failed-at` (`now`, ISO 8601).
+ */
+export function deadLetterEnvelope(failed: Failed, source: string, error: unknown, now: string): Envelope {
+  return {
+    ...failed.envelope,
+    headers: {
+      ...failed.envelope.headers,
+      'x-dead-letter-source': source,
+      'x-dead-letter-error': describeError(error),
+      'x-dead-letter-attempts': String(failed.attempt),
+      'x-dead-letter-first-failed-at': failed.firstFailedAt ?? now,
+      'x-dead-letter-last-failed-at': now,
+    },
+  };
+}
+
+/**
+ * A message that is not a keel envelope, to be parked as it is (body and properties) in a
+ * dead-letter queue or stream: the same dead-letter headers, `undecodable: …` as the error, one
+ * attempt. Its id is its `messageId`, or `raw-<now>` when it has none. A stream's offset header
+ * is dropped: the copy gets its own.
+ */
+export function undecodableCopy(message: Message, source: string, error: unknown, now: string): Outgoing {
+  const id = typeof message.properties.messageId === 'string' ? message.properties.messageId : `raw-${now}`;
+  const headers: Record<string, unknown> = {
+    ...(message.properties.headers ?? {}),
+    'x-dead-letter-source': source,
+    'x-dead-letter-error': `undecodable: ${describeError(error)}`,
+    'x-dead-letter-attempts': '1',
+    'x-dead-letter-first-failed-at': now,
+    'x-dead-letter-last-failed-at': now,
+  };
+  delete headers['x-stream-offset'];
+  return {
+    id,
+    content: message.content,
+    options: { ...message.properties, headers, persistent: true, mandatory: true, messageId: id },
+  };
+}
