@@ -19,6 +19,10 @@ const prefetch = 256;
 const partitions = 4;
 const partitionPrefetch = 64;
 
+/** How each side's publish reaches the socket: the one place they differ, said in every pair's settings. */
+const writes =
+  'raw writes a chunk as amqplib does (a socket write per message, all once the last is encoded); keel writes it 128 messages at a time, each slice in one socket write';
+
 /** Publishes `messages` as keel encodes them, a chunk at a time, each chunk confirmed before the next. */
 async function rawPublish(
   channel: ConfirmChannel,
@@ -120,7 +124,7 @@ export const rabbitPair: Pair = {
   peer: 'amqplib',
   settings: [
     `server ${new URL(url).host}; durable quorum queues (fsynced before confirming), persistent messages, mandatory`,
-    'publish: a confirm channel; every message of a chunk published, the chunk done when the broker confirmed each; raw writes a chunk as amqplib does (a socket write per message, all after the last is encoded); keel 128 at a time, each slice one socket write',
+    `publish: a confirm channel; every message of a chunk published, the chunk done when the broker confirmed each; ${writes}`,
     `consume: prefetch ${concurrency + prefetch}; raw: an ack per message; keel: concurrency ${concurrency}, prefetch ${prefetch}, the acks of a tick in one multiple-ack where they are contiguous (AMQP acks are not confirmed)`,
   ],
   async open() {
@@ -166,7 +170,7 @@ export const rabbitPerKeyPair: Pair = {
   peer: 'amqplib',
   settings: [
     `server ${new URL(url).host}; each destination is ${partitions} durable quorum queues with x-single-active-consumer, a key to partition FNV-1a(key) mod ${partitions}; persistent messages, mandatory`,
-    'publish: a confirm channel; every message of a chunk published at once to its partition, the chunk done when the broker confirmed each',
+    `publish: a confirm channel; every message of a chunk published to its partition, the chunk done when the broker confirmed each; ${writes}`,
     `consume: one channel consuming every partition, prefetch ${partitionPrefetch} per partition; raw: an ack per message in arrival order (a synchronous handler keeps each key's order by itself); keel: concurrency ${concurrency}, prefetch ${prefetch}, one message per key at a time (every message has a key of its own here)`,
   ],
   async open() {
@@ -225,7 +229,7 @@ export const rabbitStreamPair: Pair = {
   peer: 'amqplib',
   settings: [
     `server ${new URL(url).host}; durable streams (x-queue-type stream), persistent messages, mandatory`,
-    'publish: a confirm channel; every message of a chunk published at once, the chunk done when the broker confirmed each',
+    `publish: a confirm channel; every message of a chunk published, the chunk done when the broker confirmed each; ${writes}`,
     `consume: from the first offset (x-stream-offset), prefetch ${concurrency + prefetch}, an ack per message for credit; keel: a consumer group (an exclusive lock queue, its offset committed to a quorum queue behind the acks), concurrency ${concurrency}, prefetch ${prefetch}; raw: no offset kept`,
   ],
   async open() {
