@@ -21,3 +21,4 @@ export {
   type SendsWithoutWaiting,
 } from './send-without-waiting.ts';
 export { canReadAfterCommit, type ReadsAfterCommit } from './read-after-commit.ts';
+export { preparedStatement } from './prepared-statements.ts';

@@ -26,6 +26,10 @@ describe('dbConfigFromEnv', () => {
       kind: 'pg',
       url: defaultDatabaseUrl,
       schema: 'public',
+      preparedStatements: true,
+    });
+    expect(dbConfigFromEnv({ KEEL_DB: 'pg', KEEL_DB_PREPARED: 'off' })).toMatchObject({
+      preparedStatements: false,
     });
     expect(dbConfigFromEnv({ KEEL_DB: 'pg', DATABASE_URL: 'postgresql://u:p@db:6543/shop' })).toMatchObject({
       url: 'postgresql://u:p@db:6543/shop',
@@ -37,6 +41,9 @@ describe('dbConfigFromEnv', () => {
       /KEEL_DB: expected 'pglite' or 'pg', got "sqlite"/,
     );
     expect(() => dbConfigFromEnv({ KEEL_DB_SCHEMA: 'My Schema' })).toThrow(/KEEL_DB_SCHEMA/);
+    expect(() => dbConfigFromEnv({ KEEL_DB: 'pg', KEEL_DB_PREPARED: 'yes' })).toThrow(
+      /KEEL_DB_PREPARED: expected 'on' or 'off', got "yes"/,
+    );
     let message = '';
     try {
       dbConfigFromEnv({ KEEL_DB: 'pg', DATABASE_URL: 'mysql://root:hunter2@db/shop' });

@@ -45,6 +45,8 @@ export async function openDb(config: DbConfig): Promise<Db> {
  *   `<KEEL_DATA_DIR>/pglite`. `memory://` keeps everything in memory.
  * - `DATABASE_URL`: for `pg`, default `postgres://postgres@127.0.0.1:5432/test`.
  * - `KEEL_DB_SCHEMA`: the schema, default `public`.
+ * - `KEEL_DB_PREPARED`: for `pg`, `on` (default) or `off`: keel's hot statements as named prepared
+ *   statements (`PgDbOptions.preparedStatements`); `off` behind a pooler that cannot keep them.
  *
  * A bad value fails with `KEEL_INVALID_ARGUMENT` naming the variable.
  */
@@ -59,7 +61,10 @@ export function dbConfigFromEnv(env: Readonly<Record<string, string | undefined>
   if (kind === 'pg') {
     const url = nonEmpty(env.DATABASE_URL) ?? defaultDatabaseUrl;
     checkDatabaseUrl(url);
-    return { kind, url, schema };
+    const prepared = nonEmpty(env.KEEL_DB_PREPARED) ?? 'on';
+    if (prepared !== 'on' && prepared !== 'off')
+      throw new InvalidArgumentError('KEEL_DB_PREPARED', "'on' or 'off'", prepared);
+    return { kind, url, schema, preparedStatements: prepared === 'on' };
   }
   throw new InvalidArgumentError('KEEL_DB', "'pglite' or 'pg'", kind);
 }

@@ -7,6 +7,7 @@ import { checkIsolation } from './isolation.ts';
 import { PgListener } from './pg-listener.ts';
 import { describeServer, isConnectionError, unavailable, type ServerAddress } from './pg-errors.ts';
 import { sendNotifications } from './notify-after-commit.ts';
+import { preparedStatementName } from './prepared-statements.ts';
 import { WriteCoalescer } from './write-coalescer.ts';
 import { ScopedTx, assertOutsideTransaction, runInTransactionScope } from './transaction-scope.ts';
 
@@ -25,6 +26,13 @@ export interface PgDbOptions {
   listenerBackoff?: { initialMs?: number; maxMs?: number };
   /** `application_name` on every connection, visible in `pg_stat_activity`. Default `keel`. */
   applicationName?: string;
+  /**
+   * Send keel's hot statements (registered with `preparedStatement`) as named prepared
+   * statements, parsed and planned once per connection. Default true. Turn it off behind a
+   * connection pooler in transaction mode that does not track prepared statements (PgBouncer
+   * before 1.21, or with `max_prepared_statements = 0`).
+   */
+  preparedStatements?: boolean;
 }
 
 interface ResolvedPgDbOptions {
@@ -36,6 +44,7 @@ interface ResolvedPgDbOptions {
   backoffInitialMs: number;
   backoffMaxMs: number;
   applicationName: string;
+  preparedStatements: boolean;
   server: ServerAddress;
 }
 
@@ -62,19 +71,28 @@ function resolveOptions(options: PgDbOptions): ResolvedPgDbOptions {
     backoffInitialMs: positiveInteger('listenerBackoff.initialMs', options.listenerBackoff?.initialMs, 100),
     backoffMaxMs: positiveInteger('listenerBackoff.maxMs', options.listenerBackoff?.maxMs, 5000),
     applicationName: options.applicationName ?? 'keel',
+    preparedStatements: options.preparedStatements ?? true,
     server: describeServer(options.url),
   };
 }
 
 type PgQueryable = Pick<pg.ClientBase, 'query'>;
 
-/** Like PGlite, a script of several statements answers with its last statement's result. */
+/**
+ * Runs one statement; a registered one with parameters goes as its named prepared statement when
+ * `prepare` is on. Like PGlite, a script of several statements answers with its last statement's
+ * result.
+ */
 async function run(
   on: PgQueryable,
   sql: string,
   params: readonly unknown[] | undefined,
+  prepare: boolean,
 ): Promise<QueryResult> {
-  const result = (await on.query(sql, params as unknown[] | undefined)) as pg.QueryResult | pg.QueryResult[];
+  const name = prepare && params !== undefined ? preparedStatementName(sql) : undefined;
+  const result = (await (name === undefined
+    ? on.query(sql, params as unknown[] | undefined)
+    : on.query({ name, text: sql, values: params as unknown[] }))) as pg.QueryResult | pg.QueryResult[];
   const last = Array.isArray(result) ? result.at(-1) : result;
   if (last === undefined) return { rows: [], rowCount: 0 };
   return { rows: last.rows as Row[], rowCount: last.rowCount ?? 0 };
@@ -184,7 +202,7 @@ export class PgDb implements Db {
   async query<R = Row>(sql: string, params?: readonly unknown[]): Promise<QueryResult<R>> {
     this.#assertUsable('query');
     try {
-      return (await run(this.#pool, sql, params)) as QueryResult<R>;
+      return (await run(this.#pool, sql, params, this.#options.preparedStatements)) as QueryResult<R>;
     } catch (error) {
       throw this.#translate(error);
     }
@@ -212,7 +230,7 @@ export class PgDb implements Db {
       const writes = new WriteCoalescer(socketOf(client));
       const send = (sql: string, params?: readonly unknown[]): Promise<QueryResult> => {
         writes.hold();
-        return run(client, sql, params);
+        return run(client, sql, params, this.#options.preparedStatements);
       };
       const begun = send(
         isolation === undefined ? 'BEGIN' : `BEGIN ISOLATION LEVEL ${isolation.toUpperCase()}`,

@@ -93,7 +93,14 @@ export async function createTestDb(options: TestDbOptions = {}): Promise<TestDb>
     const url = env.DATABASE_URL?.trim() || defaultDatabaseUrl;
     let db: Db;
     try {
-      db = await openPgDb({ url, schema, poolSize: options.poolSize ?? 5, applicationName: 'keel-test' });
+      db = await openPgDb({
+        url,
+        schema,
+        poolSize: options.poolSize ?? 5,
+        applicationName: 'keel-test',
+        // As for the app: KEEL_DB_PREPARED=off runs keel's hot statements unprepared (benchmarks compare).
+        preparedStatements: env.KEEL_DB_PREPARED?.trim() !== 'off',
+      });
     } catch (error) {
       if (!isKeelError(error, 'KEEL_DB_UNAVAILABLE')) throw error;
       throw new KeelError(

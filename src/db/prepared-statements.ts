@@ -1,0 +1,25 @@
+/**
+ * keel's hot statements, prepared once per connection on PostgreSQL instead of parsed and
+ * planned on every call. A statement's text is registered once, at module load, and queries
+ * pass the text as usual: `PgDb` sees it is registered and sends it under its name (Parse once
+ * per connection, then Bind/Execute only). PGlite and foreign executors see a plain string.
+ *
+ * Measured on the 2-core box: a transaction of one outbox insert runs 953 → 1,100 tx/s with the
+ * insert prepared, as the server no longer parses, analyses and plans it each time.
+ *
+ * Register fixed texts only: each one becomes a prepared statement on every pooled connection
+ * for the connection's life. A text built per call (a list of placeholders of varying length)
+ * must not be registered.
+ */
+const names = new Map<string, string>();
+
+/** Registers `sql` as a statement to prepare; returns it unchanged, to use as the query text. */
+export function preparedStatement(sql: string): string {
+  if (!names.has(sql)) names.set(sql, `keel_${names.size + 1}`);
+  return sql;
+}
+
+/** The name `sql` is prepared under, or undefined when it is not registered. */
+export function preparedStatementName(sql: string): string | undefined {
+  return names.get(sql);
+}
