@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Queryable } from '../db/db.ts';
+import { preparedStatement } from '../db/prepared-statements.ts';
 import { writeWithoutWaiting } from '../db/send-without-waiting.ts';
 import { systemClock, type Clock } from '../time/index.ts';
 import type {
@@ -28,6 +29,26 @@ CREATE INDEX IF NOT EXISTS keel_idempotency_expires ON keel_idempotency_keys (ex
   },
 ] as const;
 
+/** Takes the key when it is new, expired, or held by a request whose lock ran out without a response. */
+const claimKey = preparedStatement(
+  `INSERT INTO keel_idempotency_keys AS k (scope, key, fingerprint, token, locked_until, expires_at)
+   SELECT $1, $2, $3, $4::uuid, $5::timestamptz, $6::timestamptz
+   FROM (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit
+   ON CONFLICT (scope, key) DO UPDATE
+     SET fingerprint = EXCLUDED.fingerprint, token = EXCLUDED.token, locked_until = EXCLUDED.locked_until,
+         expires_at = EXCLUDED.expires_at, response = NULL
+     WHERE k.expires_at <= $7
+        OR (k.response IS NULL AND k.locked_until <= $7 AND k.fingerprint = EXCLUDED.fingerprint)
+   RETURNING 1`,
+);
+const readKey = preparedStatement(
+  `SELECT fingerprint, token::text AS token, locked_until, expires_at, response
+   FROM keel_idempotency_keys WHERE scope = $1 AND key = $2`,
+);
+const storeResponse = preparedStatement(
+  `UPDATE keel_idempotency_keys SET response = $4::jsonb WHERE scope = $1 AND key = $2 AND token::text = $3`,
+);
+
 interface KeyRow {
   fingerprint: string;
   token: string;
@@ -52,39 +73,22 @@ export class PostgresIdempotencyStore implements TransactionalIdempotencyStore {
   async begin(request: BeginRequest): Promise<BeginOutcome> {
     const now = this.#clock.now();
     const token = randomUUID();
-    // Take the key when it is new, expired, or held by a request whose lock ran out without a response.
-    //
     // The claim commits without waiting for its WAL flush (synchronous_commit off for this one
     // statement's transaction): a claim lost in a crash only frees the key, as the crash would
     // have after lockMs anyway, and any later commit that depends on it (the handler's writes
     // with the response, or complete) flushes the WAL up to and including it. This spares one
     // fsync per request: the request's own transaction is then the only durable commit.
-    const { rows: taken } = await this.#db.query(
-      `INSERT INTO keel_idempotency_keys AS k (scope, key, fingerprint, token, locked_until, expires_at)
-       SELECT $1, $2, $3, $4::uuid, $5::timestamptz, $6::timestamptz
-       FROM (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit
-       ON CONFLICT (scope, key) DO UPDATE
-         SET fingerprint = EXCLUDED.fingerprint, token = EXCLUDED.token, locked_until = EXCLUDED.locked_until,
-             expires_at = EXCLUDED.expires_at, response = NULL
-         WHERE k.expires_at <= $7
-            OR (k.response IS NULL AND k.locked_until <= $7 AND k.fingerprint = EXCLUDED.fingerprint)
-       RETURNING 1`,
-      [
-        request.scope,
-        request.key,
-        request.fingerprint,
-        token,
-        new Date(now + request.lockMs),
-        new Date(now + request.ttlMs),
-        new Date(now),
-      ],
-    );
+    const { rows: taken } = await this.#db.query(claimKey, [
+      request.scope,
+      request.key,
+      request.fingerprint,
+      token,
+      new Date(now + request.lockMs),
+      new Date(now + request.ttlMs),
+      new Date(now),
+    ]);
     if (taken.length > 0) return { kind: 'started', token };
-    const { rows } = await this.#db.query<KeyRow>(
-      `SELECT fingerprint, token::text AS token, locked_until, expires_at, response
-       FROM keel_idempotency_keys WHERE scope = $1 AND key = $2`,
-      [request.scope, request.key],
-    );
+    const { rows } = await this.#db.query<KeyRow>(readKey, [request.scope, request.key]);
     const row = rows[0];
     // Released between our insert and our read: the caller may simply try again.
     if (row === undefined) return { kind: 'in-flight' };
@@ -109,11 +113,7 @@ export class PostgresIdempotencyStore implements TransactionalIdempotencyStore {
     response: StoredResponse,
   ): Promise<void> {
     // In a keel transaction the update travels with the COMMIT; nobody needs its answer before.
-    await writeWithoutWaiting(
-      tx,
-      `UPDATE keel_idempotency_keys SET response = $4::jsonb WHERE scope = $1 AND key = $2 AND token::text = $3`,
-      [scope, key, token, JSON.stringify(response)],
-    );
+    await writeWithoutWaiting(tx, storeResponse, [scope, key, token, JSON.stringify(response)]);
   }
 
   async release(scope: string, key: string, token: string): Promise<void> {

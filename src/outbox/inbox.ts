@@ -1,8 +1,15 @@
 import type { Db, Queryable } from '../db/db.ts';
+import { preparedStatement } from '../db/prepared-statements.ts';
 import { InvalidArgumentError } from '../errors/index.ts';
 import type { Envelope } from '../messaging/envelope.ts';
 import { systemClock, type Clock } from '../time/index.ts';
 import { pruneInBatches, resolvePrune, type PruneOptions } from './outbox-retention.ts';
+
+/** Records (consumer, message id); no row back when it was recorded before. */
+const recordReceipt = preparedStatement(
+  `INSERT INTO keel_inbox (consumer, message_id, received_at) VALUES ($1, $2, $3)
+   ON CONFLICT (consumer, message_id) DO NOTHING RETURNING 1 AS recorded`,
+);
 
 export type InboxOutcome<T> = { duplicate: false; result: T } | { duplicate: true };
 
@@ -31,11 +38,7 @@ export async function inboxOnce<T>(
     throw new InvalidArgumentError('consumer', 'a name of [A-Za-z0-9_.:-], 1-200 chars', consumer);
   }
   const receivedAt = new Date((options.clock ?? systemClock).now());
-  const { rows } = await tx.query(
-    `INSERT INTO keel_inbox (consumer, message_id, received_at) VALUES ($1, $2, $3)
-     ON CONFLICT (consumer, message_id) DO NOTHING RETURNING 1 AS recorded`,
-    [consumer, message.id, receivedAt],
-  );
+  const { rows } = await tx.query(recordReceipt, [consumer, message.id, receivedAt]);
   if (rows.length === 0) return { duplicate: true };
   return { duplicate: false, result: await fn(tx) };
 }

@@ -1,5 +1,6 @@
 import { InvalidArgumentError } from '../errors/index.ts';
 import { canNotifyAfterCommit } from '../db/notify-after-commit.ts';
+import { preparedStatement } from '../db/prepared-statements.ts';
 import { writeWithoutWaiting } from '../db/send-without-waiting.ts';
 import type { Envelope } from '../messaging/envelope.ts';
 import { outboxChannel } from './schema.ts';
@@ -107,11 +108,20 @@ export async function addToOutbox(
 
 const insertColumns = 'destination, id, type, key, payload, headers, occurred_at, hlc';
 const insertValues = '$1, $2::uuid, $3, $4, $5::jsonb, $6::jsonb, $7::timestamptz, $8';
-
+const insertWithoutLock = preparedStatement(
+  `INSERT INTO keel_outbox (${insertColumns}) VALUES (${insertValues})`,
+);
 /**
- * One message's INSERT. With a key to lock, the lock is taken in a FROM subquery, which
- * PostgreSQL evaluates (a volatile call is never flattened away) before it numbers the row.
+ * With a key to lock, the lock is taken in a FROM subquery, which PostgreSQL evaluates (a
+ * volatile call is never flattened away) before it numbers the row.
  */
+const insertWithKeyLock = preparedStatement(
+  `INSERT INTO keel_outbox (${insertColumns})
+   SELECT ${insertValues}
+   FROM (SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || ':' || $1 || ':' || $4, 0))) AS key_lock`,
+);
+
+/** One message's INSERT: both texts are prepared statements on pg. */
 function insertOne(destination: string, message: Envelope, lockKeys: boolean): [string, unknown[]] {
   const params = [
     destination,
@@ -123,14 +133,7 @@ function insertOne(destination: string, message: Envelope, lockKeys: boolean): [
     message.occurredAt,
     message.hlc ?? null,
   ];
-  if (!lockKeys || message.key === null)
-    return [`INSERT INTO keel_outbox (${insertColumns}) VALUES (${insertValues})`, params];
-  return [
-    `INSERT INTO keel_outbox (${insertColumns})
-     SELECT ${insertValues}
-     FROM (SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || ':' || $1 || ':' || $4, 0))) AS key_lock`,
-    params,
-  ];
+  return [!lockKeys || message.key === null ? insertWithoutLock : insertWithKeyLock, params];
 }
 
 /** `outbox.add(tx, destination, messages)`: the same as `addToOutbox`, as an object to pass around. */

@@ -1,4 +1,5 @@
 import type { Db, Unlisten } from '../../../db/db.ts';
+import { preparedStatement } from '../../../db/prepared-statements.ts';
 import { InvalidArgumentError } from '../../../errors/index.ts';
 import type { Clock } from '../../../time/index.ts';
 import type { Delivery, DeliverySource } from '../../delivery-source.ts';
@@ -39,6 +40,37 @@ interface QueueRow {
   hlc: string | null;
   attempts: number;
 }
+
+/** Leases up to $3 due messages of queue $1 to owner $4 until $5, the oldest of each key only. */
+const claimBatch = preparedStatement(
+  `WITH relaxed AS (SELECT set_config('synchronous_commit', 'off', true))
+   -- A lease need not survive a server crash: lost, its message is merely claimable again at
+   -- once (at-least-once holds; that attempt goes uncounted). Not waiting for the WAL flush
+   -- saves a disk sync per claim; the ack that follows is a durable commit and flushes the
+   -- WAL up to itself, this claim included. Local: it ends with this statement.
+   UPDATE keel_queue AS q
+   SET lease_owner = $4, lease_until = $5, attempts = q.attempts + 1
+   FROM relaxed
+   WHERE q.ctid = ANY(ARRAY(
+     SELECT ctid FROM keel_queue AS r
+     WHERE queue = $1 AND lease_owner IS NULL AND available_at <= $2
+       -- Only the oldest message of a key: the next waits until it is acked or dead-lettered,
+       -- even while it waits for a retry. Other keys go on in parallel.
+       AND (r.key IS NULL OR NOT EXISTS (
+         SELECT 1 FROM keel_queue AS e WHERE e.queue = r.queue AND e.key = r.key AND e.seq < r.seq))
+     ORDER BY seq
+     LIMIT $3
+     FOR UPDATE SKIP LOCKED))
+   RETURNING q.seq::text AS seq, q.id::text AS id, q.type, q.key, q.payload, q.headers, q.occurred_at, q.hlc, q.attempts`,
+);
+
+/** Deletes the acked rows still leased to their deliveries' tokens. */
+const deleteAcked = preparedStatement(
+  `DELETE FROM keel_queue AS q
+   USING unnest($1::bigint[], $2::text[]) AS a(seq, token)
+   WHERE q.seq = a.seq AND q.lease_owner = a.token
+   RETURNING q.seq::text AS seq`,
+);
 
 /**
  * The PostgreSQL queue's side of the consumer runtime: claim, ack, retry, dead-letter, release,
@@ -96,28 +128,13 @@ export class PgQueueSource implements DeliverySource<PgDelivery> {
     const token = `${this.#owner}:${++this.#claims}`;
     // The picked rows are locked (FOR UPDATE) until this statement ends, so their ctids stay
     // theirs: updating by ctid saves a primary-key lookup per row.
-    const { rows } = await this.#db.query<QueueRow>(
-      `WITH relaxed AS (SELECT set_config('synchronous_commit', 'off', true))
-       -- A lease need not survive a server crash: lost, its message is merely claimable again at
-       -- once (at-least-once holds; that attempt goes uncounted). Not waiting for the WAL flush
-       -- saves a disk sync per claim; the ack that follows is a durable commit and flushes the
-       -- WAL up to itself, this claim included. Local: it ends with this statement.
-       UPDATE keel_queue AS q
-       SET lease_owner = $4, lease_until = $5, attempts = q.attempts + 1
-       FROM relaxed
-       WHERE q.ctid = ANY(ARRAY(
-         SELECT ctid FROM keel_queue AS r
-         WHERE queue = $1 AND lease_owner IS NULL AND available_at <= $2
-           -- Only the oldest message of a key: the next waits until it is acked or dead-lettered,
-           -- even while it waits for a retry. Other keys go on in parallel.
-           AND (r.key IS NULL OR NOT EXISTS (
-             SELECT 1 FROM keel_queue AS e WHERE e.queue = r.queue AND e.key = r.key AND e.seq < r.seq))
-         ORDER BY seq
-         LIMIT $3
-         FOR UPDATE SKIP LOCKED))
-       RETURNING q.seq::text AS seq, q.id::text AS id, q.type, q.key, q.payload, q.headers, q.occurred_at, q.hlc, q.attempts`,
-      [this.destination, new Date(now), max, token, new Date(now + this.leaseMs)],
-    );
+    const { rows } = await this.#db.query<QueueRow>(claimBatch, [
+      this.destination,
+      new Date(now),
+      max,
+      token,
+      new Date(now + this.leaseMs),
+    ]);
     // Seqs are positive bigints as text: shorter is smaller, then compare as text.
     rows.sort((a, b) => a.seq.length - b.seq.length || (a.seq < b.seq ? -1 : 1));
     return rows.map((row) => ({ seq: row.seq, token, attempt: row.attempts, envelope: toEnvelope(row) }));
@@ -126,13 +143,10 @@ export class PgQueueSource implements DeliverySource<PgDelivery> {
   /** Deletes the rows this consumer still holds; resolves with the deliveries whose lease was lost. */
   async ack(deliveries: readonly PgDelivery[]): Promise<PgDelivery[]> {
     if (deliveries.length === 0) return [];
-    const { rows } = await this.#db.query<{ seq: string }>(
-      `DELETE FROM keel_queue AS q
-       USING unnest($1::bigint[], $2::text[]) AS a(seq, token)
-       WHERE q.seq = a.seq AND q.lease_owner = a.token
-       RETURNING q.seq::text AS seq`,
-      [deliveries.map((d) => d.seq), deliveries.map((d) => d.token)],
-    );
+    const { rows } = await this.#db.query<{ seq: string }>(deleteAcked, [
+      deliveries.map((d) => d.seq),
+      deliveries.map((d) => d.token),
+    ]);
     return notIn(deliveries, rows);
   }
 

@@ -1,5 +1,6 @@
 import { v7 as uuidv7 } from 'uuid';
 import type { Db, Queryable } from '../../../db/db.ts';
+import { preparedStatement } from '../../../db/prepared-statements.ts';
 import { canNotifyAfterCommit } from '../../../db/notify-after-commit.ts';
 import { InvalidArgumentError } from '../../../errors/index.ts';
 import { systemClock, type Clock } from '../../../time/index.ts';
@@ -16,6 +17,17 @@ export interface PgQueueOptions {
 }
 
 const queueName = /^[A-Za-z0-9_.:-]{1,200}$/;
+
+/** Inserts a batch of messages into queue $1, notifying on $4 when $5. */
+const insertMessages = preparedStatement(
+  `WITH inserted AS (
+     INSERT INTO keel_queue (queue, id, type, key, payload, headers, occurred_at, hlc, available_at)
+     SELECT $1, m.id, m.type, m.key, m.payload, m.headers, m.occurred_at, m.hlc, $2
+     FROM jsonb_to_recordset($3::jsonb)
+       AS m(id uuid, type text, key text, payload jsonb, headers jsonb, occurred_at timestamptz, hlc text)
+     RETURNING 1)
+   SELECT CASE WHEN $5::boolean THEN pg_notify($4, $1) END FROM (SELECT count(*) FROM inserted) AS c`,
+);
 
 export function assertQueueName(name: string, field = 'destination'): void {
   if (!queueName.test(name))
@@ -103,16 +115,7 @@ export class PgQueue implements MessageBroker {
       occurred_at: m.occurredAt,
       hlc: m.hlc ?? null,
     }));
-    await tx.query(
-      `WITH inserted AS (
-         INSERT INTO keel_queue (queue, id, type, key, payload, headers, occurred_at, hlc, available_at)
-         SELECT $1, m.id, m.type, m.key, m.payload, m.headers, m.occurred_at, m.hlc, $2
-         FROM jsonb_to_recordset($3::jsonb)
-           AS m(id uuid, type text, key text, payload jsonb, headers jsonb, occurred_at timestamptz, hlc text)
-         RETURNING 1)
-       SELECT CASE WHEN $5::boolean THEN pg_notify($4, $1) END FROM (SELECT count(*) FROM inserted) AS c`,
-      [destination, availableAt, JSON.stringify(rows), pgQueueChannel, notify],
-    );
+    await tx.query(insertMessages, [destination, availableAt, JSON.stringify(rows), pgQueueChannel, notify]);
   }
 
   /** A source for one consumer instance of `queue`, holding leases in a name of its own. */
