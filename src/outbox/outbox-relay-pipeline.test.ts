@@ -211,6 +211,65 @@ describe('outbox relay pipeline', () => {
     expect(sent.map(n)).toEqual([1, 2]);
   });
 
+  it('a mark that fails is written later: every row is published once and marked, its claim held until then', async () => {
+    const { db, clock } = await setup();
+    await db.transaction((tx) =>
+      addToOutbox(tx, 'things', [event(1, 'a'), event(2, 'b'), event(3, 'a'), event(4, 'b'), event(5, 'a')]),
+    );
+    let failMark = true;
+    // The database refuses the first mark (a lost connection, say); on PGlite the mark rides in a
+    // claim's transaction, so that claim fails with it.
+    const flaky: Db = {
+      dialect: db.dialect,
+      schema: db.schema,
+      query: (sql, params) => {
+        if (failMark && sql.includes('SET published_at')) {
+          failMark = false;
+          return Promise.reject(new Error('connection lost'));
+        }
+        return db.query(sql, params);
+      },
+      transaction: (fn, options) =>
+        db.transaction(
+          (tx) =>
+            fn({
+              query: (sql, params) => {
+                if (failMark && sql.includes('SET published_at')) {
+                  failMark = false;
+                  return Promise.reject(new Error('connection lost'));
+                }
+                return tx.query(sql, params);
+              },
+            }),
+          options,
+        ),
+      listen: (channel, onNotify) => db.listen(channel, onNotify),
+      close: async () => undefined,
+    };
+    const sent: Envelope[] = [];
+    const relay = new OutboxRelay(
+      flaky,
+      { publish: async (_destination, messages) => void sent.push(...messages) },
+      { clock, batchSize: 2, claimMs: 3_600_000, retentionMs: false },
+    );
+    const errors: unknown[] = [];
+    relay.events.on('error', ({ error }) => errors.push(error));
+    relays.push(relay);
+    await relay.start();
+    await advanceUntil(
+      clock,
+      waitFor(async () => (await outboxStatus(db, clock)).backlog === 0),
+      { stepMs: 500 },
+    );
+    await relay.stop();
+    expect(errors).toMatchObject([{ message: 'connection lost' }]);
+    // No claim expired (claimMs is an hour), so no row went out twice, and each key kept its order.
+    expect(sent.map(n).sort()).toEqual([1, 2, 3, 4, 5]);
+    expect(sent.filter((m) => m.key === 'a').map(n)).toEqual([1, 3, 5]);
+    expect(await outboxStatus(db, clock)).toMatchObject({ backlog: 0, published: 5 });
+    expect(await liveClaims(db)).toEqual([]);
+  });
+
   it('rows claimed by a relay of an earlier version (claim_owner, claim_until) are left to it and hold their key', async () => {
     const { db, clock } = await setup();
     await db.transaction((tx) =>
