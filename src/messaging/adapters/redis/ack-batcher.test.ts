@@ -1,9 +1,9 @@
-// AckBatcher without a server: what one turn of the event loop gathers, and who hears what.
+// AckBatcher without a server: what one go gathers, and who hears what.
 import { describe, expect, it } from 'vitest';
 import { AckBatcher } from './ack-batcher.ts';
 
 describe('AckBatcher', () => {
-  it('sends the acks of one turn in one call; each caller hears only its own refusals', async () => {
+  it('sends the acks made in one go in one call, at once (no turn of the event loop); each caller hears only its own refusals', async () => {
     const sent: (readonly string[])[] = [];
     const batcher = new AckBatcher<string>(async (batch) => {
       sent.push(batch);
@@ -18,6 +18,14 @@ describe('AckBatcher', () => {
     expect([a, b, c]).toEqual([['lost-a'], [], ['lost-c']]);
     expect(await batcher.add(['d'])).toEqual([]);
     expect(sent).toHaveLength(2);
+    // Sent before anything of the next turn runs.
+    let turned = false;
+    setImmediate(() => (turned = true));
+    const pending = batcher.add(['e']);
+    await Promise.resolve();
+    expect(sent).toHaveLength(3);
+    expect(turned).toBe(false);
+    await pending;
   });
 
   it('rejects every caller of a failed batch, and sends nothing for an empty ack', async () => {

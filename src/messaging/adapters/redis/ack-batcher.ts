@@ -1,6 +1,6 @@
 /**
- * Gathers the acks made during one turn of the event loop (handlers finishing together, several
- * consumers' runtimes on one source) into one call of `send`. Each `add` resolves when its batch
+ * Gathers the acks made in one go (before the microtasks queued after the first have run: several
+ * consumers' runtimes on one source acking in the same callback) into one call of `send`. Each `add` resolves when its batch
  * is settled, with those of its own deliveries that `send` refused, or rejects with the batch's
  * error.
  */
@@ -19,8 +19,10 @@ export class AckBatcher<D> {
     if (batch === undefined) {
       batch = { deliveries: [], waiters: [] };
       this.#batch = batch;
-      // Not a timer: the next turn of the event loop, so no time passes and no clock is read.
-      setImmediate(() => void this.#flush());
+      // Once the code that made this ack has run (a microtask, not a timer nor a turn of the
+      // event loop: no time passes, no clock is read, and the ack is not held up). The runtime
+      // gathers each batch over a turn already; another turn here only delayed every batch.
+      queueMicrotask(() => void this.#flush());
     }
     const from = batch.deliveries.length;
     for (const delivery of deliveries) batch.deliveries.push(delivery);

@@ -1,7 +1,6 @@
 import type { Redis } from 'ioredis';
 import type { RedisStreamDelivery } from './redis-streams-source.ts';
 import { ackScript } from './scripts.ts';
-import { entryIdBefore } from './stream-entry.ts';
 
 /**
  * Acknowledges `deliveries` in one script (`ackScript`), each only if this consumer still holds
@@ -24,8 +23,6 @@ export async function fencedAck(
     retry = deliveries.filter((d) => d.fromRetry);
   }
   const args: (string | number)[] = [group, consumer, main.length];
-  pushIdRange(args, main);
-  pushIdRange(args, retry);
   // Counts are sent only when one is not 1: most acks are of first deliveries.
   let counts = '';
   if (deliveries.some((d) => d.deliveryCount !== 1)) {
@@ -37,19 +34,4 @@ export async function fencedAck(
   const refused = (await ackScript.run(client, keys, args, true)) as number[] | null;
   if (refused === null || refused.length === 0) return [];
   return refused.map((i) => (i < main.length ? main[i]! : retry[i - main.length]!));
-}
-
-/** Appends the lowest and the highest entry id of `deliveries`, or two empty strings for none. */
-function pushIdRange(args: (string | number)[], deliveries: readonly RedisStreamDelivery[]): void {
-  if (deliveries.length === 0) {
-    args.push('', '');
-    return;
-  }
-  let low = deliveries[0]!.entryId;
-  let high = low;
-  for (const { entryId } of deliveries) {
-    if (entryIdBefore(entryId, low)) low = entryId;
-    else if (entryIdBefore(high, entryId)) high = entryId;
-  }
-  args.push(low, high);
 }

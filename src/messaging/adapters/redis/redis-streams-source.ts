@@ -15,7 +15,7 @@ import {
   retryScript,
 } from './scripts.ts';
 import { sendNow } from './send-now.ts';
-import { decodeEntry, describeError, encodeEntry, fieldMap } from './stream-entry.ts';
+import { decodeEntry, describeError, encodeEntry, fieldMap, type StreamEntry } from './stream-entry.ts';
 import type { StreamKeys } from './stream-keys.ts';
 import type { WakeSubscriber } from './wake-subscriber.ts';
 
@@ -58,6 +58,28 @@ export interface DelayedDue {
   version: number;
 }
 
+/**
+ * A class rather than an object literal: a consumer holds a whole claimed batch at every young
+ * GC, and V8 then pretenures a literal's site; see `HeldMessage` in the consumer runtime.
+ */
+class StreamDelivery implements RedisStreamDelivery {
+  readonly envelope: Envelope;
+  readonly attempt: number;
+  readonly entryId: string;
+  readonly fromRetry: boolean;
+  readonly deliveryCount: number;
+  readonly firstFailedAt: string | undefined;
+
+  constructor(entry: StreamEntry, entryId: string, fromRetry: boolean, deliveryCount: number) {
+    this.envelope = entry.envelope;
+    this.attempt = entry.priorAttempts + deliveryCount;
+    this.entryId = entryId;
+    this.fromRetry = fromRetry;
+    this.deliveryCount = deliveryCount;
+    this.firstFailedAt = entry.firstFailedAt;
+  }
+}
+
 type ClaimedEntry = [which: 'm' | 'r', id: string, deliveryCount: number, fields: string[]];
 /** An XREADGROUP reply's entry: id and flat fields. */
 type ReadEntry = [id: string, fields: string[]];
@@ -68,7 +90,7 @@ type ReadEntry = [id: string, fields: string[]];
  * - `claim`: mostly one XREADGROUP; now and then (see `#claim`) one Lua script that also moves
  *   due delayed messages and retries into their streams and takes over entries whose lease ran
  *   out (XPENDING IDLE + XCLAIM). One round trip either way; never a blocking read.
- * - `ack`: one script per turn of the event loop that XACKs the entries this consumer still
+ * - `ack`: one script per batch (the runtime's, or acks made in one go) that XACKs the entries this consumer still
  *   holds (see below) and reports the others. Entries of the destination's stream stay (replay,
  *   other groups; trim them with `retention`); retry copies are deleted as well.
  * - `retry`: the copy goes to a per-group sorted set, scored by when it is due, and the entry is
@@ -169,14 +191,7 @@ export class RedisStreamsSource implements DeliverySource<RedisStreamDelivery> {
         (foreign ??= []).push([which, entryId, deliveryCount, fields]);
         continue;
       }
-      deliveries.push({
-        envelope: decoded.envelope,
-        attempt: decoded.priorAttempts + deliveryCount,
-        entryId,
-        fromRetry: which === 'r',
-        deliveryCount,
-        firstFailedAt: decoded.firstFailedAt,
-      });
+      deliveries.push(new StreamDelivery(decoded, entryId, which === 'r', deliveryCount));
     }
     for (const [which, entryId, deliveryCount, fields] of foreign ?? []) {
       // If parking fails the entry stays pending and comes back after its lease; the rest of
@@ -187,7 +202,7 @@ export class RedisStreamsSource implements DeliverySource<RedisStreamDelivery> {
   }
 
   /**
-   * Acknowledges in batches: acks made in the same turn of the event loop go out as one script;
+   * Acknowledges in batches: acks made in one go (see `AckBatcher`) go out as one script, at once;
    * each call resolves when its batch is acknowledged, with those of its deliveries this
    * consumer no longer held (their lease ran out and another consumer took them): not acknowledged.
    */

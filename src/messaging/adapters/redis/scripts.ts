@@ -189,44 +189,44 @@ return {out, earliest(KEYS[3]), earliest(KEYS[4]), more}
  * reported: no one holds it, so there is nothing to fence. Retry copies are deleted once
  * acknowledged.
  *
- * The check costs a read of the consumer's pending entries (those between the lowest and the
- * highest id of each stream's part of the batch), so it runs only when needed: an entry changes
- * hands (or delivery count) only through the claim script's takeover, which adds it to the
- * previous holder's taken set. While this consumer's set is empty, every entry it acks is still
- * its own as claimed, and the batch is one XACK. Refused entries leave the set (as do those the
- * heartbeat finds lost, and the whole set when the consumer closes).
+ * The check costs a read of this consumer's pending entries (no more than it holds, bounded by
+ * its runtime's `concurrency + prefetch`), so it runs only when needed: an entry changes hands
+ * (or delivery count) only through the claim script's takeover, which adds it to the previous
+ * holder's taken set. While this consumer's set is empty, every entry it acks is still its own
+ * as claimed, and the batch is one XACK of the ids as they came. Refused entries leave the set
+ * (as do those the heartbeat finds lost, and the whole set when the consumer closes).
  *
  * KEYS: stream, retry stream, this consumer's taken set.
- * ARGV: group, consumer, m (deliveries from the stream), the stream part's lowest and highest
- *       id, the retry part's lowest and highest id ('' when empty), the delivery counts joined
- *       by ',' ('' when every one is 1, as after a first read), then the entry ids (the m of the
- *       stream first).
+ * ARGV: group, consumer, m (deliveries from the stream), the delivery counts joined by ',' (''
+ *       when every one is 1, as after a first read), then the entry ids (the m of the stream
+ *       first).
  * Returns the 0-based positions of the deliveries not acknowledged.
  */
 export const ackScript = new LuaScript(`
 local group, me, m = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local first = 5
 local checked = redis.call('EXISTS', KEYS[3]) == 1
 local counts = {}
 if checked then
-  for count in string.gmatch(ARGV[8], '%d+') do counts[#counts + 1] = tonumber(count) end
+  for count in string.gmatch(ARGV[4], '%d+') do counts[#counts + 1] = tonumber(count) end
 end
 local refused = {}
-local function settle(which, stream, low, high, from, to, delete)
+local function settle(which, stream, from, to, delete)
   if from > to then return end
   local ids = {}
   if checked then
     local held = {}
-    for _, p in ipairs(redis.call('XPENDING', stream, group, low, high, 1000000000, me)) do
+    for _, p in ipairs(redis.call('XPENDING', stream, group, '-', '+', 1000000000, me)) do
       held[p[1]] = p[4]
     end
     for i = from, to do
       local count = held[ARGV[i]]
-      if count ~= nil and count == (counts[i - 8] or 1) then
+      if count ~= nil and count == (counts[i - first + 1] or 1) then
         ids[#ids + 1] = ARGV[i]
       else
         redis.call('SREM', KEYS[3], which .. ARGV[i])
         if redis.call('XPENDING', stream, group, ARGV[i], ARGV[i], 1)[1] ~= nil then
-          refused[#refused + 1] = i - 9
+          refused[#refused + 1] = i - first
         end
       end
     end
@@ -245,8 +245,8 @@ local function settle(which, stream, low, high, from, to, delete)
     if delete then redis.call('XDEL', stream, unpack(ids, i, last)) end
   end
 end
-settle('m', KEYS[1], ARGV[4], ARGV[5], 9, 8 + m, false)
-settle('r', KEYS[2], ARGV[6], ARGV[7], 9 + m, #ARGV, true)
+settle('m', KEYS[1], first, first - 1 + m, false)
+settle('r', KEYS[2], first + m, #ARGV, true)
 return refused
 `);
 

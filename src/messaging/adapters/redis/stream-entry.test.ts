@@ -1,8 +1,7 @@
-// Stream entry layout and ids, without a server.
-import fc from 'fast-check';
+// Stream entry layout, without a server.
 import { describe, expect, it } from 'vitest';
 import { createEnvelope } from '../../envelope.ts';
-import { decodeEntry, encodeEntry, entryIdBefore } from './stream-entry.ts';
+import { decodeEntry, encodeEntry } from './stream-entry.ts';
 
 describe('decodeEntry', () => {
   it('reads back what encodeEntry wrote, with the retry fields', () => {
@@ -30,23 +29,5 @@ describe('decodeEntry', () => {
       envelope: { payload: null, headers: {}, key: null },
       priorAttempts: 0,
     });
-  });
-});
-
-describe('entryIdBefore', () => {
-  // Small numbers often, so that equal times (and widths) come up; the full 64-bit range too.
-  const part = fc.oneof(fc.bigInt({ min: 0n, max: 12n }), fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }));
-  const id = fc.tuple(part, part);
-
-  it('orders ids as Redis does: by time, then by sequence, as numbers', () => {
-    fc.assert(
-      fc.property(id, id, ([msA, seqA], [msB, seqB]) => {
-        const before = msA < msB || (msA === msB && seqA < seqB);
-        expect(entryIdBefore(`${msA}-${seqA}`, `${msB}-${seqB}`)).toBe(before);
-      }),
-    );
-    expect(entryIdBefore('5-9', '5-10')).toBe(true);
-    expect(entryIdBefore('99-0', '100-0')).toBe(true);
-    expect(entryIdBefore('5-0', '5-0')).toBe(false);
   });
 });
