@@ -4,10 +4,11 @@ import type { Backoff, Clock, TimerHandle } from '../../../time/index.ts';
 import type { Delivery, DeliverySource } from '../../delivery-source.ts';
 import type { Envelope } from '../../envelope.ts';
 import { decode, deliveryCount, encode } from './codec.ts';
-import { Confirmer } from './confirm-channel.ts';
+import type { Confirmer } from './confirm-channel.ts';
 import { deadLetterEnvelope, undecodableCopy } from './dead-letters.ts';
 import type { LazyConnection } from './connection.ts';
 import { KeyGate } from './key-gate.ts';
+import { QueueSubscription } from './queue-subscription.ts';
 import { partitionOf, partitionQueueName, partitionQueueNames } from './partitions.ts';
 import { delayBucket, type QueueType, type Topology } from './topology.ts';
 
@@ -59,7 +60,9 @@ export interface RabbitMqSourceSettings {
 
 /**
  * One consumer of a RabbitMQ queue, driven by the consumer runtime. The broker pushes up to
- * `prefetch` unacknowledged messages into a local buffer; `claim` drains it. Retries and dead
+ * `prefetch` unacknowledged messages into a local buffer; `claim` drains it. The channel, its
+ * subscription and its reconnects are a `QueueSubscription`'s; this class decides what each
+ * message becomes. Retries and dead
  * letters are published (confirmed) before the original is acked, so a crash in between
  * duplicates a message and never loses one.
  *
@@ -77,55 +80,50 @@ export class RabbitMqSource implements DeliverySource<RabbitMqDelivery> {
   /** The runtime's prefetch when its consumer sets none (see `defaultRuntimePrefetch`). */
   readonly defaultPrefetch = defaultRuntimePrefetch;
   readonly #s: RabbitMqSourceSettings;
-  /** The queues consumed: the destination, or its partitions. */
-  readonly #queues: readonly string[];
+  /** The channel, its subscription to the queues (the destination, or its partitions), its reconnects. */
+  readonly #subscription: QueueSubscription;
   /** Per-key mode: what was pushed waits here until its key is free. */
   readonly #gate: KeyGate<RabbitMqDelivery> | undefined;
   /** Wake-ups at the end of in-place retry backoffs (per-key mode). */
   readonly #timers = new Set<TimerHandle>();
   /** Per-key mode: shutting down, so nothing more is handed out; the channel's close returns it all. */
   #draining = false;
-  #confirmer: Confirmer | undefined;
-  /** The consumer tags while consuming; undefined when not consuming. */
-  #consumerTags: string[] | undefined;
-  #prefetch: number | undefined;
   #buffer: RabbitMqDelivery[] = [];
   #wake: () => void = () => {};
-  #closed = false;
-  /** Consumption was cancelled for good: the source is shutting down. */
-  #stopped = false;
-  #reconnects = 0;
-  #reconnectTimer: TimerHandle | undefined;
-  #connecting: Promise<void> | undefined;
 
   constructor(destination: string, settings: RabbitMqSourceSettings) {
     this.destination = destination;
     this.#s = settings;
-    this.#prefetch = settings.prefetch ?? settings.capacity;
     const partitions = settings.partitions;
-    this.#queues = partitions === undefined ? [destination] : partitionQueueNames(destination, partitions);
     this.#gate = partitions === undefined ? undefined : new KeyGate();
+    this.#subscription = new QueueSubscription({
+      connection: settings.connection,
+      topology: settings.topology,
+      clock: settings.clock,
+      queues: partitions === undefined ? [destination] : partitionQueueNames(destination, partitions),
+      prefetch: settings.prefetch ?? settings.capacity,
+      reconnectBackoff: settings.reconnectBackoff,
+      confirmTimeoutMs: settings.confirmTimeoutMs,
+      onError: settings.onError,
+      onMessage: (confirmer, message) => this.#receive(confirmer, message),
+      onLost: () => {
+        // The broker requeues whatever the channel held; what is buffered here is void.
+        this.#buffer = [];
+        this.#gate?.clear();
+      },
+      onBack: () => this.#wake(),
+    });
   }
 
   async open(wake: () => void): Promise<void> {
     this.#wake = wake;
-    await this.#connect();
+    await this.#subscription.open();
   }
 
   async claim(max: number): Promise<RabbitMqDelivery[]> {
-    if (
-      !this.#stopped &&
-      this.#consumerTags === undefined &&
-      this.#confirmer?.open === true &&
-      this.#connecting === undefined
-    ) {
-      // Nobody said how many messages the runtime can hold: its first claim, with nothing held, asks for that many.
-      this.#prefetch ??= max;
-      this.#connecting = this.#consume(this.#confirmer, this.#prefetch).finally(
-        () => (this.#connecting = undefined),
-      );
-      await this.#connecting;
-    }
+    // Consumes from the first claim on. Nobody said how many messages the runtime can hold
+    // (a bare source): its first claim, with nothing held, asks for that many.
+    await this.#subscription.subscribe(max);
     if (this.#gate !== undefined) return this.#draining ? [] : this.#gate.claim(this.#s.clock.now(), max);
     return this.#buffer.splice(0, max);
   }
@@ -197,34 +195,30 @@ export class RabbitMqSource implements DeliverySource<RabbitMqDelivery> {
     }
     const confirmer = delivery.confirmer;
     // The channel is gone: the broker has requeued the message already.
-    if (!confirmer.open || confirmer !== this.#confirmer) return;
+    if (!confirmer.open || confirmer !== this.#subscription.current) return;
     // Release means shutdown: stop taking messages, or the copy would come straight back here.
-    await this.#stopConsuming(confirmer);
+    await this.#subscription.stop();
     await this.#handBack(confirmer, [delivery]);
   }
 
   async close(): Promise<void> {
-    this.#closed = true;
-    if (this.#reconnectTimer !== undefined) this.#s.clock.clearTimeout(this.#reconnectTimer);
-    this.#reconnectTimer = undefined;
     for (const timer of this.#timers) this.#s.clock.clearTimeout(timer);
     this.#timers.clear();
-    await this.#connecting?.catch(() => undefined);
-    const confirmer = this.#confirmer;
+    const confirmer = await this.#subscription.close();
     if (confirmer === undefined) return;
     if (this.#gate !== undefined) {
       // Per-key: no cancel first (see release): the close returns every unacknowledged message
       // and hands each partition to the next consumer at once, so order holds across failover.
       // Those messages count as redelivered, one attempt more at most (docs/rabbitmq.md).
       this.#gate.clear();
-      this.#confirmer = undefined;
+      this.#subscription.detach();
       await confirmer.close();
       return;
     }
     // After the cancel is confirmed nothing more arrives; what was pushed here but never claimed
     // was not attempted, so it goes back uncounted.
-    await this.#stopConsuming(confirmer);
-    this.#confirmer = undefined;
+    await this.#subscription.stop();
+    this.#subscription.detach();
     await this.#handBack(confirmer, this.#buffer.splice(0));
     // Closing the channel hands every other unacknowledged message back to the queue.
     await confirmer.close();
@@ -246,14 +240,6 @@ export class RabbitMqSource implements DeliverySource<RabbitMqDelivery> {
     for (const delivery of deliveries) {
       if (confirmer.open && !failed.has(delivery.envelope.id)) confirmer.acks.ack(delivery.message);
     }
-  }
-
-  async #stopConsuming(confirmer: Confirmer): Promise<void> {
-    this.#stopped = true;
-    const tags = this.#consumerTags;
-    this.#consumerTags = undefined;
-    if (tags === undefined || !confirmer.open) return;
-    for (const tag of tags) await confirmer.channel.cancel(tag).catch(() => undefined);
   }
 
   /** Where a dead letter goes: the dead-letter queue, or in per-key mode its message's partition. */
@@ -322,52 +308,7 @@ export class RabbitMqSource implements DeliverySource<RabbitMqDelivery> {
     return confirmer;
   }
 
-  async #connect(): Promise<void> {
-    const connection = await this.#s.connection.get();
-    const channel = await connection.createConfirmChannel();
-    const confirmer = new Confirmer(channel, this.#s.clock, this.#s.confirmTimeoutMs);
-    channel.on('close', () => this.#onChannelClosed(confirmer));
-    try {
-      // Always declared on (re)connect: the queue may have been deleted while keel was away.
-      for (const queue of this.#queues) await this.#s.topology.queue(channel, queue, { force: true });
-    } catch (error) {
-      await confirmer.close();
-      throw error;
-    }
-    this.#confirmer = confirmer;
-    this.#consumerTags = undefined;
-    if (this.#prefetch !== undefined && !this.#stopped) await this.#consume(confirmer, this.#prefetch);
-  }
-
-  async #consume(confirmer: Confirmer, prefetch: number): Promise<void> {
-    const channel = confirmer.channel;
-    // Per consumer (global false): in per-key mode every partition queue gets the whole window.
-    await channel.prefetch(prefetch);
-    // Acks behind a slower handler may wait for it (to go in one run) while they hold back at
-    // most half of the window: the other half keeps messages coming. A small window has no half
-    // to spare: a held ack would idle a handler slot.
-    const window = prefetch * this.#queues.length;
-    confirmer.acks.holdLimit = window >= 16 ? window / 2 : 0;
-    const tags: string[] = [];
-    for (const queue of this.#queues) {
-      const { consumerTag } = await channel.consume(queue, (message) => {
-        if (message === null) {
-          // The broker cancelled the consumer (queue deleted): start over on a new channel.
-          void confirmer.close();
-          return;
-        }
-        // Every delivery, before anything else: acks go in runs only while all are known.
-        confirmer.acks.delivered(message);
-        this.#receive(confirmer, message);
-      });
-      tags.push(consumerTag);
-    }
-    this.#consumerTags = tags;
-  }
-
   #receive(confirmer: Confirmer, message: ConsumeMessage): void {
-    // From a channel already given up: its close requeues the message.
-    if (confirmer !== this.#confirmer) return;
     let decoded;
     try {
       decoded = decode(message);
@@ -407,37 +348,6 @@ export class RabbitMqSource implements DeliverySource<RabbitMqDelivery> {
     } catch (failure) {
       this.#s.onError(failure);
     }
-  }
-
-  #onChannelClosed(confirmer: Confirmer): void {
-    if (this.#closed || confirmer !== this.#confirmer) return;
-    // The broker requeues whatever this channel held; what is buffered here is void.
-    this.#confirmer = undefined;
-    this.#consumerTags = undefined;
-    this.#buffer = [];
-    this.#gate?.clear();
-    this.#scheduleReconnect();
-  }
-
-  #scheduleReconnect(): void {
-    // A broker closed under a running consumer: nothing to reconnect to.
-    if (this.#closed || this.#reconnectTimer !== undefined || this.#s.connection.closed) return;
-    this.#reconnects++;
-    const delay = this.#s.reconnectBackoff.delay(this.#reconnects, 0);
-    this.#reconnectTimer = this.#s.clock.setTimeout(() => {
-      this.#reconnectTimer = undefined;
-      if (this.#closed) return;
-      this.#connecting = this.#connect()
-        .then(() => {
-          this.#reconnects = 0;
-          this.#wake();
-        })
-        .catch((error: unknown) => {
-          this.#s.onError(error);
-          this.#scheduleReconnect();
-        })
-        .finally(() => (this.#connecting = undefined));
-    }, delay);
   }
 }
 
