@@ -133,6 +133,28 @@ describe('Confirmer', () => {
     expect(await done).toEqual([]);
   });
 
+  it('publishes running at once share the slice: a per-key publish writes 128 per turn in all', async () => {
+    const { channel, confirmer } = setup();
+    const socket = channel.connection.stream;
+    const a = Array.from({ length: 100 }, (_, n) => `a${n}`);
+    const b = Array.from({ length: 100 }, (_, n) => `b${n}`);
+    const done = Promise.all([
+      confirmer.publish('p0', outgoing(...a)),
+      confirmer.publish('p1', outgoing(...b)),
+    ]);
+    // a's 100 and the first 28 of b's, then the rest of b after the flush.
+    expect(channel.published).toHaveLength(128);
+    await tick();
+    await tick();
+    expect(socket.uncorks).toBe(1);
+    expect(channel.published).toHaveLength(200);
+    expect(channel.published.map((p) => p.id)).toEqual([...a, ...b]);
+    for (const p of channel.published) p.callback(null);
+    expect(await done).toEqual([[], []]);
+    for (let turn = 0; turn < 4; turn++) await tick();
+    expect(socket.corked).toBe(0);
+  });
+
   it('leaves the socket uncorked when the channel closes in the middle of a batch', async () => {
     const { channel, confirmer } = setup();
     const ids = Array.from({ length: 200 }, (_, n) => `m${n}`);

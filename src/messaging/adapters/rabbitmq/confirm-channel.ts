@@ -30,15 +30,11 @@ function socketOf(channel: ConfirmChannel): Writable | undefined {
 }
 
 /**
- * Messages a publish writes before it lets the socket flush them (see `Confirmer.publish`).
- * 64 and 128 measured alike on quorum queues; a whole batch of 1 000 at once was ~15 % slower.
+ * Messages written to a channel before the socket flushes them (see `Confirmer.publish`), all
+ * publishes on the channel together (a per-key publish writes its partitions at once). 64 and
+ * 128 measured alike on quorum queues; a whole batch of 1 000 at once was ~15 % slower.
  */
 const sliceSize = 128;
-
-/** Resolves two event-loop turns from now: after amqplib's muxer and the socket flush (`#hold`). */
-function twoTurns(): Promise<void> {
-  return new Promise((resolve) => setImmediate(() => setImmediate(resolve)));
-}
 
 /**
  * A confirm-mode channel that publishes a batch and waits for every broker confirm at once
@@ -56,7 +52,12 @@ export class Confirmer {
   readonly #returned = new Set<string>();
   readonly #drainWaiters = new Set<() => void>();
   readonly #socket: Writable | undefined;
+  /** A slice is open: the socket is corked (when there is one) until the turn after next. */
   #holding = false;
+  /** Messages written in the open slice. */
+  #inSlice = 0;
+  /** Publishes waiting for the open slice to be flushed, to write into the next. */
+  readonly #sliceWaiters: (() => void)[] = [];
 
   readonly #clock: Clock;
   readonly #timeoutMs: number;
@@ -103,10 +104,9 @@ export class Confirmer {
       // A slice at a time: the broker works on one slice while the next is encoded. Written all
       // at once, a batch reached the socket only after its last message was encoded, and the
       // broker waited for it (~15 % slower on quorum queues here, each side with a core).
-      if (index % sliceSize === 0) {
-        if (index > 0) await twoTurns();
-        this.#hold();
-      }
+      if (this.#inSlice >= sliceSize) await this.#nextSlice();
+      this.#hold();
+      this.#inSlice++;
       const message = messages[index]!;
       if (!this.#open) {
         settle(index, { id: message.id, error: new Error('channel closed') });
@@ -122,10 +122,7 @@ export class Confirmer {
         settle(index, { id: message.id, error });
       }
       // Respect the channel's backpressure instead of buffering a whole batch in memory.
-      if (!writable) {
-        await this.#waitForDrain();
-        this.#hold();
-      }
+      if (!writable) await this.#waitForDrain();
     }
     if (pending > 0) {
       const timer = this.#clock.setTimeout(() => {
@@ -170,16 +167,23 @@ export class Confirmer {
    * corked; a heartbeat waits a turn at most.
    */
   #hold(): void {
-    const socket = this.#socket;
-    if (socket === undefined || this.#holding) return;
+    if (this.#holding) return;
     this.#holding = true;
-    socket.cork();
+    const socket = this.#socket;
+    socket?.cork();
     setImmediate(() =>
       setImmediate(() => {
         this.#holding = false;
-        socket.uncork();
+        this.#inSlice = 0;
+        socket?.uncork();
+        // In order: the first to wait writes first, and those the new slice cannot take wait again.
+        for (const resolve of this.#sliceWaiters.splice(0)) resolve();
       }),
     );
+  }
+
+  #nextSlice(): Promise<void> {
+    return new Promise((resolve) => this.#sliceWaiters.push(resolve));
   }
 
   #waitForDrain(): Promise<void> {
