@@ -9,7 +9,11 @@
  *
  * Register fixed texts only: each one becomes a prepared statement on every pooled connection
  * for the connection's life. A text built per call (a list of placeholders of varying length)
- * must not be registered.
+ * must not be registered. And only statements whose plan cannot depend on a table's size —
+ * inserts, including `ON CONFLICT` on a unique key — never a search: after five executions
+ * PostgreSQL may settle on a generic plan, and one made while a table was empty (a sequential
+ * scan) stays cached as the table fills, until the next ANALYZE (measured on the outbox claim:
+ * 21–23 ms per claim instead of 2–3 ms after 50,000 rows arrived).
  */
 const names = new Map<string, string>();
 

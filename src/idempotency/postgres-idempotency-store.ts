@@ -41,13 +41,11 @@ const claimKey = preparedStatement(
         OR (k.response IS NULL AND k.locked_until <= $7 AND k.fingerprint = EXCLUDED.fingerprint)
    RETURNING 1`,
 );
-const readKey = preparedStatement(
-  `SELECT fingerprint, token::text AS token, locked_until, expires_at, response
-   FROM keel_idempotency_keys WHERE scope = $1 AND key = $2`,
-);
-const storeResponse = preparedStatement(
-  `UPDATE keel_idempotency_keys SET response = $4::jsonb WHERE scope = $1 AND key = $2 AND token::text = $3`,
-);
+// The lookups by key stay unprepared: a generic plan made while the table was nearly empty (a
+// sequential scan) would stay cached as it grows, until the next ANALYZE.
+const readKey = `SELECT fingerprint, token::text AS token, locked_until, expires_at, response
+   FROM keel_idempotency_keys WHERE scope = $1 AND key = $2`;
+const storeResponse = `UPDATE keel_idempotency_keys SET response = $4::jsonb WHERE scope = $1 AND key = $2 AND token::text = $3`;
 
 interface KeyRow {
   fingerprint: string;

@@ -1,5 +1,4 @@
 import type { Db, Unlisten } from '../../../db/db.ts';
-import { preparedStatement } from '../../../db/prepared-statements.ts';
 import { InvalidArgumentError } from '../../../errors/index.ts';
 import type { Clock } from '../../../time/index.ts';
 import type { Delivery, DeliverySource } from '../../delivery-source.ts';
@@ -41,9 +40,12 @@ interface QueueRow {
   attempts: number;
 }
 
-/** Leases up to $3 due messages of queue $1 to owner $4 until $5, the oldest of each key only. */
-const claimBatch = preparedStatement(
-  `WITH relaxed AS (SELECT set_config('synchronous_commit', 'off', true))
+/**
+ * Leases up to $3 due messages of queue $1 to owner $4 until $5, the oldest of each key only.
+ * Not a prepared statement: a generic plan made while the queue is empty (a sequential scan)
+ * would stay cached as a burst fills it, until the next ANALYZE.
+ */
+const claimBatch = `WITH relaxed AS (SELECT set_config('synchronous_commit', 'off', true))
    -- A lease need not survive a server crash: lost, its message is merely claimable again at
    -- once (at-least-once holds; that attempt goes uncounted). Not waiting for the WAL flush
    -- saves a disk sync per claim; the ack that follows is a durable commit and flushes the
@@ -61,16 +63,13 @@ const claimBatch = preparedStatement(
      ORDER BY seq
      LIMIT $3
      FOR UPDATE SKIP LOCKED))
-   RETURNING q.seq::text AS seq, q.id::text AS id, q.type, q.key, q.payload, q.headers, q.occurred_at, q.hlc, q.attempts`,
-);
+   RETURNING q.seq::text AS seq, q.id::text AS id, q.type, q.key, q.payload, q.headers, q.occurred_at, q.hlc, q.attempts`;
 
-/** Deletes the acked rows still leased to their deliveries' tokens. */
-const deleteAcked = preparedStatement(
-  `DELETE FROM keel_queue AS q
+/** Deletes the acked rows still leased to their deliveries' tokens (not prepared, as the claim). */
+const deleteAcked = `DELETE FROM keel_queue AS q
    USING unnest($1::bigint[], $2::text[]) AS a(seq, token)
    WHERE q.seq = a.seq AND q.lease_owner = a.token
-   RETURNING q.seq::text AS seq`,
-);
+   RETURNING q.seq::text AS seq`;
 
 /**
  * The PostgreSQL queue's side of the consumer runtime: claim, ack, retry, dead-letter, release,
