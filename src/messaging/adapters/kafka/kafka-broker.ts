@@ -13,7 +13,7 @@ import type { Envelope } from '../../envelope.ts';
 import type { Handler } from '../../handler.ts';
 import { PublishError } from '../../publisher.ts';
 import { QueueConsumer, type QueueConsumerOptions } from '../../queue-consumer.ts';
-import { describeError } from '../postgres/pg-queue-source.ts';
+import { describeError } from '../../describe-error.ts';
 import {
   assertTopic,
   resolveOptions,

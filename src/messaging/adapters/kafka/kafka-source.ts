@@ -2,7 +2,7 @@ import { Consumer, type Message, type MessagesStream } from '@platformatic/kafka
 import { KeelError } from '../../../errors/index.ts';
 import type { Clock, TimerHandle } from '../../../time/index.ts';
 import type { Delivery, DeliverySource } from '../../delivery-source.ts';
-import { describeError } from '../postgres/pg-queue-source.ts';
+import { describeError } from '../../describe-error.ts';
 import { CommitBatcher } from './commit-batcher.ts';
 import { PartitionTracker, type TrackedRecord } from './partition-tracker.ts';
 import { decodeRecord, encodeEnvelope, type EncodedRecord } from './record-codec.ts';

@@ -5,7 +5,7 @@ import type { Delivery, DeliverySource } from '../../delivery-source.ts';
 import type { Envelope } from '../../envelope.ts';
 import type { Handler } from '../../handler.ts';
 import { QueueConsumer, type QueueConsumerOptions } from '../../queue-consumer.ts';
-import { describeError } from '../postgres/pg-queue-source.ts';
+import { describeError } from '../../describe-error.ts';
 
 interface Entry {
   readonly seq: number;

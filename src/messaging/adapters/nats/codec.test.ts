@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { KeelError } from '../../../errors/index.ts';
 import { ManualClock } from '../../../time/index.ts';
 import { createEnvelope } from '../../envelope.ts';
-import { decode, describeError, encode, keelHeaders } from './codec.ts';
+import { decode, encode, keelHeaders } from './codec.ts';
 import { FirstFailures } from './jetstream-context.ts';
 import { Names, assertDestination } from './names.ts';
 import { resolveOptions } from './nats-options.ts';
@@ -52,11 +52,6 @@ describe('nats codec', () => {
 
   it('refuses a message that is not a keel envelope', () => {
     expect(() => decode({ data: new TextEncoder().encode('{}') })).toThrow(/x-keel-id/);
-  });
-
-  it('describes an error on one line, bounded', () => {
-    expect(describeError(new Error('a\nb'))).toBe('Error: a b');
-    expect(describeError('x'.repeat(5000))).toHaveLength(2001);
   });
 });
 

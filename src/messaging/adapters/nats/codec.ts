@@ -92,12 +92,3 @@ export function decode(message: { headers?: MsgHdrs | undefined; data: Uint8Arra
     firstFailedAt: first || undefined,
   };
 }
-
-/** An error as one header line, at most 2 000 characters. */
-export function describeError(error: unknown): string {
-  const text = (error instanceof Error ? `${error.name}: ${error.message}` : String(error)).replace(
-    /[\r\n]+/g,
-    ' ',
-  );
-  return text.length > 2000 ? text.slice(0, 2000) + '…' : text;
-}

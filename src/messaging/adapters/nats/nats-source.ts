@@ -3,8 +3,9 @@ import { headers as natsHeaders } from '@nats-io/transport-node';
 import { KeelError } from '../../../errors/index.ts';
 import type { TimerHandle } from '../../../time/index.ts';
 import type { Delivery, DeliverySource } from '../../delivery-source.ts';
+import { describeErrorOnOneLine } from '../../describe-error.ts';
 import type { Envelope } from '../../envelope.ts';
-import { decode, describeError, encode } from './codec.ts';
+import { decode, encode } from './codec.ts';
 import type { JetStreamContext } from './jetstream-context.ts';
 
 export interface NatsDelivery extends Delivery {
@@ -146,7 +147,7 @@ export class NatsSource implements DeliverySource<NatsDelivery> {
       headers: {
         ...delivery.envelope.headers,
         'x-dead-letter-source': this.destination,
-        'x-dead-letter-error': describeError(error),
+        'x-dead-letter-error': describeErrorOnOneLine(error),
         'x-dead-letter-attempts': String(delivery.attempt),
         'x-dead-letter-first-failed-at': context.firstFailures.get(key) ?? delivery.firstFailedAt ?? now,
         'x-dead-letter-last-failed-at': now,
@@ -286,7 +287,7 @@ export class NatsSource implements DeliverySource<NatsDelivery> {
       const h = natsHeaders();
       for (const name of message.headers?.keys() ?? []) h.set(name, message.headers!.get(name));
       h.set('x-dead-letter-source', this.destination);
-      h.set('x-dead-letter-error', `undecodable: ${describeError(error)}`);
+      h.set('x-dead-letter-error', `undecodable: ${describeErrorOnOneLine(error)}`);
       h.set('x-dead-letter-attempts', String(message.info.deliveryCount));
       h.set('x-dead-letter-first-failed-at', now);
       h.set('x-dead-letter-last-failed-at', now);

@@ -2,8 +2,12 @@ import type { Db, Unlisten } from '../../../db/db.ts';
 import { InvalidArgumentError } from '../../../errors/index.ts';
 import type { Clock } from '../../../time/index.ts';
 import type { Delivery, DeliverySource } from '../../delivery-source.ts';
+import { describeError } from '../../describe-error.ts';
 import type { Envelope } from '../../envelope.ts';
 import { pgQueueChannel } from './schema.ts';
+
+/** Re-exported for the outbox relay, which still imports it from here. */
+export { describeError };
 
 /** Longest time between two looks for expired leases while claiming. */
 const reapEveryMs = 1000;
@@ -237,9 +241,4 @@ function toEnvelope(row: QueueRow): Envelope {
         : new Date(row.occurred_at).toISOString(),
     ...(row.hlc === null ? {} : { hlc: row.hlc }),
   };
-}
-
-export function describeError(error: unknown): string {
-  const text = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
-  return text.length > 2000 ? text.slice(0, 2000) + '…' : text;
 }

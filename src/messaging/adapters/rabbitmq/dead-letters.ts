@@ -1,12 +1,7 @@
 import type { Message } from 'amqplib';
+import { describeError } from '../../describe-error.ts';
 import type { Envelope } from '../../envelope.ts';
 import type { Outgoing } from './confirm-channel.ts';
-
-/** The error as a dead letter's `x-dead-letter-error` says it: name and message, at most 2 000 characters. */
-export function describeError(error: unknown): string {
-  const text = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
-  return text.length > 2000 ? text.slice(0, 2000) + '…' : text;
-}
 
 /** What failed for good, as the dead-letter copy reports it. */
 export interface Failed {
