@@ -6,8 +6,8 @@ import type { Handler } from '../../handler.ts';
 import { PublishError } from '../../publisher.ts';
 import { QueueConsumer, type QueueConsumerOptions } from '../../queue-consumer.ts';
 import { encode } from './codec.ts';
+import { BrokerConnections, resolveRabbitMqUrl } from './broker-connections.ts';
 import { Confirmer, type Outgoing } from './confirm-channel.ts';
-import { LazyConnection, publishWriteBufferBytes } from './connection.ts';
 import { assertPartitions, partitionOf, partitionQueueName, partitionQueueNames } from './partitions.ts';
 import { redriveQueue } from './queue-redrive.ts';
 import { defaultRuntimePrefetch, RabbitMqSource } from './rabbitmq-source.ts';
@@ -80,10 +80,7 @@ interface Resolved {
 }
 
 function resolveOptions(options: RabbitMqBrokerOptions): Resolved {
-  const url = options.url ?? process.env['KEEL_RABBITMQ_URL'] ?? 'amqp://guest:guest@127.0.0.1:5672';
-  if (typeof url !== 'string' || !/^amqps?:\/\//.test(url)) {
-    throw new InvalidArgumentError('url', 'an amqp:// or amqps:// URL', url);
-  }
+  const url = resolveRabbitMqUrl(options.url);
   const queueType = options.queueType ?? 'quorum';
   if (queueType !== 'quorum' && queueType !== 'classic') {
     throw new InvalidArgumentError('queueType', "'quorum' or 'classic'", queueType);
@@ -149,11 +146,9 @@ export class RabbitMqBroker implements MessageBroker {
   readonly name = 'rabbitmq';
   readonly capabilities: BrokerCapabilities;
   readonly #o: Resolved;
-  readonly #publishConnection: LazyConnection;
-  readonly #consumeConnection: LazyConnection;
+  readonly #connections: BrokerConnections;
   readonly #publishTopology: Topology;
   readonly #consumeTopology: Topology;
-  #publisher: Promise<Confirmer> | undefined;
   #closed = false;
 
   constructor(options: RabbitMqBrokerOptions = {}) {
@@ -167,25 +162,19 @@ export class RabbitMqBroker implements MessageBroker {
       redeliversOnNack: false,
       delayedDelivery: true,
     };
-    const settings = {
-      url: this.#o.url,
-      connectTimeoutMs: this.#o.connectTimeoutMs,
-      heartbeatSeconds: this.#o.heartbeatSeconds,
-    };
-    this.#publishConnection = new LazyConnection({
-      ...settings,
-      name: `${this.#o.name} publish`,
-      writeBufferBytes: publishWriteBufferBytes,
-    });
-    this.#consumeConnection = new LazyConnection({ ...settings, name: `${this.#o.name} consume` });
     const singleActiveConsumer = this.#o.partitions !== undefined;
     this.#publishTopology = new Topology(this.#o.queueType, this.#o.clock, { singleActiveConsumer });
     this.#consumeTopology = new Topology(this.#o.queueType, this.#o.clock, { singleActiveConsumer });
-    this.#publishConnection.onLost(() => {
-      this.#publisher = undefined;
-      this.#publishTopology.reset();
+    this.#connections = new BrokerConnections({
+      url: this.#o.url,
+      connectTimeoutMs: this.#o.connectTimeoutMs,
+      heartbeatSeconds: this.#o.heartbeatSeconds,
+      name: this.#o.name,
+      clock: this.#o.clock,
+      confirmTimeoutMs: this.#o.confirmTimeoutMs,
+      publishTopology: this.#publishTopology,
+      consumeTopology: this.#consumeTopology,
     });
-    this.#consumeConnection.onLost(() => this.#consumeTopology.reset());
   }
 
   /** Partition queues per destination with `ordering: 'per-key'`; undefined otherwise. */
@@ -236,7 +225,7 @@ export class RabbitMqBroker implements MessageBroker {
     const groups = this.#route(destination, messages);
     const targets = new Map<string, string>();
     try {
-      confirmer = await this.#publishChannel();
+      confirmer = await this.#connections.publishChannel();
       const bucket = delayBucket((options.availableAt ?? now) - now);
       for (const queue of groups.keys()) {
         await this.#publishTopology.queue(confirmer.channel, queue);
@@ -306,7 +295,7 @@ export class RabbitMqBroker implements MessageBroker {
     assertDestination(deadLetterDestination, 'deadLetterDestination');
     // leaseMs has no meaning here: RabbitMQ holds a message while its channel lives.
     return new RabbitMqSource(destination, {
-      connection: this.#consumeConnection,
+      connection: this.#connections.consume,
       topology: this.#consumeTopology,
       clock: this.#o.clock,
       queueType: this.#o.queueType,
@@ -335,7 +324,7 @@ export class RabbitMqBroker implements MessageBroker {
     if (limit !== Infinity && (!Number.isInteger(limit) || limit < 0)) {
       throw new InvalidArgumentError('limit', 'an integer >= 0', limit);
     }
-    const connection = await this.#publishConnection.get();
+    const connection = await this.#connections.publish.get();
     const confirmer = new Confirmer(
       await connection.createConfirmChannel(),
       this.#o.clock,
@@ -362,11 +351,7 @@ export class RabbitMqBroker implements MessageBroker {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    const publisher = this.#publisher;
-    this.#publisher = undefined;
-    await (await publisher?.catch(() => undefined))?.close();
-    await this.#publishConnection.close();
-    await this.#consumeConnection.close();
+    await this.#connections.close();
   }
 
   /** The messages for each queue behind `destination`, in publish order. */
@@ -381,24 +366,5 @@ export class RabbitMqBroker implements MessageBroker {
       else group.push(envelope);
     }
     return groups;
-  }
-
-  #publishChannel(): Promise<Confirmer> {
-    const existing = this.#publisher;
-    if (existing !== undefined) return existing;
-    const opening = (async () => {
-      const connection = await this.#publishConnection.get();
-      const channel = await connection.createConfirmChannel();
-      const confirmer = new Confirmer(channel, this.#o.clock, this.#o.confirmTimeoutMs);
-      channel.on('close', () => {
-        if (this.#publisher === opening) this.#publisher = undefined;
-      });
-      return confirmer;
-    })();
-    void opening.catch(() => {
-      if (this.#publisher === opening) this.#publisher = undefined;
-    });
-    this.#publisher = opening;
-    return opening;
   }
 }

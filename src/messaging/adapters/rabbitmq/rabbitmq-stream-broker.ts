@@ -6,8 +6,8 @@ import type { Handler } from '../../handler.ts';
 import { PublishError } from '../../publisher.ts';
 import { QueueConsumer, type QueueConsumerOptions } from '../../queue-consumer.ts';
 import { encode } from './codec.ts';
-import { Confirmer, type Outgoing } from './confirm-channel.ts';
-import { LazyConnection, publishWriteBufferBytes } from './connection.ts';
+import { BrokerConnections, resolveRabbitMqUrl } from './broker-connections.ts';
+import type { Confirmer, Outgoing } from './confirm-channel.ts';
 import { RabbitMqStreamSource, type StreamPosition } from './rabbitmq-stream-source.ts';
 import { StreamTopology, type StreamRetention } from './stream-topology.ts';
 import { assertDestination } from './topology.ts';
@@ -97,18 +97,13 @@ export class RabbitMqStreamBroker implements MessageBroker {
   readonly #reconnectBackoff: Backoff;
   readonly #clock: Clock;
   readonly #onError: (error: unknown) => void;
-  readonly #publishConnection: LazyConnection;
-  readonly #consumeConnection: LazyConnection;
+  readonly #connections: BrokerConnections;
   readonly #publishTopology: StreamTopology;
   readonly #consumeTopology: StreamTopology;
-  #publisher: Promise<Confirmer> | undefined;
   #closed = false;
 
   constructor(options: RabbitMqStreamBrokerOptions = {}) {
-    const url = options.url ?? process.env['KEEL_RABBITMQ_URL'] ?? 'amqp://guest:guest@127.0.0.1:5672';
-    if (typeof url !== 'string' || !/^amqps?:\/\//.test(url)) {
-      throw new InvalidArgumentError('url', 'an amqp:// or amqps:// URL', url);
-    }
+    const url = resolveRabbitMqUrl(options.url);
     this.#prefetch = positive(options.prefetch ?? 100, 'prefetch', true);
     if (this.#prefetch > 65_535)
       throw new InvalidArgumentError('prefetch', 'an integer from 1 to 65535', this.#prefetch);
@@ -125,21 +120,18 @@ export class RabbitMqStreamBroker implements MessageBroker {
       options.reconnectBackoff ?? exponentialBackoff({ initialMs: 100, maxMs: 10_000 });
     this.#clock = options.clock ?? systemClock;
     this.#onError = options.onError ?? (() => {});
-    const name = options.name ?? 'keel';
-    const settings = { url, connectTimeoutMs, heartbeatSeconds };
-    this.#publishConnection = new LazyConnection({
-      ...settings,
-      name: `${name} publish`,
-      writeBufferBytes: publishWriteBufferBytes,
-    });
-    this.#consumeConnection = new LazyConnection({ ...settings, name: `${name} consume` });
     this.#publishTopology = new StreamTopology(options.retention);
     this.#consumeTopology = new StreamTopology(options.retention);
-    this.#publishConnection.onLost(() => {
-      this.#publisher = undefined;
-      this.#publishTopology.reset();
+    this.#connections = new BrokerConnections({
+      url,
+      connectTimeoutMs,
+      heartbeatSeconds,
+      name: options.name ?? 'keel',
+      clock: this.#clock,
+      confirmTimeoutMs: this.#confirmTimeoutMs,
+      publishTopology: this.#publishTopology,
+      consumeTopology: this.#consumeTopology,
     });
-    this.#consumeConnection.onLost(() => this.#consumeTopology.reset());
   }
 
   /** Every queue this broker declared: streams, dead-letter streams, group lock and offset queues. */
@@ -168,7 +160,7 @@ export class RabbitMqStreamBroker implements MessageBroker {
     if (this.#closed) throw new PublishError(destination, ids, new Error('broker closed'));
     let confirmer: Confirmer;
     try {
-      confirmer = await this.#publishChannel();
+      confirmer = await this.#connections.publishChannel();
       await this.#publishTopology.stream(confirmer.channel, destination);
     } catch (error) {
       throw new PublishError(destination, ids, error);
@@ -200,7 +192,7 @@ export class RabbitMqStreamBroker implements MessageBroker {
     assertDestination(deadLetterDestination, 'deadLetterDestination');
     if (options.from !== undefined) assertPosition(options.from, 'from');
     return new RabbitMqStreamSource(destination, {
-      connection: this.#consumeConnection,
+      connection: this.#connections.consume,
       topology: this.#consumeTopology,
       clock: this.#clock,
       group,
@@ -290,29 +282,6 @@ export class RabbitMqStreamBroker implements MessageBroker {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    const publisher = this.#publisher;
-    this.#publisher = undefined;
-    await (await publisher?.catch(() => undefined))?.close();
-    await this.#publishConnection.close();
-    await this.#consumeConnection.close();
-  }
-
-  #publishChannel(): Promise<Confirmer> {
-    const existing = this.#publisher;
-    if (existing !== undefined) return existing;
-    const opening = (async () => {
-      const connection = await this.#publishConnection.get();
-      const channel = await connection.createConfirmChannel();
-      const confirmer = new Confirmer(channel, this.#clock, this.#confirmTimeoutMs);
-      channel.on('close', () => {
-        if (this.#publisher === opening) this.#publisher = undefined;
-      });
-      return confirmer;
-    })();
-    void opening.catch(() => {
-      if (this.#publisher === opening) this.#publisher = undefined;
-    });
-    this.#publisher = opening;
-    return opening;
+    await this.#connections.close();
   }
 }
