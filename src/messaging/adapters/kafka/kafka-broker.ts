@@ -9,6 +9,7 @@ import {
 import { InvalidArgumentError, KeelError } from '../../../errors/index.ts';
 import type { Clock } from '../../../time/index.ts';
 import type { BrokerCapabilities, MessageBroker, PublishOptions, SourceOptions } from '../../broker.ts';
+import { redriveLimit } from '../../broker-arguments.ts';
 import type { Envelope } from '../../envelope.ts';
 import type { Handler } from '../../handler.ts';
 import { PublishError } from '../../publisher.ts';
@@ -161,10 +162,7 @@ export class KafkaBroker implements MessageBroker {
     this.#assertOpen();
     assertTopic('deadLetterDestination', deadLetterDestination);
     if (options.to !== undefined) assertTopic('to', options.to);
-    const limit = options.limit ?? Number.POSITIVE_INFINITY;
-    if (limit !== Number.POSITIVE_INFINITY && (!Number.isInteger(limit) || limit < 0)) {
-      throw new InvalidArgumentError('limit', 'an integer >= 0', options.limit);
-    }
+    const limit = redriveLimit(options.limit);
     if (limit === 0) return 0;
     await this.#ensureTopic(deadLetterDestination);
     let moved = 0;

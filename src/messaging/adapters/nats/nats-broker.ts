@@ -1,5 +1,6 @@
 import { InvalidArgumentError, KeelError } from '../../../errors/index.ts';
 import type { BrokerCapabilities, MessageBroker, PublishOptions, SourceOptions } from '../../broker.ts';
+import { assertEnvelopeList, redriveLimit } from '../../broker-arguments.ts';
 import type { Envelope } from '../../envelope.ts';
 import type { Handler } from '../../handler.ts';
 import { PublishError } from '../../publisher.ts';
@@ -73,8 +74,7 @@ export class NatsJetStreamBroker implements MessageBroker {
     options: PublishOptions = {},
   ): Promise<void> {
     assertDestination(destination);
-    const list: unknown = messages;
-    if (!Array.isArray(list)) throw new InvalidArgumentError('messages', 'an array of envelopes', messages);
+    assertEnvelopeList(messages);
     const availableAt = options.availableAt;
     if (availableAt !== undefined) {
       if (!Number.isFinite(availableAt)) {
@@ -163,10 +163,7 @@ export class NatsJetStreamBroker implements MessageBroker {
   ): Promise<number> {
     assertDestination(deadLetterDestination, 'deadLetterDestination');
     if (options.to !== undefined) assertDestination(options.to, 'to');
-    const limit = options.limit ?? Number.POSITIVE_INFINITY;
-    if (limit !== Number.POSITIVE_INFINITY && (!Number.isInteger(limit) || limit < 0)) {
-      throw new InvalidArgumentError('limit', 'an integer >= 0', limit);
-    }
+    const limit = redriveLimit(options.limit);
     return redriveDeadLetters(this.#context, deadLetterDestination, { to: options.to, limit });
   }
 

@@ -1,6 +1,7 @@
 import { InvalidArgumentError } from '../../../errors/index.ts';
 import { exponentialBackoff, systemClock, type Backoff, type Clock } from '../../../time/index.ts';
 import type { BrokerCapabilities, MessageBroker, PublishOptions, SourceOptions } from '../../broker.ts';
+import { assertEnvelopeList, redriveLimit } from '../../broker-arguments.ts';
 import type { Envelope } from '../../envelope.ts';
 import type { Handler } from '../../handler.ts';
 import { PublishError } from '../../publisher.ts';
@@ -210,10 +211,7 @@ export class RabbitMqBroker implements MessageBroker {
     options: PublishOptions = {},
   ): Promise<void> {
     assertDestination(destination);
-    const list: unknown = messages;
-    if (!Array.isArray(list)) {
-      throw new InvalidArgumentError('messages', 'an array of envelopes', messages);
-    }
+    assertEnvelopeList(messages);
     if (options.availableAt !== undefined && !Number.isFinite(options.availableAt)) {
       throw new InvalidArgumentError('availableAt', 'a time in ms since the epoch', options.availableAt);
     }
@@ -320,10 +318,7 @@ export class RabbitMqBroker implements MessageBroker {
   ): Promise<number> {
     assertDestination(deadLetterDestination, 'deadLetterDestination');
     if (options.to !== undefined) assertDestination(options.to, 'to');
-    const limit = options.limit ?? Infinity;
-    if (limit !== Infinity && (!Number.isInteger(limit) || limit < 0)) {
-      throw new InvalidArgumentError('limit', 'an integer >= 0', limit);
-    }
+    const limit = redriveLimit(options.limit);
     const connection = await this.#connections.publish.get();
     const confirmer = new Confirmer(
       await connection.createConfirmChannel(),
