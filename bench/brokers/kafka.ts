@@ -3,7 +3,8 @@ import { randomBytes } from 'node:crypto';
 import { Admin, Consumer, Producer, type Message } from '@platformatic/kafka';
 import { KafkaBroker } from '../../src/messaging/adapters/kafka/index.ts';
 import { deleteTopics } from '../../src/messaging/adapters/kafka/test-support.ts';
-import { until, type Pair, type Side } from './pair.ts';
+import { keelSide } from './keel-side.ts';
+import type { Pair, Side } from './pair.ts';
 
 const brokers = (process.env.KEEL_KAFKA_BROKERS ?? '127.0.0.1:9092').split(',');
 const concurrency = 64;
@@ -36,26 +37,11 @@ export const kafkaPair: Pair = {
       return group;
     };
     const name = (destination: string): string => `keelbench-${tag}-${destination}`;
-    const keel: Side = {
-      publish: async (destination, messages, chunk) => {
-        for (let i = 0; i < messages.length; i += chunk) {
-          await broker.publish(name(destination), messages.slice(i, i + chunk));
-        }
-      },
-      consume: async (destination, count, span) => {
-        let acked = 0;
-        const consumer = broker.consumer(name(destination), async () => span.first(), {
-          concurrency,
-          prefetch,
-          group: `keel-${tag}`,
-        });
-        consumer.events.on('acked', ({ messages }) => (acked += messages.length));
-        await consumer.start();
-        await until(() => acked, count, 120_000, 'keel kafka consume');
-        span.done();
-        await consumer.stop({ drainMs: 1000 });
-      },
-    };
+    const keel = keelSide(broker, {
+      name,
+      consumer: { concurrency, prefetch, group: `keel-${tag}` },
+      what: 'keel kafka consume',
+    });
     const raw: Side = {
       publish: async (destination, messages, chunk) => {
         const topic = name(destination);

@@ -4,7 +4,8 @@ import { connect, headers } from '@nats-io/transport-node';
 import { randomBytes } from 'node:crypto';
 import { NatsJetStreamBroker } from '../../src/messaging/adapters/nats/index.ts';
 import type { Envelope } from '../../src/messaging/envelope.ts';
-import { until, type Pair, type Side } from './pair.ts';
+import { keelSide } from './keel-side.ts';
+import type { Pair, Side } from './pair.ts';
 
 const servers = process.env.KEEL_NATS_URL ?? '127.0.0.1:4222';
 const concurrency = 64;
@@ -26,25 +27,7 @@ export const natsPair: Pair = {
     const nc = await connect({ servers, name: 'raw-bench', noAsyncTraces: true });
     const js = jetstream(nc);
     const jsm = await jetstreamManager(nc);
-    const keel: Side = {
-      publish: async (destination, messages, chunk) => {
-        for (let i = 0; i < messages.length; i += chunk) {
-          await broker.publish(destination, messages.slice(i, i + chunk));
-        }
-      },
-      consume: async (destination, count, span) => {
-        let acked = 0;
-        const consumer = broker.consumer(destination, async () => span.first(), {
-          concurrency,
-          prefetch: batch,
-        });
-        consumer.events.on('acked', ({ messages }) => (acked += messages.length));
-        await consumer.start();
-        await until(() => acked, count, 120_000, 'keel nats consume');
-        span.done();
-        await consumer.stop({ drainMs: 1000 });
-      },
-    };
+    const keel = keelSide(broker, { consumer: { concurrency, prefetch: batch }, what: 'keel nats consume' });
     const raw: Side = {
       publish: async (destination, messages, chunk) => {
         const stream = await rawStream(jsm, prefix, destination);

@@ -10,6 +10,7 @@ import {
   RabbitMqStreamBroker,
 } from '../../src/messaging/adapters/rabbitmq/index.ts';
 import { deleteQueues } from '../../src/messaging/adapters/rabbitmq/test-support.ts';
+import { keelSide } from './keel-side.ts';
 import { until, type Pair, type Side, type Span } from './pair.ts';
 
 const url = process.env.KEEL_RABBITMQ_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
@@ -91,29 +92,42 @@ async function rawConsume(
   await channel.close();
 }
 
-/** keel's side of a queue broker: publish in chunks, consume with a no-op handler until `count` are acked. */
-function keelSide(
+/** amqplib's side of a pair, open: its connection and confirm channel, and this run's queues. */
+interface RawAmqp {
+  readonly connection: ChannelModel;
+  readonly channel: ConfirmChannel;
+  /** This run's queue (or stream) for a round's destination, the same on both sides. */
+  readonly name: (destination: string) => string;
+  /** What the raw side declared: deleted on close, with the broker's own. */
+  readonly queues: string[];
+}
+
+/**
+ * Opens a RabbitMQ pair: amqplib's connection beside `broker`, keel's side over the broker and
+ * the raw side `rawSide` builds; the close closes both and deletes every queue either declared.
+ */
+async function openPair(
   broker: RabbitMqBroker | RabbitMqStreamBroker,
-  name: (destination: string) => string,
   what: string,
-): Side {
+  rawSide: (amqp: RawAmqp) => Side,
+): Promise<Awaited<ReturnType<Pair['open']>>> {
+  const tag = randomBytes(3).toString('hex');
+  const connection = await connect(url);
+  const channel = await connection.createConfirmChannel();
+  const amqp: RawAmqp = {
+    connection,
+    channel,
+    name: (destination) => `keelbench-${tag}-${destination}`,
+    queues: [],
+  };
   return {
-    publish: async (destination, messages, chunk) => {
-      for (let i = 0; i < messages.length; i += chunk) {
-        await broker.publish(name(destination), messages.slice(i, i + chunk));
-      }
-    },
-    consume: async (destination, count, span) => {
-      let acked = 0;
-      const consumer = broker.consumer(name(destination), async () => span.first(), {
-        concurrency,
-        prefetch,
-      });
-      consumer.events.on('acked', ({ messages }) => (acked += messages.length));
-      await consumer.start();
-      await until(() => acked, count, 120_000, what);
-      span.done();
-      await consumer.stop({ drainMs: 1000 });
+    keel: keelSide(broker, { name: amqp.name, consumer: { concurrency, prefetch }, what: `keel ${what}` }),
+    raw: rawSide(amqp),
+    close: async () => {
+      await broker.close();
+      await channel.close();
+      await connection.close();
+      await deleteQueues([...broker.declaredQueues(), ...amqp.queues]);
     },
   };
 }
@@ -127,17 +141,12 @@ export const rabbitPair: Pair = {
     `publish: a confirm channel; every message of a chunk published, the chunk done when the broker confirmed each; ${writes}`,
     `consume: prefetch ${concurrency + prefetch}; raw: an ack per message; keel: concurrency ${concurrency}, prefetch ${prefetch}, the acks of a tick in one multiple-ack where they are contiguous (AMQP acks are not confirmed)`,
   ],
-  async open() {
-    const tag = randomBytes(3).toString('hex');
+  open: () => {
     const broker = new RabbitMqBroker({ url, name: 'keel-bench' });
-    const connection = await connect(url);
-    const channel = await connection.createConfirmChannel();
-    const rawQueues: string[] = [];
-    const name = (destination: string): string => `keelbench-${tag}-${destination}`;
-    const raw: Side = {
+    return openPair(broker, 'rabbitmq consume', ({ connection, channel, name, queues }) => ({
       publish: async (destination, messages, chunk) => {
         const queue = name(destination);
-        rawQueues.push(queue);
+        queues.push(queue);
         await channel.assertQueue(queue, { durable: true, arguments: { 'x-queue-type': 'quorum' } });
         await rawPublish(channel, messages, chunk, () => queue);
       },
@@ -150,17 +159,7 @@ export const rabbitPair: Pair = {
           span,
           'raw rabbitmq consume',
         ),
-    };
-    return {
-      keel: keelSide(broker, name, 'keel rabbitmq consume'),
-      raw,
-      close: async () => {
-        await broker.close();
-        await channel.close();
-        await connection.close();
-        await deleteQueues([...broker.declaredQueues(), ...rawQueues]);
-      },
-    };
+    }));
   },
 };
 
@@ -173,8 +172,7 @@ export const rabbitPerKeyPair: Pair = {
     `publish: a confirm channel; every message of a chunk published to its partition, the chunk done when the broker confirmed each; ${writes}`,
     `consume: one channel consuming every partition, prefetch ${partitionPrefetch} per partition; raw: an ack per message in arrival order (a synchronous handler keeps each key's order by itself); keel: concurrency ${concurrency}, prefetch ${prefetch}, one message per key at a time (every message has a key of its own here)`,
   ],
-  async open() {
-    const tag = randomBytes(3).toString('hex');
+  open: () => {
     const broker = new RabbitMqBroker({
       url,
       name: 'keel-bench-per-key',
@@ -182,15 +180,10 @@ export const rabbitPerKeyPair: Pair = {
       partitions,
       prefetch: partitionPrefetch,
     });
-    const connection = await connect(url);
-    const channel = await connection.createConfirmChannel();
-    const rawQueues: string[] = [];
-    const name = (destination: string): string => `keelbench-${tag}-${destination}`;
-    const raw: Side = {
+    return openPair(broker, 'rabbitmq per-key consume', ({ connection, channel, name, queues }) => ({
       publish: async (destination, messages, chunk) => {
-        const queues = broker.queuesOf(name(destination));
-        for (const queue of queues) {
-          rawQueues.push(queue);
+        for (const queue of broker.queuesOf(name(destination))) {
+          queues.push(queue);
           await channel.assertQueue(queue, {
             durable: true,
             arguments: { 'x-queue-type': 'quorum', 'x-single-active-consumer': true },
@@ -209,17 +202,7 @@ export const rabbitPerKeyPair: Pair = {
           span,
           'raw rabbitmq per-key consume',
         ),
-    };
-    return {
-      keel: keelSide(broker, name, 'keel rabbitmq per-key consume'),
-      raw,
-      close: async () => {
-        await broker.close();
-        await channel.close();
-        await connection.close();
-        await deleteQueues([...broker.declaredQueues(), ...rawQueues]);
-      },
-    };
+    }));
   },
 };
 
@@ -232,21 +215,16 @@ export const rabbitStreamPair: Pair = {
     `publish: a confirm channel; every message of a chunk published, the chunk done when the broker confirmed each; ${writes}`,
     `consume: from the first offset (x-stream-offset), prefetch ${concurrency + prefetch}, an ack per message for credit; keel: a consumer group (an exclusive lock queue, its offset committed to a quorum queue behind the acks), concurrency ${concurrency}, prefetch ${prefetch}; raw: no offset kept`,
   ],
-  async open() {
-    const tag = randomBytes(3).toString('hex');
+  open: () => {
     const broker = new RabbitMqStreamBroker({
       url,
       name: 'keel-bench-stream',
       prefetch: concurrency + prefetch,
     });
-    const connection = await connect(url);
-    const channel = await connection.createConfirmChannel();
-    const rawQueues: string[] = [];
-    const name = (destination: string): string => `keelbench-${tag}-${destination}`;
-    const raw: Side = {
+    return openPair(broker, 'rabbitmq stream consume', ({ connection, channel, name, queues }) => ({
       publish: async (destination, messages, chunk) => {
         const stream = name(destination);
-        rawQueues.push(stream);
+        queues.push(stream);
         await channel.assertQueue(stream, { durable: true, arguments: { 'x-queue-type': 'stream' } });
         await rawPublish(channel, messages, chunk, () => stream);
       },
@@ -259,16 +237,6 @@ export const rabbitStreamPair: Pair = {
           span,
           'raw rabbitmq stream consume',
         ),
-    };
-    return {
-      keel: keelSide(broker, name, 'keel rabbitmq stream consume'),
-      raw,
-      close: async () => {
-        await broker.close();
-        await channel.close();
-        await connection.close();
-        await deleteQueues([...broker.declaredQueues(), ...rawQueues]);
-      },
-    };
+    }));
   },
 };
