@@ -1,6 +1,7 @@
 import { Consumer, type Message, type MessagesStream } from '@platformatic/kafka';
 import { KeelError } from '../../../errors/index.ts';
 import type { Clock, TimerHandle } from '../../../time/index.ts';
+import { deadLetterEnvelope } from '../../dead-letter-envelope.ts';
 import type { Delivery, DeliverySource } from '../../delivery-source.ts';
 import { describeError } from '../../describe-error.ts';
 import { CommitBatcher } from './commit-batcher.ts';
@@ -164,17 +165,15 @@ export class KafkaSource implements DeliverySource<KafkaDelivery> {
     const now = this.#context.clock.now();
     const target = this.#settings.deadLetterDestination;
     await this.#context.ensureTopic(target);
-    const encoded = encodeEnvelope({
-      ...envelope,
-      headers: {
-        ...envelope.headers,
-        'x-dead-letter-source': this.destination,
-        'x-dead-letter-error': describeError(error),
-        'x-dead-letter-attempts': String(delivery.attempt),
-        'x-dead-letter-first-failed-at': new Date(record.firstFailedAt ?? now).toISOString(),
-        'x-dead-letter-last-failed-at': new Date(now).toISOString(),
-      },
-    });
+    const failed = {
+      envelope,
+      attempt: delivery.attempt,
+      firstFailedAt:
+        record.firstFailedAt === undefined ? undefined : new Date(record.firstFailedAt).toISOString(),
+    };
+    const encoded = encodeEnvelope(
+      deadLetterEnvelope(failed, this.destination, error, new Date(now).toISOString()),
+    );
     await this.#context.send(target, [encoded]);
     await this.ack([delivery]);
   }

@@ -1,11 +1,11 @@
 import { InvalidArgumentError } from '../../../errors/index.ts';
 import { systemClock, type Clock } from '../../../time/index.ts';
 import type { BrokerCapabilities, MessageBroker, PublishOptions, SourceOptions } from '../../broker.ts';
+import { deadLetterEnvelope } from '../../dead-letter-envelope.ts';
 import type { Delivery, DeliverySource } from '../../delivery-source.ts';
 import type { Envelope } from '../../envelope.ts';
 import type { Handler } from '../../handler.ts';
 import { QueueConsumer, type QueueConsumerOptions } from '../../queue-consumer.ts';
-import { describeError } from '../../describe-error.ts';
 
 interface Entry {
   readonly seq: number;
@@ -148,18 +148,12 @@ export class MemoryBroker implements MessageBroker {
         remove(queue(), entry);
         const now = clock.now();
         const iso = (ms: number): string => new Date(ms).toISOString();
-        const envelope: Envelope = {
-          ...entry.envelope,
-          headers: {
-            ...entry.envelope.headers,
-            'x-dead-letter-source': destination,
-            'x-dead-letter-error': describeError(error),
-            'x-dead-letter-attempts': String(entry.attempts),
-            'x-dead-letter-first-failed-at': iso(entry.firstFailedAt ?? now),
-            'x-dead-letter-last-failed-at': iso(now),
-          },
+        const failed = {
+          envelope: entry.envelope,
+          attempt: entry.attempts,
+          firstFailedAt: entry.firstFailedAt === undefined ? undefined : iso(entry.firstFailedAt),
         };
-        await this.publish(deadLetter, [envelope]);
+        await this.publish(deadLetter, [deadLetterEnvelope(failed, destination, error, iso(now))]);
       },
       release: async (delivery) => {
         if (!mine(delivery)) return;

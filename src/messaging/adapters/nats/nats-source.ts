@@ -2,6 +2,7 @@ import type { Consumer, ConsumerMessages, JsMsg } from '@nats-io/jetstream';
 import { headers as natsHeaders } from '@nats-io/transport-node';
 import { KeelError } from '../../../errors/index.ts';
 import type { TimerHandle } from '../../../time/index.ts';
+import { deadLetterEnvelope } from '../../dead-letter-envelope.ts';
 import type { Delivery, DeliverySource } from '../../delivery-source.ts';
 import { describeErrorOnOneLine } from '../../describe-error.ts';
 import type { Envelope } from '../../envelope.ts';
@@ -142,17 +143,12 @@ export class NatsSource implements DeliverySource<NatsDelivery> {
     const context = this.#s.context;
     const now = new Date(context.o.clock.now()).toISOString();
     const key = this.#key(delivery);
-    const envelope: Envelope = {
-      ...delivery.envelope,
-      headers: {
-        ...delivery.envelope.headers,
-        'x-dead-letter-source': this.destination,
-        'x-dead-letter-error': describeErrorOnOneLine(error),
-        'x-dead-letter-attempts': String(delivery.attempt),
-        'x-dead-letter-first-failed-at': context.firstFailures.get(key) ?? delivery.firstFailedAt ?? now,
-        'x-dead-letter-last-failed-at': now,
-      },
+    const failed = {
+      envelope: delivery.envelope,
+      attempt: delivery.attempt,
+      firstFailedAt: context.firstFailures.get(key) ?? delivery.firstFailedAt,
     };
+    const envelope = deadLetterEnvelope(failed, this.destination, error, now, describeErrorOnOneLine);
     // Copy first, then TERM: a crash in between leaves a duplicate, never a loss. The id makes a
     // second copy of the same delivery a duplicate JetStream drops.
     await this.#copy(this.#s.deadLetterDestination, envelope, {}, `${envelope.id}:dead:${delivery.sequence}`);

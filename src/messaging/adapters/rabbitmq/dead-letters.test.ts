@@ -1,40 +1,10 @@
 import type { Message } from 'amqplib';
 import { describe, expect, it } from 'vitest';
-import { createEnvelope } from '../../envelope.ts';
-import { deadLetterEnvelope, undecodableCopy } from './dead-letters.ts';
+import { undecodableCopy } from './dead-letters.ts';
 
 const now = '2026-12-05T07:00:00.000Z';
 
 describe('dead letters', () => {
-  it('a dead-letter envelope keeps the message and says where it came from, why, and when', () => {
-    const envelope = createEnvelope({
-      type: 'job.run.v1',
-      payload: { n: 1 },
-      headers: { 'correlation-id': 'c' },
-    });
-    const copy = deadLetterEnvelope(
-      { envelope, attempt: 5, firstFailedAt: '2026-12-05T06:00:00.000Z' },
-      'jobs',
-      new TypeError('boom'),
-      now,
-    );
-    expect(copy).toEqual({
-      ...envelope,
-      headers: {
-        'correlation-id': 'c',
-        'x-dead-letter-source': 'jobs',
-        'x-dead-letter-error': 'TypeError: boom',
-        'x-dead-letter-attempts': '5',
-        'x-dead-letter-first-failed-at': '2026-12-05T06:00:00.000Z',
-        'x-dead-letter-last-failed-at': now,
-      },
-    });
-    // A first attempt that fails for good failed first now.
-    const first = deadLetterEnvelope({ envelope, attempt: 1, firstFailedAt: undefined }, 'jobs', 'no', now);
-    expect(first.headers['x-dead-letter-first-failed-at']).toBe(now);
-    expect(first.headers['x-dead-letter-error']).toBe('no');
-  });
-
   it('an undecodable message is parked as it is, with the headers, and without a stream offset', () => {
     const message = {
       content: Buffer.from('not json'),

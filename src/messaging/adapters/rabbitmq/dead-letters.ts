@@ -1,35 +1,6 @@
 import type { Message } from 'amqplib';
 import { describeError } from '../../describe-error.ts';
-import type { Envelope } from '../../envelope.ts';
 import type { Outgoing } from './confirm-channel.ts';
-
-/** What failed for good, as the dead-letter copy reports it. */
-export interface Failed {
-  readonly envelope: Envelope;
-  /** The attempt that failed last. */
-  readonly attempt: number;
-  /** When the first attempt failed; undefined when this was the first. */
-  readonly firstFailedAt: string | undefined;
-}
-
-/**
- * The dead-letter copy of a message: its envelope with `x-dead-letter-source` (the destination
- * it came from, where redrive sends it back), `-error`, `-attempts`, `-first-failed-at` and
- * `-last-failed-at` (`now`, ISO 8601).
- */
-export function deadLetterEnvelope(failed: Failed, source: string, error: unknown, now: string): Envelope {
-  return {
-    ...failed.envelope,
-    headers: {
-      ...failed.envelope.headers,
-      'x-dead-letter-source': source,
-      'x-dead-letter-error': describeError(error),
-      'x-dead-letter-attempts': String(failed.attempt),
-      'x-dead-letter-first-failed-at': failed.firstFailedAt ?? now,
-      'x-dead-letter-last-failed-at': now,
-    },
-  };
-}
 
 /**
  * A message that is not a keel envelope, to be parked as it is (body and properties) in a

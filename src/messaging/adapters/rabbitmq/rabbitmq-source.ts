@@ -1,11 +1,12 @@
 import type { ConsumeMessage } from 'amqplib';
 import { KeelError } from '../../../errors/index.ts';
 import type { Backoff, Clock, TimerHandle } from '../../../time/index.ts';
+import { deadLetterEnvelope } from '../../dead-letter-envelope.ts';
 import type { Delivery, DeliverySource } from '../../delivery-source.ts';
 import type { Envelope } from '../../envelope.ts';
 import { decode, deliveryCount, encode } from './codec.ts';
 import type { Confirmer } from './confirm-channel.ts';
-import { deadLetterEnvelope, undecodableCopy } from './dead-letters.ts';
+import { undecodableCopy } from './dead-letters.ts';
 import type { LazyConnection } from './connection.ts';
 import { KeyGate } from './key-gate.ts';
 import { QueueSubscription } from './queue-subscription.ts';

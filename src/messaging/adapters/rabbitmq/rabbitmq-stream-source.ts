@@ -1,11 +1,12 @@
 import type { ConsumeMessage } from 'amqplib';
 import { KeelError } from '../../../errors/index.ts';
 import type { Backoff, Clock, TimerHandle } from '../../../time/index.ts';
+import { deadLetterEnvelope } from '../../dead-letter-envelope.ts';
 import type { Delivery, DeliverySource } from '../../delivery-source.ts';
 import { decode, encode } from './codec.ts';
 import { Confirmer } from './confirm-channel.ts';
 import type { LazyConnection } from './connection.ts';
-import { deadLetterEnvelope, undecodableCopy } from './dead-letters.ts';
+import { undecodableCopy } from './dead-letters.ts';
 import { groupQueueNames, OffsetStore } from './stream-offsets.ts';
 import { StreamProgress } from './stream-progress.ts';
 import type { StreamTopology } from './stream-topology.ts';
