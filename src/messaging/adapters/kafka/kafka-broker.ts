@@ -24,7 +24,7 @@ import {
 } from './kafka-options.ts';
 import { KafkaSource, type KafkaSourceContext } from './kafka-source.ts';
 import { readToEnd, type ReaderClient } from './topic-reader.ts';
-import { decodeRecord, encodeEnvelope, keelHeaders, type EncodedRecord } from './record-codec.ts';
+import { decodeMessage, encodeEnvelope, keelHeaders, type EncodedRecord } from './record-codec.ts';
 
 export interface ReplayOptions {
   /** Where to start: the topic's first retained record, or the first record at or after a time. */
@@ -174,13 +174,7 @@ export class KafkaBroker implements MessageBroker {
         const take = messages.slice(0, Math.min(messages.length, limit - moved));
         const byTarget = new Map<string, EncodedRecord[]>();
         for (const message of take) {
-          const { envelope } = decodeRecord(
-            message.key,
-            message.value,
-            message.headers,
-            message.timestamp,
-            `kafka-${message.topic}-${message.partition}-${message.offset}`,
-          );
+          const { envelope } = decodeMessage(message);
           const target = options.to ?? envelope.headers['x-dead-letter-source'];
           if (target === undefined || !topicName.test(target)) {
             throw new KeelError(
@@ -241,13 +235,7 @@ export class KafkaBroker implements MessageBroker {
       async (messages) => {
         for (const message of messages) {
           options.signal?.throwIfAborted();
-          const { envelope } = decodeRecord(
-            message.key,
-            message.value,
-            message.headers,
-            message.timestamp,
-            `kafka-${message.topic}-${message.partition}-${message.offset}`,
-          );
+          const { envelope } = decodeMessage(message);
           await handler(envelope, {
             partition: message.partition,
             offset: message.offset,

@@ -6,7 +6,7 @@ import type { Delivery, DeliverySource } from '../../delivery-source.ts';
 import { describeError } from '../../describe-error.ts';
 import { CommitBatcher } from './commit-batcher.ts';
 import { PartitionTracker, type TrackedRecord } from './partition-tracker.ts';
-import { decodeRecord, encodeEnvelope, type EncodedRecord } from './record-codec.ts';
+import { decodeMessage, encodeEnvelope, type EncodedRecord } from './record-codec.ts';
 
 type KafkaMessage = Message<Buffer, Buffer, Buffer, Buffer>;
 
@@ -217,13 +217,7 @@ export class KafkaSource implements DeliverySource<KafkaDelivery> {
     }
     let decoded;
     try {
-      decoded = decodeRecord(
-        message.key,
-        message.value,
-        message.headers,
-        message.timestamp,
-        `kafka-${message.topic}-${message.partition}-${message.offset}`,
-      );
+      decoded = decodeMessage(message);
     } catch (error) {
       decoded = {
         envelope: {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { createEnvelope } from '../../envelope.ts';
-import { decodeRecord, encodeEnvelope, keelHeaders } from './record-codec.ts';
+import { decodeMessage, decodeRecord, encodeEnvelope, keelHeaders } from './record-codec.ts';
 
 describe('record codec', () => {
   it('round-trips an envelope: key as key, payload as JSON value, the rest in headers', () => {
@@ -33,5 +33,12 @@ describe('record codec', () => {
 
   it('refuses a value that is not JSON', () => {
     expect(() => decodeRecord(null, Buffer.from('{nope'), new Map(), 0n, 'x')).toThrow(/not JSON/);
+  });
+
+  it('decodes a consumed record, named by its position when keel did not write it', () => {
+    const record = { key: null, value: Buffer.from('{"a":1}'), headers: new Map(), timestamp: 0n };
+    const decoded = decodeMessage({ ...record, topic: 'orders', partition: 2, offset: 41n });
+    expect(decoded.envelope.id).toBe('kafka-orders-2-41');
+    expect(decoded.envelope.payload).toEqual({ a: 1 });
   });
 });

@@ -106,3 +106,25 @@ export function decodeRecord(
     availableAt: availableAt === undefined ? undefined : Number(availableAt),
   };
 }
+
+/** What `decodeMessage` reads of a consumed record: its parts and its position. */
+export interface ConsumedRecord {
+  readonly key: Buffer | undefined | null;
+  readonly value: Buffer | undefined | null;
+  readonly headers: Map<Buffer, Buffer>;
+  readonly timestamp: bigint;
+  readonly topic: string;
+  readonly partition: number;
+  readonly offset: bigint;
+}
+
+/** `decodeRecord` for a consumed record: without keel's id header, its id is its position, `kafka-<topic>-<partition>-<offset>`. */
+export function decodeMessage(message: ConsumedRecord): DecodedRecord {
+  return decodeRecord(
+    message.key,
+    message.value,
+    message.headers,
+    message.timestamp,
+    `kafka-${message.topic}-${message.partition}-${message.offset}`,
+  );
+}
