@@ -3,7 +3,7 @@ import type { Db, Unlisten } from '../db/db.ts';
 import { InvalidArgumentError } from '../errors/index.ts';
 import type { Envelope } from '../messaging/envelope.ts';
 import type { Publisher } from '../messaging/publisher.ts';
-import { describeError } from '../messaging/adapters/postgres/pg-queue-source.ts';
+import { describeError } from '../messaging/describe-error.ts';
 import {
   BrokenCircuitError,
   CircuitBreakerPolicy,

@@ -7,7 +7,6 @@ import type { Envelope } from '../../envelope.ts';
 import { pgQueueChannel } from './schema.ts';
 
 /** Re-exported for the outbox relay, which still imports it from here. */
-export { describeError };
 
 /** Longest time between two looks for expired leases while claiming. */
 const reapEveryMs = 1000;

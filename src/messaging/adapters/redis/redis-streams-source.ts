@@ -15,7 +15,8 @@ import {
   retryScript,
 } from './scripts.ts';
 import { sendNow } from './send-now.ts';
-import { decodeEntry, describeError, encodeEntry, fieldMap, type StreamEntry } from './stream-entry.ts';
+import { describeError } from '../../describe-error.ts';
+import { decodeEntry, encodeEntry, fieldMap, type StreamEntry } from './stream-entry.ts';
 import type { StreamKeys } from './stream-keys.ts';
 import type { WakeSubscriber } from './wake-subscriber.ts';
 

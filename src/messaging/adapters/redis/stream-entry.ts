@@ -156,8 +156,3 @@ export const deadLetterHeaders = [
   'x-dead-letter-first-failed-at',
   'x-dead-letter-last-failed-at',
 ] as const;
-
-export function describeError(error: unknown): string {
-  const text = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
-  return text.length > 2000 ? text.slice(0, 2000) + '…' : text;
-}
