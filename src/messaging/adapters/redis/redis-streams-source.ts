@@ -15,7 +15,7 @@ import {
   retryScript,
 } from './scripts.ts';
 import { sendNow } from './send-now.ts';
-import { describeError } from '../../describe-error.ts';
+import { deadLetterEnvelope } from '../../dead-letter-envelope.ts';
 import { decodeEntry, encodeEntry, fieldMap, type StreamEntry } from './stream-entry.ts';
 import type { StreamKeys } from './stream-keys.ts';
 import type { WakeSubscriber } from './wake-subscriber.ts';
@@ -255,17 +255,7 @@ export class RedisStreamsSource implements DeliverySource<RedisStreamDelivery> {
 
   async deadLetter(delivery: RedisStreamDelivery, error: unknown): Promise<void> {
     const now = new Date(this.#c.clock.now()).toISOString();
-    const envelope: Envelope = {
-      ...delivery.envelope,
-      headers: {
-        ...delivery.envelope.headers,
-        'x-dead-letter-source': this.destination,
-        'x-dead-letter-error': describeError(error),
-        'x-dead-letter-attempts': String(delivery.attempt),
-        'x-dead-letter-first-failed-at': delivery.firstFailedAt ?? now,
-        'x-dead-letter-last-failed-at': now,
-      },
-    };
+    const envelope = deadLetterEnvelope(delivery, this.destination, error, now);
     const handed = await this.#moveToDeadLetter(
       delivery.entryId,
       delivery.fromRetry,
