@@ -3,13 +3,13 @@
 // after each test. Lease expiry runs on the server's clock, so those tests wait a few real
 // milliseconds; delays run on the broker's clock, a ManualClock here.
 import { afterEach, describe, expect, it } from 'vitest';
-import { InvalidArgumentError } from '../../../errors/index.ts';
-import { ManualClock } from '../../../time/index.ts';
-import { createEnvelope, type Envelope } from '../../envelope.ts';
-import { PublishError } from '../../publisher.ts';
-import { RedisStreamsBroker } from './redis-streams-broker.ts';
-import type { RedisStreamsSource } from './redis-streams-source.ts';
-import { RedisTestBrokers, requireRedis } from './redis-test-server.ts';
+import { InvalidArgumentError } from '../../src/errors/index.ts';
+import { ManualClock } from '../../src/time/index.ts';
+import { createEnvelope, type Envelope } from '../../src/messaging/envelope.ts';
+import { PublishError } from '../../src/messaging/publisher.ts';
+import { RedisStreamsBroker } from '../../src/messaging/adapters/redis/redis-streams-broker.ts';
+import type { RedisStreamsSource } from '../../src/messaging/adapters/redis/redis-streams-source.ts';
+import { RedisTestBrokers, requireRedis } from '../../src/messaging/adapters/redis/redis-test-server.ts';
 
 await requireRedis();
 

@@ -4,8 +4,12 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { afterEach, expect, it } from 'vitest';
-import { createEnvelope, type Envelope } from '../../envelope.ts';
-import { redisAddress, RedisTestBrokers, requireRedis } from './redis-test-server.ts';
+import { createEnvelope, type Envelope } from '../../src/messaging/envelope.ts';
+import {
+  redisAddress,
+  RedisTestBrokers,
+  requireRedis,
+} from '../../src/messaging/adapters/redis/redis-test-server.ts';
 
 await requireRedis();
 
@@ -14,7 +18,9 @@ afterEach(async () => {
   await brokers.cleanup();
 });
 
-const child = fileURLToPath(new URL('./fixtures/crashing-consumer.ts', import.meta.url));
+const child = fileURLToPath(
+  new URL('../../src/messaging/adapters/redis/fixtures/crashing-consumer.ts', import.meta.url),
+);
 
 it('a consumer killed with SIGKILL mid-handler: its message goes to another consumer after the lease', async () => {
   const broker = brokers.open();
