@@ -61,12 +61,17 @@ export function dbConfigFromEnv(env: Readonly<Record<string, string | undefined>
   if (kind === 'pg') {
     const url = nonEmpty(env.DATABASE_URL) ?? defaultDatabaseUrl;
     checkDatabaseUrl(url);
-    const prepared = nonEmpty(env.KEEL_DB_PREPARED) ?? 'on';
-    if (prepared !== 'on' && prepared !== 'off')
-      throw new InvalidArgumentError('KEEL_DB_PREPARED', "'on' or 'off'", prepared);
-    return { kind, url, schema, preparedStatements: prepared === 'on' };
+    return { kind, url, schema, preparedStatements: preparedStatementsFromEnv(env) };
   }
   throw new InvalidArgumentError('KEEL_DB', "'pglite' or 'pg'", kind);
+}
+
+/** `KEEL_DB_PREPARED`: `on` (default) or `off`; anything else fails naming the variable. */
+export function preparedStatementsFromEnv(env: Readonly<Record<string, string | undefined>>): boolean {
+  const prepared = nonEmpty(env.KEEL_DB_PREPARED) ?? 'on';
+  if (prepared !== 'on' && prepared !== 'off')
+    throw new InvalidArgumentError('KEEL_DB_PREPARED', "'on' or 'off'", prepared);
+  return prepared === 'on';
 }
 
 function nonEmpty(value: string | undefined): string | undefined {

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
 import type { Db, QueryResult, Row, TransactionOptions, Tx, Unlisten } from '../db/db.ts';
 import { quoteIdentifier } from '../db/identifiers.ts';
-import { defaultDatabaseUrl } from '../db/open-db.ts';
+import { defaultDatabaseUrl, preparedStatementsFromEnv } from '../db/open-db.ts';
 import { openPgDb } from '../db/pg-db.ts';
 import { openPgliteDb, type PgliteDb, type PgliteDbOptions } from '../db/pglite-db.ts';
 import { InvalidArgumentError, KeelError, isKeelError } from '../errors/index.ts';
@@ -99,7 +99,7 @@ export async function createTestDb(options: TestDbOptions = {}): Promise<TestDb>
         poolSize: options.poolSize ?? 5,
         applicationName: 'keel-test',
         // As for the app: KEEL_DB_PREPARED=off runs keel's hot statements unprepared (benchmarks compare).
-        preparedStatements: env.KEEL_DB_PREPARED?.trim() !== 'off',
+        preparedStatements: preparedStatementsFromEnv(env),
       });
     } catch (error) {
       if (!isKeelError(error, 'KEEL_DB_UNAVAILABLE')) throw error;
