@@ -18,4 +18,5 @@ export { rateLimitStoreConformance, type RateLimitStoreTarget } from './rate-lim
 export { describeBrokerConformance, type BrokerConformanceOptions } from './broker-conformance.ts';
 export { idempotencyStoreConformance, type IdempotencyStoreTarget } from './idempotency-store-conformance.ts';
 export { startReplicaCluster, type ReplicaCluster, type ReplicaClusterOptions } from './replica-cluster.ts';
+export { startPgServer, type PgServer, type PgServerOptions } from './pg-server.ts';
 export { sagaEnded } from './saga-ended.ts';

@@ -1,12 +1,15 @@
-import { execFile, execFileSync } from 'node:child_process';
-import { existsSync, rmSync } from 'node:fs';
-import { appendFile, chown, mkdtemp, readFile, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
+import { appendFile } from 'node:fs/promises';
 import path from 'node:path';
 import pg from 'pg';
 import { InvalidArgumentError, KeelError } from '../errors/index.ts';
 import { sleep, systemClock } from '../time/index.ts';
+import {
+  createPgProcessHost,
+  freePort,
+  logTails,
+  requirePgBinaries,
+  resolvePgBinDir,
+} from './pg-server-process.ts';
 
 export interface ReplicaClusterOptions {
   /**
@@ -47,68 +50,18 @@ const requiredBinaries = ['initdb', 'pg_ctl', 'pg_basebackup', 'postgres'] as co
  * a process that exits without `stop()` stops the servers on its way out.
  */
 export async function startReplicaCluster(options: ReplicaClusterOptions = {}): Promise<ReplicaCluster> {
-  const binDir = options.binDir ?? (process.env.KEEL_PG_BIN?.trim() || '/usr/lib/postgresql/15/bin');
-  const missing = requiredBinaries.filter((name) => !existsSync(path.join(binDir, name)));
-  if (missing.length > 0) {
-    throw new KeelError(
-      'KEEL_DB_UNAVAILABLE',
-      `the replica cluster needs PostgreSQL's server binaries ${requiredBinaries.join(', ')} in ${binDir}; missing: ${missing.join(', ')}. Install PostgreSQL 15 (Debian: postgresql-15) or set KEEL_PG_BIN to their directory`,
-      { details: { binDir, missing } },
-    );
-  }
+  const binDir = resolvePgBinDir(options.binDir);
+  requirePgBinaries('the replica cluster', binDir, requiredBinaries);
   const timeoutMs = options.startTimeoutMs ?? 30_000;
-  const asRoot = process.getuid?.() === 0;
-  const owner = asRoot ? postgresUser() : undefined;
-  const dir = await mkdtemp(path.join(tmpdir(), 'keel-replica-'));
-  if (owner !== undefined) await chown(dir, owner.uid, owner.gid);
+  const host = await createPgProcessHost({
+    what: 'the replica cluster',
+    binDir,
+    dirPrefix: 'keel-replica-',
+    timeoutMs,
+  });
+  const { dir, run, stop } = host;
   const primaryDir = path.join(dir, 'primary');
   const replicaDir = path.join(dir, 'replica');
-  const run = (binary: string, args: string[]): Promise<string> =>
-    asRoot
-      ? runCommand(
-          binary,
-          'runuser',
-          ['-u', 'postgres', '--', path.join(binDir, binary), ...args],
-          dir,
-          timeoutMs,
-        )
-      : runCommand(binary, path.join(binDir, binary), args, dir, timeoutMs);
-  const started: string[] = [];
-  const stopSync = (): void => {
-    for (const dataDir of started.toReversed()) {
-      try {
-        execFileSync(
-          asRoot ? 'runuser' : path.join(binDir, 'pg_ctl'),
-          [
-            ...(asRoot ? ['-u', 'postgres', '--', path.join(binDir, 'pg_ctl')] : []),
-            '-D',
-            dataDir,
-            'stop',
-            '-m',
-            'immediate',
-          ],
-          { stdio: 'ignore', cwd: dir, timeout: 10_000 },
-        );
-      } catch {
-        // Already stopped.
-      }
-    }
-    rmSync(dir, { recursive: true, force: true });
-  };
-  process.once('exit', stopSync);
-
-  let stopped: Promise<void> | undefined;
-  const stop = (): Promise<void> => {
-    stopped ??= (async () => {
-      for (const dataDir of started.toReversed()) {
-        await run('pg_ctl', ['-D', dataDir, 'stop', '-m', 'immediate']).catch(() => undefined);
-      }
-      started.length = 0;
-      process.off('exit', stopSync);
-      await rm(dir, { recursive: true, force: true });
-    })();
-    return stopped;
-  };
 
   try {
     const primaryPort = options.primaryPort ?? (await freePort());
@@ -121,19 +74,7 @@ export async function startReplicaCluster(options: ReplicaClusterOptions = {}): 
         throw new InvalidArgumentError(field, 'a TCP port', port);
       }
     }
-    await run('initdb', [
-      '-D',
-      primaryDir,
-      '-U',
-      'postgres',
-      '-A',
-      'trust',
-      '-E',
-      'UTF8',
-      '--locale=C',
-      '--no-sync',
-      '--no-instructions',
-    ]);
+    await host.initdb(primaryDir);
     await appendFile(
       path.join(primaryDir, 'postgresql.conf'),
       [
@@ -153,8 +94,7 @@ export async function startReplicaCluster(options: ReplicaClusterOptions = {}): 
       ].join('\n'),
     );
     await appendFile(path.join(primaryDir, 'pg_hba.conf'), '\nhost replication all 127.0.0.1/32 trust\n');
-    started.push(primaryDir);
-    await run('pg_ctl', ['-D', primaryDir, '-l', path.join(dir, 'primary.log'), '-w', '-t', '30', 'start']);
+    await host.startServer(primaryDir, path.join(dir, 'primary.log'));
     await run('pg_basebackup', [
       '-h',
       '127.0.0.1',
@@ -173,8 +113,7 @@ export async function startReplicaCluster(options: ReplicaClusterOptions = {}): 
     ]);
     // The copied configuration names the primary's port; the last setting wins.
     await appendFile(path.join(replicaDir, 'postgresql.conf'), `\nport = ${replicaPort}\n`);
-    started.push(replicaDir);
-    await run('pg_ctl', ['-D', replicaDir, '-l', path.join(dir, 'replica.log'), '-w', '-t', '30', 'start']);
+    await host.startServer(replicaDir, path.join(dir, 'replica.log'));
     const replicaUrl = `postgres://postgres@127.0.0.1:${replicaPort}/postgres`;
     await waitForStreaming(replicaUrl, timeoutMs);
     return {
@@ -185,7 +124,7 @@ export async function startReplicaCluster(options: ReplicaClusterOptions = {}): 
       [Symbol.asyncDispose]: stop,
     };
   } catch (error) {
-    const logs = await logTails(dir);
+    const logs = await logTails(dir, ['primary.log', 'replica.log']);
     await stop();
     throw new KeelError(
       'KEEL_DB_UNAVAILABLE',
@@ -194,49 +133,6 @@ export async function startReplicaCluster(options: ReplicaClusterOptions = {}): 
         cause: error,
       },
     );
-  }
-}
-
-function postgresUser(): { uid: number; gid: number } {
-  try {
-    const uid = Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).trim());
-    const gid = Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' }).trim());
-    return { uid, gid };
-  } catch (error) {
-    throw new KeelError(
-      'KEEL_DB_UNAVAILABLE',
-      'the replica cluster runs as root, and PostgreSQL refuses root: it needs a `postgres` user to run the servers as (the postgresql package creates it)',
-      { cause: error },
-    );
-  }
-}
-
-function runCommand(
-  name: string,
-  file: string,
-  args: string[],
-  cwd: string,
-  timeoutMs: number,
-): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile(file, args, { cwd, timeout: timeoutMs, encoding: 'utf8' }, (error, stdout, stderr) => {
-      if (error === null) resolve(stdout);
-      else reject(new Error(`${name} failed: ${stderr.trim() || error.message}`, { cause: error }));
-    });
-  });
-}
-
-async function freePort(exclude: number[] = []): Promise<number> {
-  for (;;) {
-    const port = await new Promise<number>((resolve, reject) => {
-      const server = createServer();
-      server.once('error', reject);
-      server.listen(0, '127.0.0.1', () => {
-        const address = server.address();
-        server.close(() => resolve(typeof address === 'object' && address !== null ? address.port : 0));
-      });
-    });
-    if (port > 0 && !exclude.includes(port)) return port;
   }
 }
 
@@ -261,14 +157,4 @@ async function waitForStreaming(url: string, timeoutMs: number): Promise<void> {
     await sleep(50);
   }
   throw new Error(`the replica was not streaming within ${timeoutMs} ms (${last})`);
-}
-
-async function logTails(dir: string): Promise<string> {
-  let text = '';
-  for (const name of ['primary.log', 'replica.log']) {
-    const log = await readFile(path.join(dir, name), 'utf8').catch(() => undefined);
-    if (log !== undefined)
-      text += `\n--- ${name} (last lines)\n${log.trim().split('\n').slice(-10).join('\n')}`;
-  }
-  return text;
 }
