@@ -16,6 +16,7 @@ export const errorCodes = {
   KEEL_CLOCK_DRIFT: { status: 400, title: 'Clock drift beyond bound' },
   KEEL_SERVICE_STATE: { status: 500, title: 'Service in the wrong state' },
   KEEL_DB_UNAVAILABLE: { status: 503, title: 'Database unavailable' },
+  KEEL_DB_FEATURE_MISSING: { status: 500, title: 'Database feature missing' },
   KEEL_DB_IN_TRANSACTION: { status: 500, title: 'Database used inside its own transaction' },
   KEEL_MIGRATION_CHANGED: { status: 500, title: 'Applied migration changed' },
   KEEL_MIGRATION_FAILED: { status: 500, title: 'Migration failed' },

@@ -4,3 +4,17 @@ export { outboxStatus, retryParked, type OutboxStatus } from './outbox-status.ts
 export { inbox, inboxOnce, pruneInbox, type InboxOutcome, type PruneInboxOptions } from './inbox.ts';
 export { pruneOutbox, type PruneOptions } from './outbox-retention.ts';
 export { outboxMigrations, outboxChannel, inboxMigrations } from './schema.ts';
+export {
+  addToWalOutbox,
+  walOutbox,
+  defaultWalOutboxPrefix,
+  type AddToWalOutboxOptions,
+} from './wal-outbox.ts';
+export { WalOutboxRelay, type WalOutboxRelayOptions, type WalOutboxRelayEvents } from './wal-outbox-relay.ts';
+export {
+  ensureWalOutboxSlot,
+  dropWalOutboxSlot,
+  walOutboxStatus,
+  type WalOutboxSlotOptions,
+  type WalOutboxStatus,
+} from './wal-outbox-slot.ts';

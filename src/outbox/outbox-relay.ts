@@ -149,7 +149,7 @@ export class OutboxRelay extends ServiceBase<OutboxRelayEvents> {
         threshold: { kind: 'consecutive', failures: 5 },
         openMs: 10_000,
         // A message the broker refuses for what it is says nothing about the broker's health.
-        handle: (error) => !isPermanent(error),
+        handle: (error) => !isPermanentPublishError(error),
         clock: this.clock,
       });
   }
@@ -396,7 +396,7 @@ export class OutboxRelay extends ServiceBase<OutboxRelayEvents> {
       if (error instanceof BrokenCircuitError || error instanceof IsolatedCircuitError) return undefined;
       // In a batch, the refused message could be any of them: each is tried alone next, and
       // only then is a permanent error pinned on one row.
-      const permanent = rows.length === 1 && isPermanent(error);
+      const permanent = rows.length === 1 && isPermanentPublishError(error);
       const charged = closedBefore || permanent;
       this.events.emit('publish-failed', { destination, messages, error, charged });
       await this.#recordFailure(claimId, rows, error, charged, permanent);
@@ -449,7 +449,7 @@ function marksOf(rounds: readonly Round[], released: readonly string[]): Marks {
 }
 
 /** No retry can fix it: keel's argument or validation errors, also as the cause of a `PublishError`. */
-function isPermanent(error: unknown): boolean {
+export function isPermanentPublishError(error: unknown): boolean {
   if (!isRetryable(error)) return true;
   const cause = (error as { cause?: unknown } | null)?.cause;
   return cause !== undefined && !isRetryable(cause);

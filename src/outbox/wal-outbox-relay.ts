@@ -1,0 +1,470 @@
+import { LogicalReplicationService, PgoutputPlugin, type Pgoutput } from 'pg-logical-replication';
+import type { Db } from '../db/db.ts';
+import { InvalidArgumentError } from '../errors/index.ts';
+import type { Envelope } from '../messaging/envelope.ts';
+import type { Publisher } from '../messaging/publisher.ts';
+import { describeError } from '../messaging/describe-error.ts';
+import { BrokenCircuitError, CircuitBreakerPolicy, IsolatedCircuitError } from '../resilience/index.ts';
+import { ServiceBase } from '../service/index.ts';
+import { systemClock, type Clock, type TimerHandle } from '../time/index.ts';
+import { isPermanentPublishError } from './outbox-relay.ts';
+import { defaultWalOutboxPrefix } from './wal-outbox.ts';
+import { decodeWalOutboxRecord } from './wal-outbox-record.ts';
+import { ensureWalOutboxSlot, walOutboxSlotNames, type WalOutboxSlotOptions } from './wal-outbox-slot.ts';
+import { formatLsn, parseLsn } from './lsn.ts';
+import { parkWalOutboxMessage } from './wal-outbox-parking.ts';
+
+export interface WalOutboxRelayOptions extends WalOutboxSlotOptions {
+  /**
+   * The server to stream from, as a connection string: the same server `db` reaches (its user
+   * needs the REPLICATION attribute, and pg_hba.conf must allow it a `replication` connection).
+   */
+  connectionString: string;
+  /** The logical-message prefix `addToWalOutbox` wrote under. Default `keel_outbox`. */
+  prefix?: string;
+  /** Most messages per publish call; a batch ends on a transaction's boundary when it can. Default 500. */
+  batchSize?: number;
+  /**
+   * Messages received and not yet published above which the relay stops reading the stream
+   * until the publisher catches up (the server then holds the rest). Default 10 000.
+   */
+  maxBuffered?: number;
+  /**
+   * Failed publishes of a message, counted only while the breaker was closed, before it is parked
+   * in the table outbox for an operator (`keel outbox retry`). Default 10.
+   */
+  maxAttempts?: number;
+  /** Delay before a failed publish is tried again. Default: 1 s doubling to 60 s. */
+  retryDelay?: (attempt: number) => number;
+  /**
+   * The circuit breaker every publish goes through. While it is open the relay waits and no
+   * message's attempts grow. Default: opens after 5 consecutive failed publishes, for 10 s.
+   */
+  breaker?: CircuitBreakerPolicy;
+  /** Wait before streaming again after the stream broke, or while another relay holds the slot. Default 1 000 ms. */
+  reconnectMs?: number;
+  clock?: Clock;
+  name?: string;
+}
+
+export interface WalOutboxRelayEvents {
+  /** Messages the broker accepted (their position is then confirmed to the server). */
+  published: { destination: string; messages: readonly Envelope[] };
+  /** A publish failed; `charged` is false when it did not count towards parking (breaker not closed). */
+  'publish-failed': { destination: string; messages: readonly Envelope[]; error: unknown; charged: boolean };
+  /** A message that could not be published, moved to the table outbox as a parked row. */
+  parked: { message: Envelope; error: unknown };
+  /** Another relay streams from the slot: this one waits and tries again every `reconnectMs`. */
+  standby: { slotName: string };
+  /** This relay now streams from the slot. */
+  streaming: { slotName: string };
+}
+
+/** One committed transaction's messages, or (no messages) a position the server has passed. */
+interface Received {
+  sends: { destination: string; messages: Envelope[] }[];
+  count: number;
+  /** The end of the transaction's commit record (or the position): confirmed once published. */
+  lsn: bigint;
+}
+
+/**
+ * Publishes what `addToWalOutbox` wrote, by logical decoding: it streams the WAL outbox's
+ * replication slot (pgoutput, logical messages only) and hands each committed transaction's
+ * messages to any `Publisher`, in commit order, then confirms the position to the server.
+ *
+ * Delivery is at-least-once: the server keeps the slot's confirmed position, and a relay that
+ * dies between a publish and its confirmation gets those transactions again. Nothing is claimed
+ * or marked, and nothing is deleted afterwards: the server recycles WAL the slot no longer holds.
+ *
+ * Order: messages go out in commit order — per destination, and so per key — one batch at a
+ * time. A message whose publish keeps failing holds back everything after it (order first) until
+ * it is published or parked: a message the broker refuses for what it is (a permanent error), or
+ * that failed `maxAttempts` times while the breaker was closed, is moved to the table outbox as a
+ * parked row (`keel outbox status`, `keel outbox retry`, which hands it to an `OutboxRelay`),
+ * and the stream moves on.
+ *
+ * Several relays: a slot streams to one connection at a time, so extra relays stand by and take
+ * over within `reconnectMs` of the active one stopping.
+ */
+export class WalOutboxRelay extends ServiceBase<WalOutboxRelayEvents> {
+  readonly #db: Db;
+  readonly #publisher: Publisher;
+  readonly #connectionString: string;
+  readonly #slotName: string;
+  readonly #publicationName: string;
+  readonly #prefix: string;
+  readonly #batchSize: number;
+  readonly #maxBuffered: number;
+  readonly #maxAttempts: number;
+  readonly #retryDelay: (attempt: number) => number;
+  readonly #reconnectMs: number;
+  /** The breaker every publish goes through. */
+  readonly breaker: CircuitBreakerPolicy;
+
+  #stream: LogicalReplicationService | undefined;
+  #streamLoop: Promise<void> | undefined;
+  #publishLoop: Promise<void> | undefined;
+  #stopping = false;
+  #standby = false;
+  /** Received, committed, not yet taken for publishing. */
+  #queue: Received[] = [];
+  #buffered = 0;
+  #paused = false;
+  /** The transaction being received (between its begin and its commit). */
+  #current: Received | undefined;
+  /** Everything up to here was published (or held nothing of ours). */
+  #published = 0n;
+  /** The position last confirmed to the server. */
+  #confirmed = 0n;
+  /** Ends the publisher's wait: new messages arrived, or the relay stops. */
+  #wakeUp: (() => void) | undefined;
+  #stopSleeping: (() => void) | undefined;
+
+  constructor(db: Db, publisher: Publisher, options: WalOutboxRelayOptions) {
+    super(options?.name ?? 'wal-outbox-relay', options?.clock ?? systemClock);
+    if (typeof publisher?.publish !== 'function') {
+      throw new InvalidArgumentError('publisher', 'a Publisher', publisher);
+    }
+    if (typeof options?.connectionString !== 'string' || options.connectionString.length === 0) {
+      throw new InvalidArgumentError(
+        'connectionString',
+        'a PostgreSQL connection string',
+        options?.connectionString,
+      );
+    }
+    this.#db = db;
+    this.#publisher = publisher;
+    this.#connectionString = options.connectionString;
+    ({ slotName: this.#slotName, publicationName: this.#publicationName } = walOutboxSlotNames(options));
+    this.#prefix = options.prefix ?? defaultWalOutboxPrefix;
+    if (typeof this.#prefix !== 'string' || this.#prefix.length === 0) {
+      throw new InvalidArgumentError('prefix', 'a non-empty string', this.#prefix);
+    }
+    this.#batchSize = positiveInteger('batchSize', options.batchSize ?? 500);
+    this.#maxBuffered = positiveInteger('maxBuffered', options.maxBuffered ?? 10_000);
+    this.#maxAttempts = positiveInteger('maxAttempts', options.maxAttempts ?? 10);
+    this.#reconnectMs = positiveInteger('reconnectMs', options.reconnectMs ?? 1000);
+    this.#retryDelay = options.retryDelay ?? ((attempt) => Math.min(60_000, 1000 * 2 ** (attempt - 1)));
+    if (typeof this.#retryDelay !== 'function') {
+      throw new InvalidArgumentError('retryDelay', 'a function of the attempt number', options.retryDelay);
+    }
+    if (options.breaker !== undefined && !(options.breaker instanceof CircuitBreakerPolicy)) {
+      throw new InvalidArgumentError('breaker', 'a CircuitBreakerPolicy', options.breaker);
+    }
+    this.breaker =
+      options.breaker ??
+      new CircuitBreakerPolicy({
+        threshold: { kind: 'consecutive', failures: 5 },
+        openMs: 10_000,
+        handle: (error) => !isPermanentPublishError(error),
+        clock: this.clock,
+      });
+  }
+
+  /** Messages received from the stream and not yet published. */
+  get buffered(): number {
+    return this.#buffered;
+  }
+
+  protected override async onStart(): Promise<void> {
+    await ensureWalOutboxSlot(this.#db, { slotName: this.#slotName, publicationName: this.#publicationName });
+    this.#streamLoop = this.#runStream();
+    this.#publishLoop = this.#runPublisher();
+  }
+
+  protected override async onStop(): Promise<void> {
+    // The batch being published finishes and is confirmed; what is still queued stays in the
+    // slot, for the next relay.
+    this.#stopping = true;
+    this.#wake();
+    this.#stopSleeping?.();
+    await this.#publishLoop;
+    await this.#stream?.stop();
+    await this.#streamLoop;
+  }
+
+  /** Streams from the slot until stopped, starting again after every break. */
+  async #runStream(): Promise<void> {
+    while (!this.#stopping) {
+      const stream = new LogicalReplicationService(
+        { connectionString: this.#connectionString },
+        // Confirmations are the relay's alone: only what was published is ever confirmed.
+        { acknowledge: { auto: false, timeoutSeconds: 0 }, flowControl: { enabled: false } },
+      );
+      this.#stream = stream;
+      stream.on('data', (_lsn: string, log: Pgoutput.Message) => this.#onData(log));
+      stream.on('heartbeat', (lsn: string, _time: number, replyRequested: boolean) =>
+        this.#onKeepalive(lsn, replyRequested),
+      );
+      // Every failure also ends subscribe(), which reports it below.
+      stream.on('error', () => undefined);
+      stream.on('start', () => {
+        this.#standby = false;
+        this.events.emit('streaming', { slotName: this.#slotName });
+        // Confirms what an earlier stream published but could not confirm.
+        if (this.#published > 0n) this.#confirm(true);
+      });
+      try {
+        // Starting at 0/0 means: at the slot's confirmed position.
+        await stream.subscribe(
+          new PgoutputPlugin({ protoVersion: 1, publicationNames: [this.#publicationName], messages: true }),
+          this.#slotName,
+          '0/0',
+        );
+      } catch (error) {
+        if (!this.#stopping) this.#reportStreamError(error);
+      }
+      await stream.stop().catch(() => undefined);
+      // What was received and not yet taken comes again on the next stream (from the confirmed
+      // position); what is being published now is skipped then by its position.
+      this.#queue = [];
+      this.#buffered = 0;
+      this.#current = undefined;
+      this.#paused = false;
+      if (!this.#stopping) await this.#sleep(this.#reconnectMs);
+    }
+  }
+
+  #reportStreamError(error: unknown): void {
+    // 55006 object_in_use: another relay streams from the slot.
+    if ((error as { code?: unknown } | null)?.code === '55006') {
+      if (!this.#standby) this.events.emit('standby', { slotName: this.#slotName });
+      this.#standby = true;
+      return;
+    }
+    this.events.emit('error', { error, during: 'stream' });
+  }
+
+  #onData(log: Pgoutput.Message): void {
+    switch (log.tag) {
+      case 'begin':
+        this.#current = { sends: [], count: 0, lsn: 0n };
+        return;
+      case 'message': {
+        if (log.prefix !== this.#prefix || !log.transactional || this.#current === undefined) return;
+        let record;
+        try {
+          record = decodeWalOutboxRecord(log.content);
+        } catch (error) {
+          // Not keel's (or from a newer keel): it cannot be published or parked by id.
+          this.events.emit('error', { error, during: 'decode' });
+          return;
+        }
+        const sends = this.#current.sends;
+        const last = sends.at(-1);
+        if (last?.destination === record.destination) last.messages.push(...record.messages);
+        else sends.push({ destination: record.destination, messages: record.messages });
+        this.#current.count += record.messages.length;
+        return;
+      }
+      case 'commit': {
+        const received = this.#current ?? { sends: [], count: 0, lsn: 0n };
+        this.#current = undefined;
+        received.lsn = parseLsn(log.commitEndLsn ?? '0/0');
+        // Sent again after a reconnect, and already published: skipped.
+        if (received.lsn <= this.#published) return;
+        this.#enqueue(received);
+        return;
+      }
+      default:
+        return;
+    }
+  }
+
+  /**
+   * The server has sent everything before `lsn`: all of it is in the queue, so `lsn` may be
+   * confirmed once the queue ahead of it is published — which lets the slot release WAL that
+   * held nothing of ours, instead of holding it until the next outbox message.
+   */
+  #onKeepalive(lsn: string, replyRequested: boolean): void {
+    const position = parseLsn(lsn);
+    if (position > this.#published) this.#enqueue({ sends: [], count: 0, lsn: position });
+    if (replyRequested) this.#confirm(true);
+  }
+
+  #enqueue(received: Received): void {
+    const last = this.#queue.at(-1);
+    // Positions in a row: only the latest matters.
+    if (received.count === 0 && last !== undefined && last.count === 0) last.lsn = received.lsn;
+    else this.#queue.push(received);
+    this.#buffered += received.count;
+    if (this.#buffered >= this.#maxBuffered && !this.#paused) {
+      this.#paused = true;
+      this.#socket()?.pause();
+    }
+    this.#wake();
+  }
+
+  async #runPublisher(): Promise<void> {
+    while (!this.#stopping) {
+      const batch = this.#takeBatch();
+      if (batch === undefined) {
+        await this.#pause(60_000);
+        continue;
+      }
+      const published = await this.#publishBatch(batch.sends);
+      if (!published) return;
+      this.#buffered = Math.max(0, this.#buffered - batch.count);
+      if (this.#paused && this.#buffered <= this.#maxBuffered / 2) {
+        this.#paused = false;
+        this.#socket()?.resume();
+      }
+      if (batch.lsn > this.#published) this.#published = batch.lsn;
+      this.#confirm(false);
+      for (const send of batch.sends) this.events.emit('published', send);
+    }
+  }
+
+  /** Whole transactions from the head of the queue, up to `batchSize` messages (at least one transaction). */
+  #takeBatch(): Received | undefined {
+    if (this.#queue.length === 0) return undefined;
+    const batch: Received = { sends: [], count: 0, lsn: 0n };
+    const byDestination = new Map<string, Envelope[]>();
+    while (this.#queue.length > 0) {
+      const next = this.#queue[0]!;
+      if (batch.count > 0 && batch.count + next.count > this.#batchSize) break;
+      this.#queue.shift();
+      for (const send of next.sends) {
+        let messages = byDestination.get(send.destination);
+        if (messages === undefined) {
+          messages = [];
+          byDestination.set(send.destination, messages);
+          batch.sends.push({ destination: send.destination, messages });
+        }
+        for (const message of send.messages) messages.push(message);
+      }
+      batch.count += next.count;
+      batch.lsn = next.lsn;
+    }
+    return batch;
+  }
+
+  /** Publishes each destination's messages in order, in calls of `batchSize`; false when stopped first. */
+  async #publishBatch(sends: Received['sends']): Promise<boolean> {
+    for (const { destination, messages } of sends) {
+      for (let start = 0; start < messages.length; start += this.#batchSize) {
+        const chunk = messages.slice(start, start + this.#batchSize);
+        if (!(await this.#deliver(destination, chunk))) return false;
+      }
+    }
+    return true;
+  }
+
+  /**
+   * Publishes `messages` until the broker takes them: retried whole while the failure is one a
+   * retry can fix; split into single messages once the broker refuses the batch for what is in
+   * it, or after `maxAttempts` charged failures, so that only the message at fault is parked.
+   */
+  async #deliver(destination: string, messages: Envelope[]): Promise<boolean> {
+    let attempts = 0;
+    for (;;) {
+      if (this.#stopping) return false;
+      if (!this.#mayPublish()) {
+        await this.#pause(this.#breakerWaitMs());
+        continue;
+      }
+      const closedBefore = this.breaker.state.status === 'closed';
+      try {
+        await this.breaker.execute(() => this.#publisher.publish(destination, messages));
+        return true;
+      } catch (error) {
+        if (error instanceof BrokenCircuitError || error instanceof IsolatedCircuitError) continue;
+        const permanent = isPermanentPublishError(error);
+        const charged = closedBefore || permanent;
+        this.events.emit('publish-failed', { destination, messages, error, charged });
+        if (charged) attempts++;
+        if (permanent || attempts >= this.#maxAttempts) {
+          if (messages.length === 1) return this.#park(destination, messages[0]!, error, attempts);
+          for (const message of messages) if (!(await this.#deliver(destination, [message]))) return false;
+          return true;
+        }
+        await this.#pause(this.#retryDelay(Math.max(1, attempts)));
+      }
+    }
+  }
+
+  /** Moves a message to the table outbox as a parked row; retried until it is written. */
+  async #park(destination: string, message: Envelope, error: unknown, attempts: number): Promise<boolean> {
+    for (let tries = 1; ; tries++) {
+      try {
+        await parkWalOutboxMessage(this.#db, destination, message, {
+          attempts,
+          error: describeError(error),
+          now: new Date(this.clock.now()),
+        });
+        this.events.emit('parked', { message, error });
+        return true;
+      } catch (parkError) {
+        this.events.emit('error', { error: parkError, during: 'park' });
+        if (this.#stopping) return false;
+        await this.#pause(this.#retryDelay(tries));
+      }
+    }
+  }
+
+  /** Sends the published position to the server; `always`: also when it did not move (a reply). */
+  #confirm(always: boolean): void {
+    if (!always && this.#published <= this.#confirmed) return;
+    const position = this.#published > this.#confirmed ? this.#published : this.#confirmed;
+    if (position === 0n) return;
+    this.#confirmed = position;
+    this.#stream?.acknowledge(formatLsn(position)).catch(() => undefined);
+  }
+
+  /** The replication connection's socket, to stop reading it while the queue is full. */
+  #socket(): { pause(): void; resume(): void } | undefined {
+    // pg-logical-replication keeps the connection private; it pauses the same socket itself.
+    return (
+      this.#stream as unknown as { _connection?: { stream?: { pause(): void; resume(): void } } } | undefined
+    )?._connection?.stream;
+  }
+
+  #mayPublish(): boolean {
+    const status = this.breaker.state.status;
+    return status !== 'open' && status !== 'isolated';
+  }
+
+  #breakerWaitMs(): number {
+    const state = this.breaker.state;
+    if (state.status !== 'open') return this.#reconnectMs;
+    return Math.max(1, state.until - this.clock.now());
+  }
+
+  #wake(): void {
+    this.#wakeUp?.();
+  }
+
+  /** The stream's wait before it starts again; stopping ends it early. */
+  #sleep(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = this.clock.setTimeout(() => {
+        this.#stopSleeping = undefined;
+        resolve();
+      }, ms);
+      this.#stopSleeping = () => {
+        this.clock.clearTimeout(timer);
+        resolve();
+      };
+    });
+  }
+
+  #pause(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      let timer: TimerHandle | undefined = undefined;
+      const done = (): void => {
+        if (this.#wakeUp === done) this.#wakeUp = undefined;
+        if (timer !== undefined) this.clock.clearTimeout(timer);
+        resolve();
+      };
+      this.#wakeUp = done;
+      timer = this.clock.setTimeout(done, ms);
+      if (this.#stopping) done();
+    });
+  }
+}
+
+function positiveInteger(field: string, value: number): number {
+  if (!Number.isInteger(value) || value < 1) throw new InvalidArgumentError(field, 'an integer >= 1', value);
+  return value;
+}

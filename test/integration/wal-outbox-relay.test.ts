@@ -1,0 +1,275 @@
+// The WAL outbox against a real PostgreSQL 15 with wal_level=logical (a server of the test's own,
+// from startPgServer): messages written with pg_logical_emit_message in the caller's transaction
+// reach the publisher in commit order, a rollback writes nothing, a restart loses nothing, a
+// poison message is parked in the table outbox, a broker outage parks nothing, and a second
+// relay stands by while the first streams.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { migrate, openPgDb, type Db } from '../../src/db/index.ts';
+import { InvalidArgumentError, type KeelError } from '../../src/errors/index.ts';
+import { createEnvelope, type Envelope, type Publisher } from '../../src/messaging/index.ts';
+import {
+  addToWalOutbox,
+  dropWalOutboxSlot,
+  ensureWalOutboxSlot,
+  outboxMigrations,
+  outboxStatus,
+  walOutboxStatus,
+  WalOutboxRelay,
+} from '../../src/outbox/index.ts';
+import { CircuitBreakerPolicy } from '../../src/resilience/index.ts';
+import { startPgServer, type PgServer } from '../../src/testing/index.ts';
+
+let server: PgServer;
+let db: Db;
+let slot = 0;
+
+beforeAll(async () => {
+  server = await startPgServer({ walLevel: 'logical' });
+  db = await openPgDb({ url: server.url });
+  await migrate(db, outboxMigrations);
+}, 60_000);
+
+afterAll(async () => {
+  await db?.close();
+  await server?.stop();
+});
+
+/** Records what it is given; `fail` decides per call whether to throw instead. */
+class RecordingPublisher implements Publisher {
+  readonly received: { destination: string; message: Envelope }[] = [];
+  calls = 0;
+  fail: (destination: string, messages: readonly Envelope[]) => Error | undefined = () => undefined;
+  async publish(destination: string, messages: readonly Envelope[]): Promise<void> {
+    this.calls++;
+    const error = this.fail(destination, messages);
+    if (error !== undefined) throw error;
+    for (const message of messages) this.received.push({ destination, message });
+  }
+  ids(): string[] {
+    return this.received.map((r) => r.message.id);
+  }
+}
+
+function event(key: string, n: number): Envelope {
+  return createEnvelope({ type: 'test.event.v1', key, payload: { n } });
+}
+
+async function until(condition: () => boolean | Promise<boolean>, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+/** A slot of its own per test, so no test reads another's messages. */
+async function freshSlot(): Promise<{ slotName: string; publicationName: string; prefix: string }> {
+  slot++;
+  const names = { slotName: `t${slot}`, publicationName: `p${slot}`, prefix: `keel_test_${slot}` };
+  await ensureWalOutboxSlot(db, names);
+  return names;
+}
+
+function relayFor(
+  publisher: Publisher,
+  names: { slotName: string; publicationName: string; prefix: string },
+  options: Partial<ConstructorParameters<typeof WalOutboxRelay>[2]> = {},
+): WalOutboxRelay {
+  return new WalOutboxRelay(db, publisher, {
+    connectionString: server.url,
+    reconnectMs: 50,
+    retryDelay: () => 20,
+    ...names,
+    ...options,
+  });
+}
+
+describe('WalOutboxRelay', () => {
+  it('publishes committed messages in commit order and nothing of a rolled-back transaction', async () => {
+    const names = await freshSlot();
+    const publisher = new RecordingPublisher();
+    const relay = relayFor(publisher, names);
+    await relay.start();
+    try {
+      const committed: string[] = [];
+      // Interleaved transactions: B commits before A, so B's messages come first.
+      const txA = db.transaction(async (tx) => {
+        const m = event('k', 1);
+        await addToWalOutbox(tx, 'orders', m, { prefix: names.prefix });
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        committed.push(m.id);
+      });
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      await db
+        .transaction(async (tx) => {
+          const ms = [event('k', 2), event('other', 3)];
+          await addToWalOutbox(tx, 'orders', ms, { prefix: names.prefix });
+          await addToWalOutbox(tx, 'payments', event('p', 4), { prefix: names.prefix });
+        })
+        .then(() => undefined);
+      await txA;
+      await expect(
+        db.transaction(async (tx) => {
+          await addToWalOutbox(tx, 'orders', event('k', 99), { prefix: names.prefix });
+          throw new Error('roll back');
+        }),
+      ).rejects.toThrow('roll back');
+      // A message under another prefix is not this relay's.
+      await db.transaction((tx) => addToWalOutbox(tx, 'orders', event('k', 100), { prefix: 'someone_else' }));
+
+      await until(() => publisher.received.length >= 4);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      const seen = publisher.received.map(
+        (r) => `${r.destination}:${(r.message.payload as { n: number }).n}`,
+      );
+      expect(seen).toEqual(['orders:2', 'orders:3', 'payments:4', 'orders:1']);
+      expect(publisher.received[3]!.message.id).toBe(committed[0]);
+    } finally {
+      await relay.stop();
+    }
+    // Everything published was confirmed: a new relay on the slot gets nothing again.
+    const again = new RecordingPublisher();
+    const next = relayFor(again, names);
+    await next.start();
+    await db.transaction((tx) => addToWalOutbox(tx, 'orders', event('k', 5), { prefix: names.prefix }));
+    await until(() => again.received.length >= 1);
+    await next.stop();
+    expect(again.received.map((r) => (r.message.payload as { n: number }).n)).toEqual([5]);
+    await dropWalOutboxSlot(db, names);
+  });
+
+  it('loses nothing across a stop and a restart under a stream of writes, in order per key', async () => {
+    const names = await freshSlot();
+    const publisher = new RecordingPublisher();
+    let relay = relayFor(publisher, names, { batchSize: 7 });
+    await relay.start();
+    const written: string[] = [];
+    const writers = Array.from({ length: 4 }, async (_, w) => {
+      for (let i = 0; i < 100; i++) {
+        const m = event(`key-${w}`, i);
+        await db.transaction((tx) => addToWalOutbox(tx, 'orders', m, { prefix: names.prefix }));
+        written.push(m.id);
+      }
+    });
+    await until(() => publisher.received.length >= 50);
+    await relay.stop();
+    relay = relayFor(publisher, names, { batchSize: 7 });
+    await relay.start();
+    await Promise.all(writers);
+    await until(() => new Set(publisher.ids()).size >= written.length);
+    await relay.stop();
+    expect(new Set(publisher.ids())).toEqual(new Set(written));
+    // A clean stop confirms what it published: nothing comes twice.
+    expect(publisher.received.length).toBe(written.length);
+    for (let w = 0; w < 4; w++) {
+      const ns = publisher.received
+        .filter((r) => r.message.key === `key-${w}`)
+        .map((r) => (r.message.payload as { n: number }).n);
+      expect(ns).toEqual(Array.from({ length: 100 }, (_, i) => i));
+    }
+    const status = await walOutboxStatus(db, names);
+    expect(status).toMatchObject({ exists: true, active: false });
+    await dropWalOutboxSlot(db, names);
+  });
+
+  it('parks a message the broker refuses in the table outbox and moves on', async () => {
+    const names = await freshSlot();
+    const publisher = new RecordingPublisher();
+    const poison = event('k', 2);
+    publisher.fail = (_destination, messages) =>
+      messages.some((m) => m.id === poison.id)
+        ? new InvalidArgumentError('payload', 'something else', 1)
+        : undefined;
+    const relay = relayFor(publisher, names);
+    const parked: string[] = [];
+    relay.events.on('parked', ({ message }) => parked.push(message.id));
+    await relay.start();
+    try {
+      await db.transaction((tx) =>
+        addToWalOutbox(tx, 'orders', [event('k', 1), poison, event('k', 3)], { prefix: names.prefix }),
+      );
+      await until(() => publisher.received.length >= 2);
+      expect(publisher.received.map((r) => (r.message.payload as { n: number }).n)).toEqual([1, 3]);
+      expect(parked).toEqual([poison.id]);
+      const { rows } = await db.query<{ id: string; destination: string; last_error: string }>(
+        `SELECT id, destination, last_error FROM keel_outbox WHERE parked_at IS NOT NULL`,
+      );
+      expect(rows.map((row) => [row.id, row.destination])).toEqual([[poison.id, 'orders']]);
+      expect(rows[0]!.last_error).toContain('payload');
+      expect((await outboxStatus(db)).parked).toBe(1);
+    } finally {
+      await relay.stop();
+      await db.query('DELETE FROM keel_outbox');
+      await dropWalOutboxSlot(db, names);
+    }
+  });
+
+  it('waits out a broker outage behind the breaker: nothing parked, everything delivered after', async () => {
+    const names = await freshSlot();
+    const publisher = new RecordingPublisher();
+    let down = true;
+    publisher.fail = () => (down ? new Error('broker down') : undefined);
+    const breaker = new CircuitBreakerPolicy({
+      threshold: { kind: 'consecutive', failures: 2 },
+      openMs: 100,
+    });
+    const relay = relayFor(publisher, names, { breaker, maxAttempts: 3 });
+    const parked: string[] = [];
+    relay.events.on('parked', ({ message }) => parked.push(message.id));
+    await relay.start();
+    try {
+      const ms = Array.from({ length: 5 }, (_, i) => event('k', i));
+      await db.transaction((tx) => addToWalOutbox(tx, 'orders', ms, { prefix: names.prefix }));
+      await until(() => publisher.calls >= 6);
+      down = false;
+      await until(() => publisher.received.length >= 5);
+      expect(publisher.ids()).toEqual(ms.map((m) => m.id));
+      expect(parked).toEqual([]);
+    } finally {
+      await relay.stop();
+      await dropWalOutboxSlot(db, names);
+    }
+  });
+
+  it('a second relay stands by while the first streams, and takes over when it stops', async () => {
+    const names = await freshSlot();
+    const first = new RecordingPublisher();
+    const second = new RecordingPublisher();
+    const a = relayFor(first, names);
+    const b = relayFor(second, names);
+    let standby = false;
+    b.events.on('standby', () => (standby = true));
+    await a.start();
+    await until(async () => (await walOutboxStatus(db, names)).active);
+    await b.start();
+    try {
+      await until(() => standby);
+      await db.transaction((tx) => addToWalOutbox(tx, 'orders', event('k', 1), { prefix: names.prefix }));
+      await until(() => first.received.length === 1);
+      await a.stop();
+      await db.transaction((tx) => addToWalOutbox(tx, 'orders', event('k', 2), { prefix: names.prefix }));
+      await until(() => second.received.length === 1);
+      expect((second.received[0]!.message.payload as { n: number }).n).toBe(2);
+    } finally {
+      await a.stop();
+      await b.stop();
+      await dropWalOutboxSlot(db, names);
+    }
+  });
+
+  it('refuses a server without wal_level=logical, naming the setting', async () => {
+    const plain = await startPgServer({ walLevel: 'replica' });
+    const other = await openPgDb({ url: plain.url });
+    try {
+      const error = await ensureWalOutboxSlot(other).then(
+        () => undefined,
+        (e: unknown) => e as KeelError,
+      );
+      expect(error?.code).toBe('KEEL_DB_FEATURE_MISSING');
+      expect(error?.message).toContain('wal_level = logical');
+    } finally {
+      await other.close();
+      await plain.stop();
+    }
+  });
+});
