@@ -13,11 +13,18 @@
 // Rounds alternate raw/keel after a warm-up; each figure is the best round, the medians are
 // printed beside. The issue's target: keel ≥ 80 % of raw. First, the same relay to a publisher
 // that returns at once: the PostgreSQL side alone (claim and mark), the ceiling for every broker.
+//
+// The WAL outbox (BENCH_WAL=off leaves it out): the same messages written with addToWalOutbox
+// (transactions of 1,000, as above) on a wal_level=logical server the bench starts itself (fsync
+// on, the same disk), then one WalOutboxRelay timed from its start until every message is
+// published: it streams them from the replication slot (nothing claimed, marked or deleted) and
+// confirms the position. It runs in the same rounds, beside raw and the table relay.
 import { migrate } from '../src/db/index.ts';
 import type { Envelope, Publisher } from '../src/messaging/index.ts';
 import { OutboxRelay, addToOutbox, outboxMigrations } from '../src/outbox/index.ts';
 import { createTestDb, testDbBackend } from '../src/testing/index.ts';
 import { kafkaPair } from './brokers/kafka.ts';
+import { openWalBench, type WalBench } from './outbox/wal-relay.ts';
 import { natsPair } from './brokers/nats.ts';
 import { messages, until, type Pair } from './brokers/pair.ts';
 import { rabbitPair } from './brokers/rabbitmq.ts';
@@ -71,7 +78,11 @@ async function timeRelay(
   }
 }
 
-async function relayRound(pair: Pair, round: number): Promise<{ keel: number; raw: number }> {
+async function relayRound(
+  pair: Pair,
+  round: number,
+  wal: WalBench | undefined,
+): Promise<{ keel: number; raw: number; wal: number }> {
   const { keel, raw, close } = await pair.open();
   try {
     const destination = `relay-${round}`;
@@ -79,13 +90,34 @@ async function relayRound(pair: Pair, round: number): Promise<{ keel: number; ra
     const rawStart = performance.now();
     await raw.publish(`${destination}-raw`, batch, batchSize);
     const rawRate = rows / ((performance.now() - rawStart) / 1000);
-    const relayed = await timeRelay(`bench_relay_${pair.id}`, `${destination}-keel`, batch, (to, list) =>
-      keel.publish(to, list, list.length),
-    );
-    return { keel: relayed.rate, raw: rawRate };
+    const publish: Publisher['publish'] = (to, list) => keel.publish(to, list, list.length);
+    const relayed = await timeRelay(`bench_relay_${pair.id}`, `${destination}-keel`, batch, publish);
+    const walRelayed = await wal?.time(`${destination}-wal`, batch, publish, batchSize);
+    return { keel: relayed.rate, raw: rawRate, wal: walRelayed?.rate ?? 0 };
   } finally {
     await close();
   }
+}
+
+/** The WAL relay to a publisher that does nothing: the PostgreSQL side alone, as `ceiling` for the table relay. */
+async function walCeiling(wal: WalBench): Promise<number> {
+  console.log('\nno broker, the WAL outbox: the PostgreSQL side alone (decoding and streaming)');
+  await wal.time('wal-none-0', messages(rows), async () => undefined, batchSize); // warm-up
+  const rates: number[] = [];
+  for (let round = 1; round <= rounds; round++) {
+    const { rate, cpuMsPer1000 } = await wal.time(
+      `wal-none-${round}`,
+      messages(rows),
+      async () => undefined,
+      batchSize,
+    );
+    rates.push(rate);
+    console.log(
+      `  round ${round}: WAL relay ${fmt(rate)} msg/s, relay process CPU ${cpuMsPer1000.toFixed(1)} ms per 1,000 messages`,
+    );
+  }
+  console.log(`  median: WAL relay ${fmt(median(rates))} msg/s`);
+  return Math.max(...rates);
 }
 
 /**
@@ -126,18 +158,29 @@ export default async function main(): Promise<void> {
   const lines: string[] = [
     `ceiling: outbox relay to a no-op publisher (the PostgreSQL side alone), ${fmt(rows)} rows | keel ${fmt(best)} rows/s; 0.8 of a raw rate above ${fmt(best / 0.8)} msg/s is out of reach in this run`,
   ];
+  const wal = process.env.BENCH_WAL === 'off' ? undefined : await openWalBench();
+  if (wal !== undefined) {
+    const walBest = await walCeiling(wal);
+    lines.push(
+      `ceiling: WAL outbox relay to a no-op publisher (the PostgreSQL side alone), ${fmt(rows)} messages | keel ${fmt(walBest)} msg/s`,
+    );
+  }
   for (const pair of pairs) {
     console.log(`\n${pair.title}:`);
     for (const setting of pair.settings) console.log(`  ${setting}`);
-    await relayRound(pair, 0); // warm-up, not counted
+    await relayRound(pair, 0, wal); // warm-up, not counted
     const keelRates: number[] = [];
     const rawRates: number[] = [];
+    const walRates: number[] = [];
     for (let round = 1; round <= rounds; round++) {
-      const { keel, raw } = await relayRound(pair, round);
+      const { keel, raw, wal: walRate } = await relayRound(pair, round, wal);
       keelRates.push(keel);
       rawRates.push(raw);
+      walRates.push(walRate);
       console.log(
-        `  round ${round}: relay ${fmt(keel)} msg/s, raw publish ${fmt(raw)} msg/s, ratio ${(keel / raw).toFixed(2)}`,
+        `  round ${round}: relay ${fmt(keel)} msg/s, raw publish ${fmt(raw)} msg/s, ratio ${(keel / raw).toFixed(2)}${
+          wal === undefined ? '' : `; WAL relay ${fmt(walRate)} msg/s, ratio ${(walRate / raw).toFixed(2)}`
+        }`,
       );
     }
     const [keelBest, rawBest] = [Math.max(...keelRates), Math.max(...rawRates)];
@@ -148,7 +191,17 @@ export default async function main(): Promise<void> {
     lines.push(
       `bench: outbox relay to ${pair.title}, ${fmt(rows)} rows (higher is better) | keel ${fmt(keelBest)} msg/s | ${pair.peer} publish ${fmt(rawBest)} msg/s | ratio ${(keelBest / rawBest).toFixed(2)}`,
     );
+    if (wal !== undefined) {
+      const walBest = Math.max(...walRates);
+      console.log(
+        `  median: WAL relay ${fmt(median(walRates))} msg/s, ratio ${(median(walRates) / rawMedian).toFixed(2)}; median of the rounds' ratios ${median(walRates.map((w, i) => w / rawRates[i]!)).toFixed(2)}`,
+      );
+      lines.push(
+        `bench: WAL outbox relay to ${pair.title}, ${fmt(rows)} messages (higher is better) | keel ${fmt(walBest)} msg/s | ${pair.peer} publish ${fmt(rawBest)} msg/s | ratio ${(walBest / rawBest).toFixed(2)}`,
+      );
+    }
   }
+  await wal?.close();
   console.log('');
   for (const line of lines) console.log(line);
 }
