@@ -60,6 +60,13 @@ export interface WalOutboxRelayEvents {
   streaming: { slotName: string };
 }
 
+/**
+ * How often the relay reports its position while streaming, whatever else happens: also while it
+ * has stopped reading the socket (a full queue), when it sees no keepalive to answer, so the
+ * server's wal_sender_timeout (60 s by default) never ends a stream that is only waiting.
+ */
+const statusIntervalMs = 10_000;
+
 /** One committed transaction's messages, or (no messages) a position the server has passed. */
 interface Received {
   sends: { destination: string; messages: Envelope[] }[];
@@ -115,6 +122,8 @@ export class WalOutboxRelay extends ServiceBase<WalOutboxRelayEvents> {
   #current: Received | undefined;
   /** Everything up to here was published (or held nothing of ours). */
   #published = 0n;
+  /** Everything up to here was taken for publishing: sent again after a reconnect, it is skipped. */
+  #taken = 0n;
   /** The position last confirmed to the server. */
   #confirmed = 0n;
   /** Ends the publisher's wait: new messages arrived, or the relay stops. */
@@ -205,7 +214,16 @@ export class WalOutboxRelay extends ServiceBase<WalOutboxRelayEvents> {
         // Confirms what an earlier stream published but could not confirm.
         if (this.#published > 0n) this.#confirm(true);
       });
+      let keepReplying: TimerHandle | undefined;
+      const replyEvery = (): void => {
+        keepReplying = this.clock.setTimeout(() => {
+          this.#confirm(true);
+          replyEvery();
+        }, statusIntervalMs);
+      };
       try {
+        await this.#catchUpWithSlot();
+        replyEvery();
         // Starting at 0/0 means: at the slot's confirmed position.
         await stream.subscribe(
           new PgoutputPlugin({ protoVersion: 1, publicationNames: [this.#publicationName], messages: true }),
@@ -215,6 +233,7 @@ export class WalOutboxRelay extends ServiceBase<WalOutboxRelayEvents> {
       } catch (error) {
         if (!this.#stopping) this.#reportStreamError(error);
       }
+      if (keepReplying !== undefined) this.clock.clearTimeout(keepReplying);
       await stream.stop().catch(() => undefined);
       // What was received and not yet taken comes again on the next stream (from the confirmed
       // position); what is being published now is skipped then by its position.
@@ -224,6 +243,23 @@ export class WalOutboxRelay extends ServiceBase<WalOutboxRelayEvents> {
       this.#paused = false;
       if (!this.#stopping) await this.#sleep(this.#reconnectMs);
     }
+  }
+
+  /**
+   * Everything before the slot's confirmed position was published (by this relay or another), so
+   * the relay starts from there: a status reply then always names a real position.
+   */
+  async #catchUpWithSlot(): Promise<void> {
+    const { rows } = await this.#db.query<{ confirmed: string | null }>(
+      `SELECT confirmed_flush_lsn::text AS confirmed FROM pg_replication_slots WHERE slot_name = $1`,
+      [this.#slotName],
+    );
+    const confirmed = rows[0]?.confirmed;
+    if (confirmed == null) return;
+    const position = parseLsn(confirmed);
+    if (position > this.#published) this.#published = position;
+    if (position > this.#taken) this.#taken = position;
+    if (position > this.#confirmed) this.#confirmed = position;
   }
 
   #reportStreamError(error: unknown): void {
@@ -262,8 +298,8 @@ export class WalOutboxRelay extends ServiceBase<WalOutboxRelayEvents> {
         const received = this.#current ?? { sends: [], count: 0, lsn: 0n };
         this.#current = undefined;
         received.lsn = parseLsn(log.commitEndLsn ?? '0/0');
-        // Sent again after a reconnect, and already published: skipped.
-        if (received.lsn <= this.#published) return;
+        // Sent again after a reconnect, and already published or being published: skipped.
+        if (received.lsn <= this.#taken) return;
         this.#enqueue(received);
         return;
       }
@@ -279,7 +315,7 @@ export class WalOutboxRelay extends ServiceBase<WalOutboxRelayEvents> {
    */
   #onKeepalive(lsn: string, replyRequested: boolean): void {
     const position = parseLsn(lsn);
-    if (position > this.#published) this.#enqueue({ sends: [], count: 0, lsn: position });
+    if (position > this.#taken) this.#enqueue({ sends: [], count: 0, lsn: position });
     if (replyRequested) this.#confirm(true);
   }
 
@@ -337,6 +373,7 @@ export class WalOutboxRelay extends ServiceBase<WalOutboxRelayEvents> {
       batch.count += next.count;
       batch.lsn = next.lsn;
     }
+    if (batch.lsn > this.#taken) this.#taken = batch.lsn;
     return batch;
   }
 

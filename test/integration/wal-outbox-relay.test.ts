@@ -257,6 +257,26 @@ describe('WalOutboxRelay', () => {
     }
   });
 
+  it('confirms WAL that held nothing of its own, so an idle outbox on a busy database pins no WAL', async () => {
+    const names = await freshSlot();
+    const publisher = new RecordingPublisher();
+    const relay = relayFor(publisher, names);
+    await relay.start();
+    try {
+      await db.query('CREATE TABLE busy (n integer, filler text)');
+      for (let i = 0; i < 20; i++) {
+        await db.query(`INSERT INTO busy SELECT g, repeat('x', 200) FROM generate_series(1, 500) AS g`);
+      }
+      // ~2.5 MB of WAL went by, none of it the relay's: the slot's position follows it all the same.
+      await until(async () => (await walOutboxStatus(db, names)).lagBytes < 64 * 1024);
+      expect(publisher.received).toEqual([]);
+    } finally {
+      await relay.stop();
+      await db.query('DROP TABLE IF EXISTS busy');
+      await dropWalOutboxSlot(db, names);
+    }
+  });
+
   it('refuses a server without wal_level=logical, naming the setting', async () => {
     const plain = await startPgServer({ walLevel: 'replica' });
     const other = await openPgDb({ url: plain.url });
