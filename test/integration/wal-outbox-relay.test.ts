@@ -277,6 +277,37 @@ describe('WalOutboxRelay', () => {
     }
   });
 
+  it('holds at most maxBuffered messages (and what one socket read brings) while the broker is slow', async () => {
+    const names = await freshSlot();
+    const publisher = new RecordingPublisher();
+    const slowPublisher: Publisher = {
+      publish: async (destination, messages) => {
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        await publisher.publish(destination, messages);
+      },
+    };
+    const ms = Array.from({ length: 3000 }, (_, i) => event(`k${i % 7}`, i));
+    for (let i = 0; i < ms.length; i += 100) {
+      await db.transaction((tx) =>
+        addToWalOutbox(tx, 'orders', ms.slice(i, i + 100), { prefix: names.prefix }),
+      );
+    }
+    const relay = relayFor(slowPublisher, names, { batchSize: 50, maxBuffered: 200 });
+    let most = 0;
+    relay.events.on('published', () => (most = Math.max(most, relay.buffered)));
+    await relay.start();
+    try {
+      await until(() => publisher.received.length >= ms.length, 30_000);
+      expect(publisher.ids()).toEqual(ms.map((m) => m.id));
+      // A paused socket still hands over the chunk it already read (64 KiB: ~200 of these messages).
+      expect(most).toBeLessThanOrEqual(200 + 400);
+      expect(most).toBeGreaterThan(0);
+    } finally {
+      await relay.stop();
+      await dropWalOutboxSlot(db, names);
+    }
+  });
+
   it('refuses a server without wal_level=logical, naming the setting', async () => {
     const plain = await startPgServer({ walLevel: 'replica' });
     const other = await openPgDb({ url: plain.url });
