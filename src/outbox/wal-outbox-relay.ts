@@ -67,6 +67,9 @@ export interface WalOutboxRelayEvents {
  */
 const statusIntervalMs = 10_000;
 
+/** While batches follow each other, the relay confirms its position at most this often. */
+const confirmEveryMs = 50;
+
 /** One committed transaction's messages, or (no messages) a position the server has passed. */
 interface Received {
   sends: { destination: string; messages: Envelope[] }[];
@@ -124,8 +127,10 @@ export class WalOutboxRelay extends ServiceBase<WalOutboxRelayEvents> {
   #published = 0n;
   /** Everything up to here was taken for publishing: sent again after a reconnect, it is skipped. */
   #taken = 0n;
-  /** The position last confirmed to the server. */
+  /** The position last confirmed to the server, and when. */
   #confirmed = 0n;
+  #confirmedAt = 0;
+  #confirmTimer: TimerHandle | undefined;
   /** Ends the publisher's wait: new messages arrived, or the relay stops. */
   #wakeUp: (() => void) | undefined;
   #stopSleeping: (() => void) | undefined;
@@ -340,16 +345,20 @@ export class WalOutboxRelay extends ServiceBase<WalOutboxRelayEvents> {
         continue;
       }
       const published = await this.#publishBatch(batch.sends);
-      if (!published) return;
+      if (!published) break;
       this.#buffered = Math.max(0, this.#buffered - batch.count);
       if (this.#paused && this.#buffered <= this.#maxBuffered / 2) {
         this.#paused = false;
         this.#socket()?.resume();
       }
       if (batch.lsn > this.#published) this.#published = batch.lsn;
-      this.#confirm(false);
+      this.#confirmSoon();
       for (const send of batch.sends) this.events.emit('published', send);
     }
+    // Stopping: what was published is confirmed before the stream closes.
+    if (this.#confirmTimer !== undefined) this.clock.clearTimeout(this.#confirmTimer);
+    this.#confirmTimer = undefined;
+    this.#confirm(false);
   }
 
   /** Whole transactions from the head of the queue, up to `batchSize` messages (at least one transaction). */
@@ -440,12 +449,31 @@ export class WalOutboxRelay extends ServiceBase<WalOutboxRelayEvents> {
     }
   }
 
+  /**
+   * Each confirmation is a write to the socket: when small transactions stream in one at a time,
+   * confirming every batch cost more than decoding it. So the relay confirms at most every
+   * `confirmEveryMs`, and once more that long after the last batch: a crash repeats at most that
+   * much, and a stop confirms everything.
+   */
+  #confirmSoon(): void {
+    const wait = this.#confirmedAt + confirmEveryMs - this.clock.now();
+    if (wait <= 0) {
+      this.#confirm(false);
+      return;
+    }
+    this.#confirmTimer ??= this.clock.setTimeout(() => {
+      this.#confirmTimer = undefined;
+      this.#confirm(false);
+    }, wait);
+  }
+
   /** Sends the published position to the server; `always`: also when it did not move (a reply). */
   #confirm(always: boolean): void {
     if (!always && this.#published <= this.#confirmed) return;
     const position = this.#published > this.#confirmed ? this.#published : this.#confirmed;
     if (position === 0n) return;
     this.#confirmed = position;
+    this.#confirmedAt = this.clock.now();
     this.#stream?.acknowledge(formatLsn(position)).catch(() => undefined);
   }
 
