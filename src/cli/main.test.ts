@@ -49,6 +49,26 @@ describe('keel CLI', () => {
     expect((await cli(db, 'outbox', 'status')).out).toContain('backlog    1');
   });
 
+  it('outbox status says nothing of the WAL outbox without its slot, and names a missing --slot', async () => {
+    const db = await setup();
+    // No replication slot here (PGlite has no logical decoding): the table outbox's lines only.
+    const status = await cli(db, 'outbox', 'status');
+    expect(status.code).toBe(0);
+    expect(status.out.map((line) => line.split(/\s+/)[0])).toEqual([
+      'backlog',
+      'parked',
+      'published',
+      'oldest',
+    ]);
+    expect(status.err).toEqual([]);
+    const named = await cli(db, 'outbox', 'status', '--slot', 'orders_wal');
+    expect(named.code).toBe(0);
+    expect(named.out.at(-1)).toBe('wal slot   orders_wal (no such replication slot)');
+    const bad = await cli(db, 'outbox', 'status', '--slot', 'Orders-WAL');
+    expect(bad.code).toBe(1);
+    expect(bad.err[0]).toMatch(/KEEL_INVALID_ARGUMENT: slotName: expected lower-case letters/);
+  });
+
   it('queue redrive moves dead letters back', async () => {
     const db = await setup();
     const queue = new PgQueue(db);

@@ -2,13 +2,15 @@ import { parseArgs } from 'node:util';
 import { withCliDb, type CliIo } from './cli-io.ts';
 import { InvalidArgumentError } from '../errors/index.ts';
 import { PgQueue } from '../messaging/index.ts';
-import { OutboxRelay, outboxStatus, retryParked } from '../outbox/index.ts';
+import { OutboxRelay, outboxStatus, retryParked, walOutboxStatus } from '../outbox/index.ts';
+import { defaultWalOutboxSlot } from '../outbox/wal-outbox-slot.ts';
 
 export type { CliIo } from './cli-io.ts';
 
 const usage = `keel — operate a keel service's outbox, queues and sagas
 
-  keel outbox status                      backlog, parked rows, age of the oldest unpublished row
+  keel outbox status [--slot <name>]      backlog, parked rows, age of the oldest unpublished row;
+                                          the WAL outbox's slot (default keel_outbox) and lag, if it exists
   keel outbox drain                       publish the backlog to the PostgreSQL queue now, with progress
   keel outbox retry [--id <uuid> ...]     give parked rows a fresh start
   keel queue depth <queue>                messages waiting in a queue
@@ -28,6 +30,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       id: { type: 'string', multiple: true },
       to: { type: 'string' },
       limit: { type: 'string' },
+      slot: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -44,6 +47,17 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
         io.out(`parked     ${status.parked}`);
         io.out(`published  ${status.published}`);
         io.out(`oldest     ${(status.oldestUnpublishedAgeMs / 1000).toFixed(1)} s`);
+        // The WAL outbox, where its slot exists (never on PGlite or without wal_level = logical).
+        const slotName = values.slot;
+        const wal = await walOutboxStatus(db, slotName === undefined ? {} : { slotName });
+        if (wal.exists) {
+          io.out(`wal slot   ${slotName ?? defaultWalOutboxSlot} (${wal.active ? 'active' : 'inactive'})`);
+          io.out(
+            `wal lag    ${wal.lagBytes} bytes${wal.lagBytes < 1024 ? '' : ` (${formatBytes(wal.lagBytes)})`}`,
+          );
+        } else if (slotName !== undefined) {
+          io.out(`wal slot   ${slotName} (no such replication slot)`);
+        }
         return 0;
       }
       case 'outbox retry': {
@@ -85,4 +99,16 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
         return 2;
     }
   });
+}
+
+/** `1536` → `1.5 KiB`: binary units, one decimal. */
+function formatBytes(bytes: number): string {
+  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
+  let value = bytes / 1024;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return `${value.toFixed(1)} ${units[unit]!}`;
 }

@@ -5,7 +5,13 @@ export { injectTraceHeaders, extractTraceContext } from './propagation.ts';
 export { tracedHandler, handlerDurationHistogram, type TracedHandlerOptions } from './traced-handler.ts';
 export { tracedPublisher, tracedAddToOutbox, type TracedPublisherOptions } from './traced-publisher.ts';
 export { instrumentConsumer } from './instrument-consumer.ts';
-export { instrumentOutbox, instrumentQueueDepth, type DepthSource } from './instrument-outbox.ts';
+export {
+  instrumentOutbox,
+  instrumentQueueDepth,
+  instrumentWalOutboxRelay,
+  type DepthSource,
+  type InstrumentWalOutboxRelayOptions,
+} from './instrument-outbox.ts';
 export { instrumentPolicies, breakerStateValue, type NamedPolicies } from './instrument-policies.ts';
 export { instrumentRuntime } from './instrument-runtime.ts';
 export {

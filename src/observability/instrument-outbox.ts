@@ -1,9 +1,11 @@
 import type { Meter, ObservableResult } from '@opentelemetry/api';
 import type { Queryable } from '../db/db.ts';
-import { outboxStatus } from '../outbox/index.ts';
+import { InvalidArgumentError } from '../errors/index.ts';
+import { outboxStatus, walOutboxStatus, type WalOutboxRelay } from '../outbox/index.ts';
+import { walOutboxSlotNames } from '../outbox/wal-outbox-slot.ts';
 import type { ListenerHandle } from '../service/index.ts';
 import { systemClock, type Clock } from '../time/index.ts';
-import { messagingAttributes as m, metricNames } from './names.ts';
+import { keelAttributes, messagingAttributes as m, metricNames } from './names.ts';
 
 /**
  * Observable gauges read at each collection (each `/metrics` scrape), one query each time:
@@ -87,4 +89,142 @@ export function instrumentQueueDepth(
     lagGauge.removeCallback(lagCallback);
   };
   return { dispose, [Symbol.dispose]: dispose };
+}
+
+export interface InstrumentWalOutboxRelayOptions {
+  /** Where the slot's lag is read: the database the relay was given. */
+  db: Queryable;
+  /** The slot the relay streams from, as it was given. Default `keel_outbox`. */
+  slotName?: string;
+}
+
+/**
+ * The WAL outbox relay in numbers, each with `keel.wal_outbox.slot`. Gauges read at each
+ * collection: `keel.wal_outbox.lag` (By), the WAL between what was confirmed published and the
+ * server's position (one `walOutboxStatus` query; nothing while the slot does not exist or the
+ * query fails), and `keel.wal_outbox.buffered`, messages received and not yet published.
+ * Observable counters over the relay's events, as `instrumentConsumer`'s:
+ * `keel.wal_outbox.published`, `keel.wal_outbox.publish_failed` (messages in a failed publish,
+ * every try) and `keel.wal_outbox.parked`. Parked messages are table outbox rows from then on,
+ * so `instrumentOutbox`'s `keel.outbox.parked` counts them too until they are retried.
+ *
+ * Relays of one slot instrumented on one meter — the streaming one and those standing by —
+ * report one series: their buffered messages and their totals add up. Dispose the handle to
+ * detach; what was counted until then stays in the totals, and the gauges are no longer read once
+ * the slot's last relay is detached.
+ */
+export function instrumentWalOutboxRelay(
+  relay: Pick<WalOutboxRelay, 'buffered' | 'events'>,
+  meter: Meter,
+  options: InstrumentWalOutboxRelayOptions,
+): ListenerHandle {
+  if (typeof options?.db?.query !== 'function') {
+    throw new InvalidArgumentError('db', 'the Db the relay was given', options?.db);
+  }
+  const { slotName } = walOutboxSlotNames({ slotName: options.slotName });
+  const slot = walOutboxSeries(meter).of(slotName);
+  const { totals } = slot;
+  slot.relays.set(relay, options.db);
+  // The relay's `published` event lists a batch's messages, the ones it parked on the way
+  // included (`parked` comes first): those are counted as parked, not published.
+  const parkedIds = new Set<string>();
+  const handles = [
+    relay.events.on('published', ({ messages }) => {
+      if (parkedIds.size === 0) totals.published += messages.length;
+      else for (const message of messages) if (!parkedIds.delete(message.id)) totals.published++;
+    }),
+    relay.events.on('publish-failed', ({ messages }) => (totals.publishFailed += messages.length)),
+    relay.events.on('parked', ({ message }) => {
+      parkedIds.add(message.id);
+      totals.parked++;
+    }),
+  ];
+  const dispose = (): void => {
+    for (const handle of handles) handle.dispose();
+    slot.relays.delete(relay);
+  };
+  return { dispose, [Symbol.dispose]: dispose };
+}
+
+interface WalOutboxSlotSeries {
+  totals: { published: number; publishFailed: number; parked: number };
+  /** The relays instrumented and not disposed, each with the database its lag is read from. */
+  relays: Map<Pick<WalOutboxRelay, 'buffered'>, Queryable>;
+}
+
+/**
+ * One set of instruments per meter and one callback each, reporting every slot: two callbacks
+ * observing the same attributes would each be taken as the whole value (see `instrumentConsumer`).
+ */
+const walOutboxSeriesByMeter = new WeakMap<Meter, { of(slotName: string): WalOutboxSlotSeries }>();
+
+function walOutboxSeries(meter: Meter): { of(slotName: string): WalOutboxSlotSeries } {
+  const known = walOutboxSeriesByMeter.get(meter);
+  if (known !== undefined) return known;
+  const bySlot = new Map<string, WalOutboxSlotSeries>();
+  const slotAttributes = (slotName: string): Record<string, string> => ({
+    [keelAttributes.walOutboxSlot]: slotName,
+  });
+  meter
+    .createObservableGauge(metricNames.walOutboxLag, {
+      description: "WAL the WAL outbox slot holds: from the position confirmed published to the server's",
+      unit: 'By',
+    })
+    .addCallback(async (result) => {
+      await Promise.all(
+        [...bySlot].map(async ([slotName, { relays }]) => {
+          const db = relays.values().next().value;
+          if (db === undefined) return;
+          const status = await walOutboxStatus(db, { slotName }).catch(() => undefined);
+          if (status?.exists === true) result.observe(status.lagBytes, slotAttributes(slotName));
+        }),
+      );
+    });
+  meter
+    .createObservableGauge(metricNames.walOutboxBuffered, {
+      description: 'WAL outbox messages the relay received and has not yet published',
+    })
+    .addCallback((result) => {
+      for (const [slotName, { relays }] of bySlot) {
+        if (relays.size === 0) continue;
+        let buffered = 0;
+        for (const relay of relays.keys()) buffered += relay.buffered;
+        result.observe(buffered, slotAttributes(slotName));
+      }
+    });
+  const counter = (
+    name: string,
+    description: string,
+    pick: (totals: WalOutboxSlotSeries['totals']) => number,
+  ): void =>
+    meter.createObservableCounter(name, { description }).addCallback((result: ObservableResult) => {
+      for (const [slotName, { totals }] of bySlot) {
+        const value = pick(totals);
+        // A counter nothing has happened to yet stays out of the collection, as an unused one would.
+        if (value > 0) result.observe(value, slotAttributes(slotName));
+      }
+    });
+  counter(metricNames.walOutboxPublished, 'WAL outbox messages the broker accepted', (t) => t.published);
+  counter(
+    metricNames.walOutboxPublishFailed,
+    'WAL outbox messages in a publish that failed (every try)',
+    (t) => t.publishFailed,
+  );
+  counter(
+    metricNames.walOutboxParked,
+    'WAL outbox messages parked in the table outbox after failed publishes',
+    (t) => t.parked,
+  );
+  const created = {
+    of(slotName: string): WalOutboxSlotSeries {
+      let series = bySlot.get(slotName);
+      if (series === undefined) {
+        series = { totals: { published: 0, publishFailed: 0, parked: 0 }, relays: new Map() };
+        bySlot.set(slotName, series);
+      }
+      return series;
+    },
+  };
+  walOutboxSeriesByMeter.set(meter, created);
+  return created;
 }

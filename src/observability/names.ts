@@ -39,6 +39,7 @@ export const keelAttributes = {
   outcome: 'keel.outcome',
   breakerState: 'keel.breaker.state',
   policy: 'keel.policy',
+  walOutboxSlot: 'keel.wal_outbox.slot',
 } as const;
 
 export const metricNames = {
@@ -51,6 +52,11 @@ export const metricNames = {
   outboxBacklog: 'keel.outbox.backlog',
   outboxOldestAge: 'keel.outbox.oldest_unpublished_age',
   outboxParked: 'keel.outbox.parked',
+  walOutboxLag: 'keel.wal_outbox.lag',
+  walOutboxBuffered: 'keel.wal_outbox.buffered',
+  walOutboxPublished: 'keel.wal_outbox.published',
+  walOutboxPublishFailed: 'keel.wal_outbox.publish_failed',
+  walOutboxParked: 'keel.wal_outbox.parked',
   policyRetries: 'keel.policy.retries',
   policyRejections: 'keel.policy.rejections',
   policyTimeouts: 'keel.policy.timeouts',
