@@ -125,19 +125,11 @@ export function instrumentWalOutboxRelay(
   const slot = walOutboxSeries(meter).of(slotName);
   const { totals } = slot;
   slot.relays.set(relay, options.db);
-  // The relay's `published` event lists a batch's messages, the ones it parked on the way
-  // included (`parked` comes first): those are counted as parked, not published.
-  const parkedIds = new Set<string>();
+  // `published` lists only what the broker accepted: parked messages come as `parked` alone.
   const handles = [
-    relay.events.on('published', ({ messages }) => {
-      if (parkedIds.size === 0) totals.published += messages.length;
-      else for (const message of messages) if (!parkedIds.delete(message.id)) totals.published++;
-    }),
+    relay.events.on('published', ({ messages }) => (totals.published += messages.length)),
     relay.events.on('publish-failed', ({ messages }) => (totals.publishFailed += messages.length)),
-    relay.events.on('parked', ({ message }) => {
-      parkedIds.add(message.id);
-      totals.parked++;
-    }),
+    relay.events.on('parked', () => totals.parked++),
   ];
   const dispose = (): void => {
     for (const handle of handles) handle.dispose();

@@ -344,8 +344,8 @@ export class WalOutboxRelay extends ServiceBase<WalOutboxRelayEvents> {
         await this.#pause(60_000);
         continue;
       }
-      const published = await this.#publishBatch(batch.sends);
-      if (!published) break;
+      const accepted = await this.#publishBatch(batch.sends);
+      if (accepted === undefined) break;
       this.#buffered = Math.max(0, this.#buffered - batch.count);
       if (this.#paused && this.#buffered <= this.#maxBuffered / 2) {
         this.#paused = false;
@@ -353,7 +353,7 @@ export class WalOutboxRelay extends ServiceBase<WalOutboxRelayEvents> {
       }
       if (batch.lsn > this.#published) this.#published = batch.lsn;
       this.#confirmSoon();
-      for (const send of batch.sends) this.events.emit('published', send);
+      for (const send of accepted) this.events.emit('published', send);
     }
     // Stopping: what was published is confirmed before the stream closes.
     if (this.#confirmTimer !== undefined) this.clock.clearTimeout(this.#confirmTimer);
@@ -386,15 +386,21 @@ export class WalOutboxRelay extends ServiceBase<WalOutboxRelayEvents> {
     return batch;
   }
 
-  /** Publishes each destination's messages in order, in calls of `batchSize`; false when stopped first. */
-  async #publishBatch(sends: Received['sends']): Promise<boolean> {
+  /**
+   * Publishes each destination's messages in order, in calls of `batchSize`; returns what the
+   * broker accepted (parked messages left out), or undefined when stopped first.
+   */
+  async #publishBatch(sends: Received['sends']): Promise<Received['sends'] | undefined> {
+    const accepted: Received['sends'] = [];
     for (const { destination, messages } of sends) {
+      const taken: Envelope[] = [];
       for (let start = 0; start < messages.length; start += this.#batchSize) {
         const chunk = messages.slice(start, start + this.#batchSize);
-        if (!(await this.#deliver(destination, chunk))) return false;
+        if (!(await this.#deliver(destination, chunk, taken))) return undefined;
       }
+      if (taken.length > 0) accepted.push({ destination, messages: taken });
     }
-    return true;
+    return accepted;
   }
 
   /**
@@ -402,7 +408,7 @@ export class WalOutboxRelay extends ServiceBase<WalOutboxRelayEvents> {
    * retry can fix; split into single messages once the broker refuses the batch for what is in
    * it, or after `maxAttempts` charged failures, so that only the message at fault is parked.
    */
-  async #deliver(destination: string, messages: Envelope[]): Promise<boolean> {
+  async #deliver(destination: string, messages: Envelope[], accepted: Envelope[]): Promise<boolean> {
     let attempts = 0;
     for (;;) {
       if (this.#stopping) return false;
@@ -413,6 +419,7 @@ export class WalOutboxRelay extends ServiceBase<WalOutboxRelayEvents> {
       const closedBefore = this.breaker.state.status === 'closed';
       try {
         await this.breaker.execute(() => this.#publisher.publish(destination, messages));
+        for (const message of messages) accepted.push(message);
         return true;
       } catch (error) {
         if (error instanceof BrokenCircuitError || error instanceof IsolatedCircuitError) continue;
@@ -422,7 +429,9 @@ export class WalOutboxRelay extends ServiceBase<WalOutboxRelayEvents> {
         if (charged) attempts++;
         if (permanent || attempts >= this.#maxAttempts) {
           if (messages.length === 1) return this.#park(destination, messages[0]!, error, attempts);
-          for (const message of messages) if (!(await this.#deliver(destination, [message]))) return false;
+          for (const message of messages) {
+            if (!(await this.#deliver(destination, [message], accepted))) return false;
+          }
           return true;
         }
         await this.#pause(this.#retryDelay(Math.max(1, attempts)));

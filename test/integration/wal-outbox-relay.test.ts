@@ -183,6 +183,8 @@ describe('WalOutboxRelay', () => {
     const relay = relayFor(publisher, names);
     const parked: string[] = [];
     relay.events.on('parked', ({ message }) => parked.push(message.id));
+    const reported: string[] = [];
+    relay.events.on('published', ({ messages }) => reported.push(...messages.map((m) => m.id)));
     await relay.start();
     try {
       await db.transaction((tx) =>
@@ -191,6 +193,9 @@ describe('WalOutboxRelay', () => {
       await until(() => publisher.received.length >= 2);
       expect(publisher.received.map((r) => (r.message.payload as { n: number }).n)).toEqual([1, 3]);
       expect(parked).toEqual([poison.id]);
+      // `published` reports what the broker accepted: the parked message is not among it.
+      await until(() => reported.length >= 2);
+      expect(reported).toEqual(publisher.ids());
       const { rows } = await db.query<{ id: string; destination: string; last_error: string }>(
         `SELECT id, destination, last_error FROM keel_outbox WHERE parked_at IS NOT NULL`,
       );
