@@ -5,7 +5,13 @@ import { ReadYourWritesDb } from '../../src/consistency/index.ts';
 import type { Db } from '../../src/db/index.ts';
 import { PgQueue, type QueueConsumer } from '../../src/messaging/index.ts';
 import { tracedHandler, tracedPublisher } from '../../src/observability/index.ts';
-import { OutboxRelay } from '../../src/outbox/index.ts';
+import {
+  OutboxRelay,
+  WalOutboxRelay,
+  addToOutbox,
+  addToWalOutbox,
+  ensureWalOutboxSlot,
+} from '../../src/outbox/index.ts';
 import { SagaRunner, pruneSagas } from '../../src/saga/index.ts';
 import { ServiceBase, ServiceGroup, type Service } from '../../src/service/index.ts';
 import type { Clock } from '../../src/time/index.ts';
@@ -22,11 +28,19 @@ import { orderPlacedHandler } from './transport/messages/order-placed-handler.ts
 /** The parts one process runs. The all-in-one runs all three; split deployments one each. */
 export type ShopRole = 'api' | 'worker' | 'relay';
 
+/**
+ * Where orders' events go: the table outbox (any backend), or the WAL outbox — logical messages
+ * relayed by logical decoding from `connectionString` (PostgreSQL with wal_level=logical).
+ */
+export type ShopOutbox = { kind: 'table' } | { kind: 'wal'; connectionString: string };
+
 export interface ShopConfig {
   roles: ReadonlySet<ShopRole>;
   http: { port: number; host: string };
   worker: { concurrency: number; pollIntervalMs: number; leaseMs: number };
   relay: { pollIntervalMs: number; batchSize: number };
+  /** Default: the table outbox. */
+  outbox?: ShopOutbox;
 }
 
 export interface ShopDeps {
@@ -50,6 +64,8 @@ export interface Shop extends Service {
   readonly http: FastifyInstance;
   readonly server: HttpServer | undefined;
   readonly relay: OutboxRelay | undefined;
+  /** With the WAL outbox: the relay of orders' events (the table relay still carries the sagas' messages and parked ones). */
+  readonly walRelay: WalOutboxRelay | undefined;
   readonly worker: QueueConsumer | undefined;
   /** The worker role's runner of the order-fulfilment saga. */
   readonly sagas: SagaRunner | undefined;
@@ -114,6 +130,25 @@ export function buildShop(config: ShopConfig, deps: ShopDeps): Shop {
   }
 
   const idempotency = new PostgresIdempotencyStore(db, { clock });
+  const outbox = config.outbox ?? { kind: 'table' };
+  // The slot must exist before the first event is written: an api process creates it at start,
+  // before it listens (a relay process does too, when it starts).
+  if (outbox.kind === 'wal' && config.roles.has('api')) parts.push(new WalOutboxSlot(db));
+  let walRelay: WalOutboxRelay | undefined;
+  if (outbox.kind === 'wal' && config.roles.has('relay')) {
+    walRelay = new WalOutboxRelay(db, tracedPublisher(queue), {
+      connectionString: outbox.connectionString,
+      clock,
+      batchSize: config.relay.batchSize,
+    });
+    walRelay.events.on('error', ({ error, during }) =>
+      logger.warn({ err: error, during }, 'WAL relay error'),
+    );
+    walRelay.events.on('parked', ({ message, error }) =>
+      logger.error({ err: error, messageId: message.id }, 'WAL relay parked a message (keel outbox retry)'),
+    );
+    parts.push(walRelay);
+  }
   let relay: OutboxRelay | undefined;
   if (config.roles.has('relay')) {
     relay = new OutboxRelay(db, tracedPublisher(queue), {
@@ -146,7 +181,13 @@ export function buildShop(config: ShopConfig, deps: ShopDeps): Shop {
   });
   installProblemHandler(http);
   void http.register(healthRoutes, { db, isReady: () => ready });
-  void http.register(ordersRoutes, { db, reads, clock, idempotency });
+  void http.register(ordersRoutes, {
+    db,
+    reads,
+    clock,
+    idempotency,
+    outbox: outbox.kind === 'wal' ? addToWalOutbox : addToOutbox,
+  });
 
   let server: HttpServer | undefined;
   if (config.roles.has('api')) {
@@ -162,6 +203,7 @@ export function buildShop(config: ShopConfig, deps: ShopDeps): Shop {
     http,
     server,
     relay,
+    walRelay,
     worker,
     sagas,
     queue,
@@ -192,6 +234,19 @@ class DbCloser extends ServiceBase {
   protected override async onStop(): Promise<void> {
     await this.#db.close();
   }
+}
+
+/** Creates the WAL outbox's slot at start, if missing: before the api takes its first order. */
+class WalOutboxSlot extends ServiceBase {
+  readonly #db: Db;
+  constructor(db: Db) {
+    super('wal-outbox-slot');
+    this.#db = db;
+  }
+  protected override async onStart(): Promise<void> {
+    await ensureWalOutboxSlot(this.#db);
+  }
+  protected override async onStop(): Promise<void> {}
 }
 
 /** For processes that do not listen: the app is still built (for inject), and closed on stop. */

@@ -1,5 +1,6 @@
+import { dbConfigFromEnv } from '../../src/db/index.ts';
 import { InvalidArgumentError } from '../../src/errors/index.ts';
-import type { ShopConfig, ShopRole } from './app.ts';
+import type { ShopConfig, ShopOutbox, ShopRole } from './app.ts';
 
 const allRoles: readonly ShopRole[] = ['api', 'worker', 'relay'];
 
@@ -12,6 +13,8 @@ const allRoles: readonly ShopRole[] = ['api', 'worker', 'relay'];
  * - `KEEL_WORKER_CONCURRENCY` (8), `KEEL_WORKER_LEASE_MS` (30000), `KEEL_POLL_INTERVAL_MS` (1000);
  *   the worker's saga runner uses the same concurrency, lease and poll interval
  * - database: see `dbConfigFromEnv` (`KEEL_DB`, `DATABASE_URL`, `KEEL_DATA_DIR`)
+ * - `KEEL_OUTBOX`: `table` (the default) or `wal` — orders' events as logical messages, relayed by
+ *   logical decoding; needs `KEEL_DB=pg` and a server with wal_level=logical (docs/outbox.md)
  */
 export function shopConfigFromEnv(env: NodeJS.ProcessEnv = process.env, defaultRoles = allRoles): ShopConfig {
   const pollIntervalMs = integer(env, 'KEEL_POLL_INTERVAL_MS', 1000, 1);
@@ -24,7 +27,23 @@ export function shopConfigFromEnv(env: NodeJS.ProcessEnv = process.env, defaultR
       pollIntervalMs,
     },
     relay: { pollIntervalMs, batchSize: integer(env, 'KEEL_RELAY_BATCH_SIZE', 100, 1) },
+    outbox: outbox(env),
   };
+}
+
+function outbox(env: NodeJS.ProcessEnv): ShopOutbox {
+  const kind = env.KEEL_OUTBOX?.trim() || 'table';
+  if (kind === 'table') return { kind };
+  if (kind !== 'wal') throw new InvalidArgumentError('KEEL_OUTBOX', "'table' or 'wal'", kind);
+  const db = dbConfigFromEnv(env);
+  if (db.kind !== 'pg') {
+    throw new InvalidArgumentError(
+      'KEEL_OUTBOX',
+      "'table' with KEEL_DB=pglite: the WAL outbox needs KEEL_DB=pg (a PostgreSQL server with wal_level=logical)",
+      kind,
+    );
+  }
+  return { kind, connectionString: db.url };
 }
 
 function roles(env: NodeJS.ProcessEnv, fallback: readonly ShopRole[]): ReadonlySet<ShopRole> {

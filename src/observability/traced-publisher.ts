@@ -1,7 +1,7 @@
 import { context, SpanKind, trace, type Context, type Link, type Tracer } from '@opentelemetry/api';
 import type { Queryable } from '../db/db.ts';
 import type { Envelope, Publisher } from '../messaging/index.ts';
-import { addToOutbox } from '../outbox/index.ts';
+import { addToOutbox, type OutboxWriter } from '../outbox/index.ts';
 import { messagingAttributes as m, spanNames } from './names.ts';
 import { extractTraceContext } from './propagation.ts';
 import { recordFailure } from './traced-handler.ts';
@@ -87,14 +87,16 @@ function parentFor(messages: readonly Envelope[]): Context {
 
 /**
  * `addToOutbox` inside an INTERNAL span `outbox.add`, a child of the active span (the HTTP route
- * that writes the order). Same arguments, same transaction, same guarantee.
+ * that writes the order). Same arguments, same transaction, same guarantee. `add` writes through
+ * another `OutboxWriter` (`addToWalOutbox`) in the same span.
  */
 export async function tracedAddToOutbox(
   tx: Queryable,
   destination: string,
   messages: Envelope | readonly Envelope[],
-  options: { tracer?: Tracer } = {},
+  options: { tracer?: Tracer; add?: OutboxWriter } = {},
 ): Promise<void> {
+  const add = options.add ?? addToOutbox;
   const tracer = options.tracer ?? keelTracer();
   const count = Array.isArray(messages) ? messages.length : 1;
   await tracer.startActiveSpan(
@@ -102,7 +104,7 @@ export async function tracedAddToOutbox(
     { attributes: { [m.destinationName]: destination, [m.batchMessageCount]: count } },
     async (span) => {
       try {
-        await addToOutbox(tx, destination, messages);
+        await add(tx, destination, messages);
       } catch (error) {
         recordFailure(span, error);
         throw error;

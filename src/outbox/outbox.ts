@@ -21,6 +21,17 @@ export interface OutboxExecutor {
   query(sql: string, params: unknown[]): PromiseLike<unknown>;
 }
 
+/**
+ * Writes messages into the caller's transaction for a relay to publish: `addToOutbox` (the
+ * table) and `addToWalOutbox` (a logical message) both are one, so code that writes events can
+ * take either.
+ */
+export type OutboxWriter = (
+  tx: OutboxExecutor,
+  destination: string,
+  messages: Envelope | readonly Envelope[],
+) => Promise<void>;
+
 export interface AddToOutboxOptions {
   /**
    * Take a transaction-scoped advisory lock per (destination, key) before inserting, held until

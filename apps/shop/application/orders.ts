@@ -1,6 +1,7 @@
 import { v7 as uuidv7 } from 'uuid';
 import type { Db, Tx } from '../../../src/db/index.ts';
 import { injectTraceHeaders, tracedAddToOutbox } from '../../../src/observability/index.ts';
+import { addToOutbox, type OutboxWriter } from '../../../src/outbox/index.ts';
 import type { Clock } from '../../../src/time/index.ts';
 import { orderPlacedV1, ordersQueue, type PlaceOrderRequest } from '../contracts/orders.ts';
 import type { Order } from '../domain/order.ts';
@@ -9,7 +10,8 @@ import { insertOrder } from '../storage/orders-store.ts';
 /**
  * Writes the order as PENDING and its `order.placed.v1` event in one transaction: the event is
  * published if and only if the order exists. `alsoInTransaction` runs last in that transaction
- * (the HTTP layer stores its idempotent response there).
+ * (the HTTP layer stores its idempotent response there); `outbox` is where the event is written
+ * (the table outbox, or the WAL outbox on a server with wal_level=logical).
  */
 export async function placeOrder(
   db: Db,
@@ -17,6 +19,7 @@ export async function placeOrder(
   request: PlaceOrderRequest,
   headers: Record<string, string> = {},
   alsoInTransaction?: (tx: Tx, order: Order) => Promise<void>,
+  outbox: OutboxWriter = addToOutbox,
 ): Promise<Order> {
   const now = new Date(clock.now()).toISOString();
   const order: Order = {
@@ -34,7 +37,7 @@ export async function placeOrder(
   );
   await db.transaction(async (tx) => {
     await insertOrder(tx, order);
-    await tracedAddToOutbox(tx, ordersQueue, event);
+    await tracedAddToOutbox(tx, ordersQueue, event, { add: outbox });
     await alsoInTransaction?.(tx, order);
   });
   return order;

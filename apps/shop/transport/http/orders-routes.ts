@@ -13,6 +13,7 @@ import {
   type IdempotencyStore,
 } from '../../../../src/idempotency/index.ts';
 import { headerNames } from '../../../../src/messaging/index.ts';
+import type { OutboxWriter } from '../../../../src/outbox/index.ts';
 import type { Clock } from '../../../../src/time/index.ts';
 import { placeOrder } from '../../application/orders.ts';
 import { orderIdParams, placeOrderRequest } from '../../contracts/orders.ts';
@@ -26,6 +27,8 @@ export interface OrdersRoutesOptions {
   clock: Clock;
   /** Keys of `POST /v1/orders`; in the shop's database, so a key's response commits with its order. */
   idempotency: IdempotencyStore;
+  /** Where an order's event is written in its transaction. Default: the table outbox. */
+  outbox?: OutboxWriter;
 }
 
 /** Orders are small documents; anything larger is a mistake or an attack. */
@@ -35,7 +38,7 @@ const jsonType = 'application/json; charset=utf-8';
 
 export async function ordersRoutes(
   app: FastifyInstance,
-  { db, reads, clock, idempotency }: OrdersRoutesOptions,
+  { db, reads, clock, idempotency, outbox }: OrdersRoutesOptions,
 ): Promise<void> {
   // A client that retries after a timeout must not place a second order: POST requires a key.
   installIdempotency(app, { store: idempotency, clock, methods: ['POST'] });
@@ -57,16 +60,23 @@ export async function ordersRoutes(
     };
     let answer = '';
     let token: Promise<ConsistencyToken> | undefined;
-    const order = await placeOrder(db, clock, body, headers, async (tx, placed) => {
-      answer = JSON.stringify(placed);
-      await completeIdempotentRequest(request, tx, {
-        status: 202,
-        headers: { 'content-type': jsonType, location: `/v1/orders/${placed.id}` },
-        body: answer,
-      });
-      // Read with the commit, on its connection: no round trip of its own.
-      token = tokenAfterCommit(tx, db);
-    });
+    const order = await placeOrder(
+      db,
+      clock,
+      body,
+      headers,
+      async (tx, placed) => {
+        answer = JSON.stringify(placed);
+        await completeIdempotentRequest(request, tx, {
+          status: 202,
+          headers: { 'content-type': jsonType, location: `/v1/orders/${placed.id}` },
+          body: answer,
+        });
+        // Read with the commit, on its connection: no round trip of its own.
+        token = tokenAfterCommit(tx, db);
+      },
+      outbox,
+    );
     if (token !== undefined) void reply.header(consistencyTokenHeader, (await token).toString());
     return reply.status(202).header('location', `/v1/orders/${order.id}`).type(jsonType).send(answer);
   });
