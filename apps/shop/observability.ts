@@ -4,6 +4,7 @@ import {
   instrumentConsumer,
   instrumentHttp,
   instrumentOutbox,
+  instrumentWalOutboxRelay,
   instrumentQueueDepth,
   instrumentRuntime,
   instrumentSagas,
@@ -24,7 +25,8 @@ export interface ShopObservabilityOptions {
 
 /**
  * Instruments a built, not yet started, shop: a span and a latency histogram per HTTP route,
- * `/metrics`, the worker's counters, the outbox and queue gauges, event-loop delay and heap,
+ * `/metrics`, the worker's counters, the outbox and queue gauges (and the WAL outbox's, with
+ * `KEEL_OUTBOX=wal`), event-loop delay and heap,
  * and, with the worker role, a span per saga step run and the saga metrics.
  * The worker's handler span and the relay's publish span are part of `buildShop` itself
  * (no-ops until an SDK is registered); pass `meter` in the shop's deps for handler durations.
@@ -39,6 +41,8 @@ export function instrumentShop(shop: Shop, options: ShopObservabilityOptions): L
     instrumentQueueDepth(shop.queue, [ordersQueue], meter),
     instrumentRuntime(meter),
   ];
+  if (shop.walRelay !== undefined)
+    handles.push(instrumentWalOutboxRelay(shop.walRelay, meter, { db: shop.db }));
   if (shop.worker !== undefined) handles.push(instrumentConsumer(shop.worker, meter, ordersQueue));
   if (shop.sagas !== undefined) handles.push(instrumentSagas(shop.sagas, { meter, db: shop.db }));
   const dispose = (): void => {
