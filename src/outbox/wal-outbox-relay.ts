@@ -483,7 +483,11 @@ export class WalOutboxRelay extends ServiceBase<WalOutboxRelayEvents> {
     if (position === 0n) return;
     this.#confirmed = position;
     this.#confirmedAt = this.clock.now();
-    this.#stream?.acknowledge(formatLsn(position)).catch(() => undefined);
+    // pg-logical-replication sends the position it is given plus one. The server skips every
+    // transaction whose commit record starts before the confirmed position, and the next commit
+    // record may start exactly where this one ended: confirming end + 1 lost it (found by the
+    // chaos test). So the relay hands over one less, and the server gets the position itself.
+    this.#stream?.acknowledge(formatLsn(position - 1n)).catch(() => undefined);
   }
 
   /** The replication connection's socket, to stop reading it while the queue is full. */

@@ -313,6 +313,47 @@ describe('WalOutboxRelay', () => {
     }
   });
 
+  it('never skips a transaction whose commit record starts where the confirmed one ended', async () => {
+    const names = await freshSlot();
+    // B writes its message first and commits right after A: B's commit record follows A's directly.
+    const a = event('a', 1);
+    const b = event('b', 2);
+    let releaseB: () => void = () => undefined;
+    let bWrote: () => void = () => undefined;
+    const bWritten = new Promise<void>((resolve) => (bWrote = resolve));
+    const txB = db.transaction(async (tx) => {
+      await addToWalOutbox(tx, 'orders', b, { prefix: names.prefix });
+      await tx.query('SELECT 1');
+      bWrote();
+      await new Promise<void>((resolve) => (releaseB = resolve));
+    });
+    await bWritten;
+    await db.transaction((tx) => addToWalOutbox(tx, 'orders', a, { prefix: names.prefix }));
+    releaseB();
+    await txB;
+    // The first relay publishes A and confirms it, but B fails until the relay stops.
+    const publisher = new RecordingPublisher();
+    let failB = true;
+    publisher.fail = (_destination, messages) =>
+      failB && messages.some((m) => m.id === b.id) ? new Error('broker hiccup') : undefined;
+    const first = relayFor(publisher, names, { batchSize: 1 });
+    await first.start();
+    await until(() => publisher.received.length === 1);
+    await until(() => publisher.calls >= 3);
+    await first.stop();
+    expect(publisher.ids()).toEqual([a.id]);
+    failB = false;
+    const second = relayFor(publisher, names, { batchSize: 1 });
+    await second.start();
+    try {
+      await until(() => publisher.received.length === 2);
+      expect(publisher.ids()).toEqual([a.id, b.id]);
+    } finally {
+      await second.stop();
+      await dropWalOutboxSlot(db, names);
+    }
+  });
+
   it('refuses a server without wal_level=logical, naming the setting', async () => {
     const plain = await startPgServer({ walLevel: 'replica' });
     const other = await openPgDb({ url: plain.url });
