@@ -16,7 +16,8 @@
 //
 // The WAL outbox (BENCH_WAL=off leaves it out): the same messages written with addToWalOutbox
 // (transactions of 1,000, as above) on a wal_level=logical server the bench starts itself (fsync
-// on, the same disk), then one WalOutboxRelay timed from its start until every message is
+// on, the same disk), then one WalOutboxRelay timed from the moment the server starts streaming
+// (its connection's setup is not timed, as the raw side's connect is not) until every message is
 // published: it streams them from the replication slot (nothing claimed, marked or deleted) and
 // confirms the position. It runs in the same rounds, beside raw and the table relay.
 import { migrate } from '../src/db/index.ts';
