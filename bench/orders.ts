@@ -11,6 +11,9 @@
 //     beyond JSON parsing: what a hand-rolled endpoint without exactly-once does.
 // Rounds alternate keel/peer after a warm-up; each side's figure is its best round.
 // The issue's target: keel at least 70 % of the plain endpoint's requests per second.
+// BENCH_OUTBOX=wal: the shop with KEEL_OUTBOX=wal (the order's event as a logical message, not an
+// outbox row); both sides then run on a wal_level=logical server the bench starts itself
+// (startPgServer: fsync and synchronous_commit on, the same disk), in schemas of their own.
 import { randomUUID } from 'node:crypto';
 import Fastify from 'fastify';
 import { pino } from 'pino';
@@ -18,8 +21,8 @@ import { v7 as uuidv7 } from 'uuid';
 import { buildShop } from '../apps/shop/app.ts';
 import { shopMigrations } from '../apps/shop/presets/open-shop.ts';
 import { testShopConfig } from '../apps/shop/test/test-shop.ts';
-import { migrate, type Db } from '../src/db/index.ts';
-import { createTestDb, testDbBackend } from '../src/testing/index.ts';
+import { migrate, openPgDb, type Db } from '../src/db/index.ts';
+import { createTestDb, startPgServer, testDbBackend, type PgServer } from '../src/testing/index.ts';
 import { systemClock } from '../src/time/index.ts';
 
 const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -59,10 +62,23 @@ async function drive(address: string, total: number, withKey: boolean): Promise<
   return { rate: total / seconds, cpuMicros: (used.user + used.system) / total };
 }
 
-async function keelSide(): Promise<{ address: string; close: () => Promise<void> }> {
-  const db = await createTestDb({ schemaPrefix: 'bench_keel', poolSize });
+const walOutbox = process.env.BENCH_OUTBOX === 'wal';
+
+/** Each side's database: the suite's backend, or with BENCH_OUTBOX=wal a schema on the bench's own server. */
+function openSideDb(server: PgServer | undefined, schema: string): Promise<Db> {
+  return server === undefined
+    ? createTestDb({ schemaPrefix: schema, poolSize })
+    : openPgDb({ url: server.url, schema, poolSize });
+}
+
+async function keelSide(
+  server: PgServer | undefined,
+): Promise<{ address: string; close: () => Promise<void> }> {
+  const db = await openSideDb(server, 'bench_keel');
   await migrate(db, await shopMigrations());
-  const shop = buildShop(testShopConfig(['api']), {
+  const config = testShopConfig(['api']);
+  if (server !== undefined) config.outbox = { kind: 'wal', connectionString: server.url };
+  const shop = buildShop(config, {
     db,
     clock: systemClock,
     logger: pino({ level: 'silent' }),
@@ -71,8 +87,10 @@ async function keelSide(): Promise<{ address: string; close: () => Promise<void>
   return { address: shop.server!.address, close: () => shop.stop() };
 }
 
-async function peerSide(): Promise<{ address: string; close: () => Promise<void> }> {
-  const db: Db = await createTestDb({ schemaPrefix: 'bench_plain', poolSize });
+async function peerSide(
+  server: PgServer | undefined,
+): Promise<{ address: string; close: () => Promise<void> }> {
+  const db: Db = await openSideDb(server, 'bench_plain');
   await db.query(`CREATE TABLE orders (
     id uuid PRIMARY KEY, customer_id text NOT NULL, status text NOT NULL, items jsonb NOT NULL,
     version integer NOT NULL DEFAULT 1, created_at timestamptz NOT NULL, updated_at timestamptz NOT NULL)`);
@@ -107,13 +125,16 @@ export default async function main(): Promise<void> {
   console.log(
     [
       'bench/orders: POST /v1/orders over real HTTP (loopback, keep-alive), closed loop',
-      `  database: ${testDbBackend()} (pool of ${poolSize} each); ${rounds} rounds of ${requests} requests, ${concurrency} connections, best round each`,
-      '  keel: the shop api — Idempotency-Key checked and its response stored, zod validation, order + outbox event',
+      `  database: ${walOutbox ? 'pg, a wal_level=logical server the bench started (BENCH_OUTBOX=wal)' : testDbBackend()} (pool of ${poolSize} each); ${rounds} rounds of ${requests} requests, ${concurrency} connections, best round each`,
+      `  keel: the shop api — Idempotency-Key checked and its response stored, zod validation, order + ${walOutbox ? 'its event as a logical message (the WAL outbox)' : 'outbox event'}`,
       '        + key response in one transaction; peer: plain fastify + one INSERT of the same row',
     ].join('\n'),
   );
-  const keel = await keelSide();
-  const peer = await peerSide();
+  const server = walOutbox
+    ? await startPgServer({ walLevel: 'logical', fsync: true, settings: { shared_buffers: '128MB' } })
+    : undefined;
+  const keel = await keelSide(server);
+  const peer = await peerSide(server);
   try {
     await drive(keel.address, Math.min(300, requests), true);
     await drive(peer.address, Math.min(300, requests), false);
@@ -137,10 +158,11 @@ export default async function main(): Promise<void> {
     const ratio = bestKeel / bestPeer;
     console.log(`  keel reaches ${(ratio * 100).toFixed(0)} % of the plain endpoint (target ≥ 70 %)`);
     console.log(
-      `bench: POST /v1/orders requests per second (higher is better) | keel ${bestKeel.toFixed(0)} req/s | fastify+pg insert ${bestPeer.toFixed(0)} req/s | ratio ${ratio.toFixed(2)}`,
+      `bench: POST /v1/orders requests per second${walOutbox ? ', the shop on the WAL outbox' : ''} (higher is better) | keel ${bestKeel.toFixed(0)} req/s | fastify+pg insert ${bestPeer.toFixed(0)} req/s | ratio ${ratio.toFixed(2)}`,
     );
   } finally {
     await keel.close();
     await peer.close();
+    await server?.stop();
   }
 }
