@@ -15,7 +15,11 @@ export function decodeWalOutboxRecord(content: Uint8Array): WalOutboxRecord {
   }
   const record = value as Partial<WalOutboxRecord> | null;
   if (record === null || typeof record !== 'object') throw invalid('is not an object');
-  if (record.v !== 1) throw invalid(`has encoding version ${String(record.v)}; this relay reads version 1`);
+  if (record.v !== 1) {
+    throw invalid(`has encoding version ${String(record.v)}; this relay reads version 1`, undefined, {
+      version: record.v,
+    });
+  }
   if (typeof record.destination !== 'string' || record.destination.length === 0) {
     throw invalid('has no destination');
   }
@@ -38,6 +42,11 @@ export function decodeWalOutboxRecord(content: Uint8Array): WalOutboxRecord {
   return record as WalOutboxRecord;
 }
 
-function invalid(what: string, cause?: unknown): KeelError {
-  return new KeelError('KEEL_MESSAGE_INVALID', `a WAL outbox record ${what}`, { cause });
+function invalid(what: string, cause?: unknown, details?: Record<string, unknown>): KeelError {
+  return new KeelError('KEEL_MESSAGE_INVALID', `a WAL outbox record ${what}`, { cause, details });
+}
+
+/** A record a newer writer encoded: this relay must not skip it, only stop until it is upgraded. */
+export function isNewerWalOutboxRecord(error: unknown): boolean {
+  return error instanceof KeelError && error.details?.version !== undefined;
 }

@@ -9,7 +9,7 @@ import { ServiceBase } from '../service/index.ts';
 import { systemClock, type Clock, type TimerHandle } from '../time/index.ts';
 import { isPermanentPublishError } from './outbox-relay.ts';
 import { defaultWalOutboxPrefix } from './wal-outbox.ts';
-import { decodeWalOutboxRecord } from './wal-outbox-record.ts';
+import { decodeWalOutboxRecord, isNewerWalOutboxRecord } from './wal-outbox-record.ts';
 import { ensureWalOutboxSlot, walOutboxSlotNames, type WalOutboxSlotOptions } from './wal-outbox-slot.ts';
 import { formatLsn, parseLsn } from './lsn.ts';
 import { parkWalOutboxMessage } from './wal-outbox-parking.ts';
@@ -121,6 +121,10 @@ export class WalOutboxRelay extends ServiceBase<WalOutboxRelayEvents> {
   #queue: Received[] = [];
   #buffered = 0;
   #paused = false;
+  /** Counts streams: a batch taken from an earlier one no longer counts in `#buffered`. */
+  #generation = 0;
+  /** A record this relay cannot read was met: nothing more is taken from this stream. */
+  #halted = false;
   /** The transaction being received (between its begin and its commit). */
   #current: Received | undefined;
   /** Everything up to here was published (or held nothing of ours). */
@@ -244,8 +248,10 @@ export class WalOutboxRelay extends ServiceBase<WalOutboxRelayEvents> {
       // position); what is being published now is skipped then by its position.
       this.#queue = [];
       this.#buffered = 0;
+      this.#generation++;
       this.#current = undefined;
       this.#paused = false;
+      this.#halted = false;
       if (!this.#stopping) await this.#sleep(this.#reconnectMs);
     }
   }
@@ -277,7 +283,15 @@ export class WalOutboxRelay extends ServiceBase<WalOutboxRelayEvents> {
     this.events.emit('error', { error, during: 'stream' });
   }
 
+  /** Stops taking anything from this stream (which then ends), so nothing past here is confirmed. */
+  #halt(): void {
+    this.#halted = true;
+    this.#current = undefined;
+    void this.#stream?.stop().catch(() => undefined);
+  }
+
   #onData(log: Pgoutput.Message): void {
+    if (this.#halted) return;
     switch (log.tag) {
       case 'begin':
         this.#current = { sends: [], count: 0, lsn: 0n };
@@ -288,8 +302,12 @@ export class WalOutboxRelay extends ServiceBase<WalOutboxRelayEvents> {
         try {
           record = decodeWalOutboxRecord(log.content);
         } catch (error) {
-          // Not keel's (or from a newer keel): it cannot be published or parked by id.
           this.events.emit('error', { error, during: 'decode' });
+          // A newer keel's record: skipping it would lose it. The relay goes no further (nothing
+          // from here on is queued or confirmed) and streams again after reconnectMs, until it
+          // is upgraded. Anything else under the prefix is not keel's: it has no id to publish
+          // or park by, and is passed over.
+          if (isNewerWalOutboxRecord(error)) this.#halt();
           return;
         }
         const sends = this.#current.sends;
@@ -319,6 +337,7 @@ export class WalOutboxRelay extends ServiceBase<WalOutboxRelayEvents> {
    * held nothing of ours, instead of holding it until the next outbox message.
    */
   #onKeepalive(lsn: string, replyRequested: boolean): void {
+    if (this.#halted) return;
     const position = parseLsn(lsn);
     if (position > this.#taken) this.#enqueue({ sends: [], count: 0, lsn: position });
     if (replyRequested) this.#confirm(true);
@@ -344,9 +363,10 @@ export class WalOutboxRelay extends ServiceBase<WalOutboxRelayEvents> {
         await this.#pause(60_000);
         continue;
       }
+      const generation = this.#generation;
       const accepted = await this.#publishBatch(batch.sends);
       if (accepted === undefined) break;
-      this.#buffered = Math.max(0, this.#buffered - batch.count);
+      if (generation === this.#generation) this.#buffered -= batch.count;
       if (this.#paused && this.#buffered <= this.#maxBuffered / 2) {
         this.#paused = false;
         this.#socket()?.resume();

@@ -354,6 +354,41 @@ describe('WalOutboxRelay', () => {
     }
   });
 
+  it("passes over what is not keel's under its prefix, and goes no further than a newer keel's record", async () => {
+    const names = await freshSlot();
+    const publisher = new RecordingPublisher();
+    const relay = relayFor(publisher, names);
+    const errors: string[] = [];
+    relay.events.on('error', ({ error, during }) => errors.push(`${during}: ${(error as Error).message}`));
+    const emit = (content: string): Promise<unknown> =>
+      db.query('SELECT pg_logical_emit_message(true, $1, $2::text)', [names.prefix, content]);
+    const first = event('k', 1);
+    const second = event('k', 2);
+    const third = event('k', 3);
+    await db.transaction((tx) => addToWalOutbox(tx, 'orders', first, { prefix: names.prefix }));
+    await emit('not json at all');
+    await db.transaction((tx) => addToWalOutbox(tx, 'orders', second, { prefix: names.prefix }));
+    await emit(JSON.stringify({ v: 2, destination: 'orders', messages: [] }));
+    await db.transaction((tx) => addToWalOutbox(tx, 'orders', third, { prefix: names.prefix }));
+    await relay.start();
+    try {
+      await until(() => errors.filter((e) => e.includes('encoding version 2')).length >= 2);
+      expect(publisher.ids()).toEqual([first.id, second.id]);
+      expect(errors).toContainEqual(expect.stringContaining('decode: a WAL outbox record is not JSON'));
+    } finally {
+      await relay.stop();
+    }
+    // Nothing past the newer record was confirmed: it and the third message are still in the slot.
+    const { rows } = await db.query<{ n: string }>(
+      `SELECT count(*)::text AS n FROM pg_logical_slot_peek_binary_changes($1, NULL, NULL,
+         'proto_version', '1', 'publication_names', $2, 'messages', 'true')
+       WHERE get_byte(data, 0) = 77`,
+      [names.slotName, names.publicationName],
+    );
+    expect(Number(rows[0]?.n)).toBe(2);
+    await dropWalOutboxSlot(db, names);
+  });
+
   it('refuses a server without wal_level=logical, naming the setting', async () => {
     const plain = await startPgServer({ walLevel: 'replica' });
     const other = await openPgDb({ url: plain.url });
