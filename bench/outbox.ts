@@ -10,6 +10,10 @@
 //     contender order rotating; the best round is reported, the median beside it.
 // (b) Latency: one row per transaction at a steady rate, relay(s) running; from just before the
 //     business transaction to the moment the queue confirmed the publish, p50 / p99.
+// The WAL outbox (keel WAL: a logical message instead of a row, streamed from a replication slot)
+// runs beside them when the server has wal_level=logical. The shared server here does not:
+// BENCH_OUTBOX_SERVER=own starts one (startPgServer: PostgreSQL 15, fsync and synchronous_commit
+// on, the same disk) and runs every contender on it.
 import os from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -19,8 +23,12 @@ import { createEnvelope, PgQueue, pgQueueMigrations, type Envelope } from '../sr
 import type { Contender, Instance, Publish } from './outbox/contender.ts';
 import { handRolledContender } from './outbox/hand-rolled.ts';
 import { destination, keelContender } from './outbox/keel.ts';
+import { keelWalContender } from './outbox/keel-wal.ts';
+import { startPgServer, type PgServer } from '../src/testing/index.ts';
 
-const url = process.env.DATABASE_URL ?? defaultDatabaseUrl;
+/** The server every contender runs on: DATABASE_URL's, or with BENCH_OUTBOX_SERVER=own one the bench starts. */
+let url = process.env.DATABASE_URL ?? defaultDatabaseUrl;
+let ownServer: PgServer | undefined;
 const rows = Number(process.env.BENCH_OUTBOX_ROWS ?? 10_000);
 const rounds = Number(process.env.BENCH_OUTBOX_ROUNDS ?? 3);
 const rate = Number(process.env.BENCH_OUTBOX_RATE ?? 500);
@@ -33,6 +41,16 @@ const keys = Number(process.env.BENCH_OUTBOX_KEYS ?? 1000);
 const relayCounts = [1, 2];
 
 const contenders: Contender[] = [keelContender(batchSize), handRolledContender(batchSize, pollMs)];
+
+async function walLevel(): Promise<string> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    return (await client.query<{ wal_level: string }>('SHOW wal_level')).rows[0]?.wal_level ?? 'unknown';
+  } finally {
+    await client.end();
+  }
+}
 
 const fmt = (n: number, digits = 0): string =>
   Number.isFinite(n)
@@ -167,6 +185,24 @@ async function latency(contender: Contender, relays: number): Promise<Latency> {
 }
 
 export default async function main(): Promise<void> {
+  if (process.env.BENCH_OUTBOX_SERVER === 'own') {
+    ownServer = await startPgServer({
+      walLevel: 'logical',
+      fsync: true,
+      settings: { shared_buffers: '128MB' },
+    });
+    url = ownServer.url;
+  }
+  try {
+    await run();
+  } finally {
+    await ownServer?.stop();
+  }
+}
+
+async function run(): Promise<void> {
+  const level = await walLevel();
+  if (level === 'logical') contenders.push(keelWalContender(batchSize));
   const load = os.loadavg().map((l) => l.toFixed(1));
   console.log('bench/outbox — method');
   console.log(
@@ -188,6 +224,11 @@ export default async function main(): Promise<void> {
     `  (b) latency: ${fmt(rate)} rows/s, one per transaction, for ${seconds} s after a 1 s warm-up, relays running;`,
   );
   console.log('      from just before the business transaction to the queue confirming the publish');
+  console.log(
+    level === 'logical'
+      ? `  the server runs wal_level=logical${ownServer === undefined ? '' : ' (started by the bench: BENCH_OUTBOX_SERVER=own)'}: the WAL outbox runs too`
+      : `  the server runs wal_level=${level}: the WAL outbox does not run (BENCH_OUTBOX_SERVER=own starts a logical server for every contender)`,
+  );
   console.log('  contenders:');
   for (const c of contenders) console.log(`    ${c.name.padEnd(12)} ${c.how}`);
   console.log('  ratio: throughput keel / peer, latency peer / keel: above 1 means keel is ahead\n');
@@ -240,6 +281,24 @@ export default async function main(): Promise<void> {
   ] as const) {
     console.log(
       `bench: ${q} commit→published latency at ${fmt(rate)} rows/s, 1 relay | keel ${fmt(kv, 1)} ms | hand-rolled (${pollMs} ms poll) ${fmt(pv, 1)} ms | ratio ${(pv / kv).toFixed(2)}`,
+    );
+  }
+  const wal = contenders.find((c) => c.name === 'keel WAL');
+  if (wal === undefined) return;
+  for (const relays of relayCounts) {
+    const w = Math.max(...runs.get(tag(wal, relays))!);
+    const h = Math.max(...runs.get(tag(contenders[1]!, relays))!);
+    console.log(
+      `bench: WAL outbox messages/s committed → published to the PostgreSQL queue, ${relays} relay${relays > 1 ? 's' : ''} | keel ${fmt(w)} msg/s | hand-rolled ${fmt(h)} rows/s | ratio ${(w / h).toFixed(2)}`,
+    );
+  }
+  const w = lat.get('keel WAL')!;
+  for (const [q, wv, pv] of [
+    ['p50', w.p50, p.p50],
+    ['p99', w.p99, p.p99],
+  ] as const) {
+    console.log(
+      `bench: ${q} commit→published latency at ${fmt(rate)} messages/s, WAL outbox, 1 relay | keel ${fmt(wv, 1)} ms | hand-rolled (${pollMs} ms poll) ${fmt(pv, 1)} ms | ratio ${(pv / wv).toFixed(2)}`,
     );
   }
 }
