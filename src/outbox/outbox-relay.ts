@@ -4,14 +4,9 @@ import { InvalidArgumentError } from '../errors/index.ts';
 import type { Envelope } from '../messaging/envelope.ts';
 import type { Publisher } from '../messaging/publisher.ts';
 import { describeError } from '../messaging/describe-error.ts';
-import {
-  BrokenCircuitError,
-  CircuitBreakerPolicy,
-  IsolatedCircuitError,
-  isRetryable,
-} from '../resilience/index.ts';
+import { BrokenCircuitError, IsolatedCircuitError, type CircuitBreakerPolicy } from '../resilience/index.ts';
 import { ServiceBase } from '../service/index.ts';
-import { systemClock, type Clock, type TimerHandle } from '../time/index.ts';
+import { systemClock, type TimerHandle } from '../time/index.ts';
 import {
   claimBatch,
   groupByDestination,
@@ -24,9 +19,17 @@ import {
 } from './outbox-claims.ts';
 import { MarkQueue } from './outbox-relay-marks.ts';
 import { defaultOutboxRetentionMs, pruneOutbox } from './outbox-retention.ts';
+import {
+  breakerAllows,
+  isPermanentPublishError,
+  positiveInteger,
+  relayPolicy,
+  type RelayPolicyOptions,
+  type RelayPublishEvents,
+} from './relay-policy.ts';
 import { outboxChannel } from './schema.ts';
 
-export interface OutboxRelayOptions {
+export interface OutboxRelayOptions extends RelayPolicyOptions {
   /** Rows claimed per round (one claim query), published in one call per destination. Default 100. */
   batchSize?: number;
   /** How often to look for rows when no NOTIFY arrives. Default 1 000 ms. */
@@ -38,19 +41,6 @@ export interface OutboxRelayOptions {
    */
   claimMs?: number;
   /**
-   * Failed publishes of a row, counted only while the breaker was closed, before the row is
-   * parked for an operator (`keel outbox retry`). `maxAttempts: 10` means ten calls. Default 10.
-   */
-  maxAttempts?: number;
-  /** Delay before a row whose publish failed is tried again. Default: 1 s doubling to 60 s. */
-  retryDelay?: (attempt: number) => number;
-  /**
-   * The circuit breaker every publish goes through. While it is open the relay claims nothing
-   * and no row's attempts grow, so an outage of the broker does not park the backlog. Default:
-   * a breaker that opens after 5 consecutive failed publishes, for 10 s, on the relay's clock.
-   */
-  breaker?: CircuitBreakerPolicy;
-  /**
    * Published rows older than this are deleted by the relay, in batches, one cleaner at a time
    * across relays (an advisory lock). `false`: the relay never deletes (run `pruneOutbox`
    * elsewhere). `0`: each row is deleted as it is published, instead of marked (the cheapest:
@@ -60,16 +50,10 @@ export interface OutboxRelayOptions {
   retentionMs?: number | false;
   /** How often the relay runs the cleaner. Default 60 000 ms. */
   cleanupIntervalMs?: number;
-  clock?: Clock;
-  name?: string;
 }
 
-export interface OutboxRelayEvents {
-  /** Messages the broker accepted, once their rows are marked published. */
-  published: { destination: string; messages: readonly Envelope[] };
-  /** A publish failed; `charged` is false when it did not count towards parking (breaker not closed). */
-  'publish-failed': { destination: string; messages: readonly Envelope[]; error: unknown; charged: boolean };
-  parked: { message: Envelope; error: unknown };
+/** `published` comes once the rows are marked published. */
+export interface OutboxRelayEvents extends RelayPublishEvents {
   /** The cleaner deleted published rows past the retention. */
   pruned: { deleted: number };
 }
@@ -127,11 +111,11 @@ export class OutboxRelay extends ServiceBase<OutboxRelayEvents> {
     this.#batchSize = positiveInteger('batchSize', options.batchSize ?? 100);
     this.#pollIntervalMs = positiveInteger('pollIntervalMs', options.pollIntervalMs ?? 1000);
     this.#claimMs = positiveInteger('claimMs', options.claimMs ?? 30_000);
-    this.#maxAttempts = positiveInteger('maxAttempts', options.maxAttempts ?? 10);
-    this.#retryDelay = options.retryDelay ?? ((attempt) => Math.min(60_000, 1000 * 2 ** (attempt - 1)));
-    if (typeof this.#retryDelay !== 'function') {
-      throw new InvalidArgumentError('retryDelay', 'a function of the attempt number', options.retryDelay);
-    }
+    ({
+      maxAttempts: this.#maxAttempts,
+      retryDelay: this.#retryDelay,
+      breaker: this.breaker,
+    } = relayPolicy(options, this.clock));
     const retentionMs = options.retentionMs ?? defaultOutboxRetentionMs;
     if (retentionMs !== false && (!Number.isFinite(retentionMs) || retentionMs < 0)) {
       throw new InvalidArgumentError('retentionMs', 'a number of ms >= 0, or false', retentionMs);
@@ -140,18 +124,6 @@ export class OutboxRelay extends ServiceBase<OutboxRelayEvents> {
     this.#deleteOnPublish = retentionMs === 0;
     this.#cleanupIntervalMs = positiveInteger('cleanupIntervalMs', options.cleanupIntervalMs ?? 60_000);
     this.#nextCleanupAt = this.clock.now();
-    if (options.breaker !== undefined && !(options.breaker instanceof CircuitBreakerPolicy)) {
-      throw new InvalidArgumentError('breaker', 'a CircuitBreakerPolicy', options.breaker);
-    }
-    this.breaker =
-      options.breaker ??
-      new CircuitBreakerPolicy({
-        threshold: { kind: 'consecutive', failures: 5 },
-        openMs: 10_000,
-        // A message the broker refuses for what it is says nothing about the broker's health.
-        handle: (error) => !isPermanentPublishError(error),
-        clock: this.clock,
-      });
   }
 
   protected override async onStart(): Promise<void> {
@@ -300,8 +272,7 @@ export class OutboxRelay extends ServiceBase<OutboxRelayEvents> {
   }
 
   #mayClaim(): boolean {
-    const status = this.breaker.state.status;
-    return status !== 'open' && status !== 'isolated';
+    return breakerAllows(this.breaker);
   }
 
   /** Until the next poll, or until the breaker lets a probe through if that comes first. */
@@ -446,16 +417,4 @@ function marksOf(rounds: readonly Round[], released: readonly string[]): Marks {
     seqs: rounds.flatMap((r) => r.published.map((row) => row.seq)),
     claimIds: [...rounds.map((r) => r.claim.id), ...released],
   };
-}
-
-/** No retry can fix it: keel's argument or validation errors, also as the cause of a `PublishError`. */
-export function isPermanentPublishError(error: unknown): boolean {
-  if (!isRetryable(error)) return true;
-  const cause = (error as { cause?: unknown } | null)?.cause;
-  return cause !== undefined && !isRetryable(cause);
-}
-
-function positiveInteger(field: string, value: number): number {
-  if (!Number.isInteger(value) || value < 1) throw new InvalidArgumentError(field, 'an integer >= 1', value);
-  return value;
 }

@@ -4,17 +4,25 @@ import { InvalidArgumentError } from '../errors/index.ts';
 import type { Envelope } from '../messaging/envelope.ts';
 import type { Publisher } from '../messaging/publisher.ts';
 import { describeError } from '../messaging/describe-error.ts';
-import { BrokenCircuitError, CircuitBreakerPolicy, IsolatedCircuitError } from '../resilience/index.ts';
+import { BrokenCircuitError, IsolatedCircuitError, type CircuitBreakerPolicy } from '../resilience/index.ts';
 import { ServiceBase } from '../service/index.ts';
-import { systemClock, type Clock, type TimerHandle } from '../time/index.ts';
-import { isPermanentPublishError } from './outbox-relay.ts';
+import { systemClock, type TimerHandle } from '../time/index.ts';
+import {
+  breakerAllows,
+  isPermanentPublishError,
+  positiveInteger,
+  relayPolicy,
+  type RelayPolicyOptions,
+  type RelayPublishEvents,
+} from './relay-policy.ts';
 import { defaultWalOutboxPrefix } from './wal-outbox.ts';
 import { decodeWalOutboxRecord, isNewerWalOutboxRecord } from './wal-outbox-record.ts';
 import { ensureWalOutboxSlot, walOutboxSlotNames, type WalOutboxSlotOptions } from './wal-outbox-slot.ts';
 import { formatLsn, parseLsn } from './lsn.ts';
 import { parkWalOutboxMessage } from './wal-outbox-parking.ts';
+import { ReceivedQueue, type Received, type Send } from './wal-outbox-received.ts';
 
-export interface WalOutboxRelayOptions extends WalOutboxSlotOptions {
+export interface WalOutboxRelayOptions extends WalOutboxSlotOptions, RelayPolicyOptions {
   /**
    * The server to stream from, as a connection string: the same server `db` reaches (its user
    * needs the REPLICATION attribute, and pg_hba.conf must allow it a `replication` connection).
@@ -29,31 +37,12 @@ export interface WalOutboxRelayOptions extends WalOutboxSlotOptions {
    * until the publisher catches up (the server then holds the rest). Default 10 000.
    */
   maxBuffered?: number;
-  /**
-   * Failed publishes of a message, counted only while the breaker was closed, before it is parked
-   * in the table outbox for an operator (`keel outbox retry`). Default 10.
-   */
-  maxAttempts?: number;
-  /** Delay before a failed publish is tried again. Default: 1 s doubling to 60 s. */
-  retryDelay?: (attempt: number) => number;
-  /**
-   * The circuit breaker every publish goes through. While it is open the relay waits and no
-   * message's attempts grow. Default: opens after 5 consecutive failed publishes, for 10 s.
-   */
-  breaker?: CircuitBreakerPolicy;
   /** Wait before streaming again after the stream broke, or while another relay holds the slot. Default 1 000 ms. */
   reconnectMs?: number;
-  clock?: Clock;
-  name?: string;
 }
 
-export interface WalOutboxRelayEvents {
-  /** Messages the broker accepted (their position is then confirmed to the server). */
-  published: { destination: string; messages: readonly Envelope[] };
-  /** A publish failed; `charged` is false when it did not count towards parking (breaker not closed). */
-  'publish-failed': { destination: string; messages: readonly Envelope[]; error: unknown; charged: boolean };
-  /** A message that could not be published, moved to the table outbox as a parked row. */
-  parked: { message: Envelope; error: unknown };
+/** `published` comes once the broker accepted (the position is confirmed to the server after). */
+export interface WalOutboxRelayEvents extends RelayPublishEvents {
   /** Another relay streams from the slot: this one waits and tries again every `reconnectMs`. */
   standby: { slotName: string };
   /** This relay now streams from the slot. */
@@ -69,14 +58,6 @@ const statusIntervalMs = 10_000;
 
 /** While batches follow each other, the relay confirms its position at most this often. */
 const confirmEveryMs = 50;
-
-/** One committed transaction's messages, or (no messages) a position the server has passed. */
-interface Received {
-  sends: { destination: string; messages: Envelope[] }[];
-  count: number;
-  /** The end of the transaction's commit record (or the position): confirmed once published. */
-  lsn: bigint;
-}
 
 /**
  * Publishes what `addToWalOutbox` wrote, by logical decoding: it streams the WAL outbox's
@@ -117,12 +98,9 @@ export class WalOutboxRelay extends ServiceBase<WalOutboxRelayEvents> {
   #publishLoop: Promise<void> | undefined;
   #stopping = false;
   #standby = false;
-  /** Received, committed, not yet taken for publishing. */
-  #queue: Received[] = [];
-  #buffered = 0;
+  /** The current stream's transactions, received and not yet taken for publishing. */
+  #queue = new ReceivedQueue();
   #paused = false;
-  /** Counts streams: a batch taken from an earlier one no longer counts in `#buffered`. */
-  #generation = 0;
   /** A record this relay cannot read was met: nothing more is taken from this stream. */
   #halted = false;
   /** The transaction being received (between its begin and its commit). */
@@ -161,28 +139,17 @@ export class WalOutboxRelay extends ServiceBase<WalOutboxRelayEvents> {
     }
     this.#batchSize = positiveInteger('batchSize', options.batchSize ?? 500);
     this.#maxBuffered = positiveInteger('maxBuffered', options.maxBuffered ?? 10_000);
-    this.#maxAttempts = positiveInteger('maxAttempts', options.maxAttempts ?? 10);
     this.#reconnectMs = positiveInteger('reconnectMs', options.reconnectMs ?? 1000);
-    this.#retryDelay = options.retryDelay ?? ((attempt) => Math.min(60_000, 1000 * 2 ** (attempt - 1)));
-    if (typeof this.#retryDelay !== 'function') {
-      throw new InvalidArgumentError('retryDelay', 'a function of the attempt number', options.retryDelay);
-    }
-    if (options.breaker !== undefined && !(options.breaker instanceof CircuitBreakerPolicy)) {
-      throw new InvalidArgumentError('breaker', 'a CircuitBreakerPolicy', options.breaker);
-    }
-    this.breaker =
-      options.breaker ??
-      new CircuitBreakerPolicy({
-        threshold: { kind: 'consecutive', failures: 5 },
-        openMs: 10_000,
-        handle: (error) => !isPermanentPublishError(error),
-        clock: this.clock,
-      });
+    ({
+      maxAttempts: this.#maxAttempts,
+      retryDelay: this.#retryDelay,
+      breaker: this.breaker,
+    } = relayPolicy(options, this.clock));
   }
 
   /** Messages received from the stream and not yet published. */
   get buffered(): number {
-    return this.#buffered;
+    return this.#queue.held;
   }
 
   protected override async onStart(): Promise<void> {
@@ -246,9 +213,7 @@ export class WalOutboxRelay extends ServiceBase<WalOutboxRelayEvents> {
       await stream.stop().catch(() => undefined);
       // What was received and not yet taken comes again on the next stream (from the confirmed
       // position); what is being published now is skipped then by its position.
-      this.#queue = [];
-      this.#buffered = 0;
-      this.#generation++;
+      this.#queue = new ReceivedQueue();
       this.#current = undefined;
       this.#paused = false;
       this.#halted = false;
@@ -344,12 +309,8 @@ export class WalOutboxRelay extends ServiceBase<WalOutboxRelayEvents> {
   }
 
   #enqueue(received: Received): void {
-    const last = this.#queue.at(-1);
-    // Positions in a row: only the latest matters.
-    if (received.count === 0 && last !== undefined && last.count === 0) last.lsn = received.lsn;
-    else this.#queue.push(received);
-    this.#buffered += received.count;
-    if (this.#buffered >= this.#maxBuffered && !this.#paused) {
+    this.#queue.push(received);
+    if (this.#queue.held >= this.#maxBuffered && !this.#paused) {
       this.#paused = true;
       this.#socket()?.pause();
     }
@@ -358,16 +319,17 @@ export class WalOutboxRelay extends ServiceBase<WalOutboxRelayEvents> {
 
   async #runPublisher(): Promise<void> {
     while (!this.#stopping) {
-      const batch = this.#takeBatch();
+      const queue = this.#queue;
+      const batch = queue.take(this.#batchSize);
       if (batch === undefined) {
         await this.#pause(60_000);
         continue;
       }
-      const generation = this.#generation;
+      if (batch.lsn > this.#taken) this.#taken = batch.lsn;
       const accepted = await this.#publishBatch(batch.sends);
       if (accepted === undefined) break;
-      if (generation === this.#generation) this.#buffered -= batch.count;
-      if (this.#paused && this.#buffered <= this.#maxBuffered / 2) {
+      batch.release();
+      if (this.#paused && queue === this.#queue && queue.held <= this.#maxBuffered / 2) {
         this.#paused = false;
         this.#socket()?.resume();
       }
@@ -381,37 +343,12 @@ export class WalOutboxRelay extends ServiceBase<WalOutboxRelayEvents> {
     this.#confirm(false);
   }
 
-  /** Whole transactions from the head of the queue, up to `batchSize` messages (at least one transaction). */
-  #takeBatch(): Received | undefined {
-    if (this.#queue.length === 0) return undefined;
-    const batch: Received = { sends: [], count: 0, lsn: 0n };
-    const byDestination = new Map<string, Envelope[]>();
-    while (this.#queue.length > 0) {
-      const next = this.#queue[0]!;
-      if (batch.count > 0 && batch.count + next.count > this.#batchSize) break;
-      this.#queue.shift();
-      for (const send of next.sends) {
-        let messages = byDestination.get(send.destination);
-        if (messages === undefined) {
-          messages = [];
-          byDestination.set(send.destination, messages);
-          batch.sends.push({ destination: send.destination, messages });
-        }
-        for (const message of send.messages) messages.push(message);
-      }
-      batch.count += next.count;
-      batch.lsn = next.lsn;
-    }
-    if (batch.lsn > this.#taken) this.#taken = batch.lsn;
-    return batch;
-  }
-
   /**
    * Publishes each destination's messages in order, in calls of `batchSize`; returns what the
    * broker accepted (parked messages left out), or undefined when stopped first.
    */
-  async #publishBatch(sends: Received['sends']): Promise<Received['sends'] | undefined> {
-    const accepted: Received['sends'] = [];
+  async #publishBatch(sends: readonly Send[]): Promise<Send[] | undefined> {
+    const accepted: Send[] = [];
     for (const { destination, messages } of sends) {
       const taken: Envelope[] = [];
       for (let start = 0; start < messages.length; start += this.#batchSize) {
@@ -432,7 +369,7 @@ export class WalOutboxRelay extends ServiceBase<WalOutboxRelayEvents> {
     let attempts = 0;
     for (;;) {
       if (this.#stopping) return false;
-      if (!this.#mayPublish()) {
+      if (!breakerAllows(this.breaker)) {
         await this.#pause(this.#breakerWaitMs());
         continue;
       }
@@ -518,11 +455,6 @@ export class WalOutboxRelay extends ServiceBase<WalOutboxRelayEvents> {
     )?._connection?.stream;
   }
 
-  #mayPublish(): boolean {
-    const status = this.breaker.state.status;
-    return status !== 'open' && status !== 'isolated';
-  }
-
   #breakerWaitMs(): number {
     const state = this.breaker.state;
     if (state.status !== 'open') return this.#reconnectMs;
@@ -560,9 +492,4 @@ export class WalOutboxRelay extends ServiceBase<WalOutboxRelayEvents> {
       if (this.#stopping) done();
     });
   }
-}
-
-function positiveInteger(field: string, value: number): number {
-  if (!Number.isInteger(value) || value < 1) throw new InvalidArgumentError(field, 'an integer >= 1', value);
-  return value;
 }
