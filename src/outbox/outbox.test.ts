@@ -62,7 +62,7 @@ describe('outbox.add', () => {
     ).rejects.toMatchObject({ code: '25P02' });
   });
 
-  it('rejects a bad destination or executor naming the field', async () => {
+  it('rejects a bad destination, executor or message naming the field', async () => {
     const message = createEnvelope({ type: 'order.placed.v1', payload: {} });
     await expect(addToOutbox({ query: () => Promise.resolve() }, '', message)).rejects.toMatchObject({
       code: 'KEEL_INVALID_ARGUMENT',
@@ -72,6 +72,9 @@ describe('outbox.add', () => {
       code: 'KEEL_INVALID_ARGUMENT',
       details: { field: 'tx' },
     });
+    await expect(
+      addToOutbox({ query: () => Promise.resolve() }, 'orders', [message, { payload: 1 } as never]),
+    ).rejects.toMatchObject({ code: 'KEEL_INVALID_ARGUMENT', details: { field: 'messages[1]' } });
   });
 
   it.runIf(process.env.KEEL_DB === 'pg')(

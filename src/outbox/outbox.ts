@@ -1,8 +1,8 @@
-import { InvalidArgumentError } from '../errors/index.ts';
 import { canNotifyAfterCommit } from '../db/notify-after-commit.ts';
 import { preparedStatement } from '../db/prepared-statements.ts';
 import { writeWithoutWaiting } from '../db/send-without-waiting.ts';
 import type { Envelope } from '../messaging/envelope.ts';
+import { outboxArguments } from './outbox-arguments.ts';
 import { outboxChannel } from './schema.ts';
 
 /**
@@ -67,13 +67,7 @@ export async function addToOutbox(
   messages: Envelope | readonly Envelope[],
   options: AddToOutboxOptions = {},
 ): Promise<void> {
-  const list: readonly Envelope[] = Array.isArray(messages) ? messages : [messages as Envelope];
-  if (typeof destination !== 'string' || destination.length === 0) {
-    throw new InvalidArgumentError('destination', 'a non-empty string', destination);
-  }
-  if (tx === null || typeof tx !== 'object' || typeof tx.query !== 'function') {
-    throw new InvalidArgumentError('tx', 'a transaction with query(sql, params)', tx);
-  }
+  const list = outboxArguments(tx, destination, messages);
   if (list.length === 0) return;
   const lockKeys = options.lockKeys ?? true;
   // The common case — one message, in a keel transaction that notifies after its commit — is a

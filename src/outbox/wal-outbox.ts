@@ -3,6 +3,7 @@ import { preparedStatement } from '../db/prepared-statements.ts';
 import { writeWithoutWaiting } from '../db/send-without-waiting.ts';
 import type { Envelope } from '../messaging/envelope.ts';
 import type { OutboxExecutor } from './outbox.ts';
+import { outboxArguments } from './outbox-arguments.ts';
 
 /** The logical-message prefix the WAL outbox writes under and its relay reads. */
 export const defaultWalOutboxPrefix = 'keel_outbox';
@@ -48,23 +49,12 @@ export async function addToWalOutbox(
   messages: Envelope | readonly Envelope[],
   options: AddToWalOutboxOptions = {},
 ): Promise<void> {
-  const list: readonly Envelope[] = Array.isArray(messages) ? messages : [messages as Envelope];
-  if (typeof destination !== 'string' || destination.length === 0) {
-    throw new InvalidArgumentError('destination', 'a non-empty string', destination);
-  }
-  if (tx === null || typeof tx !== 'object' || typeof tx.query !== 'function') {
-    throw new InvalidArgumentError('tx', 'a transaction with query(sql, params)', tx);
-  }
+  const list = outboxArguments(tx, destination, messages);
   const prefix = options.prefix ?? defaultWalOutboxPrefix;
   if (typeof prefix !== 'string' || prefix.length === 0) {
     throw new InvalidArgumentError('prefix', 'a non-empty string', prefix);
   }
   if (list.length === 0) return;
-  for (const [index, message] of list.entries()) {
-    if (typeof message?.id !== 'string' || typeof message.type !== 'string') {
-      throw new InvalidArgumentError(`messages[${index}]`, 'an Envelope (createEnvelope)', message);
-    }
-  }
   const record: WalOutboxRecord = { v: 1, destination, messages: list as Envelope[] };
   await writeWithoutWaiting(tx, emit, [prefix, JSON.stringify(record)]);
 }
