@@ -19,4 +19,9 @@ export { describeBrokerConformance, type BrokerConformanceOptions } from './brok
 export { idempotencyStoreConformance, type IdempotencyStoreTarget } from './idempotency-store-conformance.ts';
 export { startReplicaCluster, type ReplicaCluster, type ReplicaClusterOptions } from './replica-cluster.ts';
 export { startPgServer, type PgServer, type PgServerOptions } from './pg-server.ts';
+export {
+  startWalOutboxTestServer,
+  type WalOutboxTestServer,
+  type WalOutboxTestSlot,
+} from './wal-outbox-test-server.ts';
 export { sagaEnded } from './saga-ended.ts';

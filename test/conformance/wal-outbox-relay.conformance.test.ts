@@ -5,53 +5,40 @@
 // outbox").
 import { afterAll, beforeAll } from 'vitest';
 import { migrate } from '../../src/db/index.ts';
-import {
-  addToWalOutbox,
-  dropWalOutboxSlot,
-  ensureWalOutboxSlot,
-  outboxMigrations,
-  WalOutboxRelay,
-} from '../../src/outbox/index.ts';
-import { createTestDb, startPgServer, type PgServer } from '../../src/testing/index.ts';
+import { addToWalOutbox, outboxMigrations, WalOutboxRelay } from '../../src/outbox/index.ts';
+import { createTestDb, startWalOutboxTestServer, type WalOutboxTestServer } from '../../src/testing/index.ts';
 import { describeOutboxRelayConformance } from './outbox-relay-conformance.ts';
 
-let server: PgServer | undefined;
-let slots = 0;
+let wal: WalOutboxTestServer | undefined;
 
 beforeAll(async () => {
-  server = await startPgServer({ walLevel: 'logical' });
+  wal = await startWalOutboxTestServer();
 }, 60_000);
 
 afterAll(async () => {
-  await server?.stop();
+  await wal?.stop();
 });
 
 describeOutboxRelayConformance('WAL outbox on PostgreSQL (wal_level=logical)', {
   ordering: 'total',
   keyAfterParking: 'flow',
   open: async () => {
-    const url = server!.url;
+    const url = wal!.url;
     const db = await createTestDb({
       backend: 'pg',
       env: { ...process.env, DATABASE_URL: url },
       schemaPrefix: 'walconf',
     });
     await migrate(db, outboxMigrations);
-    slots++;
-    const names = {
-      slotName: `conf_${slots}`,
-      publicationName: `conf_${slots}`,
-      prefix: `keel_conf_${slots}`,
-    };
     // Before the first add: a message written while no slot exists is never decoded.
-    await ensureWalOutboxSlot(db, names);
+    const { drop, ...names } = await wal!.newSlot(db);
     return {
       db,
       add: (tx, destination, messages) => addToWalOutbox(tx, destination, messages, { prefix: names.prefix }),
       relay: (publisher, options) =>
         new WalOutboxRelay(db, publisher, { connectionString: url, reconnectMs: 50, ...names, ...options }),
       cleanup: async () => {
-        await dropWalOutboxSlot(db, names);
+        await drop();
         await db.close();
       },
     };

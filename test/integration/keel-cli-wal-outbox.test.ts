@@ -14,20 +14,22 @@ import {
   walOutboxStatus,
   WalOutboxRelay,
 } from '../../src/outbox/index.ts';
-import { startPgServer, type PgServer } from '../../src/testing/index.ts';
+import {
+  startPgServer,
+  startWalOutboxTestServer,
+  type WalOutboxTestServer,
+} from '../../src/testing/index.ts';
 
-let server: PgServer;
+let wal: WalOutboxTestServer;
 let db: Db;
 
 beforeAll(async () => {
-  server = await startPgServer({ walLevel: 'logical' });
-  db = await openPgDb({ url: server.url });
-  await migrate(db, outboxMigrations);
+  wal = await startWalOutboxTestServer();
+  db = wal.db;
 }, 60_000);
 
 afterAll(async () => {
-  await db?.close();
-  await server?.stop();
+  await wal?.stop();
 });
 
 async function status(
@@ -54,7 +56,7 @@ async function until(condition: () => boolean | Promise<boolean>, timeoutMs = 15
 
 describe('keel outbox status with the WAL outbox', () => {
   it('shows the slot, whether a relay streams from it, and its lag in bytes', async () => {
-    const before = await status(server.url);
+    const before = await status(wal.url);
     expect(before).toMatchObject({ code: 0, err: [] });
     expect(before.out).toHaveLength(4);
 
@@ -64,7 +66,7 @@ describe('keel outbox status with the WAL outbox', () => {
       const big = (n: number): Envelope =>
         createEnvelope({ type: 'test.event.v1', key: 'k', payload: { n, pad: 'x'.repeat(2000) } });
       await db.transaction((tx) => addToWalOutbox(tx, 'orders', [big(1), big(2)]));
-      const idle = await status(server.url);
+      const idle = await status(wal.url);
       expect(idle.code).toBe(0);
       expect(idle.out.slice(0, 4).map((line) => line.split(/\s+/)[0])).toEqual([
         'backlog',
@@ -83,12 +85,12 @@ describe('keel outbox status with the WAL outbox', () => {
       const publisher: Publisher = {
         publish: async (_destination, messages) => void received.push(...messages),
       };
-      const relay = new WalOutboxRelay(db, publisher, { connectionString: server.url, reconnectMs: 50 });
+      const relay = new WalOutboxRelay(db, publisher, { connectionString: wal.url, reconnectMs: 50 });
       await relay.start();
       try {
         await until(() => received.length === 2);
         await until(async () => (await walOutboxStatus(db)).active);
-        const streaming = await status(server.url, '--slot', 'keel_outbox');
+        const streaming = await status(wal.url, '--slot', 'keel_outbox');
         expect(streaming.out[4]).toBe('wal slot   keel_outbox (active)');
         expect(streaming.out).toHaveLength(6);
       } finally {
@@ -97,7 +99,7 @@ describe('keel outbox status with the WAL outbox', () => {
     } finally {
       await dropWalOutboxSlot(db);
     }
-    expect((await status(server.url)).out).toHaveLength(4);
+    expect((await status(wal.url)).out).toHaveLength(4);
   });
 
   it('shows the table outbox only, without an error, on a server without wal_level=logical', async () => {

@@ -4,31 +4,28 @@
 // series per slot for the relays of that slot.
 import { MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { migrate, openPgDb, type Db } from '../../src/db/index.ts';
+import type { Db } from '../../src/db/index.ts';
 import { InvalidArgumentError } from '../../src/errors/index.ts';
 import { createEnvelope, type Envelope, type Publisher } from '../../src/messaging/index.ts';
 import {
   addToWalOutbox,
   dropWalOutboxSlot,
   ensureWalOutboxSlot,
-  outboxMigrations,
   WalOutboxRelay,
 } from '../../src/outbox/index.ts';
 import { instrumentWalOutboxRelay, keelAttributes, metricNames } from '../../src/observability/index.ts';
-import { startPgServer, type PgServer } from '../../src/testing/index.ts';
+import { startWalOutboxTestServer, type WalOutboxTestServer } from '../../src/testing/index.ts';
 
-let server: PgServer;
+let wal: WalOutboxTestServer;
 let db: Db;
 
 beforeAll(async () => {
-  server = await startPgServer({ walLevel: 'logical' });
-  db = await openPgDb({ url: server.url });
-  await migrate(db, outboxMigrations);
+  wal = await startWalOutboxTestServer();
+  db = wal.db;
 }, 60_000);
 
 afterAll(async () => {
-  await db?.close();
-  await server?.stop();
+  await wal?.stop();
 });
 
 class CollectingReader extends MetricReader {
@@ -87,7 +84,7 @@ describe('instrumentWalOutboxRelay', () => {
       },
     };
     const options = {
-      connectionString: server.url,
+      connectionString: wal.url,
       reconnectMs: 50,
       retryDelay: () => 10,
       batchSize: 1,
@@ -151,7 +148,7 @@ describe('instrumentWalOutboxRelay', () => {
   });
 
   it('refuses a missing db and a bad slot name, naming the field', () => {
-    const relay = new WalOutboxRelay(db, { publish: async () => {} }, { connectionString: server.url });
+    const relay = new WalOutboxRelay(db, { publish: async () => {} }, { connectionString: wal.url });
     const meter = new MeterProvider().getMeter('keel');
     expect(() => instrumentWalOutboxRelay(relay, meter, {} as { db: Db })).toThrow(/db: expected/);
     expect(() => instrumentWalOutboxRelay(relay, meter, { db, slotName: 'Bad-Name' })).toThrow(

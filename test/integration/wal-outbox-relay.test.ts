@@ -4,34 +4,34 @@
 // poison message is parked in the table outbox, a broker outage parks nothing, and a second
 // relay stands by while the first streams.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { migrate, openPgDb, type Db } from '../../src/db/index.ts';
+import { openPgDb, type Db } from '../../src/db/index.ts';
 import { InvalidArgumentError, type KeelError } from '../../src/errors/index.ts';
 import { createEnvelope, type Envelope, type Publisher } from '../../src/messaging/index.ts';
 import {
   addToWalOutbox,
-  dropWalOutboxSlot,
   ensureWalOutboxSlot,
-  outboxMigrations,
   outboxStatus,
   walOutboxStatus,
   WalOutboxRelay,
 } from '../../src/outbox/index.ts';
 import { CircuitBreakerPolicy } from '../../src/resilience/index.ts';
-import { startPgServer, type PgServer } from '../../src/testing/index.ts';
+import {
+  startPgServer,
+  startWalOutboxTestServer,
+  type WalOutboxTestServer,
+  type WalOutboxTestSlot,
+} from '../../src/testing/index.ts';
 
-let server: PgServer;
+let wal: WalOutboxTestServer;
 let db: Db;
-let slot = 0;
 
 beforeAll(async () => {
-  server = await startPgServer({ walLevel: 'logical' });
-  db = await openPgDb({ url: server.url });
-  await migrate(db, outboxMigrations);
+  wal = await startWalOutboxTestServer();
+  db = wal.db;
 }, 60_000);
 
 afterAll(async () => {
-  await db?.close();
-  await server?.stop();
+  await wal?.stop();
 });
 
 /** Records what it is given; `fail` decides per call whether to throw instead. */
@@ -63,23 +63,21 @@ async function until(condition: () => boolean | Promise<boolean>, timeoutMs = 15
 }
 
 /** A slot of its own per test, so no test reads another's messages. */
-async function freshSlot(): Promise<{ slotName: string; publicationName: string; prefix: string }> {
-  slot++;
-  const names = { slotName: `t${slot}`, publicationName: `p${slot}`, prefix: `keel_test_${slot}` };
-  await ensureWalOutboxSlot(db, names);
-  return names;
-}
+const freshSlot = (): Promise<WalOutboxTestSlot> => wal.newSlot();
 
 function relayFor(
   publisher: Publisher,
-  names: { slotName: string; publicationName: string; prefix: string },
+  names: WalOutboxTestSlot,
   options: Partial<ConstructorParameters<typeof WalOutboxRelay>[2]> = {},
 ): WalOutboxRelay {
+  const { slotName, publicationName, prefix } = names;
   return new WalOutboxRelay(db, publisher, {
-    connectionString: server.url,
+    connectionString: wal.url,
     reconnectMs: 50,
     retryDelay: () => 20,
-    ...names,
+    slotName,
+    publicationName,
+    prefix,
     ...options,
   });
 }
@@ -135,7 +133,7 @@ describe('WalOutboxRelay', () => {
     await until(() => again.received.length >= 1);
     await next.stop();
     expect(again.received.map((r) => (r.message.payload as { n: number }).n)).toEqual([5]);
-    await dropWalOutboxSlot(db, names);
+    await names.drop();
   });
 
   it('loses nothing across a stop and a restart under a stream of writes, in order per key', async () => {
@@ -169,7 +167,7 @@ describe('WalOutboxRelay', () => {
     }
     const status = await walOutboxStatus(db, names);
     expect(status).toMatchObject({ exists: true, active: false });
-    await dropWalOutboxSlot(db, names);
+    await names.drop();
   });
 
   it('parks a message the broker refuses in the table outbox and moves on', async () => {
@@ -205,7 +203,7 @@ describe('WalOutboxRelay', () => {
     } finally {
       await relay.stop();
       await db.query('DELETE FROM keel_outbox');
-      await dropWalOutboxSlot(db, names);
+      await names.drop();
     }
   });
 
@@ -232,7 +230,7 @@ describe('WalOutboxRelay', () => {
       expect(parked).toEqual([]);
     } finally {
       await relay.stop();
-      await dropWalOutboxSlot(db, names);
+      await names.drop();
     }
   });
 
@@ -258,7 +256,7 @@ describe('WalOutboxRelay', () => {
     } finally {
       await a.stop();
       await b.stop();
-      await dropWalOutboxSlot(db, names);
+      await names.drop();
     }
   });
 
@@ -278,7 +276,7 @@ describe('WalOutboxRelay', () => {
     } finally {
       await relay.stop();
       await db.query('DROP TABLE IF EXISTS busy');
-      await dropWalOutboxSlot(db, names);
+      await names.drop();
     }
   });
 
@@ -309,7 +307,7 @@ describe('WalOutboxRelay', () => {
       expect(most).toBeGreaterThan(0);
     } finally {
       await relay.stop();
-      await dropWalOutboxSlot(db, names);
+      await names.drop();
     }
   });
 
@@ -350,7 +348,7 @@ describe('WalOutboxRelay', () => {
       expect(publisher.ids()).toEqual([a.id, b.id]);
     } finally {
       await second.stop();
-      await dropWalOutboxSlot(db, names);
+      await names.drop();
     }
   });
 
@@ -386,7 +384,7 @@ describe('WalOutboxRelay', () => {
       [names.slotName, names.publicationName],
     );
     expect(Number(rows[0]?.n)).toBe(2);
-    await dropWalOutboxSlot(db, names);
+    await names.drop();
   });
 
   it('refuses a server without wal_level=logical, naming the setting', async () => {
