@@ -250,7 +250,14 @@ describe('PgQueue', () => {
     const { queue, clock } = await setup();
     await queue.publish('jobs', messages(1), { availableAt: clock.now() + 60_000 });
     let handled = 0;
-    const consumer = queue.consumer('jobs', async () => void handled++, { clock, pollIntervalMs: 1000 });
+    // The clock races ahead a second per step while a claim or an ack is on the wire: a lease
+    // far beyond the test's minute keeps a slow ack (a loaded CI machine) from expiring the lease
+    // and redelivering — this test is about the delay, not about leases.
+    const consumer = queue.consumer('jobs', async () => void handled++, {
+      clock,
+      pollIntervalMs: 1000,
+      leaseMs: 3_600_000,
+    });
     await consumer.start();
     const start = clock.now();
     await advanceUntil(clock, consumer.events.once('acked'), { stepMs: 1000 });
