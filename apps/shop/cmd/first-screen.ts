@@ -1,9 +1,15 @@
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import type { DbConfig } from '../../../src/db/index.ts';
+import type { ShopOutbox } from '../app.ts';
 
 /** What a newcomer sees after `npm start`: where it listens, one command to try, where data lives, how to stop. */
-export function firstScreen(address: string, db: DbConfig, roles: Iterable<string>): string {
+export function firstScreen(
+  address: string,
+  db: DbConfig,
+  roles: Iterable<string>,
+  outbox: ShopOutbox = { kind: 'table' },
+): string {
   const where =
     db.kind === 'pglite'
       ? db.dataDir === undefined || db.dataDir === 'memory://'
@@ -19,6 +25,13 @@ export function firstScreen(address: string, db: DbConfig, roles: Iterable<strin
     `  health     ${address}/healthz   ready: ${address}/readyz`,
     `  metrics    ${address}/metrics (Prometheus); traces to OTEL_EXPORTER_OTLP_ENDPOINT when set`,
     `  data       ${where}`,
+    `  outbox     ${
+      outbox.kind === 'wal'
+        ? 'WAL: events as logical messages, streamed from the slot keel_outbox (KEEL_OUTBOX=wal)'
+        : db.kind === 'pg'
+          ? 'table keel_outbox (KEEL_OUTBOX=wal streams events from the WAL instead: wal_level=logical)'
+          : 'table keel_outbox'
+    }`,
     '',
     '  Place an order, then GET the Location it returns: within a second it is CONFIRMED (stock',
     '  reserved, payment taken), or CANCELLED with a reason (sku rare-1 has one unit; a customerId',

@@ -1,6 +1,7 @@
 import { keelMeter } from '../../../src/observability/index.ts';
 import { runUntilSignal } from '../../../src/service/index.ts';
 import type { ShopRole } from '../app.ts';
+import { shopConfigFromEnv } from '../config.ts';
 import { instrumentShop, shopObservabilityFromEnv } from '../observability.ts';
 import { openShop } from '../presets/open-shop.ts';
 import { firstScreen } from './first-screen.ts';
@@ -31,7 +32,9 @@ export async function runShop(roles: readonly ShopRole[], options: { banner: boo
     });
     if (options.banner) {
       const address = shop.server?.address ?? '(no HTTP listener in this process)';
-      process.stdout.write(firstScreen(address, db, roles) + '\n');
+      process.stdout.write(
+        firstScreen(address, db, roles, shopConfigFromEnv(process.env, roles).outbox) + '\n',
+      );
     }
   } catch (error) {
     process.stderr.write(`shop failed to start: ${error instanceof Error ? error.message : String(error)}\n`);

@@ -1,0 +1,23 @@
+import { describe, expect, it } from 'vitest';
+import { firstScreen } from './first-screen.ts';
+
+describe('the first screen', () => {
+  it('says where the API listens, where data lives and which outbox carries the events', () => {
+    const embedded = firstScreen('http://127.0.0.1:3000', { kind: 'pglite', dataDir: '.keel/pglite' }, [
+      'api',
+    ]);
+    expect(embedded).toContain('API        http://127.0.0.1:3000');
+    expect(embedded).toMatch(/data {7}\/.*\.keel\/pglite \(embedded PostgreSQL: PGlite/);
+    expect(embedded).toContain('outbox     table keel_outbox\n');
+
+    const server = { kind: 'pg', url: 'postgres://shop:secret@db:5432/shop' } as const;
+    const table = firstScreen('http://127.0.0.1:3000', server, ['api']);
+    expect(table).toContain('postgres://shop:***@db:5432/shop');
+    expect(table).toContain('KEEL_OUTBOX=wal streams events from the WAL instead');
+    const wal = firstScreen('http://127.0.0.1:3000', server, ['api'], {
+      kind: 'wal',
+      connectionString: server.url,
+    });
+    expect(wal).toContain('outbox     WAL: events as logical messages, streamed from the slot keel_outbox');
+  });
+});
