@@ -1,10 +1,11 @@
-import { openDb, type Db } from '../../src/db/index.ts';
+import { migrate, openDb, type Db } from '../../src/db/index.ts';
 import type { Envelope } from '../../src/messaging/index.ts';
 import {
   WalOutboxRelay,
   addToWalOutbox,
   dropWalOutboxSlot,
   ensureWalOutboxSlot,
+  outboxMigrations,
 } from '../../src/outbox/index.ts';
 import type { Contender, Instance, Publish } from './contender.ts';
 import { destination } from './keel.ts';
@@ -26,6 +27,8 @@ export function keelWalContender(batchSize: number): Contender {
     how: `addToWalOutbox + WalOutboxRelay, batchSize ${batchSize}, streamed by logical decoding (a second relay stands by), commit order, breaker (defaults)`,
     async open(schema, url, publish) {
       const db = await openDb({ kind: 'pg', url, schema, poolSize: 10 });
+      // Parked messages (none here) would go into the table outbox: the relay needs its table.
+      await migrate(db, outboxMigrations);
       // A slot left by an interrupted run would hold its old messages: start from a fresh one.
       await dropWalOutboxSlot(db, names);
       await ensureWalOutboxSlot(db, names);

@@ -1,13 +1,14 @@
 // The WAL outbox's side of bench/outbox-brokers: messages written with addToWalOutbox, then one
 // WalOutboxRelay timed until every one is published. Needs a server with wal_level=logical:
 // the bench starts its own (startPgServer, fsync on), since the shared server runs wal_level=replica.
-import { openPgDb, type Db } from '../../src/db/index.ts';
+import { migrate, openPgDb, type Db } from '../../src/db/index.ts';
 import type { Envelope, Publisher } from '../../src/messaging/index.ts';
 import {
   WalOutboxRelay,
   addToWalOutbox,
   dropWalOutboxSlot,
   ensureWalOutboxSlot,
+  outboxMigrations,
 } from '../../src/outbox/index.ts';
 import { startPgServer, type PgServer } from '../../src/testing/index.ts';
 import { until } from '../brokers/pair.ts';
@@ -26,6 +27,7 @@ export interface WalBench {
 export async function openWalBench(): Promise<WalBench> {
   const server: PgServer = await startPgServer({ walLevel: 'logical', fsync: true });
   const db: Db = await openPgDb({ url: server.url });
+  await migrate(db, outboxMigrations);
   let round = 0;
   return {
     async time(destination, batch, publish, batchSize) {

@@ -12,6 +12,7 @@ import {
   addToWalOutbox,
   dropWalOutboxSlot,
   ensureWalOutboxSlot,
+  outboxMigrations,
 } from '../../src/outbox/index.ts';
 import { startPgServer } from '../../src/testing/index.ts';
 
@@ -26,7 +27,9 @@ export async function runExample(options: { log: (line: string) => void; url?: s
   // A slot and a prefix of the example's own, so it never reads another application's messages.
   const names = { slotName: 'example_04', publicationName: 'example_04', prefix: 'example_04' };
   try {
+    // The relay parks what the broker refuses in the table outbox: its table comes too.
     await migrate(db, [
+      ...outboxMigrations,
       {
         id: 'example_04_orders',
         sql: 'CREATE TABLE IF NOT EXISTS example_orders (id text PRIMARY KEY, cents int NOT NULL)',

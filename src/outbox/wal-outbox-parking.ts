@@ -1,5 +1,6 @@
 import type { Queryable } from '../db/db.ts';
 import type { Envelope } from '../messaging/envelope.ts';
+import { outboxChannel } from './schema.ts';
 
 /**
  * Writes a message the WAL outbox relay could not publish into the table outbox as a parked row:
@@ -30,4 +31,61 @@ export async function parkWalOutboxMessage(
       failure.error,
     ],
   );
+}
+
+/**
+ * Writes messages the WAL outbox relay must not publish yet — later messages of a key that has
+ * an unpublished row in the table outbox (a parked one, say) — into the table outbox as rows to
+ * publish, behind that row: the table relay then publishes them in order once the row ahead is
+ * retried. Writing one again (after a relay's restart) changes nothing; the table relay is woken.
+ */
+export async function holdWalOutboxMessages(
+  db: Queryable,
+  destination: string,
+  messages: readonly Envelope[],
+): Promise<void> {
+  if (messages.length === 0) return;
+  const rows = messages.map((m) => ({
+    id: m.id,
+    type: m.type,
+    key: m.key,
+    payload: m.payload,
+    headers: m.headers,
+    occurred_at: m.occurredAt,
+    hlc: m.hlc ?? null,
+  }));
+  await db.query(
+    `WITH inserted AS (
+       INSERT INTO keel_outbox (destination, id, type, key, payload, headers, occurred_at, hlc)
+       SELECT $1, m.id, m.type, m.key, m.payload, m.headers, m.occurred_at, m.hlc
+       FROM jsonb_to_recordset($2::jsonb)
+         AS m(id uuid, type text, key text, payload jsonb, headers jsonb, occurred_at timestamptz, hlc text)
+       ON CONFLICT (id) DO NOTHING
+       RETURNING 1)
+     SELECT pg_notify($3, '') FROM (SELECT count(*) FROM inserted) AS c`,
+    [destination, JSON.stringify(rows), outboxChannel],
+  );
+}
+
+/**
+ * Of the given (destination, key) pairs — or of all, without pairs — those with a row in the
+ * table outbox not yet published (parked or waiting): a WAL message of such a key must wait
+ * behind it. Each half reads a partial index of the table's unpublished rows.
+ */
+export async function keysWithUnpublishedRows(
+  db: Queryable,
+  pairs?: readonly { destination: string; key: string }[],
+): Promise<{ destination: string; key: string }[]> {
+  const filter =
+    pairs === undefined ? '' : 'AND (destination, key) IN (SELECT * FROM unnest($1::text[], $2::text[]))';
+  const params = pairs === undefined ? [] : [pairs.map((p) => p.destination), pairs.map((p) => p.key)];
+  const { rows } = await db.query<{ destination: string; key: string }>(
+    `SELECT destination, key FROM keel_outbox
+       WHERE published_at IS NULL AND parked_at IS NULL AND key IS NOT NULL ${filter}
+     UNION
+     SELECT destination, key FROM keel_outbox
+       WHERE published_at IS NULL AND key IS NOT NULL AND parked_at IS NOT NULL ${filter}`,
+    params,
+  );
+  return rows;
 }

@@ -1,6 +1,6 @@
 import { LogicalReplicationService, PgoutputPlugin, type Pgoutput } from 'pg-logical-replication';
 import type { Db } from '../db/db.ts';
-import { InvalidArgumentError } from '../errors/index.ts';
+import { InvalidArgumentError, KeelError } from '../errors/index.ts';
 import type { Envelope } from '../messaging/envelope.ts';
 import type { Publisher } from '../messaging/publisher.ts';
 import { describeError } from '../messaging/describe-error.ts';
@@ -19,7 +19,11 @@ import { defaultWalOutboxPrefix } from './wal-outbox.ts';
 import { decodeWalOutboxRecord, isNewerWalOutboxRecord } from './wal-outbox-record.ts';
 import { ensureWalOutboxSlot, walOutboxSlotNames, type WalOutboxSlotOptions } from './wal-outbox-slot.ts';
 import { formatLsn, parseLsn } from './lsn.ts';
-import { parkWalOutboxMessage } from './wal-outbox-parking.ts';
+import {
+  holdWalOutboxMessages,
+  keysWithUnpublishedRows,
+  parkWalOutboxMessage,
+} from './wal-outbox-parking.ts';
 import { ReceivedQueue, type Received, type Send } from './wal-outbox-received.ts';
 
 export interface WalOutboxRelayOptions extends WalOutboxSlotOptions, RelayPolicyOptions {
@@ -73,7 +77,10 @@ const confirmEveryMs = 50;
  * it is published or parked: a message the broker refuses for what it is (a permanent error), or
  * that failed `maxAttempts` times while the breaker was closed, is moved to the table outbox as a
  * parked row (`keel outbox status`, `keel outbox retry`, which hands it to an `OutboxRelay`),
- * and the stream moves on.
+ * and the stream moves on. Later messages of its key — of any key with a row in the table outbox
+ * not yet published — go into the table behind that row, so the table relay publishes them in
+ * order after it; once the key's table rows are published, its messages go straight out again.
+ * Run an `OutboxRelay` beside this one for those rows.
  *
  * Several relays: a slot streams to one connection at a time, so extra relays stand by and take
  * over within `reconnectMs` of the active one stopping.
@@ -113,6 +120,12 @@ export class WalOutboxRelay extends ServiceBase<WalOutboxRelayEvents> {
   #confirmed = 0n;
   #confirmedAt = 0;
   #confirmTimer: TimerHandle | undefined;
+  /**
+   * (destination, key) pairs with a row in the table outbox not yet published — a message this
+   * relay parked, say: later messages of those keys go into the table behind it, not to the
+   * broker, so a key's order holds across a parked message.
+   */
+  readonly #heldKeys = new Set<string>();
   /** Ends the publisher's wait: new messages arrived, or the relay stops. */
   #wakeUp: (() => void) | undefined;
   #stopSleeping: (() => void) | undefined;
@@ -153,7 +166,20 @@ export class WalOutboxRelay extends ServiceBase<WalOutboxRelayEvents> {
   }
 
   protected override async onStart(): Promise<void> {
+    const { rows } = await this.#db.query<{ table: string | null }>(
+      `SELECT to_regclass('keel_outbox')::text AS table`,
+    );
+    if (rows[0]?.table == null) {
+      // Parked messages, and the later messages of their keys, go into the table outbox.
+      throw new KeelError(
+        'KEEL_SCHEMA_MISSING',
+        `the WAL outbox relay needs keel_outbox in schema ${this.#db.schema}: run outboxMigrations first`,
+      );
+    }
     await ensureWalOutboxSlot(this.#db, { slotName: this.#slotName, publicationName: this.#publicationName });
+    for (const { destination, key } of await keysWithUnpublishedRows(this.#db)) {
+      this.#heldKeys.add(heldKey(destination, key));
+    }
     this.#streamLoop = this.#runStream();
     this.#publishLoop = this.#runPublisher();
   }
@@ -352,12 +378,53 @@ export class WalOutboxRelay extends ServiceBase<WalOutboxRelayEvents> {
     for (const { destination, messages } of sends) {
       const taken: Envelope[] = [];
       for (let start = 0; start < messages.length; start += this.#batchSize) {
-        const chunk = messages.slice(start, start + this.#batchSize);
-        if (!(await this.#deliver(destination, chunk, taken))) return undefined;
+        // Checked per call: a message parked in the call before holds its key for the rest.
+        const chunk = await this.#holdBackHeld(destination, messages.slice(start, start + this.#batchSize));
+        if (chunk === undefined || !(await this.#deliver(destination, chunk, taken))) return undefined;
       }
       if (taken.length > 0) accepted.push({ destination, messages: taken });
     }
     return accepted;
+  }
+
+  /**
+   * Writes the messages of held keys into the table outbox, behind the rows they wait for, and
+   * returns the others; a key whose table rows have all been published since is released first.
+   * Undefined when stopped before the write succeeded.
+   */
+  async #holdBackHeld(destination: string, messages: Envelope[]): Promise<Envelope[] | undefined> {
+    if (this.#heldKeys.size === 0) return messages;
+    const keys = new Set<string>();
+    for (const m of messages)
+      if (m.key !== null && this.#heldKeys.has(heldKey(destination, m.key))) keys.add(m.key);
+    if (keys.size === 0) return messages;
+    const pairs = [...keys].map((key) => ({ destination, key }));
+    const still = await this.#retryingDb(() => keysWithUnpublishedRows(this.#db, pairs));
+    if (still === undefined) return undefined;
+    const waiting = new Set(still.value.map((p) => p.key));
+    for (const key of keys) if (!waiting.has(key)) this.#heldKeys.delete(heldKey(destination, key));
+    const held = messages.filter((m) => m.key !== null && waiting.has(m.key));
+    if (held.length === 0) return messages;
+    if ((await this.#retryingDb(() => holdWalOutboxMessages(this.#db, destination, held))) === undefined) {
+      return undefined;
+    }
+    return messages.filter((m) => m.key === null || !waiting.has(m.key));
+  }
+
+  /**
+   * Runs a statement until it succeeds (errors reported, retried after `retryDelay`) and wraps
+   * its result; undefined only when the relay stopped first.
+   */
+  async #retryingDb<T>(statement: () => Promise<T>): Promise<{ value: T } | undefined> {
+    for (let tries = 1; ; tries++) {
+      try {
+        return { value: await statement() };
+      } catch (error) {
+        this.events.emit('error', { error, during: 'hold' });
+        if (this.#stopping) return undefined;
+        await this.#pause(this.#retryDelay(tries));
+      }
+    }
   }
 
   /**
@@ -366,6 +433,7 @@ export class WalOutboxRelay extends ServiceBase<WalOutboxRelayEvents> {
    * it, or after `maxAttempts` charged failures, so that only the message at fault is parked.
    */
   async #deliver(destination: string, messages: Envelope[], accepted: Envelope[]): Promise<boolean> {
+    if (messages.length === 0) return true;
     let attempts = 0;
     for (;;) {
       if (this.#stopping) return false;
@@ -387,6 +455,14 @@ export class WalOutboxRelay extends ServiceBase<WalOutboxRelayEvents> {
         if (permanent || attempts >= this.#maxAttempts) {
           if (messages.length === 1) return this.#park(destination, messages[0]!, error, attempts);
           for (const message of messages) {
+            // A message parked just before may hold this one's key: it waits behind it.
+            if (message.key !== null && this.#heldKeys.has(heldKey(destination, message.key))) {
+              const held = await this.#retryingDb(() =>
+                holdWalOutboxMessages(this.#db, destination, [message]),
+              );
+              if (held === undefined) return false;
+              continue;
+            }
             if (!(await this.#deliver(destination, [message], accepted))) return false;
           }
           return true;
@@ -405,6 +481,7 @@ export class WalOutboxRelay extends ServiceBase<WalOutboxRelayEvents> {
           error: describeError(error),
           now: new Date(this.clock.now()),
         });
+        if (message.key !== null) this.#heldKeys.add(heldKey(destination, message.key));
         this.events.emit('parked', { message, error });
         return true;
       } catch (parkError) {
@@ -492,4 +569,9 @@ export class WalOutboxRelay extends ServiceBase<WalOutboxRelayEvents> {
       if (this.#stopping) done();
     });
   }
+}
+
+/** A (destination, key) pair as one string, for the set of held keys. */
+function heldKey(destination: string, key: string): string {
+  return `${destination}\u0000${key}`;
 }

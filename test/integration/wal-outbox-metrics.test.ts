@@ -101,10 +101,11 @@ describe('instrumentWalOutboxRelay', () => {
       expect(idle.get(metricNames.walOutboxLag)!.metrics_slot).toBeGreaterThanOrEqual(0);
       for (const name of counters) expect(idle.has(name), name).toBe(false);
 
-      const message = (n: number): Envelope =>
-        createEnvelope({ type: 'test.event.v1', key: 'k', payload: { n } });
+      const message = (n: number, key: string): Envelope =>
+        createEnvelope({ type: 'test.event.v1', key, payload: { n } });
+      // Another key after the poison one: a later message of its own key would wait behind it.
       await db.transaction((tx) =>
-        addToWalOutbox(tx, 'orders', [message(1), poison, message(3)], { prefix: names.prefix }),
+        addToWalOutbox(tx, 'orders', [message(1, 'k'), poison, message(3, 'j')], { prefix: names.prefix }),
       );
       // Nothing streams yet: the slot holds the transaction's WAL.
       expect((await collect(reader)).get(metricNames.walOutboxLag)!.metrics_slot).toBeGreaterThan(0);

@@ -10,7 +10,9 @@ import { createEnvelope, type Envelope, type Publisher } from '../../src/messagi
 import {
   addToWalOutbox,
   ensureWalOutboxSlot,
+  OutboxRelay,
   outboxStatus,
+  retryParked,
   walOutboxStatus,
   WalOutboxRelay,
 } from '../../src/outbox/index.ts';
@@ -170,12 +172,13 @@ describe('WalOutboxRelay', () => {
     await names.drop();
   });
 
-  it('parks a message the broker refuses in the table outbox and moves on', async () => {
+  it('parks a message the broker refuses in the table outbox; later messages of its key wait behind it there', async () => {
     const names = await freshSlot();
     const publisher = new RecordingPublisher();
     const poison = event('k', 2);
+    let refusing = true;
     publisher.fail = (_destination, messages) =>
-      messages.some((m) => m.id === poison.id)
+      refusing && messages.some((m) => m.id === poison.id)
         ? new InvalidArgumentError('payload', 'something else', 1)
         : undefined;
     const relay = relayFor(publisher, names);
@@ -183,16 +186,25 @@ describe('WalOutboxRelay', () => {
     relay.events.on('parked', ({ message }) => parked.push(message.id));
     const reported: string[] = [];
     relay.events.on('published', ({ messages }) => reported.push(...messages.map((m) => m.id)));
+    const n = (ids: string[]): number[] =>
+      ids.map(
+        (id) => (publisher.received.find((r) => r.message.id === id)!.message.payload as { n: number }).n,
+      );
+    let tableRelay: OutboxRelay | undefined;
     await relay.start();
     try {
       await db.transaction((tx) =>
-        addToWalOutbox(tx, 'orders', [event('k', 1), poison, event('k', 3)], { prefix: names.prefix }),
+        addToWalOutbox(tx, 'orders', [event('k', 1), poison, event('k', 3), event('other', 4)], {
+          prefix: names.prefix,
+        }),
       );
       await until(() => publisher.received.length >= 2);
-      expect(publisher.received.map((r) => (r.message.payload as { n: number }).n)).toEqual([1, 3]);
       expect(parked).toEqual([poison.id]);
-      // `published` reports what the broker accepted: the parked message is not among it.
-      await until(() => reported.length >= 2);
+      // A later transaction's message of the key waits behind the parked one too.
+      await db.transaction((tx) => addToWalOutbox(tx, 'orders', event('k', 5), { prefix: names.prefix }));
+      await until(async () => (await outboxStatus(db)).backlog === 2);
+      expect(n(publisher.ids())).toEqual([1, 4]);
+      // `published` reports what the broker accepted: the parked and held messages are not among it.
       expect(reported).toEqual(publisher.ids());
       const { rows } = await db.query<{ id: string; destination: string; last_error: string }>(
         `SELECT id, destination, last_error FROM keel_outbox WHERE parked_at IS NOT NULL`,
@@ -200,7 +212,21 @@ describe('WalOutboxRelay', () => {
       expect(rows.map((row) => [row.id, row.destination])).toEqual([[poison.id, 'orders']]);
       expect(rows[0]!.last_error).toContain('payload');
       expect((await outboxStatus(db)).parked).toBe(1);
+
+      // An operator retries the parked message; the table relay publishes it, then the key's rest, in order.
+      refusing = false;
+      expect(await retryParked(db)).toBe(1);
+      tableRelay = new OutboxRelay(db, publisher, { pollIntervalMs: 20 });
+      await tableRelay.start();
+      await until(() => publisher.received.length >= 5);
+      expect(n(publisher.ids())).toEqual([1, 4, 2, 3, 5]);
+      // The key's table rows are all published: its next message goes straight from the WAL.
+      await db.transaction((tx) => addToWalOutbox(tx, 'orders', event('k', 6), { prefix: names.prefix }));
+      await until(() => publisher.received.length >= 6);
+      expect(n(publisher.ids())).toEqual([1, 4, 2, 3, 5, 6]);
+      expect(reported.at(-1)).toBe(publisher.ids().at(-1));
     } finally {
+      await tableRelay?.stop();
       await relay.stop();
       await db.query('DELETE FROM keel_outbox');
       await names.drop();
