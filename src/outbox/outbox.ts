@@ -2,7 +2,7 @@ import { canNotifyAfterCommit } from '../db/notify-after-commit.ts';
 import { preparedStatement } from '../db/prepared-statements.ts';
 import { writeWithoutWaiting } from '../db/send-without-waiting.ts';
 import type { Envelope } from '../messaging/envelope.ts';
-import { outboxArguments } from './outbox-arguments.ts';
+import { outboxArguments, outboxRecordset } from './outbox-arguments.ts';
 import { outboxChannel } from './schema.ts';
 
 /**
@@ -77,15 +77,6 @@ export async function addToOutbox(
     tx.notifyAfterCommit(outboxChannel);
     return;
   }
-  const rows = list.map((m) => ({
-    id: m.id,
-    type: m.type,
-    key: m.key,
-    payload: m.payload,
-    headers: m.headers,
-    occurred_at: m.occurredAt,
-    hlc: m.hlc ?? null,
-  }));
   // keel's own transactions wake the relay after their commit; a foreign one, inside it.
   const notifyLater = canNotifyAfterCommit(tx);
   // The locks CTE calls a volatile function, so PostgreSQL materialises it, and the insert's
@@ -104,7 +95,7 @@ export async function addToOutbox(
        WHERE locks.n >= 0
        RETURNING 1)
      SELECT CASE WHEN $5::boolean THEN NULL ELSE pg_notify($3, '') END FROM (SELECT count(*) FROM inserted) AS c`;
-  const params = [destination, JSON.stringify(rows), outboxChannel, lockKeys, notifyLater];
+  const params = [destination, outboxRecordset(list), outboxChannel, lockKeys, notifyLater];
   // keel's own transactions send the insert on with the next statement or the COMMIT: nobody
   // needs its answer now, and the transaction rejects if it failed.
   await writeWithoutWaiting(tx, sql, params);

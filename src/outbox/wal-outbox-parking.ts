@@ -1,5 +1,6 @@
 import type { Queryable } from '../db/db.ts';
 import type { Envelope } from '../messaging/envelope.ts';
+import { outboxRecordset } from './outbox-arguments.ts';
 import { outboxChannel } from './schema.ts';
 
 /**
@@ -45,15 +46,6 @@ export async function holdWalOutboxMessages(
   messages: readonly Envelope[],
 ): Promise<void> {
   if (messages.length === 0) return;
-  const rows = messages.map((m) => ({
-    id: m.id,
-    type: m.type,
-    key: m.key,
-    payload: m.payload,
-    headers: m.headers,
-    occurred_at: m.occurredAt,
-    hlc: m.hlc ?? null,
-  }));
   await db.query(
     `WITH inserted AS (
        INSERT INTO keel_outbox (destination, id, type, key, payload, headers, occurred_at, hlc)
@@ -63,7 +55,7 @@ export async function holdWalOutboxMessages(
        ON CONFLICT (id) DO NOTHING
        RETURNING 1)
      SELECT pg_notify($3, '') FROM (SELECT count(*) FROM inserted) AS c`,
-    [destination, JSON.stringify(rows), outboxChannel],
+    [destination, outboxRecordset(messages), outboxChannel],
   );
 }
 
