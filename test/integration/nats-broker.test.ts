@@ -4,12 +4,18 @@ import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { connect } from '@nats-io/transport-node';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { KeelError } from '../../../errors/index.ts';
-import { createEnvelope, type Envelope } from '../../envelope.ts';
-import { PublishError } from '../../publisher.ts';
-import type { QueueConsumer } from '../../queue-consumer.ts';
-import { NatsJetStreamBroker } from './index.ts';
-import { CuttableProxy, deleteStreamsWithPrefix, natsUrl, requireNats, testPrefix } from './test-support.ts';
+import type { KeelError } from '../../src/errors/index.ts';
+import { createEnvelope, type Envelope } from '../../src/messaging/envelope.ts';
+import { PublishError } from '../../src/messaging/publisher.ts';
+import type { QueueConsumer } from '../../src/messaging/queue-consumer.ts';
+import { NatsJetStreamBroker } from '../../src/messaging/adapters/nats/index.ts';
+import {
+  CuttableProxy,
+  deleteStreamsWithPrefix,
+  natsUrl,
+  requireNats,
+  testPrefix,
+} from '../../src/messaging/adapters/nats/test-support.ts';
 
 const prefix = testPrefix();
 const open: { broker: NatsJetStreamBroker; consumers: QueueConsumer[] }[] = [];

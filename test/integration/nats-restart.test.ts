@@ -4,9 +4,14 @@ import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
 import { afterAll, expect, it } from 'vitest';
-import { createEnvelope } from '../../envelope.ts';
-import { NatsJetStreamBroker } from './index.ts';
-import { deleteStreamsWithPrefix, natsUrl, requireNats, testPrefix } from './test-support.ts';
+import { createEnvelope } from '../../src/messaging/envelope.ts';
+import { NatsJetStreamBroker } from '../../src/messaging/adapters/nats/index.ts';
+import {
+  deleteStreamsWithPrefix,
+  natsUrl,
+  requireNats,
+  testPrefix,
+} from '../../src/messaging/adapters/nats/test-support.ts';
 
 const run = promisify(execFile);
 const enabled = process.env['KEEL_NATS_RESTART'] === '1';
