@@ -26,21 +26,3 @@ export function outboxArguments(
   }
   return list;
 }
-
-/**
- * Messages as the JSON array both outboxes' multi-row inserts read with `jsonb_to_recordset(...)
- * AS m(id uuid, type text, key text, payload jsonb, headers jsonb, occurred_at timestamptz, hlc text)`.
- */
-export function outboxRecordset(messages: readonly Envelope[]): string {
-  return JSON.stringify(
-    messages.map((m) => ({
-      id: m.id,
-      type: m.type,
-      key: m.key,
-      payload: m.payload,
-      headers: m.headers,
-      occurred_at: m.occurredAt,
-      hlc: m.hlc ?? null,
-    })),
-  );
-}

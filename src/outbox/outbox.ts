@@ -2,7 +2,8 @@ import { canNotifyAfterCommit } from '../db/notify-after-commit.ts';
 import { preparedStatement } from '../db/prepared-statements.ts';
 import { writeWithoutWaiting } from '../db/send-without-waiting.ts';
 import type { Envelope } from '../messaging/envelope.ts';
-import { outboxArguments, outboxRecordset } from './outbox-arguments.ts';
+import { envelopeRecordset } from '../messaging/envelope-recordset.ts';
+import { outboxArguments } from './outbox-arguments.ts';
 import { outboxChannel } from './schema.ts';
 
 /**
@@ -95,7 +96,7 @@ export async function addToOutbox(
        WHERE locks.n >= 0
        RETURNING 1)
      SELECT CASE WHEN $5::boolean THEN NULL ELSE pg_notify($3, '') END FROM (SELECT count(*) FROM inserted) AS c`;
-  const params = [destination, outboxRecordset(list), outboxChannel, lockKeys, notifyLater];
+  const params = [destination, envelopeRecordset(list), outboxChannel, lockKeys, notifyLater];
   // keel's own transactions send the insert on with the next statement or the COMMIT: nobody
   // needs its answer now, and the transaction rejects if it failed.
   await writeWithoutWaiting(tx, sql, params);

@@ -1,6 +1,6 @@
 import type { Queryable } from '../db/db.ts';
 import type { Envelope } from '../messaging/envelope.ts';
-import { outboxRecordset } from './outbox-arguments.ts';
+import { envelopeRecordset } from '../messaging/envelope-recordset.ts';
 import { outboxChannel } from './schema.ts';
 
 /**
@@ -55,7 +55,7 @@ export async function holdWalOutboxMessages(
        ON CONFLICT (id) DO NOTHING
        RETURNING 1)
      SELECT pg_notify($3, '') FROM (SELECT count(*) FROM inserted) AS c`,
-    [destination, outboxRecordset(messages), outboxChannel],
+    [destination, envelopeRecordset(messages), outboxChannel],
   );
 }
 

@@ -6,6 +6,7 @@ import { InvalidArgumentError } from '../../../errors/index.ts';
 import { systemClock, type Clock } from '../../../time/index.ts';
 import type { BrokerCapabilities, MessageBroker, PublishOptions, SourceOptions } from '../../broker.ts';
 import type { Envelope } from '../../envelope.ts';
+import { envelopeRecordset } from '../../envelope-recordset.ts';
 import type { Handler } from '../../handler.ts';
 import { PublishError } from '../../publisher.ts';
 import { QueueConsumer, type QueueConsumerOptions } from '../../queue-consumer.ts';
@@ -106,16 +107,13 @@ export class PgQueue implements MessageBroker {
     assertQueueName(destination);
     if (messages.length === 0) return;
     const availableAt = new Date(options.availableAt ?? this.#clock.now());
-    const rows = messages.map((m) => ({
-      id: m.id,
-      type: m.type,
-      key: m.key,
-      payload: m.payload,
-      headers: m.headers,
-      occurred_at: m.occurredAt,
-      hlc: m.hlc ?? null,
-    }));
-    await tx.query(insertMessages, [destination, availableAt, JSON.stringify(rows), pgQueueChannel, notify]);
+    await tx.query(insertMessages, [
+      destination,
+      availableAt,
+      envelopeRecordset(messages),
+      pgQueueChannel,
+      notify,
+    ]);
   }
 
   /** A source for one consumer instance of `queue`, holding leases in a name of its own. */
