@@ -6,6 +6,7 @@ import { walOutboxSlotNames } from '../outbox/wal-outbox-slot.ts';
 import type { ListenerHandle } from '../service/index.ts';
 import { systemClock, type Clock } from '../time/index.ts';
 import { keelAttributes, messagingAttributes as m, metricNames } from './names.ts';
+import { observableTotals, type Totals } from './observable-totals.ts';
 
 /**
  * Observable gauges read at each collection (each `/metrics` scrape), one query each time:
@@ -139,7 +140,7 @@ export function instrumentWalOutboxRelay(
 }
 
 interface WalOutboxSlotSeries {
-  totals: { published: number; publishFailed: number; parked: number };
+  totals: Totals<'published' | 'publishFailed' | 'parked'>;
   /** The relays instrumented and not disposed, each with the database its lag is read from. */
   relays: Map<Pick<WalOutboxRelay, 'buffered'>, Queryable>;
 }
@@ -184,34 +185,25 @@ function walOutboxSeries(meter: Meter): { of(slotName: string): WalOutboxSlotSer
         result.observe(buffered, slotAttributes(slotName));
       }
     });
-  const counter = (
-    name: string,
-    description: string,
-    pick: (totals: WalOutboxSlotSeries['totals']) => number,
-  ): void =>
-    meter.createObservableCounter(name, { description }).addCallback((result: ObservableResult) => {
-      for (const [slotName, { totals }] of bySlot) {
-        const value = pick(totals);
-        // A counter nothing has happened to yet stays out of the collection, as an unused one would.
-        if (value > 0) result.observe(value, slotAttributes(slotName));
-      }
-    });
-  counter(metricNames.walOutboxPublished, 'WAL outbox messages the broker accepted', (t) => t.published);
-  counter(
-    metricNames.walOutboxPublishFailed,
-    'WAL outbox messages in a publish that failed (every try)',
-    (t) => t.publishFailed,
-  );
-  counter(
-    metricNames.walOutboxParked,
-    'WAL outbox messages parked in the table outbox after failed publishes',
-    (t) => t.parked,
-  );
+  const counters = observableTotals(meter, keelAttributes.walOutboxSlot, {
+    published: {
+      name: metricNames.walOutboxPublished,
+      description: 'WAL outbox messages the broker accepted',
+    },
+    publishFailed: {
+      name: metricNames.walOutboxPublishFailed,
+      description: 'WAL outbox messages in a publish that failed (every try)',
+    },
+    parked: {
+      name: metricNames.walOutboxParked,
+      description: 'WAL outbox messages parked in the table outbox after failed publishes',
+    },
+  });
   const created = {
     of(slotName: string): WalOutboxSlotSeries {
       let series = bySlot.get(slotName);
       if (series === undefined) {
-        series = { totals: { published: 0, publishFailed: 0, parked: 0 }, relays: new Map() };
+        series = { totals: counters.of(slotName), relays: new Map() };
         bySlot.set(slotName, series);
       }
       return series;
