@@ -147,7 +147,7 @@ interface WalOutboxSlotSeries {
 
 /**
  * One set of instruments per meter and one callback each, reporting every slot: two callbacks
- * observing the same attributes would each be taken as the whole value (see `instrumentConsumer`).
+ * observing the same attributes would each be taken as the whole value (see `observableTotals`).
  */
 const walOutboxSeriesByMeter = new WeakMap<Meter, { of(slotName: string): WalOutboxSlotSeries }>();
 
