@@ -4,9 +4,9 @@
 // DATABASE_URL; the issue's target is on pg), each side in its own schema. Both listen on
 // 127.0.0.1 and are driven over real HTTP by the same closed-loop client: BENCH_CONCURRENCY
 // connections (keep-alive), each sending its next request when the previous answer arrives.
-//   - keel: the shop's api (buildShop), so each request checks and stores its Idempotency-Key,
-//     validates the body with zod, and writes the order, its outbox event and the key's
-//     response in one transaction (a unique key per request: every request runs, none replays).
+//   - keel: the shop's api (buildShop), so each request validates the body with zod, and in one
+//     transaction claims its Idempotency-Key, writes the order and its outbox event, and stores
+//     the key's response (a unique key per request: every request runs, none replays).
 //   - peer: fastify + the same Db, one INSERT of the same row, no key, no event, no validation
 //     beyond JSON parsing: what a hand-rolled endpoint without exactly-once does.
 // Rounds alternate keel/peer after a warm-up; each side's figure is its best round.
@@ -126,8 +126,8 @@ export default async function main(): Promise<void> {
     [
       'bench/orders: POST /v1/orders over real HTTP (loopback, keep-alive), closed loop',
       `  database: ${walOutbox ? 'pg, a wal_level=logical server the bench started (BENCH_OUTBOX=wal)' : testDbBackend()} (pool of ${poolSize} each); ${rounds} rounds of ${requests} requests, ${concurrency} connections, best round each`,
-      `  keel: the shop api — Idempotency-Key checked and its response stored, zod validation, order + ${walOutbox ? 'its event as a logical message (the WAL outbox)' : 'outbox event'}`,
-      '        + key response in one transaction; peer: plain fastify + one INSERT of the same row',
+      `  keel: the shop api — zod validation; Idempotency-Key claim, order, ${walOutbox ? 'its event as a logical message (the WAL outbox)' : 'outbox event'}`,
+      '        and key response in one transaction; peer: plain fastify + one INSERT of the same row',
     ].join('\n'),
   );
   const server = walOutbox

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import {
@@ -11,6 +12,8 @@ import type { Queryable } from '../db/db.ts';
 import { systemClock, type Clock } from '../time/index.ts';
 import { beginWaiting } from './begin-waiting.ts';
 import {
+  canClaimInTransaction,
+  claimRefusedSqlState,
   isTransactionalStore,
   type BeginOutcome,
   type BeginRequest,
@@ -37,6 +40,18 @@ export interface IdempotencyOptions {
    * response and replay it, answering 409 only if it is still running then.
    */
   inFlight?: 'reject' | { waitMs: number; pollMs?: number };
+  /**
+   * Where the key is claimed: 'before-handler' (the default) by the store, in a statement of its
+   * own, before the handler runs; or 'in-transaction' by the handler, as the first statement of
+   * its own transaction (`claimIdempotentRequest`), with the response stored last in it
+   * (`completeIdempotentRequest`). In-transaction claims need a store in the database
+   * (PostgresIdempotencyStore) and save a transaction and a round trip per request; a key in
+   * flight is then an advisory lock, let go the moment its holder's transaction ends or its
+   * process dies (no `lockMs` wait). The handler's code before its first awaited statement runs
+   * even for a key that turns out to be taken (that transaction then fails and the plugin
+   * answers as usual): do nothing outside the database before it.
+   */
+  claim?: 'before-handler' | 'in-transaction';
   clock?: Clock;
 }
 
@@ -48,12 +63,18 @@ const replayedHeaders = ['content-type', 'location'];
 
 interface Held {
   store: IdempotencyStore;
-  scope: string;
-  key: string;
+  request: BeginRequest;
   token: string;
+  /**
+   * 'started': claimed by the store before the handler; 'pending': to be claimed in the
+   * handler's transaction; 'claimed': claimIdempotentRequest sent that claim.
+   */
+  phase: 'started' | 'pending' | 'claimed';
   done: boolean;
   /** The response committed with the handler's writes (completeIdempotentRequest). */
   storedInTransaction?: boolean;
+  /** What the handler failed with, if it did: a refused in-transaction claim is answered here. */
+  error?: unknown;
 }
 
 const held = new WeakMap<FastifyRequest, Held>();
@@ -87,6 +108,15 @@ export function installIdempotency(app: FastifyInstance, options: IdempotencyOpt
   const { store } = options;
   const clock = options.clock ?? systemClock;
   const inFlight = options.inFlight ?? 'reject';
+  const claimInTransaction = (options.claim ?? 'before-handler') === 'in-transaction';
+  if (options.claim !== undefined && options.claim !== 'before-handler' && !claimInTransaction)
+    throw new InvalidArgumentError('claim', "'before-handler' or 'in-transaction'", options.claim);
+  if (claimInTransaction && !canClaimInTransaction(store))
+    throw new InvalidArgumentError(
+      'store',
+      "a store that claims in the handler's transaction (PostgresIdempotencyStore) for claim: 'in-transaction'",
+      store,
+    );
   if (inFlight !== 'reject' && !(Number.isFinite(inFlight.waitMs) && inFlight.waitMs >= 0))
     throw new InvalidArgumentError('inFlight.waitMs', 'a number of ms >= 0', inFlight.waitMs);
   const beginOrWait = async (request: BeginRequest, raw: IncomingMessage): Promise<BeginOutcome> => {
@@ -108,86 +138,109 @@ export function installIdempotency(app: FastifyInstance, options: IdempotencyOpt
     const key = Array.isArray(raw) ? raw[0] : raw;
     if (key === undefined) {
       if (!required) return;
-      return problem(
+      return send(
         reply,
-        request,
-        new KeelError('KEEL_IDEMPOTENCY_KEY_REQUIRED', 'this request needs an Idempotency-Key header'),
+        problem(
+          new KeelError('KEEL_IDEMPOTENCY_KEY_REQUIRED', 'this request needs an Idempotency-Key header'),
+          request.url,
+        ),
       );
     }
     if (!keyPattern.test(key)) {
-      return problem(
+      return send(
         reply,
-        request,
-        new KeelError(
-          'KEEL_IDEMPOTENCY_KEY_REQUIRED',
-          'Idempotency-Key must be 1 to 255 printable ASCII characters',
+        problem(
+          new KeelError(
+            'KEEL_IDEMPOTENCY_KEY_REQUIRED',
+            'Idempotency-Key must be 1 to 255 printable ASCII characters',
+          ),
+          request.url,
         ),
       );
     }
     const route = request.routeOptions.url ?? request.url;
     const scope = `${tenant(request)} ${request.method} ${route}`;
     const fingerprint = requestFingerprint(request.method, request.url.split('?')[0] ?? '', request.body);
-    const outcome = await beginOrWait({ scope, key, fingerprint, ttlMs, lockMs }, request.raw);
-    switch (outcome.kind) {
-      case 'started':
-        held.set(request, { store, scope, key, token: outcome.token, done: false });
-        return;
-      case 'replay':
-        return replay(reply, outcome.response);
-      case 'in-flight':
-        // One second is a guess a client can act on; the holder's remaining lock time would leak timing.
-        void reply.header('retry-after', '1');
-        return problem(
-          reply,
-          request,
-          new KeelError(
-            'KEEL_IDEMPOTENCY_IN_FLIGHT',
-            'a request with this Idempotency-Key is still being processed; retry later',
-          ),
-        );
-      case 'mismatch':
-        return problem(
-          reply,
-          request,
-          new KeelError(
-            'KEEL_IDEMPOTENCY_KEY_REUSED',
-            'this Idempotency-Key was used for a different request',
-          ),
-        );
+    const begin: BeginRequest = { scope, key, fingerprint, ttlMs, lockMs };
+    if (claimInTransaction) {
+      held.set(request, { store, request: begin, token: randomUUID(), phase: 'pending', done: false });
+      return;
     }
+    const outcome = await beginOrWait(begin, request.raw);
+    if (outcome.kind === 'started') {
+      held.set(request, { store, request: begin, token: outcome.token, phase: 'started', done: false });
+      return;
+    }
+    return send(reply, answerTo(outcome, request.url));
+  });
+
+  app.addHook('onError', async (request, _reply, error) => {
+    const state = held.get(request);
+    if (state !== undefined) state.error = error;
   });
 
   app.addHook('onSend', async (request, reply, payload) => {
     const state = held.get(request);
     if (state === undefined) return payload;
+    if (state.phase === 'claimed' && isClaimRefused(state.error)) {
+      // The handler's transaction could not claim the key: answer as `begin` would have.
+      state.done = true;
+      let outcome = await beginOrWait(state.request, request.raw);
+      if (outcome.kind === 'started') {
+        // Let go a moment ago; this request's handler has already given up, so the client retries.
+        await store.release(state.request.scope, state.request.key, outcome.token);
+        outcome = { kind: 'in-flight' };
+      }
+      const answer = answerTo(outcome, request.url);
+      void reply.status(answer.status).headers(answer.headers);
+      return answer.body;
+    }
+    if (state.phase !== 'started' && !state.done) return storeAfterTheFact(state, request, reply, payload);
     // Stored in the handler's transaction, yet the request failed after all: if that transaction
     // rolled back the key has no response and must go; the token guards a committed one too.
     if (state.storedInTransaction && reply.statusCode >= 500) {
-      await store.release(state.scope, state.key, state.token);
+      await store.release(state.request.scope, state.request.key, state.token);
       return payload;
     }
     if (state.done) return payload;
     state.done = true;
-    const status = reply.statusCode;
-    if (status >= 500 || status === 400 || typeof payload !== 'string') {
-      await store.release(state.scope, state.key, state.token);
-      return payload;
-    }
-    const headers: Record<string, string> = {};
-    for (const name of replayedHeaders) {
-      const value = reply.getHeader(name);
-      if (value !== undefined) headers[name] = String(value);
-    }
-    await store.complete(state.scope, state.key, state.token, { status, headers, body: payload });
+    const response = storable(reply, payload);
+    if (response === undefined) await store.release(state.request.scope, state.request.key, state.token);
+    else await store.complete(state.request.scope, state.request.key, state.token, response);
     return payload;
   });
+
+  /**
+   * A response the handler's transaction did not store (an answer before its claim, or a claim
+   * never completed): stored now, if the key is free, so that a later claim of the key replays it.
+   */
+  const storeAfterTheFact = async (
+    state: Held,
+    request: FastifyRequest,
+    reply: FastifyReply,
+    payload: unknown,
+  ): Promise<unknown> => {
+    state.done = true;
+    const response = storable(reply, payload);
+    if (response === undefined) return payload;
+    if (state.phase === 'pending' && response.status < 300)
+      request.log.warn(
+        { route: state.request.scope },
+        "idempotency: this route answered without claimIdempotentRequest in its transaction (claim: 'in-transaction'), so its key protected nothing",
+      );
+    const outcome = await store.begin(state.request);
+    if (outcome.kind === 'started')
+      await store.complete(state.request.scope, state.request.key, outcome.token, response);
+    return payload;
+  };
 
   // A request that never sent a response (the client went away mid-handler) must not hold its key.
   const releaseUnfinished = async (request: FastifyRequest): Promise<void> => {
     const state = held.get(request);
-    if (state === undefined || state.done) return;
+    // An in-transaction claim ends with its transaction: nothing is left to let go.
+    if (state === undefined || state.done || state.phase !== 'started') return;
     state.done = true;
-    await store.release(state.scope, state.key, state.token);
+    await store.release(state.request.scope, state.request.key, state.token);
   };
   app.addHook('onResponse', releaseUnfinished);
   app.addHook('onRequestAbort', releaseUnfinished);
@@ -200,6 +253,25 @@ export function installIdempotency(app: FastifyInstance, options: IdempotencyOpt
  * Call it last in the transaction, with exactly what the handler then sends. A request without
  * a key (not required, or another method) is left alone.
  */
+/**
+ * Claims the request's idempotency key in the handler's own transaction, with
+ * `installIdempotency(app, { claim: 'in-transaction' })`: call it first in that transaction,
+ * and `completeIdempotentRequest` last. A key that is taken (completed, in flight, or used for
+ * another request) fails the transaction, and the plugin answers the replay, 409 or 422 instead
+ * of the handler's error. In a keel `Tx` the claim is sent without waiting and is settled by the
+ * next awaited statement or the commit: do nothing outside the database before then. With the
+ * default claim (before the handler) it does nothing, so a handler can be written for both.
+ */
+export async function claimIdempotentRequest(request: FastifyRequest, tx: Queryable): Promise<void> {
+  const state = held.get(request);
+  if (state === undefined || state.phase === 'started') return;
+  if (state.phase === 'claimed')
+    throw new KeelError('KEEL_SERVICE_STATE', 'claimIdempotentRequest was called twice for one request');
+  if (!canClaimInTransaction(state.store)) return; // the plugin refused such a store at install
+  state.phase = 'claimed';
+  await state.store.claimWithin(tx, state.request);
+}
+
 export async function completeIdempotentRequest(
   request: FastifyRequest,
   tx: Queryable,
@@ -213,20 +285,67 @@ export async function completeIdempotentRequest(
       'an idempotency store in the database (PostgresIdempotencyStore)',
       state.store,
     );
-  await state.store.completeWithin(tx, state.scope, state.key, state.token, response);
+  if (state.phase === 'claimed' && canClaimInTransaction(state.store))
+    await state.store.completeClaimWithin(tx, state.request, state.token, response);
+  else if (state.phase === 'started')
+    await state.store.completeWithin(tx, state.request.scope, state.request.key, state.token, response);
+  // 'pending': the handler never claimed the key; the response is stored after it answers.
+  else return;
   // onSend must not store again; if the transaction rolls back, the error path releases the key.
   state.done = true;
   state.storedInTransaction = true;
 }
 
-function replay(reply: FastifyReply, response: StoredResponse): FastifyReply {
-  return reply
-    .status(response.status)
-    .headers(response.headers)
-    .header(replayHeader, 'true')
-    .send(response.body);
+function send(reply: FastifyReply, response: StoredResponse): FastifyReply {
+  return reply.status(response.status).headers(response.headers).send(response.body);
 }
 
-function problem(reply: FastifyReply, request: FastifyRequest, error: KeelError): FastifyReply {
-  return reply.status(error.status).type(problemContentType).send(toProblemDetails(error, request.url));
+/** What a request gets instead of running: the stored response, or why it may not run now. */
+function answerTo(outcome: Exclude<BeginOutcome, { kind: 'started' }>, url: string): StoredResponse {
+  switch (outcome.kind) {
+    case 'replay':
+      return { ...outcome.response, headers: { ...outcome.response.headers, [replayHeader]: 'true' } };
+    case 'in-flight':
+      // One second is a guess a client can act on; the holder's remaining lock time would leak timing.
+      return problem(
+        new KeelError(
+          'KEEL_IDEMPOTENCY_IN_FLIGHT',
+          'a request with this Idempotency-Key is still being processed; retry later',
+        ),
+        url,
+        { 'retry-after': '1' },
+      );
+    case 'mismatch':
+      return problem(
+        new KeelError('KEEL_IDEMPOTENCY_KEY_REUSED', 'this Idempotency-Key was used for a different request'),
+        url,
+      );
+  }
+}
+
+function problem(error: KeelError, url: string, headers: Record<string, string> = {}): StoredResponse {
+  return {
+    status: error.status,
+    headers: { ...headers, 'content-type': problemContentType },
+    body: JSON.stringify(toProblemDetails(error, url)),
+  };
+}
+
+/** The response to keep for replay, or undefined for one that must release the key (5xx, 400). */
+function storable(reply: FastifyReply, payload: unknown): StoredResponse | undefined {
+  const status = reply.statusCode;
+  if (status >= 500 || status === 400 || typeof payload !== 'string') return undefined;
+  const headers: Record<string, string> = {};
+  for (const name of replayedHeaders) {
+    const value = reply.getHeader(name);
+    if (value !== undefined) headers[name] = String(value);
+  }
+  return { status, headers, body: payload };
+}
+
+/** The handler failed because its transaction's claim of the key was refused (keel_idempotency_claim). */
+function isClaimRefused(error: unknown): boolean {
+  for (let cause = error; cause instanceof Error; cause = cause.cause)
+    if ((cause as { code?: unknown }).code === claimRefusedSqlState) return true;
+  return false;
 }

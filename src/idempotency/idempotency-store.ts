@@ -59,6 +59,30 @@ export interface TransactionalIdempotencyStore extends IdempotencyStore {
   ): Promise<void>;
 }
 
+/** SQLSTATE of a claim a handler's transaction could not make (keel_idempotency_claim). */
+export const claimRefusedSqlState = 'KI409';
+
+/**
+ * A store that can claim a key in the handler's own transaction (`claim: 'in-transaction'`):
+ * claim and response then commit or roll back with the handler's writes, in one transaction.
+ */
+export interface ClaimingIdempotencyStore extends TransactionalIdempotencyStore {
+  claimWithin(tx: Queryable, request: BeginRequest): Promise<void>;
+  completeClaimWithin(
+    tx: Queryable,
+    request: BeginRequest,
+    token: string,
+    response: StoredResponse,
+  ): Promise<void>;
+}
+
+export function canClaimInTransaction(store: IdempotencyStore): store is ClaimingIdempotencyStore {
+  return (
+    isTransactionalStore(store) &&
+    typeof (store as Partial<ClaimingIdempotencyStore>).claimWithin === 'function'
+  );
+}
+
 export function isTransactionalStore(store: IdempotencyStore): store is TransactionalIdempotencyStore {
   return typeof (store as Partial<TransactionalIdempotencyStore>).completeWithin === 'function';
 }

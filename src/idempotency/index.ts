@@ -1,5 +1,8 @@
 export {
+  canClaimInTransaction,
+  claimRefusedSqlState,
   isTransactionalStore,
+  type ClaimingIdempotencyStore,
   type IdempotencyStore,
   type TransactionalIdempotencyStore,
   type BeginOutcome,
@@ -10,6 +13,7 @@ export { MemoryIdempotencyStore } from './memory-idempotency-store.ts';
 export { PostgresIdempotencyStore, idempotencyMigrations } from './postgres-idempotency-store.ts';
 export {
   installIdempotency,
+  claimIdempotentRequest,
   completeIdempotentRequest,
   type IdempotencyOptions,
 } from './fastify-idempotency.ts';

@@ -7,7 +7,7 @@ import type {
   BeginOutcome,
   BeginRequest,
   StoredResponse,
-  TransactionalIdempotencyStore,
+  ClaimingIdempotencyStore,
 } from './idempotency-store.ts';
 
 export const idempotencyMigrations = [
@@ -25,6 +25,31 @@ CREATE TABLE IF NOT EXISTS keel_idempotency_keys (
   PRIMARY KEY (scope, key)
 );
 CREATE INDEX IF NOT EXISTS keel_idempotency_expires ON keel_idempotency_keys (expires_at);
+`,
+  },
+  {
+    id: 'keel_idempotency_0002_claim_in_transaction',
+    // The claim a handler's own transaction makes (claimWithin). The advisory lock, not a row,
+    // marks a key in flight: it is held until that transaction ends, so a concurrent claim fails
+    // at once and a holder that dies lets go with its connection. The row is written only at
+    // the end, with its response (completeClaimWithin), and its primary key stops a second
+    // commit whatever the isolation level. A refusal is SQLSTATE KI409; what it means (replay,
+    // in flight, another request) is read afterwards.
+    sql: `
+CREATE OR REPLACE FUNCTION keel_idempotency_claim(p_scope text, p_key text, p_fingerprint text, p_now timestamptz)
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  IF NOT pg_try_advisory_xact_lock(hashtextextended('keel_idempotency:' || current_schema() || ':' || p_scope || ':' || p_key, 0)) THEN
+    RAISE EXCEPTION 'idempotency key % is held by a running request', p_key USING ERRCODE = 'KI409';
+  END IF;
+  -- Each statement sees what committed before it ran: the lock holder that just ended included.
+  DELETE FROM keel_idempotency_keys
+   WHERE scope = p_scope AND key = p_key
+     AND (expires_at <= p_now OR (response IS NULL AND locked_until <= p_now AND fingerprint = p_fingerprint));
+  IF EXISTS (SELECT 1 FROM keel_idempotency_keys WHERE scope = p_scope AND key = p_key) THEN
+    RAISE EXCEPTION 'idempotency key % is taken', p_key USING ERRCODE = 'KI409';
+  END IF;
+END $$;
 `,
   },
 ] as const;
@@ -45,6 +70,11 @@ const claimKey = preparedStatement(
 // sequential scan) would stay cached as it grows, until the next ANALYZE.
 const readKey = `SELECT fingerprint, token::text AS token, locked_until, expires_at, response
    FROM keel_idempotency_keys WHERE scope = $1 AND key = $2`;
+const claimInTransaction = preparedStatement('SELECT keel_idempotency_claim($1, $2, $3, $4::timestamptz)');
+const insertCompleted = preparedStatement(
+  `INSERT INTO keel_idempotency_keys (scope, key, fingerprint, token, locked_until, expires_at, response)
+   VALUES ($1, $2, $3, $4::uuid, $5::timestamptz, $6::timestamptz, $7::jsonb)`,
+);
 const storeResponse = `UPDATE keel_idempotency_keys SET response = $4::jsonb WHERE scope = $1 AND key = $2 AND token::text = $3`;
 
 interface KeyRow {
@@ -59,7 +89,7 @@ interface KeyRow {
  * Keys in a PostgreSQL table. `begin` is one statement: it inserts the key, or takes over one
  * that expired or whose holder's lock ran out, atomically; otherwise it reads what is there.
  */
-export class PostgresIdempotencyStore implements TransactionalIdempotencyStore {
+export class PostgresIdempotencyStore implements ClaimingIdempotencyStore {
   readonly #db: Queryable;
   readonly #clock: Clock;
 
@@ -112,6 +142,38 @@ export class PostgresIdempotencyStore implements TransactionalIdempotencyStore {
   ): Promise<void> {
     // In a keel transaction the update travels with the COMMIT; nobody needs its answer before.
     await writeWithoutWaiting(tx, storeResponse, [scope, key, token, JSON.stringify(response)]);
+  }
+
+  /**
+   * Claims the key in the caller's transaction, for a request whose effects are all that
+   * transaction's writes: of concurrent claims of one key, one holds it until its transaction
+   * ends, and the others' transactions fail with SQLSTATE KI409 (`claimRefusedSqlState`), as
+   * does a claim of a key that is completed or held by a `begin`. In a keel `Tx` the claim is
+   * sent without waiting: it is settled when the transaction's next awaited statement answers,
+   * or at its commit. Finish with `completeClaimWithin` in the same transaction.
+   */
+  async claimWithin(tx: Queryable, request: BeginRequest): Promise<void> {
+    const params = [request.scope, request.key, request.fingerprint, new Date(this.#clock.now())];
+    await writeWithoutWaiting(tx, claimInTransaction, params);
+  }
+
+  /** Writes the key of a `claimWithin` claim with its response, committed with the handler's writes. */
+  async completeClaimWithin(
+    tx: Queryable,
+    request: BeginRequest,
+    token: string,
+    response: StoredResponse,
+  ): Promise<void> {
+    const now = this.#clock.now();
+    await writeWithoutWaiting(tx, insertCompleted, [
+      request.scope,
+      request.key,
+      request.fingerprint,
+      token,
+      new Date(now),
+      new Date(now + request.ttlMs),
+      JSON.stringify(response),
+    ]);
   }
 
   async release(scope: string, key: string, token: string): Promise<void> {

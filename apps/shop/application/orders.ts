@@ -9,16 +9,20 @@ import { insertOrder } from '../storage/orders-store.ts';
 
 /**
  * Writes the order as PENDING and its `order.placed.v1` event in one transaction: the event is
- * published if and only if the order exists. `alsoInTransaction` runs last in that transaction
- * (the HTTP layer stores its idempotent response there); `outbox` is where the event is written
- * (the table outbox, or the WAL outbox on a server with wal_level=logical).
+ * published if and only if the order exists. `inTransaction.first` runs first in that
+ * transaction and `inTransaction.last` last (the HTTP layer claims the request's idempotency key
+ * and stores its response there); `outbox` is where the event is written (the table outbox, or
+ * the WAL outbox on a server with wal_level=logical).
  */
 export async function placeOrder(
   db: Db,
   clock: Clock,
   request: PlaceOrderRequest,
   headers: Record<string, string> = {},
-  alsoInTransaction?: (tx: Tx, order: Order) => Promise<void>,
+  inTransaction: {
+    first?: (tx: Tx) => Promise<void>;
+    last?: (tx: Tx, order: Order) => Promise<void>;
+  } = {},
   outbox: OutboxWriter = addToOutbox,
 ): Promise<Order> {
   const now = new Date(clock.now()).toISOString();
@@ -36,9 +40,10 @@ export async function placeOrder(
     { key: order.id, headers: injectTraceHeaders(headers), clock },
   );
   await db.transaction(async (tx) => {
+    await inTransaction.first?.(tx);
     await insertOrder(tx, order);
     await tracedAddToOutbox(tx, ordersQueue, event, { add: outbox });
-    await alsoInTransaction?.(tx, order);
+    await inTransaction.last?.(tx, order);
   });
   return order;
 }

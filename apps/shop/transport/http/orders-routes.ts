@@ -8,6 +8,7 @@ import {
 } from '../../../../src/consistency/index.ts';
 import { NotFoundError } from '../../../../src/errors/index.ts';
 import {
+  claimIdempotentRequest,
   completeIdempotentRequest,
   installIdempotency,
   type IdempotencyStore,
@@ -40,8 +41,9 @@ export async function ordersRoutes(
   app: FastifyInstance,
   { db, reads, clock, idempotency, outbox }: OrdersRoutesOptions,
 ): Promise<void> {
-  // A client that retries after a timeout must not place a second order: POST requires a key.
-  installIdempotency(app, { store: idempotency, clock, methods: ['POST'] });
+  // A client that retries after a timeout must not place a second order: POST requires a key,
+  // claimed in the order's own transaction and stored with it (one transaction per order).
+  installIdempotency(app, { store: idempotency, clock, methods: ['POST'], claim: 'in-transaction' });
 
   // Read-your-writes: every accepted POST, first answer or replay, carries a token taken after
   // its order committed (a replay's order committed earlier still), so a GET that sends it back
@@ -65,15 +67,18 @@ export async function ordersRoutes(
       clock,
       body,
       headers,
-      async (tx, placed) => {
-        answer = JSON.stringify(placed);
-        await completeIdempotentRequest(request, tx, {
-          status: 202,
-          headers: { 'content-type': jsonType, location: `/v1/orders/${placed.id}` },
-          body: answer,
-        });
-        // Read with the commit, on its connection: no round trip of its own.
-        token = tokenAfterCommit(tx, db);
+      {
+        first: (tx) => claimIdempotentRequest(request, tx),
+        last: async (tx, placed) => {
+          answer = JSON.stringify(placed);
+          await completeIdempotentRequest(request, tx, {
+            status: 202,
+            headers: { 'content-type': jsonType, location: `/v1/orders/${placed.id}` },
+            body: answer,
+          });
+          // Read with the commit, on its connection: no round trip of its own.
+          token = tokenAfterCommit(tx, db);
+        },
       },
       outbox,
     );

@@ -1,0 +1,235 @@
+import Fastify, { type FastifyInstance } from 'fastify';
+import { afterEach, describe, expect, it } from 'vitest';
+import { migrate } from '../db/index.ts';
+import { createTestDb, type TestDb } from '../testing/index.ts';
+import { ManualClock } from '../time/index.ts';
+import {
+  claimIdempotentRequest,
+  completeIdempotentRequest,
+  installIdempotency,
+} from './fastify-idempotency.ts';
+import { MemoryIdempotencyStore } from './memory-idempotency-store.ts';
+import { PostgresIdempotencyStore, idempotencyMigrations } from './postgres-idempotency-store.ts';
+
+const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0)) await cleanup();
+});
+
+interface ChargeBody {
+  amount: number;
+  /** Fail inside the transaction, after the claim. */
+  failInside?: boolean;
+  /** Fail after the commit, before answering. */
+  failAfterCommit?: boolean;
+}
+
+/**
+ * How this one request behaves, outside its fingerprint (method, path and body), so that a retry
+ * of the same request can take another path: 'unprocessable' answers 422 before the transaction
+ * (a check that may pass later), 'unclaimed' writes without claiming (a route that forgot to).
+ */
+const behaviour = 'x-test-behaviour';
+
+/** Holds a handler inside its transaction, after its claim: `entered` once it is there. */
+interface Gate {
+  stall?: Promise<void>;
+  entered?: () => void;
+}
+
+/** POST /charges claiming its key in its own transaction, as the shop's POST /v1/orders does. */
+async function inTransactionApp(clock = new ManualClock(), logTo?: { write: (line: string) => void }) {
+  const db: TestDb = await createTestDb();
+  cleanups.push(() => db.close());
+  await migrate(db, idempotencyMigrations);
+  await db.query('CREATE TABLE charges (id serial PRIMARY KEY, amount int NOT NULL)');
+  const store = new PostgresIdempotencyStore(db, { clock });
+  const gate: Gate = {};
+  const fastify = Fastify(logTo === undefined ? {} : { logger: { level: 'warn', stream: logTo } });
+  installIdempotency(fastify, { store, clock, lockMs: 60_000, claim: 'in-transaction' });
+  fastify.post('/charges', async (request, reply) => {
+    const body = request.body as ChargeBody;
+    const mode = request.headers[behaviour];
+    if (mode === 'unprocessable') return reply.status(422).send({ error: 'amount out of range' });
+    const answer = await db.transaction(async (tx) => {
+      if (mode !== 'unclaimed') await claimIdempotentRequest(request, tx);
+      if (gate.stall) {
+        // Awaited first, so the claim has been answered before the handler waits.
+        await tx.query('SELECT 1');
+        gate.entered?.();
+        await gate.stall;
+      }
+      const { rows } = await tx.query<{ id: number }>(
+        'INSERT INTO charges (amount) VALUES ($1) RETURNING id',
+        [body.amount],
+      );
+      const payload = JSON.stringify({ id: rows[0]!.id });
+      if (body.failInside) throw new Error('provider refused after the insert');
+      await completeIdempotentRequest(request, tx, {
+        status: 201,
+        headers: { 'content-type': 'application/json; charset=utf-8', location: `/charges/${rows[0]!.id}` },
+        body: payload,
+      });
+      return payload;
+    });
+    if (body.failAfterCommit) throw new Error('crashed after commit');
+    return reply.status(201).type('application/json; charset=utf-8').send(answer);
+  });
+  cleanups.push(() => fastify.close());
+  const charges = async () =>
+    Number((await db.query<{ n: string }>('SELECT count(*) AS n FROM charges')).rows[0]!.n);
+  return { fastify, charges, gate, store, db };
+}
+
+const post = (fastify: FastifyInstance, body: ChargeBody, key: string, mode?: string) =>
+  fastify.inject({
+    method: 'POST',
+    url: '/charges',
+    payload: body,
+    headers: { 'idempotency-key': key, ...(mode === undefined ? {} : { [behaviour]: mode }) },
+  });
+
+describe("idempotency keys claimed in the handler's transaction", () => {
+  it('runs the first request and replays its response, marked as a replay', async () => {
+    const { fastify, charges } = await inTransactionApp();
+    const first = await post(fastify, { amount: 5 }, 'k-1');
+    const retry = await post(fastify, { amount: 5 }, 'k-1');
+    expect(first.statusCode).toBe(201);
+    expect(first.headers['idempotent-replayed']).toBeUndefined();
+    expect(retry.statusCode).toBe(201);
+    expect(retry.body).toBe(first.body);
+    expect(retry.headers.location).toBe('/charges/1');
+    expect(retry.headers['content-type']).toBe('application/json; charset=utf-8');
+    expect(retry.headers['idempotent-replayed']).toBe('true');
+    expect(await charges()).toBe(1);
+  });
+
+  it('answers 422 to the same key with a different request, and runs nothing', async () => {
+    const { fastify, charges } = await inTransactionApp();
+    await post(fastify, { amount: 5 }, 'k-1');
+    const other = await post(fastify, { amount: 6 }, 'k-1');
+    expect(other.statusCode).toBe(422);
+    expect(other.headers['content-type']).toBe('application/problem+json');
+    expect(other.json()).toMatchObject({ code: 'KEEL_IDEMPOTENCY_KEY_REUSED' });
+    expect(await charges()).toBe(1);
+  });
+
+  it('a rollback lets the key go: the retry runs, and only its effects remain', async () => {
+    const { fastify, charges } = await inTransactionApp();
+    expect((await post(fastify, { amount: 5, failInside: true }, 'k-1')).statusCode).toBe(500);
+    expect(await charges()).toBe(0);
+    expect((await post(fastify, { amount: 5 }, 'k-1')).statusCode).toBe(201);
+    expect((await post(fastify, { amount: 5 }, 'k-1')).headers['idempotent-replayed']).toBe('true');
+    expect(await charges()).toBe(1);
+  });
+
+  it('a failure after the commit keeps the response: the retry replays it', async () => {
+    const { fastify, charges } = await inTransactionApp();
+    expect((await post(fastify, { amount: 5, failAfterCommit: true }, 'k-1')).statusCode).toBe(500);
+    const retry = await post(fastify, { amount: 5, failAfterCommit: true }, 'k-1');
+    expect(retry.statusCode).toBe(201);
+    expect(retry.headers['idempotent-replayed']).toBe('true');
+    expect(await charges()).toBe(1);
+  });
+
+  it('stores an answer given before the claim (a 422): a retry that reaches its claim replays it', async () => {
+    const { fastify, charges } = await inTransactionApp();
+    expect((await post(fastify, { amount: 5 }, 'k-1', 'unprocessable')).statusCode).toBe(422);
+    const retry = await post(fastify, { amount: 5 }, 'k-1');
+    expect(retry.statusCode).toBe(422);
+    expect(retry.headers['idempotent-replayed']).toBe('true');
+    expect(await charges()).toBe(0);
+  });
+
+  it('warns about a route that answers without claiming, and stores its answer', async () => {
+    const lines: string[] = [];
+    const { fastify, charges } = await inTransactionApp(new ManualClock(), {
+      write: (line: string) => lines.push(line),
+    });
+    expect((await post(fastify, { amount: 5 }, 'k-1', 'unclaimed')).statusCode).toBe(201);
+    expect(lines.join('')).toMatch(/answered without claimIdempotentRequest/);
+    const retry = await post(fastify, { amount: 5 }, 'k-1');
+    expect(retry.headers['idempotent-replayed']).toBe('true');
+    expect(await charges()).toBe(1);
+  });
+
+  it('refuses a key claimed before a handler by another process (a row without a response)', async () => {
+    const { fastify, charges, store } = await inTransactionApp();
+    const scope = 'default POST /charges';
+    const { requestFingerprint } = await import('./request-fingerprint.ts');
+    const fingerprint = requestFingerprint('POST', '/charges', { amount: 5 });
+    const held = await store.begin({ scope, key: 'k-1', fingerprint, lockMs: 60_000, ttlMs: 60_000 });
+    expect(held.kind).toBe('started');
+    const concurrent = await post(fastify, { amount: 5 }, 'k-1');
+    expect(concurrent.statusCode).toBe(409);
+    expect(concurrent.headers['retry-after']).toBe('1');
+    expect(await charges()).toBe(0);
+  });
+
+  it('100 concurrent requests with one key produce one effect', async () => {
+    const { fastify, charges } = await inTransactionApp();
+    const responses = await Promise.all(
+      Array.from({ length: 100 }, () => post(fastify, { amount: 5 }, 'same')),
+    );
+    expect(await charges()).toBe(1);
+    expect(responses.filter((r) => r.statusCode === 201 && !r.headers['idempotent-replayed'])).toHaveLength(
+      1,
+    );
+    expect(responses.every((r) => r.statusCode === 201 || r.statusCode === 409)).toBe(true);
+  });
+
+  it('refuses a store outside the database, by name', () => {
+    expect(() =>
+      installIdempotency(Fastify(), { store: new MemoryIdempotencyStore(), claim: 'in-transaction' }),
+    ).toThrow(/store/);
+    expect(() =>
+      installIdempotency(Fastify(), {
+        store: new MemoryIdempotencyStore(),
+        claim: 'sometimes' as 'in-transaction',
+      }),
+    ).toThrow(/claim/);
+  });
+});
+
+// A key in flight is an advisory lock held by the holder's transaction; PGlite runs one
+// transaction at a time, so a second request cannot meet a holder there.
+describe.runIf(process.env.KEEL_DB === 'pg')('a key in flight in a transaction (PostgreSQL)', () => {
+  it('answers 409 while the holder runs, then replays its response', async () => {
+    const { fastify, charges, gate } = await inTransactionApp();
+    let release!: () => void;
+    gate.stall = new Promise((resolve) => (release = resolve));
+    const entered = new Promise<void>((resolve) => (gate.entered = resolve));
+    const first = post(fastify, { amount: 5 }, 'k-1');
+    await entered;
+    const concurrent = await post(fastify, { amount: 5 }, 'k-1');
+    expect(concurrent.statusCode).toBe(409);
+    expect(concurrent.json()).toMatchObject({ code: 'KEEL_IDEMPOTENCY_IN_FLIGHT' });
+    gate.stall = undefined;
+    release();
+    expect((await first).statusCode).toBe(201);
+    expect((await post(fastify, { amount: 5 }, 'k-1')).headers['idempotent-replayed']).toBe('true');
+    expect(await charges()).toBe(1);
+  });
+
+  it('a holder whose connection dies lets the key go at once, not after lockMs', async () => {
+    const { fastify, charges, gate, db } = await inTransactionApp();
+    let release!: () => void;
+    gate.stall = new Promise((resolve) => (release = resolve));
+    const entered = new Promise<void>((resolve) => (gate.entered = resolve));
+    const doomed = post(fastify, { amount: 5 }, 'k-1');
+    await entered;
+    // The clock stays put: only the end of the holder's session can free the key.
+    await db.query(
+      `SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND pid <> pg_backend_pid()
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+         AND pid IN (SELECT pid FROM pg_stat_activity WHERE state = 'idle in transaction')`,
+    );
+    gate.stall = undefined;
+    const retry = await post(fastify, { amount: 5 }, 'k-1');
+    expect(retry.statusCode).toBe(201);
+    expect(retry.headers['idempotent-replayed']).toBeUndefined();
+    release();
+    expect((await doomed).statusCode).toBeGreaterThanOrEqual(500);
+    expect(await charges()).toBe(1);
+  });
+});
