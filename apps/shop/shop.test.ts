@@ -87,6 +87,16 @@ describe('shop: placing an order', () => {
     expect(await countRows(shop)).toEqual({ orders: 1, outbox: 1 });
   });
 
+  it('50 concurrent requests with one Idempotency-Key place one order', async () => {
+    const shop = await started(await newStore(), []);
+    const answers = await Promise.all(Array.from({ length: 50 }, () => post(shop, validOrder, 'same-key')));
+    expect(
+      answers.filter((a) => a.status === 202 && a.headers['idempotent-replayed'] === undefined),
+    ).toHaveLength(1);
+    expect(answers.every((a) => a.status === 202 || a.status === 409)).toBe(true);
+    expect(await countRows(shop)).toEqual({ orders: 1, outbox: 1 });
+  });
+
   it('serves /healthz and /readyz', async () => {
     const shop = await started(await newStore());
     expect((await shop.http.inject({ url: '/healthz' })).json()).toEqual({ status: 'ok' });
