@@ -1,7 +1,6 @@
-import { v7 as uuidv7 } from 'uuid';
 import { formatHlc, type HybridLogicalClock } from '../ordering/index.ts';
 import type { Clock } from '../time/index.ts';
-import { systemClock } from '../time/index.ts';
+import { systemClock, uuidv7At } from '../time/index.ts';
 
 /**
  * Well-known header names. Headers are plain strings so every broker can carry them
@@ -59,7 +58,7 @@ export function createEnvelope<P>(
   const now = clock.now();
   const stamp = init.hlc ?? (hlc === undefined ? undefined : formatHlc(hlc.now()));
   const envelope: Envelope<P> = {
-    id: init.id ?? uuidv7({ msecs: now }),
+    id: init.id ?? uuidv7At(now),
     type: init.type,
     key: init.key ?? null,
     payload: init.payload,

@@ -1,10 +1,9 @@
 // The SQL of the saga tables. Every write a runner makes is fenced: it matches the instance's
 // lease owner AND epoch, so a runner that lost its lease (paused, partitioned, taken over)
 // changes nothing, and its history rows are written in the same statement as the change.
-import { v7 as uuidv7 } from 'uuid';
 import type { Queryable } from '../db/db.ts';
 import { InvalidArgumentError } from '../errors/index.ts';
-import { systemClock, type Clock } from '../time/index.ts';
+import { systemClock, type Clock, uuidv7At } from '../time/index.ts';
 import type { SagaDefinition } from './definition.ts';
 import { sagaChannel } from './schema.ts';
 
@@ -171,7 +170,7 @@ export async function startSaga<I>(
     throw new InvalidArgumentError('definition', 'a saga definition from defineSaga', definition);
   }
   const now = (options.clock ?? systemClock).now();
-  const id = options.id ?? uuidv7({ msecs: now });
+  const id = options.id ?? uuidv7At(now);
   if (typeof id !== 'string' || !idPattern.test(id)) {
     throw new InvalidArgumentError('id', 'an id of [A-Za-z0-9_.:@-], 1-200 characters', id);
   }

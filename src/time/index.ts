@@ -8,3 +8,4 @@ export {
   type ExponentialBackoffOptions,
 } from './backoff.ts';
 export { fullJitter, equalJitter, decorrelatedJitter, type JitterKind, type Random } from './jitter.ts';
+export { uuidv7At } from './uuid-v7.ts';

@@ -1,4 +1,4 @@
-import { v7 as uuidv7 } from 'uuid';
+import { uuidv7At } from '../../../src/time/index.ts';
 import type { Db, Tx } from '../../../src/db/index.ts';
 import { injectTraceHeaders, tracedAddToOutbox } from '../../../src/observability/index.ts';
 import { addToOutbox, type OutboxWriter } from '../../../src/outbox/index.ts';
@@ -27,7 +27,7 @@ export async function placeOrder(
 ): Promise<Order> {
   const now = new Date(clock.now()).toISOString();
   const order: Order = {
-    id: uuidv7({ msecs: clock.now() }),
+    id: uuidv7At(clock.now()),
     customerId: request.customerId,
     items: request.items,
     status: 'PENDING',

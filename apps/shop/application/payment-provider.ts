@@ -1,11 +1,10 @@
-import { v7 as uuidv7 } from 'uuid';
 import type { Db } from '../../../src/db/index.ts';
 import {
   createIdempotent,
   PostgresIdempotencyStore,
   type Idempotent,
 } from '../../../src/idempotency/index.ts';
-import { systemClock, type Clock } from '../../../src/time/index.ts';
+import { systemClock, type Clock, uuidv7At } from '../../../src/time/index.ts';
 import { recordPayment, refundPayment, type Payment } from '../storage/payments-store.ts';
 
 export interface ChargeRequest {
@@ -63,7 +62,7 @@ export class PaymentProvider {
         return recordPayment(
           this.#db,
           {
-            id: uuidv7({ msecs: this.#clock.now() }),
+            id: uuidv7At(this.#clock.now()),
             idempotencyKey: call.idempotencyKey,
             orderId: request.orderId,
             customerId: request.customerId,
