@@ -1,4 +1,5 @@
 import Fastify, { type FastifyInstance } from 'fastify';
+import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { migrate } from '../db/index.ts';
 import { createTestDb, type TestDb } from '../testing/index.ts';
@@ -188,6 +189,27 @@ describe("idempotency keys claimed in the handler's transaction", () => {
         claim: 'sometimes' as 'in-transaction',
       }),
     ).toThrow(/claim/);
+  });
+});
+
+describe("idempotency keys claimed in the handler's transaction, fuzzed", () => {
+  it('never answer 5xx for any key and body, and never run a request twice', async () => {
+    const { fastify, charges } = await inTransactionApp();
+    let started = 0;
+    await fc.assert(
+      fc.asyncProperty(fc.string({ minLength: 0, maxLength: 300 }), fc.jsonValue(), async (key, note) => {
+        const response = await fastify.inject({
+          method: 'POST',
+          url: '/charges',
+          payload: { amount: 1, note },
+          headers: { 'idempotency-key': key },
+        });
+        expect(response.statusCode).toBeLessThan(500);
+        if (response.statusCode === 201 && response.headers['idempotent-replayed'] === undefined) started++;
+        expect(await charges()).toBe(started);
+      }),
+      { numRuns: 150 },
+    );
   });
 });
 
