@@ -1,4 +1,4 @@
-import { writeWithoutWaiting, type Queryable } from '../../../src/db/index.ts';
+import { preparedStatement, writeWithoutWaiting, type Queryable } from '../../../src/db/index.ts';
 import type { Order, OrderItem, OrderStatus } from '../domain/order.ts';
 
 interface OrderRow {
@@ -14,22 +14,23 @@ interface OrderRow {
 
 const columns = 'id::text AS id, customer_id, status, reason, items, version, created_at, updated_at';
 
+// Prepared on pg (parsed and planned once per connection): an insert's plan cannot go stale.
+const insertOrderSql = preparedStatement(
+  `INSERT INTO orders (id, customer_id, status, items, version, created_at, updated_at)
+   VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7)`,
+);
+
 /** In a keel transaction the insert goes out with the next statement or the COMMIT (see writeWithoutWaiting). */
 export async function insertOrder(tx: Queryable, order: Order): Promise<void> {
-  await writeWithoutWaiting(
-    tx,
-    `INSERT INTO orders (id, customer_id, status, items, version, created_at, updated_at)
-     VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7)`,
-    [
-      order.id,
-      order.customerId,
-      order.status,
-      JSON.stringify(order.items),
-      order.version,
-      order.createdAt,
-      order.updatedAt,
-    ],
-  );
+  await writeWithoutWaiting(tx, insertOrderSql, [
+    order.id,
+    order.customerId,
+    order.status,
+    JSON.stringify(order.items),
+    order.version,
+    order.createdAt,
+    order.updatedAt,
+  ]);
 }
 
 export async function findOrder(db: Queryable, id: string): Promise<Order | undefined> {
