@@ -1,8 +1,10 @@
 import { parseArgs } from 'node:util';
+import type { Db } from '../db/index.ts';
 import { withCliDb, type CliIo } from './cli-io.ts';
 import { InvalidArgumentError } from '../errors/index.ts';
 import { PgQueue } from '../messaging/index.ts';
-import { OutboxRelay, outboxStatus, retryParked, walOutboxStatus } from '../outbox/index.ts';
+import { dbConfigFromEnv } from '../db/index.ts';
+import { drainWalOutbox, OutboxRelay, outboxStatus, retryParked, walOutboxStatus } from '../outbox/index.ts';
 import { defaultWalOutboxSlot } from '../outbox/wal-outbox-slot.ts';
 
 export type { CliIo } from './cli-io.ts';
@@ -12,6 +14,8 @@ const usage = `keel — operate a keel service's outbox, queues and sagas
   keel outbox status [--slot <name>]      backlog, parked rows, age of the oldest unpublished row;
                                           the WAL outbox's slot (default keel_outbox) and lag, if it exists
   keel outbox drain                       publish the backlog to the PostgreSQL queue now, with progress
+  keel outbox drain --slot <name>         the WAL outbox's: wait until all committed before now is
+                                          published (by the relay streaming, else by this command)
   keel outbox retry [--id <uuid> ...]     give parked rows a fresh start
   keel queue depth <queue>                messages waiting in a queue
   keel queue redrive <dead-letter-queue> [--to <queue>] [--limit <n>]
@@ -66,6 +70,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
         return 0;
       }
       case 'outbox drain': {
+        if (values.slot !== undefined) return drainWal(db, values.slot, io);
         const relay = new OutboxRelay(db, new PgQueue(db), { batchSize: 500 });
         const total = (await outboxStatus(db)).backlog;
         let done = 0;
@@ -99,6 +104,35 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
         return 2;
     }
   });
+}
+
+/**
+ * `outbox drain --slot`: every WAL outbox message committed before now, published. With no relay
+ * streaming from the slot, this command relays to the PostgreSQL queue itself, as the table
+ * drain does.
+ */
+async function drainWal(db: Db, slotName: string, io: CliIo): Promise<number> {
+  const config = dbConfigFromEnv(io.env);
+  if (config.kind !== 'pg') {
+    io.err('KEEL_DB_FEATURE_MISSING: the WAL outbox needs PostgreSQL (KEEL_DB=pg) with wal_level = logical');
+    return 1;
+  }
+  let last = '';
+  const { published } = await drainWalOutbox(db, new PgQueue(db), {
+    connectionString: config.url,
+    slotName,
+    onProgress: ({ bytesLeft, published, relay }) => {
+      const line = `draining ${slotName}: ${bytesLeft < 1024 ? `${bytesLeft} bytes` : formatBytes(bytesLeft)} of WAL to go, ${
+        relay === 'other' ? 'the running relay publishing' : `published ${published}`
+      }`;
+      if (line !== last) io.err(line);
+      last = line;
+    },
+  });
+  io.out(
+    `drained ${slotName}: published ${published} here; the slot is past every message committed before the drain`,
+  );
+  return 0;
 }
 
 /** `1536` → `1.5 KiB`: binary units, one decimal. */

@@ -18,6 +18,12 @@ export {
 } from './wal-outbox.ts';
 export { WalOutboxRelay, type WalOutboxRelayOptions, type WalOutboxRelayEvents } from './wal-outbox-relay.ts';
 export {
+  drainWalOutbox,
+  walOutboxDrainPrefix,
+  type DrainWalOutboxOptions,
+  type WalOutboxDrainProgress,
+} from './wal-outbox-drain.ts';
+export {
   ensureWalOutboxSlot,
   dropWalOutboxSlot,
   walOutboxStatus,
