@@ -39,7 +39,11 @@ interface Gate {
 }
 
 /** POST /charges claiming its key in its own transaction, as the shop's POST /v1/orders does. */
-async function inTransactionApp(clock = new ManualClock(), logTo?: { write: (line: string) => void }) {
+async function inTransactionApp(
+  clock = new ManualClock(),
+  logTo?: { write: (line: string) => void },
+  inFlight?: { waitMs: number; pollMs: number },
+) {
   const db: TestDb = await createTestDb();
   cleanups.push(() => db.close());
   await migrate(db, idempotencyMigrations);
@@ -47,7 +51,13 @@ async function inTransactionApp(clock = new ManualClock(), logTo?: { write: (lin
   const store = new PostgresIdempotencyStore(db, { clock });
   const gate: Gate = {};
   const fastify = Fastify(logTo === undefined ? {} : { logger: { level: 'warn', stream: logTo } });
-  installIdempotency(fastify, { store, clock, lockMs: 60_000, claim: 'in-transaction' });
+  installIdempotency(fastify, {
+    store,
+    clock,
+    lockMs: 60_000,
+    claim: 'in-transaction',
+    ...(inFlight === undefined ? {} : { inFlight }),
+  });
   fastify.post('/charges', async (request, reply) => {
     const body = request.body as ChargeBody;
     const mode = request.headers[behaviour];
@@ -80,6 +90,20 @@ async function inTransactionApp(clock = new ManualClock(), logTo?: { write: (lin
   const charges = async () =>
     Number((await db.query<{ n: string }>('SELECT count(*) AS n FROM charges')).rows[0]!.n);
   return { fastify, charges, gate, store, db };
+}
+
+/** Awaits `promise`, moving `clock` on to its next timer whenever one is due and nothing else runs. */
+async function settledOnClock<T>(promise: Promise<T>, clock: ManualClock): Promise<T> {
+  let settled = false;
+  promise.then(
+    () => (settled = true),
+    () => (settled = true),
+  );
+  while (!settled) {
+    if (clock.nextTimerIn() !== undefined) await clock.advanceToNext();
+    else await new Promise((resolve) => setImmediate(resolve));
+  }
+  return promise;
 }
 
 const post = (fastify: FastifyInstance, body: ChargeBody, key: string, mode?: string) =>
@@ -230,6 +254,44 @@ describe.runIf(process.env.KEEL_DB === 'pg')('a key in flight in a transaction (
     release();
     expect((await first).statusCode).toBe(201);
     expect((await post(fastify, { amount: 5 }, 'k-1')).headers['idempotent-replayed']).toBe('true');
+    expect(await charges()).toBe(1);
+  });
+
+  it('an answer given before the claim, while another request holds the key, stores nothing over it', async () => {
+    const { fastify, charges, gate } = await inTransactionApp();
+    let release!: () => void;
+    gate.stall = new Promise((resolve) => (release = resolve));
+    const entered = new Promise<void>((resolve) => (gate.entered = resolve));
+    const holder = post(fastify, { amount: 5 }, 'k-1');
+    await entered;
+    expect((await post(fastify, { amount: 5 }, 'k-1', 'unprocessable')).statusCode).toBe(422);
+    gate.stall = undefined;
+    release();
+    expect((await holder).statusCode).toBe(201);
+    const retry = await post(fastify, { amount: 5 }, 'k-1');
+    expect(retry.statusCode).toBe(201);
+    expect(retry.headers['idempotent-replayed']).toBe('true');
+    expect(await charges()).toBe(1);
+  });
+
+  it('waits for the holder with inFlight: wait, and replays its response', async () => {
+    const clock = new ManualClock();
+    const { fastify, charges, gate } = await inTransactionApp(clock, undefined, {
+      waitMs: 10_000,
+      pollMs: 20,
+    });
+    let release!: () => void;
+    gate.stall = new Promise((resolve) => (release = resolve));
+    const entered = new Promise<void>((resolve) => (gate.entered = resolve));
+    const holder = post(fastify, { amount: 5 }, 'k-1');
+    await entered;
+    const waiting = post(fastify, { amount: 5 }, 'k-1');
+    gate.stall = undefined;
+    release();
+    expect((await holder).statusCode).toBe(201);
+    const replayed = await settledOnClock(waiting, clock);
+    expect(replayed.statusCode).toBe(201);
+    expect(replayed.headers['idempotent-replayed']).toBe('true');
     expect(await charges()).toBe(1);
   });
 

@@ -10,12 +10,13 @@ import {
 } from '../errors/index.ts';
 import type { Queryable } from '../db/db.ts';
 import { systemClock, type Clock } from '../time/index.ts';
-import { beginWaiting } from './begin-waiting.ts';
+import { waitWhileInFlight } from './wait-while-in-flight.ts';
 import {
   canClaimInTransaction,
   claimRefusedSqlState,
   isTransactionalStore,
   type BeginOutcome,
+  type ClaimingIdempotencyStore,
   type BeginRequest,
   type IdempotencyStore,
   type StoredResponse,
@@ -119,13 +120,17 @@ export function installIdempotency(app: FastifyInstance, options: IdempotencyOpt
     );
   if (inFlight !== 'reject' && !(Number.isFinite(inFlight.waitMs) && inFlight.waitMs >= 0))
     throw new InvalidArgumentError('inFlight.waitMs', 'a number of ms >= 0', inFlight.waitMs);
-  const beginOrWait = async (request: BeginRequest, raw: IncomingMessage): Promise<BeginOutcome> => {
-    if (inFlight === 'reject') return store.begin(request);
+  /** `look()` — a claim, or a look at a key without one — waiting while the key is in flight, by option. */
+  const lookOrWait = async <T extends BeginOutcome>(
+    look: () => Promise<T>,
+    raw: IncomingMessage,
+  ): Promise<T | { kind: 'in-flight' }> => {
+    if (inFlight === 'reject') return look();
     // Only a request that may wait needs to hear that its client went away.
     const aborted = new AbortController();
     raw.once('close', () => aborted.abort());
     const wait = { waitMs: inFlight.waitMs, pollMs: inFlight.pollMs ?? 50, clock, signal: aborted.signal };
-    return beginWaiting(store, request, wait).catch((error: unknown) => {
+    return waitWhileInFlight(look, wait).catch((error: unknown) => {
       // The client went away while waiting: nobody reads the answer; the key is still held.
       if (error instanceof AbortedError) return { kind: 'in-flight' } as const;
       throw error;
@@ -166,7 +171,7 @@ export function installIdempotency(app: FastifyInstance, options: IdempotencyOpt
       held.set(request, { store, request: begin, token: randomUUID(), phase: 'pending', done: false });
       return;
     }
-    const outcome = await beginOrWait(begin, request.raw);
+    const outcome = await lookOrWait(() => store.begin(begin), request.raw);
     if (outcome.kind === 'started') {
       held.set(request, { store, request: begin, token: outcome.token, phase: 'started', done: false });
       return;
@@ -182,20 +187,18 @@ export function installIdempotency(app: FastifyInstance, options: IdempotencyOpt
   app.addHook('onSend', async (request, reply, payload) => {
     const state = held.get(request);
     if (state === undefined) return payload;
-    if (state.phase === 'claimed' && isClaimRefused(state.error)) {
-      // The handler's transaction could not claim the key: answer as `begin` would have.
+    const claiming = canClaimInTransaction(state.store) ? state.store : undefined;
+    if (state.phase === 'claimed' && claiming !== undefined && isClaimRefused(state.error)) {
+      // The handler's transaction could not claim the key: answer with what the key holds. Only
+      // a look: a row written here would make the holder's own insert of the key fail.
       state.done = true;
-      let outcome = await beginOrWait(state.request, request.raw);
-      if (outcome.kind === 'started') {
-        // Let go a moment ago; this request's handler has already given up, so the client retries.
-        await store.release(state.request.scope, state.request.key, outcome.token);
-        outcome = { kind: 'in-flight' };
-      }
+      const outcome = await lookOrWait(() => claiming.lookup(state.request), request.raw);
       const answer = answerTo(outcome, request.url);
       void reply.status(answer.status).headers(answer.headers);
       return answer.body;
     }
-    if (state.phase !== 'started' && !state.done) return storeAfterTheFact(state, request, reply, payload);
+    if (state.phase !== 'started' && !state.done && claiming !== undefined)
+      return storeAfterTheFact(claiming, state, request, reply, payload);
     // Stored in the handler's transaction, yet the request failed after all: if that transaction
     // rolled back the key has no response and must go; the token guards a committed one too.
     if (state.storedInTransaction && reply.statusCode >= 500) {
@@ -215,6 +218,7 @@ export function installIdempotency(app: FastifyInstance, options: IdempotencyOpt
    * never completed): stored now, if the key is free, so that a later claim of the key replays it.
    */
   const storeAfterTheFact = async (
+    claiming: ClaimingIdempotencyStore,
     state: Held,
     request: FastifyRequest,
     reply: FastifyReply,
@@ -228,9 +232,8 @@ export function installIdempotency(app: FastifyInstance, options: IdempotencyOpt
         { route: state.request.scope },
         "idempotency: this route answered without claimIdempotentRequest in its transaction (claim: 'in-transaction'), so its key protected nothing",
       );
-    const outcome = await store.begin(state.request);
-    if (outcome.kind === 'started')
-      await store.complete(state.request.scope, state.request.key, outcome.token, response);
+    // Only while nobody holds the key: a row written under a running claim would fail its commit.
+    await claiming.storeIfUnclaimed(state.request, state.token, response);
     return payload;
   };
 

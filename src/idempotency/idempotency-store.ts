@@ -68,6 +68,10 @@ export const claimRefusedSqlState = 'KI409';
  */
 export interface ClaimingIdempotencyStore extends TransactionalIdempotencyStore {
   claimWithin(tx: Queryable, request: BeginRequest): Promise<void>;
+  /** What a key holds, without claiming it; a key nobody holds is 'in-flight' too. */
+  lookup(request: BeginRequest): Promise<Exclude<BeginOutcome, { kind: 'started' }>>;
+  /** Stores a response for a key no claim holds and no unexpired row has; whether it did. */
+  storeIfUnclaimed(request: BeginRequest, token: string, response: StoredResponse): Promise<boolean>;
   completeClaimWithin(
     tx: Queryable,
     request: BeginRequest,

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { InvalidArgumentError, KeelError } from '../errors/index.ts';
 import { systemClock, type Clock } from '../time/index.ts';
-import { beginWaiting } from './begin-waiting.ts';
+import { waitWhileInFlight } from './wait-while-in-flight.ts';
 import type { IdempotencyStore } from './idempotency-store.ts';
 
 export interface IdempotentOptions {
@@ -69,11 +69,13 @@ export function createIdempotent(options: IdempotentOptions): Idempotent {
     if (typeof key !== 'string' || key.length === 0 || key.length > 255)
       throw new InvalidArgumentError('key', 'a string of 1 to 255 characters', key);
     const fingerprint = call.fingerprint ?? '';
-    const outcome = await beginWaiting(
-      store,
-      { scope, key, fingerprint, ttlMs, lockMs },
-      { waitMs, pollMs, clock, signal: call.signal },
-    );
+    const request = { scope, key, fingerprint, ttlMs, lockMs };
+    const outcome = await waitWhileInFlight(() => store.begin(request), {
+      waitMs,
+      pollMs,
+      clock,
+      signal: call.signal,
+    });
     switch (outcome.kind) {
       case 'replay':
         options.onReplay?.(key);

@@ -36,10 +36,14 @@ CREATE INDEX IF NOT EXISTS keel_idempotency_expires ON keel_idempotency_keys (ex
     // commit whatever the isolation level. A refusal is SQLSTATE KI409; what it means (replay,
     // in flight, another request) is read afterwards.
     sql: `
+CREATE OR REPLACE FUNCTION keel_idempotency_lock(p_scope text, p_key text) RETURNS boolean
+LANGUAGE sql VOLATILE AS $$
+  SELECT pg_try_advisory_xact_lock(hashtextextended('keel_idempotency:' || current_schema() || ':' || p_scope || ':' || p_key, 0))
+$$;
 CREATE OR REPLACE FUNCTION keel_idempotency_claim(p_scope text, p_key text, p_fingerprint text, p_now timestamptz)
 RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
-  IF NOT pg_try_advisory_xact_lock(hashtextextended('keel_idempotency:' || current_schema() || ':' || p_scope || ':' || p_key, 0)) THEN
+  IF NOT keel_idempotency_lock(p_scope, p_key) THEN
     RAISE EXCEPTION 'idempotency key % is held by a running request', p_key USING ERRCODE = 'KI409';
   END IF;
   -- Each statement sees what committed before it ran: the lock holder that just ended included.
@@ -74,6 +78,19 @@ const claimInTransaction = preparedStatement('SELECT keel_idempotency_claim($1, 
 const insertCompleted = preparedStatement(
   `INSERT INTO keel_idempotency_keys (scope, key, fingerprint, token, locked_until, expires_at, response)
    VALUES ($1, $2, $3, $4::uuid, $5::timestamptz, $6::timestamptz, $7::jsonb)`,
+);
+/**
+ * A response stored outside the handler's transaction, for a key nobody holds: the lock taken in
+ * this statement's own transaction means no claim is running, and an unexpired row wins.
+ */
+const insertIfUnclaimed = preparedStatement(
+  `INSERT INTO keel_idempotency_keys AS k (scope, key, fingerprint, token, locked_until, expires_at, response)
+   SELECT $1, $2, $3, $4::uuid, $5::timestamptz, $6::timestamptz, $7::jsonb
+   WHERE keel_idempotency_lock($1, $2)
+   ON CONFLICT (scope, key) DO UPDATE
+     SET fingerprint = EXCLUDED.fingerprint, token = EXCLUDED.token, locked_until = EXCLUDED.locked_until,
+         expires_at = EXCLUDED.expires_at, response = EXCLUDED.response
+     WHERE k.expires_at <= $5`,
 );
 const storeResponse = `UPDATE keel_idempotency_keys SET response = $4::jsonb WHERE scope = $1 AND key = $2 AND token::text = $3`;
 
@@ -174,6 +191,39 @@ export class PostgresIdempotencyStore implements ClaimingIdempotencyStore {
       new Date(now + request.ttlMs),
       JSON.stringify(response),
     ]);
+  }
+
+  /**
+   * What a key holds, without claiming it: the stored response, another request's key, or
+   * 'in-flight' — held by a running request, or by none a moment ago (its claim then runs).
+   */
+  async lookup(request: BeginRequest): Promise<Exclude<BeginOutcome, { kind: 'started' }>> {
+    const { rows } = await this.#db.query<KeyRow>(readKey, [request.scope, request.key]);
+    const row = rows[0];
+    if (row === undefined || new Date(row.expires_at).getTime() <= this.#clock.now())
+      return { kind: 'in-flight' };
+    if (row.fingerprint !== request.fingerprint) return { kind: 'mismatch' };
+    if (row.response !== null) return { kind: 'replay', response: row.response };
+    return { kind: 'in-flight' };
+  }
+
+  /**
+   * Stores a response for a key no transaction holds — an answer given before the handler's
+   * claim — so a later claim replays it. A key that is held, or that has an unexpired row, is
+   * left alone; returns whether it was stored.
+   */
+  async storeIfUnclaimed(request: BeginRequest, token: string, response: StoredResponse): Promise<boolean> {
+    const now = this.#clock.now();
+    const { rowCount } = await this.#db.query(insertIfUnclaimed, [
+      request.scope,
+      request.key,
+      request.fingerprint,
+      token,
+      new Date(now),
+      new Date(now + request.ttlMs),
+      JSON.stringify(response),
+    ]);
+    return rowCount > 0;
   }
 
   async release(scope: string, key: string, token: string): Promise<void> {
