@@ -250,13 +250,6 @@ export function installIdempotency(app: FastifyInstance, options: IdempotencyOpt
 }
 
 /**
- * Stores the response of the request that holds an idempotency key in the handler's own
- * transaction, so the key's response commits with the handler's writes: after a crash between
- * the commit and the reply, the client's retry gets this response instead of running again.
- * Call it last in the transaction, with exactly what the handler then sends. A request without
- * a key (not required, or another method) is left alone.
- */
-/**
  * Claims the request's idempotency key in the handler's own transaction, with
  * `installIdempotency(app, { claim: 'in-transaction' })`: call it first in that transaction,
  * and `completeIdempotentRequest` last. A key that is taken (completed, in flight, or used for
@@ -275,6 +268,13 @@ export async function claimIdempotentRequest(request: FastifyRequest, tx: Querya
   await state.store.claimWithin(tx, state.request);
 }
 
+/**
+ * Stores the response of the request that holds an idempotency key in the handler's own
+ * transaction, so the key's response commits with the handler's writes: after a crash between
+ * the commit and the reply, the client's retry gets this response instead of running again.
+ * Call it last in the transaction, with exactly what the handler then sends. A request without
+ * a key (not required, or another method) is left alone.
+ */
 export async function completeIdempotentRequest(
   request: FastifyRequest,
   tx: Queryable,
