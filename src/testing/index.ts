@@ -16,6 +16,14 @@ export {
 } from './breaker-store-conformance.ts';
 export { rateLimitStoreConformance, type RateLimitStoreTarget } from './rate-limit-store-conformance.ts';
 export { describeBrokerConformance, type BrokerConformanceOptions } from './broker-conformance.ts';
+export {
+  describeOutboxRelayConformance,
+  type ConformanceRelay,
+  type OutboxRelayConformanceEvents,
+  type OutboxRelayConformanceOptions,
+  type OutboxRelayHarness,
+  type OutboxRelayTarget,
+} from './outbox-relay-conformance.ts';
 export { idempotencyStoreConformance, type IdempotencyStoreTarget } from './idempotency-store-conformance.ts';
 export { startReplicaCluster, type ReplicaCluster, type ReplicaClusterOptions } from './replica-cluster.ts';
 export { startPgServer, type PgServer, type PgServerOptions } from './pg-server.ts';

@@ -4,8 +4,7 @@
 // later rows of its key until an operator retries it (docs/outbox.md, "Per-key order").
 import { migrate } from '../../src/db/index.ts';
 import { addToOutbox, OutboxRelay, outboxMigrations } from '../../src/outbox/index.ts';
-import { createTestDb, testDbBackend } from '../../src/testing/index.ts';
-import { describeOutboxRelayConformance } from './outbox-relay-conformance.ts';
+import { createTestDb, describeOutboxRelayConformance, testDbBackend } from '../../src/testing/index.ts';
 
 describeOutboxRelayConformance(`table outbox on ${testDbBackend()}`, {
   ordering: 'per-key',

@@ -6,8 +6,12 @@
 import { afterAll, beforeAll } from 'vitest';
 import { migrate } from '../../src/db/index.ts';
 import { addToWalOutbox, outboxMigrations, WalOutboxRelay } from '../../src/outbox/index.ts';
-import { createTestDb, startWalOutboxTestServer, type WalOutboxTestServer } from '../../src/testing/index.ts';
-import { describeOutboxRelayConformance } from './outbox-relay-conformance.ts';
+import {
+  createTestDb,
+  describeOutboxRelayConformance,
+  startWalOutboxTestServer,
+  type WalOutboxTestServer,
+} from '../../src/testing/index.ts';
 
 let wal: WalOutboxTestServer | undefined;
 

@@ -7,13 +7,13 @@
 // its own (a schema, and for the WAL a slot and prefix) and destinations of its own.
 import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { Db } from '../../src/db/index.ts';
-import { InvalidArgumentError } from '../../src/errors/index.ts';
-import { createEnvelope, PublishError, type Envelope, type Publisher } from '../../src/messaging/index.ts';
-import type { OutboxWriter } from '../../src/outbox/index.ts';
-import { CircuitBreakerPolicy } from '../../src/resilience/index.ts';
-import type { ListenerHandle, Service } from '../../src/service/index.ts';
-import { sleep } from '../../src/time/index.ts';
+import type { Db } from '../db/index.ts';
+import { InvalidArgumentError } from '../errors/index.ts';
+import { createEnvelope, PublishError, type Envelope, type Publisher } from '../messaging/index.ts';
+import type { OutboxWriter } from '../outbox/index.ts';
+import { CircuitBreakerPolicy } from '../resilience/index.ts';
+import type { ListenerHandle, Service } from '../service/index.ts';
+import { sleep } from '../time/index.ts';
 
 /** The options the suite sets; each harness maps them onto its relay's own. */
 export interface OutboxRelayConformanceOptions {
@@ -69,7 +69,7 @@ export interface OutboxRelayHarness {
 }
 
 /** Fails with `what` when `condition` does not hold within `timeoutMs`; polls every 20 ms. */
-export async function until(
+async function until(
   condition: () => boolean | Promise<boolean>,
   what: string,
   timeoutMs = 15_000,
