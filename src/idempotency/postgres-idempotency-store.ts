@@ -181,16 +181,7 @@ export class PostgresIdempotencyStore implements ClaimingIdempotencyStore {
     token: string,
     response: StoredResponse,
   ): Promise<void> {
-    const now = this.#clock.now();
-    await writeWithoutWaiting(tx, insertCompleted, [
-      request.scope,
-      request.key,
-      request.fingerprint,
-      token,
-      new Date(now),
-      new Date(now + request.ttlMs),
-      JSON.stringify(response),
-    ]);
+    await writeWithoutWaiting(tx, insertCompleted, this.#completedRow(request, token, response));
   }
 
   /**
@@ -213,8 +204,17 @@ export class PostgresIdempotencyStore implements ClaimingIdempotencyStore {
    * left alone; returns whether it was stored.
    */
   async storeIfUnclaimed(request: BeginRequest, token: string, response: StoredResponse): Promise<boolean> {
+    const { rowCount } = await this.#db.query(
+      insertIfUnclaimed,
+      this.#completedRow(request, token, response),
+    );
+    return rowCount > 0;
+  }
+
+  /** The parameters of a key's row written with its response: locked until now, kept for ttlMs. */
+  #completedRow(request: BeginRequest, token: string, response: StoredResponse): unknown[] {
     const now = this.#clock.now();
-    const { rowCount } = await this.#db.query(insertIfUnclaimed, [
+    return [
       request.scope,
       request.key,
       request.fingerprint,
@@ -222,8 +222,7 @@ export class PostgresIdempotencyStore implements ClaimingIdempotencyStore {
       new Date(now),
       new Date(now + request.ttlMs),
       JSON.stringify(response),
-    ]);
-    return rowCount > 0;
+    ];
   }
 
   async release(scope: string, key: string, token: string): Promise<void> {
