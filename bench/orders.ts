@@ -145,12 +145,15 @@ export default async function main(): Promise<void> {
     let bestKeel = 0;
     let bestPeer = 0;
     const cpu = { keel: [] as number[], peer: [] as number[] };
+    // Each round runs both sides back to back, so its ratio is taken in one state of the machine.
+    const roundRatios: number[] = [];
     for (let round = 1; round <= rounds; round++) {
       const k = await drive(keel.address, requests, true);
       const p = await drive(peer.address, requests, false);
       bestKeel = Math.max(bestKeel, k.rate);
       bestPeer = Math.max(bestPeer, p.rate);
       cpu.keel.push(k.cpuMicros);
+      roundRatios.push(k.rate / p.rate);
       cpu.peer.push(p.cpuMicros);
       console.log(
         `  round ${round}: keel ${k.rate.toFixed(0)} req/s (${k.cpuMicros.toFixed(0)} µs CPU/req), plain ${p.rate.toFixed(0)} req/s (${p.cpuMicros.toFixed(0)} µs CPU/req)`,
@@ -160,7 +163,11 @@ export default async function main(): Promise<void> {
       `  lowest CPU per request in this process (client + server): keel ${Math.min(...cpu.keel).toFixed(0)} µs, plain ${Math.min(...cpu.peer).toFixed(0)} µs`,
     );
     const ratio = bestKeel / bestPeer;
-    console.log(`  keel reaches ${(ratio * 100).toFixed(0)} % of the plain endpoint (target ≥ 70 %)`);
+    const sorted = [...roundRatios].sort((a, b) => a - b);
+    const median = sorted[Math.floor((sorted.length - 1) / 2)]!;
+    console.log(
+      `  keel reaches ${(ratio * 100).toFixed(0)} % of the plain endpoint, best round against best round (target ≥ 70 %); median of the rounds' ratios ${median.toFixed(2)}`,
+    );
     console.log(
       `bench: POST /v1/orders requests per second${walOutbox ? ', the shop on the WAL outbox' : ''} (higher is better) | keel ${bestKeel.toFixed(0)} req/s | fastify+pg insert ${bestPeer.toFixed(0)} req/s | ratio ${ratio.toFixed(2)}`,
     );
