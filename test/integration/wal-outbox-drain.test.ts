@@ -165,7 +165,7 @@ describe('keel outbox drain --slot', () => {
         ],
       });
       expect(err[0]).toMatch(
-        /^draining keel_outbox: \d+ (bytes|\.\d KiB|\d+\.\d KiB) of WAL to go, published 0$/,
+        /^draining keel_outbox: (\d+ bytes|\d+\.\d [KMG]iB) of WAL to go, published 0$/,
       );
       expect(await new PgQueue(db).depth('cli-drain')).toBe(3);
 
