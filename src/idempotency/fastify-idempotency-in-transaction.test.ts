@@ -36,6 +36,8 @@ const behaviour = 'x-test-behaviour';
 interface Gate {
   stall?: Promise<void>;
   entered?: () => void;
+  /** The stalled transaction's server process (pg). */
+  backendPid?: number;
 }
 
 /** POST /charges claiming its key in its own transaction, as the shop's POST /v1/orders does. */
@@ -66,7 +68,8 @@ async function inTransactionApp(
       if (mode !== 'unclaimed') await claimIdempotentRequest(request, tx);
       if (gate.stall) {
         // Awaited first, so the claim has been answered before the handler waits.
-        await tx.query('SELECT 1');
+        const { rows } = await tx.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+        gate.backendPid = rows[0]?.pid;
         gate.entered?.();
         await gate.stall;
       }
@@ -302,12 +305,9 @@ describe.runIf(process.env.KEEL_DB === 'pg')('a key in flight in a transaction (
     const entered = new Promise<void>((resolve) => (gate.entered = resolve));
     const doomed = post(fastify, { amount: 5 }, 'k-1');
     await entered;
-    // The clock stays put: only the end of the holder's session can free the key.
-    await db.query(
-      `SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND pid <> pg_backend_pid()
-         AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
-         AND pid IN (SELECT pid FROM pg_stat_activity WHERE state = 'idle in transaction')`,
-    );
+    // The clock stays put: only the end of the holder's session can free the key. The call
+    // waits (up to 10 s) until that server process has exited and so let go of its locks.
+    await db.query('SELECT pg_terminate_backend($1, 10000)', [gate.backendPid]);
     gate.stall = undefined;
     const retry = await post(fastify, { amount: 5 }, 'k-1');
     expect(retry.statusCode).toBe(201);
