@@ -1,8 +1,7 @@
-import { uuidv7At } from '../../../src/time/index.ts';
 import type { Db, Tx } from '../../../src/db/index.ts';
 import { injectTraceHeaders, tracedAddToOutbox } from '../../../src/observability/index.ts';
 import { addToOutbox, type OutboxWriter } from '../../../src/outbox/index.ts';
-import type { Clock } from '../../../src/time/index.ts';
+import { uuidv7At, type Clock } from '../../../src/time/index.ts';
 import { orderPlacedV1, ordersQueue, type PlaceOrderRequest } from '../contracts/orders.ts';
 import type { Order } from '../domain/order.ts';
 import { insertOrder } from '../storage/orders-store.ts';
