@@ -164,9 +164,7 @@ describe('keel outbox drain --slot', () => {
           'drained keel_outbox: published 3 here; the slot is past every message committed before the drain',
         ],
       });
-      expect(err[0]).toMatch(
-        /^draining keel_outbox: (\d+ bytes|\d+\.\d [KMG]iB) of WAL to go, published 0$/,
-      );
+      expect(err[0]).toMatch(/^draining keel_outbox: (\d+ bytes|\d+\.\d [KMG]iB) of WAL to go, published 0$/);
       expect(await new PgQueue(db).depth('cli-drain')).toBe(3);
 
       const missing: string[] = [];
