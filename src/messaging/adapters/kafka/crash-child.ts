@@ -1,5 +1,5 @@
 // Test fixture: a consumer process that claims one record and then waits to be killed (SIGKILL),
-// leaving its group membership to expire. Run by kafka-broker.test.ts with tsx.
+// leaving its group membership to expire. Run by test/integration/kafka-broker.test.ts with tsx.
 import { KafkaBroker } from './index.ts';
 
 const [destination, leaseMs] = process.argv.slice(2);

@@ -5,18 +5,21 @@
 import { randomBytes } from 'node:crypto';
 import { connect, type ChannelModel } from 'amqplib';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { isKeelError } from '../../../errors/index.ts';
-import { createEnvelope, type Envelope } from '../../envelope.ts';
-import type { QueueConsumer } from '../../queue-consumer.ts';
-import { partitionOf } from './partitions.ts';
-import { RabbitMqBroker, type RabbitMqBrokerOptions } from './rabbitmq-broker.ts';
+import { isKeelError } from '../../src/errors/index.ts';
+import { createEnvelope, type Envelope } from '../../src/messaging/envelope.ts';
+import type { QueueConsumer } from '../../src/messaging/queue-consumer.ts';
+import { partitionOf } from '../../src/messaging/adapters/rabbitmq/partitions.ts';
+import {
+  RabbitMqBroker,
+  type RabbitMqBrokerOptions,
+} from '../../src/messaging/adapters/rabbitmq/rabbitmq-broker.ts';
 import {
   closeConnectionsNamed,
   deleteQueues,
   rabbitMqUrl,
   rabbitmqctlWorks,
   requireRabbitMq,
-} from './test-support.ts';
+} from '../../src/messaging/adapters/rabbitmq/test-support.ts';
 
 const brokers: RabbitMqBroker[] = [];
 const consumers: QueueConsumer[] = [];

@@ -3,12 +3,17 @@ import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { Admin } from '@platformatic/kafka';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { createEnvelope, type Envelope } from '../../envelope.ts';
-import { PermanentError } from '../../handler.ts';
-import { PublishError } from '../../publisher.ts';
-import type { QueueConsumer } from '../../queue-consumer.ts';
-import { KafkaBroker, type KafkaBrokerOptions } from './index.ts';
-import { deleteTopics, kafkaBrokers, requireKafka, useKafka } from './test-support.ts';
+import { createEnvelope, type Envelope } from '../../src/messaging/envelope.ts';
+import { PermanentError } from '../../src/messaging/handler.ts';
+import { PublishError } from '../../src/messaging/publisher.ts';
+import type { QueueConsumer } from '../../src/messaging/queue-consumer.ts';
+import { KafkaBroker, type KafkaBrokerOptions } from '../../src/messaging/adapters/kafka/index.ts';
+import {
+  deleteTopics,
+  kafkaBrokers,
+  requireKafka,
+  useKafka,
+} from '../../src/messaging/adapters/kafka/test-support.ts';
 
 const topics: string[] = [];
 const open: { broker: KafkaBroker; consumers: QueueConsumer[] }[] = [];
@@ -215,7 +220,13 @@ describe('KafkaBroker', () => {
     await kafka.publish(name, [message!]);
     const child = spawn(
       process.execPath,
-      ['--import', 'tsx', fileURLToPath(new URL('./crash-child.ts', import.meta.url)), name, '3000'],
+      [
+        '--import',
+        'tsx',
+        fileURLToPath(new URL('../../src/messaging/adapters/kafka/crash-child.ts', import.meta.url)),
+        name,
+        '3000',
+      ],
       {
         stdio: ['ignore', 'pipe', 'inherit'],
         env: { ...process.env, KEEL_KAFKA_BROKERS: kafkaBrokers.join(',') },
