@@ -2,7 +2,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { migrate } from '../db/index.ts';
-import { createTestDb, type TestDb } from '../testing/index.ts';
+import { advanceUntil, createTestDb, type TestDb } from '../testing/index.ts';
 import { ManualClock } from '../time/index.ts';
 import {
   claimIdempotentRequest,
@@ -93,20 +93,6 @@ async function inTransactionApp(
   const charges = async () =>
     Number((await db.query<{ n: string }>('SELECT count(*) AS n FROM charges')).rows[0]!.n);
   return { fastify, charges, gate, store, db };
-}
-
-/** Awaits `promise`, moving `clock` on to its next timer whenever one is due and nothing else runs. */
-async function settledOnClock<T>(promise: Promise<T>, clock: ManualClock): Promise<T> {
-  let settled = false;
-  promise.then(
-    () => (settled = true),
-    () => (settled = true),
-  );
-  while (!settled) {
-    if (clock.nextTimerIn() !== undefined) await clock.advanceToNext();
-    else await new Promise((resolve) => setImmediate(resolve));
-  }
-  return promise;
 }
 
 const post = (fastify: FastifyInstance, body: ChargeBody, key: string, mode?: string) =>
@@ -292,7 +278,7 @@ describe.runIf(process.env.KEEL_DB === 'pg')('a key in flight in a transaction (
     gate.stall = undefined;
     release();
     expect((await holder).statusCode).toBe(201);
-    const replayed = await settledOnClock(waiting, clock);
+    const replayed = await advanceUntil(clock, waiting, { stepMs: 20, maxSteps: 100_000 });
     expect(replayed.statusCode).toBe(201);
     expect(replayed.headers['idempotent-replayed']).toBe('true');
     expect(await charges()).toBe(1);
