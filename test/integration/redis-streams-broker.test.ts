@@ -87,6 +87,24 @@ describe('RedisStreamsBroker: publish and claim', () => {
     expect(got.map((d) => d.envelope.id)).toEqual(sent.map((m) => m.id));
   });
 
+  it('adds a publish larger than one script call in order: by count (500 a call) and by size', async () => {
+    const broker = brokers.open();
+    const many = messages(1234, 'k');
+    await broker.publish('jobs', many);
+    expect((await entries(broker, 'jobs')).map((e) => e.id)).toEqual(many.map((m) => m.id));
+
+    // ~1.5 MB each: three fit no call of 4 MB together, so they go in calls of two and one.
+    const large = Array.from({ length: 3 }, (_, n) =>
+      createEnvelope({ type: 'job.run.v1', key: null, payload: { n, blob: 'x'.repeat(1_500_000) } }),
+    );
+    await broker.publish('big', large);
+    const added = await entries(broker, 'big');
+    expect(added.map((e) => e.id)).toEqual(large.map((m) => m.id));
+    expect(added.every((e) => e.key === undefined && JSON.parse(e.payload!).blob.length === 1_500_000)).toBe(
+      true,
+    );
+  });
+
   it('keeps acknowledged entries in the stream (replay, other groups) until retention trims them', async () => {
     const broker = brokers.open();
     await broker.publish('jobs', messages(3));

@@ -10,7 +10,8 @@ import { PublishError } from '../../publisher.ts';
 import { QueueConsumer, type QueueConsumerOptions } from '../../queue-consumer.ts';
 import { RedisStreamsSource, type DelayedDue } from './redis-streams-source.ts';
 import { redriveScript, repairKeyLocksScript } from './scripts.ts';
-import { deadLetterHeaders, decodeEntry, encodeAll, encodeEntry } from './stream-entry.ts';
+import { appendEntries, type Refusals } from './append-entries.ts';
+import { deadLetterHeaders, decodeEntry, encodeAll, encodeEntry, type Fields } from './stream-entry.ts';
 import { assertName, StreamKeys } from './stream-keys.ts';
 import {
   destinationStats,
@@ -132,8 +133,9 @@ function assertLease(leaseMs: unknown): asserts leaseMs is number {
  * Redis Streams behind keel's `MessageBroker`: a destination is a stream, consumers of one group
  * compete for its entries, each group gets every entry. See docs/redis-streams.md.
  *
- * Publishing pipelines one XADD per message and resolves when Redis has answered every one: the
- * entries are in the server's memory, and on disk only as the server's AOF settings say.
+ * Publishing runs one XADD per message in a script (a call per 500 messages) and resolves when
+ * Redis has added every one: the entries are in the server's memory, and on disk only as the
+ * server's AOF settings say.
  */
 export class RedisStreamsBroker implements MessageBroker {
   readonly name = 'redis-streams';
@@ -179,9 +181,10 @@ export class RedisStreamsBroker implements MessageBroker {
   }
 
   /**
-   * Appends the messages, one XADD each in one pipeline; with `availableAt` in the future, parks
-   * them in the destination's delayed set instead. Resolves when Redis answered every command;
-   * rejects with `PublishError` naming the messages whose command failed or got no answer.
+   * Appends the messages, an XADD each, run by a script on the server (`appendEntries`); with
+   * `availableAt` in the future, parks them in the destination's delayed set instead. Resolves
+   * when Redis has added every one; rejects with `PublishError` naming the messages Redis refused
+   * or that got no answer (the others were added).
    */
   async publish(
     destination: string,
@@ -204,39 +207,22 @@ export class RedisStreamsBroker implements MessageBroker {
     const entries = encodeAll(messages);
     const keys = this.#keysOf(destination);
     const delayed = availableAt !== undefined && availableAt > this.#o.clock.now();
-    const pipeline = this.#client.pipeline();
-    const trim = this.#trim();
-    for (const fields of entries) {
-      if (delayed) pipeline.zadd(keys.delayed, availableAt, JSON.stringify(fields));
-      else if (trim[0] === '') pipeline.xadd(keys.stream, '*', ...fields);
-      else pipeline.xadd(keys.stream, trim[0], '~', trim[1], '*', ...fields);
-    }
-    if (!delayed && this.#o.wakeOnPublish) pipeline.publish(keys.channel, '');
-    let results: [Error | null, unknown][] | null;
-    try {
-      results = await pipeline.exec();
-    } catch (error) {
-      throw new PublishError(
-        destination,
-        messages.map((m) => m.id),
-        error,
-      );
-    }
-    const failed: string[] = [];
-    let cause: unknown;
-    messages.forEach((message, i) => {
-      const error = results?.[i]?.[0] ?? (results?.[i] === undefined ? new Error('no reply') : null);
-      if (error) {
-        failed.push(message.id);
-        cause ??= error;
-      }
-    });
-    if (failed.length > 0) throw new PublishError(destination, failed, cause);
     if (delayed) {
+      const refusals = await this.#parkDelayed(keys, availableAt, entries);
+      if (refusals.size > 0) throw publishFailure(destination, messages, refusals);
       const due = this.#dueOf(destination);
       due.version++;
       due.nextDelayed = Math.min(due.nextDelayed, availableAt);
+      return;
     }
+    const appended = appendEntries(this.#client, keys.stream, this.#trim(), entries);
+    // Sent behind the entries on the same connection, so a consumer it wakes finds them, and in
+    // the same round trip. Best effort: a lost wake-up leaves the entries to the next poll.
+    const woken = this.#o.wakeOnPublish
+      ? this.#client.publish(keys.channel, '').catch(() => undefined)
+      : undefined;
+    const [refusals] = await Promise.all([appended, woken]);
+    if (refusals.size > 0) throw publishFailure(destination, messages, refusals);
   }
 
   /** A new consumer of `destination` in its group; each call is a new consumer name. */
@@ -388,12 +374,41 @@ export class RedisStreamsBroker implements MessageBroker {
     return due;
   }
 
+  /** Parks entries in the destination's delayed set until `availableAt`; returns the refused ones. */
+  async #parkDelayed(keys: StreamKeys, availableAt: number, entries: readonly Fields[]): Promise<Refusals> {
+    const pipeline = this.#client.pipeline();
+    for (const fields of entries) pipeline.zadd(keys.delayed, availableAt, JSON.stringify(fields));
+    const refusals: Refusals = new Map();
+    let results: [Error | null, unknown][] | null;
+    try {
+      results = await pipeline.exec();
+    } catch (error) {
+      entries.forEach((_, i) => refusals.set(i, error));
+      return refusals;
+    }
+    entries.forEach((_, i) => {
+      const error = results?.[i]?.[0] ?? (results?.[i] === undefined ? new Error('no reply') : null);
+      if (error) refusals.set(i, error);
+    });
+    return refusals;
+  }
+
   #trim(): readonly ['' | 'MAXLEN' | 'MINID', string] {
     const retention = this.#o.retention;
     if (retention === undefined) return ['', ''];
     if ('maxLength' in retention) return ['MAXLEN', String(retention.maxLength)];
     return ['MINID', `${Math.max(0, this.#o.clock.now() - retention.maxAgeMs)}-0`];
   }
+}
+
+/** The publish failed for the messages at the refused indices; the first refusal is the cause. */
+function publishFailure(
+  destination: string,
+  messages: readonly Envelope[],
+  refusals: Refusals,
+): PublishError {
+  const failed = messages.filter((_, i) => refusals.has(i)).map((m) => m.id);
+  return new PublishError(destination, failed, refusals.values().next().value);
 }
 
 function isName(value: string): boolean {

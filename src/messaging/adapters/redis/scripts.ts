@@ -453,3 +453,37 @@ end
 return repaired
 `,
 );
+
+/**
+ * A publish of many entries as one command: an XADD per entry, run on the server. Pipelining
+ * an XADD per message cost the client a command, a promise and a reply to parse per message,
+ * which made the client the bottleneck of a batch (~14 µs of CPU per message against ~5 this
+ * way); the server's work is the same XADDs.
+ *
+ * An entry Redis refuses does not stop the rest; its index (0-based, in the call) and error come
+ * back: `{i, error, i, error, ...}`, empty when every entry was added.
+ *
+ * KEYS: stream. ARGV: trimKind ('' | 'MAXLEN' | 'MINID'), trimValue, then per entry its number
+ * of field names and values, and those.
+ */
+export const publishScript = new LuaScript(`
+local kind, threshold = ARGV[1], ARGV[2]
+local refused = {}
+local at, index = 3, 0
+while at <= #ARGV do
+  local count = tonumber(ARGV[at])
+  local reply
+  if kind ~= '' then
+    reply = redis.pcall('XADD', KEYS[1], kind, '~', threshold, '*', unpack(ARGV, at + 1, at + count))
+  else
+    reply = redis.pcall('XADD', KEYS[1], '*', unpack(ARGV, at + 1, at + count))
+  end
+  if type(reply) == 'table' and reply.err then
+    refused[#refused + 1] = index
+    refused[#refused + 1] = reply.err
+  end
+  at = at + 1 + count
+  index = index + 1
+end
+return refused
+`);
