@@ -100,9 +100,11 @@ describe('RedisStreamsBroker: publish and claim', () => {
     await broker.publish('big', large);
     const added = await entries(broker, 'big');
     expect(added.map((e) => e.id)).toEqual(large.map((m) => m.id));
-    expect(added.every((e) => e.key === undefined && JSON.parse(e.payload!).blob.length === 1_500_000)).toBe(
-      true,
-    );
+    expect(
+      added.every(
+        (e) => e.key === undefined && (JSON.parse(e.payload!) as { blob: string }).blob.length === 1_500_000,
+      ),
+    ).toBe(true);
   });
 
   it('keeps acknowledged entries in the stream (replay, other groups) until retention trims them', async () => {
