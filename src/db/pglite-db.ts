@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { PGlite, types, type QueryOptions, type Results } from '@electric-sql/pglite';
 import { InvalidArgumentError, KeelError } from '../errors/index.ts';
+import { withCallerStack } from './caller-stack.ts';
 import { lockDataDir, type DataDirLock } from './data-dir-lock.ts';
 import type { Db, QueryResult, Row, TransactionOptions, Tx, Unlisten } from './db.ts';
 import { checkIdentifier, quoteIdentifier } from './identifiers.ts';
@@ -120,12 +121,16 @@ async function run(
   sql: string,
   params: readonly unknown[] | undefined,
 ): Promise<QueryResult> {
-  if (params !== undefined && params.length > 0) {
-    return toQueryResult(await on.query<Row>(sql, [...params], queryOptions));
+  try {
+    if (params !== undefined && params.length > 0) {
+      return toQueryResult(await on.query<Row>(sql, [...params], queryOptions));
+    }
+    const results = await on.exec(sql, queryOptions);
+    const last = results.at(-1);
+    return last === undefined ? { rows: [], rowCount: 0 } : toQueryResult(last);
+  } catch (error) {
+    throw withCallerStack(error);
   }
-  const results = await on.exec(sql, queryOptions);
-  const last = results.at(-1);
-  return last === undefined ? { rows: [], rowCount: 0 } : toQueryResult(last);
 }
 
 function toQueryResult(result: Results<Row>): QueryResult {

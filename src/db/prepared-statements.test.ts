@@ -44,6 +44,22 @@ describe('preparedStatement', () => {
     expect(rows.map((r) => r.n)).toEqual([1, 2, 3, 5]);
   });
 
+  it('rejects a failed execution inside a transaction with the server error, its stack leading to the caller', async () => {
+    const db: TestDb = await createTestDb({ schemaPrefix: 'prep' });
+    open.push(db);
+    await db.query('CREATE TABLE prepared_t (n integer NOT NULL)');
+    const error = await db
+      .transaction(async (tx) => {
+        await tx.query(insert, [null]);
+      })
+      .catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: '23502' });
+    // Not only the driver's frames: the callback that sent the statement.
+    expect((error as Error).stack).toContain('prepared-statements.test.ts');
+    await db.transaction((tx) => tx.query(insert, [6]));
+    expect((await db.query('SELECT n FROM prepared_t')).rows).toEqual([{ n: 6 }]);
+  });
+
   it.skipIf(testDbBackend() !== 'pg')(
     'is prepared once per connection on PostgreSQL, and not at all with preparedStatements off (pg pass only)',
     async () => {
