@@ -400,6 +400,42 @@ describe('Db', () => {
     expect(canReadAfterCommit(db)).toBe(false);
   });
 
+  it("runs a lone read in the COMMIT's message: its result, or nothing when it fails, never a failed commit", async () => {
+    const db = await testDb();
+    await db.query('CREATE TABLE t (id int PRIMARY KEY)');
+    await db.query('CREATE TABLE parent (id int PRIMARY KEY)');
+    await db.query('CREATE TABLE child (parent int REFERENCES parent DEFERRABLE INITIALLY DEFERRED)');
+    const withRead = async (sql: string, write: number): Promise<unknown> => {
+      let read: Promise<unknown> | undefined;
+      await db.transaction(async (tx) => {
+        if (!canReadAfterCommit(tx)) throw new Error('a keel tx can read after commit');
+        read = tx.readAfterCommit(sql);
+        await tx.query('INSERT INTO t VALUES ($1)', [write]);
+      });
+      return read;
+    };
+    expect(await withRead('SELECT count(*)::int AS n FROM t', 1)).toMatchObject({ rows: [{ n: 1 }] });
+    // The read fails after the commit (a write in a read-only transaction; a division by zero):
+    // the transaction still committed and says so; the read gives nothing.
+    expect(await withRead('INSERT INTO t VALUES (99)', 2)).toBeUndefined();
+    expect(await withRead('SELECT 1/0', 3)).toBeUndefined();
+    const { rows } = await db.query<{ id: number }>('SELECT id FROM t ORDER BY id');
+    expect(rows.map((r) => r.id)).toEqual([1, 2, 3]);
+    // The COMMIT itself fails (a deferred foreign key): the transaction rejects, the read gives nothing.
+    let read: Promise<unknown> | undefined;
+    await expect(
+      db.transaction(async (tx) => {
+        if (!canReadAfterCommit(tx)) throw new Error('a keel tx can read after commit');
+        read = tx.readAfterCommit('SELECT 1 AS one');
+        await tx.query('INSERT INTO child VALUES (7)');
+      }),
+    ).rejects.toMatchObject({ code: '23503' });
+    expect(await read).toBeUndefined();
+    expect((await db.query('SELECT * FROM child')).rows).toEqual([]);
+    // The connection went back to the pool usable.
+    expect(await withRead('SELECT count(*)::int AS n FROM t', 4)).toMatchObject({ rows: [{ n: 4 }] });
+  });
+
   it('refuses sendWithoutWaiting after its transaction ended', async () => {
     const db = await testDb();
     let kept: unknown;

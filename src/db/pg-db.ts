@@ -4,6 +4,7 @@ import { systemClock, type Clock } from '../time/index.ts';
 import type { Db, QueryResult, Row, TransactionOptions, Tx, Unlisten } from './db.ts';
 import { checkIdentifier, quoteIdentifier } from './identifiers.ts';
 import { withCallerStack } from './caller-stack.ts';
+import { commitWithRead } from './commit-with-read.ts';
 import { checkIsolation } from './isolation.ts';
 import { PgListener } from './pg-listener.ts';
 import { describeServer, isConnectionError, unavailable, type ServerAddress } from './pg-errors.ts';
@@ -286,7 +287,8 @@ export class PgDb implements Db {
       // COMMIT follows the statements sent without waiting on the wire; if one of them failed, the
       // server has rolled back and COMMIT answers ROLLBACK.
       writes.hold();
-      const commit = client.query('COMMIT');
+      const readWithCommit = tx.takeReadForCommit();
+      const commit = commitWithRead(client, readWithCommit?.sql);
       commit.catch(() => undefined);
       let reportCommit: (committed: boolean) => void = () => undefined;
       const readsAfterCommit = tx.sendReadsAfterCommit(
@@ -304,8 +306,10 @@ export class PgDb implements Db {
         const committed = await commit;
         if (unansweredFailure !== undefined) throw unansweredFailure;
         if (committed.command === 'ROLLBACK') throw transactionAborted();
+        readWithCommit?.deliver(committed.read);
         reportCommit(true);
       } finally {
+        readWithCommit?.deliver(undefined);
         reportCommit(false);
         // Answered with the commit: the connection goes back to the pool with nothing in flight.
         await readsAfterCommit;

@@ -216,7 +216,7 @@ export class PgliteDb implements Db {
     return this.#session.exclusive(async () => {
       await this.#useSchema();
       let tx: ScopedTx | undefined;
-      const result = await this.#session.pglite.transaction(async (ptx) => {
+      const committing = this.#session.pglite.transaction(async (ptx) => {
         // PGlite is a single session: every isolation level behaves as serializable would, but
         // SET TRANSACTION still validates the request the same way the server does.
         if (isolation !== undefined)
@@ -235,6 +235,14 @@ export class PgliteDb implements Db {
           scoped.end();
         }
       });
+      let result: T;
+      try {
+        result = await committing;
+      } catch (error) {
+        // The COMMIT itself failed (a deferred constraint): the reads queued for after it get nothing.
+        tx?.dropReadsAfterCommit();
+        throw error;
+      }
       if (tx !== undefined) {
         await tx.sendReadsAfterCommit(
           (sql, params) => run(this.#session.pglite, sql, params),

@@ -106,6 +106,17 @@ export class ScopedTx implements Tx, NotifiesAfterCommit, SendsWithoutWaiting, R
   }
 
   /**
+   * The queued read that can travel in the COMMIT's own message — the only one, and without
+   * parameters (a simple-protocol message carries none) — taken out of the queue; deliver its
+   * result (or undefined) yourself.
+   */
+  takeReadForCommit(): { sql: string; deliver: (result: QueryResult | undefined) => void } | undefined {
+    const reads = this.#readsAfterCommit;
+    if (reads.length !== 1 || (reads[0]!.params?.length ?? 0) > 0) return undefined;
+    return reads.pop();
+  }
+
+  /**
    * Sends the queued reads, each in a read-only transaction, through `run` (on pg right behind the
    * COMMIT, before its answer); `committed` settles whether their results are delivered. Resolves
    * once every read was delivered.
