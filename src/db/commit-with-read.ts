@@ -25,11 +25,11 @@ export function commitWithRead(client: pg.ClientBase, readSql?: string): Promise
       readSql === undefined ? 'COMMIT' : `COMMIT; SET LOCAL transaction_read_only = on; ${readSql}`;
     const query = new pg.Query(text) as unknown as WatchedQuery;
     const completed: string[] = [];
-    const handleCommandComplete = query.handleCommandComplete;
-    query.handleCommandComplete = function (message, connection) {
-      // pg-protocol names the tag `text` ('COMMIT', 'ROLLBACK', 'SELECT 1'); native bindings `command`.
+    const handleCommandComplete = query.handleCommandComplete.bind(query);
+    query.handleCommandComplete = (message, connection) => {
+      // pg-protocol names the tag \`text\` ('COMMIT', 'ROLLBACK', 'SELECT 1'); native bindings \`command\`.
       completed.push((message.text ?? message.command ?? '').split(' ')[0]!);
-      handleCommandComplete.call(this, message, connection);
+      handleCommandComplete(message, connection);
     };
     query.callback = (error, answer) => {
       if (error === null) {
