@@ -19,7 +19,8 @@ export type Refusals = Map<number, unknown>;
  * Adds `entries` to `stream` with `publishScript`, in calls of at most `entriesPerCall` entries
  * and about `bytesPerCall` bytes, each written to the connection as soon as it is encoded (one
  * connection: Redis runs them in order). Resolves with the entries Redis refused or that got no
- * answer; empty when all were added.
+ * answer; empty when all were added. EVAL rather than EVALSHA (see `LuaScript.evalNow`): the
+ * calls of one publish must run in order, the per-key ordering of consumers depends on it.
  */
 export async function appendEntries(
   client: Redis,
@@ -31,7 +32,7 @@ export async function appendEntries(
   const calls: Promise<void>[] = [];
   const send = (first: number, count: number, args: string[]): void => {
     calls.push(
-      publishScript.run(client, [stream], args, true).then(
+      publishScript.evalNow(client, [stream], args).then(
         (refused) => {
           const list = refused as unknown[];
           for (let i = 0; i < list.length; i += 2)

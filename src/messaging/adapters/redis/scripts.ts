@@ -32,6 +32,17 @@ export class LuaScript {
         : client.eval(this.#source, keys.length, ...keys, ...args);
     }
   }
+
+  /**
+   * EVAL, sent at once: the source travels with every call (Redis finds it compiled in its cache
+   * by its hash), so a call never fails NOSCRIPT. For calls sent back to back that must take
+   * effect in order: with `run`, after a script flush each would fail NOSCRIPT and be sent again
+   * one by one, and another client loading the script in between could let a later call run
+   * before an earlier one's second try.
+   */
+  evalNow(client: Redis, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
+    return sendNow(client, 'eval', [this.#source, keys.length, ...keys, ...args]);
+  }
 }
 
 // XADD with the destination's retention, if any: `kind` is '' | 'MAXLEN' | 'MINID'. Approximate
