@@ -27,7 +27,7 @@ export function commitWithRead(client: pg.ClientBase, readSql?: string): Promise
     const completed: string[] = [];
     const handleCommandComplete = query.handleCommandComplete.bind(query);
     query.handleCommandComplete = (message, connection) => {
-      // pg-protocol names the tag \`text\` ('COMMIT', 'ROLLBACK', 'SELECT 1'); native bindings \`command\`.
+      // pg-protocol names the tag `text` ('COMMIT', 'ROLLBACK', 'SELECT 1'); native bindings `command`.
       completed.push((message.text ?? message.command ?? '').split(' ')[0]!);
       handleCommandComplete(message, connection);
     };

@@ -4,7 +4,7 @@ import { systemClock, type Clock } from '../time/index.ts';
 import type { Db, QueryResult, Row, TransactionOptions, Tx, Unlisten } from './db.ts';
 import { checkIdentifier, quoteIdentifier } from './identifiers.ts';
 import { withCallerStack } from './caller-stack.ts';
-import { commitWithRead } from './commit-with-read.ts';
+import { commitWithRead, type CommitAnswer } from './commit-with-read.ts';
 import { checkIsolation } from './isolation.ts';
 import { PgListener } from './pg-listener.ts';
 import { describeServer, isConnectionError, unavailable, type ServerAddress } from './pg-errors.ts';
@@ -303,7 +303,12 @@ export class PgDb implements Db {
           throw error;
         }
         const unansweredFailure = await tx.unansweredFailure();
-        const committed = await commit;
+        let committed: CommitAnswer;
+        try {
+          committed = await commit;
+        } catch (error) {
+          throw withCallerStack(error);
+        }
         if (unansweredFailure !== undefined) throw unansweredFailure;
         if (committed.command === 'ROLLBACK') throw transactionAborted();
         readWithCommit?.deliver(committed.read);
