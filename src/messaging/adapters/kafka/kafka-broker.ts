@@ -322,6 +322,12 @@ export class KafkaBroker implements MessageBroker {
       bootstrapBrokers: this.#options.brokers,
       idempotent: true,
       acks: -1,
+      // A produce to a topic created a moment ago is refused now and then (its partitions have
+      // leaders, not yet logs), and the client's default is three retries 1 s apart: one first
+      // publish in three took over a second. Short, doubling waits instead: 50 ms, 100, … 1 s,
+      // about 4.5 s in all, inside publishTimeoutMs.
+      retries: 8,
+      retryDelay: (_client, _operation, attempt) => Math.min(1000, 25 * 2 ** attempt),
       // Keyed records: the Java client's partition, so per-key order holds across producers.
       // Unkeyed ones spread round-robin (the compatible partitioner would put them all on 0).
       partitioner: (message, key) =>
