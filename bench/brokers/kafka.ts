@@ -27,6 +27,11 @@ export const kafkaPair: Pair = {
       bootstrapBrokers: brokers,
       idempotent: true,
       acks: -1,
+      // keel's producer retry policy (short doubling waits, not the client's 1 s): a produce to
+      // a topic created a moment ago is refused now and then, and a 1 s wait on one side only
+      // would decide the round.
+      retries: 8,
+      retryDelay: (_client, _operation, attempt) => Math.min(1000, 25 * 2 ** attempt),
     });
     const admin = new Admin({ clientId: 'raw-bench', bootstrapBrokers: brokers });
     const topics: string[] = [];
