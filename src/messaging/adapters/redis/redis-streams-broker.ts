@@ -133,7 +133,7 @@ function assertLease(leaseMs: unknown): asserts leaseMs is number {
  * Redis Streams behind keel's `MessageBroker`: a destination is a stream, consumers of one group
  * compete for its entries, each group gets every entry. See docs/redis-streams.md.
  *
- * Publishing runs one XADD per message in a script (a call per 500 messages) and resolves when
+ * Publishing runs one XADD per message in scripts (a call per 100 messages) and resolves when
  * Redis has added every one: the entries are in the server's memory, and on disk only as the
  * server's AOF settings say.
  */
@@ -401,7 +401,7 @@ export class RedisStreamsBroker implements MessageBroker {
   }
 }
 
-/** The publish failed for the messages at the refused indices; the first refusal is the cause. */
+/** The publish failed for the messages at the refused indices; the first refusal recorded is the cause. */
 function publishFailure(
   destination: string,
   messages: readonly Envelope[],
