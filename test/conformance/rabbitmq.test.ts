@@ -30,7 +30,7 @@ describeBrokerConformance({
     return broker;
   },
   // Cuts this run's connections from the server side: the client sees what a broker restart
-  // looks like. A full stop_app/start_app runs in rabbitmq-broker.test.ts behind an env flag.
+  // looks like. A full stop_app/start_app runs in test/integration/rabbitmq-broker.test.ts behind an env flag.
   ...restartHook(),
 });
 

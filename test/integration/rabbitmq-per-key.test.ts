@@ -3,11 +3,9 @@
 // instances, and retries that hold their key across a crash. The shared scenarios run in
 // test/conformance/rabbitmq.test.ts.
 import { randomBytes } from 'node:crypto';
-import { connect, type ChannelModel } from 'amqplib';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { isKeelError } from '../../src/errors/index.ts';
 import { createEnvelope, type Envelope } from '../../src/messaging/envelope.ts';
-import type { QueueConsumer } from '../../src/messaging/queue-consumer.ts';
 import { partitionOf } from '../../src/messaging/adapters/rabbitmq/partitions.ts';
 import {
   RabbitMqBroker,
@@ -15,33 +13,12 @@ import {
 } from '../../src/messaging/adapters/rabbitmq/rabbitmq-broker.ts';
 import {
   closeConnectionsNamed,
-  deleteQueues,
   rabbitMqUrl,
   rabbitmqctlWorks,
-  requireRabbitMq,
 } from '../../src/messaging/adapters/rabbitmq/test-support.ts';
+import { rabbitMqTestResources } from './rabbitmq-test-resources.ts';
 
-const brokers: RabbitMqBroker[] = [];
-const consumers: QueueConsumer[] = [];
-const queues = new Set<string>();
-let raw: ChannelModel;
-
-beforeAll(async () => {
-  await requireRabbitMq();
-  raw = await connect(rabbitMqUrl);
-  raw.on('error', () => {});
-});
-afterEach(async () => {
-  for (const consumer of consumers.splice(0)) await consumer.stop({ drainMs: 200 });
-  for (const broker of brokers.splice(0)) {
-    for (const name of broker.declaredQueues()) queues.add(name);
-    await broker.close();
-  }
-});
-afterAll(async () => {
-  await raw?.close().catch(() => undefined);
-  await deleteQueues(queues);
-});
+const { brokers, consumers, side: raw } = rabbitMqTestResources<RabbitMqBroker>();
 
 const canUseRabbitmqctl = await rabbitmqctlWorks();
 
@@ -86,7 +63,7 @@ async function until(check: () => boolean | Promise<boolean>, ms = 15_000): Prom
 }
 
 async function ready(queue: string): Promise<number> {
-  const channel = await raw.createChannel();
+  const channel = await raw().createChannel();
   try {
     return (await channel.checkQueue(queue)).messageCount;
   } finally {
@@ -123,7 +100,7 @@ describe('RabbitMqBroker: per-key ordering', () => {
       expect(await ready(`${destination}.p${i}`)).toBe(expected);
     }
     // The partition queues have a single active consumer: basic.get is refused on them.
-    const channel = await raw.createChannel();
+    const channel = await raw().createChannel();
     channel.on('error', () => {});
     await expect(channel.get(`${destination}.p0`)).rejects.toThrow(/single active consumer/);
   });

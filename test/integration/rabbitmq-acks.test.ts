@@ -1,14 +1,18 @@
 // Against a real RabbitMQ: acks written in runs (`multiple`) never settle a message still being
-// handled. See channel-acks.test.ts for the same property against a model of the server.
+// handled. See src/messaging/adapters/rabbitmq/channel-acks.test.ts for the same property against a model of the server.
 import { randomBytes } from 'node:crypto';
 import { connect, type ChannelModel } from 'amqplib';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { createEnvelope, type Envelope } from '../../envelope.ts';
-import { PermanentError } from '../../handler.ts';
-import { QueueConsumer } from '../../queue-consumer.ts';
-import { RabbitMqBroker } from './rabbitmq-broker.ts';
-import type { RabbitMqDelivery } from './rabbitmq-source.ts';
-import { deleteQueues, rabbitMqUrl, requireRabbitMq } from './test-support.ts';
+import { createEnvelope, type Envelope } from '../../src/messaging/envelope.ts';
+import { PermanentError } from '../../src/messaging/handler.ts';
+import { QueueConsumer } from '../../src/messaging/queue-consumer.ts';
+import { RabbitMqBroker } from '../../src/messaging/adapters/rabbitmq/rabbitmq-broker.ts';
+import type { RabbitMqDelivery } from '../../src/messaging/adapters/rabbitmq/rabbitmq-source.ts';
+import {
+  deleteQueues,
+  rabbitMqUrl,
+  requireRabbitMq,
+} from '../../src/messaging/adapters/rabbitmq/test-support.ts';
 
 const queues = new Set<string>();
 let raw: ChannelModel;

@@ -3,37 +3,25 @@
 // an offset or a time, and a standby instance taking a group over. The shared scenarios run in
 // test/conformance/rabbitmq.test.ts.
 import { randomBytes } from 'node:crypto';
-import { connect } from 'amqplib';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { isKeelError } from '../../../errors/index.ts';
-import { constantBackoff } from '../../../time/index.ts';
-import { createEnvelope, type Envelope } from '../../envelope.ts';
-import type { QueueConsumer } from '../../queue-consumer.ts';
-import { RabbitMqStreamBroker, type StreamSourceOptions } from './rabbitmq-stream-broker.ts';
-import { groupQueueNames } from './stream-offsets.ts';
+import { describe, expect, it } from 'vitest';
+import { isKeelError } from '../../src/errors/index.ts';
+import { constantBackoff } from '../../src/time/index.ts';
+import { createEnvelope, type Envelope } from '../../src/messaging/envelope.ts';
+import {
+  RabbitMqStreamBroker,
+  type StreamSourceOptions,
+} from '../../src/messaging/adapters/rabbitmq/rabbitmq-stream-broker.ts';
+import { groupQueueNames } from '../../src/messaging/adapters/rabbitmq/stream-offsets.ts';
 import {
   closeConnectionsNamed,
-  deleteQueues,
   rabbitMqUrl,
   rabbitmqctlWorks,
-  requireRabbitMq,
-} from './test-support.ts';
+} from '../../src/messaging/adapters/rabbitmq/test-support.ts';
+import { rabbitMqTestResources } from './rabbitmq-test-resources.ts';
+import { connect } from 'amqplib';
+import type { QueueConsumer } from '../../src/messaging/queue-consumer.ts';
 
-const brokers: RabbitMqStreamBroker[] = [];
-const consumers: QueueConsumer[] = [];
-const queues = new Set<string>();
-
-beforeAll(requireRabbitMq);
-afterEach(async () => {
-  for (const consumer of consumers.splice(0)) await consumer.stop({ drainMs: 200 });
-  for (const broker of brokers.splice(0)) {
-    for (const name of broker.declaredQueues()) queues.add(name);
-    await broker.close();
-  }
-});
-afterAll(async () => {
-  await deleteQueues(queues);
-});
+const { brokers, consumers } = rabbitMqTestResources<RabbitMqStreamBroker>();
 
 const canUseRabbitmqctl = await rabbitmqctlWorks();
 

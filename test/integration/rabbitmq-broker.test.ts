@@ -1,43 +1,22 @@
 import { randomBytes } from 'node:crypto';
 import { Socket } from 'node:net';
-import { connect, type ChannelModel } from 'amqplib';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { isKeelError } from '../../../errors/index.ts';
-import { createEnvelope, type Envelope } from '../../envelope.ts';
-import { PublishError } from '../../publisher.ts';
-import type { QueueConsumer } from '../../queue-consumer.ts';
-import { RabbitMqBroker, type RabbitMqBrokerOptions } from './rabbitmq-broker.ts';
+import { describe, expect, it } from 'vitest';
+import { isKeelError } from '../../src/errors/index.ts';
+import { createEnvelope, type Envelope } from '../../src/messaging/envelope.ts';
+import { PublishError } from '../../src/messaging/publisher.ts';
+import {
+  RabbitMqBroker,
+  type RabbitMqBrokerOptions,
+} from '../../src/messaging/adapters/rabbitmq/rabbitmq-broker.ts';
 import {
   closeConnectionsNamed,
-  deleteQueues,
   rabbitMqUrl,
   rabbitmqctlWorks,
-  requireRabbitMq,
   rabbitMqApp,
-} from './test-support.ts';
+} from '../../src/messaging/adapters/rabbitmq/test-support.ts';
+import { rabbitMqTestResources } from './rabbitmq-test-resources.ts';
 
-const brokers: RabbitMqBroker[] = [];
-const consumers: QueueConsumer[] = [];
-const queues = new Set<string>();
-let raw: ChannelModel;
-
-beforeAll(async () => {
-  await requireRabbitMq();
-  raw = await connect(rabbitMqUrl);
-  // The restart test cuts this side connection too.
-  raw.on('error', () => {});
-});
-afterEach(async () => {
-  for (const consumer of consumers.splice(0)) await consumer.stop({ drainMs: 200 });
-  for (const broker of brokers.splice(0)) {
-    for (const name of broker.declaredQueues()) queues.add(name);
-    await broker.close();
-  }
-});
-afterAll(async () => {
-  await raw?.close().catch(() => undefined);
-  await deleteQueues(queues);
-});
+const { brokers, consumers, side: raw } = rabbitMqTestResources<RabbitMqBroker>();
 
 const canUseRabbitmqctl = await rabbitmqctlWorks();
 
@@ -70,7 +49,7 @@ async function until(check: () => boolean | Promise<boolean>, ms = 15_000): Prom
 
 /** Ready (not yet delivered) messages in a queue, read through a side channel; 0 while it does not exist. */
 async function ready(queue: string): Promise<number> {
-  const channel = await raw.createChannel();
+  const channel = await raw().createChannel();
   // A queue not declared yet (404) closes the side channel: that is a count of 0 for now.
   channel.on('error', () => {});
   try {
@@ -88,7 +67,7 @@ describe('RabbitMqBroker', () => {
     const { broker, destination } = setup();
     const [message] = messages(1);
     await broker.publish(destination, [message!]);
-    const channel = await raw.createChannel();
+    const channel = await raw().createChannel();
     try {
       const declared = await channel.checkQueue(destination);
       expect(declared.messageCount).toBe(1);
@@ -152,7 +131,7 @@ describe('RabbitMqBroker', () => {
   it('names a message RabbitMQ could not route (its queue deleted behind keel) and redeclares the queue next time', async () => {
     const { broker, destination } = setup();
     await broker.publish(destination, messages(1));
-    const side = await raw.createChannel();
+    const side = await raw().createChannel();
     await side.deleteQueue(destination);
     await side.close();
     const [lost] = messages(1);
@@ -371,7 +350,7 @@ describe('RabbitMqBroker', () => {
   it('parks a message that is not a keel envelope in the dead-letter queue, with the reason', async () => {
     const { broker, destination } = setup();
     await broker.publish(destination, messages(1)); // declares the queue
-    const channel = await raw.createConfirmChannel();
+    const channel = await raw().createConfirmChannel();
     channel.sendToQueue(destination, Buffer.from('not json'), { messageId: 'foreign-1', type: 'x' });
     await channel.waitForConfirms();
     await channel.close();
@@ -380,7 +359,7 @@ describe('RabbitMqBroker', () => {
     consumers.push(consumer);
     await consumer.start();
     await until(async () => handled.length === 1 && (await ready(`${destination}.dead-letter`)) === 1);
-    const side = await raw.createChannel();
+    const side = await raw().createChannel();
     const parked = await side.get(`${destination}.dead-letter`, { noAck: true });
     await side.close();
     expect(parked && parked.content.toString()).toBe('not json');
