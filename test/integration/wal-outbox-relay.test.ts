@@ -202,7 +202,7 @@ describe('WalOutboxRelay', () => {
       expect(parked).toEqual([poison.id]);
       // A later transaction's message of the key waits behind the parked one too.
       await db.transaction((tx) => addToWalOutbox(tx, 'orders', event('k', 5), { prefix: names.prefix }));
-      await until(async () => (await outboxStatus(db)).backlog === 2);
+      await until(async () => (await outboxStatus(db)).backlog === 2 && reported.length >= 2);
       expect(n(publisher.ids())).toEqual([1, 4]);
       // `published` reports what the broker accepted: the parked and held messages are not among it.
       expect(reported).toEqual(publisher.ids());
@@ -224,6 +224,8 @@ describe('WalOutboxRelay', () => {
       await db.transaction((tx) => addToWalOutbox(tx, 'orders', event('k', 6), { prefix: names.prefix }));
       await until(() => publisher.received.length >= 6);
       expect(n(publisher.ids())).toEqual([1, 4, 2, 3, 5, 6]);
+      // The broker records a message before the relay's `published` event fires, so wait for the report.
+      await until(() => reported.length >= 3);
       expect(reported.at(-1)).toBe(publisher.ids().at(-1));
     } finally {
       await tableRelay?.stop();
