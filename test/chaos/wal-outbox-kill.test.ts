@@ -38,6 +38,7 @@ import {
   outboxMigrations,
 } from '../../src/outbox/index.ts';
 import { startPgServer, type PgServer } from '../../src/testing/index.ts';
+import { until } from '../until.ts';
 
 const child = fileURLToPath(new URL('./fixtures/wal-relay-child.ts', import.meta.url));
 
@@ -180,18 +181,6 @@ class Writers {
   }
 }
 
-async function until(
-  condition: () => boolean | Promise<boolean>,
-  what: string,
-  timeoutMs = 20_000,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
-
 interface Target {
   name: string;
   kind: 'pg' | 'rabbitmq';
@@ -312,14 +301,18 @@ describe.each(targets)(
         const { rows: ends } = await db.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn');
         const last = runRelay(target.kind, env);
         runs.push(last);
-        await until(async () => {
-          const { rows } = await db.query<{ done: boolean }>(
-            'SELECT confirmed_flush_lsn >= $2::pg_lsn AS done FROM pg_replication_slots WHERE slot_name = $1',
-            [names.slotName, ends[0]!.lsn],
-          );
-          return rows[0]?.done === true;
-        }, 'the last relay confirmed the WAL past the last write');
-        await until(() => Date.now() - lastDelivery > 750, 'the consumer idle');
+        await until(
+          async () => {
+            const { rows } = await db.query<{ done: boolean }>(
+              'SELECT confirmed_flush_lsn >= $2::pg_lsn AS done FROM pg_replication_slots WHERE slot_name = $1',
+              [names.slotName, ends[0]!.lsn],
+            );
+            return rows[0]?.done === true;
+          },
+          20_000,
+          'the last relay confirmed the WAL past the last write',
+        );
+        await until(() => Date.now() - lastDelivery > 750, 20_000, 'the consumer idle');
         last.proc.kill('SIGTERM');
         await last.seen('stopped');
         expect(await last.exit).toEqual({ code: 0, signal: null });

@@ -14,6 +14,7 @@ import {
   requireKafka,
   useKafka,
 } from '../../src/messaging/adapters/kafka/test-support.ts';
+import { until } from '../until.ts';
 
 const topics: string[] = [];
 const open: { broker: KafkaBroker; consumers: QueueConsumer[] }[] = [];
@@ -34,14 +35,6 @@ function messages(count: number, key: (i: number) => string | null = () => null)
   return Array.from({ length: count }, (_, n) =>
     createEnvelope({ type: 'kafka.tested.v1', payload: { n }, key: key(n) }),
   );
-}
-
-async function until(condition: () => boolean | Promise<boolean>, ms = 20_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`condition not met within ${ms} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
 }
 
 async function committed(group: string, name: string): Promise<bigint[]> {

@@ -19,6 +19,7 @@ import {
   startWalOutboxTestServer,
   type WalOutboxTestServer,
 } from '../../src/testing/index.ts';
+import { until } from '../until.ts';
 
 let wal: WalOutboxTestServer;
 let db: Db;
@@ -44,14 +45,6 @@ async function status(
     env: { KEEL_DB: 'pg', DATABASE_URL: url },
   });
   return { code, out, err };
-}
-
-async function until(condition: () => boolean | Promise<boolean>, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
 }
 
 describe('keel outbox status with the WAL outbox', () => {

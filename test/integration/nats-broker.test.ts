@@ -16,6 +16,7 @@ import {
   requireNats,
   testPrefix,
 } from '../../src/messaging/adapters/nats/test-support.ts';
+import { until } from '../until.ts';
 
 const prefix = testPrefix();
 const open: { broker: NatsJetStreamBroker; consumers: QueueConsumer[] }[] = [];
@@ -53,14 +54,6 @@ function batch(count: number): Envelope[] {
   return Array.from({ length: count }, (_, n) =>
     createEnvelope({ type: 'nats.tested.v1', payload: { n }, key: `k${n % 3}` }),
   );
-}
-
-async function until(check: () => boolean, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`condition not met within ${ms} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
 }
 
 describe('NatsJetStreamBroker against the real server', () => {

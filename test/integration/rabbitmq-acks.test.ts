@@ -13,6 +13,7 @@ import {
   rabbitMqUrl,
   requireRabbitMq,
 } from '../../src/messaging/adapters/rabbitmq/test-support.ts';
+import { until } from '../until.ts';
 
 const queues = new Set<string>();
 let raw: ChannelModel;
@@ -27,14 +28,6 @@ afterAll(async () => {
 });
 
 const pause = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function until(check: () => boolean, what: string, ms = 20_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
-    await pause(10);
-  }
-}
 
 /** Takes every message out of `queue` through a side channel, as its payloads' `n`. */
 async function drain(queue: string): Promise<number[]> {
@@ -136,7 +129,7 @@ describe('RabbitMQ acks in runs', () => {
     try {
       await consumer.start();
       const finished = count - unfinished.size - 1; // the dead letter is not acked as handled
-      await until(() => acked === finished && deadLetters === 1, 'finished messages acked');
+      await until(() => acked === finished && deadLetters === 1, 20_000, 'finished messages acked');
       // The last acks are written at the end of their tick.
       await pause(300);
       // A crash as RabbitMQ sees it: the connection goes while two handlers still run, so it

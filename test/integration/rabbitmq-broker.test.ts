@@ -15,6 +15,7 @@ import {
   rabbitMqApp,
 } from '../../src/messaging/adapters/rabbitmq/test-support.ts';
 import { rabbitMqTestResources } from './rabbitmq-test-resources.ts';
+import { until } from '../until.ts';
 
 const { brokers, consumers, side: raw } = rabbitMqTestResources<RabbitMqBroker>();
 
@@ -37,14 +38,6 @@ function messages(count: number): Envelope[] {
 
 function pause(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-async function until(check: () => boolean | Promise<boolean>, ms = 15_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`condition not met within ${ms} ms`);
-    await pause(20);
-  }
 }
 
 /** Ready (not yet delivered) messages in a queue, read through a side channel; 0 while it does not exist. */

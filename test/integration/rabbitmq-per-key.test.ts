@@ -17,6 +17,7 @@ import {
   rabbitmqctlWorks,
 } from '../../src/messaging/adapters/rabbitmq/test-support.ts';
 import { rabbitMqTestResources } from './rabbitmq-test-resources.ts';
+import { until } from '../until.ts';
 
 const { brokers, consumers, side: raw } = rabbitMqTestResources<RabbitMqBroker>();
 
@@ -52,14 +53,6 @@ const n = (m: Envelope): number => (m.payload as { n: number }).n;
 
 function pause(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-async function until(check: () => boolean | Promise<boolean>, ms = 15_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`condition not met within ${ms} ms`);
-    await pause(20);
-  }
 }
 
 async function ready(queue: string): Promise<number> {

@@ -20,6 +20,7 @@ import {
 import { rabbitMqTestResources } from './rabbitmq-test-resources.ts';
 import { connect } from 'amqplib';
 import type { QueueConsumer } from '../../src/messaging/queue-consumer.ts';
+import { until } from '../until.ts';
 
 const { brokers, consumers } = rabbitMqTestResources<RabbitMqStreamBroker>();
 
@@ -42,14 +43,6 @@ const n = (m: Envelope): number => (m.payload as { n: number }).n;
 
 function pause(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-async function until(check: () => boolean, ms = 15_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`condition not met within ${ms} ms`);
-    await pause(20);
-  }
 }
 
 /** Starts a consumer that records the payload numbers it handles. */

@@ -22,6 +22,7 @@ import {
   type WalOutboxDrainProgress,
 } from '../../src/outbox/index.ts';
 import { startWalOutboxTestServer, type WalOutboxTestServer } from '../../src/testing/index.ts';
+import { until } from '../until.ts';
 
 let wal: WalOutboxTestServer;
 let db: Db;
@@ -61,14 +62,6 @@ async function writeMessages(
     await db.transaction((tx) => addToWalOutbox(tx, 'orders', messages, { prefix }));
   }
   return ids;
-}
-
-async function until(condition: () => boolean | Promise<boolean>, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
 }
 
 const slotActive = async (slotName: string): Promise<boolean> =>

@@ -15,6 +15,7 @@ import {
 } from '../../src/outbox/index.ts';
 import { instrumentWalOutboxRelay, keelAttributes, metricNames } from '../../src/observability/index.ts';
 import { startWalOutboxTestServer, type WalOutboxTestServer } from '../../src/testing/index.ts';
+import { until } from '../until.ts';
 
 let wal: WalOutboxTestServer;
 let db: Db;
@@ -48,14 +49,6 @@ async function collect(reader: CollectingReader): Promise<Map<string, Record<str
     }
   }
   return points;
-}
-
-async function until(condition: () => boolean | Promise<boolean>, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
 }
 
 const names = { slotName: 'metrics_slot', publicationName: 'metrics_pub', prefix: 'keel_metrics' };

@@ -23,6 +23,7 @@ import {
   type WalOutboxTestServer,
   type WalOutboxTestSlot,
 } from '../../src/testing/index.ts';
+import { until } from '../until.ts';
 
 let wal: WalOutboxTestServer;
 let db: Db;
@@ -54,14 +55,6 @@ class RecordingPublisher implements Publisher {
 
 function event(key: string, n: number): Envelope {
   return createEnvelope({ type: 'test.event.v1', key, payload: { n } });
-}
-
-async function until(condition: () => boolean | Promise<boolean>, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
 }
 
 /** A slot of its own per test, so no test reads another's messages. */
