@@ -1,18 +1,11 @@
 // The relay's statements on the outbox tables: claim a batch, mark it published, record a
 // failure, give a claim back. The relay (outbox-relay.ts) decides when; this file says how.
 import type { Queryable, Tx } from '../db/db.ts';
-import type { Envelope } from '../messaging/envelope.ts';
+import type { EnvelopeRow } from '../messaging/envelope-row.ts';
 
-export interface OutboxRow {
+export interface OutboxRow extends EnvelopeRow {
   seq: string;
-  id: string;
   destination: string;
-  type: string;
-  key: string | null;
-  payload: unknown;
-  headers: Record<string, string>;
-  occurred_at: Date | string;
-  hlc: string | null;
   attempts: number;
 }
 
@@ -186,20 +179,4 @@ export function groupByDestination(rows: OutboxRow[]): Map<string, OutboxRow[]> 
     else groups.set(row.destination, [row]);
   }
   return groups;
-}
-
-/** The envelope a row was added from. */
-export function toEnvelope(row: OutboxRow): Envelope {
-  return {
-    id: row.id,
-    type: row.type,
-    key: row.key,
-    payload: row.payload,
-    headers: row.headers,
-    occurredAt:
-      row.occurred_at instanceof Date
-        ? row.occurred_at.toISOString()
-        : new Date(row.occurred_at).toISOString(),
-    ...(row.hlc === null ? {} : { hlc: row.hlc }),
-  };
 }

@@ -2,6 +2,7 @@ import { v7 as uuidv7 } from 'uuid';
 import type { Db, Unlisten } from '../db/db.ts';
 import { InvalidArgumentError } from '../errors/index.ts';
 import type { Envelope } from '../messaging/envelope.ts';
+import { envelopeFromRow } from '../messaging/envelope-row.ts';
 import type { Publisher } from '../messaging/publisher.ts';
 import { describeError } from '../messaging/describe-error.ts';
 import { BrokenCircuitError, IsolatedCircuitError, type CircuitBreakerPolicy } from '../resilience/index.ts';
@@ -14,7 +15,6 @@ import {
   recordFailure,
   type Claim,
   type Marks,
-  toEnvelope,
   type OutboxRow,
 } from './outbox-claims.ts';
 import { MarkQueue } from './outbox-relay-marks.ts';
@@ -357,7 +357,7 @@ export class OutboxRelay extends ServiceBase<OutboxRelayEvents> {
     destination: string,
     rows: OutboxRow[],
   ): Promise<readonly Envelope[] | undefined> {
-    const messages = rows.map(toEnvelope);
+    const messages = rows.map(envelopeFromRow);
     const closedBefore = this.breaker.state.status === 'closed';
     try {
       await this.breaker.execute(() => this.#publisher.publish(destination, messages));
@@ -399,7 +399,7 @@ export class OutboxRelay extends ServiceBase<OutboxRelayEvents> {
       charged,
       park,
     });
-    if (park) for (const row of rows) this.events.emit('parked', { message: toEnvelope(row), error });
+    if (park) for (const row of rows) this.events.emit('parked', { message: envelopeFromRow(row), error });
   }
 }
 

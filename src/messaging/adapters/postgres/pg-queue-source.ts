@@ -3,7 +3,7 @@ import { InvalidArgumentError } from '../../../errors/index.ts';
 import type { Clock } from '../../../time/index.ts';
 import type { Delivery, DeliverySource } from '../../delivery-source.ts';
 import { describeError } from '../../describe-error.ts';
-import type { Envelope } from '../../envelope.ts';
+import { envelopeFromRow, type EnvelopeRow } from '../../envelope-row.ts';
 import { pgQueueChannel } from './schema.ts';
 
 /** Re-exported for the outbox relay, which still imports it from here. */
@@ -31,15 +31,8 @@ export interface PgDelivery extends Delivery {
   readonly token: string;
 }
 
-interface QueueRow {
+interface QueueRow extends EnvelopeRow {
   seq: string;
-  id: string;
-  type: string;
-  key: string | null;
-  payload: unknown;
-  headers: Record<string, string>;
-  occurred_at: Date | string;
-  hlc: string | null;
   attempts: number;
 }
 
@@ -139,7 +132,12 @@ export class PgQueueSource implements DeliverySource<PgDelivery> {
     ]);
     // Seqs are positive bigints as text: shorter is smaller, then compare as text.
     rows.sort((a, b) => a.seq.length - b.seq.length || (a.seq < b.seq ? -1 : 1));
-    return rows.map((row) => ({ seq: row.seq, token, attempt: row.attempts, envelope: toEnvelope(row) }));
+    return rows.map((row) => ({
+      seq: row.seq,
+      token,
+      attempt: row.attempts,
+      envelope: envelopeFromRow(row),
+    }));
   }
 
   /** Deletes the rows this consumer still holds; resolves with the deliveries whose lease was lost. */
@@ -225,19 +223,4 @@ function notIn(deliveries: readonly PgDelivery[], rows: readonly { seq: string }
   if (rows.length === deliveries.length) return [];
   const done = new Set(rows.map((row) => row.seq));
   return deliveries.filter((d) => !done.has(d.seq));
-}
-
-function toEnvelope(row: QueueRow): Envelope {
-  return {
-    id: row.id,
-    type: row.type,
-    key: row.key,
-    payload: row.payload,
-    headers: row.headers,
-    occurredAt:
-      row.occurred_at instanceof Date
-        ? row.occurred_at.toISOString()
-        : new Date(row.occurred_at).toISOString(),
-    ...(row.hlc === null ? {} : { hlc: row.hlc }),
-  };
 }
