@@ -237,10 +237,12 @@ export function installIdempotency(app: FastifyInstance, options: IdempotencyOpt
     return payload;
   };
 
+  // An in-transaction claim ends with its transaction: nothing is left to let go. Not hooked
+  // then, as an onRequestAbort hook costs every request a listener on its socket.
+  if (claimInTransaction) return;
   // A request that never sent a response (the client went away mid-handler) must not hold its key.
   const releaseUnfinished = async (request: FastifyRequest): Promise<void> => {
     const state = held.get(request);
-    // An in-transaction claim ends with its transaction: nothing is left to let go.
     if (state === undefined || state.done || state.phase !== 'started') return;
     state.done = true;
     await store.release(state.request.scope, state.request.key, state.token);
