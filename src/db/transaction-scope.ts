@@ -47,7 +47,13 @@ export function outsideTransactionScope<T>(fn: () => T): T {
 export class ScopedTx implements Tx, NotifiesAfterCommit, SendsWithoutWaiting, ReadsAfterCommit {
   #open = true;
   readonly notifications = new Map<string, { channel: string; payload: string }>();
-  readonly #unanswered: Promise<QueryResult>[] = [];
+  /**
+   * The last statement sent without waiting, observed: both backends answer a connection's
+   * statements in the order sent, so once it settled every earlier one has too.
+   */
+  #lastUnanswered: Promise<void> | undefined;
+  /** The first of those statements to fail, in the order sent. */
+  #unansweredFailure: Error | undefined;
   readonly #readsAfterCommit: {
     sql: string;
     params: readonly unknown[] | undefined;
@@ -78,18 +84,17 @@ export class ScopedTx implements Tx, NotifiesAfterCommit, SendsWithoutWaiting, R
     if (!this.#open) {
       throw new KeelError('KEEL_SERVICE_STATE', 'sendWithoutWaiting was called after the transaction ended');
     }
-    const answer = this.#run(sql, params);
-    // Observed here so a failure is never an unhandled rejection; `unanswered` reports it.
-    answer.catch(() => undefined);
-    this.#unanswered.push(answer);
+    // Observed here so a failure is never an unhandled rejection; `unansweredFailure` reports it.
+    this.#lastUnanswered = this.#run(sql, params).then(undefined, (error: unknown) => {
+      // The drivers reject with Error objects (pg's DatabaseError, PGlite's).
+      this.#unansweredFailure ??= error as Error;
+    });
   }
 
   /** The first failure among the statements sent without waiting, once all answered; undefined if none failed. */
   async unansweredFailure(): Promise<Error | undefined> {
-    const outcomes = await Promise.allSettled(this.#unanswered);
-    const failed = outcomes.find((outcome) => outcome.status === 'rejected');
-    // The drivers reject with Error objects (pg's DatabaseError, PGlite's).
-    return failed?.reason as Error | undefined;
+    await this.#lastUnanswered;
+    return this.#unansweredFailure;
   }
 
   readAfterCommit<R = Row>(sql: string, params?: readonly unknown[]): Promise<QueryResult<R> | undefined> {
