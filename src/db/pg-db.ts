@@ -135,6 +135,9 @@ function socketOf(client: pg.PoolClient): { cork(): void; uncork(): void } {
     .stream;
 }
 
+/** Where a checked-out connection's 'error' goes: the transaction holding it. */
+const checkedOutErrors = new WeakMap<pg.PoolClient, (error: Error) => void>();
+
 function transactionAborted(): Error {
   // The same error PGlite raises when COMMIT turns into ROLLBACK: a statement failed inside the
   // transaction and the callback swallowed it. The server silently rolls back; keel refuses to
@@ -183,6 +186,9 @@ export class PgDb implements Db {
     });
     // An idle pooled connection that drops emits 'error' on the pool; unhandled, it kills the process.
     pool.on('error', () => undefined);
+    // A checked-out one emits it on itself: one listener per connection for its whole life, which
+    // tells the transaction holding it, instead of one added and removed per transaction.
+    pool.on('connect', (client) => client.on('error', (error) => checkedOutErrors.get(client)?.(error)));
     const db = new PgDb(pool, resolved);
     try {
       await db.#createSchema();
@@ -249,12 +255,11 @@ export class PgDb implements Db {
       throw this.#translate(error);
     }
     let discard: Error | undefined;
-    // A checked-out connection that drops emits 'error' on the client, not the pool: unhandled, it
-    // kills the process. The query in flight rejects anyway, so recording it is enough.
-    const onError = (error: Error): void => {
+    // A checked-out connection that drops emits 'error' on the client, not the pool. The query in
+    // flight rejects anyway, so recording it is enough.
+    checkedOutErrors.set(client, (error) => {
       discard ??= error;
-    };
-    client.on('error', onError);
+    });
     try {
       // Pipelined: BEGIN travels with the first statement instead of costing a round trip. Its
       // answer is checked before the transaction reports anything.
@@ -326,7 +331,7 @@ export class PgDb implements Db {
       throw this.#translate(error);
     } finally {
       // A connection that failed mid-transaction is destroyed, not returned to the pool half-open.
-      client.off('error', onError);
+      checkedOutErrors.delete(client);
       client.release(discard);
     }
   }
