@@ -1,8 +1,9 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { isKeelError } from '../errors/index.ts';
-import { createTestDb, testDbBackend, type TestDb } from '../testing/db.ts';
-import { defaultDatabaseUrl } from './open-db.ts';
-import { openPgDb, type PgDb } from './pg-db.ts';
+import { defaultDatabaseUrl } from '../../src/db/open-db.ts';
+import { openPgDb, type PgDb } from '../../src/db/pg-db.ts';
+import { isKeelError } from '../../src/errors/index.ts';
+import { createTestDb, testDbBackend, type TestDb } from '../../src/testing/db.ts';
+import { until } from '../until.ts';
 
 const pgPass = testDbBackend() === 'pg';
 const url = process.env.DATABASE_URL?.trim() || defaultDatabaseUrl;
@@ -11,15 +12,6 @@ const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
-
-/** Waits for `check` to hold, polling: these tests watch a real server's connections. */
-async function eventually(check: () => Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
 
 describe('PgDb without a server', () => {
   it('fails to open with KEEL_DB_UNAVAILABLE naming host and port', async () => {
@@ -85,19 +77,20 @@ describe.skipIf(!pgPass)('PgDb against the server (runs in the KEEL_DB=pg pass o
     const received: string[] = [];
     await db.listen(channel, (payload) => received.push(payload));
     await db.query('SELECT pg_notify($1, $2)', [channel, 'before']);
-    await eventually(async () => received.includes('before'), 'the first notification');
+    await until(async () => received.includes('before'), 10_000, 'the first notification');
 
     const pid = db.listenerState.backendPid;
     expect(pid).toBeTypeOf('number');
     await db.query('SELECT pg_terminate_backend($1)', [pid]);
-    await eventually(
+    await until(
       async () => db.listenerState.reconnects === 1 && db.listenerState.connected,
+      10_000,
       'the reconnect',
     );
     expect(db.listenerState.backendPid).not.toBe(pid);
 
     await db.query('SELECT pg_notify($1, $2)', [channel, 'after']);
-    await eventually(async () => received.includes('after'), 'a notification after the reconnect');
+    await until(async () => received.includes('after'), 10_000, 'a notification after the reconnect');
   });
 
   it('turns a connection killed mid-transaction into KEEL_DB_UNAVAILABLE, and keeps serving', async () => {
@@ -110,7 +103,7 @@ describe.skipIf(!pgPass)('PgDb against the server (runs in the KEEL_DB=pg pass o
       await tx.query('SELECT pg_sleep(5)');
     });
     const failed = running.catch((e: unknown) => e);
-    await eventually(async () => victim !== undefined, 'the transaction to start');
+    await until(async () => victim !== undefined, 10_000, 'the transaction to start');
     await db.query('SELECT pg_terminate_backend($1)', [victim]);
     const error: unknown = await failed;
     expect(isKeelError(error, 'KEEL_DB_UNAVAILABLE')).toBe(true);
@@ -175,6 +168,6 @@ describe.skipIf(!pgPass)('PgDb against the server (runs in the KEEL_DB=pg pass o
       );
     expect(await count()).toBeGreaterThanOrEqual(2);
     await db.close();
-    await eventually(async () => (await count()) === 0, 'the connections to close');
+    await until(async () => (await count()) === 0, 10_000, 'the connections to close');
   });
 });
