@@ -10,7 +10,7 @@ import { PgListener } from './pg-listener.ts';
 import { describeServer, isConnectionError, unavailable, type ServerAddress } from './pg-errors.ts';
 import { sendNotifications } from './notify-after-commit.ts';
 import { preparedStatementName } from './prepared-statements.ts';
-import { WriteCoalescer } from './write-coalescer.ts';
+import { PgTransactionSender } from './pg-transaction-sender.ts';
 import { ScopedTx, assertOutsideTransaction, runInTransactionScope } from './transaction-scope.ts';
 
 export interface PgDbOptions {
@@ -85,20 +85,27 @@ type PgQueryable = Pick<pg.ClientBase, 'query'>;
  * `prepare` is on. Like PGlite, a script of several statements answers with its last statement's
  * result.
  */
-async function run(
+function run(
   on: PgQueryable,
   sql: string,
   params: readonly unknown[] | undefined,
   prepare: boolean,
 ): Promise<QueryResult> {
   const name = prepare && params !== undefined ? preparedStatementName(sql) : undefined;
-  let result: pg.QueryResult | pg.QueryResult[];
-  try {
-    result = (await (name === undefined
+  return answer(
+    name === undefined
       ? on.query(sql, params as unknown[] | undefined)
       : on instanceof pg.Pool
         ? on.query({ name, text: sql, values: params as unknown[] })
-        : submitNamed(on, name, sql, params!))) as pg.QueryResult | pg.QueryResult[];
+        : submitNamed(on, name, sql, params!),
+  );
+}
+
+/** A statement's answer as keel's `QueryResult` (a script's: its last statement's); its failure with the caller's stack. */
+async function answer(sent: Promise<pg.QueryResult | pg.QueryResult[]>): Promise<QueryResult> {
+  let result: pg.QueryResult | pg.QueryResult[];
+  try {
+    result = await sent;
   } catch (error) {
     throw withCallerStack(error);
   }
@@ -127,12 +134,6 @@ function submitNamed(
     query.callback = (error, result) => (error ? reject(error) : resolve(result));
     void client.query(query);
   });
-}
-
-/** The socket under a pooled client: pg keeps it on its connection. */
-function socketOf(client: pg.PoolClient): { cork(): void; uncork(): void } {
-  return (client as unknown as { connection: { stream: { cork(): void; uncork(): void } } }).connection
-    .stream;
 }
 
 /** Where a checked-out connection's 'error' goes: the transaction holding it. */
@@ -261,15 +262,20 @@ export class PgDb implements Db {
       discard ??= error;
     });
     try {
-      // Pipelined: BEGIN travels with the first statement instead of costing a round trip. Its
-      // answer is checked before the transaction reports anything.
-      const writes = new WriteCoalescer(socketOf(client));
-      const send = (sql: string, params?: readonly unknown[]): Promise<QueryResult> => {
-        writes.hold();
-        return run(client, sql, params, this.#options.preparedStatements);
-      };
-      const begun = send(
-        isolation === undefined ? 'BEGIN' : `BEGIN ISOLATION LEVEL ${isolation.toUpperCase()}`,
+      // Pipelined: BEGIN travels with the first statements, behind one Sync with them, instead of
+      // costing a round trip. Its answer is checked before the transaction reports anything.
+      const sender = new PgTransactionSender(client, {
+        prepare: this.#options.preparedStatements,
+        submitNamed,
+      });
+      const send = (sql: string, params?: readonly unknown[]): Promise<QueryResult> =>
+        answer(sender.send(sql, params));
+      const begun = answer(
+        sender.send(
+          isolation === undefined ? 'BEGIN' : `BEGIN ISOLATION LEVEL ${isolation.toUpperCase()}`,
+          undefined,
+          true,
+        ),
       );
       begun.catch(() => undefined);
       const tx = new ScopedTx(send);
@@ -291,7 +297,7 @@ export class PgDb implements Db {
       tx.end();
       // COMMIT follows the statements sent without waiting on the wire; if one of them failed, the
       // server has rolled back and COMMIT answers ROLLBACK.
-      writes.hold();
+      sender.flush();
       const readWithCommit = tx.takeReadForCommit();
       const commit = commitWithRead(client, readWithCommit?.sql);
       commit.catch(() => undefined);

@@ -1,0 +1,183 @@
+// PgTransactionSender and PgStatementBatch against the real server: what a transaction sends in
+// one turn goes behind one Sync and is answered statement by statement, in order; a failure
+// answers the failing statement with its error and those after it with 25P02, and leaves the
+// connection usable; a prepared statement is parsed once, on its own, then bound by name; a
+// script without parameters goes on its own, in its place.
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { defaultDatabaseUrl } from '../../src/db/open-db.ts';
+import { PgTransactionSender } from '../../src/db/pg-transaction-sender.ts';
+import { preparedStatement, preparedStatementName } from '../../src/db/prepared-statements.ts';
+import { testDbBackend } from '../../src/testing/db.ts';
+import { uniqueSchemaName } from '../../src/testing/index.ts';
+
+const pgPass = testDbBackend() === 'pg';
+const url = process.env.DATABASE_URL?.trim() || defaultDatabaseUrl;
+const schema = uniqueSchemaName('sender');
+
+interface Labelled {
+  seq?: string;
+  label: string;
+}
+
+/** A named prepared statement sent on its own, as PgDb does on a statement's first use. */
+function submitNamed(
+  client: pg.PoolClient,
+  name: string,
+  text: string,
+  values: readonly unknown[],
+): Promise<pg.QueryResult> {
+  return client.query({ name, text, values: [...values] });
+}
+
+describe.skipIf(!pgPass)('PgTransactionSender (runs in the KEEL_DB=pg pass only)', () => {
+  let pool: pg.Pool;
+
+  beforeAll(async () => {
+    pool = new pg.Pool({
+      connectionString: url,
+      max: 2,
+      pipeline: true,
+      options: `-c search_path=${schema}`,
+    });
+    await pool.query(`CREATE SCHEMA ${schema}`);
+    await pool.query(`CREATE TABLE ${schema}.events (seq bigserial PRIMARY KEY, label text NOT NULL)`);
+  });
+
+  afterAll(async () => {
+    await pool?.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+    await pool?.end();
+  });
+
+  /** A checked-out connection, its sender, and a count of the Syncs written on it. */
+  async function connection(prepare = true): Promise<{
+    client: pg.PoolClient;
+    sender: PgTransactionSender;
+    syncs: () => number;
+  }> {
+    const client = await pool.connect();
+    const protocol = (client as unknown as { connection: { sync(): void } }).connection;
+    let syncs = 0;
+    const sync = protocol.sync.bind(protocol);
+    protocol.sync = () => {
+      syncs++;
+      sync();
+    };
+    return { client, sender: new PgTransactionSender(client, { prepare, submitNamed }), syncs: () => syncs };
+  }
+
+  it('sends the statements of one turn behind one Sync and answers each in order', async () => {
+    const { client, sender, syncs } = await connection();
+    try {
+      const begun = sender.send('BEGIN', undefined, true);
+      const inserted = ['a', 'b', 'c'].map((label) =>
+        sender.send('INSERT INTO events (label) VALUES ($1) RETURNING seq, label', [label]),
+      );
+      const counted = sender.send('SELECT count(*)::int AS n FROM events WHERE label = ANY($1)', [
+        ['a', 'b', 'c'],
+      ]);
+      const answers = await Promise.all([begun, ...inserted, counted]);
+      expect(syncs()).toBe(1);
+      const rows = answers.slice(1, 4).map((answer) => (answer as pg.QueryResult<Labelled>).rows[0]!);
+      expect(rows.map((row) => row.label)).toEqual(['a', 'b', 'c']);
+      const seqs = rows.map((row) => Number(row.seq));
+      expect(seqs).toEqual([...seqs].sort((x, y) => x - y));
+      expect((answers[4] as pg.QueryResult).rows).toEqual([{ n: 3 }]);
+      expect((answers[1] as pg.QueryResult).rowCount).toBe(1);
+      await client.query('ROLLBACK');
+    } finally {
+      client.release();
+    }
+  });
+
+  it('answers the failing statement with its error and those after it with 25P02', async () => {
+    const { client, sender } = await connection();
+    try {
+      const sent = [
+        sender.send('BEGIN', undefined, true),
+        sender.send('INSERT INTO events (label) VALUES ($1)', ['before']),
+        sender.send('SELECT 1 / $1::int AS x', [0]),
+        sender.send('INSERT INTO events (label) VALUES ($1)', ['after']),
+      ];
+      const settled = await Promise.allSettled(sent);
+      expect(settled.map((s) => s.status)).toEqual(['fulfilled', 'fulfilled', 'rejected', 'rejected']);
+      expect((settled[2] as PromiseRejectedResult).reason).toMatchObject({ code: '22012' });
+      expect((settled[3] as PromiseRejectedResult).reason).toMatchObject({ code: '25P02' });
+      // The transaction is aborted, as it would be statement by statement; the connection is not.
+      const { command } = await client.query('COMMIT');
+      expect(command).toBe('ROLLBACK');
+      const { rows } = await client.query(
+        `SELECT count(*)::int AS n FROM events WHERE label IN ('before', 'after')`,
+      );
+      expect(rows).toEqual([{ n: 0 }]);
+    } finally {
+      client.release();
+    }
+  });
+
+  it('parses a prepared statement once, on its own, and binds it by name afterwards', async () => {
+    const sql = preparedStatement(`INSERT INTO ${schema}.events (label) VALUES ($1) RETURNING label`);
+    const name = preparedStatementName(sql)!;
+    const { client, sender, syncs } = await connection();
+    try {
+      const first = [
+        sender.send('BEGIN', undefined, true),
+        sender.send(sql, ['p1']),
+        sender.send(sql, ['p2']),
+      ];
+      await Promise.all(first);
+      // BEGIN alone, then the first use with its Parse, then the second bound by name.
+      expect(syncs()).toBe(3);
+      const again = [sender.send(sql, ['p3']), sender.send(sql, ['p4'])];
+      const answers = (await Promise.all(again)) as pg.QueryResult<Labelled>[];
+      expect(answers.map((answer) => answer.rows[0]!.label)).toEqual(['p3', 'p4']);
+      expect(syncs()).toBe(4);
+      const { rows } = await client.query(
+        'SELECT count(*)::int AS n FROM pg_prepared_statements WHERE name = $1',
+        [name],
+      );
+      expect(rows).toEqual([{ n: 1 }]);
+      await client.query('ROLLBACK');
+    } finally {
+      client.release();
+    }
+  });
+
+  it('sends a script without parameters on its own, in its place among the others', async () => {
+    const { client, sender } = await connection(false);
+    try {
+      const sent = [
+        sender.send('BEGIN', undefined, true),
+        sender.send('INSERT INTO events (label) VALUES ($1)', ['s1']),
+        sender.send(
+          `INSERT INTO events (label) VALUES ('s2'); INSERT INTO events (label) VALUES ('s3')`,
+          undefined,
+        ),
+        sender.send('INSERT INTO events (label) VALUES ($1)', ['s4']),
+      ];
+      await Promise.all(sent);
+      const { rows } = await client.query<Labelled>(
+        `SELECT label FROM events WHERE label LIKE 's_' ORDER BY seq`,
+      );
+      expect(rows.map((row) => row.label)).toEqual(['s1', 's2', 's3', 's4']);
+      await client.query('ROLLBACK');
+    } finally {
+      client.release();
+    }
+  });
+
+  it('turns a row the driver cannot parse into that statement’s failure only', async () => {
+    const { client, sender } = await connection();
+    client.setTypeParser(1700, () => {
+      throw new Error('no numerics here');
+    });
+    try {
+      const sent = [sender.send('SELECT $1::numeric AS n', [1]), sender.send('SELECT $1::int AS n', [2])];
+      const settled = await Promise.allSettled(sent);
+      expect((settled[0] as PromiseRejectedResult).reason).toMatchObject({ message: 'no numerics here' });
+      expect((settled[1] as PromiseFulfilledResult<pg.QueryResult>).value.rows).toEqual([{ n: 2 }]);
+    } finally {
+      client.release(true);
+    }
+  });
+});
