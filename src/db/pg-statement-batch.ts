@@ -120,11 +120,16 @@ export class PgStatementBatch extends QueryBase {
     this.#statements[index]?.resolve(this.#results[index]!);
   }
 
-  /** The failing statement gets the error; those the server skipped after it get 25P02. */
+  /**
+   * A statement's failure goes to it, and those the server skipped after it get 25P02. A failure
+   * of the session (FATAL, a lost connection) goes to every statement not yet answered.
+   */
   handleError(error: Error): void {
     const failed = this.#statements[this.#current];
     failed?.reject(error);
-    for (const skipped of this.#statements.slice(this.#current + 1)) skipped.reject(skippedError());
+    const ofStatement = error instanceof pg.DatabaseError && error.severity === 'ERROR';
+    for (const skipped of this.#statements.slice(this.#current + 1))
+      skipped.reject(ofStatement ? skippedError() : error);
     this.#current = this.#statements.length;
   }
 

@@ -166,6 +166,25 @@ describe.skipIf(!pgPass)('PgTransactionSender (runs in the KEEL_DB=pg pass only)
     }
   });
 
+  it('answers every statement not yet answered with the failure of the session', async () => {
+    const { client, sender } = await connection();
+    const { rows } = await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+    client.on('error', () => undefined);
+    const sent = [
+      sender.send('BEGIN', undefined, true),
+      sender.send('SELECT pg_sleep($1::float8)', [5]),
+      sender.send('INSERT INTO events (label) VALUES ($1)', ['never']),
+    ];
+    const settled = Promise.allSettled(sent);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    await pool.query('SELECT pg_terminate_backend($1)', [rows[0]!.pid]);
+    const [begun, sleeping, inserting] = await settled;
+    expect(begun!.status).toBe('fulfilled');
+    expect(sleeping).toMatchObject({ status: 'rejected', reason: { code: '57P01' } });
+    expect(inserting).toMatchObject({ status: 'rejected', reason: { code: '57P01' } });
+    client.release(true);
+  });
+
   it('turns a row the driver cannot parse into that statement’s failure only', async () => {
     const { client, sender } = await connection();
     client.setTypeParser(1700, () => {
