@@ -3,6 +3,7 @@
 // answers the failing statement with its error and those after it with 25P02, and leaves the
 // connection usable; a prepared statement is parsed once, on its own, then bound by name; a
 // script without parameters goes on its own, in its place.
+import fc from 'fast-check';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultDatabaseUrl } from '../../src/db/open-db.ts';
@@ -14,6 +15,8 @@ import { uniqueSchemaName } from '../../src/testing/index.ts';
 const pgPass = testDbBackend() === 'pg';
 const url = process.env.DATABASE_URL?.trim() || defaultDatabaseUrl;
 const schema = uniqueSchemaName('sender');
+
+type Row = Record<string, unknown>;
 
 interface Labelled {
   seq?: string;
@@ -42,6 +45,7 @@ describe.skipIf(!pgPass)('PgTransactionSender (runs in the KEEL_DB=pg pass only)
     });
     await pool.query(`CREATE SCHEMA ${schema}`);
     await pool.query(`CREATE TABLE ${schema}.events (seq bigserial PRIMARY KEY, label text NOT NULL)`);
+    await pool.query(`CREATE TABLE ${schema}.runs (run text NOT NULL, item integer NOT NULL)`);
   });
 
   afterAll(async () => {
@@ -49,7 +53,10 @@ describe.skipIf(!pgPass)('PgTransactionSender (runs in the KEEL_DB=pg pass only)
     await pool?.end();
   });
 
-  /** A checked-out connection, its sender, and a count of the Syncs written on it. */
+  /**
+   * A checked-out connection, its sender, and a count of the Syncs written on it. Tests release
+   * it destroyed, so that one failing midway leaves no open transaction to the next.
+   */
   async function connection(prepare = true): Promise<{
     client: pg.PoolClient;
     sender: PgTransactionSender;
@@ -86,7 +93,7 @@ describe.skipIf(!pgPass)('PgTransactionSender (runs in the KEEL_DB=pg pass only)
       expect((answers[1] as pg.QueryResult).rowCount).toBe(1);
       await client.query('ROLLBACK');
     } finally {
-      client.release();
+      client.release(true);
     }
   });
 
@@ -111,7 +118,7 @@ describe.skipIf(!pgPass)('PgTransactionSender (runs in the KEEL_DB=pg pass only)
       );
       expect(rows).toEqual([{ n: 0 }]);
     } finally {
-      client.release();
+      client.release(true);
     }
   });
 
@@ -139,7 +146,7 @@ describe.skipIf(!pgPass)('PgTransactionSender (runs in the KEEL_DB=pg pass only)
       expect(rows).toEqual([{ n: 1 }]);
       await client.query('ROLLBACK');
     } finally {
-      client.release();
+      client.release(true);
     }
   });
 
@@ -162,8 +169,58 @@ describe.skipIf(!pgPass)('PgTransactionSender (runs in the KEEL_DB=pg pass only)
       expect(rows.map((row) => row.label)).toEqual(['s1', 's2', 's3', 's4']);
       await client.query('ROLLBACK');
     } finally {
-      client.release();
+      client.release(true);
     }
+  });
+
+  it('property: a turn behind one Sync answers as the same statements each behind its own', async () => {
+    // What a statement can be: a write, a read with rows, a failure, a script without parameters.
+    const statement = fc.constantFrom('write', 'read', 'fail', 'script');
+    let runs = 0;
+    /** The statements' outcomes, the COMMIT's answer and what the transaction left. */
+    const outcome = async (kinds: string[], batched: boolean): Promise<unknown> => {
+      const run = `r${runs++}`;
+      const client = await pool.connect();
+      try {
+        const sender = new PgTransactionSender(client, { prepare: true, submitNamed });
+        type Answer = pg.QueryResult | pg.QueryResult[];
+        const send = (sql: string, params?: unknown[]): Promise<Answer> =>
+          batched ? sender.send(sql, params) : (client.query(sql, params) as Promise<Answer>);
+        const sent: Promise<Answer>[] = [
+          batched ? sender.send('BEGIN', undefined, true) : client.query('BEGIN'),
+        ];
+        kinds.forEach((kind, item) => {
+          if (kind === 'write') sent.push(send('INSERT INTO runs (run, item) VALUES ($1, $2)', [run, item]));
+          if (kind === 'read') sent.push(send('SELECT item FROM runs WHERE run = $1 ORDER BY item', [run]));
+          if (kind === 'fail') sent.push(send('SELECT 1 / ($1::int - $1::int) AS x', [item]));
+          if (kind === 'script')
+            sent.push(send(`INSERT INTO runs (run, item) VALUES ('${run}', ${item}); SELECT 1 AS one`));
+        });
+        const settled = await Promise.allSettled(sent);
+        const { command } = await client.query('COMMIT');
+        const { rows } = await client.query<{ item: number }>(
+          'SELECT item FROM runs WHERE run = $1 ORDER BY item',
+          [run],
+        );
+        return {
+          statements: settled.map((s) =>
+            s.status === 'rejected'
+              ? { failed: (s.reason as { code?: string }).code }
+              : { rows: ([] as pg.QueryResult<Row>[]).concat(s.value).map((r) => r.rows) },
+          ),
+          command,
+          left: rows.map((row) => row.item),
+        };
+      } finally {
+        client.release(true);
+      }
+    };
+    await fc.assert(
+      fc.asyncProperty(fc.array(statement, { minLength: 1, maxLength: 8 }), async (kinds) => {
+        expect(await outcome(kinds, true)).toEqual(await outcome(kinds, false));
+      }),
+      { numRuns: 40 },
+    );
   });
 
   it('answers every statement not yet answered with the failure of the session', async () => {
