@@ -7,7 +7,13 @@ import { withCallerStack } from './caller-stack.ts';
 import { commitWithRead, type CommitAnswer } from './commit-with-read.ts';
 import { checkIsolation } from './isolation.ts';
 import { PgListener } from './pg-listener.ts';
-import { describeServer, isConnectionError, unavailable, type ServerAddress } from './pg-errors.ts';
+import {
+  abortedTransactionError,
+  describeServer,
+  isConnectionError,
+  unavailable,
+  type ServerAddress,
+} from './pg-errors.ts';
 import { sendNotifications } from './notify-after-commit.ts';
 import { preparedStatementName } from './prepared-statements.ts';
 import { PgTransactionSender } from './pg-transaction-sender.ts';
@@ -78,15 +84,13 @@ function resolveOptions(options: PgDbOptions): ResolvedPgDbOptions {
   };
 }
 
-type PgQueryable = Pick<pg.ClientBase, 'query'>;
-
 /**
- * Runs one statement; a registered one with parameters goes as its named prepared statement when
- * `prepare` is on. Like PGlite, a script of several statements answers with its last statement's
- * result.
+ * Runs one statement on the pool; a registered one with parameters goes as its named prepared
+ * statement when `prepare` is on. Like PGlite, a script of several statements answers with its
+ * last statement's result.
  */
 function run(
-  on: PgQueryable,
+  pool: pg.Pool,
   sql: string,
   params: readonly unknown[] | undefined,
   prepare: boolean,
@@ -94,10 +98,8 @@ function run(
   const name = prepare && params !== undefined ? preparedStatementName(sql) : undefined;
   return answer(
     name === undefined
-      ? on.query(sql, params as unknown[] | undefined)
-      : on instanceof pg.Pool
-        ? on.query({ name, text: sql, values: params as unknown[] })
-        : submitNamed(on, name, sql, params!),
+      ? pool.query(sql, params as unknown[] | undefined)
+      : pool.query({ name, text: sql, values: params as unknown[] }),
   );
 }
 
@@ -114,28 +116,6 @@ async function answer(sent: Promise<pg.QueryResult | pg.QueryResult[]>): Promise
   return { rows: last.rows as Row[], rowCount: last.rowCount ?? 0 };
 }
 
-/**
- * A named prepared statement on a checked-out client, as a query object of our own: given a
- * config object instead, pg copies it property by property and wraps its promise in one more,
- * a few µs per statement that keel's hot transactions run several times.
- */
-function submitNamed(
-  client: PgQueryable,
-  name: string,
-  sql: string,
-  params: readonly unknown[],
-): Promise<pg.QueryResult> {
-  return new Promise((resolve, reject) => {
-    const query = new pg.Query(sql, params as unknown[]) as unknown as pg.Submittable & {
-      name: string;
-      callback: (error: Error | null, result: pg.QueryResult) => void;
-    };
-    query.name = name;
-    query.callback = (error, result) => (error ? reject(error) : resolve(result));
-    void client.query(query);
-  });
-}
-
 /** Where a checked-out connection's 'error' goes: the transaction holding it. */
 const checkedOutErrors = new WeakMap<pg.PoolClient, (error: Error) => void>();
 
@@ -143,10 +123,7 @@ function transactionAborted(): Error {
   // The same error PGlite raises when COMMIT turns into ROLLBACK: a statement failed inside the
   // transaction and the callback swallowed it. The server silently rolls back; keel refuses to
   // report that as a commit.
-  const error = new pg.DatabaseError('Transaction was rolled back instead of committed', 0, 'error');
-  error.code = '25P02';
-  error.severity = 'ERROR';
-  return error;
+  return abortedTransactionError('Transaction was rolled back instead of committed');
 }
 
 /** The production `Db`: a node-postgres pool against a PostgreSQL server. */
@@ -264,10 +241,7 @@ export class PgDb implements Db {
     try {
       // Pipelined: BEGIN travels with the first statements, behind one Sync with them, instead of
       // costing a round trip. Its answer is checked before the transaction reports anything.
-      const sender = new PgTransactionSender(client, {
-        prepare: this.#options.preparedStatements,
-        submitNamed,
-      });
+      const sender = new PgTransactionSender(client, { prepare: this.#options.preparedStatements });
       const send = (sql: string, params?: readonly unknown[]): Promise<QueryResult> =>
         answer(sender.send(sql, params));
       const begun = answer(

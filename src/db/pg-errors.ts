@@ -1,3 +1,4 @@
+import pg from 'pg';
 import { KeelError } from '../errors/index.ts';
 
 /** Where a PostgreSQL server is, as error messages name it. */
@@ -68,4 +69,12 @@ export function unavailable(server: ServerAddress, cause: unknown): KeelError {
     cause,
     details: { host: server.host, port: server.port },
   });
+}
+
+/** A server-shaped 25P02 (in_failed_sql_transaction) error, for what the server's own answer would have said. */
+export function abortedTransactionError(message: string): Error {
+  const error = new pg.DatabaseError(message, 0, 'error');
+  error.code = '25P02';
+  error.severity = 'ERROR';
+  return error;
 }

@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { abortedTransactionError } from './pg-errors.ts';
 
 /** One statement of a batch, with where its answer goes. */
 export interface BatchedStatement {
@@ -141,12 +142,7 @@ export class PgStatementBatch extends QueryBase {
 }
 
 function skippedError(): Error {
-  const error = new pg.DatabaseError(
+  return abortedTransactionError(
     'current transaction is aborted, commands ignored until end of transaction block',
-    0,
-    'error',
   );
-  error.code = '25P02';
-  error.severity = 'ERROR';
-  return error;
 }

@@ -1,4 +1,4 @@
-import type pg from 'pg';
+import pg from 'pg';
 import { PgStatementBatch, type BatchedStatement } from './pg-statement-batch.ts';
 import { preparedStatementName } from './prepared-statements.ts';
 
@@ -9,13 +9,27 @@ interface PgConnection {
   submittedNamedStatements: Record<string, string | undefined>;
 }
 
-/** A named prepared statement as a query object of our own (see `submitNamed`). */
-export type SubmitNamed = (
+/**
+ * A named prepared statement sent on its own, as a query object of our own: given a config object
+ * instead, pg copies it property by property and wraps its promise in one more, a few µs per
+ * statement. node-postgres parses it under its name and remembers that it did.
+ */
+function submitNamed(
   client: pg.PoolClient,
   name: string,
   sql: string,
   params: readonly unknown[],
-) => Promise<pg.QueryResult>;
+): Promise<pg.QueryResult> {
+  return new Promise((resolve, reject) => {
+    const query = new pg.Query(sql, params as unknown[]) as unknown as pg.Submittable & {
+      name: string;
+      callback: (error: Error | null, result: pg.QueryResult) => void;
+    };
+    query.name = name;
+    query.callback = (error, result) => (error ? reject(error) : resolve(result));
+    void client.query(query);
+  });
+}
 
 /**
  * Sends the statements of one transaction on a pipelined pg connection. What the transaction
@@ -36,15 +50,13 @@ export class PgTransactionSender {
   readonly #client: pg.PoolClient;
   readonly #connection: PgConnection;
   readonly #prepare: boolean;
-  readonly #submitNamed: SubmitNamed;
   #pending: BatchedStatement[] = [];
   #corked = false;
 
-  constructor(client: pg.PoolClient, options: { prepare: boolean; submitNamed: SubmitNamed }) {
+  constructor(client: pg.PoolClient, options: { prepare: boolean }) {
     this.#client = client;
     this.#connection = (client as unknown as { connection: PgConnection }).connection;
     this.#prepare = options.prepare;
-    this.#submitNamed = options.submitNamed;
   }
 
   /**
@@ -65,7 +77,7 @@ export class PgTransactionSender {
     const name = this.#prepare && values.length > 0 ? preparedStatementName(sql) : undefined;
     if (name !== undefined && !this.#prepared(name)) {
       this.#submitPending();
-      return this.#submitNamed(this.#client, name, sql, values);
+      return submitNamed(this.#client, name, sql, values);
     }
     return new Promise((resolve, reject) => {
       this.#pending.push({ text: sql, values, ...(name === undefined ? {} : { name }), resolve, reject });

@@ -23,16 +23,6 @@ interface Labelled {
   label: string;
 }
 
-/** A named prepared statement sent on its own, as PgDb does on a statement's first use. */
-function submitNamed(
-  client: pg.PoolClient,
-  name: string,
-  text: string,
-  values: readonly unknown[],
-): Promise<pg.QueryResult> {
-  return client.query({ name, text, values: [...values] });
-}
-
 describe.skipIf(!pgPass)('PgTransactionSender (runs in the KEEL_DB=pg pass only)', () => {
   let pool: pg.Pool;
 
@@ -70,7 +60,7 @@ describe.skipIf(!pgPass)('PgTransactionSender (runs in the KEEL_DB=pg pass only)
       syncs++;
       sync();
     };
-    return { client, sender: new PgTransactionSender(client, { prepare, submitNamed }), syncs: () => syncs };
+    return { client, sender: new PgTransactionSender(client, { prepare }), syncs: () => syncs };
   }
 
   it('sends the statements of one turn behind one Sync and answers each in order', async () => {
@@ -182,7 +172,7 @@ describe.skipIf(!pgPass)('PgTransactionSender (runs in the KEEL_DB=pg pass only)
       const run = `r${runs++}`;
       const client = await pool.connect();
       try {
-        const sender = new PgTransactionSender(client, { prepare: true, submitNamed });
+        const sender = new PgTransactionSender(client, { prepare: true });
         type Answer = pg.QueryResult | pg.QueryResult[];
         const send = (sql: string, params?: unknown[]): Promise<Answer> =>
           batched ? sender.send(sql, params) : (client.query(sql, params) as Promise<Answer>);
