@@ -57,7 +57,8 @@ const walOutbox = process.env.BENCH_OUTBOX === 'wal';
 /** Each side's database: the suite's backend, or with BENCH_OUTBOX=wal a schema on the bench's own server. */
 function openSideDb(server: PgServer | undefined, schema: string): Promise<Db> {
   return server === undefined
-    ? createTestDb({ schemaPrefix: schema, poolSize })
+    ? // As deployed: production's Db does not check for nested calls (PgDbOptions.checkNestedUse).
+      createTestDb({ schemaPrefix: schema, poolSize, checkNestedUse: false })
     : openPgDb({ url: server.url, schema, poolSize });
 }
 

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { createTestDb, type TestDb } from '../testing/db.ts';
+import { createTestDb, testDbBackend, type TestDb } from '../testing/db.ts';
 import { isKeelError } from '../errors/index.ts';
 import { canNotifyAfterCommit } from './notify-after-commit.ts';
 import { canSendWithoutWaiting } from './send-without-waiting.ts';
@@ -193,6 +193,23 @@ describe('Db', () => {
     // After the transaction, the same async context may use the db again.
     expect((await db.query('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
   });
+
+  it.skipIf(testDbBackend() !== 'pg')(
+    'on pg, refuses nested calls only when asked: without the check they run outside the transaction (pg pass only)',
+    async () => {
+      // Production's default (checkNestedUse off): no AsyncLocalStorage, so nothing recognises
+      // the call as nested, and it runs on another pooled connection.
+      const db = await createTestDb({ checkNestedUse: false });
+      open.push(db);
+      await db.query('CREATE TABLE t (id int)');
+      const seenOutside = await db.transaction(async (tx) => {
+        await tx.query('INSERT INTO t VALUES (1)');
+        return (await db.query('SELECT count(*)::int AS n FROM t')).rows[0];
+      });
+      expect(seenOutside).toEqual({ n: 0 });
+      expect((await db.query('SELECT count(*)::int AS n FROM t')).rows).toEqual([{ n: 1 }]);
+    },
+  );
 
   it('never lets a query from outside run inside an open transaction', async () => {
     const db = await testDb();

@@ -55,8 +55,9 @@ export type DbDialect = 'pglite' | 'pg';
  * one pooled connection.
  *
  * Inside a `transaction` callback, use the `tx` it received: calling `query`/`transaction` of the
- * same Db there rejects with `KEEL_DB_IN_TRANSACTION` on both backends (on PGlite it would wait for
- * itself forever).
+ * same Db there rejects with `KEEL_DB_IN_TRANSACTION` on PGlite (it would wait for itself
+ * forever) and on pg when `checkNestedUse` is on, as in `createTestDb` (otherwise it runs outside
+ * the transaction, on another connection).
  */
 export interface Db extends Queryable {
   readonly dialect: DbDialect;

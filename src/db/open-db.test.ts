@@ -74,6 +74,16 @@ describe('openDb', () => {
     await db.close();
   });
 
+  it('rejects a pg option of the wrong type naming it, before connecting', async () => {
+    const url = 'postgres://nobody@127.0.0.1:1/none';
+    await expect(
+      openDb({ kind: 'pg', url, checkNestedUse: 'yes' as unknown as boolean }),
+    ).rejects.toMatchObject({ code: 'KEEL_INVALID_ARGUMENT', field: 'checkNestedUse' });
+    await expect(
+      openDb({ kind: 'pg', url, preparedStatements: 1 as unknown as boolean }),
+    ).rejects.toMatchObject({ code: 'KEEL_INVALID_ARGUMENT', field: 'preparedStatements' });
+  });
+
   it('rejects an unknown kind naming the field', async () => {
     await expect(openDb({ kind: 'mysql' } as unknown as Parameters<typeof openDb>[0])).rejects.toMatchObject({
       field: 'config.kind',

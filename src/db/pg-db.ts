@@ -41,6 +41,16 @@ export interface PgDbOptions {
    * before 1.21, or with `max_prepared_statements = 0`).
    */
   preparedStatements?: boolean;
+  /**
+   * Refuse `query` and `transaction` of this Db called from inside one of its transaction
+   * callbacks, with `KEEL_DB_IN_TRANSACTION`: on pg such a call runs on another connection,
+   * outside the transaction. Default false. The check needs an `AsyncLocalStorage`, and on
+   * Node 20 the first one used turns on promise hooks for the whole process: every promise
+   * created from then on, by any code, pays for it (in bench/orders both endpoints in the
+   * process lost 15–20 % of their requests a second). `createTestDb` turns it on, so a test
+   * suite catches the mistake; PGlite always checks, since there the call would hang.
+   */
+  checkNestedUse?: boolean;
 }
 
 interface ResolvedPgDbOptions {
@@ -53,6 +63,7 @@ interface ResolvedPgDbOptions {
   backoffMaxMs: number;
   applicationName: string;
   preparedStatements: boolean;
+  checkNestedUse: boolean;
   server: ServerAddress;
 }
 
@@ -61,6 +72,12 @@ function positiveInteger(field: string, value: unknown, fallback: number): numbe
   if (typeof value !== 'number' || !Number.isInteger(value) || value <= 0) {
     throw new InvalidArgumentError(field, 'a positive integer', value);
   }
+  return value;
+}
+
+function booleanOption(field: string, value: unknown, fallback: boolean): boolean {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'boolean') throw new InvalidArgumentError(field, 'true or false', value);
   return value;
 }
 
@@ -79,7 +96,8 @@ function resolveOptions(options: PgDbOptions): ResolvedPgDbOptions {
     backoffInitialMs: positiveInteger('listenerBackoff.initialMs', options.listenerBackoff?.initialMs, 100),
     backoffMaxMs: positiveInteger('listenerBackoff.maxMs', options.listenerBackoff?.maxMs, 5000),
     applicationName: options.applicationName ?? 'keel',
-    preparedStatements: options.preparedStatements ?? true,
+    preparedStatements: booleanOption('preparedStatements', options.preparedStatements, true),
+    checkNestedUse: booleanOption('checkNestedUse', options.checkNestedUse, false),
     server: describeServer(options.url),
   };
 }
@@ -255,7 +273,9 @@ export class PgDb implements Db {
       const tx = new ScopedTx(send);
       let result: T;
       try {
-        result = await runInTransactionScope(this, tx, () => fn(tx));
+        result = this.#options.checkNestedUse
+          ? await runInTransactionScope(this, tx, () => fn(tx))
+          : await fn(tx);
       } catch (error) {
         tx.end();
         tx.dropReadsAfterCommit();
@@ -378,7 +398,7 @@ export class PgDb implements Db {
     if (this.#closed !== undefined) {
       throw new KeelError('KEEL_SERVICE_STATE', `db.${method}() was called after the database was closed`);
     }
-    assertOutsideTransaction(this, method);
+    if (this.#options.checkNestedUse) assertOutsideTransaction(this, method);
   }
 
   #translate(error: unknown): unknown {

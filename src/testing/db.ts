@@ -45,6 +45,12 @@ export interface TestDbOptions {
   schemaPrefix?: string;
   /** pg only: most pooled connections. Default 5. */
   poolSize?: number;
+  /**
+   * pg only: refuse the Db's own `query`/`transaction` inside its transaction callbacks
+   * (`PgDbOptions.checkNestedUse`). Default true, unlike production: a test suite is where the
+   * mistake should surface. Benchmarks of what production runs turn it off. PGlite always checks.
+   */
+  checkNestedUse?: boolean;
   /** Where `KEEL_DB` and `DATABASE_URL` are read. Default `process.env`. */
   env?: Readonly<Record<string, string | undefined>>;
 }
@@ -100,6 +106,7 @@ export async function createTestDb(options: TestDbOptions = {}): Promise<TestDb>
         applicationName: 'keel-test',
         // As for the app: KEEL_DB_PREPARED=off runs keel's hot statements unprepared (benchmarks compare).
         preparedStatements: preparedStatementsFromEnv(env),
+        checkNestedUse: options.checkNestedUse ?? true,
       });
     } catch (error) {
       if (!isKeelError(error, 'KEEL_DB_UNAVAILABLE')) throw error;
