@@ -1,3 +1,5 @@
+import { preparedStatement } from './prepared-statements.ts';
+
 /**
  * A transaction that can send NOTIFYs after it commits instead of inside it. keel's own `Tx`
  * handles can; a foreign transaction (a pg client in BEGIN, Kysely) cannot, and gets the NOTIFY
@@ -18,6 +20,13 @@ export function canNotifyAfterCommit(tx: unknown): tx is NotifiesAfterCommit {
   return typeof (tx as Partial<NotifiesAfterCommit> | null)?.notifyAfterCommit === 'function';
 }
 
+// Prepared on pg: one is sent every few commits under load, and its plan reads no table.
+const notifySql = preparedStatement(
+  `SELECT pg_notify(n.channel, n.payload)
+   FROM (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit,
+     unnest($1::text[], $2::text[]) AS n(channel, payload)`,
+);
+
 /**
  * Sends queued notifications in one statement. Best effort: a lost wake-up only delays a poller.
  *
@@ -32,10 +41,5 @@ export async function sendNotifications(
 ): Promise<void> {
   if (notifications.size === 0) return;
   const list = [...notifications.values()];
-  await query(
-    `SELECT pg_notify(n.channel, n.payload)
-     FROM (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit,
-       unnest($1::text[], $2::text[]) AS n(channel, payload)`,
-    [list.map((n) => n.channel), list.map((n) => n.payload)],
-  );
+  await query(notifySql, [list.map((n) => n.channel), list.map((n) => n.payload)]);
 }

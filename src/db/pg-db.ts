@@ -369,9 +369,10 @@ export class PgDb implements Db {
     while (this.#pendingNotifications.size > 0) {
       const batch = new Map(this.#pendingNotifications);
       this.#pendingNotifications.clear();
-      await sendNotifications((sql, params) => this.#pool.query(sql, [...params]), batch).catch(
-        () => undefined,
-      );
+      await sendNotifications(
+        (sql, params) => run(this.#pool, sql, params, this.#options.preparedStatements),
+        batch,
+      ).catch(() => undefined);
     }
     this.#flushing = undefined;
   }
