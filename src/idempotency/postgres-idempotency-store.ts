@@ -59,11 +59,9 @@ END $$;
   {
     id: 'keel_idempotency_0003_claim_new_keys_by_one_probe',
     // Nearly every claim is of a new key. One index probe settles it; the DELETE of an expired
-    // or abandoned row and the check after it run only when a row is there. The DELETE was most
-    // of the function's time: setting up a modifying statement costs more than its probe
-    // (pgbench, 4 clients: a transaction with the claim ran 17,300–18,100 tx/s, now
-    // 20,400–21,400; with no claim, 27,700–30,400). A row that appears after the probe is
-    // stopped, as before, by the primary key at the key's insert.
+    // or abandoned row and the check after it run only when a row is there: setting up a
+    // modifying statement cost more than its probe (docs/idempotency.md has the figures). A row
+    // that appears after the probe is stopped, as before, by the primary key at the key's insert.
     sql: `
 CREATE OR REPLACE FUNCTION keel_idempotency_claim(p_scope text, p_key text, p_fingerprint text, p_now timestamptz)
 RETURNS void LANGUAGE plpgsql AS $$
