@@ -47,8 +47,8 @@ export interface PgDbOptions {
    * outside the transaction. Default false. The check needs an `AsyncLocalStorage`, and on
    * Node 20 the first one used turns on promise hooks for the whole process: every promise
    * created from then on, by any code, pays for it (in bench/orders both endpoints in the
-   * process served 15–25 % more requests a second without it). `createTestDb` turns it on, so a test
-   * suite catches the mistake; PGlite always checks, since there the call would hang.
+   * process served 15–25 % more requests a second without it). `createTestDb` turns it on, so
+   * a test suite catches the mistake; PGlite always checks, since there the call would hang.
    */
   checkNestedUse?: boolean;
 }
