@@ -407,10 +407,14 @@ export class PgDb implements Db {
     const pool = this.#pool;
     if (error instanceof Error && /timeout exceeded when trying to connect/.test(error.message)) {
       if (pool.totalCount >= this.#options.poolSize) {
-        // Not the server: every pooled connection is busy (long transactions, or a leak).
+        // Not the server: every pooled connection is busy. Without the nested-call check, a db
+        // call inside a transaction callback is a likely cause: it waits on its own transaction.
+        const causes = this.#options.checkNestedUse
+          ? 'long transactions, or a leak'
+          : 'long transactions, a leak, or db.query/db.transaction called inside a db.transaction callback, which waits for its own transaction (use its tx; checkNestedUse refuses such calls)';
         return new KeelError(
           'KEEL_DB_UNAVAILABLE',
-          `${this.#options.server.label}: no pooled connection became free within ${this.#options.connectTimeoutMs} ms (all ${this.#options.poolSize} busy, ${pool.waitingCount} callers waiting)`,
+          `${this.#options.server.label}: no pooled connection became free within ${this.#options.connectTimeoutMs} ms (all ${this.#options.poolSize} busy, ${pool.waitingCount} callers waiting): ${causes}`,
           { cause: error, details: { host: this.#options.server.host, port: this.#options.server.port } },
         );
       }
