@@ -76,20 +76,27 @@ SELECT seq::text AS seq, id::text AS id, destination, type, key, payload, header
 FROM picked ORDER BY picked.seq`;
 
 /**
- * $1 seqs, $2 published at, $3 claim ids. Marks rows published (or deletes them) and ends the
- * claims that held them. A mark lost in a server crash only republishes its rows (at-least-once,
- * as a relay crash does), so its commit need not wait for the disk: set_config(..., true) lasts
- * for the statement's own transaction.
+ * $1 seqs, $2 published at, $3 claim ids. Moves the published rows to `keel_outbox_archive` (or
+ * deletes them) and ends the claims that held them. A mark lost in a server crash only
+ * republishes its rows (at-least-once, as a relay crash does), so its commit need not wait for
+ * the disk: set_config(..., true) lasts for the statement's own transaction. A row published in
+ * the meantime by a relay of an earlier version (`published_at` set in place) is left to it.
  */
 const markSql = (deleteRows: boolean): string => `WITH async AS (
   SELECT set_config('synchronous_commit', 'off', true) AS v, $2::timestamptz AS at),
 marked AS (
-  ${
+  DELETE FROM keel_outbox WHERE seq = ANY($1::bigint[]) AND published_at IS NULL AND EXISTS (SELECT 1 FROM async)${
     deleteRows
-      ? 'DELETE FROM keel_outbox WHERE seq = ANY($1::bigint[]) AND EXISTS (SELECT 1 FROM async)'
-      : `UPDATE keel_outbox SET published_at = $2
-  WHERE seq = ANY($1::bigint[]) AND published_at IS NULL AND EXISTS (SELECT 1 FROM async)`
-  })
+      ? ')'
+      : `
+  RETURNING seq, id, destination, type, key, payload, headers, occurred_at, hlc, created_at, attempts, last_error),
+archived AS (
+  INSERT INTO keel_outbox_archive (seq, id, destination, type, key, payload, headers, occurred_at, hlc,
+                                   created_at, attempts, last_error, published_at)
+  SELECT m.seq, m.id, m.destination, m.type, m.key, m.payload, m.headers, m.occurred_at, m.hlc,
+         m.created_at, m.attempts, m.last_error, async.at
+  FROM marked m, async)`
+  }
 DELETE FROM keel_outbox_claims WHERE id = ANY($3::uuid[]) AND EXISTS (SELECT 1 FROM async)`;
 
 export interface ClaimRequest {
@@ -126,7 +133,7 @@ export async function claimBatch(
   return { id: request.id, rows };
 }
 
-/** Marks published rows (or deletes them) and ends their claims, in one statement. */
+/** Moves published rows to the archive (or deletes them) and ends their claims, in one statement. */
 export async function markPublished(
   db: Queryable,
   marks: Marks,

@@ -223,7 +223,7 @@ describe('outbox relay pipeline', () => {
       dialect: db.dialect,
       schema: db.schema,
       query: (sql, params) => {
-        if (failMark && sql.includes('SET published_at')) {
+        if (failMark && sql.includes('INSERT INTO keel_outbox_archive')) {
           failMark = false;
           return Promise.reject(new Error('connection lost'));
         }
@@ -234,7 +234,7 @@ describe('outbox relay pipeline', () => {
           (tx) =>
             fn({
               query: (sql, params) => {
-                if (failMark && sql.includes('SET published_at')) {
+                if (failMark && sql.includes('INSERT INTO keel_outbox_archive')) {
                   failMark = false;
                   return Promise.reject(new Error('connection lost'));
                 }

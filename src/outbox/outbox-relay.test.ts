@@ -45,9 +45,13 @@ async function rowsOf(
     published: boolean;
     last_error: string | null;
   }>(
-    `SELECT (payload->>'n')::int AS n, attempts, parked_at IS NOT NULL AS parked,
-            published_at IS NOT NULL AS published, last_error
-     FROM keel_outbox ORDER BY seq`,
+    // A published row has moved to the archive, with its attempts and last error.
+    `SELECT (payload->>'n')::int AS n, attempts, parked, published, last_error
+     FROM (SELECT seq, payload, attempts, parked_at IS NOT NULL AS parked, false AS published, last_error
+           FROM keel_outbox
+           UNION ALL
+           SELECT seq, payload, attempts, false, true, last_error FROM keel_outbox_archive) AS all_rows
+     ORDER BY seq`,
   );
   return rows;
 }
@@ -289,7 +293,7 @@ describe('outbox', () => {
       while ((await relay.relayOnce()) > 0);
       expect(publisher.sent.map(n)).toEqual([1, 2]);
       const { rows } = await db.query<{ n: number }>(
-        `SELECT (payload->>'n')::int AS n FROM keel_outbox ORDER BY seq`,
+        `SELECT (payload->>'n')::int AS n FROM keel_outbox_archive ORDER BY seq`,
       );
       expect(rows.map((r) => r.n)).toEqual([1, 2]);
     },

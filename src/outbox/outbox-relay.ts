@@ -41,11 +41,11 @@ export interface OutboxRelayOptions extends RelayPolicyOptions {
    */
   claimMs?: number;
   /**
-   * Published rows older than this are deleted by the relay, in batches, one cleaner at a time
-   * across relays (an advisory lock). `false`: the relay never deletes (run `pruneOutbox`
-   * elsewhere). `0`: each row is deleted as it is published, instead of marked (the cheapest:
-   * a DELETE writes no new row version; `outboxStatus` then counts no published rows). Default
-   * one day.
+   * Published rows (moved to `keel_outbox_archive` as they are published) older than this are
+   * deleted by the relay, in batches, one cleaner at a time across relays (an advisory lock).
+   * `false`: the relay never deletes (run `pruneOutbox` elsewhere). `0`: each row is deleted as
+   * it is published, not archived (the cheapest; `outboxStatus` then counts no published rows).
+   * Default one day.
    */
   retentionMs?: number | false;
   /** How often the relay runs the cleaner. Default 60 000 ms. */
@@ -64,8 +64,9 @@ export interface OutboxRelayEvents extends RelayPublishEvents {
  * Delivery is at-least-once: a relay that dies after publishing and before marking leaves its
  * rows to be published again when the claim expires.
  *
- * No row is skipped: rows are selected by `published_at IS NULL`, never by a high-water mark, so
- * a row that commits late with a lower `seq` than rows already published is still found.
+ * No row is skipped: rows are selected by being in `keel_outbox` unpublished, never by a
+ * high-water mark, so a row that commits late with a lower `seq` than rows already published is
+ * still found.
  *
  * Per-key order: a row is claimed only while its (destination, key) is in no other relay's live
  * claim and no earlier row of its key waits to retry or is parked, and claims are serialised by
@@ -74,7 +75,8 @@ export interface OutboxRelayEvents extends RelayPublishEvents {
  * without a key are not ordered.
  *
  * A claim is one row of `keel_outbox_claims` (a lease of `claimMs`), not a write to each claimed
- * row: a row is written once after its insert, when it is marked published.
+ * row. Marking a row published moves it to `keel_outbox_archive` (a DELETE and an append, which
+ * cost less than updating it in place), where it is kept for `retentionMs`.
  *
  * A failed publish releases the rest of its round unpublished (the next round claims them
  * again, except behind the failed row's key); a row that failed is published alone from then on,
@@ -89,7 +91,7 @@ export class OutboxRelay extends ServiceBase<OutboxRelayEvents> {
   readonly #maxAttempts: number;
   readonly #retryDelay: (attempt: number) => number;
   readonly #retentionMs: number | false;
-  /** `retentionMs: 0`: a published row is deleted instead of marked (a DELETE writes no new row version). */
+  /** `retentionMs: 0`: a published row is deleted instead of archived. */
   readonly #deleteOnPublish: boolean;
   readonly #cleanupIntervalMs: number;
   /** The breaker every publish goes through. */

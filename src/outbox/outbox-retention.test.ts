@@ -54,6 +54,45 @@ describe('outbox retention', () => {
     expect(await pruned).toEqual({ deleted: 5 });
   });
 
+  it('moves a published row to the archive whole, and counts and prunes rows an earlier version marked in place', async () => {
+    const { db, clock } = await setup();
+    const sent = [event(1), event(2), event(3)];
+    await db.transaction((tx) => addToOutbox(tx, 'things', sent));
+    expect(await new OutboxRelay(db, ok, { clock, retentionMs: 3_600_000 }).relayOnce()).toBe(3);
+    expect((await db.query('SELECT 1 FROM keel_outbox')).rowCount).toBe(0);
+    const { rows } = await db.query<{
+      id: string;
+      destination: string;
+      type: string;
+      payload: unknown;
+      occurred_at: Date;
+      attempts: number;
+      published_at: Date;
+    }>(
+      `SELECT id::text AS id, destination, type, payload, occurred_at, attempts, published_at
+       FROM keel_outbox_archive ORDER BY seq`,
+    );
+    expect(rows).toEqual(
+      sent.map((m) => ({
+        id: m.id,
+        destination: 'things',
+        type: m.type,
+        payload: m.payload,
+        occurred_at: new Date(m.occurredAt),
+        attempts: 0,
+        published_at: new Date(clock.now()),
+      })),
+    );
+    // A relay of an earlier version marks its rows in place instead.
+    await db.transaction((tx) => addToOutbox(tx, 'things', [event(4), event(5)]));
+    await db.query('UPDATE keel_outbox SET published_at = $1', [new Date(clock.now())]);
+    expect(await outboxStatus(db, clock)).toMatchObject({ backlog: 0, published: 5 });
+    await clock.advance(3_600_001);
+    expect(await pruneOutbox(db, { retentionMs: 3_600_000, batchSize: 2, clock })).toBe(5);
+    expect(await outboxStatus(db, clock)).toMatchObject({ backlog: 0, published: 0 });
+    expect((await db.query('SELECT 1 FROM keel_outbox_archive')).rowCount).toBe(0);
+  });
+
   it('reports backlog size and the age of the oldest unpublished row as numbers', async () => {
     const { db, clock } = await setup();
     expect(await outboxStatus(db, clock)).toEqual({

@@ -62,18 +62,32 @@ export const defaultOutboxRetentionMs = 24 * 3600 * 1000;
 
 /**
  * Deletes outbox rows published more than `retentionMs` ago (default one day), in batches,
- * by one cleaner at a time (an advisory lock per schema; on PGlite there is one process anyway).
- * Unpublished and parked rows are never deleted. Returns how many rows it deleted. The relay
- * runs this on its own (`retentionMs`, `cleanupIntervalMs`); call it yourself when it does not.
+ * by one cleaner at a time (an advisory lock per schema; on PGlite there is one process anyway):
+ * from `keel_outbox_archive`, where the relay moves the rows it publishes, then rows marked in
+ * place in `keel_outbox` by relays of earlier versions. Unpublished and parked rows are never
+ * deleted. Returns how many rows it deleted. The relay runs this on its own (`retentionMs`,
+ * `cleanupIntervalMs`); call it yourself when it does not.
  */
 export async function pruneOutbox(db: Db, options: PruneOptions = {}): Promise<number> {
   const { retentionMs, batchSize, clock } = resolvePrune(options, defaultOutboxRetentionMs);
-  const { deleted } = await pruneInBatches(
+  const batches = { cutoff: new Date(clock.now() - retentionMs), batchSize };
+  // The archive has no key: a batch is found by its rows' places (ctid). Only the cleaner
+  // deletes there and nothing updates it, so a place still holds the row found in it. Oldest
+  // first, through the index, which skips the entries of rows earlier batches deleted.
+  const archived = await pruneInBatches(
+    db,
+    'keel_outbox',
+    `DELETE FROM keel_outbox_archive WHERE ctid = ANY(ARRAY(
+       SELECT ctid FROM keel_outbox_archive WHERE published_at < $1 ORDER BY published_at LIMIT $2))`,
+    batches,
+  );
+  if (archived.busy) return archived.deleted;
+  const markedInPlace = await pruneInBatches(
     db,
     'keel_outbox',
     `DELETE FROM keel_outbox WHERE seq IN (
        SELECT seq FROM keel_outbox WHERE published_at IS NOT NULL AND published_at < $1 LIMIT $2)`,
-    { cutoff: new Date(clock.now() - retentionMs), batchSize },
+    batches,
   );
-  return deleted;
+  return archived.deleted + markedInPlace.deleted;
 }

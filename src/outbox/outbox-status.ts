@@ -8,6 +8,7 @@ export interface OutboxStatus {
   parked: number;
   /** How long the oldest unpublished row has waited, in ms; 0 when the backlog is empty. */
   oldestUnpublishedAgeMs: number;
+  /** Published rows still kept (see `retentionMs`): in the archive, and any marked in place by earlier versions. */
   published: number;
 }
 
@@ -21,7 +22,8 @@ export async function outboxStatus(db: Queryable, clock: Clock = systemClock): P
   }>(
     `SELECT count(*) FILTER (WHERE published_at IS NULL AND parked_at IS NULL)::text AS backlog,
             count(*) FILTER (WHERE parked_at IS NOT NULL)::text AS parked,
-            count(*) FILTER (WHERE published_at IS NOT NULL)::text AS published,
+            (count(*) FILTER (WHERE published_at IS NOT NULL)
+              + (SELECT count(*) FROM keel_outbox_archive))::text AS published,
             min(created_at) FILTER (WHERE published_at IS NULL AND parked_at IS NULL) AS oldest
      FROM keel_outbox`,
   );

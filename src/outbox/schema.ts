@@ -68,6 +68,34 @@ CREATE TABLE IF NOT EXISTS keel_outbox_claims (
 );
 `,
   },
+  {
+    id: 'keel_outbox_0005_published_archive',
+    sql: `
+-- The relay's mark moves a published row here (a DELETE from keel_outbox and an append here)
+-- instead of updating it in place: the UPDATE wrote a new version of the whole row with three
+-- index entries, and cost more than both together. keel_outbox then holds only rows still to
+-- publish and parked ones. Kept for retentionMs (for incidents), then deleted by the cleaner,
+-- oldest first. Its one index is on published_at, which grows at the right edge.
+-- Rows marked in place by relays of earlier versions stay in keel_outbox (published_at set)
+-- until the cleaner deletes them.
+CREATE TABLE IF NOT EXISTS keel_outbox_archive (
+  seq bigint NOT NULL,
+  id uuid NOT NULL,
+  destination text NOT NULL,
+  type text NOT NULL,
+  key text,
+  payload jsonb NOT NULL,
+  headers jsonb NOT NULL,
+  occurred_at timestamptz NOT NULL,
+  hlc text,
+  created_at timestamptz NOT NULL,
+  attempts integer NOT NULL,
+  last_error text,
+  published_at timestamptz NOT NULL
+);
+CREATE INDEX IF NOT EXISTS keel_outbox_archive_published_at ON keel_outbox_archive (published_at);
+`,
+  },
 ] as const;
 
 /** NOTIFY channel the outbox signals on commit, so relays wake at once instead of at the next poll. */
