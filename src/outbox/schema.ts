@@ -96,6 +96,17 @@ CREATE TABLE IF NOT EXISTS keel_outbox_archive (
 CREATE INDEX IF NOT EXISTS keel_outbox_archive_published_at ON keel_outbox_archive (published_at);
 `,
   },
+  {
+    id: 'keel_outbox_0006_claims_uncompressed',
+    sql: `
+-- A claim's arrays (a batch's seqs and keys: several kB) were compressed on every claim and
+-- decompressed by every claim made while it was live. Stored out of line uncompressed instead.
+ALTER TABLE keel_outbox_claims
+  ALTER COLUMN seqs SET STORAGE EXTERNAL,
+  ALTER COLUMN destinations SET STORAGE EXTERNAL,
+  ALTER COLUMN keys SET STORAGE EXTERNAL;
+`,
+  },
 ] as const;
 
 /** NOTIFY channel the outbox signals on commit, so relays wake at once instead of at the next poll. */
