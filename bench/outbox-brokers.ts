@@ -35,7 +35,7 @@ import { redisPair } from './brokers/redis.ts';
 
 const rows = Number(process.env.BENCH_OUTBOX_ROWS ?? 10_000);
 const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
-/** The relay's `retentionMs`: unset keeps published rows (marked); `0` deletes each row as it is published. */
+/** The relay's `retentionMs`: unset keeps published rows (in the archive); `0` deletes each row as it is published. */
 const retentionMs: number | false =
   process.env.BENCH_OUTBOX_RETENTION_MS === undefined ? false : Number(process.env.BENCH_OUTBOX_RETENTION_MS);
 const batchSize = 500;
@@ -165,7 +165,7 @@ export default async function main(): Promise<void> {
   console.log(
     [
       'bench/outbox-brokers: outbox relay throughput to each broker beside its raw publish rate',
-      `  database: ${testDbBackend()}; ${fmt(rows)} rows per round, relay batch ${batchSize}, retentionMs ${String(retentionMs)}${retentionMs === 0 ? ' (rows deleted on publish)' : ' (rows marked)'}, raw chunks of ${batchSize}; ${rounds} rounds, best each (medians beside)`,
+      `  database: ${testDbBackend()}; ${fmt(rows)} rows per round, relay batch ${batchSize}, retentionMs ${String(retentionMs)}${retentionMs === 0 ? ' (rows deleted on publish)' : ' (rows moved to the archive on publish)'}, raw chunks of ${batchSize}; ${rounds} rounds, best each (medians beside)`,
     ].join('\n'),
   );
   const best = await ceiling();
