@@ -11,7 +11,7 @@
 //     and marked: claim, publish (confirmed), mark published — the next batch claimed while one
 //     is published.
 // BENCH_OUTBOX_RETENTION_MS=0 runs the relay with retentionMs 0 (rows deleted as they are
-// published instead of marked). The database is PGlite by default, KEEL_DB=pg for the server.
+// published instead of archived). The database is PGlite by default, KEEL_DB=pg for the server.
 // Rounds alternate raw/keel after a warm-up; each figure is the best round, the medians are
 // printed beside. The target: keel ≥ 80 % of raw. First, the same relay to a publisher
 // that returns at once: the PostgreSQL side alone (claim and mark), the ceiling for every broker.
