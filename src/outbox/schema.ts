@@ -75,7 +75,7 @@ CREATE TABLE IF NOT EXISTS keel_outbox_claims (
 -- instead of updating it in place: the UPDATE wrote a new version of the whole row with three
 -- index entries, and cost more than both together. keel_outbox then holds only rows still to
 -- publish and parked ones. Kept for retentionMs (for incidents), then deleted by the cleaner,
--- oldest first. Its one index is on published_at, which grows at the right edge.
+-- oldest first, through the index on published_at, which grows at the right edge.
 -- Rows marked in place by relays of earlier versions stay in keel_outbox (published_at set)
 -- until the cleaner deletes them.
 CREATE TABLE IF NOT EXISTS keel_outbox_archive (
@@ -94,6 +94,10 @@ CREATE TABLE IF NOT EXISTS keel_outbox_archive (
   published_at timestamptz NOT NULL
 );
 CREATE INDEX IF NOT EXISTS keel_outbox_archive_published_at ON keel_outbox_archive (published_at);
+-- The WAL outbox relay parks or holds a message only if it is not here already (published after
+-- a retry). Rarely asked, so a BRIN index, which costs an append nothing: ids (UUIDv7) grow
+-- with time, as the table does.
+CREATE INDEX IF NOT EXISTS keel_outbox_archive_id ON keel_outbox_archive USING brin (id);
 `,
   },
   {

@@ -6,7 +6,8 @@ import { outboxChannel } from './schema.ts';
 /**
  * Writes a message the WAL outbox relay could not publish into the table outbox as a parked row:
  * `keel outbox status` counts it, `keel outbox retry` hands it to an `OutboxRelay`. Parking it
- * again (a relay that died after parking, before confirming) changes nothing.
+ * again (a relay that died after parking, before confirming) changes nothing, also once the row
+ * was retried and published: the archive is checked too, for as long as it keeps the row.
  */
 export async function parkWalOutboxMessage(
   db: Queryable,
@@ -16,7 +17,8 @@ export async function parkWalOutboxMessage(
 ): Promise<void> {
   await db.query(
     `INSERT INTO keel_outbox (destination, id, type, key, payload, headers, occurred_at, hlc, attempts, parked_at, last_error)
-     VALUES ($1, $2::uuid, $3, $4, $5::jsonb, $6::jsonb, $7::timestamptz, $8, $9, $10, $11)
+     SELECT $1, $2::uuid, $3, $4, $5::jsonb, $6::jsonb, $7::timestamptz, $8, $9, $10, $11
+     WHERE NOT EXISTS (SELECT 1 FROM keel_outbox_archive a WHERE a.id = $2::uuid)
      ON CONFLICT (id) DO NOTHING`,
     [
       destination,
@@ -38,7 +40,8 @@ export async function parkWalOutboxMessage(
  * Writes messages the WAL outbox relay must not publish yet — later messages of a key that has
  * an unpublished row in the table outbox (a parked one, say) — into the table outbox as rows to
  * publish, behind that row: the table relay then publishes them in order once the row ahead is
- * retried. Writing one again (after a relay's restart) changes nothing; the table relay is woken.
+ * retried. Writing one again (after a relay's restart) changes nothing, also once the table relay
+ * published it (the archive is checked too); the table relay is woken.
  */
 export async function holdWalOutboxMessages(
   db: Queryable,
@@ -52,6 +55,7 @@ export async function holdWalOutboxMessages(
        SELECT $1, m.id, m.type, m.key, m.payload, m.headers, m.occurred_at, m.hlc
        FROM jsonb_to_recordset($2::jsonb)
          AS m(id uuid, type text, key text, payload jsonb, headers jsonb, occurred_at timestamptz, hlc text)
+       WHERE NOT EXISTS (SELECT 1 FROM keel_outbox_archive a WHERE a.id = m.id)
        ON CONFLICT (id) DO NOTHING
        RETURNING 1)
      SELECT pg_notify($3, '') FROM (SELECT count(*) FROM inserted) AS c`,
