@@ -53,9 +53,12 @@ export async function holdWalOutboxMessages(
     `WITH inserted AS (
        INSERT INTO keel_outbox (destination, id, type, key, payload, headers, occurred_at, hlc)
        SELECT $1, m.id, m.type, m.key, m.payload, m.headers, m.occurred_at, m.hlc
-       FROM jsonb_to_recordset($2::jsonb)
-         AS m(id uuid, type text, key text, payload jsonb, headers jsonb, occurred_at timestamptz, hlc text)
+       FROM ROWS FROM (jsonb_to_recordset($2::jsonb)
+           AS (id uuid, type text, key text, payload jsonb, headers jsonb, occurred_at timestamptz, hlc text))
+         WITH ORDINALITY AS m(id, type, key, payload, headers, occurred_at, hlc, position)
        WHERE NOT EXISTS (SELECT 1 FROM keel_outbox_archive a WHERE a.id = m.id)
+       -- Numbered in the order given: the anti-join alone may hand the rows over in another.
+       ORDER BY m.position
        ON CONFLICT (id) DO NOTHING
        RETURNING 1)
      SELECT pg_notify($3, '') FROM (SELECT count(*) FROM inserted) AS c`,
