@@ -198,8 +198,10 @@ describe('PgQueue', () => {
     );
 
     const attempts: number[] = [];
+    // The taker's own lease outlasts the steps its clock takes while its ack is on the way to
+    // the database: with 3 s, a loaded machine let it expire and the taker claimed again.
     const taker = other.consumer('jobs', async (_m, ctx) => void attempts.push(ctx.attempt), {
-      leaseMs: 3000,
+      leaseMs: 60_000,
       pollIntervalMs: 500,
     });
     await taker.start();
