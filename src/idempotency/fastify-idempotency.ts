@@ -188,7 +188,7 @@ export function installIdempotency(app: FastifyInstance, options: IdempotencyOpt
     const state = held.get(request);
     if (state === undefined) return payload;
     const claiming = canClaimInTransaction(state.store) ? state.store : undefined;
-    if (state.phase === 'claimed' && claiming !== undefined && isClaimRefused(state.error)) {
+    if (state.phase === 'claimed' && claiming !== undefined && isIdempotencyClaimRefused(state.error)) {
       // The handler's transaction could not claim the key: answer with what the key holds. Only
       // a look: a row written here would make the holder's own insert of the key fail.
       state.done = true;
@@ -348,8 +348,13 @@ function storable(reply: FastifyReply, payload: unknown): StoredResponse | undef
   return { status, headers, body: payload };
 }
 
-/** The handler failed because its transaction's claim of the key was refused (keel_idempotency_claim). */
-function isClaimRefused(error: unknown): boolean {
+/**
+ * The handler failed only because its transaction's claim of the Idempotency-Key was refused
+ * (SQLSTATE KI409 from `keel_idempotency_claim`): the key is taken. The plugin then answers from
+ * the key (the stored response, 409 while it runs, 422 for another request), so an application's
+ * error handler, which sees the error first, should not log it as a failure.
+ */
+export function isIdempotencyClaimRefused(error: unknown): boolean {
   for (let cause = error; cause instanceof Error; cause = cause.cause)
     if ((cause as { code?: unknown }).code === claimRefusedSqlState) return true;
   return false;

@@ -15,6 +15,7 @@ export {
   installIdempotency,
   claimIdempotentRequest,
   completeIdempotentRequest,
+  isIdempotencyClaimRefused,
   type IdempotencyOptions,
 } from './fastify-idempotency.ts';
 export { requestFingerprint, canonicalJson } from './request-fingerprint.ts';

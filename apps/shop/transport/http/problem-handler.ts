@@ -1,5 +1,6 @@
 import type { FastifyError, FastifyInstance } from 'fastify';
 import { KeelError, problemContentType, toProblemDetails } from '../../../../src/errors/index.ts';
+import { isIdempotencyClaimRefused } from '../../../../src/idempotency/index.ts';
 
 /**
  * Every error leaves as RFC 9457 problem+json. Fastify's own body errors are mapped to keel
@@ -10,7 +11,10 @@ export function installProblemHandler(app: FastifyInstance): void {
   app.setErrorHandler((error: FastifyError | Error, request, reply) => {
     const keelError = error instanceof KeelError ? error : fromFastify(error as FastifyError);
     const problem = toProblemDetails(keelError ?? error, request.url);
-    if (problem.status >= 500) request.log.error({ err: error }, 'request failed');
+    // A refused claim of the Idempotency-Key is a replay (or a 409/422) the idempotency plugin
+    // answers from the key in place of this problem: not a failure.
+    if (isIdempotencyClaimRefused(error)) request.log.debug('idempotency key taken: answered from the key');
+    else if (problem.status >= 500) request.log.error({ err: error }, 'request failed');
     return reply.status(problem.status).type(problemContentType).send(problem);
   });
   app.setNotFoundHandler((request, reply) => {
