@@ -64,6 +64,13 @@ const statusIntervalMs = 10_000;
 const confirmEveryMs = 50;
 
 /**
+ * How long a stopping relay lets the server end the stream after its last confirmation (the
+ * server first sends what it has in flight, which the relay reads and drops) before it closes
+ * the connection anyway.
+ */
+const endStreamTimeoutMs = 5_000;
+
+/**
  * Publishes what `addToWalOutbox` wrote, by logical decoding: it streams the WAL outbox's
  * replication slot (pgoutput, logical messages only) and hands each committed transaction's
  * messages to any `Publisher`, in commit order, then confirms the position to the server.
@@ -101,9 +108,13 @@ export class WalOutboxRelay extends ServiceBase<WalOutboxRelayEvents> {
   readonly breaker: CircuitBreakerPolicy;
 
   #stream: LogicalReplicationService | undefined;
+  /** The current stream is streaming (between the server's start and the end of the command). */
+  #copying = false;
   #streamLoop: Promise<void> | undefined;
   #publishLoop: Promise<void> | undefined;
   #stopping = false;
+  /** Stopping, a publish failed: the rest of the batch in hand is given up too. */
+  #givingUp = false;
   #standby = false;
   /** The current stream's transactions, received and not yet taken for publishing. */
   #queue = new ReceivedQueue();
@@ -191,8 +202,36 @@ export class WalOutboxRelay extends ServiceBase<WalOutboxRelayEvents> {
     this.#wake();
     this.#stopSleeping?.();
     await this.#publishLoop;
-    await this.#stream?.stop();
-    await this.#streamLoop;
+    // A stream not yet started is ended by its start; one between streams does not start.
+    if (this.#copying) this.#endCopy();
+    let timer: TimerHandle | undefined;
+    const expired = new Promise<'expired'>((resolve) => {
+      timer = this.clock.setTimeout(() => resolve('expired'), endStreamTimeoutMs);
+    });
+    const ended = await Promise.race([this.#streamLoop, expired]);
+    if (timer !== undefined) this.clock.clearTimeout(timer);
+    if (ended === 'expired') {
+      await this.#stream?.stop();
+      await this.#streamLoop;
+    }
+  }
+
+  /**
+   * Ends the stream the way the protocol means it to: the relay says it is done (CopyDone) after
+   * its last confirmation, and the server reads every reply before it, releases the slot and
+   * ends the command. The client library's stop closes the socket mid-command instead, with data
+   * still unread, which resets the connection: a server busy sending then never read the last
+   * confirmation, and the next relay published again what this one had.
+   */
+  #endCopy(): void {
+    const connection = (
+      this.#stream as unknown as
+        { _connection?: { endCopyFrom(): void; stream?: { resume(): void } } | null } | undefined
+    )?._connection;
+    if (connection == null) return;
+    // What the server still sends is read and dropped, so that it can finish sending.
+    connection.stream?.resume();
+    connection.endCopyFrom();
   }
 
   /** Streams from the slot until stopped, starting again after every break. */
@@ -211,10 +250,12 @@ export class WalOutboxRelay extends ServiceBase<WalOutboxRelayEvents> {
       // Every failure also ends subscribe(), which reports it below.
       stream.on('error', () => undefined);
       stream.on('start', () => {
+        this.#copying = true;
         this.#standby = false;
-        this.events.emit('streaming', { slotName: this.#slotName });
         // Confirms what an earlier stream published but could not confirm.
         if (this.#published > 0n) this.#confirm(true);
+        if (this.#stopping) this.#endCopy();
+        else this.events.emit('streaming', { slotName: this.#slotName });
       });
       let keepReplying: TimerHandle | undefined;
       const replyEvery = (): void => {
@@ -225,16 +266,23 @@ export class WalOutboxRelay extends ServiceBase<WalOutboxRelayEvents> {
       };
       try {
         await this.#catchUpWithSlot();
-        replyEvery();
-        // Starting at 0/0 means: at the slot's confirmed position.
-        await stream.subscribe(
-          new PgoutputPlugin({ protoVersion: 1, publicationNames: [this.#publicationName], messages: true }),
-          this.#slotName,
-          '0/0',
-        );
+        if (!this.#stopping) {
+          replyEvery();
+          // Starting at 0/0 means: at the slot's confirmed position.
+          await stream.subscribe(
+            new PgoutputPlugin({
+              protoVersion: 1,
+              publicationNames: [this.#publicationName],
+              messages: true,
+            }),
+            this.#slotName,
+            '0/0',
+          );
+        }
       } catch (error) {
         if (!this.#stopping) this.#reportStreamError(error);
       }
+      this.#copying = false;
       if (keepReplying !== undefined) this.clock.clearTimeout(keepReplying);
       await stream.stop().catch(() => undefined);
       // What was received and not yet taken comes again on the next stream (from the confirmed
@@ -282,7 +330,8 @@ export class WalOutboxRelay extends ServiceBase<WalOutboxRelayEvents> {
   }
 
   #onData(log: Pgoutput.Message): void {
-    if (this.#halted) return;
+    // Stopping: nothing more is published, so what the server still sends is dropped.
+    if (this.#halted || this.#stopping) return;
     switch (log.tag) {
       case 'begin':
         this.#current = { sends: [], count: 0, lsn: 0n };
@@ -330,7 +379,7 @@ export class WalOutboxRelay extends ServiceBase<WalOutboxRelayEvents> {
   #onKeepalive(lsn: string, replyRequested: boolean): void {
     if (this.#halted) return;
     const position = parseLsn(lsn);
-    if (position > this.#taken) this.#enqueue({ sends: [], count: 0, lsn: position });
+    if (position > this.#taken && !this.#stopping) this.#enqueue({ sends: [], count: 0, lsn: position });
     if (replyRequested) this.#confirm(true);
   }
 
@@ -435,8 +484,14 @@ export class WalOutboxRelay extends ServiceBase<WalOutboxRelayEvents> {
   async #deliver(destination: string, messages: Envelope[], accepted: Envelope[]): Promise<boolean> {
     if (messages.length === 0) return true;
     let attempts = 0;
-    for (;;) {
-      if (this.#stopping) return false;
+    for (let tries = 0; ; tries++) {
+      // Stopping, the batch in hand is still published, call by call, while the broker takes it:
+      // it is confirmed whole, so none of a transaction larger than a call comes again. The first
+      // failure gives up the rest, which the next relay gets from the slot.
+      if (this.#stopping && (tries > 0 || this.#givingUp)) {
+        this.#givingUp = true;
+        return false;
+      }
       if (!breakerAllows(this.breaker)) {
         await this.#pause(this.#breakerWaitMs());
         continue;

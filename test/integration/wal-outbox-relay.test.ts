@@ -165,6 +165,60 @@ describe('WalOutboxRelay', () => {
     await names.drop();
   });
 
+  it('a stop in the middle of a transaction larger than a call, with the server still sending, repeats nothing', async () => {
+    const names = await freshSlot();
+    const publisher = new RecordingPublisher();
+    const written: string[] = [];
+    for (let t = 0; t < 40; t++) {
+      const ms = Array.from({ length: 20 }, (_, i) => event(`key-${i % 4}`, t * 20 + i));
+      await db.transaction((tx) => addToWalOutbox(tx, 'orders', ms, { prefix: names.prefix }));
+      written.push(...ms.map((m) => m.id));
+    }
+    // Calls of 7: the 16th transaction goes out as 7, 7 and 6. The stop comes with its second
+    // call, while the server still has most of the backlog to send (the relay holds 40 at most).
+    let relay: WalOutboxRelay;
+    const stopping: Promise<void>[] = [];
+    const stopMidway: Publisher = {
+      publish: async (destination, messages) => {
+        if (publisher.received.length === 15 * 20 + 7) stopping.push(relay.stop());
+        await publisher.publish(destination, messages);
+      },
+    };
+    relay = relayFor(stopMidway, names, { batchSize: 7, maxBuffered: 40 });
+    await relay.start();
+    await until(() => stopping.length > 0);
+    await stopping[0];
+    // The transaction in hand was published whole and confirmed.
+    expect(publisher.received.length).toBe(16 * 20);
+    relay = relayFor(publisher, names, { batchSize: 7 });
+    await relay.start();
+    await until(() => publisher.received.length >= written.length);
+    await relay.stop();
+    expect(publisher.ids()).toEqual(written);
+    await names.drop();
+  });
+
+  it('a stop right after the start lets go of the slot at once', async () => {
+    const names = await freshSlot();
+    const relay = relayFor(new RecordingPublisher(), names);
+    const drainTimeouts: number[] = [];
+    relay.events.on('drain-timeout', ({ drainMs }) => drainTimeouts.push(drainMs));
+    await relay.start();
+    await relay.stop();
+    // Before, the stream connected after the stop and held the slot until the drain deadline.
+    expect(drainTimeouts).toEqual([]);
+    expect(await walOutboxStatus(db, names)).toMatchObject({ exists: true, active: false });
+    // And one that stops while its stream connects.
+    const second = relayFor(new RecordingPublisher(), names);
+    second.events.on('drain-timeout', ({ drainMs }) => drainTimeouts.push(drainMs));
+    await second.start();
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    await second.stop();
+    expect(drainTimeouts).toEqual([]);
+    expect(await walOutboxStatus(db, names)).toMatchObject({ exists: true, active: false });
+    await names.drop();
+  });
+
   it('parks a message the broker refuses in the table outbox; later messages of its key wait behind it there', async () => {
     const names = await freshSlot();
     const publisher = new RecordingPublisher();
