@@ -17,12 +17,15 @@ import { KeelError } from '../../../errors/index.ts';
 import type { TimerHandle } from '../../../time/index.ts';
 import type { Encoded } from './codec.ts';
 import type { Names } from './names.ts';
+import { PubAckInbox, type JetStreamPublish, type PublishOutcome } from './pub-acks.ts';
 import type { Resolved } from './nats-options.ts';
 
 export interface Handles {
   readonly nc: NatsConnection;
   readonly js: JetStreamClient;
   readonly jsm: JetStreamManager;
+  /** Where publishes' PubAcks come back. */
+  readonly pubAcks: PubAckInbox;
 }
 
 /**
@@ -79,7 +82,12 @@ export class JetStreamContext {
           // traces, a quarter of the CPU time at full load; a failure still names its subject.
           noAsyncTraces: true,
         }));
-      return { nc, js: jetstream(nc), jsm: await jetstreamManager(nc, { checkAPI: false }) };
+      return {
+        nc,
+        js: jetstream(nc),
+        jsm: await jetstreamManager(nc, { checkAPI: false }),
+        pubAcks: new PubAckInbox(nc, this.o.clock),
+      };
     } catch (error) {
       this.#handles = undefined;
       throw new KeelError('KEEL_BROKER_UNAVAILABLE', `cannot reach NATS at ${String(this.o.servers)}`, {
@@ -170,25 +178,21 @@ export class JetStreamContext {
 
   /** Publishes one message to a destination's stream and waits for JetStream's acknowledgement. */
   async publish(destination: string, encoded: Encoded, msgID?: string): Promise<PubAck> {
-    const stream = await this.ensureStream(destination);
-    const { js } = await this.handles();
-    return this.publishTo(js, destination, stream, encoded, msgID);
+    const [outcome] = await this.publishAll(destination, [
+      { encoded, ...(msgID === undefined ? {} : { msgID }) },
+    ]);
+    if (!outcome!.ok) throw outcome!.error;
+    return outcome!.ack;
   }
 
-  /** `publish` with the stream declared and the connection open already: no await per message. */
-  publishTo(
-    js: JetStreamClient,
-    destination: string,
-    stream: string,
-    encoded: Encoded,
-    msgID?: string,
-  ): Promise<PubAck> {
-    return js.publish(this.names.subject(destination), encoded.data, {
-      headers: encoded.headers,
-      timeout: this.o.publishTimeoutMs,
-      expect: { streamName: stream },
-      ...(msgID === undefined ? {} : { msgID }),
-    });
+  /**
+   * Publishes messages to a destination's stream, all at once, and resolves with each one's
+   * outcome once JetStream answered each (or `publishTimeoutMs` passed).
+   */
+  async publishAll(destination: string, messages: readonly JetStreamPublish[]): Promise<PublishOutcome[]> {
+    const stream = await this.ensureStream(destination);
+    const { pubAcks } = await this.handles();
+    return pubAcks.publishAll(this.names.subject(destination), stream, messages, this.o.publishTimeoutMs);
   }
 
   /**
@@ -240,7 +244,9 @@ export class JetStreamContext {
     this.#closed = true;
     const handles = await this.#handles?.catch(() => undefined);
     this.#handles = undefined;
-    if (handles === undefined || this.#given !== undefined) return;
+    if (handles === undefined) return;
+    handles.pubAcks.close();
+    if (this.#given !== undefined) return;
     await handles.nc.drain().catch(async () => handles.nc.close());
   }
 }

@@ -10,6 +10,7 @@ import { JetStreamContext } from './jetstream-context.ts';
 import { assertDestination, assertToken, Names } from './names.ts';
 import { assertLease, resolveOptions, type NatsJetStreamBrokerOptions } from './nats-options.ts';
 import { NatsSource } from './nats-source.ts';
+import type { PublishOutcome } from './pub-acks.ts';
 import { redriveDeadLetters } from './redrive.ts';
 import { replayStream, type ReplayedMessage, type ReplayOptions } from './replay.ts';
 
@@ -99,12 +100,11 @@ export class NatsJetStreamBroker implements MessageBroker {
         new KeelError('KEEL_SERVICE_STATE', 'the NATS JetStream broker is closed'),
       );
     }
-    let results: PromiseSettledResult<unknown>[];
+    let outcomes: PublishOutcome[];
     try {
-      const stream = await context.ensureStream(destination);
-      const { js } = await context.handles();
-      results = await Promise.allSettled(
-        encoded.map((e, i) => context.publishTo(js, destination, stream, e, messages[i]!.id)),
+      outcomes = await context.publishAll(
+        destination,
+        encoded.map((e, i) => ({ encoded: e, msgID: messages[i]!.id })),
       );
     } catch (error) {
       throw new PublishError(
@@ -115,10 +115,10 @@ export class NatsJetStreamBroker implements MessageBroker {
     }
     const failed: string[] = [];
     let cause: unknown;
-    results.forEach((result, i) => {
-      if (result.status === 'fulfilled') return;
+    outcomes.forEach((outcome, i) => {
+      if (outcome.ok) return;
       failed.push(messages[i]!.id);
-      cause ??= result.reason;
+      cause ??= outcome.error;
     });
     if (failed.length > 0) {
       // The stream may have been deleted: declare it again next time.
