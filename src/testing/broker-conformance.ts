@@ -315,6 +315,24 @@ export function describeBrokerConformance(options: BrokerConformanceOptions): vo
       expect(second.messages.map((m) => m.id)).toEqual([stuck!.id]);
     });
 
+    it('a stop right after the start ends at once; the next consumer gets every message', async () => {
+      const { broker, destination, consume } = await setup();
+      const early = collector();
+      const first = await consume(early.handler, { leaseMs });
+      const timedOut: number[] = [];
+      first.events.on('drain-timeout', ({ drainMs }) => timedOut.push(drainMs));
+      await first.stop({ drainMs: 5000 });
+      // A stop that waited out its deadline left something running: a fetch, a connection.
+      expect(timedOut).toEqual([]);
+      const sent = batch(5);
+      await broker.publish(destination, sent);
+      const received = collector();
+      await consume(received.handler, { leaseMs });
+      await received.untilCount(sent.length, waitMs);
+      expect(sortById(received.messages).map(comparable)).toEqual(sortById(sent).map(comparable));
+      expect(early.messages).toEqual([]);
+    });
+
     it('engine restart: messages published before and after are all delivered', async (context) => {
       if (options.restart === undefined) {
         context.skip(

@@ -28,6 +28,8 @@ export interface OutboxRelayConformanceEvents {
   published: { destination: string; messages: readonly Envelope[] };
   'publish-failed': { destination: string; messages: readonly Envelope[]; error: unknown; charged: boolean };
   parked: { message: Envelope; error: unknown };
+  /** The stop's deadline passed with work still running. */
+  'drain-timeout': { drainMs: number };
 }
 
 /** A relay as the suite sees it: a service, and the events both relays emit. */
@@ -366,6 +368,25 @@ export function describeOutboxRelayConformance(name: string, harness: OutboxRela
       }
       for (const call of publisher.calls) expect(call.ids.length).toBeLessThanOrEqual(batchSize);
       await expectPublishedIsAccepted(publisher, reports, waitFor);
+    });
+
+    it('a stop right after the start ends at once, and the next relay publishes everything once', async () => {
+      const { publisher, start, destination, commit, waitFor } = await setup();
+      const to = destination();
+      const timedOut: number[] = [];
+      const first = await start();
+      first.events.on('drain-timeout', ({ drainMs }) => timedOut.push(drainMs));
+      await first.stop({ drainMs: 5000 });
+      // A stop that waited out its deadline left something running, holding what the next needs.
+      expect(timedOut).toEqual([]);
+      const written = [event('k', 0), event('k', 1), event('other', 2)];
+      await commit(to, written);
+      const second = await start();
+      second.events.on('drain-timeout', ({ drainMs }) => timedOut.push(drainMs));
+      await waitFor('every message from the next relay', () => written.every((m) => publisher.has(m.id)));
+      await second.stop({ drainMs: 5000 });
+      expect(ids(publisher.accepted)).toEqual(ids(written));
+      expect(timedOut).toEqual([]);
     });
 
     it(`a message the broker refuses permanently is parked and the rest flows (later messages of its key ${
