@@ -19,6 +19,7 @@ import {
   requireNats,
   testPrefix,
 } from '../../src/messaging/adapters/nats/test-support.ts';
+import type { KeelError } from '../../src/errors/index.ts';
 import { ManualClock, systemClock } from '../../src/time/index.ts';
 
 const prefix = testPrefix();
@@ -122,6 +123,33 @@ describe('PubAckInbox', () => {
     } finally {
       listener.unsubscribe();
       inbox.close();
+    }
+  });
+
+  it('fails what still waits for a reply at once when it is closed', async () => {
+    const clock = new ManualClock();
+    const inbox = new PubAckInbox(nc, clock);
+    const silent = `${prefix}.closed`;
+    let taken = 0;
+    const listener = nc.subscribe(silent, {
+      callback: () => {
+        taken++;
+      },
+    });
+    try {
+      await nc.flush();
+      const outcomes = inbox.publishAll(silent, stream, [message(1), message(2)], 5000);
+      while (taken < 2) await new Promise((resolve) => setImmediate(resolve));
+      inbox.close();
+      // No clock advanced: the close answered them.
+      const settled = await outcomes;
+      expect(settled.map((o) => !o.ok && (o.error as KeelError).code)).toEqual([
+        'KEEL_SERVICE_STATE',
+        'KEEL_SERVICE_STATE',
+      ]);
+      expect(clock.pendingTimers).toBe(0);
+    } finally {
+      listener.unsubscribe();
     }
   });
 });

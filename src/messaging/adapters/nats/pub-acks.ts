@@ -7,6 +7,7 @@ import {
   type NatsConnection,
   type Subscription,
 } from '@nats-io/transport-node';
+import { KeelError } from '../../../errors/index.ts';
 import type { Clock } from '../../../time/index.ts';
 import type { Encoded } from './codec.ts';
 
@@ -107,9 +108,20 @@ export class PubAckInbox {
     });
   }
 
-  /** Stops listening for replies; what is still waiting times out. */
+  /** Stops listening for replies; what still waits for one fails now, not at its timeout. */
   close(): void {
     this.#subscription.unsubscribe();
+    const waiting = [...this.#waiting.values()];
+    this.#waiting.clear();
+    for (const entry of waiting) {
+      entry.settle({
+        ok: false,
+        error: new KeelError(
+          'KEEL_SERVICE_STATE',
+          `the connection closed before JetStream answered on ${entry.subject}`,
+        ),
+      });
+    }
   }
 
   #onReply(message: Msg): void {
