@@ -486,5 +486,36 @@ export function describeOutboxRelayConformance(name: string, harness: OutboxRela
       }
       await expectPublishedIsAccepted(publisher, reports, waitFor);
     });
+
+    it('a stop during a broker outage ends at once; the next relay delivers everything, in order', async () => {
+      const { target, publisher, reports, start, destination, commit, waitFor } = await setup();
+      const to = destination();
+      publisher.down = true;
+      const breaker = new CircuitBreakerPolicy({
+        threshold: { kind: 'consecutive', failures: 2 },
+        openMs: 100,
+      });
+      const first = await start({ breaker, maxAttempts: 3 });
+      const timedOut: number[] = [];
+      first.events.on('drain-timeout', ({ drainMs }) => timedOut.push(drainMs));
+      const all = [event('k', 1), event('k', 2), event('j', 3), event('k', 4)];
+      await commit(to, all.slice(0, 2));
+      await commit(to, all.slice(2));
+      await waitFor('the relay to try the broker through the breaker', () => publisher.calls.length >= 4);
+      await first.stop({ drainMs: 5000 });
+      // Retrying behind the breaker is no work in flight: the stop does not wait for the broker.
+      expect(timedOut).toEqual([]);
+      publisher.down = false;
+      await start();
+      await waitFor('every message from the next relay', () => all.every((m) => publisher.has(m.id)));
+      expect(reports.parked).toEqual([]);
+      expect(await parkedRows(target.db, to)).toEqual([]);
+      const received = firstDeliveries(publisher.accepted);
+      for (const key of ['k', 'j']) {
+        expect(ids(received.filter((m) => m.key === key)), `key ${key}`).toEqual(
+          ids(all.filter((m) => m.key === key)),
+        );
+      }
+    });
   });
 }
