@@ -1,6 +1,7 @@
 // PubAckInbox against a real nats-server with JetStream: every message's PubAck comes back in
 // the order given, a second copy of an id is reported a duplicate, a refusal fails only its own
-// message, and a reply that never comes fails after the call's timeout (on a manual clock).
+// message, and a reply that never comes fails after the call's timeout (on a manual clock), or at
+// once when the inbox is closed.
 import { jetstreamManager, JetStreamApiError, type JetStreamManager } from '@nats-io/jetstream';
 import {
   connect,
