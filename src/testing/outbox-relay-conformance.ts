@@ -135,6 +135,24 @@ function firstDeliveries(accepted: readonly { message: Envelope }[]): Envelope[]
   return first;
 }
 
+/** Opens after two failures in a row and probes again 100 ms later: an outage, quickly. */
+const outageBreaker = (): CircuitBreakerPolicy =>
+  new CircuitBreakerPolicy({ threshold: { kind: 'consecutive', failures: 2 }, openMs: 100 });
+
+/** Each key's first deliveries came in the order `all` lists its messages. */
+function expectKeysInOrder(
+  publisher: RecordingPublisher,
+  all: readonly Envelope[],
+  keys: readonly string[],
+): void {
+  const received = firstDeliveries(publisher.accepted);
+  for (const key of keys) {
+    expect(ids(received.filter((m) => m.key === key)), `key ${key}`).toEqual(
+      ids(all.filter((m) => m.key === key)),
+    );
+  }
+}
+
 const byDestinationAndId = (list: readonly { destination: string; message: Envelope }[]): string[] =>
   list.map((a) => `${a.destination}:${a.message.id}`).sort();
 
@@ -456,10 +474,7 @@ export function describeOutboxRelayConformance(name: string, harness: OutboxRela
       const { target, publisher, reports, start, destination, commit, waitFor } = await setup();
       const to = destination();
       publisher.down = true;
-      const breaker = new CircuitBreakerPolicy({
-        threshold: { kind: 'consecutive', failures: 2 },
-        openMs: 100,
-      });
+      const breaker = outageBreaker();
       await start({ breaker, maxAttempts: 3 });
       const first = [event('k', 1), event('k', 2), event('j', 3)];
       const second = [event('k', 4), event(null, 5), event('j', 6)];
@@ -478,12 +493,7 @@ export function describeOutboxRelayConformance(name: string, harness: OutboxRela
 
       expect(reports.parked).toEqual([]);
       expect(await parkedRows(target.db, to)).toEqual([]);
-      const received = firstDeliveries(publisher.accepted);
-      for (const key of ['k', 'j']) {
-        expect(ids(received.filter((m) => m.key === key)), `key ${key}`).toEqual(
-          ids(all.filter((m) => m.key === key)),
-        );
-      }
+      expectKeysInOrder(publisher, all, ['k', 'j']);
       await expectPublishedIsAccepted(publisher, reports, waitFor);
     });
 
@@ -491,10 +501,7 @@ export function describeOutboxRelayConformance(name: string, harness: OutboxRela
       const { target, publisher, reports, start, destination, commit, waitFor } = await setup();
       const to = destination();
       publisher.down = true;
-      const breaker = new CircuitBreakerPolicy({
-        threshold: { kind: 'consecutive', failures: 2 },
-        openMs: 100,
-      });
+      const breaker = outageBreaker();
       const first = await start({ breaker, maxAttempts: 3 });
       const timedOut: number[] = [];
       first.events.on('drain-timeout', ({ drainMs }) => timedOut.push(drainMs));
@@ -510,12 +517,7 @@ export function describeOutboxRelayConformance(name: string, harness: OutboxRela
       await waitFor('every message from the next relay', () => all.every((m) => publisher.has(m.id)));
       expect(reports.parked).toEqual([]);
       expect(await parkedRows(target.db, to)).toEqual([]);
-      const received = firstDeliveries(publisher.accepted);
-      for (const key of ['k', 'j']) {
-        expect(ids(received.filter((m) => m.key === key)), `key ${key}`).toEqual(
-          ids(all.filter((m) => m.key === key)),
-        );
-      }
+      expectKeysInOrder(publisher, all, ['k', 'j']);
     });
   });
 }

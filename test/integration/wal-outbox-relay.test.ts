@@ -77,6 +77,29 @@ function relayFor(
   });
 }
 
+/** Four writers, each committing its key's 100 messages one transaction at a time. */
+function writeUnderLoad(names: WalOutboxTestSlot): { written: string[]; writers: Promise<unknown> } {
+  const written: string[] = [];
+  const writers = Array.from({ length: 4 }, async (_, w) => {
+    for (let i = 0; i < 100; i++) {
+      const m = event(`key-${w}`, i);
+      await db.transaction((tx) => addToWalOutbox(tx, 'orders', m, { prefix: names.prefix }));
+      written.push(m.id);
+    }
+  });
+  return { written, writers: Promise.all(writers) };
+}
+
+/** What `writeUnderLoad` wrote arrived once each, every key's messages in the order written. */
+function expectEachKeyInOrder(publisher: RecordingPublisher): void {
+  for (let w = 0; w < 4; w++) {
+    const ns = publisher.received
+      .filter((r) => r.message.key === `key-${w}`)
+      .map((r) => (r.message.payload as { n: number }).n);
+    expect(ns, `key-${w}`).toEqual(Array.from({ length: 100 }, (_, i) => i));
+  }
+}
+
 describe('WalOutboxRelay', () => {
   it('publishes committed messages in commit order and nothing of a rolled-back transaction', async () => {
     const names = await freshSlot();
@@ -136,30 +159,18 @@ describe('WalOutboxRelay', () => {
     const publisher = new RecordingPublisher();
     let relay = relayFor(publisher, names, { batchSize: 7 });
     await relay.start();
-    const written: string[] = [];
-    const writers = Array.from({ length: 4 }, async (_, w) => {
-      for (let i = 0; i < 100; i++) {
-        const m = event(`key-${w}`, i);
-        await db.transaction((tx) => addToWalOutbox(tx, 'orders', m, { prefix: names.prefix }));
-        written.push(m.id);
-      }
-    });
+    const { written, writers } = writeUnderLoad(names);
     await until(() => publisher.received.length >= 50);
     await relay.stop();
     relay = relayFor(publisher, names, { batchSize: 7 });
     await relay.start();
-    await Promise.all(writers);
+    await writers;
     await until(() => new Set(publisher.ids()).size >= written.length);
     await relay.stop();
     expect(new Set(publisher.ids())).toEqual(new Set(written));
     // A clean stop confirms what it published: nothing comes twice.
     expect(publisher.received.length).toBe(written.length);
-    for (let w = 0; w < 4; w++) {
-      const ns = publisher.received
-        .filter((r) => r.message.key === `key-${w}`)
-        .map((r) => (r.message.payload as { n: number }).n);
-      expect(ns).toEqual(Array.from({ length: 100 }, (_, i) => i));
-    }
+    expectEachKeyInOrder(publisher);
     const status = await walOutboxStatus(db, names);
     expect(status).toMatchObject({ exists: true, active: false });
     await names.drop();
@@ -320,14 +331,7 @@ describe('WalOutboxRelay', () => {
       if (during === 'stream') streamErrors.push(error);
     });
     await relay.start();
-    const written: string[] = [];
-    const writers = Array.from({ length: 4 }, async (_, w) => {
-      for (let i = 0; i < 100; i++) {
-        const m = event(`key-${w}`, i);
-        await db.transaction((tx) => addToWalOutbox(tx, 'orders', m, { prefix: names.prefix }));
-        written.push(m.id);
-      }
-    });
+    const { written, writers } = writeUnderLoad(names);
     try {
       // The server ends the replication connection twice, mid-stream (as a failover or an
       // administrator would): the relay streams again from the slot's confirmed position.
@@ -339,7 +343,7 @@ describe('WalOutboxRelay', () => {
         );
         await until(() => streams === cut + 1);
       }
-      await Promise.all(writers);
+      await writers;
       await until(() => new Set(publisher.ids()).size >= written.length);
     } finally {
       await relay.stop();
@@ -349,12 +353,7 @@ describe('WalOutboxRelay', () => {
     // The server sends again what was not confirmed; the relay, still running, knows it published
     // it and passes over it: nothing twice, each key in order.
     expect(publisher.received.length).toBe(written.length);
-    for (let w = 0; w < 4; w++) {
-      const ns = publisher.received
-        .filter((r) => r.message.key === `key-${w}`)
-        .map((r) => (r.message.payload as { n: number }).n);
-      expect(ns).toEqual(Array.from({ length: 100 }, (_, i) => i));
-    }
+    expectEachKeyInOrder(publisher);
     await names.drop();
   });
 
