@@ -224,13 +224,10 @@ export class WalOutboxRelay extends ServiceBase<WalOutboxRelayEvents> {
    * confirmation, and the next relay published again what this one had.
    */
   #endCopy(): void {
-    const connection = (
-      this.#stream as unknown as
-        { _connection?: { endCopyFrom(): void; stream?: { resume(): void } } | null } | undefined
-    )?._connection;
-    if (connection == null) return;
+    const connection = this.#connection();
+    if (connection === undefined) return;
     // What the server still sends is read and dropped, so that it can finish sending.
-    connection.stream?.resume();
+    connection.stream.resume();
     connection.endCopyFrom();
   }
 
@@ -579,12 +576,20 @@ export class WalOutboxRelay extends ServiceBase<WalOutboxRelayEvents> {
     this.#stream?.acknowledge(formatLsn(position - 1n)).catch(() => undefined);
   }
 
-  /** The replication connection's socket, to stop reading it while the queue is full. */
-  #socket(): { pause(): void; resume(): void } | undefined {
-    // pg-logical-replication keeps the connection private; it pauses the same socket itself.
+  /**
+   * The replication stream's pg connection: its socket, paused while the queue is full, and its
+   * CopyDone. pg-logical-replication keeps it private (and pauses the same socket itself).
+   */
+  #connection(): ReplicationConnection | undefined {
     return (
-      this.#stream as unknown as { _connection?: { stream?: { pause(): void; resume(): void } } } | undefined
-    )?._connection?.stream;
+      (this.#stream as unknown as { _connection?: ReplicationConnection | null } | undefined)?._connection ??
+      undefined
+    );
+  }
+
+  /** The replication connection's socket, to stop reading it while the queue is full. */
+  #socket(): ReplicationConnection['stream'] | undefined {
+    return this.#connection()?.stream;
   }
 
   #breakerWaitMs(): number {
@@ -624,6 +629,12 @@ export class WalOutboxRelay extends ServiceBase<WalOutboxRelayEvents> {
       if (this.#stopping) done();
     });
   }
+}
+
+/** The parts of node-postgres' connection the relay uses. */
+interface ReplicationConnection {
+  stream: { pause(): void; resume(): void };
+  endCopyFrom(): void;
 }
 
 /** A (destination, key) pair as one string, for the set of held keys. */
