@@ -47,12 +47,17 @@ export interface DeliverySource<D extends Delivery = Delivery> {
    * `claim`, `ack` and the settles; never with itself.
    */
   extend?(deliveries: readonly D[]): Promise<readonly D[]>;
-  /** Gives a failed message back to be delivered again after `delayMs`. */
-  retry(delivery: D, delayMs: number, error: unknown): Promise<void>;
+  /**
+   * Gives a failed message back to be delivered again after `delayMs`. This and the other two
+   * settles resolve with `false` when they changed nothing because this consumer no longer holds
+   * the message (its lease ran out and it was reaped or taken): the runtime then reports the
+   * lease lost, not the settle. Adapters that cannot tell resolve with nothing.
+   */
+  retry(delivery: D, delayMs: number, error: unknown): Promise<boolean | void>;
   /** Moves a message to the dead-letter destination with the error, attempts and failure times. */
-  deadLetter(delivery: D, error: unknown): Promise<void>;
+  deadLetter(delivery: D, error: unknown): Promise<boolean | void>;
   /** Hands an unfinished message back at once, without counting the attempt (shutdown). */
-  release(delivery: D): Promise<void>;
+  release(delivery: D): Promise<boolean | void>;
   /** Stops subscriptions and closes what `open` opened. */
   close(): Promise<void>;
 }

@@ -3,7 +3,7 @@ import { ManualClock } from '../time/index.ts';
 import { MemoryBroker } from './adapters/memory/index.ts';
 import type { Delivery, DeliverySource } from './delivery-source.ts';
 import { createEnvelope, type Envelope } from './envelope.ts';
-import { LeaseLostError } from './handler.ts';
+import { LeaseLostError, PermanentError } from './handler.ts';
 import { QueueConsumer } from './queue-consumer.ts';
 
 interface Item extends Delivery {
@@ -23,6 +23,8 @@ class LeasedSource implements DeliverySource<Item> {
   readonly renewals: { at: number; payloads: unknown[] }[] = [];
   readonly taken = new Set<unknown>();
   readonly refuseAcks = new Set<unknown>();
+  /** Payloads whose retry, dead-letter or release finds the lease gone. */
+  readonly refuseSettles = new Set<unknown>();
   failRenewals = false;
   wake: (() => void) | undefined;
   #next = 0;
@@ -51,14 +53,19 @@ class LeasedSource implements DeliverySource<Item> {
     this.renewals.push({ at: this.clock.now(), payloads: deliveries.map((d) => d.envelope.payload) });
     return deliveries.filter((d) => this.taken.has(d.envelope.payload));
   }
-  async retry(d: Item): Promise<void> {
-    this.log.push(`retry ${String(d.envelope.payload)}`);
+  async retry(d: Item): Promise<boolean> {
+    return this.#settle('retry', d);
   }
-  async deadLetter(d: Item): Promise<void> {
-    this.log.push(`dead ${String(d.envelope.payload)}`);
+  async deadLetter(d: Item): Promise<boolean> {
+    return this.#settle('dead', d);
   }
-  async release(d: Item): Promise<void> {
-    this.log.push(`release ${String(d.envelope.payload)}`);
+  async release(d: Item): Promise<boolean> {
+    return this.#settle('release', d);
+  }
+  #settle(kind: string, d: Item): boolean {
+    if (this.refuseSettles.has(d.envelope.payload)) return false;
+    this.log.push(`${kind} ${String(d.envelope.payload)}`);
+    return true;
   }
   async close(): Promise<void> {
     this.log.push('close');
@@ -265,6 +272,31 @@ describe('QueueConsumer leases', () => {
     expect(acked).toEqual(['b']);
     expect(lost).toEqual(['a']);
     await consumer.stop();
+  });
+
+  it('a retry or dead-letter that finds the lease gone is reported as lease-lost, not as the settle', async () => {
+    const clock = new ManualClock();
+    const source = new LeasedSource(clock);
+    source.refuseSettles.add('a').add('b');
+    // 'a' fails for good (a dead-letter); 'b' and 'c' fail once (a retry).
+    const consumer = new QueueConsumer(
+      source,
+      async (m) => {
+        throw m.payload === 'a' ? new PermanentError('bad a') : new Error(`failed ${String(m.payload)}`);
+      },
+      { clock },
+    );
+    const reported: string[] = [];
+    for (const event of ['retried', 'dead-lettered', 'lease-lost'] as const) {
+      consumer.events.on(event, ({ message: m }) => reported.push(`${event} ${String(m.payload)}`));
+    }
+    const retried = consumer.events.once('retried');
+    await consumer.start();
+    source.push(message('a'), message('b'), message('c'));
+    await retried;
+    await consumer.stop();
+    expect(reported.sort()).toEqual(['lease-lost a', 'lease-lost b', 'retried c']);
+    expect(source.log.filter((entry) => !entry.startsWith('claim'))).toEqual(['retry c', 'close']);
   });
 
   it('heartbeatMs: false renews nothing; a heartbeat not below the lease is refused by name', async () => {

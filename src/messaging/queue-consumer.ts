@@ -315,15 +315,15 @@ export class QueueConsumer<D extends Delivery = Delivery> extends ServiceBase<Qu
     held.stage = 'settling';
     try {
       if (context.aborted) {
-        await this.#source.release(delivery);
-        this.events.emit('released', { message: envelope });
+        if ((await this.#source.release(delivery)) === false) this.#reportLost(held, 'taken');
+        else this.events.emit('released', { message: envelope });
       } else if (isPermanent(error) || attempt >= this.#options.maxAttempts) {
-        await this.#source.deadLetter(delivery, error);
-        this.events.emit('dead-lettered', { message: envelope, attempt, error });
+        if ((await this.#source.deadLetter(delivery, error)) === false) this.#reportLost(held, 'taken');
+        else this.events.emit('dead-lettered', { message: envelope, attempt, error });
       } else {
         const delayMs = this.#options.retryDelay(attempt);
-        await this.#source.retry(delivery, delayMs, error);
-        this.events.emit('retried', { message: envelope, attempt, delayMs, error });
+        if ((await this.#source.retry(delivery, delayMs, error)) === false) this.#reportLost(held, 'taken');
+        else this.events.emit('retried', { message: envelope, attempt, delayMs, error });
       }
     } catch (failure) {
       // The message stays leased and comes back when the lease expires: nothing is lost.

@@ -172,20 +172,21 @@ export class PgQueueSource implements DeliverySource<PgDelivery> {
     return notIn(deliveries, rows);
   }
 
-  async retry(delivery: PgDelivery, delayMs: number, error: unknown): Promise<void> {
+  async retry(delivery: PgDelivery, delayMs: number, error: unknown): Promise<boolean> {
     const now = this.#clock.now();
-    await this.#db.query(
+    const { rowCount } = await this.#db.query(
       `UPDATE keel_queue
        SET lease_owner = NULL, lease_until = NULL, available_at = $3, last_error = $4,
            first_failed_at = coalesce(first_failed_at, $5), last_failed_at = $5
        WHERE seq = $1 AND lease_owner = $2`,
       [delivery.seq, delivery.token, new Date(now + delayMs), describeError(error), new Date(now)],
     );
+    return rowCount > 0;
   }
 
-  async deadLetter(delivery: PgDelivery, error: unknown): Promise<void> {
+  async deadLetter(delivery: PgDelivery, error: unknown): Promise<boolean> {
     const now = new Date(this.#clock.now());
-    await this.#db.query(
+    const { rowCount } = await this.#db.query(
       `WITH dead AS (
          DELETE FROM keel_queue WHERE seq = $1 AND lease_owner = $2 RETURNING *)
        INSERT INTO keel_queue (queue, id, type, key, payload, headers, occurred_at, hlc, available_at,
@@ -201,14 +202,16 @@ export class PgQueueSource implements DeliverySource<PgDelivery> {
        FROM dead`,
       [delivery.seq, delivery.token, this.#deadLetterQueue, describeError(error), now],
     );
+    return rowCount > 0;
   }
 
-  async release(delivery: PgDelivery): Promise<void> {
-    await this.#db.query(
+  async release(delivery: PgDelivery): Promise<boolean> {
+    const { rowCount } = await this.#db.query(
       `UPDATE keel_queue SET lease_owner = NULL, lease_until = NULL, attempts = greatest(attempts - 1, 0)
        WHERE seq = $1 AND lease_owner = $2`,
       [delivery.seq, delivery.token],
     );
+    return rowCount > 0;
   }
 
   async close(): Promise<void> {

@@ -224,7 +224,7 @@ describe('PgQueue', () => {
     await stalled.stop();
   });
 
-  it('fences settles by the claim: an ack, retry or release after the lease was taken changes nothing', async () => {
+  it('fences settles by the claim: an ack, retry, dead-letter or release after the lease was taken changes nothing', async () => {
     const { queue, clock } = await setup();
     await queue.publish('jobs', messages(1));
     const first = queue.source('jobs', { clock, leaseMs: 1000 });
@@ -236,8 +236,11 @@ describe('PgQueue', () => {
     const [current] = await second.claim(1);
     expect(current?.attempt).toBe(2);
     expect(await first.ack([stale!])).toEqual([stale]);
-    await first.retry(stale!, 0, new Error('late'));
-    await first.release(stale!);
+    // Each settle says it held nothing, so the consumer reports the lease lost, not the settle.
+    expect(await first.retry(stale!, 0, new Error('late'))).toBe(false);
+    expect(await first.deadLetter(stale!, new Error('late'))).toBe(false);
+    expect(await first.release(stale!)).toBe(false);
+    expect(await queue.depth('jobs.dead-letter')).toBe(0);
     expect(await first.extend([stale!])).toEqual([stale]);
     // Even the same consumer, claiming the message again, cannot settle it with an older claim.
     expect(await second.extend([current!])).toEqual([]);
