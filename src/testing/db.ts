@@ -11,6 +11,7 @@ import { openPgliteDb, type PgliteDb, type PgliteDbOptions } from '../db/pglite-
 import { InvalidArgumentError, KeelError, isKeelError } from '../errors/index.ts';
 import { systemClock, type TimerHandle } from '../time/index.ts';
 import { discardPgliteTemplate, pgliteTemplate } from './pglite-template.ts';
+import { trackStatement, trackTransaction } from './statements-in-flight.ts';
 
 /** Runs `open` from the cached initdb template; a template that fails is discarded and initdb runs instead. */
 async function fromTemplate<T>(open: (template: Blob | undefined) => Promise<T>): Promise<T> {
@@ -190,11 +191,11 @@ class SchemaScopedDb implements TestDb {
   }
 
   query<R = Row>(sql: string, params?: readonly unknown[]): Promise<QueryResult<R>> {
-    return this.inner.query<R>(sql, params);
+    return trackStatement(() => this.inner.query<R>(sql, params));
   }
 
   transaction<T>(fn: (tx: Tx) => Promise<T>, options?: TransactionOptions): Promise<T> {
-    return this.inner.transaction(fn, options);
+    return trackTransaction((tracked) => this.inner.transaction(tracked, options), fn);
   }
 
   listen(channel: string, onNotify: (payload: string) => void): Promise<Unlisten> {
