@@ -289,6 +289,24 @@ describe('RedisStreamsBroker: groups, leases and settling', () => {
     expect(await slow.ack([first!, second!])).toEqual([]);
   });
 
+  it('a retry, dead-letter or release of an entry taken over says it held nothing, and changes nothing', async () => {
+    const broker = brokers.open();
+    await broker.publish('jobs', messages(1));
+    const slow = await opened(broker.source('jobs', { leaseMs: 50 }));
+    const [stale] = await slow.claim(1);
+    await pause(80);
+    const fast = await opened(broker.source('jobs', { leaseMs: 50 }));
+    const [current] = await fast.claim(1);
+    expect(await slow.retry(stale!, 0, new Error('late'))).toBe(false);
+    expect(await slow.deadLetter(stale!, new Error('late'))).toBe(false);
+    expect(await slow.release(stale!)).toBe(false);
+    expect(await broker.client.xlen(broker.streamKey('jobs.dead-letter'))).toBe(0);
+    // The holder's settle goes through.
+    expect(await fast.deadLetter(current!, new Error('bad'))).toBe(true);
+    expect(await broker.client.xlen(broker.streamKey('jobs.dead-letter'))).toBe(1);
+    expect(await broker.stats('jobs')).toMatchObject({ groups: [{ pending: 0 }] });
+  });
+
   it('refuses the ack of a delivery the consumer itself took again (a new delivery count), and leaves no taken set', async () => {
     const broker = brokers.open();
     await broker.publish('jobs', messages(2));

@@ -228,7 +228,7 @@ export class RedisStreamsSource implements DeliverySource<RedisStreamDelivery> {
     return (refused ?? []).map((i) => deliveries[i]!);
   }
 
-  async retry(delivery: RedisStreamDelivery, delayMs: number, _error: unknown): Promise<void> {
+  async retry(delivery: RedisStreamDelivery, delayMs: number, _error: unknown): Promise<boolean> {
     const now = this.#c.clock.now();
     const copy = encodeEntry(delivery.envelope, {
       priorAttempts: delivery.attempt,
@@ -236,7 +236,7 @@ export class RedisStreamsSource implements DeliverySource<RedisStreamDelivery> {
       retryOf: delivery.entryId,
     });
     const due = now + Math.max(0, delayMs);
-    await retryScript.run(
+    const held = await retryScript.run(
       this.#c.client,
       [this.#streamOf(delivery), this.#retryDelayed],
       [
@@ -249,11 +249,13 @@ export class RedisStreamsSource implements DeliverySource<RedisStreamDelivery> {
         delivery.fromRetry ? '1' : '0',
       ],
     );
+    if (Number(held) === 0) return false;
     this.#retryVersion++;
     this.#nextRetry = Math.min(this.#nextRetry, due);
+    return true;
   }
 
-  async deadLetter(delivery: RedisStreamDelivery, error: unknown): Promise<void> {
+  async deadLetter(delivery: RedisStreamDelivery, error: unknown): Promise<boolean> {
     const now = new Date(this.#c.clock.now()).toISOString();
     const envelope = deadLetterEnvelope(delivery, this.destination, error, now);
     const handed = await this.#moveToDeadLetter(
@@ -265,14 +267,16 @@ export class RedisStreamsSource implements DeliverySource<RedisStreamDelivery> {
       delivery.envelope.id,
     );
     if (handed > 1) this.#fullNext = true;
+    return handed > 0;
   }
 
-  async release(delivery: RedisStreamDelivery): Promise<void> {
-    await releaseScript.run(
+  async release(delivery: RedisStreamDelivery): Promise<boolean> {
+    const held = await releaseScript.run(
       this.#c.client,
       [this.#streamOf(delivery)],
       [this.#c.group, this.#c.consumer, delivery.entryId, delivery.deliveryCount, this.#c.keys.channel],
     );
+    return Number(held) !== 0;
   }
 
   /** Resets the idle time of the entries this consumer still holds; resolves with the others. */
