@@ -94,7 +94,7 @@ export default async function main(): Promise<void> {
     `interceptor: off ${bestOff.toFixed(3)} µs/msg, on ${bestOn.toFixed(3)} µs/msg: +${(bestOn - bestOff).toFixed(2)} µs per message (span, metrics, log context)`,
   );
 
-  const db = await createTestDb({ schemaPrefix: 'benchotel' });
+  const db = await createTestDb({ schemaPrefix: 'benchotel', trackStatements: false });
   try {
     await migrate(db, pgQueueMigrations);
     const queue = new PgQueue(db);

@@ -58,7 +58,7 @@ const walOutbox = process.env.BENCH_OUTBOX === 'wal';
 function openSideDb(server: PgServer | undefined, schema: string): Promise<Db> {
   return server === undefined
     ? // As deployed: production's Db does not check for nested calls (PgDbOptions.checkNestedUse).
-      createTestDb({ schemaPrefix: schema, poolSize, checkNestedUse: false })
+      createTestDb({ schemaPrefix: schema, poolSize, checkNestedUse: false, trackStatements: false })
     : openPgDb({ url: server.url, schema, poolSize });
 }
 

@@ -202,7 +202,12 @@ export default async function main(): Promise<void> {
     ].join('\n'),
   );
   // As deployed: production's Db does not check for nested calls (PgDbOptions.checkNestedUse).
-  const db = await createTestDb({ schemaPrefix: 'bench_outbox_add', poolSize, checkNestedUse: false });
+  const db = await createTestDb({
+    schemaPrefix: 'bench_outbox_add',
+    poolSize,
+    checkNestedUse: false,
+    trackStatements: false,
+  });
   const lines: string[] = [];
   try {
     await createTables(db);

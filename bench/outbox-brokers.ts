@@ -66,7 +66,7 @@ async function timeRelay(
   publish: Publisher['publish'],
 ): Promise<{ rate: number; cpuMsPer1000: number }> {
   // As deployed: production's Db does not check for nested calls (PgDbOptions.checkNestedUse).
-  const db = await createTestDb({ schemaPrefix, checkNestedUse: false });
+  const db = await createTestDb({ schemaPrefix, checkNestedUse: false, trackStatements: false });
   const relay = new OutboxRelay(db, { publish }, { batchSize, pollIntervalMs: 50, retentionMs });
   try {
     await migrate(db, outboxMigrations);

@@ -52,6 +52,11 @@ export interface TestDbOptions {
    * mistake should surface. Benchmarks of what production runs turn it off. PGlite always checks.
    */
   checkNestedUse?: boolean;
+  /**
+   * Count this database's statements in flight, so that `advanceUntil` moves a manual clock only
+   * between them. Default true; benchmarks turn it off (a closure and a proxy per statement).
+   */
+  trackStatements?: boolean;
   /** Where `KEEL_DB` and `DATABASE_URL` are read. Default `process.env`. */
   env?: Readonly<Record<string, string | undefined>>;
 }
@@ -96,6 +101,7 @@ export async function createTestDb(options: TestDbOptions = {}): Promise<TestDb>
   const env = options.env ?? process.env;
   const backend = options.backend ?? testDbBackend(env);
   const schema = uniqueSchemaName(options.schemaPrefix ?? 'test');
+  const track = options.trackStatements ?? true;
   if (backend === 'pg') {
     const url = env.DATABASE_URL?.trim() || defaultDatabaseUrl;
     let db: Db;
@@ -117,17 +123,17 @@ export async function createTestDb(options: TestDbOptions = {}): Promise<TestDb>
         { cause: error, details: error.details },
       );
     }
-    return new SchemaScopedDb(db, backend, async () => undefined);
+    return new SchemaScopedDb(db, backend, async () => undefined, track);
   }
   if (backend !== 'pglite') throw new InvalidArgumentError('backend', "'pglite' or 'pg'", backend);
   if (options.isolated === true) {
     const db = await fromTemplate((template) => openPgliteDb({ schema, template }));
-    return new SchemaScopedDb(db, backend, async () => undefined);
+    return new SchemaScopedDb(db, backend, async () => undefined, track);
   }
   const pglite = await sharedPglite.acquire();
   try {
     const db = await openPgliteDb({ pglite, schema });
-    return new SchemaScopedDb(db, backend, () => sharedPglite.release());
+    return new SchemaScopedDb(db, backend, () => sharedPglite.release(), track);
   } catch (error) {
     await sharedPglite.release();
     throw error;
@@ -174,12 +180,14 @@ class SchemaScopedDb implements TestDb {
   readonly backend: TestDbBackend;
   readonly inner: Db;
   readonly #afterClose: () => Promise<void>;
+  readonly #track: boolean;
   #closed: Promise<void> | undefined;
 
-  constructor(inner: Db, backend: TestDbBackend, afterClose: () => Promise<void>) {
+  constructor(inner: Db, backend: TestDbBackend, afterClose: () => Promise<void>, track: boolean) {
     this.inner = inner;
     this.backend = backend;
     this.#afterClose = afterClose;
+    this.#track = track;
   }
 
   get dialect(): Db['dialect'] {
@@ -191,10 +199,12 @@ class SchemaScopedDb implements TestDb {
   }
 
   query<R = Row>(sql: string, params?: readonly unknown[]): Promise<QueryResult<R>> {
+    if (!this.#track) return this.inner.query<R>(sql, params);
     return trackStatement(() => this.inner.query<R>(sql, params));
   }
 
   transaction<T>(fn: (tx: Tx) => Promise<T>, options?: TransactionOptions): Promise<T> {
+    if (!this.#track) return this.inner.transaction(fn, options);
     return trackTransaction((tracked) => this.inner.transaction(tracked, options), fn);
   }
 
