@@ -9,6 +9,11 @@ describe('the first screen', () => {
     expect(embedded).toContain('API        http://127.0.0.1:3000');
     expect(embedded).toMatch(/data {7}\/.*\.keel\/pglite \(embedded PostgreSQL: PGlite/);
     expect(embedded).toContain('outbox     table keel_outbox\n');
+    expect(embedded).toContain('Data survives a restart.');
+    // In memory, nothing survives: the screen must not promise it.
+    const inMemory = firstScreen('http://127.0.0.1:3000', { kind: 'pglite', dataDir: 'memory://' }, ['api']);
+    expect(inMemory).toContain('data       in memory (gone when the process stops)');
+    expect(inMemory).not.toContain('survives');
 
     const server = { kind: 'pg', url: 'postgres://shop:secret@db:5432/shop' } as const;
     const table = firstScreen('http://127.0.0.1:3000', server, ['api']);

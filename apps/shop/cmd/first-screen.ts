@@ -10,6 +10,7 @@ export function firstScreen(
   roles: Iterable<string>,
   outbox: ShopOutbox = { kind: 'table' },
 ): string {
+  const inMemory = db.kind === 'pglite' && (db.dataDir === undefined || db.dataDir === 'memory://');
   const where =
     db.kind === 'pglite'
       ? db.dataDir === undefined || db.dataDir === 'memory://'
@@ -40,7 +41,7 @@ export function firstScreen(
     '',
     `    ${curl}`,
     '',
-    '  Stop: Ctrl-C (drains in-flight work, then exits 0). Data survives a restart.',
+    `  Stop: Ctrl-C (drains in-flight work, then exits 0).${inMemory ? '' : ' Data survives a restart.'}`,
     '',
   ].join('\n');
 }
