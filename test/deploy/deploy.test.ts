@@ -35,8 +35,8 @@ describe('deploy/docker-compose.yml', () => {
     for (const name of ['api', 'relay', 'worker']) {
       const service = compose.services[name]!;
       const entry = service.command?.at(-1);
-      expect(entry, name).toBe(`apps/shop/cmd/${name}.ts`);
-      expect(existsSync(new URL(entry!, root)), entry).toBe(true);
+      expect(entry, name).toBe(`dist/apps/shop/cmd/${name}.js`);
+      expectBuilt(entry!);
       expect(service.environment?.KEEL_DB, name).toBe('pg');
       expect(service.environment?.DATABASE_URL, name).toMatch(/@postgres:5432\//);
       expect(service.depends_on?.postgres?.condition, name).toBe('service_healthy');
@@ -71,15 +71,36 @@ describe('deploy/docker-compose.yml', () => {
 });
 
 describe('deploy/Dockerfile', () => {
-  it('copies what the shop needs and runs an entry point that exists', () => {
+  it('copies what the build needs, and runs a compiled entry point of the build', () => {
     const dockerfile = read('deploy/Dockerfile');
-    const copied = [...dockerfile.matchAll(/^COPY (.+) \S+$/gm)].flatMap((m) => m[1]!.split(/\s+/));
-    for (const path of ['package.json', 'package-lock.json', 'tsconfig.json', 'src', 'apps']) {
+    const copied = [...dockerfile.matchAll(/^COPY (?!--from)(.+) \S+$/gm)].flatMap((m) => m[1]!.split(/\s+/));
+    for (const path of [
+      'package.json',
+      'package-lock.json',
+      'tsconfig.json',
+      'tsconfig.build.json',
+      'scripts/build.sh',
+      'src',
+      'apps',
+    ]) {
       expect(copied, path).toContain(path);
       expect(existsSync(new URL(path, root)), path).toBe(true);
     }
+    expect(dockerfile).toMatch(/^RUN npm run build$/m);
+    expect(dockerfile).toMatch(/^RUN npm ci --omit=dev/m);
     const cmd = /CMD \[(.*)\]/.exec(dockerfile)?.[1];
-    const entry = (JSON.parse(`[${cmd}]`) as string[]).at(-1)!;
-    expect(existsSync(new URL(entry, root)), entry).toBe(true);
+    expectBuilt((JSON.parse(`[${cmd}]`) as string[]).at(-1)!);
   });
 });
+
+/**
+ * `dist/<path>.js` is what `npm run build` writes from `<path>.ts`, one of tsconfig.build.json's
+ * files (test/deploy/build.test.ts runs the build and the compiled shop).
+ */
+function expectBuilt(entry: string): void {
+  const source = /^dist\/(.+)\.js$/.exec(entry)?.[1];
+  expect(source, entry).toBeDefined();
+  const build = JSON.parse(read('tsconfig.build.json').replace(/^\s*\/\/.*$/gm, '')) as { files: string[] };
+  expect(build.files, entry).toContain(`${source}.ts`);
+  expect(existsSync(new URL(`${source}.ts`, root)), `${source}.ts`).toBe(true);
+}
