@@ -230,12 +230,13 @@ describe('RedisStreamsBroker: groups, leases and settling', () => {
   it('takes over a crashed consumer’s entry after its lease, counting the attempt', async () => {
     const broker = brokers.open();
     await broker.publish('jobs', messages(1));
-    const crashed = await opened(broker.source('jobs', { leaseMs: 100 }));
+    const crashed = await opened(broker.source('jobs', { leaseMs: 10_000 }));
     const [held] = await crashed.claim(1);
     expect(held?.attempt).toBe(1);
-    const other = await opened(broker.source('jobs', { leaseMs: 100 }));
-    expect(await other.claim(1)).toEqual([]);
-    await pause(150);
+    // Within the lease nobody else gets it; once the entry has been idle longer, the next does.
+    expect(await (await opened(broker.source('jobs', { leaseMs: 10_000 }))).claim(1)).toEqual([]);
+    await brokers.stall(broker, crashed, [held!]);
+    const other = await opened(broker.source('jobs', { leaseMs: 10_000 }));
     const [taken] = await other.claim(1);
     expect(taken).toMatchObject({ attempt: 2, deliveryCount: 2, entryId: held!.entryId });
   });
@@ -243,10 +244,10 @@ describe('RedisStreamsBroker: groups, leases and settling', () => {
   it('a consumer whose lease was taken over settles nothing: retry, dead-letter and release say so and change nothing', async () => {
     const broker = brokers.open();
     await broker.publish('jobs', messages(1));
-    const slow = await opened(broker.source('jobs', { leaseMs: 50 }));
+    const slow = await opened(broker.source('jobs', { leaseMs: 10_000 }));
     const [stale] = await slow.claim(1);
-    await pause(80);
-    const fast = await opened(broker.source('jobs', { leaseMs: 50 }));
+    await brokers.stall(broker, slow, [stale!]);
+    const fast = await opened(broker.source('jobs', { leaseMs: 10_000 }));
     const [live] = await fast.claim(1);
     expect(await slow.retry(stale!, 0, new Error('late'))).toBe(false);
     expect(await slow.deadLetter(stale!, new Error('late'))).toBe(false);
@@ -268,14 +269,14 @@ describe('RedisStreamsBroker: groups, leases and settling', () => {
     const clock = new ManualClock(Date.UTC(2026, 0, 1));
     const broker = brokers.open({ clock });
     await broker.publish('jobs', messages(4));
-    const slow = await opened(broker.source('jobs', { leaseMs: 50 }));
+    const slow = await opened(broker.source('jobs', { leaseMs: 10_000 }));
     const [first, second, third] = await slow.claim(3);
     await slow.retry(third!, 0, new Error('again'));
     const [copy, fourth] = await slow.claim(2);
     expect([copy?.fromRetry, fourth?.fromRetry]).toEqual([true, false]);
-    await pause(80);
+    await brokers.stall(broker, slow, [first!, second!, copy!, fourth!]);
     // The lease scan takes the retry stream first: the copy, then the oldest entry.
-    const fast = await opened(broker.source('jobs', { leaseMs: 50 }));
+    const fast = await opened(broker.source('jobs', { leaseMs: 10_000 }));
     const taken = await fast.claim(2);
     expect(taken.map((d) => d.entryId)).toEqual([copy!.entryId, first!.entryId]);
     // Out of lease but not taken (second, fourth): still this consumer's, so acknowledged.
@@ -321,11 +322,11 @@ describe('RedisStreamsBroker: groups, leases and settling', () => {
     const broker = brokers.open({ ordering: 'per-key' });
     const [a, b] = messages(2, 'k');
     await broker.publish('jobs', [a!, b!]);
-    const slow = await opened(broker.source('jobs', { leaseMs: 50 }));
+    const slow = await opened(broker.source('jobs', { leaseMs: 10_000 }));
     const [stale] = await slow.claim(2);
     expect(stale?.envelope.id).toBe(a!.id);
-    await pause(80);
-    const fast = await opened(broker.source('jobs', { leaseMs: 50 }));
+    await brokers.stall(broker, slow, [stale!]);
+    const fast = await opened(broker.source('jobs', { leaseMs: 10_000 }));
     const [live] = await fast.claim(2);
     expect(live).toMatchObject({ entryId: stale!.entryId, deliveryCount: 2 });
     expect(await slow.ack([stale!])).toEqual([stale]);

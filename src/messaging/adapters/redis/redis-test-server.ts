@@ -70,6 +70,27 @@ export class RedisTestBrokers {
     return broker;
   }
 
+  /**
+   * Makes Redis see the entries a consumer holds as idle for `idleMs`, as if it had stalled that
+   * long: XCLAIM to the same consumer with IDLE and JUSTID (no delivery counted, the holder
+   * unchanged). A lease then runs out without the test waiting for it, so the tests of takeovers
+   * need no real time, and a slow machine cannot run out a lease the test did not mean to.
+   */
+  async stall(
+    broker: RedisStreamsBroker,
+    holder: { readonly consumer: string },
+    deliveries: readonly { readonly entryId: string; readonly fromRetry: boolean }[],
+    options: { destination?: string; group?: string; idleMs?: number } = {},
+  ): Promise<void> {
+    const stream = broker.streamKey(options.destination ?? 'jobs');
+    const group = options.group ?? 'keel';
+    for (const delivery of deliveries) {
+      const key = delivery.fromRetry ? `${stream}:retry:${group}` : stream;
+      const idleMs = options.idleMs ?? 3_600_000;
+      await this.admin.xclaim(key, group, holder.consumer, 0, delivery.entryId, 'IDLE', idleMs, 'JUSTID');
+    }
+  }
+
   /** Cuts every connection of this file's brokers (not the admin's), as a network fault would. */
   async cutConnections(): Promise<number> {
     const list = await this.admin.client('LIST');
