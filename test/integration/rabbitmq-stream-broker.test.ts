@@ -108,9 +108,13 @@ describe('RabbitMqStreamBroker', () => {
     await until(() => fromOffset.seen.length === 2);
     await pause(300);
     expect([...fromOffset.seen].sort()).toEqual([2, 3]);
-    // Stream timestamps are whole seconds: publish a second after the first batch.
-    await pause(1100);
+    // The timestamp is whole seconds, and compared with the chunks' times on the broker's clock:
+    // RabbitMQ's (the Erlang VM's) lags the host's for a while after the host's clock is stepped,
+    // as it slews back. A margin of a second on each side of the cut: a lag or a lead of up to a
+    // second still puts the first batch before it and the second after it.
+    await pause(2100);
     const cut = new Date();
+    await pause(1100);
     await broker.publish(stream, messages(4, 2));
     const fromTime = await reader(broker, stream, { group: 'g3', from: cut });
     await until(() => fromTime.seen.length >= 2);
