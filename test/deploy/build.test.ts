@@ -1,4 +1,4 @@
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { builtinModules } from 'node:module';
@@ -6,6 +6,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { postOrder, startShopProcess } from './shop-process.ts';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 // Inside the checkout, so the compiled files resolve packages from its node_modules.
@@ -64,42 +65,21 @@ describe('npm run build', () => {
   });
 
   it('runs the whole shop with node: it takes an order and answers a replay', async () => {
-    const shop = spawn(process.execPath, [path.join(out, 'apps/shop/cmd/all-in-one.js')], {
+    const shop = await startShopProcess([path.join(out, 'apps/shop/cmd/all-in-one.js')], {
       cwd: root,
-      env: { ...process.env, PORT: '0', KEEL_DB: 'pglite', KEEL_DATA_DIR: 'memory://', LOG_LEVEL: 'warn' },
-      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { KEEL_DATA_DIR: 'memory://' },
     });
-    const exited = new Promise<number | null>((resolve) => shop.once('exit', resolve));
     try {
-      let output = '';
-      const address = await new Promise<string>((resolve, reject) => {
-        shop.stdout.on('data', (chunk: Buffer) => {
-          output += chunk.toString();
-          const listening = /API {8}(http:\/\/\S+)/.exec(output);
-          if (listening) resolve(listening[1]!);
-        });
-        shop.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
-        void exited.then((code) =>
-          reject(new Error(`the shop exited (${code}) before it listened:\n${output}`)),
-        );
-      });
-      const post = (): Promise<Response> =>
-        fetch(`${address}/v1/orders`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json', 'idempotency-key': 'build-test-1' },
-          body: JSON.stringify({ customerId: 'c-1', items: [{ sku: 'book-1', quantity: 1 }] }),
-        });
-      const first = await post();
+      const first = await postOrder(shop.address, 'build-test-1');
       expect(first.status).toBe(202);
       const order = (await first.json()) as { id: string };
-      const replay = await post();
+      const replay = await postOrder(shop.address, 'build-test-1');
       expect(replay.status).toBe(202);
       expect(((await replay.json()) as { id: string }).id).toBe(order.id);
-      expect((await fetch(`${address}${first.headers.get('location')}`)).status).toBe(200);
+      expect((await fetch(`${shop.address}${first.headers.get('location')}`)).status).toBe(200);
     } finally {
-      shop.kill('SIGTERM');
+      // SIGTERM drains and exits 0, as the image's stop relies on.
+      expect(await shop.stop()).toBe(0);
     }
-    // SIGTERM drains and exits 0, as the image's stop relies on.
-    expect(await exited).toBe(0);
   }, 60_000);
 });

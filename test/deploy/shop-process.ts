@@ -1,0 +1,58 @@
+// The shop as a newcomer or the image runs it: a process of its own, found by its first screen.
+import { spawn } from 'node:child_process';
+
+export interface ShopProcess {
+  /** Where the API listens, read from the first screen. */
+  readonly address: string;
+  /** What it printed so far. */
+  output(): string;
+  /** SIGTERM, then its exit code (the shop drains and exits 0). */
+  stop(): Promise<number | null>;
+}
+
+/** Starts `node <args>` and resolves once its first screen names the API's address. */
+export async function startShopProcess(
+  args: readonly string[],
+  options: { cwd: string; env: Record<string, string> },
+): Promise<ShopProcess> {
+  const shop = spawn(process.execPath, args, {
+    cwd: options.cwd,
+    env: { ...process.env, PORT: '0', KEEL_DB: 'pglite', LOG_LEVEL: 'warn', ...options.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const exited = new Promise<number | null>((resolve) => shop.once('exit', resolve));
+  let output = '';
+  try {
+    const address = await new Promise<string>((resolve, reject) => {
+      shop.stdout.on('data', (chunk: Buffer) => {
+        output += chunk.toString();
+        const listening = /API {8}(http:\/\/\S+)/.exec(output);
+        if (listening) resolve(listening[1]!);
+      });
+      shop.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+      void exited.then((code) =>
+        reject(new Error(`the shop exited (${code}) before it listened:\n${output}`)),
+      );
+    });
+    return {
+      address,
+      output: () => output,
+      stop: async () => {
+        shop.kill('SIGTERM');
+        return exited;
+      },
+    };
+  } catch (error) {
+    shop.kill('SIGKILL');
+    throw error;
+  }
+}
+
+/** POSTs the order the first screen suggests, under `key`. */
+export function postOrder(address: string, key: string): Promise<Response> {
+  return fetch(`${address}/v1/orders`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'idempotency-key': key },
+    body: JSON.stringify({ customerId: 'c-1', items: [{ sku: 'book-1', quantity: 1 }] }),
+  });
+}
