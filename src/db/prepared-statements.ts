@@ -13,7 +13,9 @@
  * inserts, including `ON CONFLICT` on a unique key — never a search: after five executions
  * PostgreSQL may settle on a generic plan, and one made while a table was empty (a sequential
  * scan) stays cached as the table fills, until the next ANALYZE (measured on the outbox claim:
- * 21–23 ms per claim instead of 2–3 ms after 50,000 rows arrived).
+ * 21–23 ms per claim instead of 2–3 ms after 50,000 rows arrived). A search may be registered
+ * only where every transaction that runs it first sets `plan_cache_mode = force_custom_plan`
+ * (SET LOCAL), as the outbox relay's claim and mark do: parsed once, planned for each call.
  */
 const names = new Map<string, string>();
 

@@ -1,6 +1,7 @@
 // The relay's statements on the outbox tables: claim a batch, mark it published, record a
 // failure, give a claim back. The relay (outbox-relay.ts) decides when; this file says how.
 import type { Queryable, Tx } from '../db/db.ts';
+import { preparedStatement } from '../db/prepared-statements.ts';
 import type { EnvelopeRow } from '../messaging/envelope-row.ts';
 
 export interface OutboxRow extends EnvelopeRow {
@@ -20,6 +21,15 @@ export interface Marks {
   seqs: string[];
   claimIds: string[];
 }
+
+/**
+ * The claim and the mark are prepared statements (parsed once per connection: ~0.2 ms each of a
+ * 500-row batch) that are planned on every execution, with this batch's values. A generic plan
+ * would be made once and kept: one made while the outbox was empty scans the whole table after
+ * it fills (21-23 ms a claim instead of 2-3 after 50,000 rows). Every transaction that runs
+ * either statement starts with this.
+ */
+const customPlans = `SET LOCAL plan_cache_mode = force_custom_plan`;
 
 /**
  * Serialises claims across relays of one schema. Taken in a statement of its own: the claim's
@@ -44,7 +54,7 @@ const heldBy = (t: string): string => `${t}.published_at IS NULL AND ${t}.key IS
  * so a candidate costs the same however many rows are held; the exact seq test against held
  * rows runs only for keys that have one.
  */
-const claimSql = `WITH expired AS (
+const claimSql = preparedStatement(`WITH expired AS (
   DELETE FROM keel_outbox_claims WHERE claim_until <= $1),
 live AS (
   SELECT owner, seqs, destinations, keys FROM keel_outbox_claims WHERE claim_until > $1),
@@ -73,7 +83,7 @@ claimed AS (
          coalesce(array_agg(key) FILTER (WHERE key IS NOT NULL), '{}')
   FROM picked HAVING count(*) > 0)
 SELECT seq::text AS seq, id::text AS id, destination, type, key, payload, headers, occurred_at, hlc, attempts
-FROM picked ORDER BY picked.seq`;
+FROM picked ORDER BY picked.seq`);
 
 /**
  * $1 seqs, $2 published at, $3 claim ids. Moves the published rows to `keel_outbox_archive` (or
@@ -82,7 +92,7 @@ FROM picked ORDER BY picked.seq`;
  * the disk: set_config(..., true) lasts for the statement's own transaction. A row published in
  * the meantime by a relay of an earlier version (`published_at` set in place) is left to it.
  */
-const markSql = (deleteRows: boolean): string => `WITH async AS (
+const markText = (deleteRows: boolean): string => `WITH async AS (
   SELECT set_config('synchronous_commit', 'off', true) AS v, $2::timestamptz AS at),
 marked AS (
   DELETE FROM keel_outbox WHERE seq = ANY($1::bigint[]) AND published_at IS NULL AND EXISTS (SELECT 1 FROM async)${
@@ -98,6 +108,9 @@ archived AS (
   FROM marked m, async)`
   }
 DELETE FROM keel_outbox_claims WHERE id = ANY($3::uuid[]) AND EXISTS (SELECT 1 FROM async)`;
+const markDeleting = preparedStatement(markText(true));
+const markArchiving = preparedStatement(markText(false));
+const markSql = (deleteRows: boolean): string => (deleteRows ? markDeleting : markArchiving);
 
 export interface ClaimRequest {
   owner: string;
@@ -121,7 +134,8 @@ export async function claimBatch(
 ): Promise<Claim> {
   const rows = await db.transaction(async (tx) => {
     const marks = request.marks;
-    const [, , claimed] = await Promise.all([
+    const [, , , claimed] = await Promise.all([
+      tx.query(customPlans),
       marks === undefined || marks.claimIds.length === 0
         ? undefined
         : tx.query(markSql(request.deleteRows), [marks.seqs, request.now, marks.claimIds]),
@@ -133,15 +147,17 @@ export async function claimBatch(
   return { id: request.id, rows };
 }
 
-/** Moves published rows to the archive (or deletes them) and ends their claims, in one statement. */
+/** Moves published rows to the archive (or deletes them) and ends their claims, in one statement (and its plan setting). */
 export async function markPublished(
-  db: Queryable,
+  db: { transaction<T>(fn: (tx: Tx) => Promise<T>): Promise<T> },
   marks: Marks,
   now: Date,
   deleteRows: boolean,
 ): Promise<void> {
   if (marks.claimIds.length === 0) return;
-  await db.query(markSql(deleteRows), [marks.seqs, now, marks.claimIds]);
+  await db.transaction((tx) =>
+    Promise.all([tx.query(customPlans), tx.query(markSql(deleteRows), [marks.seqs, now, marks.claimIds])]),
+  );
 }
 
 /**
