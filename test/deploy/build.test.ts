@@ -18,11 +18,9 @@ const out = path.join(
 );
 
 function jsFiles(dir: string): string[] {
-  return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
-    const full = path.join(dir, entry.name);
-    if (entry.isDirectory()) return jsFiles(full);
-    return entry.name.endsWith('.js') ? [full] : [];
-  });
+  return readdirSync(dir, { recursive: true, encoding: 'utf8' })
+    .filter((name) => name.endsWith('.js'))
+    .map((name) => path.join(dir, name));
 }
 
 /** The package a bare specifier names: `pino`, `@nats-io/jetstream` (from `@nats-io/jetstream/lib/x`). */
