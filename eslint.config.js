@@ -3,7 +3,16 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', '.keel/**', 'coverage/**', 'dist/**', '.kafka/**'] },
+  {
+    ignores: [
+      'node_modules/**',
+      '.keel/**',
+      'coverage/**',
+      'dist/**',
+      '.kafka/**',
+      'test/deploy/package-consumer/**',
+    ],
+  },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {

@@ -1,3 +1,4 @@
+#!/usr/bin/env node
 // The `keel` command: `npm run keel -- outbox status`.
 import { runCli } from './main.ts';
 import { runSagaCli } from './saga-cli.ts';
