@@ -19,9 +19,27 @@ export async function withCliDb(io: CliIo, command: (db: Db) => Promise<number>)
   try {
     return await command(db);
   } catch (error) {
-    io.err(error instanceof KeelError ? `${error.code}: ${error.message}` : String(error));
+    io.err(describeFailure(error, db.schema));
     return 1;
   } finally {
     await db.close();
   }
+}
+
+/** SQLSTATE undefined_table. */
+const undefinedTable = '42P01';
+
+/**
+ * What the operator reads when a command fails. A missing table is most often the wrong database
+ * or one the service never migrated, so the line says which schema was asked and where it came from.
+ */
+function describeFailure(error: unknown, schema: string): string {
+  if (error instanceof KeelError) return `${error.code}: ${error.message}`;
+  if ((error as { code?: unknown } | null)?.code === undefinedTable) {
+    return (
+      `${(error as Error).message} in schema ${schema}: is this the service's database (KEEL_DB, ` +
+      'DATABASE_URL, KEEL_DATA_DIR), and has the service started once, to run its migrations?'
+    );
+  }
+  return String(error);
 }

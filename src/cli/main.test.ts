@@ -90,4 +90,15 @@ describe('keel CLI', () => {
     expect(unknown.code).toBe(2);
     expect(unknown.err[0]).toMatch(/unknown command: frobnicate now/);
   });
+
+  it('on a database without the outbox, names the missing table, the schema and where to look', async () => {
+    const db = await createTestDb();
+    dbs.push(db);
+    const status = await cli(db, 'outbox', 'status');
+    expect(status.code).toBe(1);
+    expect(status.err).toEqual([
+      `relation "keel_outbox" does not exist in schema ${db.schema}: is this the service's database ` +
+        '(KEEL_DB, DATABASE_URL, KEEL_DATA_DIR), and has the service started once, to run its migrations?',
+    ]);
+  });
 });
