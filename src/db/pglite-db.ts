@@ -1,9 +1,10 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { PGlite, types, type QueryOptions, type Results } from '@electric-sql/pglite';
+import type { PGlite, QueryOptions, Results } from '@electric-sql/pglite';
 import { InvalidArgumentError, KeelError } from '../errors/index.ts';
 import { withCallerStack } from './caller-stack.ts';
 import { lockDataDir, type DataDirLock } from './data-dir-lock.ts';
+import { loadPglite, type PgliteModule } from './pglite-module.ts';
 import type { Db, QueryResult, Row, TransactionOptions, Tx, Unlisten } from './db.ts';
 import { checkIdentifier, quoteIdentifier } from './identifiers.ts';
 import { checkIsolation } from './isolation.ts';
@@ -61,14 +62,19 @@ function serializeJson(value: unknown): string {
   return typeof value === 'string' ? value : JSON.stringify(value);
 }
 
-const queryOptions: QueryOptions = {
-  parsers: {
-    [INT8]: (value: string) => value,
-    [INT8_ARRAY]: (value: string): unknown =>
-      types.arrayParser(value, (element: string) => element, INT8_ARRAY),
-  },
-  serializers: { [JSON_OID]: serializeJson, [JSONB_OID]: serializeJson },
-};
+function queryOptionsOf({ types }: PgliteModule): QueryOptions {
+  return {
+    parsers: {
+      [INT8]: (value: string) => value,
+      [INT8_ARRAY]: (value: string): unknown =>
+        types.arrayParser(value, (element: string) => element, INT8_ARRAY),
+    },
+    serializers: { [JSON_OID]: serializeJson, [JSONB_OID]: serializeJson },
+  };
+}
+
+/** Set by the first `PgliteDb` to start, which loads PGlite: every query runs on one that did. */
+let queryOptions: QueryOptions | undefined;
 
 /**
  * One PGlite instance is one connection. Every `PgliteDb` over it goes through this FIFO lock, so
@@ -168,9 +174,11 @@ export class PgliteDb implements Db {
     let pglite: PGlite;
     try {
       const fresh = options.template !== undefined && (directory === undefined || !holdsDatabase(directory));
+      const { PGlite } = await loadPglite();
       pglite = await PGlite.create(dataDir, fresh ? { loadDataDir: options.template } : {});
     } catch (cause) {
       await lock?.release();
+      if (cause instanceof KeelError) throw cause;
       throw new KeelError('KEEL_DB_UNAVAILABLE', `PGlite could not open its data directory ${dataDir}`, {
         cause,
         details: { dataDir },
@@ -180,6 +188,7 @@ export class PgliteDb implements Db {
   }
 
   static async #start(pglite: PGlite, schema: string, owned: Owned | undefined): Promise<PgliteDb> {
+    queryOptions ??= queryOptionsOf(await loadPglite());
     const db = new PgliteDb(sessionOf(pglite), schema, owned);
     try {
       await db.#session.exclusive(async () => {

@@ -2,12 +2,13 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { PGlite } from '@electric-sql/pglite';
+import type { PGlite } from '@electric-sql/pglite';
 import type { Db, QueryResult, Row, TransactionOptions, Tx, Unlisten } from '../db/db.ts';
 import { quoteIdentifier } from '../db/identifiers.ts';
 import { defaultDatabaseUrl, preparedStatementsFromEnv } from '../db/open-db.ts';
 import { openPgDb } from '../db/pg-db.ts';
 import { openPgliteDb, type PgliteDb, type PgliteDbOptions } from '../db/pglite-db.ts';
+import { loadPglite } from '../db/pglite-module.ts';
 import { InvalidArgumentError, KeelError, isKeelError } from '../errors/index.ts';
 import { systemClock, type TimerHandle } from '../time/index.ts';
 import { discardPgliteTemplate, pgliteTemplate } from './pglite-template.ts';
@@ -154,8 +155,11 @@ const sharedPglite = new (class {
     if (this.#idle !== undefined) systemClock.clearTimeout(this.#idle);
     this.#idle = undefined;
     this.#users += 1;
-    this.#instance ??= fromTemplate((template) =>
-      PGlite.create('memory://', template === undefined ? {} : { loadDataDir: template }),
+    this.#instance ??= fromTemplate(async (template) =>
+      (await loadPglite()).PGlite.create(
+        'memory://',
+        template === undefined ? {} : { loadDataDir: template },
+      ),
     );
     const instance = this.#instance;
     instance.catch(() => {

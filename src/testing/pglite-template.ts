@@ -2,7 +2,7 @@ import { readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { PGlite } from '@electric-sql/pglite';
+import { loadPglite } from '../db/pglite-module.ts';
 
 /**
  * An initialised, empty PGlite data directory as a tarball. Starting from it takes ~0.5 s where
@@ -33,6 +33,7 @@ async function loadOrBuild(): Promise<Blob> {
   } catch {
     // Not built yet on this machine.
   }
+  const { PGlite } = await loadPglite();
   const pglite = await PGlite.create('memory://');
   let template: Blob;
   try {

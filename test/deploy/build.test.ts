@@ -1,11 +1,11 @@
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
-import { builtinModules } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { importsOf, jsFiles, packagesReachedFrom } from './compiled-imports.ts';
 import { postOrder, startShopProcess } from './shop-process.ts';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
@@ -17,51 +17,8 @@ const out = path.join(
   `keel-build-${process.pid}-${randomUUID().slice(0, 8)}`,
 );
 
-function jsFiles(dir: string): string[] {
-  return readdirSync(dir, { recursive: true, encoding: 'utf8' })
-    .filter((name) => name.endsWith('.js'))
-    .map((name) => path.join(dir, name));
-}
-
-/** The package a bare specifier names: `pino`, `@nats-io/jetstream` (from `@nats-io/jetstream/lib/x`). */
-function packageOf(specifier: string): string {
-  const parts = specifier.split('/');
-  return specifier.startsWith('@') ? parts.slice(0, 2).join('/') : parts[0]!;
-}
-
-/** What a compiled file imports: relative files (resolved) and packages, node built-ins left out. */
-function importsOf(file: string): { files: string[]; packages: string[] } {
-  const files: string[] = [];
-  const packages: string[] = [];
-  const source = readFileSync(file, 'utf8');
-  for (const match of source.matchAll(/(?:from\s+|import\s*\(\s*|import\s+)['"]([^'"]+)['"]/g)) {
-    const specifier = match[1]!;
-    if (specifier.startsWith('.')) files.push(path.resolve(path.dirname(file), specifier));
-    else if (!specifier.startsWith('node:') && !builtinModules.includes(specifier))
-      packages.push(packageOf(specifier));
-  }
-  return { files, packages };
-}
-
-/** The packages imported by `entries` and every compiled file they reach. */
-function packagesReachedFrom(entries: string[]): Set<string> {
-  const seen = new Set<string>();
-  const packages = new Set<string>();
-  const pending = [...entries];
-  for (let file = pending.pop(); file !== undefined; file = pending.pop()) {
-    if (seen.has(file)) continue;
-    seen.add(file);
-    const found = importsOf(file);
-    pending.push(...found.files);
-    for (const name of found.packages) packages.add(name);
-  }
-  return packages;
-}
-
 const manifest = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as {
   dependencies: Record<string, string>;
-  peerDependencies: Record<string, string>;
-  peerDependenciesMeta: Record<string, { optional?: boolean }>;
 };
 
 // The Docker image runs what `npm run build` writes, on node alone, with production dependencies.
@@ -83,7 +40,7 @@ describe('npm run build', () => {
     }
   });
 
-  it('runs the shop and the keel command on production dependencies alone', () => {
+  it("reaches only production dependencies from the shop's and the keel command's entry points", () => {
     const entries = [
       ...readdirSync(path.join(out, 'apps/shop/cmd'))
         .filter((name) => name.endsWith('.js'))
@@ -93,24 +50,8 @@ describe('npm run build', () => {
     const reached = packagesReachedFrom(entries);
     expect(reached).toContain('fastify');
     expect(reached).toContain('pg');
-    // The image installs with --omit=dev: neither dev nor optional peer dependencies are there.
+    // The image installs with --omit=dev: no dev dependency is there.
     expect([...reached].filter((name) => !(name in manifest.dependencies))).toEqual([]);
-  });
-
-  it('lets only keel/testing import its optional peers (vitest, fast-check)', () => {
-    const optional = Object.keys(manifest.peerDependencies).filter(
-      (name) => manifest.peerDependenciesMeta[name]?.optional === true,
-    );
-    expect(optional.sort()).toEqual(['fast-check', 'vitest']);
-    for (const file of jsFiles(path.join(out, 'src'))) {
-      const allowed = file.startsWith(path.join(out, 'src/testing/'))
-        ? [...Object.keys(manifest.dependencies), ...optional]
-        : Object.keys(manifest.dependencies);
-      expect(
-        importsOf(file).packages.filter((name) => !allowed.includes(name)),
-        file,
-      ).toEqual([]);
-    }
   });
 
   it('runs the whole shop with node: it takes an order and answers a replay', async () => {
