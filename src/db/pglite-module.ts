@@ -12,19 +12,16 @@ let loading: Promise<PgliteModule> | undefined;
  * missing package is a typed error that says what to install or to use instead.
  */
 export function loadPglite(): Promise<PgliteModule> {
-  loading ??= import('@electric-sql/pglite').then(
-    (module) => module,
-    (cause: unknown) => {
-      loading = undefined;
-      throw isMissingPackage(cause)
-        ? new KeelError(
-            'KEEL_DB_UNAVAILABLE',
-            `PGlite, the embedded database, is not installed: npm install ${packageName}, or use a PostgreSQL server (KEEL_DB=pg, DATABASE_URL)`,
-            { cause, details: { package: packageName } },
-          )
-        : cause;
-    },
-  );
+  loading ??= import('@electric-sql/pglite').catch((cause: unknown) => {
+    loading = undefined;
+    throw isMissingPackage(cause)
+      ? new KeelError(
+          'KEEL_DB_UNAVAILABLE',
+          `PGlite, the embedded database, is not installed: npm install ${packageName}, or use a PostgreSQL server (KEEL_DB=pg, DATABASE_URL)`,
+          { cause, details: { package: packageName } },
+        )
+      : cause;
+  });
   return loading;
 }
 
