@@ -7,6 +7,10 @@
 // rest as optional peers, so `import { retry } from 'keel/resilience'` installs no Kafka,
 // OpenTelemetry or WebAssembly PostgreSQL. test/deploy/package.test.ts checks the split against
 // what the compiled files import.
+//
+// The workspace's own `exports` point at the TypeScript sources: the examples import keel by name
+// (`keel/db`), as a project that installed it does, and run through tsx and vitest. The shop
+// imports by path, since its compiled image runs on node, which cannot load those sources.
 import { execFileSync } from 'node:child_process';
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';

@@ -1,5 +1,5 @@
 import { expect, it } from 'vitest';
-import { createTestDb } from '../../src/testing/index.ts';
+import { createTestDb } from 'keel/testing';
 import { runExample } from './main.ts';
 
 it('examples/01-outbox-to-worker books each payment once despite a duplicate delivery', async () => {

@@ -4,15 +4,9 @@
 //
 //   npx tsx examples/01-outbox-to-worker/main.ts
 import { z } from 'zod';
-import { migrate, openDb, type Db } from '../../src/db/index.ts';
-import { PgQueue, defineMessage, pgQueueMigrations } from '../../src/messaging/index.ts';
-import {
-  OutboxRelay,
-  addToOutbox,
-  inboxMigrations,
-  inboxOnce,
-  outboxMigrations,
-} from '../../src/outbox/index.ts';
+import { migrate, openDb, type Db } from 'keel/db';
+import { PgQueue, defineMessage, pgQueueMigrations } from 'keel/messaging';
+import { OutboxRelay, addToOutbox, inboxMigrations, inboxOnce, outboxMigrations } from 'keel/outbox';
 
 const paymentCaptured = defineMessage(
   'payment.captured',

@@ -1,6 +1,6 @@
 import { expect, it } from 'vitest';
-import { advanceUntil } from '../../src/testing/index.ts';
-import { ManualClock } from '../../src/time/index.ts';
+import { advanceUntil } from 'keel/testing';
+import { ManualClock } from 'keel/time';
 import { runExample } from './main.ts';
 
 it('examples/02-resilience prints how each policy acted', async () => {

@@ -7,15 +7,8 @@
 // then recovers, so every policy gets to act. Timings come from the injected clock; the test
 // beside this file runs it on a manual clock and checks the output.
 import { pathToFileURL } from 'node:url';
-import {
-  circuitBreaker,
-  fallback,
-  pipeline,
-  retry,
-  timeout,
-  type ExecuteContext,
-} from '../../src/resilience/index.ts';
-import { exponentialBackoff, sleep, systemClock, type Clock } from '../../src/time/index.ts';
+import { circuitBreaker, fallback, pipeline, retry, timeout, type ExecuteContext } from 'keel/resilience';
+import { exponentialBackoff, sleep, systemClock, type Clock } from 'keel/time';
 
 export interface ExampleOptions {
   clock?: Clock;

@@ -1,8 +1,7 @@
 import { PGlite } from '@electric-sql/pglite';
 import { expect, it } from 'vitest';
-import { defaultDatabaseUrl } from '../../src/db/index.ts';
-import { createTestDb, testDbBackend } from '../../src/testing/index.ts';
-import { pgliteTemplate } from '../../src/testing/pglite-template.ts';
+import { defaultDatabaseUrl } from 'keel/db';
+import { createTestDb, pgliteTemplate, testDbBackend } from 'keel/testing';
 import { runExample, type Target } from './main.ts';
 
 it('examples/03-outbox-in-your-transaction: pg (or PGlite) and Kysely transactions carry the outbox row', async () => {

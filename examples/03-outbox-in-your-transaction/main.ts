@@ -7,9 +7,9 @@
 import { PGlite } from '@electric-sql/pglite';
 import { CompiledQuery, Kysely, PostgresDialect, type PostgresPool, type Transaction } from 'kysely';
 import pg from 'pg';
-import { migrate, openPgDb, openPgliteDb, type Db } from '../../src/db/index.ts';
-import { createEnvelope, type Envelope } from '../../src/messaging/index.ts';
-import { OutboxRelay, addToOutbox, outboxMigrations, type OutboxExecutor } from '../../src/outbox/index.ts';
+import { migrate, openPgDb, openPgliteDb, type Db } from 'keel/db';
+import { createEnvelope, type Envelope } from 'keel/messaging';
+import { OutboxRelay, addToOutbox, outboxMigrations, type OutboxExecutor } from 'keel/outbox';
 
 interface Tables {
   orders: { id: string; cents: number };

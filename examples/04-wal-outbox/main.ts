@@ -5,16 +5,16 @@
 //                                                           # wal_level=logical (Debian's binaries)
 //   DATABASE_URL=postgres://… npx tsx examples/04-wal-outbox/main.ts   # your server (wal_level=logical,
 //                                                           # a user with REPLICATION)
-import { migrate, openPgDb } from '../../src/db/index.ts';
-import { createEnvelope, type Envelope } from '../../src/messaging/index.ts';
+import { migrate, openPgDb } from 'keel/db';
+import { createEnvelope, type Envelope } from 'keel/messaging';
 import {
   WalOutboxRelay,
   addToWalOutbox,
   dropWalOutboxSlot,
   ensureWalOutboxSlot,
   outboxMigrations,
-} from '../../src/outbox/index.ts';
-import { startPgServer } from '../../src/testing/index.ts';
+} from 'keel/outbox';
+import { startPgServer } from 'keel/testing';
 
 const orderPlaced = (id: string, cents: number): Envelope =>
   createEnvelope({ type: 'order.placed.v1', payload: { id, cents }, key: id });
