@@ -38,6 +38,7 @@ export const optionalPeers: Record<string, string> = {
   '@opentelemetry/sdk-metrics': 'keel/observability',
   '@opentelemetry/sdk-trace-base': 'keel/observability',
   '@opentelemetry/semantic-conventions': 'keel/observability',
+  '@openfeature/server-sdk': 'keel/flags',
   fastify: 'keel/idempotency and keel/observability: types of the fastify plugins',
   zod: 'keel/messaging: types of defineMessage',
   vitest: 'keel/testing: the conformance suites',

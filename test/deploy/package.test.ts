@@ -105,7 +105,7 @@ describe('the npm package', () => {
     ]);
   });
 
-  it('installed alone, runs every subpath but the adapters, observability and testing, which name what they need', async () => {
+  it('installed alone, runs every subpath but the adapters, observability, testing and flags, which name what they need', async () => {
     const { stdout } = await run('node', ['lean.mjs'], {
       cwd: alone,
       env: { ...process.env, DATABASE_URL: process.env['DATABASE_URL'] ?? defaultDatabaseUrl },
@@ -128,6 +128,7 @@ describe('the npm package', () => {
       'keel/testing: needs vitest',
       'keel/idempotency: loads',
       'keel/consistency: loads',
+      'keel/flags: needs @openfeature/server-sdk',
       'openPgliteDb: KEEL_DB_UNAVAILABLE (@electric-sql/pglite)',
       'retry: 42 after 2 calls',
       'outbox on PostgreSQL: orders order.placed.v1',

@@ -1,0 +1,179 @@
+import {
+  ErrorCode,
+  OpenFeatureEventEmitter,
+  ProviderEvents,
+  type EvaluationContext,
+  type JsonValue,
+  type Provider,
+  type ResolutionDetails,
+} from '@openfeature/server-sdk';
+import { systemClock, type Clock, type TimerHandle } from '../time/index.ts';
+import { evaluateFlag } from './evaluate-flag.ts';
+import type { FlagDefinition } from './flag-definition.ts';
+import type { FlagSource, StoredFlag } from './postgres-flag-store.ts';
+
+export interface KeelFlagProviderOptions {
+  clock?: Clock;
+  /**
+   * How often the flags are read again when no change was heard (a NOTIFY is lost across a
+   * reconnect); default 30 s.
+   */
+  pollIntervalMs?: number;
+}
+
+type Kind = 'boolean' | 'string' | 'number' | 'object';
+
+function kindOf(value: unknown): Kind {
+  const type = typeof value;
+  return type === 'boolean' || type === 'string' || type === 'number' ? type : 'object';
+}
+
+/**
+ * An OpenFeature provider over keel's flags: `OpenFeature.setProviderAndWait(new
+ * KeelFlagProvider(new PostgresFlagStore(db)))`. Flags are held in memory and evaluated there
+ * (no round trip per evaluation); a change heard from the source, or found by the poll, replaces
+ * them and emits `PROVIDER_CONFIGURATION_CHANGED` with the keys that changed.
+ */
+export class KeelFlagProvider implements Provider {
+  readonly metadata = { name: 'keel' } as const;
+  readonly runsOn = 'server' as const;
+  readonly events = new OpenFeatureEventEmitter();
+  readonly #source: FlagSource;
+  readonly #clock: Clock;
+  readonly #pollIntervalMs: number;
+  #flags = new Map<string, StoredFlag>();
+  #unsubscribe: (() => Promise<void>) | undefined;
+  #poll: TimerHandle | undefined;
+  #reading: Promise<void> | undefined;
+  #next: Promise<void> | undefined;
+  #stale = false;
+  #closed = false;
+
+  constructor(source: FlagSource, options: KeelFlagProviderOptions = {}) {
+    this.#source = source;
+    this.#clock = options.clock ?? systemClock;
+    this.#pollIntervalMs = options.pollIntervalMs ?? 30_000;
+  }
+
+  async initialize(): Promise<void> {
+    this.#unsubscribe = await this.#source.subscribe?.(() => void this.refresh().catch(() => undefined));
+    await this.refresh();
+    this.#schedulePoll();
+  }
+
+  async onClose(): Promise<void> {
+    this.#closed = true;
+    if (this.#poll !== undefined) this.#clock.clearTimeout(this.#poll);
+    await this.#unsubscribe?.();
+  }
+
+  /**
+   * Reads every flag again; resolves once what was stored when it was called is in memory. A
+   * failed read keeps the flags held before it, rejects, and marks the provider STALE (the
+   * reason is in the event) until a read succeeds.
+   */
+  refresh(): Promise<void> {
+    if (this.#reading === undefined) {
+      this.#reading = this.#read().finally(() => {
+        this.#reading = undefined;
+      });
+      return this.#reading;
+    }
+    // The read under way may have started before what the caller knows was written: one more
+    // after it, shared by every caller in the meantime.
+    this.#next ??= this.#reading
+      .catch(() => undefined)
+      .then(() => {
+        this.#next = undefined;
+        return this.refresh();
+      });
+    return this.#next;
+  }
+
+  /** The definitions in memory now, by key. */
+  get flags(): ReadonlyMap<string, FlagDefinition> {
+    return new Map([...this.#flags].map(([key, flag]) => [key, flag.definition]));
+  }
+
+  async #read(): Promise<void> {
+    let listed: StoredFlag[];
+    try {
+      listed = await this.#source.list();
+    } catch (error) {
+      this.#stale = true;
+      this.events.emit(ProviderEvents.Stale, { message: `flags not read: ${String(error)}` });
+      throw error;
+    }
+    if (this.#stale) {
+      this.#stale = false;
+      this.events.emit(ProviderEvents.Ready);
+    }
+    const next = new Map(listed.map((flag) => [flag.definition.key, flag]));
+    const changed = [...new Set([...next.keys(), ...this.#flags.keys()])].filter(
+      (key) => next.get(key)?.version !== this.#flags.get(key)?.version,
+    );
+    this.#flags = next;
+    if (changed.length > 0) this.events.emit(ProviderEvents.ConfigurationChanged, { flagsChanged: changed });
+  }
+
+  #schedulePoll(): void {
+    if (this.#closed) return;
+    this.#poll = this.#clock.setTimeout(() => {
+      void this.refresh()
+        .catch(() => undefined)
+        .finally(() => this.#schedulePoll());
+    }, this.#pollIntervalMs);
+  }
+
+  resolveBooleanEvaluation(flagKey: string, defaultValue: boolean, context: EvaluationContext) {
+    return Promise.resolve(this.#resolve(flagKey, defaultValue, context, 'boolean'));
+  }
+
+  resolveStringEvaluation(flagKey: string, defaultValue: string, context: EvaluationContext) {
+    return Promise.resolve(this.#resolve(flagKey, defaultValue, context, 'string'));
+  }
+
+  resolveNumberEvaluation(flagKey: string, defaultValue: number, context: EvaluationContext) {
+    return Promise.resolve(this.#resolve(flagKey, defaultValue, context, 'number'));
+  }
+
+  resolveObjectEvaluation<T extends JsonValue>(flagKey: string, defaultValue: T, context: EvaluationContext) {
+    return Promise.resolve(this.#resolve(flagKey, defaultValue, context, 'object'));
+  }
+
+  #resolve<T>(
+    flagKey: string,
+    defaultValue: T,
+    context: EvaluationContext,
+    kind: Kind,
+  ): ResolutionDetails<T> {
+    const flag = this.#flags.get(flagKey);
+    if (flag === undefined) {
+      return {
+        value: defaultValue,
+        reason: 'ERROR',
+        errorCode: ErrorCode.FLAG_NOT_FOUND,
+        errorMessage: `no flag ${flagKey}`,
+      };
+    }
+    const flagMetadata = { version: flag.version };
+    const evaluation = evaluateFlag(flag.definition, context);
+    if (evaluation.variant === undefined)
+      return { value: defaultValue, reason: evaluation.reason, flagMetadata };
+    if (kindOf(evaluation.value) !== kind) {
+      return {
+        value: defaultValue,
+        reason: 'ERROR',
+        errorCode: ErrorCode.TYPE_MISMATCH,
+        errorMessage: `flag ${flagKey} serves a ${kindOf(evaluation.value)} (variant ${evaluation.variant}), not a ${kind}`,
+        flagMetadata,
+      };
+    }
+    return {
+      value: evaluation.value as T,
+      variant: evaluation.variant,
+      reason: evaluation.reason,
+      flagMetadata,
+    };
+  }
+}
