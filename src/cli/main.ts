@@ -22,6 +22,8 @@ const usage = `keel — operate a keel service's outbox, queues and sagas
                                           move dead letters back where they came from
   keel saga list | show <id> | retry <id> instances by state, one's history, resume a parked one
                                           (keel saga --help for the options)
+  keel flags list | show | set | enable | disable | remove
+                                          feature flags (keel flags --help for the options)
 
 The database comes from KEEL_DB (pglite|pg), DATABASE_URL and KEEL_DATA_DIR, as for the app.`;
 
