@@ -16,6 +16,7 @@ import { SagaRunner, pruneSagas } from '../../src/saga/index.ts';
 import { ServiceBase, ServiceGroup, type Service } from '../../src/service/index.ts';
 import type { Clock } from '../../src/time/index.ts';
 import { orderFulfilment } from './application/fulfilment.ts';
+import { ShopFlags } from './flags.ts';
 import { PaymentProvider } from './application/payment-provider.ts';
 import { ordersQueue } from './contracts/orders.ts';
 import { healthRoutes } from './transport/http/health-routes.ts';
@@ -70,6 +71,8 @@ export interface Shop extends Service {
   /** The worker role's runner of the order-fulfilment saga. */
   readonly sagas: SagaRunner | undefined;
   readonly queue: PgQueue;
+  /** The api role's feature flags (`orders.accepting`). */
+  readonly flags: ShopFlags | undefined;
   /** The database the shop owns and closes on stop. */
   readonly db: Db;
 }
@@ -181,12 +184,16 @@ export function buildShop(config: ShopConfig, deps: ShopDeps): Shop {
   });
   installProblemHandler(http);
   void http.register(healthRoutes, { db, isReady: () => ready });
+  // The api role reads the shop's feature flags; other roles take no orders over HTTP.
+  const flags = config.roles.has('api') ? new ShopFlags(db, { clock, logger }) : undefined;
+  if (flags !== undefined) parts.push(flags);
   void http.register(ordersRoutes, {
     db,
     reads,
     clock,
     idempotency,
     outbox: outbox.kind === 'wal' ? addToWalOutbox : addToOutbox,
+    ...(flags === undefined ? {} : { accepting: () => flags.ordersAccepting }),
   });
 
   let server: HttpServer | undefined;
@@ -207,6 +214,7 @@ export function buildShop(config: ShopConfig, deps: ShopDeps): Shop {
     worker,
     sagas,
     queue,
+    flags,
     db,
     get state() {
       return group.state;

@@ -32,6 +32,7 @@ export const errorCodes = {
   KEEL_BULKHEAD_REJECTED: { status: 503, title: 'Bulkhead full' },
   KEEL_TIMEOUT: { status: 504, title: 'Timed out' },
   KEEL_RATE_LIMITED: { status: 429, title: 'Rate limited' },
+  KEEL_FEATURE_OFF: { status: 503, title: 'Feature turned off' },
   KEEL_VERSION_CONFLICT: { status: 409, title: 'Version conflict' },
   KEEL_BAD_CONSISTENCY_TOKEN: { status: 400, title: 'Bad consistency token' },
   KEEL_IDEMPOTENCY_KEY_REQUIRED: { status: 400, title: 'Idempotency key required' },

@@ -48,6 +48,7 @@ export class KeelFlagProvider implements Provider {
   #next: Promise<void> | undefined;
   #stale = false;
   #closed = false;
+  #closing: Promise<void> | undefined;
 
   constructor(source: FlagSource, options: KeelFlagProviderOptions = {}) {
     this.#source = source;
@@ -61,10 +62,14 @@ export class KeelFlagProvider implements Provider {
     this.#schedulePoll();
   }
 
-  async onClose(): Promise<void> {
-    this.#closed = true;
-    if (this.#poll !== undefined) this.#clock.clearTimeout(this.#poll);
-    await this.#unsubscribe?.();
+  /** Stops listening and polling; every call waits for the same close (OpenFeature calls it too, when the provider is replaced). */
+  onClose(): Promise<void> {
+    this.#closing ??= (async () => {
+      this.#closed = true;
+      if (this.#poll !== undefined) this.#clock.clearTimeout(this.#poll);
+      await this.#unsubscribe?.();
+    })();
+    return this.#closing;
   }
 
   /**

@@ -10,6 +10,7 @@ import {
   type DbConfig,
   type Migration,
 } from '../../../src/db/index.ts';
+import { flagMigrations } from '../../../src/flags/index.ts';
 import { idempotencyMigrations } from '../../../src/idempotency/index.ts';
 import { pgQueueMigrations } from '../../../src/messaging/index.ts';
 import { inboxMigrations, outboxMigrations } from '../../../src/outbox/index.ts';
@@ -21,7 +22,7 @@ import { createLogger } from '../logger.ts';
 
 const migrationsDir = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'migrations');
 
-/** keel's own tables first (queue, outbox, inbox, idempotency keys, sagas), then the shop's, in one ordered list. */
+/** keel's own tables first (queue, outbox, inbox, idempotency keys, sagas, flags), then the shop's, in one ordered list. */
 export async function shopMigrations(): Promise<Migration[]> {
   return [
     ...pgQueueMigrations,
@@ -29,6 +30,7 @@ export async function shopMigrations(): Promise<Migration[]> {
     ...inboxMigrations,
     ...idempotencyMigrations,
     ...sagaMigrations,
+    ...flagMigrations,
     ...(await loadMigrations(migrationsDir)),
   ];
 }

@@ -6,7 +6,7 @@ import {
   tokenAfterCommit,
   type ReadYourWritesDb,
 } from '../../../../src/consistency/index.ts';
-import { NotFoundError } from '../../../../src/errors/index.ts';
+import { KeelError, NotFoundError } from '../../../../src/errors/index.ts';
 import {
   claimIdempotentRequest,
   completeIdempotentRequest,
@@ -17,6 +17,7 @@ import { headerNames } from '../../../../src/messaging/index.ts';
 import type { OutboxWriter } from '../../../../src/outbox/index.ts';
 import type { Clock } from '../../../../src/time/index.ts';
 import { placeOrder } from '../../application/orders.ts';
+import { ordersAcceptingFlag } from '../../flags.ts';
 import { orderIdParams, placeOrderRequest } from '../../contracts/orders.ts';
 import { findOrder } from '../../storage/orders-store.ts';
 import { parseRequest } from './parse.ts';
@@ -30,6 +31,8 @@ export interface OrdersRoutesOptions {
   idempotency: IdempotencyStore;
   /** Where an order's event is written in its transaction. Default: the table outbox. */
   outbox?: OutboxWriter;
+  /** Whether new orders are taken now (the `orders.accepting` flag); default always. */
+  accepting?: () => boolean;
 }
 
 /** Orders are small documents; anything larger is a mistake or an attack. */
@@ -39,7 +42,7 @@ const jsonType = 'application/json; charset=utf-8';
 
 export async function ordersRoutes(
   app: FastifyInstance,
-  { db, reads, clock, idempotency, outbox }: OrdersRoutesOptions,
+  { db, reads, clock, idempotency, outbox, accepting = () => true }: OrdersRoutesOptions,
 ): Promise<void> {
   // A client that retries after a timeout must not place a second order: POST requires a key,
   // claimed in the order's own transaction and stored with it (one transaction per order).
@@ -55,6 +58,16 @@ export async function ordersRoutes(
   });
 
   app.post('/v1/orders', { bodyLimit: orderBodyLimit }, async (request, reply) => {
+    if (!accepting()) {
+      // Before the key is claimed: a 503 leaves it free for the client's retry after the pause.
+      throw new KeelError(
+        'KEEL_FEATURE_OFF',
+        `new orders are paused: the flag ${ordersAcceptingFlag} is off`,
+        {
+          details: { flag: ordersAcceptingFlag },
+        },
+      );
+    }
     const body = parseRequest(placeOrderRequest, request.body, 'request body');
     const correlation = request.headers['x-correlation-id'];
     const headers = {
