@@ -14,6 +14,7 @@ import {
 } from '../../src/outbox/index.ts';
 import { SagaRunner, pruneSagas } from '../../src/saga/index.ts';
 import { ServiceBase, ServiceGroup, type Service } from '../../src/service/index.ts';
+import type { TokenBucketLimits } from '../../src/resilience/index.ts';
 import type { Clock } from '../../src/time/index.ts';
 import { orderFulfilment } from './application/fulfilment.ts';
 import { ShopFlags } from './flags.ts';
@@ -24,6 +25,7 @@ import { HttpServer } from './transport/http/http-server.ts';
 import { ordersRoutes } from './transport/http/orders-routes.ts';
 import { ExpiredKeyPruner, PostgresIdempotencyStore } from '../../src/idempotency/index.ts';
 import { installProblemHandler } from './transport/http/problem-handler.ts';
+import { installRateLimit } from './transport/http/rate-limit.ts';
 import { orderPlacedHandler } from './transport/messages/order-placed-handler.ts';
 
 /** The parts one process runs. The all-in-one runs all three; split deployments one each. */
@@ -42,6 +44,8 @@ export interface ShopConfig {
   relay: { pollIntervalMs: number; batchSize: number };
   /** Default: the table outbox. */
   outbox?: ShopOutbox;
+  /** A token bucket per client address on the API's routes; none when absent. */
+  rateLimit?: TokenBucketLimits;
 }
 
 export interface ShopDeps {
@@ -183,6 +187,7 @@ export function buildShop(config: ShopConfig, deps: ShopDeps): Shop {
     return503OnClosing: true,
   });
   installProblemHandler(http);
+  if (config.rateLimit !== undefined) installRateLimit(http, { limits: config.rateLimit, clock });
   void http.register(healthRoutes, { db, isReady: () => ready });
   // The api role reads the shop's feature flags; other roles take no orders over HTTP.
   const flags = config.roles.has('api') ? new ShopFlags(db, { clock, logger }) : undefined;

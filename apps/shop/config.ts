@@ -1,5 +1,6 @@
 import { dbConfigFromEnv } from '../../src/db/index.ts';
 import { InvalidArgumentError } from '../../src/errors/index.ts';
+import type { TokenBucketLimits } from '../../src/resilience/index.ts';
 import type { ShopConfig, ShopOutbox, ShopRole } from './app.ts';
 
 const allRoles: readonly ShopRole[] = ['api', 'worker', 'relay'];
@@ -15,6 +16,7 @@ const allRoles: readonly ShopRole[] = ['api', 'worker', 'relay'];
  * - database: see `dbConfigFromEnv` (`KEEL_DB`, `DATABASE_URL`, `KEEL_DATA_DIR`)
  * - `KEEL_OUTBOX`: `table` (the default) or `wal` — orders' events as logical messages, relayed by
  *   logical decoding; needs `KEEL_DB=pg` and a server with wal_level=logical (docs/outbox.md)
+ * - `KEEL_RATE_LIMIT`: `<burst>/<per second>` per client address on the API (`60/20`), or `off`
  */
 export function shopConfigFromEnv(env: NodeJS.ProcessEnv = process.env, defaultRoles = allRoles): ShopConfig {
   const pollIntervalMs = integer(env, 'KEEL_POLL_INTERVAL_MS', 1000, 1);
@@ -28,7 +30,20 @@ export function shopConfigFromEnv(env: NodeJS.ProcessEnv = process.env, defaultR
     },
     relay: { pollIntervalMs, batchSize: integer(env, 'KEEL_RELAY_BATCH_SIZE', 100, 1) },
     outbox: outbox(env),
+    ...rateLimit(env),
   };
+}
+
+function rateLimit(env: NodeJS.ProcessEnv): { rateLimit?: TokenBucketLimits } {
+  const raw = env.KEEL_RATE_LIMIT?.trim() || '60/20';
+  if (raw === 'off') return {};
+  const match = /^(\d+)\/(\d+(?:\.\d+)?)$/.exec(raw);
+  const capacity = Number(match?.[1]);
+  const refillPerSecond = Number(match?.[2]);
+  if (match === null || capacity < 1 || refillPerSecond <= 0) {
+    throw new InvalidArgumentError('KEEL_RATE_LIMIT', "'<burst>/<per second>' such as 60/20, or 'off'", raw);
+  }
+  return { rateLimit: { capacity, refillPerSecond } };
 }
 
 function outbox(env: NodeJS.ProcessEnv): ShopOutbox {

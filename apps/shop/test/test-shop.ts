@@ -73,17 +73,20 @@ export async function openTestShop(
   store: ShopStore,
   roles: readonly ShopRole[] = ['worker', 'relay'],
   clock: Clock = systemClock,
-  options: { payments?: (db: Db) => PaymentProvider } = {},
+  options: { payments?: (db: Db) => PaymentProvider; config?: Partial<ShopConfig> } = {},
 ): Promise<Shop> {
   const db = await store.open();
   await migrate(db, await shopMigrations());
   const payments = options.payments?.(db);
-  return buildShop(testShopConfig(roles), {
-    db,
-    clock,
-    logger: pino({ level: 'silent' }),
-    ...(payments === undefined ? {} : { payments }),
-  });
+  return buildShop(
+    { ...testShopConfig(roles), ...options.config },
+    {
+      db,
+      clock,
+      logger: pino({ level: 'silent' }),
+      ...(payments === undefined ? {} : { payments }),
+    },
+  );
 }
 
 /**

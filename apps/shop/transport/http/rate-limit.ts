@@ -1,0 +1,36 @@
+import type { FastifyInstance } from 'fastify';
+import {
+  MemoryRateLimitStore,
+  RateLimitedError,
+  rateLimiter,
+  type TokenBucketLimits,
+} from '../../../../src/resilience/index.ts';
+import type { Clock } from '../../../../src/time/index.ts';
+
+/**
+ * A token bucket per client address on the API's routes (`/v1/…`; health and metrics stay
+ * open): a client past its burst gets 429 `KEEL_RATE_LIMITED` with `Retry-After` in seconds.
+ * The buckets are this process's (keel's memory store, which forgets refilled buckets): with
+ * several api processes each allows the rate; a `RedisRateLimitStore` would share one.
+ * Behind a proxy, fastify's `trustProxy` makes `request.ip` the client's.
+ */
+export function installRateLimit(
+  app: FastifyInstance,
+  options: { limits: TokenBucketLimits; clock: Clock },
+): void {
+  const limiter = rateLimiter({
+    ...options.limits,
+    shared: { store: new MemoryRateLimitStore(), key: 'shop' },
+    clock: options.clock,
+  });
+  app.addHook('onRequest', async (request, reply) => {
+    if (!request.url.startsWith('/v1/')) return;
+    try {
+      await limiter.acquire({ key: `ip:${request.ip}` });
+    } catch (error) {
+      if (error instanceof RateLimitedError)
+        void reply.header('retry-after', String(Math.max(1, Math.ceil(error.retryAfterMs / 1000))));
+      throw error;
+    }
+  });
+}
