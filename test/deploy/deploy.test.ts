@@ -20,11 +20,12 @@ describe('deploy/docker-compose.yml', () => {
     services: Record<string, ComposeService>;
   };
 
-  it('runs PostgreSQL, RabbitMQ and Kafka, and the shop as api, relay and worker', () => {
+  it('runs PostgreSQL, RabbitMQ and Kafka, the shop as api, relay and worker, and Prometheus', () => {
     expect(Object.keys(compose.services).sort()).toEqual([
       'api',
       'kafka',
       'postgres',
+      'prometheus',
       'rabbitmq',
       'relay',
       'worker',
