@@ -40,6 +40,11 @@ export type ShopOutbox = { kind: 'table' } | { kind: 'wal'; connectionString: st
 export interface ShopConfig {
   roles: ReadonlySet<ShopRole>;
   http: { port: number; host: string };
+  /**
+   * A process without the api role listens here for `/metrics`, `/healthz` and `/readyz` only,
+   * so Prometheus can scrape its worker and saga metrics. None when absent.
+   */
+  metricsPort?: number;
   worker: { concurrency: number; pollIntervalMs: number; leaseMs: number };
   relay: { pollIntervalMs: number; batchSize: number };
   /** Default: the table outbox. */
@@ -77,6 +82,8 @@ export interface Shop extends Service {
   readonly queue: PgQueue;
   /** The api role's feature flags (`orders.accepting`). */
   readonly flags: ShopFlags | undefined;
+  /** Without the api role, with `metricsPort`: the listener of health and metrics (instrumentShop adds `/metrics`). */
+  readonly ops: HttpServer | undefined;
   /** The database the shop owns and closes on stop. */
   readonly db: Db;
 }
@@ -202,11 +209,25 @@ export function buildShop(config: ShopConfig, deps: ShopDeps): Shop {
   });
 
   let server: HttpServer | undefined;
+  let ops: HttpServer | undefined;
   if (config.roles.has('api')) {
     server = new HttpServer(http, config.http);
     parts.push(server);
   } else {
     parts.push(new FastifyCloser(http));
+    if (config.metricsPort !== undefined) {
+      const app = Fastify({
+        // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-assertion -- as for the api app above
+        loggerInstance: logger as FastifyBaseLogger,
+        // A scrape every few seconds is not worth a log line.
+        logController: new LogController({ disableRequestLogging: true }),
+        return503OnClosing: true,
+      });
+      installProblemHandler(app);
+      void app.register(healthRoutes, { db, isReady: () => ready });
+      ops = new HttpServer(app, { port: config.metricsPort, host: config.http.host });
+      parts.push(ops);
+    }
   }
 
   const group = new ServiceGroup('shop', parts);
@@ -220,6 +241,7 @@ export function buildShop(config: ShopConfig, deps: ShopDeps): Shop {
     sagas,
     queue,
     flags,
+    ops,
     db,
     get state() {
       return group.state;

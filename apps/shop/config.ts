@@ -16,6 +16,7 @@ const allRoles: readonly ShopRole[] = ['api', 'worker', 'relay'];
  * - database: see `dbConfigFromEnv` (`KEEL_DB`, `DATABASE_URL`, `KEEL_DATA_DIR`)
  * - `KEEL_OUTBOX`: `table` (the default) or `wal` — orders' events as logical messages, relayed by
  *   logical decoding; needs `KEEL_DB=pg` and a server with wal_level=logical (docs/outbox.md)
+ * - `KEEL_METRICS_PORT`: where a process without the api role serves `/metrics` and health (none)
  * - `KEEL_RATE_LIMIT`: `<burst>/<per second>` per client address on the API (`60/20`), or `off`
  */
 export function shopConfigFromEnv(env: NodeJS.ProcessEnv = process.env, defaultRoles = allRoles): ShopConfig {
@@ -31,6 +32,7 @@ export function shopConfigFromEnv(env: NodeJS.ProcessEnv = process.env, defaultR
     relay: { pollIntervalMs, batchSize: integer(env, 'KEEL_RELAY_BATCH_SIZE', 100, 1) },
     outbox: outbox(env),
     ...rateLimit(env),
+    ...(env.KEEL_METRICS_PORT?.trim() ? { metricsPort: integer(env, 'KEEL_METRICS_PORT', 0, 0, 65535) } : {}),
   };
 }
 

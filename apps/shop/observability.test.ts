@@ -98,4 +98,28 @@ describe('shop observability', () => {
       await shop.stop();
     }
   });
+
+  it('a process without the api role serves /metrics and health on KEEL_METRICS_PORT, and no orders', async () => {
+    const db = await store.open();
+    await migrate(db, await shopMigrations());
+    const shop = buildShop(
+      { ...testShopConfig(['worker']), metricsPort: 0 },
+      { db, clock: systemClock, logger: pino({ level: 'silent' }), meter },
+    );
+    using _instrumented = instrumentShop(shop, { meter, prometheus: otel.prometheus! });
+    await shop.start();
+    try {
+      expect(shop.server).toBeUndefined();
+      const address = shop.ops!.address;
+      const metrics = await fetch(`${address}/metrics`);
+      expect(metrics.status).toBe(200);
+      // The worker's own series, which no api process has.
+      expect(await metrics.text()).toMatch(/^keel_saga_instances\{/m);
+      expect((await fetch(`${address}/readyz`)).status).toBe(200);
+      const order = await fetch(`${address}/v1/orders`, { method: 'POST', body: '{}' });
+      expect(order.status).toBe(404);
+    } finally {
+      await shop.stop();
+    }
+  });
 });

@@ -35,7 +35,10 @@ export interface ShopObservabilityOptions {
 export function instrumentShop(shop: Shop, options: ShopObservabilityOptions): ListenerHandle {
   const { meter } = options;
   instrumentHttp(shop.http, { meter });
-  if (options.prometheus !== undefined) metricsRoute(shop.http, options.prometheus);
+  if (options.prometheus !== undefined) {
+    metricsRoute(shop.http, options.prometheus);
+    if (shop.ops !== undefined) metricsRoute(shop.ops.app, options.prometheus);
+  }
   const handles: ListenerHandle[] = [
     instrumentOutbox(shop.db, meter),
     instrumentQueueDepth(shop.queue, [ordersQueue], meter),

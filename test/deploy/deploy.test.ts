@@ -54,7 +54,15 @@ describe('deploy/docker-compose.yml', () => {
   });
 
   it('names only environment variables the shop reads', () => {
-    const known = new Set(['KEEL_DB', 'DATABASE_URL', 'LOG_LEVEL', 'KEEL_DRAIN_MS', 'HOST', 'PORT']);
+    const known = new Set([
+      'KEEL_DB',
+      'DATABASE_URL',
+      'LOG_LEVEL',
+      'KEEL_DRAIN_MS',
+      'HOST',
+      'PORT',
+      'KEEL_METRICS_PORT',
+    ]);
     const source = [
       'apps/shop/config.ts',
       'apps/shop/cmd/run-shop.ts',
