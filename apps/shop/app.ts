@@ -26,6 +26,7 @@ import { ordersRoutes } from './transport/http/orders-routes.ts';
 import { ExpiredKeyPruner, PostgresIdempotencyStore } from '../../src/idempotency/index.ts';
 import { installProblemHandler } from './transport/http/problem-handler.ts';
 import { installRateLimit } from './transport/http/rate-limit.ts';
+import { installApiKeyAuth } from './transport/http/api-key-auth.ts';
 import { orderPlacedHandler } from './transport/messages/order-placed-handler.ts';
 
 /** The parts one process runs. The all-in-one runs all three; split deployments one each. */
@@ -49,8 +50,10 @@ export interface ShopConfig {
   relay: { pollIntervalMs: number; batchSize: number };
   /** Default: the table outbox. */
   outbox?: ShopOutbox;
-  /** A token bucket per client address on the API's routes; none when absent. */
+  /** A token bucket per client (API key, else address) on the API's routes; none when absent. */
   rateLimit?: TokenBucketLimits;
+  /** `required`: every `/v1/…` request carries a live API key (`api_keys`). Default: none asked. */
+  apiKeys?: 'required' | 'off';
 }
 
 export interface ShopDeps {
@@ -194,6 +197,8 @@ export function buildShop(config: ShopConfig, deps: ShopDeps): Shop {
     return503OnClosing: true,
   });
   installProblemHandler(http);
+  // Before the rate limit, which then counts per key.
+  if (config.apiKeys === 'required') installApiKeyAuth(http, { db, clock });
   if (config.rateLimit !== undefined) installRateLimit(http, { limits: config.rateLimit, clock });
   void http.register(healthRoutes, { db, isReady: () => ready });
   // The api role reads the shop's feature flags; other roles take no orders over HTTP.

@@ -16,6 +16,7 @@ const allRoles: readonly ShopRole[] = ['api', 'worker', 'relay'];
  * - database: see `dbConfigFromEnv` (`KEEL_DB`, `DATABASE_URL`, `KEEL_DATA_DIR`)
  * - `KEEL_OUTBOX`: `table` (the default) or `wal` — orders' events as logical messages, relayed by
  *   logical decoding; needs `KEEL_DB=pg` and a server with wal_level=logical (docs/outbox.md)
+ * - `KEEL_API_KEYS`: `required` (every `/v1/…` request carries a live key) or `off` (the default)
  * - `KEEL_METRICS_PORT`: where a process without the api role serves `/metrics` and health (none)
  * - `KEEL_RATE_LIMIT`: `<burst>/<per second>` per client address on the API (`60/20`), or `off`
  */
@@ -32,8 +33,16 @@ export function shopConfigFromEnv(env: NodeJS.ProcessEnv = process.env, defaultR
     relay: { pollIntervalMs, batchSize: integer(env, 'KEEL_RELAY_BATCH_SIZE', 100, 1) },
     outbox: outbox(env),
     ...rateLimit(env),
+    apiKeys: apiKeys(env),
     ...(env.KEEL_METRICS_PORT?.trim() ? { metricsPort: integer(env, 'KEEL_METRICS_PORT', 0, 0, 65535) } : {}),
   };
+}
+
+function apiKeys(env: NodeJS.ProcessEnv): 'required' | 'off' {
+  const raw = env.KEEL_API_KEYS?.trim() || 'off';
+  if (raw !== 'required' && raw !== 'off')
+    throw new InvalidArgumentError('KEEL_API_KEYS', "'required' or 'off'", raw);
+  return raw;
 }
 
 function rateLimit(env: NodeJS.ProcessEnv): { rateLimit?: TokenBucketLimits } {

@@ -10,6 +10,7 @@ export const errorCodes = {
   KEEL_MALFORMED_BODY: { status: 400, title: 'Malformed request body' },
   KEEL_PAYLOAD_TOO_LARGE: { status: 413, title: 'Payload too large' },
   KEEL_UNSUPPORTED_MEDIA_TYPE: { status: 415, title: 'Unsupported media type' },
+  KEEL_UNAUTHENTICATED: { status: 401, title: 'Unauthenticated' },
   KEEL_NOT_FOUND: { status: 404, title: 'Not found' },
   KEEL_ROUTE_NOT_FOUND: { status: 404, title: 'Route not found' },
   KEEL_ABORTED: { status: 499, title: 'Aborted' },

@@ -6,9 +6,10 @@ import {
   type TokenBucketLimits,
 } from '../../../../src/resilience/index.ts';
 import type { Clock } from '../../../../src/time/index.ts';
+import { authenticatedClient } from './api-key-auth.ts';
 
 /**
- * A token bucket per client address on the API's routes (`/v1/…`; health and metrics stay
+ * A token bucket per client — its API key when the api requires them, else its address — on the API's routes (`/v1/…`; health and metrics stay
  * open): a client past its burst gets 429 `KEEL_RATE_LIMITED` with `Retry-After` in seconds.
  * The buckets are this process's (keel's memory store, which forgets refilled buckets): with
  * several api processes each allows the rate; a `RedisRateLimitStore` would share one.
@@ -26,7 +27,8 @@ export function installRateLimit(
   app.addHook('onRequest', async (request, reply) => {
     if (!request.url.startsWith('/v1/')) return;
     try {
-      await limiter.acquire({ key: `ip:${request.ip}` });
+      // Per API key when the request carries one the api checked, else per address.
+      await limiter.acquire({ key: authenticatedClient(request) ?? `ip:${request.ip}` });
     } catch (error) {
       if (error instanceof RateLimitedError)
         void reply.header('retry-after', String(Math.max(1, Math.ceil(error.retryAfterMs / 1000))));
