@@ -144,7 +144,9 @@ describe('KeelFlagProvider', () => {
   it('keeps the flags it has when a read fails, and says why', async () => {
     const { db, store } = await setup();
     await store.put(newFlow);
-    const provider = new KeelFlagProvider(store, { pollIntervalMs: 60_000 });
+    // No NOTIFY: another test's flag change (the channel is database-wide) would start a read of
+    // its own, and a second STALE event.
+    const provider = new KeelFlagProvider({ list: () => store.list() }, { pollIntervalMs: 60_000 });
     const client = await clientOf(provider);
     // Written around the store's checks: a definition no provider can evaluate.
     await db.query(`UPDATE keel_flags SET definition = jsonb_set(definition, '{defaultVariant}', '"gone"')`);
