@@ -1,4 +1,11 @@
+import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ManualClock } from '../../src/time/index.ts';
 import type { Shop } from './app.ts';
@@ -76,13 +83,13 @@ describe('shop: API keys', () => {
     cleanups.push(() => store.dispose());
     const lines: string[] = [];
     const out = (line: string): number => lines.push(line);
-    expect(await runApiKeys(['create', 'ops'], store.env, out)).toBe(0);
+    expect(await runApiKeys(['create', 'ops'], out, () => store.open())).toBe(0);
     const id = /^id +(\S+)$/.exec(lines[0]!)![1]!;
     expect(lines[1]).toMatch(/^key +shop_/);
     lines.length = 0;
-    expect(await runApiKeys(['revoke', id], store.env, out)).toBe(0);
-    expect(await runApiKeys(['revoke', id], store.env, out)).toBe(1);
-    expect(await runApiKeys(['list'], store.env, out)).toBe(0);
+    expect(await runApiKeys(['revoke', id], out, () => store.open())).toBe(0);
+    expect(await runApiKeys(['revoke', id], out, () => store.open())).toBe(1);
+    expect(await runApiKeys(['list'], out, () => store.open())).toBe(0);
     expect(lines).toEqual([
       `${id} revoked`,
       `KEEL_NOT_FOUND: no live API key with id ${id}`,
@@ -92,4 +99,19 @@ describe('shop: API keys', () => {
     expect(shopConfigFromEnv({ KEEL_API_KEYS: 'required' }).apiKeys).toBe('required');
     expect(() => shopConfigFromEnv({ KEEL_API_KEYS: 'yes' })).toThrow(/KEEL_API_KEYS/);
   });
+
+  it('npm run api-keys opens the database the environment names', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'keel-api-keys-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      ['--import', 'tsx', 'apps/shop/cmd/api-keys.ts', 'create', 'from the shell'],
+      {
+        cwd: fileURLToPath(new URL('../../', import.meta.url)),
+        env: { ...process.env, KEEL_DB: 'pglite', KEEL_DATA_DIR: dir },
+      },
+    );
+    expect(stdout).toMatch(/^key +shop_/m);
+    expect(existsSync(path.join(dir, 'pglite'))).toBe(true);
+  }, 60_000);
 });

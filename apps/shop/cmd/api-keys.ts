@@ -1,7 +1,7 @@
 // The shop's API keys, from a shell: `npm run api-keys -- create <name> | revoke <id> | list`.
 // The database comes from the environment, as for the shop (KEEL_DB, DATABASE_URL, KEEL_DATA_DIR);
 // an embedded PGlite is held by a running shop: stop it first, or use a server.
-import { dbConfigFromEnv, migrate, openDb } from '../../../src/db/index.ts';
+import { dbConfigFromEnv, migrate, openDb, type Db } from '../../../src/db/index.ts';
 import { KeelError } from '../../../src/errors/index.ts';
 import { shopMigrations } from '../presets/open-shop.ts';
 import { createApiKey, listApiKeys, revokeApiKey } from '../storage/api-keys-store.ts';
@@ -12,15 +12,15 @@ npm run api-keys -- list             id, name, created, revoked`;
 
 export async function runApiKeys(
   argv: readonly string[],
-  env: NodeJS.ProcessEnv,
   out: (line: string) => void,
+  open: () => Promise<Db> = () => openDb(dbConfigFromEnv(process.env)),
 ): Promise<number> {
   const [command, argument] = argv;
   if (command !== 'create' && command !== 'revoke' && command !== 'list') {
     out(usage);
     return command === undefined || command === '--help' ? 0 : 2;
   }
-  const db = await openDb(dbConfigFromEnv(env));
+  const db = await open();
   try {
     await migrate(db, await shopMigrations());
     switch (command) {
@@ -61,5 +61,5 @@ export async function runApiKeys(
 }
 
 if (process.argv[1] !== undefined && import.meta.url === `file://${process.argv[1]}`) {
-  process.exitCode = await runApiKeys(process.argv.slice(2), process.env, (line) => console.log(line));
+  process.exitCode = await runApiKeys(process.argv.slice(2), (line) => console.log(line));
 }
