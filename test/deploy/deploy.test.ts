@@ -1,9 +1,28 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { parse } from 'yaml';
+import { parse, parseAllDocuments } from 'yaml';
 
 const root = new URL('../../', import.meta.url);
 const read = (path: string): string => readFileSync(new URL(path, root), 'utf8');
+
+/** The variables the deploy files may set, each one the shop reads. */
+const knownVariables = new Set([
+  'KEEL_DB',
+  'DATABASE_URL',
+  'LOG_LEVEL',
+  'KEEL_DRAIN_MS',
+  'HOST',
+  'PORT',
+  'KEEL_METRICS_PORT',
+]);
+const shopSource = [
+  'apps/shop/config.ts',
+  'apps/shop/cmd/run-shop.ts',
+  'apps/shop/logger.ts',
+  'src/db/open-db.ts',
+]
+  .map(read)
+  .join('\n');
 
 interface ComposeService {
   image?: string;
@@ -54,23 +73,8 @@ describe('deploy/docker-compose.yml', () => {
   });
 
   it('names only environment variables the shop reads', () => {
-    const known = new Set([
-      'KEEL_DB',
-      'DATABASE_URL',
-      'LOG_LEVEL',
-      'KEEL_DRAIN_MS',
-      'HOST',
-      'PORT',
-      'KEEL_METRICS_PORT',
-    ]);
-    const source = [
-      'apps/shop/config.ts',
-      'apps/shop/cmd/run-shop.ts',
-      'apps/shop/logger.ts',
-      'src/db/open-db.ts',
-    ]
-      .map(read)
-      .join('\n');
+    const known = knownVariables;
+    const source = shopSource;
     for (const name of ['api', 'relay', 'worker']) {
       for (const variable of Object.keys(compose.services[name]!.environment ?? {})) {
         expect(known.has(variable) && source.includes(variable), variable).toBe(true);
@@ -113,3 +117,70 @@ function expectBuilt(entry: string): void {
   expect(build.files, entry).toContain(`${source}.ts`);
   expect(existsSync(new URL(`${source}.ts`, root)), `${source}.ts`).toBe(true);
 }
+
+interface KubernetesContainer {
+  command: string[];
+  envFrom?: { configMapRef: { name: string } }[];
+  env?: { name: string; value?: string; valueFrom?: unknown }[];
+  ports?: { containerPort: number }[];
+  readinessProbe?: { httpGet: { path: string; port: number } };
+  livenessProbe?: { httpGet: { path: string; port: number } };
+}
+
+interface KubernetesObject {
+  kind: string;
+  metadata: { name: string };
+  data?: Record<string, string>;
+  spec?: {
+    selector?: Record<string, string> | { matchLabels: Record<string, string> };
+    ports?: { targetPort: number }[];
+    template?: {
+      metadata: { labels: Record<string, string> };
+      spec: { terminationGracePeriodSeconds: number; containers: KubernetesContainer[] };
+    };
+  };
+}
+
+describe('deploy/kubernetes/shop.yaml', () => {
+  const objects = parseAllDocuments(read('deploy/kubernetes/shop.yaml')).map(
+    (doc) => doc.toJS() as KubernetesObject,
+  );
+  const config = objects.find((o) => o.kind === 'ConfigMap')!;
+  const deployments = objects.filter((o) => o.kind === 'Deployment');
+
+  it('runs the shop as api, worker and relay from entry points the build writes, against PostgreSQL', () => {
+    expect(deployments.map((d) => d.metadata.name).sort()).toEqual(['shop-api', 'shop-relay', 'shop-worker']);
+    expect(config.data?.KEEL_DB).toBe('pg');
+    for (const deployment of deployments) {
+      const [container] = deployment.spec!.template!.spec.containers;
+      expectBuilt(container!.command.at(-1)!);
+      expect(container!.envFrom?.[0]?.configMapRef.name).toBe(config.metadata.name);
+      expect(container!.env?.some((v) => v.name === 'DATABASE_URL' && v.valueFrom !== undefined)).toBe(true);
+    }
+  });
+
+  it('probes /readyz and /healthz on the port each process listens on, and drains before SIGKILL', () => {
+    for (const deployment of deployments) {
+      const spec = deployment.spec!.template!.spec;
+      const container = spec.containers[0]!;
+      const env = Object.fromEntries((container.env ?? []).map((v) => [v.name, v.value]));
+      const port = Number(env.PORT ?? env.KEEL_METRICS_PORT);
+      expect(port, deployment.metadata.name).toBeGreaterThan(0);
+      expect(container.ports?.map((p) => p.containerPort)).toEqual([port]);
+      expect(container.readinessProbe?.httpGet).toEqual({ path: '/readyz', port });
+      expect(container.livenessProbe?.httpGet).toEqual({ path: '/healthz', port });
+      expect(spec.terminationGracePeriodSeconds * 1000).toBeGreaterThan(Number(config.data?.KEEL_DRAIN_MS));
+    }
+    const service = objects.find((o) => o.kind === 'Service')!;
+    expect(service.spec?.selector).toEqual({ app: 'shop', role: 'api' });
+    expect(service.spec?.ports?.[0]?.targetPort).toBe(3000);
+  });
+
+  it('names only environment variables the shop reads', () => {
+    const names = [
+      ...Object.keys(config.data ?? {}),
+      ...deployments.flatMap((d) => (d.spec!.template!.spec.containers[0]!.env ?? []).map((v) => v.name)),
+    ];
+    for (const name of names) expect(knownVariables.has(name) && shopSource.includes(name), name).toBe(true);
+  });
+});
