@@ -47,7 +47,6 @@ export class KeelFlagProvider implements Provider {
   #reading: Promise<void> | undefined;
   #next: Promise<void> | undefined;
   #stale = false;
-  #closed = false;
   #closing: Promise<void> | undefined;
 
   constructor(source: FlagSource, options: KeelFlagProviderOptions = {}) {
@@ -65,7 +64,6 @@ export class KeelFlagProvider implements Provider {
   /** Stops listening and polling; every call waits for the same close (OpenFeature calls it too, when the provider is replaced). */
   onClose(): Promise<void> {
     this.#closing ??= (async () => {
-      this.#closed = true;
       if (this.#poll !== undefined) this.#clock.clearTimeout(this.#poll);
       await this.#unsubscribe?.();
     })();
@@ -122,7 +120,7 @@ export class KeelFlagProvider implements Provider {
   }
 
   #schedulePoll(): void {
-    if (this.#closed) return;
+    if (this.#closing !== undefined) return;
     this.#poll = this.#clock.setTimeout(() => {
       void this.refresh()
         .catch(() => undefined)

@@ -1,7 +1,8 @@
 // The shop's API keys, from a shell: `npm run api-keys -- create <name> | revoke <id> | list`.
 // The database comes from the environment, as for the shop (KEEL_DB, DATABASE_URL, KEEL_DATA_DIR);
 // an embedded PGlite is held by a running shop: stop it first, or use a server.
-import { dbConfigFromEnv, migrate, openDb, type Db } from '../../../src/db/index.ts';
+import { withCliDb } from '../../../src/cli/cli-io.ts';
+import { migrate, type Db } from '../../../src/db/index.ts';
 import { KeelError } from '../../../src/errors/index.ts';
 import { shopMigrations } from '../presets/open-shop.ts';
 import { createApiKey, listApiKeys, revokeApiKey } from '../storage/api-keys-store.ts';
@@ -13,51 +14,49 @@ npm run api-keys -- list             id, name, created, revoked`;
 export async function runApiKeys(
   argv: readonly string[],
   out: (line: string) => void,
-  open: () => Promise<Db> = () => openDb(dbConfigFromEnv(process.env)),
+  open?: () => Promise<Db>,
 ): Promise<number> {
   const [command, argument] = argv;
   if (command !== 'create' && command !== 'revoke' && command !== 'list') {
     out(usage);
     return command === undefined || command === '--help' ? 0 : 2;
   }
-  const db = await open();
-  try {
-    await migrate(db, await shopMigrations());
-    switch (command) {
-      case 'create': {
-        const { id, key } = await createApiKey(db, argument ?? '');
-        out(`id   ${id}`);
-        out(`key  ${key}`);
-        out('The key is not stored in clear: keep it now. Send it as Authorization: Bearer <key>.');
-        return 0;
-      }
-      case 'revoke': {
-        if (argument === undefined || !(await revokeApiKey(db, argument))) {
-          throw new KeelError('KEEL_NOT_FOUND', `no live API key with id ${argument ?? '(none given)'}`);
+  // Opened from the environment unless given; a keel error prints as `CODE: message`, exit 1.
+  return withCliDb(
+    { out, err: out, env: process.env, ...(open === undefined ? {} : { openDb: open }) },
+    async (db) => {
+      await migrate(db, await shopMigrations());
+      switch (command) {
+        case 'create': {
+          const { id, key } = await createApiKey(db, argument ?? '');
+          out(`id   ${id}`);
+          out(`key  ${key}`);
+          out('The key is not stored in clear: keep it now. Send it as Authorization: Bearer <key>.');
+          return 0;
         }
-        out(`${argument} revoked`);
-        return 0;
-      }
-      case 'list': {
-        for (const key of await listApiKeys(db)) {
-          out(
-            [
-              key.id,
-              key.name.padEnd(24),
-              key.createdAt.toISOString(),
-              key.revokedAt?.toISOString() ?? 'live',
-            ].join('  '),
-          );
+        case 'revoke': {
+          if (argument === undefined || !(await revokeApiKey(db, argument))) {
+            throw new KeelError('KEEL_NOT_FOUND', `no live API key with id ${argument ?? '(none given)'}`);
+          }
+          out(`${argument} revoked`);
+          return 0;
         }
-        return 0;
+        case 'list': {
+          for (const key of await listApiKeys(db)) {
+            out(
+              [
+                key.id,
+                key.name.padEnd(24),
+                key.createdAt.toISOString(),
+                key.revokedAt?.toISOString() ?? 'live',
+              ].join('  '),
+            );
+          }
+          return 0;
+        }
       }
-    }
-  } catch (error) {
-    out(error instanceof KeelError ? `${error.code}: ${error.message}` : String(error));
-    return 1;
-  } finally {
-    await db.close();
-  }
+    },
+  );
 }
 
 if (process.argv[1] !== undefined && import.meta.url === `file://${process.argv[1]}`) {
