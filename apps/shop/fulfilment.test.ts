@@ -6,6 +6,7 @@ import { systemClock } from '../../src/time/index.ts';
 import type { Shop } from './app.ts';
 import { fulfilmentId } from './application/fulfilment.ts';
 import { PaymentProvider } from './application/payment-provider.ts';
+import { orderEventsStream } from './contracts/order-events.ts';
 import { orderPlacedV1, ordersQueue } from './contracts/orders.ts';
 import type { Order } from './domain/order.ts';
 import { stockOf } from './storage/inventory-store.ts';
@@ -128,21 +129,8 @@ describe('order fulfilment: the order-fulfilment saga run by the worker', () => 
   it('a redelivered order.placed.v1 starts one saga and charges once', async () => {
     const shop = await started(['worker']);
     const before = await stockOf(shop.db, 'book-1');
-    const now = new Date(systemClock.now()).toISOString();
-    const order: Order = {
-      id: randomUUID(),
-      customerId: 'c-3',
-      items: [{ sku: 'book-1', quantity: 1 }],
-      status: 'PENDING',
-      version: 1,
-      createdAt: now,
-      updatedAt: now,
-    };
-    await insertOrder(shop.db, order);
-    const event = orderPlacedV1.create(
-      { orderId: order.id, customerId: order.customerId, items: [...order.items] },
-      { key: order.id },
-    );
+    const order = await pendingOrder(shop, { customerId: 'c-3', items: [{ sku: 'book-1', quantity: 1 }] });
+    const event = placedEvent(order);
     let handled = 0;
     const bothHandled = new Promise<void>((resolve) =>
       shop.worker!.events.on('handled', ({ message }) => {
@@ -158,8 +146,63 @@ describe('order fulfilment: the order-fulfilment saga run by the worker', () => 
     expect(await findOrder(shop.db, order.id)).toMatchObject({ status: 'CONFIRMED' });
     expect(await paymentsOf(shop.db, order.id)).toEqual([expect.objectContaining({ status: 'CHARGED' })]);
     expect(await stockOf(shop.db, 'book-1')).toBe(before! - 1);
+    // The outcome went into the order stream once, with the amount charged.
+    expect(await outcomeEvents(shop, order.id)).toEqual([
+      {
+        type: 'order.confirmed.v1',
+        payload: { orderId: order.id, customerId: 'c-3', amountCents: 1500 },
+      },
+    ]);
+  });
+
+  it("a cancelled order's outcome goes into the order stream with the reason, once", async () => {
+    const shop = await started(['worker']);
+    const order = await pendingOrder(shop, { customerId: 'c-6', items: [{ sku: 'rare-1', quantity: 5 }] });
+    await shop.queue.publish(ordersQueue, [placedEvent(order)]);
+
+    expect(await fulfilmentFinished(shop, order.id)).toMatchObject({ state: 'COMPENSATED' });
+    expect(await outcomeEvents(shop, order.id)).toEqual([
+      {
+        type: 'order.cancelled.v1',
+        payload: {
+          orderId: order.id,
+          customerId: 'c-6',
+          reason: 'out of stock: rare-1 (1 available, 5 ordered)',
+        },
+      },
+    ]);
   });
 });
+
+/** The worker-only shop has no relay: the outbox still holds every event written for the order. */
+async function outcomeEvents(shop: Shop, orderId: string): Promise<{ type: string; payload: unknown }[]> {
+  const { rows } = await shop.db.query<{ type: string; payload: unknown }>(
+    `SELECT type, payload FROM keel_outbox WHERE destination = $1 AND key = $2 ORDER BY seq`,
+    [orderEventsStream, orderId],
+  );
+  return rows;
+}
+
+async function pendingOrder(shop: Shop, request: Pick<Order, 'customerId' | 'items'>): Promise<Order> {
+  const now = new Date(systemClock.now()).toISOString();
+  const order: Order = {
+    id: randomUUID(),
+    ...request,
+    status: 'PENDING',
+    version: 1,
+    createdAt: now,
+    updatedAt: now,
+  };
+  await insertOrder(shop.db, order);
+  return order;
+}
+
+function placedEvent(order: Order) {
+  return orderPlacedV1.create(
+    { orderId: order.id, customerId: order.customerId, items: [...order.items] },
+    { key: order.id },
+  );
+}
 
 describe('the payment provider', () => {
   it('charges once per idempotency key; a repeat gets the first outcome', async () => {

@@ -12,10 +12,13 @@ import {
   type StoredError,
 } from '../../../src/saga/index.ts';
 import { exponentialBackoff, type Clock } from '../../../src/time/index.ts';
+import type { Envelope } from '../../../src/messaging/index.ts';
+import { injectTraceHeaders, tracedAddToOutbox } from '../../../src/observability/index.ts';
+import { orderCancelledV1, orderConfirmedV1, orderEventsStream } from '../contracts/order-events.ts';
 import type { OrderItem } from '../domain/order.ts';
 import { findOrder, transitionOrder, transitionOrderAtVersion } from '../storage/orders-store.ts';
 import { releaseStock, reserveStock, type Reservation } from '../storage/inventory-store.ts';
-import type { PaymentProvider } from './payment-provider.ts';
+import type { Payments } from './payments.ts';
 
 /** What an instance is started with: the `order.placed.v1` payload. */
 export interface FulfilmentInput {
@@ -27,7 +30,7 @@ export interface FulfilmentInput {
 export interface FulfilmentDeps {
   db: Db;
   clock: Clock;
-  payments: PaymentProvider;
+  payments: Payments;
 }
 
 /** The saga's instance id for an order: a second start for the order (a redelivery) is a no-op. */
@@ -44,6 +47,10 @@ export const fulfilmentId = (orderId: string): string => `order-fulfilment:${ord
  * 3. `take-payment`: charges the order's amount with the step's idempotency key; a decline fails
  *    for good. Compensation: refunds the charge.
  * 4. `confirm-order`: ACCEPTED → CONFIRMED, conditional on the version `accept-order` left.
+ *
+ * The order's outcome, `order.confirmed.v1` or `order.cancelled.v1`, goes into the order stream
+ * through the outbox, in the transaction that moves the order: an order that moved has its
+ * event, and a repeated step that finds the order already moved writes none.
  */
 export function orderFulfilment(deps: FulfilmentDeps): SagaDefinition<FulfilmentInput> {
   const { db, clock, payments } = deps;
@@ -77,13 +84,20 @@ export function orderFulfilment(deps: FulfilmentDeps): SagaDefinition<Fulfilment
             await payments.refund(sagaIdempotencyKey(instanceId, 'take-payment', 'action'));
           }
           const reason = failure?.message ?? 'cancelled';
-          const cancelled = await transitionOrderAtVersion(db, {
-            id: input.orderId,
-            version,
-            from: 'ACCEPTED',
-            to: 'CANCELLED',
-            at: now(),
-            reason,
+          const cancelled = await db.transaction(async (tx) => {
+            const moved = await transitionOrderAtVersion(tx, {
+              id: input.orderId,
+              version,
+              from: 'ACCEPTED',
+              to: 'CANCELLED',
+              at: now(),
+              reason,
+            });
+            if (moved !== undefined) {
+              const event = { orderId: input.orderId, customerId: input.customerId, reason };
+              await addOrderEvent(tx, orderCancelledV1.create(event, eventOptions(input.orderId, clock)));
+            }
+            return moved;
           });
           if (cancelled !== undefined) return;
           const order = await findOrder(db, input.orderId);
@@ -135,12 +149,20 @@ export function orderFulfilment(deps: FulfilmentDeps): SagaDefinition<Fulfilment
         name: 'confirm-order',
         action: async ({ input, results }) => {
           const { version } = results['accept-order'] as { version: number };
-          const confirmed = await transitionOrderAtVersion(db, {
-            id: input.orderId,
-            version,
-            from: 'ACCEPTED',
-            to: 'CONFIRMED',
-            at: now(),
+          const { amountCents } = results['take-payment'] as { amountCents: number };
+          const confirmed = await db.transaction(async (tx) => {
+            const moved = await transitionOrderAtVersion(tx, {
+              id: input.orderId,
+              version,
+              from: 'ACCEPTED',
+              to: 'CONFIRMED',
+              at: now(),
+            });
+            if (moved !== undefined) {
+              const event = { orderId: input.orderId, customerId: input.customerId, amountCents };
+              await addOrderEvent(tx, orderConfirmedV1.create(event, eventOptions(input.orderId, clock)));
+            }
+            return moved;
           });
           if (confirmed !== undefined) return { version: confirmed.version };
           const order = await findOrder(db, input.orderId);
@@ -164,6 +186,18 @@ export function startFulfilment(
   clock: Clock,
 ): Promise<{ id: string; created: boolean }> {
   return startSaga(tx, saga, input, { id: fulfilmentId(input.orderId), clock });
+}
+
+/** Keyed by the order (one partition keeps its events in order), in the step's trace. */
+function eventOptions(
+  orderId: string,
+  clock: Clock,
+): { key: string; headers: Record<string, string>; clock: Clock } {
+  return { key: orderId, headers: injectTraceHeaders(), clock };
+}
+
+function addOrderEvent(tx: Queryable, event: Envelope): Promise<void> {
+  return tracedAddToOutbox(tx, orderEventsStream, event);
 }
 
 /** The failure that started the compensation: the step and the order's cancellation reason. */
