@@ -39,9 +39,10 @@ describe('deploy/docker-compose.yml', () => {
     services: Record<string, ComposeService>;
   };
 
-  it('runs PostgreSQL, RabbitMQ and Kafka, the shop as api, relay and worker, and Prometheus', () => {
+  it('runs PostgreSQL, RabbitMQ and Kafka, the shop as api, relay and worker, Prometheus and Grafana', () => {
     expect(Object.keys(compose.services).sort()).toEqual([
       'api',
+      'grafana',
       'kafka',
       'postgres',
       'prometheus',

@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
+import { documentedSeries, metricsReadBy } from './documented-metrics.ts';
 
 const run = promisify(execFile);
 const root = fileURLToPath(new URL('../../', import.meta.url));
@@ -31,18 +32,9 @@ describe('deploy/prometheus', () => {
     const rules = parse(readFileSync(`${root}deploy/prometheus/alerts.yml`, 'utf8')) as {
       groups: { rules: { alert: string; expr: string }[] }[];
     };
-    const documented = new Set(
-      [
-        ...readFileSync(`${root}docs/observability.md`, 'utf8').matchAll(/^\| `keel\.[^`]+` +\| `([^`]+)`/gm),
-      ].map((match) => match[1]!),
-    );
+    const documented = documentedSeries(new URL('../../', import.meta.url));
     expect(documented.size).toBeGreaterThan(10);
-    const used = rules.groups
-      .flatMap((group) => group.rules)
-      // Metric names, not label names: the label matchers in braces are left out.
-      .flatMap((rule) =>
-        [...rule.expr.replace(/\{[^}]*\}/g, '').matchAll(/\bkeel_[a-z_]+/g)].map((match) => match[0]),
-      );
+    const used = rules.groups.flatMap((group) => group.rules).flatMap((rule) => metricsReadBy(rule.expr));
     expect(used.length).toBeGreaterThanOrEqual(7);
     expect(used.filter((name) => !documented.has(name))).toEqual([]);
   });
