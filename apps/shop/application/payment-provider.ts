@@ -6,6 +6,7 @@ import {
 } from '../../../src/idempotency/index.ts';
 import { systemClock, type Clock, uuidv7At } from '../../../src/time/index.ts';
 import { recordPayment, refundPayment, type Payment } from '../storage/payments-store.ts';
+import type { Payments } from './payments.ts';
 
 export interface ChargeRequest {
   orderId: string;
@@ -33,7 +34,7 @@ const declinedPrefix = 'declined-';
  * table; the ledger's unique key covers a crash between the charge and that record. A decline is
  * an outcome (`status: 'DECLINED'`), not an error: it is replayed like a charge.
  */
-export class PaymentProvider {
+export class PaymentProvider implements Payments {
   readonly #db: Db;
   readonly #clock: Clock;
   readonly #decline: (charge: ChargeRequest) => string | undefined;
