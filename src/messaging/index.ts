@@ -23,4 +23,18 @@ export {
 } from './queue-consumer.ts';
 export { PgQueue, type PgQueueOptions } from './adapters/postgres/pg-queue.ts';
 export type { BrokerCapabilities, MessageBroker, PublishOptions, SourceOptions } from './broker.ts';
+export { withDestinationPrefix } from './prefixed-broker.ts';
 export { pgQueueMigrations, pgQueueChannel } from './adapters/postgres/schema.ts';
+export {
+  PgStream,
+  type AppendResult,
+  type ReadOptions,
+  type StreamEntry,
+} from './adapters/postgres/pg-stream.ts';
+export { pgStreamMigrations, pgStreamChannel } from './adapters/postgres/pg-stream-schema.ts';
+export {
+  ProjectionRunner,
+  type Projection,
+  type ProjectionRunnerEvents,
+  type ProjectionRunnerOptions,
+} from './adapters/postgres/pg-stream-projection.ts';

@@ -1,0 +1,218 @@
+import type { Db, Tx, Unlisten } from '../../../db/db.ts';
+import { InvalidArgumentError } from '../../../errors/index.ts';
+import { ServiceBase } from '../../../service/index.ts';
+import { systemClock, type Clock, type TimerHandle } from '../../../time/index.ts';
+import { ConsumerWakeup } from '../../consumer-wakeup.ts';
+import { assertQueueName } from './pg-queue.ts';
+import { assertStreamName, PgStream, type StreamEntry } from './pg-stream.ts';
+import { pgStreamChannel } from './pg-stream-schema.ts';
+
+/**
+ * A read model built from a stream. Both methods run inside the transaction that also moves the
+ * projection's stored position, so a read model in the same database sees each entry once: the
+ * batch and the new position commit together, or neither does.
+ */
+export interface Projection {
+  /**
+   * Applies `entries` (in position order, no gaps after the stored position) to the read model
+   * with `tx`. A throw rolls the batch back; the runner retries it after `retryDelayMs`, so an
+   * entry that can never apply stops the projection there (and `error` events say where).
+   * Entries may repeat an envelope (an at-least-once publisher): deduplicate on `envelope.id` or
+   * apply idempotently.
+   */
+  apply(entries: readonly StreamEntry[], tx: Tx): Promise<void>;
+  /** Empties the read model with `tx`: `rebuild()` calls it as it sets the position back to 0. */
+  reset(tx: Tx): Promise<void>;
+}
+
+export interface ProjectionRunnerOptions {
+  /** The projection's name, its key in `keel_stream_positions`; [A-Za-z0-9_.:-], 1-200 chars. */
+  name: string;
+  /** The stream it reads. */
+  stream: string;
+  /** Default the system clock. */
+  clock?: Clock;
+  /** Entries per transaction. Default 100. */
+  batchSize?: number;
+  /** How often to look for entries when no NOTIFY arrives (or LISTEN failed). Default 1 000 ms. */
+  pollIntervalMs?: number;
+  /** How long to wait after a batch failed before trying it again. Default 1 000 ms. */
+  retryDelayMs?: number;
+}
+
+export interface ProjectionRunnerEvents {
+  /** A batch committed with the position moved from `from` to `to`. */
+  applied: { from: number; to: number; count: number };
+}
+
+function positiveInteger(field: string, value: number): number {
+  if (!Number.isSafeInteger(value) || value < 1)
+    throw new InvalidArgumentError(field, 'an integer >= 1', value);
+  return value;
+}
+
+/** Locks the projection's position row (creating it at 0) and returns the position it holds. */
+const lockPosition = `INSERT INTO keel_stream_positions AS p (projection, stream) VALUES ($1, $2)
+  ON CONFLICT (projection, stream) DO UPDATE SET position = p.position
+  RETURNING position::text`;
+
+/**
+ * Runs a `Projection` over a `PgStream`: applies batches after the stored position, each in one
+ * transaction with the position's update. Wakes on the stream's NOTIFY, and polls.
+ *
+ * Several runners of one projection (every worker process runs one) are safe: each batch takes
+ * the position row's lock first and reads after the position it finds there, so they take turns
+ * and never apply an entry twice.
+ *
+ * Lifecycle: `start()` LISTENs and begins; `stop()` lets the batch in flight commit. `catchUp()`
+ * and `rebuild()` work without `start()`, for a command line.
+ */
+export class ProjectionRunner extends ServiceBase<ProjectionRunnerEvents> {
+  readonly projection: string;
+  readonly stream: string;
+  readonly #db: Db;
+  readonly #reader: PgStream;
+  readonly #handler: Projection;
+  readonly #batchSize: number;
+  readonly #pollIntervalMs: number;
+  readonly #retryDelayMs: number;
+  readonly #wakeup: ConsumerWakeup;
+  #unlisten: Unlisten | undefined;
+  #loop: Promise<void> | undefined;
+  #stopping = false;
+  #retryTimer: TimerHandle | undefined;
+  #endRetry: (() => void) | undefined;
+
+  constructor(db: Db, handler: Projection, options: ProjectionRunnerOptions) {
+    super(`projection ${String(options?.name)}`, options?.clock ?? systemClock);
+    assertQueueName(options.name, 'name');
+    assertStreamName(options.stream);
+    if (typeof handler?.apply !== 'function' || typeof handler.reset !== 'function')
+      throw new InvalidArgumentError('handler', 'a Projection with apply() and reset()', handler);
+    this.projection = options.name;
+    this.stream = options.stream;
+    this.#db = db;
+    this.#reader = new PgStream(db);
+    this.#handler = handler;
+    this.#batchSize = positiveInteger('batchSize', options.batchSize ?? 100);
+    this.#pollIntervalMs = positiveInteger('pollIntervalMs', options.pollIntervalMs ?? 1000);
+    this.#retryDelayMs = positiveInteger('retryDelayMs', options.retryDelayMs ?? 1000);
+    this.#wakeup = new ConsumerWakeup(this.clock);
+  }
+
+  protected override async onStart(): Promise<void> {
+    try {
+      this.#unlisten = await this.#db.listen(pgStreamChannel, (stream) => {
+        // Channels are database-wide: other streams' (and other schemas') appends come here too.
+        if (stream === this.stream) this.#wakeup.wake();
+      });
+    } catch (error) {
+      // Polling alone still finds every entry, only later.
+      this.events.emit('error', { error, during: 'listen' });
+    }
+    this.#loop = this.#run();
+  }
+
+  protected override async onStop(): Promise<void> {
+    this.#stopping = true;
+    this.#wakeup.stop();
+    if (this.#retryTimer !== undefined) this.clock.clearTimeout(this.#retryTimer);
+    this.#endRetry?.();
+    await this.#loop;
+    await this.#unlisten?.().catch(() => undefined);
+  }
+
+  /** The position the projection has applied up to (0 before its first batch). */
+  async position(): Promise<number> {
+    const { rows } = await this.#db.query<{ position: string }>(
+      'SELECT position::text FROM keel_stream_positions WHERE projection = $1 AND stream = $2',
+      [this.projection, this.stream],
+    );
+    return Number(rows[0]?.position ?? 0);
+  }
+
+  /** Entries appended and not yet applied. */
+  async lag(): Promise<number> {
+    const [head, at] = [await this.#reader.head(this.stream), await this.position()];
+    return Math.max(0, head - at);
+  }
+
+  /**
+   * Applies the next batch after the stored position, in one transaction with the position's
+   * update; returns how many entries it applied (0: caught up, or another runner took the batch).
+   */
+  async applyNext(): Promise<number> {
+    // Without a transaction first: an idle projection that polls costs one read, not a write.
+    if ((await this.lag()) === 0) return 0;
+    const applied = await this.#db.transaction(async (tx) => {
+      const { rows } = await tx.query<{ position: string }>(lockPosition, [this.projection, this.stream]);
+      const from = Number(rows[0]?.position ?? 0);
+      const entries = await this.#reader.read(this.stream, { after: from, limit: this.#batchSize }, tx);
+      if (entries.length === 0) return undefined;
+      await this.#handler.apply(entries, tx);
+      const to = entries[entries.length - 1]!.position;
+      await tx.query(
+        'UPDATE keel_stream_positions SET position = $3, updated_at = now() WHERE projection = $1 AND stream = $2',
+        [this.projection, this.stream, to],
+      );
+      return { from, to, count: entries.length };
+    });
+    if (applied === undefined) return 0;
+    this.events.emit('applied', applied);
+    return applied.count;
+  }
+
+  /** Applies batches until none is left; returns how many entries it applied. */
+  async catchUp(): Promise<number> {
+    let total = 0;
+    for (let n = await this.applyNext(); n > 0; n = await this.applyNext()) total += n;
+    return total;
+  }
+
+  /**
+   * Empties the read model (`Projection.reset`) and sets the position to 0 in one transaction;
+   * a started runner then replays the stream from its first entry. A batch another runner has in
+   * flight commits first (the position row's lock), so none lands on the emptied model.
+   */
+  async rebuild(): Promise<void> {
+    await this.#db.transaction(async (tx) => {
+      await tx.query(lockPosition, [this.projection, this.stream]);
+      await this.#handler.reset(tx);
+      await tx.query(
+        'UPDATE keel_stream_positions SET position = 0, updated_at = now() WHERE projection = $1 AND stream = $2',
+        [this.projection, this.stream],
+      );
+    });
+    this.#wakeup.wake();
+  }
+
+  async #run(): Promise<void> {
+    while (!this.#stopping) {
+      this.#wakeup.looking();
+      let applied: number;
+      try {
+        applied = await this.applyNext();
+      } catch (error) {
+        this.events.emit('error', { error, during: 'apply' });
+        await this.#retryPause();
+        continue;
+      }
+      // A full batch means more may wait: look again at once.
+      if (applied >= this.#batchSize) continue;
+      await this.#wakeup.pause(this.#pollIntervalMs);
+    }
+  }
+
+  /** Waits `retryDelayMs`, or until stop: appends that come meanwhile must not retry a failing batch hot. */
+  #retryPause(): Promise<void> {
+    if (this.#stopping) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      this.#endRetry = () => {
+        this.#endRetry = undefined;
+        this.#retryTimer = undefined;
+        resolve();
+      };
+      this.#retryTimer = this.clock.setTimeout(() => this.#endRetry?.(), this.#retryDelayMs);
+    });
+  }
+}
