@@ -3,7 +3,11 @@ import type { Meter } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import { ReadYourWritesDb } from '../../src/consistency/index.ts';
 import type { Db } from '../../src/db/index.ts';
-import { PgQueue, type QueueConsumer } from '../../src/messaging/index.ts';
+import { PgQueue, type MessageBroker, type QueueConsumer } from '../../src/messaging/index.ts';
+import type { DepthSource, NamedPolicies } from '../../src/observability/index.ts';
+import { CircuitBreakerPolicy } from '../../src/resilience/index.ts';
+import { HttpPaymentProvider } from './payments/http-payment-provider.ts';
+import { SmtpMailer } from './notifications/smtp-mailer.ts';
 import { tracedHandler, tracedPublisher } from '../../src/observability/index.ts';
 import {
   OutboxRelay,
@@ -19,15 +23,27 @@ import type { Clock } from '../../src/time/index.ts';
 import { orderFulfilment } from './application/fulfilment.ts';
 import { ShopFlags } from './flags.ts';
 import { PaymentProvider } from './application/payment-provider.ts';
+import type { Payments } from './application/payments.ts';
 import { ordersQueue } from './contracts/orders.ts';
 import { healthRoutes } from './transport/http/health-routes.ts';
 import { HttpServer } from './transport/http/http-server.ts';
 import { ordersRoutes } from './transport/http/orders-routes.ts';
+import { dashboardRoutes } from './dashboard/dashboard-routes.ts';
 import { ExpiredKeyPruner, PostgresIdempotencyStore } from '../../src/idempotency/index.ts';
 import { installProblemHandler } from './transport/http/problem-handler.ts';
 import { installRateLimit } from './transport/http/rate-limit.ts';
 import { installApiKeyAuth } from './transport/http/api-key-auth.ts';
 import { orderPlacedHandler } from './transport/messages/order-placed-handler.ts';
+import { notificationsHandler } from './transport/messages/notifications-handler.ts';
+import { notificationsRouting } from './transport/messages/notifications-routing.ts';
+import { accountsRoutes } from './transport/http/accounts-routes.ts';
+import { notificationsQueue } from './contracts/notifications.ts';
+import { mailConfigFromEnv, openMailer, type MailConfig } from './notifications/mail-config.ts';
+import type { Mailer } from './notifications/mailer.ts';
+import { PgStream, type ProjectionRunner } from '../../src/messaging/index.ts';
+import { analyticsRoutes } from './analytics/analytics-routes.ts';
+import { orderAnalyticsRunner } from './analytics/order-analytics-projection.ts';
+import { orderStreamPublisher } from './analytics/order-stream-publisher.ts';
 
 /** The parts one process runs. The all-in-one runs all three; split deployments one each. */
 export type ShopRole = 'api' | 'worker' | 'relay';
@@ -54,6 +70,8 @@ export interface ShopConfig {
   rateLimit?: TokenBucketLimits;
   /** `required`: every `/v1/…` request carries a live API key (`api_keys`). Default: none asked. */
   apiKeys?: 'required' | 'off';
+  /** Where the worker's notifications send mail, when `ShopDeps.mailer` is not given. Default: `./.keel/mailbox`. */
+  mail?: MailConfig;
 }
 
 export interface ShopDeps {
@@ -64,7 +82,14 @@ export interface ShopDeps {
   /** Measures handler durations (`keel.handler.duration`). Default: none. Spans need no option. */
   meter?: Meter;
   /** The payment provider the fulfilment saga charges. Default: the shop's own, on `db`. */
-  payments?: PaymentProvider;
+  payments?: Payments;
+  /** Where the worker's notifications send mail. Default: from `config.mail`. Closed on stop. */
+  mailer?: Mailer;
+  /**
+   * Where the shop's queues run (`shop.orders`, `shop.notifications`): RabbitMQ, Kafka, NATS,
+   * Redis… Default: keel's PostgreSQL queue on `db`. Closed on stop, after the consumers.
+   */
+  broker?: MessageBroker;
   /**
    * A streaming standby of `db` for `GET /v1/orders/:id`; a read carrying a `Consistency-Token`
    * goes to it only once it has replayed that far. Default: none, every read from `db`. Closed on stop.
@@ -82,13 +107,22 @@ export interface Shop extends Service {
   readonly worker: QueueConsumer | undefined;
   /** The worker role's runner of the order-fulfilment saga. */
   readonly sagas: SagaRunner | undefined;
-  readonly queue: PgQueue;
+  /** Where the shop's queues run: `ShopDeps.broker`, else keel's PostgreSQL queue on `db`. */
+  readonly queue: MessageBroker;
+  /** Depth and lag of the shop's queues, when they run on the PostgreSQL queue (other brokers have their own tools). */
+  readonly depths: Required<DepthSource> | undefined;
+  /** The resilience policies of this process's outgoing calls (payment provider, SMTP), by name. */
+  readonly policies: NamedPolicies;
   /** The api role's feature flags (`orders.accepting`). */
   readonly flags: ShopFlags | undefined;
   /** Without the api role, with `metricsPort`: the listener of health and metrics (instrumentShop adds `/metrics`). */
   readonly ops: HttpServer | undefined;
   /** The database the shop owns and closes on stop. */
   readonly db: Db;
+  /** The worker role's analytics projection over the order stream (`GET /v1/analytics/orders`). */
+  readonly analytics: ProjectionRunner | undefined;
+  /** The worker role's consumer of `shop.notifications`: the mail sent to customers. */
+  readonly notifications: QueueConsumer | undefined;
 }
 
 /**
@@ -99,15 +133,28 @@ export interface Shop extends Service {
  */
 export function buildShop(config: ShopConfig, deps: ShopDeps): Shop {
   const { db, clock, logger } = deps;
-  const queue = new PgQueue(db, { clock });
-  const parts: Service[] = [new DbCloser(db)];
-  if (deps.replica !== undefined) parts.push(new DbCloser(deps.replica, 'replica'));
+  // Closed last, after everything that uses it has stopped.
+  const pgQueue = deps.broker === undefined ? new PgQueue(db, { clock }) : undefined;
+  const queue: MessageBroker = deps.broker ?? pgQueue!;
+  const parts: Service[] = [new Closer('db', () => db.close())];
+  const replica = deps.replica;
+  if (replica !== undefined) parts.push(new Closer('replica', () => replica.close()));
+  parts.push(new Closer('broker', () => queue.close()));
   // Waiting a little for the replica is cheaper for the primary than falling back at once.
   const reads = new ReadYourWritesDb({ primary: db, replica: deps.replica, maxReplicaWaitMs: 50, clock });
   let ready = false;
 
   let worker: QueueConsumer | undefined;
   let sagas: SagaRunner | undefined;
+  let analytics: ProjectionRunner | undefined;
+  let notifications: QueueConsumer | undefined;
+  // The resilience policies this process calls through, by name: for metrics and the dashboard.
+  const policies: Record<string, NamedPolicies[string]> = {};
+  if (deps.payments instanceof HttpPaymentProvider) {
+    policies['payment-provider'] = deps.payments.policies.breaker;
+    policies['payment-provider.retry'] = deps.payments.policies.retry;
+    policies['payment-provider.timeout'] = deps.payments.policies.timeout;
+  }
   if (config.roles.has('worker')) {
     const fulfilment = orderFulfilment({
       db,
@@ -144,16 +191,38 @@ export function buildShop(config: ShopConfig, deps: ShopDeps): Shop {
       logger.error({ err: error, messageId: message.id, type: message.type }, 'message dead-lettered'),
     );
     parts.push(worker);
+    const mailer = deps.mailer ?? openMailer(config.mail ?? mailConfigFromEnv({}), clock);
+    if (mailer instanceof SmtpMailer) policies.smtp = mailer.breaker;
+    notifications = notificationsConsumer(queue, config, { ...deps, mailer }, parts);
+    analytics = orderAnalyticsRunner(db, {
+      clock,
+      pollIntervalMs: config.worker.pollIntervalMs,
+      onSkipped: (entry, error) =>
+        logger.warn(
+          { err: error, position: entry.position, type: entry.envelope.type },
+          'analytics skipped an event',
+        ),
+    });
+    analytics.events.on('error', ({ error, during }) =>
+      logger.warn({ err: error, during }, 'analytics error'),
+    );
+    parts.push(analytics);
   }
 
   const idempotency = new PostgresIdempotencyStore(db, { clock });
+  // Order events reach the order stream too (placed ones teed from the queue's): analytics replays it.
+  // Signups and order outcomes reach the notifications queue too: the worker mails customers.
+  const relayPublisher = notificationsRouting(
+    orderStreamPublisher({ queue, stream: new PgStream(db) }),
+    queue,
+  );
   const outbox = config.outbox ?? { kind: 'table' };
   // The slot must exist before the first event is written: an api process creates it at start,
   // before it listens (a relay process does too, when it starts).
   if (outbox.kind === 'wal' && config.roles.has('api')) parts.push(new WalOutboxSlot(db));
   let walRelay: WalOutboxRelay | undefined;
   if (outbox.kind === 'wal' && config.roles.has('relay')) {
-    walRelay = new WalOutboxRelay(db, tracedPublisher(queue), {
+    walRelay = new WalOutboxRelay(db, tracedPublisher(relayPublisher), {
       connectionString: outbox.connectionString,
       clock,
       batchSize: config.relay.batchSize,
@@ -168,7 +237,7 @@ export function buildShop(config: ShopConfig, deps: ShopDeps): Shop {
   }
   let relay: OutboxRelay | undefined;
   if (config.roles.has('relay')) {
-    relay = new OutboxRelay(db, tracedPublisher(queue), {
+    relay = new OutboxRelay(db, tracedPublisher(relayPublisher), {
       clock,
       pollIntervalMs: config.relay.pollIntervalMs,
       batchSize: config.relay.batchSize,
@@ -204,6 +273,8 @@ export function buildShop(config: ShopConfig, deps: ShopDeps): Shop {
   // The api role reads the shop's feature flags; other roles take no orders over HTTP.
   const flags = config.roles.has('api') ? new ShopFlags(db, { clock, logger }) : undefined;
   if (flags !== undefined) parts.push(flags);
+  void http.register(analyticsRoutes, { db });
+  void http.register(accountsRoutes, { db, clock });
   void http.register(ordersRoutes, {
     db,
     reads,
@@ -212,6 +283,15 @@ export function buildShop(config: ShopConfig, deps: ShopDeps): Shop {
     outbox: outbox.kind === 'wal' ? addToWalOutbox : addToOutbox,
     ...(flags === undefined ? {} : { accepting: () => flags.ordersAccepting }),
   });
+  // The live page of queues, outbox, sagas, breakers and latency, beside the API it times.
+  if (config.roles.has('api'))
+    void http.register(dashboardRoutes, {
+      db,
+      ...(pgQueue === undefined ? {} : { queue: pgQueue }),
+      queues: [ordersQueue, notificationsQueue],
+      clock,
+      breakers: () => breakersOf(policies),
+    });
 
   let server: HttpServer | undefined;
   let ops: HttpServer | undefined;
@@ -245,9 +325,13 @@ export function buildShop(config: ShopConfig, deps: ShopDeps): Shop {
     worker,
     sagas,
     queue,
+    depths: pgQueue,
+    policies,
     flags,
     ops,
     db,
+    analytics,
+    notifications,
     get state() {
       return group.state;
     },
@@ -263,16 +347,63 @@ export function buildShop(config: ShopConfig, deps: ShopDeps): Shop {
   };
 }
 
-/** Closes the database last, after everything that uses it has stopped. */
-class DbCloser extends ServiceBase {
-  readonly #db: Db;
-  constructor(db: Db, name = 'db') {
+/**
+ * The worker's mail: a consumer of `shop.notifications` (welcome and order-outcome events, routed
+ * there by the relay) sending through `mailer`, which is closed once the consumer has stopped.
+ */
+function notificationsConsumer(
+  queue: MessageBroker,
+  config: ShopConfig,
+  deps: ShopDeps & { mailer: Mailer },
+  parts: Service[],
+): QueueConsumer {
+  const { db, clock, logger, mailer } = deps;
+  parts.push(new Closer('mailer', () => mailer.close()));
+  const handler = tracedHandler(notificationsHandler({ db, clock, mailer }), {
+    destination: notificationsQueue,
+    meter: deps.meter,
+  });
+  const consumer = queue.consumer(notificationsQueue, handler, {
+    clock,
+    concurrency: 2,
+    pollIntervalMs: config.worker.pollIntervalMs,
+    leaseMs: config.worker.leaseMs,
+    // A mail server down for a while: retry for about an hour (1 s doubling to 60 s, 70 tries).
+    maxAttempts: 70,
+    name: 'notifications',
+  });
+  consumer.events.on('error', ({ error, during }) =>
+    logger.warn({ err: error, during }, 'notifications error'),
+  );
+  consumer.events.on('retried', ({ message, attempt, error }) =>
+    logger.warn({ err: error, messageId: message.id, attempt }, 'mail not sent yet; retrying'),
+  );
+  consumer.events.on('dead-lettered', ({ message, error }) =>
+    logger.error(
+      { err: error, messageId: message.id, type: message.type },
+      'mail given up (keel queue redrive)',
+    ),
+  );
+  parts.push(consumer);
+  return consumer;
+}
+
+function breakersOf(policies: NamedPolicies): { name: string; state: CircuitBreakerPolicy['state'] }[] {
+  return Object.entries(policies).flatMap(([name, policy]) =>
+    policy instanceof CircuitBreakerPolicy ? [{ name, state: policy.state }] : [],
+  );
+}
+
+/** Runs `close` on stop, once the parts started after it have stopped. */
+class Closer extends ServiceBase {
+  readonly #close: () => Promise<void>;
+  constructor(name: string, close: () => Promise<void>) {
     super(name);
-    this.#db = db;
+    this.#close = close;
   }
   protected override async onStart(): Promise<void> {}
   protected override async onStop(): Promise<void> {
-    await this.#db.close();
+    await this.#close();
   }
 }
 

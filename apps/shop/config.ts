@@ -1,6 +1,7 @@
 import { dbConfigFromEnv } from '../../src/db/index.ts';
 import { InvalidArgumentError } from '../../src/errors/index.ts';
 import type { TokenBucketLimits } from '../../src/resilience/index.ts';
+import { mailConfigFromEnv } from './notifications/mail-config.ts';
 import type { ShopConfig, ShopOutbox, ShopRole } from './app.ts';
 
 const allRoles: readonly ShopRole[] = ['api', 'worker', 'relay'];
@@ -19,6 +20,7 @@ const allRoles: readonly ShopRole[] = ['api', 'worker', 'relay'];
  * - `KEEL_API_KEYS`: `required` (every `/v1/…` request carries a live key) or `off` (the default)
  * - `KEEL_METRICS_PORT`: where a process without the api role serves `/metrics` and health (none)
  * - `KEEL_RATE_LIMIT`: `<burst>/<per second>` per client address on the API (`60/20`), or `off`
+ * - mail: see `mailConfigFromEnv` (`KEEL_SMTP_URL`, else a mailbox folder; `KEEL_MAIL_FROM`)
  */
 export function shopConfigFromEnv(env: NodeJS.ProcessEnv = process.env, defaultRoles = allRoles): ShopConfig {
   const pollIntervalMs = integer(env, 'KEEL_POLL_INTERVAL_MS', 1000, 1);
@@ -34,6 +36,7 @@ export function shopConfigFromEnv(env: NodeJS.ProcessEnv = process.env, defaultR
     outbox: outbox(env),
     ...rateLimit(env),
     apiKeys: apiKeys(env),
+    mail: mailConfigFromEnv(env),
     ...(env.KEEL_METRICS_PORT?.trim() ? { metricsPort: integer(env, 'KEEL_METRICS_PORT', 0, 0, 65535) } : {}),
   };
 }

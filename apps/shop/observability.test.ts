@@ -4,6 +4,7 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { migrate } from '../../src/db/index.ts';
 import { setupObservability, type Observability } from '../../src/observability/index.ts';
+import { outboxStatus } from '../../src/outbox/index.ts';
 import { systemClock } from '../../src/time/index.ts';
 import { buildShop } from './app.ts';
 import { ordersQueue } from './contracts/orders.ts';
@@ -53,6 +54,8 @@ describe('shop observability', () => {
       expect(response.statusCode).toBe(202);
       await handled;
       await fulfilmentFinished(shop, response.json<{ id: string }>().id);
+      // The saga's last step wrote the order's outcome into the outbox: wait for the relay.
+      await expect.poll(async () => (await outboxStatus(shop.db)).backlog).toBe(0);
 
       const spans = exporter.getFinishedSpans();
       const one = (name: string): ReadableSpan => {
@@ -61,7 +64,12 @@ describe('shop observability', () => {
         return found[0]!;
       };
       const route = one('POST /v1/orders');
-      const add = one('outbox.add');
+      // Two events went into the outbox: the order's, in the route's span, and its outcome,
+      // written by the saga's last step (whose span is not the active one while it runs).
+      const adds = spans.filter((s) => s.name === 'outbox.add');
+      expect(adds).toHaveLength(2);
+      const add = adds.find((s) => s.parentSpanContext?.spanId === route.spanContext().spanId)!;
+      expect(add).toBeDefined();
       const publish = one(`${ordersQueue} publish`);
       const process = one(`${ordersQueue} process`);
       const traceId = route.spanContext().traceId;

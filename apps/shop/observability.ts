@@ -4,6 +4,7 @@ import {
   instrumentConsumer,
   instrumentHttp,
   instrumentOutbox,
+  instrumentPolicies,
   instrumentWalOutboxRelay,
   instrumentQueueDepth,
   instrumentRuntime,
@@ -15,6 +16,7 @@ import {
 import type { ListenerHandle } from '../../src/service/index.ts';
 import type { Shop } from './app.ts';
 import { ordersQueue } from './contracts/orders.ts';
+import { notificationsQueue } from './contracts/notifications.ts';
 
 export interface ShopObservabilityOptions {
   /** Where the shop's metrics go: the meter of the registered `MeterProvider`. */
@@ -39,11 +41,13 @@ export function instrumentShop(shop: Shop, options: ShopObservabilityOptions): L
     metricsRoute(shop.http, options.prometheus);
     if (shop.ops !== undefined) metricsRoute(shop.ops.app, options.prometheus);
   }
-  const handles: ListenerHandle[] = [
-    instrumentOutbox(shop.db, meter),
-    instrumentQueueDepth(shop.queue, [ordersQueue], meter),
-    instrumentRuntime(meter),
-  ];
+  const handles: ListenerHandle[] = [instrumentOutbox(shop.db, meter), instrumentRuntime(meter)];
+  // Other brokers show their depth in their own tools (the RabbitMQ console, Kafka's lag).
+  if (shop.depths !== undefined)
+    handles.push(instrumentQueueDepth(shop.depths, [ordersQueue, notificationsQueue], meter));
+  if (Object.keys(shop.policies).length > 0) handles.push(instrumentPolicies(shop.policies, meter));
+  if (shop.notifications !== undefined)
+    handles.push(instrumentConsumer(shop.notifications, meter, notificationsQueue));
   if (shop.walRelay !== undefined)
     handles.push(instrumentWalOutboxRelay(shop.walRelay, meter, { db: shop.db }));
   if (shop.worker !== undefined) handles.push(instrumentConsumer(shop.worker, meter, ordersQueue));

@@ -14,11 +14,24 @@ const knownVariables = new Set([
   'HOST',
   'PORT',
   'KEEL_METRICS_PORT',
+  'KEEL_DB_SCHEMA',
+  'KEEL_BROKER',
+  'KEEL_BROKER_URL',
+  'KEEL_PAYMENTS_URL',
+  'KEEL_SMTP_URL',
+  'KEEL_PAYMENTS_PORT',
+  'KEEL_PAYMENTS_FAIL_RATE',
+  'KEEL_PAYMENTS_STALL_RATE',
+  'KEEL_PAYMENTS_STALL_MS',
 ]);
 const shopSource = [
   'apps/shop/config.ts',
   'apps/shop/cmd/run-shop.ts',
   'apps/shop/logger.ts',
+  'apps/shop/presets/broker-config.ts',
+  'apps/shop/notifications/mail-config.ts',
+  'apps/shop/payments/payments-config.ts',
+  'apps/shop/payments/provider-config.ts',
   'src/db/open-db.ts',
 ]
   .map(read)
@@ -39,11 +52,13 @@ describe('deploy/docker-compose.yml', () => {
     services: Record<string, ComposeService>;
   };
 
-  it('runs PostgreSQL, RabbitMQ and Kafka, the shop as api, relay and worker, Prometheus and Grafana', () => {
+  it('runs PostgreSQL, RabbitMQ and Kafka, the shop as api, relay and worker, its payment provider and mail server, Prometheus and Grafana', () => {
     expect(Object.keys(compose.services).sort()).toEqual([
       'api',
       'grafana',
       'kafka',
+      'mailpit',
+      'payments',
       'postgres',
       'prometheus',
       'rabbitmq',
@@ -53,10 +68,10 @@ describe('deploy/docker-compose.yml', () => {
   });
 
   it('starts each shop process from an entry point that exists, against PostgreSQL, after it is healthy', () => {
-    for (const name of ['api', 'relay', 'worker']) {
+    for (const name of ['api', 'relay', 'worker', 'payments']) {
       const service = compose.services[name]!;
       const entry = service.command?.at(-1);
-      expect(entry, name).toBe(`dist/apps/shop/cmd/${name}.js`);
+      expect(entry, name).toBe(`dist/apps/shop/cmd/${name === 'payments' ? 'payment-provider' : name}.js`);
       expectBuilt(entry!);
       expect(service.environment?.KEEL_DB, name).toBe('pg');
       expect(service.environment?.DATABASE_URL, name).toMatch(/@postgres:5432\//);
@@ -65,6 +80,21 @@ describe('deploy/docker-compose.yml', () => {
         true,
       );
     }
+  });
+
+  it('runs the shop on RabbitMQ; the worker charges the payment service and mails through Mailpit', () => {
+    for (const name of ['api', 'relay', 'worker']) {
+      const service = compose.services[name]!;
+      expect(service.environment?.KEEL_BROKER, name).toBe('rabbitmq');
+      expect(service.environment?.KEEL_BROKER_URL, name).toMatch(/^amqp:\/\/.*@rabbitmq:5672$/);
+      expect(service.depends_on?.rabbitmq?.condition, name).toBe('service_healthy');
+    }
+    const worker = compose.services.worker!.environment!;
+    expect(worker.KEEL_PAYMENTS_URL).toBe(
+      `http://payments:${compose.services.payments!.environment!.KEEL_PAYMENTS_PORT}`,
+    );
+    expect(worker.KEEL_SMTP_URL).toMatch(/^smtp:\/\/mailpit:\d+$/);
+    expect(compose.services.mailpit?.image).toMatch(/^axllent\/mailpit:v\d+\.\d+\.\d+$/);
   });
 
   it('gives the api a readiness check on /readyz and listens on all interfaces', () => {
@@ -76,7 +106,7 @@ describe('deploy/docker-compose.yml', () => {
   it('names only environment variables the shop reads', () => {
     const known = knownVariables;
     const source = shopSource;
-    for (const name of ['api', 'relay', 'worker']) {
+    for (const name of ['api', 'relay', 'worker', 'payments']) {
       for (const variable of Object.keys(compose.services[name]!.environment ?? {})) {
         expect(known.has(variable) && source.includes(variable), variable).toBe(true);
       }

@@ -10,6 +10,12 @@ describe('the first screen', () => {
     expect(embedded).toMatch(/data {7}\/.*\.keel\/pglite \(embedded PostgreSQL: PGlite/);
     expect(embedded).toContain('outbox     table keel_outbox\n');
     expect(embedded).toContain('Data survives a restart.');
+    expect(embedded).toContain('dashboard  http://127.0.0.1:3000/dashboard (');
+    expect(embedded).toContain('analytics  http://127.0.0.1:3000/v1/analytics/orders');
+    expect(embedded).toContain("queues     keel's queue in the database");
+    expect(embedded).toContain('POST http://127.0.0.1:3000/v1/signups');
+    // A worker has no page to point at.
+    expect(firstScreen('(no HTTP listener)', { kind: 'pglite' }, ['worker'])).not.toContain('dashboard');
     // In memory, nothing survives: the screen must not promise it.
     const inMemory = firstScreen('http://127.0.0.1:3000', { kind: 'pglite', dataDir: 'memory://' }, ['api']);
     expect(inMemory).toContain('data       in memory (gone when the process stops)');
@@ -24,5 +30,17 @@ describe('the first screen', () => {
       connectionString: server.url,
     });
     expect(wal).toContain('outbox     WAL: events as logical messages, streamed from the slot keel_outbox');
+
+    // Where the queues run and where mail goes, secrets hidden.
+    const split = firstScreen('http://127.0.0.1:3000', server, ['worker'], undefined, {
+      broker: { kind: 'rabbitmq', url: 'amqp://shop:secret@mq:5672', prefix: 'staging.' },
+      mail: { kind: 'smtp', url: 'smtp://mailer:pw@mail:587', from: 'shop <shop@x>' },
+    });
+    expect(split).toContain('queues     rabbitmq at amqp://shop:***@mq:5672, names under staging.');
+    expect(split).toContain('mail       SMTP smtp://mailer:***@mail:587');
+    const mailbox = firstScreen('http://127.0.0.1:3000', server, ['worker'], undefined, {
+      mail: { kind: 'mailbox', dir: '.keel/mailbox', from: 'shop <shop@x>' },
+    });
+    expect(mailbox).toMatch(/mail {7}\/.*\.keel\/mailbox \(one \.eml file a mail/);
   });
 });

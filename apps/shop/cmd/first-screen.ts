@@ -2,6 +2,8 @@ import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import type { DbConfig } from '../../../src/db/index.ts';
 import type { ShopOutbox } from '../app.ts';
+import type { MailConfig } from '../notifications/mail-config.ts';
+import type { BrokerConfig } from '../presets/broker-config.ts';
 
 /** What a newcomer sees after `npm start`: where it listens, one command to try, where data lives, how to stop. */
 export function firstScreen(
@@ -9,6 +11,7 @@ export function firstScreen(
   db: DbConfig,
   roles: Iterable<string>,
   outbox: ShopOutbox = { kind: 'table' },
+  parts: { mail?: MailConfig; broker?: BrokerConfig } = {},
 ): string {
   const inMemory = db.kind === 'pglite' && (db.dataDir === undefined || db.dataDir === 'memory://');
   const where =
@@ -17,14 +20,22 @@ export function firstScreen(
         ? 'in memory (gone when the process stops)'
         : `${path.resolve(db.dataDir)} (embedded PostgreSQL: PGlite; delete the folder to start afresh)`
       : `${redact(db.url)}${db.schema ? ` (schema ${db.schema})` : ''}`;
+  const roleList = [...roles];
   const curl = `curl -i -X POST ${address}/v1/orders -H 'content-type: application/json' -H 'idempotency-key: ${randomUUID()}' -d '{"customerId":"c-1","items":[{"sku":"book-1","quantity":2}]}'`;
   return [
     '',
-    `  keel shop is running — ${[...roles].join(' + ')}`,
+    `  keel shop is running — ${roleList.join(' + ')}`,
     '',
     `  API        ${address}`,
     `  health     ${address}/healthz   ready: ${address}/readyz`,
     `  metrics    ${address}/metrics (Prometheus); traces to OTEL_EXPORTER_OTLP_ENDPOINT when set`,
+    // The page is served by the api role only.
+    ...(roleList.includes('api')
+      ? [
+          `  dashboard  ${address}/dashboard (queues, outbox, sagas, breakers and latency, live)`,
+          `  analytics  ${address}/v1/analytics/orders (a read model replayed from the order stream)`,
+        ]
+      : []),
     `  data       ${where}`,
     `  outbox     ${
       outbox.kind === 'wal'
@@ -33,6 +44,8 @@ export function firstScreen(
           ? 'table keel_outbox (KEEL_OUTBOX=wal streams events from the WAL instead: wal_level=logical)'
           : 'table keel_outbox'
     }`,
+    `  queues     ${queues(parts.broker)}`,
+    ...(parts.mail === undefined ? [] : [`  mail       ${mail(parts.mail)}`]),
     '',
     '  Place an order, then GET the Location it returns: within a second it is CONFIRMED (stock',
     '  reserved, payment taken), or CANCELLED with a reason (sku rare-1 has one unit; a customerId',
@@ -41,9 +54,25 @@ export function firstScreen(
     '',
     `    ${curl}`,
     '',
+    '  Sign up (POST /v1/signups) and the welcome mail arrives where "mail" says:',
+    '',
+    `    curl -i -X POST ${address}/v1/signups -H 'content-type: application/json' -d '{"email":"ada@example.com","name":"Ada"}'`,
+    '',
     `  Stop: Ctrl-C (drains in-flight work, then exits 0).${inMemory ? '' : ' Data survives a restart.'}`,
     '',
   ].join('\n');
+}
+
+function queues(broker: BrokerConfig | undefined): string {
+  if (broker === undefined || broker.kind === 'postgres')
+    return "keel's queue in the database (KEEL_BROKER=rabbitmq, kafka, nats or redis for a broker)";
+  return `${broker.kind} at ${redact(broker.url)}${broker.prefix ? `, names under ${broker.prefix}` : ''}`;
+}
+
+function mail(config: MailConfig): string {
+  return config.kind === 'smtp'
+    ? `SMTP ${redact(config.url)}`
+    : `${path.resolve(config.dir)} (one .eml file a mail; KEEL_SMTP_URL sends to a server)`;
 }
 
 function redact(url: string): string {

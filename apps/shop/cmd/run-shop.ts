@@ -14,7 +14,7 @@ import { firstScreen } from './first-screen.ts';
 export async function runShop(roles: readonly ShopRole[], options: { banner: boolean }): Promise<void> {
   try {
     const observability = shopObservabilityFromEnv();
-    const { shop, db } = await openShop({ roles, meter: keelMeter() });
+    const { shop, db, broker } = await openShop({ roles, meter: keelMeter() });
     const instrumented = instrumentShop(shop, {
       meter: keelMeter(),
       ...(observability.prometheus ? { prometheus: observability.prometheus } : {}),
@@ -32,8 +32,11 @@ export async function runShop(roles: readonly ShopRole[], options: { banner: boo
     });
     if (options.banner) {
       const address = shop.server?.address ?? '(no HTTP listener in this process)';
+      const config = shopConfigFromEnv(process.env, roles);
+      // Only a worker sends mail.
+      const mail = roles.includes('worker') ? config.mail : undefined;
       process.stdout.write(
-        firstScreen(address, db, roles, shopConfigFromEnv(process.env, roles).outbox) + '\n',
+        firstScreen(address, db, roles, config.outbox, { broker, ...(mail ? { mail } : {}) }) + '\n',
       );
     }
   } catch (error) {

@@ -12,13 +12,17 @@ import {
 } from '../../../src/db/index.ts';
 import { flagMigrations } from '../../../src/flags/index.ts';
 import { idempotencyMigrations } from '../../../src/idempotency/index.ts';
-import { pgQueueMigrations } from '../../../src/messaging/index.ts';
+import { pgQueueMigrations, pgStreamMigrations } from '../../../src/messaging/index.ts';
 import { inboxMigrations, outboxMigrations } from '../../../src/outbox/index.ts';
 import { sagaMigrations } from '../../../src/saga/index.ts';
 import { systemClock, type Clock } from '../../../src/time/index.ts';
 import { buildShop, type Shop, type ShopRole } from '../app.ts';
 import { shopConfigFromEnv } from '../config.ts';
 import { createLogger } from '../logger.ts';
+import { brokerConfigFromEnv, type BrokerConfig } from './broker-config.ts';
+import { openBroker } from './open-broker.ts';
+import type { HttpPaymentProvider } from '../payments/http-payment-provider.ts';
+import { paymentsFromEnv } from '../payments/payments-config.ts';
 
 const migrationsDir = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'migrations');
 
@@ -26,6 +30,7 @@ const migrationsDir = path.join(path.dirname(fileURLToPath(import.meta.url)), '.
 export async function shopMigrations(): Promise<Migration[]> {
   return [
     ...pgQueueMigrations,
+    ...pgStreamMigrations,
     ...outboxMigrations,
     ...inboxMigrations,
     ...idempotencyMigrations,
@@ -50,6 +55,10 @@ export interface OpenShopOptions {
 export interface OpenedShop {
   shop: Shop;
   db: DbConfig;
+  /** Where the shop's queues run (`KEEL_BROKER`). */
+  broker: BrokerConfig;
+  /** With `KEEL_PAYMENTS_URL`: the client the saga charges through; `payments.breaker` is `{ name, state }`. */
+  payments?: HttpPaymentProvider;
 }
 
 /**
@@ -61,6 +70,9 @@ export async function openShop(options: OpenShopOptions = {}): Promise<OpenedSho
   const env = options.env ?? process.env;
   const config = shopConfigFromEnv(env, options.roles);
   const dbConfig = options.db ?? dbConfigFromEnv(env);
+  const clock = options.clock ?? systemClock;
+  const payments = paymentsFromEnv(env, clock);
+  const brokerConfig = brokerConfigFromEnv(env);
   const db = await openDb(dbConfig);
   try {
     await migrate(db, await shopMigrations());
@@ -74,12 +86,16 @@ export async function openShop(options: OpenShopOptions = {}): Promise<OpenedSho
     replicaUrl && dbConfig.kind === 'pg'
       ? await openDb({ kind: 'pg', url: replicaUrl, ...(dbConfig.schema ? { schema: dbConfig.schema } : {}) })
       : undefined;
+  // keel's queue in the shop's database by default; a broker's client is loaded only when named.
+  const broker = brokerConfig.kind === 'postgres' ? undefined : await openBroker(brokerConfig, { db, clock });
   const shop = buildShop(config, {
     db,
-    clock: options.clock ?? systemClock,
+    clock,
+    ...(broker ? { broker } : {}),
     logger: options.logger ?? createLogger(),
     ...(options.meter ? { meter: options.meter } : {}),
     ...(replica ? { replica } : {}),
+    ...(payments ? { payments } : {}),
   });
-  return { shop, db: dbConfig };
+  return { shop, db: dbConfig, broker: brokerConfig, ...(payments ? { payments } : {}) };
 }

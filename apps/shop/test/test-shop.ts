@@ -1,3 +1,5 @@
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import pg from 'pg';
 import { pino } from 'pino';
 import { defaultDatabaseUrl, migrate, openDb, type Db, type DbConfig } from '../../../src/db/index.ts';
@@ -12,8 +14,10 @@ import type { SagaInstance } from '../../../src/saga/index.ts';
 import { systemClock, type Clock } from '../../../src/time/index.ts';
 import { buildShop, type Shop, type ShopConfig, type ShopRole } from '../app.ts';
 import { fulfilmentId } from '../application/fulfilment.ts';
-import type { PaymentProvider } from '../application/payment-provider.ts';
+import type { Payments } from '../application/payments.ts';
 import { shopMigrations } from '../presets/open-shop.ts';
+import type { Mailer } from '../notifications/mailer.ts';
+import type { MessageBroker } from '../../../src/messaging/index.ts';
 
 /**
  * A place the shop's data lives that outlives one shop instance, on the backend the suite runs
@@ -63,6 +67,8 @@ export const testShopConfig = (roles: readonly ShopRole[]): ShopConfig => ({
   http: { port: 0, host: '127.0.0.1' },
   worker: { concurrency: 4, pollIntervalMs: 200, leaseMs: 5000 },
   relay: { pollIntervalMs: 200, batchSize: 100 },
+  // Mail goes to a folder outside the checkout, one file per event id (tests that read mail pass a mailer).
+  mail: { kind: 'mailbox', dir: path.join(tmpdir(), 'keel-test-mailbox'), from: 'shop <shop@shop.test>' },
 });
 
 /**
@@ -73,7 +79,12 @@ export async function openTestShop(
   store: ShopStore,
   roles: readonly ShopRole[] = ['worker', 'relay'],
   clock: Clock = systemClock,
-  options: { payments?: (db: Db) => PaymentProvider; config?: Partial<ShopConfig> } = {},
+  options: {
+    payments?: (db: Db) => Payments;
+    config?: Partial<ShopConfig>;
+    mailer?: Mailer;
+    broker?: MessageBroker;
+  } = {},
 ): Promise<Shop> {
   const db = await store.open();
   await migrate(db, await shopMigrations());
@@ -85,6 +96,8 @@ export async function openTestShop(
       clock,
       logger: pino({ level: 'silent' }),
       ...(payments === undefined ? {} : { payments }),
+      ...(options.mailer === undefined ? {} : { mailer: options.mailer }),
+      ...(options.broker === undefined ? {} : { broker: options.broker }),
     },
   );
 }

@@ -1,0 +1,142 @@
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Shop } from '../app.ts';
+import { createShopStore, openTestShop, type ShopStore } from '../test/test-shop.ts';
+
+const executablePath = process.env.KEEL_CHROMIUM ?? '/usr/bin/chromium';
+// CI installs Debian's chromium (.ci/run); locally it may be absent.
+const skip = !existsSync(executablePath) && process.env.CI !== 'true';
+const missing = skip ? ` (skipped: no Chromium at ${executablePath})` : '';
+// The network is closed: without these Chromium spends its start on refused connections.
+const chromiumArgs = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+const waitMs = 20_000;
+
+let store: ShopStore;
+let shop: Shop;
+let profile: string;
+let browser: BrowserContext;
+
+beforeAll(async () => {
+  if (skip) return;
+  if (!existsSync(executablePath)) {
+    throw new Error(
+      `Chromium is not installed at ${executablePath}: apt-get install -y --no-install-recommends chromium (.ci/run does)`,
+    );
+  }
+  profile = await mkdtemp(path.join(tmpdir(), 'keel-chromium-'));
+  // Side by side: each takes seconds on a busy machine.
+  [browser, shop] = await Promise.all([
+    chromium.launchPersistentContext(profile, {
+      executablePath,
+      args: chromiumArgs,
+      headless: true,
+      viewport: { width: 1280, height: 900 },
+    }),
+    (async () => {
+      store = await createShopStore();
+      const started = await openTestShop(store, ['api', 'worker', 'relay']);
+      await started.start();
+      return started;
+    })(),
+  ]);
+}, 60_000);
+afterAll(async () => {
+  await browser?.close();
+  await shop?.stop();
+  await store?.dispose();
+  if (profile !== undefined) await rm(profile, { recursive: true, force: true });
+});
+
+async function placeOrder(key: string, customerId: string): Promise<void> {
+  const response = await fetch(`${shop.server!.address}/v1/orders`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'idempotency-key': key },
+    body: JSON.stringify({ customerId, items: [{ sku: 'book-1', quantity: 1 }] }),
+  });
+  expect(response.status).toBe(202);
+}
+
+/** Resolves once the element `selector` shows exactly `text`; fails after `waitMs`. */
+const shows = (page: Page, selector: string, text: string): Promise<void> =>
+  page.locator(selector, { hasText: new RegExp(`^${text}$`) }).waitFor({ timeout: waitMs });
+
+describe('the dashboard in Chromium', () => {
+  it.skipIf(skip)(
+    `updates live, without a reload, as orders go through the shop${missing}`,
+    async () => {
+      const page = browser.pages()[0] ?? (await browser.newPage());
+      const pageErrors: string[] = [];
+      page.on('pageerror', (error) => pageErrors.push(error.message));
+      // A resource the CSP blocks, or one that fails to load, shows only here.
+      page.on('console', (message) => {
+        if (message.type() === 'error') pageErrors.push(message.text());
+      });
+      let navigations = 0;
+      page.on('framenavigated', (frame) => {
+        if (frame === page.mainFrame()) navigations++;
+      });
+
+      await page.goto(`${shop.server!.address}/dashboard`);
+      await page.locator('#status[data-state="live"]').waitFor({ timeout: waitMs });
+      await shows(page, '#sagas-COMPLETED', '0');
+      await page.locator('#queues tr[data-queue="shop.orders"]').waitFor({ timeout: waitMs });
+      expect(await page.locator('#breakers .empty').isVisible()).toBe(true);
+      expect(await page.locator('#latency tr[data-route="POST /v1/orders"]').count()).toBe(0);
+
+      // Three that go through, and one whose payment is declined and compensated.
+      await Promise.all([
+        placeOrder('browser-1', 'c-1'),
+        placeOrder('browser-2', 'c-2'),
+        placeOrder('browser-3', 'c-3'),
+        placeOrder('browser-4', 'declined-4'),
+      ]);
+
+      await shows(page, '#sagas-COMPLETED', '3');
+      await shows(page, '#sagas-COMPENSATED', '1');
+      await shows(page, '#sagas-attention', '0');
+      await shows(page, '#latency tr[data-route="POST /v1/orders"] td.count', '4');
+      await page.waitForFunction(
+        "Number(document.getElementById('outbox-published').textContent) >= 4 && document.getElementById('outbox-backlog').textContent === '0'",
+        undefined,
+        { timeout: waitMs },
+      );
+      await shows(page, '#queues tr[data-queue="shop.orders"] td.dead-letters', '0');
+      const p99 = await page.locator('#latency tr[data-route="POST /v1/orders"] td.p99').textContent();
+      expect(p99).toMatch(/^\d+(\.\d+)? (ms|s)$/);
+      expect(navigations).toBe(1);
+      expect(pageErrors).toEqual([]);
+
+      // KEEL_DASHBOARD_SCREENSHOT keeps a picture to look at; otherwise it goes with the temp dir.
+      const shot = process.env.KEEL_DASHBOARD_SCREENSHOT ?? path.join(profile, 'dashboard.png');
+      await page.screenshot({ path: shot, fullPage: true });
+      expect((await stat(shot)).size).toBeGreaterThan(10_000);
+
+      // The shop going away is shown, not a frozen page that looks fine; once it is back, on the
+      // same address, the page goes on by itself.
+      const address = new URL(shop.server!.address);
+      await shop.stop();
+      await page.locator('#status[data-state="reconnecting"]').waitFor({ timeout: waitMs });
+      shop = await openTestShop(store, ['api'], undefined, {
+        config: { http: { host: address.hostname, port: Number(address.port) } },
+      });
+      await shop.start();
+      await page.locator('#status[data-state="live"]').waitFor({ timeout: waitMs });
+      await shows(page, '#sagas-COMPLETED', '3');
+      expect(navigations).toBe(1);
+    },
+    90_000,
+  );
+});
