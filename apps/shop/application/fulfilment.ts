@@ -15,7 +15,7 @@ import { exponentialBackoff, type Clock } from '../../../src/time/index.ts';
 import type { Envelope } from '../../../src/messaging/index.ts';
 import { injectTraceHeaders, tracedAddToOutbox } from '../../../src/observability/index.ts';
 import { orderCancelledV1, orderConfirmedV1, orderEventsStream } from '../contracts/order-events.ts';
-import type { OrderItem } from '../domain/order.ts';
+import type { Order, OrderItem } from '../domain/order.ts';
 import { findOrder, transitionOrder, transitionOrderAtVersion } from '../storage/orders-store.ts';
 import { releaseStock, reserveStock, type Reservation } from '../storage/inventory-store.ts';
 import type { Payments } from './payments.ts';
@@ -84,21 +84,15 @@ export function orderFulfilment(deps: FulfilmentDeps): SagaDefinition<Fulfilment
             await payments.refund(sagaIdempotencyKey(instanceId, 'take-payment', 'action'));
           }
           const reason = failure?.message ?? 'cancelled';
-          const cancelled = await db.transaction(async (tx) => {
-            const moved = await transitionOrderAtVersion(tx, {
-              id: input.orderId,
-              version,
-              from: 'ACCEPTED',
-              to: 'CANCELLED',
-              at: now(),
-              reason,
-            });
-            if (moved !== undefined) {
-              const event = { orderId: input.orderId, customerId: input.customerId, reason };
-              await addOrderEvent(tx, orderCancelledV1.create(event, eventOptions(input.orderId, clock)));
-            }
-            return moved;
-          });
+          const cancelled = await moveOrderWithOutcome(
+            db,
+            { id: input.orderId, version, from: 'ACCEPTED', to: 'CANCELLED', at: now(), reason },
+            () =>
+              orderCancelledV1.create(
+                { orderId: input.orderId, customerId: input.customerId, reason },
+                eventOptions(input.orderId, clock),
+              ),
+          );
           if (cancelled !== undefined) return;
           const order = await findOrder(db, input.orderId);
           if (order?.status === 'CANCELLED') return;
@@ -150,20 +144,15 @@ export function orderFulfilment(deps: FulfilmentDeps): SagaDefinition<Fulfilment
         action: async ({ input, results }) => {
           const { version } = results['accept-order'] as { version: number };
           const { amountCents } = results['take-payment'] as { amountCents: number };
-          const confirmed = await db.transaction(async (tx) => {
-            const moved = await transitionOrderAtVersion(tx, {
-              id: input.orderId,
-              version,
-              from: 'ACCEPTED',
-              to: 'CONFIRMED',
-              at: now(),
-            });
-            if (moved !== undefined) {
-              const event = { orderId: input.orderId, customerId: input.customerId, amountCents };
-              await addOrderEvent(tx, orderConfirmedV1.create(event, eventOptions(input.orderId, clock)));
-            }
-            return moved;
-          });
+          const confirmed = await moveOrderWithOutcome(
+            db,
+            { id: input.orderId, version, from: 'ACCEPTED', to: 'CONFIRMED', at: now() },
+            () =>
+              orderConfirmedV1.create(
+                { orderId: input.orderId, customerId: input.customerId, amountCents },
+                eventOptions(input.orderId, clock),
+              ),
+          );
           if (confirmed !== undefined) return { version: confirmed.version };
           const order = await findOrder(db, input.orderId);
           if (order?.status === 'CONFIRMED') return { version: order.version };
@@ -196,8 +185,20 @@ function eventOptions(
   return { key: orderId, headers: injectTraceHeaders(), clock };
 }
 
-function addOrderEvent(tx: Queryable, event: Envelope): Promise<void> {
-  return tracedAddToOutbox(tx, orderEventsStream, event);
+/**
+ * Moves the order, if it is still at the version, and writes its outcome event into the order
+ * stream's outbox in the same transaction. Undefined, and no event, when it had moved meanwhile.
+ */
+function moveOrderWithOutcome(
+  db: Db,
+  change: Parameters<typeof transitionOrderAtVersion>[1],
+  outcome: () => Envelope,
+): Promise<Order | undefined> {
+  return db.transaction(async (tx) => {
+    const moved = await transitionOrderAtVersion(tx, change);
+    if (moved !== undefined) await tracedAddToOutbox(tx, orderEventsStream, outcome());
+    return moved;
+  });
 }
 
 /** The failure that started the compensation: the step and the order's cancellation reason. */
