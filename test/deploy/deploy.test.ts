@@ -180,7 +180,12 @@ describe('deploy/kubernetes/shop.yaml', () => {
   const deployments = objects.filter((o) => o.kind === 'Deployment');
 
   it('runs the shop as api, worker and relay from entry points the build writes, against PostgreSQL', () => {
-    expect(deployments.map((d) => d.metadata.name).sort()).toEqual(['shop-api', 'shop-relay', 'shop-worker']);
+    expect(deployments.map((d) => d.metadata.name).sort()).toEqual([
+      'shop-api',
+      'shop-payments',
+      'shop-relay',
+      'shop-worker',
+    ]);
     expect(config.data?.KEEL_DB).toBe('pg');
     for (const deployment of deployments) {
       const [container] = deployment.spec!.template!.spec.containers;
@@ -195,7 +200,7 @@ describe('deploy/kubernetes/shop.yaml', () => {
       const spec = deployment.spec!.template!.spec;
       const container = spec.containers[0]!;
       const env = Object.fromEntries((container.env ?? []).map((v) => [v.name, v.value]));
-      const port = Number(env.PORT ?? env.KEEL_METRICS_PORT);
+      const port = Number(env.PORT ?? env.KEEL_METRICS_PORT ?? env.KEEL_PAYMENTS_PORT);
       expect(port, deployment.metadata.name).toBeGreaterThan(0);
       expect(container.ports?.map((p) => p.containerPort)).toEqual([port]);
       expect(container.readinessProbe?.httpGet).toEqual({ path: '/readyz', port });
@@ -205,6 +210,14 @@ describe('deploy/kubernetes/shop.yaml', () => {
     const service = objects.find((o) => o.kind === 'Service')!;
     expect(service.spec?.selector).toEqual({ app: 'shop', role: 'api' });
     expect(service.spec?.ports?.[0]?.targetPort).toBe(3000);
+    // The workers charge the payment service by its Service's name and port.
+    const payments = objects.find((o) => o.kind === 'Service' && o.metadata.name === 'shop-payments')!;
+    expect(payments.spec?.selector).toEqual({ app: 'shop', role: 'payments' });
+    const worker = deployments.find((d) => d.metadata.name === 'shop-worker')!;
+    const url = worker.spec!.template!.spec.containers[0]!.env!.find(
+      (v) => v.name === 'KEEL_PAYMENTS_URL',
+    )?.value;
+    expect(url).toBe(`http://shop-payments:${payments.spec?.ports?.[0]?.targetPort}`);
   });
 
   it('names only environment variables the shop reads', () => {
