@@ -64,12 +64,15 @@ describe('shop observability', () => {
         return found[0]!;
       };
       const route = one('POST /v1/orders');
-      // Two events went into the outbox: the order's, in the route's span, and its outcome,
-      // written by the saga's last step (whose span is not the active one while it runs).
+      // Two events went into the outbox: the order's, in the route's span, and its outcome, in
+      // the span of the saga's last step, which wrote it.
       const adds = spans.filter((s) => s.name === 'outbox.add');
       expect(adds).toHaveLength(2);
       const add = adds.find((s) => s.parentSpanContext?.spanId === route.spanContext().spanId)!;
-      expect(add).toBeDefined();
+      const outcome = adds.find((s) => s !== add)!;
+      expect(outcome.parentSpanContext?.spanId).toBe(
+        one('saga order-fulfilment confirm-order').spanContext().spanId,
+      );
       const publish = one(`${ordersQueue} publish`);
       const process = one(`${ordersQueue} process`);
       const traceId = route.spanContext().traceId;

@@ -1,4 +1,5 @@
-import { SpanStatusCode } from '@opentelemetry/api';
+import { context, SpanStatusCode } from '@opentelemetry/api';
+import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { MeterProvider, MetricReader, type ResourceMetrics } from '@opentelemetry/sdk-metrics';
 import {
   BasicTracerProvider,
@@ -81,5 +82,60 @@ describe('instrumentSagas', () => {
     const states = points(resourceMetrics, 'keel.saga.instances');
     expect(states).toContainEqual({ attributes: { 'keel.saga.state': 'COMPENSATED' }, value: 1 });
     expect(states).toContainEqual({ attributes: { 'keel.saga.state': 'RUNNING' }, value: 0 });
+  });
+
+  it("makes each step's span the active one while the step runs: its work is the span's child", async () => {
+    const db = await createTestDb({ schemaPrefix: 'otels' });
+    dbs.push(db);
+    await migrate(db, sagaMigrations);
+    // Active spans need a context manager, as the SDK's setup registers one.
+    const contextManager = new AsyncLocalStorageContextManager().enable();
+    context.setGlobalContextManager(contextManager);
+    try {
+      const exporter = new InMemorySpanExporter();
+      const tracer = new BasicTracerProvider({
+        spanProcessors: [new SimpleSpanProcessor(exporter)],
+      }).getTracer('t');
+      const work = (name: string) => async (): Promise<number> => {
+        await Promise.resolve();
+        tracer.startSpan(name).end();
+        return 1;
+      };
+      const saga = defineSaga({
+        name: 'order',
+        version: 1,
+        steps: [
+          { name: 'reserve', action: work('reserving'), compensation: work('releasing') },
+          { name: 'charge', action: () => Promise.reject(new Error('declined')), retry: { maxAttempts: 1 } },
+        ],
+      });
+      const clock = new ManualClock();
+      const runner = new SagaRunner({ db, sagas: [saga], clock });
+      const instrumentation = instrumentSagas(runner, { tracer, db });
+      await startSaga(db, saga, {}, { clock });
+      await runner.runDue();
+
+      const spans = exporter.getFinishedSpans();
+      const named = (name: string) => spans.find((s) => s.name === name)!;
+      expect(named('reserving').parentSpanContext?.spanId).toBe(
+        named('saga order reserve').spanContext().spanId,
+      );
+      expect(named('releasing').parentSpanContext?.spanId).toBe(
+        named('saga order reserve compensation').spanContext().spanId,
+      );
+
+      // Detached: the next instance's work is no step's child.
+      instrumentation.dispose();
+      exporter.reset();
+      await startSaga(db, saga, {}, { clock });
+      await runner.runDue();
+      expect(exporter.getFinishedSpans().map((s) => s.parentSpanContext?.spanId)).toEqual([
+        undefined,
+        undefined,
+      ]);
+    } finally {
+      context.disable();
+      contextManager.disable();
+    }
   });
 });

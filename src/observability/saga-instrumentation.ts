@@ -1,6 +1,8 @@
 import {
+  context,
   SpanKind,
   SpanStatusCode,
+  trace,
   type Meter,
   type ObservableResult,
   type Span,
@@ -101,6 +103,11 @@ export function instrumentSagas(runner: SagaRunner, options: InstrumentSagasOpti
   };
 
   const handles: ListenerHandle[] = [
+    // The step's span is the active one while it runs: what the step does is traced as its child.
+    runner.aroundSteps((e, run) => {
+      const span = open.get(key(e));
+      return span === undefined ? run() : context.with(trace.setSpan(context.active(), span), run);
+    }),
     runner.events.on('step-started', start),
     runner.events.on('compensation-started', start),
     runner.events.on('step-completed', (e) => finish(e, 'completed')),

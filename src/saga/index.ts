@@ -12,6 +12,7 @@ export {
   type SagaStepContext,
 } from './definition.ts';
 export { SagaRunner, type SagaRunnerOptions } from './saga-runner.ts';
+export type { StepScope } from './step-scope.ts';
 export { LeaseLostError } from './lease-lost-error.ts';
 export { sagaHeaders, sagaReplyAddress } from './saga-command.ts';
 export type {

@@ -27,6 +27,7 @@ import {
   type SagaState,
 } from './saga-store.ts';
 import { StepPolicies } from './step-policies.ts';
+import { inScopes, type StepScope } from './step-scope.ts';
 
 /** A plain copy of the instance's mutable part, advanced as writes commit. */
 interface Cursor {
@@ -45,6 +46,7 @@ export class SagaExecution {
     readonly owner: string,
     readonly events: TypedEvents<SagaRunnerEvents & LifecycleEvents>,
     readonly stopping: () => boolean,
+    readonly scopes: () => readonly StepScope[] = () => [],
   ) {
     this.#policies = new StepPolicies(clock);
   }
@@ -121,10 +123,12 @@ export class SagaExecution {
     if (this.events.has('step-started')) this.events.emit('step-started', base);
     let result: unknown;
     try {
-      result = await this.#policies.of(step).action.execute((context) => {
-        attempts = context.attempt;
-        return step.action!(this.#context(instance, cursor, step, 'action', context));
-      }, signal);
+      result = await inScopes(this.scopes(), base, () =>
+        this.#policies.of(step).action.execute((context) => {
+          attempts = context.attempt;
+          return step.action!(this.#context(instance, cursor, step, 'action', context));
+        }, signal),
+      );
       // A result that is not JSON cannot be recorded: the step fails rather than the runner.
       result = result === undefined ? null : (JSON.parse(JSON.stringify(result)) as unknown);
     } catch (error) {
@@ -392,10 +396,12 @@ export class SagaExecution {
     } else {
       let attempts = 0;
       try {
-        await this.#policies.of(step).compensation.execute((context) => {
-          attempts = context.attempt;
-          return compensation(this.#context(instance, cursor, step, 'compensation', context));
-        }, signal);
+        await inScopes(this.scopes(), base, () =>
+          this.#policies.of(step).compensation.execute((context) => {
+            attempts = context.attempt;
+            return compensation(this.#context(instance, cursor, step, 'compensation', context));
+          }, signal),
+        );
       } catch (error) {
         if (signal.aborted) {
           // Lost: stop at once. Draining: the loop gives the lease back and the step runs again elsewhere.

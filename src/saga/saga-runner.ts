@@ -9,6 +9,8 @@ import type { SagaRunnerEvents } from './events.ts';
 import { claimSagas, extendLeases, type Fence, type SagaInstance } from './saga-store.ts';
 import { SagaExecution } from './saga-execution.ts';
 import { sagaChannel } from './schema.ts';
+import type { StepScope } from './step-scope.ts';
+import type { ListenerHandle } from '../service/typed-events.ts';
 
 export interface SagaRunnerOptions {
   db: Db;
@@ -67,6 +69,7 @@ export class SagaRunner extends ServiceBase<SagaRunnerEvents> {
   #again = false;
   #beating = false;
   #stopping = false;
+  #scopes: readonly StepScope[] = [];
 
   constructor(options: SagaRunnerOptions) {
     if (options === null || typeof options !== 'object') {
@@ -109,7 +112,26 @@ export class SagaRunner extends ServiceBase<SagaRunnerEvents> {
     }
     this.#concurrency = concurrency;
     this.#listen = options.listen ?? true;
-    this.#execution = new SagaExecution(this.#db, this.clock, this.owner, this.events, () => this.#stopping);
+    this.#execution = new SagaExecution(
+      this.#db,
+      this.clock,
+      this.owner,
+      this.events,
+      () => this.#stopping,
+      () => this.#scopes,
+    );
+  }
+
+  /**
+   * Runs `scope` around every step this runner runs from now on (see `StepScope`), until the
+   * handle is disposed. `instrumentSagas` uses it to make each step's span the active one.
+   */
+  aroundSteps(scope: StepScope): ListenerHandle {
+    this.#scopes = [...this.#scopes, scope];
+    const dispose = (): void => {
+      this.#scopes = this.#scopes.filter((s) => s !== scope);
+    };
+    return { dispose, [Symbol.dispose]: dispose };
   }
 
   /** Instances this runner holds right now. */
