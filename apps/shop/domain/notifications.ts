@@ -9,48 +9,38 @@ export interface MailContent {
 }
 
 export function welcomeMail(account: Pick<Account, 'id' | 'name'>): MailContent {
-  return {
-    subject: `Welcome to the shop, ${account.name}`,
-    text: [
-      `Hello ${account.name},`,
-      '',
-      `your account is ready. Place orders with your customer id ${account.id}.`,
-      '',
-      '— the shop',
-    ].join('\n'),
-  };
+  return letter(
+    `Welcome to the shop, ${account.name}`,
+    account,
+    `your account is ready. Place orders with your customer id ${account.id}.`,
+  );
 }
 
 export function orderConfirmedMail(
   account: Pick<Account, 'name'>,
   order: { orderId: string; amountCents: number },
 ): MailContent {
-  return {
-    subject: `Order ${order.orderId} is confirmed`,
-    text: [
-      `Hello ${account.name},`,
-      '',
-      `your order ${order.orderId} is confirmed: ${formatCents(order.amountCents)} charged.`,
-      '',
-      '— the shop',
-    ].join('\n'),
-  };
+  return letter(
+    `Order ${order.orderId} is confirmed`,
+    account,
+    `your order ${order.orderId} is confirmed: ${formatCents(order.amountCents)} charged.`,
+  );
 }
 
 export function orderCancelledMail(
   account: Pick<Account, 'name'>,
   order: { orderId: string; reason: string },
 ): MailContent {
-  return {
-    subject: `Order ${order.orderId} is cancelled`,
-    text: [
-      `Hello ${account.name},`,
-      '',
-      `your order ${order.orderId} is cancelled: ${order.reason}. Nothing is charged for it.`,
-      '',
-      '— the shop',
-    ].join('\n'),
-  };
+  return letter(
+    `Order ${order.orderId} is cancelled`,
+    account,
+    `your order ${order.orderId} is cancelled: ${order.reason}. Nothing is charged for it.`,
+  );
+}
+
+/** Every mail the shop sends has the same frame: a greeting, one paragraph, the signature. */
+function letter(subject: string, to: Pick<Account, 'name'>, body: string): MailContent {
+  return { subject, text: [`Hello ${to.name},`, '', body, '', '— the shop'].join('\n') };
 }
 
 function formatCents(cents: number): string {
