@@ -40,9 +40,11 @@ export const optionalPeers: Record<string, string> = {
   '@opentelemetry/semantic-conventions': 'keel/observability',
   '@openfeature/server-sdk': 'keel/flags',
   fastify: 'keel/idempotency and keel/observability: types of the fastify plugins',
-  zod: 'keel/messaging: types of defineMessage',
+  zod: 'keel/messaging: types of defineMessage; keel/contracts',
   vitest: 'keel/testing: the conformance suites',
   'fast-check': 'keel/testing: the conformance suites',
+  ajv: 'keel/testing: openApiResponses',
+  'ajv-formats': 'keel/testing: openApiResponses',
 };
 
 interface WorkspaceManifest {

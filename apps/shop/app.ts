@@ -25,6 +25,7 @@ import { ShopFlags } from './flags.ts';
 import { PaymentProvider } from './application/payment-provider.ts';
 import type { Payments } from './application/payments.ts';
 import { ordersQueue } from './contracts/orders.ts';
+import { contractRoutes } from './transport/http/contract-routes.ts';
 import { healthRoutes } from './transport/http/health-routes.ts';
 import { HttpServer } from './transport/http/http-server.ts';
 import { ordersRoutes } from './transport/http/orders-routes.ts';
@@ -270,6 +271,7 @@ export function buildShop(config: ShopConfig, deps: ShopDeps): Shop {
   if (config.apiKeys === 'required') installApiKeyAuth(http, { db, clock });
   if (config.rateLimit !== undefined) installRateLimit(http, { limits: config.rateLimit, clock });
   void http.register(healthRoutes, { db, isReady: () => ready });
+  void http.register(contractRoutes);
   // The api role reads the shop's feature flags; other roles take no orders over HTTP.
   const flags = config.roles.has('api') ? new ShopFlags(db, { clock, logger }) : undefined;
   if (flags !== undefined) parts.push(flags);

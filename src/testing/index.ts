@@ -34,3 +34,4 @@ export {
   type WalOutboxTestSlot,
 } from './wal-outbox-test-server.ts';
 export { sagaEnded } from './saga-ended.ts';
+export { openApiResponses, type ObservedResponse } from './openapi-responses.ts';

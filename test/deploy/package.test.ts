@@ -128,6 +128,7 @@ describe('the npm package', () => {
       'keel/testing: needs vitest',
       'keel/idempotency: loads',
       'keel/consistency: loads',
+      'keel/contracts: needs zod',
       'keel/flags: needs @openfeature/server-sdk',
       'openPgliteDb: KEEL_DB_UNAVAILABLE (@electric-sql/pglite)',
       'retry: 42 after 2 calls',

@@ -1,17 +1,12 @@
 import type { FastifyInstance } from 'fastify';
-import { z } from 'zod';
 import type { Db } from '../../../src/db/index.ts';
+import { analyticsQuery } from '../contracts/analytics.ts';
 import { parseRequest } from '../transport/http/parse.ts';
 import { orderAnalytics } from './order-analytics-store.ts';
 
 export interface AnalyticsRoutesOptions {
   db: Db;
 }
-
-const analyticsQuery = z.strictObject({
-  /** How many customers, SKUs and cancellation reasons each list shows. */
-  top: z.coerce.number().int().min(1).max(100).default(10),
-});
 
 /**
  * `GET /v1/analytics/orders`: the orders read model built from the order stream. Eventually

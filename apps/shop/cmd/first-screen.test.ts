@@ -6,7 +6,9 @@ describe('the first screen', () => {
     const embedded = firstScreen('http://127.0.0.1:3000', { kind: 'pglite', dataDir: '.keel/pglite' }, [
       'api',
     ]);
-    expect(embedded).toContain('API        http://127.0.0.1:3000');
+    expect(embedded).toContain(
+      'API        http://127.0.0.1:3000   contract: http://127.0.0.1:3000/openapi.json',
+    );
     expect(embedded).toMatch(/data {7}\/.*\.keel\/pglite \(embedded PostgreSQL: PGlite/);
     expect(embedded).toContain('outbox     table keel_outbox\n');
     expect(embedded).toContain('Data survives a restart.');

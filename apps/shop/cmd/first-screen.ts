@@ -26,7 +26,7 @@ export function firstScreen(
     '',
     `  keel shop is running — ${roleList.join(' + ')}`,
     '',
-    `  API        ${address}`,
+    `  API        ${address}   contract: ${address}/openapi.json (OpenAPI 3.1)`,
     `  health     ${address}/healthz   ready: ${address}/readyz`,
     `  metrics    ${address}/metrics (Prometheus); traces to OTEL_EXPORTER_OTLP_ENDPOINT when set`,
     // The page is served by the api role only.

@@ -13,6 +13,14 @@ export type SignupRequest = z.infer<typeof signupRequest>;
 
 export const accountIdParams = z.strictObject({ id: z.uuid() });
 
+/** An account as `POST /v1/signups` and `GET /v1/accounts/:id` answer with it. */
+export const accountResource = z.object({
+  id: z.uuid(),
+  email: z.email(),
+  name: z.string(),
+  createdAt: z.iso.datetime({ offset: true }),
+});
+
 export const accountSignedUpV1 = defineMessage(
   'account.signed_up',
   1,

@@ -24,6 +24,20 @@ export type PlaceOrderRequest = z.infer<typeof placeOrderRequest>;
 
 export const orderIdParams = z.strictObject({ id: z.uuid() });
 
+export const orderStatus = z.enum(['PENDING', 'ACCEPTED', 'CONFIRMED', 'CANCELLED']);
+
+/** An order as `POST /v1/orders` and `GET /v1/orders/:id` answer with it. */
+export const orderResource = z.object({
+  id: z.uuid(),
+  customerId: z.string(),
+  items: z.array(orderItem),
+  status: orderStatus,
+  reason: z.string().optional().describe('Why a CANCELLED order was cancelled'),
+  version: z.number().int().min(1).describe('Incremented on every change'),
+  createdAt: z.iso.datetime({ offset: true }),
+  updatedAt: z.iso.datetime({ offset: true }),
+});
+
 export const orderPlacedV1 = defineMessage(
   'order.placed',
   1,

@@ -1,0 +1,13 @@
+export type {
+  HttpHeaderContract,
+  HttpMethod,
+  HttpOperation,
+  HttpResponseContract,
+} from './http-operation.ts';
+export {
+  openApiDocument,
+  type JsonSchema,
+  type OpenApiDocument,
+  type OpenApiDocumentOptions,
+} from './openapi-document.ts';
+export { problemDetailsSchema, problemContentType } from './problem-schema.ts';
