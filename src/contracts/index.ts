@@ -11,3 +11,9 @@ export {
   type OpenApiDocumentOptions,
 } from './openapi-document.ts';
 export { problemDetailsSchema, problemContentType } from './problem-schema.ts';
+export {
+  asyncApiDocument,
+  type AsyncApiDocument,
+  type AsyncApiDocumentOptions,
+  type MessageChannelContract,
+} from './asyncapi-document.ts';

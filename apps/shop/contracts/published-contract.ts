@@ -1,20 +1,37 @@
 import { readFile, writeFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
 import { shopOpenApiDocument } from './http-api.ts';
+import { shopAsyncApiDocument } from './message-api.ts';
 
-/** Where the shop's published HTTP contract is committed. */
-export const publishedContractPath = new URL('./openapi.json', import.meta.url);
-
-/** The document as it is committed: two-space JSON and a final newline, so diffs read line by line. */
-export function contractText(): string {
-  return `${JSON.stringify(shopOpenApiDocument(), null, 2)}\n`;
+/** A contract the shop publishes: the file it is committed in, and the document the code describes. */
+interface PublishedContract {
+  file: URL;
+  document: () => unknown;
 }
 
-/** Whether the committed contract is what the code describes now. */
-export async function publishedContractIsCurrent(): Promise<boolean> {
-  const committed = await readFile(publishedContractPath, 'utf8').catch(() => '');
-  return committed === contractText();
+/** The shop's HTTP API (OpenAPI 3.1) and its messages (AsyncAPI 3.0). */
+export const publishedContracts: readonly PublishedContract[] = [
+  { file: new URL('./openapi.json', import.meta.url), document: shopOpenApiDocument },
+  { file: new URL('./asyncapi.json', import.meta.url), document: shopAsyncApiDocument },
+];
+
+/** As committed: two-space JSON and a final newline, so diffs read line by line. */
+function contractText(contract: PublishedContract): string {
+  return `${JSON.stringify(contract.document(), null, 2)}\n`;
 }
 
-export async function writePublishedContract(): Promise<void> {
-  await writeFile(publishedContractPath, contractText());
+/** The files of the contracts whose committed text is not what the code describes now. */
+export async function staleContracts(): Promise<string[]> {
+  const stale: string[] = [];
+  for (const contract of publishedContracts) {
+    const committed = await readFile(contract.file, 'utf8').catch(() => '');
+    if (committed !== contractText(contract)) stale.push(fileURLToPath(contract.file));
+  }
+  return stale;
+}
+
+/** Rewrites every contract's file from the code; returns the files. */
+export async function writePublishedContracts(): Promise<string[]> {
+  for (const contract of publishedContracts) await writeFile(contract.file, contractText(contract));
+  return publishedContracts.map((contract) => fileURLToPath(contract.file));
 }
