@@ -17,3 +17,5 @@ export {
   type AsyncApiDocumentOptions,
   type MessageChannelContract,
 } from './asyncapi-document.ts';
+export { asyncApiBreaks, openApiBreaks } from './breaking-changes.ts';
+export { schemaNarrowings, schemaWidenings } from './schema-widenings.ts';
