@@ -9,7 +9,11 @@
 // `pg_advisory_xact_lock(hashtext(stream))`, then `INSERT … SELECT max(position) + n` in one
 // transaction. keel's side is `PgStream.publish` (the head row's lock, one statement, and a
 // NOTIFY after the commit). Then each side reads its whole log back in pages of 100 from
-// position 0 (a replay). Rounds alternate the sides after a warm-up; each figure is the best round.
+// position 0 (a replay). Then each side deletes its whole log (retention): keel's
+// `PgStream.trim(name, { keepLast: 0 })` (batches of 1 000, each taking the stream's cleaner lock
+// and moving its first position, so readers know where it starts) beside one hand-written
+// `DELETE … WHERE stream = $1` (no batches, no record of where the log starts: the floor).
+// Rounds alternate the sides after a warm-up; each figure is the best round.
 import { migrate, type Db } from '../src/db/index.ts';
 import { createEnvelope, PgStream, pgStreamMigrations, type Envelope } from '../src/messaging/index.ts';
 import { createTestDb, testDbBackend } from '../src/testing/index.ts';
@@ -85,6 +89,23 @@ async function readAll(
   return { rate: read / (Number(process.hrtime.bigint() - start) / 1e9), read };
 }
 
+/** Deletes the whole log `name`; returns entries deleted per second. */
+async function trimAll(
+  db: Db,
+  stream: PgStream,
+  side: Side,
+  name: string,
+  expected: number,
+): Promise<number> {
+  const start = process.hrtime.bigint();
+  const deleted =
+    side === 'keel'
+      ? await stream.trim(name, { keepLast: 0 })
+      : (await db.query('DELETE FROM hand_stream WHERE stream = $1', [name])).rowCount;
+  if (deleted !== expected) throw new Error(`${side} trimmed ${deleted} entries of ${expected}`);
+  return deleted / (Number(process.hrtime.bigint() - start) / 1e9);
+}
+
 export default async function main(): Promise<void> {
   const backend = testDbBackend();
   const db = await createTestDb({ trackStatements: false, checkNestedUse: false, poolSize: concurrency + 2 });
@@ -106,6 +127,7 @@ export default async function main(): Promise<void> {
     for (const side of sides) await appendAll(db, stream, side, `warm-${side}`, Math.min(appends, 200));
     const bestAppend = new Map<Side, number>(sides.map((s) => [s, 0]));
     const bestRead = new Map<Side, number>(sides.map((s) => [s, 0]));
+    const bestTrim = new Map<Side, number>(sides.map((s) => [s, 0]));
     for (let round = 1; round <= rounds; round++) {
       const line: string[] = [];
       for (const side of sides) {
@@ -115,7 +137,11 @@ export default async function main(): Promise<void> {
         if (read !== Math.ceil(appends / batch) * batch) throw new Error(`${side} read ${read} entries back`);
         bestAppend.set(side, Math.max(bestAppend.get(side)!, appended));
         bestRead.set(side, Math.max(bestRead.get(side)!, rate));
-        line.push(`${side} append ${appended.toFixed(0)} msg/s, replay ${rate.toFixed(0)} msg/s`);
+        const trimmed = await trimAll(db, stream, side, name, read);
+        bestTrim.set(side, Math.max(bestTrim.get(side)!, trimmed));
+        line.push(
+          `${side} append ${appended.toFixed(0)} msg/s, replay ${rate.toFixed(0)} msg/s, trim ${trimmed.toFixed(0)} entries/s`,
+        );
       }
       console.log(`  round ${round}: ${line.join('; ')}`);
     }
@@ -130,6 +156,10 @@ export default async function main(): Promise<void> {
     );
     console.log(
       `bench: stream replay, entries read per second in pages of ${pageSize}, ${backend} (higher is better) | keel ${kr.toFixed(0)} msg/s | hand-rolled ${hr.toFixed(0)} msg/s | ratio ${(kr / hr).toFixed(2)}`,
+    );
+    const [kt, ht] = [bestTrim.get('keel')!, bestTrim.get('hand-rolled')!];
+    console.log(
+      `bench: stream trim of the whole log, entries deleted per second, ${backend} (higher is better) | keel ${kt.toFixed(0)} entries/s | hand-rolled DELETE ${ht.toFixed(0)} entries/s | ratio ${(kt / ht).toFixed(2)}`,
     );
   } finally {
     await db.close();

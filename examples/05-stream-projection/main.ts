@@ -1,7 +1,8 @@
 // A read model rebuilt by replaying a stream, on PostgreSQL alone: the outbox relay appends
 // committed events to a PgStream (a table with gap-free positions), a ProjectionRunner applies
 // them to the model in the transaction that moves its position, and rebuild() replays the stream
-// from its first entry into an emptied model.
+// from its first entry into an emptied model. Then retention: a trim that never passes what the
+// projection has not applied, after which a rebuild can only replay what the stream still holds.
 //
 //   npx tsx examples/05-stream-projection/main.ts                      # embedded PGlite, in memory
 //   DATABASE_URL=postgres://… npx tsx examples/05-stream-projection/main.ts   # a server
@@ -85,6 +86,17 @@ export async function runExample(options: { log: (line: string) => void; db?: Db
     // 4. Rebuild: the model emptied and the position set to 0 together, then the same replay.
     await runner.rebuild();
     log(`rebuilt from position 0, applied ${await runner.catchUp()} entries: ${await model(db)}`);
+
+    // 5. Retention: keep the last entry, and nothing the projection has not applied yet. What is
+    //    trimmed is gone for good: a rebuild now replays only the duplicate of o-1 (a model that
+    //    must outlive the stream's retention keeps its own history, or is never rebuilt).
+    const trimmed = await stream.trim('orders', { keepLast: 1, keepUnappliedBy: ['per-customer.v1'] });
+    const { first, last } = await stream.bounds('orders');
+    log(`trimmed ${trimmed} entries; the stream holds positions ${first} to ${last}`);
+    await runner.rebuild();
+    log(
+      `rebuilt from position ${await runner.position()}, applied ${await runner.catchUp()} entries: ${await model(db)}`,
+    );
   } finally {
     if (options.db === undefined) await db.close();
   }

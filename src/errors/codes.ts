@@ -27,6 +27,7 @@ export const errorCodes = {
   KEEL_PUBLISH_FAILED: { status: 503, title: 'Publish failed' },
   KEEL_PERMANENT_FAILURE: { status: 500, title: 'Permanent failure' },
   KEEL_LEASE_LOST: { status: 409, title: 'Lease lost' },
+  KEEL_STREAM_TRIMMED: { status: 410, title: 'Stream entries trimmed' },
   KEEL_BROKER_UNAVAILABLE: { status: 503, title: 'Broker unavailable' },
   KEEL_BROKEN_CIRCUIT: { status: 503, title: 'Circuit open' },
   KEEL_CIRCUIT_ISOLATED: { status: 503, title: 'Circuit isolated' },

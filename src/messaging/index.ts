@@ -27,10 +27,19 @@ export { withDestinationPrefix } from './prefixed-broker.ts';
 export { pgQueueMigrations, pgQueueChannel } from './adapters/postgres/schema.ts';
 export {
   PgStream,
+  StreamTrimmedError,
   type AppendResult,
   type ReadOptions,
+  type StreamBounds,
   type StreamEntry,
 } from './adapters/postgres/pg-stream.ts';
+export type { TrimBounds, TrimOptions } from './adapters/postgres/pg-stream-trim.ts';
+export {
+  PgStreamRetention,
+  type PgStreamRetentionEvents,
+  type PgStreamRetentionOptions,
+  type StreamRetentionRule,
+} from './adapters/postgres/pg-stream-retention.ts';
 export { pgStreamMigrations, pgStreamChannel } from './adapters/postgres/pg-stream-schema.ts';
 export {
   ProjectionRunner,

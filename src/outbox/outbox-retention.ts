@@ -1,3 +1,4 @@
+import { runCleanerBatches } from '../db/cleaner-batches.ts';
 import type { Db } from '../db/db.ts';
 import { InvalidArgumentError } from '../errors/index.ts';
 import { systemClock, type Clock } from '../time/index.ts';
@@ -10,36 +11,24 @@ export interface PruneOptions {
   clock?: Clock;
 }
 
-/** The lock namespace key of a table's cleaner, per schema: schemas sharing a server never contend. */
-const cleanerLock = `hashtextextended('keel_cleaner:' || current_schema() || ':' || $1, 0)`;
-
 /**
  * Runs `deleteSql` on `table` (with `$1` the cutoff and `$2` the batch size) until it deletes
- * fewer than `batchSize` rows,
- * `batchSize` at a time, each batch in a transaction that first takes the table's cleaner lock
- * with `pg_try_advisory_xact_lock`: while another process is cleaning, this one stops at once
- * and returns what it deleted so far. One cleaner at a time, however many relays run it.
+ * fewer than `batchSize` rows, `batchSize` at a time, by one cleaner at a time: the table's
+ * cleaner lock (`runCleanerBatches`); while another process is cleaning, this one stops at once
+ * and returns what it deleted so far.
  */
-export async function pruneInBatches(
+export function pruneInBatches(
   db: Db,
   table: string,
   deleteSql: string,
   options: { cutoff: Date; batchSize: number },
 ): Promise<{ deleted: number; busy: boolean }> {
-  let deleted = 0;
-  for (;;) {
-    const batch = await db.transaction(async (tx) => {
-      const { rows } = await tx.query<{ locked: boolean }>(
-        `SELECT pg_try_advisory_xact_lock(${cleanerLock}) AS locked`,
-        [table],
-      );
-      if (rows[0]?.locked !== true) return undefined;
-      return (await tx.query(deleteSql, [options.cutoff, options.batchSize])).rowCount;
-    });
-    if (batch === undefined) return { deleted, busy: true };
-    deleted += batch;
-    if (batch < options.batchSize) return { deleted, busy: false };
-  }
+  return runCleanerBatches(
+    db,
+    table,
+    async (tx) => (await tx.query(deleteSql, [options.cutoff, options.batchSize])).rowCount,
+    options,
+  );
 }
 
 export function resolvePrune(

@@ -1,10 +1,10 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { migrate, type Db, type Tx } from '../../../db/index.ts';
-import { advanceUntil, createTestDb, type TestDb } from '../../../testing/index.ts';
+import { advanceUntil, createTestDb, testDbBackend, type TestDb } from '../../../testing/index.ts';
 import { ManualClock } from '../../../time/index.ts';
 import { createEnvelope, type Envelope } from '../../envelope.ts';
 import { ProjectionRunner, type Projection } from './pg-stream-projection.ts';
-import { PgStream, type StreamEntry } from './pg-stream.ts';
+import { PgStream, StreamTrimmedError, type StreamEntry } from './pg-stream.ts';
 import { pgStreamMigrations } from './pg-stream-schema.ts';
 
 const cleanups: (() => Promise<void>)[] = [];
@@ -168,7 +168,9 @@ describe('ProjectionRunner', () => {
     await stream.append('things', events(3));
     const run = runner(db, modelProjection(), clock, { pollIntervalMs: 3_600_000 });
     await run.start();
-    while ((await run.position()) < 3) await run.events.once('applied');
+    // Listening before looking: a batch that commits between the look and the listen is not missed.
+    for (let next = run.events.once('applied'); (await run.position()) < 3; next = run.events.once('applied'))
+      await next;
     const replayed = run.events.once('applied');
     await run.rebuild();
     expect(await replayed).toEqual({ from: 0, to: 3, count: 3 });
@@ -195,6 +197,121 @@ describe('ProjectionRunner', () => {
     );
   });
 
+  it('a stream trimmed past the stored position: batches fail with StreamTrimmedError by default, model and position untouched', async () => {
+    const { db, stream, clock } = await setup();
+    await stream.append('things', events(6));
+    const run = runner(db, modelProjection(), clock, { batchSize: 2, pollIntervalMs: 3_600_000 });
+    expect(await run.applyNext()).toBe(2);
+    expect(await stream.trim('things', { before: 5 })).toBe(4);
+    const failure = await run.applyNext().catch((error: unknown) => error);
+    expect(failure).toBeInstanceOf(StreamTrimmedError);
+    expect(failure).toMatchObject({ code: 'KEEL_STREAM_TRIMMED', after: 2, first: 5 });
+    expect(await run.position()).toBe(2);
+    expect((await model(db)).map((row) => Number(row.position))).toEqual([1, 2]);
+    // Started, it reports the same and retries, never skipping on its own.
+    const failed = run.events.once('error');
+    await run.start();
+    expect(await failed).toMatchObject({ during: 'apply', error: { code: 'KEEL_STREAM_TRIMMED' } });
+    await run.stop();
+    expect(await run.position()).toBe(2);
+  });
+
+  it("onTrimmed: 'resume' moves past the trimmed entries, says so (skipped), and applies on from the first retained one", async () => {
+    const { db, stream, clock } = await setup();
+    await stream.append('things', events(6));
+    const run = runner(db, modelProjection(), clock, { batchSize: 2, onTrimmed: 'resume' });
+    const skipped: unknown[] = [];
+    const applied: unknown[] = [];
+    run.events.on('skipped', (event) => void skipped.push(event));
+    run.events.on('applied', (event) => void applied.push(event));
+    expect(await run.applyNext()).toBe(2);
+    await stream.trim('things', { before: 5 });
+    expect(await run.catchUp()).toBe(2);
+    expect(skipped).toEqual([{ from: 2, to: 4, count: 2 }]);
+    expect(applied.slice(1)).toEqual([{ from: 4, to: 6, count: 2 }]);
+    expect((await model(db)).map((row) => Number(row.position))).toEqual([1, 2, 5, 6]);
+    // Everything trimmed: a new projection moves to the head without applying anything.
+    await stream.trim('things', { keepLast: 0 });
+    const late = runner(db, modelProjection(), clock, { name: 'late.v1', onTrimmed: 'resume' });
+    const lateSkipped = late.events.once('skipped');
+    expect(await late.catchUp()).toBe(0);
+    expect(await lateSkipped).toEqual({ from: 0, to: 6, count: 6 });
+    expect(await late.position()).toBe(6);
+    expect(await late.lag()).toBe(0);
+  });
+
+  it('rebuild() after a trim replays from the first retained entry, without asking for onTrimmed', async () => {
+    const { db, stream, clock } = await setup();
+    await stream.append('things', events(6));
+    const run = runner(db, modelProjection(), clock);
+    expect(await run.catchUp()).toBe(6);
+    await stream.trim('things', { before: 4 });
+    await run.rebuild();
+    expect(await model(db)).toEqual([]);
+    expect(await run.position()).toBe(3);
+    const replayed = run.events.once('applied');
+    expect(await run.catchUp()).toBe(3);
+    expect(await replayed).toEqual({ from: 3, to: 6, count: 3 });
+    expect((await model(db)).map((row) => Number(row.position))).toEqual([4, 5, 6]);
+  });
+
+  it('a trim with keepUnappliedBy waits for the projection: it applies everything, and the trim follows it', async () => {
+    const { db, stream, clock } = await setup();
+    await stream.append('things', events(10));
+    const run = runner(db, modelProjection(), clock, { batchSize: 3 });
+    const keep = { keepLast: 0, keepUnappliedBy: ['counts.v1'] } as const;
+    // Not started yet: no stored position, so it holds everything.
+    expect(await stream.trim('things', keep)).toBe(0);
+    expect(await run.applyNext()).toBe(3);
+    expect(await stream.trim('things', keep)).toBe(3);
+    expect(await run.catchUp()).toBe(7);
+    expect(await stream.trim('things', { ...keep, batchSize: 2 })).toBe(7);
+    expect(await stream.bounds('things')).toEqual({ first: 11, last: 10 });
+    expect((await model(db)).map((row) => Number(row.position))).toEqual(
+      Array.from({ length: 10 }, (_, i) => i + 1),
+    );
+  });
+
+  it.skipIf(testDbBackend() === 'pglite')(
+    // PGlite runs one transaction at a time, so a trim never overlaps a batch there.
+    'a trim protecting a projection waits for its batch in flight and trims up to the position that batch commits (pg only)',
+    async () => {
+      const { db, stream, clock } = await setup();
+      await stream.append('things', events(5));
+      let release: () => void = () => undefined;
+      const gate = new Promise<void>((resolve) => (release = resolve));
+      let entered: () => void = () => undefined;
+      const inBatch = new Promise<void>((resolve) => (entered = resolve));
+      const projection = modelProjection();
+      const slow: Projection = {
+        apply: async (entries, tx) => {
+          entered();
+          await gate;
+          await projection.apply(entries, tx);
+        },
+        reset: (tx) => projection.reset(tx),
+      };
+      const run = runner(db, slow, clock, { batchSize: 3 });
+      // Its first batch in flight: the runner stored its position row (0) before, not in, it.
+      const batch = run.applyNext();
+      await inBatch;
+      const trimming = stream.trim('things', { keepLast: 0, keepUnappliedBy: 'any-projection' });
+      // The trim is blocked on the position row the batch holds, not finished with a stale position.
+      for (;;) {
+        const { rows } = await db.query<{ n: number }>(
+          `SELECT count(*)::int AS n FROM pg_stat_activity
+           WHERE cardinality(pg_blocking_pids(pid)) > 0 AND query LIKE '%keel_stream_positions%FOR SHARE%'`,
+        );
+        if (rows[0]!.n > 0) break;
+      }
+      release();
+      expect(await batch).toBe(3);
+      expect(await trimming).toBe(3);
+      expect(await stream.bounds('things')).toEqual({ first: 4, last: 5 });
+      expect(await run.catchUp()).toBe(2);
+    },
+  );
+
   it('rejects bad options by field; stop() is idempotent', async () => {
     const { db, clock } = await setup();
     const projection = modelProjection();
@@ -207,6 +324,7 @@ describe('ProjectionRunner', () => {
       expect.objectContaining({ field: 'pollIntervalMs' }),
     );
     expect(() => build({ retryDelayMs: -1 })).toThrow(expect.objectContaining({ field: 'retryDelayMs' }));
+    expect(() => build({ onTrimmed: 'skip' })).toThrow(expect.objectContaining({ field: 'onTrimmed' }));
     expect(
       () =>
         new ProjectionRunner(db, { apply: async () => undefined } as unknown as Projection, {

@@ -21,7 +21,10 @@ export interface Projection {
    * apply idempotently.
    */
   apply(entries: readonly StreamEntry[], tx: Tx): Promise<void>;
-  /** Empties the read model with `tx`: `rebuild()` calls it as it sets the position back to 0. */
+  /**
+   * Empties the read model with `tx`: `rebuild()` calls it as it sets the position back to the
+   * stream's start (0, or after a trim the position before the first retained entry).
+   */
   reset(tx: Tx): Promise<void>;
 }
 
@@ -38,11 +41,27 @@ export interface ProjectionRunnerOptions {
   pollIntervalMs?: number;
   /** How long to wait after a batch failed before trying it again. Default 1 000 ms. */
   retryDelayMs?: number;
+  /**
+   * What to do when the stream was trimmed past the stored position, so entries this projection
+   * never applied are gone: `'throw'` fails each batch with `StreamTrimmedError` (an `error`
+   * event, retried every `retryDelayMs`) until someone decides, by `rebuild()` or by this option;
+   * `'resume'` moves the position to the first retained entry, emits `skipped`, and applies on
+   * from there. Default `'throw'`: a read model silently missing entries is worse than a stopped
+   * one. A projection that must never miss entries keeps them with `PgStream.trim`'s
+   * `keepUnappliedBy`.
+   */
+  onTrimmed?: 'throw' | 'resume';
 }
 
 export interface ProjectionRunnerEvents {
   /** A batch committed with the position moved from `from` to `to`. */
   applied: { from: number; to: number; count: number };
+  /**
+   * `onTrimmed: 'resume'`: the stored position was below the stream's first retained entry, and
+   * moved from `from` to `to` without applying entries `from + 1` to `to` (trimmed). In the
+   * transaction of the batch that follows, so it is reported once it committed.
+   */
+  skipped: { from: number; to: number; count: number };
 }
 
 function positiveInteger(field: string, value: number): number {
@@ -56,6 +75,9 @@ const lockPosition = `INSERT INTO keel_stream_positions AS p (projection, stream
   ON CONFLICT (projection, stream) DO UPDATE SET position = p.position
   RETURNING position::text`;
 
+const registerPosition = `INSERT INTO keel_stream_positions (projection, stream) VALUES ($1, $2)
+  ON CONFLICT (projection, stream) DO NOTHING`;
+
 /**
  * Runs a `Projection` over a `PgStream`: applies batches after the stored position, each in one
  * transaction with the position's update. Wakes on the stream's NOTIFY, and polls.
@@ -63,6 +85,9 @@ const lockPosition = `INSERT INTO keel_stream_positions AS p (projection, stream
  * Several runners of one projection (every worker process runs one) are safe: each batch takes
  * the position row's lock first and reads after the position it finds there, so they take turns
  * and never apply an entry twice.
+ *
+ * After a trim past the stored position, batches fail with `StreamTrimmedError` unless
+ * `onTrimmed: 'resume'`; `rebuild()` replays from the first retained entry.
  *
  * Lifecycle: `start()` LISTENs and begins; `stop()` lets the batch in flight commit. `catchUp()`
  * and `rebuild()` work without `start()`, for a command line.
@@ -76,7 +101,9 @@ export class ProjectionRunner extends ServiceBase<ProjectionRunnerEvents> {
   readonly #batchSize: number;
   readonly #pollIntervalMs: number;
   readonly #retryDelayMs: number;
+  readonly #onTrimmed: 'throw' | 'resume';
   readonly #wakeup: ConsumerWakeup;
+  #registered = false;
   #unlisten: Unlisten | undefined;
   #loop: Promise<void> | undefined;
   #stopping = false;
@@ -97,6 +124,9 @@ export class ProjectionRunner extends ServiceBase<ProjectionRunnerEvents> {
     this.#batchSize = positiveInteger('batchSize', options.batchSize ?? 100);
     this.#pollIntervalMs = positiveInteger('pollIntervalMs', options.pollIntervalMs ?? 1000);
     this.#retryDelayMs = positiveInteger('retryDelayMs', options.retryDelayMs ?? 1000);
+    this.#onTrimmed = options.onTrimmed ?? 'throw';
+    if (this.#onTrimmed !== 'throw' && this.#onTrimmed !== 'resume')
+      throw new InvalidArgumentError('onTrimmed', "'throw' or 'resume'", options.onTrimmed);
     this.#wakeup = new ConsumerWakeup(this.clock);
   }
 
@@ -131,7 +161,7 @@ export class ProjectionRunner extends ServiceBase<ProjectionRunnerEvents> {
     return Number(rows[0]?.position ?? 0);
   }
 
-  /** Entries appended and not yet applied. */
+  /** Entries appended and not yet applied (trimmed ones included: they were never applied). */
   async lag(): Promise<number> {
     const [head, at] = [await this.#reader.head(this.stream), await this.position()];
     return Math.max(0, head - at);
@@ -140,26 +170,48 @@ export class ProjectionRunner extends ServiceBase<ProjectionRunnerEvents> {
   /**
    * Applies the next batch after the stored position, in one transaction with the position's
    * update; returns how many entries it applied (0: caught up, or another runner took the batch).
+   * A stream trimmed past the stored position rejects with `StreamTrimmedError`, unless
+   * `onTrimmed: 'resume'`.
    */
   async applyNext(): Promise<number> {
+    if (!this.#registered) {
+      // A committed position row from the first look on, not from the first batch's commit: a
+      // trim protecting 'any-projection' sees only committed rows, and would pass over a
+      // projection whose first batch is still in flight (it would then fail with
+      // StreamTrimmedError, never skip; this keeps it from failing).
+      await this.#db.query(registerPosition, [this.projection, this.stream]);
+      this.#registered = true;
+    }
     // Without a transaction first: an idle projection that polls costs one read, not a write.
     if ((await this.lag()) === 0) return 0;
-    const applied = await this.#db.transaction(async (tx) => {
+    const outcome = await this.#db.transaction(async (tx) => {
       const { rows } = await tx.query<{ position: string }>(lockPosition, [this.projection, this.stream]);
       const from = Number(rows[0]?.position ?? 0);
-      const entries = await this.#reader.read(this.stream, { after: from, limit: this.#batchSize }, tx);
-      if (entries.length === 0) return undefined;
-      await this.#handler.apply(entries, tx);
-      const to = entries[entries.length - 1]!.position;
+      const entries = await this.#reader.read(
+        this.stream,
+        { after: from, limit: this.#batchSize, onTrimmed: this.#onTrimmed },
+        tx,
+      );
+      // Past `from` only with 'resume', after a trim: the page starts later, or nothing is left.
+      let start = from;
+      if (entries.length > 0) start = entries[0]!.position - 1;
+      else if (this.#onTrimmed === 'resume')
+        start = Math.max(from, (await this.#reader.bounds(this.stream, tx)).first - 1);
+      const skipped = start > from ? { from, to: start, count: start - from } : undefined;
+      if (entries.length > 0) await this.#handler.apply(entries, tx);
+      const to = entries.at(-1)?.position ?? start;
+      if (to === from) return undefined;
       await tx.query(
         'UPDATE keel_stream_positions SET position = $3, updated_at = now() WHERE projection = $1 AND stream = $2',
         [this.projection, this.stream, to],
       );
-      return { from, to, count: entries.length };
+      const applied = entries.length > 0 ? { from: start, to, count: entries.length } : undefined;
+      return { skipped, applied };
     });
-    if (applied === undefined) return 0;
-    this.events.emit('applied', applied);
-    return applied.count;
+    if (outcome?.skipped !== undefined) this.events.emit('skipped', outcome.skipped);
+    if (outcome?.applied === undefined) return 0;
+    this.events.emit('applied', outcome.applied);
+    return outcome.applied.count;
   }
 
   /** Applies batches until none is left; returns how many entries it applied. */
@@ -170,17 +222,20 @@ export class ProjectionRunner extends ServiceBase<ProjectionRunnerEvents> {
   }
 
   /**
-   * Empties the read model (`Projection.reset`) and sets the position to 0 in one transaction;
-   * a started runner then replays the stream from its first entry. A batch another runner has in
-   * flight commits first (the position row's lock), so none lands on the emptied model.
+   * Empties the read model (`Projection.reset`) and sets the position back to the stream's start
+   * in one transaction: 0, or after a trim the position before the first retained entry, so a
+   * started runner then replays what the stream still holds (the trimmed entries are gone for
+   * good). A batch another runner has in flight commits first (the position row's lock), so none
+   * lands on the emptied model.
    */
   async rebuild(): Promise<void> {
     await this.#db.transaction(async (tx) => {
       await tx.query(lockPosition, [this.projection, this.stream]);
       await this.#handler.reset(tx);
+      const { first } = await this.#reader.bounds(this.stream, tx);
       await tx.query(
-        'UPDATE keel_stream_positions SET position = 0, updated_at = now() WHERE projection = $1 AND stream = $2',
-        [this.projection, this.stream],
+        'UPDATE keel_stream_positions SET position = $3, updated_at = now() WHERE projection = $1 AND stream = $2',
+        [this.projection, this.stream, first - 1],
       );
     });
     this.#wakeup.wake();

@@ -2,8 +2,11 @@
  * The PostgreSQL stream's tables, as migrations the application runs with its own.
  *
  * - `keel_stream`: the log, one row per entry, never updated; (stream, position) is its key.
+ *   Only a trim deletes, and only a prefix, so a stream's rows are always `first_position` to
+ *   its head with no gaps.
  * - `keel_stream_heads`: one row per stream holding its last position. Appenders update it, and
  *   that row lock is what makes positions gap-free in commit order (see `PgStream`).
+ *   `first_position` (0002) is the first entry a trim left: 1 until the stream is trimmed.
  * - `keel_stream_positions`: how far each projection has applied each stream, written in the
  *   transaction that applies the entries.
  */
@@ -35,6 +38,13 @@ CREATE TABLE IF NOT EXISTS keel_stream_positions (
   updated_at timestamptz NOT NULL DEFAULT now(),
   PRIMARY KEY (projection, stream)
 );
+`,
+  },
+  {
+    // A constant default: PostgreSQL adds the column without rewriting the table.
+    id: 'keel_stream_0002_first_position',
+    sql: `
+ALTER TABLE keel_stream_heads ADD COLUMN IF NOT EXISTS first_position bigint NOT NULL DEFAULT 1;
 `,
   },
 ] as const;

@@ -8,11 +8,12 @@ import { envelopeFromRow, type EnvelopeRow } from '../../envelope-row.ts';
 import { PublishError, type Publisher } from '../../publisher.ts';
 import { assertQueueName } from './pg-queue.ts';
 import { pgStreamChannel } from './pg-stream-schema.ts';
+import { resolveTrimOptions, trimStream, type TrimOptions } from './pg-stream-trim.ts';
 
 /** One entry of a stream: the envelope appended, at its position. */
 export interface StreamEntry {
   readonly stream: string;
-  /** 1 for a stream's first entry; each next entry is one more, with no gaps. */
+  /** 1 for a stream's first entry; each next entry is one more, with no gaps (a trim removes a prefix). */
   readonly position: number;
   readonly envelope: Envelope;
   /** When the append committed, by the database's clock. */
@@ -20,10 +21,51 @@ export interface StreamEntry {
 }
 
 export interface ReadOptions {
-  /** Entries after this position. Default 0: from the first. */
+  /**
+   * Entries after this position. Default 0: from position 1, so on a trimmed stream this too is
+   * a cursor the trim passed (see `onTrimmed`).
+   */
   after?: number;
   /** At most this many entries. Default 100, at most 10 000. */
   limit?: number;
+  /**
+   * What to do when entries right after `after` were trimmed, so the next entry is not there:
+   * `'throw'` rejects with `StreamTrimmedError` (a reader never skips without knowing); `'resume'`
+   * reads from the first retained entry, passing over the trimmed ones (Kafka's
+   * `auto.offset.reset=earliest`): a page may then start past `after + 1`. Default `'throw'`.
+   */
+  onTrimmed?: 'throw' | 'resume';
+}
+
+/** Where a stream starts and ends: it holds positions `first` to `last`, none when `first > last`. */
+export interface StreamBounds {
+  /** The first retained position: 1 until a trim, `last + 1` when every entry was trimmed. */
+  first: number;
+  /** The last committed position (the head); 0 before the first append. */
+  last: number;
+}
+
+/**
+ * A read asked for entries after a position that a trim has deleted past: entries
+ * `after + 1` to `first - 1` are gone. Read from `after: first - 1` (or with `onTrimmed:
+ * 'resume'`) to go on, knowing those entries were never seen; a read model that needs them all
+ * must be rebuilt from a source that still has them.
+ */
+export class StreamTrimmedError extends KeelError {
+  readonly stream: string;
+  readonly after: number;
+  /** The stream's first retained position when the read ran. */
+  readonly first: number;
+  constructor(stream: string, after: number, first: number) {
+    super(
+      'KEEL_STREAM_TRIMMED',
+      `stream ${stream}: entries ${after + 1} to ${first - 1} were trimmed; it now starts at ${first}`,
+      { details: { stream, after, first } },
+    );
+    this.stream = stream;
+    this.after = after;
+    this.first = first;
+  }
 }
 
 /** The positions an append took: `first` to `last`, both included. */
@@ -50,15 +92,24 @@ const appendEntries = preparedStatement(
    RETURNING position::text`,
 );
 
-// Positions are gap-free, so the next `limit` entries after p are exactly p+1 .. p+limit: the
-// bounded range keeps a page's cost to its own rows whatever plan is chosen (a table without
-// statistics yet got a bitmap scan of every later row, then a sort). It relies on entries never
-// being deleted: a retention that drops a prefix must also start readers past it. Ordered by
-// the table's column: `ORDER BY position` would sort by the text output column.
-const readEntries = `SELECT s.position::text AS position, id, type, key, payload, headers, occurred_at, hlc, appended_at
-  FROM keel_stream AS s
-  WHERE s.stream = $1 AND s.position > $2::bigint AND s.position <= $2::bigint + $3::bigint
-  ORDER BY s.position LIMIT $3`;
+// Positions are gap-free from the first retained one, so the next `limit` entries after p are
+// exactly p+1 .. p+limit: the bounded range keeps a page's cost to its own rows whatever plan is
+// chosen (a table without statistics yet got a bitmap scan of every later row, then a sort).
+// The stream's first position comes from the head row in the same statement, so from one
+// snapshot: a trim that commits between two statements could otherwise pass its check and then
+// hand back a page with a hole at its start. The range starts at the first retained entry when
+// p is below it ('resume'; 'throw' rejects before using the rows). Ordered by the lateral's
+// column: `ORDER BY position` would sort by the text output column.
+const readEntries = `SELECT h.first_position::text AS first, s.position::text AS position,
+    s.id, s.type, s.key, s.payload, s.headers, s.occurred_at, s.hlc, s.appended_at
+  FROM keel_stream_heads AS h
+  LEFT JOIN LATERAL (
+    SELECT e.* FROM keel_stream AS e
+    WHERE e.stream = h.stream AND e.position > greatest($2::bigint, h.first_position - 1)
+      AND e.position <= greatest($2::bigint, h.first_position - 1) + $3::bigint
+    ORDER BY e.position LIMIT $3) AS s ON true
+  WHERE h.stream = $1
+  ORDER BY s.position`;
 
 export function assertStreamName(name: string, field = 'stream'): void {
   assertQueueName(name, field);
@@ -85,6 +136,11 @@ export function assertPosition(value: unknown, field: string): asserts value is 
  * append rolls the head back with it, so no number is skipped. Appends to different streams do
  * not wait for each other. The cost: one stream takes one append transaction at a time, so keep
  * those transactions short.
+ *
+ * Retention: `trim` deletes a prefix (positions below a bound) and moves the stream's first
+ * position past it; positions stay gap-free from there, and readers whose cursor is below it get
+ * `StreamTrimmedError` unless they ask to resume from the first retained entry.
+ * `PgStreamRetention` trims on an interval.
  *
  * Duplicates: the stream stores what it is given. A publisher that retries (the outbox relay is
  * at-least-once) can append the same envelope twice; readers deduplicate on `Envelope.id`, or
@@ -152,6 +208,8 @@ export class PgStream implements Publisher {
   /**
    * Entries of `stream` after `options.after`, in position order; fewer than `limit` only at the
    * end. `via`: a transaction to read in (a projection reads in the one that applies the entries).
+   * After a trim past `after`, rejects with `StreamTrimmedError`, or with `onTrimmed: 'resume'`
+   * reads from the first retained entry. Never a page with a hole, never an entry a trim deleted.
    */
   async read(stream: string, options: ReadOptions = {}, via: Queryable = this.#db): Promise<StreamEntry[]> {
     this.#assertOpen();
@@ -161,16 +219,56 @@ export class PgStream implements Publisher {
     const limit = options.limit ?? 100;
     if (!Number.isInteger(limit) || limit < 1 || limit > maxReadLimit)
       throw new InvalidArgumentError('limit', `an integer from 1 to ${maxReadLimit}`, limit);
-    const { rows } = await via.query<EnvelopeRow & { position: string; appended_at: Date | string }>(
-      readEntries,
-      [stream, after, limit],
+    const onTrimmed = options.onTrimmed ?? 'throw';
+    if (onTrimmed !== 'throw' && onTrimmed !== 'resume')
+      throw new InvalidArgumentError('onTrimmed', "'throw' or 'resume'", onTrimmed);
+    const { rows } = await via.query<
+      Partial<EnvelopeRow> & { first: string; position: string | null; appended_at: Date | string | null }
+    >(readEntries, [stream, after, limit]);
+    const first = Number(rows[0]?.first ?? 1);
+    if (after < first - 1 && onTrimmed === 'throw') throw new StreamTrimmedError(stream, after, first);
+    const entries: StreamEntry[] = [];
+    for (const row of rows) {
+      // The head row alone (LEFT JOIN): no entry in the range.
+      if (row.position === null) continue;
+      entries.push({
+        stream,
+        position: Number(row.position),
+        envelope: envelopeFromRow(row as EnvelopeRow),
+        appendedAt: row.appended_at instanceof Date ? row.appended_at : new Date(row.appended_at!),
+      });
+    }
+    return entries;
+  }
+
+  /** The positions `stream` holds, read with `via`: its first retained one and its last. */
+  async bounds(stream: string, via: Queryable = this.#db): Promise<StreamBounds> {
+    this.#assertOpen();
+    assertStreamName(stream);
+    const { rows } = await via.query<{ first: string; last: string }>(
+      'SELECT first_position::text AS first, position::text AS last FROM keel_stream_heads WHERE stream = $1',
+      [stream],
     );
-    return rows.map((row) => ({
-      stream,
-      position: Number(row.position),
-      envelope: envelopeFromRow(row),
-      appendedAt: row.appended_at instanceof Date ? row.appended_at : new Date(row.appended_at),
-    }));
+    return { first: Number(rows[0]?.first ?? 1), last: Number(rows[0]?.last ?? 0) };
+  }
+
+  /**
+   * Deletes the oldest entries of `stream`, as far as every bound in `options` allows (see
+   * `TrimBounds`), and moves its first position past them; resolves with how many it deleted.
+   * Positions are never reused: the next append continues from the head.
+   *
+   * Batches of `batchSize` entries, each in a transaction of its own that takes the stream's
+   * cleaner lock (`pg_try_advisory_xact_lock`): while another trim of this stream holds it, this
+   * one returns at once with what it deleted so far, so two cleaners never trim the same entries.
+   * Only entries committed when the trim began are deleted: an append that commits meanwhile is
+   * kept, whatever the bounds say. Each batch ends by updating the stream's head row, so appends
+   * to the stream wait for that batch's commit, and the batch waits for an open `appendIn`
+   * transaction to end.
+   */
+  async trim(stream: string, options: TrimOptions): Promise<number> {
+    this.#assertOpen();
+    assertStreamName(stream);
+    return trimStream(this.#db, stream, resolveTrimOptions(options));
   }
 
   /** The position of the last committed entry of `stream` (0 when it has none), read with `via`. */

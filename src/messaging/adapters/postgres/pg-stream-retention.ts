@@ -1,0 +1,119 @@
+import type { Db } from '../../../db/db.ts';
+import { InvalidArgumentError } from '../../../errors/index.ts';
+import { ServiceBase } from '../../../service/index.ts';
+import { systemClock, type Clock } from '../../../time/index.ts';
+import { ConsumerWakeup } from '../../consumer-wakeup.ts';
+import { assertStreamName, PgStream } from './pg-stream.ts';
+import { defaultTrimBatchSize, resolveTrimOptions, type TrimBounds } from './pg-stream-trim.ts';
+
+/** One stream to trim and how far: `PgStream.trim`'s bounds. */
+export interface StreamRetentionRule extends TrimBounds {
+  stream: string;
+}
+
+export interface PgStreamRetentionOptions {
+  /** The streams to trim, one rule each; a stream not listed is never trimmed. */
+  streams: readonly StreamRetentionRule[];
+  /** How often every stream is trimmed; the first trim runs at `start()`. Default 60 000 ms. */
+  intervalMs?: number;
+  /** Entries deleted per transaction. Default 1 000. */
+  batchSize?: number;
+  /** Default the system clock. */
+  clock?: Clock;
+  /** The service's name, in events and logs. Default `stream-retention`. */
+  name?: string;
+}
+
+export interface PgStreamRetentionEvents {
+  /** A trim of `stream` deleted `deleted` entries (not emitted when it deleted none). */
+  trimmed: { stream: string; deleted: number };
+}
+
+/**
+ * Trims configured streams on an interval: Kafka's `retention.ms` (`olderThanMs`) and, counted
+ * in entries, `retention.bytes` (`keepLast`) for `PgStream`. Each stream's rule goes to `PgStream.trim`, so every process may run this service:
+ * batches take the stream's cleaner lock, and a process finding it held skips that stream until
+ * its next interval (one cleaner at a time, never two deleting the same entries).
+ *
+ * Lifecycle: `start()` trims at once, then every `intervalMs`; a failed trim is an `error` event
+ * (`during: 'trim <stream>'`) and is tried again at the next interval. `stop()` lets the batch in
+ * flight commit and starts no other. `trimOnce()` works without `start()`, for a command line.
+ */
+export class PgStreamRetention extends ServiceBase<PgStreamRetentionEvents> {
+  readonly #stream: PgStream;
+  readonly #rules: readonly StreamRetentionRule[];
+  readonly #intervalMs: number;
+  readonly #batchSize: number;
+  readonly #wakeup: ConsumerWakeup;
+  readonly #stopping = new AbortController();
+  #loop: Promise<void> | undefined;
+
+  constructor(db: Db, options: PgStreamRetentionOptions) {
+    super(options?.name ?? 'stream-retention', options?.clock ?? systemClock);
+    // Checked through an `unknown`: Array.isArray would narrow the typed rules to any[].
+    const rules: unknown = options?.streams;
+    if (!Array.isArray(rules))
+      throw new InvalidArgumentError('streams', 'a list of { stream, ...bounds }', options?.streams);
+    const seen = new Set<string>();
+    options.streams.forEach((rule, i) => {
+      // Bad bounds fail here, at boot, not at the first interval.
+      resolveTrimOptions(rule, `streams.${i}.`);
+      assertStreamName(rule.stream, `streams.${i}.stream`);
+      if (seen.has(rule.stream))
+        throw new InvalidArgumentError(`streams.${i}.stream`, 'a stream no earlier rule names', rule.stream);
+      seen.add(rule.stream);
+    });
+    const positive = (field: string, value: number): number => {
+      if (!Number.isSafeInteger(value) || value < 1)
+        throw new InvalidArgumentError(field, 'an integer >= 1', value);
+      return value;
+    };
+    this.#intervalMs = positive('intervalMs', options.intervalMs ?? 60_000);
+    this.#batchSize = positive('batchSize', options.batchSize ?? defaultTrimBatchSize);
+    this.#rules = options.streams.map((rule) => ({ ...rule }));
+    this.#stream = new PgStream(db);
+    this.#wakeup = new ConsumerWakeup(this.clock);
+  }
+
+  protected override async onStart(): Promise<void> {
+    this.#loop = this.#run();
+  }
+
+  protected override async onStop(): Promise<void> {
+    this.#stopping.abort();
+    this.#wakeup.stop();
+    await this.#loop;
+  }
+
+  /**
+   * Trims every configured stream once, in order; resolves with the entries deleted in all, and
+   * rejects at the first trim that fails. Once `stop()` was called, it trims nothing.
+   */
+  async trimOnce(): Promise<number> {
+    let total = 0;
+    for (const rule of this.#rules) total += await this.#trim(rule);
+    return total;
+  }
+
+  async #trim(rule: StreamRetentionRule): Promise<number> {
+    const deleted = await this.#stream.trim(rule.stream, {
+      ...rule,
+      batchSize: this.#batchSize,
+      signal: this.#stopping.signal,
+    });
+    if (deleted > 0) this.events.emit('trimmed', { stream: rule.stream, deleted });
+    return deleted;
+  }
+
+  async #run(): Promise<void> {
+    while (!this.#stopping.signal.aborted) {
+      for (const rule of this.#rules) {
+        // One stream failing (its trim rolled back) does not keep the others from theirs.
+        await this.#trim(rule).catch((error: unknown) =>
+          this.events.emit('error', { error, during: `trim ${rule.stream}` }),
+        );
+      }
+      await this.#wakeup.pause(this.#intervalMs);
+    }
+  }
+}

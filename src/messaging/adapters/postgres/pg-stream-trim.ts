@@ -1,0 +1,160 @@
+import { runCleanerBatches } from '../../../db/cleaner-batches.ts';
+import type { Db, Tx } from '../../../db/db.ts';
+import { InvalidArgumentError } from '../../../errors/index.ts';
+import { assertQueueName } from './pg-queue.ts';
+
+/**
+ * How far a trim may go. Every bound given must allow an entry's deletion (each is a promise
+ * of what stays); at least one of `before`, `olderThanMs` and `keepLast` is required. To trim by
+ * whichever of two bounds reaches further (Kafka's `retention.ms` with `retention.bytes`), trim
+ * once with each.
+ */
+export interface TrimBounds {
+  /** Entries at positions below this one may go (Kafka's `deleteRecords`, Redis `XTRIM MINID`). */
+  before?: number;
+  /**
+   * Entries appended more than this many ms ago may go (Kafka's `retention.ms`), measured by the
+   * database's clock, which stamped `appendedAt`. A trim removes a prefix, so an old entry behind
+   * a younger one waits for it: concurrent appends can commit with their start times out of order.
+   */
+  olderThanMs?: number;
+  /** The newest `keepLast` entries stay (Redis `XTRIM MAXLEN`). 0 keeps none. */
+  keepLast?: number;
+  /**
+   * Entries these projections (`ProjectionRunner` names) have not applied stay, whatever the
+   * other bounds allow: the trim stops at the slowest one's stored position. A named projection
+   * with no stored position yet has applied nothing, so it keeps everything.
+   * `'any-projection'`: every projection with a stored position on this stream (a
+   * `ProjectionRunner` stores one, at 0, the first time it looks for entries); a retired one
+   * holds the stream back until its row is deleted from `keel_stream_positions`.
+   * Default: none (projections are not asked).
+   */
+  keepUnappliedBy?: 'any-projection' | readonly string[];
+}
+
+export interface TrimOptions extends TrimBounds {
+  /** Entries deleted per transaction, so appends to the stream never wait long. Default 1 000. */
+  batchSize?: number;
+  /** Stops the trim between batches; it resolves with what it deleted until then. */
+  signal?: AbortSignal;
+}
+
+interface ResolvedTrim {
+  before: number | undefined;
+  olderThanMs: number | undefined;
+  keepLast: number | undefined;
+  keepUnappliedBy: 'any-projection' | readonly string[] | undefined;
+  batchSize: number;
+  signal: AbortSignal | undefined;
+}
+
+export const defaultTrimBatchSize = 1000;
+
+/** Validates trim options at the boundary; `path` prefixes the field names errors give. */
+export function resolveTrimOptions(options: TrimOptions, path = ''): ResolvedTrim {
+  if (typeof options !== 'object' || options === null)
+    throw new InvalidArgumentError(path === '' ? 'options' : path.slice(0, -1), 'an object', options);
+  const { before, olderThanMs, keepLast, keepUnappliedBy, signal } = options;
+  const batchSize = options.batchSize ?? defaultTrimBatchSize;
+  const nonNegativeInteger = (field: string, value: unknown): void => {
+    if (value !== undefined && (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0))
+      throw new InvalidArgumentError(path + field, 'an integer >= 0', value);
+  };
+  nonNegativeInteger('before', before);
+  nonNegativeInteger('keepLast', keepLast);
+  if (
+    olderThanMs !== undefined &&
+    (typeof olderThanMs !== 'number' || !Number.isFinite(olderThanMs) || olderThanMs < 0)
+  )
+    throw new InvalidArgumentError(path + 'olderThanMs', 'a number of ms >= 0', olderThanMs);
+  if (before === undefined && olderThanMs === undefined && keepLast === undefined)
+    throw new InvalidArgumentError(path + 'before', 'at least one of before, olderThanMs or keepLast');
+  if (keepUnappliedBy !== undefined && keepUnappliedBy !== 'any-projection') {
+    const names: unknown = keepUnappliedBy;
+    if (!Array.isArray(names))
+      throw new InvalidArgumentError(
+        path + 'keepUnappliedBy',
+        "'any-projection' or a list of projection names",
+        keepUnappliedBy,
+      );
+    keepUnappliedBy.forEach((name, i) => assertQueueName(name, `${path}keepUnappliedBy.${i}`));
+  }
+  if (!Number.isSafeInteger(batchSize) || batchSize < 1)
+    throw new InvalidArgumentError(path + 'batchSize', 'an integer >= 1', batchSize);
+  return { before, olderThanMs, keepLast, keepUnappliedBy, batchSize, signal };
+}
+
+// Taken FOR SHARE: a projection's batch, or rebuild(), moving its position (a row lock) waits
+// for this trim batch, and this batch waits for one in flight, so the position read is the one
+// that holds while the entries go: a rebuild cannot set a position the trim is deleting past.
+const projectionPositions = `SELECT projection, position::text AS position FROM keel_stream_positions
+  WHERE stream = $1 AND ($2::text[] IS NULL OR projection = ANY($2::text[])) FOR SHARE`;
+
+// The first entry too young to go: a trim deletes a prefix, so it stops before it.
+const firstYoungEntry = `SELECT min(position)::text AS position FROM keel_stream
+  WHERE stream = $1 AND position >= $2::bigint AND position <= $3::bigint
+    AND appended_at >= now() - $4::float8 * interval '1 millisecond'`;
+
+// One statement, the batch's last: the head row's lock, which appenders of this stream wait for,
+// is taken only here and held only to the commit.
+const deleteRange = `WITH deleted AS (
+    DELETE FROM keel_stream WHERE stream = $1 AND position >= $2::bigint AND position <= $3::bigint
+    RETURNING 1)
+  UPDATE keel_stream_heads SET first_position = $3::bigint + 1 WHERE stream = $1
+  RETURNING (SELECT count(*) FROM deleted)::int AS deleted`;
+
+/**
+ * Deletes a prefix of `stream` in batches (see `PgStream.trim`). Each batch, in a transaction
+ * holding the stream's cleaner lock: finds how far it may go, deletes that range by its key, and
+ * moves the head row's `first_position` past it, so readers see the entries and the new start
+ * change together.
+ */
+export async function trimStream(db: Db, stream: string, options: ResolvedTrim): Promise<number> {
+  // The head when the trim began: entries appended while it runs are not its to delete.
+  let lastAtStart: number | undefined;
+  const batch = async (tx: Tx): Promise<number> => {
+    const { rows } = await tx.query<{ first: string; last: string }>(
+      'SELECT first_position::text AS first, position::text AS last FROM keel_stream_heads WHERE stream = $1',
+      [stream],
+    );
+    if (rows[0] === undefined) return 0;
+    const first = Number(rows[0].first);
+    lastAtStart ??= Number(rows[0].last);
+    let upTo = Math.min(lastAtStart, first - 1 + options.batchSize);
+    if (options.before !== undefined) upTo = Math.min(upTo, options.before - 1);
+    if (options.keepLast !== undefined) upTo = Math.min(upTo, lastAtStart - options.keepLast);
+    if (upTo >= first && options.keepUnappliedBy !== undefined)
+      upTo = Math.min(upTo, await slowestPosition(tx, stream, options.keepUnappliedBy));
+    if (upTo >= first && options.olderThanMs !== undefined) {
+      const young = await tx.query<{ position: string | null }>(firstYoungEntry, [
+        stream,
+        first,
+        upTo,
+        options.olderThanMs,
+      ]);
+      const position = young.rows[0]?.position;
+      if (position !== null && position !== undefined) upTo = Number(position) - 1;
+    }
+    if (upTo < first) return 0;
+    const { rows: done } = await tx.query<{ deleted: number }>(deleteRange, [stream, first, upTo]);
+    return done[0]?.deleted ?? 0;
+  };
+  const { deleted } = await runCleanerBatches(db, `keel_stream:${stream}`, batch, options);
+  return deleted;
+}
+
+/** The lowest position the protected projections have applied up to (0: one applied nothing). */
+async function slowestPosition(
+  tx: Tx,
+  stream: string,
+  protect: 'any-projection' | readonly string[],
+): Promise<number> {
+  const names = protect === 'any-projection' ? null : [...protect];
+  const { rows } = await tx.query<{ projection: string; position: string }>(projectionPositions, [
+    stream,
+    names,
+  ]);
+  const stored = new Map(rows.map((row) => [row.projection, Number(row.position)]));
+  const positions = names === null ? [...stored.values()] : names.map((name) => stored.get(name) ?? 0);
+  return positions.length === 0 ? Number.MAX_SAFE_INTEGER : Math.min(...positions);
+}
