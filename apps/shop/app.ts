@@ -30,6 +30,7 @@ import { healthRoutes } from './transport/http/health-routes.ts';
 import { HttpServer } from './transport/http/http-server.ts';
 import { ordersRoutes } from './transport/http/orders-routes.ts';
 import { dashboardRoutes } from './dashboard/dashboard-routes.ts';
+import { ProcessHeartbeat } from './processes/process-heartbeat.ts';
 import { ExpiredKeyPruner, PostgresIdempotencyStore } from '../../src/idempotency/index.ts';
 import { installProblemHandler } from './transport/http/problem-handler.ts';
 import { installRateLimit } from './transport/http/rate-limit.ts';
@@ -114,6 +115,8 @@ export interface Shop extends Service {
   readonly depths: Required<DepthSource> | undefined;
   /** The resilience policies of this process's outgoing calls (payment provider, SMTP), by name. */
   readonly policies: NamedPolicies;
+  /** This process's row in `processes` (roles, liveness, breakers), which every api's dashboard reads. */
+  readonly heartbeat: ProcessHeartbeat;
   /** The api role's feature flags (`orders.accepting`). */
   readonly flags: ShopFlags | undefined;
   /** Without the api role, with `metricsPort`: the listener of health and metrics (instrumentShop adds `/metrics`). */
@@ -156,6 +159,13 @@ export function buildShop(config: ShopConfig, deps: ShopDeps): Shop {
     policies['payment-provider.retry'] = deps.payments.policies.retry;
     policies['payment-provider.timeout'] = deps.payments.policies.timeout;
   }
+  // Started before the parts whose breakers it writes and stopped after them, so the row says
+  // a process is gone only once it is; it reads `policies` at start, when they are all there.
+  const heartbeat = new ProcessHeartbeat({ db, clock, roles: config.roles, policies });
+  heartbeat.events.on('error', ({ error, during }) =>
+    logger.warn({ err: error, during }, 'process heartbeat error'),
+  );
+  parts.push(heartbeat);
   if (config.roles.has('worker')) {
     const fulfilment = orderFulfilment({
       db,
@@ -293,6 +303,7 @@ export function buildShop(config: ShopConfig, deps: ShopDeps): Shop {
       queues: [ordersQueue, notificationsQueue],
       clock,
       breakers: () => breakersOf(policies),
+      processId: heartbeat.id,
     });
 
   let server: HttpServer | undefined;
@@ -329,6 +340,7 @@ export function buildShop(config: ShopConfig, deps: ShopDeps): Shop {
     queue,
     depths: pgQueue,
     policies,
+    heartbeat,
     flags,
     ops,
     db,

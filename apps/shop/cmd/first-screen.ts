@@ -32,7 +32,7 @@ export function firstScreen(
     // The page is served by the api role only.
     ...(roleList.includes('api')
       ? [
-          `  dashboard  ${address}/dashboard (queues, outbox, sagas, breakers and latency, live)`,
+          `  dashboard  ${address}/dashboard (processes, queues, outbox, sagas, breakers and latency, live)`,
           `  analytics  ${address}/v1/analytics/orders (a read model replayed from the order stream)`,
         ]
       : []),

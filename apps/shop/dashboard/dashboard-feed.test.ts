@@ -17,6 +17,7 @@ function counting(clock: ManualClock) {
         outbox: null,
         sagas: null,
         breakers: [{ name: `read-${counter.reads}`, state: 'closed' }],
+        processes: null,
         latency: [],
         unavailable: [],
       };

@@ -21,6 +21,7 @@ describe('the dashboard page', () => {
       'outbox',
       'sagas',
       'breakers',
+      'processes',
     ];
     expect(looked.length).toBeGreaterThan(10);
     expect(looked.filter((id) => !ids.has(id))).toEqual([]);

@@ -18,6 +18,15 @@ export const dashboardHtml = `<!doctype html>
   <span class="updated">updated <time id="updated">—</time></span>
 </header>
 <main>
+  <section class="card wide" id="processes">
+    <h2>Processes</h2>
+    <p class="problem"></p>
+    <table>
+      <thead><tr><th>roles</th><th>host</th><th>pid</th><th>up for</th><th>last seen</th><th>state</th></tr></thead>
+      <tbody></tbody>
+    </table>
+    <p class="empty">none has reported yet</p>
+  </section>
   <section class="card" id="queues">
     <h2>Queues</h2>
     <p class="problem"></p>
@@ -48,7 +57,7 @@ export const dashboardHtml = `<!doctype html>
     </dl>
   </section>
   <section class="card" id="breakers">
-    <h2>Circuit breakers</h2>
+    <h2>Circuit breakers <small>of live processes</small></h2>
     <p class="problem"></p>
     <ul></ul>
     <p class="empty">none registered</p>
@@ -94,9 +103,14 @@ dl { margin: 0; display: grid; grid-template-columns: 1fr 1fr; gap: .75rem; }
 dt { color: var(--muted); font-size: .85rem; }
 dd { margin: 0; font-size: 1.5rem; font-variant-numeric: tabular-nums; }
 ul { list-style: none; margin: 0; padding: 0; }
-li { display: flex; justify-content: space-between; padding: .3rem 0; border-bottom: 1px solid var(--line); }
+li { display: flex; justify-content: space-between; align-items: baseline; padding: .3rem 0; border-bottom: 1px solid var(--line); }
+small { color: var(--muted); font-weight: normal; }
+li small { display: block; font-size: .8rem; }
+td small { margin-left: .4rem; }
 .state { font-weight: 600; }
-.state[data-state="closed"] { color: var(--ok); }
+.state[data-state="closed"], .state[data-state="live"] { color: var(--ok); }
+.state[data-state="stale"] { color: var(--bad); }
+tr[data-state="stopped"] td { color: var(--muted); }
 .state[data-state="half-open"] { color: var(--warn); }
 .state[data-state="open"], .state[data-state="isolated"] { color: var(--bad); }
 .bad { color: var(--bad); }

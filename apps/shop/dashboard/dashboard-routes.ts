@@ -5,6 +5,7 @@ import type { DepthSource } from '../../../src/observability/index.ts';
 import { outboxStatus } from '../../../src/outbox/index.ts';
 import { countSagasByState } from '../../../src/saga/index.ts';
 import type { Clock } from '../../../src/time/index.ts';
+import { listProcesses } from '../processes/processes-store.ts';
 import { DashboardFeed } from './dashboard-feed.ts';
 import { dashboardCss, dashboardHtml } from './dashboard-page.ts';
 import { dashboardScript } from './dashboard-script.ts';
@@ -12,7 +13,7 @@ import { buildDashboardSnapshot, type BreakerSource } from './dashboard-snapshot
 import { RouteLatency } from './route-latency.ts';
 
 export interface DashboardRoutesOptions {
-  /** Where the outbox and the saga instances are counted. */
+  /** Where the outbox and the saga instances are counted, and the processes' rows read (`processes`). */
   db: Queryable;
   /**
    * Depth and lag of the queues' destinations (`PgQueue`). Absent when the queues run on another
@@ -23,10 +24,17 @@ export interface DashboardRoutesOptions {
   queues: readonly string[];
   clock: Clock;
   /**
-   * The process's circuit breakers, read at each snapshot: `{ name, state }` with the state as a
-   * word or a breaker's `CircuitState` (so `() => [payments.breaker]` will do). Default: none.
+   * This process's circuit breakers, read at each snapshot: `{ name, state }` with the state as a
+   * word or a breaker's `CircuitState` (so `() => [payments.breaker]` will do). Other processes'
+   * come from their rows in `processes`. Default: none.
    */
   breakers?: () => readonly BreakerSource[];
+  /**
+   * This process's row in `processes` (its `ProcessHeartbeat.id`): its breakers are shown from
+   * `breakers` rather than from the row, which is up to a beat old. Default: none, when the
+   * process keeps no row.
+   */
+  processId?: string;
   /** How often open pages get a snapshot, and how long one is cached. Default 1000 ms. */
   intervalMs?: number;
   /** How far back the latency percentiles look. Default 60 000 ms. */
@@ -40,10 +48,10 @@ const contentSecurityPolicy =
   "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src data:; base-uri 'none'; frame-ancestors 'none'";
 
 /**
- * `GET /dashboard`: a page of the shop's queues, outbox, sagas, breakers and HTTP latency, kept
- * live by `GET /dashboard/events` (Server-Sent Events: a snapshot at once, then one a second);
- * `GET /dashboard/state` is the same snapshot as JSON. Like `/metrics`, it is meant for
- * operators: expose it only where they are.
+ * `GET /dashboard`: a page of the shop's queues, outbox, sagas, processes, every live process's
+ * breakers and this process's HTTP latency, kept live by `GET /dashboard/events` (Server-Sent
+ * Events: a snapshot at once, then one a second); `GET /dashboard/state` is the same snapshot as
+ * JSON. Like `/metrics`, it is meant for operators: expose it only where they are.
  *
  * It sees every route of the app it is registered on (it skips fastify's encapsulation), to time
  * them: latency is measured here rather than read back from `instrumentHttp`'s histogram, which
@@ -65,6 +73,8 @@ export const dashboardRoutes: FastifyPluginAsync<DashboardRoutesOptions> = Objec
           queues,
           outbox: () => outboxStatus(db, clock),
           sagas: () => countSagasByState(db),
+          processes: () => listProcesses(db),
+          ...(options.processId === undefined ? {} : { self: options.processId }),
           breakers,
           latency: () => latency.stats(),
         }),

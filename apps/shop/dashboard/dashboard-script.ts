@@ -1,6 +1,6 @@
 // The page's script, plain browser JavaScript served as it is written (no build step). It is
 // kept free of backticks and `${` so it can live in this template literal unescaped. Values
-// reach the page through textContent only: route and breaker names are never parsed as HTML.
+// reach the page through textContent only: route, breaker and host names are never parsed as HTML.
 
 export const dashboardScript = `'use strict';
 (function () {
@@ -78,15 +78,57 @@ export const dashboardScript = `'use strict';
     document.getElementById('sagas-attention').classList.toggle('bad', sagas.needAttention > 0);
   }
 
-  function renderBreakers(breakers) {
+  function processLabel(p) {
+    return p.roles.join(' + ') + ' · ' + p.host + ':' + p.pid;
+  }
+
+  // Durations are between the snapshot's instant and the rows' times, never the browser's clock.
+  function renderProcesses(processes, at) {
+    if (!processes) return;
+    var body = document.querySelector('#processes tbody');
+    var now = Date.parse(at);
+    body.replaceChildren();
+    processes.forEach(function (p) {
+      var row = document.createElement('tr');
+      row.dataset.process = p.id;
+      row.dataset.state = p.status;
+      var roles = cell(row, p.roles.join(' + '), 'roles');
+      if (p.self) {
+        var mark = document.createElement('small');
+        mark.textContent = 'serves this page';
+        roles.appendChild(mark);
+      }
+      cell(row, p.host, 'host');
+      cell(row, String(p.pid), 'pid');
+      // A stale process was last known up when it last wrote; a stopped one until it stopped.
+      var end = p.stoppedAt !== null ? Date.parse(p.stoppedAt) : p.status === 'live' ? now : Date.parse(p.lastSeenAt);
+      cell(row, seconds(Math.max(0, end - Date.parse(p.startedAt)) / 1000), 'up');
+      cell(row, seconds(Math.max(0, now - Date.parse(p.lastSeenAt)) / 1000) + ' ago', 'seen');
+      cell(row, p.status, 'state').dataset.state = p.status;
+      body.appendChild(row);
+    });
+    document.querySelector('#processes .empty').hidden = processes.length > 0;
+  }
+
+  function renderBreakers(breakers, processes) {
     if (breakers === null) return;
+    var owners = {};
+    (processes || []).forEach(function (p) { owners[p.id] = p; });
     var list = document.querySelector('#breakers ul');
     list.replaceChildren();
     breakers.forEach(function (b) {
       var item = document.createElement('li');
       item.dataset.breaker = b.name;
+      if (b.process) item.dataset.process = b.process;
       var name = document.createElement('span');
       name.textContent = b.name;
+      var owner = b.process ? owners[b.process] : undefined;
+      if (owner) {
+        var label = document.createElement('small');
+        label.className = 'process';
+        label.textContent = processLabel(owner);
+        name.appendChild(label);
+      }
       var state = document.createElement('span');
       state.className = 'state';
       state.dataset.state = b.state;
@@ -123,12 +165,14 @@ export const dashboardScript = `'use strict';
     renderQueues(snapshot.queues);
     renderOutbox(snapshot.outbox);
     renderSagas(snapshot.sagas);
-    renderBreakers(snapshot.breakers);
+    renderProcesses(snapshot.processes, snapshot.at);
+    renderBreakers(snapshot.breakers, snapshot.processes);
     renderLatency(snapshot.latency);
     problem('queues', 'queues', snapshot.unavailable);
     problem('outbox', 'outbox', snapshot.unavailable);
     problem('sagas', 'sagas', snapshot.unavailable);
     problem('breakers', 'breakers', snapshot.unavailable);
+    problem('processes', 'processes', snapshot.unavailable);
   }
 
   function connect() {

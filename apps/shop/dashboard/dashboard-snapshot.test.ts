@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { SagaState } from '../../../src/saga/index.ts';
-import { ManualClock } from '../../../src/time/index.ts';
+import { ManualClock, referenceInstant } from '../../../src/time/index.ts';
+import type { ProcessRecord } from '../processes/processes-store.ts';
 import { buildDashboardSnapshot, type DashboardSources } from './dashboard-snapshot.ts';
 
 const sagaCounts: Record<SagaState, number> = {
@@ -22,6 +23,7 @@ function sources(overrides: Partial<DashboardSources> = {}): DashboardSources {
     queues: ['shop.orders'],
     outbox: async () => ({ backlog: 5, parked: 1, published: 40, oldestUnpublishedAgeMs: 1200 }),
     sagas: async () => sagaCounts,
+    processes: async () => [],
     breakers: () => [
       { name: 'payments', state: 'open' },
       // A breaker's own state object: its status is what shows.
@@ -43,6 +45,7 @@ describe('buildDashboardSnapshot', () => {
         { name: 'payments', state: 'open' },
         { name: 'mail', state: 'half-open' },
       ],
+      processes: [],
       latency: [{ route: 'POST /v1/orders', count: 3, perSecond: 0.05, p50Ms: 4, p95Ms: 9, p99Ms: 9 }],
       unavailable: [],
     });
@@ -57,18 +60,128 @@ describe('buildDashboardSnapshot', () => {
         queue: { depth: down, lag: down },
         outbox: down,
         sagas: down,
+        processes: down,
         breakers: () => {
           throw new Error('no breakers today');
         },
       }),
     );
-    expect(snapshot).toMatchObject({ queues: null, outbox: null, sagas: null, breakers: null });
+    expect(snapshot).toMatchObject({
+      queues: null,
+      outbox: null,
+      sagas: null,
+      breakers: null,
+      processes: null,
+    });
     expect(snapshot.latency).toHaveLength(1);
     expect(snapshot.unavailable).toEqual([
       { part: 'breakers', error: 'no breakers today' },
       { part: 'outbox', error: 'connection refused' },
+      { part: 'processes', error: 'connection refused' },
       { part: 'queues', error: 'connection refused' },
       { part: 'sagas', error: 'connection refused' },
+    ]);
+  });
+});
+
+/** A row as a process's heartbeat writes it, last seen `agoMs` before the reference instant. */
+function row(id: string, roles: string[], agoMs: number, rest: Partial<ProcessRecord> = {}): ProcessRecord {
+  return {
+    id,
+    roles,
+    host: 'node-1',
+    pid: 100,
+    startedAt: referenceInstant - 600_000,
+    lastSeenAt: referenceInstant - agoMs,
+    heartbeatMs: 5000,
+    stoppedAt: null,
+    breakers: [],
+    ...rest,
+  };
+}
+
+describe('buildDashboardSnapshot across processes', () => {
+  const rows: ProcessRecord[] = [
+    row('api-1', ['api'], 4000, {
+      breakers: [{ name: 'mail', state: 'closed', since: 0 }],
+    }),
+    // Three beats of 5 s missed makes stale: 14 s is still live.
+    row('worker-1', ['worker'], 14_000, {
+      pid: 200,
+      breakers: [
+        { name: 'payment-provider', state: 'open', since: 1, until: 2, reason: 'consecutive-failures' },
+        { name: 'smtp', state: 'closed', since: 1 },
+      ],
+    }),
+    row('worker-0', ['worker'], 16_000, {
+      breakers: [{ name: 'payment-provider', state: 'closed', since: 1 }],
+    }),
+    row('relay-0', ['relay'], 30_000, {
+      stoppedAt: referenceInstant - 30_000,
+      breakers: [{ name: 'unused', state: 'closed', since: 1 }],
+    }),
+  ];
+
+  it("lists every process with its status, and the live ones' breakers labelled, this one's read now", async () => {
+    const snapshot = await buildDashboardSnapshot(
+      sources({
+        processes: async () => rows,
+        self: 'api-1',
+        // Its row says closed, a beat ago; what it holds now is what shows.
+        breakers: () => [{ name: 'mail', state: { status: 'half-open', since: 0 } }],
+      }),
+    );
+    expect(snapshot.unavailable).toEqual([]);
+    expect(snapshot.breakers).toEqual([
+      { name: 'mail', state: 'half-open', process: 'api-1' },
+      { name: 'payment-provider', state: 'open', process: 'worker-1' },
+      { name: 'smtp', state: 'closed', process: 'worker-1' },
+    ]);
+    expect(snapshot.processes!.map((p) => [p.id, p.status, p.self])).toEqual([
+      ['api-1', 'live', true],
+      ['worker-1', 'live', false],
+      ['worker-0', 'stale', false],
+      ['relay-0', 'stopped', false],
+    ]);
+    expect(snapshot.processes![1]).toEqual({
+      id: 'worker-1',
+      roles: ['worker'],
+      host: 'node-1',
+      pid: 200,
+      startedAt: '2025-12-31T23:50:00.000Z',
+      lastSeenAt: '2025-12-31T23:59:46.000Z',
+      stoppedAt: null,
+      status: 'live',
+      self: false,
+    });
+    expect(snapshot.processes![3]!.stoppedAt).toBe('2025-12-31T23:59:30.000Z');
+  });
+
+  it('shows its own breakers before its row is written, and alone when the rows cannot be read', async () => {
+    const own = () => [{ name: 'mail', state: 'open' }];
+    const unwritten = await buildDashboardSnapshot(
+      sources({ processes: async () => rows.slice(1), self: 'api-2', breakers: own }),
+    );
+    expect(unwritten.breakers!.map((b) => `${b.name}@${b.process}`)).toEqual([
+      'payment-provider@worker-1',
+      'smtp@worker-1',
+      'mail@api-2',
+    ]);
+
+    const down = await buildDashboardSnapshot(
+      sources({
+        processes: async () => {
+          throw new Error('connection refused');
+        },
+        self: 'api-2',
+        breakers: own,
+      }),
+    );
+    expect(down.processes).toBeNull();
+    expect(down.breakers).toEqual([{ name: 'mail', state: 'open', process: 'api-2' }]);
+    expect(down.unavailable).toEqual([
+      { part: 'breakers', error: "other processes' unknown: connection refused" },
+      { part: 'processes', error: 'connection refused' },
     ]);
   });
 });

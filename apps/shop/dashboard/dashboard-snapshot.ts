@@ -2,6 +2,7 @@ import type { DepthSource } from '../../../src/observability/index.ts';
 import type { OutboxStatus } from '../../../src/outbox/index.ts';
 import type { SagaState } from '../../../src/saga/index.ts';
 import type { Clock } from '../../../src/time/index.ts';
+import { processStatus, type ProcessRecord, type ProcessStatus } from '../processes/processes-store.ts';
 import type { RouteLatencyStats } from './route-latency.ts';
 
 /** A circuit breaker as the dashboard shows it. */
@@ -9,6 +10,24 @@ export interface BreakerView {
   name: string;
   /** `closed`, `open`, `half-open`, `isolated`: shown as given. */
   state: string;
+  /** The `id` of the process (in `processes`) it belongs to; absent for this process's when it keeps no row. */
+  process?: string;
+}
+
+/** A shop process as the dashboard shows it, from its row in `processes`. */
+export interface ProcessView {
+  id: string;
+  roles: string[];
+  host: string;
+  pid: number;
+  /** ISO 8601, on the process's own clock, like `lastSeenAt` and `stoppedAt`. */
+  startedAt: string;
+  lastSeenAt: string;
+  stoppedAt: string | null;
+  /** Judged at the snapshot's `at`: `stale` after three missed beats without a stop. */
+  status: ProcessStatus;
+  /** The process serving this page. */
+  self: boolean;
 }
 
 /** A breaker as its owner reads it: its state as a word, or a breaker's own `CircuitState`. */
@@ -34,10 +53,16 @@ export interface DashboardSnapshot {
   queues: QueueView[] | null;
   outbox: OutboxStatus | null;
   sagas: { byState: Record<SagaState, number>; needAttention: number } | null;
+  /**
+   * The breakers of every live process, each with its `process`: this process's as they are now,
+   * the others' as their last beat wrote them. Only this process's when `processes` cannot be read.
+   */
   breakers: BreakerView[] | null;
+  /** Every process that wrote a row and has not been pruned: live, stale or stopped, oldest start first. */
+  processes: ProcessView[] | null;
   latency: RouteLatencyStats[];
   /** The parts that could not be read this time, and why: the page says so rather than go blank. */
-  unavailable: { part: 'queues' | 'outbox' | 'sagas' | 'breakers'; error: string }[];
+  unavailable: { part: 'queues' | 'outbox' | 'sagas' | 'breakers' | 'processes'; error: string }[];
 }
 
 /** Where a snapshot's numbers come from; the dashboard's routes pass keel's own read functions. */
@@ -48,13 +73,18 @@ export interface DashboardSources {
   queues: readonly string[];
   outbox: () => Promise<OutboxStatus>;
   sagas: () => Promise<Record<SagaState, number>>;
+  /** The rows of `processes`: every process's roles, liveness and breakers as its heartbeat wrote them. */
+  processes: () => Promise<readonly ProcessRecord[]>;
+  /** This process's row id (its heartbeat's), if it keeps one. */
+  self?: string;
+  /** This process's breakers, read now: fresher than its row, and still there when the database is not. */
   breakers: () => readonly BreakerSource[];
   latency: () => RouteLatencyStats[];
 }
 
 /**
- * Reads every part at once. Each part fails on its own: with the database down the breakers and
- * latency still show, which is when an operator needs the page most.
+ * Reads every part at once. Each part fails on its own: with the database down this process's
+ * breakers and the latency still show, which is when an operator needs the page most.
  */
 export async function buildDashboardSnapshot(sources: DashboardSources): Promise<DashboardSnapshot> {
   const unavailable: DashboardSnapshot['unavailable'] = [];
@@ -70,13 +100,14 @@ export async function buildDashboardSnapshot(sources: DashboardSources): Promise
     }
   };
   const { queue } = sources;
-  const [queues, outbox, sagas, breakers] = await Promise.all([
+  const [queues, outbox, sagas, rows, own] = await Promise.all([
     attempt('queues', async () => (queue === undefined ? [] : queueViews(queue, sources.queues))),
     attempt('outbox', sources.outbox),
     attempt('sagas', async () => {
       const byState = await sources.sagas();
       return { byState, needAttention: byState.NEEDS_ATTENTION };
     }),
+    attempt('processes', sources.processes),
     attempt('breakers', async () =>
       sources.breakers().map(({ name, state }) => ({
         name,
@@ -84,15 +115,71 @@ export async function buildDashboardSnapshot(sources: DashboardSources): Promise
       })),
     ),
   ]);
+  const now = sources.clock.now();
+  const { self } = sources;
+  let breakers: BreakerView[] | null;
+  if (rows === null) {
+    breakers = own === null ? null : labelled(own, self);
+    // What shows is this process's only: the card says the others are missing.
+    const error = unavailable.find((u) => u.part === 'processes')!.error;
+    if (own !== null) unavailable.push({ part: 'breakers', error: `other processes' unknown: ${error}` });
+  } else {
+    breakers = liveBreakers(rows, own, self, now);
+  }
   unavailable.sort((a, b) => a.part.localeCompare(b.part));
   return {
-    at: new Date(sources.clock.now()).toISOString(),
+    at: new Date(now).toISOString(),
     queues,
     outbox,
     sagas,
     breakers,
+    processes: rows === null ? null : rows.map((row) => processView(row, now, self)),
     latency: sources.latency(),
     unavailable,
+  };
+}
+
+/**
+ * The breakers of the processes live at `now`, in their rows' order. This process's come from
+ * `own` (now) instead of its row (up to a beat old), and show even when its row does not (no
+ * heartbeat, or one not written yet): it serves the page, so it is alive.
+ */
+function liveBreakers(
+  rows: readonly ProcessRecord[],
+  own: BreakerView[] | null,
+  self: string | undefined,
+  now: number,
+): BreakerView[] {
+  const views: BreakerView[] = [];
+  let ownShown = false;
+  for (const row of rows) {
+    if (row.id === self && own !== null) {
+      views.push(...labelled(own, self));
+      ownShown = true;
+    } else if (processStatus(row, now) === 'live') {
+      views.push(...row.breakers.map(({ name, state }) => ({ name, state, process: row.id })));
+    }
+  }
+  if (!ownShown && own !== null) views.push(...labelled(own, self));
+  return views;
+}
+
+function labelled(breakers: BreakerView[], process: string | undefined): BreakerView[] {
+  return process === undefined ? breakers : breakers.map((breaker) => ({ ...breaker, process }));
+}
+
+function processView(row: ProcessRecord, now: number, self: string | undefined): ProcessView {
+  const iso = (ms: number): string => new Date(ms).toISOString();
+  return {
+    id: row.id,
+    roles: row.roles,
+    host: row.host,
+    pid: row.pid,
+    startedAt: iso(row.startedAt),
+    lastSeenAt: iso(row.lastSeenAt),
+    stoppedAt: row.stoppedAt === null ? null : iso(row.stoppedAt),
+    status: processStatus(row, now),
+    self: row.id === self,
   };
 }
 

@@ -93,6 +93,12 @@ describe('the dashboard in Chromium', () => {
       await page.locator('#status[data-state="live"]').waitFor({ timeout: waitMs });
       await shows(page, '#sagas-COMPLETED', '0');
       await page.locator('#queues tr[data-queue="shop.orders"]').waitFor({ timeout: waitMs });
+      // The one process, from its row in the table: live, and the one serving the page.
+      const first = `#processes tr[data-process="${shop.heartbeat.id}"]`;
+      await shows(page, `${first} td.state`, 'live');
+      expect(await page.locator(`${first} td.roles`).textContent()).toMatch(/^api \+ worker \+ relay/);
+      expect(await page.locator(`${first} td.roles small`).textContent()).toBe('serves this page');
+      expect(await page.locator(`${first} td.pid`).textContent()).toBe(String(process.pid));
       expect(await page.locator('#breakers .empty').isVisible()).toBe(true);
       expect(await page.locator('#latency tr[data-route="POST /v1/orders"]').count()).toBe(0);
 
@@ -108,11 +114,10 @@ describe('the dashboard in Chromium', () => {
       await shows(page, '#sagas-COMPENSATED', '1');
       await shows(page, '#sagas-attention', '0');
       await shows(page, '#latency tr[data-route="POST /v1/orders"] td.count', '4');
-      await page.waitForFunction(
-        "Number(document.getElementById('outbox-published').textContent) >= 4 && document.getElementById('outbox-backlog').textContent === '0'",
-        undefined,
-        { timeout: waitMs },
-      );
+      // Locators, not waitForFunction: Playwright runs its predicate through eval in the page,
+      // which the page's CSP refuses (no 'unsafe-eval'); it failed now and then with an EvalError.
+      await page.locator('#outbox-published', { hasText: /^([4-9]|\d{2,})$/ }).waitFor({ timeout: waitMs });
+      await shows(page, '#outbox-backlog', '0');
       await shows(page, '#queues tr[data-queue="shop.orders"] td.dead-letters', '0');
       const p99 = await page.locator('#latency tr[data-route="POST /v1/orders"] td.p99').textContent();
       expect(p99).toMatch(/^\d+(\.\d+)? (ms|s)$/);
@@ -135,6 +140,9 @@ describe('the dashboard in Chromium', () => {
       await shop.start();
       await page.locator('#status[data-state="live"]').waitFor({ timeout: waitMs });
       await shows(page, '#sagas-COMPLETED', '3');
+      // The first process said it stopped; the new one is a row of its own.
+      await shows(page, `${first} td.state`, 'stopped');
+      await shows(page, `#processes tr[data-process="${shop.heartbeat.id}"] td.state`, 'live');
       expect(navigations).toBe(1);
     },
     90_000,

@@ -1,0 +1,98 @@
+import { pino } from 'pino';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { migrate, type Db } from '../../../src/db/index.ts';
+import type { CircuitBreakerPolicy } from '../../../src/resilience/index.ts';
+import { testDbBackend } from '../../../src/testing/index.ts';
+import { systemClock } from '../../../src/time/index.ts';
+import { buildShop, type Shop, type ShopDeps } from '../app.ts';
+import { HttpPaymentProvider } from '../payments/http-payment-provider.ts';
+import { shopMigrations } from '../presets/open-shop.ts';
+import { createShopStore, testShopConfig, type ShopStore } from '../test/test-shop.ts';
+import type { DashboardSnapshot } from './dashboard-snapshot.ts';
+
+let store: ShopStore | undefined;
+const shops: Shop[] = [];
+afterEach(async () => {
+  // The api's shop owns a shared PGlite: it stops last.
+  for (const shop of shops.splice(0).reverse()) await shop.stop({ drainMs: 1000 });
+  await store?.dispose();
+  store = undefined;
+});
+
+/** The second shop over a shared PGlite must not close it: the first shop owns it. */
+function sharedDb(db: Db): Db {
+  return new Proxy(db, {
+    get(target, property, receiver) {
+      if (property === 'close') return async () => undefined;
+      const value: unknown = Reflect.get(target, property, receiver);
+      return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+    },
+  });
+}
+
+const state = async (shop: Shop): Promise<DashboardSnapshot> => {
+  const response = await shop.http.inject({ url: '/dashboard/state' });
+  expect(response.statusCode).toBe(200);
+  return response.json<DashboardSnapshot>();
+};
+
+describe('the dashboard of a split shop', () => {
+  it("the api's page lists every process and the worker's breakers, and shows the worker's stop", async () => {
+    store = await createShopStore();
+    const apiDb = await store.open();
+    await migrate(apiDb, await shopMigrations());
+    // PGlite is one process's database: both "processes" share it. On PostgreSQL each has its own pool.
+    const workerDb = testDbBackend() === 'pg' ? await store.open() : sharedDb(apiDb);
+    const deps = (db: Db): ShopDeps => ({ db, clock: systemClock, logger: pino({ level: 'silent' }) });
+    const api = buildShop(testShopConfig(['api']), deps(apiDb));
+    // A remote payment provider gives the worker a breaker of its own; nothing calls it here.
+    const worker = buildShop(testShopConfig(['worker']), {
+      ...deps(workerDb),
+      payments: new HttpPaymentProvider({ url: 'http://127.0.0.1:9', clock: systemClock }),
+    });
+    shops.push(api, worker);
+    await api.start();
+    await worker.start();
+
+    // An operator isolates the worker's breaker: the worker writes it at once, not at its next beat.
+    const written = worker.heartbeat.events.once('beat');
+    (worker.policies['payment-provider'] as CircuitBreakerPolicy).isolate();
+    await written;
+
+    // A snapshot is cached for a second: poll until one read after the write arrives.
+    await vi.waitFor(
+      async () => {
+        const seen = await state(api);
+        expect(seen.unavailable).toEqual([]);
+        expect(seen.breakers).toEqual([
+          { name: 'payment-provider', state: 'isolated', process: worker.heartbeat.id },
+        ]);
+        expect(seen.processes).toEqual([
+          expect.objectContaining({ id: api.heartbeat.id, roles: ['api'], status: 'live', self: true }),
+          expect.objectContaining({
+            id: worker.heartbeat.id,
+            roles: ['worker'],
+            pid: process.pid,
+            status: 'live',
+            self: false,
+            stoppedAt: null,
+          }),
+        ]);
+      },
+      { timeout: 10_000, interval: 200 },
+    );
+
+    // A clean stop is marked as one, and a stopped process's breakers are no longer shown.
+    await worker.stop();
+    await vi.waitFor(
+      async () => {
+        const seen = await state(api);
+        expect(seen.breakers).toEqual([]);
+        const gone = seen.processes!.find((p) => p.id === worker.heartbeat.id);
+        expect(gone).toMatchObject({ status: 'stopped' });
+        expect(gone!.stoppedAt).not.toBeNull();
+      },
+      { timeout: 10_000, interval: 200 },
+    );
+  });
+});

@@ -1,0 +1,185 @@
+import { hostname } from 'node:os';
+import type { Queryable } from '../../../src/db/index.ts';
+import { InvalidArgumentError } from '../../../src/errors/index.ts';
+import type { NamedPolicies } from '../../../src/observability/index.ts';
+import { CircuitBreakerPolicy } from '../../../src/resilience/index.ts';
+import { ServiceBase, type ListenerHandle } from '../../../src/service/index.ts';
+import { uuidv7At, type Clock, type TimerHandle } from '../../../src/time/index.ts';
+import {
+  markProcessStopped,
+  missedBeatsBeforeStale,
+  pruneProcesses,
+  writeHeartbeat,
+  type ProcessBreaker,
+} from './processes-store.ts';
+
+export interface ProcessHeartbeatOptions {
+  /** Where the `processes` table is (migration 0006). */
+  db: Queryable;
+  clock: Clock;
+  /** What this process runs (`ShopConfig.roles`). */
+  roles: Iterable<string>;
+  /**
+   * This process's resilience policies by name, read at each beat: its circuit breakers are
+   * written with the row, and a breaker changing state writes at once rather than at the next
+   * beat (a breaker open for 5 s would otherwise come and go unseen). Default: none.
+   */
+  policies?: NamedPolicies;
+  /** How often the row is refreshed, in ms. Default 5000. */
+  intervalMs?: number;
+  /**
+   * How long after its last beat any process's row (stopped or stale) is deleted, in ms: each
+   * beat deletes what is older. Default 3 600 000 (an hour: long enough to see a crash).
+   */
+  retainMs?: number;
+  /** Default: the machine's host name (a container's is its pod's name). */
+  host?: string;
+  /** Default: this process's pid. */
+  pid?: number;
+}
+
+export interface ProcessHeartbeatEvents {
+  /** The row was written (`at`, this process's clock) and rows older than the retention deleted. */
+  beat: { at: number; pruned: number };
+}
+
+/**
+ * Keeps this process's row in `processes`: written at start (before `start()` resolves), refreshed
+ * every `intervalMs` and on each breaker change, marked stopped on `stop()`, so a reader tells a
+ * clean stop from a crash. A failed write is reported as an `error` event and retried at the next
+ * beat: a process unable to say it is alive goes on working, and its row goes stale.
+ */
+export class ProcessHeartbeat extends ServiceBase<ProcessHeartbeatEvents> {
+  /** This process start's id: its row's key, a UUIDv7. */
+  readonly id: string;
+  readonly #db: Queryable;
+  readonly #roles: string[];
+  readonly #host: string;
+  readonly #pid: number;
+  readonly #policies: NamedPolicies;
+  readonly #intervalMs: number;
+  readonly #retainMs: number;
+  #startedAt = 0;
+  #timer: TimerHandle | undefined;
+  #writing: Promise<void> | undefined;
+  // A breaker changed while a write was on its way, which may have read the old state.
+  #writeAgain = false;
+  #listeners: ListenerHandle[] = [];
+
+  constructor(options: ProcessHeartbeatOptions) {
+    super('process-heartbeat', options.clock);
+    const intervalMs = options.intervalMs ?? 5000;
+    if (!Number.isInteger(intervalMs) || intervalMs <= 0)
+      throw new InvalidArgumentError('intervalMs', 'an integer number of ms > 0', intervalMs);
+    const retainMs = options.retainMs ?? 3_600_000;
+    // Shorter, and a live process's row would be deleted before anyone could call it stale.
+    if (!Number.isFinite(retainMs) || retainMs <= missedBeatsBeforeStale * intervalMs)
+      throw new InvalidArgumentError(
+        'retainMs',
+        `a number of ms > ${missedBeatsBeforeStale} × intervalMs (${missedBeatsBeforeStale * intervalMs})`,
+        retainMs,
+      );
+    this.#db = options.db;
+    this.#roles = [...options.roles];
+    this.#host = options.host ?? hostname();
+    this.#pid = options.pid ?? process.pid;
+    this.#policies = options.policies ?? {};
+    this.#intervalMs = intervalMs;
+    this.#retainMs = retainMs;
+    // Known before start: the dashboard that runs beside it is wired with it.
+    this.id = uuidv7At(options.clock.now());
+  }
+
+  /**
+   * Writes the row now (after the write on its way, if any): for callers that cannot wait a beat.
+   * Resolves once written or reported as an `error` event; does nothing unless the heartbeat is
+   * starting or running, so a late call cannot bring back a row marked stopped, or never written.
+   */
+  beat(): Promise<void> {
+    if (!this.#beating()) return Promise.resolve();
+    if (this.#writing !== undefined) {
+      this.#writeAgain = true;
+      return this.#writing;
+    }
+    // Set before the first write reads the breakers: that read can move an open breaker to
+    // half-open, whose event calls this again, which must find this write under way.
+    let written!: () => void;
+    this.#writing = new Promise<void>((resolve) => (written = resolve));
+    void (async () => {
+      try {
+        do {
+          this.#writeAgain = false;
+          await this.#writeOnce();
+        } while (this.#writeAgain && this.#beating());
+      } finally {
+        this.#writing = undefined;
+        written();
+      }
+    })();
+    return this.#writing;
+  }
+
+  protected override async onStart(): Promise<void> {
+    this.#startedAt = this.clock.now();
+    // Policies are complete by now: the shop adds the mailer's breaker after building this.
+    for (const policy of Object.values(this.#policies)) {
+      if (policy instanceof CircuitBreakerPolicy)
+        this.#listeners.push(policy.on('stateChange', () => void this.beat()));
+    }
+    await this.beat();
+    this.#schedule();
+  }
+
+  protected override async onStop(): Promise<void> {
+    if (this.#timer !== undefined) this.clock.clearTimeout(this.#timer);
+    this.#timer = undefined;
+    for (const listener of this.#listeners.splice(0)) listener.dispose();
+    await this.#writing;
+    await markProcessStopped(this.#db, this.id, this.clock.now(), this.#breakers());
+  }
+
+  #beating(): boolean {
+    return this.state === 'starting' || this.state === 'running';
+  }
+
+  #schedule(): void {
+    this.#timer = this.clock.setTimeout(() => {
+      this.#timer = undefined;
+      void this.beat().then(() => {
+        if (this.state === 'running' && this.#timer === undefined) this.#schedule();
+      });
+    }, this.#intervalMs);
+  }
+
+  async #writeOnce(): Promise<void> {
+    const at = this.clock.now();
+    try {
+      await writeHeartbeat(this.#db, {
+        id: this.id,
+        roles: this.#roles,
+        host: this.#host,
+        pid: this.#pid,
+        startedAt: this.#startedAt,
+        lastSeenAt: at,
+        heartbeatMs: this.#intervalMs,
+        breakers: this.#breakers(),
+      });
+      const pruned = await pruneProcesses(this.#db, at - this.#retainMs);
+      this.events.emit('beat', { at, pruned });
+    } catch (error) {
+      this.events.emit('error', { error, during: 'beat' });
+    }
+  }
+
+  #breakers(): ProcessBreaker[] {
+    return Object.entries(this.#policies).flatMap(([name, policy]) => {
+      if (!(policy instanceof CircuitBreakerPolicy)) return [];
+      const state = policy.state;
+      return [
+        state.status === 'open'
+          ? { name, state: state.status, since: state.since, until: state.until, reason: state.reason }
+          : { name, state: state.status, since: state.since },
+      ];
+    });
+  }
+}
