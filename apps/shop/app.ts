@@ -42,9 +42,8 @@ import { accountsRoutes } from './transport/http/accounts-routes.ts';
 import { notificationsQueue } from './contracts/notifications.ts';
 import { mailConfigFromEnv, openMailer, type MailConfig } from './notifications/mail-config.ts';
 import type { Mailer } from './notifications/mailer.ts';
-import { PgStream, type ProjectionRunner } from '../../src/messaging/index.ts';
 import { analyticsRoutes } from './analytics/analytics-routes.ts';
-import { orderAnalyticsRunner } from './analytics/order-analytics-projection.ts';
+import { pgOrderStream, type OrderAnalyticsRunner, type OrderStream } from './analytics/order-stream.ts';
 import { orderStreamPublisher } from './analytics/order-stream-publisher.ts';
 
 /** The parts one process runs. The all-in-one runs all three; split deployments one each. */
@@ -97,6 +96,11 @@ export interface ShopDeps {
    * goes to it only once it has replayed that far. Default: none, every read from `db`. Closed on stop.
    */
   replica?: Db;
+  /**
+   * Where the order stream lives (the analytics model replays it). Default: keel's PostgreSQL
+   * stream in `db`; with the queues on Kafka, `openShop` gives the topic (`kafkaOrderStream`).
+   */
+  orderStream?: OrderStream;
 }
 
 export interface Shop extends Service {
@@ -124,7 +128,7 @@ export interface Shop extends Service {
   /** The database the shop owns and closes on stop. */
   readonly db: Db;
   /** The worker role's analytics projection over the order stream (`GET /v1/analytics/orders`). */
-  readonly analytics: ProjectionRunner | undefined;
+  readonly analytics: OrderAnalyticsRunner | undefined;
   /** The worker role's consumer of `shop.notifications`: the mail sent to customers. */
   readonly notifications: QueueConsumer | undefined;
 }
@@ -150,7 +154,8 @@ export function buildShop(config: ShopConfig, deps: ShopDeps): Shop {
 
   let worker: QueueConsumer | undefined;
   let sagas: SagaRunner | undefined;
-  let analytics: ProjectionRunner | undefined;
+  let analytics: OrderAnalyticsRunner | undefined;
+  const orderStream = deps.orderStream ?? pgOrderStream;
   let notifications: QueueConsumer | undefined;
   // The resilience policies this process calls through, by name: for metrics and the dashboard.
   const policies: Record<string, NamedPolicies[string]> = {};
@@ -205,14 +210,11 @@ export function buildShop(config: ShopConfig, deps: ShopDeps): Shop {
     const mailer = deps.mailer ?? openMailer(config.mail ?? mailConfigFromEnv({}), clock);
     if (mailer instanceof SmtpMailer) policies.smtp = mailer.breaker;
     notifications = notificationsConsumer(queue, config, { ...deps, mailer }, parts);
-    analytics = orderAnalyticsRunner(db, {
+    analytics = orderStream.analyticsRunner(db, {
       clock,
       pollIntervalMs: config.worker.pollIntervalMs,
-      onSkipped: (entry, error) =>
-        logger.warn(
-          { err: error, position: entry.position, type: entry.envelope.type },
-          'analytics skipped an event',
-        ),
+      onSkipped: ({ place, envelope }, error) =>
+        logger.warn({ err: error, at: place.text, type: envelope.type }, 'analytics skipped an event'),
     });
     analytics.events.on('error', ({ error, during }) =>
       logger.warn({ err: error, during }, 'analytics error'),
@@ -224,7 +226,7 @@ export function buildShop(config: ShopConfig, deps: ShopDeps): Shop {
   // Order events reach the order stream too (placed ones teed from the queue's): analytics replays it.
   // Signups and order outcomes reach the notifications queue too: the worker mails customers.
   const relayPublisher = notificationsRouting(
-    orderStreamPublisher({ queue, stream: new PgStream(db) }),
+    orderStreamPublisher({ queue, stream: orderStream.appender(db, queue) }),
     queue,
   );
   const outbox = config.outbox ?? { kind: 'table' };
@@ -285,7 +287,7 @@ export function buildShop(config: ShopConfig, deps: ShopDeps): Shop {
   // The api role reads the shop's feature flags; other roles take no orders over HTTP.
   const flags = config.roles.has('api') ? new ShopFlags(db, { clock, logger }) : undefined;
   if (flags !== undefined) parts.push(flags);
-  void http.register(analyticsRoutes, { db });
+  void http.register(analyticsRoutes, { db, stream: orderStream });
   void http.register(accountsRoutes, { db, clock });
   void http.register(ordersRoutes, {
     db,

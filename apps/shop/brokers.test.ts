@@ -1,7 +1,8 @@
 // The shop on each real broker: an order placed over HTTP goes through the outbox relay to the
 // broker, the worker takes it from there and the saga confirms it; a signup's welcome mail
-// crosses the broker to the notifications consumer. Each run names its destinations under a
-// prefix of its own, and removes them after.
+// crosses the broker to the notifications consumer. On Kafka the order stream is a topic too, and
+// the analytics model is replayed from it. Each run names its destinations under a prefix of its
+// own, and removes them after.
 import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -31,11 +32,15 @@ import {
   requireRedis,
 } from '../../src/messaging/adapters/redis/redis-test-server.ts';
 import { systemClock } from '../../src/time/index.ts';
+import type { OrderAnalytics } from './analytics/order-analytics-store.ts';
+import type { OrderStream } from './analytics/order-stream.ts';
 import type { Shop } from './app.ts';
+import { runAnalytics } from './cmd/analytics.ts';
+import { orderEventsStream } from './contracts/order-events.ts';
 import type { Account } from './domain/account.ts';
 import type { Order } from './domain/order.ts';
 import { MailboxMailer } from './notifications/mailbox-mailer.ts';
-import { createShopStore, fulfilmentFinished, openTestShop } from './test/test-shop.ts';
+import { createShopStore, fulfilmentFinished, openTestShop, type ShopStore } from './test/test-shop.ts';
 
 vi.setConfig({ testTimeout: 60_000 });
 
@@ -55,6 +60,8 @@ interface Engine {
   require: () => Promise<void>;
   /** The broker under this run's prefix, and what to remove once the file is done. */
   open: (prefix: string) => Promise<MessageBroker>;
+  /** Where the order stream lives on this engine, when not in the database (Kafka: a topic). */
+  orderStream?: (prefix: string) => Promise<OrderStream>;
 }
 
 const engines: Engine[] = [
@@ -79,6 +86,11 @@ const engines: Engine[] = [
       const broker = new KafkaBroker({ brokers: kafkaBrokers, partitions: 2 });
       afterRun.push(() => deleteTopics(broker.ensuredTopics()));
       return withDestinationPrefix(broker, prefix);
+    },
+    // As openShop does with KEEL_BROKER=kafka: the topic the prefixed broker publishes the stream to.
+    orderStream: async (prefix) => {
+      const { kafkaOrderStream } = await import('./analytics/kafka-order-stream.ts');
+      return kafkaOrderStream({ brokers: kafkaBrokers, topic: prefix + orderEventsStream });
     },
   },
   {
@@ -113,9 +125,11 @@ describe.each(engines)('the shop on $name', (engine) => {
     cleanups.push(() => rm(dir, { recursive: true, force: true }));
     const store = await createShopStore();
     cleanups.push(() => store.dispose());
+    const orderStream = await engine.orderStream?.(prefix);
     const shop: Shop = await openTestShop(store, ['api', 'worker', 'relay'], systemClock, {
       broker,
       mailer: new MailboxMailer({ dir, from: 'shop <shop@shop.test>' }),
+      ...(orderStream === undefined ? {} : { orderStream }),
     });
     await shop.start();
     cleanups.push(() => shop.stop({ drainMs: 2000 }));
@@ -143,8 +157,53 @@ describe.each(engines)('the shop on $name', (engine) => {
         timeout: 30_000,
       })
       .toBe(2);
+    if (orderStream !== undefined) await analyticsFromTopic(shop, store, orderStream);
   });
 });
+
+/**
+ * With the order stream on Kafka: `GET /v1/analytics/orders` counts the confirmed order from the
+ * topic (the database's stream holds nothing), a rebuild replays the topic into the model, and
+ * so does `npm run analytics -- rebuild`, whose `status` then reports no lag.
+ */
+async function analyticsFromTopic(shop: Shop, store: ShopStore, stream: OrderStream): Promise<void> {
+  const summary = async (): Promise<OrderAnalytics> =>
+    (await shop.http.inject({ url: '/v1/analytics/orders' })).json<OrderAnalytics>();
+  const confirmedFromTopic = (s: OrderAnalytics): boolean =>
+    s.orders.total === 1 && s.orders.confirmed === 1 && s.stream.lag === 0;
+  await expect.poll(async () => confirmedFromTopic(await summary()), { timeout: 30_000 }).toBe(true);
+  const model = await summary();
+  expect(model.stream).toMatchObject({ name: stream.name, skippedEvents: 0 });
+  // The placed event and the outcome, both keyed by the order: at least those two offsets.
+  expect(model.stream.head).toBeGreaterThanOrEqual(2);
+  const inDatabase = await shop.db.query<{ n: number }>('SELECT count(*)::int AS n FROM keel_stream');
+  expect(inDatabase.rows[0]?.n).toBe(0);
+
+  // Nothing new reaches the topic now: a batch applied after the rebuild is the replay.
+  const replayed = shop.analytics!.events.once('applied');
+  await shop.analytics!.rebuild();
+  await replayed;
+  await expect.poll(async () => confirmedFromTopic(await summary()), { timeout: 30_000 }).toBe(true);
+
+  await shop.stop({ drainMs: 2000 });
+  const lines: string[] = [];
+  const cli = (command: string): Promise<number> =>
+    runAnalytics(
+      [command],
+      (line) => lines.push(line),
+      () => store.open(),
+      stream,
+    );
+  expect(await cli('rebuild')).toBe(0);
+  expect(await cli('status')).toBe(0);
+  const head = model.stream.head;
+  expect(lines).toEqual([
+    `replayed ${head} event(s) of ${stream.name} into shop.analytics.orders.v1`,
+    `shop.analytics.orders.v1  position ${head}  head ${head}  lag 0`,
+  ]);
+  expect(await cli('summary')).toBe(0);
+  expect(JSON.parse(lines.slice(2).join('\n'))).toMatchObject({ orders: { total: 1, confirmed: 1 } });
+}
 
 async function dropKeys(prefix: string): Promise<void> {
   const { Redis } = await import('ioredis');

@@ -1,17 +1,14 @@
-import type { Tx } from '../../../src/db/index.ts';
+import type { Db, Tx } from '../../../src/db/index.ts';
 import { isKeelError } from '../../../src/errors/index.ts';
-import {
-  ProjectionRunner,
-  type Projection,
-  type ProjectionRunnerOptions,
-  type StreamEntry,
-} from '../../../src/messaging/index.ts';
-import type { Db } from '../../../src/db/index.ts';
+import { ProjectionRunner, type Envelope, type StreamEntry } from '../../../src/messaging/index.ts';
+import type { Projection } from '../../../src/messaging/projection.ts';
+import type { Clock } from '../../../src/time/index.ts';
 import { orderCancelledV1, orderConfirmedV1, orderEventsStream } from '../contracts/order-events.ts';
 import { orderPlacedV1 } from '../contracts/orders.ts';
 
 /**
- * The read model's name and version, its key in `keel_stream_positions`. Change what the model
+ * The read model's name and version, its key in `keel_stream_positions` (or, with the stream on
+ * Kafka, `keel_kafka_projection_offsets`). Change what the model
  * means (a new column, a new rule) by bumping the version here with a migration that empties the
  * `analytics_*` tables: the new name has no stored position, so the worker replays the stream
  * from its first entry into the new model.
@@ -40,8 +37,32 @@ const cancelOrder = `INSERT INTO analytics_orders (order_id, customer_id, status
     closed_at = excluded.closed_at
   WHERE analytics_orders.status = 'PLACED'`;
 
-const skipEvent = `INSERT INTO analytics_skipped_events (position, event_id, type, error) VALUES ($1, $2, $3, $4)
-  ON CONFLICT (position) DO NOTHING`;
+const skipEvent = `INSERT INTO analytics_skipped_events (stream_partition, position, event_id, type, error)
+  VALUES ($1, $2, $3, $4, $5)
+  ON CONFLICT (stream_partition, position) DO NOTHING`;
+
+/** Where an event sits in the order stream: what `analytics_skipped_events` keys a skipped one by. */
+export interface StreamPlace {
+  /** Its Kafka partition; the PostgreSQL stream is one partition, 0. */
+  partition: number;
+  /** Its PostgreSQL stream position, or its Kafka offset. */
+  position: bigint;
+  /** For people: `position 12`, `partition 1 offset 34`. */
+  text: string;
+}
+
+/** An event the projection passed over (its schema refused the payload), and where it sits. */
+export interface SkippedEvent {
+  place: StreamPlace;
+  envelope: Envelope;
+}
+
+/** Where a PostgreSQL stream's entry sits. */
+export const pgStreamPlace = (entry: StreamEntry): StreamPlace => ({
+  partition: 0,
+  position: BigInt(entry.position),
+  text: `position ${entry.position}`,
+});
 
 /**
  * Orders by status, confirmed revenue, units per SKU and orders per customer, from
@@ -52,21 +73,26 @@ const skipEvent = `INSERT INTO analytics_skipped_events (position, event_id, typ
  * other events, leaves the model as it was. That covers the duplicates an at-least-once relay
  * leaves in the stream, and an outcome read before its placed event.
  *
- * An event whose payload its schema refuses is recorded in `analytics_skipped_events` and passed
- * over, so one bad event cannot stop the model; other types in the stream are ignored.
+ * An event whose payload its schema refuses is recorded in `analytics_skipped_events` (keyed by
+ * `placeOf`: where it sits in the stream) and passed over, so one bad event cannot stop the model;
+ * other types in the stream are ignored. The same projection runs over the PostgreSQL stream and
+ * over the Kafka topic (`OrderStream`).
  */
-export function orderAnalyticsProjection(
-  onSkipped: (entry: StreamEntry, error: unknown) => void = () => undefined,
-): Projection {
+export function orderAnalyticsProjection<Entry extends { readonly envelope: Envelope }>(
+  placeOf: (entry: Entry) => StreamPlace,
+  onSkipped: (skipped: SkippedEvent, error: unknown) => void = () => undefined,
+): Projection<Entry> {
   return {
     async apply(entries, tx) {
       for (const entry of entries) {
         try {
-          await applyEntry(entry, tx);
+          await applyEvent(entry.envelope, tx);
         } catch (error) {
           if (!isKeelError(error, 'KEEL_MESSAGE_INVALID')) throw error;
-          await tx.query(skipEvent, [entry.position, entry.envelope.id, entry.envelope.type, error.message]);
-          onSkipped(entry, error);
+          const place = placeOf(entry);
+          const { id, type } = entry.envelope;
+          await tx.query(skipEvent, [place.partition, String(place.position), id, type, error.message]);
+          onSkipped({ place, envelope: entry.envelope }, error);
         }
       }
     },
@@ -78,7 +104,7 @@ export function orderAnalyticsProjection(
   };
 }
 
-async function applyEntry({ envelope }: StreamEntry, tx: Tx): Promise<void> {
+async function applyEvent(envelope: Envelope, tx: Tx): Promise<void> {
   if (orderPlacedV1.is(envelope)) {
     const { payload } = orderPlacedV1.parse(envelope);
     await tx.query(placeOrder, [payload.orderId, payload.customerId, envelope.occurredAt]);
@@ -97,14 +123,18 @@ async function applyEntry({ envelope }: StreamEntry, tx: Tx): Promise<void> {
   }
 }
 
-export type OrderAnalyticsRunnerOptions = Omit<ProjectionRunnerOptions, 'name' | 'stream'> & {
-  onSkipped?: (entry: StreamEntry, error: unknown) => void;
-};
+/** What the worker and the command line set on the analytics runner, wherever the stream lives. */
+export interface OrderAnalyticsRunnerOptions {
+  clock?: Clock;
+  /** How often to look for new events (PostgreSQL stream) or for the topic (Kafka). Default 1 000 ms. */
+  pollIntervalMs?: number;
+  onSkipped?: (skipped: SkippedEvent, error: unknown) => void;
+}
 
-/** The runner the worker role starts, and the command line uses to rebuild. */
+/** The runner over the PostgreSQL stream: the worker role starts it, the command line rebuilds with it. */
 export function orderAnalyticsRunner(db: Db, options: OrderAnalyticsRunnerOptions = {}): ProjectionRunner {
   const { onSkipped, ...runner } = options;
-  return new ProjectionRunner(db, orderAnalyticsProjection(onSkipped), {
+  return new ProjectionRunner(db, orderAnalyticsProjection(pgStreamPlace, onSkipped), {
     ...runner,
     name: orderAnalyticsProjectionName,
     stream: orderEventsStream,

@@ -1,6 +1,5 @@
 import type { Db, Tx } from '../../../src/db/index.ts';
-import { orderEventsStream } from '../contracts/order-events.ts';
-import { orderAnalyticsProjectionName } from './order-analytics-projection.ts';
+import { pgOrderStream, type OrderStream, type OrderStreamProgress } from './order-stream.ts';
 
 export interface OrderAnalytics {
   orders: {
@@ -32,7 +31,10 @@ export interface OrderAnalytics {
     unitsCancelled: number;
   }[];
   cancellationReasons: { reason: string; count: number }[];
-  /** How current the model is: the stream position it has applied, and the stream's last. */
+  /**
+   * How current the model is: the stream position it has applied, and the stream's last (with
+   * the stream on Kafka: offsets, summed over the topic's partitions).
+   */
   stream: { name: string; position: number; head: number; lag: number; skippedEvents: number };
 }
 
@@ -60,20 +62,30 @@ const skus = `SELECT l.sku, count(DISTINCT l.order_id)::text AS orders, sum(l.qu
 const reasons = `SELECT cancel_reason AS reason, count(*)::text AS count FROM analytics_orders
   WHERE status = 'CANCELLED' GROUP BY cancel_reason ORDER BY count(*) DESC, cancel_reason LIMIT $1`;
 
-const progress = `SELECT
-    (SELECT position FROM keel_stream_positions WHERE projection = $1 AND stream = $2)::text AS position,
-    (SELECT position FROM keel_stream_heads WHERE stream = $2)::text AS head,
-    (SELECT count(*) FROM analytics_skipped_events)::text AS skipped`;
+const skipped = 'SELECT count(*)::text AS skipped FROM analytics_skipped_events';
 
 /**
  * The summary `GET /v1/analytics/orders` answers, read in one repeatable-read transaction so its
- * numbers agree with each other and with the stream position reported. `top` bounds each list.
+ * numbers agree with each other and with the stream position reported. `top` bounds each list;
+ * `stream` is where the order stream lives (default: the PostgreSQL stream).
  */
-export async function orderAnalytics(db: Db, top: number): Promise<OrderAnalytics> {
-  return db.transaction((tx) => read(tx, top), { isolation: 'repeatable read' });
+export async function orderAnalytics(
+  db: Db,
+  top: number,
+  stream: OrderStream = pgOrderStream,
+): Promise<OrderAnalytics> {
+  const progress = await stream.progress(db);
+  return db.transaction(async (tx) => read(tx, top, await progress(tx), stream.name), {
+    isolation: 'repeatable read',
+  });
 }
 
-async function read(tx: Tx, top: number): Promise<OrderAnalytics> {
+async function read(
+  tx: Tx,
+  top: number,
+  progress: OrderStreamProgress,
+  name: string,
+): Promise<OrderAnalytics> {
   const t = (await tx.query<Record<string, string>>(totals)).rows[0]!;
   const confirmed = Number(t.confirmed);
   const cancelled = Number(t.cancelled);
@@ -81,14 +93,8 @@ async function read(tx: Tx, top: number): Promise<OrderAnalytics> {
   const customers = await tx.query<Record<string, string>>(topCustomers, [top]);
   const lines = await tx.query<Record<string, string>>(skus, [top]);
   const why = await tx.query<{ reason: string; count: string }>(reasons, [top]);
-  const at = (
-    await tx.query<{ position: string | null; head: string | null; skipped: string }>(progress, [
-      orderAnalyticsProjectionName,
-      orderEventsStream,
-    ])
-  ).rows[0]!;
-  const position = Number(at.position ?? 0);
-  const head = Number(at.head ?? 0);
+  const left = (await tx.query<{ skipped: string }>(skipped)).rows[0]!;
+  const { position, head } = progress;
   return {
     orders: {
       total: Number(t.total),
@@ -119,11 +125,11 @@ async function read(tx: Tx, top: number): Promise<OrderAnalytics> {
     })),
     cancellationReasons: why.rows.map((row) => ({ reason: row.reason, count: Number(row.count) })),
     stream: {
-      name: orderEventsStream,
+      name,
       position,
       head,
       lag: Math.max(0, head - position),
-      skippedEvents: Number(at.skipped),
+      skippedEvents: Number(left.skipped),
     },
   };
 }

@@ -13,6 +13,8 @@ import {
 import { flagMigrations } from '../../../src/flags/index.ts';
 import { idempotencyMigrations } from '../../../src/idempotency/index.ts';
 import { pgQueueMigrations, pgStreamMigrations } from '../../../src/messaging/index.ts';
+// The file of migrations alone: the Kafka client is loaded only when the shop runs on Kafka.
+import { kafkaProjectionMigrations } from '../../../src/messaging/adapters/kafka/kafka-projection-schema.ts';
 import { inboxMigrations, outboxMigrations } from '../../../src/outbox/index.ts';
 import { sagaMigrations } from '../../../src/saga/index.ts';
 import { systemClock, type Clock } from '../../../src/time/index.ts';
@@ -21,16 +23,21 @@ import { shopConfigFromEnv } from '../config.ts';
 import { createLogger } from '../logger.ts';
 import { brokerConfigFromEnv, type BrokerConfig } from './broker-config.ts';
 import { openBroker } from './open-broker.ts';
+import { openOrderStream } from './order-stream-config.ts';
 import type { HttpPaymentProvider } from '../payments/http-payment-provider.ts';
 import { paymentsFromEnv } from '../payments/payments-config.ts';
 
 const migrationsDir = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'migrations');
 
-/** keel's own tables first (queue, outbox, inbox, idempotency keys, sagas, flags), then the shop's, in one ordered list. */
+/**
+ * keel's own tables first (queue, stream and Kafka projection offsets, outbox, inbox, idempotency
+ * keys, sagas, flags), then the shop's, in one ordered list.
+ */
 export async function shopMigrations(): Promise<Migration[]> {
   return [
     ...pgQueueMigrations,
     ...pgStreamMigrations,
+    ...kafkaProjectionMigrations,
     ...outboxMigrations,
     ...inboxMigrations,
     ...idempotencyMigrations,
@@ -88,10 +95,13 @@ export async function openShop(options: OpenShopOptions = {}): Promise<OpenedSho
       : undefined;
   // keel's queue in the shop's database by default; a broker's client is loaded only when named.
   const broker = brokerConfig.kind === 'postgres' ? undefined : await openBroker(brokerConfig, { db, clock });
+  // On Kafka the order stream is a topic beside the queues; elsewhere it stays in the database.
+  const orderStream = await openOrderStream(brokerConfig);
   const shop = buildShop(config, {
     db,
     clock,
     ...(broker ? { broker } : {}),
+    orderStream,
     logger: options.logger ?? createLogger(),
     ...(options.meter ? { meter: options.meter } : {}),
     ...(replica ? { replica } : {}),

@@ -18,6 +18,7 @@ import type { Payments } from '../application/payments.ts';
 import { shopMigrations } from '../presets/open-shop.ts';
 import type { Mailer } from '../notifications/mailer.ts';
 import type { MessageBroker } from '../../../src/messaging/index.ts';
+import type { OrderStream } from '../analytics/order-stream.ts';
 
 /**
  * A place the shop's data lives that outlives one shop instance, on the backend the suite runs
@@ -84,6 +85,8 @@ export async function openTestShop(
     config?: Partial<ShopConfig>;
     mailer?: Mailer;
     broker?: MessageBroker;
+    /** Where the order stream lives; default keel's PostgreSQL stream in the store. */
+    orderStream?: OrderStream;
   } = {},
 ): Promise<Shop> {
   const db = await store.open();
@@ -98,6 +101,7 @@ export async function openTestShop(
       ...(payments === undefined ? {} : { payments }),
       ...(options.mailer === undefined ? {} : { mailer: options.mailer }),
       ...(options.broker === undefined ? {} : { broker: options.broker }),
+      ...(options.orderStream === undefined ? {} : { orderStream: options.orderStream }),
     },
   );
 }

@@ -2,3 +2,13 @@ export { KafkaBroker, defaultGroup, type RecordPosition, type ReplayOptions } fr
 export type { KafkaBrokerOptions } from './kafka-options.ts';
 export type { KafkaDelivery, KafkaSource } from './kafka-source.ts';
 export { keelHeaders as kafkaKeelHeaders } from './record-codec.ts';
+export {
+  KafkaProjectionRunner,
+  type AppliedRange,
+  type KafkaProjection,
+  type KafkaProjectionRunnerEvents,
+  type KafkaProjectionRunnerOptions,
+  type PartitionProgress,
+} from './kafka-projection.ts';
+export { kafkaProjectionMigrations } from './kafka-projection-schema.ts';
+export type { KafkaEntry, PartitionRange } from './topic-fetcher.ts';

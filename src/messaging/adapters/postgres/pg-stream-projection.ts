@@ -1,4 +1,4 @@
-import type { Db, Tx, Unlisten } from '../../../db/db.ts';
+import type { Db, Unlisten } from '../../../db/db.ts';
 import { InvalidArgumentError } from '../../../errors/index.ts';
 import { ServiceBase } from '../../../service/index.ts';
 import { systemClock, type Clock, type TimerHandle } from '../../../time/index.ts';
@@ -6,27 +6,20 @@ import { ConsumerWakeup } from '../../consumer-wakeup.ts';
 import { assertQueueName } from './pg-queue.ts';
 import { assertStreamName, PgStream, type StreamEntry } from './pg-stream.ts';
 import { pgStreamChannel } from './pg-stream-schema.ts';
+import type { Projection as LogProjection } from '../../projection.ts';
 
 /**
  * A read model built from a stream. Both methods run inside the transaction that also moves the
  * projection's stored position, so a read model in the same database sees each entry once: the
  * batch and the new position commit together, or neither does.
  */
-export interface Projection {
-  /**
-   * Applies `entries` (in position order, no gaps after the stored position) to the read model
-   * with `tx`. A throw rolls the batch back; the runner retries it after `retryDelayMs`, so an
-   * entry that can never apply stops the projection there (and `error` events say where).
-   * Entries may repeat an envelope (an at-least-once publisher): deduplicate on `envelope.id` or
-   * apply idempotently.
-   */
-  apply(entries: readonly StreamEntry[], tx: Tx): Promise<void>;
-  /**
-   * Empties the read model with `tx`: `rebuild()` calls it as it sets the position back to the
-   * stream's start (0, or after a trim the position before the first retained entry).
-   */
-  reset(tx: Tx): Promise<void>;
-}
+/**
+ * A read model built from a `PgStream`: the shared `Projection` shape over its entries, which
+ * arrive in position order with no gaps after the stored position. `rebuild()` calls `reset` as
+ * it sets the position back to the stream's start (0, or after a trim the position before the
+ * first retained entry).
+ */
+export type Projection = LogProjection<StreamEntry>;
 
 export interface ProjectionRunnerOptions {
   /** The projection's name, its key in `keel_stream_positions`; [A-Za-z0-9_.:-], 1-200 chars. */

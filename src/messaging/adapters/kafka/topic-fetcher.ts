@@ -1,0 +1,244 @@
+import {
+  Consumer,
+  GenericError,
+  IS_CONTROL,
+  type FetchOptions,
+  type RecordsBatch,
+} from '@platformatic/kafka';
+import { KeelError } from '../../../errors/index.ts';
+import { describeError } from '../../describe-error.ts';
+import type { Envelope } from '../../envelope.ts';
+import { forceClose } from './kafka-source.ts';
+import { decodeMessage } from './record-codec.ts';
+
+/** One record of a topic, decoded into an envelope, where it sits. */
+export interface KafkaEntry {
+  readonly topic: string;
+  readonly partition: number;
+  readonly offset: bigint;
+  /** The record's timestamp (the producer's create time, unless the topic logs append time). */
+  readonly timestamp: Date;
+  /**
+   * As a source decodes it (`docs/kafka.md`, Records): a record without keel's headers has the
+   * id `kafka-<topic>-<partition>-<offset>`; a value that is not JSON has the type
+   * `kafka.undecodable`, the raw value in base64 and an `x-keel-decode-error` header.
+   */
+  readonly envelope: Envelope;
+}
+
+/** One partition's part of a fetch. */
+export interface FetchedPartition {
+  readonly partition: number;
+  /** Its records from the offset asked for on, in offset order. */
+  readonly entries: KafkaEntry[];
+  /**
+   * The offset after the last batch the fetch returned, records or not: transaction markers and
+   * aborted records take offsets too, and an offset kept at the last record would have every
+   * later fetch return the same markers at once.
+   */
+  readonly next: bigint;
+}
+
+/** A partition's records as Kafka holds them now. */
+export interface PartitionRange {
+  readonly partition: number;
+  /** The first retained offset (records before it were deleted by retention). */
+  readonly start: bigint;
+  /** The offset the next record written takes (the high watermark). */
+  readonly end: bigint;
+}
+
+export interface TopicFetcherSettings {
+  clientId: string;
+  brokers: string[];
+}
+
+type FetchRequestPartition = FetchOptions<
+  Buffer,
+  Buffer,
+  Buffer,
+  Buffer
+>['topics'][number]['partitions'][number];
+type FetchResponse = Awaited<ReturnType<Consumer['fetch']>>;
+
+// Kafka's own default for max.partition.fetch.bytes: a batch per partition per fetch.
+const partitionMaxBytes = 1_048_576;
+
+/**
+ * Reads one topic by manual assignment: plain Fetch requests to each partition's leader from
+ * offsets the caller keeps. No consumer group is joined and nothing is committed to Kafka, so no
+ * rebalance ever moves a partition away and no group offset matters.
+ */
+export class TopicFetcher {
+  readonly topic: string;
+  readonly #consumer: Consumer<Buffer, Buffer, Buffer, Buffer>;
+  /** A fetch failed: the leaders may have moved, so the next look asks Kafka, not the cache. */
+  #stale = false;
+
+  constructor(topic: string, settings: TopicFetcherSettings) {
+    this.topic = topic;
+    this.#consumer = new Consumer<Buffer, Buffer, Buffer, Buffer>({
+      clientId: settings.clientId,
+      bootstrapBrokers: settings.brokers,
+      // The client requires one; fetching by assignment never joins it.
+      groupId: `keel.unjoined.${topic}`,
+      autocommit: false,
+      // The caller retries on its own clock; the client's retries would hide the failure for seconds.
+      retries: 0,
+    });
+  }
+
+  /** How many partitions the topic has; undefined while it does not exist. */
+  async partitionCount(): Promise<number | undefined> {
+    return (await this.#metadata())?.partitionsCount;
+  }
+
+  /** Every partition's first retained offset and end; none while the topic does not exist. */
+  async ranges(): Promise<PartitionRange[]> {
+    try {
+      if ((await this.#metadata()) === undefined) return [];
+      const starts = (await this.#consumer.listOffsets({ topics: [this.topic], timestamp: -2n })).get(
+        this.topic,
+      );
+      const ends = (await this.#consumer.listOffsets({ topics: [this.topic], timestamp: -1n })).get(
+        this.topic,
+      );
+      return (ends ?? []).map((end, partition) => ({ partition, start: starts?.[partition] ?? 0n, end }));
+    } catch (error) {
+      throw error instanceof KeelError ? error : this.#failed('list the offsets of', error);
+    }
+  }
+
+  /**
+   * One Fetch per leader of the partitions in `from`, each from its offset: the records there
+   * now, or the first to arrive within `maxWaitMs` (the broker holds the request that long).
+   * The partitions the fetch moved past their offset.
+   */
+  async fetch(from: ReadonlyMap<number, bigint>, maxWaitMs: number): Promise<FetchedPartition[]> {
+    const topic = await this.#metadata();
+    if (topic === undefined) return [];
+    const byLeader = new Map<number, FetchRequestPartition[]>();
+    for (const [partition, fetchOffset] of from) {
+      const leader = topic.partitions[partition]?.leader;
+      if (leader === undefined) continue;
+      const list = byLeader.get(leader) ?? [];
+      list.push({ partition, fetchOffset, currentLeaderEpoch: -1, lastFetchedEpoch: -1, partitionMaxBytes });
+      byLeader.set(leader, list);
+    }
+    let responses: FetchResponse[];
+    try {
+      responses = await Promise.all(
+        [...byLeader].map(([node, partitions]) =>
+          this.#consumer.fetch({
+            node,
+            maxWaitTime: maxWaitMs,
+            topics: [{ topicId: topic.id, partitions }],
+          }),
+        ),
+      );
+    } catch (error) {
+      throw this.#failed('fetch', error, from);
+    }
+    const fetched: FetchedPartition[] = [];
+    for (const response of responses) {
+      for (const { partitions } of response.responses) {
+        for (const { partitionIndex: partition, records } of partitions) {
+          const asked = from.get(partition) ?? 0n;
+          const last = records?.at(-1);
+          const next = last === undefined ? asked : last.firstOffset + BigInt(last.lastOffsetDelta) + 1n;
+          if (next <= asked) continue;
+          fetched.push({ partition, entries: entriesOf(this.topic, partition, records, asked), next });
+        }
+      }
+    }
+    return fetched;
+  }
+
+  async close(): Promise<void> {
+    await this.#consumer.close().catch(() => forceClose(this.#consumer));
+  }
+
+  async #metadata(): Promise<
+    { id: string; partitionsCount: number; partitions: { leader: number }[] } | undefined
+  > {
+    try {
+      const cluster = await this.#consumer.metadata({ topics: [this.topic], forceUpdate: this.#stale });
+      this.#stale = false;
+      return cluster.topics.get(this.topic);
+    } catch (error) {
+      // Not created yet (topics are created by their first publish): nothing to read, not a failure.
+      if (error instanceof GenericError && /^Unknown topic /.test(error.message)) return undefined;
+      throw this.#failed('look up', error);
+    }
+  }
+
+  #failed(what: string, error: unknown, from?: ReadonlyMap<number, bigint>): KeelError {
+    this.#stale = true;
+    const outOfRange = (error as Partial<GenericError>).findBy?.('apiId', 'OFFSET_OUT_OF_RANGE');
+    if (outOfRange && from !== undefined) {
+      const asked = [...from].map(([partition, offset]) => `${partition}@${offset}`).join(', ');
+      return new KeelError(
+        'KEEL_BROKER_UNAVAILABLE',
+        `Kafka topic ${this.topic} no longer holds a record asked for (partition@offset: ${asked}): ` +
+          'retention deleted records before they were read, or the topic was recreated; a rebuild replays what it holds',
+        { cause: error, details: { topic: this.topic } },
+      );
+    }
+    return new KeelError(
+      'KEEL_BROKER_UNAVAILABLE',
+      `could not ${what} Kafka topic ${this.topic}: ${describeError(error)}`,
+      { cause: error, details: { topic: this.topic } },
+    );
+  }
+}
+
+/**
+ * The records of one partition's fetched batches from offset `from` on, decoded. A fetch
+ * returns whole batches, so a batch can begin before `from`; transaction markers (control
+ * batches) are not records.
+ */
+export function entriesOf(
+  topic: string,
+  partition: number,
+  batches: readonly RecordsBatch[] | undefined,
+  from: bigint,
+): KafkaEntry[] {
+  const entries: KafkaEntry[] = [];
+  for (const batch of batches ?? []) {
+    if ((batch.attributes & IS_CONTROL) !== 0) continue;
+    for (const record of batch.records) {
+      const offset = batch.firstOffset + BigInt(record.offsetDelta);
+      if (offset < from) continue;
+      const timestamp = batch.firstTimestamp + record.timestampDelta;
+      const headers = new Map<Buffer, Buffer>();
+      for (const [name, value] of record.headers) {
+        if (name !== null) headers.set(name, value ?? Buffer.alloc(0));
+      }
+      const consumed = { key: record.key, value: record.value, headers, timestamp, topic, partition, offset };
+      entries.push({
+        topic,
+        partition,
+        offset,
+        timestamp: new Date(Number(timestamp)),
+        envelope: decodedOrUndecodable(consumed),
+      });
+    }
+  }
+  return entries;
+}
+
+function decodedOrUndecodable(record: Parameters<typeof decodeMessage>[0]): Envelope {
+  try {
+    return decodeMessage(record).envelope;
+  } catch (error) {
+    // As a source hands it to a handler: the projection decides (record it and pass over, say).
+    return {
+      id: `kafka-${record.topic}-${record.partition}-${record.offset}`,
+      type: 'kafka.undecodable',
+      key: record.key?.toString() ?? null,
+      payload: record.value?.toString('base64') ?? null,
+      headers: { 'x-keel-decode-error': describeError(error) },
+      occurredAt: new Date(Number(record.timestamp)).toISOString(),
+    };
+  }
+}
