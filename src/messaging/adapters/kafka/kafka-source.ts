@@ -6,7 +6,7 @@ import type { Delivery, DeliverySource } from '../../delivery-source.ts';
 import { describeError } from '../../describe-error.ts';
 import { CommitBatcher } from './commit-batcher.ts';
 import { PartitionTracker, type TrackedRecord } from './partition-tracker.ts';
-import { decodeMessage, encodeEnvelope, type EncodedRecord } from './record-codec.ts';
+import { decodeMessage, encodeEnvelope, undecodableEnvelope, type EncodedRecord } from './record-codec.ts';
 
 type KafkaMessage = Message<Buffer, Buffer, Buffer, Buffer>;
 
@@ -219,18 +219,7 @@ export class KafkaSource implements DeliverySource<KafkaDelivery> {
     try {
       decoded = decodeMessage(message);
     } catch (error) {
-      decoded = {
-        envelope: {
-          id: `kafka-${message.topic}-${message.partition}-${message.offset}`,
-          type: 'kafka.undecodable',
-          key: message.key?.toString() ?? null,
-          payload: message.value?.toString('base64') ?? null,
-          headers: { 'x-keel-decode-error': describeError(error) },
-          occurredAt: new Date(Number(message.timestamp)).toISOString(),
-        },
-        attempt: 1,
-        availableAt: undefined,
-      };
+      decoded = { envelope: undecodableEnvelope(message, error), attempt: 1, availableAt: undefined };
     }
     const record: TrackedRecord<KafkaMessage> = {
       offset: message.offset,

@@ -1,3 +1,4 @@
+import { describeError } from '../../describe-error.ts';
 import type { Envelope, Headers } from '../../envelope.ts';
 
 /**
@@ -127,4 +128,20 @@ export function decodeMessage(message: ConsumedRecord): DecodedRecord {
     message.timestamp,
     `kafka-${message.topic}-${message.partition}-${message.offset}`,
   );
+}
+
+/**
+ * A consumed record that `decodeMessage` refused, as an envelope of type `kafka.undecodable`: its
+ * value in base64 and the reason in `x-keel-decode-error`, so a handler or projection decides
+ * (dead-letter it, record it and pass over) instead of the consumer stalling on it.
+ */
+export function undecodableEnvelope(message: ConsumedRecord, error: unknown): Envelope {
+  return {
+    id: `kafka-${message.topic}-${message.partition}-${message.offset}`,
+    type: 'kafka.undecodable',
+    key: message.key?.toString() ?? null,
+    payload: message.value?.toString('base64') ?? null,
+    headers: { 'x-keel-decode-error': describeError(error) },
+    occurredAt: new Date(Number(message.timestamp)).toISOString(),
+  };
 }

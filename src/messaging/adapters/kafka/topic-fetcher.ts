@@ -9,7 +9,7 @@ import { KeelError } from '../../../errors/index.ts';
 import { describeError } from '../../describe-error.ts';
 import type { Envelope } from '../../envelope.ts';
 import { forceClose } from './kafka-source.ts';
-import { decodeMessage } from './record-codec.ts';
+import { decodeMessage, undecodableEnvelope } from './record-codec.ts';
 
 /** One record of a topic, decoded into an envelope, where it sits. */
 export interface KafkaEntry {
@@ -232,13 +232,6 @@ function decodedOrUndecodable(record: Parameters<typeof decodeMessage>[0]): Enve
     return decodeMessage(record).envelope;
   } catch (error) {
     // As a source hands it to a handler: the projection decides (record it and pass over, say).
-    return {
-      id: `kafka-${record.topic}-${record.partition}-${record.offset}`,
-      type: 'kafka.undecodable',
-      key: record.key?.toString() ?? null,
-      payload: record.value?.toString('base64') ?? null,
-      headers: { 'x-keel-decode-error': describeError(error) },
-      occurredAt: new Date(Number(record.timestamp)).toISOString(),
-    };
+    return undecodableEnvelope(record, error);
   }
 }
