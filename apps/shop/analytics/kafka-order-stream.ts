@@ -1,7 +1,11 @@
 // The order stream as a Kafka topic. Imports the Kafka adapter: load this file only when the shop
 // runs on Kafka (presets/order-stream-config.ts imports it on demand).
 import type { Db } from '../../../src/db/index.ts';
-import { KafkaProjectionRunner, type KafkaEntry } from '../../../src/messaging/adapters/kafka/index.ts';
+import {
+  KafkaProjectionRunner,
+  type KafkaEntry,
+  type PartitionRange,
+} from '../../../src/messaging/adapters/kafka/index.ts';
 import {
   orderAnalyticsProjection,
   orderAnalyticsProjectionName,
@@ -43,13 +47,28 @@ export function kafkaOrderStream(options: KafkaOrderStreamOptions): OrderStream 
       brokers: options.brokers,
       clientId: options.clientId ?? 'shop',
     });
+  // Each read of the model asks Kafka for the partitions' ends, on a connection of its own: within
+  // a second, reads share one answer, so a busy page does not open a connection per request.
+  let recentEnds: { at: number; ranges: Promise<PartitionRange[]> } | undefined;
+  const partitionEnds = (status: KafkaProjectionRunner): Promise<PartitionRange[]> => {
+    const now = performance.now();
+    if (recentEnds === undefined || now - recentEnds.at > 1000) {
+      const ranges = status.partitions();
+      recentEnds = { at: now, ranges };
+      // A failed look is not kept: the next read asks again.
+      ranges.catch(() => {
+        if (recentEnds?.ranges === ranges) recentEnds = undefined;
+      });
+    }
+    return recentEnds.ranges;
+  };
   return {
     name: options.topic,
     appender: (_db, broker) => broker,
     analyticsRunner: runner,
     async progress(db) {
       const status = runner(db);
-      const partitions = await status.partitions();
+      const partitions = await partitionEnds(status);
       return async (tx) => {
         const stored = await status.position(tx);
         let position = 0;
