@@ -9,7 +9,7 @@ import { defaultWalOutboxSlot } from '../outbox/wal-outbox-slot.ts';
 
 export type { CliIo } from './cli-io.ts';
 
-const usage = `keel — operate a keel service's outbox, queues and sagas
+const usage = `keel — operate a keel service's outbox, queues, sagas, flags and streams
 
   keel outbox status [--slot <name>]      backlog, parked rows, age of the oldest unpublished row;
                                           the WAL outbox's slot (default keel_outbox) and lag, if it exists
@@ -24,6 +24,9 @@ const usage = `keel — operate a keel service's outbox, queues and sagas
                                           (keel saga --help for the options)
   keel flags list | show | set | enable | disable | remove
                                           feature flags (keel flags --help for the options)
+  keel stream status [<stream>] | trim <stream> ...
+                                          PostgreSQL streams: bounds, projections' lag, retention
+                                          (keel stream --help for the options)
 
 The database comes from KEEL_DB (pglite|pg), DATABASE_URL and KEEL_DATA_DIR, as for the app.`;
 

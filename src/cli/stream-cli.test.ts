@@ -1,0 +1,79 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { migrate } from '../db/index.ts';
+import { createEnvelope, PgStream, pgStreamMigrations } from '../messaging/index.ts';
+import { createTestDb, type TestDb } from '../testing/index.ts';
+import { runCommand } from './cli-test-support.ts';
+import { parseDuration, runStreamCli } from './stream-cli.ts';
+
+const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+/** A stream of `entries` entries, and a projection `orders-model` that has applied the first `applied`. */
+async function setup(entries: number, applied: number): Promise<TestDb> {
+  const db = await createTestDb();
+  cleanups.push(() => db.close());
+  await migrate(db, pgStreamMigrations);
+  const stream = new PgStream(db);
+  await stream.append(
+    'orders',
+    Array.from({ length: entries }, (_, n) => createEnvelope({ type: 'order.placed.v1', payload: { n } })),
+  );
+  await db.query(
+    `INSERT INTO keel_stream_positions (projection, stream, position) VALUES ('orders-model', 'orders', $1)`,
+    [applied],
+  );
+  return db;
+}
+
+const stream = (db: TestDb, ...argv: string[]): ReturnType<typeof runCommand> =>
+  runCommand(runStreamCli, db, ['stream', ...argv]);
+
+describe('keel stream', () => {
+  it('status: each stream’s bounds and each projection’s position and lag', async () => {
+    const db = await setup(10, 4);
+    const { code, out } = await stream(db, 'status');
+    expect(code).toBe(0);
+    expect(out[0]).toBe('orders  first 1  last 10  entries 10');
+    expect(out[1]).toMatch(/^ {2}orders-model {2}position 4 {2}lag 6 {2}updated \d{4}-/);
+    expect((await stream(db, 'status', 'nothing')).code).toBe(1);
+  });
+
+  it('trim: deletes the oldest entries every bound allows, keeping what a projection has not applied', async () => {
+    const db = await setup(10, 4);
+    // keepLast 3 alone would keep 8..10; the projection has applied only 1..4.
+    expect(await stream(db, 'trim', 'orders', '--keep-last', '3', '--keep-unapplied')).toMatchObject({
+      code: 0,
+      out: ['orders: trimmed 4 entries; it now holds 5 to 10'],
+    });
+    expect(
+      (await stream(db, 'trim', 'orders', '--keep-last', '3', '--keep-unapplied-by', 'orders-model')).out,
+    ).toEqual(['orders: trimmed 0 entries; it now holds 5 to 10']);
+    expect((await stream(db, 'trim', 'orders', '--keep-last', '3')).out).toEqual([
+      'orders: trimmed 3 entries; it now holds 8 to 10',
+    ]);
+    // The projection is now behind the stream's start, and status says so.
+    expect((await stream(db, 'status', 'orders')).out[1]).toContain(
+      '(entries it has not applied were trimmed)',
+    );
+    expect((await stream(db, 'trim', 'orders', '--older-than', '1d')).out).toEqual([
+      'orders: trimmed 0 entries; it now holds 8 to 10',
+    ]);
+  });
+
+  it('names what is wrong with its input before it opens the database', async () => {
+    const db = await setup(1, 0);
+    expect(await stream(db, 'trim', 'orders', '--older-than', 'a week')).toMatchObject({
+      code: 2,
+      err: [expect.stringMatching(/^KEEL_INVALID_ARGUMENT: .*--older-than/) as unknown],
+    });
+    expect((await stream(db, 'trim', 'orders', '--keep-last', '-1')).err[0]).toMatch(/--keep-last/);
+    expect((await stream(db, 'trim')).err[0]).toMatch(/^KEEL_INVALID_ARGUMENT: .*stream/);
+    expect((await stream(db, 'trim', 'orders')).err[0]).toMatch(/KEEL_INVALID_ARGUMENT/);
+    expect((await stream(db, 'trim', 'orders', '--nope')).code).toBe(2);
+    expect((await stream(db, 'rewind')).code).toBe(2);
+    expect(parseDuration('90s')).toBe(90_000);
+    expect(parseDuration('7d')).toBe(604_800_000);
+  });
+});

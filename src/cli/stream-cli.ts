@@ -1,0 +1,154 @@
+import { parseArgs } from 'node:util';
+
+import type { Db } from '../db/index.ts';
+import { InvalidArgumentError, KeelError } from '../errors/index.ts';
+import { PgStream, type TrimOptions } from '../messaging/index.ts';
+import { withCliDb, type CliIo } from './cli-io.ts';
+
+const usage = `keel stream — operate PostgreSQL streams (PgStream) and their projections
+
+  keel stream status [<stream>]           each stream's first and last position, and each
+                                          projection's position on it and how far behind it is
+  keel stream trim <stream> [--keep-last N] [--older-than D] [--before P]
+                   [--keep-unapplied | --keep-unapplied-by NAME,...]
+                                          delete the oldest entries that every bound given allows;
+                                          D is a duration (90s, 30m, 12h, 7d); --keep-unapplied
+                                          keeps what any projection of the stream has not applied
+                                          yet, --keep-unapplied-by what the named ones have not
+
+The database comes from KEEL_DB (pglite|pg), DATABASE_URL and KEEL_DATA_DIR, as for the app.`;
+
+const units: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** `7d` as 604 800 000 ms: what `--older-than` takes. */
+export function parseDuration(text: string): number {
+  const match = /^(\d+)(ms|s|m|h|d)$/.exec(text.trim());
+  if (match === null)
+    throw new InvalidArgumentError('--older-than', 'a duration such as 90s, 30m, 12h or 7d', text);
+  return Number(match[1]) * units[match[2]!]!;
+}
+
+function count(field: string, text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const value = Number(text);
+  if (!/^\d+$/.test(text.trim()) || !Number.isSafeInteger(value))
+    throw new InvalidArgumentError(field, 'an integer >= 0', text);
+  return value;
+}
+
+interface StreamRow {
+  stream: string;
+  first: string;
+  last: string;
+}
+
+interface PositionRow {
+  projection: string;
+  stream: string;
+  position: string;
+  updated_at: Date | string;
+}
+
+async function status(db: Db, io: CliIo, only: string | undefined): Promise<number> {
+  const { rows: streams } = await db.query<StreamRow>(
+    `SELECT stream, first_position::text AS first, position::text AS last FROM keel_stream_heads
+     WHERE $1::text IS NULL OR stream = $1 ORDER BY stream`,
+    [only ?? null],
+  );
+  if (only !== undefined && streams.length === 0) {
+    io.err(`no stream named ${only} (nothing was ever appended to it)`);
+    return 1;
+  }
+  const { rows: positions } = await db.query<PositionRow>(
+    `SELECT projection, stream, position::text AS position, updated_at FROM keel_stream_positions
+     WHERE $1::text IS NULL OR stream = $1 ORDER BY stream, projection`,
+    [only ?? null],
+  );
+  for (const { stream, first, last } of streams) {
+    const held = Math.max(0, Number(last) - Number(first) + 1);
+    io.out(`${stream}  first ${first}  last ${last}  entries ${held}`);
+    for (const row of positions.filter((p) => p.stream === stream)) {
+      const position = Number(row.position);
+      const trimmedPast = position < Number(first) - 1 ? '  (entries it has not applied were trimmed)' : '';
+      io.out(
+        `  ${row.projection}  position ${position}  lag ${Math.max(0, Number(last) - position)}  updated ${new Date(row.updated_at).toISOString()}${trimmedPast}`,
+      );
+    }
+  }
+  if (streams.length === 0) io.err('no streams');
+  return 0;
+}
+
+/** The bounds of `keel stream trim`, from its flags; only those given. */
+function trimOptions(values: Record<string, string | boolean | undefined>): TrimOptions {
+  const text = (name: string): string | undefined => values[name] as string | undefined;
+  const keepUnappliedBy = text('keep-unapplied-by');
+  const options: TrimOptions = {};
+  const keepLast = count('--keep-last', text('keep-last'));
+  if (keepLast !== undefined) options.keepLast = keepLast;
+  const before = count('--before', text('before'));
+  if (before !== undefined) options.before = before;
+  const olderThan = text('older-than');
+  if (olderThan !== undefined) options.olderThanMs = parseDuration(olderThan);
+  const batchSize = count('--batch-size', text('batch-size'));
+  if (batchSize !== undefined) options.batchSize = batchSize;
+  if (values['keep-unapplied'] === true) options.keepUnappliedBy = 'any-projection';
+  if (keepUnappliedBy !== undefined)
+    options.keepUnappliedBy = keepUnappliedBy.split(',').map((name) => name.trim());
+  return options;
+}
+
+/** `keel stream ...`: returns the process exit code. */
+export async function runStreamCli(argv: readonly string[], io: CliIo): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: [...argv],
+      allowPositionals: true,
+      options: {
+        'keep-last': { type: 'string' },
+        'older-than': { type: 'string' },
+        before: { type: 'string' },
+        'keep-unapplied': { type: 'boolean' },
+        'keep-unapplied-by': { type: 'string' },
+        'batch-size': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    });
+  } catch (error) {
+    // An unknown flag, or one without its value: node's own message names it.
+    io.err(`${(error as Error).message}\n\n${usage}`);
+    return 2;
+  }
+  const { positionals, values } = parsed;
+  const [group, command, stream] = positionals;
+  if (group !== 'stream' || command === undefined || values.help) {
+    io.out(usage);
+    return values.help ? 0 : 2;
+  }
+  if (command !== 'status' && command !== 'trim') {
+    io.err(`unknown command: ${positionals.join(' ')}\n\n${usage}`);
+    return 2;
+  }
+  // Checked before the database opens: a typo costs nothing.
+  let options: TrimOptions;
+  try {
+    options = trimOptions(values);
+    if (command === 'trim' && stream === undefined)
+      throw new InvalidArgumentError('stream', 'a stream name', stream);
+  } catch (error) {
+    if (!(error instanceof KeelError)) throw error;
+    io.err(`${error.code}: ${error.message}`);
+    return 2;
+  }
+  return withCliDb(io, async (db) => {
+    if (command === 'status') return status(db, io, stream);
+    const streams = new PgStream(db);
+    const trimmed = await streams.trim(stream!, options);
+    const { first, last } = await streams.bounds(stream!);
+    io.out(
+      `${stream}: trimmed ${trimmed} entr${trimmed === 1 ? 'y' : 'ies'}; it now holds ${first} to ${last}`,
+    );
+    return 0;
+  });
+}
