@@ -3,7 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { buildShop, type Shop } from '../../apps/shop/app.ts';
 import { placeOrder } from '../../apps/shop/application/orders.ts';
 import { shopMigrations } from '../../apps/shop/presets/open-shop.ts';
-import { createShopStore, testShopConfig, type ShopStore } from '../../apps/shop/test/test-shop.ts';
+import { createShopStore, sharedDb, testShopConfig, type ShopStore } from '../../apps/shop/test/test-shop.ts';
 import { paymentsOf } from '../../apps/shop/storage/payments-store.ts';
 import { migrate, type Db } from '../../src/db/index.ts';
 import { testDbBackend } from '../../src/testing/index.ts';
@@ -104,14 +104,3 @@ describe('two relays and two workers at once', () => {
     expect(orders).toHaveLength(total);
   }, 120_000);
 });
-
-/** The second shop over a shared PGlite must not close it: the first shop owns it. */
-function sharedDb(db: Db): Db {
-  return new Proxy(db, {
-    get(target, property, receiver) {
-      if (property === 'close') return async () => undefined;
-      const value: unknown = Reflect.get(target, property, receiver);
-      return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
-    },
-  });
-}

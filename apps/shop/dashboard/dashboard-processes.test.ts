@@ -7,7 +7,7 @@ import { systemClock } from '../../../src/time/index.ts';
 import { buildShop, type Shop, type ShopDeps } from '../app.ts';
 import { HttpPaymentProvider } from '../payments/http-payment-provider.ts';
 import { shopMigrations } from '../presets/open-shop.ts';
-import { createShopStore, testShopConfig, type ShopStore } from '../test/test-shop.ts';
+import { createShopStore, sharedDb, testShopConfig, type ShopStore } from '../test/test-shop.ts';
 import type { DashboardSnapshot } from './dashboard-snapshot.ts';
 
 let store: ShopStore | undefined;
@@ -18,17 +18,6 @@ afterEach(async () => {
   await store?.dispose();
   store = undefined;
 });
-
-/** The second shop over a shared PGlite must not close it: the first shop owns it. */
-function sharedDb(db: Db): Db {
-  return new Proxy(db, {
-    get(target, property, receiver) {
-      if (property === 'close') return async () => undefined;
-      const value: unknown = Reflect.get(target, property, receiver);
-      return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
-    },
-  });
-}
 
 const state = async (shop: Shop): Promise<DashboardSnapshot> => {
   const response = await shop.http.inject({ url: '/dashboard/state' });

@@ -114,3 +114,17 @@ export async function fulfilmentFinished(shop: Shop, orderId: string): Promise<S
   if (shop.sagas === undefined) throw new Error('the shop runs no saga runner: give it the worker role');
   return sagaEnded(shop.sagas, shop.db, fulfilmentId(orderId));
 }
+
+/**
+ * A view of `db` whose `close` does nothing: a second shop over the same PGlite must not close
+ * it, as the first shop owns it.
+ */
+export function sharedDb(db: Db): Db {
+  return new Proxy(db, {
+    get(target, property, receiver) {
+      if (property === 'close') return async () => undefined;
+      const value: unknown = Reflect.get(target, property, receiver);
+      return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+    },
+  });
+}
