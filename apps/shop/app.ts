@@ -71,6 +71,11 @@ export interface ShopConfig {
   rateLimit?: TokenBucketLimits;
   /** `required`: every `/v1/…` request carries a live API key (`api_keys`). Default: none asked. */
   apiKeys?: 'required' | 'off';
+  /**
+   * The worker deletes order-stream events older than this that analytics has applied (on the
+   * PostgreSQL stream; a Kafka topic keeps its own `retention.ms`). Default: kept for good.
+   */
+  streamRetentionMs?: number;
   /** Where the worker's notifications send mail, when `ShopDeps.mailer` is not given. Default: `./.keel/mailbox`. */
   mail?: MailConfig;
 }
@@ -220,6 +225,16 @@ export function buildShop(config: ShopConfig, deps: ShopDeps): Shop {
       logger.warn({ err: error, during }, 'analytics error'),
     );
     parts.push(analytics);
+    const retention =
+      config.streamRetentionMs === undefined
+        ? undefined
+        : orderStream.retention?.(db, { olderThanMs: config.streamRetentionMs, clock });
+    if (retention !== undefined) {
+      retention.events.on('error', ({ error, during }) =>
+        logger.warn({ err: error, during }, 'order stream retention error'),
+      );
+      parts.push(retention);
+    }
   }
 
   const idempotency = new PostgresIdempotencyStore(db, { clock });

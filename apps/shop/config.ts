@@ -1,6 +1,7 @@
 import { dbConfigFromEnv } from '../../src/db/index.ts';
 import { InvalidArgumentError } from '../../src/errors/index.ts';
 import type { TokenBucketLimits } from '../../src/resilience/index.ts';
+import { parseDuration } from '../../src/time/index.ts';
 import { mailConfigFromEnv } from './notifications/mail-config.ts';
 import type { ShopConfig, ShopOutbox, ShopRole } from './app.ts';
 
@@ -20,6 +21,8 @@ const allRoles: readonly ShopRole[] = ['api', 'worker', 'relay'];
  * - `KEEL_API_KEYS`: `required` (every `/v1/…` request carries a live key) or `off` (the default)
  * - `KEEL_METRICS_PORT`: where a process without the api role serves `/metrics` and health (none)
  * - `KEEL_RATE_LIMIT`: `<burst>/<per second>` per client address on the API (`60/20`), or `off`
+ * - `KEEL_STREAM_RETENTION`: how long the order stream keeps an event the analytics model has
+ *   applied (`30d`, `12h`, …), or `off` (the default: kept for a rebuild from the first event)
  * - mail: see `mailConfigFromEnv` (`KEEL_SMTP_URL`, else a mailbox folder; `KEEL_MAIL_FROM`)
  */
 export function shopConfigFromEnv(env: NodeJS.ProcessEnv = process.env, defaultRoles = allRoles): ShopConfig {
@@ -38,7 +41,13 @@ export function shopConfigFromEnv(env: NodeJS.ProcessEnv = process.env, defaultR
     apiKeys: apiKeys(env),
     mail: mailConfigFromEnv(env),
     ...(env.KEEL_METRICS_PORT?.trim() ? { metricsPort: integer(env, 'KEEL_METRICS_PORT', 0, 0, 65535) } : {}),
+    ...streamRetention(env),
   };
+}
+
+function streamRetention(env: NodeJS.ProcessEnv): { streamRetentionMs?: number } {
+  const raw = env.KEEL_STREAM_RETENTION?.trim() || 'off';
+  return raw === 'off' ? {} : { streamRetentionMs: parseDuration(raw, 'KEEL_STREAM_RETENTION') };
 }
 
 function apiKeys(env: NodeJS.ProcessEnv): 'required' | 'off' {

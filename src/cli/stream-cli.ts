@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util';
 import type { Db } from '../db/index.ts';
 import { InvalidArgumentError, KeelError } from '../errors/index.ts';
 import { PgStream, type TrimOptions } from '../messaging/index.ts';
+import { parseDuration } from '../time/index.ts';
 import { withCliDb, type CliIo } from './cli-io.ts';
 
 const usage = `keel stream — operate PostgreSQL streams (PgStream) and their projections
@@ -17,16 +18,6 @@ const usage = `keel stream — operate PostgreSQL streams (PgStream) and their p
                                           yet, --keep-unapplied-by what the named ones have not
 
 The database comes from KEEL_DB (pglite|pg), DATABASE_URL and KEEL_DATA_DIR, as for the app.`;
-
-const units: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
-
-/** `7d` as 604 800 000 ms: what `--older-than` takes. */
-export function parseDuration(text: string): number {
-  const match = /^(\d+)(ms|s|m|h|d)$/.exec(text.trim());
-  if (match === null)
-    throw new InvalidArgumentError('--older-than', 'a duration such as 90s, 30m, 12h or 7d', text);
-  return Number(match[1]) * units[match[2]!]!;
-}
 
 function count(field: string, text: string | undefined): number | undefined {
   if (text === undefined) return undefined;
@@ -89,7 +80,7 @@ function trimOptions(values: Record<string, string | boolean | undefined>): Trim
   const before = count('--before', text('before'));
   if (before !== undefined) options.before = before;
   const olderThan = text('older-than');
-  if (olderThan !== undefined) options.olderThanMs = parseDuration(olderThan);
+  if (olderThan !== undefined) options.olderThanMs = parseDuration(olderThan, '--older-than');
   const batchSize = count('--batch-size', text('batch-size'));
   if (batchSize !== undefined) options.batchSize = batchSize;
   if (values['keep-unapplied'] === true) options.keepUnappliedBy = 'any-projection';

@@ -9,3 +9,4 @@ export {
 } from './backoff.ts';
 export { fullJitter, equalJitter, decorrelatedJitter, type JitterKind, type Random } from './jitter.ts';
 export { uuidv7At } from './uuid-v7.ts';
+export { parseDuration } from './duration.ts';

@@ -1,5 +1,6 @@
 import type { Db, Tx } from '../../../src/db/index.ts';
-import { PgStream, type Publisher } from '../../../src/messaging/index.ts';
+import { PgStream, PgStreamRetention, type Publisher } from '../../../src/messaging/index.ts';
+import type { Clock } from '../../../src/time/index.ts';
 import type { LifecycleEvents, ListenerHandle, Service } from '../../../src/service/index.ts';
 import { orderEventsStream } from '../contracts/order-events.ts';
 import {
@@ -51,6 +52,18 @@ export interface OrderStream {
    * the position.
    */
   progress(db: Db): Promise<(tx: Tx) => Promise<OrderStreamProgress>>;
+  /**
+   * What deletes events older than `olderThanMs` that the analytics model has applied; none
+   * where the log keeps its own retention (a Kafka topic's `retention.ms`).
+   */
+  retention?(
+    db: Db,
+    options: { olderThanMs: number; clock: Clock },
+  ): Service & {
+    readonly events: {
+      on(name: 'error', listener: (payload: LifecycleEvents['error']) => void): ListenerHandle;
+    };
+  };
 }
 
 const pgProgress = `SELECT
@@ -62,6 +75,13 @@ export const pgOrderStream: OrderStream = {
   name: orderEventsStream,
   appender: (db) => new PgStream(db),
   analyticsRunner: (db, options) => orderAnalyticsRunner(db, options),
+  retention: (db, { olderThanMs, clock }) =>
+    new PgStreamRetention(db, {
+      name: 'order-stream-retention',
+      clock,
+      // Never what the model has still to apply: a slow or stopped worker loses nothing.
+      streams: [{ stream: orderEventsStream, olderThanMs, keepUnappliedBy: [orderAnalyticsProjectionName] }],
+    }),
   progress: async () => async (tx) => {
     const { rows } = await tx.query<{ position: string | null; head: string | null }>(pgProgress, [
       orderAnalyticsProjectionName,
