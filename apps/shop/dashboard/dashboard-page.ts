@@ -92,7 +92,9 @@ h2 small { color: var(--muted); font-weight: normal; }
 .status[data-state="live"] { background: #dcf3e3; color: var(--ok); }
 .status[data-state="stale"], .status[data-state="reconnecting"] { background: #fde8e6; color: var(--bad); }
 main { display: grid; grid-template-columns: repeat(auto-fit, minmax(280px, 1fr)); gap: 1rem; padding: 1.5rem; }
-.card { background: var(--card); border: 1px solid var(--line); border-radius: .5rem; padding: 1rem 1.25rem; }
+.card { background: var(--card); border: 1px solid var(--line); border-radius: .5rem; padding: 1rem 1.25rem; min-width: 0; overflow-x: auto; }
+/* Two grid columns for the queues' four figures where the page is wide enough for them. */
+@media (min-width: 1100px) { #queues { grid-column: span 2; } }
 .card.wide { grid-column: 1 / -1; }
 table { width: 100%; border-collapse: collapse; font-variant-numeric: tabular-nums; }
 th, td { text-align: right; padding: .3rem .5rem; border-bottom: 1px solid var(--line); }
