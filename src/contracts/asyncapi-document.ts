@@ -1,7 +1,6 @@
-import { z } from 'zod';
 import { InvalidArgumentError } from '../errors/index.ts';
 import type { MessageType } from '../messaging/message-type.ts';
-import type { JsonSchema } from './openapi-document.ts';
+import { escapePointerToken, zodJsonSchema } from './json-schema.ts';
 
 /** One destination a service's messages travel through: a queue, a topic, a stream. */
 export interface MessageChannelContract {
@@ -77,7 +76,7 @@ export function asyncApiDocument(options: AsyncApiDocumentOptions): AsyncApiDocu
         action,
         channel: { $ref: `#/channels/${id}` },
         messages: channel.messages.map((type) => ({
-          $ref: `#/channels/${id}/messages/${escapePointer(type.type)}`,
+          $ref: `#/channels/${id}/messages/${escapePointerToken(type.type)}`,
         })),
       };
     }
@@ -97,7 +96,8 @@ function messageObject(type: MessageType): Record<string, unknown> {
     name: type.type,
     title: `${type.name}, version ${type.version}`,
     contentType: 'application/json',
-    payload: jsonSchema(type.schema),
+    // AsyncAPI's default schema format is a superset of JSON Schema draft 7.
+    payload: zodJsonSchema(type.schema, 'output', 'draft-7'),
     traits: [{ $ref: '#/components/messageTraits/keelEnvelope' }],
   };
 }
@@ -118,16 +118,3 @@ const keelEnvelope = {
     additionalProperties: { type: 'string' },
   },
 };
-
-function jsonSchema(schema: z.ZodType): JsonSchema {
-  // AsyncAPI's default schema format is a superset of JSON Schema draft 7.
-  const { $schema: _dialect, ...rest } = z.toJSONSchema(schema, {
-    io: 'output',
-    target: 'draft-7',
-  }) as JsonSchema;
-  return rest;
-}
-
-function escapePointer(token: string): string {
-  return token.replace(/~/g, '~0').replace(/\//g, '~1');
-}

@@ -1,5 +1,6 @@
 import type { AsyncApiDocument } from './asyncapi-document.ts';
 import type { JsonSchema, OpenApiDocument } from './openapi-document.ts';
+import { unescapePointerToken } from './json-schema.ts';
 import { schemaNarrowings, schemaWidenings } from './schema-widenings.ts';
 
 // What a new version of a published contract breaks for those built against the old one. Run
@@ -127,7 +128,7 @@ function inliner(document: object): (schema: JsonSchema) => JsonSchema {
       const target = ref
         .slice(2)
         .split('/')
-        .map((token) => token.replace(/~1/g, '/').replace(/~0/g, '~'))
+        .map(unescapePointerToken)
         .reduce<unknown>((node, token) => (node as Record<string, unknown> | undefined)?.[token], document);
       if (target !== undefined) return inline(target, depth + 1);
     }

@@ -1,9 +1,10 @@
-import { z } from 'zod';
+import type { z } from 'zod';
 import { InvalidArgumentError } from '../errors/index.ts';
 import type { HttpHeaderContract, HttpOperation, HttpResponseContract } from './http-operation.ts';
 
-/** A JSON Schema (2020-12, OpenAPI 3.1's dialect) as a plain object. */
-export type JsonSchema = Record<string, unknown>;
+import { zodJsonSchema, type JsonSchema } from './json-schema.ts';
+
+export type { JsonSchema } from './json-schema.ts';
 
 /** The OpenAPI 3.1 document `openApiDocument` writes: plain JSON, ready to serve or commit. */
 export interface OpenApiDocument {
@@ -43,7 +44,7 @@ export function openApiDocument(options: OpenApiDocumentOptions): OpenApiDocumen
   const schemas: Record<string, JsonSchema> = {};
   for (const [name, schema] of Object.entries(options.schemas ?? {})) {
     named.set(schema, name);
-    schemas[name] = jsonSchema(schema, 'output');
+    schemas[name] = zodJsonSchema(schema, 'output', 'draft-2020-12');
   }
   const schemeNames = new Set(Object.keys(options.securitySchemes ?? {}));
   for (const name of options.security ?? []) assertScheme(name, schemeNames, 'security');
@@ -109,7 +110,7 @@ function operationObject(operation: HttpOperation, named: Map<z.ZodType, string>
             ...(operation.body.description === undefined ? {} : { description: operation.body.description }),
             content: {
               [operation.body.contentType ?? 'application/json']: {
-                schema: jsonSchema(operation.body.schema, 'input'),
+                schema: zodJsonSchema(operation.body.schema, 'input', 'draft-2020-12'),
               },
             },
           },
@@ -137,7 +138,7 @@ function responseObject(
             [response.contentType ?? 'application/json']: {
               schema:
                 name === undefined
-                  ? jsonSchema(response.body, 'output')
+                  ? zodJsonSchema(response.body, 'output', 'draft-2020-12')
                   : { $ref: `#/components/schemas/${name}` },
             },
           },
@@ -149,7 +150,10 @@ function headerObject(header: HttpHeaderContract): Record<string, unknown> {
   return {
     description: header.description,
     required: header.required ?? false,
-    schema: header.schema === undefined ? { type: 'string' } : jsonSchema(header.schema, 'input'),
+    schema:
+      header.schema === undefined
+        ? { type: 'string' }
+        : zodJsonSchema(header.schema, 'input', 'draft-2020-12'),
   };
 }
 
@@ -160,7 +164,7 @@ function objectParameters(
   operation: HttpOperation,
 ): Record<string, unknown>[] {
   if (schema === undefined) return [];
-  const json = jsonSchema(schema, 'input');
+  const json = zodJsonSchema(schema, 'input', 'draft-2020-12');
   const properties = json.properties as Record<string, JsonSchema> | undefined;
   if (json.type !== 'object' || properties === undefined) {
     throw new InvalidArgumentError(
@@ -188,7 +192,9 @@ function openApiPath(operation: HttpOperation): string {
   const declared =
     operation.params === undefined
       ? []
-      : Object.keys((jsonSchema(operation.params, 'input').properties as object | undefined) ?? {});
+      : Object.keys(
+          (zodJsonSchema(operation.params, 'input', 'draft-2020-12').properties as object | undefined) ?? {},
+        );
   const missing = inPath.filter((name) => !declared.includes(name));
   const extra = declared.filter((name) => !inPath.includes(name));
   if (missing.length > 0 || extra.length > 0) {
@@ -199,14 +205,6 @@ function openApiPath(operation: HttpOperation): string {
     );
   }
   return operation.path.replace(/:([A-Za-z0-9_]+)/g, '{$1}');
-}
-
-function jsonSchema(schema: z.ZodType, io: 'input' | 'output'): JsonSchema {
-  const { $schema: _dialect, ...rest } = z.toJSONSchema(schema, {
-    io,
-    target: 'draft-2020-12',
-  }) as JsonSchema;
-  return rest;
 }
 
 function requirement(names: readonly string[]): Record<string, string[]>[] {

@@ -1,5 +1,6 @@
 import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.js';
 import addFormatsModule from 'ajv-formats';
+import { escapePointerToken } from '../contracts/json-schema.ts';
 import type { OpenApiDocument } from '../contracts/index.ts';
 
 // ajv-formats is CommonJS with its plugin as `module.exports`.
@@ -97,7 +98,7 @@ export function openApiResponses(document: OpenApiDocument): {
       contentType,
       'schema',
     ]
-      .map(escapePointer)
+      .map(escapePointerToken)
       .join('/');
     let validate = validators.get(pointer);
     if (validate === undefined) {
@@ -135,8 +136,4 @@ function describeError(error: ErrorObject): string {
 
 function segmentPattern(segment: string): string {
   return segment.startsWith('{') ? '[^/]+' : segment.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-}
-
-function escapePointer(token: string): string {
-  return token.replace(/~/g, '~0').replace(/\//g, '~1');
 }
