@@ -382,6 +382,26 @@ describe('Db', () => {
     expect(rows.map((r) => r.id)).toEqual([1]);
   });
 
+  it('commits when the callback undid a failed statement sent without waiting by rolling back to a savepoint', async () => {
+    const db = await testDb();
+    await db.query('CREATE TABLE t (id int PRIMARY KEY)');
+    await db.query('INSERT INTO t VALUES (1)');
+    let seen: unknown;
+    await db.transaction(async (tx) => {
+      if (!canSendWithoutWaiting(tx)) throw new Error('a keel tx can send without waiting');
+      await tx.query('INSERT INTO t VALUES (2)');
+      await tx.query('SAVEPOINT before_the_duplicate');
+      tx.sendWithoutWaiting('INSERT INTO t VALUES ($1)', [1]);
+      // The next statement finds the transaction aborted; rolling back to the savepoint mends it.
+      seen = await tx.query('INSERT INTO t VALUES (3)').catch((error: unknown) => error);
+      await tx.query('ROLLBACK TO SAVEPOINT before_the_duplicate');
+      await tx.query('INSERT INTO t VALUES (4)');
+    });
+    expect(seen).toMatchObject({ code: '25P02' });
+    const { rows } = await db.query<{ id: number }>('SELECT id FROM t ORDER BY id');
+    expect(rows.map((r) => r.id)).toEqual([1, 2, 4]);
+  });
+
   it('runs a read after the commit, read-only, and gives nothing when the transaction rolled back', async () => {
     const db = await testDb();
     await db.query('CREATE TABLE t (id int PRIMARY KEY)');

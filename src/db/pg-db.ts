@@ -314,8 +314,9 @@ export class PgDb implements Db {
         } catch (error) {
           throw withCallerStack(error);
         }
-        if (unansweredFailure !== undefined) throw unansweredFailure;
-        if (committed.command === 'ROLLBACK') throw transactionAborted();
+        // COMMIT answering COMMIT after a statement sent without waiting failed: the callback rolled
+        // back to a savepoint made before it, so its failure was undone, as the server agrees.
+        if (committed.command === 'ROLLBACK') throw unansweredFailure ?? transactionAborted();
         readWithCommit?.deliver(committed.read);
         reportCommit(true);
       } finally {

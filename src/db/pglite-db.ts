@@ -139,6 +139,16 @@ async function run(
   }
 }
 
+/** Whether a transaction still runs statements: not, once one failed and no savepoint undid it (25P02). */
+async function stillUsable(on: PgliteQueryable): Promise<boolean> {
+  try {
+    await on.exec('SELECT 1', queryOptions);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 function toQueryResult(result: Results<Row>): QueryResult {
   // `rowCount` is the command tag's count (rows returned or changed), as node-postgres reports it;
   // `affectedRows` is the fallback for statements without a count.
@@ -235,7 +245,9 @@ export class PgliteDb implements Db {
         try {
           const value = await runInTransactionScope(this.#session, scoped, () => fn(scoped));
           const failure = await scoped.unansweredFailure();
-          if (failure !== undefined) throw failure;
+          // As on a server: it commits only if the failure was undone by a rollback to a savepoint
+          // made before it, and a statement then still runs.
+          if (failure !== undefined && !(await stillUsable(ptx))) throw failure;
           return value;
         } catch (error) {
           scoped.dropReadsAfterCommit();

@@ -34,6 +34,14 @@ export function assertOutsideTransaction(owner: object, method: string): void {
   }
 }
 
+/**
+ * The error to report for one caught inside a transaction: when it is only the 25P02 that a
+ * statement sent without waiting caused by failing, that statement's error.
+ */
+export async function causeOfFailure(tx: Tx, error: unknown): Promise<unknown> {
+  return tx instanceof ScopedTx ? tx.causeOf(error) : error;
+}
+
 /** Calls `fn` outside any transaction scope: notification callbacks must not inherit the scope of the query that delivered them. */
 export function outsideTransactionScope<T>(fn: () => T): T {
   return scopes.exit(fn);
