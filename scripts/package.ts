@@ -39,6 +39,7 @@ export const optionalPeers: Record<string, string> = {
   '@opentelemetry/sdk-trace-base': 'keel/observability',
   '@opentelemetry/semantic-conventions': 'keel/observability',
   '@openfeature/server-sdk': 'keel/flags',
+  croner: 'keel/schedule: cron expressions',
   fastify: 'keel/idempotency and keel/observability: types of the fastify plugins',
   zod: 'keel/messaging: types of defineMessage; keel/contracts',
   vitest: 'keel/testing: the conformance suites',

@@ -3,6 +3,7 @@
 import { runCli } from './main.ts';
 import { runFlagsCli } from './flags-cli.ts';
 import { runSagaCli } from './saga-cli.ts';
+import { runScheduleCli } from './schedule-cli.ts';
 import { runStreamCli } from './stream-cli.ts';
 
 const argv = process.argv.slice(2);
@@ -10,6 +11,7 @@ const commands: Record<string, typeof runCli> = {
   saga: runSagaCli,
   flags: runFlagsCli,
   stream: runStreamCli,
+  schedule: runScheduleCli,
 };
 process.exitCode = await (commands[argv[0] ?? ''] ?? runCli)(argv, {
   out: (line) => process.stdout.write(line + '\n'),

@@ -9,7 +9,7 @@ import { defaultWalOutboxSlot } from '../outbox/wal-outbox-slot.ts';
 
 export type { CliIo } from './cli-io.ts';
 
-const usage = `keel — operate a keel service's outbox, queues, sagas, flags and streams
+const usage = `keel — operate a keel service's outbox, queues, sagas, flags, streams and schedules
 
   keel outbox status [--slot <name>]      backlog, parked rows, age of the oldest unpublished row;
                                           the WAL outbox's slot (default keel_outbox) and lag, if it exists
@@ -27,6 +27,8 @@ const usage = `keel — operate a keel service's outbox, queues, sagas, flags an
   keel stream status [<stream>] | trim <stream> ...
                                           PostgreSQL streams: bounds, projections' lag, retention
                                           (keel stream --help for the options)
+  keel schedule list | pause <name> | resume <name> | remove <name>
+                                          recurring schedules: next and last tick, failures
 
 The database comes from KEEL_DB (pglite|pg), DATABASE_URL and KEEL_DATA_DIR, as for the app.`;
 

@@ -14,6 +14,7 @@ export {
 } from './instrument-outbox.ts';
 export { instrumentPolicies, breakerStateValue, type NamedPolicies } from './instrument-policies.ts';
 export { instrumentRuntime } from './instrument-runtime.ts';
+export { instrumentScheduler } from './instrument-scheduler.ts';
 export {
   instrumentSagas,
   sagaAttributes,

@@ -40,6 +40,7 @@ export const keelAttributes = {
   breakerState: 'keel.breaker.state',
   policy: 'keel.policy',
   walOutboxSlot: 'keel.wal_outbox.slot',
+  schedule: 'keel.schedule.name',
 } as const;
 
 export const metricNames = {
@@ -68,6 +69,8 @@ export const metricNames = {
   heapUsed: 'v8js.memory.heap.used',
   sagaStepDuration: 'keel.saga.step.duration',
   sagaInstances: 'keel.saga.instances',
+  scheduleTicks: 'keel.schedule.ticks',
+  scheduleDelay: 'keel.schedule.delay',
 } as const;
 
 /**

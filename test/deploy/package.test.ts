@@ -125,6 +125,7 @@ describe('the npm package', () => {
       'keel/ordering: loads',
       'keel/resilience: loads',
       'keel/saga: loads',
+      'keel/schedule: needs croner',
       'keel/testing: needs vitest',
       'keel/idempotency: loads',
       'keel/consistency: loads',

@@ -1,0 +1,16 @@
+export {
+  defineSchedule,
+  type Schedule,
+  type ScheduleOptions,
+  type ScheduleTick,
+  type FireTick,
+} from './schedule-definition.ts';
+export { Scheduler, type SchedulerOptions, type SchedulerEvents } from './scheduler.ts';
+export { scheduleMigrations } from './schema.ts';
+export {
+  readSchedules,
+  pauseSchedule,
+  resumeSchedule,
+  removeSchedule,
+  type ScheduleRow,
+} from './schedule-store.ts';

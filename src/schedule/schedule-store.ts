@@ -1,0 +1,202 @@
+import type { Queryable } from '../db/db.ts';
+
+/** A schedule's row as the scheduler and the command line read it; instants in ms since the epoch. */
+export interface ScheduleRow {
+  name: string;
+  spec: string;
+  nextTick: number;
+  retryAt: number | null;
+  attempts: number;
+  lastError: string | null;
+  lastTick: number | null;
+  lastFiredAt: number | null;
+  fired: number;
+  failed: number;
+  pausedAt: number | null;
+}
+
+interface RawRow {
+  name: string;
+  spec: string;
+  next_tick: number;
+  retry_at: number | null;
+  attempts: number;
+  last_error: string | null;
+  last_tick: number | null;
+  last_fired_at: number | null;
+  fired: string | number;
+  failed: string | number;
+  paused_at: number | null;
+}
+
+// Instants leave the database as float8 milliseconds: the same number on pg and PGlite,
+// whatever the session's time zone, with no Date parsed per row.
+const ms = (column: string): string => `(extract(epoch FROM ${column}) * 1000)::float8 AS ${column}`;
+const columns = [
+  'name',
+  'spec',
+  ms('next_tick'),
+  ms('retry_at'),
+  'attempts',
+  'last_error',
+  ms('last_tick'),
+  ms('last_fired_at'),
+  'fired',
+  'failed',
+  ms('paused_at'),
+].join(', ');
+
+const iso = (instant: number): string => new Date(instant).toISOString();
+
+function toRow(raw: RawRow): ScheduleRow {
+  return {
+    name: raw.name,
+    spec: raw.spec,
+    nextTick: raw.next_tick,
+    retryAt: raw.retry_at,
+    attempts: raw.attempts,
+    lastError: raw.last_error,
+    lastTick: raw.last_tick,
+    lastFiredAt: raw.last_fired_at,
+    fired: Number(raw.fired),
+    failed: Number(raw.failed),
+    pausedAt: raw.paused_at,
+  };
+}
+
+/**
+ * Adds a schedule's row planned from `firstTick`, or re-plans it from there when its stored
+ * timing differs (a new definition wins); a row with the same timing is left as it is, so a
+ * restart neither skips nor repeats a tick.
+ */
+export async function registerSchedule(
+  db: Queryable,
+  schedule: { name: string; spec: string },
+  firstTick: number,
+  now: number,
+): Promise<void> {
+  await db.query(
+    `INSERT INTO keel_schedules AS s (name, spec, next_tick, updated_at)
+     VALUES ($1, $2, $3::timestamptz, $4::timestamptz)
+     ON CONFLICT (name) DO UPDATE
+       SET spec = EXCLUDED.spec, next_tick = EXCLUDED.next_tick, retry_at = NULL, attempts = 0,
+           last_error = NULL, updated_at = EXCLUDED.updated_at
+       WHERE s.spec <> EXCLUDED.spec`,
+    [schedule.name, schedule.spec, iso(firstTick), iso(now)],
+  );
+}
+
+/** The named schedules' rows (every row when `names` is undefined), by name. */
+export async function readSchedules(db: Queryable, names?: readonly string[]): Promise<ScheduleRow[]> {
+  const { rows } =
+    names === undefined
+      ? await db.query<RawRow>(`SELECT ${columns} FROM keel_schedules ORDER BY name`)
+      : await db.query<RawRow>(`SELECT ${columns} FROM keel_schedules WHERE name = ANY($1) ORDER BY name`, [
+          names,
+        ]);
+  return rows.map(toRow);
+}
+
+/**
+ * Locks a schedule's row for the rest of `tx`, or returns undefined when the row is gone or,
+ * unless `wait`, another scheduler holds it (it is firing that schedule now). The row read is
+ * the latest committed version, so a tick another scheduler just fired is seen as fired.
+ */
+export async function lockSchedule(
+  tx: Queryable,
+  name: string,
+  options: { wait?: boolean } = {},
+): Promise<ScheduleRow | undefined> {
+  const { rows } = await tx.query<RawRow>(
+    `SELECT ${columns} FROM keel_schedules WHERE name = $1 FOR UPDATE${options.wait === true ? '' : ' SKIP LOCKED'}`,
+    [name],
+  );
+  return rows[0] === undefined ? undefined : toRow(rows[0]);
+}
+
+/** Records that `tick` fired and plans `nextTick`. */
+export async function recordFired(
+  tx: Queryable,
+  name: string,
+  fired: { tick: number; nextTick: number; now: number },
+): Promise<void> {
+  await tx.query(
+    `UPDATE keel_schedules
+        SET next_tick = $2::timestamptz, last_tick = $3::timestamptz, last_fired_at = $4::timestamptz,
+            fired = fired + 1, attempts = 0, retry_at = NULL, last_error = NULL, updated_at = $4::timestamptz
+      WHERE name = $1`,
+    [name, iso(fired.nextTick), iso(fired.tick), iso(fired.now)],
+  );
+}
+
+/** Moves the schedule past ticks it skipped without firing one. */
+export async function recordSkipped(
+  tx: Queryable,
+  name: string,
+  nextTick: number,
+  now: number,
+): Promise<void> {
+  await tx.query(
+    `UPDATE keel_schedules SET next_tick = $2::timestamptz, attempts = 0, retry_at = NULL, updated_at = $3::timestamptz
+      WHERE name = $1`,
+    [name, iso(nextTick), iso(now)],
+  );
+}
+
+/**
+ * Records a failed attempt: with `retryAt` the tick is tried again then; without it the tick is
+ * given up, counted as failed, and the schedule moves on to `nextTick`.
+ */
+export async function recordFailure(
+  tx: Queryable,
+  name: string,
+  failure: { tick: number; attempts: number; error: string; now: number } & (
+    { retryAt: number } | { nextTick: number }
+  ),
+): Promise<void> {
+  if ('retryAt' in failure) {
+    await tx.query(
+      `UPDATE keel_schedules
+          SET next_tick = $2::timestamptz, attempts = $3, retry_at = $4::timestamptz, last_error = $5,
+              updated_at = $6::timestamptz
+        WHERE name = $1`,
+      [name, iso(failure.tick), failure.attempts, iso(failure.retryAt), failure.error, iso(failure.now)],
+    );
+    return;
+  }
+  await tx.query(
+    `UPDATE keel_schedules
+        SET next_tick = $2::timestamptz, attempts = 0, retry_at = NULL, last_error = $3, failed = failed + 1,
+            updated_at = $4::timestamptz
+      WHERE name = $1`,
+    [name, iso(failure.nextTick), failure.error, iso(failure.now)],
+  );
+}
+
+/** Pauses a schedule: no scheduler fires it until it is resumed. Returns whether the row exists. */
+export async function pauseSchedule(db: Queryable, name: string, now: number): Promise<boolean> {
+  const { rowCount } = await db.query(
+    `UPDATE keel_schedules SET paused_at = COALESCE(paused_at, $2::timestamptz), updated_at = $2::timestamptz
+      WHERE name = $1`,
+    [name, iso(now)],
+  );
+  return rowCount > 0;
+}
+
+/**
+ * Resumes a paused schedule. Ticks that came due while it was paused are caught up by the
+ * schedule's own rules: those within its catch-up window fire, older ones are skipped.
+ */
+export async function resumeSchedule(db: Queryable, name: string, now: number): Promise<boolean> {
+  const { rowCount } = await db.query(
+    `UPDATE keel_schedules SET paused_at = NULL, updated_at = $2::timestamptz WHERE name = $1`,
+    [name, iso(now)],
+  );
+  return rowCount > 0;
+}
+
+/** Deletes a schedule's row (a schedule no process defines any more). Returns whether it existed. */
+export async function removeSchedule(db: Queryable, name: string): Promise<boolean> {
+  const { rowCount } = await db.query('DELETE FROM keel_schedules WHERE name = $1', [name]);
+  return rowCount > 0;
+}

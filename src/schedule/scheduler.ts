@@ -1,0 +1,324 @@
+import type { Db, Tx } from '../db/db.ts';
+import { causeOfFailure } from '../db/transaction-scope.ts';
+import { InvalidArgumentError, KeelError } from '../errors/index.ts';
+import { ConsumerWakeup } from '../messaging/consumer-wakeup.ts';
+import { describeError } from '../messaging/describe-error.ts';
+import { ServiceBase } from '../service/index.ts';
+import { systemClock, type Clock } from '../time/index.ts';
+import type { Schedule, ScheduleTick } from './schedule-definition.ts';
+import {
+  lockSchedule,
+  readSchedules,
+  recordFailure,
+  recordFired,
+  recordSkipped,
+  registerSchedule,
+  type ScheduleRow,
+} from './schedule-store.ts';
+import { planTick } from './tick-plan.ts';
+
+export interface SchedulerOptions {
+  /** The schedules this process fires; other processes may fire the same ones. */
+  schedules: readonly Schedule[];
+  /**
+   * The longest wait between two looks at the schedules' rows, for what another process changed
+   * there (a pause, a resume, a new definition). A due tick wakes the scheduler on time however
+   * long this is. Default 30 000.
+   */
+  pollMs?: number;
+  /** Default the system clock. Ticks fire when this clock reaches them. */
+  clock?: Clock;
+  /** The service's name, in events and logs. Default `scheduler`. */
+  name?: string;
+}
+
+export interface SchedulerEvents {
+  /** A tick's writes committed. */
+  fired: { schedule: string; tick: ScheduleTick };
+  /** Ticks from `from` up to, not including, `until` were skipped, none fired: all were older than the catch-up window. */
+  skipped: { schedule: string; from: Date; until: Date };
+  /**
+   * An attempt at a tick failed and its writes were rolled back. It is tried again at `retryAt`;
+   * without `retryAt` it was the last attempt and the schedule moved on to its next tick.
+   */
+  failed: { schedule: string; tick: ScheduleTick; error: unknown; retryAt?: Date };
+  /**
+   * The schedule's row was planned by another definition (`stored`) than this process's (`ours`):
+   * this process does not fire it. Emitted once per stored definition.
+   */
+  conflict: { schedule: string; ours: string; stored: string };
+}
+
+type TickOutcome =
+  | { kind: 'fired'; tick: ScheduleTick }
+  | { kind: 'skipped'; from: number; until: number }
+  | { kind: 'failed'; tick: ScheduleTick; error: unknown; retryAt?: number }
+  /** Another scheduler holds the row, or it changed since it was read: nothing done. */
+  | { kind: 'passed' };
+
+/** A recheck of a schedule another scheduler is firing: it moves on within a transaction. */
+const heldRecheckMs = 1000;
+const savepoint = 'keel_schedule_fire';
+
+/**
+ * Fires schedules: each tick once, however many processes run a `Scheduler` for it. A tick runs
+ * its `fire(tx, tick)` in the transaction that locks the schedule's row and moves it to the next
+ * tick, so the tick's writes commit exactly once; a scheduler that crashes mid-tick commits
+ * nothing, and the tick fires elsewhere or at the next start.
+ *
+ * A failed attempt rolls back to a savepoint, records the failure in the same transaction and
+ * is retried after the schedule's backoff, until `maxAttempts`. `start()` registers every
+ * schedule (a new one's first tick is its next one after now; a changed one is re-planned the
+ * same way) and then fires what is due; `stop()` lets a tick in flight commit and starts no
+ * other.
+ */
+export class Scheduler extends ServiceBase<SchedulerEvents> {
+  readonly #db: Db;
+  readonly #schedules: ReadonlyMap<string, Schedule>;
+  readonly #pollMs: number;
+  readonly #wakeup: ConsumerWakeup;
+  readonly #stopping = new AbortController();
+  readonly #conflictsSeen = new Set<string>();
+  #loop: Promise<void> | undefined;
+
+  constructor(db: Db, options: SchedulerOptions) {
+    super(options?.name ?? 'scheduler', options?.clock ?? systemClock);
+    const list: unknown = options?.schedules;
+    if (!Array.isArray(list) || list.length === 0)
+      throw new InvalidArgumentError('schedules', 'a non-empty list of defineSchedule(...) results', list);
+    const schedules = new Map<string, Schedule>();
+    options.schedules.forEach((schedule, i) => {
+      if (typeof schedule?.nextTickAfter !== 'function')
+        throw new InvalidArgumentError(`schedules.${i}`, 'a defineSchedule(...) result', schedule);
+      if (schedules.has(schedule.name))
+        throw new InvalidArgumentError(
+          `schedules.${i}.name`,
+          'a name no earlier schedule has',
+          schedule.name,
+        );
+      schedules.set(schedule.name, schedule);
+    });
+    const pollMs = options.pollMs ?? 30_000;
+    if (!Number.isSafeInteger(pollMs) || pollMs < 1)
+      throw new InvalidArgumentError('pollMs', 'an integer number of ms >= 1', options.pollMs);
+    this.#db = db;
+    this.#schedules = schedules;
+    this.#pollMs = pollMs;
+    this.#wakeup = new ConsumerWakeup(this.clock);
+  }
+
+  protected override async onStart(): Promise<void> {
+    // Without its table a scheduler would only report errors from every pass: refuse to start.
+    const { rows } = await this.#db.query<{ present: boolean }>(
+      `SELECT to_regclass('keel_schedules') IS NOT NULL AS present`,
+    );
+    if (rows[0]?.present !== true)
+      throw new KeelError(
+        'KEEL_SCHEMA_MISSING',
+        `the scheduler needs keel_schedules in schema ${this.#db.schema}: run scheduleMigrations first`,
+      );
+    for (const schedule of this.#schedules.values()) await this.#register(schedule);
+    this.#loop = this.#run();
+  }
+
+  protected override async onStop(): Promise<void> {
+    this.#stopping.abort();
+    this.#wakeup.stop();
+    await this.#loop;
+  }
+
+  async #register(schedule: Schedule): Promise<void> {
+    const now = this.clock.now();
+    await registerSchedule(this.#db, schedule, schedule.nextTickAfter(now), now);
+  }
+
+  async #run(): Promise<void> {
+    while (!this.#stopping.signal.aborted) {
+      let waitMs: number;
+      try {
+        waitMs = await this.#pass();
+      } catch (error) {
+        this.events.emit('error', { error, during: 'fire due schedules' });
+        waitMs = Math.min(this.#pollMs, 5000);
+      }
+      if (waitMs > 0) await this.#wakeup.pause(waitMs);
+    }
+  }
+
+  /** Fires at most one tick of each due schedule; resolves with how long to wait before the next pass. */
+  async #pass(): Promise<number> {
+    let waitMs = this.#pollMs;
+    const rows = await readSchedules(this.#db, [...this.#schedules.keys()]);
+    const seen = new Set<string>();
+    for (const row of rows) {
+      if (this.#stopping.signal.aborted) return 0;
+      seen.add(row.name);
+      const schedule = this.#schedules.get(row.name)!;
+      if (row.spec !== schedule.spec) {
+        this.#reportConflict(schedule, row.spec);
+        continue;
+      }
+      if (row.pausedAt !== null) continue;
+      const now = this.clock.now();
+      const dueAt = Math.max(row.nextTick, row.retryAt ?? row.nextTick);
+      if (dueAt > now) {
+        waitMs = Math.min(waitMs, dueAt - now);
+        continue;
+      }
+      const outcome = await this.#tick(schedule);
+      this.#report(schedule, outcome);
+      // Something moved: look again at once (a backlog fired tick by tick, a retry's time).
+      waitMs = outcome.kind === 'passed' ? Math.min(waitMs, heldRecheckMs) : 0;
+    }
+    // A row deleted while this process runs (`keel schedule remove`) comes back planned from now.
+    for (const schedule of this.#schedules.values())
+      if (!seen.has(schedule.name)) await this.#register(schedule);
+    return waitMs;
+  }
+
+  async #tick(schedule: Schedule): Promise<TickOutcome> {
+    let attempted: ScheduleTick | undefined;
+    try {
+      return await this.#db.transaction(async (tx) => {
+        const row = await lockSchedule(tx, schedule.name);
+        const now = this.clock.now();
+        if (row === undefined || !isDue(row, schedule, now)) return { kind: 'passed' };
+        const plan = planTick(schedule, row.nextTick, now);
+        if (plan.kind === 'skip') {
+          await recordSkipped(tx, schedule.name, plan.nextTick, now);
+          return { kind: 'skipped', from: row.nextTick, until: plan.nextTick };
+        }
+        const tick = tickOf(schedule, row, plan.tick, now);
+        attempted = tick;
+        try {
+          await fireWithin(tx, schedule, tick);
+        } catch (error) {
+          return this.#recordFailure(tx, schedule, tick, error);
+        }
+        await recordFired(tx, schedule.name, {
+          tick: plan.tick,
+          nextTick: schedule.nextTickAfter(plan.tick),
+          now,
+        });
+        return { kind: 'fired', tick };
+      });
+    } catch (error) {
+      if (attempted === undefined) throw error;
+      return this.#recordFailureAfterRollback(schedule, attempted, error);
+    }
+  }
+
+  /**
+   * The tick's whole transaction failed (a write the tick sent without waiting fails the
+   * transaction, not just its savepoint; or the commit did): record the attempt in a new one,
+   * unless another scheduler has moved the schedule on since. The lock is waited for: the failed
+   * transaction's connection may not have ended it yet.
+   */
+  async #recordFailureAfterRollback(
+    schedule: Schedule,
+    tick: ScheduleTick,
+    error: unknown,
+  ): Promise<TickOutcome> {
+    return this.#db.transaction(async (tx) => {
+      const row = await lockSchedule(tx, schedule.name, { wait: true });
+      const unchanged =
+        row !== undefined &&
+        row.spec === schedule.spec &&
+        row.attempts === tick.attempt - 1 &&
+        (row.nextTick === tick.at.getTime() || tick.skippedFrom?.getTime() === row.nextTick);
+      if (!unchanged) return { kind: 'passed' };
+      return this.#recordFailure(tx, schedule, tick, error);
+    });
+  }
+
+  async #recordFailure(tx: Tx, schedule: Schedule, tick: ScheduleTick, error: unknown): Promise<TickOutcome> {
+    const now = this.clock.now();
+    const at = tick.at.getTime();
+    const message = describeError(error);
+    if (tick.attempt >= schedule.maxAttempts) {
+      const nextTick = schedule.nextTickAfter(at);
+      await recordFailure(tx, schedule.name, {
+        tick: at,
+        attempts: tick.attempt,
+        error: message,
+        now,
+        nextTick,
+      });
+      return { kind: 'failed', tick, error };
+    }
+    const retryAt = now + schedule.backoff.delay(tick.attempt, 0);
+    await recordFailure(tx, schedule.name, {
+      tick: at,
+      attempts: tick.attempt,
+      error: message,
+      now,
+      retryAt,
+    });
+    return { kind: 'failed', tick, error, retryAt };
+  }
+
+  /** Events go out after the commit: a listener never hears of a tick that rolled back. */
+  #report(schedule: Schedule, outcome: TickOutcome): void {
+    const name = schedule.name;
+    if (outcome.kind === 'fired') this.events.emit('fired', { schedule: name, tick: outcome.tick });
+    else if (outcome.kind === 'skipped')
+      this.events.emit('skipped', {
+        schedule: name,
+        from: new Date(outcome.from),
+        until: new Date(outcome.until),
+      });
+    else if (outcome.kind === 'failed')
+      this.events.emit('failed', {
+        schedule: name,
+        tick: outcome.tick,
+        error: outcome.error,
+        ...(outcome.retryAt === undefined ? {} : { retryAt: new Date(outcome.retryAt) }),
+      });
+  }
+
+  #reportConflict(schedule: Schedule, stored: string): void {
+    const key = `${schedule.name}\n${stored}`;
+    if (this.#conflictsSeen.has(key)) return;
+    this.#conflictsSeen.add(key);
+    this.events.emit('conflict', { schedule: schedule.name, ours: schedule.spec, stored });
+  }
+}
+
+function isDue(row: ScheduleRow, schedule: Schedule, now: number): boolean {
+  return (
+    row.spec === schedule.spec &&
+    row.pausedAt === null &&
+    row.nextTick <= now &&
+    (row.retryAt === null || row.retryAt <= now)
+  );
+}
+
+function tickOf(schedule: Schedule, row: ScheduleRow, at: number, now: number): ScheduleTick {
+  const date = new Date(at);
+  return {
+    schedule: schedule.name,
+    at: date,
+    key: `${schedule.name}@${date.toISOString()}`,
+    firedAt: new Date(now),
+    // Failures counted on the row were of its next tick; a later tick starts afresh.
+    attempt: at === row.nextTick ? row.attempts + 1 : 1,
+    ...(at > row.nextTick ? { skippedFrom: new Date(row.nextTick) } : {}),
+  };
+}
+
+/**
+ * Runs the tick's writes behind a savepoint, so a failure undoes them and leaves the transaction
+ * usable for recording it. The release is awaited: writes the caller sent without waiting
+ * settle before the tick counts as fired.
+ */
+async function fireWithin(tx: Tx, schedule: Schedule, tick: ScheduleTick): Promise<void> {
+  await tx.query(`SAVEPOINT ${savepoint}`);
+  try {
+    await schedule.fire(tx, tick);
+    await tx.query(`RELEASE SAVEPOINT ${savepoint}`);
+  } catch (error) {
+    const cause = await causeOfFailure(tx, error);
+    await tx.query(`ROLLBACK TO SAVEPOINT ${savepoint}`);
+    throw cause;
+  }
+}

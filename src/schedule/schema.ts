@@ -1,0 +1,29 @@
+/** The schedules' table, as migrations the application runs with its own. */
+export const scheduleMigrations = [
+  {
+    id: 'keel_schedule_0001_create',
+    sql: `
+-- One row a schedule: its next tick, locked by the scheduler that fires it, and moved on in the
+-- same transaction as the tick's writes. A tick fires once because that row moves once.
+CREATE TABLE IF NOT EXISTS keel_schedules (
+  name text PRIMARY KEY,
+  -- The timing the row was planned by (cron text and zone, or an interval): a process whose
+  -- definition differs does not fire the schedule, and registering a new one re-plans it.
+  spec text NOT NULL,
+  next_tick timestamptz NOT NULL,
+  -- Set after a failed attempt at next_tick: it is not tried again before then.
+  retry_at timestamptz,
+  attempts integer NOT NULL DEFAULT 0,
+  last_error text,
+  last_tick timestamptz,
+  last_fired_at timestamptz,
+  fired bigint NOT NULL DEFAULT 0,
+  -- Ticks given up after maxAttempts failed attempts.
+  failed bigint NOT NULL DEFAULT 0,
+  paused_at timestamptz,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  updated_at timestamptz NOT NULL DEFAULT now()
+);
+`,
+  },
+] as const;
