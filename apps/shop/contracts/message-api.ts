@@ -6,8 +6,11 @@ import { orderPlacedV1, ordersQueue } from './orders.ts';
 
 // The shop's message contract: every destination its contexts publish to or read from, with
 // the versioned message types on each. apps/shop/contracts/asyncapi.json is this document as
-// published, kept current like openapi.json (`npm run contracts -- write`). keel's own saga
-// commands and replies travel on destinations of their own and are keel's contract, not the shop's.
+// published, kept current like openapi.json (`npm run contracts -- write`). The order-fulfilment
+// saga has no channel here because it exchanges no messages: keel sends a saga's commands (and
+// waits for replies) only for a step's `request` or a compensation's `command`, and each of its
+// steps is a call the worker makes itself. asyncapi.test.ts holds any command it comes to send to
+// a channel documented here.
 
 /** The shop's messages as an AsyncAPI 3.0 document. */
 export function shopAsyncApiDocument(): AsyncApiDocument {

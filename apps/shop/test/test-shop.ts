@@ -84,7 +84,10 @@ export async function openTestShop(
     payments?: (db: Db) => Payments;
     config?: Partial<ShopConfig>;
     mailer?: Mailer;
-    broker?: MessageBroker;
+    /** The shop's broker, or how to build it on the opened database (keel's PostgreSQL queue, wrapped). */
+    broker?: MessageBroker | ((db: Db) => MessageBroker);
+    /** What the shop uses in place of the opened, migrated database: a view of it that fails on demand. */
+    db?: (db: Db) => Db;
     /** Where the order stream lives; default keel's PostgreSQL stream in the store. */
     orderStream?: OrderStream;
   } = {},
@@ -92,15 +95,16 @@ export async function openTestShop(
   const db = await store.open();
   await migrate(db, await shopMigrations());
   const payments = options.payments?.(db);
+  const broker = typeof options.broker === 'function' ? options.broker(db) : options.broker;
   return buildShop(
     { ...testShopConfig(roles), ...options.config },
     {
-      db,
+      db: options.db?.(db) ?? db,
       clock,
       logger: pino({ level: 'silent' }),
       ...(payments === undefined ? {} : { payments }),
       ...(options.mailer === undefined ? {} : { mailer: options.mailer }),
-      ...(options.broker === undefined ? {} : { broker: options.broker }),
+      ...(broker === undefined ? {} : { broker }),
       ...(options.orderStream === undefined ? {} : { orderStream: options.orderStream }),
     },
   );

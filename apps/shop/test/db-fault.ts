@@ -1,0 +1,62 @@
+import type { Db } from '../../../src/db/index.ts';
+import { defaultDatabaseUrl } from '../../../src/db/index.ts';
+import { describeServer, unavailable } from '../../../src/db/pg-errors.ts';
+
+/**
+ * A switch over a shop's database, for tests of what the API answers when it fails: wrap the
+ * shop's `Db` with `wrap` (openTestShop's `db` option), and while `during` runs every query and
+ * every transaction begun through it rejects with the given error, as they would against a
+ * database that went away or broke under a running shop. Statements of a transaction begun
+ * before stay as they are: the fault is at the door, not mid-transaction.
+ */
+export class DbFault {
+  #error: unknown;
+  #failing = false;
+
+  wrap(db: Db): Db {
+    const refuse = (): void => {
+      if (this.#failing) throw this.#error;
+    };
+    return new Proxy(db, {
+      get(target, property, receiver) {
+        const value: unknown = Reflect.get(target, property, receiver);
+        if (typeof value !== 'function') return value;
+        const method = (value as (...args: unknown[]) => unknown).bind(target);
+        if (property !== 'query' && property !== 'transaction') return method;
+        return async (...args: unknown[]) => {
+          refuse();
+          return method(...args);
+        };
+      },
+    });
+  }
+
+  /** Runs `fn` with every new call failing with `error`; the database answers again after, whatever `fn` did. */
+  async during<T>(error: unknown, fn: () => Promise<T>): Promise<T> {
+    this.#error = error;
+    this.#failing = true;
+    try {
+      return await fn();
+    } finally {
+      this.#failing = false;
+      this.#error = undefined;
+    }
+  }
+}
+
+/** What keel's PostgreSQL `Db` rejects with when its server refuses connections (`KEEL_DB_UNAVAILABLE`). */
+export function databaseUnreachable(): Error {
+  const refused = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' });
+  return unavailable(describeServer(defaultDatabaseUrl), refused);
+}
+
+/**
+ * What a statement that fails for a reason of its own — not the connection's — rejects with: the
+ * driver's error with its SQLSTATE (here XX001, data corrupted), which no handler expects.
+ */
+export function statementFailed(): Error {
+  return Object.assign(
+    new Error('could not read block 7 in file "base/16384/16402": read only 0 of 8192 bytes'),
+    { code: 'XX001' },
+  );
+}
