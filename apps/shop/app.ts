@@ -45,6 +45,8 @@ import type { Mailer } from './notifications/mailer.ts';
 import { analyticsRoutes } from './analytics/analytics-routes.ts';
 import { pgOrderStream, type OrderAnalyticsRunner, type OrderStream } from './analytics/order-stream.ts';
 import { orderStreamPublisher } from './analytics/order-stream-publisher.ts';
+import { dailySalesScheduler } from './analytics/daily-sales-scheduler.ts';
+import type { DailySalesConfig } from './analytics/daily-sales.ts';
 
 /** The parts one process runs. The all-in-one runs all three; split deployments one each. */
 export type ShopRole = 'api' | 'worker' | 'relay';
@@ -78,6 +80,8 @@ export interface ShopConfig {
   streamRetentionMs?: number;
   /** Where the worker's notifications send mail, when `ShopDeps.mailer` is not given. Default: `./.keel/mailbox`. */
   mail?: MailConfig;
+  /** When the worker closes each day's sales (`daily_sales`); never when absent. */
+  dailySales?: DailySalesConfig;
 }
 
 export interface ShopDeps {
@@ -235,6 +239,8 @@ export function buildShop(config: ShopConfig, deps: ShopDeps): Shop {
       );
       parts.push(retention);
     }
+    if (config.dailySales !== undefined)
+      parts.push(dailySalesScheduler(db, config.dailySales, clock, logger));
   }
 
   const idempotency = new PostgresIdempotencyStore(db, { clock });

@@ -2,6 +2,7 @@ import { dbConfigFromEnv } from '../../src/db/index.ts';
 import { InvalidArgumentError } from '../../src/errors/index.ts';
 import type { TokenBucketLimits } from '../../src/resilience/index.ts';
 import { parseDuration } from '../../src/time/index.ts';
+import { dailySalesSchedule, type DailySalesConfig } from './analytics/daily-sales.ts';
 import { mailConfigFromEnv } from './notifications/mail-config.ts';
 import type { ShopConfig, ShopOutbox, ShopRole } from './app.ts';
 
@@ -24,6 +25,8 @@ const allRoles: readonly ShopRole[] = ['api', 'worker', 'relay'];
  * - `KEEL_STREAM_RETENTION`: how long the order stream keeps an event the analytics model has
  *   applied (`30d`, `12h`, …), or `off` (the default: kept for a rebuild from the first event)
  * - mail: see `mailConfigFromEnv` (`KEEL_SMTP_URL`, else a mailbox folder; `KEEL_MAIL_FROM`)
+ * - `KEEL_DAILY_SALES`: the cron on which the worker closes the day before (`5 0 * * *`), or `off`;
+ *   `KEEL_TIME_ZONE`: the IANA zone of that cron and of the days (`UTC`)
  */
 export function shopConfigFromEnv(env: NodeJS.ProcessEnv = process.env, defaultRoles = allRoles): ShopConfig {
   const pollIntervalMs = integer(env, 'KEEL_POLL_INTERVAL_MS', 1000, 1);
@@ -42,7 +45,28 @@ export function shopConfigFromEnv(env: NodeJS.ProcessEnv = process.env, defaultR
     mail: mailConfigFromEnv(env),
     ...(env.KEEL_METRICS_PORT?.trim() ? { metricsPort: integer(env, 'KEEL_METRICS_PORT', 0, 0, 65535) } : {}),
     ...streamRetention(env),
+    ...dailySales(env),
   };
+}
+
+function dailySales(env: NodeJS.ProcessEnv): { dailySales?: DailySalesConfig } {
+  const cron = env.KEEL_DAILY_SALES?.trim() || '5 0 * * *';
+  if (cron === 'off') return {};
+  const config = { cron, timeZone: env.KEEL_TIME_ZONE?.trim() || 'UTC' };
+  try {
+    dailySalesSchedule(config);
+  } catch (error) {
+    // defineSchedule names its own fields; the operator set these variables.
+    const field = (error as { field?: string }).field?.endsWith('timezone')
+      ? 'KEEL_TIME_ZONE'
+      : 'KEEL_DAILY_SALES';
+    throw new InvalidArgumentError(
+      field,
+      `a cron expression and an IANA time zone (${(error as Error).message})`,
+      field === 'KEEL_TIME_ZONE' ? config.timeZone : cron,
+    );
+  }
+  return { dailySales: config };
 }
 
 function streamRetention(env: NodeJS.ProcessEnv): { streamRetentionMs?: number } {

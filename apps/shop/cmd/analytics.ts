@@ -6,6 +6,7 @@
 // stream is the Kafka topic, and positions are offsets summed over its partitions.
 import { withCliDb } from '../../../src/cli/cli-io.ts';
 import { migrate, type Db } from '../../../src/db/index.ts';
+import { readDailySales } from '../analytics/daily-sales.ts';
 import { orderAnalytics } from '../analytics/order-analytics-store.ts';
 import { orderStreamProgress, type OrderStream } from '../analytics/order-stream.ts';
 import { brokerConfigFromEnv } from '../presets/broker-config.ts';
@@ -14,7 +15,8 @@ import { openOrderStream } from '../presets/order-stream-config.ts';
 
 const usage = `npm run analytics -- rebuild    empty the read model and replay the order stream from its first entry
 npm run analytics -- status     the stream position the model has applied, and the stream's last
-npm run analytics -- summary    what GET /v1/analytics/orders answers, as JSON`;
+npm run analytics -- summary    what GET /v1/analytics/orders answers, as JSON
+npm run analytics -- daily      the last two weeks' closed days (the worker's daily-sales schedule)`;
 
 /** `stream`: where the order stream lives; default from the environment (`KEEL_BROKER`). */
 export async function runAnalytics(
@@ -24,7 +26,7 @@ export async function runAnalytics(
   stream?: OrderStream,
 ): Promise<number> {
   const [command] = argv;
-  if (command !== 'rebuild' && command !== 'status' && command !== 'summary') {
+  if (command !== 'rebuild' && command !== 'status' && command !== 'summary' && command !== 'daily') {
     out(usage);
     return command === undefined || command === '--help' ? 0 : 2;
   }
@@ -51,6 +53,16 @@ export async function runAnalytics(
         }
         case 'summary': {
           out(JSON.stringify(await orderAnalytics(db, 10, orderStream), null, 2));
+          return 0;
+        }
+        case 'daily': {
+          const days = await readDailySales(db);
+          if (days.length === 0)
+            out('no day closed yet (the worker closes each day after midnight: KEEL_DAILY_SALES)');
+          for (const d of days)
+            out(
+              `${d.day} ${d.timeZone}  orders ${d.orders}  confirmed ${d.confirmed}  cancelled ${d.cancelled}  revenue ${(d.revenueCents / 100).toFixed(2)}`,
+            );
           return 0;
         }
       }

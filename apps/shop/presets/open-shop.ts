@@ -17,6 +17,7 @@ import { pgQueueMigrations, pgStreamMigrations } from '../../../src/messaging/in
 import { kafkaProjectionMigrations } from '../../../src/messaging/adapters/kafka/kafka-projection-schema.ts';
 import { inboxMigrations, outboxMigrations } from '../../../src/outbox/index.ts';
 import { sagaMigrations } from '../../../src/saga/index.ts';
+import { scheduleMigrations } from '../../../src/schedule/index.ts';
 import { systemClock, type Clock } from '../../../src/time/index.ts';
 import { buildShop, type Shop, type ShopRole } from '../app.ts';
 import { shopConfigFromEnv } from '../config.ts';
@@ -43,6 +44,7 @@ export async function shopMigrations(): Promise<Migration[]> {
     ...idempotencyMigrations,
     ...sagaMigrations,
     ...flagMigrations,
+    ...scheduleMigrations,
     ...(await loadMigrations(migrationsDir)),
   ];
 }
