@@ -165,6 +165,8 @@ export function buildShop(config: ShopConfig, deps: ShopDeps): Shop {
   let sagas: SagaRunner | undefined;
   let analytics: OrderAnalyticsRunner | undefined;
   const orderStream = deps.orderStream ?? pgOrderStream;
+  const closeOrderStream = orderStream.close?.bind(orderStream);
+  if (closeOrderStream !== undefined) parts.push(new Closer('order stream', closeOrderStream));
   let notifications: QueueConsumer | undefined;
   // The resilience policies this process calls through, by name: for metrics and the dashboard.
   const policies: Record<string, NamedPolicies[string]> = {};

@@ -3,9 +3,11 @@
 import type { Db } from '../../../src/db/index.ts';
 import {
   KafkaProjectionRunner,
+  KafkaTopicRanges,
   type KafkaEntry,
   type PartitionRange,
 } from '../../../src/messaging/adapters/kafka/index.ts';
+import { systemClock, type Clock } from '../../../src/time/index.ts';
 import {
   orderAnalyticsProjection,
   orderAnalyticsProjectionName,
@@ -21,7 +23,22 @@ export interface KafkaOrderStreamOptions {
   topic: string;
   /** Default `shop`. */
   clientId?: string;
+  /** What ages the cached partition ends (1 s). Default the system clock. */
+  clock?: Clock;
 }
+
+/** The order stream on Kafka, with the connection its progress reads share. */
+export interface KafkaOrderStream extends OrderStream {
+  /**
+   * Closes the connection progress reads ask Kafka for the partitions' ends on (idempotent; a
+   * read after it opens another). Idle, the connection does not keep the process alive, so a
+   * process that never calls this still exits.
+   */
+  close(): Promise<void>;
+}
+
+/** How long reads of the model share one answer for the partitions' ends. */
+const endsMaxAgeMs = 1000;
 
 const kafkaPlace = (entry: KafkaEntry): StreamPlace => ({
   partition: entry.partition,
@@ -35,7 +52,9 @@ const kafkaPlace = (entry: KafkaEntry): StreamPlace => ({
  * applied from the topic by a `KafkaProjectionRunner`, in the transaction that stores the
  * partitions' offsets. Progress is in offsets, summed over partitions.
  */
-export function kafkaOrderStream(options: KafkaOrderStreamOptions): OrderStream {
+export function kafkaOrderStream(options: KafkaOrderStreamOptions): KafkaOrderStream {
+  const clientId = options.clientId ?? 'shop';
+  const clock = options.clock ?? systemClock;
   const runner = (
     db: Db,
     { onSkipped, ...settings }: OrderAnalyticsRunnerOptions = {},
@@ -45,15 +64,18 @@ export function kafkaOrderStream(options: KafkaOrderStreamOptions): OrderStream 
       name: orderAnalyticsProjectionName,
       topic: options.topic,
       brokers: options.brokers,
-      clientId: options.clientId ?? 'shop',
+      clientId,
     });
-  // Each read of the model asks Kafka for the partitions' ends, on a connection of its own: within
-  // a second, reads share one answer, so a busy page does not open a connection per request.
+  // Reads of the model ask Kafka for the partitions' ends over one connection, opened at the first
+  // read and kept (a new one after a failure): an api process does not connect per read. Within a
+  // second, reads share one answer, so a busy page does not ask per request either.
+  const topicRanges = new KafkaTopicRanges({ topic: options.topic, brokers: options.brokers, clientId });
   let recentEnds: { at: number; ranges: Promise<PartitionRange[]> } | undefined;
-  const partitionEnds = (status: KafkaProjectionRunner): Promise<PartitionRange[]> => {
-    const now = performance.now();
-    if (recentEnds === undefined || now - recentEnds.at > 1000) {
-      const ranges = status.partitions();
+  const partitionEnds = (): Promise<PartitionRange[]> => {
+    const now = clock.now();
+    // A wall clock set back must not keep an answer for as long as it went back.
+    if (recentEnds === undefined || now - recentEnds.at > endsMaxAgeMs || now < recentEnds.at) {
+      const ranges = topicRanges.ranges();
       recentEnds = { at: now, ranges };
       // A failed look is not kept: the next read asks again.
       ranges.catch(() => {
@@ -66,9 +88,10 @@ export function kafkaOrderStream(options: KafkaOrderStreamOptions): OrderStream 
     name: options.topic,
     appender: (_db, broker) => broker,
     analyticsRunner: runner,
+    close: () => topicRanges.close(),
     async progress(db) {
       const status = runner(db);
-      const partitions = await partitionEnds(status);
+      const partitions = await partitionEnds();
       return async (tx) => {
         const stored = await status.position(tx);
         let position = 0;

@@ -52,6 +52,8 @@ export interface OrderStream {
    * the position.
    */
   progress(db: Db): Promise<(tx: Tx) => Promise<OrderStreamProgress>>;
+  /** Lets go of what the stream holds outside the database (a Kafka connection): the shop calls it on stop. */
+  close?(): Promise<void>;
   /**
    * What deletes events older than `olderThanMs` that the analytics model has applied; none
    * where the log keeps its own retention (a Kafka topic's `retention.ms`).

@@ -1,5 +1,6 @@
 // Without Kafka: the runner's argument checks, and how fetched batches become entries. The
-// runner against a real Kafka and database: test/integration/kafka-projection.test.ts.
+// runner against a real Kafka and database: test/integration/kafka-projection.test.ts, and
+// kafka-projection-trimmed.test.ts beside this file for offsets a partition no longer holds.
 import type { RecordsBatch } from '@platformatic/kafka';
 import { describe, expect, it } from 'vitest';
 import type { Db } from '../../../db/index.ts';
@@ -65,6 +66,8 @@ describe('KafkaProjectionRunner arguments', () => {
     expect(() => build({ maxWaitMs: -1 })).toThrow(expect.objectContaining({ field: 'maxWaitMs' }));
     // A fetch that returns at once would make an idle runner spin.
     expect(() => build({ maxWaitMs: 0 })).toThrow(expect.objectContaining({ field: 'maxWaitMs' }));
+    expect(() => build({ onTrimmed: 'skip' })).toThrow(expect.objectContaining({ field: 'onTrimmed' }));
+    expect(build({ onTrimmed: 'resume' }).projection).toBe('p.v1');
     expect(() => build({}, { apply: async () => undefined })).toThrow(
       expect.objectContaining({ field: 'handler' }),
     );

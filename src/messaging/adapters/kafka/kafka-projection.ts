@@ -4,13 +4,10 @@ import { ServiceBase } from '../../../service/index.ts';
 import type { Clock } from '../../../time/index.ts';
 import { ConsumerWakeup } from '../../consumer-wakeup.ts';
 import type { Projection } from '../../projection.ts';
+import { appliedRanges, nextOffsets, type AppliedRange } from './batch-offsets.ts';
 import { assertTopic, resolveOptions } from './kafka-options.ts';
-import {
-  TopicFetcher,
-  type FetchedPartition,
-  type KafkaEntry,
-  type PartitionRange,
-} from './topic-fetcher.ts';
+import { resumePlan, type SkippedRecords } from './offset-out-of-range.ts';
+import { TopicFetcher, type KafkaEntry, type PartitionRange } from './topic-fetcher.ts';
 
 /** A read model built from a Kafka topic: `Projection` over the topic's records. */
 export type KafkaProjection = Projection<KafkaEntry>;
@@ -34,18 +31,29 @@ export interface KafkaProjectionRunnerOptions {
   pollIntervalMs?: number;
   /** How long to wait after a failed fetch or batch before trying again. Default 1 000 ms. */
   retryDelayMs?: number;
-}
-
-/** Where a batch moved one partition: it applied the records from `first` to `last`. */
-export interface AppliedRange {
-  partition: number;
-  first: bigint;
-  last: bigint;
+  /**
+   * What to do when records were deleted from a partition (retention, the admin DeleteRecords
+   * call) past the stored offset, so records this projection never applied are gone: `'throw'`
+   * fails each look with `KafkaPartitionTrimmedError` (`KEEL_STREAM_TRIMMED`; an `error` event,
+   * retried every `retryDelayMs`) until someone decides, by `rebuild()` or by this option;
+   * `'resume'` moves the partition's offset to its first retained record, in the transaction of
+   * the batch that follows, emits `skipped`, and applies on from there. Default `'throw'`: a read
+   * model silently missing records is worse than a stopped one. A stored offset past the
+   * partition's end is another matter (`KafkaOffsetPastEndError`), whatever this says.
+   */
+  onTrimmed?: 'throw' | 'resume';
 }
 
 export interface KafkaProjectionRunnerEvents {
   /** A batch committed, with the partitions' offsets stored past it. */
   applied: { count: number; partitions: AppliedRange[] };
+  /**
+   * `onTrimmed: 'resume'`: the partition's stored offset `from` was below its first retained
+   * offset `to`, and moved there: offsets `from` to `to - 1` were never applied (deleted). Once
+   * the transaction that stored the move committed (the batch that follows it), before its
+   * `applied`.
+   */
+  skipped: SkippedRecords;
 }
 
 /** How far a projection has applied one partition. */
@@ -53,10 +61,20 @@ export interface PartitionProgress {
   partition: number;
   /** The offset it applies next: the stored one, else the partition's first retained record. */
   next: bigint;
+  /** The partition's first retained offset. */
+  start: bigint;
   /** The offset the partition's next record takes. */
   end: bigint;
-  /** Records between the two. */
+  /** Records from `next` to `end` (when `'trimmed'`, the deleted ones too: they were never applied). */
   lag: number;
+  /**
+   * `next` against what the partition holds: `'trimmed'` below `start` (records were deleted
+   * before the projection applied them: the runner fails with `KafkaPartitionTrimmedError` until
+   * a rebuild, or resumes at `start` with `onTrimmed: 'resume'`); `'past-end'` beyond `end` (the
+   * topic is not the one the model was built from: `KafkaOffsetPastEndError` until a rebuild);
+   * else `'in-range'`.
+   */
+  state: 'in-range' | 'trimmed' | 'past-end';
 }
 
 const projectionName = /^[A-Za-z0-9_.:-]{1,200}$/;
@@ -104,9 +122,12 @@ type Look = { kind: 'no-topic' } | { kind: 'looked'; applied: number; stale: boo
  * the offsets it fetched from are still the stored ones, else drops what it fetched and reads
  * again.
  *
- * A record the topic no longer holds (retention deleted it before it was applied; the topic was
- * recreated) stops the projection with `error` events naming the partition: `rebuild()` replays
- * what the topic holds.
+ * Records deleted from a partition (retention, DeleteRecords) past the stored offset stop the
+ * projection with `KafkaPartitionTrimmedError` (`KEEL_STREAM_TRIMMED`) `error` events naming the
+ * partition and both offsets, unless `onTrimmed: 'resume'`; a stored offset past the partition's
+ * end (the topic recreated) stops it with `KafkaOffsetPastEndError`. Kafka answers both with
+ * OFFSET_OUT_OF_RANGE; the runner tells them apart by asking for the partitions' offsets (ListOffsets).
+ * `rebuild()` replays what the topic holds.
  *
  * Lifecycle: `start()` begins (a missing topic is looked for every `pollIntervalMs`, Kafka being
  * down is reported as `error` events and retried, neither fails the start); `stop()` lets the
@@ -124,6 +145,7 @@ export class KafkaProjectionRunner extends ServiceBase<KafkaProjectionRunnerEven
   readonly #maxWaitMs: number;
   readonly #pollIntervalMs: number;
   readonly #retryDelayMs: number;
+  readonly #onTrimmed: 'throw' | 'resume';
   readonly #wakeup: ConsumerWakeup;
   #fetcher: TopicFetcher | undefined;
   #loop: Promise<void> | undefined;
@@ -164,6 +186,9 @@ export class KafkaProjectionRunner extends ServiceBase<KafkaProjectionRunnerEven
     this.#maxWaitMs = positiveInteger('maxWaitMs', resolved.maxWaitMs);
     this.#pollIntervalMs = positiveInteger('pollIntervalMs', options.pollIntervalMs ?? 1000);
     this.#retryDelayMs = positiveInteger('retryDelayMs', options.retryDelayMs ?? 1000);
+    this.#onTrimmed = options.onTrimmed ?? 'throw';
+    if (this.#onTrimmed !== 'throw' && this.#onTrimmed !== 'resume')
+      throw new InvalidArgumentError('onTrimmed', "'throw' or 'resume'", options.onTrimmed);
     this.#wakeup = new ConsumerWakeup(this.clock);
   }
 
@@ -206,7 +231,8 @@ export class KafkaProjectionRunner extends ServiceBase<KafkaProjectionRunnerEven
     const ranges = await this.partitions();
     return ranges.map(({ partition, start, end }) => {
       const next = stored.get(partition) ?? start;
-      return { partition, next, end, lag: end > next ? Number(end - next) : 0 };
+      const state = next < start ? 'trimmed' : next > end ? 'past-end' : 'in-range';
+      return { partition, next, start, end, lag: end > next ? Number(end - next) : 0, state };
     });
   }
 
@@ -287,7 +313,7 @@ export class KafkaProjectionRunner extends ServiceBase<KafkaProjectionRunnerEven
     const count = await fetcher.partitionCount();
     if (count === undefined) return { kind: 'no-topic' };
     const stored = await this.position();
-    const from = new Map<number, bigint>();
+    let from = new Map<number, bigint>();
     for (let partition = 0; partition < count; partition++) {
       let offset = stored.get(partition);
       if (offset === undefined) {
@@ -297,21 +323,36 @@ export class KafkaProjectionRunner extends ServiceBase<KafkaProjectionRunnerEven
       }
       from.set(partition, offset);
     }
-    const fetched = await fetcher.fetch(from, maxWaitMs);
+    let outcome = await fetcher.fetch(from, maxWaitMs);
+    let skipped = new Map<number, SkippedRecords>();
+    if (outcome.kind === 'out-of-range') {
+      const plan = resumePlan(this.topic, from, stored, outcome.ranges, this.#onTrimmed, outcome.cause);
+      this.#earliest = outcome.ranges.map((range) => range.start);
+      from = plan.from;
+      skipped = new Map(plan.skipped.map((skip) => [skip.partition, skip]));
+      outcome = await fetcher.fetch(from, maxWaitMs);
+      // Deleted past the first retained offset again meanwhile: the next look starts over.
+      if (outcome.kind === 'out-of-range') return { kind: 'looked', applied: 0, stale: true };
+    }
+    const fetched = outcome.partitions;
     this.#during = 'apply';
     const entries = fetched.flatMap((part) => part.entries);
     let applied = 0;
     for (let at = 0; at < entries.length && !this.#stopping; at += this.#batchSize) {
       const batch = entries.slice(at, at + this.#batchSize);
-      if (!(await this.#applyBatch(batch, nextOffsets(batch, fetched), stored)))
+      if (!(await this.#applyBatch(batch, nextOffsets(batch, fetched), stored, skipped)))
         return { kind: 'looked', applied, stale: true };
       applied += batch.length;
     }
-    // Partitions where the fetch found markers only: their offset moves on without a batch.
+    // Partitions where the fetch found markers only, and those resumed where it found nothing:
+    // their offset moves on without a batch.
     const passed = new Map(
       fetched.filter((part) => part.entries.length === 0).map((p) => [p.partition, p.next]),
     );
-    if (passed.size > 0 && !this.#stopping && !(await this.#applyBatch([], passed, stored)))
+    for (const { partition, to } of skipped.values()) {
+      if (!fetched.some((part) => part.partition === partition)) passed.set(partition, to);
+    }
+    if (passed.size > 0 && !this.#stopping && !(await this.#applyBatch([], passed, stored, skipped)))
       return { kind: 'looked', applied, stale: true };
     return { kind: 'looked', applied, stale: false };
   }
@@ -319,12 +360,13 @@ export class KafkaProjectionRunner extends ServiceBase<KafkaProjectionRunnerEven
   /**
    * Applies `batch` (none: only moves offsets) and stores `next` for its partitions, in one
    * transaction, if each of them still has the stored offset `basis` says (absent: none
-   * stored); moves `basis` on.
+   * stored); moves `basis` on. Reports (and takes out of `skipped`) the skips this stored.
    */
   async #applyBatch(
     batch: readonly KafkaEntry[],
     next: ReadonlyMap<number, bigint>,
     basis: Map<number, bigint>,
+    skipped: Map<number, SkippedRecords>,
   ): Promise<boolean> {
     const committed = await this.#db.transaction(async (tx) => {
       await tx.query(lockProjection, [this.projection, this.topic]);
@@ -340,7 +382,13 @@ export class KafkaProjectionRunner extends ServiceBase<KafkaProjectionRunnerEven
       return true;
     });
     if (!committed) return false;
-    for (const [partition, offset] of next) basis.set(partition, offset);
+    for (const [partition, offset] of next) {
+      basis.set(partition, offset);
+      const skip = skipped.get(partition);
+      if (skip === undefined) continue;
+      skipped.delete(partition);
+      this.events.emit('skipped', skip);
+    }
     if (batch.length > 0)
       this.events.emit('applied', { count: batch.length, partitions: appliedRanges(batch) });
     return true;
@@ -355,34 +403,4 @@ export class KafkaProjectionRunner extends ServiceBase<KafkaProjectionRunnerEven
       await fetcher.close();
     }
   }
-}
-
-/**
- * Where each partition of `batch` goes on: after its last record, or, when the batch ends the
- * partition's part of the fetch, after everything the fetch returned there (markers included).
- */
-function nextOffsets(
-  batch: readonly KafkaEntry[],
-  fetched: readonly FetchedPartition[],
-): Map<number, bigint> {
-  const next = new Map<number, bigint>();
-  for (const entry of batch) next.set(entry.partition, entry.offset + 1n);
-  for (const part of fetched) {
-    const last = part.entries.at(-1);
-    if (last !== undefined && next.get(part.partition) === last.offset + 1n)
-      next.set(part.partition, part.next);
-  }
-  return next;
-}
-
-/** The records of `batch` per partition, first to last. */
-function appliedRanges(batch: readonly KafkaEntry[]): AppliedRange[] {
-  const ranges = new Map<number, AppliedRange>();
-  for (const entry of batch) {
-    const range = ranges.get(entry.partition);
-    if (range === undefined)
-      ranges.set(entry.partition, { partition: entry.partition, first: entry.offset, last: entry.offset });
-    else range.last = entry.offset;
-  }
-  return [...ranges.values()];
 }

@@ -1,3 +1,4 @@
+import type { Socket } from 'node:net';
 import {
   Consumer,
   GenericError,
@@ -48,9 +49,25 @@ export interface PartitionRange {
   readonly end: bigint;
 }
 
+/** What one fetch came to. */
+export type FetchOutcome =
+  | { kind: 'fetched'; partitions: FetchedPartition[] }
+  /**
+   * Kafka refused an offset asked for as outside what its partition holds, below its first
+   * retained record or past its end, and fetched nothing. Its answer says neither which partition
+   * nor which way: `ranges` is what each partition holds, asked for right after.
+   */
+  | { kind: 'out-of-range'; ranges: PartitionRange[]; cause: unknown };
+
 export interface TopicFetcherSettings {
   clientId: string;
   brokers: string[];
+  /**
+   * `'always'`: the connections keep the process alive while open, as sockets do. `'while-busy'`:
+   * only while a call is in flight, so a process that has nothing else left to do exits without
+   * `close()` (a command line that read once). Default `'always'`.
+   */
+  holdsProcess?: 'always' | 'while-busy';
 }
 
 type FetchRequestPartition = FetchOptions<
@@ -74,6 +91,9 @@ export class TopicFetcher {
   readonly #consumer: Consumer<Buffer, Buffer, Buffer, Buffer>;
   /** A fetch failed: the leaders may have moved, so the next look asks Kafka, not the cache. */
   #stale = false;
+  /** With `holdsProcess: 'while-busy'`: the open sockets, and how many calls are in flight. */
+  readonly #sockets: Set<Socket> | undefined;
+  #busy = 0;
 
   constructor(topic: string, settings: TopicFetcherSettings) {
     this.topic = topic;
@@ -86,15 +106,43 @@ export class TopicFetcher {
       // The caller retries on its own clock; the client's retries would hide the failure for seconds.
       retries: 0,
     });
+    if (settings.holdsProcess === 'while-busy') {
+      const sockets = new Set<Socket>();
+      this.#sockets = sockets;
+      this.#consumer.connections.on('connect', ({ connection }) => {
+        const socket = connection.socket;
+        sockets.add(socket);
+        socket.once('close', () => sockets.delete(socket));
+        if (this.#busy === 0) socket.unref();
+      });
+    }
   }
 
   /** How many partitions the topic has; undefined while it does not exist. */
-  async partitionCount(): Promise<number | undefined> {
-    return (await this.#metadata())?.partitionsCount;
+  partitionCount(): Promise<number | undefined> {
+    return this.#whileBusy(async () => (await this.#metadata())?.partitionsCount);
   }
 
   /** Every partition's first retained offset and end; none while the topic does not exist. */
-  async ranges(): Promise<PartitionRange[]> {
+  ranges(): Promise<PartitionRange[]> {
+    return this.#whileBusy(() => this.#ranges());
+  }
+
+  /**
+   * One Fetch per leader of the partitions in `from`, each from its offset: the records there
+   * now, or the first to arrive within `maxWaitMs` (the broker holds the request that long).
+   * The partitions the fetch moved past their offset; or, when Kafka refused an offset as out of
+   * range, the partitions' ranges instead.
+   */
+  fetch(from: ReadonlyMap<number, bigint>, maxWaitMs: number): Promise<FetchOutcome> {
+    return this.#whileBusy(() => this.#fetch(from, maxWaitMs));
+  }
+
+  async close(): Promise<void> {
+    await this.#consumer.close().catch(() => forceClose(this.#consumer));
+  }
+
+  async #ranges(): Promise<PartitionRange[]> {
     try {
       if ((await this.#metadata()) === undefined) return [];
       const starts = (await this.#consumer.listOffsets({ topics: [this.topic], timestamp: -2n })).get(
@@ -109,14 +157,9 @@ export class TopicFetcher {
     }
   }
 
-  /**
-   * One Fetch per leader of the partitions in `from`, each from its offset: the records there
-   * now, or the first to arrive within `maxWaitMs` (the broker holds the request that long).
-   * The partitions the fetch moved past their offset.
-   */
-  async fetch(from: ReadonlyMap<number, bigint>, maxWaitMs: number): Promise<FetchedPartition[]> {
+  async #fetch(from: ReadonlyMap<number, bigint>, maxWaitMs: number): Promise<FetchOutcome> {
     const topic = await this.#metadata();
-    if (topic === undefined) return [];
+    if (topic === undefined) return { kind: 'fetched', partitions: [] };
     const byLeader = new Map<number, FetchRequestPartition[]>();
     for (const [partition, fetchOffset] of from) {
       const leader = topic.partitions[partition]?.leader;
@@ -137,7 +180,11 @@ export class TopicFetcher {
         ),
       );
     } catch (error) {
-      throw this.#failed('fetch', error, from);
+      const outOfRange = (error as Partial<GenericError>).findBy?.('apiId', 'OFFSET_OUT_OF_RANGE');
+      if (outOfRange === undefined || outOfRange === null) throw this.#failed('fetch', error);
+      // The topic may have been recreated under the same name (a new topic id): look again.
+      this.#stale = true;
+      return { kind: 'out-of-range', ranges: await this.#ranges(), cause: error };
     }
     const fetched: FetchedPartition[] = [];
     for (const response of responses) {
@@ -151,11 +198,7 @@ export class TopicFetcher {
         }
       }
     }
-    return fetched;
-  }
-
-  async close(): Promise<void> {
-    await this.#consumer.close().catch(() => forceClose(this.#consumer));
+    return { kind: 'fetched', partitions: fetched };
   }
 
   async #metadata(): Promise<
@@ -172,23 +215,25 @@ export class TopicFetcher {
     }
   }
 
-  #failed(what: string, error: unknown, from?: ReadonlyMap<number, bigint>): KeelError {
+  #failed(what: string, error: unknown): KeelError {
     this.#stale = true;
-    const outOfRange = (error as Partial<GenericError>).findBy?.('apiId', 'OFFSET_OUT_OF_RANGE');
-    if (outOfRange && from !== undefined) {
-      const asked = [...from].map(([partition, offset]) => `${partition}@${offset}`).join(', ');
-      return new KeelError(
-        'KEEL_BROKER_UNAVAILABLE',
-        `Kafka topic ${this.topic} no longer holds a record asked for (partition@offset: ${asked}): ` +
-          'retention deleted records before they were read, or the topic was recreated; a rebuild replays what it holds',
-        { cause: error, details: { topic: this.topic } },
-      );
-    }
     return new KeelError(
       'KEEL_BROKER_UNAVAILABLE',
       `could not ${what} Kafka topic ${this.topic}: ${describeError(error)}`,
       { cause: error, details: { topic: this.topic } },
     );
+  }
+
+  /** Runs `work` with this client's sockets holding the process (`holdsProcess: 'while-busy'`). */
+  async #whileBusy<T>(work: () => Promise<T>): Promise<T> {
+    const sockets = this.#sockets;
+    if (sockets === undefined) return work();
+    if (this.#busy++ === 0) for (const socket of sockets) socket.ref();
+    try {
+      return await work();
+    } finally {
+      if (--this.#busy === 0) for (const socket of sockets) socket.unref();
+    }
   }
 }
 
