@@ -8,7 +8,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { Admin, Producer } from '@platformatic/kafka';
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { defaultDatabaseUrl, migrate, openDb, type Db, type DbConfig } from '../../src/db/index.ts';
 import { createEnvelope, type Envelope } from '../../src/messaging/envelope.ts';
 import { encodeEnvelope } from '../../src/messaging/adapters/kafka/record-codec.ts';
@@ -19,12 +19,8 @@ import {
   type KafkaProjection,
   type KafkaProjectionRunnerOptions,
 } from '../../src/messaging/adapters/kafka/index.ts';
-import {
-  deleteTopics,
-  kafkaBrokers,
-  requireKafka,
-  useKafka,
-} from '../../src/messaging/adapters/kafka/test-support.ts';
+import { kafkaTestSuite } from '../../src/messaging/adapters/kafka/kafka-test-suite.ts';
+import { kafkaBrokers } from '../../src/messaging/adapters/kafka/test-support.ts';
 import {
   advanceUntil,
   createTempPgliteDir,
@@ -39,24 +35,7 @@ import { until } from '../until.ts';
 vi.setConfig({ testTimeout: 60_000 });
 
 const child = fileURLToPath(new URL('./fixtures/kafka-projection-child.ts', import.meta.url));
-const topics: string[] = [];
-const cleanups: (() => Promise<unknown>)[] = [];
-
-let releaseKafka: (() => Promise<void>) | undefined;
-beforeAll(async () => {
-  releaseKafka = await useKafka();
-  await requireKafka();
-}, 180_000);
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
-afterAll(async () => {
-  try {
-    await deleteTopics(topics);
-  } finally {
-    await releaseKafka?.();
-  }
-}, 30_000);
+const { topics, cleanups } = kafkaTestSuite();
 
 function topic(): string {
   const name = `kp_${randomBytes(5).toString('hex')}`;

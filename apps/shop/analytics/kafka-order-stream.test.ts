@@ -4,16 +4,12 @@
 // apps/shop/brokers.test.ts.
 import { randomBytes } from 'node:crypto';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
-import { Admin, instancesChannel, Producer, type CreationEvent } from '@platformatic/kafka';
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { instancesChannel, type CreationEvent } from '@platformatic/kafka';
+import { describe, expect, it, vi } from 'vitest';
 import { migrate, type Db } from '../../../src/db/index.ts';
 import { kafkaProjectionMigrations } from '../../../src/messaging/adapters/kafka/index.ts';
-import {
-  deleteTopics,
-  kafkaBrokers,
-  requireKafka,
-  useKafka,
-} from '../../../src/messaging/adapters/kafka/test-support.ts';
+import { kafkaTestSuite } from '../../../src/messaging/adapters/kafka/kafka-test-suite.ts';
+import { kafkaBrokers } from '../../../src/messaging/adapters/kafka/test-support.ts';
 import { createTestDb } from '../../../src/testing/index.ts';
 import { ManualClock, type Clock } from '../../../src/time/index.ts';
 import { kafkaOrderStream, type KafkaOrderStream } from './kafka-order-stream.ts';
@@ -21,35 +17,8 @@ import { orderStreamProgress } from './order-stream.ts';
 
 vi.setConfig({ testTimeout: 60_000 });
 
-const topics: string[] = [];
-const cleanups: (() => Promise<unknown>)[] = [];
-let admin: Admin;
-let producer: Producer;
-let releaseKafka: (() => Promise<void>) | undefined;
-beforeAll(async () => {
-  releaseKafka = await useKafka();
-  await requireKafka();
-  admin = new Admin({ clientId: 'shop-test', bootstrapBrokers: kafkaBrokers });
-  // Idempotent: a send retried while a new topic's leaders settle must not write its records twice.
-  producer = new Producer({
-    clientId: 'shop-test',
-    bootstrapBrokers: kafkaBrokers,
-    idempotent: true,
-    acks: -1,
-  });
-}, 180_000);
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
-afterAll(async () => {
-  try {
-    await producer?.close();
-    await admin?.close();
-    await deleteTopics(topics);
-  } finally {
-    await releaseKafka?.();
-  }
-}, 30_000);
+const kafka = kafkaTestSuite({ clientId: 'shop-test' });
+const { topics, cleanups } = kafka;
 
 async function database(): Promise<Db> {
   const db = await createTestDb();
@@ -59,7 +28,7 @@ async function database(): Promise<Db> {
 }
 
 async function produce(topic: string, count: number): Promise<void> {
-  await producer.send({
+  await kafka.producer.send({
     messages: Array.from({ length: count }, (_, n) => ({
       topic,
       partition: n % 2,
@@ -107,7 +76,7 @@ describe('kafkaOrderStream progress', () => {
   it('asks Kafka for the ends over one kept connection, at most once a second', async () => {
     const topic = `shop_os_${randomBytes(4).toString('hex')}`;
     topics.push(topic);
-    await admin.createTopics({ topics: [topic], partitions: 2, replicas: 1 });
+    await kafka.admin.createTopics({ topics: [topic], partitions: 2, replicas: 1 });
     await produce(topic, 3);
     const db = await database();
     const clock = wallClock();

@@ -3,8 +3,7 @@
 // deleted past it (the admin DeleteRecords call, as retention does), or a topic recreated so that
 // the offset is past its end. Kafka answers both with OFFSET_OUT_OF_RANGE.
 import { randomBytes } from 'node:crypto';
-import { Admin, Producer } from '@platformatic/kafka';
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { migrate, type Db, type Tx } from '../../../db/index.ts';
 import { createTestDb } from '../../../testing/index.ts';
 import { createEnvelope } from '../../envelope.ts';
@@ -19,40 +18,13 @@ import {
   type SkippedRecords,
 } from './index.ts';
 import { encodeEnvelope } from './record-codec.ts';
-import { deleteTopics, kafkaBrokers, requireKafka, useKafka } from './test-support.ts';
+import { kafkaTestSuite } from './kafka-test-suite.ts';
+import { kafkaBrokers } from './test-support.ts';
 
 vi.setConfig({ testTimeout: 60_000 });
 
-const topics: string[] = [];
-const cleanups: (() => Promise<unknown>)[] = [];
-let admin: Admin;
-let producer: Producer<Buffer, Buffer, Buffer, Buffer>;
-
-let releaseKafka: (() => Promise<void>) | undefined;
-beforeAll(async () => {
-  releaseKafka = await useKafka();
-  await requireKafka();
-  admin = new Admin({ clientId: 'keel-test', bootstrapBrokers: kafkaBrokers });
-  // Idempotent: a send retried while a new topic's leaders settle must not write its records twice.
-  producer = new Producer({
-    clientId: 'keel-test',
-    bootstrapBrokers: kafkaBrokers,
-    idempotent: true,
-    acks: -1,
-  });
-}, 180_000);
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
-afterAll(async () => {
-  try {
-    await producer?.close();
-    await admin?.close();
-    await deleteTopics(topics);
-  } finally {
-    await releaseKafka?.();
-  }
-}, 30_000);
+const kafka = kafkaTestSuite({ clientId: 'keel-test' });
+const { topics, cleanups } = kafka;
 
 const modelTable = [
   {
@@ -87,7 +59,7 @@ async function setup(partitions: number): Promise<{ db: Db; topic: string }> {
   await migrate(db, [...kafkaProjectionMigrations, ...modelTable]);
   const topic = `kpt_${randomBytes(5).toString('hex')}`;
   topics.push(topic);
-  await admin.createTopics({ topics: [topic], partitions, replicas: 1 });
+  await kafka.admin.createTopics({ topics: [topic], partitions, replicas: 1 });
   return { db, topic };
 }
 
@@ -113,12 +85,12 @@ async function produce(topic: string, partition: number, count: number): Promise
     const { value, headers } = encodeEnvelope(createEnvelope({ type: 'thing.counted.v1', payload: { n } }));
     return { topic, partition, value, headers };
   });
-  await producer.send({ messages });
+  await kafka.producer.send({ messages });
 }
 
 /** Deletes the records of `partition` before `offset`, as retention does (the admin DeleteRecords call). */
 async function deleteBefore(topic: string, partition: number, offset: bigint): Promise<void> {
-  const [deleted] = await admin.deleteRecords({
+  const [deleted] = await kafka.admin.deleteRecords({
     topics: [{ name: topic, partitions: [{ partition, offset }] }],
   });
   expect(deleted?.partitions[0]?.lowWatermark).toBe(offset);
@@ -295,10 +267,10 @@ describe('KafkaProjectionRunner with a stored offset past the partition’s end'
 
 /** Deletes `topic` and creates it again, empty, once Kafka has let the old one go. */
 async function recreate(topic: string): Promise<void> {
-  await admin.deleteTopics({ topics: [topic] });
+  await kafka.admin.deleteTopics({ topics: [topic] });
   await vi.waitFor(
     async () => {
-      await admin.createTopics({ topics: [topic], partitions: 1, replicas: 1 });
+      await kafka.admin.createTopics({ topics: [topic], partitions: 1, replicas: 1 });
     },
     { timeout: 30_000, interval: 250 },
   );

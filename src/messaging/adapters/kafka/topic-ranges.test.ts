@@ -6,29 +6,14 @@ import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { Admin, instancesChannel, Producer, type CreationEvent } from '@platformatic/kafka';
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { deleteTopics, kafkaBrokers, requireKafka, useKafka } from './test-support.ts';
+import { describe, expect, it, vi } from 'vitest';
+import { kafkaTestSuite } from './kafka-test-suite.ts';
+import { kafkaBrokers } from './test-support.ts';
 import { KafkaTopicRanges } from './topic-ranges.ts';
 
 vi.setConfig({ testTimeout: 60_000 });
 
-const topics: string[] = [];
-const cleanups: (() => Promise<unknown>)[] = [];
-let releaseKafka: (() => Promise<void>) | undefined;
-beforeAll(async () => {
-  releaseKafka = await useKafka();
-  await requireKafka();
-}, 180_000);
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
-afterAll(async () => {
-  try {
-    await deleteTopics(topics);
-  } finally {
-    await releaseKafka?.();
-  }
-}, 30_000);
+const { topics, cleanups } = kafkaTestSuite();
 
 async function topicWithRecords(count: number): Promise<string> {
   const topic = `ktr_${randomBytes(5).toString('hex')}`;

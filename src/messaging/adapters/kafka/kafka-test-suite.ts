@@ -1,0 +1,66 @@
+// The set-up every test file against the real Kafka repeats: the broker required (never a
+// silent skip) and marked in use, topics deleted and cleanups run after. Not part of the public
+// door; kept apart from test-support.ts, which child processes load outside vitest.
+import { Admin, Producer } from '@platformatic/kafka';
+import { afterAll, afterEach, beforeAll } from 'vitest';
+import { deleteTopics, kafkaBrokers, requireKafka, useKafka } from './test-support.ts';
+
+export interface KafkaTestSuite {
+  /** Topics the file created: deleted after its last test. */
+  readonly topics: string[];
+  /** Run after each test, last pushed first. */
+  readonly cleanups: (() => Promise<unknown>)[];
+  /** An admin client for the whole file (with `clients`). */
+  readonly admin: Admin;
+  /** An idempotent producer for the whole file (with `clients`). */
+  readonly producer: Producer<Buffer, Buffer, Buffer, Buffer>;
+}
+
+/** Registers the file's hooks; `clientId` given, also an admin client and a producer it shares. */
+export function kafkaTestSuite(options: { clientId?: string } = {}): KafkaTestSuite {
+  const topics: string[] = [];
+  const cleanups: (() => Promise<unknown>)[] = [];
+  let admin: Admin | undefined;
+  let producer: Producer<Buffer, Buffer, Buffer, Buffer> | undefined;
+  let releaseKafka: (() => Promise<void>) | undefined;
+  beforeAll(async () => {
+    releaseKafka = await useKafka();
+    await requireKafka();
+    if (options.clientId === undefined) return;
+    admin = new Admin({ clientId: options.clientId, bootstrapBrokers: kafkaBrokers });
+    // Idempotent: a send retried while a new topic's leaders settle must not write its records twice.
+    producer = new Producer({
+      clientId: options.clientId,
+      bootstrapBrokers: kafkaBrokers,
+      idempotent: true,
+      acks: -1,
+    });
+  }, 180_000);
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  });
+  afterAll(async () => {
+    try {
+      await producer?.close();
+      await admin?.close();
+      await deleteTopics(topics);
+    } finally {
+      await releaseKafka?.();
+    }
+  }, 30_000);
+  const required = <T>(client: T | undefined, name: string): T => {
+    if (client === undefined)
+      throw new Error(`kafkaTestSuite: no ${name} without a clientId, or before beforeAll`);
+    return client;
+  };
+  return {
+    topics,
+    cleanups,
+    get admin() {
+      return required(admin, 'admin');
+    },
+    get producer() {
+      return required(producer, 'producer');
+    },
+  };
+}
