@@ -18,6 +18,7 @@ function counting(clock: ManualClock) {
         sagas: null,
         breakers: [{ name: `read-${counter.reads}`, state: 'closed' }],
         processes: null,
+        schedules: null,
         latency: [],
         unavailable: [],
       };

@@ -62,6 +62,15 @@ export const dashboardHtml = `<!doctype html>
     <ul></ul>
     <p class="empty">none registered</p>
   </section>
+  <section class="card wide" id="schedules">
+    <h2>Schedules</h2>
+    <p class="problem"></p>
+    <table>
+      <thead><tr><th>schedule</th><th>timing</th><th>next tick</th><th>last tick</th><th>fired</th><th>given up</th><th>state</th></tr></thead>
+      <tbody></tbody>
+    </table>
+    <p class="empty">none registered</p>
+  </section>
   <section class="card wide" id="latency">
     <h2>HTTP latency <small>last minute</small></h2>
     <table>
@@ -115,6 +124,9 @@ td small { margin-left: .4rem; }
 tr[data-state="stopped"] td { color: var(--muted); }
 .state[data-state="half-open"] { color: var(--warn); }
 .state[data-state="open"], .state[data-state="isolated"] { color: var(--bad); }
+.state[data-state="failing"] { color: var(--bad); }
+.state[data-state="due"] { color: var(--warn); }
+tr[data-state="paused"] td { color: var(--muted); }
 .bad { color: var(--bad); }
 .attention dd:not(.bad) { color: var(--ok); }
 .empty, .problem { color: var(--muted); margin: 0; }

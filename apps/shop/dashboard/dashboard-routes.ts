@@ -6,6 +6,7 @@ import { outboxStatus } from '../../../src/outbox/index.ts';
 import { countSagasByState } from '../../../src/saga/index.ts';
 import type { Clock } from '../../../src/time/index.ts';
 import { listProcesses } from '../processes/processes-store.ts';
+import { readSchedules } from '../../../src/schedule/schedule-store.ts';
 import { DashboardFeed } from './dashboard-feed.ts';
 import { dashboardCss, dashboardHtml } from './dashboard-page.ts';
 import { dashboardScript } from './dashboard-script.ts';
@@ -74,6 +75,7 @@ export const dashboardRoutes: FastifyPluginAsync<DashboardRoutesOptions> = Objec
           outbox: () => outboxStatus(db, clock),
           sagas: () => countSagasByState(db),
           processes: () => listProcesses(db),
+          schedules: () => readSchedules(db),
           ...(options.processId === undefined ? {} : { self: options.processId }),
           breakers,
           latency: () => latency.stats(),

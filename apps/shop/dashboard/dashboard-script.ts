@@ -139,6 +139,35 @@ export const dashboardScript = `'use strict';
     document.querySelector('#breakers .empty').hidden = breakers.length > 0;
   }
 
+  // Instants as the snapshot's clock gives them: how far off from its 'at', never the browser's.
+  function relative(iso, at) {
+    if (iso === null) return '—';
+    var delta = (Date.parse(iso) - Date.parse(at)) / 1000;
+    return delta >= 0 ? 'in ' + seconds(delta) : seconds(-delta) + ' ago';
+  }
+
+  function renderSchedules(schedules, at) {
+    if (!schedules) return;
+    var body = document.querySelector('#schedules tbody');
+    body.replaceChildren();
+    schedules.forEach(function (s) {
+      var row = document.createElement('tr');
+      row.dataset.schedule = s.name;
+      row.dataset.state = s.state;
+      cell(row, s.name, 'name');
+      cell(row, s.spec, 'spec');
+      cell(row, relative(s.nextTick, at), 'next').title = s.nextTick;
+      cell(row, relative(s.lastTick, at), 'last').title = s.lastTick || '';
+      cell(row, String(s.fired), 'fired');
+      cell(row, String(s.givenUp), 'given-up');
+      var state = cell(row, s.state, 'state');
+      state.dataset.state = s.state;
+      if (s.failing) state.title = 'attempt ' + s.failing.attempts + ': ' + s.failing.error;
+      body.appendChild(row);
+    });
+    document.querySelector('#schedules .empty').hidden = schedules.length > 0;
+  }
+
   function renderLatency(routes) {
     var body = document.querySelector('#latency tbody');
     body.replaceChildren();
@@ -167,12 +196,14 @@ export const dashboardScript = `'use strict';
     renderSagas(snapshot.sagas);
     renderProcesses(snapshot.processes, snapshot.at);
     renderBreakers(snapshot.breakers, snapshot.processes);
+    renderSchedules(snapshot.schedules, snapshot.at);
     renderLatency(snapshot.latency);
     problem('queues', 'queues', snapshot.unavailable);
     problem('outbox', 'outbox', snapshot.unavailable);
     problem('sagas', 'sagas', snapshot.unavailable);
     problem('breakers', 'breakers', snapshot.unavailable);
     problem('processes', 'processes', snapshot.unavailable);
+    problem('schedules', 'schedules', snapshot.unavailable);
   }
 
   function connect() {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { SagaState } from '../../../src/saga/index.ts';
+import type { ScheduleRow } from '../../../src/schedule/schedule-store.ts';
 import { ManualClock, referenceInstant } from '../../../src/time/index.ts';
 import type { ProcessRecord } from '../processes/processes-store.ts';
 import { buildDashboardSnapshot, type DashboardSources } from './dashboard-snapshot.ts';
@@ -24,6 +25,17 @@ function sources(overrides: Partial<DashboardSources> = {}): DashboardSources {
     outbox: async () => ({ backlog: 5, parked: 1, published: 40, oldestUnpublishedAgeMs: 1200 }),
     sagas: async () => sagaCounts,
     processes: async () => [],
+    schedules: async () => [
+      scheduleRow('shop.daily-sales', { nextTick: referenceInstant + 300_000, fired: 4 }),
+      scheduleRow('reports.hourly', {
+        nextTick: referenceInstant - 60_000,
+        attempts: 2,
+        lastError: 'Error: report store down',
+        retryAt: referenceInstant + 4000,
+      }),
+      scheduleRow('cache.refresh', { nextTick: referenceInstant - 1000 }),
+      scheduleRow('digest.weekly', { nextTick: referenceInstant - 1000, pausedAt: referenceInstant - 5000 }),
+    ],
     breakers: () => [
       { name: 'payments', state: 'open' },
       // A breaker's own state object: its status is what shows.
@@ -46,6 +58,30 @@ describe('buildDashboardSnapshot', () => {
         { name: 'mail', state: 'half-open' },
       ],
       processes: [],
+      schedules: [
+        {
+          name: 'shop.daily-sales',
+          spec: 'every 60000',
+          state: 'waiting',
+          nextTick: '2026-01-01T00:05:00.000Z',
+          lastTick: '2025-12-31T23:59:00.000Z',
+          fired: 4,
+          givenUp: 1,
+          failing: null,
+        },
+        {
+          name: 'reports.hourly',
+          spec: 'every 60000',
+          state: 'failing',
+          nextTick: '2025-12-31T23:59:00.000Z',
+          lastTick: '2025-12-31T23:59:00.000Z',
+          fired: 0,
+          givenUp: 1,
+          failing: { attempts: 2, error: 'Error: report store down', retryAt: '2026-01-01T00:00:04.000Z' },
+        },
+        expect.objectContaining({ name: 'cache.refresh', state: 'due' }),
+        expect.objectContaining({ name: 'digest.weekly', state: 'paused' }),
+      ],
       latency: [{ route: 'POST /v1/orders', count: 3, perSecond: 0.05, p50Ms: 4, p95Ms: 9, p99Ms: 9 }],
       unavailable: [],
     });
@@ -61,6 +97,7 @@ describe('buildDashboardSnapshot', () => {
         outbox: down,
         sagas: down,
         processes: down,
+        schedules: down,
         breakers: () => {
           throw new Error('no breakers today');
         },
@@ -72,6 +109,7 @@ describe('buildDashboardSnapshot', () => {
       sagas: null,
       breakers: null,
       processes: null,
+      schedules: null,
     });
     expect(snapshot.latency).toHaveLength(1);
     expect(snapshot.unavailable).toEqual([
@@ -80,9 +118,28 @@ describe('buildDashboardSnapshot', () => {
       { part: 'processes', error: 'connection refused' },
       { part: 'queues', error: 'connection refused' },
       { part: 'sagas', error: 'connection refused' },
+      { part: 'schedules', error: 'connection refused' },
     ]);
   });
 });
+
+/** A schedule's row: fired once a minute until a minute before the reference instant. */
+function scheduleRow(name: string, rest: Partial<ScheduleRow> = {}): ScheduleRow {
+  return {
+    name,
+    spec: 'every 60000',
+    nextTick: referenceInstant,
+    retryAt: null,
+    attempts: 0,
+    lastError: null,
+    lastTick: referenceInstant - 60_000,
+    lastFiredAt: referenceInstant - 60_000,
+    fired: 0,
+    failed: 1,
+    pausedAt: null,
+    ...rest,
+  };
+}
 
 /** A row as a process's heartbeat writes it, last seen `agoMs` before the reference instant. */
 function row(id: string, roles: string[], agoMs: number, rest: Partial<ProcessRecord> = {}): ProcessRecord {

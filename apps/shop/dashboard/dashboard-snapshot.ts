@@ -1,6 +1,7 @@
 import type { DepthSource } from '../../../src/observability/index.ts';
 import type { OutboxStatus } from '../../../src/outbox/index.ts';
 import type { SagaState } from '../../../src/saga/index.ts';
+import type { ScheduleRow } from '../../../src/schedule/schedule-store.ts';
 import type { Clock } from '../../../src/time/index.ts';
 import { processStatus, type ProcessRecord, type ProcessStatus } from '../processes/processes-store.ts';
 import type { RouteLatencyStats } from './route-latency.ts';
@@ -46,6 +47,23 @@ export interface QueueView {
   deadLetters: number;
 }
 
+/** A recurring schedule (keel/schedule) as the dashboard shows it, from its row. */
+export interface ScheduleView {
+  name: string;
+  /** Its timing: `cron 5 0 * * * UTC`, `every 60000`. */
+  spec: string;
+  /** Judged at the snapshot's `at`: a failing tick waits for its retry; `due` past its tick. */
+  state: 'waiting' | 'due' | 'failing' | 'paused';
+  /** ISO 8601, like `lastTick`. */
+  nextTick: string;
+  lastTick: string | null;
+  fired: number;
+  /** Ticks given up after their attempts. */
+  givenUp: number;
+  /** The failing tick's attempts so far and its last error; null when none is failing. */
+  failing: { attempts: number; error: string; retryAt: string | null } | null;
+}
+
 /** Everything the page shows, read at one instant. A part whose read failed is `null`. */
 export interface DashboardSnapshot {
   /** When it was read (ISO 8601). */
@@ -60,9 +78,14 @@ export interface DashboardSnapshot {
   breakers: BreakerView[] | null;
   /** Every process that wrote a row and has not been pruned: live, stale or stopped, oldest start first. */
   processes: ProcessView[] | null;
+  /** Every schedule with a row, by name. */
+  schedules: ScheduleView[] | null;
   latency: RouteLatencyStats[];
   /** The parts that could not be read this time, and why: the page says so rather than go blank. */
-  unavailable: { part: 'queues' | 'outbox' | 'sagas' | 'breakers' | 'processes'; error: string }[];
+  unavailable: {
+    part: 'queues' | 'outbox' | 'sagas' | 'breakers' | 'processes' | 'schedules';
+    error: string;
+  }[];
 }
 
 /** Where a snapshot's numbers come from; the dashboard's routes pass keel's own read functions. */
@@ -77,6 +100,8 @@ export interface DashboardSources {
   processes: () => Promise<readonly ProcessRecord[]>;
   /** This process's row id (its heartbeat's), if it keeps one. */
   self?: string;
+  /** The rows of `keel_schedules`. */
+  schedules: () => Promise<readonly ScheduleRow[]>;
   /** This process's breakers, read now: fresher than its row, and still there when the database is not. */
   breakers: () => readonly BreakerSource[];
   latency: () => RouteLatencyStats[];
@@ -100,7 +125,7 @@ export async function buildDashboardSnapshot(sources: DashboardSources): Promise
     }
   };
   const { queue } = sources;
-  const [queues, outbox, sagas, rows, own] = await Promise.all([
+  const [queues, outbox, sagas, rows, own, schedules] = await Promise.all([
     attempt('queues', async () => (queue === undefined ? [] : queueViews(queue, sources.queues))),
     attempt('outbox', sources.outbox),
     attempt('sagas', async () => {
@@ -114,6 +139,7 @@ export async function buildDashboardSnapshot(sources: DashboardSources): Promise
         state: typeof state === 'string' ? state : state.status,
       })),
     ),
+    attempt('schedules', sources.schedules),
   ]);
   const now = sources.clock.now();
   const { self } = sources;
@@ -134,6 +160,7 @@ export async function buildDashboardSnapshot(sources: DashboardSources): Promise
     sagas,
     breakers,
     processes: rows === null ? null : rows.map((row) => processView(row, now, self)),
+    schedules: schedules === null ? null : schedules.map((row) => scheduleView(row, now)),
     latency: sources.latency(),
     unavailable,
   };
@@ -180,6 +207,29 @@ function processView(row: ProcessRecord, now: number, self: string | undefined):
     stoppedAt: row.stoppedAt === null ? null : iso(row.stoppedAt),
     status: processStatus(row, now),
     self: row.id === self,
+  };
+}
+
+function scheduleView(row: ScheduleRow, now: number): ScheduleView {
+  const iso = (ms: number): string => new Date(ms).toISOString();
+  const failing = row.lastError !== null && row.retryAt !== null;
+  const state =
+    row.pausedAt !== null ? 'paused' : failing ? 'failing' : row.nextTick <= now ? 'due' : 'waiting';
+  return {
+    name: row.name,
+    spec: row.spec,
+    state,
+    nextTick: iso(row.nextTick),
+    lastTick: row.lastTick === null ? null : iso(row.lastTick),
+    fired: row.fired,
+    givenUp: row.failed,
+    failing: failing
+      ? {
+          attempts: row.attempts,
+          error: row.lastError!,
+          retryAt: row.retryAt === null ? null : iso(row.retryAt),
+        }
+      : null,
   };
 }
 

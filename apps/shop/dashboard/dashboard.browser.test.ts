@@ -47,7 +47,10 @@ beforeAll(async () => {
     }),
     (async () => {
       store = await createShopStore();
-      const started = await openTestShop(store, ['api', 'worker', 'relay']);
+      // The worker's daily-sales schedule: its row is what the schedules card shows.
+      const started = await openTestShop(store, ['api', 'worker', 'relay'], undefined, {
+        config: { dailySales: { cron: '5 0 * * *', timeZone: 'UTC' } },
+      });
       await started.start();
       return started;
     })(),
@@ -119,6 +122,10 @@ describe('the dashboard in Chromium', () => {
       await page.locator('#outbox-published', { hasText: /^([4-9]|\d{2,})$/ }).waitFor({ timeout: waitMs });
       await shows(page, '#outbox-backlog', '0');
       await shows(page, '#queues tr[data-queue="shop.orders"] td.dead-letters', '0');
+      const schedule = '#schedules tr[data-schedule="shop.daily-sales"]';
+      await shows(page, `${schedule} td.spec`, 'cron 5 0 \\* \\* \\* UTC');
+      await shows(page, `${schedule} td.state`, 'waiting');
+      expect(await page.locator(`${schedule} td.next`).textContent()).toMatch(/^in \d/);
       const p99 = await page.locator('#latency tr[data-route="POST /v1/orders"] td.p99').textContent();
       expect(p99).toMatch(/^\d+(\.\d+)? (ms|s)$/);
       expect(navigations).toBe(1);
