@@ -16,7 +16,7 @@ export interface PgStreamRetentionOptions {
   streams: readonly StreamRetentionRule[];
   /** How often every stream is trimmed; the first trim runs at `start()`. Default 60 000 ms. */
   intervalMs?: number;
-  /** Entries deleted per transaction. Default 1 000. */
+  /** Most entries deleted per transaction (`TrimOptions.batchSize`). Default 10 000. */
   batchSize?: number;
   /** Default the system clock. */
   clock?: Clock;

@@ -263,6 +263,34 @@ describe('PgStream.trim', () => {
     expect((await stored(db, 'orders')).map((row) => row.position)).toEqual(range(41, 50));
   });
 
+  it('another trim that runs between two of its batches: the trim goes on from where that one stopped, each entry deleted once', async () => {
+    const { db, stream, trimmer, hook } = await setup();
+    await stream.append('orders', events(20));
+    // After the first batch (1-3), another trim takes 4-10: the next batch starts at 11.
+    hook(async (n) => {
+      if (n === 2) expect(await stream.trim('orders', { before: 11 })).toBe(7);
+    });
+    expect(await trimmer.trim('orders', { keepLast: 0, batchSize: 3 })).toBe(13);
+    expect(await stream.bounds('orders')).toEqual({ first: 21, last: 20 });
+    expect(await stored(db, 'orders')).toEqual([]);
+    // Another that stops short of this trim's next batch (21-28, then 29): this one takes the rest.
+    await stream.append('orders', events(20));
+    hook(async (n) => {
+      if (n === 3) expect(await stream.trim('orders', { before: 30 })).toBe(1);
+    });
+    expect(await trimmer.trim('orders', { before: 35, batchSize: 4 })).toBe(13);
+    expect(await stream.bounds('orders')).toEqual({ first: 35, last: 40 });
+    // Another that goes past this trim's own bound: this one's first position must not win.
+    hook(async (n) => {
+      if (n === 2) expect(await stream.trim('orders', { before: 40 })).toBe(4);
+    });
+    expect(await trimmer.trim('orders', { before: 38, batchSize: 1 })).toBe(1);
+    hook(undefined);
+    expect(await stream.bounds('orders')).toEqual({ first: 40, last: 40 });
+    expect((await stored(db, 'orders')).map((row) => row.position)).toEqual([40]);
+    expect(positions(await stream.read('orders', { after: 39 }))).toEqual([40]);
+  });
+
   it.skipIf(testDbBackend() === 'pglite')(
     "while another trim holds the stream's cleaner lock, a trim returns at once (pg only)",
     async () => {
