@@ -22,6 +22,11 @@ export interface ScheduleTick {
   /** 1 for the first attempt at this tick, more after a failed one. */
   readonly attempt: number;
   /**
+   * Aborts when the scheduler's `stop()` passes its drain deadline with this tick still running:
+   * pass it to slow work and give up, and the tick's transaction rolls back (tried again later).
+   */
+  readonly signal: AbortSignal;
+  /**
    * Set when earlier ticks were passed over to reach this one (too old for the catch-up window,
    * or coalesced by `catchUp: 'latest'`): every tick from `from` up to, not including, `at`.
    */

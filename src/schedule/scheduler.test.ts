@@ -309,6 +309,33 @@ describe('Scheduler', () => {
     expect((await readSchedules(db)).map((row) => row.fired)).toEqual([1]);
   });
 
+  it('aborts a running tick’s signal at the drain deadline of stop(), and its writes roll back', async () => {
+    const { db, clock } = await setup();
+    let running!: () => void;
+    const started = new Promise<void>((resolve) => (running = resolve));
+    const slow = minutely({
+      fire: async (tx, tick) => {
+        await recordTick(tx, tick);
+        running();
+        // Slow work that honours the signal: it gives up when the scheduler's stop runs out of time.
+        await new Promise<void>((_, reject) =>
+          tick.signal.addEventListener('abort', () => reject(tick.signal.reason as Error), { once: true }),
+        );
+      },
+    });
+    const service = scheduler(db, { schedules: [slow], clock });
+    await service.start();
+    await advanceUntil(clock, started, { stepMs: 1000 });
+    const stopped = service.stop({ drainMs: 5000 });
+    await advanceUntil(clock, stopped, { stepMs: 1000 });
+    expect(await ticksWritten(db)).toEqual([]);
+    expect((await readSchedules(db))[0]).toMatchObject({
+      attempts: 1,
+      lastError: expect.stringMatching(/drain deadline of 5000 ms passed/) as unknown,
+      fired: 0,
+    });
+  });
+
   it('refuses to start without its table, naming the migrations to run', async () => {
     const db = await createTestDb();
     cleanups.push(() => db.close());

@@ -78,6 +78,8 @@ export class Scheduler extends ServiceBase<SchedulerEvents> {
   readonly #pollMs: number;
   readonly #wakeup: ConsumerWakeup;
   readonly #stopping = new AbortController();
+  /** Aborted at the drain deadline of `stop()`: the running tick's `signal`. */
+  readonly #drained = new AbortController();
   readonly #conflictsSeen = new Set<string>();
   #loop: Promise<void> | undefined;
 
@@ -121,7 +123,8 @@ export class Scheduler extends ServiceBase<SchedulerEvents> {
     this.#loop = this.#run();
   }
 
-  protected override async onStop(): Promise<void> {
+  protected override async onStop(drain: AbortSignal): Promise<void> {
+    drain.addEventListener('abort', () => this.#drained.abort(drain.reason), { once: true });
     this.#stopping.abort();
     this.#wakeup.stop();
     await this.#loop;
@@ -188,7 +191,7 @@ export class Scheduler extends ServiceBase<SchedulerEvents> {
           await recordSkipped(tx, schedule.name, plan.nextTick, now);
           return { kind: 'skipped', from: row.nextTick, until: plan.nextTick };
         }
-        const tick = tickOf(schedule, row, plan.tick, now);
+        const tick = tickOf(schedule, row, plan.tick, now, this.#drained.signal);
         attempted = tick;
         try {
           await fireWithin(tx, schedule, tick);
@@ -293,13 +296,20 @@ function isDue(row: ScheduleRow, schedule: Schedule, now: number): boolean {
   );
 }
 
-function tickOf(schedule: Schedule, row: ScheduleRow, at: number, now: number): ScheduleTick {
+function tickOf(
+  schedule: Schedule,
+  row: ScheduleRow,
+  at: number,
+  now: number,
+  signal: AbortSignal,
+): ScheduleTick {
   const date = new Date(at);
   return {
     schedule: schedule.name,
     at: date,
     key: `${schedule.name}@${date.toISOString()}`,
     firedAt: new Date(now),
+    signal,
     // Failures counted on the row were of its next tick; a later tick starts afresh.
     attempt: at === row.nextTick ? row.attempts + 1 : 1,
     ...(at > row.nextTick ? { skippedFrom: new Date(row.nextTick) } : {}),
