@@ -1,4 +1,4 @@
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { FastifyInstance } from 'fastify';
 import type { Meter } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import { ReadYourWritesDb } from '../../src/consistency/index.ts';
@@ -32,7 +32,7 @@ import { ordersRoutes } from './transport/http/orders-routes.ts';
 import { dashboardRoutes } from './dashboard/dashboard-routes.ts';
 import { ProcessHeartbeat } from './processes/process-heartbeat.ts';
 import { ExpiredKeyPruner, PostgresIdempotencyStore } from '../../src/idempotency/index.ts';
-import { installProblemHandler } from './transport/http/problem-handler.ts';
+import { createHttpApp } from './transport/http/http-app.ts';
 import { installRateLimit } from './transport/http/rate-limit.ts';
 import { installApiKeyAuth } from './transport/http/api-key-auth.ts';
 import { orderPlacedHandler } from './transport/messages/order-placed-handler.ts';
@@ -293,15 +293,7 @@ export function buildShop(config: ShopConfig, deps: ShopDeps): Shop {
     parts.push(sagaPruner);
   }
 
-  const http: FastifyInstance = Fastify({
-    // pino's Logger is a FastifyBaseLogger; the cast keeps the app's type free of pino's generics.
-    // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-assertion
-    loggerInstance: logger as FastifyBaseLogger,
-    // Per-request lines would bury the first screen; errors are still logged by the problem handler.
-    logController: new LogController({ disableRequestLogging: true }),
-    return503OnClosing: true,
-  });
-  installProblemHandler(http);
+  const http: FastifyInstance = createHttpApp(logger);
   // Before the rate limit, which then counts per key.
   if (config.apiKeys === 'required') installApiKeyAuth(http, { db, clock });
   if (config.rateLimit !== undefined) installRateLimit(http, { limits: config.rateLimit, clock });
@@ -339,14 +331,7 @@ export function buildShop(config: ShopConfig, deps: ShopDeps): Shop {
   } else {
     parts.push(new FastifyCloser(http));
     if (config.metricsPort !== undefined) {
-      const app = Fastify({
-        // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-assertion -- as for the api app above
-        loggerInstance: logger as FastifyBaseLogger,
-        // A scrape every few seconds is not worth a log line.
-        logController: new LogController({ disableRequestLogging: true }),
-        return503OnClosing: true,
-      });
-      installProblemHandler(app);
+      const app = createHttpApp(logger);
       void app.register(healthRoutes, { db, isReady: () => ready });
       ops = new HttpServer(app, { port: config.metricsPort, host: config.http.host });
       parts.push(ops);

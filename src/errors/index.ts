@@ -1,4 +1,11 @@
-export { errorCodes, isErrorCode, type ErrorCode } from './codes.ts';
+export {
+  errorCodes,
+  isErrorCode,
+  messageIsPublic,
+  clientDetailOf,
+  type ErrorCode,
+  type ErrorCodeEntry,
+} from './codes.ts';
 export {
   KeelError,
   isKeelError,

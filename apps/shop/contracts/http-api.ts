@@ -40,7 +40,9 @@ const v1Failures = {
     'Retry-After': { description: 'Seconds until a request will be let through', required: true },
   }),
   500: problem('The server failed (`KEEL_INTERNAL`): nothing about the cause is disclosed'),
-  503: problem('The database is unavailable (`KEEL_DB_UNAVAILABLE`); retry with backoff'),
+  503: problem(
+    'The database is unavailable (`KEEL_DB_UNAVAILABLE`), or the process is shutting down (`KEEL_SHUTTING_DOWN`, with `Retry-After`); retry with backoff',
+  ),
 } satisfies Record<number, HttpResponseContract>;
 
 /** What a JSON body can be refused for before its schema is read. */
@@ -97,7 +99,7 @@ export const shopOperations: readonly HttpOperation[] = [
       422: problem('This Idempotency-Key was used for a different request (`KEEL_IDEMPOTENCY_KEY_REUSED`)'),
       ...v1Failures,
       503: problem(
-        'New orders are paused by the `orders.accepting` flag (`KEEL_FEATURE_OFF`), or the database is unavailable; the key stays free for a retry',
+        'New orders are paused by the `orders.accepting` flag (`KEEL_FEATURE_OFF`), the database is unavailable, or the process is shutting down; the key stays free for a retry',
       ),
     },
   },

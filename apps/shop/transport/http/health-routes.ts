@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { Db } from '../../../../src/db/index.ts';
-import { problemContentType, toProblemDetails, KeelError } from '../../../../src/errors/index.ts';
+import { KeelError } from '../../../../src/errors/index.ts';
+import { replyWithProblem } from './problem-reply.ts';
 
 export interface HealthRoutesOptions {
   db: Db;
@@ -18,22 +19,22 @@ export async function healthRoutes(
 ): Promise<void> {
   app.get('/healthz', async () => ({ status: 'ok' }));
 
-  app.get('/readyz', async (request, reply) => {
+  app.get('/readyz', async (_request, reply) => {
     if (!isReady()) {
-      const problem = toProblemDetails(
+      // 503, not the code's 500: a probe routes around a process that is starting or draining.
+      return replyWithProblem(
+        reply,
         new KeelError('KEEL_SERVICE_STATE', 'not ready: starting or draining'),
-        request.url,
+        503,
       );
-      return reply.status(503).type(problemContentType).send(problem);
     }
     try {
       await db.query('SELECT 1');
     } catch (error) {
-      const problem = toProblemDetails(
+      return replyWithProblem(
+        reply,
         new KeelError('KEEL_DB_UNAVAILABLE', 'not ready: the database does not answer', { cause: error }),
-        request.url,
       );
-      return reply.status(503).type(problemContentType).send(problem);
     }
     return { status: 'ready' };
   });

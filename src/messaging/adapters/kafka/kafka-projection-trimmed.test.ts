@@ -244,7 +244,7 @@ describe('KafkaProjectionRunner with a stored offset past the partition’s end'
     const failure = await resumes.catchUp().catch((error: unknown) => error);
     expect(failure).toBeInstanceOf(KafkaOffsetPastEndError);
     expect(failure).toMatchObject({
-      code: 'KEEL_VERSION_CONFLICT',
+      code: 'KEEL_STREAM_AHEAD',
       topic,
       partition: 0,
       next: 3n,

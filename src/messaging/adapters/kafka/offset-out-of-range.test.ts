@@ -70,7 +70,7 @@ describe('resumePlan', () => {
       const plan = (): unknown => resumePlan('orders', from, from, ranges, onTrimmed, cause);
       expect(plan).toThrow(KafkaOffsetPastEndError);
       expect(plan).toThrow(
-        expect.objectContaining({ code: 'KEEL_VERSION_CONFLICT', partition: 1, next: 7n, end: 4n }),
+        expect.objectContaining({ code: 'KEEL_STREAM_AHEAD', partition: 1, next: 7n, end: 4n }),
       );
     }
   });

@@ -36,7 +36,7 @@ export class KafkaPartitionTrimmedError extends KeelError {
  * (the topic was deleted and recreated, records were lost in an unclean leader election, or the
  * brokers are another cluster's). Nothing was trimmed and there is nothing to resume from:
  * `onTrimmed` does not apply. `rebuild()` replays what the topic holds. Code
- * `KEEL_VERSION_CONFLICT` (409): the stored offsets and the topic disagree.
+ * `KEEL_STREAM_AHEAD` (409): the stored offsets and the topic disagree.
  */
 export class KafkaOffsetPastEndError extends KeelError {
   readonly topic: string;
@@ -47,7 +47,7 @@ export class KafkaOffsetPastEndError extends KeelError {
   readonly end: bigint;
   constructor(topic: string, partition: number, next: bigint, end: bigint, others: number[] = []) {
     super(
-      'KEEL_VERSION_CONFLICT',
+      'KEEL_STREAM_AHEAD',
       `Kafka topic ${topic} partition ${partition} ends at offset ${end}, but the projection has ` +
         `applied it up to offset ${next}: the topic is not the one the model was built from ` +
         `(recreated, or records lost); rebuild() replays what it holds${alsoIn(others)}`,

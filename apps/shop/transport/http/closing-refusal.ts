@@ -1,0 +1,33 @@
+import type { FastifyInstance } from 'fastify';
+import { KeelError } from '../../../../src/errors/index.ts';
+import { replyWithProblem } from './problem-reply.ts';
+
+/** Seconds a client refused by a closing process is asked to wait: another process can take it at once. */
+const retryAfterSeconds = 1;
+
+/**
+ * Once `app.close()` has begun, answers every new request with a 503 problem (KEEL_SHUTTING_DOWN,
+ * `Retry-After`, `Connection: close`) before any other hook runs, so the request is not started
+ * and its client retries elsewhere; requests already running finish. Such requests come on
+ * keep-alive connections that were busy when the listener closed: close ends the idle ones.
+ *
+ * Needs fastify's `return503OnClosing: false`: with it on, fastify answers these requests first,
+ * with a JSON body of its own.
+ */
+export function refuseRequestsWhileClosing(app: FastifyInstance): void {
+  let closing = false;
+  // preClose hooks run once fastify has begun closing, just before its listener stops.
+  app.addHook('preClose', (done) => {
+    closing = true;
+    done();
+  });
+  app.addHook('onRequest', async (_request, reply) => {
+    if (!closing) return undefined;
+    reply.header('retry-after', String(retryAfterSeconds)).header('connection', 'close');
+    const refusal = new KeelError(
+      'KEEL_SHUTTING_DOWN',
+      'the server is shutting down; send the request again',
+    );
+    return replyWithProblem(reply, refusal, 503);
+  });
+}
