@@ -114,6 +114,30 @@ export async function lockSchedule(
   return rows[0] === undefined ? undefined : toRow(rows[0]);
 }
 
+/**
+ * Locks, for the rest of `tx`, the row of the schedule due longest at `now` among those named
+ * with their timings (a row planned by another timing is another definition's), skipping rows
+ * other schedulers hold: schedulers sharing a database each take a different due schedule
+ * instead of queueing behind one another. Undefined when none is left.
+ */
+export async function lockNextDue(
+  tx: Queryable,
+  schedules: { names: readonly string[]; specs: readonly string[] },
+  now: number,
+): Promise<ScheduleRow | undefined> {
+  const { rows } = await tx.query<RawRow>(
+    `SELECT ${columns} FROM keel_schedules
+      WHERE (name, spec) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+        AND paused_at IS NULL AND next_tick <= $3::timestamptz
+        AND (retry_at IS NULL OR retry_at <= $3::timestamptz)
+      ORDER BY greatest(next_tick, retry_at), name
+      LIMIT 1
+      FOR UPDATE SKIP LOCKED`,
+    [schedules.names, schedules.specs, iso(now)],
+  );
+  return rows[0] === undefined ? undefined : toRow(rows[0]);
+}
+
 /** Records that `tick` fired and plans `nextTick`. */
 export async function recordFired(
   tx: Queryable,

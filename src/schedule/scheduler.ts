@@ -7,6 +7,7 @@ import { ServiceBase } from '../service/index.ts';
 import { systemClock, type Clock } from '../time/index.ts';
 import type { Schedule, ScheduleTick } from './schedule-definition.ts';
 import {
+  lockNextDue,
   lockSchedule,
   readSchedules,
   recordFailure,
@@ -75,6 +76,8 @@ const savepoint = 'keel_schedule_fire';
 export class Scheduler extends ServiceBase<SchedulerEvents> {
   readonly #db: Db;
   readonly #schedules: ReadonlyMap<string, Schedule>;
+  /** Each schedule's name and timing, as `lockNextDue` takes them. */
+  readonly #specs: { names: string[]; specs: string[] };
   readonly #pollMs: number;
   readonly #wakeup: ConsumerWakeup;
   readonly #stopping = new AbortController();
@@ -105,6 +108,10 @@ export class Scheduler extends ServiceBase<SchedulerEvents> {
       throw new InvalidArgumentError('pollMs', 'an integer number of ms >= 1', options.pollMs);
     this.#db = db;
     this.#schedules = schedules;
+    this.#specs = {
+      names: [...schedules.keys()],
+      specs: [...schedules.values()].map((schedule) => schedule.spec),
+    };
     this.#pollMs = pollMs;
     this.#wakeup = new ConsumerWakeup(this.clock);
   }
@@ -148,66 +155,78 @@ export class Scheduler extends ServiceBase<SchedulerEvents> {
     }
   }
 
-  /** Fires at most one tick of each due schedule; resolves with how long to wait before the next pass. */
+  /**
+   * Reads the rows (for conflicts, removed rows and when the next tick is due), then fires due
+   * ticks, one transaction each, until none is left that no other scheduler holds; resolves with
+   * how long to wait before the next pass.
+   */
   async #pass(): Promise<number> {
     let waitMs = this.#pollMs;
+    let dueNow = false;
     const rows = await readSchedules(this.#db, [...this.#schedules.keys()]);
+    const now = this.clock.now();
     const seen = new Set<string>();
     for (const row of rows) {
-      if (this.#stopping.signal.aborted) return 0;
       seen.add(row.name);
       const schedule = this.#schedules.get(row.name)!;
-      if (row.spec !== schedule.spec) {
-        this.#reportConflict(schedule, row.spec);
-        continue;
+      if (row.spec !== schedule.spec) this.#reportConflict(schedule, row.spec);
+      else if (row.pausedAt === null) {
+        const dueAt = Math.max(row.nextTick, row.retryAt ?? row.nextTick);
+        if (dueAt <= now) dueNow = true;
+        else waitMs = Math.min(waitMs, dueAt - now);
       }
-      if (row.pausedAt !== null) continue;
-      const now = this.clock.now();
-      const dueAt = Math.max(row.nextTick, row.retryAt ?? row.nextTick);
-      if (dueAt > now) {
-        waitMs = Math.min(waitMs, dueAt - now);
-        continue;
-      }
-      const outcome = await this.#tick(schedule);
-      this.#report(schedule, outcome);
-      // Something moved: look again at once (a backlog fired tick by tick, a retry's time).
-      waitMs = outcome.kind === 'passed' ? Math.min(waitMs, heldRecheckMs) : 0;
     }
     // A row deleted while this process runs (`keel schedule remove`) comes back planned from now.
     for (const schedule of this.#schedules.values())
       if (!seen.has(schedule.name)) await this.#register(schedule);
-    return waitMs;
+    if (!dueNow) return waitMs;
+    let moved = false;
+    while (!this.#stopping.signal.aborted) {
+      const outcome = await this.#tickNextDue();
+      if (outcome === undefined) break;
+      this.#report(outcome.schedule, outcome);
+      moved = true;
+    }
+    // Nothing left but ticks other schedulers hold: they move them on within a transaction.
+    // After ticks of its own, look again at once (a tick may have come due meanwhile).
+    return moved ? 0 : Math.min(waitMs, heldRecheckMs);
   }
 
-  async #tick(schedule: Schedule): Promise<TickOutcome> {
-    let attempted: ScheduleTick | undefined;
+  /**
+   * Fires one tick of the due schedule waiting longest that no other scheduler holds, in one
+   * transaction; undefined when there is none.
+   */
+  async #tickNextDue(): Promise<(TickOutcome & { schedule: Schedule }) | undefined> {
+    let attempted: { schedule: Schedule; tick: ScheduleTick } | undefined;
     try {
       return await this.#db.transaction(async (tx) => {
-        const row = await lockSchedule(tx, schedule.name);
         const now = this.clock.now();
-        if (row === undefined || !isDue(row, schedule, now)) return { kind: 'passed' };
+        const row = await lockNextDue(tx, this.#specs, now);
+        const schedule = row === undefined ? undefined : this.#schedules.get(row.name);
+        if (row === undefined || schedule === undefined || !isDue(row, schedule, now)) return undefined;
         const plan = planTick(schedule, row.nextTick, now);
         if (plan.kind === 'skip') {
           await recordSkipped(tx, schedule.name, plan.nextTick, now);
-          return { kind: 'skipped', from: row.nextTick, until: plan.nextTick };
+          return { kind: 'skipped', from: row.nextTick, until: plan.nextTick, schedule };
         }
         const tick = tickOf(schedule, row, plan.tick, now, this.#drained.signal);
-        attempted = tick;
+        attempted = { schedule, tick };
         try {
           await fireWithin(tx, schedule, tick);
         } catch (error) {
-          return this.#recordFailure(tx, schedule, tick, error);
+          return { ...(await this.#recordFailure(tx, schedule, tick, error)), schedule };
         }
         await recordFired(tx, schedule.name, {
           tick: plan.tick,
           nextTick: schedule.nextTickAfter(plan.tick),
           now,
         });
-        return { kind: 'fired', tick };
+        return { kind: 'fired', tick, schedule };
       });
     } catch (error) {
       if (attempted === undefined) throw error;
-      return this.#recordFailureAfterRollback(schedule, attempted, error);
+      const outcome = await this.#recordFailureAfterRollback(attempted.schedule, attempted.tick, error);
+      return { ...outcome, schedule: attempted.schedule };
     }
   }
 
