@@ -21,13 +21,15 @@ export function refuseRequestsWhileClosing(app: FastifyInstance): void {
     closing = true;
     done();
   });
-  app.addHook('onRequest', async (_request, reply) => {
-    if (!closing) return undefined;
+  // A callback hook, not an async one: it runs before every request, and an async hook costs each
+  // a promise. Answering from it, the hook does not call `done`: the request goes no further.
+  app.addHook('onRequest', (_request, reply, done) => {
+    if (!closing) return done();
     reply.header('retry-after', String(retryAfterSeconds)).header('connection', 'close');
     const refusal = new KeelError(
       'KEEL_SHUTTING_DOWN',
       'the server is shutting down; send the request again',
     );
-    return replyWithProblem(reply, refusal, 503);
+    replyWithProblem(reply, refusal, 503);
   });
 }
