@@ -14,20 +14,8 @@ export class DbFault {
   #failing = false;
 
   wrap(db: Db): Db {
-    const refuse = (): void => {
+    return beforeEachCall(db, () => {
       if (this.#failing) throw this.#error;
-    };
-    return new Proxy(db, {
-      get(target, property, receiver) {
-        const value: unknown = Reflect.get(target, property, receiver);
-        if (typeof value !== 'function') return value;
-        const method = (value as (...args: unknown[]) => unknown).bind(target);
-        if (property !== 'query' && property !== 'transaction') return method;
-        return async (...args: unknown[]) => {
-          refuse();
-          return method(...args);
-        };
-      },
     });
   }
 
@@ -59,4 +47,23 @@ export function statementFailed(): Error {
     new Error('could not read block 7 in file "base/16384/16402": read only 0 of 8192 bytes'),
     { code: 'XX001' },
   );
+}
+
+/**
+ * A view of `db` that runs `before` ahead of every query and every transaction begun through it
+ * (a throw fails the call, a wait holds it); statements inside a transaction are not touched.
+ */
+export function beforeEachCall(db: Db, before: () => void | Promise<void>): Db {
+  return new Proxy(db, {
+    get(target, property, receiver) {
+      const value: unknown = Reflect.get(target, property, receiver);
+      if (typeof value !== 'function') return value;
+      const method = (value as (...args: unknown[]) => unknown).bind(target);
+      if (property !== 'query' && property !== 'transaction') return method;
+      return async (...args: unknown[]) => {
+        await before();
+        return method(...args);
+      };
+    },
+  });
 }

@@ -2,6 +2,7 @@ import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Db } from '../../../../src/db/index.ts';
 import type { Shop } from '../../app.ts';
+import { beforeEachCall } from '../../test/db-fault.ts';
 import { createShopStore, openTestShop, type ShopStore } from '../../test/test-shop.ts';
 
 // What the shop answers on its own before a route runs — a URL it cannot decode, a request on a
@@ -13,20 +14,8 @@ class HeldDb {
   readonly held: (() => void)[] = [];
 
   wrap(db: Db): Db {
-    const wait = async (): Promise<void> => {
+    return beforeEachCall(db, async () => {
       if (this.hold) await new Promise<void>((resolve) => this.held.push(resolve));
-    };
-    return new Proxy(db, {
-      get(target, property, receiver) {
-        const value: unknown = Reflect.get(target, property, receiver);
-        if (typeof value !== 'function') return value;
-        const method = (value as (...args: unknown[]) => unknown).bind(target);
-        if (property !== 'query' && property !== 'transaction') return method;
-        return async (...args: unknown[]) => {
-          await wait();
-          return method(...args);
-        };
-      },
     });
   }
 
