@@ -16,8 +16,13 @@ describe('the first screen', () => {
     expect(embedded).toContain('analytics  http://127.0.0.1:3000/v1/analytics/orders');
     expect(embedded).toContain("queues     keel's queue in the database");
     expect(embedded).toContain('POST http://127.0.0.1:3000/v1/signups');
-    // A worker has no page to point at.
-    expect(firstScreen('(no HTTP listener)', { kind: 'pglite' }, ['worker'])).not.toContain('dashboard');
+    // A worker has no page to point at; it closes the days, and says when.
+    const worker = firstScreen('(no HTTP listener)', { kind: 'pglite' }, ['worker'], undefined, {
+      dailySales: { cron: '5 0 * * *', timeZone: 'Europe/Berlin' },
+    });
+    expect(worker).not.toContain('dashboard');
+    expect(worker).toContain("schedules  shop.daily-sales closes each day on '5 0 * * *' Europe/Berlin");
+    expect(embedded).not.toContain('schedules  ');
     // In memory, nothing survives: the screen must not promise it.
     const inMemory = firstScreen('http://127.0.0.1:3000', { kind: 'pglite', dataDir: 'memory://' }, ['api']);
     expect(inMemory).toContain('data       in memory (gone when the process stops)');

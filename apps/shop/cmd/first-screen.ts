@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import type { DbConfig } from '../../../src/db/index.ts';
+import type { DailySalesConfig } from '../analytics/daily-sales.ts';
 import type { ShopOutbox } from '../app.ts';
 import type { MailConfig } from '../notifications/mail-config.ts';
 import type { BrokerConfig } from '../presets/broker-config.ts';
@@ -11,7 +12,7 @@ export function firstScreen(
   db: DbConfig,
   roles: Iterable<string>,
   outbox: ShopOutbox = { kind: 'table' },
-  parts: { mail?: MailConfig; broker?: BrokerConfig } = {},
+  parts: { mail?: MailConfig; broker?: BrokerConfig; dailySales?: DailySalesConfig } = {},
 ): string {
   const inMemory = db.kind === 'pglite' && (db.dataDir === undefined || db.dataDir === 'memory://');
   const where =
@@ -32,7 +33,7 @@ export function firstScreen(
     // The page is served by the api role only.
     ...(roleList.includes('api')
       ? [
-          `  dashboard  ${address}/dashboard (processes, queues, outbox, sagas, breakers and latency, live)`,
+          `  dashboard  ${address}/dashboard (processes, queues, outbox, sagas, breakers, schedules and latency, live)`,
           `  analytics  ${address}/v1/analytics/orders (a read model replayed from the order stream)`,
         ]
       : []),
@@ -46,6 +47,11 @@ export function firstScreen(
     }`,
     `  queues     ${queues(parts.broker)}`,
     ...(parts.mail === undefined ? [] : [`  mail       ${mail(parts.mail)}`]),
+    ...(parts.dailySales === undefined
+      ? []
+      : [
+          `  schedules  shop.daily-sales closes each day on '${parts.dailySales.cron}' ${parts.dailySales.timeZone} (KEEL_DAILY_SALES; npm run analytics -- daily)`,
+        ]),
     '',
     '  Place an order, then GET the Location it returns: within a second it is CONFIRMED (stock',
     '  reserved, payment taken), or CANCELLED with a reason (sku rare-1 has one unit; a customerId',

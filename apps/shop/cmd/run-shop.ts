@@ -33,10 +33,16 @@ export async function runShop(roles: readonly ShopRole[], options: { banner: boo
     if (options.banner) {
       const address = shop.server?.address ?? '(no HTTP listener in this process)';
       const config = shopConfigFromEnv(process.env, roles);
-      // Only a worker sends mail.
-      const mail = roles.includes('worker') ? config.mail : undefined;
+      // Only a worker sends mail and closes days.
+      const worker = roles.includes('worker');
+      const mail = worker ? config.mail : undefined;
+      const dailySales = worker ? config.dailySales : undefined;
       process.stdout.write(
-        firstScreen(address, db, roles, config.outbox, { broker, ...(mail ? { mail } : {}) }) + '\n',
+        firstScreen(address, db, roles, config.outbox, {
+          broker,
+          ...(mail ? { mail } : {}),
+          ...(dailySales ? { dailySales } : {}),
+        }) + '\n',
       );
     }
   } catch (error) {
