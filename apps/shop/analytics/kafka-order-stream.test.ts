@@ -3,8 +3,6 @@
 // over one connection, kept across the 1 s the answer is cached for. The whole shop on Kafka:
 // apps/shop/brokers.test.ts.
 import { randomBytes } from 'node:crypto';
-import { subscribe, unsubscribe } from 'node:diagnostics_channel';
-import { instancesChannel, type CreationEvent } from '@platformatic/kafka';
 import { describe, expect, it, vi } from 'vitest';
 import { migrate, type Db } from '../../../src/db/index.ts';
 import { kafkaProjectionMigrations } from '../../../src/messaging/adapters/kafka/index.ts';
@@ -35,18 +33,6 @@ async function produce(topic: string, count: number): Promise<void> {
       value: Buffer.from('{}'),
     })),
   });
-}
-
-/** Counts the Kafka clients created with `clientId` from now on. */
-function clientsCreated(clientId: string): { count: () => number } {
-  let count = 0;
-  const onCreated = (message: unknown): void => {
-    const { type, instance } = message as CreationEvent<{ clientId?: string }>;
-    if (type === 'consumer' && instance.clientId === clientId) count++;
-  };
-  subscribe(instancesChannel.name, onCreated);
-  cleanups.push(async () => unsubscribe(instancesChannel.name, onCreated));
-  return { count: () => count };
 }
 
 /** A wall clock the test sets, back as well as forward; its timers are a manual clock's. */
@@ -81,7 +67,7 @@ describe('kafkaOrderStream progress', () => {
     const db = await database();
     const clock = wallClock();
     const { stream: orders, clientId } = stream(topic, kafkaBrokers, clock);
-    const created = clientsCreated(clientId);
+    const created = kafka.clientsCreated(clientId);
     const head = async (): Promise<number> => (await orderStreamProgress(db, orders)).head;
 
     expect(await orderStreamProgress(db, orders)).toEqual({ position: 0, head: 3 });
@@ -111,7 +97,7 @@ describe('kafkaOrderStream progress', () => {
     const db = await database();
     // Nothing listens on port 1: each connection is refused at once.
     const { stream: orders, clientId } = stream('shop.order-events', ['127.0.0.1:1'], new ManualClock());
-    const created = clientsCreated(clientId);
+    const created = kafka.clientsCreated(clientId);
     await expect(orderStreamProgress(db, orders)).rejects.toMatchObject({ code: 'KEEL_BROKER_UNAVAILABLE' });
     await expect(orderStreamProgress(db, orders)).rejects.toMatchObject({ code: 'KEEL_BROKER_UNAVAILABLE' });
     expect(created.count()).toBe(2);

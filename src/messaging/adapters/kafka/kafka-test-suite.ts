@@ -1,7 +1,8 @@
 // The set-up every test file against the real Kafka repeats: the broker required (never a
 // silent skip) and marked in use, topics deleted and cleanups run after. Not part of the public
 // door; kept apart from test-support.ts, which child processes load outside vitest.
-import { Admin, Producer } from '@platformatic/kafka';
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
+import { Admin, instancesChannel, Producer, type CreationEvent } from '@platformatic/kafka';
 import { afterAll, afterEach, beforeAll } from 'vitest';
 import { deleteTopics, kafkaBrokers, requireKafka, useKafka } from './test-support.ts';
 
@@ -14,6 +15,8 @@ export interface KafkaTestSuite {
   readonly admin: Admin;
   /** An idempotent producer for the whole file (with `clients`). */
   readonly producer: Producer<Buffer, Buffer, Buffer, Buffer>;
+  /** Counts the Kafka consumer clients created with `clientId` from now to the end of the test. */
+  clientsCreated(clientId: string): { count: () => number };
 }
 
 /** Registers the file's hooks; `clientId` given, also an admin client and a producer it shares. */
@@ -53,9 +56,20 @@ export function kafkaTestSuite(options: { clientId?: string } = {}): KafkaTestSu
       throw new Error(`kafkaTestSuite: no ${name} without a clientId, or before beforeAll`);
     return client;
   };
+  const clientsCreated = (clientId: string): { count: () => number } => {
+    let count = 0;
+    const onCreated = (message: unknown): void => {
+      const { type, instance } = message as CreationEvent<{ clientId?: string }>;
+      if (type === 'consumer' && instance.clientId === clientId) count++;
+    };
+    subscribe(instancesChannel.name, onCreated);
+    cleanups.push(async () => unsubscribe(instancesChannel.name, onCreated));
+    return { count: () => count };
+  };
   return {
     topics,
     cleanups,
+    clientsCreated,
     get admin() {
       return required(admin, 'admin');
     },

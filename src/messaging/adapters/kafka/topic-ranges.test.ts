@@ -2,10 +2,9 @@
 // failure or a close, and a process it does not keep alive between reads.
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { Admin, instancesChannel, Producer, type CreationEvent } from '@platformatic/kafka';
+import { Admin, Producer } from '@platformatic/kafka';
 import { describe, expect, it, vi } from 'vitest';
 import { kafkaTestSuite } from './kafka-test-suite.ts';
 import { kafkaBrokers } from './test-support.ts';
@@ -13,7 +12,8 @@ import { KafkaTopicRanges } from './topic-ranges.ts';
 
 vi.setConfig({ testTimeout: 60_000 });
 
-const { topics, cleanups } = kafkaTestSuite();
+const kafka = kafkaTestSuite();
+const { topics, cleanups } = kafka;
 
 async function topicWithRecords(count: number): Promise<string> {
   const topic = `ktr_${randomBytes(5).toString('hex')}`;
@@ -39,18 +39,6 @@ async function topicWithRecords(count: number): Promise<string> {
   return topic;
 }
 
-/** Counts the Kafka clients created with `clientId` from now on. */
-function clientsCreated(clientId: string): { count: () => number } {
-  let count = 0;
-  const onCreated = (message: unknown): void => {
-    const { type, instance } = message as CreationEvent<{ clientId?: string }>;
-    if (type === 'consumer' && instance.clientId === clientId) count++;
-  };
-  subscribe(instancesChannel.name, onCreated);
-  cleanups.push(async () => unsubscribe(instancesChannel.name, onCreated));
-  return { count: () => count };
-}
-
 function ranges(options: ConstructorParameters<typeof KafkaTopicRanges>[0]): KafkaTopicRanges {
   const built = new KafkaTopicRanges(options);
   cleanups.push(() => built.close());
@@ -61,7 +49,7 @@ describe('KafkaTopicRanges', () => {
   it('reads every partition’s range over one client, kept from read to read', async () => {
     const topic = await topicWithRecords(3);
     const clientId = `keel-test-${randomBytes(3).toString('hex')}`;
-    const created = clientsCreated(clientId);
+    const created = kafka.clientsCreated(clientId);
     const reader = ranges({ topic, brokers: kafkaBrokers, clientId });
     expect(await reader.ranges()).toEqual([
       { partition: 0, start: 0n, end: 3n },
@@ -79,7 +67,7 @@ describe('KafkaTopicRanges', () => {
 
   it('drops a client whose read failed: the next read tries a new one', async () => {
     const clientId = `keel-test-${randomBytes(3).toString('hex')}`;
-    const created = clientsCreated(clientId);
+    const created = kafka.clientsCreated(clientId);
     // Nothing listens on port 1: each connection is refused at once.
     const reader = ranges({ topic: 'orders', brokers: ['127.0.0.1:1'], clientId });
     await expect(reader.ranges()).rejects.toMatchObject({ code: 'KEEL_BROKER_UNAVAILABLE' });
