@@ -5,6 +5,7 @@ import { canSendWithoutWaiting } from '../db/send-without-waiting.ts';
 import { ManualClock, sleep } from '../time/index.ts';
 import { advanceUntil } from './advance-until.ts';
 import { createTestDb, type TestDb } from './db.ts';
+import { trackedDb } from './statements-in-flight.ts';
 
 const dbs: TestDb[] = [];
 afterEach(async () => {
@@ -12,8 +13,10 @@ afterEach(async () => {
 });
 
 /** A test database whose statements wait at a gate before they go to the server: slow I/O, held. */
-async function gatedDb(): Promise<{ db: TestDb; open: () => void }> {
-  const db = await createTestDb();
+async function gatedDb(
+  options: { trackStatements?: boolean } = {},
+): Promise<{ db: TestDb; open: () => void }> {
+  const db = await createTestDb(options);
   dbs.push(db);
   const inner = db.inner as { query: Db['query'] };
   const query = inner.query.bind(inner);
@@ -61,5 +64,33 @@ describe('advanceUntil', () => {
     // The tracked handle keeps what keel's own transactions can do.
     expect(abilities).toEqual([true, true, true]);
     expect((await db.query('SELECT n FROM waited')).rows).toEqual([{ n: 1 }]);
+  });
+
+  it('waits for the statements of a database opened otherwise once it is seen through trackedDb', async () => {
+    const { db, open } = await gatedDb({ trackStatements: false });
+    const clock = new ManualClock(0);
+    const untracked = advanceUntil(clock, db.query('SELECT 1 AS one'));
+    for (let i = 0; i < 50; i++) await turn();
+    // Nothing waits for an untracked statement: the clock runs on while it is held.
+    expect(clock.now()).toBeGreaterThan(100);
+    open();
+    await untracked;
+
+    const gated = await gatedDb({ trackStatements: false });
+    const tracked = trackedDb(gated.db);
+    const from = clock.now();
+    const answered = tracked.query<{ two: number }>('SELECT 2 AS two');
+    const advancing = advanceUntil(clock, answered);
+    for (let i = 0; i < 2_000; i++) await turn();
+    expect(clock.now()).toBe(from + 100);
+    gated.open();
+    expect((await advancing).rows).toEqual([{ two: 2 }]);
+    expect(tracked.schema).toBe(gated.db.schema);
+    expect(
+      await advanceUntil(
+        clock,
+        tracked.transaction(async () => 'committed'),
+      ),
+    ).toBe('committed');
   });
 });

@@ -9,6 +9,7 @@ export {
   type TempPgliteDir,
 } from './db.ts';
 export { advanceUntil, type AdvanceUntilOptions } from './advance-until.ts';
+export { trackedDb } from './statements-in-flight.ts';
 export { pgliteTemplate } from './pglite-template.ts';
 export {
   breakerStateStoreConformance,

@@ -1,4 +1,4 @@
-import type { Tx } from '../db/db.ts';
+import type { Db, TransactionOptions, Tx } from '../db/db.ts';
 import { systemClock } from '../time/index.ts';
 
 /**
@@ -66,6 +66,26 @@ function noneInFlight(boundMs: number): Promise<void> {
       resolve();
     }
     whenNoneInFlight.push(finish);
+  });
+}
+
+/**
+ * `db` with its statements and transactions tracked, as a test database's are: for a database a
+ * test opened otherwise (a shop's store) that it drives with `advanceUntil`.
+ */
+export function trackedDb(db: Db): Db {
+  return new Proxy(db, {
+    get(target, property) {
+      if (property === 'query') {
+        return (sql: string, params?: readonly unknown[]) => trackStatement(() => target.query(sql, params));
+      }
+      if (property === 'transaction') {
+        return <T>(fn: (tx: Tx) => Promise<T>, options?: TransactionOptions) =>
+          trackTransaction((tracked) => target.transaction(tracked, options), fn);
+      }
+      const value: unknown = Reflect.get(target, property, target);
+      return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+    },
   });
 }
 
