@@ -7,5 +7,6 @@ export default defineConfig({
     hookTimeout: 30_000,
     // Integration suites share real servers; files run in parallel but each isolates itself by schema.
     pool: 'forks',
+    setupFiles: ['test/setup/property-scale.ts'],
   },
 });

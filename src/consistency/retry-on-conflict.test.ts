@@ -7,6 +7,7 @@ import { constantBackoff, ManualClock } from '../time/index.ts';
 import { versionedTable } from './conditional-write.ts';
 import { conflictRetry, isConflict, retryOnConflict } from './retry-on-conflict.ts';
 import { VersionConflictError } from './version-conflict-error.ts';
+import { propertyRuns } from '../testing/property-runs.ts';
 
 const conflict = (actual: number): VersionConflictError =>
   new VersionConflictError({ table: 't', id: 1, expected: actual - 1, actual });
@@ -182,7 +183,7 @@ describe('retryOnConflict against the database', () => {
           expect(rows).toEqual([{ value: succeeded, version: succeeded }]);
         },
       ),
-      { numRuns: 15 },
+      { numRuns: propertyRuns(15) },
     );
     // With 1..4 attempts and up to 8 writers some calls must have run out of attempts.
     expect(sawConflictFailure).toBe(true);

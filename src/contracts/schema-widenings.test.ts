@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import type { JsonSchema } from './openapi-document.ts';
 import { schemaWidenings } from './schema-widenings.ts';
+import { propertyRuns } from '../testing/property-runs.ts';
 
 const json = (schema: z.ZodType): JsonSchema => {
   const { $schema: _dialect, ...rest } = z.toJSONSchema(schema, { target: 'draft-7' }) as JsonSchema;
@@ -83,7 +84,7 @@ describe('schemaWidenings', () => {
       for (const sample of accepted)
         expect(old(sample), JSON.stringify({ before, after, sample })).toBe(true);
     });
-    fc.assert(property, { numRuns: 500 });
+    fc.assert(property, { numRuns: propertyRuns(500) });
     // The property was put to the test, not passed by never finding a quiet pair.
     expect(silentWithValues).toBeGreaterThan(20);
   });

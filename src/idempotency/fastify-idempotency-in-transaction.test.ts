@@ -11,6 +11,7 @@ import {
 } from './fastify-idempotency.ts';
 import { MemoryIdempotencyStore } from './memory-idempotency-store.ts';
 import { PostgresIdempotencyStore, idempotencyMigrations } from './postgres-idempotency-store.ts';
+import { propertyRuns } from '../testing/property-runs.ts';
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -253,7 +254,7 @@ describe("idempotency keys claimed in the handler's transaction, fuzzed", () => 
         if (response.statusCode === 201 && response.headers['idempotent-replayed'] === undefined) started++;
         expect(await charges()).toBe(started);
       }),
-      { numRuns: 150 },
+      { numRuns: propertyRuns(150) },
     );
   });
 });

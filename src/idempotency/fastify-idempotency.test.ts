@@ -8,6 +8,7 @@ import { completeIdempotentRequest, installIdempotency } from './fastify-idempot
 import type { IdempotencyStore } from './idempotency-store.ts';
 import { MemoryIdempotencyStore } from './memory-idempotency-store.ts';
 import { PostgresIdempotencyStore, idempotencyMigrations } from './postgres-idempotency-store.ts';
+import { propertyRuns } from '../testing/property-runs.ts';
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -182,7 +183,7 @@ describe('idempotency keys, fuzzed', () => {
         if (response.statusCode === 201 && response.headers['idempotent-replayed'] === undefined) started++;
         expect(effects()).toBe(started);
       }),
-      { numRuns: 300 },
+      { numRuns: propertyRuns(300) },
     );
   });
 });

@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { canonicalJson, requestFingerprint } from './request-fingerprint.ts';
+import { propertyRuns } from '../testing/property-runs.ts';
 
 /** The definition: JSON.stringify with each object's entries sorted by key. */
 function reference(value: unknown): string {
@@ -31,7 +32,7 @@ describe('canonicalJson', () => {
           JSON.parse(JSON.stringify(value) ?? 'null'),
         );
       }),
-      { numRuns: 500 },
+      { numRuns: propertyRuns(500) },
     );
   });
 
@@ -40,7 +41,7 @@ describe('canonicalJson', () => {
       fc.property(fc.jsonValue(), (value) => {
         expect(canonicalJson(reversed(value))).toBe(canonicalJson(value));
       }),
-      { numRuns: 300 },
+      { numRuns: propertyRuns(300) },
     );
   });
 

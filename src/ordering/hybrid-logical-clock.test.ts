@@ -5,6 +5,7 @@ import { ManualClock, referenceInstant } from '../time/index.ts';
 import { ClockDriftError } from './clock-drift-error.ts';
 import { compareHlc, formatHlc, hlcMaxLogical, parseHlc, type HlcStamp } from './hlc-stamp.ts';
 import { HybridLogicalClock, defaultMaxDriftMs } from './hybrid-logical-clock.ts';
+import { propertyRuns } from '../testing/property-runs.ts';
 
 /** A physical clock a test can set anywhere, backwards included (ManualClock only moves forward). */
 class SettableClock {
@@ -251,7 +252,7 @@ describe('HybridLogicalClock', () => {
             }
           }
         }),
-        { numRuns: 300 },
+        { numRuns: propertyRuns(300) },
       );
     });
 

@@ -5,6 +5,7 @@ import { MemoryBreakerStateStore } from './breaker-state-store.ts';
 import { circuitBreaker } from './circuit-breaker.ts';
 import { isCircuitState } from './circuit-state.ts';
 import { BrokenCircuitError, IsolatedCircuitError } from './errors.ts';
+import { propertyRuns } from '../testing/property-runs.ts';
 
 const fail = (): Promise<never> => Promise.reject(new Error('down'));
 const ok = (): Promise<string> => Promise.resolve('ok');
@@ -284,7 +285,7 @@ describe('circuitBreaker properties', () => {
           }
         },
       ),
-      { numRuns: 60 },
+      { numRuns: propertyRuns(60) },
     );
   });
 
@@ -323,7 +324,7 @@ describe('circuitBreaker properties', () => {
           }
         },
       ),
-      { numRuns: 80 },
+      { numRuns: propertyRuns(80) },
     );
   });
 
@@ -371,7 +372,7 @@ describe('circuitBreaker properties', () => {
           expect(breaker.state.status).toBe(expected);
         },
       ),
-      { numRuns: 60 },
+      { numRuns: propertyRuns(60) },
     );
   });
 });

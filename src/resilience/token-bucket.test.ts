@@ -2,6 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ManualClock } from '../time/index.ts';
 import { refillAndTake, TokenBucket, type BucketState } from './token-bucket.ts';
+import { propertyRuns } from '../testing/property-runs.ts';
 
 describe('TokenBucket', () => {
   it('starts full, refills at the rate, never above capacity', async () => {
@@ -51,7 +52,7 @@ describe('TokenBucket', () => {
           }
         },
       ),
-      { numRuns: 100 },
+      { numRuns: propertyRuns(100) },
     );
   });
 

@@ -10,6 +10,7 @@ import { SagaRunner } from './saga-runner.ts';
 import { getSaga, retrySaga } from './saga-admin.ts';
 import { startSaga, type SagaState } from './saga-store.ts';
 import { sagaMigrations } from './schema.ts';
+import { propertyRuns } from '../testing/property-runs.ts';
 
 const maxAttempts = 3;
 
@@ -140,7 +141,7 @@ describe('saga against its reference model', () => {
       fc.asyncProperty(plans, async (plan) => {
         expect(await real(plan)).toEqual(model(plan));
       }),
-      { numRuns: 30 },
+      { numRuns: propertyRuns(30) },
     );
   });
 });

@@ -11,6 +11,7 @@ import { defineSchedule, type Schedule, type ScheduleTick } from './schedule-def
 import { pauseSchedule, readSchedules, resumeSchedule } from './schedule-store.ts';
 import { Scheduler } from './scheduler.ts';
 import { scheduleMigrations } from './schema.ts';
+import { propertyRuns } from '../testing/property-runs.ts';
 
 type Step =
   | { kind: 'advance'; ms: number }
@@ -177,7 +178,7 @@ describe('Scheduler (property)', () => {
         // Settled: nothing due is left waiting (a retry may be planned, not overdue).
         expect(Math.max(row.nextTick, row.retryAt ?? 0)).toBeGreaterThan(now - stepMs);
       }),
-      { numRuns: 25 },
+      { numRuns: propertyRuns(25) },
     );
   }, 240_000);
 
@@ -209,7 +210,7 @@ describe('Scheduler (property)', () => {
         for (let at = start + everyMs; at <= now - stepMs; at += everyMs) expected.push(at);
         expect(fired.map((f) => f.at).slice(0, expected.length)).toEqual(expected);
       }),
-      { numRuns: 15 },
+      { numRuns: propertyRuns(15) },
     );
   }, 240_000);
 });

@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import type { RateLimitStore } from '../resilience/rate-limit-store.ts';
 import { refillAndTake, type BucketState } from '../resilience/token-bucket.ts';
 import { referenceInstant } from '../time/index.ts';
+import { propertyRuns } from './property-runs.ts';
 
 export interface RateLimitStoreTarget {
   /** Shown in the suite's name. */
@@ -116,7 +117,7 @@ export function rateLimitStoreConformance(target: RateLimitStoreTarget): void {
               }
             },
           ),
-          { numRuns: 25 },
+          { numRuns: propertyRuns(25) },
         );
       }));
   });

@@ -11,6 +11,7 @@ import { PgTransactionSender } from '../../src/db/pg-transaction-sender.ts';
 import { preparedStatement, preparedStatementName } from '../../src/db/prepared-statements.ts';
 import { testDbBackend } from '../../src/testing/db.ts';
 import { uniqueSchemaName } from '../../src/testing/index.ts';
+import { propertyRuns } from '../../src/testing/property-runs.ts';
 
 const pgPass = testDbBackend() === 'pg';
 const url = process.env.DATABASE_URL?.trim() || defaultDatabaseUrl;
@@ -209,7 +210,7 @@ describe.skipIf(!pgPass)('PgTransactionSender (runs in the KEEL_DB=pg pass only)
       fc.asyncProperty(fc.array(statement, { minLength: 1, maxLength: 8 }), async (kinds) => {
         expect(await outcome(kinds, true)).toEqual(await outcome(kinds, false));
       }),
-      { numRuns: 40 },
+      { numRuns: propertyRuns(40) },
     );
   });
 

@@ -3,6 +3,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ManualClock } from '../../../time/index.ts';
 import { ChannelAcks, type AckChannel } from './channel-acks.ts';
+import { propertyRuns } from '../../../testing/property-runs.ts';
 
 type Frame =
   { kind: 'ack'; tag: number; multiple: boolean } | { kind: 'nack'; tag: number; requeue: boolean };
@@ -331,7 +332,7 @@ describe('ChannelAcks', () => {
         expect(acks.unsettled).toBeGreaterThanOrEqual(open.length - unreported.length);
         expect(acks.exact).toBe(true);
       }),
-      { numRuns: 300 },
+      { numRuns: propertyRuns(300) },
     );
   });
 });
