@@ -31,6 +31,10 @@ describe('dbConfigFromEnv', () => {
     expect(dbConfigFromEnv({ KEEL_DB: 'pg', KEEL_DB_PREPARED: 'off' })).toMatchObject({
       preparedStatements: false,
     });
+    expect(dbConfigFromEnv({ KEEL_DB: 'pg', KEEL_DB_POOL_SIZE: '20', KEEL_DB_POOL_MIN: '2' })).toMatchObject({
+      poolSize: 20,
+      poolMin: 2,
+    });
     expect(dbConfigFromEnv({ KEEL_DB: 'pg', DATABASE_URL: 'postgresql://u:p@db:6543/shop' })).toMatchObject({
       url: 'postgresql://u:p@db:6543/shop',
     });
@@ -43,6 +47,15 @@ describe('dbConfigFromEnv', () => {
     expect(() => dbConfigFromEnv({ KEEL_DB_SCHEMA: 'My Schema' })).toThrow(/KEEL_DB_SCHEMA/);
     expect(() => dbConfigFromEnv({ KEEL_DB: 'pg', KEEL_DB_PREPARED: 'yes' })).toThrow(
       /KEEL_DB_PREPARED: expected 'on' or 'off', got "yes"/,
+    );
+    expect(() => dbConfigFromEnv({ KEEL_DB: 'pg', KEEL_DB_POOL_SIZE: '0' })).toThrow(
+      /^KEEL_DB_POOL_SIZE: expected a whole number of at least 1, got "0"/,
+    );
+    expect(() => dbConfigFromEnv({ KEEL_DB: 'pg', KEEL_DB_POOL_MIN: '1.5' })).toThrow(
+      /^KEEL_DB_POOL_MIN: expected/,
+    );
+    expect(() => dbConfigFromEnv({ KEEL_DB: 'pg', KEEL_DB_POOL_SIZE: '4', KEEL_DB_POOL_MIN: '5' })).toThrow(
+      /^KEEL_DB_POOL_MIN: expected at most the pool size \(4\), got 5/,
     );
     let message = '';
     try {

@@ -47,6 +47,8 @@ export async function openDb(config: DbConfig): Promise<Db> {
  * - `KEEL_DB_SCHEMA`: the schema, default `public`.
  * - `KEEL_DB_PREPARED`: for `pg`, `on` (default) or `off`: keel's hot statements as named prepared
  *   statements (`PgDbOptions.preparedStatements`); `off` behind a pooler that cannot keep them.
+ * - `KEEL_DB_POOL_SIZE`, `KEEL_DB_POOL_MIN`: for `pg`, the most connections the pool opens
+ *   (default 10) and how many it keeps open while idle (default 0).
  *
  * A bad value fails with `KEEL_INVALID_ARGUMENT` naming the variable.
  */
@@ -61,7 +63,22 @@ export function dbConfigFromEnv(env: Readonly<Record<string, string | undefined>
   if (kind === 'pg') {
     const url = nonEmpty(env.DATABASE_URL) ?? defaultDatabaseUrl;
     checkDatabaseUrl(url);
-    return { kind, url, schema, preparedStatements: preparedStatementsFromEnv(env) };
+    const poolSize = countFromEnv(env, 'KEEL_DB_POOL_SIZE', 1);
+    const poolMin = countFromEnv(env, 'KEEL_DB_POOL_MIN', 0);
+    if (poolMin !== undefined && poolMin > (poolSize ?? 10))
+      throw new InvalidArgumentError(
+        'KEEL_DB_POOL_MIN',
+        `at most the pool size (${poolSize ?? 10})`,
+        poolMin,
+      );
+    return {
+      kind,
+      url,
+      schema,
+      preparedStatements: preparedStatementsFromEnv(env),
+      ...(poolSize === undefined ? {} : { poolSize }),
+      ...(poolMin === undefined ? {} : { poolMin }),
+    };
   }
   throw new InvalidArgumentError('KEEL_DB', "'pglite' or 'pg'", kind);
 }
@@ -72,6 +89,20 @@ export function preparedStatementsFromEnv(env: Readonly<Record<string, string | 
   if (prepared !== 'on' && prepared !== 'off')
     throw new InvalidArgumentError('KEEL_DB_PREPARED', "'on' or 'off'", prepared);
   return prepared === 'on';
+}
+
+/** A whole number of at least `least` in `name`, or undefined when it is not set. */
+function countFromEnv(
+  env: Readonly<Record<string, string | undefined>>,
+  name: string,
+  least: number,
+): number | undefined {
+  const text = nonEmpty(env[name]);
+  if (text === undefined) return undefined;
+  const value = Number(text);
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(value) || value < least)
+    throw new InvalidArgumentError(name, `a whole number of at least ${least}`, text);
+  return value;
 }
 
 function nonEmpty(value: string | undefined): string | undefined {

@@ -26,6 +26,14 @@ export interface PgDbOptions {
   schema?: string;
   /** Most connections the pool opens. Default 10. */
   poolSize?: number;
+  /**
+   * Connections the pool keeps open however long they sit idle, once opened. Default 0: every
+   * idle connection closes after `idleTimeoutMs`. A process whose statements come minutes
+   * apart (a scheduler's per-minute tick) otherwise opens a connection for each; 1 keeps one warm.
+   */
+  poolMin?: number;
+  /** How long a pooled connection above `poolMin` stays open idle. Default 10 000 ms. */
+  idleTimeoutMs?: number;
   /** How long opening one connection may take before it fails with `KEEL_DB_UNAVAILABLE`. Default 5000 ms. */
   connectTimeoutMs?: number;
   /** Times the listener's reconnect backoff. Default the system clock. */
@@ -57,6 +65,8 @@ interface ResolvedPgDbOptions {
   url: string;
   schema: string;
   poolSize: number;
+  poolMin: number;
+  idleTimeoutMs: number;
   connectTimeoutMs: number;
   clock: Clock;
   backoffInitialMs: number;
@@ -75,6 +85,14 @@ function positiveInteger(field: string, value: unknown, fallback: number): numbe
   return value;
 }
 
+function nonNegativeInteger(field: string, value: unknown, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0) {
+    throw new InvalidArgumentError(field, 'a non-negative integer', value);
+  }
+  return value;
+}
+
 function booleanOption(field: string, value: unknown, fallback: boolean): boolean {
   if (value === undefined) return fallback;
   if (typeof value !== 'boolean') throw new InvalidArgumentError(field, 'true or false', value);
@@ -87,10 +105,16 @@ function resolveOptions(options: PgDbOptions): ResolvedPgDbOptions {
       details: { field: 'url' },
     });
   }
+  const poolSize = positiveInteger('poolSize', options.poolSize, 10);
+  const poolMin = nonNegativeInteger('poolMin', options.poolMin, 0);
+  if (poolMin > poolSize)
+    throw new InvalidArgumentError('poolMin', `at most poolSize (${poolSize})`, poolMin);
   return {
     url: options.url,
     schema: checkIdentifier('schema', options.schema ?? 'public'),
-    poolSize: positiveInteger('poolSize', options.poolSize, 10),
+    poolSize,
+    poolMin,
+    idleTimeoutMs: positiveInteger('idleTimeoutMs', options.idleTimeoutMs, 10_000),
     connectTimeoutMs: positiveInteger('connectTimeoutMs', options.connectTimeoutMs, 5000),
     clock: options.clock ?? systemClock,
     backoffInitialMs: positiveInteger('listenerBackoff.initialMs', options.listenerBackoff?.initialMs, 100),
@@ -174,6 +198,8 @@ export class PgDb implements Db {
     const pool = new pg.Pool({
       ...PgDb.#connectionConfig(resolved, resolved.applicationName),
       max: resolved.poolSize,
+      min: resolved.poolMin,
+      idleTimeoutMillis: resolved.idleTimeoutMs,
       // Queries go out as they are made, not after the previous answer: keel's transactions send
       // BEGIN with their first statement and writes nobody waits for with their COMMIT.
       pipeline: true,

@@ -35,6 +35,8 @@ describe('PgDb without a server', () => {
   it('validates its options naming the field', async () => {
     await expect(openPgDb({ url: '' })).rejects.toMatchObject({ code: 'KEEL_INVALID_ARGUMENT' });
     await expect(openPgDb({ url, poolSize: 0 })).rejects.toMatchObject({ field: 'poolSize' });
+    await expect(openPgDb({ url, poolSize: 2, poolMin: 3 })).rejects.toMatchObject({ field: 'poolMin' });
+    await expect(openPgDb({ url, idleTimeoutMs: 0 })).rejects.toMatchObject({ field: 'idleTimeoutMs' });
     await expect(openPgDb({ url, schema: 'Robert"); DROP' })).rejects.toMatchObject({ field: 'schema' });
   });
 });
@@ -150,6 +152,28 @@ describe.skipIf(!pgPass)('PgDb against the server (runs in the KEEL_DB=pg pass o
     expect((await db.query<{ s: string }>('SELECT current_schema() AS s')).rows).toEqual([
       { s: owner.schema },
     ]);
+  });
+
+  it('closes idle connections after idleTimeoutMs, keeping poolMin of them open', async () => {
+    const applicationName = `keel-pool-min-${process.pid}-${Date.now()}`;
+    const db = await openPgDb({ url, applicationName, poolSize: 4, poolMin: 1, idleTimeoutMs: 100 });
+    cleanups.push(() => db.close());
+    const observer = await testDb();
+    const open = async (): Promise<number> => {
+      const { rows } = await observer.query<{ n: number }>(
+        'SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1',
+        [applicationName],
+      );
+      return rows[0]?.n ?? 0;
+    };
+    // Four transactions at once hold four connections; idle, three close and one stays.
+    await Promise.all([1, 2, 3, 4].map(() => db.transaction((tx) => tx.query('SELECT pg_sleep(0.05)'))));
+    expect(await open()).toBe(4);
+    await until(async () => (await open()) === 1, 5000, 'idle connections above poolMin closed');
+    // Several idle timeouts later the kept one is still open and serves.
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(await open()).toBe(1);
+    expect((await db.query<{ one: number }>('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
   });
 
   it('closes the pool and the listener: no connection is left on the server', async () => {
