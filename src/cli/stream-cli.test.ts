@@ -62,6 +62,65 @@ describe('keel stream', () => {
     ]);
   });
 
+  it('projections: a table of each projection’s position, lag and last move, naming the one holding trims back', async () => {
+    const db = await setup(10, 4);
+    await db.query(
+      `INSERT INTO keel_stream_positions (projection, stream, position, updated_at)
+       VALUES ('audit-model', 'orders', 10, '2030-01-02T03:04:05Z')`,
+    );
+    await db.query(`UPDATE keel_stream_positions SET updated_at = '2030-01-01T00:00:00Z' WHERE position = 4`);
+    const { code, out } = await stream(db, 'projections', 'orders');
+    expect(code).toBe(0);
+    expect(out).toEqual([
+      'orders  first 1  last 10  entries 10',
+      'PROJECTION    POSITION  LAG  UPDATED',
+      'audit-model   10        0    2030-01-02T03:04:05.000Z',
+      'orders-model  4         6    2030-01-01T00:00:00.000Z  holds back --keep-unapplied trims',
+    ]);
+    await stream(db, 'trim', 'orders', '--before', '8');
+    expect((await stream(db, 'projections', 'orders')).out[3]).toBe(
+      'orders-model  4         6    2030-01-01T00:00:00.000Z  holds back --keep-unapplied trims; entries it has not applied were trimmed',
+    );
+    expect(await stream(db, 'projections', 'nothing')).toMatchObject({
+      code: 1,
+      err: ['KEEL_NOT_FOUND: stream nothing was not found'],
+    });
+  });
+
+  it('forget: deletes a retired projection’s position and says what it was; trims then reach past it', async () => {
+    const db = await setup(10, 4);
+    await db.query(
+      `UPDATE keel_stream_positions SET updated_at = '2030-01-01T00:00:00Z' WHERE projection = 'orders-model'`,
+    );
+    expect((await stream(db, 'trim', 'orders', '--keep-last', '0', '--keep-unapplied')).out).toEqual([
+      'orders: trimmed 4 entries; it now holds 5 to 10',
+    ]);
+    expect(await stream(db, 'forget', 'orders', 'orders-model')).toEqual({
+      code: 0,
+      out: [
+        'orders: forgot projection orders-model at position 4 (lag 6, updated 2030-01-01T00:00:00.000Z); trims no longer keep entries for it',
+      ],
+      err: [],
+    });
+    expect((await stream(db, 'projections', 'orders')).out).toEqual([
+      'orders  first 5  last 10  entries 6',
+      'no projection has a stored position on it',
+    ]);
+    expect((await stream(db, 'trim', 'orders', '--keep-last', '0', '--keep-unapplied')).out).toEqual([
+      'orders: trimmed 6 entries; it now holds 11 to 10',
+    ]);
+    // Forgotten already: named, exit 1, nothing else touched.
+    expect(await stream(db, 'forget', 'orders', 'orders-model')).toMatchObject({
+      code: 1,
+      out: [],
+      err: ['KEEL_NOT_FOUND: projection orders-model has no stored position on stream orders'],
+    });
+    expect(await stream(db, 'forget', 'orders', 'a b')).toMatchObject({
+      code: 1,
+      err: [expect.stringMatching(/^KEEL_INVALID_ARGUMENT: projection/) as unknown],
+    });
+  });
+
   it('names what is wrong with its input before it opens the database', async () => {
     const db = await setup(1, 0);
     expect(await stream(db, 'trim', 'orders', '--older-than', 'a week')).toMatchObject({
@@ -73,5 +132,13 @@ describe('keel stream', () => {
     expect((await stream(db, 'trim', 'orders')).err[0]).toMatch(/KEEL_INVALID_ARGUMENT/);
     expect((await stream(db, 'trim', 'orders', '--nope')).code).toBe(2);
     expect((await stream(db, 'rewind')).code).toBe(2);
+    expect((await stream(db, 'projections')).err[0]).toMatch(/^KEEL_INVALID_ARGUMENT: stream/);
+    expect((await stream(db, 'forget', 'orders')).err[0]).toMatch(/^KEEL_INVALID_ARGUMENT: projection/);
+    expect((await stream(db, 'forget', 'orders', 'a', 'b')).err[0]).toMatch(
+      /^KEEL_INVALID_ARGUMENT: arguments: .*got "b"/,
+    );
+    expect((await stream(db, 'forget', 'orders', 'a', '--keep-last', '1')).err[0]).toMatch(
+      /^KEEL_INVALID_ARGUMENT: forget/,
+    );
   });
 });

@@ -10,6 +10,13 @@ const usage = `keel stream — operate PostgreSQL streams (PgStream) and their p
 
   keel stream status [<stream>]           each stream's first and last position, and each
                                           projection's position on it and how far behind it is
+  keel stream projections <stream>        each projection stored on the stream: its position, lag,
+                                          when it last moved, and whether it holds back a trim
+                                          that keeps unapplied entries (--keep-unapplied)
+  keel stream forget <stream> <projection>
+                                          delete a retired projection's stored position, so it no
+                                          longer holds the stream back; a runner of it still
+                                          running stops applying (see docs/messaging.md)
   keel stream trim <stream> [--keep-last N] [--older-than D] [--before P]
                    [--keep-unapplied | --keep-unapplied-by NAME,...]
                                           delete the oldest entries that every bound given allows;
@@ -70,6 +77,46 @@ async function status(db: Db, io: CliIo, only: string | undefined): Promise<numb
   return 0;
 }
 
+/** Columns padded to their widest cell, two spaces apart; the last one is not padded. */
+function table(rows: readonly (readonly string[])[]): string[] {
+  const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => row[column]!.length)));
+  return rows.map((row) =>
+    row
+      .map((cell, column) => (column === row.length - 1 ? cell : cell.padEnd(widths[column]!)))
+      .join('  ')
+      .trimEnd(),
+  );
+}
+
+/** `keel stream projections <stream>`: Kafka's `kafka-consumer-groups --describe`, per stream. */
+async function projections(db: Db, io: CliIo, stream: string): Promise<number> {
+  const { first, last, projections } = await new PgStream(db).projections(stream);
+  io.out(`${stream}  first ${first}  last ${last}  entries ${Math.max(0, last - first + 1)}`);
+  if (projections.length === 0) {
+    io.out('no projection has a stored position on it');
+    return 0;
+  }
+  const rows = projections.map((p) => {
+    const notes = [
+      ...(p.holdsTrim ? ['holds back --keep-unapplied trims'] : []),
+      ...(p.trimmedPast ? ['entries it has not applied were trimmed'] : []),
+    ];
+    return [p.projection, String(p.position), String(p.lag), p.updatedAt.toISOString(), notes.join('; ')];
+  });
+  for (const line of table([['PROJECTION', 'POSITION', 'LAG', 'UPDATED', ''], ...rows])) io.out(line);
+  return 0;
+}
+
+/** `keel stream forget <stream> <projection>`: asks nothing; says what it deleted. */
+async function forget(db: Db, io: CliIo, stream: string, projection: string): Promise<number> {
+  const gone = await new PgStream(db).forgetProjection(stream, projection);
+  io.out(
+    `${stream}: forgot projection ${projection} at position ${gone.position} (lag ${gone.lag}, ` +
+      `updated ${gone.updatedAt.toISOString()}); trims no longer keep entries for it`,
+  );
+  return 0;
+}
+
 /** The bounds of `keel stream trim`, from its flags; only those given. */
 function trimOptions(values: Record<string, string | boolean | undefined>): TrimOptions {
   const text = (name: string): string | undefined => values[name] as string | undefined;
@@ -88,6 +135,8 @@ function trimOptions(values: Record<string, string | boolean | undefined>): Trim
     options.keepUnappliedBy = keepUnappliedBy.split(',').map((name) => name.trim());
   return options;
 }
+
+const commands = ['status', 'projections', 'forget', 'trim'];
 
 /** `keel stream ...`: returns the process exit code. */
 export async function runStreamCli(argv: readonly string[], io: CliIo): Promise<number> {
@@ -112,12 +161,12 @@ export async function runStreamCli(argv: readonly string[], io: CliIo): Promise<
     return 2;
   }
   const { positionals, values } = parsed;
-  const [group, command, stream] = positionals;
+  const [group, command, stream, projection] = positionals;
   if (group !== 'stream' || command === undefined || values.help) {
     io.out(usage);
     return values.help ? 0 : 2;
   }
-  if (command !== 'status' && command !== 'trim') {
+  if (!commands.includes(command)) {
     io.err(`unknown command: ${positionals.join(' ')}\n\n${usage}`);
     return 2;
   }
@@ -125,8 +174,20 @@ export async function runStreamCli(argv: readonly string[], io: CliIo): Promise<
   let options: TrimOptions;
   try {
     options = trimOptions(values);
-    if (command === 'trim' && stream === undefined)
+    const extra = positionals.slice(command === 'forget' ? 4 : 3);
+    // `forget orders a b` must not forget only `a`.
+    if (extra.length > 0)
+      throw new InvalidArgumentError(
+        'arguments',
+        `nothing after keel stream ${command === 'forget' ? 'forget <stream> <projection>' : `${command} <stream>`}`,
+        extra.join(' '),
+      );
+    if (command !== 'trim' && Object.values(values).some((value) => value !== undefined))
+      throw new InvalidArgumentError(command, `no options (keel stream ${command} takes none)`);
+    if (command !== 'status' && stream === undefined)
       throw new InvalidArgumentError('stream', 'a stream name', stream);
+    if (command === 'forget' && projection === undefined)
+      throw new InvalidArgumentError('projection', 'a projection name', projection);
   } catch (error) {
     if (!(error instanceof KeelError)) throw error;
     io.err(`${error.code}: ${error.message}`);
@@ -134,6 +195,8 @@ export async function runStreamCli(argv: readonly string[], io: CliIo): Promise<
   }
   return withCliDb(io, async (db) => {
     if (command === 'status') return status(db, io, stream);
+    if (command === 'projections') return projections(db, io, stream!);
+    if (command === 'forget') return forget(db, io, stream!, projection!);
     const streams = new PgStream(db);
     const trimmed = await streams.trim(stream!, options);
     const { first, last } = await streams.bounds(stream!);

@@ -42,6 +42,12 @@ export {
 } from './adapters/postgres/pg-stream-retention.ts';
 export { pgStreamMigrations, pgStreamChannel } from './adapters/postgres/pg-stream-schema.ts';
 export {
+  ProjectionNotFoundError,
+  type ForgottenProjection,
+  type ProjectionPosition,
+  type StreamProjections,
+} from './adapters/postgres/pg-stream-projection-admin.ts';
+export {
   ProjectionRunner,
   type Projection,
   type ProjectionRunnerEvents,

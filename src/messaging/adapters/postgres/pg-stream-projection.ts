@@ -5,6 +5,7 @@ import { systemClock, type Clock, type TimerHandle } from '../../../time/index.t
 import { ConsumerWakeup } from '../../consumer-wakeup.ts';
 import { assertQueueName } from './pg-queue.ts';
 import { assertStreamName, PgStream, type StreamEntry } from './pg-stream.ts';
+import { ProjectionNotFoundError } from './pg-stream-projection-admin.ts';
 import { pgStreamChannel } from './pg-stream-schema.ts';
 import type { Projection as LogProjection } from '../../projection.ts';
 
@@ -68,6 +69,12 @@ const lockPosition = `INSERT INTO keel_stream_positions AS p (projection, stream
   ON CONFLICT (projection, stream) DO UPDATE SET position = p.position
   RETURNING position::text`;
 
+// A batch's lock: never creates the row. The runner stored it before its first batch, so a row
+// missing here was forgotten (`PgStream.forgetProjection`) since; creating it again, at 0, would
+// replay the stream into the model and undo the forget without anyone knowing.
+const lockStoredPosition = `SELECT position::text FROM keel_stream_positions
+  WHERE projection = $1 AND stream = $2 FOR UPDATE`;
+
 const registerPosition = `INSERT INTO keel_stream_positions (projection, stream) VALUES ($1, $2)
   ON CONFLICT (projection, stream) DO NOTHING`;
 
@@ -81,6 +88,11 @@ const registerPosition = `INSERT INTO keel_stream_positions (projection, stream)
  *
  * After a trim past the stored position, batches fail with `StreamTrimmedError` unless
  * `onTrimmed: 'resume'`; `rebuild()` replays from the first retained entry.
+ *
+ * The runner stores its position row once, the first time it looks for entries; it never
+ * creates it again in a batch. After `PgStream.forgetProjection` deleted it, batches fail with
+ * `ProjectionNotFoundError` (`during: 'apply'`) until the runner is stopped, or `rebuild()`
+ * stores the row again and starts the projection over.
  *
  * Lifecycle: `start()` LISTENs and begins; `stop()` lets the batch in flight commit. `catchUp()`
  * and `rebuild()` work without `start()`, for a command line.
@@ -164,7 +176,8 @@ export class ProjectionRunner extends ServiceBase<ProjectionRunnerEvents> {
    * Applies the next batch after the stored position, in one transaction with the position's
    * update; returns how many entries it applied (0: caught up, or another runner took the batch).
    * A stream trimmed past the stored position rejects with `StreamTrimmedError`, unless
-   * `onTrimmed: 'resume'`.
+   * `onTrimmed: 'resume'`; a position row forgotten since this runner stored it rejects with
+   * `ProjectionNotFoundError`.
    */
   async applyNext(): Promise<number> {
     if (!this.#registered) {
@@ -178,8 +191,12 @@ export class ProjectionRunner extends ServiceBase<ProjectionRunnerEvents> {
     // Without a transaction first: an idle projection that polls costs one read, not a write.
     if ((await this.lag()) === 0) return 0;
     const outcome = await this.#db.transaction(async (tx) => {
-      const { rows } = await tx.query<{ position: string }>(lockPosition, [this.projection, this.stream]);
-      const from = Number(rows[0]?.position ?? 0);
+      const { rows } = await tx.query<{ position: string }>(lockStoredPosition, [
+        this.projection,
+        this.stream,
+      ]);
+      if (rows[0] === undefined) throw new ProjectionNotFoundError(this.stream, this.projection, 'apply');
+      const from = Number(rows[0].position);
       const entries = await this.#reader.read(
         this.stream,
         { after: from, limit: this.#batchSize, onTrimmed: this.#onTrimmed },
@@ -219,7 +236,7 @@ export class ProjectionRunner extends ServiceBase<ProjectionRunnerEvents> {
    * in one transaction: 0, or after a trim the position before the first retained entry, so a
    * started runner then replays what the stream still holds (the trimmed entries are gone for
    * good). A batch another runner has in flight commits first (the position row's lock), so none
-   * lands on the emptied model.
+   * lands on the emptied model. A forgotten position row is stored again, at that start.
    */
   async rebuild(): Promise<void> {
     await this.#db.transaction(async (tx) => {

@@ -3,8 +3,14 @@ import { InvalidArgumentError } from '../../../errors/index.ts';
 import { ServiceBase } from '../../../service/index.ts';
 import { systemClock, type Clock } from '../../../time/index.ts';
 import { ConsumerWakeup } from '../../consumer-wakeup.ts';
-import { assertStreamName, PgStream } from './pg-stream.ts';
-import { defaultTrimBatchSize, resolveTrimOptions, type TrimBounds } from './pg-stream-trim.ts';
+import { assertStreamName } from './pg-stream.ts';
+import {
+  defaultTrimBatchSize,
+  resolveTrimOptions,
+  trimStream,
+  type ResolvedTrimOptions,
+  type TrimBounds,
+} from './pg-stream-trim.ts';
 
 /** One stream to trim and how far: `PgStream.trim`'s bounds. */
 export interface StreamRetentionRule extends TrimBounds {
@@ -27,6 +33,14 @@ export interface PgStreamRetentionOptions {
 export interface PgStreamRetentionEvents {
   /** A trim of `stream` deleted `deleted` entries (not emitted when it deleted none). */
   trimmed: { stream: string; deleted: number };
+  /**
+   * A trim of `stream` stopped at `position` because of its rule's `keepUnappliedBy`: its other
+   * bounds would have let entries after it go, and `projections` (all at that stored position)
+   * have not applied them. Emitted at every trim it happens, after `trimmed` when the trim also
+   * deleted some: a projection far behind, or a retired one still holding the stream back
+   * (`PgStream.forgetProjection`, `keel stream forget`).
+   */
+  held: { stream: string; position: number; projections: string[] };
 }
 
 /**
@@ -40,8 +54,8 @@ export interface PgStreamRetentionEvents {
  * flight commit and starts no other. `trimOnce()` works without `start()`, for a command line.
  */
 export class PgStreamRetention extends ServiceBase<PgStreamRetentionEvents> {
-  readonly #stream: PgStream;
-  readonly #rules: readonly StreamRetentionRule[];
+  readonly #db: Db;
+  readonly #rules: readonly { stream: string; trim: ResolvedTrimOptions }[];
   readonly #intervalMs: number;
   readonly #batchSize: number;
   readonly #wakeup: ConsumerWakeup;
@@ -70,8 +84,11 @@ export class PgStreamRetention extends ServiceBase<PgStreamRetentionEvents> {
     };
     this.#intervalMs = positive('intervalMs', options.intervalMs ?? 60_000);
     this.#batchSize = positive('batchSize', options.batchSize ?? defaultTrimBatchSize);
-    this.#rules = options.streams.map((rule) => ({ ...rule }));
-    this.#stream = new PgStream(db);
+    this.#rules = options.streams.map((rule) => ({
+      stream: rule.stream,
+      trim: resolveTrimOptions({ ...rule, batchSize: this.#batchSize, signal: this.#stopping.signal }),
+    }));
+    this.#db = db;
     this.#wakeup = new ConsumerWakeup(this.clock);
   }
 
@@ -95,13 +112,10 @@ export class PgStreamRetention extends ServiceBase<PgStreamRetentionEvents> {
     return total;
   }
 
-  async #trim(rule: StreamRetentionRule): Promise<number> {
-    const deleted = await this.#stream.trim(rule.stream, {
-      ...rule,
-      batchSize: this.#batchSize,
-      signal: this.#stopping.signal,
-    });
+  async #trim(rule: { stream: string; trim: ResolvedTrimOptions }): Promise<number> {
+    const { deleted, heldBy } = await trimStream(this.#db, rule.stream, rule.trim);
     if (deleted > 0) this.events.emit('trimmed', { stream: rule.stream, deleted });
+    if (heldBy !== undefined) this.events.emit('held', { stream: rule.stream, ...heldBy });
     return deleted;
   }
 

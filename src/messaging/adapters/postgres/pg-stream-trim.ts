@@ -44,7 +44,7 @@ export interface TrimOptions extends TrimBounds {
   signal?: AbortSignal;
 }
 
-interface ResolvedTrim {
+export interface ResolvedTrimOptions {
   before: number | undefined;
   olderThanMs: number | undefined;
   keepLast: number | undefined;
@@ -59,7 +59,7 @@ interface ResolvedTrim {
 export const defaultTrimBatchSize = 10_000;
 
 /** Validates trim options at the boundary; `path` prefixes the field names errors give. */
-export function resolveTrimOptions(options: TrimOptions, path = ''): ResolvedTrim {
+export function resolveTrimOptions(options: TrimOptions, path = ''): ResolvedTrimOptions {
   if (typeof options !== 'object' || options === null)
     throw new InvalidArgumentError(path === '' ? 'options' : path.slice(0, -1), 'an object', options);
   const { before, olderThanMs, keepLast, keepUnappliedBy, signal } = options;
@@ -123,6 +123,21 @@ const deleteBatch = `DELETE FROM keel_stream
 const moveFirstPosition = `UPDATE keel_stream_heads SET first_position = least($2::bigint, first_position - 1 + $3::bigint) + 1
   WHERE stream = $1 AND first_position <= $2::bigint`;
 
+/** Projections whose stored position stopped a trim that its other bounds let go further. */
+export interface TrimHeldBy {
+  /** Their (lowest) stored position: the trim kept every entry after it. */
+  position: number;
+  /** Every protected projection at that position (a named one with no stored position at 0). */
+  projections: string[];
+}
+
+/** What a trim did: entries deleted, and whether projections' positions were what stopped it. */
+export interface TrimOutcome {
+  deleted: number;
+  /** Set when `keepUnappliedBy` was the bound that stopped the trim's last batch short. */
+  heldBy: TrimHeldBy | undefined;
+}
+
 /**
  * Deletes a prefix of `stream` in batches (see `PgStream.trim`). Each batch, in a transaction
  * holding the stream's cleaner lock: finds how far it may go, deletes that range by its key, and
@@ -130,13 +145,17 @@ const moveFirstPosition = `UPDATE keel_stream_heads SET first_position = least($
  * change together. The head is read once, by the first batch: its last position then is all the
  * trim may delete.
  */
-export async function trimStream(db: Db, stream: string, options: ResolvedTrim): Promise<number> {
+export async function trimStream(db: Db, stream: string, options: ResolvedTrimOptions): Promise<TrimOutcome> {
   // The head row when the trim began. `lastAtStart` bounds it: entries appended while it runs
   // are not its to delete. `first`, moved on by what each batch deletes, stays at or below the
   // stream's, which only grows (by this trim or another): a batch whose bounds end below it has
   // nothing to delete and asks nothing more (the FOR SHARE read takes row locks).
   let head: { first: number; lastAtStart: number } | undefined;
+  let heldBy: TrimHeldBy | undefined;
+  let reached = false;
   const batch = async (tx: Tx): Promise<number> => {
+    heldBy = undefined;
+    reached = true;
     if (head === undefined) {
       const { rows } = await tx.query<{ first: string; last: string }>(
         'SELECT first_position::text AS first, position::text AS last FROM keel_stream_heads WHERE stream = $1',
@@ -149,8 +168,13 @@ export async function trimStream(db: Db, stream: string, options: ResolvedTrim):
     let upTo = lastAtStart;
     if (options.before !== undefined) upTo = Math.min(upTo, options.before - 1);
     if (options.keepLast !== undefined) upTo = Math.min(upTo, lastAtStart - options.keepLast);
-    if (upTo >= head.first && options.keepUnappliedBy !== undefined)
-      upTo = Math.min(upTo, await slowestPosition(tx, stream, options.keepUnappliedBy));
+    if (upTo >= head.first && options.keepUnappliedBy !== undefined) {
+      const slowest = await slowestPositions(tx, stream, options.keepUnappliedBy);
+      if (slowest !== undefined && slowest.position < upTo) {
+        upTo = slowest.position;
+        heldBy = slowest;
+      }
+    }
     if (upTo >= head.first && options.olderThanMs !== undefined) {
       const young = await tx.query<{ position: string | null }>(firstYoungEntry, [
         stream,
@@ -160,30 +184,41 @@ export async function trimStream(db: Db, stream: string, options: ResolvedTrim):
       ]);
       const position = young.rows[0]?.position;
       if (position !== null && position !== undefined) upTo = Number(position) - 1;
+      // An entry too young to go stopped it first: the projections were not what held it.
+      if (heldBy !== undefined && upTo < heldBy.position) heldBy = undefined;
     }
     if (upTo < head.first) return 0;
     const { rowCount } = await tx.query(deleteBatch, [stream, upTo, options.batchSize]);
+    reached = rowCount < options.batchSize;
     // Nothing is read from it: on pg it travels with the COMMIT instead of a round trip of its own.
     await writeWithoutWaiting(tx, moveFirstPosition, [stream, upTo, options.batchSize]);
     head.first += rowCount;
     return rowCount;
   };
   const { deleted } = await runCleanerBatches(db, `keel_stream:${stream}`, batch, options);
-  return deleted;
+  // Only a batch that reached its bound ends a trim that was not stopped (signal, another cleaner).
+  return { deleted, heldBy: reached ? heldBy : undefined };
 }
 
-/** The lowest position the protected projections have applied up to (0: one applied nothing). */
-async function slowestPosition(
+/**
+ * The lowest position the protected projections have applied up to (0: one applied nothing), and
+ * which are at it; undefined when none is stored ('any-projection' on a stream without any).
+ */
+async function slowestPositions(
   tx: Tx,
   stream: string,
   protect: 'any-projection' | readonly string[],
-): Promise<number> {
-  const names = protect === 'any-projection' ? null : [...protect];
+): Promise<TrimHeldBy | undefined> {
+  const names = protect === 'any-projection' ? null : [...new Set(protect)];
   const { rows } = await tx.query<{ projection: string; position: string }>(projectionPositions, [
     stream,
     names,
   ]);
   const stored = new Map(rows.map((row) => [row.projection, Number(row.position)]));
-  const positions = names === null ? [...stored.values()] : names.map((name) => stored.get(name) ?? 0);
-  return positions.length === 0 ? Number.MAX_SAFE_INTEGER : Math.min(...positions);
+  const positions: [string, number][] =
+    names === null ? [...stored] : names.map((name) => [name, stored.get(name) ?? 0]);
+  if (positions.length === 0) return undefined;
+  const position = Math.min(...positions.map(([, at]) => at));
+  const projections = positions.filter(([, at]) => at === position).map(([name]) => name);
+  return { position, projections: projections.sort() };
 }

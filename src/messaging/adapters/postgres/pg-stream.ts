@@ -7,6 +7,12 @@ import { envelopeRecordset } from '../../envelope-recordset.ts';
 import { envelopeFromRow, type EnvelopeRow } from '../../envelope-row.ts';
 import { PublishError, type Publisher } from '../../publisher.ts';
 import { assertQueueName } from './pg-queue.ts';
+import {
+  forgetProjection,
+  listProjections,
+  type ForgottenProjection,
+  type StreamProjections,
+} from './pg-stream-projection-admin.ts';
 import { pgStreamChannel } from './pg-stream-schema.ts';
 import { resolveTrimOptions, trimStream, type TrimOptions } from './pg-stream-trim.ts';
 
@@ -268,7 +274,49 @@ export class PgStream implements Publisher {
   async trim(stream: string, options: TrimOptions): Promise<number> {
     this.#assertOpen();
     assertStreamName(stream);
-    return trimStream(this.#db, stream, resolveTrimOptions(options));
+    return (await trimStream(this.#db, stream, resolveTrimOptions(options))).deleted;
+  }
+
+  /**
+   * The projections with a stored position on `stream` (`keel_stream_positions`), by name, with
+   * the stream's bounds: each one's position, lag to the head, when its position was last stored,
+   * whether a trim passed it, and whether it is what holds back a trim with `keepUnappliedBy:
+   * 'any-projection'` (Kafka's `kafka-consumer-groups --describe`). One statement, one snapshot,
+   * read with `via`. Rejects with `NotFoundError` (`KEEL_NOT_FOUND`) when the stream has neither a
+   * committed entry nor a stored projection position: a misspelt name.
+   */
+  async projections(stream: string, via: Queryable = this.#db): Promise<StreamProjections> {
+    this.#assertOpen();
+    assertStreamName(stream);
+    return listProjections(via, stream);
+  }
+
+  /**
+   * Deletes `projection`'s stored position on `stream`, so that a trim with `keepUnappliedBy:
+   * 'any-projection'` stops keeping entries for it: for a projection that is retired (its code
+   * removed), which would otherwise hold the stream back for good. Kafka's `kafka-consumer-groups
+   * --delete-offsets`. Resolves with the row it deleted; rejects with `ProjectionNotFoundError`
+   * (`KEEL_NOT_FOUND`) when there is none. `via`: a transaction to delete in, e.g. the one that
+   * drops the retired read model's table.
+   *
+   * Against a runner of the projection still running (forget a projection after its code is gone,
+   * not before): a batch in flight holds the row's lock, so the delete waits for it to commit and
+   * removes the position it stored. A running `ProjectionRunner` never stores the row again: each
+   * later batch fails with `ProjectionNotFoundError` (an `error` event, retried every
+   * `retryDelayMs`) until it is stopped, or its `rebuild()` starts the projection over from the
+   * stream's first retained entry; storing it again from where the runner was would silently undo
+   * the forget. A runner created afterwards (a process started with the code still deployed) is
+   * a new projection: it stores its row at 0 and replays the stream into whatever its model holds.
+   */
+  async forgetProjection(
+    stream: string,
+    projection: string,
+    via: Queryable = this.#db,
+  ): Promise<ForgottenProjection> {
+    this.#assertOpen();
+    assertStreamName(stream);
+    assertQueueName(projection, 'projection');
+    return forgetProjection(via, stream, projection);
   }
 
   /** The position of the last committed entry of `stream` (0 when it has none), read with `via`. */
