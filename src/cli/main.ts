@@ -24,11 +24,11 @@ const usage = `keel — operate a keel service's outbox, queues, sagas, flags, s
                                           (keel saga --help for the options)
   keel flags list | show | set | enable | disable | remove
                                           feature flags (keel flags --help for the options)
-  keel stream status [<stream>] | trim <stream> ...
+  keel stream status [<stream>] | projections <stream> | forget <stream> <projection> | trim ...
                                           PostgreSQL streams: bounds, projections' lag, retention
                                           (keel stream --help for the options)
-  keel schedule list | pause <name> | resume <name> | remove <name>
-                                          recurring schedules: next and last tick, failures
+  keel schedule list | pause|resume|trigger|remove <name>
+                                          recurring schedules: next and last tick, failures, a run now
 
 The database comes from KEEL_DB (pglite|pg), DATABASE_URL and KEEL_DATA_DIR, as for the app.`;
 

@@ -41,6 +41,9 @@ describe('keel schedule', () => {
       'nightly-report  cron 0 3 * * * UTC  waiting',
       '  next 2999-01-01T03:00:00.000Z  last 2998-12-31T03:00:00.000Z  fired 12  given up 0',
     ]);
+    // A run by hand that failed leaves its error without an attempt of a tick.
+    await db.query(`UPDATE keel_schedules SET attempts = 0, retry_at = NULL WHERE name = 'hourly-sync'`);
+    expect((await schedule(db, 'list')).out[2]).toBe('  last failure: Error: upstream down');
   });
 
   it('pause, resume and remove change the named schedule and say so', async () => {
@@ -58,6 +61,14 @@ describe('keel schedule', () => {
       out: ['nightly-report: resumed'],
     });
     expect((await readSchedules(db, ['nightly-report']))[0]!.pausedAt).toBeNull();
+    expect(await schedule(db, 'trigger', 'nightly-report')).toMatchObject({
+      code: 0,
+      out: ['nightly-report: run asked for: the next scheduler that defines it fires it once'],
+    });
+    expect((await readSchedules(db, ['nightly-report']))[0]!.triggeredAt).not.toBeNull();
+    expect((await schedule(db, 'list')).out[3]).toMatch(
+      /^nightly-report {2}cron 0 3 \* \* \* UTC {2}waiting, run by hand asked at \d{4}-/,
+    );
     expect(await schedule(db, 'remove', 'hourly-sync')).toMatchObject({
       code: 0,
       out: ['hourly-sync: removed'],

@@ -7,6 +7,7 @@ import {
   readSchedules,
   removeSchedule,
   resumeSchedule,
+  triggerSchedule,
   type ScheduleRow,
 } from '../schedule/schedule-store.ts';
 import { withCliDb, type CliIo } from './cli-io.ts';
@@ -18,6 +19,9 @@ const usage = `keel schedule — operate recurring schedules (keel/schedule)
   keel schedule pause <name>              no scheduler fires it until it is resumed
   keel schedule resume <name>             fire it again; ticks due while it was paused are caught
                                           up within its window, older ones skipped
+  keel schedule trigger <name>            run it once now, beside its ticks (paused or not): the
+                                          next scheduler that defines it fires it, and does not
+                                          retry it if it fails
   keel schedule remove <name>             delete its row: a schedule no process defines any more
                                           (a running scheduler that defines it plans it anew)
 
@@ -32,13 +36,16 @@ function describeRow(row: ScheduleRow, now: number): string[] {
       : row.nextTick <= now
         ? `due for ${((now - row.nextTick) / 1000).toFixed(1)} s`
         : 'waiting';
+  const asked = row.triggeredAt === null ? '' : `, run by hand asked at ${instant(row.triggeredAt)}`;
   const lines = [
-    `${row.name}  ${row.spec}  ${state}`,
+    `${row.name}  ${row.spec}  ${state}${asked}`,
     `  next ${instant(row.nextTick)}  last ${instant(row.lastTick)}  fired ${row.fired}  given up ${row.failed}`,
   ];
   if (row.lastError !== null)
     lines.push(
-      `  attempt ${row.attempts} failed${row.retryAt === null ? '' : `, retried at ${instant(row.retryAt)}`}: ${row.lastError}`,
+      row.attempts === 0
+        ? `  last failure: ${row.lastError}`
+        : `  attempt ${row.attempts} failed${row.retryAt === null ? '' : `, retried at ${instant(row.retryAt)}`}: ${row.lastError}`,
     );
   return lines;
 }
@@ -54,6 +61,10 @@ async function list(db: Db, io: CliIo): Promise<number> {
 const changes = {
   pause: { run: (db: Db, name: string) => pauseSchedule(db, name, Date.now()), done: 'paused' },
   resume: { run: (db: Db, name: string) => resumeSchedule(db, name, Date.now()), done: 'resumed' },
+  trigger: {
+    run: (db: Db, name: string) => triggerSchedule(db, name, Date.now()),
+    done: 'run asked for: the next scheduler that defines it fires it once',
+  },
   remove: { run: (db: Db, name: string) => removeSchedule(db, name), done: 'removed' },
 } as const;
 

@@ -12,5 +12,6 @@ export {
   pauseSchedule,
   resumeSchedule,
   removeSchedule,
+  triggerSchedule,
   type ScheduleRow,
 } from './schedule-store.ts';

@@ -31,6 +31,12 @@ export interface ScheduleTick {
    * or coalesced by `catchUp: 'latest'`): every tick from `from` up to, not including, `at`.
    */
   readonly skippedFrom?: Date;
+  /**
+   * Set on a run asked for by hand (`keel schedule trigger`, `triggerSchedule`), not one of the
+   * schedule's ticks: `at` is when it was asked for, and `key` ends in `/triggered`. It is
+   * attempted once.
+   */
+  readonly triggered?: true;
 }
 
 /**

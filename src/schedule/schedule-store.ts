@@ -13,7 +13,12 @@ export interface ScheduleRow {
   fired: number;
   failed: number;
   pausedAt: number | null;
+  /** When a run by hand was asked for that no scheduler has fired yet (`triggerSchedule`). */
+  triggeredAt: number | null;
 }
+
+/** The channel a trigger notifies, its payload the schedule's name: a hint that wakes schedulers. */
+export const scheduleChannel = 'keel_schedules';
 
 interface RawRow {
   name: string;
@@ -27,6 +32,7 @@ interface RawRow {
   fired: string | number;
   failed: string | number;
   paused_at: number | null;
+  triggered_at: number | null;
 }
 
 // Instants leave the database as float8 milliseconds: the same number on pg and PGlite,
@@ -44,6 +50,7 @@ const columns = [
   'fired',
   'failed',
   ms('paused_at'),
+  ms('triggered_at'),
 ].join(', ');
 
 const iso = (instant: number): string => new Date(instant).toISOString();
@@ -61,6 +68,7 @@ function toRow(raw: RawRow): ScheduleRow {
     fired: Number(raw.fired),
     failed: Number(raw.failed),
     pausedAt: raw.paused_at,
+    triggeredAt: raw.triggered_at,
   };
 }
 
@@ -118,7 +126,8 @@ export async function lockSchedule(
  * Locks, for the rest of `tx`, the row of the schedule due longest at `now` among those named
  * with their timings (a row planned by another timing is another definition's), skipping rows
  * other schedulers hold: schedulers sharing a database each take a different due schedule
- * instead of queueing behind one another. Undefined when none is left.
+ * instead of queueing behind one another. A row with a run asked for by hand is due, paused or
+ * not, from when it was asked for. Undefined when none is left.
  */
 export async function lockNextDue(
   tx: Queryable,
@@ -128,9 +137,10 @@ export async function lockNextDue(
   const { rows } = await tx.query<RawRow>(
     `SELECT ${columns} FROM keel_schedules
       WHERE (name, spec) IN (SELECT * FROM unnest($1::text[], $2::text[]))
-        AND paused_at IS NULL AND next_tick <= $3::timestamptz
-        AND (retry_at IS NULL OR retry_at <= $3::timestamptz)
-      ORDER BY greatest(next_tick, retry_at), name
+        AND (triggered_at IS NOT NULL
+             OR (paused_at IS NULL AND next_tick <= $3::timestamptz
+                 AND (retry_at IS NULL OR retry_at <= $3::timestamptz)))
+      ORDER BY least(triggered_at, greatest(next_tick, retry_at)), name
       LIMIT 1
       FOR UPDATE SKIP LOCKED`,
     [schedules.names, schedules.specs, iso(now)],
@@ -194,6 +204,50 @@ export async function recordFailure(
             updated_at = $4::timestamptz
       WHERE name = $1`,
     [name, iso(failure.nextTick), failure.error, iso(failure.now)],
+  );
+}
+
+/**
+ * Asks for one run of a schedule now, beside its ticks: the next scheduler that defines it fires
+ * it (a notification wakes running ones), paused or not. A run asked for while one is pending is
+ * the same run. Returns whether the row exists.
+ */
+export async function triggerSchedule(db: Queryable, name: string, now: number): Promise<boolean> {
+  const { rowCount } = await db.query(
+    `WITH asked AS (
+       UPDATE keel_schedules SET triggered_at = COALESCE(triggered_at, $2::timestamptz), updated_at = $2::timestamptz
+        WHERE name = $1 RETURNING name)
+     SELECT pg_notify($3, name) FROM asked`,
+    [name, iso(now), scheduleChannel],
+  );
+  return rowCount > 0;
+}
+
+/**
+ * Records the run asked for at `triggeredAt` as done: fired, or failed with `error` (a run by
+ * hand is not retried; it counts as given up). The schedule's own ticks, and a failing tick's
+ * error, are left as they are.
+ */
+export async function recordTriggered(
+  tx: Queryable,
+  name: string,
+  run: { triggeredAt: number; now: number; error?: string },
+): Promise<void> {
+  if (run.error === undefined) {
+    await tx.query(
+      `UPDATE keel_schedules
+          SET triggered_at = NULL, last_fired_at = $3::timestamptz, fired = fired + 1, updated_at = $3::timestamptz
+        WHERE name = $1 AND triggered_at = $2::timestamptz`,
+      [name, iso(run.triggeredAt), iso(run.now)],
+    );
+    return;
+  }
+  await tx.query(
+    `UPDATE keel_schedules
+        SET triggered_at = NULL, failed = failed + 1, updated_at = $3::timestamptz,
+            last_error = CASE WHEN attempts = 0 THEN $4 ELSE last_error END
+      WHERE name = $1 AND triggered_at = $2::timestamptz`,
+    [name, iso(run.triggeredAt), iso(run.now), run.error],
   );
 }
 

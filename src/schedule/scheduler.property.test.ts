@@ -1,6 +1,7 @@
 // Two schedulers sharing a database, restarted, paused and resumed at random while the clock
 // jumps and ticks fail at random: whatever the interleaving, no tick fires twice, none early or
-// older than its window, in order, within its attempts, and the counters agree with what fired.
+// older than its window, in order, within its attempts, and the counters agree with what fired;
+// each run asked for by hand fires once, after it was asked for.
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { migrate, type Tx } from '../db/index.ts';
@@ -8,7 +9,7 @@ import { createTestDb, type TestDb } from '../testing/index.ts';
 import { statementsSettled } from '../testing/statements-in-flight.ts';
 import { constantBackoff, ManualClock } from '../time/index.ts';
 import { defineSchedule, type Schedule, type ScheduleTick } from './schedule-definition.ts';
-import { pauseSchedule, readSchedules, resumeSchedule } from './schedule-store.ts';
+import { pauseSchedule, readSchedules, resumeSchedule, triggerSchedule } from './schedule-store.ts';
 import { Scheduler } from './scheduler.ts';
 import { scheduleMigrations } from './schema.ts';
 import { propertyRuns } from '../testing/property-runs.ts';
@@ -17,7 +18,8 @@ type Step =
   | { kind: 'advance'; ms: number }
   | { kind: 'restart'; which: 0 | 1 }
   | { kind: 'pause' }
-  | { kind: 'resume' };
+  | { kind: 'resume' }
+  | { kind: 'trigger' };
 
 interface Plan {
   everyMs: number;
@@ -54,6 +56,7 @@ const planArbitrary: fc.Arbitrary<Plan> = fc.record({
       },
       { weight: 1, arbitrary: fc.constant({ kind: 'pause' as const }) },
       { weight: 1, arbitrary: fc.constant({ kind: 'resume' as const }) },
+      { weight: 1, arbitrary: fc.constant({ kind: 'trigger' as const }) },
     ),
     { minLength: 1, maxLength: 10 },
   ),
@@ -70,6 +73,8 @@ async function advance(clock: ManualClock, ms: number): Promise<void> {
 
 interface Run {
   fired: { key: string; at: number; firedAt: number }[];
+  /** The clock's instants at which a run by hand was asked for. */
+  triggers: number[];
   attempts: Map<string, number>;
   now: number;
   row: Awaited<ReturnType<typeof readSchedules>>[number];
@@ -88,7 +93,8 @@ async function run(db: TestDb, plan: Plan, table: string): Promise<Run> {
       tick.firedAt.getTime(),
     ]);
     const index = (tick.at.getTime() - firstTick) / plan.everyMs;
-    if (made <= (plan.failures[index] ?? 0)) throw new Error(`attempt ${made} at tick ${index} fails`);
+    if (tick.triggered !== true && made <= (plan.failures[index] ?? 0))
+      throw new Error(`attempt ${made} at tick ${index} fails`);
   };
   const schedule: Schedule = defineSchedule({
     name: table,
@@ -108,6 +114,7 @@ async function run(db: TestDb, plan: Plan, table: string): Promise<Run> {
   };
   const schedulers = [await startScheduler(), await startScheduler()];
   let paused = false;
+  const triggers: number[] = [];
   for (const step of plan.steps) {
     if (step.kind === 'advance') await advance(clock, step.ms);
     else if (step.kind === 'restart') {
@@ -116,6 +123,9 @@ async function run(db: TestDb, plan: Plan, table: string): Promise<Run> {
     } else if (step.kind === 'pause') {
       await pauseSchedule(db, table, clock.now());
       paused = true;
+    } else if (step.kind === 'trigger') {
+      await triggerSchedule(db, table, clock.now());
+      triggers.push(clock.now());
     } else {
       await resumeSchedule(db, table, clock.now());
       paused = false;
@@ -132,6 +142,7 @@ async function run(db: TestDb, plan: Plan, table: string): Promise<Run> {
   const [row] = await readSchedules(db, [table]);
   return {
     fired: rows.map((r) => ({ key: r.key, at: Number(r.at), firedAt: Number(r.fired_at) })),
+    triggers,
     attempts,
     now: clock.now(),
     row: row!,
@@ -161,19 +172,27 @@ describe('Scheduler (property)', () => {
   it('fires no tick twice, early, late beyond its window, out of order, or past its attempts', async () => {
     await fc.assert(
       fc.asyncProperty(planArbitrary, async (plan) => {
-        const { fired, attempts, now, row } = await run(db, plan, await freshTable());
-        const keys = fired.map((f) => f.key);
+        const { fired: all, triggers, attempts, now, row } = await run(db, plan, await freshTable());
+        const keys = all.map((f) => f.key);
         expect(new Set(keys).size).toBe(keys.length);
+        const byHand = all.filter((f) => f.key.endsWith('/triggered'));
+        const fired = all.filter((f) => !f.key.endsWith('/triggered'));
         for (const [i, f] of fired.entries()) {
           expect(f.firedAt).toBeGreaterThanOrEqual(f.at);
           expect(f.firedAt - f.at).toBeLessThanOrEqual(plan.catchUpWindowMs);
           if (i > 0) expect(f.at).toBeGreaterThan(fired[i - 1]!.at);
         }
+        // Each run by hand fired once, at or after it was asked for; a trigger while one was
+        // pending joined it, so every trigger is covered by a run asked for no later.
+        for (const f of byHand) expect(triggers).toContain(f.at);
+        for (const asked of triggers)
+          expect(byHand.some((f) => f.at <= asked && f.firedAt >= asked)).toBe(true);
+        expect(row.triggeredAt).toBeNull();
         for (const made of attempts.values()) expect(made).toBeLessThanOrEqual(plan.maxAttempts);
         const givenUp = [...attempts].filter(
           ([key, made]) => made === plan.maxAttempts && !keys.includes(key),
         );
-        expect(row.fired).toBe(fired.length);
+        expect(row.fired).toBe(all.length);
         expect(row.failed).toBe(givenUp.length);
         // Settled: nothing due is left waiting (a retry may be planned, not overdue).
         expect(Math.max(row.nextTick, row.retryAt ?? 0)).toBeGreaterThan(now - stepMs);

@@ -4,7 +4,13 @@ import { writeWithoutWaiting } from '../db/send-without-waiting.ts';
 import { advanceUntil, createTestDb, type TestDb } from '../testing/index.ts';
 import { constantBackoff, ManualClock } from '../time/index.ts';
 import { defineSchedule, type ScheduleOptions, type ScheduleTick } from './schedule-definition.ts';
-import { pauseSchedule, readSchedules, removeSchedule, resumeSchedule } from './schedule-store.ts';
+import {
+  pauseSchedule,
+  readSchedules,
+  removeSchedule,
+  resumeSchedule,
+  triggerSchedule,
+} from './schedule-store.ts';
 import { Scheduler, type SchedulerEvents, type SchedulerOptions } from './scheduler.ts';
 import { scheduleMigrations } from './schema.ts';
 
@@ -334,6 +340,88 @@ describe('Scheduler', () => {
       lastError: expect.stringMatching(/drain deadline of 5000 ms passed/) as unknown,
       fired: 0,
     });
+  });
+
+  it('fires a run asked for by hand once across schedulers, woken by its notification, paused or not', async () => {
+    const { db, clock } = await setup();
+    const daily = () => defineSchedule({ name: 'daily', cron: '0 3 * * *', fire: recordTick });
+    // Polling once an hour: only the trigger's notification can wake them within the test.
+    const services = [1, 2].map((n) =>
+      scheduler(db, { schedules: [daily()], clock, pollMs: 3_600_000, name: `scheduler-${n}` }),
+    );
+    const recorders = services.map(recorder);
+    for (const service of services) await service.start();
+    const fired = () => recorders.flatMap((r) => r.fired);
+    const firedInAll = async (n: number): Promise<void> => {
+      while (fired().length < n) await Promise.race(services.map((s) => s.events.once('fired')));
+    };
+    const asked = clock.now();
+    expect(await triggerSchedule(db, 'daily', asked)).toBe(true);
+    await firedInAll(1);
+    const [run] = fired();
+    expect(run?.tick).toMatchObject({
+      at: new Date(asked),
+      key: 'daily@2026-06-01T00:00:00.000Z/triggered',
+      attempt: 1,
+      triggered: true,
+    });
+    // The schedule's own next tick is where it was.
+    expect((await readSchedules(db))[0]).toMatchObject({
+      nextTick: Date.parse('2026-06-01T03:00:00Z'),
+      lastTick: null,
+      triggeredAt: null,
+      fired: 1,
+    });
+    // Paused, it still runs when asked; its ticks do not.
+    await pauseSchedule(db, 'daily', clock.now());
+    await clock.advance(minute);
+    await triggerSchedule(db, 'daily', clock.now());
+    await firedInAll(2);
+    expect(await ticksWritten(db)).toEqual([
+      'daily@2026-06-01T00:00:00.000Z/triggered',
+      'daily@2026-06-01T00:01:00.000Z/triggered',
+    ]);
+    expect(fired()).toHaveLength(2);
+    expect(recorders.flatMap((r) => [...r.failed, ...r.errors])).toEqual([]);
+    expect(await triggerSchedule(db, 'weekly', clock.now())).toBe(false);
+  });
+
+  it('records a failing run asked for by hand once, without retrying it, and finds a trigger whose notification was lost', async () => {
+    const { db, clock } = await setup();
+    const service = scheduler(db, {
+      schedules: [
+        minutely({
+          fire: async (tx, tick) => {
+            if (tick.triggered === true) throw new Error('report service down');
+            await recordTick(tx, tick);
+          },
+        }),
+      ],
+      clock,
+      pollMs: 5000,
+    });
+    const events = recorder(service);
+    await service.start();
+    await triggerSchedule(db, 'minutely', clock.now());
+    await events.until('failed', 1);
+    expect(events.failed[0]).toMatchObject({ tick: { triggered: true, attempt: 1 } });
+    expect(events.failed[0]?.retryAt).toBeUndefined();
+    // The schedule's ticks go on, and the failed run is not tried again.
+    await advanceUntil(clock, events.until('fired', 2), { stepMs: 1000 });
+    expect(events.failed).toHaveLength(1);
+    expect((await readSchedules(db))[0]).toMatchObject({
+      triggeredAt: null,
+      failed: 1,
+      fired: 2,
+      lastError: null,
+    });
+    // A trigger written without its notification is found by the next poll.
+    await db.query(`UPDATE keel_schedules SET triggered_at = $1::timestamptz`, [
+      new Date(clock.now()).toISOString(),
+    ]);
+    await advanceUntil(clock, events.until('failed', 2), { stepMs: 1000 });
+    expect(events.failed[1]?.tick.triggered).toBe(true);
+    expect(events.errors).toEqual([]);
   });
 
   it('refuses to start without its table, naming the migrations to run', async () => {

@@ -1,4 +1,4 @@
-import type { Db, Tx } from '../db/db.ts';
+import type { Db, Tx, Unlisten } from '../db/db.ts';
 import { causeOfFailure } from '../db/transaction-scope.ts';
 import { InvalidArgumentError, KeelError } from '../errors/index.ts';
 import { ConsumerWakeup } from '../messaging/consumer-wakeup.ts';
@@ -13,7 +13,9 @@ import {
   recordFailure,
   recordFired,
   recordSkipped,
+  recordTriggered,
   registerSchedule,
+  scheduleChannel,
   type ScheduleRow,
 } from './schedule-store.ts';
 import { planTick } from './tick-plan.ts';
@@ -85,6 +87,7 @@ export class Scheduler extends ServiceBase<SchedulerEvents> {
   readonly #drained = new AbortController();
   readonly #conflictsSeen = new Set<string>();
   #loop: Promise<void> | undefined;
+  #unlisten: Unlisten | undefined;
 
   constructor(db: Db, options: SchedulerOptions) {
     super(options?.name ?? 'scheduler', options?.clock ?? systemClock);
@@ -127,6 +130,10 @@ export class Scheduler extends ServiceBase<SchedulerEvents> {
         `the scheduler needs keel_schedules in schema ${this.#db.schema}: run scheduleMigrations first`,
       );
     for (const schedule of this.#schedules.values()) await this.#register(schedule);
+    // A run asked for by hand wakes the scheduler; the pass's poll finds one whose hint was lost.
+    this.#unlisten = await this.#db.listen(scheduleChannel, (name) => {
+      if (this.#schedules.has(name)) this.#wakeup.wake();
+    });
     this.#loop = this.#run();
   }
 
@@ -135,6 +142,7 @@ export class Scheduler extends ServiceBase<SchedulerEvents> {
     this.#stopping.abort();
     this.#wakeup.stop();
     await this.#loop;
+    await this.#unlisten?.().catch(() => undefined);
   }
 
   async #register(schedule: Schedule): Promise<void> {
@@ -145,6 +153,7 @@ export class Scheduler extends ServiceBase<SchedulerEvents> {
   async #run(): Promise<void> {
     while (!this.#stopping.signal.aborted) {
       let waitMs: number;
+      this.#wakeup.looking();
       try {
         waitMs = await this.#pass();
       } catch (error) {
@@ -170,6 +179,7 @@ export class Scheduler extends ServiceBase<SchedulerEvents> {
       seen.add(row.name);
       const schedule = this.#schedules.get(row.name)!;
       if (row.spec !== schedule.spec) this.#reportConflict(schedule, row.spec);
+      else if (row.triggeredAt !== null) dueNow = true;
       else if (row.pausedAt === null) {
         const dueAt = Math.max(row.nextTick, row.retryAt ?? row.nextTick);
         if (dueAt <= now) dueNow = true;
@@ -204,6 +214,11 @@ export class Scheduler extends ServiceBase<SchedulerEvents> {
         const row = await lockNextDue(tx, this.#specs, now);
         const schedule = row === undefined ? undefined : this.#schedules.get(row.name);
         if (row === undefined || schedule === undefined || !isDue(row, schedule, now)) return undefined;
+        if (row.triggeredAt !== null) {
+          const tick = triggeredTick(schedule, row.triggeredAt, now, this.#drained.signal);
+          attempted = { schedule, tick };
+          return { ...(await this.#fireTriggered(tx, schedule, tick)), schedule };
+        }
         const plan = planTick(schedule, row.nextTick, now);
         if (plan.kind === 'skip') {
           await recordSkipped(tx, schedule.name, plan.nextTick, now);
@@ -230,6 +245,20 @@ export class Scheduler extends ServiceBase<SchedulerEvents> {
     }
   }
 
+  /** Fires a run asked for by hand, once: a failure is recorded, not retried. */
+  async #fireTriggered(tx: Tx, schedule: Schedule, tick: ScheduleTick): Promise<TickOutcome> {
+    const triggeredAt = tick.at.getTime();
+    try {
+      await fireWithin(tx, schedule, tick);
+    } catch (error) {
+      const now = this.clock.now();
+      await recordTriggered(tx, schedule.name, { triggeredAt, now, error: describeError(error) });
+      return { kind: 'failed', tick, error };
+    }
+    await recordTriggered(tx, schedule.name, { triggeredAt, now: this.clock.now() });
+    return { kind: 'fired', tick };
+  }
+
   /**
    * The tick's whole transaction failed (a write the tick sent without waiting fails the
    * transaction, not just its savepoint; or the commit did): record the attempt in a new one,
@@ -243,6 +272,16 @@ export class Scheduler extends ServiceBase<SchedulerEvents> {
   ): Promise<TickOutcome> {
     return this.#db.transaction(async (tx) => {
       const row = await lockSchedule(tx, schedule.name, { wait: true });
+      if (tick.triggered === true) {
+        if (row?.triggeredAt !== tick.at.getTime()) return { kind: 'passed' };
+        const now = this.clock.now();
+        await recordTriggered(tx, schedule.name, {
+          triggeredAt: tick.at.getTime(),
+          now,
+          error: describeError(error),
+        });
+        return { kind: 'failed', tick, error };
+      }
       const unchanged =
         row !== undefined &&
         row.spec === schedule.spec &&
@@ -307,12 +346,22 @@ export class Scheduler extends ServiceBase<SchedulerEvents> {
 }
 
 function isDue(row: ScheduleRow, schedule: Schedule, now: number): boolean {
-  return (
-    row.spec === schedule.spec &&
-    row.pausedAt === null &&
-    row.nextTick <= now &&
-    (row.retryAt === null || row.retryAt <= now)
-  );
+  if (row.spec !== schedule.spec) return false;
+  if (row.triggeredAt !== null) return true;
+  return row.pausedAt === null && row.nextTick <= now && (row.retryAt === null || row.retryAt <= now);
+}
+
+function triggeredTick(schedule: Schedule, at: number, now: number, signal: AbortSignal): ScheduleTick {
+  const date = new Date(at);
+  return {
+    schedule: schedule.name,
+    at: date,
+    key: `${schedule.name}@${date.toISOString()}/triggered`,
+    firedAt: new Date(now),
+    signal,
+    attempt: 1,
+    triggered: true,
+  };
 }
 
 function tickOf(

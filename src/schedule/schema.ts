@@ -26,4 +26,12 @@ CREATE TABLE IF NOT EXISTS keel_schedules (
 );
 `,
   },
+  {
+    id: 'keel_schedule_0002_trigger',
+    sql: `
+-- A run asked for by hand (keel schedule trigger): fired once by the next scheduler that looks,
+-- beside the schedule's own ticks, and cleared in the transaction that fires it.
+ALTER TABLE keel_schedules ADD COLUMN IF NOT EXISTS triggered_at timestamptz;
+`,
+  },
 ] as const;

@@ -137,6 +137,7 @@ function scheduleRow(name: string, rest: Partial<ScheduleRow> = {}): ScheduleRow
     fired: 0,
     failed: 1,
     pausedAt: null,
+    triggeredAt: null,
     ...rest,
   };
 }
