@@ -26,6 +26,8 @@ export const errorCodes = {
   KEEL_VALIDATION_FAILED: { status: 400, title: 'Validation failed' },
   KEEL_MALFORMED_BODY: { status: 400, title: 'Malformed request body' },
   KEEL_PAYLOAD_TOO_LARGE: { status: 413, title: 'Payload too large' },
+  KEEL_HEADERS_TOO_LARGE: { status: 431, title: 'Request headers too large' },
+  KEEL_REQUEST_TIMEOUT: { status: 408, title: 'Request timeout' },
   KEEL_UNSUPPORTED_MEDIA_TYPE: { status: 415, title: 'Unsupported media type' },
   KEEL_UNAUTHENTICATED: { status: 401, title: 'Unauthenticated' },
   KEEL_NOT_FOUND: { status: 404, title: 'Not found' },

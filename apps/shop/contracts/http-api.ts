@@ -56,6 +56,12 @@ const bodyFailures = {
 
 const location: HttpHeaderContract = { description: 'The resource’s URL', required: true };
 
+/** What an operation that touches nothing that can fail answers once the process is stopping. */
+const shuttingDown = problem(
+  'The process is shutting down (`KEEL_SHUTTING_DOWN`): a request on a connection still busy with another; send it again',
+  { 'Retry-After': { description: 'Seconds to wait before retrying', required: true } },
+);
+
 export const shopOperations: readonly HttpOperation[] = [
   {
     method: 'post',
@@ -183,7 +189,10 @@ export const shopOperations: readonly HttpOperation[] = [
     summary: 'Whether the process is alive (restart it if not)',
     tags: ['operations'],
     security: [],
-    responses: { 200: { description: 'Alive', body: z.object({ status: z.literal('ok') }) } },
+    responses: {
+      200: { description: 'Alive', body: z.object({ status: z.literal('ok') }) },
+      503: shuttingDown,
+    },
   },
   {
     method: 'get',
@@ -198,7 +207,7 @@ export const shopOperations: readonly HttpOperation[] = [
         body: z.object({ status: z.literal('ready') }),
       },
       503: problem(
-        'Starting or draining (`KEEL_SERVICE_STATE`), or the database does not answer (`KEEL_DB_UNAVAILABLE`)',
+        'Starting or draining (`KEEL_SERVICE_STATE`), the database does not answer (`KEEL_DB_UNAVAILABLE`), or the process is shutting down (`KEEL_SHUTTING_DOWN`, with `Retry-After`)',
       ),
     },
   },
@@ -211,6 +220,7 @@ export const shopOperations: readonly HttpOperation[] = [
     security: [],
     responses: {
       200: { description: 'The OpenAPI 3.1 document of this API', body: z.record(z.string(), z.unknown()) },
+      503: shuttingDown,
     },
   },
 ];

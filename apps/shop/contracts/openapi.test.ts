@@ -9,7 +9,8 @@ import { until } from '../../../test/until.ts';
 import type { Shop } from '../app.ts';
 import { ordersAcceptingFlag } from '../flags.ts';
 import { createApiKey } from '../storage/api-keys-store.ts';
-import { DbFault, databaseUnreachable, statementFailed } from '../test/db-fault.ts';
+import { DbFault, HeldDb, databaseUnreachable, statementFailed } from '../test/db-fault.ts';
+import { RawConnection, rawGet } from '../test/raw-http.ts';
 import { createShopStore, fulfilmentFinished, openTestShop, type ShopStore } from '../test/test-shop.ts';
 import { shopOpenApiDocument, shopOperations } from './http-api.ts';
 import { staleContracts } from './published-contract.ts';
@@ -37,23 +38,27 @@ async function store(): Promise<ShopStore> {
 
 type Request = InjectOptions & { url: string };
 
+/** Records an answer for the contract check, and which documented (operation, status) it exercised. */
+function record(answer: ObservedResponse): void {
+  observed.push(answer);
+  const operation = shopOperations.find(
+    (op) =>
+      op.method === answer.method.toLowerCase() &&
+      new RegExp(`^${op.path.replace(/:[^/]+/g, '[^/]+')}$`).test(answer.url.split('?')[0]!),
+  );
+  if (operation !== undefined) exercised.add(`${operation.operationId} ${answer.status}`);
+}
+
 /** Sends a request, records its answer for the contract check, and returns it. */
 async function call(shop: Shop, options: Request) {
   const response = await shop.http.inject(options);
-  const method = options.method ?? 'GET';
-  observed.push({
-    method,
+  record({
+    method: options.method ?? 'GET',
     url: options.url,
     status: response.statusCode,
     headers: response.headers,
     body: response.body,
   });
-  const operation = shopOperations.find(
-    (op) =>
-      op.method === method.toLowerCase() &&
-      new RegExp(`^${op.path.replace(/:[^/]+/g, '[^/]+')}$`).test(options.url.split('?')[0]!),
-  );
-  if (operation !== undefined) exercised.add(`${operation.operationId} ${response.statusCode}`);
   return response;
 }
 
@@ -349,6 +354,60 @@ describe('the shop answers a key in flight, a pause and its failures as its cont
         expect(response.body).not.toContain('16402');
       }
     });
+    expect(observed.slice(before).flatMap(check)).toEqual([]);
+  });
+});
+
+describe('the shop answers while it stops as its contract says', () => {
+  // `inject` refuses an app that is closing: these requests go over connections of their own.
+  it('503 from the probes and the contract to a request on a connection still busy when the stop began', async () => {
+    const gate = new HeldDb();
+    const stopping = await openTestShop(await store(), ['api'], systemClock, { db: (db) => gate.wrap(db) });
+    // Registered after the app's own preClose hook, so it runs once the app counts as closing.
+    let closing!: () => void;
+    const isClosing = new Promise<void>((resolve) => (closing = resolve));
+    stopping.http.addHook('preClose', (done) => {
+      closing();
+      done();
+    });
+    let arrived = 0;
+    stopping.http.server.on('request', () => void arrived++);
+    await stopping.start();
+    cleanups.push(async () => {
+      gate.release();
+      await stopping.stop({ drainMs: 1000 });
+    });
+
+    const refused = ['/healthz', '/openapi.json', '/readyz'];
+    const connections = refused.map(() => new RawConnection(stopping.server!.address));
+    cleanups.push(async () => connections.forEach((connection) => connection.destroy()));
+    // Each connection is busy with a read held at the database when the stop begins. A request
+    // that has arrived is past the refusal (the app's first onRequest hook, run as it arrives).
+    const held = `/v1/orders/${randomUUID()}`;
+    gate.hold = true;
+    for (const connection of connections) connection.write(rawGet(held));
+    await until(() => arrived === connections.length, 10_000, 'every read arrived');
+    const stopped = stopping.stop({ drainMs: 5000 });
+    await isClosing;
+    connections.forEach((connection, i) => connection.write(rawGet(refused[i]!)));
+    await until(() => arrived === 2 * connections.length, 10_000, 'every second request arrived');
+    gate.release();
+    await stopped;
+
+    const before = observed.length;
+    for (const [i, connection] of connections.entries()) {
+      await connection.closed;
+      const [first, second] = connection.responses();
+      expect(first?.status).toBe(404);
+      expect(second?.status, refused[i]).toBe(503);
+      expect(JSON.parse(second?.body ?? ''), refused[i]).toMatchObject({ code: 'KEEL_SHUTTING_DOWN' });
+      for (const [url, answer] of [
+        [held, first],
+        [refused[i]!, second],
+      ] as const) {
+        record({ method: 'GET', url, status: answer!.status, headers: answer!.headers, body: answer!.body });
+      }
+    }
     expect(observed.slice(before).flatMap(check)).toEqual([]);
   });
 });

@@ -32,6 +32,28 @@ export class DbFault {
   }
 }
 
+/**
+ * A gate over a shop's database, for tests that need a request to stay in flight: wrap the shop's
+ * `Db` with `wrap`, and while `hold` is set every new query and transaction begun through it
+ * waits (in `held`) until `release`.
+ */
+export class HeldDb {
+  hold = false;
+  readonly held: (() => void)[] = [];
+
+  wrap(db: Db): Db {
+    return beforeEachCall(db, async () => {
+      if (this.hold) await new Promise<void>((resolve) => this.held.push(resolve));
+    });
+  }
+
+  /** Lets every held call go on, and stops holding new ones. */
+  release(): void {
+    this.hold = false;
+    for (const resume of this.held.splice(0)) resume();
+  }
+}
+
 /** What keel's PostgreSQL `Db` rejects with when its server refuses connections (`KEEL_DB_UNAVAILABLE`). */
 export function databaseUnreachable(): Error {
   const refused = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' });

@@ -2,8 +2,16 @@ import type { FastifyInstance } from 'fastify';
 import { KeelError } from '../../../../src/errors/index.ts';
 import { replyWithProblem } from './problem-reply.ts';
 
-/** Seconds a client refused by a closing process is asked to wait: another process can take it at once. */
-const retryAfterSeconds = 1;
+/**
+ * A request refused by a closing process. `retryAfterMs` is 1 s, its answer's `Retry-After`
+ * (replyWithProblem): another process can take the request at once.
+ */
+class ShuttingDownError extends KeelError {
+  readonly retryAfterMs = 1000;
+  constructor() {
+    super('KEEL_SHUTTING_DOWN', 'the server is shutting down; send the request again');
+  }
+}
 
 /**
  * Once `app.close()` has begun, answers every new request with a 503 problem (KEEL_SHUTTING_DOWN,
@@ -25,11 +33,7 @@ export function refuseRequestsWhileClosing(app: FastifyInstance): void {
   // a promise. Answering from it, the hook does not call `done`: the request goes no further.
   app.addHook('onRequest', (_request, reply, done) => {
     if (!closing) return done();
-    reply.header('retry-after', String(retryAfterSeconds)).header('connection', 'close');
-    const refusal = new KeelError(
-      'KEEL_SHUTTING_DOWN',
-      'the server is shutting down; send the request again',
-    );
-    replyWithProblem(reply, refusal, 503);
+    void reply.header('connection', 'close');
+    replyWithProblem(reply, new ShuttingDownError());
   });
 }

@@ -1,7 +1,13 @@
+import http from 'node:http';
 import net from 'node:net';
+import type { ConnectionError } from 'fastify';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createHttpApp } from './http-app.ts';
+import { BrokenCircuitError, RateLimitedError, circuitBreaker } from '../../../../src/resilience/index.ts';
+import { ManualClock } from '../../../../src/time/index.ts';
+import { RawConnection, rawGet, type RawResponse } from '../../test/raw-http.ts';
+import { clientErrorHandler } from './client-error-handler.ts';
+import { createHttpApp, type HttpAppOptions } from './http-app.ts';
 import { HttpServer } from './http-server.ts';
 
 const stops: (() => Promise<void>)[] = [];
@@ -10,8 +16,8 @@ afterEach(async () => {
 });
 
 /** The shop's app with one route, `/v1/things/:id`, that answers the id. */
-function appWithARoute() {
-  const app = createHttpApp(pino({ level: 'silent' }));
+function appWithARoute(options: HttpAppOptions = {}) {
+  const app = createHttpApp(pino({ level: 'silent' }), options);
   app.get('/v1/things/:id', async (request) => ({ id: (request.params as { id: string }).id }));
   stops.push(() => app.close());
   return app;
@@ -70,32 +76,27 @@ describe("the shop's fastify app", () => {
     const server = new HttpServer(app, { port: 0, host: '127.0.0.1' });
     await server.start();
     stops.push(() => server.stop({ drainMs: 1000 }));
-    const { hostname, port } = new URL(server.address);
 
-    const socket = net.connect(Number(port), hostname);
-    stops.push(async () => void socket.destroy());
-    let received = '';
-    socket.setEncoding('utf8');
-    socket.on('data', (chunk: string) => (received += chunk));
-    const ended = new Promise<void>((resolve) => socket.once('close', () => resolve()));
-    const request = (path: string) => `GET ${path} HTTP/1.1\r\nHost: shop\r\nConnection: keep-alive\r\n\r\n`;
-    socket.write(request('/slow'));
+    const connection = new RawConnection(server.address);
+    stops.push(async () => connection.destroy());
+    connection.write(rawGet('/slow'));
     await isStarted;
     const stopped = server.stop({ drainMs: 5000 });
     await isClosing;
     // The second request comes on the same connection, still busy with the first.
-    socket.write(request('/v1/things/1'));
+    connection.write(rawGet('/v1/things/1'));
     await isSecondArrived;
     release();
     await stopped;
-    await ended;
+    await connection.closed;
 
-    const [first, second] = responses(received);
-    expect(first).toMatchObject({ status: 200, body: { done: true } });
+    const [first, second] = connection.responses();
+    expect(first?.status).toBe(200);
+    expect(JSON.parse(first?.body ?? '')).toEqual({ done: true });
     expect(second?.status).toBe(503);
     expect(second?.headers).toMatchObject({ 'retry-after': '1', connection: 'close' });
     expect(second?.headers['content-type']).toMatch(/^application\/problem\+json/);
-    expect(second?.body).toEqual({
+    expect(JSON.parse(second?.body ?? '')).toEqual({
       type: 'urn:keel:error:keel_shutting_down',
       title: 'Shutting down',
       status: 503,
@@ -106,29 +107,211 @@ describe("the shop's fastify app", () => {
   });
 });
 
-interface RawResponse {
-  status: number;
-  headers: Record<string, string>;
-  body: unknown;
+describe('a 429 or 503 problem whose error asks for a delay', () => {
+  it('says it in Retry-After: an open breaker’s, though the problem withholds the code’s details', async () => {
+    const clock = new ManualClock();
+    const breaker = circuitBreaker({
+      clock,
+      initialState: {
+        status: 'open',
+        since: clock.now(),
+        until: clock.now() + 2_500,
+        reason: 'consecutive-failures',
+      },
+    });
+    const app = appWithARoute();
+    app.get('/v1/payments', () => breaker.execute(async () => 'paid'));
+    const response = await app.inject({ url: '/v1/payments' });
+    expect(response.statusCode).toBe(503);
+    expect(response.headers['retry-after']).toBe('3');
+    expect(response.headers['content-type']).toMatch(/^application\/problem\+json/);
+    expect(response.json()).toEqual({
+      type: 'urn:keel:error:keel_broken_circuit',
+      title: 'Circuit open',
+      status: 503,
+      detail: 'A service this one depends on is failing; try again later.',
+      code: 'KEEL_BROKEN_CIRCUIT',
+      instance: '/v1/payments',
+    });
+  });
+
+  it('in whole seconds, rounded up and at least 1; and says none where the error asks no delay', async () => {
+    const app = appWithARoute();
+    const failures: Record<string, Error> = {
+      '/v1/limited-briefly': new RateLimitedError(1),
+      '/v1/limited': new RateLimitedError(1_001),
+      '/v1/half-open': new BrokenCircuitError({ status: 'half-open', since: 0 }, undefined),
+    };
+    for (const [url, error] of Object.entries(failures)) {
+      app.get(url, async () => {
+        throw error;
+      });
+    }
+    const answer = async (url: string) => {
+      const response = await app.inject({ url });
+      return [response.statusCode, response.headers['retry-after']];
+    };
+    expect(await answer('/v1/limited-briefly')).toEqual([429, '1']);
+    expect(await answer('/v1/limited')).toEqual([429, '2']);
+    expect(await answer('/v1/half-open')).toEqual([503, undefined]);
+  });
+});
+
+/** `appWithARoute` listening on a port of its own; its address. */
+async function listeningApp(options: HttpAppOptions = {}): Promise<string> {
+  return appWithARoute(options).listen({ port: 0, host: '127.0.0.1' });
 }
 
-/** Splits what a connection received into its responses (each with a Content-Length). */
-function responses(text: string): RawResponse[] {
-  const parsed: RawResponse[] = [];
-  let rest = text;
-  while (rest.length > 0) {
-    const headEnd = rest.indexOf('\r\n\r\n');
-    const [statusLine = '', ...lines] = rest.slice(0, headEnd).split('\r\n');
-    const headers = Object.fromEntries(
-      lines.map((line) => {
-        const colon = line.indexOf(':');
-        return [line.slice(0, colon).toLowerCase(), line.slice(colon + 1).trim()];
-      }),
-    );
-    const length = Number(headers['content-length']);
-    const body = rest.slice(headEnd + 4, headEnd + 4 + length);
-    parsed.push({ status: Number(statusLine.split(' ')[1]), headers, body: JSON.parse(body) as unknown });
-    rest = rest.slice(headEnd + 4 + length);
-  }
-  return parsed;
+/** Sends `text` on a new connection; the one answer, once the server has closed the connection. */
+async function onlyAnswerTo(address: string, text: string): Promise<RawResponse> {
+  const connection = new RawConnection(address);
+  stops.push(async () => connection.destroy());
+  connection.write(text);
+  await connection.closed;
+  const [answer, ...more] = connection.responses();
+  expect(more).toEqual([]);
+  return answer!;
 }
+
+/** The problem of an answer node's HTTP server gave before routing, checked for its framing. */
+function problemOf(answer: RawResponse): unknown {
+  expect(answer.headers).toMatchObject({
+    'content-type': 'application/problem+json; charset=utf-8',
+    connection: 'close',
+  });
+  return JSON.parse(answer.body);
+}
+
+describe('what node’s HTTP server refuses before the app routes it', () => {
+  it('answers bytes that are not an HTTP request with a 400 problem, and closes the connection', async () => {
+    const answer = await onlyAnswerTo(await listeningApp(), 'NOT A REQUEST\r\n\r\n');
+    expect(answer.status).toBe(400);
+    const message = 'it is not an HTTP/1.1 request the server can read: Invalid method encountered';
+    expect(problemOf(answer)).toEqual({
+      type: 'urn:keel:error:keel_validation_failed',
+      title: 'Validation failed',
+      status: 400,
+      detail: `request is invalid: ${message}`,
+      code: 'KEEL_VALIDATION_FAILED',
+      errors: [{ path: '', message }],
+    });
+  });
+
+  it('answers a malformed header with a 400 problem that names what is wrong', async () => {
+    const answer = await onlyAnswerTo(
+      await listeningApp(),
+      'GET /v1/things/1 HTTP/1.1\r\nHost: shop\r\nBad Header: x\r\n\r\n',
+    );
+    expect(answer.status).toBe(400);
+    expect(problemOf(answer)).toMatchObject({
+      code: 'KEEL_VALIDATION_FAILED',
+      detail: 'request is invalid: it is not an HTTP/1.1 request the server can read: Invalid header token',
+    });
+  });
+
+  it('answers headers past the maximum header size with a 431 problem that names the limit', async () => {
+    const big = `GET /v1/things/1 HTTP/1.1\r\nHost: shop\r\nX-Big: ${'x'.repeat(http.maxHeaderSize)}\r\n\r\n`;
+    const answer = await onlyAnswerTo(await listeningApp(), big);
+    expect(answer.status).toBe(431);
+    expect(problemOf(answer)).toEqual({
+      type: 'urn:keel:error:keel_headers_too_large',
+      title: 'Request headers too large',
+      status: 431,
+      detail: `request line and headers are larger than the limit of ${http.maxHeaderSize} bytes`,
+      code: 'KEEL_HEADERS_TOO_LARGE',
+    });
+  });
+
+  it('answers a chunk whose extensions are past node’s limit with a 413 problem', async () => {
+    const app = appWithARoute();
+    app.post('/v1/things', async (request) => request.body);
+    const address = await app.listen({ port: 0, host: '127.0.0.1' });
+    const extensions = 'e'.repeat(20_000);
+    const chunked = `POST /v1/things HTTP/1.1\r\nHost: shop\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n2;${extensions}\r\n{}\r\n0\r\n\r\n`;
+    const answer = await onlyAnswerTo(address, chunked);
+    expect(answer.status).toBe(413);
+    expect(problemOf(answer)).toMatchObject({
+      code: 'KEEL_PAYLOAD_TOO_LARGE',
+      detail: 'request body has chunk extensions larger than the server reads',
+    });
+  });
+
+  // Real time: node checks its connections on a timer of its own.
+  it('answers a request that does not arrive in full within requestTimeout with a 408 problem', async () => {
+    const address = await listeningApp({ requestTimeoutMs: 200, timeoutCheckIntervalMs: 50 });
+    const answer = await onlyAnswerTo(address, 'GET /v1/things/1 HTTP/1.1\r\nHost: shop\r\n');
+    expect(answer.status).toBe(408);
+    expect(problemOf(answer)).toEqual({
+      type: 'urn:keel:error:keel_request_timeout',
+      title: 'Request timeout',
+      status: 408,
+      detail: 'the request did not arrive in full in time; send it again on a new connection',
+      code: 'KEEL_REQUEST_TIMEOUT',
+    });
+  });
+
+  it('answers a request that arrives in time on that app as ever', async () => {
+    const address = await listeningApp({ requestTimeoutMs: 200, timeoutCheckIntervalMs: 50 });
+    const connection = new RawConnection(address);
+    stops.push(async () => connection.destroy());
+    connection.write(rawGet('/v1/things/7'));
+    while (connection.responses().length === 0) await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(connection.responses()).toMatchObject([{ status: 200, body: '{"id":"7"}' }]);
+  });
+
+  it('refuses a requestTimeoutMs or timeoutCheckIntervalMs that is no whole number of ms, by name', () => {
+    const logger = pino({ level: 'silent' });
+    expect(() => createHttpApp(logger, { requestTimeoutMs: -1 })).toThrow(/requestTimeoutMs/);
+    expect(() => createHttpApp(logger, { timeoutCheckIntervalMs: 0.5 })).toThrow(/timeoutCheckIntervalMs/);
+  });
+});
+
+describe('clientErrorHandler', () => {
+  /** A socket of node's HTTP server as the handler sees it, recording what is done to it. */
+  function socketThat(state: { writable?: boolean; destroyed?: boolean; responding?: boolean }) {
+    const done: string[] = [];
+    const socket = Object.assign(new net.Socket(), {
+      _httpMessage: state.responding === undefined ? null : { headersSent: state.responding },
+    });
+    Object.defineProperty(socket, 'writable', { value: state.writable ?? true });
+    Object.defineProperty(socket, 'destroyed', { value: state.destroyed ?? false });
+    socket.write = () => {
+      done.push('write');
+      return true;
+    };
+    socket.destroy = () => {
+      done.push('destroy');
+      return socket;
+    };
+    return { socket, done };
+  }
+  const parseError = (code: string) => Object.assign(new Error('Parse Error'), { code }) as ConnectionError;
+  const handle = clientErrorHandler(pino({ level: 'silent' }));
+
+  it('answers and destroys a socket that takes bytes and has no response under way', () => {
+    for (const responding of [undefined, false]) {
+      const { socket, done } = socketThat({ responding });
+      handle(parseError('HPE_INVALID_METHOD'), socket);
+      expect(done).toEqual(['write', 'destroy']);
+    }
+  });
+
+  it('only destroys a socket that no longer takes bytes, or whose response has begun', () => {
+    for (const state of [{ writable: false }, { responding: true }]) {
+      const { socket, done } = socketThat(state);
+      handle(parseError('ERR_HTTP_REQUEST_TIMEOUT'), socket);
+      expect(done, JSON.stringify(state)).toEqual(['destroy']);
+    }
+  });
+
+  it('does nothing to a connection the client reset, or one already destroyed', () => {
+    for (const [code, state] of [
+      ['ECONNRESET', {}],
+      ['HPE_INVALID_METHOD', { destroyed: true }],
+    ] as const) {
+      const { socket, done } = socketThat(state);
+      handle(parseError(code), socket);
+      expect(done, code).toEqual([]);
+    }
+  });
+});

@@ -1,13 +1,39 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import { InvalidArgumentError } from '../../../../src/errors/index.ts';
+import { clientErrorHandler } from './client-error-handler.ts';
 import { refuseRequestsWhileClosing } from './closing-refusal.ts';
 import { answerWithProblem, installProblemHandler } from './problem-handler.ts';
 
+/** How long a client may take to send a request. */
+export interface HttpAppOptions {
+  /**
+   * Ms a client has, from a request's first byte, to send all of it: a request still arriving
+   * then is answered 408 `KEEL_REQUEST_TIMEOUT` and its connection closed. 0 for no limit, but
+   * node's `headersTimeout` on the headers (60 s). Default 0, fastify's.
+   */
+  requestTimeoutMs?: number;
+  /**
+   * Ms between node's checks of those limits, so a request may run over them by up to this much.
+   * Default 30 000, node's.
+   */
+  timeoutCheckIntervalMs?: number;
+}
+
 /**
  * A fastify app of the shop, before its routes, whose every error answer is problem+json: those
- * of its routes and hooks, the 404 of a path no route serves, and those fastify gives on its own —
- * a URL it cannot decode, a request that comes while the app closes.
+ * of its routes and hooks, the 404 of a path no route serves, and those fastify or node give on
+ * their own — a URL it cannot decode, a request that comes while the app closes, a request node's
+ * HTTP server cannot read (not HTTP, headers too large, too slow to arrive).
  */
-export function createHttpApp(logger: FastifyBaseLogger): FastifyInstance {
+export function createHttpApp(logger: FastifyBaseLogger, options: HttpAppOptions = {}): FastifyInstance {
+  const { requestTimeoutMs = 0, timeoutCheckIntervalMs } = options;
+  if (!Number.isInteger(requestTimeoutMs) || requestTimeoutMs < 0)
+    throw new InvalidArgumentError('requestTimeoutMs', 'an integer >= 0', requestTimeoutMs);
+  if (
+    timeoutCheckIntervalMs !== undefined &&
+    (!Number.isInteger(timeoutCheckIntervalMs) || timeoutCheckIntervalMs < 1)
+  )
+    throw new InvalidArgumentError('timeoutCheckIntervalMs', 'an integer >= 1', timeoutCheckIntervalMs);
   const app = Fastify({
     loggerInstance: logger,
     // Per-request lines would bury the first screen; errors are still logged by the problem handler.
@@ -15,6 +41,13 @@ export function createHttpApp(logger: FastifyBaseLogger): FastifyInstance {
     // What fastify refuses before routing (a malformed %-escape, an overlong path parameter) goes
     // here; without it fastify answers with a JSON body of its own.
     frameworkErrors: (error, request, reply) => void answerWithProblem(error, request, reply),
+    // What node's HTTP server refuses before fastify sees a request (400, 408, 431) goes here;
+    // fastify's default handler answers it with a JSON body of its own.
+    clientErrorHandler: clientErrorHandler(logger),
+    requestTimeout: requestTimeoutMs,
+    ...(timeoutCheckIntervalMs === undefined
+      ? {}
+      : { http: { connectionsCheckingInterval: timeoutCheckIntervalMs } }),
     // Requests that come while the app closes are refused by refuseRequestsWhileClosing, as
     // problems; fastify's own 503 for them is plain JSON.
     return503OnClosing: false,

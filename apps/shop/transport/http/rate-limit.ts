@@ -1,7 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import {
   MemoryRateLimitStore,
-  RateLimitedError,
   rateLimiter,
   type TokenBucketLimits,
 } from '../../../../src/resilience/index.ts';
@@ -24,15 +23,10 @@ export function installRateLimit(
     shared: { store: new MemoryRateLimitStore(), key: 'shop' },
     clock: options.clock,
   });
-  app.addHook('onRequest', async (request, reply) => {
+  app.addHook('onRequest', async (request) => {
     if (!request.url.startsWith('/v1/')) return;
-    try {
-      // Per API key when the request carries one the api checked, else per address.
-      await limiter.acquire({ key: authenticatedClient(request) ?? `ip:${request.ip}` });
-    } catch (error) {
-      if (error instanceof RateLimitedError)
-        void reply.header('retry-after', String(Math.max(1, Math.ceil(error.retryAfterMs / 1000))));
-      throw error;
-    }
+    // Per API key when the request carries one the api checked, else per address. The refusal's
+    // retryAfterMs becomes its Retry-After where every problem is answered (replyWithProblem).
+    await limiter.acquire({ key: authenticatedClient(request) ?? `ip:${request.ip}` });
   });
 }

@@ -1,29 +1,11 @@
-import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Db } from '../../../../src/db/index.ts';
 import type { Shop } from '../../app.ts';
-import { beforeEachCall } from '../../test/db-fault.ts';
+import { HeldDb } from '../../test/db-fault.ts';
+import { RawConnection, rawGet } from '../../test/raw-http.ts';
 import { createShopStore, openTestShop, type ShopStore } from '../../test/test-shop.ts';
 
 // What the shop answers on its own before a route runs — a URL it cannot decode, a request on a
 // busy connection while it stops — is problem+json like every other error answer.
-
-/** A view of the shop's database whose calls wait, while `hold` is set, until released. */
-class HeldDb {
-  hold = false;
-  readonly held: (() => void)[] = [];
-
-  wrap(db: Db): Db {
-    return beforeEachCall(db, async () => {
-      if (this.hold) await new Promise<void>((resolve) => this.held.push(resolve));
-    });
-  }
-
-  release(): void {
-    this.hold = false;
-    for (const resume of this.held.splice(0)) resume();
-  }
-}
 
 const gate = new HeldDb();
 let store: ShopStore;
@@ -54,27 +36,25 @@ describe('the shop', () => {
 
   // Last: it stops the shop.
   it('answers a request on a busy keep-alive connection while it stops with a 503 problem', async () => {
-    const { hostname, port } = new URL(shop.server!.address);
-    const socket = net.connect(Number(port), hostname);
-    let received = '';
-    socket.setEncoding('utf8');
-    socket.on('data', (chunk: string) => (received += chunk));
-    const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
-    const get = `GET /v1/orders/01a2205b-b3e8-77ba-ba9b-f9c3d17002af HTTP/1.1\r\nHost: shop\r\nConnection: keep-alive\r\n\r\n`;
+    const connection = new RawConnection(shop.server!.address);
+    const get = rawGet('/v1/orders/01a2205b-b3e8-77ba-ba9b-f9c3d17002af');
     let arrived = 0;
     shop.http.server.on('request', () => void arrived++);
     // The first request waits at the database, so its connection is busy when the stop begins.
     gate.hold = true;
-    socket.write(get);
+    connection.write(get);
     while (gate.held.length === 0) await pause(10);
     const stopped = shop.stop({ drainMs: 5000 });
     await pause(50);
-    socket.write(get);
+    connection.write(get);
     while (arrived < 2) await pause(10);
     gate.release();
     await stopped;
-    await closed;
-    expect(received).toMatch(/HTTP\/1.1 404/);
-    expect(received).toMatch(/HTTP\/1.1 503[^]*application\/problem\+json[^]*KEEL_SHUTTING_DOWN/);
+    await connection.closed;
+    const [first, second] = connection.responses();
+    expect(first?.status).toBe(404);
+    expect(second).toMatchObject({ status: 503, headers: { 'retry-after': '1', connection: 'close' } });
+    expect(second?.headers['content-type']).toMatch(/^application\/problem\+json/);
+    expect(JSON.parse(second?.body ?? '')).toMatchObject({ code: 'KEEL_SHUTTING_DOWN' });
   });
 });
