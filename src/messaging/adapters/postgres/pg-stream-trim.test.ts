@@ -7,6 +7,7 @@ import { createEnvelope, type Envelope } from '../../envelope.ts';
 import { PgStream, StreamTrimmedError, type StreamEntry } from './pg-stream.ts';
 import { pgStreamMigrations } from './pg-stream-schema.ts';
 import type { TrimOptions } from './pg-stream-trim.ts';
+import { propertyRuns } from '../../../testing/property-runs.ts';
 
 const dbs: TestDb[] = [];
 afterEach(async () => {
@@ -503,7 +504,7 @@ describe('PgStream.trim', () => {
           }
         }
       }),
-      { numRuns: 50 },
+      { numRuns: propertyRuns(50) },
     );
   });
 });

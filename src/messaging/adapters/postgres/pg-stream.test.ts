@@ -7,6 +7,7 @@ import { createEnvelope, type Envelope } from '../../envelope.ts';
 import { PublishError } from '../../publisher.ts';
 import { PgStream, type StreamEntry } from './pg-stream.ts';
 import { pgStreamChannel, pgStreamMigrations } from './pg-stream-schema.ts';
+import { propertyRuns } from '../../../testing/property-runs.ts';
 
 const dbs: TestDb[] = [];
 afterEach(async () => {
@@ -220,7 +221,7 @@ describe('PgStream', () => {
           expect(await stream.head(name)).toBe(committed.size);
         },
       ),
-      { numRuns: 25 },
+      { numRuns: propertyRuns(25) },
     );
   });
 });
