@@ -59,7 +59,11 @@ export type ShopOutbox = { kind: 'table' } | { kind: 'wal'; connectionString: st
 
 export interface ShopConfig {
   roles: ReadonlySet<ShopRole>;
-  http: { port: number; host: string };
+  /**
+   * Where the API listens, and the ms a client has to send a whole request (408 after it; 0: no
+   * limit but node's 60 s on the headers).
+   */
+  http: { port: number; host: string; requestTimeoutMs?: number };
   /**
    * A process without the api role listens here for `/metrics`, `/healthz` and `/readyz` only,
    * so Prometheus can scrape its worker and saga metrics. None when absent.
@@ -293,7 +297,8 @@ export function buildShop(config: ShopConfig, deps: ShopDeps): Shop {
     parts.push(sagaPruner);
   }
 
-  const http: FastifyInstance = createHttpApp(logger);
+  const httpOptions = { requestTimeoutMs: config.http.requestTimeoutMs ?? 0 };
+  const http: FastifyInstance = createHttpApp(logger, httpOptions);
   // Before the rate limit, which then counts per key.
   if (config.apiKeys === 'required') installApiKeyAuth(http, { db, clock });
   if (config.rateLimit !== undefined) installRateLimit(http, { limits: config.rateLimit, clock });
@@ -331,7 +336,7 @@ export function buildShop(config: ShopConfig, deps: ShopDeps): Shop {
   } else {
     parts.push(new FastifyCloser(http));
     if (config.metricsPort !== undefined) {
-      const app = createHttpApp(logger);
+      const app = createHttpApp(logger, httpOptions);
       void app.register(healthRoutes, { db, isReady: () => ready });
       ops = new HttpServer(app, { port: config.metricsPort, host: config.http.host });
       parts.push(ops);

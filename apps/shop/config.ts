@@ -12,7 +12,8 @@ const allRoles: readonly ShopRole[] = ['api', 'worker', 'relay'];
  * Reads the shop's settings from environment variables (12-factor). Every variable has a
  * default that runs the whole shop on this machine; a bad value fails at boot naming it.
  *
- * - `PORT` (3000), `HOST` (127.0.0.1)
+ * - `PORT` (3000), `HOST` (127.0.0.1), `KEEL_HTTP_REQUEST_TIMEOUT_MS` (30000; 0 for none): how
+ *   long a client has to send a whole request before a 408 closes its connection
  * - `KEEL_ROLES`: comma-separated subset of api,worker,relay (all)
  * - `KEEL_WORKER_CONCURRENCY` (8), `KEEL_WORKER_LEASE_MS` (30000), `KEEL_POLL_INTERVAL_MS` (1000);
  *   the worker's saga runner uses the same concurrency, lease and poll interval
@@ -32,7 +33,12 @@ export function shopConfigFromEnv(env: NodeJS.ProcessEnv = process.env, defaultR
   const pollIntervalMs = integer(env, 'KEEL_POLL_INTERVAL_MS', 1000, 1);
   return {
     roles: roles(env, defaultRoles),
-    http: { port: integer(env, 'PORT', 3000, 0, 65535), host: env.HOST ?? '127.0.0.1' },
+    http: {
+      port: integer(env, 'PORT', 3000, 0, 65535),
+      host: env.HOST ?? '127.0.0.1',
+      // A slow client (or a slowloris) holds a connection no longer than this.
+      requestTimeoutMs: integer(env, 'KEEL_HTTP_REQUEST_TIMEOUT_MS', 30_000, 0),
+    },
     worker: {
       concurrency: integer(env, 'KEEL_WORKER_CONCURRENCY', 8, 1),
       leaseMs: integer(env, 'KEEL_WORKER_LEASE_MS', 30_000, 100),
