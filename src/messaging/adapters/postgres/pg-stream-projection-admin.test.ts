@@ -1,38 +1,29 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { migrate, type Db, type Tx } from '../../../db/index.ts';
+import type { Db, Tx } from '../../../db/index.ts';
 import { NotFoundError } from '../../../errors/index.ts';
-import { createTestDb, testDbBackend, type TestDb } from '../../../testing/index.ts';
-import { ManualClock } from '../../../time/index.ts';
-import { createEnvelope, type Envelope } from '../../envelope.ts';
+import { testDbBackend, type TestDb } from '../../../testing/index.ts';
+import type { ManualClock } from '../../../time/index.ts';
+import type { Envelope } from '../../envelope.ts';
 import { ProjectionNotFoundError } from './pg-stream-projection-admin.ts';
 import { ProjectionRunner, type Projection } from './pg-stream-projection.ts';
 import { PgStream, type StreamEntry } from './pg-stream.ts';
 import { PgStreamRetention } from './pg-stream-retention.ts';
-import { pgStreamMigrations } from './pg-stream-schema.ts';
+import { countedEvents, openTestStream } from './pg-stream-test-support.ts';
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-async function setup(): Promise<{ db: TestDb; stream: PgStream; clock: ManualClock }> {
-  const db = await createTestDb();
-  cleanups.push(() => db.close());
-  await migrate(db, [
-    ...pgStreamMigrations,
-    // A read model whose primary key turns a second application of an entry into an error.
-    {
-      id: 'model',
-      sql: 'CREATE TABLE model (projection text, position bigint, PRIMARY KEY (projection, position))',
-    },
-  ]);
-  return { db, stream: new PgStream(db), clock: new ManualClock() };
+function setup(): Promise<{ db: TestDb; stream: PgStream; clock: ManualClock }> {
+  return openTestStream(
+    cleanups,
+    'CREATE TABLE model (projection text, position bigint, PRIMARY KEY (projection, position))',
+  );
 }
 
 function events(count: number): Envelope[] {
-  return Array.from({ length: count }, (_, n) =>
-    createEnvelope({ type: 'thing.counted.v1', payload: { n } }),
-  );
+  return countedEvents(count, 'thing.counted.v1');
 }
 
 /** Inserts each entry into `model` under the projection's name. */

@@ -1,35 +1,27 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { migrate, type Db, type Tx } from '../../../db/index.ts';
-import { advanceUntil, createTestDb, testDbBackend, type TestDb } from '../../../testing/index.ts';
-import { ManualClock } from '../../../time/index.ts';
-import { createEnvelope, type Envelope } from '../../envelope.ts';
+import type { Db, Tx } from '../../../db/index.ts';
+import { advanceUntil, testDbBackend, type TestDb } from '../../../testing/index.ts';
+import type { ManualClock } from '../../../time/index.ts';
+import type { Envelope } from '../../envelope.ts';
 import { ProjectionRunner, type Projection } from './pg-stream-projection.ts';
-import { PgStream, StreamTrimmedError, type StreamEntry } from './pg-stream.ts';
-import { pgStreamMigrations } from './pg-stream-schema.ts';
+import type { PgStream } from './pg-stream.ts';
+import { StreamTrimmedError, type StreamEntry } from './pg-stream.ts';
+import { countedEvents, openTestStream } from './pg-stream-test-support.ts';
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-async function setup(): Promise<{ db: TestDb; stream: PgStream; clock: ManualClock }> {
-  const db = await createTestDb();
-  cleanups.push(() => db.close());
-  await migrate(db, [
-    ...pgStreamMigrations,
-    // A read model whose primary key turns a second application of an entry into an error.
-    {
-      id: 'model',
-      sql: 'CREATE TABLE model (id uuid PRIMARY KEY, n integer NOT NULL, position bigint NOT NULL)',
-    },
-  ]);
-  return { db, stream: new PgStream(db), clock: new ManualClock() };
+function setup(): Promise<{ db: TestDb; stream: PgStream; clock: ManualClock }> {
+  return openTestStream(
+    cleanups,
+    'CREATE TABLE model (id uuid PRIMARY KEY, n integer NOT NULL, position bigint NOT NULL)',
+  );
 }
 
 function events(count: number): Envelope[] {
-  return Array.from({ length: count }, (_, n) =>
-    createEnvelope({ type: 'thing.counted.v1', payload: { n } }),
-  );
+  return countedEvents(count, 'thing.counted.v1');
 }
 
 /** Inserts each entry into `model`; `fail` decides per entry whether to throw instead. */

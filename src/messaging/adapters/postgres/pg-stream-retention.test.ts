@@ -1,22 +1,19 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { migrate, type Db } from '../../../db/index.ts';
-import { advanceUntil, createTestDb, type TestDb } from '../../../testing/index.ts';
-import { ManualClock } from '../../../time/index.ts';
-import { createEnvelope, type Envelope } from '../../envelope.ts';
-import { PgStream } from './pg-stream.ts';
+import type { Db } from '../../../db/index.ts';
+import { advanceUntil, type TestDb } from '../../../testing/index.ts';
+import type { ManualClock } from '../../../time/index.ts';
+import type { Envelope } from '../../envelope.ts';
+import type { PgStream } from './pg-stream.ts';
 import { PgStreamRetention, type PgStreamRetentionOptions } from './pg-stream-retention.ts';
-import { pgStreamMigrations } from './pg-stream-schema.ts';
+import { countedEvents, openTestStream } from './pg-stream-test-support.ts';
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-async function setup(): Promise<{ db: TestDb; stream: PgStream; clock: ManualClock }> {
-  const db = await createTestDb();
-  cleanups.push(() => db.close());
-  await migrate(db, pgStreamMigrations);
-  return { db, stream: new PgStream(db), clock: new ManualClock() };
+function setup(): Promise<{ db: TestDb; stream: PgStream; clock: ManualClock }> {
+  return openTestStream(cleanups);
 }
 
 function retention(db: Db, options: PgStreamRetentionOptions): PgStreamRetention {
@@ -26,9 +23,7 @@ function retention(db: Db, options: PgStreamRetentionOptions): PgStreamRetention
 }
 
 function events(count: number): Envelope[] {
-  return Array.from({ length: count }, (_, n) =>
-    createEnvelope({ type: 'thing.happened.v1', payload: { n } }),
-  );
+  return countedEvents(count);
 }
 
 type Trimmed = { stream: string; deleted: number };
