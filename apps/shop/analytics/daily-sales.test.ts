@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Db } from '../../../src/db/index.ts';
-import { readSchedules, Scheduler } from '../../../src/schedule/index.ts';
+import { readSchedules, Scheduler, triggerSchedule } from '../../../src/schedule/index.ts';
 import { advanceUntil, trackedDb } from '../../../src/testing/index.ts';
 import { ManualClock } from '../../../src/time/index.ts';
 import { runAnalytics } from '../cmd/analytics.ts';
@@ -116,6 +116,34 @@ describe("the worker's daily-sales schedule", () => {
       fired: 3,
       nextTick: Date.parse('2026-06-05T00:05:00Z'),
     });
+  });
+
+  it('closes the day before again when the schedule is triggered by hand, replacing its row', async () => {
+    const store = await newStore();
+    const clock = new ManualClock(Date.parse('2026-06-02T09:00:00Z'));
+    const worker = await openTestShop(store, ['worker'], clock, {
+      config: { dailySales: { cron: '5 0 * * *', timeZone: 'UTC' } },
+    });
+    await order(worker.db, '2026-06-01T10:00:00Z', 'CONFIRMED', { cents: 700, status: 'CHARGED' });
+    await worker.start();
+    cleanups.push(() => worker.stop({ drainMs: 1000 }));
+    const closed = async (orders: number): Promise<void> => {
+      while ((await readDailySales(worker.db))[0]?.orders !== orders)
+        await new Promise((r) => setImmediate(r));
+    };
+    expect(await triggerSchedule(worker.db, dailySalesScheduleName, clock.now())).toBe(true);
+    await closed(1);
+    // A late order of 1 June; a second run closes the day again.
+    await order(worker.db, '2026-06-01T23:00:00Z', 'CONFIRMED', { cents: 300, status: 'CHARGED' });
+    await clock.advance(60_000);
+    await triggerSchedule(worker.db, dailySalesScheduleName, clock.now());
+    await closed(2);
+    expect(await readDailySales(worker.db)).toEqual([
+      expect.objectContaining({ day: '2026-06-01', orders: 2, revenueCents: 1000 }),
+    ]);
+    const [row] = await readSchedules(worker.db, [dailySalesScheduleName]);
+    // Runs by hand leave the schedule's own next tick where it was.
+    expect(row).toMatchObject({ fired: 2, triggeredAt: null, nextTick: Date.parse('2026-06-03T00:05:00Z') });
   });
 
   it('reads KEEL_DAILY_SALES and KEEL_TIME_ZONE, refusing a bad one by name', () => {
