@@ -10,9 +10,19 @@ import { createShopStore, openTestShop, type ShopStore } from '../../test/test-s
 const gate = new HeldDb();
 let store: ShopStore;
 let shop: Shop;
+let arrived = 0;
+let isClosing!: Promise<void>;
 beforeAll(async () => {
   store = await createShopStore();
   shop = await openTestShop(store, ['api'], undefined, { db: (db) => gate.wrap(db) });
+  // Registered after the app's own preClose hook, so it runs once the app counts as closing.
+  isClosing = new Promise<void>((resolve) =>
+    shop.http.addHook('preClose', (done) => {
+      resolve();
+      done();
+    }),
+  );
+  shop.http.server.on('request', () => void arrived++);
   await shop.start();
 });
 afterAll(async () => {
@@ -21,7 +31,7 @@ afterAll(async () => {
   await store.dispose();
 });
 
-const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const turn = () => new Promise((resolve) => setImmediate(resolve));
 
 describe('the shop', () => {
   it('answers a URL with a malformed %-escape with a 400 problem', async () => {
@@ -38,16 +48,16 @@ describe('the shop', () => {
   it('answers a request on a busy keep-alive connection while it stops with a 503 problem', async () => {
     const connection = new RawConnection(shop.server!.address);
     const get = rawGet('/v1/orders/01a2205b-b3e8-77ba-ba9b-f9c3d17002af');
-    let arrived = 0;
-    shop.http.server.on('request', () => void arrived++);
-    // The first request waits at the database, so its connection is busy when the stop begins.
+    // The first request waits at the database, so its connection is busy when the stop begins. A
+    // request that has arrived is past the refusal (the app's first onRequest hook).
     gate.hold = true;
+    const before = arrived;
     connection.write(get);
-    while (gate.held.length === 0) await pause(10);
+    while (arrived === before) await turn();
     const stopped = shop.stop({ drainMs: 5000 });
-    await pause(50);
+    await isClosing;
     connection.write(get);
-    while (arrived < 2) await pause(10);
+    while (arrived === before + 1) await turn();
     gate.release();
     await stopped;
     await connection.closed;
