@@ -50,7 +50,9 @@ const columns = [
   'fired',
   'failed',
   ms('paused_at'),
-  ms('triggered_at'),
+  // To the millisecond, as the run's tick and `recordTriggered` name it: a trigger written by hand
+  // with now() carries microseconds.
+  `(extract(epoch FROM date_trunc('milliseconds', triggered_at)) * 1000)::float8 AS triggered_at`,
 ].join(', ');
 
 const iso = (instant: number): string => new Date(instant).toISOString();
@@ -237,7 +239,7 @@ export async function recordTriggered(
     await tx.query(
       `UPDATE keel_schedules
           SET triggered_at = NULL, last_fired_at = $3::timestamptz, fired = fired + 1, updated_at = $3::timestamptz
-        WHERE name = $1 AND triggered_at = $2::timestamptz`,
+        WHERE name = $1 AND date_trunc('milliseconds', triggered_at) = $2::timestamptz`,
       [name, iso(run.triggeredAt), iso(run.now)],
     );
     return;
@@ -246,7 +248,7 @@ export async function recordTriggered(
     `UPDATE keel_schedules
         SET triggered_at = NULL, failed = failed + 1, updated_at = $3::timestamptz,
             last_error = CASE WHEN attempts = 0 THEN $4 ELSE last_error END
-      WHERE name = $1 AND triggered_at = $2::timestamptz`,
+      WHERE name = $1 AND date_trunc('milliseconds', triggered_at) = $2::timestamptz`,
     [name, iso(run.triggeredAt), iso(run.now), run.error],
   );
 }
