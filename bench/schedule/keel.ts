@@ -12,7 +12,8 @@ export interface RunningSchedulers {
 /**
  * Starts `count` schedulers of the schedules `names`, all on `cron` (UTC), in `schema` (which
  * exists, with the effect table). Each scheduler has a pool of its own, as separate processes
- * would; `pollMs` and every other option are keel's defaults.
+ * would, which keeps one connection open between ticks a minute apart (`poolMin: 1`, as
+ * docs/schedules.md advises); `pollMs` and every other option are keel's defaults.
  */
 export async function startKeel(
   url: string,
@@ -37,7 +38,13 @@ export async function startKeel(
   const schedulers: Scheduler[] = [];
   try {
     for (let i = 0; i < count; i++) {
-      const db = await openDb({ kind: 'pg', url, schema, applicationName: `bench-schedule-keel-${i + 1}` });
+      const db = await openDb({
+        kind: 'pg',
+        url,
+        schema,
+        applicationName: `bench-schedule-keel-${i + 1}`,
+        poolMin: 1,
+      });
       dbs.push(db);
       if (i === 0) await migrate(db, scheduleMigrations);
       const scheduler = new Scheduler(db, { schedules, name: `scheduler-${i + 1}` });

@@ -61,7 +61,10 @@ export function printMethod(o: MethodOptions): void {
     '    keel             new Scheduler(db, { schedules }) with its defaults (pollMs 30 000: it sleeps until the next tick',
   );
   console.log(
-    "                     and fires it), defineSchedule({ name, cron, fire }) (UTC, catchUp 'latest'); keel's pool: 10",
+    "                     and fires it), defineSchedule({ name, cron, fire }) (UTC, catchUp 'latest'); keel's pool: 10,",
+  );
+  console.log(
+    '                     keeping one connection open while idle (poolMin 1, as docs/schedules.md advises a scheduler)',
   );
   console.log(`    pg-boss          ${pgBossHow}`);
   if (o.runLateness) console.log(`    graphile-worker  ${graphileHow}`);
