@@ -33,8 +33,8 @@ export interface ScheduleTick {
   readonly skippedFrom?: Date;
   /**
    * Set on a run asked for by hand (`keel schedule trigger`, `triggerSchedule`), not one of the
-   * schedule's ticks: `at` is when it was asked for, and `key` ends in `/triggered`. It is
-   * attempted once.
+   * schedule's ticks: `at` is when it was asked for, and `key` ends in `/triggered-<n>`, the
+   * schedule's n-th run by hand. It is attempted once.
    */
   readonly triggered?: true;
 }

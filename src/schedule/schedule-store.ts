@@ -15,6 +15,8 @@ export interface ScheduleRow {
   pausedAt: number | null;
   /** When a run by hand was asked for that no scheduler has fired yet (`triggerSchedule`). */
   triggeredAt: number | null;
+  /** Runs by hand asked for so far; the pending one, if any, is this one. */
+  triggers: number;
 }
 
 /** The channel a trigger notifies, its payload the schedule's name: a hint that wakes schedulers. */
@@ -33,6 +35,7 @@ interface RawRow {
   failed: string | number;
   paused_at: number | null;
   triggered_at: number | null;
+  triggers: string | number;
 }
 
 // Instants leave the database as float8 milliseconds: the same number on pg and PGlite,
@@ -53,6 +56,7 @@ const columns = [
   // To the millisecond, as the run's tick and `recordTriggered` name it: a trigger written by hand
   // with now() carries microseconds.
   `(extract(epoch FROM date_trunc('milliseconds', triggered_at)) * 1000)::float8 AS triggered_at`,
+  'triggers',
 ].join(', ');
 
 const iso = (instant: number): string => new Date(instant).toISOString();
@@ -71,6 +75,7 @@ function toRow(raw: RawRow): ScheduleRow {
     failed: Number(raw.failed),
     pausedAt: raw.paused_at,
     triggeredAt: raw.triggered_at,
+    triggers: Number(raw.triggers),
   };
 }
 
@@ -217,7 +222,9 @@ export async function recordFailure(
 export async function triggerSchedule(db: Queryable, name: string, now: number): Promise<boolean> {
   const { rowCount } = await db.query(
     `WITH asked AS (
-       UPDATE keel_schedules SET triggered_at = COALESCE(triggered_at, $2::timestamptz), updated_at = $2::timestamptz
+       UPDATE keel_schedules
+          SET triggers = triggers + CASE WHEN triggered_at IS NULL THEN 1 ELSE 0 END,
+              triggered_at = COALESCE(triggered_at, $2::timestamptz), updated_at = $2::timestamptz
         WHERE name = $1 RETURNING name)
      SELECT pg_notify($3, name) FROM asked`,
     [name, iso(now), scheduleChannel],
@@ -226,21 +233,21 @@ export async function triggerSchedule(db: Queryable, name: string, now: number):
 }
 
 /**
- * Records the run asked for at `triggeredAt` as done: fired, or failed with `error` (a run by
- * hand is not retried; it counts as given up). The schedule's own ticks, and a failing tick's
- * error, are left as they are.
+ * Records the run by hand numbered `trigger` (`ScheduleRow.triggers` when it was fired) as done:
+ * fired, or failed with `error` (a run by hand is not retried; it counts as given up). The
+ * schedule's own ticks, and a failing tick's error, are left as they are.
  */
 export async function recordTriggered(
   tx: Queryable,
   name: string,
-  run: { triggeredAt: number; now: number; error?: string },
+  run: { trigger: number; now: number; error?: string },
 ): Promise<void> {
   if (run.error === undefined) {
     await tx.query(
       `UPDATE keel_schedules
           SET triggered_at = NULL, last_fired_at = $3::timestamptz, fired = fired + 1, updated_at = $3::timestamptz
-        WHERE name = $1 AND date_trunc('milliseconds', triggered_at) = $2::timestamptz`,
-      [name, iso(run.triggeredAt), iso(run.now)],
+        WHERE name = $1 AND triggered_at IS NOT NULL AND triggers = $2`,
+      [name, run.trigger, iso(run.now)],
     );
     return;
   }
@@ -248,8 +255,8 @@ export async function recordTriggered(
     `UPDATE keel_schedules
         SET triggered_at = NULL, failed = failed + 1, updated_at = $3::timestamptz,
             last_error = CASE WHEN attempts = 0 THEN $4 ELSE last_error END
-      WHERE name = $1 AND date_trunc('milliseconds', triggered_at) = $2::timestamptz`,
-    [name, iso(run.triggeredAt), iso(run.now), run.error],
+      WHERE name = $1 AND triggered_at IS NOT NULL AND triggers = $2`,
+    [name, run.trigger, iso(run.now), run.error],
   );
 }
 

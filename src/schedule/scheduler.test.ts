@@ -361,7 +361,7 @@ describe('Scheduler', () => {
     const [run] = fired();
     expect(run?.tick).toMatchObject({
       at: new Date(asked),
-      key: 'daily@2026-06-01T00:00:00.000Z/triggered',
+      key: 'daily@2026-06-01T00:00:00.000Z/triggered-1',
       attempt: 1,
       triggered: true,
     });
@@ -378,8 +378,8 @@ describe('Scheduler', () => {
     await triggerSchedule(db, 'daily', clock.now());
     await firedInAll(2);
     expect(await ticksWritten(db)).toEqual([
-      'daily@2026-06-01T00:00:00.000Z/triggered',
-      'daily@2026-06-01T00:01:00.000Z/triggered',
+      'daily@2026-06-01T00:00:00.000Z/triggered-1',
+      'daily@2026-06-01T00:01:00.000Z/triggered-2',
     ]);
     expect(fired()).toHaveLength(2);
     expect(recorders.flatMap((r) => [...r.failed, ...r.errors])).toEqual([]);

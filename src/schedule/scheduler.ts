@@ -207,7 +207,7 @@ export class Scheduler extends ServiceBase<SchedulerEvents> {
    * transaction; undefined when there is none.
    */
   async #tickNextDue(): Promise<(TickOutcome & { schedule: Schedule }) | undefined> {
-    let attempted: { schedule: Schedule; tick: ScheduleTick } | undefined;
+    let attempted: { schedule: Schedule; tick: ScheduleTick; trigger?: number } | undefined;
     try {
       return await this.#db.transaction(async (tx) => {
         const now = this.clock.now();
@@ -215,9 +215,10 @@ export class Scheduler extends ServiceBase<SchedulerEvents> {
         const schedule = row === undefined ? undefined : this.#schedules.get(row.name);
         if (row === undefined || schedule === undefined || !isDue(row, schedule, now)) return undefined;
         if (row.triggeredAt !== null) {
-          const tick = triggeredTick(schedule, row.triggeredAt, now, this.#drained.signal);
-          attempted = { schedule, tick };
-          return { ...(await this.#fireTriggered(tx, schedule, tick)), schedule };
+          const trigger = row.triggers;
+          const tick = triggeredTick(schedule, row.triggeredAt, trigger, now, this.#drained.signal);
+          attempted = { schedule, tick, trigger };
+          return { ...(await this.#fireTriggered(tx, schedule, tick, trigger)), schedule };
         }
         const plan = planTick(schedule, row.nextTick, now);
         if (plan.kind === 'skip') {
@@ -240,22 +241,31 @@ export class Scheduler extends ServiceBase<SchedulerEvents> {
       });
     } catch (error) {
       if (attempted === undefined) throw error;
-      const outcome = await this.#recordFailureAfterRollback(attempted.schedule, attempted.tick, error);
+      const outcome = await this.#recordFailureAfterRollback(
+        attempted.schedule,
+        attempted.tick,
+        error,
+        attempted.trigger,
+      );
       return { ...outcome, schedule: attempted.schedule };
     }
   }
 
   /** Fires a run asked for by hand, once: a failure is recorded, not retried. */
-  async #fireTriggered(tx: Tx, schedule: Schedule, tick: ScheduleTick): Promise<TickOutcome> {
-    const triggeredAt = tick.at.getTime();
+  async #fireTriggered(
+    tx: Tx,
+    schedule: Schedule,
+    tick: ScheduleTick,
+    trigger: number,
+  ): Promise<TickOutcome> {
     try {
       await fireWithin(tx, schedule, tick);
     } catch (error) {
       const now = this.clock.now();
-      await recordTriggered(tx, schedule.name, { triggeredAt, now, error: describeError(error) });
+      await recordTriggered(tx, schedule.name, { trigger, now, error: describeError(error) });
       return { kind: 'failed', tick, error };
     }
-    await recordTriggered(tx, schedule.name, { triggeredAt, now: this.clock.now() });
+    await recordTriggered(tx, schedule.name, { trigger, now: this.clock.now() });
     return { kind: 'fired', tick };
   }
 
@@ -269,15 +279,15 @@ export class Scheduler extends ServiceBase<SchedulerEvents> {
     schedule: Schedule,
     tick: ScheduleTick,
     error: unknown,
+    trigger?: number,
   ): Promise<TickOutcome> {
     return this.#db.transaction(async (tx) => {
       const row = await lockSchedule(tx, schedule.name, { wait: true });
-      if (tick.triggered === true) {
-        if (row?.triggeredAt !== tick.at.getTime()) return { kind: 'passed' };
-        const now = this.clock.now();
+      if (trigger !== undefined) {
+        if (row?.triggeredAt === null || row?.triggers !== trigger) return { kind: 'passed' };
         await recordTriggered(tx, schedule.name, {
-          triggeredAt: tick.at.getTime(),
-          now,
+          trigger,
+          now: this.clock.now(),
           error: describeError(error),
         });
         return { kind: 'failed', tick, error };
@@ -351,12 +361,18 @@ function isDue(row: ScheduleRow, schedule: Schedule, now: number): boolean {
   return row.pausedAt === null && row.nextTick <= now && (row.retryAt === null || row.retryAt <= now);
 }
 
-function triggeredTick(schedule: Schedule, at: number, now: number, signal: AbortSignal): ScheduleTick {
+function triggeredTick(
+  schedule: Schedule,
+  at: number,
+  trigger: number,
+  now: number,
+  signal: AbortSignal,
+): ScheduleTick {
   const date = new Date(at);
   return {
     schedule: schedule.name,
     at: date,
-    key: `${schedule.name}@${date.toISOString()}/triggered`,
+    key: `${schedule.name}@${date.toISOString()}/triggered-${trigger}`,
     firedAt: new Date(now),
     signal,
     attempt: 1,

@@ -30,8 +30,11 @@ CREATE TABLE IF NOT EXISTS keel_schedules (
     id: 'keel_schedule_0002_trigger',
     sql: `
 -- A run asked for by hand (keel schedule trigger): fired once by the next scheduler that looks,
--- beside the schedule's own ticks, and cleared in the transaction that fires it.
+-- beside the schedule's own ticks, and cleared in the transaction that fires it. triggers counts
+-- the runs asked for; it numbers each in its tick's key, so two asked for in one millisecond
+-- are two runs, and it names the run the transaction that fires it clears.
 ALTER TABLE keel_schedules ADD COLUMN IF NOT EXISTS triggered_at timestamptz;
+ALTER TABLE keel_schedules ADD COLUMN IF NOT EXISTS triggers bigint NOT NULL DEFAULT 0;
 `,
   },
 ] as const;

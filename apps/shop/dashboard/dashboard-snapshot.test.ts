@@ -138,6 +138,7 @@ function scheduleRow(name: string, rest: Partial<ScheduleRow> = {}): ScheduleRow
     failed: 1,
     pausedAt: null,
     triggeredAt: null,
+    triggers: 0,
     ...rest,
   };
 }
