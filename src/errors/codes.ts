@@ -77,6 +77,11 @@ export const errorCodes = {
   },
   KEEL_STREAM_TRIMMED: { status: 410, title: 'Stream entries trimmed' },
   KEEL_STREAM_AHEAD: { status: 409, title: 'Stored position past the stream', clientDetail: serverFailed },
+  KEEL_STREAM_REPLACED: {
+    status: 409,
+    title: 'Stored position of a replaced stream',
+    clientDetail: serverFailed,
+  },
   KEEL_BROKER_UNAVAILABLE: {
     status: 503,
     title: 'Broker unavailable',

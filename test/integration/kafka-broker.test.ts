@@ -1,33 +1,35 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
-import { Admin } from '@platformatic/kafka';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { createEnvelope, type Envelope } from '../../src/messaging/envelope.ts';
 import { PermanentError } from '../../src/messaging/handler.ts';
 import { PublishError } from '../../src/messaging/publisher.ts';
 import type { QueueConsumer } from '../../src/messaging/queue-consumer.ts';
 import { KafkaBroker, type KafkaBrokerOptions } from '../../src/messaging/adapters/kafka/index.ts';
-import {
-  deleteTopics,
-  kafkaBrokers,
-  requireKafka,
-  useKafka,
-} from '../../src/messaging/adapters/kafka/test-support.ts';
+import { kafkaTestSuite } from '../../src/messaging/adapters/kafka/kafka-test-suite.ts';
+import { kafkaBrokers, requireKafka } from '../../src/messaging/adapters/kafka/test-support.ts';
 import { until } from '../until.ts';
 
-const topics: string[] = [];
-const open: { broker: KafkaBroker; consumers: QueueConsumer[] }[] = [];
+// While this file runs, the conformance file's restart scenario waits (files run in parallel).
+const suite = kafkaTestSuite({ clientId: 'keel-test' });
 
 function topic(): string {
   const name = `kt_${randomBytes(5).toString('hex')}`;
-  topics.push(name, `${name}.dead-letter`);
+  suite.topics.push(name, `${name}.dead-letter`);
   return name;
 }
 
+/** A broker closed after the test, its `consumers` stopped first. */
 function broker(options: KafkaBrokerOptions = {}): { broker: KafkaBroker; consumers: QueueConsumer[] } {
-  const entry = { broker: new KafkaBroker({ brokers: kafkaBrokers, ...options }), consumers: [] };
-  open.push(entry);
+  const entry = {
+    broker: new KafkaBroker({ brokers: kafkaBrokers, ...options }),
+    consumers: [] as QueueConsumer[],
+  };
+  suite.cleanups.push(async () => {
+    for (const consumer of entry.consumers) await consumer.stop({ drainMs: 500 });
+    await entry.broker.close();
+  });
   return entry;
 }
 
@@ -38,35 +40,10 @@ function messages(count: number, key: (i: number) => string | null = () => null)
 }
 
 async function committed(group: string, name: string): Promise<bigint[]> {
-  const admin = new Admin({ clientId: 'keel-test', bootstrapBrokers: kafkaBrokers });
-  try {
-    const groups = await admin.listConsumerGroupOffsets({ groups: [group] });
-    const partitions = groups[0]?.topics.find((t) => t.name === name)?.partitions ?? [];
-    return partitions.map((p) => p.committedOffset);
-  } finally {
-    await admin.close();
-  }
+  const groups = await suite.admin.listConsumerGroupOffsets({ groups: [group] });
+  const partitions = groups[0]?.topics.find((t) => t.name === name)?.partitions ?? [];
+  return partitions.map((p) => p.committedOffset);
 }
-
-// While this file runs, the conformance file's restart scenario waits (files run in parallel).
-let releaseKafka: (() => Promise<void>) | undefined;
-beforeAll(async () => {
-  releaseKafka = await useKafka();
-  await requireKafka();
-}, 180_000);
-afterEach(async () => {
-  for (const { broker, consumers } of open.splice(0)) {
-    for (const consumer of consumers) await consumer.stop({ drainMs: 500 });
-    await broker.close();
-  }
-});
-afterAll(async () => {
-  try {
-    await deleteTopics(topics);
-  } finally {
-    await releaseKafka?.();
-  }
-}, 30_000);
 
 describe('KafkaBroker', () => {
   it('puts a key on the partition the Java client picks (murmur2, positive)', async () => {

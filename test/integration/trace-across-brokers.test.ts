@@ -7,12 +7,8 @@ import { SpanKind } from '@opentelemetry/api';
 import { InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { KafkaBroker } from '../../src/messaging/adapters/kafka/index.ts';
-import {
-  deleteTopics,
-  kafkaBrokers,
-  requireKafka,
-  useKafka,
-} from '../../src/messaging/adapters/kafka/test-support.ts';
+import { kafkaTestSuite } from '../../src/messaging/adapters/kafka/kafka-test-suite.ts';
+import { kafkaBrokers } from '../../src/messaging/adapters/kafka/test-support.ts';
 import { RabbitMqBroker } from '../../src/messaging/adapters/rabbitmq/index.ts';
 import {
   deleteQueues,
@@ -108,24 +104,15 @@ describe('traceparent survives Redis Streams', () => {
 });
 
 describe('traceparent survives Kafka', () => {
-  let release: () => Promise<void> = async () => undefined;
-  const topics: string[] = [];
-  beforeAll(async () => {
-    await requireKafka();
-    release = await useKafka();
-  }, 30_000);
-  afterAll(async () => {
-    await deleteTopics(topics);
-    await release();
-  }, 30_000);
+  // Registered in this block: a Kafka that is down fails it, not the other brokers' blocks.
+  const kafka = kafkaTestSuite();
 
   it('the consumer span is a child of the producer span', async () => {
     const broker = new KafkaBroker({ brokers: kafkaBrokers, partitions: 1 });
-    try {
-      expectOneTrace(await traceThrough(broker, `trace-kafka-${run}`));
-    } finally {
-      topics.push(...broker.ensuredTopics());
+    kafka.cleanups.push(async () => {
+      kafka.topics.push(...broker.ensuredTopics());
       await broker.close();
-    }
+    });
+    expectOneTrace(await traceThrough(broker, `trace-kafka-${run}`));
   });
 });

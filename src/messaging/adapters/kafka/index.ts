@@ -17,4 +17,5 @@ export {
   type SkippedRecords,
 } from './offset-out-of-range.ts';
 export type { KafkaEntry, PartitionRange } from './topic-fetcher.ts';
+export { KafkaTopicRecreatedError, type TopicRestart } from './topic-incarnation.ts';
 export { KafkaTopicRanges, type KafkaTopicRangesOptions } from './topic-ranges.ts';

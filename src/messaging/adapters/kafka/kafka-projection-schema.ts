@@ -7,6 +7,10 @@
  * - `keel_kafka_projection_offsets`: per partition, the offset of the next record the projection
  *   applies (Kafka's committed-offset convention), written in the transaction that applies the
  *   records before it. A partition without a row starts at its earliest retained record.
+ *   `topic_id` (0002): the id of the topic the offset is of (KIP-516: a UUID per topic, new when a
+ *   topic is deleted and created again), checked against the topic's id before every batch.
+ *   `NULL` on rows stored before 0002 (and from a broker without topic ids): the projection's next
+ *   batch stamps every such row with the id of the topic it fetched from (adopts it).
  */
 export const kafkaProjectionMigrations = [
   {
@@ -27,5 +31,9 @@ CREATE TABLE IF NOT EXISTS keel_kafka_projection_offsets (
   PRIMARY KEY (projection, topic, partition)
 );
 `,
+  },
+  {
+    id: 'keel_kafka_projection_0002_topic_id',
+    sql: `ALTER TABLE keel_kafka_projection_offsets ADD COLUMN IF NOT EXISTS topic_id uuid;`,
   },
 ] as const;

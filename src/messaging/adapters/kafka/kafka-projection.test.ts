@@ -68,6 +68,9 @@ describe('KafkaProjectionRunner arguments', () => {
     expect(() => build({ maxWaitMs: 0 })).toThrow(expect.objectContaining({ field: 'maxWaitMs' }));
     expect(() => build({ onTrimmed: 'skip' })).toThrow(expect.objectContaining({ field: 'onTrimmed' }));
     expect(build({ onTrimmed: 'resume' }).projection).toBe('p.v1');
+    // 'resume' is onTrimmed's word: a recreated topic has nothing to resume from.
+    expect(() => build({ onRecreated: 'resume' })).toThrow(expect.objectContaining({ field: 'onRecreated' }));
+    expect(build({ onRecreated: 'restart' }).projection).toBe('p.v1');
     expect(() => build({}, { apply: async () => undefined })).toThrow(
       expect.objectContaining({ field: 'handler' }),
     );

@@ -7,7 +7,21 @@ import type { Projection } from '../../projection.ts';
 import { appliedRanges, nextOffsets, type AppliedRange } from './batch-offsets.ts';
 import { assertTopic, resolveOptions } from './kafka-options.ts';
 import { resumePlan, type SkippedRecords } from './offset-out-of-range.ts';
+import {
+  adoptTopicId,
+  dropOffsets,
+  lockProjection,
+  readStored,
+  storeOffsets,
+  type ProjectionKey,
+} from './projection-offsets.ts';
 import { TopicFetcher, type KafkaEntry, type PartitionRange } from './topic-fetcher.ts';
+import {
+  foreignTopic,
+  KafkaTopicRecreatedError,
+  type StoredOffset,
+  type TopicRestart,
+} from './topic-incarnation.ts';
 
 /** A read model built from a Kafka topic: `Projection` over the topic's records. */
 export type KafkaProjection = Projection<KafkaEntry>;
@@ -42,6 +56,18 @@ export interface KafkaProjectionRunnerOptions {
    * partition's end is another matter (`KafkaOffsetPastEndError`), whatever this says.
    */
   onTrimmed?: 'throw' | 'resume';
+  /**
+   * What to do when the stored offsets are of another topic than the one of that name now (the
+   * topic id stored with them is not the topic's: it was deleted and created again): `'throw'`
+   * fails each look with `KafkaTopicRecreatedError` (`KEEL_STREAM_REPLACED`; an `error` event,
+   * retried every `retryDelayMs`) until someone decides, by `rebuild()` or by this option;
+   * `'restart'` drops the old topic's offsets and applies the new topic from its earliest
+   * records, into the model as it is (what it applied from the old topic stays), in the
+   * transaction of the batch that follows, and emits `restarted`. Default `'throw'`: the old
+   * offsets say nothing about the new topic, and whether the model should keep what the old one
+   * put in it is the application's call.
+   */
+  onRecreated?: 'throw' | 'restart';
 }
 
 export interface KafkaProjectionRunnerEvents {
@@ -54,6 +80,13 @@ export interface KafkaProjectionRunnerEvents {
    * `applied`.
    */
   skipped: SkippedRecords;
+  /**
+   * `onRecreated: 'restart'`: the stored offsets (`dropped`) were of the topic `storedTopicId`,
+   * deleted since; the projection now applies the topic `topicId` from its earliest records.
+   * Once the transaction that dropped them committed (the batch that follows), before its
+   * `applied`.
+   */
+  restarted: TopicRestart;
 }
 
 /** How far a projection has applied one partition. */
@@ -65,16 +98,21 @@ export interface PartitionProgress {
   start: bigint;
   /** The offset the partition's next record takes. */
   end: bigint;
-  /** Records from `next` to `end` (when `'trimmed'`, the deleted ones too: they were never applied). */
+  /**
+   * Records from `next` to `end` (when `'trimmed'`, the deleted ones too: they were never
+   * applied; when `'recreated'`, every record from `start`: none of the new topic's were).
+   */
   lag: number;
   /**
-   * `next` against what the partition holds: `'trimmed'` below `start` (records were deleted
-   * before the projection applied them: the runner fails with `KafkaPartitionTrimmedError` until
-   * a rebuild, or resumes at `start` with `onTrimmed: 'resume'`); `'past-end'` beyond `end` (the
-   * topic is not the one the model was built from: `KafkaOffsetPastEndError` until a rebuild);
-   * else `'in-range'`.
+   * `next` against what the partition holds: `'recreated'` when `next` is of another topic of
+   * this name (the topic id stored with it is not the topic's: deleted and created again; the
+   * runner fails with `KafkaTopicRecreatedError` until a rebuild, or starts the new topic at its
+   * earliest records with `onRecreated: 'restart'`); else `'trimmed'` below `start` (records were
+   * deleted before the projection applied them: `KafkaPartitionTrimmedError` until a rebuild, or
+   * resumes at `start` with `onTrimmed: 'resume'`); `'past-end'` beyond `end` (the topic holds
+   * fewer records than were applied: `KafkaOffsetPastEndError` until a rebuild); else `'in-range'`.
    */
-  state: 'in-range' | 'trimmed' | 'past-end';
+  state: 'in-range' | 'trimmed' | 'past-end' | 'recreated';
 }
 
 const projectionName = /^[A-Za-z0-9_.:-]{1,200}$/;
@@ -85,20 +123,20 @@ function positiveInteger(field: string, value: number): number {
   return value;
 }
 
-/** Locks the projection's row, creating it: every batch and every rebuild takes it first. */
-const lockProjection = `INSERT INTO keel_kafka_projections AS p (projection, topic) VALUES ($1, $2)
-  ON CONFLICT (projection, topic) DO UPDATE SET rebuilt_at = p.rebuilt_at`;
-
-const readOffsets = `SELECT partition, next_offset::text AS next FROM keel_kafka_projection_offsets
-  WHERE projection = $1 AND topic = $2`;
-
-const storeOffsets = `INSERT INTO keel_kafka_projection_offsets (projection, topic, partition, next_offset)
-  SELECT $1, $2, (e.doc->>'partition')::integer, (e.doc->>'next')::bigint
-  FROM jsonb_array_elements($3::jsonb) AS e(doc)
-  ON CONFLICT (projection, topic, partition) DO UPDATE SET next_offset = excluded.next_offset, updated_at = now()`;
-
 /** What one look at the topic came to. */
 type Look = { kind: 'no-topic' } | { kind: 'looked'; applied: number; stale: boolean };
+
+/** What the batches of one look share, moved on by each commit. */
+interface LookBatches {
+  /** The stored offsets the next batch applies only from (absent: none stored). */
+  readonly basis: Map<number, bigint>;
+  /** The topic the fetched records are of. */
+  readonly topicId: string | null;
+  /** Trimmed partitions resumed: stored (and reported) by the batch that takes their partition on. */
+  readonly skipped: Map<number, SkippedRecords>;
+  /** A restart on a recreated topic the next batch stores, with the rows it found (`seen`). */
+  restart: (TopicRestart & { seen: ReadonlyMap<number, StoredOffset> }) | undefined;
+}
 
 /**
  * Runs a `Projection` over every partition of a Kafka topic: fetches records from the offsets
@@ -122,12 +160,23 @@ type Look = { kind: 'no-topic' } | { kind: 'looked'; applied: number; stale: boo
  * the offsets it fetched from are still the stored ones, else drops what it fetched and reads
  * again.
  *
+ * Each stored offset carries the id of the topic it is of (KIP-516: a UUID per topic, another
+ * when a topic is deleted and created under the same name). Offsets of another topic than the
+ * one of that name now stop the projection with `KafkaTopicRecreatedError`
+ * (`KEEL_STREAM_REPLACED`), whether the new topic holds fewer records than they say or more,
+ * unless `onRecreated: 'restart'`. The check costs no round trip: the id comes from the metadata
+ * the client caches anyway (refreshed every 5 s and after a failure), compared at every look
+ * (the first at the start) and in each batch's transaction with the id of the topic its records
+ * were fetched from; Kafka refuses a fetch by an id it no longer knows, so a batch never stores
+ * another topic's offsets under the old id.
+ *
  * Records deleted from a partition (retention, DeleteRecords) past the stored offset stop the
  * projection with `KafkaPartitionTrimmedError` (`KEEL_STREAM_TRIMMED`) `error` events naming the
  * partition and both offsets, unless `onTrimmed: 'resume'`; a stored offset past the partition's
- * end (the topic recreated) stops it with `KafkaOffsetPastEndError`. Kafka answers both with
- * OFFSET_OUT_OF_RANGE; the runner tells them apart by asking for the partitions' offsets (ListOffsets).
- * `rebuild()` replays what the topic holds.
+ * end of the same topic (records lost, or an offset stored before topic ids were) stops it with
+ * `KafkaOffsetPastEndError`. Kafka answers both with OFFSET_OUT_OF_RANGE; the runner tells them
+ * apart by asking for the partitions' offsets (ListOffsets). `rebuild()` replays what the topic
+ * holds.
  *
  * Lifecycle: `start()` begins (a missing topic is looked for every `pollIntervalMs`, Kafka being
  * down is reported as `error` events and retried, neither fails the start); `stop()` lets the
@@ -146,6 +195,8 @@ export class KafkaProjectionRunner extends ServiceBase<KafkaProjectionRunnerEven
   readonly #pollIntervalMs: number;
   readonly #retryDelayMs: number;
   readonly #onTrimmed: 'throw' | 'resume';
+  readonly #onRecreated: 'throw' | 'restart';
+  readonly #key: ProjectionKey;
   readonly #wakeup: ConsumerWakeup;
   #fetcher: TopicFetcher | undefined;
   #loop: Promise<void> | undefined;
@@ -189,6 +240,10 @@ export class KafkaProjectionRunner extends ServiceBase<KafkaProjectionRunnerEven
     this.#onTrimmed = options.onTrimmed ?? 'throw';
     if (this.#onTrimmed !== 'throw' && this.#onTrimmed !== 'resume')
       throw new InvalidArgumentError('onTrimmed', "'throw' or 'resume'", options.onTrimmed);
+    this.#onRecreated = options.onRecreated ?? 'throw';
+    if (this.#onRecreated !== 'throw' && this.#onRecreated !== 'restart')
+      throw new InvalidArgumentError('onRecreated', "'throw' or 'restart'", options.onRecreated);
+    this.#key = { projection: this.projection, topic: this.topic };
     this.#wakeup = new ConsumerWakeup(this.clock);
   }
 
@@ -212,11 +267,7 @@ export class KafkaProjectionRunner extends ServiceBase<KafkaProjectionRunnerEven
 
   /** The stored offsets, per partition: the next record each applies. Partitions not begun are absent. */
   async position(queryable: Queryable = this.#db): Promise<Map<number, bigint>> {
-    const { rows } = await queryable.query<{ partition: number; next: string }>(readOffsets, [
-      this.projection,
-      this.topic,
-    ]);
-    return new Map(rows.map((row) => [Number(row.partition), BigInt(row.next)]));
+    return offsetsOf(await readStored(queryable, this.#key));
   }
 
   /** Each partition's first retained offset and end as Kafka has them now; none while the topic does not exist. */
@@ -227,10 +278,19 @@ export class KafkaProjectionRunner extends ServiceBase<KafkaProjectionRunnerEven
   /** How far each partition is applied, and what is left. */
   async progress(): Promise<PartitionProgress[]> {
     // Offsets first: the ends read after them are never behind them.
-    const stored = await this.position();
-    const ranges = await this.partitions();
-    return ranges.map(({ partition, start, end }) => {
-      const next = stored.get(partition) ?? start;
+    const stored = await readStored(this.#db, this.#key);
+    const { topicId, ranges } = await this.#withFetcher(async (fetcher) => {
+      let topic = await fetcher.current();
+      // The client's metadata may be older than an id another runner stored: ask Kafka before saying so.
+      if (topic !== undefined && foreignTopic(stored, topic.id) !== undefined)
+        topic = await fetcher.current(true);
+      return { topicId: topic?.id ?? null, ranges: await fetcher.ranges() };
+    });
+    const recreated = new Set(foreignTopic(stored, topicId)?.partitions);
+    return ranges.map(({ partition, start, end }): PartitionProgress => {
+      const next = stored.get(partition)?.next ?? start;
+      if (recreated.has(partition))
+        return { partition, next, start, end, lag: Number(end - start), state: 'recreated' };
       const state = next < start ? 'trimmed' : next > end ? 'past-end' : 'in-range';
       return { partition, next, start, end, lag: end > next ? Number(end - next) : 0, state };
     });
@@ -271,12 +331,9 @@ export class KafkaProjectionRunner extends ServiceBase<KafkaProjectionRunnerEven
    */
   async rebuild(): Promise<void> {
     await this.#db.transaction(async (tx) => {
-      await tx.query(lockProjection, [this.projection, this.topic]);
+      await lockProjection(tx, this.#key);
       await this.#handler.reset(tx);
-      await tx.query('DELETE FROM keel_kafka_projection_offsets WHERE projection = $1 AND topic = $2', [
-        this.projection,
-        this.topic,
-      ]);
+      await dropOffsets(tx, this.#key);
       await tx.query(
         'UPDATE keel_kafka_projections SET rebuilt_at = now() WHERE projection = $1 AND topic = $2',
         [this.projection, this.topic],
@@ -306,18 +363,28 @@ export class KafkaProjectionRunner extends ServiceBase<KafkaProjectionRunnerEven
 
   /**
    * One fetch from the stored offsets, then its records in batches, each in its own transaction.
-   * `stale`: another runner (or a rebuild) moved the offsets meanwhile; what was fetched is dropped.
+   * `stale`: another runner (or a rebuild) moved the offsets meanwhile, or the topic's id changed
+   * under the fetch; what was fetched is dropped.
    */
   async #look(fetcher: TopicFetcher, maxWaitMs: number): Promise<Look> {
     this.#during = 'fetch';
-    const count = await fetcher.partitionCount();
-    if (count === undefined) return { kind: 'no-topic' };
-    const stored = await this.position();
+    let topic = await fetcher.current();
+    if (topic === undefined) return { kind: 'no-topic' };
+    const stored = await readStored(this.#db, this.#key);
+    // The client's metadata may be older than an id another runner stored: ask Kafka before deciding.
+    if (foreignTopic(stored, topic.id) !== undefined) {
+      topic = await fetcher.current(true);
+      if (topic === undefined) return { kind: 'no-topic' };
+    }
+    const restart = this.#restartOrThrow(stored, topic.id);
+    // Restarting, the old topic's offsets count for nothing: each partition from its first record.
+    const positions = restart === undefined ? offsetsOf(stored) : new Map<number, bigint>();
+    if (restart !== undefined) this.#earliest = undefined;
     let from = new Map<number, bigint>();
-    for (let partition = 0; partition < count; partition++) {
-      let offset = stored.get(partition);
+    for (let partition = 0; partition < topic.partitions; partition++) {
+      let offset = positions.get(partition);
       if (offset === undefined) {
-        if (this.#earliest === undefined || this.#earliest.length < count)
+        if (this.#earliest === undefined || this.#earliest.length < topic.partitions)
           this.#earliest = (await fetcher.ranges()).map((range) => range.start);
         offset = this.#earliest[partition] ?? 0n;
       }
@@ -326,62 +393,98 @@ export class KafkaProjectionRunner extends ServiceBase<KafkaProjectionRunnerEven
     let outcome = await fetcher.fetch(from, maxWaitMs);
     let skipped = new Map<number, SkippedRecords>();
     if (outcome.kind === 'out-of-range') {
-      const plan = resumePlan(this.topic, from, stored, outcome.ranges, this.#onTrimmed, outcome.cause);
+      const plan = resumePlan(this.topic, from, positions, outcome.ranges, this.#onTrimmed, outcome.cause);
       this.#earliest = outcome.ranges.map((range) => range.start);
       from = plan.from;
       skipped = new Map(plan.skipped.map((skip) => [skip.partition, skip]));
       outcome = await fetcher.fetch(from, maxWaitMs);
-      // Deleted past the first retained offset again meanwhile: the next look starts over.
-      if (outcome.kind === 'out-of-range') return { kind: 'looked', applied: 0, stale: true };
+    }
+    // The topic was deleted under the fetch (perhaps created again), or records were deleted past
+    // the first retained offset again meanwhile: the next look starts over, asking Kafka.
+    if (outcome.kind !== 'fetched') {
+      this.#earliest = undefined;
+      return { kind: 'looked', applied: 0, stale: true };
     }
     const fetched = outcome.partitions;
+    const batches: LookBatches = { basis: positions, topicId: outcome.topicId, skipped, restart };
     this.#during = 'apply';
     const entries = fetched.flatMap((part) => part.entries);
     let applied = 0;
     for (let at = 0; at < entries.length && !this.#stopping; at += this.#batchSize) {
       const batch = entries.slice(at, at + this.#batchSize);
-      if (!(await this.#applyBatch(batch, nextOffsets(batch, fetched), stored, skipped)))
+      if (!(await this.#applyBatch(batch, nextOffsets(batch, fetched), batches)))
         return { kind: 'looked', applied, stale: true };
       applied += batch.length;
     }
     // Partitions where the fetch found markers only, and those resumed where it found nothing:
-    // their offset moves on without a batch.
+    // their offset moves on without a batch; so does a restart on a topic with nothing to apply.
     const passed = new Map(
       fetched.filter((part) => part.entries.length === 0).map((p) => [p.partition, p.next]),
     );
     for (const { partition, to } of skipped.values()) {
       if (!fetched.some((part) => part.partition === partition)) passed.set(partition, to);
     }
-    if (passed.size > 0 && !this.#stopping && !(await this.#applyBatch([], passed, stored, skipped)))
+    const moves = passed.size > 0 || batches.restart !== undefined;
+    if (moves && !this.#stopping && !(await this.#applyBatch([], passed, batches)))
       return { kind: 'looked', applied, stale: true };
     return { kind: 'looked', applied, stale: false };
   }
 
   /**
-   * Applies `batch` (none: only moves offsets) and stores `next` for its partitions, in one
-   * transaction, if each of them still has the stored offset `basis` says (absent: none
-   * stored); moves `basis` on. Reports (and takes out of `skipped`) the skips this stored.
+   * Stored offsets of another topic than `topicId`: throws `KafkaTopicRecreatedError`, or with
+   * `onRecreated: 'restart'` says what the restart drops.
+   */
+  #restartOrThrow(stored: ReadonlyMap<number, StoredOffset>, topicId: string | null): LookBatches['restart'] {
+    const foreign = foreignTopic(stored, topicId);
+    if (foreign === undefined || topicId === null) return undefined;
+    if (this.#onRecreated === 'throw')
+      throw new KafkaTopicRecreatedError(this.topic, foreign.topicId, topicId, foreign.partitions);
+    const dropped = [...stored].map(([partition, { next }]) => ({ partition, next }));
+    return { storedTopicId: foreign.topicId, topicId, dropped, seen: stored };
+  }
+
+  /**
+   * Applies `batch` (none: only moves offsets) and stores `next` for its partitions, of the
+   * fetched topic, in one transaction, if each of them still has the stored offset `basis` says
+   * (absent: none stored) and no stored offset is of another topic (a restart: if the stored
+   * offsets are still those it found, it drops them first). Moves `basis` on. Reports the restart
+   * and the skips (taking them out) this stored.
    */
   async #applyBatch(
     batch: readonly KafkaEntry[],
     next: ReadonlyMap<number, bigint>,
-    basis: Map<number, bigint>,
-    skipped: Map<number, SkippedRecords>,
+    batches: LookBatches,
   ): Promise<boolean> {
+    const { basis, topicId, skipped, restart } = batches;
     const committed = await this.#db.transaction(async (tx) => {
-      await tx.query(lockProjection, [this.projection, this.topic]);
-      const now = await this.position(tx);
-      for (const partition of next.keys()) {
-        if (now.get(partition) !== basis.get(partition)) return false;
+      await lockProjection(tx, this.#key);
+      const now = await readStored(tx, this.#key);
+      if (restart !== undefined) {
+        if (topicId !== restart.topicId || !sameStored(now, restart.seen)) return false;
+        await dropOffsets(tx, this.#key);
+      } else {
+        for (const partition of next.keys()) {
+          if (now.get(partition)?.next !== basis.get(partition)) return false;
+        }
+        // Records of another topic than the stored offsets' (recreated under the fetch): the
+        // next look compares the ids afresh, and fails or restarts.
+        if (foreignTopic(now, topicId) !== undefined) return false;
+        if (topicId !== null && [...now.values()].some((offset) => offset.topicId === null))
+          await adoptTopicId(tx, this.#key, topicId);
       }
       if (batch.length > 0) await this.#handler.apply(batch, tx);
       // Past the drain deadline the batch is handed back: it rolls back and is applied at the next start.
       this.#drain?.throwIfAborted();
-      const offsets = [...next].map(([partition, offset]) => ({ partition, next: String(offset) }));
-      await tx.query(storeOffsets, [this.projection, this.topic, JSON.stringify(offsets)]);
+      await storeOffsets(tx, this.#key, next, topicId);
       return true;
     });
     if (!committed) return false;
+    if (restart !== undefined) {
+      batches.restart = undefined;
+      basis.clear();
+      const { seen: _seen, ...reported } = restart;
+      this.events.emit('restarted', reported);
+    }
     for (const [partition, offset] of next) {
       basis.set(partition, offset);
       const skip = skipped.get(partition);
@@ -403,4 +506,19 @@ export class KafkaProjectionRunner extends ServiceBase<KafkaProjectionRunnerEven
       await fetcher.close();
     }
   }
+}
+
+/** The stored offsets without their topic ids. */
+function offsetsOf(stored: ReadonlyMap<number, StoredOffset>): Map<number, bigint> {
+  return new Map([...stored].map(([partition, { next }]) => [partition, next]));
+}
+
+/** Whether two reads of the stored offsets found the same rows. */
+function sameStored(a: ReadonlyMap<number, StoredOffset>, b: ReadonlyMap<number, StoredOffset>): boolean {
+  if (a.size !== b.size) return false;
+  for (const [partition, offset] of a) {
+    const other = b.get(partition);
+    if (other?.next !== offset.next || other.topicId !== offset.topicId) return false;
+  }
+  return true;
 }

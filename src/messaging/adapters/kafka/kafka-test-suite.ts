@@ -2,7 +2,13 @@
 // silent skip) and marked in use, topics deleted and cleanups run after. Not part of the public
 // door; kept apart from test-support.ts, which child processes load outside vitest.
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
-import { Admin, instancesChannel, Producer, type CreationEvent } from '@platformatic/kafka';
+import {
+  Admin,
+  connectionsApiChannel,
+  instancesChannel,
+  Producer,
+  type CreationEvent,
+} from '@platformatic/kafka';
 import { afterAll, afterEach, beforeAll } from 'vitest';
 import { deleteTopics, kafkaBrokers, requireKafka, useKafka } from './test-support.ts';
 
@@ -17,7 +23,13 @@ export interface KafkaTestSuite {
   readonly producer: Producer<Buffer, Buffer, Buffer, Buffer>;
   /** Counts the Kafka consumer clients created with `clientId` from now to the end of the test. */
   clientsCreated(clientId: string): { count: () => number };
+  /** Counts the requests that the Kafka clients created with `clientId` from now on send, to the end of the test. */
+  requestsSent(clientId: string): { count: (api: KafkaApi) => number };
 }
+
+/** The Kafka APIs `requestsSent` tells apart, by their API keys. */
+const apiKeys = { Fetch: 1, ListOffsets: 2, Metadata: 3 } as const;
+export type KafkaApi = keyof typeof apiKeys;
 
 /** Registers the file's hooks; `clientId` given, also an admin client and a producer it shares. */
 export function kafkaTestSuite(options: { clientId?: string } = {}): KafkaTestSuite {
@@ -66,10 +78,33 @@ export function kafkaTestSuite(options: { clientId?: string } = {}): KafkaTestSu
     cleanups.push(async () => unsubscribe(instancesChannel.name, onCreated));
     return { count: () => count };
   };
+  const requestsSent = (clientId: string): { count: (api: KafkaApi) => number } => {
+    const owners = new Set<number>();
+    const counts = new Map<number, number>();
+    const onCreated = (message: unknown): void => {
+      const { instance } = message as CreationEvent<{ clientId?: string; instanceId?: number }>;
+      if (instance.clientId === clientId && instance.instanceId !== undefined)
+        owners.add(instance.instanceId);
+    };
+    // A connection's owner is the client instance that opened it.
+    const onRequest = (message: unknown): void => {
+      const { connection, apiKey } = message as { connection?: { ownerId?: number }; apiKey: number };
+      const owner = connection?.ownerId;
+      if (owner !== undefined && owners.has(owner)) counts.set(apiKey, (counts.get(apiKey) ?? 0) + 1);
+    };
+    subscribe(instancesChannel.name, onCreated);
+    connectionsApiChannel.start.subscribe(onRequest);
+    cleanups.push(async () => {
+      unsubscribe(instancesChannel.name, onCreated);
+      connectionsApiChannel.start.unsubscribe(onRequest);
+    });
+    return { count: (api) => counts.get(apiKeys[api]) ?? 0 };
+  };
   return {
     topics,
     cleanups,
     clientsCreated,
+    requestsSent,
     get admin() {
       return required(admin, 'admin');
     },

@@ -49,9 +49,30 @@ export interface PartitionRange {
   readonly end: bigint;
 }
 
+/** Which topic of the name the client's metadata says is current (KIP-516 topic ids), and its size. */
+export interface TopicIncarnation {
+  /**
+   * The topic id: a UUID Kafka gives each topic at its creation, so a topic deleted and created
+   * again under the same name has another. `null` from a broker that has none (the all-zero id of
+   * clusters from before Kafka 2.8).
+   */
+  readonly id: string | null;
+  readonly partitions: number;
+}
+
 /** What one fetch came to. */
 export type FetchOutcome =
-  | { kind: 'fetched'; partitions: FetchedPartition[] }
+  /**
+   * `topicId`: the topic the records are of. The fetch names the topic by id (Fetch v13+), and
+   * Kafka refuses an id it no longer knows, so records are never of another topic than this.
+   */
+  | { kind: 'fetched'; topicId: string | null; partitions: FetchedPartition[] }
+  /**
+   * Kafka no longer knows the topic (or a partition) the client's cached metadata named
+   * (UNKNOWN_TOPIC_ID, UNKNOWN_TOPIC_OR_PARTITION): the topic was deleted, perhaps created again,
+   * or a partition moved. Nothing was fetched; the next call asks Kafka for the metadata.
+   */
+  | { kind: 'metadata-stale' }
   /**
    * Kafka refused an offset asked for as outside what its partition holds, below its first
    * retained record or past its end, and fetched nothing. Its answer says neither which partition
@@ -80,6 +101,9 @@ type FetchResponse = Awaited<ReturnType<Consumer['fetch']>>;
 
 // Kafka's own default for max.partition.fetch.bytes: a batch per partition per fetch.
 const partitionMaxBytes = 1_048_576;
+
+/** The topic id of a topic without one (KIP-516): brokers from before Kafka 2.8 send it. */
+const noTopicId = '00000000-0000-0000-0000-000000000000';
 
 /**
  * Reads one topic by manual assignment: plain Fetch requests to each partition's leader from
@@ -118,9 +142,17 @@ export class TopicFetcher {
     }
   }
 
-  /** How many partitions the topic has; undefined while it does not exist. */
-  partitionCount(): Promise<number | undefined> {
-    return this.#whileBusy(async () => (await this.#metadata())?.partitionsCount);
+  /**
+   * The topic's id and partition count, from the client's metadata: cached for up to 5 s
+   * (the client's `metadataMaxAge`) unless `fresh`, or a failure since made it stale, so it
+   * costs no round trip on most calls. Undefined while the topic does not exist.
+   */
+  current(fresh = false): Promise<TopicIncarnation | undefined> {
+    return this.#whileBusy(async () => {
+      if (fresh) this.#stale = true;
+      const topic = await this.#metadata();
+      return topic === undefined ? undefined : { id: topicIdOf(topic.id), partitions: topic.partitionsCount };
+    });
   }
 
   /** Every partition's first retained offset and end; none while the topic does not exist. */
@@ -158,8 +190,10 @@ export class TopicFetcher {
   }
 
   async #fetch(from: ReadonlyMap<number, bigint>, maxWaitMs: number): Promise<FetchOutcome> {
+    const fresh = this.#stale;
     const topic = await this.#metadata();
-    if (topic === undefined) return { kind: 'fetched', partitions: [] };
+    if (topic === undefined) return { kind: 'fetched', topicId: null, partitions: [] };
+    const topicId = topicIdOf(topic.id);
     const byLeader = new Map<number, FetchRequestPartition[]>();
     for (const [partition, fetchOffset] of from) {
       const leader = topic.partitions[partition]?.leader;
@@ -180,8 +214,17 @@ export class TopicFetcher {
         ),
       );
     } catch (error) {
-      const outOfRange = (error as Partial<GenericError>).findBy?.('apiId', 'OFFSET_OUT_OF_RANGE');
-      if (outOfRange === undefined || outOfRange === null) throw this.#failed('fetch', error);
+      const found = (apiId: string): boolean => {
+        const match = (error as Partial<GenericError>).findBy?.('apiId', apiId);
+        return match !== undefined && match !== null;
+      };
+      // The metadata was cached: ask Kafka at the next look. Fresh metadata naming what its
+      // leader does not know yet (a topic a moment old) is a failure, retried after a delay.
+      if ((found('UNKNOWN_TOPIC_ID') || found('UNKNOWN_TOPIC_OR_PARTITION')) && !fresh) {
+        this.#stale = true;
+        return { kind: 'metadata-stale' };
+      }
+      if (!found('OFFSET_OUT_OF_RANGE')) throw this.#failed('fetch', error);
       // The topic may have been recreated under the same name (a new topic id): look again.
       this.#stale = true;
       return { kind: 'out-of-range', ranges: await this.#ranges(), cause: error };
@@ -198,7 +241,7 @@ export class TopicFetcher {
         }
       }
     }
-    return { kind: 'fetched', partitions: fetched };
+    return { kind: 'fetched', topicId, partitions: fetched };
   }
 
   async #metadata(): Promise<
@@ -235,6 +278,11 @@ export class TopicFetcher {
       if (--this.#busy === 0) for (const socket of sockets) socket.unref();
     }
   }
+}
+
+/** A topic id as the client reads it (lower-case hex with dashes); `null` for the all-zero id. */
+function topicIdOf(id: string): string | null {
+  return id === noTopicId ? null : id.toLowerCase();
 }
 
 /**

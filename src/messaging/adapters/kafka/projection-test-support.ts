@@ -1,0 +1,116 @@
+// The set-up the KafkaProjectionRunner test files against the real Kafka share: a database of the
+// suite's backend (PGlite, or PostgreSQL with KEEL_DB=pg) migrated for the runner and the test's
+// model, a topic of its own, runners stopped after each test. Not part of the public door.
+import { randomBytes } from 'node:crypto';
+import { expect, vi } from 'vitest';
+import { migrate, type Db, type Migration } from '../../../db/index.ts';
+import { createTestDb } from '../../../testing/index.ts';
+import { createEnvelope, type Envelope } from '../../envelope.ts';
+import {
+  KafkaProjectionRunner,
+  type KafkaProjection,
+  type KafkaProjectionRunnerOptions,
+} from './kafka-projection.ts';
+import { kafkaProjectionMigrations } from './kafka-projection-schema.ts';
+import type { KafkaTestSuite } from './kafka-test-suite.ts';
+import { encodeEnvelope } from './record-codec.ts';
+import { kafkaBrokers } from './test-support.ts';
+
+export interface ProjectionTestKit {
+  /**
+   * A database migrated with the runner's migrations (`runnerMigrations`, default all of them)
+   * and the model's, and a new topic of `partitions`.
+   */
+  setup: (
+    partitions: number,
+    migrations: readonly Migration[],
+    options?: { runnerMigrations?: readonly Migration[] },
+  ) => Promise<{ db: Db; topic: string }>;
+  /** A runner of the projection `model.v1`, stopped after the test. */
+  runner: (
+    db: Db,
+    topic: string,
+    projection: KafkaProjection,
+    options?: Partial<KafkaProjectionRunnerOptions>,
+  ) => KafkaProjectionRunner;
+  /** Writes `count` records to one partition, payload `{ n }` from 0 on; returns their envelopes. */
+  produce: (topic: string, partition: number, count: number) => Promise<Envelope[]>;
+  /** Deletes the records of `partition` before `offset`, as retention does (the admin DeleteRecords call). */
+  deleteBefore: (topic: string, partition: number, offset: bigint) => Promise<void>;
+  /** Deletes `topic` and creates it again, empty, once Kafka has let the old one go. */
+  recreate: (topic: string, partitions: number) => Promise<void>;
+  /** The topic's id (KIP-516) as Kafka has it now. */
+  topicId: (topic: string) => Promise<string>;
+}
+
+/** The offsets `run` stored, as `partition@next`. */
+export async function stored(run: KafkaProjectionRunner): Promise<string[]> {
+  return [...(await run.position())].map(([partition, next]) => `${partition}@${next}`).sort();
+}
+
+/** Each partition's `start..end` and how the stored offset stands against it. */
+export async function states(run: KafkaProjectionRunner): Promise<string[]> {
+  return (await run.progress()).map((p) => `${p.partition}: ${p.start}..${p.end} next ${p.next} ${p.state}`);
+}
+
+export function projectionTestKit(kafka: KafkaTestSuite, topicPrefix: string): ProjectionTestKit {
+  const { topics, cleanups } = kafka;
+  return {
+    async setup(partitions, migrations, options = {}) {
+      const db = await createTestDb();
+      cleanups.push(() => db.close());
+      await migrate(db, [...(options.runnerMigrations ?? kafkaProjectionMigrations), ...migrations]);
+      const topic = `${topicPrefix}_${randomBytes(5).toString('hex')}`;
+      topics.push(topic);
+      await kafka.admin.createTopics({ topics: [topic], partitions, replicas: 1 });
+      return { db, topic };
+    },
+
+    runner(db, topic, projection, options = {}) {
+      const built = new KafkaProjectionRunner(db, projection, {
+        name: 'model.v1',
+        topic,
+        brokers: kafkaBrokers,
+        ...options,
+      });
+      cleanups.push(() => built.stop({ drainMs: 2000 }));
+      return built;
+    },
+
+    async produce(topic, partition, count) {
+      const envelopes = Array.from({ length: count }, (_, n) =>
+        createEnvelope({ type: 'thing.counted.v1', payload: { n } }),
+      );
+      const messages = envelopes.map((envelope) => {
+        const { value, headers } = encodeEnvelope(envelope);
+        return { topic, partition, value, headers };
+      });
+      await kafka.producer.send({ messages });
+      return envelopes;
+    },
+
+    async deleteBefore(topic, partition, offset) {
+      const [deleted] = await kafka.admin.deleteRecords({
+        topics: [{ name: topic, partitions: [{ partition, offset }] }],
+      });
+      expect(deleted?.partitions[0]?.lowWatermark).toBe(offset);
+    },
+
+    async recreate(topic, partitions) {
+      await kafka.admin.deleteTopics({ topics: [topic] });
+      await vi.waitFor(
+        async () => {
+          await kafka.admin.createTopics({ topics: [topic], partitions, replicas: 1 });
+        },
+        { timeout: 30_000, interval: 250 },
+      );
+    },
+
+    async topicId(topic) {
+      const metadata = await kafka.admin.metadata({ topics: [topic], forceUpdate: true });
+      const id = metadata.topics.get(topic)?.id;
+      if (id === undefined) throw new Error(`no topic ${topic}`);
+      return id;
+    },
+  };
+}
