@@ -361,6 +361,7 @@ function isDue(row: ScheduleRow, schedule: Schedule, now: number): boolean {
   return row.pausedAt === null && row.nextTick <= now && (row.retryAt === null || row.retryAt <= now);
 }
 
+/** A run by hand: the schedule's `trigger`-th, asked for at `at`, attempted once. */
 function triggeredTick(
   schedule: Schedule,
   at: number,
@@ -368,16 +369,8 @@ function triggeredTick(
   now: number,
   signal: AbortSignal,
 ): ScheduleTick {
-  const date = new Date(at);
-  return {
-    schedule: schedule.name,
-    at: date,
-    key: `${schedule.name}@${date.toISOString()}/triggered-${trigger}`,
-    firedAt: new Date(now),
-    signal,
-    attempt: 1,
-    triggered: true,
-  };
+  const tick = tickAt(schedule, at, now, signal, { attempt: 1, triggered: true });
+  return { ...tick, key: `${tick.key}/triggered-${trigger}` };
 }
 
 function tickOf(
@@ -387,6 +380,20 @@ function tickOf(
   now: number,
   signal: AbortSignal,
 ): ScheduleTick {
+  return tickAt(schedule, at, now, signal, {
+    // Failures counted on the row were of its next tick; a later tick starts afresh.
+    attempt: at === row.nextTick ? row.attempts + 1 : 1,
+    ...(at > row.nextTick ? { skippedFrom: new Date(row.nextTick) } : {}),
+  });
+}
+
+function tickAt(
+  schedule: Schedule,
+  at: number,
+  now: number,
+  signal: AbortSignal,
+  rest: Pick<ScheduleTick, 'attempt' | 'skippedFrom' | 'triggered'>,
+): ScheduleTick {
   const date = new Date(at);
   return {
     schedule: schedule.name,
@@ -394,9 +401,7 @@ function tickOf(
     key: `${schedule.name}@${date.toISOString()}`,
     firedAt: new Date(now),
     signal,
-    // Failures counted on the row were of its next tick; a later tick starts afresh.
-    attempt: at === row.nextTick ? row.attempts + 1 : 1,
-    ...(at > row.nextTick ? { skippedFrom: new Date(row.nextTick) } : {}),
+    ...rest,
   };
 }
 
