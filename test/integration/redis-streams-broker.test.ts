@@ -172,6 +172,22 @@ describe('RedisStreamsBroker: publish and claim', () => {
     await acked;
     await consumer.stop();
   });
+
+  it('wakes a waiting consumer on publish after its connections were cut: it subscribes again', async () => {
+    const broker = brokers.open();
+    const consumer = broker.consumer('jobs', async () => {}, { pollIntervalMs: 3_600_000 });
+    await consumer.start();
+    await pause(50);
+    expect(await brokers.cutConnections()).toBeGreaterThanOrEqual(2);
+    // The reconnect's own wake-up makes one claim, which finds nothing; then only a signal can.
+    const deadline = Date.now() + 5000;
+    while ((await brokers.openConnections()).length < 2 && Date.now() < deadline) await pause(20);
+    await pause(200);
+    const acked = consumer.events.once('acked');
+    await broker.publish('jobs', messages(1));
+    await acked;
+    await consumer.stop();
+  });
 });
 
 describe('RedisStreamsBroker: groups, leases and settling', () => {

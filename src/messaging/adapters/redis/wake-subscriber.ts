@@ -5,8 +5,10 @@ import type { Redis } from 'ioredis';
  * destination", the way NOTIFY does for the PostgreSQL queue. A hint only: a lost signal costs at
  * most one poll interval, never a message, because every source also polls.
  *
- * ioredis resubscribes after a reconnect; signals sent while the connection was down are lost,
- * so every listener is woken once when it comes back.
+ * It resubscribes after a reconnect itself, not by ioredis's `autoResubscribe`, whose SUBSCRIBE
+ * nobody awaits: a connection closed before it was answered (the broker closing right after a
+ * reconnect) rejected it as an unhandled promise. Signals sent while the connection was down are
+ * lost, so every listener is woken once when it comes back.
  */
 export class WakeSubscriber {
   readonly #create: () => Redis;
@@ -56,14 +58,19 @@ export class WakeSubscriber {
   #connection(): Redis {
     if (this.#client !== undefined) return this.#client;
     const client = this.#create();
+    client.options.autoResubscribe = false;
     // Errors surface through the commands that fail; an unhandled 'error' event would crash.
     client.on('error', () => undefined);
     client.on('message', (channel: string, signal: string) => {
       for (const listener of this.#listeners.get(channel) ?? []) listener(signal);
     });
     client.on('ready', () => {
-      if (this.#ready)
+      if (this.#ready) {
+        const channels = [...this.#listeners.keys()];
+        // A failure is a lost hint, made up for by polling; the next reconnect subscribes again.
+        if (channels.length > 0) client.subscribe(...channels).catch(() => undefined);
         for (const set of this.#listeners.values()) for (const listener of set) listener('reconnect');
+      }
       this.#ready = true;
     });
     this.#client = client;
