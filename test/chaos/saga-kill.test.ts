@@ -11,25 +11,15 @@ import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { defaultDatabaseUrl, migrate } from '../../src/db/index.ts';
+import { migrate } from '../../src/db/index.ts';
 import { getSaga, startSaga } from '../../src/saga/index.ts';
-import { createTestDb, testDbBackend, type TestDb } from '../../src/testing/index.ts';
+import { createTestDb, type TestDb } from '../../src/testing/index.ts';
 import { chaosMigrations, chaosSaga, chaosSteps } from './saga-chaos-fixture.ts';
+import { sharedServerMissing, sharedServerUrl } from './shared-server.ts';
 
 const child = fileURLToPath(new URL('./saga-runner-child.ts', import.meta.url));
-const url = process.env.DATABASE_URL?.trim() || defaultDatabaseUrl;
 
-async function serverMissing(): Promise<string | undefined> {
-  if (process.env.CI === 'true' || testDbBackend() === 'pg') return undefined;
-  try {
-    const probe = await createTestDb({ backend: 'pg' });
-    await probe.close();
-    return undefined;
-  } catch (error) {
-    return `KEEL_DB=pglite and no PostgreSQL at ${new URL(url).host} (${String(error)}): the chaos test needs a server two processes share`;
-  }
-}
-const skipReason = await serverMissing();
+const skipReason = await sharedServerMissing();
 
 interface Exit {
   code: number | null;
@@ -86,7 +76,7 @@ async function killAtEveryBoundary(
     { id },
   );
   const killedAt: string[] = [];
-  const env = { DATABASE_URL: url, KEEL_CHAOS_SCHEMA: db.schema };
+  const env = { DATABASE_URL: sharedServerUrl, KEEL_CHAOS_SCHEMA: db.schema };
   // The next child loads while the current one runs: loading takes longer than most rounds.
   const ready = [spawnChild(env)];
   const dismiss = (): void => ready.splice(0).forEach((c) => c.dismiss());

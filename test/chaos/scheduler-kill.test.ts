@@ -11,26 +11,16 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { defaultDatabaseUrl, migrate } from '../../src/db/index.ts';
+import { migrate } from '../../src/db/index.ts';
 import { readSchedules, scheduleMigrations } from '../../src/schedule/index.ts';
-import { createTestDb, testDbBackend, type TestDb } from '../../src/testing/index.ts';
+import { createTestDb, type TestDb } from '../../src/testing/index.ts';
 import { until } from '../until.ts';
+import { sharedServerMissing, sharedServerUrl } from './shared-server.ts';
 
 const childScript = fileURLToPath(new URL('./scheduler-child.ts', import.meta.url));
-const url = process.env.DATABASE_URL?.trim() || defaultDatabaseUrl;
 const everyMs = 100;
 
-async function serverMissing(): Promise<string | undefined> {
-  if (process.env.CI === 'true' || testDbBackend() === 'pg') return undefined;
-  try {
-    const probe = await createTestDb({ backend: 'pg' });
-    await probe.close();
-    return undefined;
-  } catch (error) {
-    return `KEEL_DB=pglite and no PostgreSQL at ${new URL(url).host} (${String(error)}): the chaos test needs a server processes share`;
-  }
-}
-const skipReason = await serverMissing();
+const skipReason = await sharedServerMissing();
 
 interface SchedulerChild {
   proc: ChildProcess;
@@ -44,7 +34,7 @@ function spawnScheduler(schema: string): SchedulerChild {
   const proc = spawn(process.execPath, ['--import', 'tsx', childScript], {
     env: {
       ...process.env,
-      DATABASE_URL: url,
+      DATABASE_URL: sharedServerUrl,
       KEEL_CHAOS_SCHEMA: schema,
       KEEL_CHAOS_EVERY_MS: String(everyMs),
     },
