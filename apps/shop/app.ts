@@ -70,7 +70,7 @@ export interface ShopConfig {
    */
   metricsPort?: number;
   worker: { concurrency: number; pollIntervalMs: number; leaseMs: number };
-  relay: { pollIntervalMs: number; batchSize: number };
+  relay: { pollIntervalMs: number; batchSize: number; claimMs?: number };
   /** Default: the table outbox. */
   outbox?: ShopOutbox;
   /** A token bucket per client (API key, else address) on the API's routes; none when absent. */
@@ -281,6 +281,7 @@ export function buildShop(config: ShopConfig, deps: ShopDeps): Shop {
       clock,
       pollIntervalMs: config.relay.pollIntervalMs,
       batchSize: config.relay.batchSize,
+      ...(config.relay.claimMs === undefined ? {} : { claimMs: config.relay.claimMs }),
     });
     relay.events.on('error', ({ error, during }) => logger.warn({ err: error, during }, 'relay error'));
     parts.push(relay);
