@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Db } from '../../../src/db/index.ts';
 import { readSchedules, Scheduler, triggerSchedule } from '../../../src/schedule/index.ts';
-import { advanceUntil, trackedDb } from '../../../src/testing/index.ts';
+import { advanceUntil } from '../../../src/testing/index.ts';
 import { ManualClock } from '../../../src/time/index.ts';
 import { runAnalytics } from '../cmd/analytics.ts';
 import { shopConfigFromEnv } from '../config.ts';
@@ -45,8 +45,8 @@ describe("the worker's daily-sales schedule", () => {
     const store = await newStore();
     const shop = await openTestShop(store, ['api']);
     cleanups.push(() => shop.stop({ drainMs: 1000 }));
-    // Tracked, so that each step of the clock below waits for the scheduler's statements.
-    const db = trackedDb(shop.db);
+    // Tracked (openTestShop's database is), so each step of the clock waits for the scheduler's statements.
+    const db = shop.db;
     // In Berlin (UTC+2 in June) 1 June runs from 31 May 22:00Z to 1 June 22:00Z.
     await order(db, '2026-05-31T21:59:00Z', 'CONFIRMED', { cents: 999, status: 'CHARGED' }); // 31 May
     await order(db, '2026-05-31T22:00:00Z', 'CONFIRMED', { cents: 1200, status: 'CHARGED' });

@@ -7,6 +7,7 @@ import {
   createTempPgliteDir,
   sagaEnded,
   testDbBackend,
+  trackedDb,
   uniqueSchemaName,
   type TempPgliteDir,
 } from '../../../src/testing/index.ts';
@@ -74,7 +75,9 @@ export const testShopConfig = (roles: readonly ShopRole[]): ShopConfig => ({
 
 /**
  * Opens the store, migrates, and builds (does not start) a shop with a silent logger; `payments`
- * builds the payment provider on the opened database in place of the shop's default.
+ * builds the payment provider on the opened database in place of the shop's default. The shop's
+ * database is tracked as a test database is, so `advanceUntil` waits for the shop's statements
+ * between the steps of a manual clock.
  */
 export async function openTestShop(
   store: ShopStore,
@@ -99,7 +102,7 @@ export async function openTestShop(
   return buildShop(
     { ...testShopConfig(roles), ...options.config },
     {
-      db: options.db?.(db) ?? db,
+      db: trackedDb(options.db?.(db) ?? db),
       clock,
       logger: pino({ level: 'silent' }),
       ...(payments === undefined ? {} : { payments }),
