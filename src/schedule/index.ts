@@ -13,5 +13,13 @@ export {
   resumeSchedule,
   removeSchedule,
   triggerSchedule,
+  triggerScheduleRun,
   type ScheduleRow,
+  type TriggeredRun,
 } from './schedule-store.ts';
+export {
+  triggerScheduleAndWait,
+  waitForTriggeredRun,
+  type TriggeredRunOutcome,
+  type WaitForRunOptions,
+} from './triggered-run.ts';

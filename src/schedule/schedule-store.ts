@@ -17,10 +17,32 @@ export interface ScheduleRow {
   triggeredAt: number | null;
   /** Runs by hand asked for so far; the pending one, if any, is this one. */
   triggers: number;
+  /** The number of the last run by hand a scheduler did, fired or failed; null before the first. */
+  lastTrigger: number | null;
+  /** When that run was done. */
+  lastTriggerDoneAt: number | null;
+  /** That run's error; null when it fired. */
+  lastTriggerError: string | null;
+}
+
+/** A run by hand as it was asked for: the schedule, the run's number, and when it was asked for. */
+export interface TriggeredRun {
+  schedule: string;
+  /** The schedule's n-th run by hand (`ScheduleRow.triggers`): its tick's key ends in `/triggered-<run>`. */
+  run: number;
+  /** When it was asked for; for a run that was already pending, when that one was. */
+  askedAt: Date;
 }
 
 /** The channel a trigger notifies, its payload the schedule's name: a hint that wakes schedulers. */
 export const scheduleChannel = 'keel_schedules';
+
+/**
+ * The channel a scheduler notifies when it has done a run by hand, its payload the schedule's
+ * name: a hint that wakes whoever waits for the run's outcome. Apart from `scheduleChannel`, so
+ * the outcome does not wake every scheduler of the schedule for nothing.
+ */
+export const scheduleRunsChannel = 'keel_schedule_runs';
 
 interface RawRow {
   name: string;
@@ -36,11 +58,17 @@ interface RawRow {
   paused_at: number | null;
   triggered_at: number | null;
   triggers: string | number;
+  last_trigger: string | number | null;
+  last_trigger_done_at: number | null;
+  last_trigger_error: string | null;
 }
 
 // Instants leave the database as float8 milliseconds: the same number on pg and PGlite,
 // whatever the session's time zone, with no Date parsed per row.
 const ms = (column: string): string => `(extract(epoch FROM ${column}) * 1000)::float8 AS ${column}`;
+// To the millisecond, as the run's tick and `recordTriggered` name it: a trigger written by hand
+// with now() carries microseconds.
+const triggeredAt = `(extract(epoch FROM date_trunc('milliseconds', triggered_at)) * 1000)::float8 AS triggered_at`;
 const columns = [
   'name',
   'spec',
@@ -53,10 +81,11 @@ const columns = [
   'fired',
   'failed',
   ms('paused_at'),
-  // To the millisecond, as the run's tick and `recordTriggered` name it: a trigger written by hand
-  // with now() carries microseconds.
-  `(extract(epoch FROM date_trunc('milliseconds', triggered_at)) * 1000)::float8 AS triggered_at`,
+  triggeredAt,
   'triggers',
+  'last_trigger',
+  ms('last_trigger_done_at'),
+  'last_trigger_error',
 ].join(', ');
 
 const iso = (instant: number): string => new Date(instant).toISOString();
@@ -76,6 +105,9 @@ function toRow(raw: RawRow): ScheduleRow {
     pausedAt: raw.paused_at,
     triggeredAt: raw.triggered_at,
     triggers: Number(raw.triggers),
+    lastTrigger: raw.last_trigger === null ? null : Number(raw.last_trigger),
+    lastTriggerDoneAt: raw.last_trigger_done_at,
+    lastTriggerError: raw.last_trigger_error,
   };
 }
 
@@ -220,43 +252,56 @@ export async function recordFailure(
  * the same run. Returns whether the row exists.
  */
 export async function triggerSchedule(db: Queryable, name: string, now: number): Promise<boolean> {
-  const { rowCount } = await db.query(
+  return (await triggerScheduleRun(db, name, now)) !== undefined;
+}
+
+/**
+ * `triggerSchedule`, returning the run asked for (the pending one, when there was one), whose
+ * outcome `waitForTriggeredRun` waits for; undefined when there is no such schedule.
+ */
+export async function triggerScheduleRun(
+  db: Queryable,
+  name: string,
+  now: number,
+): Promise<TriggeredRun | undefined> {
+  const { rows } = await db.query<{ triggers: string | number; triggered_at: number }>(
     `WITH asked AS (
        UPDATE keel_schedules
           SET triggers = triggers + CASE WHEN triggered_at IS NULL THEN 1 ELSE 0 END,
               triggered_at = COALESCE(triggered_at, $2::timestamptz), updated_at = $2::timestamptz
-        WHERE name = $1 RETURNING name)
-     SELECT pg_notify($3, name) FROM asked`,
+        WHERE name = $1 RETURNING name, triggers, triggered_at)
+     SELECT triggers, ${triggeredAt}, pg_notify($3, name) FROM asked`,
     [name, iso(now), scheduleChannel],
   );
-  return rowCount > 0;
+  const [row] = rows;
+  return row === undefined
+    ? undefined
+    : { schedule: name, run: Number(row.triggers), askedAt: new Date(row.triggered_at) };
 }
 
 /**
  * Records the run by hand numbered `trigger` (`ScheduleRow.triggers` when it was fired) as done:
- * fired, or failed with `error` (a run by hand is not retried; it counts as given up). The
- * schedule's own ticks, and a failing tick's error, are left as they are.
+ * fired, or failed with `error` (a run by hand is not retried; it counts as given up), as the
+ * row's last run by hand, and notifies `scheduleRunsChannel` at the commit. The schedule's own
+ * ticks, and a failing tick's error, are left as they are.
  */
 export async function recordTriggered(
   tx: Queryable,
   name: string,
   run: { trigger: number; now: number; error?: string },
 ): Promise<void> {
-  if (run.error === undefined) {
-    await tx.query(
-      `UPDATE keel_schedules
-          SET triggered_at = NULL, last_fired_at = $3::timestamptz, fired = fired + 1, updated_at = $3::timestamptz
-        WHERE name = $1 AND triggered_at IS NOT NULL AND triggers = $2`,
-      [name, run.trigger, iso(run.now)],
-    );
-    return;
-  }
+  const done =
+    run.error === undefined
+      ? 'last_fired_at = $3::timestamptz, fired = fired + 1'
+      : 'failed = failed + 1, last_error = CASE WHEN attempts = 0 THEN $4 ELSE last_error END';
   await tx.query(
-    `UPDATE keel_schedules
-        SET triggered_at = NULL, failed = failed + 1, updated_at = $3::timestamptz,
-            last_error = CASE WHEN attempts = 0 THEN $4 ELSE last_error END
-      WHERE name = $1 AND triggered_at IS NOT NULL AND triggers = $2`,
-    [name, run.trigger, iso(run.now), run.error],
+    `WITH done AS (
+       UPDATE keel_schedules
+          SET triggered_at = NULL, ${done}, updated_at = $3::timestamptz,
+              last_trigger = $2, last_trigger_done_at = $3::timestamptz, last_trigger_error = $4
+        WHERE name = $1 AND triggered_at IS NOT NULL AND triggers = $2 RETURNING name)
+     SELECT pg_notify($5, name) FROM done`,
+    [name, run.trigger, iso(run.now), run.error ?? null, scheduleRunsChannel],
   );
 }
 

@@ -371,6 +371,10 @@ describe('Scheduler', () => {
       lastTick: null,
       triggeredAt: null,
       fired: 1,
+      // The run's outcome, for whoever waits for it (keel schedule trigger --wait).
+      lastTrigger: 1,
+      lastTriggerDoneAt: asked,
+      lastTriggerError: null,
     });
     // Paused, it still runs when asked; its ticks do not.
     await pauseSchedule(db, 'daily', clock.now());
@@ -414,6 +418,8 @@ describe('Scheduler', () => {
       failed: 1,
       fired: 2,
       lastError: null,
+      lastTrigger: 1,
+      lastTriggerError: 'Error: report service down',
     });
     // A trigger written without its notification is found by the next poll.
     // Written by hand with microseconds, which the run's tick does not carry.

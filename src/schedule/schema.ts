@@ -37,4 +37,16 @@ ALTER TABLE keel_schedules ADD COLUMN IF NOT EXISTS triggered_at timestamptz;
 ALTER TABLE keel_schedules ADD COLUMN IF NOT EXISTS triggers bigint NOT NULL DEFAULT 0;
 `,
   },
+  {
+    id: 'keel_schedule_0003_trigger_outcome',
+    sql: `
+-- The last run by hand a scheduler did, written in the transaction that fires it: its number
+-- (a value of triggers), when it was done and, when it failed, its error. Whoever asked for run n
+-- (keel schedule trigger --wait) learns its outcome here; a NOTIFY on keel_schedule_runs, sent
+-- with it, wakes them.
+ALTER TABLE keel_schedules ADD COLUMN IF NOT EXISTS last_trigger bigint;
+ALTER TABLE keel_schedules ADD COLUMN IF NOT EXISTS last_trigger_done_at timestamptz;
+ALTER TABLE keel_schedules ADD COLUMN IF NOT EXISTS last_trigger_error text;
+`,
+  },
 ] as const;

@@ -66,7 +66,7 @@ export const dashboardHtml = `<!doctype html>
     <h2>Schedules</h2>
     <p class="problem"></p>
     <table>
-      <thead><tr><th>schedule</th><th>timing</th><th>next tick</th><th>last tick</th><th>fired</th><th>given up</th><th>state</th></tr></thead>
+      <thead><tr><th>schedule</th><th>timing</th><th>next tick</th><th>last tick</th><th>fired</th><th>given up</th><th>state</th><th>run by hand</th></tr></thead>
       <tbody></tbody>
     </table>
     <p class="empty">none registered</p>
@@ -126,6 +126,8 @@ tr[data-state="stopped"] td { color: var(--muted); }
 .state[data-state="open"], .state[data-state="isolated"] { color: var(--bad); }
 .state[data-state="failing"] { color: var(--bad); }
 .state[data-state="due"] { color: var(--warn); }
+.by-hand[data-state="pending"] { color: var(--warn); }
+.by-hand[data-state="failed"] { color: var(--bad); }
 tr[data-state="paused"] td { color: var(--muted); }
 .bad { color: var(--bad); }
 .attention dd:not(.bad) { color: var(--ok); }

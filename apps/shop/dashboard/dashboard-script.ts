@@ -146,6 +146,20 @@ export const dashboardScript = `'use strict';
     return delta >= 0 ? 'in ' + seconds(delta) : seconds(-delta) + ' ago';
   }
 
+  // A run asked for by hand and not done yet shows until a scheduler does it; then its outcome.
+  function renderRunByHand(td, s, at) {
+    var last = s.lastRunByHand;
+    if (s.runByHand) {
+      td.textContent = 'run ' + s.runByHand.run + ' pending, asked ' + relative(s.runByHand.askedAt, at);
+      td.dataset.state = 'pending';
+      td.title = 'asked for at ' + s.runByHand.askedAt + '; no scheduler that defines it has done it yet';
+    } else if (last) {
+      td.textContent = 'run ' + last.run + ' ' + last.outcome + ' ' + relative(last.at, at);
+      td.dataset.state = last.outcome;
+      td.title = last.outcome === 'failed' ? last.at + ': ' + last.error : last.at;
+    }
+  }
+
   function renderSchedules(schedules, at) {
     if (!schedules) return;
     var body = document.querySelector('#schedules tbody');
@@ -163,6 +177,7 @@ export const dashboardScript = `'use strict';
       var state = cell(row, s.state, 'state');
       state.dataset.state = s.state;
       if (s.failing) state.title = 'attempt ' + s.failing.attempts + ': ' + s.failing.error;
+      renderRunByHand(cell(row, '—', 'by-hand'), s, at);
       body.appendChild(row);
     });
     document.querySelector('#schedules .empty').hidden = schedules.length > 0;

@@ -68,6 +68,8 @@ describe('buildDashboardSnapshot', () => {
           fired: 4,
           givenUp: 1,
           failing: null,
+          runByHand: null,
+          lastRunByHand: null,
         },
         {
           name: 'reports.hourly',
@@ -78,6 +80,8 @@ describe('buildDashboardSnapshot', () => {
           fired: 0,
           givenUp: 1,
           failing: { attempts: 2, error: 'Error: report store down', retryAt: '2026-01-01T00:00:04.000Z' },
+          runByHand: null,
+          lastRunByHand: null,
         },
         expect.objectContaining({ name: 'cache.refresh', state: 'due' }),
         expect.objectContaining({ name: 'digest.weekly', state: 'paused' }),
@@ -85,6 +89,56 @@ describe('buildDashboardSnapshot', () => {
       latency: [{ route: 'POST /v1/orders', count: 3, perSecond: 0.05, p50Ms: 4, p95Ms: 9, p99Ms: 9 }],
       unavailable: [],
     });
+  });
+
+  it('shows a run asked for by hand while it is pending, and the last one a scheduler did', async () => {
+    const snapshot = await buildDashboardSnapshot(
+      sources({
+        schedules: async () => [
+          // Run 3 pending, paused or not; run 2 failed before it.
+          scheduleRow('shop.daily-sales', {
+            pausedAt: referenceInstant - 60_000,
+            triggeredAt: referenceInstant - 12_000,
+            triggers: 3,
+            lastTrigger: 2,
+            lastTriggerDoneAt: referenceInstant - 3_600_000,
+            lastTriggerError: 'Error: payments store down',
+          }),
+          scheduleRow('reports.hourly', {
+            nextTick: referenceInstant + 60_000,
+            triggers: 1,
+            lastTrigger: 1,
+            lastTriggerDoneAt: referenceInstant - 5000,
+          }),
+        ],
+      }),
+    );
+    expect(
+      snapshot.schedules!.map(({ name, state, runByHand, lastRunByHand }) => ({
+        name,
+        state,
+        runByHand,
+        lastRunByHand,
+      })),
+    ).toEqual([
+      {
+        name: 'shop.daily-sales',
+        state: 'paused',
+        runByHand: { run: 3, askedAt: '2025-12-31T23:59:48.000Z' },
+        lastRunByHand: {
+          run: 2,
+          at: '2025-12-31T23:00:00.000Z',
+          outcome: 'failed',
+          error: 'Error: payments store down',
+        },
+      },
+      {
+        name: 'reports.hourly',
+        state: 'waiting',
+        runByHand: null,
+        lastRunByHand: { run: 1, at: '2025-12-31T23:59:55.000Z', outcome: 'fired' },
+      },
+    ]);
   });
 
   it('shows what it can when a part cannot be read, and says which part and why', async () => {
@@ -139,6 +193,9 @@ function scheduleRow(name: string, rest: Partial<ScheduleRow> = {}): ScheduleRow
     pausedAt: null,
     triggeredAt: null,
     triggers: 0,
+    lastTrigger: null,
+    lastTriggerDoneAt: null,
+    lastTriggerError: null,
     ...rest,
   };
 }

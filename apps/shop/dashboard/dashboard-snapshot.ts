@@ -62,6 +62,16 @@ export interface ScheduleView {
   givenUp: number;
   /** The failing tick's attempts so far and its last error; null when none is failing. */
   failing: { attempts: number; error: string; retryAt: string | null } | null;
+  /**
+   * A run asked for by hand (`keel schedule trigger`) that no scheduler has done yet: its number
+   * and when it was asked for (ISO 8601). Null when none is pending.
+   */
+  runByHand: { run: number; askedAt: string } | null;
+  /** The last run by hand a scheduler did, and when; null before the first. */
+  lastRunByHand:
+    | { run: number; at: string; outcome: 'fired' }
+    | { run: number; at: string; outcome: 'failed'; error: string }
+    | null;
 }
 
 /** Everything the page shows, read at one instant. A part whose read failed is `null`. */
@@ -230,7 +240,17 @@ function scheduleView(row: ScheduleRow, now: number): ScheduleView {
           retryAt: row.retryAt === null ? null : iso(row.retryAt),
         }
       : null,
+    runByHand: row.triggeredAt === null ? null : { run: row.triggers, askedAt: iso(row.triggeredAt) },
+    lastRunByHand: lastRunByHand(row),
   };
+}
+
+function lastRunByHand(row: ScheduleRow): ScheduleView['lastRunByHand'] {
+  if (row.lastTrigger === null || row.lastTriggerDoneAt === null) return null;
+  const done = { run: row.lastTrigger, at: new Date(row.lastTriggerDoneAt).toISOString() };
+  return row.lastTriggerError === null
+    ? { ...done, outcome: 'fired' }
+    : { ...done, outcome: 'failed', error: row.lastTriggerError };
 }
 
 function queueViews(queue: Required<DepthSource>, names: readonly string[]): Promise<QueueView[]> {

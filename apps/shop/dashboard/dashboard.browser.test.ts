@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { triggerSchedule } from '../../../src/schedule/index.ts';
 import type { Shop } from '../app.ts';
 import { createShopStore, openTestShop, type ShopStore } from '../test/test-shop.ts';
 
@@ -126,6 +127,22 @@ describe('the dashboard in Chromium', () => {
       await shows(page, `${schedule} td.spec`, 'cron 5 0 \\* \\* \\* UTC');
       await shows(page, `${schedule} td.state`, 'waiting');
       expect(await page.locator(`${schedule} td.next`).textContent()).toMatch(/^in \d/);
+      expect(await page.locator(`${schedule} td.by-hand`).textContent()).toBe('—');
+      // A run by hand: the worker fires it at once. One of a schedule no process defines stays
+      // pending, and the card says so.
+      await shop.db.query(
+        `INSERT INTO keel_schedules (name, spec, next_tick) VALUES ('reports.retired', 'every 3600000', now() + interval '1 hour')`,
+      );
+      expect(await triggerSchedule(shop.db, 'shop.daily-sales', Date.now())).toBe(true);
+      expect(await triggerSchedule(shop.db, 'reports.retired', Date.now())).toBe(true);
+      await page
+        .locator(`${schedule} td.by-hand[data-state="fired"]`, { hasText: /^run 1 fired \d/ })
+        .waitFor({ timeout: waitMs });
+      await page
+        .locator('#schedules tr[data-schedule="reports.retired"] td.by-hand[data-state="pending"]', {
+          hasText: /^run 1 pending, asked \d/,
+        })
+        .waitFor({ timeout: waitMs });
       const p99 = await page.locator('#latency tr[data-route="POST /v1/orders"] td.p99').textContent();
       expect(p99).toMatch(/^\d+(\.\d+)? (ms|s)$/);
       expect(navigations).toBe(1);
