@@ -330,10 +330,14 @@ describe('Scheduler', () => {
       },
     });
     const service = scheduler(db, { schedules: [slow], clock });
+    const events = recorder(service);
     await service.start();
     await advanceUntil(clock, started, { stepMs: 1000 });
     const stopped = service.stop({ drainMs: 5000 });
     await advanceUntil(clock, stopped, { stepMs: 1000 });
+    // stop() gives aborted work one turn of the event loop and resolves; the failure's record,
+    // a transaction of its own, may land after it.
+    await events.until('failed', 1);
     expect(await ticksWritten(db)).toEqual([]);
     expect((await readSchedules(db))[0]).toMatchObject({
       attempts: 1,
