@@ -12,9 +12,10 @@
 // - no outbox row left unpublished or parked;
 // - the analytics read model, replayed from the order stream, reaches the same outcomes.
 //
-// Run with the PostgreSQL queue and with RabbitMQ. Needs a PostgreSQL server (processes share
-// the database); skipped, with the reason, only when KEEL_DB is pglite and no server answers.
-// A missing RabbitMQ fails its case by name.
+// Run with the shop's queues on each broker but Kafka (whose order stream is a topic, not the
+// table this test reads): the PostgreSQL queue, RabbitMQ, NATS JetStream and Redis Streams. Needs
+// a PostgreSQL server (processes share the database); skipped, with the reason, only when KEEL_DB
+// is pglite and no server answers. A missing broker fails its case by name.
 import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
@@ -25,11 +26,17 @@ import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
 import { shopMigrations } from '../../apps/shop/presets/open-shop.ts';
 import { migrate } from '../../src/db/index.ts';
+import { deleteStreamsNamed, requireNats } from '../../src/messaging/adapters/nats/test-support.ts';
 import {
   deleteQueues,
   rabbitmqctlWorks,
   requireRabbitMq,
 } from '../../src/messaging/adapters/rabbitmq/test-support.ts';
+import {
+  dropPrefix,
+  redisAddress,
+  requireRedis,
+} from '../../src/messaging/adapters/redis/redis-test-server.ts';
 import { createTestDb, type TestDb } from '../../src/testing/index.ts';
 import { startRoleProcess, type RoleProcess } from './fixtures/role-process.ts';
 import { placeUntilAccepted, type OrderRequest, type PlacedOrder } from './fixtures/retrying-order-client.ts';
@@ -70,6 +77,8 @@ function orderRequest(index: number): OrderRequest {
   return { customerId: `chaos-${index}`, items };
 }
 
+type Broker = 'postgres' | 'rabbitmq' | 'nats' | 'redis';
+
 /** RabbitMQ queues the processes declared under `prefix`, found by rabbitmqctl where it works. */
 async function deleteQueuesWithPrefix(prefix: string): Promise<void> {
   if (!(await rabbitmqctlWorks())) return;
@@ -85,6 +94,33 @@ async function deleteQueuesWithPrefix(prefix: string): Promise<void> {
       .map((line) => line.trim())
       .filter((name) => name.startsWith(prefix)),
   );
+}
+
+/** Fails naming the broker when it is not there; resolves with how to remove what the run left on it. */
+async function brokerOfRun(broker: Broker, prefix: string): Promise<() => Promise<unknown>> {
+  switch (broker) {
+    case 'postgres':
+      return async () => undefined;
+    case 'rabbitmq':
+      await requireRabbitMq();
+      return () => deleteQueuesWithPrefix(prefix);
+    case 'nats':
+      await requireNats();
+      // The shop's NATS streams are named `keel_<destination>`, dots as `~`.
+      return () => deleteStreamsNamed((name) => name.startsWith(`keel_${prefix}`));
+    case 'redis': {
+      await requireRedis();
+      return async () => {
+        const { Redis } = await import('ioredis');
+        const client = new Redis(redisAddress);
+        try {
+          await dropPrefix(client, `keel:stream:${prefix}`);
+        } finally {
+          client.disconnect();
+        }
+      };
+    }
+  }
 }
 
 interface Settled {
@@ -103,10 +139,9 @@ async function settled(db: TestDb): Promise<Settled> {
 describe.skipIf(skipReason !== undefined)(
   `chaos: the shop's api, relay and worker SIGKILLed while orders come in${skipReason ? ` (skipped: ${skipReason})` : ''}`,
   () => {
-    it.each(['postgres', 'rabbitmq'] as const)(
+    it.each(['postgres', 'rabbitmq', 'nats', 'redis'] as const)(
       'on %s: one order per key, every order settled once, stock and charges moved once',
       async (broker) => {
-        if (broker === 'rabbitmq') await requireRabbitMq();
         const shopDb = await createTestDb({ backend: 'pg' });
         cleanups.push(() => shopDb.close());
         await migrate(shopDb, await shopMigrations());
@@ -114,8 +149,9 @@ describe.skipIf(skipReason !== undefined)(
         cleanups.push(() => ledgerDb.close());
         const dir = await mkdtemp(join(tmpdir(), 'keel-shop-chaos-'));
         cleanups.push(() => rm(dir, { recursive: true, force: true }));
-        const prefix = `chaos-${process.pid}-${Date.now()}.`;
-        if (broker === 'rabbitmq') cleanups.push(() => deleteQueuesWithPrefix(prefix));
+        // Ends in `-`, not `.`: a NATS stream's name is the destination with its dots replaced.
+        const prefix = `chaos-${process.pid}-${Date.now()}-`;
+        cleanups.push(await brokerOfRun(broker, prefix));
 
         const provider = startRoleProcess(
           'payment provider',

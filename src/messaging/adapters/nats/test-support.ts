@@ -35,12 +35,17 @@ export async function requireNats(): Promise<void> {
 
 /** Deletes every stream whose name starts with `<prefix>_` (the streams of one test run). */
 export async function deleteStreamsWithPrefix(prefix: string): Promise<number> {
+  return deleteStreamsNamed((name) => name.startsWith(`${prefix}_`));
+}
+
+/** Deletes every stream whose name `matches`; resolves with how many it deleted. */
+export async function deleteStreamsNamed(matches: (name: string) => boolean): Promise<number> {
   const nc = await connect({ servers: natsUrl, timeout: 3000, maxReconnectAttempts: 0 });
   let deleted = 0;
   try {
     const jsm = await jetstreamManager(nc);
     const names: string[] = [];
-    for await (const name of jsm.streams.names()) if (name.startsWith(`${prefix}_`)) names.push(name);
+    for await (const name of jsm.streams.names()) if (matches(name)) names.push(name);
     for (const name of names) {
       if (await jsm.streams.delete(name).catch(() => false)) deleted++;
     }
