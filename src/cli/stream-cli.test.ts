@@ -40,16 +40,18 @@ describe('keel stream', () => {
     expect((await stream(db, 'status', 'nothing')).code).toBe(1);
   });
 
-  it('trim: deletes the oldest entries every bound allows, keeping what a projection has not applied', async () => {
+  it('trim: deletes the oldest entries every bound allows, keeping what a projection has not applied, and names it', async () => {
     const db = await setup(10, 4);
+    const held =
+      'orders: held back at position 4 by projection orders-model, which has not applied the entries after it';
     // keepLast 3 alone would keep 8..10; the projection has applied only 1..4.
     expect(await stream(db, 'trim', 'orders', '--keep-last', '3', '--keep-unapplied')).toMatchObject({
       code: 0,
-      out: ['orders: trimmed 4 entries; it now holds 5 to 10'],
+      out: ['orders: trimmed 4 entries; it now holds 5 to 10', held],
     });
     expect(
       (await stream(db, 'trim', 'orders', '--keep-last', '3', '--keep-unapplied-by', 'orders-model')).out,
-    ).toEqual(['orders: trimmed 0 entries; it now holds 5 to 10']);
+    ).toEqual(['orders: trimmed 0 entries; it now holds 5 to 10', held]);
     expect((await stream(db, 'trim', 'orders', '--keep-last', '3')).out).toEqual([
       'orders: trimmed 3 entries; it now holds 8 to 10',
     ]);
@@ -58,6 +60,44 @@ describe('keel stream', () => {
       '(entries it has not applied were trimmed)',
     );
     expect((await stream(db, 'trim', 'orders', '--older-than', '1d')).out).toEqual([
+      'orders: trimmed 0 entries; it now holds 8 to 10',
+    ]);
+  });
+
+  it('trim: names every projection at the position that held it back, and none when another bound stopped it first', async () => {
+    const db = await setup(10, 4);
+    await db.query(
+      `INSERT INTO keel_stream_positions (projection, stream, position)
+       VALUES ('audit-model', 'orders', 4), ('search-model', 'orders', 7)`,
+    );
+    expect((await stream(db, 'trim', 'orders', '--keep-last', '0', '--keep-unapplied')).out).toEqual([
+      'orders: trimmed 4 entries; it now holds 5 to 10',
+      'orders: held back at position 4 by projections audit-model, orders-model, which have not applied the entries after it',
+    ]);
+    // Named ones only: search-model is the slowest of them; one never started holds from 0.
+    expect(
+      (await stream(db, 'trim', 'orders', '--keep-last', '0', '--keep-unapplied-by', 'search-model')).out,
+    ).toEqual([
+      'orders: trimmed 3 entries; it now holds 8 to 10',
+      'orders: held back at position 7 by projection search-model, which has not applied the entries after it',
+    ]);
+    expect(
+      (
+        await stream(
+          db,
+          'trim',
+          'orders',
+          '--keep-last',
+          '0',
+          '--keep-unapplied-by',
+          'search-model,new-model',
+        )
+      ).out[1],
+    ).toBe(
+      'orders: held back at position 0 by projection new-model, which has not applied the entries after it',
+    );
+    // --keep-last stops the trim before the projections would: they held nothing back.
+    expect((await stream(db, 'trim', 'orders', '--keep-last', '3', '--keep-unapplied')).out).toEqual([
       'orders: trimmed 0 entries; it now holds 8 to 10',
     ]);
   });
@@ -94,6 +134,7 @@ describe('keel stream', () => {
     );
     expect((await stream(db, 'trim', 'orders', '--keep-last', '0', '--keep-unapplied')).out).toEqual([
       'orders: trimmed 4 entries; it now holds 5 to 10',
+      'orders: held back at position 4 by projection orders-model, which has not applied the entries after it',
     ]);
     expect(await stream(db, 'forget', 'orders', 'orders-model')).toEqual({
       code: 0,

@@ -22,7 +22,8 @@ const usage = `keel stream — operate PostgreSQL streams (PgStream) and their p
                                           delete the oldest entries that every bound given allows;
                                           D is a duration (90s, 30m, 12h, 7d); --keep-unapplied
                                           keeps what any projection of the stream has not applied
-                                          yet, --keep-unapplied-by what the named ones have not
+                                          yet, --keep-unapplied-by what the named ones have not,
+                                          and names the projections that held the trim back
 
 The database comes from KEEL_DB (pglite|pg), DATABASE_URL and KEEL_DATA_DIR, as for the app.`;
 
@@ -117,6 +118,29 @@ async function forget(db: Db, io: CliIo, stream: string, projection: string): Pr
   return 0;
 }
 
+/**
+ * `keel stream trim`: what it deleted, what the stream holds now and, when `--keep-unapplied`
+ * stopped it short of what the other bounds allowed, which projections held it back and where:
+ * the ones to look at (or forget, if retired) when a stream does not shrink.
+ */
+async function trim(db: Db, io: CliIo, stream: string, options: TrimOptions): Promise<number> {
+  const streams = new PgStream(db);
+  const { deleted, heldBy } = await streams.trimWithOutcome(stream, options);
+  const { first, last } = await streams.bounds(stream);
+  io.out(
+    `${stream}: trimmed ${deleted} entr${deleted === 1 ? 'y' : 'ies'}; it now holds ${first} to ${last}`,
+  );
+  if (heldBy !== undefined) {
+    const [one, ...more] = heldBy.projections;
+    const who =
+      more.length === 0
+        ? `projection ${one}, which has`
+        : `projections ${heldBy.projections.join(', ')}, which have`;
+    io.out(`${stream}: held back at position ${heldBy.position} by ${who} not applied the entries after it`);
+  }
+  return 0;
+}
+
 /** The bounds of `keel stream trim`, from its flags; only those given. */
 function trimOptions(values: Record<string, string | boolean | undefined>): TrimOptions {
   const text = (name: string): string | undefined => values[name] as string | undefined;
@@ -197,12 +221,6 @@ export async function runStreamCli(argv: readonly string[], io: CliIo): Promise<
     if (command === 'status') return status(db, io, stream);
     if (command === 'projections') return projections(db, io, stream!);
     if (command === 'forget') return forget(db, io, stream!, projection!);
-    const streams = new PgStream(db);
-    const trimmed = await streams.trim(stream!, options);
-    const { first, last } = await streams.bounds(stream!);
-    io.out(
-      `${stream}: trimmed ${trimmed} entr${trimmed === 1 ? 'y' : 'ies'}; it now holds ${first} to ${last}`,
-    );
-    return 0;
+    return trim(db, io, stream!, options);
   });
 }

@@ -33,7 +33,7 @@ export {
   type StreamBounds,
   type StreamEntry,
 } from './adapters/postgres/pg-stream.ts';
-export type { TrimBounds, TrimOptions } from './adapters/postgres/pg-stream-trim.ts';
+export type { TrimBounds, TrimHeldBy, TrimOptions, TrimOutcome } from './adapters/postgres/pg-stream-trim.ts';
 export {
   PgStreamRetention,
   type PgStreamRetentionEvents,

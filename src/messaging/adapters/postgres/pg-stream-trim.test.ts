@@ -146,6 +146,34 @@ describe('PgStream.trim', () => {
     expect(await stream.trim('orders', { keepLast: 0, keepUnappliedBy: 'any-projection' })).toBe(3);
   });
 
+  it('trimWithOutcome: what it deleted, and the projections that held it back at their position; none when another bound stopped it', async () => {
+    const { db, stream } = await setup();
+    await stream.append('orders', events(10));
+    await db.query(
+      `INSERT INTO keel_stream_positions (projection, stream, position)
+       VALUES ('a.v1', 'orders', 4), ('b.v1', 'orders', 4), ('c.v1', 'orders', 7)`,
+    );
+    const keep = { keepLast: 0, keepUnappliedBy: 'any-projection' } as const;
+    expect(await stream.trimWithOutcome('orders', { ...keep, batchSize: 3 })).toEqual({
+      deleted: 4,
+      heldBy: { position: 4, projections: ['a.v1', 'b.v1'] },
+    });
+    expect(await stream.trimWithOutcome('orders', { ...keep, keepUnappliedBy: ['c.v1', 'new.v1'] })).toEqual({
+      deleted: 0,
+      heldBy: { position: 0, projections: ['new.v1'] },
+    });
+    // keepLast stops it first: the projections held nothing back.
+    expect(await stream.trimWithOutcome('orders', { ...keep, keepLast: 8 })).toEqual({
+      deleted: 0,
+      heldBy: undefined,
+    });
+    expect(await stream.trimWithOutcome('orders', { keepLast: 3 })).toEqual({
+      deleted: 3,
+      heldBy: undefined,
+    });
+    expect(await stream.trimWithOutcome('never', keep)).toEqual({ deleted: 0, heldBy: undefined });
+  });
+
   it('a read after a trim past its cursor throws StreamTrimmedError naming what is gone, or resumes at the first retained entry when asked', async () => {
     const { stream } = await setup();
     await stream.append('orders', events(10));

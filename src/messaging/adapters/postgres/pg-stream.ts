@@ -14,7 +14,7 @@ import {
   type StreamProjections,
 } from './pg-stream-projection-admin.ts';
 import { pgStreamChannel } from './pg-stream-schema.ts';
-import { resolveTrimOptions, trimStream, type TrimOptions } from './pg-stream-trim.ts';
+import { resolveTrimOptions, trimStream, type TrimOptions, type TrimOutcome } from './pg-stream-trim.ts';
 
 /** One entry of a stream: the envelope appended, at its position. */
 export interface StreamEntry {
@@ -272,9 +272,21 @@ export class PgStream implements Publisher {
    * transaction to end.
    */
   async trim(stream: string, options: TrimOptions): Promise<number> {
+    return (await this.trimWithOutcome(stream, options)).deleted;
+  }
+
+  /**
+   * `trim`, resolving with what held it back as well as how many entries it deleted: `heldBy` is
+   * set when `keepUnappliedBy` was the bound that stopped it short of what the other bounds
+   * allowed, and names the projections at the lowest stored position (several can share it) and
+   * that position; every entry after it stays. Those are the ones to look at (or, retired, to
+   * `forgetProjection`) when a stream does not shrink. `PgStreamRetention` reports the same as
+   * its `held` event; `keel stream trim` prints it.
+   */
+  async trimWithOutcome(stream: string, options: TrimOptions): Promise<TrimOutcome> {
     this.#assertOpen();
     assertStreamName(stream);
-    return (await trimStream(this.#db, stream, resolveTrimOptions(options))).deleted;
+    return trimStream(this.#db, stream, resolveTrimOptions(options));
   }
 
   /**
