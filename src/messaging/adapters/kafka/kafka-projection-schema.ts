@@ -10,7 +10,9 @@
  *   `topic_id` (0002): the id of the topic the offset is of (KIP-516: a UUID per topic, new when a
  *   topic is deleted and created again), checked against the topic's id before every batch.
  *   `NULL` on rows stored before 0002 (and from a broker without topic ids): the projection's next
- *   batch stamps every such row with the id of the topic it fetched from (adopts it).
+ *   look refuses them if one is of a partition the topic lacks, else stamps every such row with
+ *   the id of the topic it fetched from (adopts it; `otherTopic` in topic-incarnation.ts says
+ *   what cannot be told).
  */
 export const kafkaProjectionMigrations = [
   {

@@ -33,6 +33,11 @@ export async function readStored(
   );
 }
 
+/** The stored offsets without their topic ids. */
+export function offsetsOf(stored: ReadonlyMap<number, StoredOffset>): Map<number, bigint> {
+  return new Map([...stored].map(([partition, { next }]) => [partition, next]));
+}
+
 /** Stores `next` for its partitions, of the topic `topicId`. */
 export async function storeOffsets(
   tx: Queryable,
