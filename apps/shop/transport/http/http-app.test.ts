@@ -259,6 +259,18 @@ describe('what node’s HTTP server refuses before the app routes it', () => {
     expect(connection.responses()).toMatchObject([{ status: 200, body: '{"id":"7"}' }]);
   });
 
+  it('checks the request timeout every tenth of it, within 1–30 s, unless told', () => {
+    const logger = pino({ level: 'silent' });
+    const interval = (options: Parameters<typeof createHttpApp>[1]) =>
+      (createHttpApp(logger, options).server as { connectionsCheckingInterval?: number })
+        .connectionsCheckingInterval;
+    expect(interval({ requestTimeoutMs: 30_000 })).toBe(3000);
+    expect(interval({ requestTimeoutMs: 2000 })).toBe(1000);
+    expect(interval({ requestTimeoutMs: 600_000 })).toBe(30_000);
+    expect(interval({})).toBe(30_000);
+    expect(interval({ requestTimeoutMs: 30_000, timeoutCheckIntervalMs: 50 })).toBe(50);
+  });
+
   it('refuses a requestTimeoutMs or timeoutCheckIntervalMs that is no whole number of ms, by name', () => {
     const logger = pino({ level: 'silent' });
     expect(() => createHttpApp(logger, { requestTimeoutMs: -1 })).toThrow(/requestTimeoutMs/);

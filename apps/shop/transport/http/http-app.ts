@@ -14,9 +14,16 @@ export interface HttpAppOptions {
   requestTimeoutMs?: number;
   /**
    * Ms between node's checks of those limits, so a request may run over them by up to this much.
-   * Default 30 000, node's.
+   * Default a tenth of `requestTimeoutMs`, from 1 s to 30 s (node's own default is 30 s, which
+   * would let a 30 s limit run to a minute); 30 s without a request timeout.
    */
   timeoutCheckIntervalMs?: number;
+}
+
+/** A tenth of the limit, within 1–30 s: each check walks the open connections, so not too often. */
+function defaultCheckInterval(requestTimeoutMs: number): number {
+  if (requestTimeoutMs === 0) return 30_000;
+  return Math.min(30_000, Math.max(1000, Math.ceil(requestTimeoutMs / 10)));
 }
 
 /**
@@ -26,13 +33,11 @@ export interface HttpAppOptions {
  * HTTP server cannot read (not HTTP, headers too large, too slow to arrive).
  */
 export function createHttpApp(logger: FastifyBaseLogger, options: HttpAppOptions = {}): FastifyInstance {
-  const { requestTimeoutMs = 0, timeoutCheckIntervalMs } = options;
+  const { requestTimeoutMs = 0 } = options;
   if (!Number.isInteger(requestTimeoutMs) || requestTimeoutMs < 0)
     throw new InvalidArgumentError('requestTimeoutMs', 'an integer >= 0', requestTimeoutMs);
-  if (
-    timeoutCheckIntervalMs !== undefined &&
-    (!Number.isInteger(timeoutCheckIntervalMs) || timeoutCheckIntervalMs < 1)
-  )
+  const timeoutCheckIntervalMs = options.timeoutCheckIntervalMs ?? defaultCheckInterval(requestTimeoutMs);
+  if (!Number.isInteger(timeoutCheckIntervalMs) || timeoutCheckIntervalMs < 1)
     throw new InvalidArgumentError('timeoutCheckIntervalMs', 'an integer >= 1', timeoutCheckIntervalMs);
   const app = Fastify({
     loggerInstance: logger,
@@ -45,9 +50,7 @@ export function createHttpApp(logger: FastifyBaseLogger, options: HttpAppOptions
     // fastify's default handler answers it with a JSON body of its own.
     clientErrorHandler: clientErrorHandler(logger),
     requestTimeout: requestTimeoutMs,
-    ...(timeoutCheckIntervalMs === undefined
-      ? {}
-      : { http: { connectionsCheckingInterval: timeoutCheckIntervalMs } }),
+    http: { connectionsCheckingInterval: timeoutCheckIntervalMs },
     // Requests that come while the app closes are refused by refuseRequestsWhileClosing, as
     // problems; fastify's own 503 for them is plain JSON.
     return503OnClosing: false,

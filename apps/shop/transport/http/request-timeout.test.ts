@@ -24,7 +24,9 @@ describe("the shop's request timeout", () => {
       config: { http: { port: 0, host: '127.0.0.1', requestTimeoutMs: 1234 } },
     });
     cleanups.push(() => shop.stop({ drainMs: 1000 }));
-    // Node's server enforces it; fastify hands it over as it creates the server.
+    // Node's server enforces it; fastify hands it over as it creates the server. Node checks it
+    // every tenth of it (at least every second), not every 30 s.
     expect(shop.http.server.requestTimeout).toBe(1234);
+    expect(shop.http.server).toMatchObject({ connectionsCheckingInterval: 1000 });
   });
 });
