@@ -14,7 +14,7 @@ import {
   type TopicRestart,
 } from './index.ts';
 import { kafkaTestSuite } from './kafka-test-suite.ts';
-import { projectionTestKit, states, stored } from './projection-test-support.ts';
+import { projectionTestKit, states, stored, storedIds } from './projection-test-support.ts';
 
 vi.setConfig({ testTimeout: 60_000 });
 
@@ -45,14 +45,6 @@ async function model(db: Db): Promise<string[]> {
 }
 
 const ids = (envelopes: readonly Envelope[]): string[] => envelopes.map((e) => e.id).sort();
-
-/** The topic id stored with each partition's offset, as `partition:id`. */
-async function storedIds(db: Db): Promise<string[]> {
-  const { rows } = await db.query<{ partition: number; topic_id: string | null }>(
-    'SELECT partition, topic_id::text FROM keel_kafka_projection_offsets ORDER BY partition',
-  );
-  return rows.map((row) => `${row.partition}:${row.topic_id}`);
-}
 
 /** Stores `offsets` (`[partition, next]`) as a runner from before topic ids did: no topic id. */
 async function storeWithoutId(db: Db, topic: string, offsets: [number, number][]): Promise<void> {

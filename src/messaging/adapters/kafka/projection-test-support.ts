@@ -53,6 +53,14 @@ export async function states(run: KafkaProjectionRunner): Promise<string[]> {
   return (await run.progress()).map((p) => `${p.partition}: ${p.start}..${p.end} next ${p.next} ${p.state}`);
 }
 
+/** The topic id stored with each partition's offset, as `partition:id`. */
+export async function storedIds(db: Db): Promise<string[]> {
+  const { rows } = await db.query<{ partition: number; topic_id: string | null }>(
+    'SELECT partition, topic_id::text FROM keel_kafka_projection_offsets ORDER BY partition',
+  );
+  return rows.map((row) => `${row.partition}:${row.topic_id}`);
+}
+
 export function projectionTestKit(kafka: KafkaTestSuite, topicPrefix: string): ProjectionTestKit {
   const { topics, cleanups } = kafka;
   return {
