@@ -17,9 +17,9 @@ const allRoles: readonly ShopRole[] = ['api', 'worker', 'relay'];
  * - `KEEL_ROLES`: comma-separated subset of api,worker,relay (all)
  * - `KEEL_WORKER_CONCURRENCY` (8), `KEEL_WORKER_LEASE_MS` (30000), `KEEL_POLL_INTERVAL_MS` (1000);
  *   the worker's saga runner uses the same concurrency, lease and poll interval
- * - `KEEL_RELAY_BATCH_SIZE` (100); `KEEL_RELAY_CLAIM_MS` (30000): how long a relay holds the rows it
- *   took, so how soon another relay publishes what a relay that died had taken; keep it above the
- *   slowest publish, or a slow one and its successor overlap (docs/outbox.md)
+ * - `KEEL_RELAY_BATCH_SIZE` (100); `KEEL_RELAY_CLAIM_MS` (30000): the lease of the rows a relay took,
+ *   renewed while it works on them: how soon another relay publishes what a relay that died had
+ *   taken (docs/outbox.md)
  * - database: see `dbConfigFromEnv` (`KEEL_DB`, `DATABASE_URL`, `KEEL_DATA_DIR`)
  * - `KEEL_OUTBOX`: `table` (the default) or `wal` — orders' events as logical messages, relayed by
  *   logical decoding; needs `KEEL_DB=pg` and a server with wal_level=logical (docs/outbox.md)

@@ -1,5 +1,5 @@
-// The relay's statements on the outbox tables: claim a batch, mark it published, record a
-// failure, give a claim back. The relay (outbox-relay.ts) decides when; this file says how.
+// The relay's statements on the outbox tables: claim a batch, renew its claim, mark it published,
+// record a failure, give a claim back. The relay (outbox-relay.ts) decides when; this file says how.
 import type { Queryable, Tx } from '../db/db.ts';
 import { preparedStatement } from '../db/prepared-statements.ts';
 import type { EnvelopeRow } from '../messaging/envelope-row.ts';
@@ -187,6 +187,34 @@ export async function recordFailure(
       failure.now,
     ],
   );
+}
+
+/**
+ * Extends a live claim to `until`; false when it is no longer live at `now` (expired, ended, or
+ * deleted by another relay's claim), which it never revives: the rows may be another relay's by
+ * now. Taken under the claim lock, so it is ordered against claims: a claim either sees the
+ * extended lease or ran before it, and then the renewal finds the expired claim gone. A claim row
+ * locked meanwhile is being ended by its own relay's mark, which in a claim's transaction waits
+ * for the claim lock after locking it: skipped (false), not waited for, or the two deadlock.
+ */
+export async function renewClaim(
+  db: { transaction<T>(fn: (tx: Tx) => Promise<T>): Promise<T> },
+  claimId: string,
+  now: Date,
+  until: Date,
+): Promise<boolean> {
+  return db.transaction(async (tx) => {
+    const [, renewed] = await Promise.all([
+      tx.query(claimLock),
+      tx.query(
+        `UPDATE keel_outbox_claims SET claim_until = $3
+         WHERE id = (SELECT id FROM keel_outbox_claims WHERE id = $1 AND claim_until > $2 FOR UPDATE SKIP LOCKED)
+         RETURNING id`,
+        [claimId, now, until],
+      ),
+    ]);
+    return renewed.rows.length > 0;
+  });
 }
 
 /** Ends a claim without marking: its rows that are not published become claimable again. */

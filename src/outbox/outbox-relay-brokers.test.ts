@@ -77,7 +77,8 @@ describe.each(targets)('outbox relay to $name', (target) => {
     }
 
     const clock = new ManualClock();
-    // The first relay's publish reaches the broker, then its process "dies": it never marks.
+    // The first relay's publish reaches the broker, then its process "dies": it never marks, and
+    // its clock stands still, so it never renews its claim.
     let reached: (() => void) | undefined;
     const reachedBroker = new Promise<void>((resolve) => (reached = resolve));
     const dying: Publisher = {
@@ -87,7 +88,11 @@ describe.each(targets)('outbox relay to $name', (target) => {
         await new Promise<never>(() => {});
       },
     };
-    void new OutboxRelay(db, dying, { clock, batchSize: 25, claimMs: 5000 }).relayOnce();
+    void new OutboxRelay(db, dying, {
+      clock: new ManualClock(clock.now()),
+      batchSize: 25,
+      claimMs: 5000,
+    }).relayOnce();
     await reachedBroker;
     const live = new OutboxRelay(db, broker, { clock, batchSize: 25, claimMs: 5000 });
     expect(await live.relayOnce()).toBe(0); // the dead relay's claim still holds the first 25

@@ -126,7 +126,8 @@ describe('outbox relay pipeline', () => {
     let revive: () => void = () => undefined;
     const revived = new Promise<void>((resolve) => (revive = resolve));
     // The first batch reaches the broker, then the process dies: the publish never returns, so
-    // neither this batch's mark nor the claim made ahead of it ever ends.
+    // neither this batch's mark nor the claim made ahead of it ever ends, and its clock stands
+    // still, so it renews neither claim.
     const dying = new OutboxRelay(
       db,
       {
@@ -137,7 +138,7 @@ describe('outbox relay pipeline', () => {
           throw new Error('the process is gone');
         },
       },
-      { clock, batchSize: 2, claimMs: 5000 },
+      { clock: new ManualClock(clock.now()), batchSize: 2, claimMs: 5000 },
     );
     relays.push(dying);
     await dying.start();

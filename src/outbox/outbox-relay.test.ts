@@ -168,11 +168,12 @@ describe('outbox', () => {
   it('republishes rows whose relay died after publishing and before marking, once the claim expires', async () => {
     const { db, clock, publisher } = await setup();
     await db.transaction((tx) => addToOutbox(tx, 'things', event(1)));
-    // A relay whose publisher hangs forever stands for a relay process that died mid-publish.
+    // A relay whose publisher hangs forever, on a clock that stands still (so it never renews its
+    // claim), stands for a relay process that died mid-publish.
     const dead = new OutboxRelay(
       db,
       { publish: () => new Promise<void>(() => {}) },
-      { clock, claimMs: 5000 },
+      { clock: new ManualClock(clock.now()), claimMs: 5000 },
     );
     void dead.relayOnce();
     const live = new OutboxRelay(db, publisher, { clock, claimMs: 5000 });

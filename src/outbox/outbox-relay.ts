@@ -13,10 +13,12 @@ import {
   groupByDestination,
   markPublished,
   recordFailure,
+  renewClaim,
   type Claim,
   type Marks,
   type OutboxRow,
 } from './outbox-claims.ts';
+import { ClaimRenewals, type ClaimLossReason } from './outbox-claim-renewals.ts';
 import { MarkQueue } from './outbox-relay-marks.ts';
 import { defaultOutboxRetentionMs, pruneOutbox } from './outbox-retention.ts';
 import {
@@ -35,11 +37,21 @@ export interface OutboxRelayOptions extends RelayPolicyOptions {
   /** How often to look for rows when no NOTIFY arrives. Default 1 000 ms. */
   pollIntervalMs?: number;
   /**
-   * How long a claim is held before another relay may take the rows: longer than a publish can
-   * take, or a slow publish and its successor overlap (duplicates, and a key's order at risk).
-   * Default 30 000 ms.
+   * The lease of a claim. The relay renews it (to now + `claimMs`, every `claimMs / 3`) while it
+   * publishes and marks the batch, so it bounds how long the rows of a relay that died (or
+   * stalled, or was stopped past its drain deadline mid-publish) wait for another relay, not how
+   * long a publish may take. Keep it above a few renewal round trips to the database: a claim
+   * whose renewals fail for `claimMs` lets another relay take the rows (duplicates, and a key's
+   * order at risk). Default 30 000 ms.
    */
   claimMs?: number;
+  /**
+   * How long a batch's claim is renewed at most: a publish still running then (a broker call
+   * that hangs) gives its claim up, so its rows and their keys go to another relay `claimMs`
+   * later instead of waiting for ever; if the publish completes after all, its rows go out twice.
+   * Keep it well above the slowest publish. Default 300 000 ms.
+   */
+  maxClaimRenewalMs?: number;
   /**
    * Published rows (moved to `keel_outbox_archive` as they are published) older than this are
    * deleted by the relay, in batches, one cleaner at a time across relays (an advisory lock).
@@ -56,6 +68,13 @@ export interface OutboxRelayOptions extends RelayPolicyOptions {
 export interface OutboxRelayEvents extends RelayPublishEvents {
   /** The cleaner deleted published rows past the retention. */
   pruned: { deleted: number };
+  /**
+   * The relay no longer holds a batch's claim (see `ClaimLossReason`): another relay may take its
+   * rows, so they may be published twice. The relay publishes no more of the batch (a call under
+   * way finishes) and gives back the batch it claimed ahead; what it published is marked. A
+   * renewal failure itself is an `error` event (`during: 'claim-renewal'`).
+   */
+  'claim-lost': { claimId: string; reason: ClaimLossReason; messages: readonly Envelope[] };
 }
 
 /**
@@ -74,9 +93,10 @@ export interface OutboxRelayEvents extends RelayPublishEvents {
  * order. With `addToOutbox`'s key locks, `seq` order within a key is commit order. Messages
  * without a key are not ordered.
  *
- * A claim is one row of `keel_outbox_claims` (a lease of `claimMs`), not a write to each claimed
- * row. Marking a row published moves it to `keel_outbox_archive` (a DELETE and an append, which
- * cost less than updating it in place), where it is kept for `retentionMs`.
+ * A claim is one row of `keel_outbox_claims` (a lease of `claimMs`, renewed while the batch is
+ * worked on), not a write to each claimed row. Marking a row published moves it to
+ * `keel_outbox_archive` (a DELETE and an append, which cost less than updating it in place),
+ * where it is kept for `retentionMs`.
  *
  * A failed publish releases the rest of its round unpublished (the next round claims them
  * again, except behind the failed row's key); a row that failed is published alone from then on,
@@ -88,6 +108,7 @@ export class OutboxRelay extends ServiceBase<OutboxRelayEvents> {
   readonly #batchSize: number;
   readonly #pollIntervalMs: number;
   readonly #claimMs: number;
+  readonly #renewals: ClaimRenewals;
   readonly #maxAttempts: number;
   readonly #retryDelay: (attempt: number) => number;
   readonly #retentionMs: number | false;
@@ -113,6 +134,19 @@ export class OutboxRelay extends ServiceBase<OutboxRelayEvents> {
     this.#batchSize = positiveInteger('batchSize', options.batchSize ?? 100);
     this.#pollIntervalMs = positiveInteger('pollIntervalMs', options.pollIntervalMs ?? 1000);
     this.#claimMs = positiveInteger('claimMs', options.claimMs ?? 30_000);
+    this.#renewals = new ClaimRenewals({
+      clock: this.clock,
+      claimMs: this.#claimMs,
+      maxClaimRenewalMs: positiveInteger('maxClaimRenewalMs', options.maxClaimRenewalMs ?? 300_000),
+      renew: (id, now, until) => renewClaim(db, id, new Date(now), new Date(until)),
+      lost: (claim, reason) =>
+        this.events.emit('claim-lost', {
+          claimId: claim.id,
+          reason,
+          messages: claim.rows.map(envelopeFromRow),
+        }),
+      failed: (error) => this.events.emit('error', { error, during: 'claim-renewal' }),
+    });
     ({
       maxAttempts: this.#maxAttempts,
       retryDelay: this.#retryDelay,
@@ -133,12 +167,20 @@ export class OutboxRelay extends ServiceBase<OutboxRelayEvents> {
     this.#loop = this.#run();
   }
 
-  protected override async onStop(): Promise<void> {
+  protected override async onStop(drain: AbortSignal): Promise<void> {
     // A round in progress finishes and is marked; the claim made ahead of it goes back unpublished.
-    this.#stopping = true;
-    this.#wake();
-    await this.#loop;
-    await this.#unlisten?.();
+    // Past the drain deadline stop() returns while a publish may still run: its claims are no
+    // longer renewed, so they lapse after claimMs and another relay takes the rows.
+    const abandon = (): void => this.#renewals.close();
+    drain.addEventListener('abort', abandon, { once: true });
+    try {
+      this.#stopping = true;
+      this.#wake();
+      await this.#loop;
+      await this.#unlisten?.();
+    } finally {
+      drain.removeEventListener('abort', abandon);
+    }
   }
 
   /**
@@ -150,8 +192,14 @@ export class OutboxRelay extends ServiceBase<OutboxRelayEvents> {
     if (!this.#mayClaim()) return 0;
     const claim = await this.#claim(uuidv7(), []);
     if (claim.rows.length === 0) return 0;
-    const round = await this.#publishRound(claim);
-    await this.#finish([round], []);
+    let round: Round;
+    try {
+      round = await this.#publishRound(claim);
+    } catch (error) {
+      this.#renewals.drop([claim.id]);
+      throw error;
+    }
+    await this.#finish([round], [], 'drop');
     return round.published.length;
   }
 
@@ -183,7 +231,8 @@ export class OutboxRelay extends ServiceBase<OutboxRelayEvents> {
     const beside =
       this.#db.dialect === 'pg'
         ? new MarkQueue<Round>(
-            (rounds) => this.#finish(rounds, []),
+            // A mark that fails is retried: its claims must stay alive until then.
+            (rounds) => this.#finish(rounds, [], 'resume'),
             (error) => this.events.emit('error', { error, during: 'relay' }),
           )
         : undefined;
@@ -223,7 +272,7 @@ export class OutboxRelay extends ServiceBase<OutboxRelayEvents> {
         if (claim === undefined || claim.rows.length === 0) {
           // Marked now before the relay idles; after a wake-up they ride with the next claim.
           const rest = await takeUnmarked();
-          if (rest.length > 0 && !this.#pending) await this.#finish(rest, []);
+          if (rest.length > 0 && !this.#pending) await this.#finish(rest, [], 'drop');
           else unmarked.push(...rest);
         } else {
           if (this.#mayClaim()) {
@@ -239,7 +288,11 @@ export class OutboxRelay extends ServiceBase<OutboxRelayEvents> {
           } else {
             // The claim made ahead may hold later rows of the failed rows' keys: it goes back.
             const ahead = await takeNext();
-            await this.#finish([...(await takeUnmarked()), round], ahead === undefined ? [] : [ahead.id]);
+            await this.#finish(
+              [...(await takeUnmarked()), round],
+              ahead === undefined ? [] : [ahead.id],
+              'drop',
+            );
           }
         }
         failures = 0;
@@ -252,7 +305,7 @@ export class OutboxRelay extends ServiceBase<OutboxRelayEvents> {
         owner = uuidv7();
         const ahead = await takeNext();
         const held = [claim?.id, ahead?.id].filter((id) => id !== undefined);
-        await this.#finish([], held).catch(() => undefined);
+        await this.#finish([], held, 'drop').catch(() => undefined);
         await this.#pause(Math.min(30_000, this.#pollIntervalMs * 2 ** Math.min(failures, 5)));
         continue;
       }
@@ -267,7 +320,7 @@ export class OutboxRelay extends ServiceBase<OutboxRelayEvents> {
     const ahead = await takeNext();
     const rest = await takeUnmarked();
     if (ahead !== undefined || rest.length > 0) {
-      await this.#finish(rest, ahead === undefined ? [] : [ahead.id]).catch((error: unknown) =>
+      await this.#finish(rest, ahead === undefined ? [] : [ahead.id], 'drop').catch((error: unknown) =>
         this.events.emit('error', { error, during: 'relay' }),
       );
     }
@@ -298,27 +351,46 @@ export class OutboxRelay extends ServiceBase<OutboxRelayEvents> {
     });
   }
 
-  /** Claims a batch for `owner`, writing the marks of `published` rounds in the same transaction. */
-  #claim(owner: string, published: readonly Round[]): Promise<Claim> {
+  /**
+   * Claims a batch for `owner`, writing the marks of `published` rounds in the same transaction,
+   * and renews the claim from then on. The marks' claims are renewed again if it fails: the
+   * caller keeps those rounds for the next claim.
+   */
+  async #claim(owner: string, published: readonly Round[]): Promise<Claim> {
     const now = this.clock.now();
-    return claimBatch(this.#db, {
-      owner,
-      id: uuidv7(),
-      now: new Date(now),
-      until: new Date(now + this.#claimMs),
-      limit: this.#batchSize,
-      marks: published.length === 0 ? undefined : marksOf(published, []),
-      deleteRows: this.#deleteOnPublish,
-    });
+    const marks = published.length === 0 ? undefined : marksOf(published, []);
+    const claim = await this.#renewals.ending(
+      marks?.claimIds ?? [],
+      () =>
+        claimBatch(this.#db, {
+          owner,
+          id: uuidv7(),
+          now: new Date(now),
+          until: new Date(now + this.#claimMs),
+          limit: this.#batchSize,
+          marks,
+          deleteRows: this.#deleteOnPublish,
+        }),
+      'resume',
+    );
+    this.#renewals.hold(claim);
+    return claim;
   }
 
-  /** Marks the rounds' published rows, ends their claims and the `released` ones. */
-  async #finish(rounds: readonly Round[], released: readonly string[]): Promise<void> {
-    await markPublished(
-      this.#db,
-      marksOf(rounds, released),
-      new Date(this.clock.now()),
-      this.#deleteOnPublish,
+  /**
+   * Marks the rounds' published rows, ends their claims and the `released` ones. If it fails,
+   * their claims are renewed again when the caller keeps the rounds ('resume'), else they lapse.
+   */
+  async #finish(
+    rounds: readonly Round[],
+    released: readonly string[],
+    onFailure: 'resume' | 'drop',
+  ): Promise<void> {
+    const marks = marksOf(rounds, released);
+    await this.#renewals.ending(
+      marks.claimIds,
+      () => markPublished(this.#db, marks, new Date(this.clock.now()), this.#deleteOnPublish),
+      onFailure,
     );
     this.#emitPublished(rounds);
   }
@@ -329,14 +401,19 @@ export class OutboxRelay extends ServiceBase<OutboxRelayEvents> {
 
   /**
    * Publishes a claim's rows, each destination's in `seq` order: runs of rows never tried go in
-   * one call, a row that failed before goes alone. Stops at the first failure; the rows not
-   * published go back when the claim ends.
+   * one call, a row that failed before goes alone. Stops at the first failure, or once the claim
+   * is lost (another relay may be publishing the same rows); the rows not published go back when
+   * the claim ends.
    */
   async #publishRound(claim: Claim): Promise<Round> {
     const round: Round = { claim, published: [], sent: [], ok: true };
     for (const [destination, rows] of groupByDestination(claim.rows)) {
       let start = 0;
       while (start < rows.length) {
+        if (this.#renewals.isLost(claim.id)) {
+          round.ok = false;
+          return round;
+        }
         let end = start + 1;
         if (rows[start]!.attempts === 0) while (end < rows.length && rows[end]!.attempts === 0) end++;
         const chunk = rows.slice(start, end);
@@ -410,7 +487,7 @@ interface Round {
   claim: Claim;
   published: OutboxRow[];
   sent: { destination: string; messages: readonly Envelope[] }[];
-  /** False when a publish failed or was refused by the breaker: the rest was not tried. */
+  /** False when a publish failed or was refused by the breaker, or the claim was lost: the rest was not tried. */
   ok: boolean;
 }
 
