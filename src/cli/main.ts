@@ -29,6 +29,7 @@ const usage = `keel — operate a keel service's outbox, queues, sagas, flags, s
                                           (keel stream --help for the options)
   keel schedule list | pause|resume|trigger|remove <name>
                                           recurring schedules: next and last tick, failures, a run now
+                                          (trigger --wait reports its outcome; keel schedule --help)
 
 The database comes from KEEL_DB (pglite|pg), DATABASE_URL and KEEL_DATA_DIR, as for the app.`;
 
