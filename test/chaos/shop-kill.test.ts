@@ -206,7 +206,7 @@ describe.skipIf(skipReason !== undefined)(
           KEEL_RATE_LIMIT: 'off',
           KEEL_DAILY_SALES: 'off',
           KEEL_WORKER_LEASE_MS: '1000',
-          // A killed relay's rows wait this long for the next: they were published, or not.
+          // A live relay renews its claims; a killed one's rows wait this long for the next.
           KEEL_RELAY_CLAIM_MS: '2000',
           KEEL_POLL_INTERVAL_MS: '100',
           KEEL_DRAIN_MS: '500',
@@ -237,7 +237,7 @@ describe.skipIf(skipReason !== undefined)(
           Array.from({ length: clients }, async () => {
             for (let index = next++; index < orderCount; index = next++) {
               const key = `chaos-key-${index}`;
-              placed.set(key, await placeUntilAccepted(() => baseUrl, key, orderRequest(index), deadline));
+              placed.set(key, await placeUntilAccepted(baseUrl, key, orderRequest(index), deadline));
               await sleep(pauseMs * (0.5 + Math.random()));
             }
           }),
@@ -263,7 +263,7 @@ describe.skipIf(skipReason !== undefined)(
         // Every key answers the order it made, as a replay of the stored response.
         for (let index = 0; index < orderCount; index += 7) {
           const key = `chaos-key-${index}`;
-          const again = await placeUntilAccepted(() => baseUrl, key, orderRequest(index), deadline);
+          const again = await placeUntilAccepted(baseUrl, key, orderRequest(index), deadline);
           expect(again, key).toMatchObject({ id: placed.get(key)!.id, replayed: true });
         }
 
@@ -280,6 +280,28 @@ describe.skipIf(skipReason !== undefined)(
         );
         expect(state.open, `orders still open; worker stderr: ${running.worker.stderrTail()}`).toBe(0);
         expect(kills.relay + kills.worker + kills.api).toBeGreaterThan(0);
+
+        // Nothing left behind in the outbox: the last relay publishes what a killed one claimed. The
+        // events of the orders' outcomes go out after the orders moved: what follows reads them.
+        const leftInOutbox = () =>
+          shopDb.query<{
+            destination: string;
+            type: string;
+            attempts: number;
+            parked: boolean;
+            last_error: string | null;
+          }>(
+            `SELECT destination, type, attempts, parked_at IS NOT NULL AS parked, last_error
+               FROM keel_outbox WHERE published_at IS NULL`,
+          );
+        let left = await leftInOutbox();
+        for (
+          const until = Date.now() + 15_000;
+          left.rows.length > 0 && Date.now() < until;
+          left = await leftInOutbox()
+        )
+          await sleep(200);
+        expect(left.rows).toEqual([]);
 
         // One order per key: the ids the client was given are all the orders there are.
         const { rows: orders } = await shopDb.query<{
@@ -352,26 +374,10 @@ describe.skipIf(skipReason !== undefined)(
         }
         expect(model.rows).toEqual(byId);
 
-        // Nothing left behind in the outbox: the last relay publishes what a killed one claimed.
-        const leftInOutbox = () =>
-          shopDb.query<{
-            destination: string;
-            type: string;
-            attempts: number;
-            parked: boolean;
-            last_error: string | null;
-          }>(
-            `SELECT destination, type, attempts, parked_at IS NOT NULL AS parked, last_error
-               FROM keel_outbox WHERE published_at IS NULL`,
-          );
-        let left = await leftInOutbox();
-        for (
-          const until = Date.now() + 15_000;
-          left.rows.length > 0 && Date.now() < until;
-          left = await leftInOutbox()
-        )
-          await sleep(200);
-        expect(left.rows).toEqual([]);
+        // And the last processes, asked to stop, drain and exit cleanly.
+        expect(
+          await Promise.all((['api', 'relay', 'worker'] as const).map((role) => running[role].stop())),
+        ).toEqual([0, 0, 0]);
       },
       240_000,
     );
