@@ -68,6 +68,17 @@ function runner(
   return built;
 }
 
+/**
+ * Kafka's answer for a partition whose leader is still being elected: a topic a moment old gives
+ * it for a moment (the runner reports it and looks again), so a test of a new topic allows it.
+ */
+function electingLeader(error: unknown): boolean {
+  const cause = (error as { cause?: { findBy?: (property: string, value: unknown) => unknown } }).cause;
+  return ['NOT_LEADER_OR_FOLLOWER', 'LEADER_NOT_AVAILABLE'].some(
+    (apiId) => (cause?.findBy?.('apiId', apiId) ?? null) !== null,
+  );
+}
+
 function events(count: number, key: (i: number) => string | null = (i) => `k${i % 5}`): Envelope[] {
   return Array.from({ length: count }, (_, n) =>
     createEnvelope({ type: 'thing.counted.v1', payload: { n }, key: key(n) }),
@@ -417,7 +428,7 @@ describe('KafkaProjectionRunner', () => {
     run.events.on('applied', ({ count }) => void (applied += count));
     await kafka.publish(name, events(4));
     await until(() => applied === 4);
-    expect(errors).toEqual([]);
+    expect(errors.filter((error) => !electingLeader(error))).toEqual([]);
     expect(await model(db)).toHaveLength(4);
   });
 });
