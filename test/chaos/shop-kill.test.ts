@@ -18,17 +18,15 @@
 // only when KEEL_DB is pglite and no server answers. A missing broker fails its case by name.
 import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
 import { shopMigrations } from '../../apps/shop/presets/open-shop.ts';
-import { Admin } from '@platformatic/kafka';
 import { migrate } from '../../src/db/index.ts';
 import {
-  deleteTopics,
+  deleteTopicsNamed,
   kafkaBrokers,
   requireKafka,
   useKafka,
@@ -45,6 +43,7 @@ import {
   requireRedis,
 } from '../../src/messaging/adapters/redis/redis-test-server.ts';
 import { createTestDb, type TestDb } from '../../src/testing/index.ts';
+import { freePort } from '../../src/testing/pg-server-process.ts';
 import { startRoleProcess, type RoleProcess } from './fixtures/role-process.ts';
 import { placeUntilAccepted, type OrderRequest, type PlacedOrder } from './fixtures/retrying-order-client.ts';
 import { sharedServerMissing, sharedServerUrl } from './shared-server.ts';
@@ -68,14 +67,6 @@ const cleanups: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => undefined);
 });
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 /** Most orders a mug or two; one in ten also wants the one rare item, which only one can have. */
 function orderRequest(index: number): OrderRequest {
@@ -119,11 +110,9 @@ async function brokerOfRun(broker: Broker, prefix: string): Promise<() => Promis
       await requireKafka();
       const release = await useKafka();
       return async () => {
-        const admin = new Admin({ clientId: 'keel-chaos-cleanup', bootstrapBrokers: kafkaBrokers });
         try {
-          await deleteTopics((await admin.listTopics()).filter((topic) => topic.startsWith(prefix)));
+          await deleteTopicsNamed((topic) => topic.startsWith(prefix));
         } finally {
-          await admin.close().catch(() => undefined);
           await release();
         }
       };
@@ -192,7 +181,7 @@ describe.skipIf(skipReason !== undefined)(
         cleanups.push(() => provider.stop());
         const providerUrl = await provider.ready;
 
-        const apiPort = await freePort();
+        const apiPort = await freePort([Number(new URL(providerUrl).port)]);
         const env: Record<string, string> = {
           KEEL_DB: 'pg',
           DATABASE_URL: sharedServerUrl,

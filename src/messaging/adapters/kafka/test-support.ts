@@ -134,12 +134,15 @@ function pause(ms: number): Promise<void> {
 
 /** Deletes topics (whatever they hold); topics already gone are fine. */
 export async function deleteTopics(names: Iterable<string>): Promise<void> {
-  const topics = [...new Set(names)];
-  if (topics.length === 0) return;
+  const topics = new Set(names);
+  if (topics.size > 0) await deleteTopicsNamed((topic) => topics.has(topic));
+}
+
+/** Deletes every topic whose name `matches` (whatever they hold). */
+export async function deleteTopicsNamed(matches: (topic: string) => boolean): Promise<void> {
   const admin = new Admin({ clientId: 'keel-test-cleanup', bootstrapBrokers: kafkaBrokers });
   try {
-    const existing = new Set(await admin.listTopics());
-    const gone = topics.filter((t) => existing.has(t));
+    const gone = (await admin.listTopics()).filter(matches);
     if (gone.length > 0) await admin.deleteTopics({ topics: gone });
   } finally {
     await admin.close().catch(() => undefined);
