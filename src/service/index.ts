@@ -9,3 +9,4 @@ export {
 export { ServiceGroup } from './service-group.ts';
 export { TypedEvents, type Listener, type ListenerHandle } from './typed-events.ts';
 export { runUntilSignal, type RunOptions } from './run-until-signal.ts';
+export { watchParent, type ParentWatch, type ParentWatchOptions } from './parent-watch.ts';

@@ -1,9 +1,16 @@
+import { watchParent, type ParentWatch } from './parent-watch.ts';
 import type { Service } from './service.ts';
 
 export interface RunOptions {
   signals?: readonly NodeJS.Signals[];
   /** Drain budget on a signal. Default: 10 000 ms. */
   drainMs?: number;
+  /**
+   * Also drain and stop when the process's parent exits (looked at every second): for a process
+   * started by a wrapper that may die of a signal without passing it on, as `npm start`'s shell
+   * does. Off by default: a process meant to outlive its shell (`nohup`) would stop.
+   */
+  stopWhenParentExits?: boolean;
   /** Called after a clean stop; default exits the process with code 0. */
   onStopped?: () => void;
   log?: (line: string) => void;
@@ -18,13 +25,15 @@ export async function runUntilSignal(service: Service, options: RunOptions = {})
   const log = options.log ?? ((line: string) => process.stderr.write(line + '\n'));
   const onStopped = options.onStopped ?? (() => process.exit(0));
   let stopping = false;
-  const onSignal = (signal: NodeJS.Signals): void => {
+  let parentWatch: ParentWatch | undefined;
+  const stop = (reason: string): void => {
     if (stopping) {
-      log(`${signal} again: exiting without waiting for the drain`);
+      log(`${reason} again: exiting without waiting for the drain`);
       process.exit(130);
     }
     stopping = true;
-    log(`${signal}: draining ${service.name} (up to ${options.drainMs ?? 10_000} ms)…`);
+    parentWatch?.stop();
+    log(`${reason}: draining ${service.name} (up to ${options.drainMs ?? 10_000} ms)…`);
     service.stop({ drainMs: options.drainMs }).then(
       () => {
         log(`${service.name} stopped cleanly`);
@@ -36,6 +45,8 @@ export async function runUntilSignal(service: Service, options: RunOptions = {})
       },
     );
   };
-  for (const signal of signals) process.on(signal, onSignal);
+  for (const signal of signals) process.on(signal, stop);
   await service.start();
+  if (options.stopWhenParentExits === true && !stopping)
+    parentWatch = watchParent((parent) => stop(`parent process ${parent} exited`));
 }

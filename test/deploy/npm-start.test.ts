@@ -10,7 +10,8 @@ const root = fileURLToPath(new URL('../../', import.meta.url));
 const dataDir = mkdtempSync(path.join(tmpdir(), 'keel-npm-start-'));
 
 // The README's first command: `npm install && npm start`, the whole shop on the embedded
-// database. Run as the script says (tsx on the sources), in a data directory of its own.
+// database. Run as the script says (node with tsx's loader on the sources), in a data directory
+// of its own; the last test runs npm itself.
 describe('npm start', () => {
   afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
 
@@ -18,9 +19,9 @@ describe('npm start', () => {
     const manifest = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as {
       scripts: Record<string, string>;
     };
-    const [runner, entry, ...rest] = manifest.scripts.start!.split(' ');
-    expect([runner, rest]).toEqual(['tsx', []]);
-    return startShopProcess(['--import', 'tsx', entry!], { cwd: root, env: { KEEL_DATA_DIR: dataDir } });
+    const [runner, ...args] = manifest.scripts.start!.split(' ');
+    expect([runner, args.slice(0, -1)]).toEqual(['node', ['--import', 'tsx']]);
+    return startShopProcess(args, { cwd: root, env: { KEEL_DATA_DIR: dataDir } });
   };
 
   const status = async (address: string, location: string): Promise<string> =>
@@ -57,4 +58,25 @@ describe('npm start', () => {
       expect(await second.stop()).toBe(0);
     }
   }, 90_000);
+
+  it('drains and exits when npm start is sent a SIGTERM, which npm passes only to its shell', async () => {
+    const npm = await startShopProcess(['start'], {
+      command: process.platform === 'win32' ? 'npm.cmd' : 'npm',
+      cwd: root,
+      env: { KEEL_DATA_DIR: dataDir },
+    });
+    const placed = await postOrder(npm.address, 'npm-start-signal');
+    expect(placed.status).toBe(202);
+    await npm.stop();
+    // Whatever npm's own exit code: the shop (two processes down) drained and closed its output.
+    await Promise.race([
+      npm.closed(),
+      new Promise((_, reject) =>
+        setTimeout(() => reject(new Error(`the shop kept running:\n${npm.output()}`)), 20_000),
+      ),
+    ]);
+    expect(npm.output()).toMatch(/parent process \d+ exited: draining/);
+    expect(npm.output()).toContain('stopped cleanly');
+    await expect(fetch(`${npm.address}/healthz`)).rejects.toThrow();
+  }, 60_000);
 });

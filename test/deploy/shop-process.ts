@@ -8,19 +8,30 @@ export interface ShopProcess {
   output(): string;
   /** SIGTERM, then its exit code (the shop drains and exits 0). */
   stop(): Promise<number | null>;
+  /**
+   * Resolves once its output is closed by every process that held it: the one started and any
+   * it started in turn (`npm start` runs the shop two processes down).
+   */
+  closed(): Promise<void>;
 }
 
-/** Starts `node <args>` and resolves once its first screen names the API's address. */
+/**
+ * Starts `node <args>` (or `command <args>`) and resolves once its first screen names the API's
+ * address.
+ */
 export async function startShopProcess(
   args: readonly string[],
-  options: { cwd: string; env: Record<string, string> },
+  options: { cwd: string; env: Record<string, string>; command?: string },
 ): Promise<ShopProcess> {
-  const shop = spawn(process.execPath, args, {
+  const shop = spawn(options.command ?? process.execPath, args, {
     cwd: options.cwd,
     env: { ...process.env, PORT: '0', KEEL_DB: 'pglite', LOG_LEVEL: 'warn', ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const exited = new Promise<number | null>((resolve) => shop.once('exit', resolve));
+  const closed = Promise.all(
+    [shop.stdout, shop.stderr].map((pipe) => new Promise<void>((resolve) => pipe.once('close', resolve))),
+  ).then(() => undefined);
   let output = '';
   try {
     const address = await new Promise<string>((resolve, reject) => {
@@ -41,6 +52,7 @@ export async function startShopProcess(
         shop.kill('SIGTERM');
         return exited;
       },
+      closed: () => closed,
     };
   } catch (error) {
     shop.kill('SIGKILL');

@@ -9,7 +9,7 @@ import { firstScreen } from './first-screen.ts';
 /**
  * Shared by every entry point: register OpenTelemetry from the environment, open, instrument
  * (`/metrics`, route spans, worker and outbox metrics), start, print where it runs, drain on
- * SIGTERM/SIGINT, then flush the exporters.
+ * SIGTERM/SIGINT (or, under `npm start`, when npm's shell is gone), then flush the exporters.
  */
 export async function runShop(roles: readonly ShopRole[], options: { banner: boolean }): Promise<void> {
   try {
@@ -21,6 +21,8 @@ export async function runShop(roles: readonly ShopRole[], options: { banner: boo
     });
     await runUntilSignal(shop, {
       drainMs: Number(process.env.KEEL_DRAIN_MS ?? 10_000),
+      // npm runs the start script in `sh -c`, which a SIGTERM to npm kills without passing it on.
+      stopWhenParentExits: process.env.npm_lifecycle_event === 'start',
       onStopped: () => {
         instrumented.dispose();
         // Flush the last spans before exiting; an exporter that hangs must not keep the process.
