@@ -1,4 +1,5 @@
 export { RabbitMqBroker, type RabbitMqBrokerOptions } from './rabbitmq-broker.ts';
+export type { RabbitMqConnectionOptions } from './connection-options.ts';
 export { RabbitMqSource, type RabbitMqDelivery } from './rabbitmq-source.ts';
 export {
   RabbitMqStreamBroker,

@@ -1,5 +1,4 @@
 import { InvalidArgumentError } from '../../../errors/index.ts';
-import { exponentialBackoff, systemClock, type Backoff, type Clock } from '../../../time/index.ts';
 import type { BrokerCapabilities, MessageBroker, PublishOptions, SourceOptions } from '../../broker.ts';
 import { assertEnvelopeList, redriveLimit } from '../../broker-arguments.ts';
 import type { Envelope } from '../../envelope.ts';
@@ -7,16 +6,19 @@ import type { Handler } from '../../handler.ts';
 import { PublishError } from '../../publisher.ts';
 import { QueueConsumer, type QueueConsumerOptions } from '../../queue-consumer.ts';
 import { encode } from './codec.ts';
-import { BrokerConnections, resolveRabbitMqUrl } from './broker-connections.ts';
+import { BrokerConnections } from './broker-connections.ts';
 import { Confirmer, type Outgoing } from './confirm-channel.ts';
+import {
+  resolveConnectionOptions,
+  type RabbitMqConnectionOptions,
+  type ResolvedConnectionOptions,
+} from './connection-options.ts';
 import { assertPartitions, partitionOf, partitionQueueName, partitionQueueNames } from './partitions.ts';
 import { redriveQueue } from './queue-redrive.ts';
 import { defaultRuntimePrefetch, RabbitMqSource } from './rabbitmq-source.ts';
 import { assertDestination, delayBucket, Topology, type QueueType } from './topology.ts';
 
-export interface RabbitMqBrokerOptions {
-  /** AMQP URL. Default `KEEL_RABBITMQ_URL`, else `amqp://guest:guest@127.0.0.1:5672`. */
-  url?: string;
+export interface RabbitMqBrokerOptions extends RabbitMqConnectionOptions {
   /**
    * `quorum` (default): replicated, fsynced before confirming, counts deliveries exactly, and
    * measured faster here than classic. `classic`: for brokers without quorum queues; attempts
@@ -45,43 +47,17 @@ export interface RabbitMqBrokerOptions {
    * to other partitions, and order holds again only once the old partitions are empty.
    */
   partitions?: number;
-  /** Budget for opening a connection, ms. Default 5 000. */
-  connectTimeoutMs?: number;
-  /**
-   * How long a publish waits for the broker's confirms before rejecting the unconfirmed
-   * messages with `PublishError`, ms. Default 30 000. A connection blocked by a memory or disk
-   * alarm confirms nothing until the alarm clears.
-   */
-  confirmTimeoutMs?: number;
-  /** AMQP heartbeat, seconds. Default 10. */
-  heartbeatSeconds?: number;
-  /** Waits between a consumer's reconnect attempts. Default 100 ms doubling to 10 s, full jitter. */
-  reconnectBackoff?: Backoff;
-  /** Timestamps (AMQP timestamp, failure times) and reconnect timers. Default the system clock. */
-  clock?: Clock;
-  /** Shown as the connection name in RabbitMQ. Default `keel`. */
-  name?: string;
-  /** Errors that nobody awaits (a reconnect that failed, an undecodable message not parked). */
-  onError?: (error: unknown) => void;
 }
 
-interface Resolved {
-  url: string;
+interface Resolved extends ResolvedConnectionOptions {
   queueType: QueueType;
   prefetch: number | undefined;
   /** Per-key mode's partition count; undefined without per-key ordering. */
   partitions: number | undefined;
-  connectTimeoutMs: number;
-  confirmTimeoutMs: number;
-  heartbeatSeconds: number;
-  reconnectBackoff: Backoff;
-  clock: Clock;
-  name: string;
-  onError: (error: unknown) => void;
 }
 
 function resolveOptions(options: RabbitMqBrokerOptions): Resolved {
-  const url = resolveRabbitMqUrl(options.url);
+  const connection = resolveConnectionOptions(options);
   const queueType = options.queueType ?? 'quorum';
   if (queueType !== 'quorum' && queueType !== 'classic') {
     throw new InvalidArgumentError('queueType', "'quorum' or 'classic'", queueType);
@@ -105,30 +81,11 @@ function resolveOptions(options: RabbitMqBrokerOptions): Resolved {
       options.partitions,
     );
   }
-  const connectTimeoutMs = options.connectTimeoutMs ?? 5000;
-  if (!Number.isFinite(connectTimeoutMs) || connectTimeoutMs <= 0) {
-    throw new InvalidArgumentError('connectTimeoutMs', 'a number > 0', connectTimeoutMs);
-  }
-  const confirmTimeoutMs = options.confirmTimeoutMs ?? 30_000;
-  if (!Number.isFinite(confirmTimeoutMs) || confirmTimeoutMs <= 0) {
-    throw new InvalidArgumentError('confirmTimeoutMs', 'a number > 0', confirmTimeoutMs);
-  }
-  const heartbeatSeconds = options.heartbeatSeconds ?? 10;
-  if (!Number.isInteger(heartbeatSeconds) || heartbeatSeconds < 0) {
-    throw new InvalidArgumentError('heartbeatSeconds', 'an integer >= 0', heartbeatSeconds);
-  }
   return {
-    url,
+    ...connection,
     queueType,
     prefetch: prefetch ?? (partitions === undefined ? undefined : 64),
     partitions,
-    connectTimeoutMs,
-    confirmTimeoutMs,
-    heartbeatSeconds,
-    reconnectBackoff: options.reconnectBackoff ?? exponentialBackoff({ initialMs: 100, maxMs: 10_000 }),
-    clock: options.clock ?? systemClock,
-    name: options.name ?? 'keel',
-    onError: options.onError ?? (() => {}),
   };
 }
 

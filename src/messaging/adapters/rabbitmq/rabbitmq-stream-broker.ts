@@ -1,5 +1,5 @@
 import { InvalidArgumentError } from '../../../errors/index.ts';
-import { exponentialBackoff, systemClock, type Backoff, type Clock } from '../../../time/index.ts';
+import type { Backoff, Clock } from '../../../time/index.ts';
 import type { BrokerCapabilities, MessageBroker, PublishOptions, SourceOptions } from '../../broker.ts';
 import { assertEnvelopeList, redriveLimit } from '../../broker-arguments.ts';
 import type { Envelope } from '../../envelope.ts';
@@ -7,15 +7,14 @@ import type { Handler } from '../../handler.ts';
 import { PublishError } from '../../publisher.ts';
 import { QueueConsumer, type QueueConsumerOptions } from '../../queue-consumer.ts';
 import { encode } from './codec.ts';
-import { BrokerConnections, resolveRabbitMqUrl } from './broker-connections.ts';
+import { BrokerConnections } from './broker-connections.ts';
 import type { Confirmer, Outgoing } from './confirm-channel.ts';
+import { resolveConnectionOptions, type RabbitMqConnectionOptions } from './connection-options.ts';
 import { RabbitMqStreamSource, type StreamPosition } from './rabbitmq-stream-source.ts';
 import { StreamTopology, type StreamRetention } from './stream-topology.ts';
 import { assertDestination } from './topology.ts';
 
-export interface RabbitMqStreamBrokerOptions {
-  /** AMQP URL. Default `KEEL_RABBITMQ_URL`, else `amqp://guest:guest@127.0.0.1:5672`. */
-  url?: string;
+export interface RabbitMqStreamBrokerOptions extends RabbitMqConnectionOptions {
   /** Unacknowledged messages a group's reader gets ahead (`basic.qos`; streams need one). Default 100. */
   prefetch?: number;
   /** Where a group without a committed offset starts. Default `'first'`: the whole stream. */
@@ -24,20 +23,6 @@ export interface RabbitMqStreamBrokerOptions {
   standbyRetryMs?: number;
   /** Retention of the streams this broker declares. Default: keep everything. */
   retention?: StreamRetention;
-  /** Budget for opening a connection, ms. Default 5 000. */
-  connectTimeoutMs?: number;
-  /** How long a publish waits for confirms before rejecting with `PublishError`, ms. Default 30 000. */
-  confirmTimeoutMs?: number;
-  /** AMQP heartbeat, seconds. Default 10. */
-  heartbeatSeconds?: number;
-  /** Waits between a reader's reconnect attempts. Default 100 ms doubling to 10 s, full jitter. */
-  reconnectBackoff?: Backoff;
-  /** Timestamps, failure times and timers. Default the system clock. */
-  clock?: Clock;
-  /** Shown as the connection name in RabbitMQ. Default `keel`. */
-  name?: string;
-  /** Errors that nobody awaits (a failed reconnect, an undecodable message not parked). */
-  onError?: (error: unknown) => void;
 }
 
 /** `source()` options of a stream broker: a group, and where to (re)start reading. */
@@ -104,30 +89,24 @@ export class RabbitMqStreamBroker implements MessageBroker {
   #closed = false;
 
   constructor(options: RabbitMqStreamBrokerOptions = {}) {
-    const url = resolveRabbitMqUrl(options.url);
+    const connection = resolveConnectionOptions(options);
     this.#prefetch = positive(options.prefetch ?? 100, 'prefetch', true);
     if (this.#prefetch > 65_535)
       throw new InvalidArgumentError('prefetch', 'an integer from 1 to 65535', this.#prefetch);
     this.#startFrom = options.startFrom ?? 'first';
     assertPosition(this.#startFrom, 'startFrom');
     this.#standbyRetryMs = positive(options.standbyRetryMs ?? 1000, 'standbyRetryMs');
-    this.#confirmTimeoutMs = positive(options.confirmTimeoutMs ?? 30_000, 'confirmTimeoutMs');
-    const connectTimeoutMs = positive(options.connectTimeoutMs ?? 5000, 'connectTimeoutMs');
-    const heartbeatSeconds = options.heartbeatSeconds ?? 10;
-    if (!Number.isInteger(heartbeatSeconds) || heartbeatSeconds < 0) {
-      throw new InvalidArgumentError('heartbeatSeconds', 'an integer >= 0', heartbeatSeconds);
-    }
-    this.#reconnectBackoff =
-      options.reconnectBackoff ?? exponentialBackoff({ initialMs: 100, maxMs: 10_000 });
-    this.#clock = options.clock ?? systemClock;
-    this.#onError = options.onError ?? (() => {});
+    this.#confirmTimeoutMs = connection.confirmTimeoutMs;
+    this.#reconnectBackoff = connection.reconnectBackoff;
+    this.#clock = connection.clock;
+    this.#onError = connection.onError;
     this.#publishTopology = new StreamTopology(options.retention);
     this.#consumeTopology = new StreamTopology(options.retention);
     this.#connections = new BrokerConnections({
-      url,
-      connectTimeoutMs,
-      heartbeatSeconds,
-      name: options.name ?? 'keel',
+      url: connection.url,
+      connectTimeoutMs: connection.connectTimeoutMs,
+      heartbeatSeconds: connection.heartbeatSeconds,
+      name: connection.name,
       clock: this.#clock,
       confirmTimeoutMs: this.#confirmTimeoutMs,
       publishTopology: this.#publishTopology,
