@@ -1,5 +1,5 @@
 // The relay's statements on the outbox tables: claim a batch, renew its claim, mark it published,
-// record a failure, give a claim back. The relay (outbox-relay.ts) decides when; this file says how.
+// record a failure, give a claim back. The relay (outbox-relay*.ts) decides when; this file says how.
 import type { Queryable, Tx } from '../db/db.ts';
 import { preparedStatement } from '../db/prepared-statements.ts';
 import type { EnvelopeRow } from '../messaging/envelope-row.ts';

@@ -1,81 +1,33 @@
+// The table outbox relay: its lifecycle, and the claim and the mark of a batch (statements in
+// outbox-claims.ts, kept alive by outbox-claim-renewals.ts). Its other parts: the options
+// (outbox-relay-options.ts), the publish of a claimed batch (outbox-relay-round.ts) and what a
+// failed one does (outbox-relay-failures.ts), a started relay's loop (outbox-relay-pipeline.ts)
+// and its waits (outbox-relay-wake-ups.ts).
 import { v7 as uuidv7 } from 'uuid';
-import type { Db, Unlisten } from '../db/db.ts';
+import type { Db } from '../db/db.ts';
 import { InvalidArgumentError } from '../errors/index.ts';
-import type { Envelope } from '../messaging/envelope.ts';
 import { envelopeFromRow } from '../messaging/envelope-row.ts';
 import type { Publisher } from '../messaging/publisher.ts';
-import { describeError } from '../messaging/describe-error.ts';
-import { BrokenCircuitError, IsolatedCircuitError, type CircuitBreakerPolicy } from '../resilience/index.ts';
+import type { CircuitBreakerPolicy } from '../resilience/index.ts';
 import { ServiceBase } from '../service/index.ts';
-import { systemClock, type TimerHandle } from '../time/index.ts';
+import { systemClock } from '../time/index.ts';
+import { claimBatch, markPublished, renewClaim, type Claim } from './outbox-claims.ts';
+import { ClaimRenewals } from './outbox-claim-renewals.ts';
+import type { OutboxRelayEvents } from './outbox-relay-events.ts';
+import { PublishFailures } from './outbox-relay-failures.ts';
 import {
-  claimBatch,
-  groupByDestination,
-  markPublished,
-  recordFailure,
-  renewClaim,
-  type Claim,
-  type Marks,
-  type OutboxRow,
-} from './outbox-claims.ts';
-import { ClaimRenewals, type ClaimLossReason } from './outbox-claim-renewals.ts';
-import { MarkQueue } from './outbox-relay-marks.ts';
-import { defaultOutboxRetentionMs, pruneOutbox } from './outbox-retention.ts';
-import {
-  breakerAllows,
-  isPermanentPublishError,
-  positiveInteger,
-  relayPolicy,
-  type RelayPolicyOptions,
-  type RelayPublishEvents,
-} from './relay-policy.ts';
-import { outboxChannel } from './schema.ts';
+  resolveOutboxRelayOptions,
+  type OutboxRelayOptions,
+  type ResolvedOutboxRelayOptions,
+} from './outbox-relay-options.ts';
+import { runRelayPipeline } from './outbox-relay-pipeline.ts';
+import { marksOf, RoundPublisher, type Round } from './outbox-relay-round.ts';
+import { RelayWakeUps } from './outbox-relay-wake-ups.ts';
+import { pruneOutbox } from './outbox-retention.ts';
+import { breakerAllows } from './relay-policy.ts';
 
-export interface OutboxRelayOptions extends RelayPolicyOptions {
-  /** Rows claimed per round (one claim query), published in one call per destination. Default 100. */
-  batchSize?: number;
-  /** How often to look for rows when no NOTIFY arrives. Default 1 000 ms. */
-  pollIntervalMs?: number;
-  /**
-   * The lease of a claim. The relay renews it (to now + `claimMs`, every `claimMs / 3`) while it
-   * publishes and marks the batch, so it bounds how long the rows of a relay that died (or
-   * stalled, or was stopped past its drain deadline mid-publish) wait for another relay, not how
-   * long a publish may take. Keep it above a few renewal round trips to the database: a claim
-   * whose renewals fail for `claimMs` lets another relay take the rows (duplicates, and a key's
-   * order at risk). Default 30 000 ms.
-   */
-  claimMs?: number;
-  /**
-   * How long a batch's claim is renewed at most: a publish still running then (a broker call
-   * that hangs) gives its claim up, so its rows and their keys go to another relay `claimMs`
-   * later instead of waiting for ever; if the publish completes after all, its rows go out twice.
-   * Keep it well above the slowest publish. Default 300 000 ms.
-   */
-  maxClaimRenewalMs?: number;
-  /**
-   * Published rows (moved to `keel_outbox_archive` as they are published) older than this are
-   * deleted by the relay, in batches, one cleaner at a time across relays (an advisory lock).
-   * `false`: the relay never deletes (run `pruneOutbox` elsewhere). `0`: each row is deleted as
-   * it is published, not archived (the cheapest; `outboxStatus` then counts no published rows).
-   * Default one day.
-   */
-  retentionMs?: number | false;
-  /** How often the relay runs the cleaner. Default 60 000 ms. */
-  cleanupIntervalMs?: number;
-}
-
-/** `published` comes once the rows are marked published. */
-export interface OutboxRelayEvents extends RelayPublishEvents {
-  /** The cleaner deleted published rows past the retention. */
-  pruned: { deleted: number };
-  /**
-   * The relay no longer holds a batch's claim (see `ClaimLossReason`): another relay may take its
-   * rows, so they may be published twice. The relay publishes no more of the batch (a call under
-   * way finishes) and gives back the batch it claimed ahead; what it published is marked. A
-   * renewal failure itself is an `error` event (`during: 'claim-renewal'`).
-   */
-  'claim-lost': { claimId: string; reason: ClaimLossReason; messages: readonly Envelope[] };
-}
+export type { OutboxRelayOptions } from './outbox-relay-options.ts';
+export type { OutboxRelayEvents } from './outbox-relay-events.ts';
 
 /**
  * Moves committed outbox rows to any `Publisher`. It never knows which broker it feeds.
@@ -104,40 +56,28 @@ export interface OutboxRelayEvents extends RelayPublishEvents {
  */
 export class OutboxRelay extends ServiceBase<OutboxRelayEvents> {
   readonly #db: Db;
-  readonly #publisher: Publisher;
-  readonly #batchSize: number;
-  readonly #pollIntervalMs: number;
-  readonly #claimMs: number;
+  readonly #options: ResolvedOutboxRelayOptions;
   readonly #renewals: ClaimRenewals;
-  readonly #maxAttempts: number;
-  readonly #retryDelay: (attempt: number) => number;
-  readonly #retentionMs: number | false;
-  /** `retentionMs: 0`: a published row is deleted instead of archived. */
-  readonly #deleteOnPublish: boolean;
-  readonly #cleanupIntervalMs: number;
+  readonly #rounds: RoundPublisher;
+  readonly #wakeUps: RelayWakeUps;
   /** The breaker every publish goes through. */
   readonly breaker: CircuitBreakerPolicy;
   #nextCleanupAt: number;
-  #unlisten: Unlisten | undefined;
   #loop: Promise<void> | undefined;
-  #stopping = false;
-  #pending = false;
-  #wakeUp: (() => void) | undefined;
 
   constructor(db: Db, publisher: Publisher, options: OutboxRelayOptions = {}) {
     super(options.name ?? 'outbox-relay', options.clock ?? systemClock);
     if (typeof publisher?.publish !== 'function') {
       throw new InvalidArgumentError('publisher', 'a Publisher', publisher);
     }
+    const resolved = resolveOutboxRelayOptions(options, this.clock);
     this.#db = db;
-    this.#publisher = publisher;
-    this.#batchSize = positiveInteger('batchSize', options.batchSize ?? 100);
-    this.#pollIntervalMs = positiveInteger('pollIntervalMs', options.pollIntervalMs ?? 1000);
-    this.#claimMs = positiveInteger('claimMs', options.claimMs ?? 30_000);
+    this.#options = resolved;
+    this.breaker = resolved.breaker;
     this.#renewals = new ClaimRenewals({
       clock: this.clock,
-      claimMs: this.#claimMs,
-      maxClaimRenewalMs: positiveInteger('maxClaimRenewalMs', options.maxClaimRenewalMs ?? 300_000),
+      claimMs: resolved.claimMs,
+      maxClaimRenewalMs: resolved.maxClaimRenewalMs,
       renew: (id, now, until) => renewClaim(db, id, new Date(now), new Date(until)),
       lost: (claim, reason) =>
         this.events.emit('claim-lost', {
@@ -147,24 +87,30 @@ export class OutboxRelay extends ServiceBase<OutboxRelayEvents> {
         }),
       failed: (error) => this.events.emit('error', { error, during: 'claim-renewal' }),
     });
-    ({
-      maxAttempts: this.#maxAttempts,
-      retryDelay: this.#retryDelay,
+    const { maxAttempts, retryDelay } = resolved;
+    this.#rounds = new RoundPublisher({
+      publisher,
       breaker: this.breaker,
-    } = relayPolicy(options, this.clock));
-    const retentionMs = options.retentionMs ?? defaultOutboxRetentionMs;
-    if (retentionMs !== false && (!Number.isFinite(retentionMs) || retentionMs < 0)) {
-      throw new InvalidArgumentError('retentionMs', 'a number of ms >= 0, or false', retentionMs);
-    }
-    this.#retentionMs = retentionMs;
-    this.#deleteOnPublish = retentionMs === 0;
-    this.#cleanupIntervalMs = positiveInteger('cleanupIntervalMs', options.cleanupIntervalMs ?? 60_000);
+      renewals: this.#renewals,
+      failures: new PublishFailures({ db, clock: this.clock, maxAttempts, retryDelay, events: this.events }),
+    });
+    this.#wakeUps = new RelayWakeUps(this.clock, resolved.pollIntervalMs, this.breaker);
     this.#nextCleanupAt = this.clock.now();
   }
 
   protected override async onStart(): Promise<void> {
-    this.#unlisten = await this.#db.listen(outboxChannel, () => this.#wake());
-    this.#loop = this.#run();
+    await this.#wakeUps.listen(this.#db);
+    this.#loop = runRelayPipeline({
+      dialect: this.#db.dialect,
+      wakeUps: this.#wakeUps,
+      mayClaim: () => this.#mayClaim(),
+      claim: (owner, published) => this.#claim(owner, published),
+      publish: (claim) => this.#rounds.publish(claim),
+      finish: (rounds, released, onFailure) => this.#finish(rounds, released, onFailure),
+      emitPublished: (rounds) => this.#emitPublished(rounds),
+      cleanUpIfDue: () => this.#cleanUpIfDue(),
+      reportError: (error) => this.events.emit('error', { error, during: 'relay' }),
+    });
   }
 
   protected override async onStop(drain: AbortSignal): Promise<void> {
@@ -174,10 +120,9 @@ export class OutboxRelay extends ServiceBase<OutboxRelayEvents> {
     const abandon = (): void => this.#renewals.close();
     drain.addEventListener('abort', abandon, { once: true });
     try {
-      this.#stopping = true;
-      this.#wake();
+      this.#wakeUps.stop();
       await this.#loop;
-      await this.#unlisten?.();
+      await this.#wakeUps.unlisten();
     } finally {
       drain.removeEventListener('abort', abandon);
     }
@@ -194,7 +139,7 @@ export class OutboxRelay extends ServiceBase<OutboxRelayEvents> {
     if (claim.rows.length === 0) return 0;
     let round: Round;
     try {
-      round = await this.#publishRound(claim);
+      round = await this.#rounds.publish(claim);
     } catch (error) {
       this.#renewals.drop([claim.id]);
       throw error;
@@ -205,150 +150,22 @@ export class OutboxRelay extends ServiceBase<OutboxRelayEvents> {
 
   /** Runs the cleaner now: deletes published rows past the retention. Returns how many. */
   async prune(): Promise<number> {
-    if (this.#retentionMs === false) return 0;
-    const deleted = await pruneOutbox(this.#db, { retentionMs: this.#retentionMs, clock: this.clock });
+    const { retentionMs } = this.#options;
+    if (retentionMs === false) return 0;
+    const deleted = await pruneOutbox(this.#db, { retentionMs, clock: this.clock });
     if (deleted > 0) this.events.emit('pruned', { deleted });
     return deleted;
   }
 
-  #wake(): void {
-    this.#pending = true;
-    this.#wakeUp?.();
-  }
-
-  /**
-   * A pipeline of two: while batch N is published, batch N+1 is claimed, and the batches
-   * published before N are marked. The claims of one run share an owner, whose own claims do not
-   * hold their keys back, so N+1 may hold later rows of N's keys: it is published only after N
-   * was, and given back unpublished if N fails.
-   *
-   * On PostgreSQL the marks run beside the claims, in transactions of their own on another pooled
-   * connection (MarkQueue), so a claim does not wait for the mark; on PGlite, whose one
-   * connection runs one transaction at a time, they ride in the next claim's transaction.
-   */
-  async #run(): Promise<void> {
-    let owner = uuidv7();
-    const beside =
-      this.#db.dialect === 'pg'
-        ? new MarkQueue<Round>(
-            // A mark that fails is retried: its claims must stay alive until then.
-            (rounds) => this.#finish(rounds, [], 'resume'),
-            (error) => this.events.emit('error', { error, during: 'relay' }),
-          )
-        : undefined;
-    /** Rounds published and not yet marked that ride with the next claim (or the next finish). */
-    const unmarked: Round[] = [];
-    /** Every round published and not yet marked, after the mark in flight (if any) settled. */
-    const takeUnmarked = async (): Promise<Round[]> => {
-      const failed = beside === undefined ? [] : await beside.settle();
-      return [...failed, ...unmarked.splice(0)];
-    };
-    let next: Promise<Claim> | undefined;
-    let failures = 0;
-    const claimNext = async (): Promise<Claim> => {
-      const marks = unmarked.splice(0);
-      try {
-        const claim = await this.#claim(owner, marks);
-        this.#emitPublished(marks);
-        return claim;
-      } catch (error) {
-        // The marks rolled back with the claim: they go with the next one.
-        unmarked.unshift(...marks);
-        throw error;
-      }
-    };
-    /** The claim made ahead, if any, no longer ahead; its failure is thrown only when asked for. */
-    const takeNext = async (rethrow = false): Promise<Claim | undefined> => {
-      const pending = next;
-      next = undefined;
-      return rethrow ? pending : pending?.catch(() => undefined);
-    };
-    while (!this.#stopping) {
-      this.#pending = false;
-      let moved = 0;
-      let claim: Claim | undefined;
-      try {
-        claim = next !== undefined ? await takeNext(true) : this.#mayClaim() ? await claimNext() : undefined;
-        if (claim === undefined || claim.rows.length === 0) {
-          // Marked now before the relay idles; after a wake-up they ride with the next claim.
-          const rest = await takeUnmarked();
-          if (rest.length > 0 && !this.#pending) await this.#finish(rest, [], 'drop');
-          else unmarked.push(...rest);
-        } else {
-          if (this.#mayClaim()) {
-            next = claimNext();
-            // Observed at once: a failure is reported when the next round awaits it.
-            next.catch(() => undefined);
-          }
-          const round = await this.#publishRound(claim);
-          moved = round.published.length;
-          if (round.ok) {
-            if (beside === undefined) unmarked.push(round);
-            else beside.add(round);
-          } else {
-            // The claim made ahead may hold later rows of the failed rows' keys: it goes back.
-            const ahead = await takeNext();
-            await this.#finish(
-              [...(await takeUnmarked()), round],
-              ahead === undefined ? [] : [ahead.id],
-              'drop',
-            );
-          }
-        }
-        failures = 0;
-      } catch (error) {
-        failures++;
-        this.events.emit('error', { error, during: 'relay' });
-        // A statement failed mid-round: the claims in hand go back (their published rows will be
-        // published again), and a new owner's claims are held back by any that stay, until they
-        // expire, so no later row of their keys goes out first.
-        owner = uuidv7();
-        const ahead = await takeNext();
-        const held = [claim?.id, ahead?.id].filter((id) => id !== undefined);
-        await this.#finish([], held, 'drop').catch(() => undefined);
-        await this.#pause(Math.min(30_000, this.#pollIntervalMs * 2 ** Math.min(failures, 5)));
-        continue;
-      }
-      if (this.#retentionMs !== false && this.clock.now() >= this.#nextCleanupAt) {
-        this.#nextCleanupAt = this.clock.now() + this.#cleanupIntervalMs;
-        await this.prune().catch((error: unknown) => this.events.emit('error', { error, during: 'cleanup' }));
-      }
-      if (moved > 0 || this.#pending || next !== undefined) continue;
-      await this.#pause(this.#idleMs());
-    }
-    // Stopping: the claim made ahead goes back unpublished, what was published is marked.
-    const ahead = await takeNext();
-    const rest = await takeUnmarked();
-    if (ahead !== undefined || rest.length > 0) {
-      await this.#finish(rest, ahead === undefined ? [] : [ahead.id], 'drop').catch((error: unknown) =>
-        this.events.emit('error', { error, during: 'relay' }),
-      );
-    }
+  /** The cleaner, every `cleanupIntervalMs` between a started relay's rounds; undefined when not due. */
+  #cleanUpIfDue(): Promise<unknown> | undefined {
+    if (this.#options.retentionMs === false || this.clock.now() < this.#nextCleanupAt) return undefined;
+    this.#nextCleanupAt = this.clock.now() + this.#options.cleanupIntervalMs;
+    return this.prune().catch((error: unknown) => this.events.emit('error', { error, during: 'cleanup' }));
   }
 
   #mayClaim(): boolean {
     return breakerAllows(this.breaker);
-  }
-
-  /** Until the next poll, or until the breaker lets a probe through if that comes first. */
-  #idleMs(): number {
-    const state = this.breaker.state;
-    if (state.status !== 'open') return this.#pollIntervalMs;
-    return Math.max(1, Math.min(this.#pollIntervalMs, state.until - this.clock.now()));
-  }
-
-  #pause(ms: number): Promise<void> {
-    return new Promise<void>((resolve) => {
-      let timer: TimerHandle | undefined = undefined;
-      const done = (): void => {
-        this.#wakeUp = undefined;
-        if (timer !== undefined) this.clock.clearTimeout(timer);
-        resolve();
-      };
-      this.#wakeUp = done;
-      timer = this.clock.setTimeout(done, ms);
-      if (this.#stopping) done();
-    });
   }
 
   /**
@@ -366,10 +183,10 @@ export class OutboxRelay extends ServiceBase<OutboxRelayEvents> {
           owner,
           id: uuidv7(),
           now: new Date(now),
-          until: new Date(now + this.#claimMs),
-          limit: this.#batchSize,
+          until: new Date(now + this.#options.claimMs),
+          limit: this.#options.batchSize,
           marks,
-          deleteRows: this.#deleteOnPublish,
+          deleteRows: this.#options.deleteOnPublish,
         }),
       'resume',
     );
@@ -389,7 +206,7 @@ export class OutboxRelay extends ServiceBase<OutboxRelayEvents> {
     const marks = marksOf(rounds, released);
     await this.#renewals.ending(
       marks.claimIds,
-      () => markPublished(this.#db, marks, new Date(this.clock.now()), this.#deleteOnPublish),
+      () => markPublished(this.#db, marks, new Date(this.clock.now()), this.#options.deleteOnPublish),
       onFailure,
     );
     this.#emitPublished(rounds);
@@ -398,102 +215,4 @@ export class OutboxRelay extends ServiceBase<OutboxRelayEvents> {
   #emitPublished(rounds: readonly Round[]): void {
     for (const round of rounds) for (const sent of round.sent) this.events.emit('published', sent);
   }
-
-  /**
-   * Publishes a claim's rows, each destination's in `seq` order: runs of rows never tried go in
-   * one call, a row that failed before goes alone. Stops at the first failure, or once the claim
-   * is lost (another relay may be publishing the same rows); the rows not published go back when
-   * the claim ends.
-   */
-  async #publishRound(claim: Claim): Promise<Round> {
-    const round: Round = { claim, published: [], sent: [], ok: true };
-    for (const [destination, rows] of groupByDestination(claim.rows)) {
-      let start = 0;
-      while (start < rows.length) {
-        if (this.#renewals.isLost(claim.id)) {
-          round.ok = false;
-          return round;
-        }
-        let end = start + 1;
-        if (rows[start]!.attempts === 0) while (end < rows.length && rows[end]!.attempts === 0) end++;
-        const chunk = rows.slice(start, end);
-        const messages = await this.#publishChunk(claim.id, destination, chunk);
-        if (messages === undefined) {
-          round.ok = false;
-          return round;
-        }
-        for (const row of chunk) round.published.push(row);
-        round.sent.push({ destination, messages });
-        start = end;
-      }
-    }
-    return round;
-  }
-
-  /** Publishes one call's rows; returns their envelopes, or undefined when the publish failed. */
-  async #publishChunk(
-    claimId: string,
-    destination: string,
-    rows: OutboxRow[],
-  ): Promise<readonly Envelope[] | undefined> {
-    const messages = rows.map(envelopeFromRow);
-    const closedBefore = this.breaker.state.status === 'closed';
-    try {
-      await this.breaker.execute(() => this.#publisher.publish(destination, messages));
-      return messages;
-    } catch (error) {
-      // Not tried: the rows go back as they were when the claim ends.
-      if (error instanceof BrokenCircuitError || error instanceof IsolatedCircuitError) return undefined;
-      // In a batch, the refused message could be any of them: each is tried alone next, and
-      // only then is a permanent error pinned on one row.
-      const permanent = rows.length === 1 && isPermanentPublishError(error);
-      const charged = closedBefore || permanent;
-      this.events.emit('publish-failed', { destination, messages, error, charged });
-      await this.#recordFailure(claimId, rows, error, charged, permanent);
-      return undefined;
-    }
-  }
-
-  /**
-   * Charged (the breaker was closed, so the broker was thought healthy): the attempt counts, and
-   * the row is parked at `maxAttempts`. Not charged (a half-open probe failed: the broker is
-   * still down): the row only waits, so an outage never parks the backlog. A permanent error
-   * (an argument or validation error: no retry can fix it) parks at once.
-   */
-  async #recordFailure(
-    claimId: string,
-    rows: OutboxRow[],
-    error: unknown,
-    charged: boolean,
-    permanent: boolean,
-  ): Promise<void> {
-    const now = this.clock.now();
-    // Rows of one call share their attempt count: a run of rows never tried, or one row alone.
-    const attempt = (rows[0]?.attempts ?? 0) + (charged ? 1 : 0);
-    const park = permanent || (charged && attempt >= this.#maxAttempts);
-    await recordFailure(this.#db, claimId, rows, {
-      error: describeError(error),
-      now: new Date(now),
-      availableAt: new Date(now + this.#retryDelay(Math.max(1, attempt))),
-      charged,
-      park,
-    });
-    if (park) for (const row of rows) this.events.emit('parked', { message: envelopeFromRow(row), error });
-  }
-}
-
-/** A claim on its way: the rows published so far and what went to each destination. */
-interface Round {
-  claim: Claim;
-  published: OutboxRow[];
-  sent: { destination: string; messages: readonly Envelope[] }[];
-  /** False when a publish failed or was refused by the breaker, or the claim was lost: the rest was not tried. */
-  ok: boolean;
-}
-
-function marksOf(rounds: readonly Round[], released: readonly string[]): Marks {
-  return {
-    seqs: rounds.flatMap((r) => r.published.map((row) => row.seq)),
-    claimIds: [...rounds.map((r) => r.claim.id), ...released],
-  };
 }
