@@ -22,6 +22,7 @@ import {
   readStored,
   type ProjectionKey,
 } from './projection-offsets.ts';
+import { StaleLeaderRun } from './stale-leader.ts';
 import { TopicFetcher, type KafkaEntry, type PartitionRange } from './topic-fetcher.ts';
 
 export type { KafkaProjectionRunnerEvents } from './kafka-projection-events.ts';
@@ -76,7 +77,10 @@ export type KafkaProjection = Projection<KafkaEntry>;
  * holds.
  *
  * Lifecycle: `start()` begins (a missing topic is looked for every `pollIntervalMs`, Kafka being
- * down is reported as `error` events and retried, neither fails the start); `stop()` lets the
+ * down is reported as `error` events and retried, neither fails the start); a look that fails
+ * because a partition's leader moved or is being elected (NOT_LEADER_OR_FOLLOWER and the like,
+ * `staleLeaderAnswers`) is retried after `retryDelayMs` on fresh metadata without an `error`
+ * event, until such failures have gone on for `staleLeaderLimitMs` (30 s); `stop()` lets the
  * batch in flight commit, and once the drain deadline passes rolls it back instead (it is
  * applied again at the next start). `catchUp()`, `rebuild()`, `position()` and `lag()` work
  * without `start()`, for a command line; without it each opens a connection of its own.
@@ -102,6 +106,8 @@ export class KafkaProjectionRunner extends ServiceBase<KafkaProjectionRunnerEven
   #drain: AbortSignal | undefined;
   /** What the loop was doing when it failed, for `error` events. */
   #during: 'fetch' | 'apply' = 'fetch';
+  /** The loop's looks failing on a leader that moved or is being elected: retried quietly, for a while. */
+  readonly #staleLeader: StaleLeaderRun;
 
   constructor(db: Db, handler: KafkaProjection, options: KafkaProjectionRunnerOptions) {
     const resolved = resolveProjectionRunnerOptions(db, handler, options);
@@ -116,6 +122,7 @@ export class KafkaProjectionRunner extends ServiceBase<KafkaProjectionRunnerEven
     this.#retryDelayMs = resolved.retryDelayMs;
     this.#key = { projection: this.projection, topic: this.topic };
     this.#wakeup = new ConsumerWakeup(this.clock);
+    this.#staleLeader = new StaleLeaderRun(this.clock);
     this.#look = {
       db,
       key: this.#key,
@@ -220,10 +227,17 @@ export class KafkaProjectionRunner extends ServiceBase<KafkaProjectionRunnerEven
       } catch (error) {
         if (this.#stopping) break;
         this.#earliest.forget();
-        this.events.emit('error', { error, during: this.#during });
+        // A batch failed: its fetch went through, and the failure is the projection's.
+        if (this.#during === 'apply') this.#staleLeader.end();
+        // A leader moving or being elected is over in moments: the fetcher asks Kafka for fresh
+        // metadata at the next look, which waits as after any failure, and one still stale past
+        // the limit is reported (stale-leader.ts).
+        const quiet = this.#during === 'fetch' && this.#staleLeader.quiet(error);
+        if (!quiet) this.events.emit('error', { error, during: this.#during });
         await this.#wakeup.pause(this.#retryDelayMs);
         continue;
       }
+      this.#staleLeader.end();
       // A fetch that found records returns at once; one that found none has already waited on Kafka.
       if (looked.kind === 'no-topic') await this.#wakeup.pause(this.#pollIntervalMs);
     }

@@ -70,7 +70,9 @@ export type FetchOutcome =
   /**
    * Kafka no longer knows the topic (or a partition) the client's cached metadata named
    * (UNKNOWN_TOPIC_ID, UNKNOWN_TOPIC_OR_PARTITION): the topic was deleted, perhaps created again,
-   * or a partition moved. Nothing was fetched; the next call asks Kafka for the metadata.
+   * or a partition moved. Nothing was fetched; the next call asks Kafka for the metadata. The
+   * same answer to the fetch after it throws instead (`KEEL_BROKER_UNAVAILABLE`, a stale-leader
+   * failure in `staleLeaderAnswers`' terms), so a caller that looks again at once does not spin.
    */
   | { kind: 'metadata-stale' }
   /**
@@ -115,6 +117,12 @@ export class TopicFetcher {
   readonly #consumer: Consumer<Buffer, Buffer, Buffer, Buffer>;
   /** A fetch failed: the leaders may have moved, so the next look asks Kafka, not the cache. */
   #stale = false;
+  /**
+   * The last fetch was refused as of a topic its leader does not know, and came back as
+   * `metadata-stale`: the metadata has been asked of Kafka since, so the same answer again is a
+   * leader behind the metadata, not a cache behind the topic.
+   */
+  #refusedAsUnknown = false;
   /** With `holdsProcess: 'while-busy'`: the open sockets, and how many calls are in flight. */
   readonly #sockets: Set<Socket> | undefined;
   #busy = 0;
@@ -190,7 +198,6 @@ export class TopicFetcher {
   }
 
   async #fetch(from: ReadonlyMap<number, bigint>, maxWaitMs: number): Promise<FetchOutcome> {
-    const fresh = this.#stale;
     const topic = await this.#metadata();
     if (topic === undefined) return { kind: 'fetched', topicId: null, partitions: [] };
     const topicId = topicIdOf(topic.id);
@@ -218,9 +225,14 @@ export class TopicFetcher {
         const match = (error as Partial<GenericError>).findBy?.('apiId', apiId);
         return match !== undefined && match !== null;
       };
-      // The metadata was cached: ask Kafka at the next look. Fresh metadata naming what its
-      // leader does not know yet (a topic a moment old) is a failure, retried after a delay.
-      if ((found('UNKNOWN_TOPIC_ID') || found('UNKNOWN_TOPIC_OR_PARTITION')) && !fresh) {
+      const unknown = found('UNKNOWN_TOPIC_ID') || found('UNKNOWN_TOPIC_OR_PARTITION');
+      const again = this.#refusedAsUnknown;
+      this.#refusedAsUnknown = unknown;
+      // The metadata may have been cached: ask Kafka at the next look. Asked of Kafka since and
+      // still naming what its leader does not know (a topic a moment old), it is a failure, which
+      // the runner retries after a delay. Whether this call's metadata came from Kafka says
+      // nothing: a look asks for the metadata first, so its fetch always finds it cached.
+      if (unknown && !again) {
         this.#stale = true;
         return { kind: 'metadata-stale' };
       }
@@ -229,6 +241,7 @@ export class TopicFetcher {
       this.#stale = true;
       return { kind: 'out-of-range', ranges: await this.#ranges(), cause: error };
     }
+    this.#refusedAsUnknown = false;
     const fetched: FetchedPartition[] = [];
     for (const response of responses) {
       for (const { partitions } of response.responses) {
