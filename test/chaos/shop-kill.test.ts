@@ -14,8 +14,11 @@
 //
 // Run with the shop's queues on each broker: the PostgreSQL queue, RabbitMQ, NATS JetStream, Redis
 // Streams and Kafka (where the order stream is a topic too, read here through the analytics model
-// it feeds). Needs a PostgreSQL server (processes share the database); skipped, with the reason,
-// only when KEEL_DB is pglite and no server answers. A missing broker fails its case by name.
+// it feeds); and once on the PostgreSQL queue with the orders' events in the WAL outbox (a server of
+// the test's own with wal_level=logical, the WAL relay beside the table relay in the relay process,
+// which is killed mid-stream). Needs a PostgreSQL server (processes share the database); skipped,
+// with the reason, only when KEEL_DB is pglite and no server answers. A missing broker fails its
+// case by name.
 import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -42,7 +45,8 @@ import {
   redisAddress,
   requireRedis,
 } from '../../src/messaging/adapters/redis/redis-test-server.ts';
-import { createTestDb, type TestDb } from '../../src/testing/index.ts';
+import { defaultWalOutboxSlot } from '../../src/outbox/wal-outbox-slot.ts';
+import { createTestDb, startPgServer, type TestDb } from '../../src/testing/index.ts';
 import { freePort } from '../../src/testing/pg-server-process.ts';
 import { startRoleProcess, type RoleProcess } from './fixtures/role-process.ts';
 import { placeUntilAccepted, type OrderRequest, type PlacedOrder } from './fixtures/retrying-order-client.ts';
@@ -76,6 +80,7 @@ function orderRequest(index: number): OrderRequest {
 }
 
 type Broker = 'postgres' | 'rabbitmq' | 'nats' | 'redis' | 'kafka';
+type Outbox = 'table' | 'wal';
 
 /** RabbitMQ queues the processes declared under `prefix`, found by rabbitmqctl where it works. */
 async function deleteQueuesWithPrefix(prefix: string): Promise<void> {
@@ -137,6 +142,30 @@ interface Settled {
   open: number;
 }
 
+/**
+ * Resolves once the WAL relay has published every WAL outbox message committed before the call:
+ * a mark is written into the WAL, and the slot's confirmed position passes it only once everything
+ * before it was published or parked (the relay publishes in commit order), as `keel outbox drain`
+ * watches a running relay.
+ */
+async function walOutboxDrained(db: TestDb, deadline: number): Promise<boolean> {
+  const { rows } = await db.query<{ lsn: string }>(
+    `SELECT pg_logical_emit_message(true, 'keel-chaos-mark', '')::text AS lsn`,
+  );
+  const passed = async (): Promise<boolean> => {
+    const { rows: slots } = await db.query<{ passed: boolean | null }>(
+      `SELECT confirmed_flush_lsn > $1::pg_lsn AS passed FROM pg_replication_slots WHERE slot_name = $2`,
+      [rows[0]!.lsn, defaultWalOutboxSlot],
+    );
+    return slots[0]?.passed === true;
+  };
+  while (!(await passed())) {
+    if (Date.now() > deadline) return false;
+    await sleep(200);
+  }
+  return true;
+}
+
 async function settled(db: TestDb): Promise<Settled> {
   const { rows } = await db.query<{ status: string; n: number }>(
     `SELECT status, count(*)::int AS n FROM orders WHERE customer_id LIKE 'chaos-%' GROUP BY status`,
@@ -148,10 +177,21 @@ async function settled(db: TestDb): Promise<Settled> {
 describe.skipIf(skipReason !== undefined)(
   `chaos: the shop's api, relay and worker SIGKILLed while orders come in${skipReason ? ` (skipped: ${skipReason})` : ''}`,
   () => {
-    it.each(['postgres', 'rabbitmq', 'nats', 'redis', 'kafka'] as const)(
-      'on %s: one order per key, every order settled once, stock and charges moved once',
-      async (broker) => {
-        const shopDb = await createTestDb({ backend: 'pg' });
+    it.each([
+      ['postgres', 'table'],
+      ['rabbitmq', 'table'],
+      ['nats', 'table'],
+      ['redis', 'table'],
+      ['kafka', 'table'],
+      ['postgres', 'wal'],
+    ] as const satisfies readonly (readonly [Broker, Outbox])[])(
+      'on %s, the %s outbox: one order per key, every order settled once, stock and charges moved once',
+      async (broker, outbox) => {
+        // The WAL outbox needs wal_level=logical, which the shared server does not run.
+        const walServer = outbox === 'wal' ? await startPgServer({ walLevel: 'logical' }) : undefined;
+        if (walServer !== undefined) cleanups.push(() => walServer.stop());
+        const shopUrl = walServer?.url ?? sharedServerUrl;
+        const shopDb = await createTestDb({ backend: 'pg', env: { ...process.env, DATABASE_URL: shopUrl } });
         cleanups.push(() => shopDb.close());
         await migrate(shopDb, await shopMigrations());
         const ledgerDb = await createTestDb({ backend: 'pg' });
@@ -184,8 +224,9 @@ describe.skipIf(skipReason !== undefined)(
         const apiPort = await freePort([Number(new URL(providerUrl).port)]);
         const env: Record<string, string> = {
           KEEL_DB: 'pg',
-          DATABASE_URL: sharedServerUrl,
+          DATABASE_URL: shopUrl,
           KEEL_DB_SCHEMA: shopDb.schema,
+          KEEL_OUTBOX: outbox,
           KEEL_BROKER: broker,
           KEEL_BROKER_PREFIX: prefix,
           ...(broker === 'kafka' ? { KEEL_BROKER_URL: kafkaBrokers.join(',') } : {}),
@@ -264,14 +305,16 @@ describe.skipIf(skipReason !== undefined)(
         }
         const retries = [...placed.values()].reduce((sum, order) => sum + order.attempts - 1, 0);
         console.log(
-          `shop chaos on ${broker}: ${orderCount} orders, kills ${JSON.stringify(kills)}, ` +
+          `shop chaos on ${broker}, ${outbox} outbox: ${orderCount} orders, kills ${JSON.stringify(kills)}, ` +
             `client retries ${retries}, outcomes ${JSON.stringify(state.statuses)}`,
         );
         expect(state.open, `orders still open; worker stderr: ${running.worker.stderrTail()}`).toBe(0);
         expect(kills.relay + kills.worker + kills.api).toBeGreaterThan(0);
 
-        // Nothing left behind in the outbox: the last relay publishes what a killed one claimed. The
-        // events of the orders' outcomes go out after the orders moved: what follows reads them.
+        // Nothing left behind in the outbox: the last relay publishes what a killed one claimed (or,
+        // from the WAL, what a killed one had not confirmed). The events of the orders' outcomes go
+        // out after the orders moved: what follows reads them.
+        if (outbox === 'wal') expect(await walOutboxDrained(shopDb, Date.now() + 15_000)).toBe(true);
         const leftInOutbox = () =>
           shopDb.query<{
             destination: string;
