@@ -64,19 +64,25 @@ describe('npm start', () => {
       command: process.platform === 'win32' ? 'npm.cmd' : 'npm',
       cwd: root,
       env: { KEEL_DATA_DIR: dataDir },
+      ownGroup: true,
     });
-    const placed = await postOrder(npm.address, 'npm-start-signal');
-    expect(placed.status).toBe(202);
-    await npm.stop();
-    // Whatever npm's own exit code: the shop (two processes down) drained and closed its output.
-    await Promise.race([
-      npm.closed(),
-      new Promise((_, reject) =>
-        setTimeout(() => reject(new Error(`the shop kept running:\n${npm.output()}`)), 20_000),
-      ),
-    ]);
-    expect(npm.output()).toMatch(/parent process \d+ exited: draining/);
-    expect(npm.output()).toContain('stopped cleanly');
-    await expect(fetch(`${npm.address}/healthz`)).rejects.toThrow();
+    try {
+      const placed = await postOrder(npm.address, 'npm-start-signal');
+      expect(placed.status).toBe(202);
+      await npm.stop();
+      // Whatever npm's own exit code: the shop (two processes down) drained and closed its output.
+      await Promise.race([
+        npm.closed(),
+        new Promise((_, reject) =>
+          setTimeout(() => reject(new Error(`the shop kept running:\n${npm.output()}`)), 20_000),
+        ),
+      ]);
+      expect(npm.output()).toMatch(/parent process \d+ exited: draining/);
+      expect(npm.output()).toContain('stopped cleanly');
+      await expect(fetch(`${npm.address}/healthz`)).rejects.toThrow();
+    } finally {
+      // A shop that kept running would outlive the suite.
+      npm.killGroup();
+    }
   }, 60_000);
 });

@@ -13,6 +13,8 @@ export interface ShopProcess {
    * it started in turn (`npm start` runs the shop two processes down).
    */
   closed(): Promise<void>;
+  /** SIGKILL to every process of its group (with `ownGroup`), ending all it started; for clean-up. */
+  killGroup(): void;
 }
 
 /**
@@ -21,10 +23,12 @@ export interface ShopProcess {
  */
 export async function startShopProcess(
   args: readonly string[],
-  options: { cwd: string; env: Record<string, string>; command?: string },
+  options: { cwd: string; env: Record<string, string>; command?: string; ownGroup?: boolean },
 ): Promise<ShopProcess> {
   const shop = spawn(options.command ?? process.execPath, args, {
     cwd: options.cwd,
+    // A process group of its own: what it starts can be ended with it, whatever became of it.
+    detached: options.ownGroup === true,
     env: { ...process.env, PORT: '0', KEEL_DB: 'pglite', LOG_LEVEL: 'warn', ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -33,6 +37,14 @@ export async function startShopProcess(
     [shop.stdout, shop.stderr].map((pipe) => new Promise<void>((resolve) => pipe.once('close', resolve))),
   ).then(() => undefined);
   let output = '';
+  const killGroup = (): void => {
+    try {
+      if (options.ownGroup === true && shop.pid !== undefined) process.kill(-shop.pid, 'SIGKILL');
+      else shop.kill('SIGKILL');
+    } catch {
+      // Already gone.
+    }
+  };
   try {
     const address = await new Promise<string>((resolve, reject) => {
       shop.stdout.on('data', (chunk: Buffer) => {
@@ -53,9 +65,10 @@ export async function startShopProcess(
         return exited;
       },
       closed: () => closed,
+      killGroup,
     };
   } catch (error) {
-    shop.kill('SIGKILL');
+    killGroup();
     throw error;
   }
 }
