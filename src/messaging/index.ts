@@ -22,6 +22,7 @@ export {
   type QueueConsumerStats,
 } from './queue-consumer.ts';
 export { PgQueue, type PgQueueOptions } from './adapters/postgres/pg-queue.ts';
+export { MemoryBroker } from './adapters/memory/index.ts';
 export type { BrokerCapabilities, MessageBroker, PublishOptions, SourceOptions } from './broker.ts';
 export { withDestinationPrefix } from './prefixed-broker.ts';
 export { pgQueueMigrations, pgQueueChannel } from './adapters/postgres/schema.ts';
