@@ -53,6 +53,11 @@ export interface IdempotencyOptions {
    * answers as usual): do nothing outside the database before it.
    */
   claim?: 'before-handler' | 'in-transaction';
+  /**
+   * Paces the waits of `inFlight: { waitMs }` for a key in flight. Expiry of keys and locks is
+   * judged by the store, on the clock the store was given: a test moving time passes the same
+   * clock to both.
+   */
   clock?: Clock;
 }
 
