@@ -67,12 +67,5 @@ export async function runExample(options: ExampleOptions = {}): Promise<void> {
 }
 
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  // SystemClock unrefs its timers so a pending backoff never holds a server open; a script
-  // whose only work is waiting out a backoff must keep itself alive.
-  const alive = setInterval(() => undefined, 60_000);
-  try {
-    await runExample();
-  } finally {
-    clearInterval(alive);
-  }
+  await runExample();
 }

@@ -88,6 +88,23 @@ describe('SagaRunner', () => {
     expect((error as Error).message).toMatch(/keel_saga_instances and keel_saga_history.*sagaMigrations/);
   });
 
+  it('leaves no timer behind once stopped, also when only runDue() ran it (a script must be able to exit)', async () => {
+    const { db, clock } = await setup();
+    const saga = threeSteps(new Effects());
+    const runner = new SagaRunner({ db, sagas: [saga], clock });
+    await startSaga(db, saga, { order: 'o-1' }, { clock });
+    expect(await runner.runDue()).toBe(1);
+    // Each step's timeout keeps one timer armed after its last call, until it fires or is cleared.
+    expect(clock.pendingTimers).toBeGreaterThan(0);
+    await runner.stop();
+    expect(clock.pendingTimers).toBe(0);
+    // Still usable after it: the next run arms its timeouts again.
+    await startSaga(db, saga, { order: 'o-2' }, { clock });
+    expect(await runner.runDue()).toBe(1);
+    await runner.stop();
+    expect(clock.pendingTimers).toBe(0);
+  });
+
   it('runs the steps in order, records each result, and ends COMPLETED with its history', async () => {
     const { db, clock } = await setup();
     const effects = new Effects();

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Db, Unlisten } from '../db/db.ts';
 import { InvalidArgumentError, KeelError } from '../errors/index.ts';
-import { ServiceBase } from '../service/service.ts';
+import { ServiceBase, type StopOptions } from '../service/service.ts';
 import { systemClock, type Clock, type TimerHandle } from '../time/index.ts';
 import type { SagaDefinition } from './definition.ts';
 import type { SagaRunnerEvents } from './events.ts';
@@ -192,6 +192,15 @@ export class SagaRunner extends ServiceBase<SagaRunnerEvents> {
       await Promise.all(launched.map((task) => task.done));
       if (launched.length === 0) return total;
     }
+  }
+
+  /**
+   * Stops as every service does; a runner never started (only `runDue()` called) has nothing to
+   * drain, but its steps' timeout timers are cleared too, so a script that ran it can exit.
+   */
+  override async stop(options?: StopOptions): Promise<void> {
+    await super.stop(options);
+    this.#execution.dispose();
   }
 
   #wake(): void {

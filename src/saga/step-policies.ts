@@ -46,9 +46,12 @@ export class StepPolicies {
     return policies;
   }
 
-  /** Clears the timeout policies' timers (a timeout policy keeps one armed after its last call). */
+  /**
+   * Clears the timeout policies' timers (a timeout policy keeps one armed after its last call).
+   * The policies stay usable: a call after it arms its policy's timer again.
+   */
   dispose(): void {
-    for (const policy of this.#timeouts.splice(0)) policy.dispose();
+    for (const policy of this.#timeouts) policy.dispose();
   }
 
   #build(
