@@ -57,6 +57,15 @@ export interface SagaStep<I = unknown> {
   action?: SagaFunction<I, unknown>;
   request?: SagaRequest<I>;
   compensation?: SagaFunction<I, unknown> | { command: SagaCommand<I> };
+  /**
+   * Also run this step's own compensation when its action fails for good, before the earlier
+   * steps' (default false: only completed steps are undone). For an action whose last attempt may
+   * have taken effect without its answer arriving (a timeout after the remote side committed): the
+   * compensation then runs whether or not the effect applied, so it must undo by the action's
+   * idempotency key and be a no-op when there is nothing to undo; `results` has no entry for the
+   * step. A request step whose reply deadline passes is always compensated so.
+   */
+  compensateOnFailure?: boolean;
   /** Retry of the action, without `clock` (the runner's). Default: 3 attempts, 100 ms doubling, full jitter. */
   retry?: Omit<RetryOptions, 'clock'>;
   /** Bound on each attempt of the action, in ms. Default 30 000. */
@@ -126,6 +135,18 @@ export function defineSaga<I = unknown>(init: SagaDefinitionInit<I>): SagaDefini
         throw new InvalidArgumentError(`${at}.compensation`, 'a function or { command }', compensation);
       }
       checkCommand(`${at}.compensation.command`, compensation.command);
+    }
+    if (step.compensateOnFailure !== undefined) {
+      if (typeof step.compensateOnFailure !== 'boolean') {
+        throw new InvalidArgumentError(`${at}.compensateOnFailure`, 'a boolean', step.compensateOnFailure);
+      }
+      if (step.compensateOnFailure && compensation === undefined) {
+        throw new InvalidArgumentError(
+          `${at}.compensateOnFailure`,
+          'false for a step without a compensation',
+          true,
+        );
+      }
     }
     for (const field of ['timeoutMs', 'compensationTimeoutMs'] as const) {
       const value = step[field];

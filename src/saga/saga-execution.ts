@@ -137,7 +137,17 @@ export class SagaExecution {
         if (signal.reason instanceof LeaseLostError) throw signal.reason;
         return true;
       }
-      await this.#fail(instance, fence, cursor, step, cursor.attempts + attempts, error, started, false);
+      const compensateThisStep = step.compensateOnFailure === true;
+      await this.#fail(
+        instance,
+        fence,
+        cursor,
+        step,
+        cursor.attempts + attempts,
+        error,
+        started,
+        compensateThisStep,
+      );
       return true;
     }
     const change: ProgressChange = {

@@ -44,9 +44,10 @@ class Effects {
 
 const fast = { maxAttempts: 3, backoff: constantBackoff(10) };
 
-function threeSteps(effects: Effects, failAt?: string, version = 1) {
+function threeSteps(effects: Effects, failAt?: string, version = 1, compensateOnFailure?: boolean) {
   const step = (name: string): SagaStep<{ order: string }> => ({
     name,
+    ...(compensateOnFailure === undefined ? {} : { compensateOnFailure }),
     retry: fast,
     compensationRetry: { maxAttempts: 3, backoff: constantBackoff(10) },
     action: async (context) => {
@@ -174,6 +175,45 @@ describe('SagaRunner', () => {
       'compensation-completed reserve',
       'state COMPENSATING->COMPENSATED',
     ]);
+  });
+
+  it('with compensateOnFailure, the step that failed for good is compensated too (its effect may have applied), first, by its key', async () => {
+    const { db, clock } = await setup();
+    const effects = new Effects();
+    const saga = threeSteps(effects, 'charge', 1, true);
+    const runner = new SagaRunner({ db, sagas: [saga], clock });
+    const seen = record(runner);
+    const { id } = await startSaga(db, saga, { order: 'o-3' }, { clock, id: 'order-3' });
+    await advanceUntil(clock, runner.runDue());
+
+    const { instance } = await getSaga(db, id);
+    expect(instance.state).toBe('COMPENSATED');
+    expect(instance.failure).toMatchObject({ message: 'charge refused', step: 'charge' });
+    expect(effects.calls).toEqual([
+      'order-3:reserve:action',
+      'order-3:charge:compensation',
+      'order-3:reserve:compensation',
+    ]);
+    expect(seen.slice(2)).toEqual([
+      'step-started charge',
+      'step-failed charge',
+      'state RUNNING->COMPENSATING',
+      'compensation-started charge',
+      'compensation-completed charge',
+      'compensation-started reserve',
+      'compensation-completed reserve',
+      'state COMPENSATING->COMPENSATED',
+    ]);
+    // The first step failing: its own compensation only.
+    const first = threeSteps(new Effects(), 'reserve', 2, true);
+    const runsFirst = new SagaRunner({ db, sagas: [first], clock });
+    const { id: firstId } = await startSaga(db, first, { order: 'o-4' }, { clock, id: 'order-4' });
+    await advanceUntil(clock, runsFirst.runDue());
+    expect((await getSaga(db, firstId)).history.map((h) => [h.event, h.step ?? null])).toContainEqual([
+      'compensation-completed',
+      'reserve',
+    ]);
+    await runsFirst.stop();
   });
 
   it('parks a compensation that keeps failing in NEEDS_ATTENTION; retrySaga resumes it', async () => {
@@ -520,6 +560,18 @@ describe('SagaRunner', () => {
     expect(() =>
       defineSaga({ name: 'x', version: 1, steps: [{ name: 'a', action, timeoutMs: -1 }] }),
     ).toThrow(/saga.steps.0.timeoutMs/);
+    expect(() =>
+      defineSaga({ name: 'x', version: 1, steps: [{ name: 'a', action, compensateOnFailure: true }] }),
+    ).toThrow(/saga.steps.0.compensateOnFailure: expected false for a step without a compensation/);
+    expect(() =>
+      defineSaga({
+        name: 'x',
+        version: 1,
+        steps: [
+          { name: 'a', action, compensation: action, compensateOnFailure: 'yes' as unknown as boolean },
+        ],
+      }),
+    ).toThrow(/saga.steps.0.compensateOnFailure: expected a boolean/);
     expect(() =>
       defineSaga({
         name: 'x',

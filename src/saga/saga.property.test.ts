@@ -19,6 +19,8 @@ interface StepPlan {
   actionFailures: number;
   compensationFailures: number;
   compensable: boolean;
+  /** With `compensable`: its compensation also runs when its own action fails for good. */
+  compensateOnFailure: boolean;
 }
 
 interface Plan {
@@ -52,7 +54,8 @@ function model(plan: Plan): Outcome {
   }
   if (failedAt < 0) return { state: 'COMPLETED', calls };
   let retries = plan.operatorRetries;
-  for (let j = failedAt - 1; j >= 0; j--) {
+  const first = plan.steps[failedAt]!.compensable && plan.steps[failedAt]!.compensateOnFailure;
+  for (let j = first ? failedAt : failedAt - 1; j >= 0; j--) {
     if (!plan.steps[j]!.compensable) continue;
     for (;;) {
       let ok = false;
@@ -73,6 +76,7 @@ const stepPlan: fc.Arbitrary<StepPlan> = fc.record({
   actionFailures: fc.oneof(fc.constant(0), fc.integer({ min: 0, max: 4 })),
   compensationFailures: fc.oneof(fc.constant(0), fc.integer({ min: 0, max: 7 })),
   compensable: fc.boolean(),
+  compensateOnFailure: fc.boolean(),
 });
 const plans: fc.Arbitrary<Plan> = fc.record({
   steps: fc.array(stepPlan, { minLength: 1, maxLength: 5 }),
@@ -109,6 +113,7 @@ async function real(plan: Plan): Promise<Outcome> {
       },
     };
     if (s.compensable) {
+      step.compensateOnFailure = s.compensateOnFailure;
       step.compensation = async () => {
         calls.push(`compensation:${i}`);
         if (left[i]!.compensation > 0) {
