@@ -499,6 +499,15 @@ describe('WalOutboxRelay', () => {
     } finally {
       await relay.stop();
     }
+    // The relay halted its stream at the newer record by closing it: the server's walsender may
+    // not have let the slot go yet, and a peek at a slot still active is refused.
+    await until(async () => {
+      const { rows: slot } = await db.query<{ active: boolean }>(
+        'SELECT active FROM pg_replication_slots WHERE slot_name = $1',
+        [names.slotName],
+      );
+      return slot[0]?.active === false;
+    });
     // Nothing past the newer record was confirmed: it and the third message are still in the slot.
     const { rows } = await db.query<{ n: string }>(
       `SELECT count(*)::text AS n FROM pg_logical_slot_peek_binary_changes($1, NULL, NULL,
