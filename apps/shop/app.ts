@@ -187,15 +187,13 @@ export function buildShop(config: ShopConfig, deps: ShopDeps): Shop {
   );
   parts.push(heartbeat);
   if (config.roles.has('worker')) {
-    const fulfilment = orderFulfilment({
-      db,
-      clock,
-      payments: deps.payments ?? new PaymentProvider(db, { clock }),
-    });
+    const fulfilmentDeps = { db, clock, payments: deps.payments ?? new PaymentProvider(db, { clock }) };
+    // New orders start the current version; instances started on version 1 finish on it.
+    const fulfilment = orderFulfilment(fulfilmentDeps);
     // The worker's lease, poll and concurrency settings apply to its saga instances too.
     sagas = new SagaRunner({
       db,
-      sagas: [fulfilment],
+      sagas: [orderFulfilment(fulfilmentDeps, 1), fulfilment],
       clock,
       leaseMs: config.worker.leaseMs,
       pollMs: config.worker.pollIntervalMs,

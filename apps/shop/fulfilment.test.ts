@@ -4,7 +4,12 @@ import { KeelError } from '../../src/errors/index.ts';
 import { getSaga, listSagas } from '../../src/saga/index.ts';
 import { systemClock } from '../../src/time/index.ts';
 import type { Shop } from './app.ts';
-import { fulfilmentId } from './application/fulfilment.ts';
+import {
+  fulfilmentId,
+  fulfilmentVersion,
+  orderFulfilment,
+  startFulfilment,
+} from './application/fulfilment.ts';
 import { PaymentProvider } from './application/payment-provider.ts';
 import { orderEventsStream } from './contracts/order-events.ts';
 import { orderPlacedV1, ordersQueue } from './contracts/orders.ts';
@@ -55,7 +60,7 @@ describe('order fulfilment: the order-fulfilment saga run by the worker', () => 
     const placed = await place(shop, { customerId: 'c-1', items: [{ sku: 'book-1', quantity: 2 }] });
 
     const saga = await fulfilmentFinished(shop, placed.id);
-    expect(saga).toMatchObject({ state: 'COMPLETED', saga: 'order-fulfilment', version: 1 });
+    expect(saga).toMatchObject({ state: 'COMPLETED', saga: 'order-fulfilment', version: fulfilmentVersion });
     const order = await getOrder(shop, placed.id);
     // PENDING (1) → ACCEPTED (2) → CONFIRMED (3).
     expect(order).toMatchObject({ status: 'CONFIRMED', version: 3 });
@@ -94,10 +99,46 @@ describe('order fulfilment: the order-fulfilment saga run by the worker', () => 
     expect(await stockOf(shop.db, 'book-1')).toBe(before);
     expect(await paymentsOf(shop.db, placed.id)).toEqual([expect.objectContaining({ status: 'DECLINED' })]);
     const { history } = await getSaga(shop.db, fulfilmentId(placed.id));
+    // The declined step is compensated too (a refund of nothing), then the earlier ones in reverse.
+    expect(history.filter((h) => h.event === 'compensation-completed').map((h) => h.step)).toEqual([
+      'take-payment',
+      'reserve-stock',
+      'accept-order',
+    ]);
+  });
+
+  it('an instance started on version 1 before the upgrade finishes on it, its failed step undone as version 1 did', async () => {
+    const shop = await started(['worker']);
+    const before = await stockOf(shop.db, 'book-1');
+    const order = await pendingOrder(shop, {
+      customerId: 'declined-8',
+      items: [{ sku: 'book-1', quantity: 2 }],
+    });
+    const v1 = orderFulfilment(
+      { db: shop.db, clock: systemClock, payments: new PaymentProvider(shop.db) },
+      1,
+    );
+    await shop.db.transaction((tx) =>
+      startFulfilment(
+        tx,
+        v1,
+        { orderId: order.id, customerId: order.customerId, items: [...order.items] },
+        systemClock,
+      ),
+    );
+
+    expect(await fulfilmentFinished(shop, order.id)).toMatchObject({
+      state: 'COMPENSATED',
+      version: 1,
+      failure: { step: 'take-payment' },
+    });
+    const { history } = await getSaga(shop.db, fulfilmentId(order.id));
     expect(history.filter((h) => h.event === 'compensation-completed').map((h) => h.step)).toEqual([
       'reserve-stock',
       'accept-order',
     ]);
+    expect(await findOrder(shop.db, order.id)).toMatchObject({ status: 'CANCELLED' });
+    expect(await stockOf(shop.db, 'book-1')).toBe(before);
   });
 
   it('a charge whose answer is lost fails the step for good, and the cancellation refunds it', async () => {

@@ -36,28 +36,40 @@ export interface FulfilmentDeps {
 /** The saga's instance id for an order: a second start for the order (a redelivery) is a no-op. */
 export const fulfilmentId = (orderId: string): string => `order-fulfilment:${orderId}`;
 
+/** The version new orders start. Instances of version 1 finish on it (the worker runs both). */
+export const fulfilmentVersion = 2;
+
 /**
- * `order-fulfilment@1`:
+ * `order-fulfilment@2`:
  * 1. `accept-order`: PENDING → ACCEPTED. Compensation: the order becomes CANCELLED with the
- *    reason of the step that failed, whose own effect, if it applied, is undone first. This first
- *    step exists for its compensation: keel runs the compensations of completed steps only, so
- *    cancelling here covers a failure at any later step.
+ *    reason of the step that failed. This first step exists for its compensation: cancelling here
+ *    covers a failure at any later step.
  * 2. `reserve-stock`: takes the items from `inventory`; short stock fails for good. Compensation:
  *    gives the stock back.
  * 3. `take-payment`: charges the order's amount with the step's idempotency key; a decline fails
  *    for good. Compensation: refunds the charge.
  * 4. `confirm-order`: ACCEPTED → CONFIRMED, conditional on the version `accept-order` left.
  *
+ * Steps 2 and 3 are compensated also when they themselves fail for good (`compensateOnFailure`):
+ * their last attempt may have applied its effect without its answer arriving (a charge made, its
+ * answer lost). Their compensations undo by the action's key, a no-op when nothing applied.
+ * `order-fulfilment@1`, for the instances started before it, has the same steps without that
+ * option: there `accept-order`'s compensation undoes the failed step's effect itself.
+ *
  * The order's outcome, `order.confirmed.v1` or `order.cancelled.v1`, goes into the order stream
  * through the outbox, in the transaction that moves the order: an order that moved has its
  * event, and a repeated step that finds the order already moved writes none.
  */
-export function orderFulfilment(deps: FulfilmentDeps): SagaDefinition<FulfilmentInput> {
+export function orderFulfilment(
+  deps: FulfilmentDeps,
+  version: 1 | 2 = fulfilmentVersion,
+): SagaDefinition<FulfilmentInput> {
   const { db, clock, payments } = deps;
   const now = (): Date => new Date(clock.now());
+  const undoesItsOwnFailure = version >= 2 ? { compensateOnFailure: true } : {};
   return defineSaga<FulfilmentInput>({
     name: 'order-fulfilment',
-    version: 1,
+    version,
     steps: [
       {
         name: 'accept-order',
@@ -75,12 +87,12 @@ export function orderFulfilment(deps: FulfilmentDeps): SagaDefinition<Fulfilment
         compensation: async ({ input, instanceId, results }) => {
           const { version } = results['accept-order'] as { version: number };
           const failure = await failureOf(db, instanceId);
-          // keel compensates the completed steps only, yet the step that failed for good may have
-          // applied its effect (its last attempt timed out after the commit): undo that too, by its
-          // key. Either undo is a no-op when there is nothing to undo.
-          if (failure?.step === 'reserve-stock') {
+          // Version 1: the step that failed for good may have applied its effect (its last attempt
+          // timed out after the commit), and is not compensated itself: undo that too, by its key.
+          // Either undo is a no-op when there is nothing to undo.
+          if (version === 1 && failure?.step === 'reserve-stock') {
             await releaseStock(db, sagaIdempotencyKey(instanceId, 'reserve-stock', 'action'), now());
-          } else if (failure?.step === 'take-payment') {
+          } else if (version === 1 && failure?.step === 'take-payment') {
             await payments.refund(sagaIdempotencyKey(instanceId, 'take-payment', 'action'));
           }
           const reason = failure?.message ?? 'cancelled';
@@ -111,6 +123,7 @@ export function orderFulfilment(deps: FulfilmentDeps): SagaDefinition<Fulfilment
         compensation: async ({ instanceId, step }) => {
           await releaseStock(db, sagaIdempotencyKey(instanceId, step, 'action'), now());
         },
+        ...undoesItsOwnFailure,
         timeoutMs: 5000,
       },
       {
@@ -132,6 +145,7 @@ export function orderFulfilment(deps: FulfilmentDeps): SagaDefinition<Fulfilment
         compensation: async ({ instanceId, step }) => {
           await payments.refund(sagaIdempotencyKey(instanceId, step, 'action'));
         },
+        ...undoesItsOwnFailure,
         // A repeat during a crashed call's key lock (5 s) is refused as in flight: wait it out.
         retry: {
           maxAttempts: 6,
