@@ -18,6 +18,7 @@ import {
   deriveIdempotencyKey,
   idempotencyMigrations,
   installIdempotency,
+  sendStoredResponse,
 } from 'keel/idempotency';
 import { createEnvelope, type Envelope } from 'keel/messaging';
 import { OutboxRelay, addToOutbox, outboxMigrations, outboxStatus } from 'keel/outbox';
@@ -46,7 +47,7 @@ function paymentsApp(db: Db, store: PostgresIdempotencyStore, outage: { next: bo
   installIdempotency(app, { store, ttlMs, methods: ['POST'], claim: 'in-transaction' });
   app.post('/payments', async (request, reply) => {
     const { payer, cents } = request.body as Payment;
-    const { headers, body } = await db.transaction(async (tx) => {
+    const response = await db.transaction(async (tx) => {
       // First: a key that is taken fails this transaction, and the plugin answers for the handler.
       await claimIdempotentRequest(request, tx);
       const { rows } = await tx.query<{ id: number }>(
@@ -60,15 +61,16 @@ function paymentsApp(db: Db, store: PostgresIdempotencyStore, outage: { next: bo
         outage.next = false;
         throw new KeelError('KEEL_DB_UNAVAILABLE', 'the database failed over before the commit');
       }
-      const body = JSON.stringify({ id, cents });
       // Last: the response commits with the payment and its event, so a crash after the commit
       // still replays it; a rollback takes the claim with it, so the key is free again.
-      const headers = { 'content-type': 'application/json; charset=utf-8', location: `/payments/${id}` };
-      await completeIdempotentRequest(request, tx, { status: 201, headers, body });
-      return { headers, body };
+      return completeIdempotentRequest(request, tx, {
+        status: 201,
+        headers: { 'content-type': 'application/json; charset=utf-8', location: `/payments/${id}` },
+        body: JSON.stringify({ id, cents }),
+      });
     });
     // Exactly what was stored: a replay then answers as this first request did.
-    return reply.status(201).headers(headers).send(body);
+    return sendStoredResponse(reply, response);
   });
   return app;
 }

@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { migrate } from '../db/index.ts';
 import { createTestDb, type TestDb } from '../testing/index.ts';
 import { ManualClock } from '../time/index.ts';
-import { completeIdempotentRequest, installIdempotency } from './fastify-idempotency.ts';
+import { completeIdempotentRequest, installIdempotency, sendStoredResponse } from './fastify-idempotency.ts';
 import type { IdempotencyStore } from './idempotency-store.ts';
 import { MemoryIdempotencyStore } from './memory-idempotency-store.ts';
 import { PostgresIdempotencyStore, idempotencyMigrations } from './postgres-idempotency-store.ts';
@@ -204,24 +204,37 @@ describe('a response stored in the handler transaction (PostgreSQL store)', () =
           'INSERT INTO charges (amount) VALUES ($1) RETURNING id',
           [body.amount],
         );
-        const payload = JSON.stringify({ id: rows[0]!.id });
-        await completeIdempotentRequest(request, tx, {
+        const stored = await completeIdempotentRequest(request, tx, {
           status: 201,
-          headers: { 'content-type': 'application/json; charset=utf-8' },
-          body: payload,
+          headers: { 'content-type': 'application/json; charset=utf-8', location: `/charges/${rows[0]!.id}` },
+          body: JSON.stringify({ id: rows[0]!.id }),
         });
         if (body.failInside) throw new Error('constraint broke after the response was stored');
-        return payload;
+        return stored;
       });
       // The process "dies" after the commit, before it answers: the client sees a 5xx.
       if (body.failAfterCommit) throw new Error('crashed after commit');
-      return reply.status(201).type('application/json; charset=utf-8').send(answer);
+      return sendStoredResponse(reply, answer);
     });
     cleanups.push(() => fastify.close());
     const charges = async () =>
       Number((await db.query<{ n: string }>('SELECT count(*) AS n FROM charges')).rows[0]!.n);
     return { fastify, charges };
   }
+
+  it('the first answer, sent as stored, and its replay carry the same status, headers and body', async () => {
+    const { fastify, charges } = await transactionalApp();
+    const first = await post(fastify, { amount: 7 }, 'k-1');
+    const replay = await post(fastify, { amount: 7 }, 'k-1');
+    expect(replay.headers['idempotent-replayed']).toBe('true');
+    for (const answer of [first, replay]) {
+      expect(answer.statusCode).toBe(201);
+      expect(answer.headers['location']).toBe('/charges/1');
+      expect(answer.headers['content-type']).toBe('application/json; charset=utf-8');
+      expect(answer.json()).toEqual({ id: 1 });
+    }
+    expect(await charges()).toBe(1);
+  });
 
   it('a failure after the commit keeps the stored response: the retry replays it, nothing runs twice', async () => {
     const { fastify, charges } = await transactionalApp();

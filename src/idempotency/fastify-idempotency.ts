@@ -279,16 +279,18 @@ export async function claimIdempotentRequest(request: FastifyRequest, tx: Querya
  * Stores the response of the request that holds an idempotency key in the handler's own
  * transaction, so the key's response commits with the handler's writes: after a crash between
  * the commit and the reply, the client's retry gets this response instead of running again.
- * Call it last in the transaction, with exactly what the handler then sends. A request without
- * a key (not required, or another method) is left alone.
+ * Call it last in the transaction, with exactly what the handler then sends: it resolves with
+ * `response`, for `sendStoredResponse(reply, response)` after the commit, so that a replay and the
+ * first answer cannot differ. A request without a key (not required, or another method) is left
+ * alone.
  */
 export async function completeIdempotentRequest(
   request: FastifyRequest,
   tx: Queryable,
   response: StoredResponse,
-): Promise<void> {
+): Promise<StoredResponse> {
   const state = held.get(request);
-  if (state === undefined || state.done) return;
+  if (state === undefined || state.done) return response;
   if (!isTransactionalStore(state.store))
     throw new InvalidArgumentError(
       'store',
@@ -300,15 +302,22 @@ export async function completeIdempotentRequest(
   else if (state.phase === 'started')
     await state.store.completeWithin(tx, state.request.scope, state.request.key, state.token, response);
   // 'pending': the handler never claimed the key; the response is stored after it answers.
-  else return;
+  else return response;
   // onSend must not store again; if the transaction rolls back, the error path releases the key.
   state.done = true;
   state.storedInTransaction = true;
+  return response;
 }
 
-function send(reply: FastifyReply, response: StoredResponse): FastifyReply {
+/**
+ * Sends a response as stored (status, headers, body): the first answer to a request whose
+ * response `completeIdempotentRequest` stored, exactly as a replay will send it.
+ */
+export function sendStoredResponse(reply: FastifyReply, response: StoredResponse): FastifyReply {
   return reply.status(response.status).headers(response.headers).send(response.body);
 }
+
+const send = sendStoredResponse;
 
 /** What a request gets instead of running: the stored response, or why it may not run now. */
 function answerTo(outcome: Exclude<BeginOutcome, { kind: 'started' }>, url: string): StoredResponse {

@@ -15,6 +15,7 @@ export {
   installIdempotency,
   claimIdempotentRequest,
   completeIdempotentRequest,
+  sendStoredResponse,
   isIdempotencyClaimRefused,
   type IdempotencyOptions,
 } from './fastify-idempotency.ts';
