@@ -148,7 +148,7 @@ export function installIdempotency(app: FastifyInstance, options: IdempotencyOpt
     const key = Array.isArray(raw) ? raw[0] : raw;
     if (key === undefined) {
       if (!required) return;
-      return send(
+      return sendStoredResponse(
         reply,
         problem(
           new KeelError('KEEL_IDEMPOTENCY_KEY_REQUIRED', 'this request needs an Idempotency-Key header'),
@@ -157,7 +157,7 @@ export function installIdempotency(app: FastifyInstance, options: IdempotencyOpt
       );
     }
     if (!keyPattern.test(key)) {
-      return send(
+      return sendStoredResponse(
         reply,
         problem(
           new KeelError(
@@ -181,7 +181,7 @@ export function installIdempotency(app: FastifyInstance, options: IdempotencyOpt
       held.set(request, { store, request: begin, token: outcome.token, phase: 'started', done: false });
       return;
     }
-    return send(reply, answerTo(outcome, request.url));
+    return sendStoredResponse(reply, answerTo(outcome, request.url));
   });
 
   app.addHook('onError', async (request, _reply, error) => {
@@ -316,8 +316,6 @@ export async function completeIdempotentRequest(
 export function sendStoredResponse(reply: FastifyReply, response: StoredResponse): FastifyReply {
   return reply.status(response.status).headers(response.headers).send(response.body);
 }
-
-const send = sendStoredResponse;
 
 /** What a request gets instead of running: the stored response, or why it may not run now. */
 function answerTo(outcome: Exclude<BeginOutcome, { kind: 'started' }>, url: string): StoredResponse {
