@@ -46,6 +46,7 @@ async function inTransactionApp(
   clock = new ManualClock(),
   logTo?: { write: (line: string) => void },
   inFlight?: { waitMs: number; pollMs: number },
+  errorHandler?: (error: unknown) => void,
 ) {
   const db: TestDb = await createTestDb();
   cleanups.push(() => db.close());
@@ -54,6 +55,11 @@ async function inTransactionApp(
   const store = new PostgresIdempotencyStore(db, { clock });
   const gate: Gate = {};
   const fastify = Fastify(logTo === undefined ? {} : { logger: { level: 'warn', stream: logTo } });
+  if (errorHandler !== undefined)
+    fastify.setErrorHandler((error, _request, reply) => {
+      errorHandler(error);
+      return reply.status(500).send({ failed: true });
+    });
   installIdempotency(fastify, {
     store,
     clock,
@@ -124,7 +130,7 @@ describe("idempotency keys claimed in the handler's transaction", () => {
     await post(fastify, { amount: 5 }, 'k-1');
     const other = await post(fastify, { amount: 6 }, 'k-1');
     expect(other.statusCode).toBe(422);
-    expect(other.headers['content-type']).toBe('application/problem+json');
+    expect(other.headers['content-type']).toBe('application/problem+json; charset=utf-8');
     expect(other.json()).toMatchObject({ code: 'KEEL_IDEMPOTENCY_KEY_REUSED' });
     expect(await charges()).toBe(1);
   });
@@ -166,6 +172,58 @@ describe("idempotency keys claimed in the handler's transaction", () => {
     const retry = await post(fastify, { amount: 5 }, 'k-1');
     expect(retry.headers['idempotent-replayed']).toBe('true');
     expect(await charges()).toBe(1);
+  });
+
+  it("answers a refused claim before the app's error handler: neither it nor the logger sees a failure", async () => {
+    const lines: string[] = [];
+    const handled: unknown[] = [];
+    const { fastify, charges } = await inTransactionApp(
+      new ManualClock(),
+      { write: (line: string) => lines.push(line) },
+      undefined,
+      (error) => handled.push(error),
+    );
+    expect((await post(fastify, { amount: 5 }, 'k-1')).statusCode).toBe(201);
+    const replay = await post(fastify, { amount: 5 }, 'k-1');
+    expect(replay.statusCode).toBe(201);
+    expect(replay.headers['idempotent-replayed']).toBe('true');
+    expect((await post(fastify, { amount: 6 }, 'k-1')).statusCode).toBe(422);
+    expect(handled).toEqual([]);
+    expect(lines).toEqual([]);
+    // The handler's own failures still reach the error handler.
+    expect((await post(fastify, { amount: 5, failInside: true }, 'k-2')).statusCode).toBe(500);
+    expect(handled).toHaveLength(1);
+    expect(await charges()).toBe(1);
+  });
+
+  it('answers a refused claim on a route declared before the plugin was installed, after its error handler', async () => {
+    const db: TestDb = await createTestDb();
+    cleanups.push(() => db.close());
+    await migrate(db, idempotencyMigrations);
+    const store = new PostgresIdempotencyStore(db);
+    const fastify = Fastify();
+    cleanups.push(() => fastify.close());
+    const handled: unknown[] = [];
+    fastify.setErrorHandler((error, _request, reply) => {
+      handled.push(error);
+      return reply.status(500).send({ failed: true });
+    });
+    fastify.post('/early', async (request, reply) => {
+      const response = await db.transaction(async (tx) => {
+        await claimIdempotentRequest(request, tx);
+        await tx.query('SELECT 1');
+        return completeIdempotentRequest(request, tx, { status: 201, headers: {}, body: 'made' });
+      });
+      return reply.status(response.status).send(response.body);
+    });
+    installIdempotency(fastify, { store, claim: 'in-transaction' });
+    const send = () => fastify.inject({ method: 'POST', url: '/early', headers: { 'idempotency-key': 'k' } });
+    expect((await send()).statusCode).toBe(201);
+    const replay = await send();
+    expect(replay.statusCode).toBe(201);
+    expect(replay.body).toBe('made');
+    expect(replay.headers['idempotent-replayed']).toBe('true');
+    expect(handled).toHaveLength(1);
   });
 
   it('refuses a key claimed before a handler by another process (a row without a response)', async () => {

@@ -184,6 +184,44 @@ export function installIdempotency(app: FastifyInstance, options: IdempotencyOpt
     return sendStoredResponse(reply, answerTo(outcome, request.url));
   });
 
+  /**
+   * A handler failed because its transaction's claim of the key was refused: answers from the
+   * key (the stored response, the 409 or the 422). Anything else is the handler's own failure.
+   */
+  const answerRefusedClaim = async (
+    error: unknown,
+    request: FastifyRequest,
+    reply: FastifyReply,
+  ): Promise<FastifyReply> => {
+    const state = held.get(request);
+    const claiming = state !== undefined && canClaimInTransaction(state.store) ? state.store : undefined;
+    if (state?.phase !== 'claimed' || claiming === undefined || !isIdempotencyClaimRefused(error))
+      throw error;
+    // Only a look: a row written here would make the holder's own insert of the key fail.
+    state.done = true;
+    const outcome = await lookOrWait(() => claiming.lookup(state.request), request.raw);
+    return sendStoredResponse(reply, answerTo(outcome, request.url));
+  };
+
+  if (claimInTransaction) {
+    // The refusal is answered where the handler's promise rejects, before fastify's error
+    // handling: an application's error handler and fastify's logger never see it as a failed
+    // request (a 500, until the plugin rewrote its answer in onSend).
+    app.addHook('onRoute', (route) => {
+      const routeMethods = Array.isArray(route.method) ? route.method : [route.method];
+      if (!routeMethods.some((method: string) => methods.has(method.toUpperCase()))) return;
+      const handler = route.handler;
+      route.handler = function (this: FastifyInstance, request, reply) {
+        const result: unknown = handler.call(this, request, reply);
+        // A handler that answers through reply.send() without a promise is left as it is.
+        if (!isPromiseLike(result)) return result;
+        return Promise.resolve(result).catch((error: unknown) => answerRefusedClaim(error, request, reply));
+      };
+    });
+  }
+
+  // Routes declared before the plugin was installed are not wrapped: their refusal is answered
+  // after the error handler's, in onSend.
   app.addHook('onError', async (request, _reply, error) => {
     const state = held.get(request);
     if (state !== undefined) state.error = error;
@@ -317,6 +355,10 @@ export function sendStoredResponse(reply: FastifyReply, response: StoredResponse
   return reply.status(response.status).headers(response.headers).send(response.body);
 }
 
+function isPromiseLike(value: unknown): value is PromiseLike<unknown> {
+  return typeof (value as { then?: unknown } | null)?.then === 'function';
+}
+
 /** What a request gets instead of running: the stored response, or why it may not run now. */
 function answerTo(outcome: Exclude<BeginOutcome, { kind: 'started' }>, url: string): StoredResponse {
   switch (outcome.kind) {
@@ -362,9 +404,10 @@ function storable(reply: FastifyReply, payload: unknown): StoredResponse | undef
 
 /**
  * The handler failed only because its transaction's claim of the Idempotency-Key was refused
- * (SQLSTATE KI409 from `keel_idempotency_claim`): the key is taken. The plugin then answers from
- * the key (the stored response, 409 while it runs, 422 for another request), so an application's
- * error handler, which sees the error first, should not log it as a failure.
+ * (SQLSTATE KI409 from `keel_idempotency_claim`): the key is taken. The plugin answers from the
+ * key (the stored response, 409 while it runs, 422 for another request) before fastify's error
+ * handling on routes declared after it was installed; an error handler of a route declared
+ * before sees the error first, and should not log it as a failure.
  */
 export function isIdempotencyClaimRefused(error: unknown): boolean {
   for (let cause = error; cause instanceof Error; cause = cause.cause)

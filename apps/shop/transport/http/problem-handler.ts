@@ -42,7 +42,8 @@ export function answerWithProblem(
     error instanceof KeelError ? error : (fromFastify(error as FastifyError, request) ?? error);
   const code = answered instanceof KeelError ? answered.code : 'KEEL_INTERNAL';
   // A refused claim of the Idempotency-Key is a replay (or a 409/422) the idempotency plugin
-  // answers from the key in place of this problem: not a failure.
+  // answers from the key in place of this problem: not a failure. The plugin answers it before
+  // this handler on the routes declared after it; this is for any declared before.
   if (isIdempotencyClaimRefused(error)) request.log.debug('idempotency key taken: answered from the key');
   else if (errorCodes[code].status >= 500) request.log.error({ err: error }, 'request failed');
   // A 4xx whose message the client is not told (a lost lease, a client gone mid-body).
