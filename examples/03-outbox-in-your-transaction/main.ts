@@ -3,7 +3,7 @@
 // `{ query(sql, params) }`, and a Kysely transaction becomes one in a line.
 //
 //   npx tsx examples/03-outbox-in-your-transaction/main.ts                      # embedded PGlite
-//   DATABASE_URL=postgres://… npx tsx examples/03-outbox-in-your-transaction/main.ts   # a server
+//   DATABASE_URL=postgres://… npx tsx examples/03-outbox-in-your-transaction/main.ts   # a server (schema keel_example_03)
 import { PGlite } from '@electric-sql/pglite';
 import { CompiledQuery, Kysely, PostgresDialect, type PostgresPool, type Transaction } from 'kysely';
 import pg from 'pg';
@@ -142,8 +142,15 @@ function pglitePool(pglite: PGlite): PostgresPool {
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   const url = process.env.DATABASE_URL;
+  // On a server, a schema of the example's own, emptied first so each run starts afresh.
+  const schema = 'keel_example_03';
+  if (url !== undefined) {
+    const server = await openPgDb({ url });
+    await server.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+    await server.close();
+  }
   await runExample({
     log: (line) => console.log(line),
-    target: url === undefined ? { kind: 'pglite' } : { kind: 'pg', url, schema: 'public' },
+    target: url === undefined ? { kind: 'pglite' } : { kind: 'pg', url, schema },
   });
 }

@@ -5,7 +5,7 @@
 // projection has not applied, after which a rebuild can only replay what the stream still holds.
 //
 //   npx tsx examples/05-stream-projection/main.ts                      # embedded PGlite, in memory
-//   DATABASE_URL=postgres://… npx tsx examples/05-stream-projection/main.ts   # a server
+//   DATABASE_URL=postgres://… npx tsx examples/05-stream-projection/main.ts   # a server (schema keel_example_05)
 import { migrate, openPgDb, openPgliteDb, type Db } from 'keel/db';
 import {
   PgStream,
@@ -102,9 +102,15 @@ export async function runExample(options: { log: (line: string) => void; db?: Db
   }
 }
 
-function openDefault(): Promise<Db> {
+/** Embedded by default; on a server, a schema of the example's own, emptied first so each run starts afresh. */
+async function openDefault(): Promise<Db> {
   const url = process.env.DATABASE_URL;
-  return url === undefined ? openPgliteDb({}) : openPgDb({ url, schema: 'public' });
+  if (url === undefined) return openPgliteDb({});
+  const schema = 'keel_example_05';
+  const server = await openPgDb({ url });
+  await server.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+  await server.close();
+  return openPgDb({ url, schema });
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {

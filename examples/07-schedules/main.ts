@@ -4,7 +4,7 @@
 // processes: the transaction that fires a tick moves the row to the next one.
 //
 //   npx tsx examples/07-schedules/main.ts                      # embedded PGlite, in memory (runs ~10 s)
-//   DATABASE_URL=postgres://… npx tsx examples/07-schedules/main.ts   # a server
+//   DATABASE_URL=postgres://… npx tsx examples/07-schedules/main.ts   # a server (schema keel_example_07)
 import { migrate, openPgDb, openPgliteDb, type Db } from 'keel/db';
 import { createEnvelope } from 'keel/messaging';
 import { addToOutbox, outboxMigrations } from 'keel/outbox';
@@ -94,9 +94,15 @@ async function reminderMessages(db: Db): Promise<string[]> {
   return rows.map((row) => row.tick);
 }
 
-function openDefault(): Promise<Db> {
+/** Embedded by default; on a server, a schema of the example's own, emptied first so each run starts afresh. */
+async function openDefault(): Promise<Db> {
   const url = process.env.DATABASE_URL;
-  return url === undefined ? openPgliteDb({}) : openPgDb({ url, schema: 'public' });
+  if (url === undefined) return openPgliteDb({});
+  const schema = 'keel_example_07';
+  const server = await openPgDb({ url });
+  await server.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+  await server.close();
+  return openPgDb({ url, schema });
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {

@@ -6,7 +6,7 @@
 // call in idempotent(key, fn) and hands the key on, so the processor charges each payment once.
 //
 //   npx tsx examples/09-idempotency-keys/main.ts                      # embedded PGlite, in memory (waits 1 s)
-//   DATABASE_URL=postgres://… npx tsx examples/09-idempotency-keys/main.ts   # a server
+//   DATABASE_URL=postgres://… npx tsx examples/09-idempotency-keys/main.ts   # a server (schema keel_example_09)
 import Fastify, { type LightMyRequestResponse } from 'fastify';
 import { migrate, openPgDb, openPgliteDb, type Db } from 'keel/db';
 import { KeelError } from 'keel/errors';
@@ -177,9 +177,15 @@ async function effects(db: Db): Promise<string> {
   return `payments in the table: ${rows[0]!.n}, events in the outbox: ${(await outboxStatus(db)).backlog}`;
 }
 
-function openDefault(): Promise<Db> {
+/** Embedded by default; on a server, a schema of the example's own, emptied first so each run starts afresh. */
+async function openDefault(): Promise<Db> {
   const url = process.env.DATABASE_URL;
-  return url === undefined ? openPgliteDb({}) : openPgDb({ url, schema: 'public' });
+  if (url === undefined) return openPgliteDb({});
+  const schema = 'keel_example_09';
+  const server = await openPgDb({ url });
+  await server.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+  await server.close();
+  return openPgDb({ url, schema });
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
