@@ -1,7 +1,8 @@
 // The publish of a batch the WAL outbox relay took from its stream: each destination's messages
 // in order, through the breaker, retried while a retry can fix the failure, split to find the
 // message at fault, which is parked. The messages of held keys go to the table outbox instead
-// (wal-outbox-relay-held-keys.ts).
+// (wal-outbox-relay-held-keys.ts). A stop past its drain deadline abandons the batch where it
+// stands.
 import type { Envelope } from '../messaging/envelope.ts';
 import type { Publisher } from '../messaging/publisher.ts';
 import { BrokenCircuitError, IsolatedCircuitError, type CircuitBreakerPolicy } from '../resilience/index.ts';
@@ -24,6 +25,13 @@ export interface BatchPublisherOptions extends Pick<
   waits: RelayWaits;
   /** Reports `publish-failed`. */
   events: WalOutboxRelayEmitter;
+  /**
+   * Aborts when a stop's drain deadline passes: the batch in hand is abandoned where it stands.
+   * No further call goes to the broker or write to the table outbox; the relay no longer waits
+   * for the call still running, and what that call ends with is neither reported nor taken as
+   * accepted: the batch is not confirmed, and the next relay gets it again from the slot.
+   */
+  abandoned: AbortSignal;
 }
 
 export class BatchPublisher {
@@ -33,6 +41,7 @@ export class BatchPublisher {
   readonly #clock: Clock;
   readonly #waits: RelayWaits;
   readonly #events: WalOutboxRelayEmitter;
+  readonly #abandoned: AbortSignal;
   readonly #batchSize: number;
   readonly #maxAttempts: number;
   readonly #retryDelay: (attempt: number) => number;
@@ -47,6 +56,7 @@ export class BatchPublisher {
     this.#clock = options.clock;
     this.#waits = options.waits;
     this.#events = options.events;
+    this.#abandoned = options.abandoned;
     this.#batchSize = options.batchSize;
     this.#maxAttempts = options.maxAttempts;
     this.#retryDelay = options.retryDelay;
@@ -55,13 +65,14 @@ export class BatchPublisher {
 
   /**
    * Publishes each destination's messages in order, in calls of `batchSize`; returns what the
-   * broker accepted (parked messages left out), or undefined when stopped first.
+   * broker accepted (parked messages left out), or undefined when stopped first or abandoned.
    */
   async publish(sends: readonly Send[]): Promise<Send[] | undefined> {
     const accepted: Send[] = [];
     for (const { destination, messages } of sends) {
       const taken: Envelope[] = [];
       for (let start = 0; start < messages.length; start += this.#batchSize) {
+        if (this.#abandoned.aborted) return undefined;
         // Checked per call: a message parked in the call before holds its key for the rest.
         const chunk = await this.#heldKeys.holdBack(
           destination,
@@ -71,7 +82,8 @@ export class BatchPublisher {
       }
       if (taken.length > 0) accepted.push({ destination, messages: taken });
     }
-    return accepted;
+    // The last write to the table outbox may have ended after the batch was abandoned.
+    return this.#abandoned.aborted ? undefined : accepted;
   }
 
   /**
@@ -83,6 +95,7 @@ export class BatchPublisher {
     if (messages.length === 0) return true;
     let attempts = 0;
     for (let tries = 0; ; tries++) {
+      if (this.#abandoned.aborted) return false;
       // Stopping, the batch in hand is still published, call by call, while the broker takes it:
       // it is confirmed whole, so none of a transaction larger than a call comes again. The first
       // failure gives up the rest, which the next relay gets from the slot.
@@ -100,6 +113,8 @@ export class BatchPublisher {
         for (const message of messages) accepted.push(message);
         return true;
       } catch (error) {
+        // A call that fails after the batch was abandoned is neither reported nor retried.
+        if (this.#abandoned.aborted) return false;
         if (error instanceof BrokenCircuitError || error instanceof IsolatedCircuitError) continue;
         const permanent = isPermanentPublishError(error);
         const charged = closedBefore || permanent;
@@ -108,6 +123,7 @@ export class BatchPublisher {
         if (permanent || attempts >= this.#maxAttempts) {
           if (messages.length === 1) return this.#heldKeys.park(destination, messages[0]!, error, attempts);
           for (const message of messages) {
+            if (this.#abandoned.aborted) return false;
             // A message parked just before may hold this one's key: it waits behind it.
             if (this.#heldKeys.has(destination, message.key)) {
               if (!(await this.#heldKeys.hold(destination, [message]))) return false;

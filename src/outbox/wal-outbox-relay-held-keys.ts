@@ -69,7 +69,7 @@ export class HeldKeys {
       if (m.key !== null && this.#keys.has(heldKey(destination, m.key))) keys.add(m.key);
     if (keys.size === 0) return messages;
     const pairs = [...keys].map((key) => ({ destination, key }));
-    const still = await this.#retryingDb(() => keysWithUnpublishedRows(this.#db, pairs));
+    const still = await this.#retryingDb('hold', () => keysWithUnpublishedRows(this.#db, pairs));
     if (still === undefined) return undefined;
     const waiting = new Set(still.value.map((p) => p.key));
     for (const key of keys) if (!waiting.has(key)) this.#keys.delete(heldKey(destination, key));
@@ -81,7 +81,7 @@ export class HeldKeys {
 
   /** Writes messages of held keys into the table outbox; false when stopped before it succeeded. */
   async hold(destination: string, messages: Envelope[]): Promise<boolean> {
-    const held = await this.#retryingDb(() => holdWalOutboxMessages(this.#db, destination, messages));
+    const held = await this.#retryingDb('hold', () => holdWalOutboxMessages(this.#db, destination, messages));
     return held !== undefined;
   }
 
@@ -90,34 +90,33 @@ export class HeldKeys {
    * written. False when stopped before it was.
    */
   async park(destination: string, message: Envelope, error: unknown, attempts: number): Promise<boolean> {
-    for (let tries = 1; ; tries++) {
-      try {
-        await parkWalOutboxMessage(this.#db, destination, message, {
-          attempts,
-          error: describeError(error),
-          now: new Date(this.#clock.now()),
-        });
-        if (message.key !== null) this.#keys.add(heldKey(destination, message.key));
-        this.#events.emit('parked', { message, error });
-        return true;
-      } catch (parkError) {
-        this.#events.emit('error', { error: parkError, during: 'park' });
-        if (this.#waits.stopping) return false;
-        await this.#waits.wait(this.#retryDelay(tries));
-      }
-    }
+    const parked = await this.#retryingDb('park', () =>
+      parkWalOutboxMessage(this.#db, destination, message, {
+        attempts,
+        error: describeError(error),
+        // Taken at each try: the row says when the message was parked, not first tried.
+        now: new Date(this.#clock.now()),
+      }),
+    );
+    if (parked === undefined) return false;
+    if (message.key !== null) this.#keys.add(heldKey(destination, message.key));
+    this.#events.emit('parked', { message, error });
+    return true;
   }
 
   /**
-   * Runs a statement until it succeeds (errors reported, retried after `retryDelay`) and wraps
-   * its result; undefined only when the relay stopped first.
+   * Runs a statement until it succeeds (errors reported as `during`, retried after `retryDelay`)
+   * and wraps its result; undefined only when the relay stopped first.
    */
-  async #retryingDb<T>(statement: () => Promise<T>): Promise<{ value: T } | undefined> {
+  async #retryingDb<T>(
+    during: 'hold' | 'park',
+    statement: () => Promise<T>,
+  ): Promise<{ value: T } | undefined> {
     for (let tries = 1; ; tries++) {
       try {
         return { value: await statement() };
       } catch (error) {
-        this.#events.emit('error', { error, during: 'hold' });
+        this.#events.emit('error', { error, during });
         if (this.#waits.stopping) return undefined;
         await this.#waits.wait(this.#retryDelay(tries));
       }

@@ -55,6 +55,11 @@ export class WalOutboxRelay extends ServiceBase<WalOutboxRelayEvents> {
   readonly #stream: ReplicationStream;
   readonly #heldKeys: HeldKeys;
   readonly #batches: BatchPublisher;
+  /**
+   * Aborts when a stop's drain deadline passes with a batch still being published: that batch is
+   * abandoned (wal-outbox-relay-batch.ts), and nothing it ends with is confirmed or reported.
+   */
+  readonly #abandon = new AbortController();
   /** The breaker every publish goes through. */
   readonly breaker: CircuitBreakerPolicy;
   #publishLoop: Promise<void> | undefined;
@@ -90,6 +95,7 @@ export class WalOutboxRelay extends ServiceBase<WalOutboxRelayEvents> {
       clock,
       waits,
       events,
+      abandoned: this.#abandon.signal,
     });
   }
 
@@ -115,13 +121,24 @@ export class WalOutboxRelay extends ServiceBase<WalOutboxRelayEvents> {
     this.#publishLoop = this.#runPublisher();
   }
 
-  protected override async onStop(): Promise<void> {
+  protected override async onStop(drain: AbortSignal): Promise<void> {
     // The batch being published finishes and is confirmed; what is still queued stays in the
-    // slot, for the next relay.
-    this.#waits.stop();
-    this.#stream.stopWaiting();
-    await this.#publishLoop;
-    await this.#stream.end();
+    // slot, for the next relay. Past the drain deadline the batch is abandoned instead: a publish
+    // that never answers must not keep the stream open, since the slot streams to one connection
+    // at a time and a standby relay could never take over. What was published before it is
+    // confirmed and the stream ended (CopyDone goes out before stop() returns); the abandoned
+    // batch is not confirmed, so the next relay publishes it again.
+    const abandon = (): void => this.#abandon.abort(drain.reason);
+    drain.addEventListener('abort', abandon, { once: true });
+    try {
+      this.#waits.stop();
+      this.#stream.stopWaiting();
+      const ended = await Promise.race([this.#publishLoop, abandoned(this.#abandon.signal)]);
+      if (ended === 'abandoned') this.#positions.confirmLast();
+      await this.#stream.end();
+    } finally {
+      drain.removeEventListener('abort', abandon);
+    }
   }
 
   async #runPublisher(): Promise<void> {
@@ -135,6 +152,8 @@ export class WalOutboxRelay extends ServiceBase<WalOutboxRelayEvents> {
       }
       this.#positions.take(batch.lsn);
       const accepted = await this.#batches.publish(batch.sends);
+      // Abandoned: the stop went on without this batch and confirmed what came before it.
+      if (this.#abandon.signal.aborted) return;
       if (accepted === undefined) break;
       batch.release();
       intake.released(queue);
@@ -144,4 +163,12 @@ export class WalOutboxRelay extends ServiceBase<WalOutboxRelayEvents> {
     // Stopping: what was published is confirmed before the stream closes.
     this.#positions.confirmLast();
   }
+}
+
+/** Resolves when the relay abandons the batch in hand; never, on a stop that ends in time. */
+function abandoned(signal: AbortSignal): Promise<'abandoned'> {
+  return new Promise((resolve) => {
+    if (signal.aborted) resolve('abandoned');
+    else signal.addEventListener('abort', () => resolve('abandoned'), { once: true });
+  });
 }
