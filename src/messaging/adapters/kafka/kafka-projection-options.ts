@@ -3,6 +3,7 @@ import { InvalidArgumentError } from '../../../errors/index.ts';
 import type { Clock } from '../../../time/index.ts';
 import type { Projection } from '../../projection.ts';
 import { assertTopic, resolveOptions } from './kafka-options.ts';
+import { staleLeaderLimitMs } from './stale-leader.ts';
 import type { KafkaEntry } from './topic-fetcher.ts';
 
 export interface KafkaProjectionRunnerOptions {
@@ -24,6 +25,16 @@ export interface KafkaProjectionRunnerOptions {
   pollIntervalMs?: number;
   /** How long to wait after a failed fetch or batch before trying again. Default 1 000 ms. */
   retryDelayMs?: number;
+  /**
+   * How long failures on Kafka's answers that a partition's leader moved or is being elected
+   * (NOT_LEADER_OR_FOLLOWER and the like: `staleLeaderAnswers`) may go on before they count:
+   * until then each is retried after `retryDelayMs` on metadata asked of Kafka afresh, quietly.
+   * The running loop then reports each as an `error` event until a look goes through; a one-shot
+   * call (`catchUp()`, `partitions()`, `progress()`, `lag()`), which counts its own failures from
+   * its first, rejects with the last. An integer >= 0; 0 reports or rejects at the first, as any
+   * failure. Default 30 000 ms (`staleLeaderLimitMs` in stale-leader.ts says why).
+   */
+  staleLeaderLimitMs?: number;
   /**
    * What to do when records were deleted from a partition (retention, the admin DeleteRecords
    * call) past the stored offset, so records this projection never applied are gone: `'throw'`
@@ -60,6 +71,7 @@ export interface ResolvedProjectionRunnerOptions {
   maxWaitMs: number;
   pollIntervalMs: number;
   retryDelayMs: number;
+  staleLeaderLimitMs: number;
   onTrimmed: 'throw' | 'resume';
   onRecreated: 'throw' | 'restart';
 }
@@ -100,6 +112,10 @@ export function resolveProjectionRunnerOptions(
   const maxWaitMs = positiveInteger('maxWaitMs', resolved.maxWaitMs);
   const pollIntervalMs = positiveInteger('pollIntervalMs', options.pollIntervalMs ?? 1000);
   const retryDelayMs = positiveInteger('retryDelayMs', options.retryDelayMs ?? 1000);
+  const limitMs = options.staleLeaderLimitMs ?? staleLeaderLimitMs;
+  // 0 is meaningful (no quiet retries, as before there were any); a fraction or Infinity is a mistake.
+  if (!Number.isSafeInteger(limitMs) || limitMs < 0)
+    throw new InvalidArgumentError('staleLeaderLimitMs', 'an integer >= 0 (milliseconds)', limitMs);
   const onTrimmed = options.onTrimmed ?? 'throw';
   if (onTrimmed !== 'throw' && onTrimmed !== 'resume')
     throw new InvalidArgumentError('onTrimmed', "'throw' or 'resume'", options.onTrimmed);
@@ -115,6 +131,7 @@ export function resolveProjectionRunnerOptions(
     maxWaitMs,
     pollIntervalMs,
     retryDelayMs,
+    staleLeaderLimitMs: limitMs,
     onTrimmed,
     onRecreated,
   };

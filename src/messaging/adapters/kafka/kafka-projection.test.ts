@@ -66,6 +66,13 @@ describe('KafkaProjectionRunner arguments', () => {
     expect(() => build({ maxWaitMs: -1 })).toThrow(expect.objectContaining({ field: 'maxWaitMs' }));
     // A fetch that returns at once would make an idle runner spin.
     expect(() => build({ maxWaitMs: 0 })).toThrow(expect.objectContaining({ field: 'maxWaitMs' }));
+    for (const staleLeaderLimitMs of [-1, 1.5, Number.NaN, Number.POSITIVE_INFINITY, '30000'])
+      expect(() => build({ staleLeaderLimitMs })).toThrow(
+        expect.objectContaining({ code: 'KEEL_INVALID_ARGUMENT', field: 'staleLeaderLimitMs' }),
+      );
+    // 0: a leader moving is a failure like any other, as before the runner rode it out.
+    expect(build({ staleLeaderLimitMs: 0 }).projection).toBe('p.v1');
+    expect(build({ staleLeaderLimitMs: 5000 }).projection).toBe('p.v1');
     expect(() => build({ onTrimmed: 'skip' })).toThrow(expect.objectContaining({ field: 'onTrimmed' }));
     expect(build({ onTrimmed: 'resume' }).projection).toBe('p.v1');
     // 'resume' is onTrimmed's word: a recreated topic has nothing to resume from.
@@ -83,12 +90,13 @@ describe('KafkaProjectionRunner arguments', () => {
     );
   });
 
-  it('stop() before start() is idempotent and leaves it stopped', async () => {
+  it('stop() before start() is idempotent and leaves it stopped; catchUp() is refused then', async () => {
     const run = new KafkaProjectionRunner(db, projection, { name: 'p', topic: 't' });
     const stopping = run.stop();
     expect(run.stop()).toBe(stopping);
     await stopping;
     expect(run.state).toBe('stopped');
+    await expect(run.catchUp()).rejects.toMatchObject({ code: 'KEEL_SERVICE_STATE' });
   });
 });
 
@@ -118,12 +126,22 @@ describe('KafkaProjectionRunner with no Kafka to reach', () => {
     expect(run.state).toBe('stopped');
   });
 
-  it('rejects a status read with KEEL_BROKER_UNAVAILABLE naming the topic', async () => {
-    const run = new KafkaProjectionRunner(db, projection, { name: 'p', topic: 'orders', brokers: nowhere });
-    await expect(run.partitions()).rejects.toMatchObject({
+  it('rejects a status read or a catch-up with KEEL_BROKER_UNAVAILABLE naming the topic, at once: no leader is moving', async () => {
+    // On a manual clock nobody advances: a retry would never come back.
+    const clock = new ManualClock();
+    const run = new KafkaProjectionRunner(db, projection, {
+      name: 'p',
+      topic: 'orders',
+      brokers: nowhere,
+      clock,
+    });
+    const refused = {
       code: 'KEEL_BROKER_UNAVAILABLE',
       message: expect.stringContaining('orders') as unknown,
-    });
+    };
+    await expect(run.partitions()).rejects.toMatchObject(refused);
+    await expect(run.catchUp()).rejects.toMatchObject(refused);
+    expect(clock.pendingTimers).toBe(0);
   });
 });
 

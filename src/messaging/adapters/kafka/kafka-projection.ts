@@ -4,7 +4,7 @@
 // (kafka-projection-fetch.ts) and the batch transaction (kafka-projection-batch.ts).
 import type { Db, Queryable } from '../../../db/db.ts';
 import { KeelError } from '../../../errors/index.ts';
-import { ServiceBase } from '../../../service/index.ts';
+import { ServiceBase, type StopOptions } from '../../../service/index.ts';
 import { ConsumerWakeup } from '../../consumer-wakeup.ts';
 import type { Projection } from '../../projection.ts';
 import type { KafkaProjectionRunnerEvents } from './kafka-projection-events.ts';
@@ -23,6 +23,7 @@ import {
   type ProjectionKey,
 } from './projection-offsets.ts';
 import { StaleLeaderRun } from './stale-leader.ts';
+import { StaleLeaderRetry } from './stale-leader-retry.ts';
 import { TopicFetcher, type KafkaEntry, type PartitionRange } from './topic-fetcher.ts';
 
 export type { KafkaProjectionRunnerEvents } from './kafka-projection-events.ts';
@@ -80,10 +81,17 @@ export type KafkaProjection = Projection<KafkaEntry>;
  * down is reported as `error` events and retried, neither fails the start); a look that fails
  * because a partition's leader moved or is being elected (NOT_LEADER_OR_FOLLOWER and the like,
  * `staleLeaderAnswers`) is retried after `retryDelayMs` on fresh metadata without an `error`
- * event, until such failures have gone on for `staleLeaderLimitMs` (30 s); `stop()` lets the
- * batch in flight commit, and once the drain deadline passes rolls it back instead (it is
+ * event, until such failures have gone on for `staleLeaderLimitMs` (default 30 s); `stop()` lets
+ * the batch in flight commit, and once the drain deadline passes rolls it back instead (it is
  * applied again at the next start). `catchUp()`, `rebuild()`, `position()` and `lag()` work
  * without `start()`, for a command line; without it each opens a connection of its own.
+ *
+ * The one-shot calls that ask Kafka (`catchUp()`, `partitions()`, `progress()`, `lag()`) ride
+ * out a leader moving as the loop does: such a failure is tried again after `retryDelayMs` on
+ * fresh metadata, until such failures have gone on for `staleLeaderLimitMs` from the call's
+ * first (each call counts its own, apart from the loop's and from other calls'); then the call
+ * rejects with the last (`KEEL_BROKER_UNAVAILABLE`, the answers in its `cause`). Any other
+ * failure rejects at once. `stop()` ends such a wait: the call rejects with `KEEL_SERVICE_STATE`.
  */
 export class KafkaProjectionRunner extends ServiceBase<KafkaProjectionRunnerEvents> {
   readonly projection: string;
@@ -94,6 +102,7 @@ export class KafkaProjectionRunner extends ServiceBase<KafkaProjectionRunnerEven
   readonly #maxWaitMs: number;
   readonly #pollIntervalMs: number;
   readonly #retryDelayMs: number;
+  readonly #staleLeaderLimitMs: number;
   readonly #key: ProjectionKey;
   readonly #wakeup: ConsumerWakeup;
   /** Each partition's first retained offset, for partitions with no stored offset; dropped after a failure. */
@@ -103,6 +112,11 @@ export class KafkaProjectionRunner extends ServiceBase<KafkaProjectionRunnerEven
   #fetcher: TopicFetcher | undefined;
   #loop: Promise<void> | undefined;
   #stopping = false;
+  /**
+   * Aborted at the first `stop()`, started or not: the base class calls `onStop` only for a
+   * started runner, and a command line's call waiting out a moving leader must end all the same.
+   */
+  readonly #stopCalled = new AbortController();
   #drain: AbortSignal | undefined;
   /** What the loop was doing when it failed, for `error` events. */
   #during: 'fetch' | 'apply' = 'fetch';
@@ -120,9 +134,10 @@ export class KafkaProjectionRunner extends ServiceBase<KafkaProjectionRunnerEven
     this.#maxWaitMs = resolved.maxWaitMs;
     this.#pollIntervalMs = resolved.pollIntervalMs;
     this.#retryDelayMs = resolved.retryDelayMs;
+    this.#staleLeaderLimitMs = resolved.staleLeaderLimitMs;
     this.#key = { projection: this.projection, topic: this.topic };
     this.#wakeup = new ConsumerWakeup(this.clock);
-    this.#staleLeader = new StaleLeaderRun(this.clock);
+    this.#staleLeader = new StaleLeaderRun(this.clock, this.#staleLeaderLimitMs);
     this.#look = {
       db,
       key: this.#key,
@@ -141,6 +156,12 @@ export class KafkaProjectionRunner extends ServiceBase<KafkaProjectionRunnerEven
   protected override async onStart(): Promise<void> {
     this.#fetcher = new TopicFetcher(this.topic, this.#client);
     this.#loop = this.#run(this.#fetcher);
+  }
+
+  /** As `Service.stop`; also ends the wait of a one-shot call riding out a moving leader. */
+  override stop(options?: StopOptions): Promise<void> {
+    this.#stopCalled.abort();
+    return super.stop(options);
   }
 
   protected override async onStop(drain: AbortSignal): Promise<void> {
@@ -163,12 +184,14 @@ export class KafkaProjectionRunner extends ServiceBase<KafkaProjectionRunnerEven
 
   /** Each partition's first retained offset and end as Kafka has them now; none while the topic does not exist. */
   partitions(): Promise<PartitionRange[]> {
-    return this.#withFetcher((fetcher) => fetcher.ranges());
+    const retry = this.#staleLeaderRetry('read its partitions');
+    return this.#withFetcher((fetcher) => retry.run(() => fetcher.ranges()));
   }
 
   /** How far each partition is applied, and what is left. */
   progress(): Promise<PartitionProgress[]> {
-    return this.#withFetcher((fetcher) => readProgress(this.#db, this.#key, fetcher));
+    const retry = this.#staleLeaderRetry('read its progress');
+    return this.#withFetcher((fetcher) => retry.run(() => readProgress(this.#db, this.#key, fetcher)));
   }
 
   /** Records in the topic not yet applied, over every partition. */
@@ -179,17 +202,33 @@ export class KafkaProjectionRunner extends ServiceBase<KafkaProjectionRunnerEven
   /**
    * Applies batches until a fetch finds nothing more (a fetch that does not wait); returns how
    * many records it applied. Safe beside a running runner of the same projection. Not on a
-   * runner that was stopped (`KEEL_SERVICE_STATE`): its batches would be handed back.
+   * runner that was stopped, whether it had started or not (`KEEL_SERVICE_STATE`): its batches
+   * would be handed back.
    */
   catchUp(): Promise<number> {
-    if (this.#stopping)
+    if (this.#stopCalled.signal.aborted)
       return Promise.reject(
         new KeelError('KEEL_SERVICE_STATE', `${this.name} cannot catch up: it is ${this.state}`),
       );
+    const retry = this.#staleLeaderRetry('catch up');
+    // Its own phase, not the loop's: a look of this call failing must neither mislabel the loop's
+    // `error` events nor be retried as a fetch when its batch failed.
+    let during: 'fetch' | 'apply' = 'fetch';
+    const context: LookContext = { ...this.#look, phase: (now) => void (during = now) };
     return this.#withFetcher(async (fetcher) => {
+      const lookOnce = async (): Promise<Look> => {
+        try {
+          return await look(context, fetcher, 0);
+        } catch (error) {
+          // As the loop: after a failure, the first retained offsets are asked of Kafka again.
+          this.#earliest.forget();
+          throw error;
+        }
+      };
       let total = 0;
       for (;;) {
-        const looked = await look(this.#look, fetcher, 0);
+        // A batch that failed is the projection's failure, whatever it says: Kafka did not answer it.
+        const looked = await retry.run(lookOnce, () => during === 'fetch');
         if (looked.kind === 'no-topic') return total;
         total += looked.applied;
         if (looked.applied === 0 && !looked.stale) return total;
@@ -241,6 +280,22 @@ export class KafkaProjectionRunner extends ServiceBase<KafkaProjectionRunnerEven
       // A fetch that found records returns at once; one that found none has already waited on Kafka.
       if (looked.kind === 'no-topic') await this.#wakeup.pause(this.#pollIntervalMs);
     }
+  }
+
+  /** A one-shot call's retries of stale-leader failures, its own (stale-leader-retry.ts says why). */
+  #staleLeaderRetry(action: string): StaleLeaderRetry {
+    return new StaleLeaderRetry({
+      clock: this.clock,
+      retryDelayMs: this.#retryDelayMs,
+      limitMs: this.#staleLeaderLimitMs,
+      stopped: this.#stopCalled.signal,
+      whenStopped: (failure) =>
+        new KeelError(
+          'KEEL_SERVICE_STATE',
+          `${this.name} cannot ${action}: it was stopped while waiting for a partition's leader to be elected`,
+          { cause: failure },
+        ),
+    });
   }
 
   async #withFetcher<T>(work: (fetcher: TopicFetcher) => Promise<T>): Promise<T> {

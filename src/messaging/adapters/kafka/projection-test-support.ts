@@ -1,7 +1,9 @@
 // The set-up the KafkaProjectionRunner test files against the real Kafka share: a database of the
 // suite's backend (PGlite, or PostgreSQL with KEEL_DB=pg) migrated for the runner and the test's
 // model, a topic of its own, runners stopped after each test. Not part of the public door.
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
+import { instancesChannel, type Base, type ClusterMetadata, type CreationEvent } from '@platformatic/kafka';
 import { expect, vi } from 'vitest';
 import { migrate, type Db, type Migration } from '../../../db/index.ts';
 import { createTestDb } from '../../../testing/index.ts';
@@ -121,4 +123,39 @@ export function projectionTestKit(kafka: KafkaTestSuite, topicPrefix: string): P
       return id;
     },
   };
+}
+
+/**
+ * Leaves stale the metadata that the Kafka clients of `clientId` get for `topic`, as a leader
+ * moving leaves it, until `heal()`: each Metadata answer is altered as it arrives, before the
+ * client caches it, so that Kafka itself refuses what a runner then asks of it. `'leader-epoch'`:
+ * the partitions' leader epochs ahead of the broker's, so ListOffsets (which carries them) is
+ * answered UNKNOWN_LEADER_EPOCH, as by a broker that has not yet applied its own election.
+ * `'topic-id'`: another topic id, so a Fetch (which names the topic by it) is answered
+ * UNKNOWN_TOPIC_ID, as by a leader that has not yet applied the topic's creation. `answers`: how
+ * many Metadata answers were altered. (test/integration/kafka-projection.test.ts has the same
+ * for the running loop.)
+ */
+export function staleMetadata(
+  kafka: KafkaTestSuite,
+  clientId: string,
+  topic: string,
+  how: 'leader-epoch' | 'topic-id',
+): { answers: () => number; heal: () => void } {
+  let stale = true;
+  let answers = 0;
+  const alter = (cluster: ClusterMetadata): void => {
+    const metadata = cluster.topics.get(topic);
+    if (!stale || metadata === undefined) return;
+    answers++;
+    if (how === 'topic-id') metadata.id = randomUUID();
+    else for (const partition of metadata.partitions) partition.leaderEpoch += 1000;
+  };
+  const onCreated = (message: unknown): void => {
+    const { type, instance } = message as CreationEvent<Base>;
+    if (type === 'consumer' && instance.clientId === clientId) instance.on('client:metadata', alter);
+  };
+  subscribe(instancesChannel.name, onCreated);
+  kafka.cleanups.push(async () => unsubscribe(instancesChannel.name, onCreated));
+  return { answers: () => answers, heal: () => void (stale = false) };
 }

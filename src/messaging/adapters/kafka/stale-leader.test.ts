@@ -1,45 +1,12 @@
 // Which failures a projection runner retries quietly, on errors built as the Kafka client builds
 // them, and for how long, on a manual clock. The runner doing so against a real Kafka:
 // test/integration/kafka-projection.test.ts.
-import { MultipleErrors, NetworkError, ResponseError } from '@platformatic/kafka';
+import { MultipleErrors, NetworkError } from '@platformatic/kafka';
 import { describe, expect, it } from 'vitest';
 import { KeelError } from '../../../errors/index.ts';
 import { ManualClock } from '../../../time/index.ts';
+import { answered, fetchApi, listOffsetsApi, wrapped } from './kafka-answers-test-support.ts';
 import { staleLeaderAnswers, staleLeaderLimitMs, StaleLeaderRun } from './stale-leader.ts';
-
-const fetchApi = 1;
-const listOffsetsApi = 2;
-const codes: Record<string, number> = {
-  OFFSET_OUT_OF_RANGE: 1,
-  UNKNOWN_TOPIC_OR_PARTITION: 3,
-  LEADER_NOT_AVAILABLE: 5,
-  NOT_LEADER_OR_FOLLOWER: 6,
-  TOPIC_AUTHORIZATION_FAILED: 29,
-  KAFKA_STORAGE_ERROR: 56,
-  FENCED_LEADER_EPOCH: 74,
-  UNKNOWN_LEADER_EPOCH: 75,
-  OFFSET_NOT_AVAILABLE: 78,
-  UNKNOWN_TOPIC_ID: 100,
-};
-
-/** A response whose partitions answered `answers` (one per partition), as the client throws it. */
-function answered(api: number, ...answers: string[]): ResponseError {
-  const errors = Object.fromEntries(
-    answers.map((id, partition): [string, [number, null]] => [
-      `/responses/0/partitions/${partition}`,
-      [codes[id]!, null],
-    ]),
-  );
-  return new ResponseError(api, api === fetchApi ? 17 : 9, errors, {});
-}
-
-/** As TopicFetcher reports a failed call. */
-function wrapped(cause: unknown): KeelError {
-  return new KeelError('KEEL_BROKER_UNAVAILABLE', 'could not fetch Kafka topic orders', {
-    cause,
-    details: { topic: 'orders' },
-  });
-}
 
 describe('staleLeaderAnswers', () => {
   it('takes the client’s hasStaleMetadata answers, from a fetch, wrapped as the fetcher wraps them', () => {

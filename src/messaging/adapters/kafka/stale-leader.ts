@@ -5,14 +5,15 @@ import { GenericError, MultipleErrors } from '@platformatic/kafka';
 import type { Clock } from '../../../time/index.ts';
 
 /**
- * How long looks may keep failing on stale-leader answers alone before the failure is reported:
- * 30 s. Leaders that move in the normal course of things are back well within it: a controlled
- * shutdown or a reassignment moves a leader in under a second, a new topic's partitions get
- * theirs in moments, and a crashed broker's partitions get new leaders once the controller fences
- * it, after `broker.session.timeout.ms` (9 s by default in KRaft; 18 s, a ZooKeeper session, on
- * older clusters). Past that the leader is not moving but missing (every replica of a partition
- * down), which must be heard of. Measured in time, not in looks: an election takes time, not
- * attempts, and a look's length depends on `retryDelayMs` and on Kafka's round trips.
+ * How long looks may keep failing on stale-leader answers alone before the failure is reported,
+ * by default (the runner's `staleLeaderLimitMs` option): 30 s. Leaders that move in the normal
+ * course of things are back well within it: a controlled shutdown or a reassignment moves a
+ * leader in under a second, a new topic's partitions get theirs in moments, and a crashed
+ * broker's partitions get new leaders once the controller fences it, after
+ * `broker.session.timeout.ms` (9 s by default in KRaft; 18 s, a ZooKeeper session, on older
+ * clusters). Past that the leader is not moving but missing (every replica of a partition down),
+ * which must be heard of. Measured in time, not in looks: an election takes time, not attempts,
+ * and a look's length depends on `retryDelayMs` and on Kafka's round trips.
  */
 export const staleLeaderLimitMs = 30_000;
 
@@ -60,9 +61,10 @@ export function staleLeaderAnswers(failure: unknown): string[] | undefined {
 
 /**
  * A projection runner's run of looks that failed on stale-leader answers alone, none through
- * since: each is retried quietly (after the runner's `retryDelayMs`, on metadata asked of Kafka
- * afresh) until `limitMs` has passed since the first, and from then on reported as any failure
- * is. Other failures are reported at once and do not end the run: no look went through.
+ * since (its loop's run; each one-shot call has a run of its own: stale-leader-retry.ts): each is
+ * retried quietly (after the runner's `retryDelayMs`, on metadata asked of Kafka afresh) until
+ * `limitMs` has passed since the first, and from then on reported as any failure is. Other
+ * failures are reported at once and do not end the run: no look went through.
  *
  * One run for the whole topic, not one per partition: the client fails a whole fetch when one
  * partition's answer is an error, so while one partition's leader is stale no partition moves,
