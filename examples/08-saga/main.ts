@@ -7,18 +7,18 @@
 // before it.
 //
 //   npx tsx examples/08-saga/main.ts                      # embedded PGlite, in memory (waits 3 s)
-//   DATABASE_URL=postgres://… npx tsx examples/08-saga/main.ts   # a server
+//   DATABASE_URL=postgres://… npx tsx examples/08-saga/main.ts   # a server (schema keel_example_08)
 import { migrate, openPgDb, openPgliteDb, type Db, type TransactionOptions, type Tx } from 'keel/db';
-import { PermanentError } from 'keel/messaging';
 import {
   defineSaga,
   getSaga,
+  PermanentError,
   SagaRunner,
   sagaMigrations,
   startSaga,
+  waitForSaga,
   type SagaDefinition,
   type SagaHistoryEntry,
-  type StoredError,
 } from 'keel/saga';
 import { sleep, systemClock, type Clock } from 'keel/time';
 
@@ -104,8 +104,6 @@ export async function runExample(options: ExampleOptions): Promise<void> {
     new SagaRunner({ db: on, sagas: [saga], clock, owner, leaseMs: 2000 });
   const a = runner('process-a', processA.db);
   const b = runner('process-b', db);
-  const ended = (by: SagaRunner, id: string): Promise<unknown> =>
-    by.events.once('saga-state', { filter: (e) => e.instanceId === id && e.to !== 'COMPENSATING' });
   try {
     await migrate(db, [
       ...sagaMigrations,
@@ -116,11 +114,12 @@ export async function runExample(options: ExampleOptions): Promise<void> {
     ]);
     await a.start();
 
-    // 1. Two orders: one completes, one is refused by the carrier and undone in reverse.
-    const firstTwo = [ended(a, 'o-1'), ended(a, 'o-2')];
+    // 1. Two orders: one completes, one is refused by the carrier and undone in reverse. The wait
+    //    reads the instances in the database, woken by the NOTIFY of the write that ends each one:
+    //    it needs no runner, so any process could wait for them.
     await placeOrder(db, saga, { orderId: 'o-1', cents: 1200, country: 'FR' }, clock);
     await placeOrder(db, saga, { orderId: 'o-2', cents: 350, country: 'AQ' }, clock);
-    await Promise.all(firstTwo);
+    await Promise.all(['o-1', 'o-2'].map((id) => waitForSaga(db, id, { clock })));
     log(await story(db, 'o-1'));
     log(await story(db, 'o-2'));
 
@@ -135,17 +134,17 @@ export async function runExample(options: ExampleOptions): Promise<void> {
     await placeOrder(db, saga, { orderId: 'o-3', cents: 990, country: 'DE' }, clock);
     await died;
     const { instance } = await getSaga(db, 'o-3');
-    const recorded = saga.steps.filter((step) => step.name in instance.results).map((step) => step.name);
+    // `results` lists the completed steps in the order they ran.
+    const recorded = Object.keys(instance.results);
     log(
       `o-3 as stored when process-a died: ${instance.state} at ${saga.steps[instance.step]!.name}; ` +
         `recorded ${recorded.join(', ')}; leased to ${instance.leaseOwner}`,
     );
 
     // 3. Process B (a replica, or A restarted) takes o-3 over once A's 2 s lease has run out.
-    const o3 = ended(b, 'o-3');
     await b.start();
     await wait(3000);
-    await o3;
+    await waitForSaga(db, 'o-3', { clock });
     log(await story(db, 'o-3'));
     log(tally('o-3', [stock, payments, carrier]));
   } finally {
@@ -177,10 +176,17 @@ async function story(db: Db, id: string): Promise<string> {
 }
 
 function done(entry: SagaHistoryEntry): string | undefined {
-  if (entry.event === 'step-completed') return entry.step!;
-  if (entry.event === 'step-failed') return `${entry.step} failed (${(entry.detail as StoredError).message})`;
-  if (entry.event === 'compensation-completed') return `undo ${entry.step}`;
-  return undefined;
+  // Each kind of entry has its own type: a failure's `detail` is the stored error.
+  switch (entry.event) {
+    case 'step-completed':
+      return entry.step;
+    case 'step-failed':
+      return `${entry.step} failed (${entry.detail.message})`;
+    case 'compensation-completed':
+      return `undo ${entry.step}`;
+    default:
+      return undefined;
+  }
 }
 
 /** What the remote APIs saw of one instance: calls per idempotency key, and effects applied. */
@@ -210,9 +216,15 @@ function severable(db: Db): { db: Db; sever: () => void } {
   return { db: view, sever: () => void (severed = true) };
 }
 
-function openDefault(): Promise<Db> {
+/** Embedded by default; on a server, a schema of the example's own, emptied first so each run starts afresh. */
+async function openDefault(): Promise<Db> {
   const url = process.env.DATABASE_URL;
-  return url === undefined ? openPgliteDb({}) : openPgDb({ url, schema: 'public' });
+  if (url === undefined) return openPgliteDb({});
+  const schema = 'keel_example_08';
+  const server = await openPgDb({ url });
+  await server.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+  await server.close();
+  return openPgDb({ url, schema });
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {

@@ -12,6 +12,11 @@ export {
   type SagaStepContext,
 } from './definition.ts';
 export { SagaRunner, type SagaRunnerOptions } from './saga-runner.ts';
+export type { SagaRunnerHealth } from './runner-health.ts';
+export { waitForSaga, type WaitForSagaOptions } from './wait-for-saga.ts';
+// A step throws it to fail for good at once, without retries; the same class keel/messaging's
+// consumers dead-letter on, so a saga's step and a message handler share one way to say "never".
+export { PermanentError } from '../messaging/handler.ts';
 export type { StepScope } from './step-scope.ts';
 export { LeaseLostError } from './lease-lost-error.ts';
 export { sagaHeaders, sagaReplyAddress } from './saga-command.ts';
@@ -26,13 +31,13 @@ export {
   deliverSagaReply,
   sagaStates,
   startSaga,
-  type SagaHistoryEntry,
   type SagaInstance,
   type SagaReply,
   type SagaState,
   type StartSagaOptions,
   type StoredError,
 } from './saga-store.ts';
+export type { SagaHistoryEntry, SagaHistoryEvent, SagaHistoryKinds } from './saga-history.ts';
 export {
   countSagasByState,
   getSaga,
@@ -41,4 +46,4 @@ export {
   retrySaga,
   type ListSagasOptions,
 } from './saga-admin.ts';
-export { sagaMigrations, sagaChannel } from './schema.ts';
+export { sagaMigrations, sagaChannel, sagaEndedChannel } from './schema.ts';

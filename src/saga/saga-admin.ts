@@ -3,12 +3,13 @@
 import type { Queryable } from '../db/db.ts';
 import { InvalidArgumentError, NotFoundError } from '../errors/index.ts';
 import { systemClock, type Clock } from '../time/index.ts';
+import { historyFromRow, type HistoryRow, type SagaHistoryEntry } from './saga-history.ts';
 import {
-  date,
   fromRow,
+  instanceColumns,
+  readInstance,
   sagaStates,
   type InstanceRow,
-  type SagaHistoryEntry,
   type SagaInstance,
   type SagaState,
 } from './saga-store.ts';
@@ -21,7 +22,7 @@ export interface ListSagasOptions {
   limit?: number;
 }
 
-/** Instances, newest first, optionally of one state or saga. */
+/** Instances, newest first, optionally of one state or saga; each one's `results` in step order. */
 export async function listSagas(q: Queryable, options: ListSagasOptions = {}): Promise<SagaInstance[]> {
   if (options.state !== undefined && !sagaStates.includes(options.state)) {
     throw new InvalidArgumentError('state', sagaStates.join(', '), options.state);
@@ -30,43 +31,31 @@ export async function listSagas(q: Queryable, options: ListSagasOptions = {}): P
   if (!Number.isInteger(limit) || limit < 1)
     throw new InvalidArgumentError('limit', 'an integer >= 1', limit);
   const { rows } = await q.query<InstanceRow>(
-    `SELECT * FROM keel_saga_instances
-     WHERE ($1::text IS NULL OR state = $1) AND ($2::text IS NULL OR saga_name = $2)
-     ORDER BY created_at DESC, id DESC LIMIT $3`,
+    `SELECT ${instanceColumns} FROM keel_saga_instances i
+     WHERE ($1::text IS NULL OR i.state = $1) AND ($2::text IS NULL OR i.saga_name = $2)
+     ORDER BY i.created_at DESC, i.id DESC LIMIT $3`,
     [options.state ?? null, options.saga ?? null, limit],
   );
   return rows.map(fromRow);
 }
 
-/** One instance and its history, oldest entry first; `KEEL_NOT_FOUND` when there is none. */
+/**
+ * One instance and its history, oldest entry first; `KEEL_NOT_FOUND` when there is none.
+ * `instance.results` lists the steps in the order they completed (the definition's order), and
+ * each history entry is typed by its `event` (see `SagaHistoryKinds`).
+ */
 export async function getSaga(
   q: Queryable,
   id: string,
 ): Promise<{ instance: SagaInstance; history: SagaHistoryEntry[] }> {
   if (typeof id !== 'string' || id === '') throw new InvalidArgumentError('id', 'a saga instance id', id);
-  const { rows } = await q.query<InstanceRow>(`SELECT * FROM keel_saga_instances WHERE id = $1`, [id]);
-  if (rows[0] === undefined) throw new NotFoundError('saga instance', id);
-  const history = await q.query<{
-    seq: string;
-    at: Date | string;
-    event: string;
-    step: string | null;
-    attempt: number | null;
-    owner: string | null;
-    detail: unknown;
-  }>(`SELECT * FROM keel_saga_history WHERE instance_id = $1 ORDER BY seq`, [id]);
-  return {
-    instance: fromRow(rows[0]),
-    history: history.rows.map((h) => ({
-      seq: Number(h.seq),
-      at: date(h.at),
-      event: h.event,
-      step: h.step,
-      attempt: h.attempt,
-      owner: h.owner,
-      detail: h.detail,
-    })),
-  };
+  const instance = await readInstance(q, id);
+  if (instance === undefined) throw new NotFoundError('saga instance', id);
+  const history = await q.query<HistoryRow>(
+    `SELECT * FROM keel_saga_history WHERE instance_id = $1 ORDER BY seq`,
+    [id],
+  );
+  return { instance, history: history.rows.map(historyFromRow) };
 }
 
 /**

@@ -16,12 +16,13 @@ import {
 import type { SagaRunnerEvents, SagaStepEvent } from './events.ts';
 import { LeaseLostError } from './lease-lost-error.ts';
 import { sendSagaCommand } from './saga-command.ts';
+import type { HistoryInit } from './saga-history.ts';
 import {
   lockFenced,
+  resultsInStepOrder,
   storedError,
   writeProgress,
   type Fence,
-  type HistoryInit,
   type ProgressChange,
   type SagaInstance,
   type SagaState,
@@ -70,7 +71,11 @@ export class SagaExecution {
     const cursor: Cursor = {
       state: instance.state,
       step: instance.step,
-      results: { ...instance.results },
+      // As stored (jsonb sorts keys): a step reads `context.results` in the definition's order.
+      results: resultsInStepOrder(
+        instance.results,
+        definition.steps.map((step) => step.name),
+      ),
       attempts: instance.attempts,
     };
     try {
@@ -230,7 +235,7 @@ export class SagaExecution {
             event: 'command-sent',
             step: step.name,
             attempt: sends + 1,
-            detail: { messageId: message.id, deadlineAt: deadline },
+            detail: { messageId: message.id, deadlineAt: deadline.toISOString() },
           },
         ],
         tx,

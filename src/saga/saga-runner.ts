@@ -6,6 +6,7 @@ import { ServiceBase, type StopOptions } from '../service/service.ts';
 import { systemClock, type Clock, type TimerHandle } from '../time/index.ts';
 import type { SagaDefinition } from './definition.ts';
 import type { SagaRunnerEvents } from './events.ts';
+import { DatabaseContact, type SagaRunnerHealth } from './runner-health.ts';
 import { claimSagas, extendLeases, type Fence, type SagaInstance } from './saga-store.ts';
 import { SagaExecution } from './saga-execution.ts';
 import { sagaChannel } from './schema.ts';
@@ -62,6 +63,7 @@ export class SagaRunner extends ServiceBase<SagaRunnerEvents> {
   readonly #listen: boolean;
   readonly #tasks = new Map<string, Task>();
   readonly #execution: SagaExecution;
+  readonly #contact: DatabaseContact;
   #unlisten: Unlisten | undefined;
   #pollTimer: TimerHandle | undefined;
   #heartbeatTimer: TimerHandle | undefined;
@@ -112,6 +114,8 @@ export class SagaRunner extends ServiceBase<SagaRunnerEvents> {
     }
     this.#concurrency = concurrency;
     this.#listen = options.listen ?? true;
+    // Silent past a lease and a poll: by then a working runner has polled or extended its leases.
+    this.#contact = new DatabaseContact(this.clock, this.#leaseMs + this.#pollMs);
     this.#execution = new SagaExecution(
       this.#db,
       this.clock,
@@ -139,6 +143,16 @@ export class SagaRunner extends ServiceBase<SagaRunnerEvents> {
     return this.#tasks.size;
   }
 
+  /**
+   * Whether this runner reaches its database, from the outcome of its own polls and heartbeats:
+   * 'failing' while they fail (or none answered for longer than `leaseMs + pollMs`), 'ok' again
+   * after one succeeds. For a health endpoint; `error` events carry each failure. A read of
+   * memory: no statement runs.
+   */
+  health(): SagaRunnerHealth {
+    return this.#contact.health(this.state);
+  }
+
   protected async onStart(): Promise<void> {
     // Without its tables a runner would only report errors from every poll: refuse to start.
     const { rows } = await this.#db.query<{ missing: string[] }>(
@@ -146,6 +160,7 @@ export class SagaRunner extends ServiceBase<SagaRunnerEvents> {
          CASE WHEN to_regclass('keel_saga_instances') IS NULL THEN 'keel_saga_instances' END,
          CASE WHEN to_regclass('keel_saga_history') IS NULL THEN 'keel_saga_history' END], NULL) AS missing`,
     );
+    this.#contact.succeeded();
     const missing = rows[0]?.missing ?? [];
     if (missing.length > 0) {
       throw new KeelError(
@@ -240,7 +255,11 @@ export class SagaRunner extends ServiceBase<SagaRunnerEvents> {
       limit: free,
       now: this.clock.now(),
       leaseMs: this.#leaseMs,
+    }).catch((error: unknown) => {
+      this.#contact.failed(error);
+      throw error;
     });
+    this.#contact.succeeded();
     return claimed.map(({ instance, takenFrom }) => {
       const fence: Fence = { id: instance.id, owner: this.owner, epoch: instance.leaseEpoch };
       const controller = new AbortController();
@@ -294,6 +313,7 @@ export class SagaRunner extends ServiceBase<SagaRunnerEvents> {
         tasks.map((t) => ({ id: t.fence.id, epoch: t.fence.epoch })),
         this.clock.now() + this.#leaseMs,
       );
+      this.#contact.succeeded();
       for (const task of tasks) {
         // A task that finished meanwhile released its lease itself; only a running one was lost.
         if (!held.has(task.fence.id) && this.#tasks.get(task.fence.id) === task) {
@@ -301,6 +321,7 @@ export class SagaRunner extends ServiceBase<SagaRunnerEvents> {
         }
       }
     } catch (error) {
+      this.#contact.failed(error);
       this.events.emit('error', { error, during: 'saga heartbeat' });
     }
   }

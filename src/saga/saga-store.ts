@@ -5,7 +5,8 @@ import type { Queryable } from '../db/db.ts';
 import { InvalidArgumentError } from '../errors/index.ts';
 import { systemClock, type Clock, uuidv7At } from '../time/index.ts';
 import type { SagaDefinition } from './definition.ts';
-import { sagaChannel } from './schema.ts';
+import type { HistoryInit } from './saga-history.ts';
+import { sagaChannel, sagaEndedChannel } from './schema.ts';
 
 export type SagaState = 'RUNNING' | 'COMPENSATING' | 'COMPLETED' | 'COMPENSATED' | 'NEEDS_ATTENTION';
 
@@ -30,6 +31,13 @@ export interface StoredError {
   step?: string;
 }
 
+/**
+ * The states an instance ends in: it stays there unless an operator retries a parked
+ * (NEEDS_ATTENTION) one. `waitForSaga` resolves on them; the write that enters one notifies
+ * `sagaEndedChannel`.
+ */
+export const sagaEndStates: readonly SagaState[] = ['COMPLETED', 'COMPENSATED', 'NEEDS_ATTENTION'];
+
 export interface SagaInstance {
   id: string;
   saga: string;
@@ -38,6 +46,11 @@ export interface SagaInstance {
   /** RUNNING: the step to run next; COMPENSATING / NEEDS_ATTENTION: the step to compensate next. */
   step: number;
   input: unknown;
+  /**
+   * The results of the completed steps, by step name (JSON, as stored), in the order the steps
+   * completed: the definition's order. (A step named like an array index, `"2"`, still comes
+   * first: JavaScript orders such keys before the others.)
+   */
   results: Record<string, unknown>;
   attempts: number;
   sends: number;
@@ -54,24 +67,6 @@ export interface SagaInstance {
   createdAt: Date;
   updatedAt: Date;
   finishedAt: Date | null;
-}
-
-export interface SagaHistoryEntry {
-  seq: number;
-  at: Date;
-  event: string;
-  step: string | null;
-  attempt: number | null;
-  owner: string | null;
-  detail: unknown;
-}
-
-/** A row of history to write with a progress change. */
-export interface HistoryInit {
-  event: string;
-  step?: string | null;
-  attempt?: number | null;
-  detail?: unknown;
 }
 
 /** What proves a runner still holds an instance. */
@@ -104,6 +99,39 @@ export interface InstanceRow {
   created_at: Date | string;
   updated_at: Date | string;
   finished_at: Date | string | null;
+  /** The completed steps in the order they completed, where the query selected `instanceColumns`. */
+  completed_steps?: string[];
+}
+
+/**
+ * The columns to read an instance with, from `keel_saga_instances i`: every column, and the
+ * completed steps in the order they completed, from the history. `results` is jsonb, which keeps
+ * its keys sorted by length and then by bytes, not in the order they were added: `fromRow` puts
+ * them back in step order with these.
+ */
+export const instanceColumns = `i.*, ARRAY(
+  SELECT h.step FROM keel_saga_history h
+  WHERE h.instance_id = i.id AND h.event = 'step-completed' ORDER BY h.seq) AS completed_steps`;
+
+/** Reads one instance (results in step order), or undefined when there is none. */
+export async function readInstance(q: Queryable, id: string): Promise<SagaInstance | undefined> {
+  const { rows } = await q.query<InstanceRow>(
+    `SELECT ${instanceColumns} FROM keel_saga_instances i WHERE i.id = $1`,
+    [id],
+  );
+  return rows[0] === undefined ? undefined : fromRow(rows[0]);
+}
+
+/** `results` with its keys in the order of `steps`, then any others in the order they came. */
+export function resultsInStepOrder(
+  results: Record<string, unknown>,
+  steps: readonly string[],
+): Record<string, unknown> {
+  const ordered: Record<string, unknown> = {};
+  for (const step of steps) if (Object.hasOwn(results, step)) ordered[step] = results[step];
+  for (const [step, result] of Object.entries(results))
+    if (!Object.hasOwn(ordered, step)) ordered[step] = result;
+  return ordered;
 }
 
 export const date = (value: Date | string): Date => (value instanceof Date ? value : new Date(value));
@@ -117,7 +145,8 @@ export function fromRow(row: InstanceRow): SagaInstance {
     state: row.state,
     step: row.step,
     input: row.input,
-    results: row.results,
+    results:
+      row.completed_steps === undefined ? row.results : resultsInStepOrder(row.results, row.completed_steps),
     attempts: row.attempts,
     sends: row.sends,
     deadlineAt: maybeDate(row.deadline_at),
@@ -286,7 +315,11 @@ export async function writeProgress(
       })),
     ),
   );
-  const { rows } = await q.query<{ n: number }>(
+  const historyParam = params.length;
+  // The write that ends the instance tells waiters in every process (waitForSaga), on commit.
+  const ends = change.state !== undefined && sagaEndStates.includes(change.state);
+  if (ends) params.push(sagaEndedChannel);
+  const { rows } = await q.query<{ id: string }>(
     `WITH updated AS (
        UPDATE keel_saga_instances SET ${sets.join(', ')}
        WHERE id = $1 AND lease_owner = $2 AND lease_epoch = $3 RETURNING id),
@@ -294,12 +327,12 @@ export async function writeProgress(
        INSERT INTO keel_saga_history (instance_id, at, event, step, attempt, owner, detail)
        SELECT updated.id, $4, h.item->>'event', h.item->>'step', (h.item->>'attempt')::int, $2,
               NULLIF(h.item->'detail', 'null'::jsonb)
-       FROM updated, jsonb_array_elements($${params.length}::jsonb) WITH ORDINALITY AS h(item, ord)
+       FROM updated, jsonb_array_elements($${historyParam}::jsonb) WITH ORDINALITY AS h(item, ord)
        ORDER BY h.ord)
-     SELECT count(*)::int AS n FROM updated`,
+     SELECT id${ends ? `, pg_notify($${params.length}, id)` : ''} FROM updated`,
     params,
   );
-  return (rows[0]?.n ?? 0) > 0;
+  return rows.length > 0;
 }
 
 /** Reads one instance inside a transaction, locking it, if `fence` still holds it. */

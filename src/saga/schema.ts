@@ -55,3 +55,10 @@ CREATE INDEX IF NOT EXISTS keel_saga_history_instance ON keel_saga_history (inst
 
 /** NOTIFY channel a start, a reply or a retry signals on commit, so runners wake before their next poll. */
 export const sagaChannel = 'keel_saga';
+
+/**
+ * NOTIFY channel the write that ends an instance (COMPLETED, COMPENSATED, NEEDS_ATTENTION)
+ * signals on commit, with the instance id as the payload: `waitForSaga` in any process LISTENs
+ * on it. Runners do not, so an ending instance wakes no runner.
+ */
+export const sagaEndedChannel = 'keel_saga_ended';

@@ -1,34 +1,17 @@
 import type { Queryable } from '../db/db.ts';
-import { getSaga, type SagaInstance, type SagaRunner, type SagaState } from '../saga/index.ts';
-
-const endStates: readonly SagaState[] = ['COMPLETED', 'COMPENSATED', 'NEEDS_ATTENTION'];
+import { waitForSaga, type SagaInstance, type SagaRunner } from '../saga/index.ts';
 
 /**
  * Resolves with saga instance `id` once it has ended (COMPLETED, COMPENSATED or
- * NEEDS_ATTENTION), from `runner`'s events: no sleeping, no polling. The listener is registered
- * before the instance is read, so one that ended already is found too. `signal` gives up.
+ * NEEDS_ATTENTION): `waitForSaga` woken by `runner`'s events, so a test needs no sleep and no
+ * manual clock for it. One that ended already is found too, and so is one not started yet when
+ * this is called. `signal` gives up. Outside tests, call `waitForSaga` from keel/saga.
  */
-export async function sagaEnded(
+export function sagaEnded(
   runner: SagaRunner,
   db: Queryable,
   id: string,
   signal?: AbortSignal,
 ): Promise<SagaInstance> {
-  const stop = new AbortController();
-  signal?.addEventListener('abort', () => stop.abort(signal.reason), { once: true });
-  const ended = runner.events.once('saga-state', {
-    filter: (event) => event.instanceId === id && endStates.includes(event.to),
-    signal: stop.signal,
-  });
-  const now = await getSaga(db, id).then(
-    ({ instance }) => instance,
-    () => undefined,
-  );
-  if (now !== undefined && endStates.includes(now.state)) {
-    stop.abort();
-    await ended.catch(() => undefined);
-    return now;
-  }
-  await ended;
-  return (await getSaga(db, id)).instance;
+  return waitForSaga(db, id, { runner, ...(signal === undefined ? {} : { signal }) });
 }

@@ -1,0 +1,112 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { migrate, type Db } from '../db/index.ts';
+import { KeelError } from '../errors/index.ts';
+import { advanceUntil, createTestDb, type TestDb } from '../testing/index.ts';
+import { ManualClock } from '../time/index.ts';
+import { defineSaga } from './definition.ts';
+import { DatabaseContact } from './runner-health.ts';
+import { SagaRunner } from './saga-runner.ts';
+import { sagaMigrations } from './schema.ts';
+
+const dbs: TestDb[] = [];
+afterEach(async () => {
+  for (const db of dbs.splice(0)) await db.close();
+});
+
+const saga = defineSaga({ name: 'health', version: 1, steps: [{ name: 'a', action: async () => 1 }] });
+
+/** `db` until `cut()`: from then on every statement fails as on a lost connection, until `restore()`. */
+function cuttable(db: Db): { db: Db; cut: () => void; restore: () => void } {
+  let down = false;
+  const lost = (): Promise<never> =>
+    Promise.reject(new KeelError('KEEL_DB_UNAVAILABLE', 'connection to the database lost'));
+  const view: Db = {
+    dialect: db.dialect,
+    schema: db.schema,
+    query: (sql, params) => (down ? lost() : db.query(sql, params)),
+    transaction: (fn, options) => (down ? lost() : db.transaction(fn, options)),
+    listen: (channel, onNotify) => db.listen(channel, onNotify),
+    close: async () => undefined,
+  };
+  return { db: view, cut: () => void (down = true), restore: () => void (down = false) };
+}
+
+describe('SagaRunner.health()', () => {
+  it('says failing while its polls fail, since when and why, and ok again once one succeeds', async () => {
+    const db = await createTestDb();
+    dbs.push(db);
+    await migrate(db, sagaMigrations);
+    const clock = new ManualClock();
+    const link = cuttable(db);
+    const runner = new SagaRunner({ db: link.db, sagas: [saga], clock, pollMs: 1000 });
+    expect(runner.health()).toEqual({ status: 'not-running', state: 'idle' });
+    await runner.start();
+    expect(runner.health()).toEqual({ status: 'ok', lastContactAt: clock.now() });
+
+    link.cut();
+    const failed = runner.events.once('error', { filter: (e) => e.during === 'saga poll' });
+    await advanceUntil(clock, failed);
+    // The runner is still 'running': only health() tells that it works on nothing.
+    expect(runner.state).toBe('running');
+    const health = runner.health();
+    if (health.status !== 'failing') throw new Error(`expected failing, got ${health.status}`);
+    expect(health).toMatchObject({ failures: 1, lastError: { code: 'KEEL_DB_UNAVAILABLE' } });
+    // Its last contact was before the cut: the start, or the poll then under way.
+    expect(health.lastContactAt).toBeLessThanOrEqual(health.since);
+    const since = health.since;
+    await advanceUntil(clock, runner.events.once('error', { filter: (e) => e.during === 'saga poll' }), {
+      stepMs: 500,
+    });
+    expect(runner.health()).toMatchObject({ status: 'failing', failures: 2, since });
+
+    link.restore();
+    const recovered = (async () => {
+      while (runner.health().status !== 'ok') await new Promise((resolve) => setImmediate(resolve));
+    })();
+    await advanceUntil(clock, recovered);
+    expect(runner.health()).toMatchObject({ status: 'ok' });
+
+    const stopped = runner.stop({ drainMs: 100 });
+    await clock.advance(100);
+    await stopped;
+    expect(runner.health()).toEqual({ status: 'not-running', state: 'stopped' });
+  });
+});
+
+describe('DatabaseContact', () => {
+  it('counts failures in a row, resets on a success, and calls silence past its bound failing too', async () => {
+    const clock = new ManualClock();
+    const contact = new DatabaseContact(clock, 5000);
+    contact.succeeded();
+    const start = clock.now();
+    expect(contact.health('running')).toEqual({ status: 'ok', lastContactAt: start });
+    expect(contact.health('stopping')).toEqual({ status: 'not-running', state: 'stopping' });
+
+    await clock.advance(1000);
+    const error = new Error('down');
+    contact.failed(error);
+    await clock.advance(1000);
+    contact.failed(error);
+    expect(contact.health('running')).toEqual({
+      status: 'failing',
+      since: start + 1000,
+      failures: 2,
+      lastError: error,
+      lastContactAt: start,
+    });
+    contact.succeeded();
+    expect(contact.health('running')).toEqual({ status: 'ok', lastContactAt: start + 2000 });
+
+    // A statement that hangs fails nothing: past the bound without an answer, it is failing too.
+    await clock.advance(5000);
+    expect(contact.health('running')).toMatchObject({ status: 'ok' });
+    await clock.advance(1);
+    expect(contact.health('running')).toEqual({
+      status: 'failing',
+      since: start + 2000,
+      failures: 0,
+      lastError: undefined,
+      lastContactAt: start + 2000,
+    });
+  });
+});
