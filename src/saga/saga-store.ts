@@ -2,6 +2,7 @@
 // lease owner AND epoch, so a runner that lost its lease (paused, partitioned, taken over)
 // changes nothing, and its history rows are written in the same statement as the change.
 import type { Queryable } from '../db/db.ts';
+import { canNotifyAfterCommit } from '../db/notify-after-commit.ts';
 import { InvalidArgumentError } from '../errors/index.ts';
 import { systemClock, type Clock, uuidv7At } from '../time/index.ts';
 import type { SagaDefinition } from './definition.ts';
@@ -316,9 +317,13 @@ export async function writeProgress(
     ),
   );
   const historyParam = params.length;
-  // The write that ends the instance tells waiters in every process (waitForSaga), on commit.
+  // The write that ends the instance tells waiters in every process (waitForSaga), on commit:
+  // after it in a keel transaction (a NOTIFY inside would serialise the runners' commits), else
+  // inside it.
   const ends = change.state !== undefined && sagaEndStates.includes(change.state);
-  if (ends) params.push(sagaEndedChannel);
+  const notifyLater = ends && canNotifyAfterCommit(q);
+  const notifyInside = ends && !notifyLater;
+  if (notifyInside) params.push(sagaEndedChannel);
   const { rows } = await q.query<{ id: string }>(
     `WITH updated AS (
        UPDATE keel_saga_instances SET ${sets.join(', ')}
@@ -329,10 +334,12 @@ export async function writeProgress(
               NULLIF(h.item->'detail', 'null'::jsonb)
        FROM updated, jsonb_array_elements($${historyParam}::jsonb) WITH ORDINALITY AS h(item, ord)
        ORDER BY h.ord)
-     SELECT id${ends ? `, pg_notify($${params.length}, id)` : ''} FROM updated`,
+     SELECT id${notifyInside ? `, pg_notify($${params.length}, id)` : ''} FROM updated`,
     params,
   );
-  return rows.length > 0;
+  const written = rows.length > 0;
+  if (written && notifyLater) q.notifyAfterCommit(sagaEndedChannel, fence.id);
+  return written;
 }
 
 /** Reads one instance inside a transaction, locking it, if `fence` still holds it. */
