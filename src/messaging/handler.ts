@@ -28,7 +28,12 @@ export interface DeliveryContext {
  */
 export type Handler<P = unknown> = (message: Envelope<P>, context: DeliveryContext) => Promise<void>;
 
-/** A failure that retrying cannot fix (bad data, a rule violated): dead-letter without retrying. */
+/**
+ * A failure that retrying cannot fix (bad data, a rule violated): a message handler's message is
+ * dead-lettered without retrying, a saga step fails for good at once and its saga compensates
+ * (keel/saga exports the same class); keel's retry policies never retry it (`isRetryable`), and
+ * an outbox relay parks a message whose publish fails with it.
+ */
 export class PermanentError extends KeelError {
   constructor(message: string, options: KeelErrorOptions = {}) {
     super('KEEL_PERMANENT_FAILURE', message, options);
