@@ -3,19 +3,11 @@
 // offsets. The model's primary key is the record's place, so a record applied twice fails the
 // batch instead of passing unseen; exactly once is checked by counting what is left.
 import { spawn } from 'node:child_process';
-import { randomBytes, randomUUID } from 'node:crypto';
-import { subscribe, unsubscribe } from 'node:diagnostics_channel';
+import { randomBytes } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import {
-  Admin,
-  instancesChannel,
-  Producer,
-  type Base,
-  type ClusterMetadata,
-  type CreationEvent,
-} from '@platformatic/kafka';
+import { Admin, Producer } from '@platformatic/kafka';
 import { describe, expect, it, vi } from 'vitest';
 import { defaultDatabaseUrl, migrate, openDb, type Db, type DbConfig } from '../../src/db/index.ts';
 import { createEnvelope, type Envelope } from '../../src/messaging/envelope.ts';
@@ -28,6 +20,7 @@ import {
   type KafkaProjectionRunnerOptions,
 } from '../../src/messaging/adapters/kafka/index.ts';
 import { kafkaTestSuite } from '../../src/messaging/adapters/kafka/kafka-test-suite.ts';
+import { staleMetadata } from '../../src/messaging/adapters/kafka/projection-test-support.ts';
 import { staleLeaderAnswers, staleLeaderLimitMs } from '../../src/messaging/adapters/kafka/stale-leader.ts';
 import { kafkaBrokers } from '../../src/messaging/adapters/kafka/test-support.ts';
 import {
@@ -76,39 +69,6 @@ function runner(
   });
   cleanups.push(() => built.stop({ drainMs: 2000 }));
   return built;
-}
-
-/**
- * Leaves stale the metadata that the Kafka clients of `clientId` get for topic `name`, as a
- * leader moving leaves it, until `heal()`: each Metadata answer is altered as it arrives, before
- * the client caches it, so that Kafka itself refuses what a runner then asks of it.
- * `'leader-epoch'`: the partitions' leader epochs ahead of the broker's, so ListOffsets (which
- * carries them) is answered UNKNOWN_LEADER_EPOCH, as by a broker that has not yet applied its own
- * election. `'topic-id'`: another topic id, so a Fetch (which names the topic by it) is answered
- * UNKNOWN_TOPIC_ID, as by a leader that has not yet applied the topic's creation. `answers`: how
- * many Metadata answers were altered.
- */
-function staleMetadata(
-  clientId: string,
-  name: string,
-  how: 'leader-epoch' | 'topic-id',
-): { answers: () => number; heal: () => void } {
-  let stale = true;
-  let answers = 0;
-  const alter = (cluster: ClusterMetadata): void => {
-    const topic = cluster.topics.get(name);
-    if (!stale || topic === undefined) return;
-    answers++;
-    if (how === 'topic-id') topic.id = randomUUID();
-    else for (const partition of topic.partitions) partition.leaderEpoch += 1000;
-  };
-  const onCreated = (message: unknown): void => {
-    const { type, instance } = message as CreationEvent<Base>;
-    if (type === 'consumer' && instance.clientId === clientId) instance.on('client:metadata', alter);
-  };
-  subscribe(instancesChannel.name, onCreated);
-  cleanups.push(async () => unsubscribe(instancesChannel.name, onCreated));
-  return { answers: () => answers, heal: () => void (stale = false) };
 }
 
 function events(count: number, key: (i: number) => string | null = (i) => `k${i % 5}`): Envelope[] {
@@ -471,7 +431,7 @@ describe('KafkaProjectionRunner', () => {
       const { db, kafka, topic: name } = await setup(2);
       await kafka.publish(name, events(6));
       const clientId = `keel-test-${randomBytes(3).toString('hex')}`;
-      const metadata = staleMetadata(clientId, name, how);
+      const metadata = staleMetadata(suite, clientId, name, how);
       const requests = suite.requestsSent(clientId);
       const clock = new ManualClock();
       const startedAt = clock.now();

@@ -17,6 +17,7 @@ import { kafkaProjectionMigrations } from './kafka-projection-schema.ts';
 import type { KafkaTestSuite } from './kafka-test-suite.ts';
 import { encodeEnvelope } from './record-codec.ts';
 import { kafkaBrokers } from './test-support.ts';
+import { TopicFetcher } from './topic-fetcher.ts';
 
 export interface ProjectionTestKit {
   /**
@@ -39,7 +40,11 @@ export interface ProjectionTestKit {
   produce: (topic: string, partition: number, count: number) => Promise<Envelope[]>;
   /** Deletes the records of `partition` before `offset`, as retention does (the admin DeleteRecords call). */
   deleteBefore: (topic: string, partition: number, offset: bigint) => Promise<void>;
-  /** Deletes `topic` and creates it again, empty, once Kafka has let the old one go. */
+  /**
+   * Deletes `topic` and creates it again, empty, once Kafka has let the old one go; resolves
+   * once the new topic's leaders serve it (`untilLeadersServe`), so that what is written next
+   * lands in it.
+   */
   recreate: (topic: string, partitions: number) => Promise<void>;
   /** The topic's id (KIP-516) as Kafka has it now. */
   topicId: (topic: string) => Promise<string>;
@@ -107,6 +112,7 @@ export function projectionTestKit(kafka: KafkaTestSuite, topicPrefix: string): P
     },
 
     async recreate(topic, partitions) {
+      const oldId = await currentTopicId(kafka, topic);
       await kafka.admin.deleteTopics({ topics: [topic] });
       await vi.waitFor(
         async () => {
@@ -114,15 +120,54 @@ export function projectionTestKit(kafka: KafkaTestSuite, topicPrefix: string): P
         },
         { timeout: 30_000, interval: 250 },
       );
+      await untilLeadersServe(topic, oldId, partitions);
+      // The producer's cached metadata names the old topic's leaders: on a cluster of several
+      // brokers, one of them may not be a new leader, nor have let the old topic go yet.
+      await kafka.producer.metadata({ topics: [topic], forceUpdate: true });
     },
 
-    async topicId(topic) {
-      const metadata = await kafka.admin.metadata({ topics: [topic], forceUpdate: true });
-      const id = metadata.topics.get(topic)?.id;
-      if (id === undefined) throw new Error(`no topic ${topic}`);
-      return id;
-    },
+    topicId: (topic) => currentTopicId(kafka, topic),
   };
+}
+
+/** The topic's id as the broker the admin client asks has it now. */
+async function currentTopicId(kafka: KafkaTestSuite, topic: string): Promise<string> {
+  const metadata = await kafka.admin.metadata({ topics: [topic], forceUpdate: true });
+  const id = metadata.topics.get(topic)?.id;
+  if (id === undefined) throw new Error(`no topic ${topic}`);
+  return id;
+}
+
+/**
+ * Resolves once the leader of each of the `partitions` partitions of `topic` serves the topic
+ * created again, not the one of `oldId`: a Fetch by the new id answered for every partition.
+ *
+ * DeleteTopics and CreateTopics answer once the controller has committed the change; each broker
+ * applies it later, from the metadata log, and under load that is tens of milliseconds on. Until
+ * then a broker still holding the old topic's partition takes a Produce (which names the topic,
+ * not its id) into the old log and acknowledges it, and deleting that log then discards the
+ * records; its Metadata answers name the old topic too. Metadata naming the new id is not enough
+ * either: a broker updates its metadata before its partitions, and in between answers a Fetch by
+ * the new id with NOT_LEADER_OR_FOLLOWER, OFFSET_OUT_OF_RANGE (from offset 0) or an answer the
+ * client cannot read. A Fetch by id answered is a partition of that id.
+ */
+async function untilLeadersServe(topic: string, oldId: string, partitions: number): Promise<void> {
+  // A client id of its own: tests count the clients and requests of the runner's.
+  const fetcher = new TopicFetcher(topic, { clientId: 'keel-test-recreate', brokers: kafkaBrokers });
+  const fromStart = new Map(Array.from({ length: partitions }, (_, partition) => [partition, 0n]));
+  try {
+    await vi.waitFor(
+      async () => {
+        const current = await fetcher.current(true);
+        expect(current?.partitions).toBe(partitions);
+        expect(current?.id).not.toBe(oldId);
+        expect(await fetcher.fetch(fromStart, 0)).toMatchObject({ kind: 'fetched', topicId: current?.id });
+      },
+      { timeout: 30_000, interval: 50 },
+    );
+  } finally {
+    await fetcher.close();
+  }
 }
 
 /**
@@ -133,8 +178,8 @@ export function projectionTestKit(kafka: KafkaTestSuite, topicPrefix: string): P
  * answered UNKNOWN_LEADER_EPOCH, as by a broker that has not yet applied its own election.
  * `'topic-id'`: another topic id, so a Fetch (which names the topic by it) is answered
  * UNKNOWN_TOPIC_ID, as by a leader that has not yet applied the topic's creation. `answers`: how
- * many Metadata answers were altered. (test/integration/kafka-projection.test.ts has the same
- * for the running loop.)
+ * many Metadata answers were altered. For the one-shot calls here, for the running loop in
+ * test/integration/kafka-projection.test.ts.
  */
 export function staleMetadata(
   kafka: KafkaTestSuite,
