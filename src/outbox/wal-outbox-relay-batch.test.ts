@@ -1,7 +1,7 @@
 // The publish of a batch when a stop's drain deadline abandons it: the call that hangs is no
 // longer the relay's business, and whatever it ends with is neither reported, retried nor taken
 // as accepted. The relay around it is tested against a real server in
-// wal-outbox-relay-stop.test.ts.
+// test/integration/wal-outbox-relay-stop.test.ts.
 import { describe, expect, it } from 'vitest';
 import type { Db } from '../db/db.ts';
 import { createEnvelope, type Envelope } from '../messaging/index.ts';
