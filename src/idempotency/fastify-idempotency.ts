@@ -197,10 +197,19 @@ export function installIdempotency(app: FastifyInstance, options: IdempotencyOpt
     const claiming = state !== undefined && canClaimInTransaction(state.store) ? state.store : undefined;
     if (state?.phase !== 'claimed' || claiming === undefined || !isIdempotencyClaimRefused(error))
       throw error;
+    return sendStoredResponse(reply, await whatTheKeyHolds(state, claiming, request));
+  };
+
+  /** The answer to a request whose claim was refused: what its key holds, read, never written. */
+  const whatTheKeyHolds = async (
+    state: Held,
+    claiming: ClaimingIdempotencyStore,
+    request: FastifyRequest,
+  ): Promise<StoredResponse> => {
     // Only a look: a row written here would make the holder's own insert of the key fail.
     state.done = true;
     const outcome = await lookOrWait(() => claiming.lookup(state.request), request.raw);
-    return sendStoredResponse(reply, answerTo(outcome, request.url));
+    return answerTo(outcome, request.url);
   };
 
   if (claimInTransaction) {
@@ -232,11 +241,8 @@ export function installIdempotency(app: FastifyInstance, options: IdempotencyOpt
     if (state === undefined) return payload;
     const claiming = canClaimInTransaction(state.store) ? state.store : undefined;
     if (state.phase === 'claimed' && claiming !== undefined && isIdempotencyClaimRefused(state.error)) {
-      // The handler's transaction could not claim the key: answer with what the key holds. Only
-      // a look: a row written here would make the holder's own insert of the key fail.
-      state.done = true;
-      const outcome = await lookOrWait(() => claiming.lookup(state.request), request.raw);
-      const answer = answerTo(outcome, request.url);
+      // The handler's transaction could not claim the key: answer with what the key holds.
+      const answer = await whatTheKeyHolds(state, claiming, request);
       void reply.status(answer.status).headers(answer.headers);
       return answer.body;
     }
