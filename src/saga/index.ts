@@ -12,7 +12,8 @@ export {
   type SagaStepContext,
 } from './definition.ts';
 export { SagaRunner, type SagaRunnerOptions } from './saga-runner.ts';
-export type { SagaRunnerHealth } from './runner-health.ts';
+/** What `SagaRunner.health()` returns: the `ServiceHealth` every keel service reports. */
+export type { ServiceHealth as SagaRunnerHealth } from '../service/service-health.ts';
 export { waitForSaga, type WaitForSagaOptions } from './wait-for-saga.ts';
 // A step throws it to fail for good at once, without retries; the same class keel/messaging's
 // consumers dead-letter on, so a saga's step and a message handler share one way to say "never".

@@ -3,10 +3,10 @@ import { hostname } from 'node:os';
 import type { Db, Unlisten } from '../db/db.ts';
 import { InvalidArgumentError, KeelError } from '../errors/index.ts';
 import { ServiceBase, type StopOptions } from '../service/service.ts';
+import { HealthRecord, type ReportsHealth, type ServiceHealth } from '../service/service-health.ts';
 import { systemClock, type Clock, type TimerHandle } from '../time/index.ts';
 import type { SagaDefinition } from './definition.ts';
 import type { SagaRunnerEvents } from './events.ts';
-import { DatabaseContact, type SagaRunnerHealth } from './runner-health.ts';
 import { claimSagas, extendLeases, type Fence, type SagaInstance } from './saga-store.ts';
 import { SagaExecution } from './saga-execution.ts';
 import { sagaChannel } from './schema.ts';
@@ -52,7 +52,7 @@ interface Task {
  * runs in one place at a time (leases with fencing), and a crashed runner's instances are taken
  * over once its leases expire.
  */
-export class SagaRunner extends ServiceBase<SagaRunnerEvents> {
+export class SagaRunner extends ServiceBase<SagaRunnerEvents> implements ReportsHealth {
   readonly owner: string;
   readonly #db: Db;
   readonly #definitions = new Map<string, SagaDefinition>();
@@ -63,7 +63,7 @@ export class SagaRunner extends ServiceBase<SagaRunnerEvents> {
   readonly #listen: boolean;
   readonly #tasks = new Map<string, Task>();
   readonly #execution: SagaExecution;
-  readonly #contact: DatabaseContact;
+  readonly #contact: HealthRecord<'database'>;
   #unlisten: Unlisten | undefined;
   #pollTimer: TimerHandle | undefined;
   #heartbeatTimer: TimerHandle | undefined;
@@ -115,7 +115,7 @@ export class SagaRunner extends ServiceBase<SagaRunnerEvents> {
     this.#concurrency = concurrency;
     this.#listen = options.listen ?? true;
     // Silent past a lease and a poll: by then a working runner has polled or extended its leases.
-    this.#contact = new DatabaseContact(this.clock, this.#leaseMs + this.#pollMs);
+    this.#contact = new HealthRecord(this.clock, { database: { silentMs: this.#leaseMs + this.#pollMs } });
     this.#execution = new SagaExecution(
       this.#db,
       this.clock,
@@ -149,7 +149,7 @@ export class SagaRunner extends ServiceBase<SagaRunnerEvents> {
    * after one succeeds. For a health endpoint; `error` events carry each failure. A read of
    * memory: no statement runs.
    */
-  health(): SagaRunnerHealth {
+  health(): ServiceHealth {
     return this.#contact.health(this.state);
   }
 
@@ -160,7 +160,8 @@ export class SagaRunner extends ServiceBase<SagaRunnerEvents> {
          CASE WHEN to_regclass('keel_saga_instances') IS NULL THEN 'keel_saga_instances' END,
          CASE WHEN to_regclass('keel_saga_history') IS NULL THEN 'keel_saga_history' END], NULL) AS missing`,
     );
-    this.#contact.succeeded();
+    this.#contact.started();
+    this.#contact.succeeded('database');
     const missing = rows[0]?.missing ?? [];
     if (missing.length > 0) {
       throw new KeelError(
@@ -256,10 +257,10 @@ export class SagaRunner extends ServiceBase<SagaRunnerEvents> {
       now: this.clock.now(),
       leaseMs: this.#leaseMs,
     }).catch((error: unknown) => {
-      this.#contact.failed(error);
+      this.#contact.failed('database', error, 'saga poll');
       throw error;
     });
-    this.#contact.succeeded();
+    this.#contact.succeeded('database');
     return claimed.map(({ instance, takenFrom }) => {
       const fence: Fence = { id: instance.id, owner: this.owner, epoch: instance.leaseEpoch };
       const controller = new AbortController();
@@ -313,7 +314,7 @@ export class SagaRunner extends ServiceBase<SagaRunnerEvents> {
         tasks.map((t) => ({ id: t.fence.id, epoch: t.fence.epoch })),
         this.clock.now() + this.#leaseMs,
       );
-      this.#contact.succeeded();
+      this.#contact.succeeded('database');
       for (const task of tasks) {
         // A task that finished meanwhile released its lease itself; only a running one was lost.
         if (!held.has(task.fence.id) && this.#tasks.get(task.fence.id) === task) {
@@ -321,7 +322,7 @@ export class SagaRunner extends ServiceBase<SagaRunnerEvents> {
         }
       }
     } catch (error) {
-      this.#contact.failed(error);
+      this.#contact.failed('database', error, 'saga heartbeat');
       this.events.emit('error', { error, during: 'saga heartbeat' });
     }
   }

@@ -1,11 +1,12 @@
 import type { Service, ServiceState, StopOptions } from './service.ts';
 import { defaultDrainMs } from './service.ts';
+import { reportsHealth, type ReportsHealth, type ServiceHealth } from './service-health.ts';
 
 /**
  * Several services run as one: started in the order given, stopped in reverse, so a consumer
  * stops before the database it writes to closes. A failed start stops what already started.
  */
-export class ServiceGroup implements Service {
+export class ServiceGroup implements Service, ReportsHealth {
   readonly name: string;
   readonly #services: readonly Service[];
   #state: ServiceState = 'idle';
@@ -50,6 +51,46 @@ export class ServiceGroup implements Service {
       this.#state = 'stopped';
     })();
     return this.#stopping;
+  }
+
+  /** The health of each member that reports one (`health()`), by name, in start order. */
+  healthOfParts(): Record<string, ServiceHealth> {
+    const parts: Record<string, ServiceHealth> = {};
+    for (const service of this.#services) if (reportsHealth(service)) parts[service.name] = service.health();
+    return parts;
+  }
+
+  /**
+   * 'ok' while running and every member that reports health is ok; else 'failing', naming the
+   * member failing longest (`dependency` is `member/dependency`); 'not-running' when the group
+   * is not running. A member that stopped while the group runs counts as failing.
+   */
+  health(): ServiceHealth {
+    if (this.#state !== 'running') return { status: 'not-running', state: this.#state };
+    let failing: Extract<ServiceHealth, { status: 'failing' }> | undefined;
+    let lastContactAt: number | undefined;
+    for (const [name, part] of Object.entries(this.healthOfParts())) {
+      if (part.status === 'ok') {
+        if (part.lastContactAt !== undefined)
+          lastContactAt = Math.max(lastContactAt ?? 0, part.lastContactAt);
+        continue;
+      }
+      const asFailing: Extract<ServiceHealth, { status: 'failing' }> =
+        part.status === 'failing'
+          ? { ...part, dependency: `${name}/${part.dependency}` }
+          : {
+              status: 'failing',
+              dependency: name,
+              during: `state ${part.state}`,
+              // When it stopped is not known here: 0 sorts it first, as failing longest.
+              since: 0,
+              failures: 0,
+              lastError: undefined,
+              lastContactAt: undefined,
+            };
+      if (failing === undefined || asFailing.since < failing.since) failing = asFailing;
+    }
+    return failing ?? { status: 'ok', lastContactAt };
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

@@ -4,7 +4,6 @@ import { KeelError } from '../errors/index.ts';
 import { advanceUntil, createTestDb, type TestDb } from '../testing/index.ts';
 import { ManualClock } from '../time/index.ts';
 import { defineSaga } from './definition.ts';
-import { DatabaseContact } from './runner-health.ts';
 import { SagaRunner } from './saga-runner.ts';
 import { sagaMigrations } from './schema.ts';
 
@@ -50,7 +49,12 @@ describe('SagaRunner.health()', () => {
     expect(runner.state).toBe('running');
     const health = runner.health();
     if (health.status !== 'failing') throw new Error(`expected failing, got ${health.status}`);
-    expect(health).toMatchObject({ failures: 1, lastError: { code: 'KEEL_DB_UNAVAILABLE' } });
+    expect(health).toMatchObject({
+      dependency: 'database',
+      during: 'saga poll',
+      failures: 1,
+      lastError: { code: 'KEEL_DB_UNAVAILABLE' },
+    });
     // Its last contact was before the cut: the start, or the poll then under way.
     expect(health.lastContactAt).toBeLessThanOrEqual(health.since);
     const since = health.since;
@@ -70,43 +74,5 @@ describe('SagaRunner.health()', () => {
     await clock.advance(100);
     await stopped;
     expect(runner.health()).toEqual({ status: 'not-running', state: 'stopped' });
-  });
-});
-
-describe('DatabaseContact', () => {
-  it('counts failures in a row, resets on a success, and calls silence past its bound failing too', async () => {
-    const clock = new ManualClock();
-    const contact = new DatabaseContact(clock, 5000);
-    contact.succeeded();
-    const start = clock.now();
-    expect(contact.health('running')).toEqual({ status: 'ok', lastContactAt: start });
-    expect(contact.health('stopping')).toEqual({ status: 'not-running', state: 'stopping' });
-
-    await clock.advance(1000);
-    const error = new Error('down');
-    contact.failed(error);
-    await clock.advance(1000);
-    contact.failed(error);
-    expect(contact.health('running')).toEqual({
-      status: 'failing',
-      since: start + 1000,
-      failures: 2,
-      lastError: error,
-      lastContactAt: start,
-    });
-    contact.succeeded();
-    expect(contact.health('running')).toEqual({ status: 'ok', lastContactAt: start + 2000 });
-
-    // A statement that hangs fails nothing: past the bound without an answer, it is failing too.
-    await clock.advance(5000);
-    expect(contact.health('running')).toMatchObject({ status: 'ok' });
-    await clock.advance(1);
-    expect(contact.health('running')).toEqual({
-      status: 'failing',
-      since: start + 2000,
-      failures: 0,
-      lastError: undefined,
-      lastContactAt: start + 2000,
-    });
   });
 });

@@ -1,0 +1,153 @@
+// Whether a running service reaches what it depends on. A service that lost its database or
+// broker keeps running: it retries, emits `error`, and recovers on its own when the dependency
+// answers again, while its state stays 'running'. A health endpoint or a gauge reads this record
+// of its own calls' outcomes instead of counting `error` events.
+import { InvalidArgumentError } from '../errors/index.ts';
+import type { Clock } from '../time/index.ts';
+import type { ServiceState } from './service.ts';
+
+/** What a service's `health()` returns: plain data, for a health endpoint or a gauge. */
+export type ServiceHealth =
+  /** Not running (idle, starting, stopping, stopped or failed: `state`): it does no work at all. */
+  | { readonly status: 'not-running'; readonly state: ServiceState }
+  /**
+   * Its last call to each dependency succeeded; `lastContactAt` is the latest answer (ms, the
+   * service's clock), undefined while none has answered since the start yet.
+   */
+  | { readonly status: 'ok'; readonly lastContactAt: number | undefined }
+  /**
+   * Its calls to `dependency` have failed `failures` times in a row since `since`, `lastError`
+   * the last, in `during` (what the service was doing); or none has answered for longer than
+   * the dependency allows (`failures` 0, `lastError` undefined: a call hangs). It goes back to
+   * 'ok' on its own at its next call to that dependency that succeeds.
+   */
+  | {
+      readonly status: 'failing';
+      readonly dependency: string;
+      readonly during: string | undefined;
+      readonly since: number;
+      readonly failures: number;
+      readonly lastError: unknown;
+      readonly lastContactAt: number | undefined;
+    };
+
+/** A service that can say whether it reaches its dependencies. */
+export interface ReportsHealth {
+  health(): ServiceHealth;
+}
+
+/** Whether `service` has a `health()` to read. */
+export function reportsHealth(service: object): service is ReportsHealth {
+  return typeof (service as Partial<ReportsHealth>).health === 'function';
+}
+
+export interface DependencyOptions {
+  /**
+   * How long without any answer means failing although nothing failed: a call that hangs. Set
+   * it for a dependency the service calls on a schedule (a poll, a heartbeat); leave it out
+   * for one it calls only when there is work. Counted from the start until the first answer.
+   */
+  silentMs?: number;
+}
+
+interface DependencyRecord {
+  readonly silentMs: number | undefined;
+  lastContactAt: number | undefined;
+  failingSince: number | undefined;
+  failures: number;
+  lastError: unknown;
+  during: string | undefined;
+}
+
+/**
+ * The outcomes of a service's calls, per dependency (`'database'`, `'broker'`, …), kept for
+ * `health()`. The service reports each call's outcome; a success clears only its own
+ * dependency's failures, so a relay whose database answers while its broker does not is failing.
+ */
+export class HealthRecord<D extends string = string> {
+  readonly #clock: Clock;
+  readonly #dependencies = new Map<D, DependencyRecord>();
+  #startedAt: number;
+
+  constructor(clock: Clock, dependencies: Readonly<Record<D, DependencyOptions>>) {
+    this.#clock = clock;
+    this.#startedAt = clock.now();
+    for (const [name, options] of Object.entries(dependencies) as [D, DependencyOptions][]) {
+      if (options.silentMs !== undefined && !(options.silentMs > 0)) {
+        throw new InvalidArgumentError(`${name}.silentMs`, 'a number of ms > 0', options.silentMs);
+      }
+      this.#dependencies.set(name, {
+        silentMs: options.silentMs,
+        lastContactAt: undefined,
+        failingSince: undefined,
+        failures: 0,
+        lastError: undefined,
+        during: undefined,
+      });
+    }
+  }
+
+  /** A fresh start: earlier outcomes are forgotten and silence is counted from now. */
+  started(): void {
+    this.#startedAt = this.#clock.now();
+    for (const record of this.#dependencies.values()) {
+      record.lastContactAt = undefined;
+      this.#clear(record);
+    }
+  }
+
+  succeeded(dependency: D): void {
+    const record = this.#record(dependency);
+    record.lastContactAt = this.#clock.now();
+    this.#clear(record);
+  }
+
+  failed(dependency: D, error: unknown, during?: string): void {
+    const record = this.#record(dependency);
+    record.failingSince ??= this.#clock.now();
+    record.failures += 1;
+    record.lastError = error;
+    record.during = during;
+  }
+
+  /** The health of a service in `state`: the dependency failing longest names the failure. */
+  health(state: ServiceState): ServiceHealth {
+    if (state !== 'running') return { status: 'not-running', state };
+    const now = this.#clock.now();
+    let failing: Extract<ServiceHealth, { status: 'failing' }> | undefined;
+    let lastContactAt: number | undefined;
+    for (const [dependency, record] of this.#dependencies) {
+      if (record.lastContactAt !== undefined)
+        lastContactAt = Math.max(lastContactAt ?? 0, record.lastContactAt);
+      const quietSince = record.lastContactAt ?? this.#startedAt;
+      const silent = record.silentMs !== undefined && now - quietSince > record.silentMs;
+      if (record.failingSince === undefined && !silent) continue;
+      const since = record.failingSince ?? quietSince;
+      if (failing !== undefined && failing.since <= since) continue;
+      failing = {
+        status: 'failing',
+        dependency,
+        during: record.during,
+        since,
+        failures: record.failures,
+        lastError: record.lastError,
+        lastContactAt: record.lastContactAt,
+      };
+    }
+    return failing ?? { status: 'ok', lastContactAt };
+  }
+
+  #record(dependency: D): DependencyRecord {
+    const record = this.#dependencies.get(dependency);
+    if (record === undefined)
+      throw new InvalidArgumentError('dependency', 'a dependency the record was made with', dependency);
+    return record;
+  }
+
+  #clear(record: DependencyRecord): void {
+    record.failingSince = undefined;
+    record.failures = 0;
+    record.lastError = undefined;
+    record.during = undefined;
+  }
+}
