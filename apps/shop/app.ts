@@ -17,7 +17,7 @@ import {
   ensureWalOutboxSlot,
 } from '../../src/outbox/index.ts';
 import { SagaRunner, pruneSagas } from '../../src/saga/index.ts';
-import { ServiceBase, ServiceGroup, type Service } from '../../src/service/index.ts';
+import { ServiceBase, ServiceGroup, type Service, type ServiceHealth } from '../../src/service/index.ts';
 import type { TokenBucketLimits } from '../../src/resilience/index.ts';
 import type { Clock } from '../../src/time/index.ts';
 import { orderFulfilment } from './application/fulfilment.ts';
@@ -144,6 +144,8 @@ export interface Shop extends Service {
   readonly analytics: OrderAnalyticsRunner | undefined;
   /** The worker role's consumer of `shop.notifications`: the mail sent to customers. */
   readonly notifications: QueueConsumer | undefined;
+  /** The health of each part that reports one (relays, consumers, runners…), by name: `/readyz` lists it. */
+  healthOfParts(): Record<string, ServiceHealth>;
 }
 
 /**
@@ -301,7 +303,9 @@ export function buildShop(config: ShopConfig, deps: ShopDeps): Shop {
   // Before the rate limit, which then counts per key.
   if (config.apiKeys === 'required') installApiKeyAuth(http, { db, clock });
   if (config.rateLimit !== undefined) installRateLimit(http, { limits: config.rateLimit, clock });
-  void http.register(healthRoutes, { db, isReady: () => ready });
+  // The group is built below, before any request can arrive.
+  const healthOfParts = (): Record<string, ServiceHealth> => group.healthOfParts();
+  void http.register(healthRoutes, { db, isReady: () => ready, parts: healthOfParts });
   void http.register(contractRoutes);
   // The api role reads the shop's feature flags; other roles take no orders over HTTP.
   const flags = config.roles.has('api') ? new ShopFlags(db, { clock, logger }) : undefined;
@@ -336,7 +340,7 @@ export function buildShop(config: ShopConfig, deps: ShopDeps): Shop {
     parts.push(new FastifyCloser(http));
     if (config.metricsPort !== undefined) {
       const app = createHttpApp(logger, httpOptions);
-      void app.register(healthRoutes, { db, isReady: () => ready });
+      void app.register(healthRoutes, { db, isReady: () => ready, parts: healthOfParts });
       ops = new HttpServer(app, { port: config.metricsPort, host: config.http.host });
       parts.push(ops);
     }
@@ -363,6 +367,7 @@ export function buildShop(config: ShopConfig, deps: ShopDeps): Shop {
     get state() {
       return group.state;
     },
+    healthOfParts,
     async start() {
       await group.start();
       ready = true;

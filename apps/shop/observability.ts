@@ -9,6 +9,7 @@ import {
   instrumentQueueDepth,
   instrumentRuntime,
   instrumentSagas,
+  instrumentServiceHealth,
   metricsRoute,
   setupObservability,
   type Observability,
@@ -41,7 +42,11 @@ export function instrumentShop(shop: Shop, options: ShopObservabilityOptions): L
     metricsRoute(shop.http, options.prometheus);
     if (shop.ops !== undefined) metricsRoute(shop.ops.app, options.prometheus);
   }
-  const handles: ListenerHandle[] = [instrumentOutbox(shop.db, meter), instrumentRuntime(meter)];
+  const handles: ListenerHandle[] = [
+    instrumentOutbox(shop.db, meter),
+    instrumentRuntime(meter),
+    instrumentServiceHealth(() => shop.healthOfParts(), meter),
+  ];
   // Other brokers show their depth in their own tools (the RabbitMQ console, Kafka's lag).
   if (shop.depths !== undefined)
     handles.push(instrumentQueueDepth(shop.depths, [ordersQueue, notificationsQueue], meter));

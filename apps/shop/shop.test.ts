@@ -100,7 +100,11 @@ describe('shop: placing an order', () => {
   it('serves /healthz and /readyz', async () => {
     const shop = await started(await newStore());
     expect((await shop.http.inject({ url: '/healthz' })).json()).toEqual({ status: 'ok' });
-    expect((await shop.http.inject({ url: '/readyz' })).json()).toEqual({ status: 'ready' });
+    const ready = (await shop.http.inject({ url: '/readyz' })).json<{ status: string; parts: object }>();
+    // Each long-running part says whether it reaches what it depends on.
+    expect(ready.status).toBe('ready');
+    expect(Object.keys(ready.parts)).toEqual(expect.arrayContaining(['process-heartbeat', 'saga-runner']));
+    expect(Object.values(ready.parts).every((part: { status: string }) => part.status === 'ok')).toBe(true);
   });
 });
 

@@ -15,6 +15,7 @@ export {
 export { instrumentPolicies, breakerStateValue, type NamedPolicies } from './instrument-policies.ts';
 export { instrumentRuntime } from './instrument-runtime.ts';
 export { instrumentScheduler } from './instrument-scheduler.ts';
+export { instrumentServiceHealth, serviceHealthValue } from './instrument-service-health.ts';
 export {
   instrumentSagas,
   sagaAttributes,

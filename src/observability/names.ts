@@ -41,6 +41,7 @@ export const keelAttributes = {
   policy: 'keel.policy',
   walOutboxSlot: 'keel.wal_outbox.slot',
   schedule: 'keel.schedule.name',
+  service: 'keel.service',
 } as const;
 
 export const metricNames = {
@@ -71,6 +72,7 @@ export const metricNames = {
   sagaInstances: 'keel.saga.instances',
   scheduleTicks: 'keel.schedule.ticks',
   scheduleDelay: 'keel.schedule.delay',
+  serviceHealth: 'keel.service.health',
 } as const;
 
 /**

@@ -14,6 +14,7 @@ export {
   type ReportsHealth,
   type ServiceHealth,
 } from './service-health.ts';
+export { healthReport, type ServiceHealthReport } from './health-report.ts';
 export { TypedEvents, type Listener, type ListenerHandle } from './typed-events.ts';
 export { runUntilSignal, type RunOptions } from './run-until-signal.ts';
 export { watchParent, type ParentWatch, type ParentWatchOptions } from './parent-watch.ts';

@@ -11,6 +11,7 @@ import {
 import { accountIdParams, accountResource, signupRequest } from './accounts.ts';
 import { analyticsQuery, orderAnalyticsResource } from './analytics.ts';
 import { orderIdParams, orderResource, placeOrderRequest } from './orders.ts';
+import { readinessResource } from './readiness.ts';
 
 // The shop's HTTP contract: every operation it serves, with the zod schemas its handlers parse
 // requests with and the resources it answers with. apps/shop/contracts/openapi.json is this
@@ -203,8 +204,9 @@ export const shopOperations: readonly HttpOperation[] = [
     security: [],
     responses: {
       200: {
-        description: 'Started, not draining, and its database answers',
-        body: z.object({ status: z.literal('ready') }),
+        description:
+          'Started, not draining, and its database answers; `parts` lists the health of each part (`degraded` while one does not reach its broker or database)',
+        body: readinessResource,
       },
       503: problem(
         'Starting or draining (`KEEL_SERVICE_STATE`), the database does not answer (`KEEL_DB_UNAVAILABLE`), or the process is shutting down (`KEEL_SHUTTING_DOWN`, with `Retry-After`)',

@@ -154,12 +154,20 @@ describe('ProcessHeartbeat', () => {
     const heartbeat = heartbeatOf(flaky, clock);
     const errors: string[] = [];
     heartbeat.events.on('error', ({ error, during }) => errors.push(`${during}: ${String(error)}`));
+    expect(heartbeat.health()).toEqual({ status: 'not-running', state: 'idle' });
     // Unable to say it is alive, it still starts: the process goes on working.
     await heartbeat.start();
     expect(errors).toEqual(['beat: Error: connection refused']);
     expect(await listProcesses(db)).toEqual([]);
+    expect(heartbeat.health()).toMatchObject({
+      status: 'failing',
+      dependency: 'database',
+      during: 'beat',
+      failures: 1,
+    });
     cutOff = false;
     await heartbeat.beat();
+    expect(heartbeat.health()).toEqual({ status: 'ok', lastContactAt: clock.now() });
 
     cutOff = true;
     const read = async () => processStatus((await rowOf(db, heartbeat.id))!, clock.now());
@@ -170,6 +178,7 @@ describe('ProcessHeartbeat', () => {
       await failed;
     }
     expect(await read()).toBe('live');
+    expect(heartbeat.health()).toMatchObject({ status: 'failing', failures: 3 });
     await clock.advance(1);
     expect(await read()).toBe('stale');
 
@@ -178,9 +187,11 @@ describe('ProcessHeartbeat', () => {
     await clock.advance(4999);
     await back;
     expect(await read()).toBe('live');
+    expect(heartbeat.health()).toMatchObject({ status: 'ok' });
     expect(errors).toHaveLength(4);
     await heartbeat.stop();
     expect(await read()).toBe('stopped');
+    expect(heartbeat.health()).toEqual({ status: 'not-running', state: 'stopped' });
   });
 
   it('deletes rows of any process not seen for retainMs, stopped or stale, and keeps the rest', async () => {
@@ -227,5 +238,33 @@ describe('ProcessHeartbeat', () => {
     expect(() => heartbeatOf(db, clock, { intervalMs: 2.5 })).toThrow(/intervalMs/);
     // Rows of live processes would be deleted before they could be called stale.
     expect(() => heartbeatOf(db, clock, { intervalMs: 5000, retainMs: 15_000 })).toThrow(/retainMs/);
+  });
+});
+
+describe('ProcessHeartbeat.health()', () => {
+  it('calls a beat that hangs failing once readers would call its row stale', async () => {
+    await using db = await processesDb();
+    const clock = new ManualClock();
+    let hang = false;
+    const hanging: Queryable = {
+      query: <R>(sql: string, params?: readonly unknown[]): Promise<QueryResult<R>> =>
+        hang ? new Promise<QueryResult<R>>(() => undefined) : db.query<R>(sql, params),
+    };
+    const heartbeat = heartbeatOf(hanging, clock);
+    await heartbeat.start();
+    const answered = clock.now();
+    hang = true;
+    await clock.advance(15_000);
+    expect(heartbeat.health()).toEqual({ status: 'ok', lastContactAt: answered });
+    await clock.advance(1);
+    expect(heartbeat.health()).toEqual({
+      status: 'failing',
+      dependency: 'database',
+      during: undefined,
+      since: answered,
+      failures: 0,
+      lastError: undefined,
+      lastContactAt: answered,
+    });
   });
 });

@@ -3,7 +3,13 @@ import type { Queryable } from '../../../src/db/index.ts';
 import { InvalidArgumentError } from '../../../src/errors/index.ts';
 import type { NamedPolicies } from '../../../src/observability/index.ts';
 import { CircuitBreakerPolicy } from '../../../src/resilience/index.ts';
-import { ServiceBase, type ListenerHandle } from '../../../src/service/index.ts';
+import {
+  HealthRecord,
+  ServiceBase,
+  type ListenerHandle,
+  type ReportsHealth,
+  type ServiceHealth,
+} from '../../../src/service/index.ts';
 import { uuidv7At, type Clock, type TimerHandle } from '../../../src/time/index.ts';
 import {
   markProcessStopped,
@@ -49,7 +55,7 @@ export interface ProcessHeartbeatEvents {
  * clean stop from a crash. A failed write is reported as an `error` event and retried at the next
  * beat: a process unable to say it is alive goes on working, and its row goes stale.
  */
-export class ProcessHeartbeat extends ServiceBase<ProcessHeartbeatEvents> {
+export class ProcessHeartbeat extends ServiceBase<ProcessHeartbeatEvents> implements ReportsHealth {
   /** This process start's id: its row's key, a UUIDv7. */
   readonly id: string;
   readonly #db: Queryable;
@@ -65,6 +71,7 @@ export class ProcessHeartbeat extends ServiceBase<ProcessHeartbeatEvents> {
   // A breaker changed while a write was on its way, which may have read the old state.
   #writeAgain = false;
   #listeners: ListenerHandle[] = [];
+  readonly #health: HealthRecord<'database'>;
 
   constructor(options: ProcessHeartbeatOptions) {
     super('process-heartbeat', options.clock);
@@ -88,6 +95,15 @@ export class ProcessHeartbeat extends ServiceBase<ProcessHeartbeatEvents> {
     this.#retainMs = retainMs;
     // Known before start: the dashboard that runs beside it is wired with it.
     this.id = uuidv7At(options.clock.now());
+    // A beat that has not answered by the time readers would call the row stale is a failure too.
+    this.#health = new HealthRecord(options.clock, {
+      database: { silentMs: missedBeatsBeforeStale * intervalMs },
+    });
+  }
+
+  /** Failing while its beats fail, or none has answered for as long as makes its row stale. */
+  health(): ServiceHealth {
+    return this.#health.health(this.state);
   }
 
   /**
@@ -121,6 +137,7 @@ export class ProcessHeartbeat extends ServiceBase<ProcessHeartbeatEvents> {
 
   protected override async onStart(): Promise<void> {
     this.#startedAt = this.clock.now();
+    this.#health.started();
     // Policies are complete by now: the shop adds the mailer's breaker after building this.
     for (const policy of Object.values(this.#policies)) {
       if (policy instanceof CircuitBreakerPolicy)
@@ -165,8 +182,10 @@ export class ProcessHeartbeat extends ServiceBase<ProcessHeartbeatEvents> {
         breakers: this.#breakers(),
       });
       const pruned = await pruneProcesses(this.#db, at - this.#retainMs);
+      this.#health.succeeded('database');
       this.events.emit('beat', { at, pruned });
     } catch (error) {
+      this.#health.failed('database', error, 'beat');
       this.events.emit('error', { error, during: 'beat' });
     }
   }
