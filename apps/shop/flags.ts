@@ -4,7 +4,12 @@ import type { Logger } from 'pino';
 import type { Db } from '../../src/db/index.ts';
 import { VersionConflictError } from '../../src/consistency/index.ts';
 import { KeelFlagProvider, PostgresFlagStore, type FlagDefinition } from '../../src/flags/index.ts';
-import { ServiceBase } from '../../src/service/index.ts';
+import {
+  HealthRecord,
+  ServiceBase,
+  type ReportsHealth,
+  type ServiceHealth,
+} from '../../src/service/index.ts';
 import type { Clock } from '../../src/time/index.ts';
 
 /** The kill switch for new orders: off, `POST /v1/orders` answers 503 `KEEL_FEATURE_OFF`. On when absent. */
@@ -27,18 +32,29 @@ const ordersAcceptingSeed: FlagDefinition = {
  * an OpenFeature client's evaluation costs ~14 µs (its hooks and context merging; keel's
  * provider ~0.5 µs), which a per-customer flag pays and a global one need not.
  */
-export class ShopFlags extends ServiceBase {
+export class ShopFlags extends ServiceBase implements ReportsHealth {
   readonly #store: PostgresFlagStore;
   readonly #provider: KeelFlagProvider;
   readonly #logger: Logger;
   readonly #domain = `shop-${randomUUID()}`;
   #ordersAccepting = true;
+  // Only the provider's refreshes are seen, and only as their turn from stale to ready and back.
+  readonly #health: HealthRecord<'database'>;
 
   constructor(db: Db, options: { clock: Clock; logger: Logger }) {
-    super('flags');
+    super('flags', options.clock);
     this.#store = new PostgresFlagStore(db);
     this.#provider = new KeelFlagProvider(this.#store, { clock: options.clock });
     this.#logger = options.logger;
+    this.#health = new HealthRecord(options.clock, { database: {} });
+  }
+
+  /**
+   * Failing from the refresh of the flags that failed (the last values read are still served)
+   * until one succeeds: an operator's kill switch is not heard meanwhile.
+   */
+  health(): ServiceHealth {
+    return this.#health.health(this.state);
   }
 
   /** Whether new orders are taken: `orders.accepting`, as of the last change heard. */
@@ -47,6 +63,7 @@ export class ShopFlags extends ServiceBase {
   }
 
   protected override async onStart(): Promise<void> {
+    this.#health.started();
     // Only where it is missing: an operator's setting, or another api's seed, stays as it is.
     await this.#store.put(ordersAcceptingSeed, { expectedVersion: 0 }).catch((error: unknown) => {
       if (!(error instanceof VersionConflictError)) throw error;
@@ -64,9 +81,11 @@ export class ShopFlags extends ServiceBase {
       this.#ordersAccepting = accepting;
     };
     client.addHandler(ProviderEvents.ConfigurationChanged, () => void update());
-    client.addHandler(ProviderEvents.Stale, (details) =>
-      this.#logger.warn({ reason: details?.message }, 'feature flags not refreshed; serving the last read'),
-    );
+    client.addHandler(ProviderEvents.Stale, (details) => {
+      this.#health.failed('database', new Error(details?.message ?? 'flags not read'), 'flag refresh');
+      this.#logger.warn({ reason: details?.message }, 'feature flags not refreshed; serving the last read');
+    });
+    client.addHandler(ProviderEvents.Ready, () => this.#health.succeeded('database'));
     await update();
   }
 
