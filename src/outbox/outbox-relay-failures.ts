@@ -10,6 +10,7 @@ import type { TypedEvents } from '../service/typed-events.ts';
 import type { Clock } from '../time/index.ts';
 import { recordFailure, type OutboxRow } from './outbox-claims.ts';
 import type { OutboxRelayEvents } from './outbox-relay-events.ts';
+import { recorded, type RelayHealth } from './relay-health.ts';
 import { isPermanentPublishError } from './relay-policy.ts';
 
 export interface PublishFailuresOptions {
@@ -18,6 +19,8 @@ export interface PublishFailuresOptions {
   maxAttempts: number;
   retryDelay: (attempt: number) => number;
   events: TypedEvents<OutboxRelayEvents & LifecycleEvents>;
+  /** Where the outcome of the failure's write goes, for the relay's `health()`. */
+  health: RelayHealth<'database'>;
 }
 
 export class PublishFailures {
@@ -26,6 +29,7 @@ export class PublishFailures {
   readonly #maxAttempts: number;
   readonly #retryDelay: (attempt: number) => number;
   readonly #events: TypedEvents<OutboxRelayEvents & LifecycleEvents>;
+  readonly #health: RelayHealth<'database'>;
 
   constructor(options: PublishFailuresOptions) {
     this.#db = options.db;
@@ -33,6 +37,7 @@ export class PublishFailures {
     this.#maxAttempts = options.maxAttempts;
     this.#retryDelay = options.retryDelay;
     this.#events = options.events;
+    this.#health = options.health;
   }
 
   /**
@@ -72,13 +77,15 @@ export class PublishFailures {
     // Rows of one call share their attempt count: a run of rows never tried, or one row alone.
     const attempt = (rows[0]?.attempts ?? 0) + (charged ? 1 : 0);
     const park = permanent || (charged && attempt >= this.#maxAttempts);
-    await recordFailure(this.#db, claimId, rows, {
-      error: describeError(error),
-      now: new Date(now),
-      availableAt: new Date(now + this.#retryDelay(Math.max(1, attempt))),
-      charged,
-      park,
-    });
+    await recorded(this.#health, 'database', 'record-failure', () =>
+      recordFailure(this.#db, claimId, rows, {
+        error: describeError(error),
+        now: new Date(now),
+        availableAt: new Date(now + this.#retryDelay(Math.max(1, attempt))),
+        charged,
+        park,
+      }),
+    );
     if (park) for (const row of rows) this.#events.emit('parked', { message: envelopeFromRow(row), error });
   }
 }

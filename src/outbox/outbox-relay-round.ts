@@ -8,6 +8,7 @@ import { BrokenCircuitError, IsolatedCircuitError, type CircuitBreakerPolicy } f
 import type { ClaimRenewals } from './outbox-claim-renewals.ts';
 import { groupByDestination, type Claim, type Marks, type OutboxRow } from './outbox-claims.ts';
 import type { PublishFailures } from './outbox-relay-failures.ts';
+import { publishFailed, type RelayHealth } from './relay-health.ts';
 
 /** A claim on its way: the rows published so far and what went to each destination. */
 export interface Round {
@@ -33,6 +34,8 @@ export interface RoundPublisherOptions {
   /** Tells a claim lost: no more of its rows are published. */
   renewals: ClaimRenewals;
   failures: PublishFailures;
+  /** Where each publish's outcome goes, for the relay's `health()`. */
+  health: RelayHealth<'broker'>;
 }
 
 export class RoundPublisher {
@@ -40,12 +43,21 @@ export class RoundPublisher {
   readonly #breaker: CircuitBreakerPolicy;
   readonly #renewals: ClaimRenewals;
   readonly #failures: PublishFailures;
+  readonly #health: RelayHealth<'broker'>;
+  /** Claims whose rows are being published now. */
+  readonly #publishing = new Set<string>();
 
   constructor(options: RoundPublisherOptions) {
     this.#publisher = options.publisher;
     this.#breaker = options.breaker;
     this.#renewals = options.renewals;
     this.#failures = options.failures;
+    this.#health = options.health;
+  }
+
+  /** Whether the claim's rows are being published now (not claimed ahead, not waiting for their mark). */
+  isPublishing(claimId: string): boolean {
+    return this.#publishing.has(claimId);
   }
 
   /**
@@ -55,6 +67,15 @@ export class RoundPublisher {
    * the claim ends.
    */
   async publish(claim: Claim): Promise<Round> {
+    this.#publishing.add(claim.id);
+    try {
+      return await this.#publishRows(claim);
+    } finally {
+      this.#publishing.delete(claim.id);
+    }
+  }
+
+  async #publishRows(claim: Claim): Promise<Round> {
     const round: Round = { claim, published: [], sent: [], ok: true };
     for (const [destination, rows] of groupByDestination(claim.rows)) {
       let start = 0;
@@ -89,8 +110,10 @@ export class RoundPublisher {
     const closedBefore = this.#breaker.state.status === 'closed';
     try {
       await this.#breaker.execute(() => this.#publisher.publish(destination, messages));
+      this.#health.succeeded('broker');
       return messages;
     } catch (error) {
+      publishFailed(this.#health, error);
       // Not tried: the rows go back as they were when the claim ends.
       if (error instanceof BrokenCircuitError || error instanceof IsolatedCircuitError) return undefined;
       await this.#failures.record(claimId, destination, rows, messages, error, closedBefore);

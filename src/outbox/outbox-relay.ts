@@ -5,14 +5,14 @@
 // and its waits (outbox-relay-wake-ups.ts).
 import { v7 as uuidv7 } from 'uuid';
 import type { Db } from '../db/db.ts';
-import { InvalidArgumentError } from '../errors/index.ts';
+import { InvalidArgumentError, KeelError } from '../errors/index.ts';
 import { envelopeFromRow } from '../messaging/envelope-row.ts';
 import type { Publisher } from '../messaging/publisher.ts';
 import type { CircuitBreakerPolicy } from '../resilience/index.ts';
-import { ServiceBase } from '../service/index.ts';
+import { HealthRecord, ServiceBase, type ReportsHealth, type ServiceHealth } from '../service/index.ts';
 import { systemClock } from '../time/index.ts';
 import { claimBatch, markPublished, renewClaim, type Claim } from './outbox-claims.ts';
-import { ClaimRenewals } from './outbox-claim-renewals.ts';
+import { ClaimRenewals, type ClaimLossReason } from './outbox-claim-renewals.ts';
 import type { OutboxRelayEvents } from './outbox-relay-events.ts';
 import { PublishFailures } from './outbox-relay-failures.ts';
 import {
@@ -24,7 +24,7 @@ import { runRelayPipeline } from './outbox-relay-pipeline.ts';
 import { marksOf, RoundPublisher, type Round } from './outbox-relay-round.ts';
 import { RelayWakeUps } from './outbox-relay-wake-ups.ts';
 import { pruneOutbox } from './outbox-retention.ts';
-import { breakerAllows } from './relay-policy.ts';
+import { breakerRefusal, recorded, type OutboxRelayDependency } from './relay-health.ts';
 
 export type { OutboxRelayOptions } from './outbox-relay-options.ts';
 export type { OutboxRelayEvents } from './outbox-relay-events.ts';
@@ -54,9 +54,10 @@ export type { OutboxRelayEvents } from './outbox-relay-events.ts';
  * again, except behind the failed row's key); a row that failed is published alone from then on,
  * so one poison row cannot fail its neighbours' batches.
  */
-export class OutboxRelay extends ServiceBase<OutboxRelayEvents> {
+export class OutboxRelay extends ServiceBase<OutboxRelayEvents> implements ReportsHealth {
   readonly #db: Db;
   readonly #options: ResolvedOutboxRelayOptions;
+  readonly #health: HealthRecord<OutboxRelayDependency>;
   readonly #renewals: ClaimRenewals;
   readonly #rounds: RoundPublisher;
   readonly #wakeUps: RelayWakeUps;
@@ -74,17 +75,24 @@ export class OutboxRelay extends ServiceBase<OutboxRelayEvents> {
     this.#db = db;
     this.#options = resolved;
     this.breaker = resolved.breaker;
+    // A running relay's statements answer at least every pollIntervalMs while it idles (a claim)
+    // and every claimMs / 3 while it publishes (its claims' renewals). None for a poll and a
+    // whole lease means a statement hangs, and the claims it holds have lapsed to other relays.
+    // The broker is called only when there are rows: it has no silence of its own.
+    const health = new HealthRecord<OutboxRelayDependency>(this.clock, {
+      database: { silentMs: resolved.pollIntervalMs + resolved.claimMs },
+      broker: {},
+    });
+    this.#health = health;
     this.#renewals = new ClaimRenewals({
       clock: this.clock,
       claimMs: resolved.claimMs,
       maxClaimRenewalMs: resolved.maxClaimRenewalMs,
-      renew: (id, now, until) => renewClaim(db, id, new Date(now), new Date(until)),
-      lost: (claim, reason) =>
-        this.events.emit('claim-lost', {
-          claimId: claim.id,
-          reason,
-          messages: claim.rows.map(envelopeFromRow),
-        }),
+      renew: (id, now, until) =>
+        recorded(health, 'database', 'claim-renewal', () =>
+          renewClaim(db, id, new Date(now), new Date(until)),
+        ),
+      lost: (claim, reason) => this.#claimLost(claim, reason),
       failed: (error) => this.events.emit('error', { error, during: 'claim-renewal' }),
     });
     const { maxAttempts, retryDelay } = resolved;
@@ -92,14 +100,38 @@ export class OutboxRelay extends ServiceBase<OutboxRelayEvents> {
       publisher,
       breaker: this.breaker,
       renewals: this.#renewals,
-      failures: new PublishFailures({ db, clock: this.clock, maxAttempts, retryDelay, events: this.events }),
+      failures: new PublishFailures({
+        db,
+        clock: this.clock,
+        maxAttempts,
+        retryDelay,
+        events: this.events,
+        health,
+      }),
+      health,
     });
     this.#wakeUps = new RelayWakeUps(this.clock, resolved.pollIntervalMs, this.breaker);
     this.#nextCleanupAt = this.clock.now();
   }
 
+  /**
+   * Whether this relay reaches its database and its broker, from the outcome of its own calls
+   * (a read of memory: no statement runs). 'failing' names `database` while its claims, marks,
+   * claim renewals, the cleaner's deletes or the writes of a failed publish fail, or when none of
+   * them has answered for `pollIntervalMs + claimMs` (a statement hangs); it names `broker` while
+   * its publishes fail for the broker's sake (unavailable, a timeout, the breaker open or
+   * isolated, or a publish that had not answered when its claim reached `maxClaimRenewalMs`). A
+   * message refused for what it is (a permanent error: the row is parked) is not the broker's
+   * failure. Each goes back to 'ok' at its next call that succeeds.
+   */
+  health(): ServiceHealth {
+    return this.#health.health(this.state);
+  }
+
   protected override async onStart(): Promise<void> {
+    this.#health.started();
     await this.#wakeUps.listen(this.#db);
+    this.#health.succeeded('database');
     this.#loop = runRelayPipeline({
       dialect: this.#db.dialect,
       wakeUps: this.#wakeUps,
@@ -152,7 +184,9 @@ export class OutboxRelay extends ServiceBase<OutboxRelayEvents> {
   async prune(): Promise<number> {
     const { retentionMs } = this.#options;
     if (retentionMs === false) return 0;
-    const deleted = await pruneOutbox(this.#db, { retentionMs, clock: this.clock });
+    const deleted = await recorded(this.#health, 'database', 'cleanup', () =>
+      pruneOutbox(this.#db, { retentionMs, clock: this.clock }),
+    );
     if (deleted > 0) this.events.emit('pruned', { deleted });
     return deleted;
   }
@@ -164,8 +198,23 @@ export class OutboxRelay extends ServiceBase<OutboxRelayEvents> {
     return this.prune().catch((error: unknown) => this.events.emit('error', { error, during: 'cleanup' }));
   }
 
+  /** Whether the breaker lets a claim be made; a refusal is the broker's failure (relay-health.ts). */
   #mayClaim(): boolean {
-    return breakerAllows(this.breaker);
+    const refusal = breakerRefusal(this.breaker, this.clock.now());
+    if (refusal !== undefined) this.#health.failed('broker', refusal, 'publish');
+    return refusal === undefined;
+  }
+
+  #claimLost(claim: Claim, reason: ClaimLossReason): void {
+    // Given up at the renewal limit while its rows were being published: a broker call hangs.
+    if (reason === 'renewal-limit' && this.#rounds.isPublishing(claim.id)) {
+      const error = new KeelError(
+        'KEEL_TIMEOUT',
+        `a publish had not answered after maxClaimRenewalMs (${this.#options.maxClaimRenewalMs} ms)`,
+      );
+      this.#health.failed('broker', error, 'publish');
+    }
+    this.events.emit('claim-lost', { claimId: claim.id, reason, messages: claim.rows.map(envelopeFromRow) });
   }
 
   /**
@@ -179,15 +228,17 @@ export class OutboxRelay extends ServiceBase<OutboxRelayEvents> {
     const claim = await this.#renewals.ending(
       marks?.claimIds ?? [],
       () =>
-        claimBatch(this.#db, {
-          owner,
-          id: uuidv7(),
-          now: new Date(now),
-          until: new Date(now + this.#options.claimMs),
-          limit: this.#options.batchSize,
-          marks,
-          deleteRows: this.#options.deleteOnPublish,
-        }),
+        recorded(this.#health, 'database', 'claim', () =>
+          claimBatch(this.#db, {
+            owner,
+            id: uuidv7(),
+            now: new Date(now),
+            until: new Date(now + this.#options.claimMs),
+            limit: this.#options.batchSize,
+            marks,
+            deleteRows: this.#options.deleteOnPublish,
+          }),
+        ),
       'resume',
     );
     this.#renewals.hold(claim);
@@ -204,9 +255,12 @@ export class OutboxRelay extends ServiceBase<OutboxRelayEvents> {
     onFailure: 'resume' | 'drop',
   ): Promise<void> {
     const marks = marksOf(rounds, released);
+    const mark = (): Promise<void> =>
+      markPublished(this.#db, marks, new Date(this.clock.now()), this.#options.deleteOnPublish);
+    // Nothing to mark runs no statement: no contact to record.
     await this.#renewals.ending(
       marks.claimIds,
-      () => markPublished(this.#db, marks, new Date(this.clock.now()), this.#options.deleteOnPublish),
+      () => (marks.claimIds.length === 0 ? mark() : recorded(this.#health, 'database', 'mark', mark)),
       onFailure,
     );
     this.#emitPublished(rounds);

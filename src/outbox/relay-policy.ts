@@ -62,12 +62,6 @@ export function relayPolicy(options: RelayPolicyOptions, clock: Clock): RelayPol
   return { maxAttempts, retryDelay, breaker };
 }
 
-/** Whether the breaker lets a publish through now (closed or half-open). */
-export function breakerAllows(breaker: CircuitBreakerPolicy): boolean {
-  const status = breaker.state.status;
-  return status !== 'open' && status !== 'isolated';
-}
-
 /** No retry can fix it: keel's argument or validation errors, also as the cause of a `PublishError`. */
 export function isPermanentPublishError(error: unknown): boolean {
   if (!isRetryable(error)) return true;

@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import type { Db } from '../db/db.ts';
 import { createEnvelope, type Envelope } from '../messaging/index.ts';
 import { CircuitBreakerPolicy } from '../resilience/index.ts';
+import { HealthRecord } from '../service/service-health.ts';
 import { TypedEvents } from '../service/typed-events.ts';
 import type { LifecycleEvents } from '../service/service.ts';
 import { ManualClock } from '../time/index.ts';
@@ -55,9 +56,10 @@ function setup(): {
   const retryDelay = (): number => 1000;
   const publisher = hangingPublisher();
   const abandon = new AbortController();
+  const health = new HealthRecord(clock, { broker: {}, database: {} });
   const batches = new BatchPublisher({
     publisher,
-    heldKeys: new HeldKeys({ db, clock, retryDelay, waits, events }),
+    heldKeys: new HeldKeys({ db, clock, retryDelay, waits, events, health }),
     breaker: new CircuitBreakerPolicy({ clock }),
     clock,
     waits,
@@ -67,6 +69,7 @@ function setup(): {
     retryDelay,
     reconnectMs: 1000,
     abandoned: abandon.signal,
+    health,
   });
   return { batches, publisher, clock, waits, abandon, reported };
 }

@@ -7,7 +7,8 @@ import type { Envelope } from '../messaging/envelope.ts';
 import type { Publisher } from '../messaging/publisher.ts';
 import { BrokenCircuitError, IsolatedCircuitError, type CircuitBreakerPolicy } from '../resilience/index.ts';
 import type { Clock } from '../time/index.ts';
-import { breakerAllows, isPermanentPublishError } from './relay-policy.ts';
+import { breakerRefusal, publishFailed, type RelayHealth } from './relay-health.ts';
+import { isPermanentPublishError } from './relay-policy.ts';
 import type { RelayWaits } from './relay-waits.ts';
 import type { Send } from './wal-outbox-received.ts';
 import type { WalOutboxRelayEmitter } from './wal-outbox-relay-events.ts';
@@ -32,6 +33,8 @@ export interface BatchPublisherOptions extends Pick<
    * accepted: the batch is not confirmed, and the next relay gets it again from the slot.
    */
   abandoned: AbortSignal;
+  /** Where each publish's outcome goes, for the relay's `health()`. */
+  health: RelayHealth<'broker'>;
 }
 
 export class BatchPublisher {
@@ -46,6 +49,7 @@ export class BatchPublisher {
   readonly #maxAttempts: number;
   readonly #retryDelay: (attempt: number) => number;
   readonly #reconnectMs: number;
+  readonly #health: RelayHealth<'broker'>;
   /** Stopping, a publish failed: the rest of the batch in hand is given up too. */
   #givingUp = false;
 
@@ -61,6 +65,7 @@ export class BatchPublisher {
     this.#maxAttempts = options.maxAttempts;
     this.#retryDelay = options.retryDelay;
     this.#reconnectMs = options.reconnectMs;
+    this.#health = options.health;
   }
 
   /**
@@ -103,18 +108,24 @@ export class BatchPublisher {
         this.#givingUp = true;
         return false;
       }
-      if (!breakerAllows(this.#breaker)) {
+      const refusal = breakerRefusal(this.#breaker, this.#clock.now());
+      if (refusal !== undefined) {
+        // Nothing gets through: the broker is failing (relay-health.ts), also when the breaker
+        // was opened elsewhere or isolated by hand.
+        this.#health.failed('broker', refusal, 'publish');
         await this.#waits.wait(this.#breakerWaitMs());
         continue;
       }
       const closedBefore = this.#breaker.state.status === 'closed';
       try {
         await this.#breaker.execute(() => this.#publisher.publish(destination, messages));
+        this.#health.succeeded('broker');
         for (const message of messages) accepted.push(message);
         return true;
       } catch (error) {
         // A call that fails after the batch was abandoned is neither reported nor retried.
         if (this.#abandoned.aborted) return false;
+        publishFailed(this.#health, error);
         if (error instanceof BrokenCircuitError || error instanceof IsolatedCircuitError) continue;
         const permanent = isPermanentPublishError(error);
         const charged = closedBefore || permanent;

@@ -6,6 +6,7 @@ import type { Db } from '../db/db.ts';
 import type { Envelope } from '../messaging/envelope.ts';
 import { describeError } from '../messaging/describe-error.ts';
 import type { Clock } from '../time/index.ts';
+import { recorded, type RelayHealth } from './relay-health.ts';
 import type { RelayWaits } from './relay-waits.ts';
 import {
   holdWalOutboxMessages,
@@ -23,6 +24,8 @@ export interface HeldKeysOptions {
   waits: RelayWaits;
   /** Reports failed writes (`error`, `during: 'hold'` or `'park'`) and `parked`. */
   events: WalOutboxRelayEmitter;
+  /** Where each write's outcome goes, for the relay's `health()`. */
+  health: RelayHealth<'database'>;
 }
 
 export class HeldKeys {
@@ -31,6 +34,7 @@ export class HeldKeys {
   readonly #retryDelay: (attempt: number) => number;
   readonly #waits: RelayWaits;
   readonly #events: WalOutboxRelayEmitter;
+  readonly #health: RelayHealth<'database'>;
   /**
    * (destination, key) pairs with a row in the table outbox not yet published — a message this
    * relay parked, say: later messages of those keys go into the table behind it, not to the
@@ -44,6 +48,7 @@ export class HeldKeys {
     this.#retryDelay = options.retryDelay;
     this.#waits = options.waits;
     this.#events = options.events;
+    this.#health = options.health;
   }
 
   /** Holds the keys that have rows in the table outbox not yet published. */
@@ -114,7 +119,7 @@ export class HeldKeys {
   ): Promise<{ value: T } | undefined> {
     for (let tries = 1; ; tries++) {
       try {
-        return { value: await statement() };
+        return { value: await recorded(this.#health, 'database', during, statement) };
       } catch (error) {
         this.#events.emit('error', { error, during });
         if (this.#waits.stopping) return undefined;

@@ -7,6 +7,7 @@ import { LogicalReplicationService, PgoutputPlugin, type Pgoutput } from 'pg-log
 import type { Db } from '../db/db.ts';
 import type { Clock, TimerHandle } from '../time/index.ts';
 import { parseLsn } from './lsn.ts';
+import { recorded, type RelayHealth } from './relay-health.ts';
 import { RelayWaits } from './relay-waits.ts';
 import type { WalOutboxRelayEmitter } from './wal-outbox-relay-events.ts';
 import { StreamIntake, type IntakeSource } from './wal-outbox-relay-intake.ts';
@@ -38,6 +39,11 @@ export interface ReplicationStreamOptions extends Pick<
   /** The relay's: stopping, no stream starts again; its wake-ups tell the publisher of new messages. */
   waits: RelayWaits;
   events: WalOutboxRelayEmitter;
+  /**
+   * Where the stream's outcomes go, for the relay's `health()`: `replication` for the stream
+   * itself, `database` for the read of the slot's position before each stream.
+   */
+  health: RelayHealth<'replication' | 'database'>;
 }
 
 export class ReplicationStream implements IntakeSource {
@@ -52,6 +58,7 @@ export class ReplicationStream implements IntakeSource {
   readonly #positions: SlotPositions;
   readonly #waits: RelayWaits;
   readonly #events: WalOutboxRelayEmitter;
+  readonly #health: RelayHealth<'replication' | 'database'>;
   /** The wait before streaming again; stopping ends it early. */
   readonly #reconnectWait: RelayWaits;
   #service: LogicalReplicationService | undefined;
@@ -70,6 +77,7 @@ export class ReplicationStream implements IntakeSource {
     this.#positions = options.positions;
     this.#waits = options.waits;
     this.#events = options.events;
+    this.#health = options.health;
     this.#reconnectWait = new RelayWaits(options.clock);
     this.intake = new StreamIntake({ ...options, source: this });
   }
@@ -125,13 +133,18 @@ export class ReplicationStream implements IntakeSource {
         { acknowledge: { auto: false, timeoutSeconds: 0 }, flowControl: { enabled: false } },
       );
       this.#service = stream;
-      stream.on('data', (_lsn: string, log: Pgoutput.Message) => this.intake.onData(log));
-      stream.on('heartbeat', (lsn: string, _time: number, replyRequested: boolean) =>
-        this.intake.onKeepalive(lsn, replyRequested),
-      );
+      stream.on('data', (_lsn: string, log: Pgoutput.Message) => {
+        this.#health.succeeded('replication');
+        this.intake.onData(log);
+      });
+      stream.on('heartbeat', (lsn: string, _time: number, replyRequested: boolean) => {
+        this.#health.succeeded('replication');
+        this.intake.onKeepalive(lsn, replyRequested);
+      });
       // Every failure also ends subscribe(), which reports it below.
       stream.on('error', () => undefined);
       stream.on('start', () => {
+        this.#health.succeeded('replication');
         this.#copying = true;
         this.#standby = false;
         // Confirms what an earlier stream published but could not confirm.
@@ -146,8 +159,11 @@ export class ReplicationStream implements IntakeSource {
           replyEvery();
         }, statusIntervalMs);
       };
+      /** The slot's position was read: a failure from here on is the stream's. */
+      let caughtUp = false;
       try {
         await this.#catchUpWithSlot();
+        caughtUp = true;
         if (!this.#waits.stopping) {
           replyEvery();
           // Starting at 0/0 means: at the slot's confirmed position.
@@ -162,7 +178,7 @@ export class ReplicationStream implements IntakeSource {
           );
         }
       } catch (error) {
-        if (!this.#waits.stopping) this.#reportError(error);
+        if (!this.#waits.stopping) this.#reportError(error, caughtUp);
       }
       this.#copying = false;
       if (keepReplying !== undefined) this.#clock.clearTimeout(keepReplying);
@@ -177,22 +193,28 @@ export class ReplicationStream implements IntakeSource {
    * the relay starts from there: a status reply then always names a real position.
    */
   async #catchUpWithSlot(): Promise<void> {
-    const { rows } = await this.#db.query<{ confirmed: string | null }>(
-      `SELECT confirmed_flush_lsn::text AS confirmed FROM pg_replication_slots WHERE slot_name = $1`,
-      [this.#slotName],
+    const { rows } = await recorded(this.#health, 'database', 'stream', () =>
+      this.#db.query<{ confirmed: string | null }>(
+        `SELECT confirmed_flush_lsn::text AS confirmed FROM pg_replication_slots WHERE slot_name = $1`,
+        [this.#slotName],
+      ),
     );
     const confirmed = rows[0]?.confirmed;
     if (confirmed == null) return;
     this.#positions.catchUp(parseLsn(confirmed));
   }
 
-  #reportError(error: unknown): void {
-    // 55006 object_in_use: another relay streams from the slot.
+  /** `fromStream`: the stream failed, not the read of the slot's position before it (recorded there). */
+  #reportError(error: unknown, fromStream: boolean): void {
+    // 55006 object_in_use: another relay streams from the slot. The server answered: this relay
+    // stands by, which is not failing.
     if ((error as { code?: unknown } | null)?.code === '55006') {
+      this.#health.succeeded('replication');
       if (!this.#standby) this.#events.emit('standby', { slotName: this.#slotName });
       this.#standby = true;
       return;
     }
+    if (fromStream) this.#health.failed('replication', error, 'stream');
     this.#events.emit('error', { error, during: 'stream' });
   }
 

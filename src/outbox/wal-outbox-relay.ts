@@ -8,8 +8,9 @@ import type { Db } from '../db/db.ts';
 import { InvalidArgumentError, KeelError } from '../errors/index.ts';
 import type { Publisher } from '../messaging/publisher.ts';
 import type { CircuitBreakerPolicy } from '../resilience/index.ts';
-import { ServiceBase } from '../service/index.ts';
+import { HealthRecord, ServiceBase, type ReportsHealth, type ServiceHealth } from '../service/index.ts';
 import { systemClock } from '../time/index.ts';
+import type { WalOutboxRelayDependency } from './relay-health.ts';
 import { RelayWaits } from './relay-waits.ts';
 import { BatchPublisher } from './wal-outbox-relay-batch.ts';
 import type { WalOutboxRelayEvents } from './wal-outbox-relay-events.ts';
@@ -44,8 +45,14 @@ export type { WalOutboxRelayEvents } from './wal-outbox-relay-events.ts';
  * Several relays: a slot streams to one connection at a time, so extra relays stand by and take
  * over within `reconnectMs` of the active one stopping.
  */
-export class WalOutboxRelay extends ServiceBase<WalOutboxRelayEvents> {
+export class WalOutboxRelay extends ServiceBase<WalOutboxRelayEvents> implements ReportsHealth {
   readonly #db: Db;
+  /**
+   * No dependency has a silence of its own: an idle server sends nothing on the stream (the
+   * relay's status replies keep it open), and the broker and the table outbox are written only
+   * when there are messages.
+   */
+  readonly #health: HealthRecord<WalOutboxRelayDependency>;
   readonly #slotName: string;
   readonly #publicationName: string;
   readonly #batchSize: number;
@@ -71,6 +78,12 @@ export class WalOutboxRelay extends ServiceBase<WalOutboxRelayEvents> {
     }
     const resolved = resolveWalOutboxRelayOptions(options, this.clock);
     const { clock, events } = this;
+    const health = new HealthRecord<WalOutboxRelayDependency>(clock, {
+      replication: {},
+      broker: {},
+      database: {},
+    });
+    this.#health = health;
     this.#db = db;
     this.#slotName = resolved.slotName;
     this.#publicationName = resolved.publicationName;
@@ -86,8 +99,9 @@ export class WalOutboxRelay extends ServiceBase<WalOutboxRelayEvents> {
       positions: this.#positions,
       waits,
       events,
+      health,
     });
-    this.#heldKeys = new HeldKeys({ db, clock, retryDelay: resolved.retryDelay, waits, events });
+    this.#heldKeys = new HeldKeys({ db, clock, retryDelay: resolved.retryDelay, waits, events, health });
     this.#batches = new BatchPublisher({
       ...resolved,
       publisher,
@@ -96,6 +110,7 @@ export class WalOutboxRelay extends ServiceBase<WalOutboxRelayEvents> {
       waits,
       events,
       abandoned: this.#abandon.signal,
+      health,
     });
   }
 
@@ -104,7 +119,27 @@ export class WalOutboxRelay extends ServiceBase<WalOutboxRelayEvents> {
     return this.#stream.intake.held;
   }
 
+  /**
+   * Whether this relay reaches what it depends on, from the outcome of its own calls (a read of
+   * memory: no statement runs). 'failing' names `replication` while its replication stream cannot
+   * be started or breaks (it streams again every `reconnectMs`), `database` while the read of
+   * the slot's position before each stream or a write to the table outbox (a parked message, or
+   * one held behind it) fails, and `broker` while its publishes fail for the broker's sake
+   * (unavailable, a timeout, the breaker open or isolated). A message refused for what it is (a
+   * permanent error: it is parked) is not the broker's failure. Each goes back to 'ok' at its next
+   * call that succeeds.
+   *
+   * A standby relay (another relay streams from the slot) is 'ok': the server answers each of its
+   * tries, every `reconnectMs`, and that answer is its contact. No dependency is silent-checked
+   * (nothing is called on a schedule while streaming), so a call that hangs shows only in
+   * `buffered` and the slot's lag (`walOutboxStatus`).
+   */
+  health(): ServiceHealth {
+    return this.#health.health(this.state);
+  }
+
   protected override async onStart(): Promise<void> {
+    this.#health.started();
     const { rows } = await this.#db.query<{ table: string | null }>(
       `SELECT to_regclass('keel_outbox')::text AS table`,
     );
@@ -117,6 +152,7 @@ export class WalOutboxRelay extends ServiceBase<WalOutboxRelayEvents> {
     }
     await ensureWalOutboxSlot(this.#db, { slotName: this.#slotName, publicationName: this.#publicationName });
     await this.#heldKeys.load();
+    this.#health.succeeded('database');
     this.#stream.start();
     this.#publishLoop = this.#runPublisher();
   }
