@@ -1,5 +1,5 @@
 import { KeelError } from '../errors/index.ts';
-import { ServiceBase } from '../service/index.ts';
+import { ServiceBase, type HealthRecord, type ReportsHealth, type ServiceHealth } from '../service/index.ts';
 import { systemClock } from '../time/index.ts';
 import { ConsumerWakeup } from './consumer-wakeup.ts';
 import type { Delivery, DeliverySource } from './delivery-source.ts';
@@ -9,6 +9,7 @@ import { HeldMessage } from './held-message.ts';
 import { LeaseHeartbeat } from './lease-heartbeat.ts';
 import { MessageContext } from './message-context.ts';
 import type { QueueConsumerEvents, QueueConsumerStats } from './queue-consumer-events.ts';
+import { consumerHealthRecord } from './queue-consumer-health.ts';
 import {
   resolveOptions,
   type QueueConsumerOptions,
@@ -43,8 +44,13 @@ export type { QueueConsumerEvents, QueueConsumerStats } from './queue-consumer-e
  * Stop: claiming ends at once; prefetched messages not yet handled are released; in-flight
  * handlers get the drain budget and their acks are flushed; past the deadline their signals
  * abort and their messages are released unacknowledged, to be delivered again.
+ *
+ * Health: `health()` reads what the consumer's own calls to the broker found (see there).
  */
-export class QueueConsumer<D extends Delivery = Delivery> extends ServiceBase<QueueConsumerEvents> {
+export class QueueConsumer<D extends Delivery = Delivery>
+  extends ServiceBase<QueueConsumerEvents>
+  implements ReportsHealth
+{
   readonly #source: DeliverySource<D>;
   readonly #handler: Handler;
   readonly #options: ResolvedConsumerOptions;
@@ -61,6 +67,7 @@ export class QueueConsumer<D extends Delivery = Delivery> extends ServiceBase<Qu
   #loop: Promise<void> | undefined;
   readonly #wakeup: ConsumerWakeup;
   readonly #heartbeat: LeaseHeartbeat;
+  readonly #health: HealthRecord<'broker'>;
   #stopping = false;
   #idle: Promise<void> | undefined;
   #settleIdle: (() => void) | undefined;
@@ -72,6 +79,7 @@ export class QueueConsumer<D extends Delivery = Delivery> extends ServiceBase<Qu
     this.#options = resolveOptions(options, source);
     this.#wakeup = new ConsumerWakeup(this.clock);
     this.#heartbeat = new LeaseHeartbeat(this.clock, this.#options.heartbeatMs, () => this.#renewLeases());
+    this.#health = consumerHealthRecord(this.clock, this.#options);
   }
 
   /** Messages being handled right now. */
@@ -90,8 +98,23 @@ export class QueueConsumer<D extends Delivery = Delivery> extends ServiceBase<Qu
     return { buffered, inFlight: this.#running, awaitingAck, held: this.#held.size };
   }
 
+  /**
+   * Whether the consumer reaches its broker, from the outcome of its own calls to the source
+   * (claims, acks, retries, dead-letters, releases, lease renewals): 'failing', with `dependency`
+   * `'broker'` and `during` `'claim'`, `'ack'`, `'settle'` or `'heartbeat'`, while they fail;
+   * 'ok' again after the next one that succeeds. On a source whose leases it renews, also
+   * 'failing' when no call has answered for `leaseMs + pollIntervalMs` (one hangs). A handler
+   * that throws is its message's problem, not the consumer's: the retry or dead-letter that
+   * follows counts, the throw does not. A read of memory: nothing is called.
+   */
+  health(): ServiceHealth {
+    return this.#health.health(this.state);
+  }
+
   protected override async onStart(): Promise<void> {
+    this.#health.started();
     await this.#source.open(() => this.#wakeup.wake());
+    this.#health.succeeded('broker');
     this.#heartbeat.start();
     this.#loop = this.#run();
   }
@@ -127,9 +150,11 @@ export class QueueConsumer<D extends Delivery = Delivery> extends ServiceBase<Qu
         held.stage = 'settling';
         try {
           await this.#source.release(held.delivery);
+          this.#health.succeeded('broker');
           this.events.emit('released', { message: held.delivery.envelope });
         } catch (error) {
           // Still leased: it comes back when the lease expires.
+          this.#health.failed('broker', error, 'settle');
           this.events.emit('error', { error, during: 'settle' });
         } finally {
           this.#held.delete(held);
@@ -168,8 +193,10 @@ export class QueueConsumer<D extends Delivery = Delivery> extends ServiceBase<Qu
       try {
         batch = await this.#source.claim(max);
         failures = 0;
+        this.#health.succeeded('broker');
       } catch (error) {
         failures++;
+        this.#health.failed('broker', error, 'claim');
         this.events.emit('error', { error, during: 'claim' });
         // The backoff is not cut short by what woke us during the failed claim.
         this.#wakeup.looking();
@@ -273,6 +300,8 @@ export class QueueConsumer<D extends Delivery = Delivery> extends ServiceBase<Qu
       }
       try {
         const refused = (await this.#source.ack(deliveries)) ?? [];
+        // Refused deliveries are an answer too: the broker says another consumer holds them.
+        this.#health.succeeded('broker');
         const fenced = refused.length === 0 ? undefined : new Set(refused);
         const report = this.events.has('acked');
         for (const held of batch) {
@@ -283,6 +312,7 @@ export class QueueConsumer<D extends Delivery = Delivery> extends ServiceBase<Qu
         // The effects are committed but the ack is not. The leases are no longer renewed, so the
         // messages come back when they run out, and the inbox (or an idempotent handler) absorbs
         // the duplicates. Nothing is reported acked.
+        this.#health.failed('broker', error, 'ack');
         this.events.emit('ack-failed', { messages: batch.map((held) => held.delivery.envelope), error });
         this.events.emit('error', { error, during: 'ack' });
       } finally {
@@ -315,14 +345,17 @@ export class QueueConsumer<D extends Delivery = Delivery> extends ServiceBase<Qu
     held.stage = 'settling';
     try {
       if (context.aborted) {
-        if ((await this.#source.release(delivery)) === false) this.#reportLost(held, 'taken');
+        if ((await this.#settle(() => this.#source.release(delivery))) === false)
+          this.#reportLost(held, 'taken');
         else this.events.emit('released', { message: envelope });
       } else if (isPermanent(error) || attempt >= this.#options.maxAttempts) {
-        if ((await this.#source.deadLetter(delivery, error)) === false) this.#reportLost(held, 'taken');
+        if ((await this.#settle(() => this.#source.deadLetter(delivery, error))) === false)
+          this.#reportLost(held, 'taken');
         else this.events.emit('dead-lettered', { message: envelope, attempt, error });
       } else {
         const delayMs = this.#options.retryDelay(attempt);
-        if ((await this.#source.retry(delivery, delayMs, error)) === false) this.#reportLost(held, 'taken');
+        if ((await this.#settle(() => this.#source.retry(delivery, delayMs, error))) === false)
+          this.#reportLost(held, 'taken');
         else this.events.emit('retried', { message: envelope, attempt, delayMs, error });
       }
     } catch (failure) {
@@ -331,6 +364,23 @@ export class QueueConsumer<D extends Delivery = Delivery> extends ServiceBase<Qu
     } finally {
       this.#held.delete(held);
     }
+  }
+
+  /**
+   * A retry, dead-letter or release after a handler failed, its outcome kept for `health()`: the
+   * handler's failure was its message's, but this call is the consumer's own, to the broker.
+   */
+  async #settle(call: () => Promise<boolean | void>): Promise<boolean | void> {
+    let answer: boolean | void;
+    try {
+      answer = await call();
+    } catch (error) {
+      this.#health.failed('broker', error, 'settle');
+      throw error;
+    }
+    // `false` (the lease was lost) is an answer too.
+    this.#health.succeeded('broker');
+    return answer;
   }
 
   /** Renews every held lease in one call; gives up the messages it finds taken. */
@@ -344,7 +394,9 @@ export class QueueConsumer<D extends Delivery = Delivery> extends ServiceBase<Qu
     let taken: readonly D[];
     try {
       taken = await this.#source.extend(renewing.map((held) => held.delivery));
+      this.#health.succeeded('broker');
     } catch (error) {
+      this.#health.failed('broker', error, 'heartbeat');
       this.events.emit('error', { error, during: 'heartbeat' });
       // Past its lease another consumer may hold the message already: stop before doing it twice.
       const now = this.clock.now();

@@ -1,10 +1,10 @@
-import type { Db, Unlisten } from '../../../db/db.ts';
+import type { Db, Tx, Unlisten } from '../../../db/db.ts';
 import { InvalidArgumentError } from '../../../errors/index.ts';
-import { ServiceBase } from '../../../service/index.ts';
+import { HealthRecord, ServiceBase, type ReportsHealth, type ServiceHealth } from '../../../service/index.ts';
 import { systemClock, type Clock, type TimerHandle } from '../../../time/index.ts';
 import { ConsumerWakeup } from '../../consumer-wakeup.ts';
 import { assertQueueName } from './pg-queue.ts';
-import { assertStreamName, PgStream, type StreamEntry } from './pg-stream.ts';
+import { assertStreamName, PgStream, StreamTrimmedError, type StreamEntry } from './pg-stream.ts';
 import { ProjectionNotFoundError } from './pg-stream-projection-admin.ts';
 import { pgStreamChannel } from './pg-stream-schema.ts';
 import type { Projection as LogProjection } from '../../projection.ts';
@@ -45,6 +45,15 @@ export interface ProjectionRunnerOptions {
    * `keepUnappliedBy`.
    */
   onTrimmed?: 'throw' | 'resume';
+  /**
+   * How long without an answer from the database `health()` takes for a statement that hangs.
+   * The runner looks at least every `pollIntervalMs` (or `retryDelayMs` after a failed batch),
+   * but a batch answers only when it commits, and a runner waits on the position row's lock for
+   * another runner's batch: set this above the longest batch your projection applies. Default
+   * 30 000 ms (the lease keel's queue and saga runner allow a silent process) plus the longer of
+   * `pollIntervalMs` and `retryDelayMs`.
+   */
+  silentMs?: number;
 }
 
 export interface ProjectionRunnerEvents {
@@ -62,6 +71,23 @@ function positiveInteger(field: string, value: number): number {
   if (!Number.isSafeInteger(value) || value < 1)
     throw new InvalidArgumentError(field, 'an integer >= 1', value);
   return value;
+}
+
+/** What a batch's transaction did: entries it passed over after a trim, entries it applied. */
+interface BatchOutcome {
+  skipped: ProjectionRunnerEvents['skipped'] | undefined;
+  applied: ProjectionRunnerEvents['applied'] | undefined;
+}
+
+// See `ProjectionRunnerOptions.silentMs`.
+const defaultSilentMs = 30_000;
+
+/**
+ * What the database said about the projection's stream or position (trimmed past it, or the row
+ * forgotten), rather than a failure to reach it: a person decides, retrying does not help.
+ */
+function isAnswer(error: unknown): boolean {
+  return error instanceof StreamTrimmedError || error instanceof ProjectionNotFoundError;
 }
 
 /** Locks the projection's position row (creating it at 0) and returns the position it holds. */
@@ -97,7 +123,7 @@ const registerPosition = `INSERT INTO keel_stream_positions (projection, stream)
  * Lifecycle: `start()` LISTENs and begins; `stop()` lets the batch in flight commit. `catchUp()`
  * and `rebuild()` work without `start()`, for a command line.
  */
-export class ProjectionRunner extends ServiceBase<ProjectionRunnerEvents> {
+export class ProjectionRunner extends ServiceBase<ProjectionRunnerEvents> implements ReportsHealth {
   readonly projection: string;
   readonly stream: string;
   readonly #db: Db;
@@ -108,6 +134,7 @@ export class ProjectionRunner extends ServiceBase<ProjectionRunnerEvents> {
   readonly #retryDelayMs: number;
   readonly #onTrimmed: 'throw' | 'resume';
   readonly #wakeup: ConsumerWakeup;
+  readonly #health: HealthRecord<'database'>;
   #registered = false;
   #unlisten: Unlisten | undefined;
   #loop: Promise<void> | undefined;
@@ -133,16 +160,37 @@ export class ProjectionRunner extends ServiceBase<ProjectionRunnerEvents> {
     if (this.#onTrimmed !== 'throw' && this.#onTrimmed !== 'resume')
       throw new InvalidArgumentError('onTrimmed', "'throw' or 'resume'", options.onTrimmed);
     this.#wakeup = new ConsumerWakeup(this.clock);
+    const silentMs = positiveInteger(
+      'silentMs',
+      options.silentMs ?? defaultSilentMs + Math.max(this.#pollIntervalMs, this.#retryDelayMs),
+    );
+    this.#health = new HealthRecord(this.clock, { database: { silentMs } });
+  }
+
+  /**
+   * Whether the runner reaches its database, from the outcome of its own statements (its looks
+   * for entries, its batches' transactions, its LISTEN): 'failing', with `dependency`
+   * `'database'` and `during` `'apply'` (or `'listen'`), while they fail, or when none has
+   * answered for `silentMs` (one hangs); 'ok' again after the next one that succeeds. A batch
+   * the projection's `apply` throws from is its problem, not the database's, and so is a stream
+   * trimmed past the stored position or a forgotten position row: the database answered, and
+   * the `error` events and `lag()` say what holds the projection. A read of memory.
+   */
+  health(): ServiceHealth {
+    return this.#health.health(this.state);
   }
 
   protected override async onStart(): Promise<void> {
+    this.#health.started();
     try {
       this.#unlisten = await this.#db.listen(pgStreamChannel, (stream) => {
         // Channels are database-wide: other streams' (and other schemas') appends come here too.
         if (stream === this.stream) this.#wakeup.wake();
       });
+      this.#health.succeeded('database');
     } catch (error) {
-      // Polling alone still finds every entry, only later.
+      // Polling alone still finds every entry, only later; the first look clears this if it can.
+      this.#health.failed('database', error, 'listen');
       this.events.emit('error', { error, during: 'listen' });
     }
     this.#loop = this.#run();
@@ -180,48 +228,76 @@ export class ProjectionRunner extends ServiceBase<ProjectionRunnerEvents> {
    * `ProjectionNotFoundError`.
    */
   async applyNext(): Promise<number> {
-    if (!this.#registered) {
-      // A committed position row from the first look on, not from the first batch's commit: a
-      // trim protecting 'any-projection' sees only committed rows, and would pass over a
-      // projection whose first batch is still in flight (it would then fail with
-      // StreamTrimmedError, never skip; this keeps it from failing).
-      await this.#db.query(registerPosition, [this.projection, this.stream]);
-      this.#registered = true;
+    let lag: number;
+    try {
+      if (!this.#registered) {
+        // A committed position row from the first look on, not from the first batch's commit: a
+        // trim protecting 'any-projection' sees only committed rows, and would pass over a
+        // projection whose first batch is still in flight (it would then fail with
+        // StreamTrimmedError, never skip; this keeps it from failing).
+        await this.#db.query(registerPosition, [this.projection, this.stream]);
+        this.#registered = true;
+      }
+      // Without a transaction first: an idle projection that polls costs one read, not a write.
+      lag = await this.lag();
+    } catch (error) {
+      this.#health.failed('database', error, 'apply');
+      throw error;
     }
-    // Without a transaction first: an idle projection that polls costs one read, not a write.
-    if ((await this.lag()) === 0) return 0;
-    const outcome = await this.#db.transaction(async (tx) => {
-      const { rows } = await tx.query<{ position: string }>(lockStoredPosition, [
-        this.projection,
-        this.stream,
-      ]);
-      if (rows[0] === undefined) throw new ProjectionNotFoundError(this.stream, this.projection, 'apply');
-      const from = Number(rows[0].position);
-      const entries = await this.#reader.read(
-        this.stream,
-        { after: from, limit: this.#batchSize, onTrimmed: this.#onTrimmed },
-        tx,
-      );
-      // Past `from` only with 'resume', after a trim: the page starts later, or nothing is left.
-      let start = from;
-      if (entries.length > 0) start = entries[0]!.position - 1;
-      else if (this.#onTrimmed === 'resume')
-        start = Math.max(from, (await this.#reader.bounds(this.stream, tx)).first - 1);
-      const skipped = start > from ? { from, to: start, count: start - from } : undefined;
-      if (entries.length > 0) await this.#handler.apply(entries, tx);
-      const to = entries.at(-1)?.position ?? start;
-      if (to === from) return undefined;
-      await tx.query(
-        'UPDATE keel_stream_positions SET position = $3, updated_at = now() WHERE projection = $1 AND stream = $2',
-        [this.projection, this.stream, to],
-      );
-      const applied = entries.length > 0 ? { from: start, to, count: entries.length } : undefined;
-      return { skipped, applied };
-    });
+    this.#health.succeeded('database');
+    if (lag === 0) return 0;
+    // Set when the projection's own `apply` threw: the batch failed, the database did not.
+    let applyThrew = false;
+    let outcome: BatchOutcome | undefined;
+    try {
+      outcome = await this.#db.transaction((tx) => this.#applyBatch(tx, () => (applyThrew = true)));
+    } catch (error) {
+      if (!applyThrew && !isAnswer(error)) this.#health.failed('database', error, 'apply');
+      throw error;
+    }
+    this.#health.succeeded('database');
     if (outcome?.skipped !== undefined) this.events.emit('skipped', outcome.skipped);
     if (outcome?.applied === undefined) return 0;
     this.events.emit('applied', outcome.applied);
     return outcome.applied.count;
+  }
+
+  /**
+   * One batch, in `tx`: locks the stored position, reads the entries after it, applies them and
+   * moves the position; undefined when it moved nothing. `onApplyThrew` is called when the
+   * projection's `apply` throws, before the error goes on.
+   */
+  async #applyBatch(tx: Tx, onApplyThrew: () => void): Promise<BatchOutcome | undefined> {
+    const { rows } = await tx.query<{ position: string }>(lockStoredPosition, [this.projection, this.stream]);
+    if (rows[0] === undefined) throw new ProjectionNotFoundError(this.stream, this.projection, 'apply');
+    const from = Number(rows[0].position);
+    const entries = await this.#reader.read(
+      this.stream,
+      { after: from, limit: this.#batchSize, onTrimmed: this.#onTrimmed },
+      tx,
+    );
+    // Past `from` only with 'resume', after a trim: the page starts later, or nothing is left.
+    let start = from;
+    if (entries.length > 0) start = entries[0]!.position - 1;
+    else if (this.#onTrimmed === 'resume')
+      start = Math.max(from, (await this.#reader.bounds(this.stream, tx)).first - 1);
+    const skipped = start > from ? { from, to: start, count: start - from } : undefined;
+    if (entries.length > 0) {
+      try {
+        await this.#handler.apply(entries, tx);
+      } catch (error) {
+        onApplyThrew();
+        throw error;
+      }
+    }
+    const to = entries.at(-1)?.position ?? start;
+    if (to === from) return undefined;
+    await tx.query(
+      'UPDATE keel_stream_positions SET position = $3, updated_at = now() WHERE projection = $1 AND stream = $2',
+      [this.projection, this.stream, to],
+    );
+    const applied = entries.length > 0 ? { from: start, to, count: entries.length } : undefined;
+    return { skipped, applied };
   }
 
   /** Applies batches until none is left; returns how many entries it applied. */

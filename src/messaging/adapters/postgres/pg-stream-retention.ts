@@ -1,6 +1,6 @@
 import type { Db } from '../../../db/db.ts';
 import { InvalidArgumentError } from '../../../errors/index.ts';
-import { ServiceBase } from '../../../service/index.ts';
+import { HealthRecord, ServiceBase, type ReportsHealth, type ServiceHealth } from '../../../service/index.ts';
 import { systemClock, type Clock } from '../../../time/index.ts';
 import { ConsumerWakeup } from '../../consumer-wakeup.ts';
 import { assertStreamName } from './pg-stream.ts';
@@ -10,6 +10,7 @@ import {
   trimStream,
   type ResolvedTrimOptions,
   type TrimBounds,
+  type TrimOutcome,
 } from './pg-stream-trim.ts';
 
 /** One stream to trim and how far: `PgStream.trim`'s bounds. */
@@ -53,13 +54,14 @@ export interface PgStreamRetentionEvents {
  * (`during: 'trim <stream>'`) and is tried again at the next interval. `stop()` lets the batch in
  * flight commit and starts no other. `trimOnce()` works without `start()`, for a command line.
  */
-export class PgStreamRetention extends ServiceBase<PgStreamRetentionEvents> {
+export class PgStreamRetention extends ServiceBase<PgStreamRetentionEvents> implements ReportsHealth {
   readonly #db: Db;
   readonly #rules: readonly { stream: string; trim: ResolvedTrimOptions }[];
   readonly #intervalMs: number;
   readonly #batchSize: number;
   readonly #wakeup: ConsumerWakeup;
   readonly #stopping = new AbortController();
+  readonly #health: HealthRecord<'database'>;
   #loop: Promise<void> | undefined;
 
   constructor(db: Db, options: PgStreamRetentionOptions) {
@@ -90,9 +92,27 @@ export class PgStreamRetention extends ServiceBase<PgStreamRetentionEvents> {
     }));
     this.#db = db;
     this.#wakeup = new ConsumerWakeup(this.clock);
+    // A round of trims starts `intervalMs` after the last one ended, so a trim answers at least
+    // every interval plus a round's length: two intervals without one leave a whole interval for
+    // the trims themselves (a backlog of millions of entries, a batch waiting for a projection's
+    // batch on the position row) before silence says that a statement hangs.
+    this.#health = new HealthRecord(this.clock, { database: { silentMs: 2 * this.#intervalMs } });
+  }
+
+  /**
+   * Whether the service reaches its database, from the outcome of its own trims: 'failing',
+   * with `dependency` `'database'` and `during` `'trim <stream>'`, while they fail, or when none
+   * has answered for two `intervalMs` (one hangs); 'ok' again after the next trim that succeeds,
+   * of any stream (a stream whose trims alone fail names itself in `error` events). A trim that
+   * deletes nothing, or is held back by a projection, or finds another process trimming, is an
+   * answer. A read of memory.
+   */
+  health(): ServiceHealth {
+    return this.#health.health(this.state);
   }
 
   protected override async onStart(): Promise<void> {
+    this.#health.started();
     this.#loop = this.#run();
   }
 
@@ -113,7 +133,15 @@ export class PgStreamRetention extends ServiceBase<PgStreamRetentionEvents> {
   }
 
   async #trim(rule: { stream: string; trim: ResolvedTrimOptions }): Promise<number> {
-    const { deleted, heldBy } = await trimStream(this.#db, rule.stream, rule.trim);
+    let outcome: TrimOutcome;
+    try {
+      outcome = await trimStream(this.#db, rule.stream, rule.trim);
+    } catch (error) {
+      this.#health.failed('database', error, `trim ${rule.stream}`);
+      throw error;
+    }
+    this.#health.succeeded('database');
+    const { deleted, heldBy } = outcome;
     if (deleted > 0) this.events.emit('trimmed', { stream: rule.stream, deleted });
     if (heldBy !== undefined) this.events.emit('held', { stream: rule.stream, ...heldBy });
     return deleted;

@@ -1,0 +1,24 @@
+import { HealthRecord } from '../service/index.ts';
+import type { Clock } from '../time/index.ts';
+import type { ResolvedConsumerOptions } from './queue-consumer-options.ts';
+
+/**
+ * The consumer's record of its calls to the broker (its `DeliverySource`: opens, claims, acks,
+ * settles, lease renewals), for `health()`. A handler's own failure is not one of them.
+ *
+ * Silence counts only on a source whose leases the consumer renews: it then calls the broker at
+ * least every `pollIntervalMs` (a claim, while it has room) or every `heartbeatMs` (a renewal,
+ * while it holds anything), so no answer for a lease and a poll interval means a call hangs —
+ * and its held messages' leases have run out by then as far as the engine is concerned. Without
+ * renewals (RabbitMQ, Kafka, `heartbeatMs: false`) a consumer whose every slot is taken by a
+ * slow handler calls nothing until one finishes, so silence says nothing there; only failed
+ * calls count.
+ */
+export function consumerHealthRecord(
+  clock: Clock,
+  options: Pick<ResolvedConsumerOptions, 'leaseMs' | 'heartbeatMs' | 'pollIntervalMs'>,
+): HealthRecord<'broker'> {
+  const { leaseMs, heartbeatMs, pollIntervalMs } = options;
+  const renews = leaseMs !== undefined && heartbeatMs !== undefined;
+  return new HealthRecord(clock, { broker: renews ? { silentMs: leaseMs + pollIntervalMs } : {} });
+}
