@@ -1,5 +1,5 @@
 import { InvalidArgumentError } from '../errors/index.ts';
-import { ServiceBase } from '../service/index.ts';
+import { HealthRecord, ServiceBase, type ReportsHealth, type ServiceHealth } from '../service/index.ts';
 import type { Clock, TimerHandle } from '../time/index.ts';
 
 export interface PrunableStore {
@@ -16,9 +16,10 @@ export interface ExpiredKeyPrunerEvents {
  * pruning (an expired key is treated as absent); this only keeps the table small. Several
  * pruners at once are harmless: each deletes what it finds, in batches.
  */
-export class ExpiredKeyPruner extends ServiceBase<ExpiredKeyPrunerEvents> {
+export class ExpiredKeyPruner extends ServiceBase<ExpiredKeyPrunerEvents> implements ReportsHealth {
   readonly #store: PrunableStore;
   readonly #intervalMs: number;
+  readonly #health: HealthRecord<'database'>;
   #timer: TimerHandle | undefined;
   #running: Promise<void> | undefined;
 
@@ -29,9 +30,25 @@ export class ExpiredKeyPruner extends ServiceBase<ExpiredKeyPrunerEvents> {
     this.#intervalMs = options.intervalMs ?? 10 * 60_000;
     if (!Number.isFinite(this.#intervalMs) || this.#intervalMs <= 0)
       throw new InvalidArgumentError('intervalMs', 'a number of ms > 0', this.#intervalMs);
+    // A pass begins an interval after the last one ended: with no answer for two intervals, a
+    // pass was due and has not answered for a whole interval (a statement hangs). Not one
+    // interval: a pass that takes a moment would flip it at every turn.
+    this.#health = new HealthRecord(this.clock, { database: { silentMs: 2 * this.#intervalMs } });
+  }
+
+  /**
+   * Whether its prunes reach the database: 'failing' (`dependency` `'database'`, `during`
+   * `'prune'`) after a pass that failed, or when none has answered for two intervals (one
+   * hangs); 'ok' again after the next pass that succeeds, `lastContactAt` the last one's end.
+   * Before the first pass (an interval after the start) it is 'ok' with no `lastContactAt`. A
+   * `pruneOnce()` of your own counts as a pass. A read of memory.
+   */
+  health(): ServiceHealth {
+    return this.#health.health(this.state);
   }
 
   protected override async onStart(): Promise<void> {
+    this.#health.started();
     this.#schedule();
   }
 
@@ -43,7 +60,14 @@ export class ExpiredKeyPruner extends ServiceBase<ExpiredKeyPrunerEvents> {
 
   /** One pass now; returns how many keys were deleted. */
   async pruneOnce(): Promise<number> {
-    const deleted = await this.#store.prune();
+    let deleted: number;
+    try {
+      deleted = await this.#store.prune();
+    } catch (error) {
+      this.#health.failed('database', error, 'prune');
+      throw error;
+    }
+    this.#health.succeeded('database');
     this.events.emit('pruned', { deleted });
     return deleted;
   }

@@ -3,7 +3,7 @@ import { causeOfFailure } from '../db/transaction-scope.ts';
 import { InvalidArgumentError, KeelError } from '../errors/index.ts';
 import { ConsumerWakeup } from '../messaging/consumer-wakeup.ts';
 import { describeError } from '../messaging/describe-error.ts';
-import { ServiceBase } from '../service/index.ts';
+import { HealthRecord, ServiceBase, type ReportsHealth, type ServiceHealth } from '../service/index.ts';
 import { systemClock, type Clock } from '../time/index.ts';
 import type { Schedule, ScheduleTick } from './schedule-definition.ts';
 import {
@@ -61,6 +61,8 @@ type TickOutcome =
 
 /** A recheck of a schedule another scheduler is firing: it moves on within a transaction. */
 const heldRecheckMs = 1000;
+/** The longest wait after a pass that failed. */
+const retryAfterFailureMs = 5000;
 const savepoint = 'keel_schedule_fire';
 
 /**
@@ -75,7 +77,7 @@ const savepoint = 'keel_schedule_fire';
  * same way) and then fires what is due; `stop()` lets a tick in flight commit and starts no
  * other.
  */
-export class Scheduler extends ServiceBase<SchedulerEvents> {
+export class Scheduler extends ServiceBase<SchedulerEvents> implements ReportsHealth {
   readonly #db: Db;
   readonly #schedules: ReadonlyMap<string, Schedule>;
   /** Each schedule's name and timing, as `lockNextDue` takes them. */
@@ -88,6 +90,7 @@ export class Scheduler extends ServiceBase<SchedulerEvents> {
   readonly #conflictsSeen = new Set<string>();
   #loop: Promise<void> | undefined;
   #unlisten: Unlisten | undefined;
+  readonly #health: HealthRecord<'database'>;
 
   constructor(db: Db, options: SchedulerOptions) {
     super(options?.name ?? 'scheduler', options?.clock ?? systemClock);
@@ -117,13 +120,34 @@ export class Scheduler extends ServiceBase<SchedulerEvents> {
     };
     this.#pollMs = pollMs;
     this.#wakeup = new ConsumerWakeup(this.clock);
+    // Between two passes a scheduler waits pollMs at most, and a pass answers at its first
+    // statement: no answer for two poll intervals is a pass that hangs. Not less than the wait
+    // after a failed pass, so that a short pollMs does not make a slow statement a hung one.
+    const silentMs = Math.max(2 * pollMs, retryAfterFailureMs);
+    this.#health = new HealthRecord(this.clock, { database: { silentMs } });
+  }
+
+  /**
+   * Whether the scheduler reaches its database, from its own statements (each pass's read of
+   * the schedules' rows, each tick's transaction): 'failing' (`dependency` `'database'`,
+   * `during` `'fire due schedules'`) after a pass that failed, as its `error` event says, or
+   * when none has answered for two poll intervals (at least 5 s: a statement hangs); 'ok' again
+   * after the next statement that succeeds. A tick whose `fire` throws is that tick's failure
+   * (the `failed` event), not the database's: its attempt is recorded, and the scheduler stays
+   * ok. A `fire` that runs for two poll intervals holds the pass as a hung statement would,
+   * and counts as one. A read of memory.
+   */
+  health(): ServiceHealth {
+    return this.#health.health(this.state);
   }
 
   protected override async onStart(): Promise<void> {
+    this.#health.started();
     // Without its table a scheduler would only report errors from every pass: refuse to start.
     const { rows } = await this.#db.query<{ present: boolean }>(
       `SELECT to_regclass('keel_schedules') IS NOT NULL AS present`,
     );
+    this.#health.succeeded('database');
     if (rows[0]?.present !== true)
       throw new KeelError(
         'KEEL_SCHEMA_MISSING',
@@ -157,8 +181,9 @@ export class Scheduler extends ServiceBase<SchedulerEvents> {
       try {
         waitMs = await this.#pass();
       } catch (error) {
+        this.#health.failed('database', error, 'fire due schedules');
         this.events.emit('error', { error, during: 'fire due schedules' });
-        waitMs = Math.min(this.#pollMs, 5000);
+        waitMs = Math.min(this.#pollMs, retryAfterFailureMs);
       }
       if (waitMs > 0) await this.#wakeup.pause(waitMs);
     }
@@ -173,6 +198,7 @@ export class Scheduler extends ServiceBase<SchedulerEvents> {
     let waitMs = this.#pollMs;
     let dueNow = false;
     const rows = await readSchedules(this.#db, [...this.#schedules.keys()]);
+    this.#health.succeeded('database');
     const now = this.clock.now();
     const seen = new Set<string>();
     for (const row of rows) {
@@ -193,6 +219,8 @@ export class Scheduler extends ServiceBase<SchedulerEvents> {
     let moved = false;
     while (!this.#stopping.signal.aborted) {
       const outcome = await this.#tickNextDue();
+      // Its transaction (or the one that recorded its failure) committed: the database answered.
+      this.#health.succeeded('database');
       if (outcome === undefined) break;
       this.#report(outcome.schedule, outcome);
       moved = true;

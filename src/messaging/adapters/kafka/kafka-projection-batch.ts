@@ -1,7 +1,8 @@
-import type { Db } from '../../../db/db.ts';
+import type { Db, Tx } from '../../../db/db.ts';
 import type { Projection } from '../../projection.ts';
 import { appliedRanges } from './batch-offsets.ts';
 import type { ProjectionEventSink } from './kafka-projection-events.ts';
+import type { LookCalls } from './kafka-projection-health.ts';
 import type { PendingRestart } from './kafka-projection-recreation.ts';
 import type { SkippedRecords } from './offset-out-of-range.ts';
 import {
@@ -21,6 +22,8 @@ export interface BatchContext {
   readonly key: ProjectionKey;
   readonly handler: Projection<KafkaEntry>;
   readonly events: ProjectionEventSink;
+  /** Through which the batch's transaction, and the projection's `apply` in it, are made. */
+  readonly calls: LookCalls;
   /** The drain deadline of a stop, once `stop()` was called: past it a batch in flight is handed back. */
   drain(): AbortSignal | undefined;
 }
@@ -60,9 +63,11 @@ export async function applyBatch(
   next: ReadonlyMap<number, bigint>,
   batches: LookBatches,
 ): Promise<boolean> {
-  const { db, key, handler } = context;
+  const { db, key, handler, calls } = context;
   const { basis, topicId, skipped, restart } = batches;
-  const committed = await db.transaction(async (tx) => {
+  const transaction = (work: (tx: Tx) => Promise<boolean>): Promise<boolean> =>
+    calls.call('database', () => db.transaction(work));
+  const committed = await transaction(async (tx) => {
     await lockProjection(tx, key);
     const now = await readStored(tx, key);
     if (restart !== undefined) {
@@ -79,7 +84,7 @@ export async function applyBatch(
       if (topicId !== null && [...now.values()].some((offset) => offset.topicId === null))
         await adoptTopicId(tx, key, topicId);
     }
-    if (batch.length > 0) await handler.apply(batch, tx);
+    if (batch.length > 0) await calls.projection(() => handler.apply(batch, tx));
     // Past the drain deadline the batch is handed back: it rolls back and is applied at the next start.
     context.drain()?.throwIfAborted();
     await storeOffsets(tx, key, next, topicId);

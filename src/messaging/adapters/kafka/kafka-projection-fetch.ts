@@ -2,6 +2,12 @@ import { resumePlan, type SkippedRecords } from './offset-out-of-range.ts';
 import type { FetchedPartition, PartitionRange, TopicFetcher, TopicIncarnation } from './topic-fetcher.ts';
 
 /**
+ * What a look asks of Kafka: a `TopicFetcher`'s reads, or the same made through the running
+ * loop's record of its calls (`brokerCalls` in kafka-projection-health.ts).
+ */
+export type TopicReads = Pick<TopicFetcher, 'topic' | 'current' | 'ranges' | 'fetch'>;
+
+/**
  * Each partition's first retained offset as Kafka last gave it: where a partition with no stored
  * offset starts. Kept from look to look, so that a runner idle on a topic does not ask Kafka for
  * them at every look; forgotten after a failure, a rebuild or a restart.
@@ -10,7 +16,7 @@ export class FirstRetainedOffsets {
   #starts: bigint[] | undefined;
 
   /** Partition `partition`'s, asking Kafka when none are known for a topic of `partitions`. */
-  async of(fetcher: TopicFetcher, partitions: number, partition: number): Promise<bigint> {
+  async of(fetcher: TopicReads, partitions: number, partition: number): Promise<bigint> {
     if (this.#starts === undefined || this.#starts.length < partitions)
       this.#starts = (await fetcher.ranges()).map((range) => range.start);
     return this.#starts[partition] ?? 0n;
@@ -58,7 +64,7 @@ export interface LookFetchOptions {
  * throws `KafkaOffsetPastEndError`.
  */
 export async function fetchForLook(
-  fetcher: TopicFetcher,
+  fetcher: TopicReads,
   topic: TopicIncarnation,
   positions: ReadonlyMap<number, bigint>,
   earliest: FirstRetainedOffsets,

@@ -1,9 +1,9 @@
 import { nextOffsets } from './batch-offsets.ts';
 import { applyBatch, type BatchContext, type LookBatches } from './kafka-projection-batch.ts';
-import { fetchForLook, type FirstRetainedOffsets } from './kafka-projection-fetch.ts';
+import { fetchForLook, type FirstRetainedOffsets, type TopicReads } from './kafka-projection-fetch.ts';
+import { brokerCalls } from './kafka-projection-health.ts';
 import { checkRecreation } from './kafka-projection-recreation.ts';
 import { offsetsOf, readStored } from './projection-offsets.ts';
-import type { TopicFetcher } from './topic-fetcher.ts';
 
 /** What one look at the topic came to. */
 export type Look = { kind: 'no-topic' } | { kind: 'looked'; applied: number; stale: boolean };
@@ -24,13 +24,15 @@ export interface LookContext extends BatchContext {
 /**
  * One fetch from the stored offsets, then its records in batches, each in its own transaction.
  * `stale`: another runner (or a rebuild) moved the offsets meanwhile, or the topic's id changed
- * under the fetch; what was fetched is dropped.
+ * under the fetch; what was fetched is dropped. Its calls to Kafka and to the database go
+ * through `context.calls` (the running loop's keep their outcomes for `health()`).
  */
-export async function look(context: LookContext, fetcher: TopicFetcher, maxWaitMs: number): Promise<Look> {
+export async function look(context: LookContext, topicFetcher: TopicReads, maxWaitMs: number): Promise<Look> {
   context.phase('fetch');
+  const fetcher = brokerCalls(topicFetcher, context.calls);
   const cached = await fetcher.current();
   if (cached === undefined) return { kind: 'no-topic' };
-  const stored = await readStored(context.db, context.key);
+  const stored = await context.calls.call('database', () => readStored(context.db, context.key));
   const checked = await checkRecreation(fetcher, cached, stored, context.onRecreated);
   if (checked === undefined) return { kind: 'no-topic' };
   const { topic, restart } = checked;

@@ -58,6 +58,15 @@ export interface KafkaProjectionRunnerOptions {
    * put in it is the application's call.
    */
   onRecreated?: 'throw' | 'restart';
+  /**
+   * How long one call to Kafka or to the database may go unanswered before `health()` says it
+   * hangs. A batch's transaction waits on the projection's row lock while another runner of the
+   * projection applies its batch: with several runners, set this above the longest batch yours
+   * applies. An integer >= 1. Default 30 000 ms (as `staleLeaderLimitMs`, and the lease keel's
+   * queue and saga runner allow a silent process) plus `maxWaitMs` (a fetch waits that long on
+   * Kafka for a first record).
+   */
+  silentMs?: number;
 }
 
 /** The options with their defaults applied, checked. */
@@ -74,9 +83,13 @@ export interface ResolvedProjectionRunnerOptions {
   staleLeaderLimitMs: number;
   onTrimmed: 'throw' | 'resume';
   onRecreated: 'throw' | 'restart';
+  silentMs: number;
 }
 
 const projectionName = /^[A-Za-z0-9_.:-]{1,200}$/;
+
+// See `KafkaProjectionRunnerOptions.silentMs`.
+const defaultSilentMs = 30_000;
 
 function positiveInteger(field: string, value: number): number {
   if (!Number.isSafeInteger(value) || value < 1)
@@ -122,6 +135,7 @@ export function resolveProjectionRunnerOptions(
   const onRecreated = options.onRecreated ?? 'throw';
   if (onRecreated !== 'throw' && onRecreated !== 'restart')
     throw new InvalidArgumentError('onRecreated', "'throw' or 'restart'", options.onRecreated);
+  const silentMs = positiveInteger('silentMs', options.silentMs ?? defaultSilentMs + maxWaitMs);
   return {
     name: options.name,
     topic: options.topic,
@@ -134,5 +148,6 @@ export function resolveProjectionRunnerOptions(
     staleLeaderLimitMs: limitMs,
     onTrimmed,
     onRecreated,
+    silentMs,
   };
 }

@@ -1,4 +1,5 @@
-import type { TopicFetcher, TopicIncarnation } from './topic-fetcher.ts';
+import type { TopicReads } from './kafka-projection-fetch.ts';
+import type { TopicIncarnation } from './topic-fetcher.ts';
 import {
   KafkaTopicRecreatedError,
   otherTopic,
@@ -22,7 +23,7 @@ export interface CheckedTopic {
  * is gone.
  */
 export async function checkRecreation(
-  fetcher: TopicFetcher,
+  fetcher: TopicReads,
   cached: TopicIncarnation,
   stored: ReadonlyMap<number, StoredOffset>,
   onRecreated: 'throw' | 'restart',

@@ -1,14 +1,21 @@
 // KafkaProjectionRunner: its lifecycle and its operations. What it does at each look (fetch,
 // then batches) is kafka-projection-look.ts, built of the check of the stored offsets' topic
 // (kafka-projection-recreation.ts), the fetch that resolves trimmed partitions
-// (kafka-projection-fetch.ts) and the batch transaction (kafka-projection-batch.ts).
+// (kafka-projection-fetch.ts) and the batch transaction (kafka-projection-batch.ts); what
+// `health()` keeps of the loop's looks is kafka-projection-health.ts.
 import type { Db, Queryable } from '../../../db/db.ts';
 import { KeelError } from '../../../errors/index.ts';
-import { ServiceBase, type StopOptions } from '../../../service/index.ts';
+import {
+  ServiceBase,
+  type ReportsHealth,
+  type ServiceHealth,
+  type StopOptions,
+} from '../../../service/index.ts';
 import { ConsumerWakeup } from '../../consumer-wakeup.ts';
 import type { Projection } from '../../projection.ts';
 import type { KafkaProjectionRunnerEvents } from './kafka-projection-events.ts';
 import { FirstRetainedOffsets } from './kafka-projection-fetch.ts';
+import { LoopHealth, unrecordedCalls } from './kafka-projection-health.ts';
 import { look, type Look, type LookContext } from './kafka-projection-look.ts';
 import {
   resolveProjectionRunnerOptions,
@@ -93,7 +100,7 @@ export type KafkaProjection = Projection<KafkaEntry>;
  * rejects with the last (`KEEL_BROKER_UNAVAILABLE`, the answers in its `cause`). Any other
  * failure rejects at once. `stop()` ends such a wait: the call rejects with `KEEL_SERVICE_STATE`.
  */
-export class KafkaProjectionRunner extends ServiceBase<KafkaProjectionRunnerEvents> {
+export class KafkaProjectionRunner extends ServiceBase<KafkaProjectionRunnerEvents> implements ReportsHealth {
   readonly projection: string;
   readonly topic: string;
   readonly #db: Db;
@@ -122,6 +129,8 @@ export class KafkaProjectionRunner extends ServiceBase<KafkaProjectionRunnerEven
   #during: 'fetch' | 'apply' = 'fetch';
   /** The loop's looks failing on a leader that moved or is being elected: retried quietly, for a while. */
   readonly #staleLeader: StaleLeaderRun;
+  /** The outcomes of the loop's calls to Kafka and to the database, for `health()`. */
+  readonly #health: LoopHealth;
 
   constructor(db: Db, handler: KafkaProjection, options: KafkaProjectionRunnerOptions) {
     const resolved = resolveProjectionRunnerOptions(db, handler, options);
@@ -138,6 +147,7 @@ export class KafkaProjectionRunner extends ServiceBase<KafkaProjectionRunnerEven
     this.#key = { projection: this.projection, topic: this.topic };
     this.#wakeup = new ConsumerWakeup(this.clock);
     this.#staleLeader = new StaleLeaderRun(this.clock, this.#staleLeaderLimitMs);
+    this.#health = new LoopHealth(this.clock, resolved.silentMs, () => this.#during);
     this.#look = {
       db,
       key: this.#key,
@@ -147,13 +157,32 @@ export class KafkaProjectionRunner extends ServiceBase<KafkaProjectionRunnerEven
       onRecreated: resolved.onRecreated,
       earliest: this.#earliest,
       events: this.events,
+      calls: this.#health,
       drain: () => this.#drain,
       stopping: () => this.#stopping,
       phase: (during) => void (this.#during = during),
     };
   }
 
+  /**
+   * Whether the running loop reaches Kafka and the database, from its own calls (the metadata,
+   * the fetches and the offsets' reads asked at each look, each batch's transaction): 'failing'
+   * with `dependency` `'broker'` or `'database'` and `during` `'fetch'` or `'apply'`, as its
+   * `error` events, while its looks fail on it (`failures` counts the looks), or while one call
+   * has gone unanswered for `silentMs` (it hangs); 'ok' again after the next look that goes
+   * through. Failures of a leader moving are not failing while the loop rides them out quietly
+   * (`staleLeaderLimitMs`), only from the first it reports. Neither a batch whose `apply`
+   * throws nor a partition trimmed or a topic recreated past the stored offsets makes it
+   * failing: Kafka and the database answered, and the `error` events and `progress()` say what
+   * holds the projection. The loop's calls only: not those of `catchUp()`, `rebuild()` or the
+   * status reads, whose failures are their callers'. A read of memory.
+   */
+  health(): ServiceHealth {
+    return this.#health.health(this.state);
+  }
+
   protected override async onStart(): Promise<void> {
+    this.#health.started();
     this.#fetcher = new TopicFetcher(this.topic, this.#client);
     this.#loop = this.#run(this.#fetcher);
   }
@@ -214,7 +243,11 @@ export class KafkaProjectionRunner extends ServiceBase<KafkaProjectionRunnerEven
     // Its own phase, not the loop's: a look of this call failing must neither mislabel the loop's
     // `error` events nor be retried as a fetch when its batch failed.
     let during: 'fetch' | 'apply' = 'fetch';
-    const context: LookContext = { ...this.#look, phase: (now) => void (during = now) };
+    const context: LookContext = {
+      ...this.#look,
+      calls: unrecordedCalls,
+      phase: (now) => void (during = now),
+    };
     return this.#withFetcher(async (fetcher) => {
       const lookOnce = async (): Promise<Look> => {
         try {
@@ -272,11 +305,14 @@ export class KafkaProjectionRunner extends ServiceBase<KafkaProjectionRunnerEven
         // metadata at the next look, which waits as after any failure, and one still stale past
         // the limit is reported (stale-leader.ts).
         const quiet = this.#during === 'fetch' && this.#staleLeader.quiet(error);
+        // Only what is reported counts for health(): a leader moving is not failing until then.
+        this.#health.lookFailed(error, this.#during, quiet);
         if (!quiet) this.events.emit('error', { error, during: this.#during });
         await this.#wakeup.pause(this.#retryDelayMs);
         continue;
       }
       this.#staleLeader.end();
+      this.#health.lookedThrough();
       // A fetch that found records returns at once; one that found none has already waited on Kafka.
       if (looked.kind === 'no-topic') await this.#wakeup.pause(this.#pollIntervalMs);
     }
