@@ -103,7 +103,9 @@ describe('shop: placing an order', () => {
     const ready = (await shop.http.inject({ url: '/readyz' })).json<{ status: string; parts: object }>();
     // Each long-running part says whether it reaches what it depends on.
     expect(ready.status).toBe('ready');
-    expect(Object.keys(ready.parts)).toEqual(expect.arrayContaining(['process-heartbeat', 'saga-runner']));
+    expect(Object.keys(ready.parts)).toEqual(
+      expect.arrayContaining(['process-heartbeat', 'saga-runner', 'worker', 'notifications', 'outbox-relay']),
+    );
     expect(Object.values(ready.parts).every((part: { status: string }) => part.status === 'ok')).toBe(true);
   });
 });
