@@ -1,7 +1,7 @@
 import type { Db, Tx } from '../../../src/db/index.ts';
 import { PgStream, PgStreamRetention, type Publisher } from '../../../src/messaging/index.ts';
 import type { Clock } from '../../../src/time/index.ts';
-import type { LifecycleEvents, ListenerHandle, Service } from '../../../src/service/index.ts';
+import type { LifecycleEvents, ListenerHandle, ReportsHealth, Service } from '../../../src/service/index.ts';
 import { orderEventsStream } from '../contracts/order-events.ts';
 import {
   orderAnalyticsProjectionName,
@@ -18,7 +18,7 @@ export interface OrderStreamProgress {
 }
 
 /** The analytics projection's runner, whichever log the order stream lives in. */
-export interface OrderAnalyticsRunner extends Service {
+export interface OrderAnalyticsRunner extends Service, ReportsHealth {
   readonly projection: string;
   /** The events both runners have: a batch committed, a failure survived (and retried). */
   readonly events: {
@@ -61,11 +61,12 @@ export interface OrderStream {
   retention?(
     db: Db,
     options: { olderThanMs: number; clock: Clock },
-  ): Service & {
-    readonly events: {
-      on(name: 'error', listener: (payload: LifecycleEvents['error']) => void): ListenerHandle;
+  ): Service &
+    ReportsHealth & {
+      readonly events: {
+        on(name: 'error', listener: (payload: LifecycleEvents['error']) => void): ListenerHandle;
+      };
     };
-  };
 }
 
 const pgProgress = `SELECT
