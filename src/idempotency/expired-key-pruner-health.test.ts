@@ -93,7 +93,7 @@ describe('ExpiredKeyPruner.health()', () => {
       status: 'failing',
       dependency: 'database',
       during: undefined,
-      since: answeredAt,
+      since: answeredAt + 2000,
       failures: 0,
       lastError: undefined,
       lastContactAt: answeredAt,

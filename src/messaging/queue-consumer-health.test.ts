@@ -234,7 +234,7 @@ describe('QueueConsumer.health()', () => {
       status: 'failing',
       dependency: 'broker',
       during: undefined,
-      since: lastContactAt,
+      since: lastContactAt + 3100,
       failures: 0,
       lastError: undefined,
       lastContactAt,

@@ -243,7 +243,7 @@ describe('OutboxRelay health()', () => {
       status: 'failing',
       dependency: 'database',
       during: undefined,
-      since: lastContactAt,
+      since: lastContactAt + pollIntervalMs + claimMs,
       failures: 0,
       lastError: undefined,
       lastContactAt,

@@ -1,7 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { migrate, type Db } from '../db/index.ts';
-import { KeelError } from '../errors/index.ts';
-import { advanceUntil, createTestDb, type TestDb } from '../testing/index.ts';
+import { migrate } from '../db/index.ts';
+import { advanceUntil, createTestDb, flakyDb, type TestDb } from '../testing/index.ts';
 import { ManualClock } from '../time/index.ts';
 import { defineSaga } from './definition.ts';
 import { SagaRunner } from './saga-runner.ts';
@@ -14,29 +13,13 @@ afterEach(async () => {
 
 const saga = defineSaga({ name: 'health', version: 1, steps: [{ name: 'a', action: async () => 1 }] });
 
-/** `db` until `cut()`: from then on every statement fails as on a lost connection, until `restore()`. */
-function cuttable(db: Db): { db: Db; cut: () => void; restore: () => void } {
-  let down = false;
-  const lost = (): Promise<never> =>
-    Promise.reject(new KeelError('KEEL_DB_UNAVAILABLE', 'connection to the database lost'));
-  const view: Db = {
-    dialect: db.dialect,
-    schema: db.schema,
-    query: (sql, params) => (down ? lost() : db.query(sql, params)),
-    transaction: (fn, options) => (down ? lost() : db.transaction(fn, options)),
-    listen: (channel, onNotify) => db.listen(channel, onNotify),
-    close: async () => undefined,
-  };
-  return { db: view, cut: () => void (down = true), restore: () => void (down = false) };
-}
-
 describe('SagaRunner.health()', () => {
   it('says failing while its polls fail, since when and why, and ok again once one succeeds', async () => {
     const db = await createTestDb();
     dbs.push(db);
     await migrate(db, sagaMigrations);
     const clock = new ManualClock();
-    const link = cuttable(db);
+    const link = flakyDb(db);
     const runner = new SagaRunner({ db: link.db, sagas: [saga], clock, pollMs: 1000 });
     expect(runner.health()).toEqual({ status: 'not-running', state: 'idle' });
     await runner.start();

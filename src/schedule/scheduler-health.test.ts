@@ -3,9 +3,8 @@
 // view of the database that can lose its connection or hang.
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { migrate, type Db } from '../db/index.ts';
-import { KeelError } from '../errors/index.ts';
 import type { ServiceHealth } from '../service/index.ts';
-import { advanceUntil, createTestDb, type TestDb } from '../testing/index.ts';
+import { advanceUntil, createTestDb, flakyDb, type TestDb } from '../testing/index.ts';
 import { constantBackoff, ManualClock } from '../time/index.ts';
 import { defineSchedule } from './schedule-definition.ts';
 import { Scheduler } from './scheduler.ts';
@@ -21,37 +20,6 @@ async function setup(): Promise<{ db: TestDb; clock: ManualClock }> {
   cleanups.push(() => db.close());
   await migrate(db, scheduleMigrations);
   return { db, clock: new ManualClock(Date.parse('2026-06-01T00:00:00Z')) };
-}
-
-/**
- * `db` as the scheduler sees it: after `cut()` every statement fails as on a lost connection,
- * after `hang()` every statement waits, until `restore()` (which lets the waiting ones through).
- */
-function link(db: Db) {
-  let mode: 'up' | 'down' | 'hung' = 'up';
-  let waiting: (() => void)[] = [];
-  const gate = async (): Promise<void> => {
-    if (mode === 'hung') await new Promise<void>((resolve) => waiting.push(resolve));
-    if (mode === 'down') throw new KeelError('KEEL_DB_UNAVAILABLE', 'connection to the database lost');
-  };
-  const view: Db = {
-    dialect: db.dialect,
-    schema: db.schema,
-    query: async (sql, params) => (await gate(), db.query(sql, params)),
-    transaction: async (fn, options) => (await gate(), db.transaction(fn, options)),
-    listen: (channel, onNotify) => db.listen(channel, onNotify),
-    close: async () => undefined,
-  };
-  return {
-    db: view,
-    cut: () => void (mode = 'down'),
-    hang: () => void (mode = 'hung'),
-    restore: () => {
-      mode = 'up';
-      for (const resolve of waiting.splice(0)) resolve();
-      waiting = [];
-    },
-  };
 }
 
 function scheduler(db: Db, clock: ManualClock, fire = async (): Promise<void> => undefined): Scheduler {
@@ -80,7 +48,7 @@ async function until(service: Scheduler, status: ServiceHealth['status']): Promi
 describe('Scheduler.health()', () => {
   it('is failing while its passes fail, since the first, and ok again after the next statement that answers', async () => {
     const { db, clock } = await setup();
-    const { db: view, cut, restore } = link(db);
+    const { db: view, cut, restore } = flakyDb(db);
     const service = scheduler(view, clock);
     expect(service.health()).toEqual({ status: 'not-running', state: 'idle' });
     await service.start();
@@ -124,7 +92,7 @@ describe('Scheduler.health()', () => {
 
   it('is failing when no statement has answered for two poll intervals (one hangs), and ok once it answers', async () => {
     const { db, clock } = await setup();
-    const { db: view, hang, restore } = link(db);
+    const { db: view, hang, restore } = flakyDb(db);
     const service = scheduler(view, clock);
     await service.start();
     // Its first pass read the rows and waits on the clock for the next.
@@ -141,7 +109,7 @@ describe('Scheduler.health()', () => {
       status: 'failing',
       dependency: 'database',
       during: undefined,
-      since: answered.lastContactAt,
+      since: answered.lastContactAt + 20_000,
       failures: 0,
       lastError: undefined,
       lastContactAt: answered.lastContactAt,

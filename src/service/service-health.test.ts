@@ -37,7 +37,7 @@ describe('HealthRecord', () => {
       status: 'failing',
       dependency: 'database',
       during: undefined,
-      since: start + 2000,
+      since: start + 7000,
       failures: 0,
       lastError: undefined,
       lastContactAt: start + 2000,
@@ -56,7 +56,7 @@ describe('HealthRecord', () => {
     expect(record.health('running')).toMatchObject({
       status: 'failing',
       dependency: 'database',
-      since: start,
+      since: start + 1000,
     });
     record.succeeded('database');
     await clock.advance(3_600_000 - 2000);

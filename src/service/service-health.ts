@@ -18,7 +18,8 @@ export type ServiceHealth =
   /**
    * Its calls to `dependency` have failed `failures` times in a row since `since`, `lastError`
    * the last, in `during` (what the service was doing); or none has answered for longer than
-   * the dependency allows (`failures` 0, `lastError` undefined: a call hangs). It goes back to
+   * the dependency allows (`failures` 0, `lastError` undefined: a call hangs; `since` is when
+   * the silence outlasted that bound). It goes back to
    * 'ok' on its own at its next call to that dependency that succeeds.
    */
   | {
@@ -122,7 +123,9 @@ export class HealthRecord<D extends string = string> {
       const quietSince = record.lastContactAt ?? this.#startedAt;
       const silent = record.silentMs !== undefined && now - quietSince > record.silentMs;
       if (record.failingSince === undefined && !silent) continue;
-      const since = record.failingSince ?? quietSince;
+      // Silence is failing from the moment it outlasted its bound, not from the last answer:
+      // else a dependency gone quiet would outrank one that failed outright in the meantime.
+      const since = record.failingSince ?? quietSince + record.silentMs!;
       if (failing !== undefined && failing.since <= since) continue;
       failing = {
         status: 'failing',

@@ -10,6 +10,7 @@ export {
 } from './db.ts';
 export { advanceUntil, type AdvanceUntilOptions } from './advance-until.ts';
 export { trackedDb } from './statements-in-flight.ts';
+export { flakyDb, type FlakyDb } from './flaky-db.ts';
 export { propertyRuns } from './property-runs.ts';
 export { pgliteTemplate } from './pglite-template.ts';
 export {

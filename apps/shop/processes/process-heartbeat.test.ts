@@ -261,7 +261,7 @@ describe('ProcessHeartbeat.health()', () => {
       status: 'failing',
       dependency: 'database',
       during: undefined,
-      since: answered,
+      since: answered + 15_000,
       failures: 0,
       lastError: undefined,
       lastContactAt: answered,

@@ -5,9 +5,9 @@
 // kafka-projection-health.test.ts.
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it, vi } from 'vitest';
-import type { Db, Tx } from '../../../db/index.ts';
-import { KeelError } from '../../../errors/index.ts';
+import type { Tx } from '../../../db/index.ts';
 import type { ServiceHealth } from '../../../service/index.ts';
+import { flakyDb } from '../../../testing/index.ts';
 import { ManualClock } from '../../../time/index.ts';
 import type { KafkaEntry, KafkaProjection, KafkaProjectionRunner } from './index.ts';
 import { kafkaTestSuite } from './kafka-test-suite.ts';
@@ -37,22 +37,6 @@ const modelProjection: KafkaProjection = {
     await tx.query('DELETE FROM model');
   },
 };
-
-/** `db` until `cut()`: from then on every statement fails as on a lost connection, until `restore()`. */
-function cuttable(db: Db): { db: Db; cut: () => void; restore: () => void } {
-  let down = false;
-  const lost = (): Promise<never> =>
-    Promise.reject(new KeelError('KEEL_DB_UNAVAILABLE', 'connection to the database lost'));
-  const view: Db = {
-    dialect: db.dialect,
-    schema: db.schema,
-    query: (sql, params) => (down ? lost() : db.query(sql, params)),
-    transaction: (fn, options) => (down ? lost() : db.transaction(fn, options)),
-    listen: (channel, onNotify) => db.listen(channel, onNotify),
-    close: async () => undefined,
-  };
-  return { db: view, cut: () => void (down = true), restore: () => void (down = false) };
-}
 
 /**
  * Waits (in real time: the runner's looks are real I/O) until `check` holds, moving the clock on
@@ -86,7 +70,7 @@ describe('KafkaProjectionRunner.health() on a real Kafka', () => {
   it('ok while it applies; failing on the database while its statements fail; ok again once they answer', async () => {
     const { db, topic } = await kit.setup(2, modelTable);
     await produce(topic, 0, 3);
-    const link = cuttable(db);
+    const link = flakyDb(db);
     const clock = new ManualClock();
     const run = runner(link.db, topic, modelProjection, { clock, maxWaitMs: 50, retryDelayMs: 1000 });
     const errors: { error: unknown; during: string }[] = [];

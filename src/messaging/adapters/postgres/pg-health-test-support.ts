@@ -1,44 +1,6 @@
-// Set-up the health tests of the services on PostgreSQL share: a database that fails or hangs on
-// demand, and (pg only) connections of their own that a test can find and end.
+// Set-up the health tests of the services on PostgreSQL share (pg only): connections of their own
+// that a test can find and end. A database that fails or hangs on demand is keel/testing's flakyDb.
 import { defaultDatabaseUrl, openPgDb, type Db } from '../../../db/index.ts';
-import { KeelError } from '../../../errors/index.ts';
-
-/**
- * `db` as a service sees it: after `cut()` every statement fails as on a lost connection, after
- * `hang()` every statement waits, as on a connection that neither answers nor breaks; `restore()`
- * lets them through again (the waiting ones too). LISTEN is left alone.
- */
-export function flakyDb(db: Db): { db: Db; cut: () => void; hang: () => void; restore: () => void } {
-  let mode: 'up' | 'cut' | 'hang' = 'up';
-  const hung: (() => void)[] = [];
-  const gate = async (): Promise<void> => {
-    if (mode === 'cut') throw new KeelError('KEEL_DB_UNAVAILABLE', 'connection to the database lost');
-    if (mode === 'hang') await new Promise<void>((resolve) => hung.push(resolve));
-  };
-  const view: Db = {
-    dialect: db.dialect,
-    schema: db.schema,
-    query: async (sql, params) => {
-      await gate();
-      return db.query(sql, params);
-    },
-    transaction: async (fn, options) => {
-      await gate();
-      return db.transaction(fn, options);
-    },
-    listen: (channel, onNotify) => db.listen(channel, onNotify),
-    close: async () => undefined,
-  };
-  return {
-    db: view,
-    cut: () => void (mode = 'cut'),
-    hang: () => void (mode = 'hang'),
-    restore: () => {
-      mode = 'up';
-      for (const go of hung.splice(0)) go();
-    },
-  };
-}
 
 /**
  * pg only: a pool on `schema` whose connections carry `applicationName`, so that a test finds

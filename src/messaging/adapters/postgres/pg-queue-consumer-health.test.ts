@@ -5,7 +5,8 @@ import type { ServiceHealth } from '../../../service/index.ts';
 import { advanceUntil, createTestDb, testDbBackend, type TestDb } from '../../../testing/index.ts';
 import { ManualClock } from '../../../time/index.ts';
 import { createEnvelope } from '../../envelope.ts';
-import { backendWaitingOnLock, flakyDb, namedPgDb } from './pg-health-test-support.ts';
+import { flakyDb } from '../../../testing/index.ts';
+import { backendWaitingOnLock, namedPgDb } from './pg-health-test-support.ts';
 import { PgQueue } from './pg-queue.ts';
 import { pgQueueMigrations } from './schema.ts';
 

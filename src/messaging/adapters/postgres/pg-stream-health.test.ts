@@ -7,7 +7,8 @@ import type { ManualClock } from '../../../time/index.ts';
 import type { PgStream, StreamEntry } from './pg-stream.ts';
 import { ProjectionRunner, type Projection } from './pg-stream-projection.ts';
 import { PgStreamRetention } from './pg-stream-retention.ts';
-import { backendWaitingOnLock, flakyDb, namedPgDb } from './pg-health-test-support.ts';
+import { flakyDb } from '../../../testing/index.ts';
+import { backendWaitingOnLock, namedPgDb } from './pg-health-test-support.ts';
 import { countedEvents, openTestStream } from './pg-stream-test-support.ts';
 
 const cleanups: (() => Promise<void>)[] = [];
@@ -179,7 +180,7 @@ describe('ProjectionRunner.health()', () => {
       status: 'failing',
       dependency: 'database',
       during: undefined,
-      since: lastContactAt,
+      since: lastContactAt + 5000,
       failures: 0,
       lastError: undefined,
       lastContactAt,
@@ -302,7 +303,7 @@ describe('PgStreamRetention.health()', () => {
       status: 'failing',
       dependency: 'database',
       failures: 0,
-      since: lastContactAt,
+      since: lastContactAt + 2000,
     });
     link.restore();
     await answered(clock, retention);
