@@ -181,7 +181,7 @@ describe('LoopHealth: a projection runner’s looks, by dependency', () => {
       status: 'failing',
       dependency: 'database',
       during: 'apply',
-      since: okAt,
+      since: okAt + 5000,
       failures: 0,
       lastError: undefined,
       lastContactAt: okAt,

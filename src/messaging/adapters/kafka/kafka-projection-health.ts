@@ -123,7 +123,8 @@ export class LoopHealth implements LookCalls {
       status: 'failing',
       dependency: waiting.dependency,
       during: this.#during(),
-      since: waiting.since,
+      // As HealthRecord's silence: failing from when the call outlasted the bound.
+      since: waiting.since + this.#silentMs,
       failures: 0,
       lastError: undefined,
       lastContactAt: recorded.lastContactAt,
