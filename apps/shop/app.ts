@@ -31,6 +31,7 @@ import { HttpServer } from './transport/http/http-server.ts';
 import { ordersRoutes } from './transport/http/orders-routes.ts';
 import { dashboardRoutes } from './dashboard/dashboard-routes.ts';
 import { ProcessHeartbeat } from './processes/process-heartbeat.ts';
+import { partsHealthReport } from './processes/parts-health.ts';
 import { ExpiredKeyPruner, PostgresIdempotencyStore } from '../../src/idempotency/index.ts';
 import { createHttpApp } from './transport/http/http-app.ts';
 import { installRateLimit } from './transport/http/rate-limit.ts';
@@ -182,8 +183,15 @@ export function buildShop(config: ShopConfig, deps: ShopDeps): Shop {
     policies['payment-provider.timeout'] = deps.payments.policies.timeout;
   }
   // Started before the parts whose breakers it writes and stopped after them, so the row says
-  // a process is gone only once it is; it reads `policies` at start, when they are all there.
-  const heartbeat = new ProcessHeartbeat({ db, clock, roles: config.roles, policies });
+  // a process is gone only once it is; it reads `policies` at start, when they are all there,
+  // and its parts' health at each beat (the group is built below, before it starts).
+  const heartbeat = new ProcessHeartbeat({
+    db,
+    clock,
+    roles: config.roles,
+    policies,
+    health: () => partsHealthReport(healthOfParts()),
+  });
   heartbeat.events.on('error', ({ error, during }) =>
     logger.warn({ err: error, during }, 'process heartbeat error'),
   );
@@ -329,6 +337,7 @@ export function buildShop(config: ShopConfig, deps: ShopDeps): Shop {
       clock,
       breakers: () => breakersOf(policies),
       processId: heartbeat.id,
+      parts: healthOfParts,
     });
 
   let server: HttpServer | undefined;

@@ -22,7 +22,7 @@ export const dashboardHtml = `<!doctype html>
     <h2>Processes</h2>
     <p class="problem"></p>
     <table>
-      <thead><tr><th>roles</th><th>host</th><th>pid</th><th>up for</th><th>last seen</th><th>state</th></tr></thead>
+      <thead><tr><th>roles</th><th>host</th><th>pid</th><th>up for</th><th>last seen</th><th>state</th><th>parts</th></tr></thead>
       <tbody></tbody>
     </table>
     <p class="empty">none has reported yet</p>
@@ -122,6 +122,14 @@ td small { margin-left: .4rem; }
 .state[data-state="closed"], .state[data-state="live"] { color: var(--ok); }
 .state[data-state="stale"] { color: var(--bad); }
 tr[data-state="stopped"] td { color: var(--muted); }
+/* A part that is not ok stands out on its process's row; the ok ones are a count beneath. */
+#processes th:last-child, td.parts { text-align: left; }
+td.parts { white-space: normal; min-width: 16rem; }
+td.parts small.known { display: block; margin: 0; font-size: .8rem; }
+.part { color: var(--bad); }
+.part .error { font-size: .85rem; }
+td.parts[data-known="last"] .part { color: var(--muted); }
+td.parts .ok { color: var(--muted); font-size: .85rem; }
 .state[data-state="half-open"] { color: var(--warn); }
 .state[data-state="open"], .state[data-state="isolated"] { color: var(--bad); }
 .state[data-state="failing"] { color: var(--bad); }

@@ -67,6 +67,12 @@ describe('the dashboard of a split shop', () => {
             stoppedAt: null,
           }),
         ]);
+        // The api's parts read now, the worker's as its beat wrote them: its saga runner running.
+        expect(seen.processes![0]!.parts['process-heartbeat']).toMatchObject({ status: 'ok' });
+        expect(seen.processes![1]!.parts).toMatchObject({
+          'process-heartbeat': { status: 'ok' },
+          'saga-runner': { status: 'ok' },
+        });
       },
       { timeout: 10_000, interval: 200 },
     );
@@ -80,6 +86,8 @@ describe('the dashboard of a split shop', () => {
         const gone = seen.processes!.find((p) => p.id === worker.heartbeat.id);
         expect(gone).toMatchObject({ status: 'stopped' });
         expect(gone!.stoppedAt).not.toBeNull();
+        // What its parts said while they ran, not that they stopped.
+        expect(gone!.parts['saga-runner']).toMatchObject({ status: 'ok' });
       },
       { timeout: 10_000, interval: 200 },
     );

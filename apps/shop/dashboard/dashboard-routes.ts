@@ -4,6 +4,7 @@ import type { Queryable } from '../../../src/db/index.ts';
 import type { DepthSource } from '../../../src/observability/index.ts';
 import { outboxStatus } from '../../../src/outbox/index.ts';
 import { countSagasByState } from '../../../src/saga/index.ts';
+import type { ServiceHealth } from '../../../src/service/index.ts';
 import type { Clock } from '../../../src/time/index.ts';
 import { listProcesses } from '../processes/processes-store.ts';
 import { readSchedules } from '../../../src/schedule/schedule-store.ts';
@@ -36,6 +37,12 @@ export interface DashboardRoutesOptions {
    * process keeps no row.
    */
   processId?: string;
+  /**
+   * This process's parts' health (`ServiceGroup.healthOfParts`), read at each snapshot and shown
+   * on its row in place of what its heartbeat last wrote there (other processes' come from their
+   * rows). Default: its row's.
+   */
+  parts?: () => Readonly<Record<string, ServiceHealth>>;
   /** How often open pages get a snapshot, and how long one is cached. Default 1000 ms. */
   intervalMs?: number;
   /** How far back the latency percentiles look. Default 60 000 ms. */
@@ -49,10 +56,10 @@ const contentSecurityPolicy =
   "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src data:; base-uri 'none'; frame-ancestors 'none'";
 
 /**
- * `GET /dashboard`: a page of the shop's queues, outbox, sagas, processes, every live process's
- * breakers and this process's HTTP latency, kept live by `GET /dashboard/events` (Server-Sent
- * Events: a snapshot at once, then one a second); `GET /dashboard/state` is the same snapshot as
- * JSON. Like `/metrics`, it is meant for operators: expose it only where they are.
+ * `GET /dashboard`: a page of the shop's queues, outbox, sagas, processes and their parts' health,
+ * every live process's breakers and this process's HTTP latency, kept live by
+ * `GET /dashboard/events` (Server-Sent Events: a snapshot at once, then one a second);
+ * `GET /dashboard/state` is the same snapshot as JSON. Like `/metrics`, it is meant for operators: expose it only where they are.
  *
  * It sees every route of the app it is registered on (it skips fastify's encapsulation), to time
  * them: latency is measured here rather than read back from `instrumentHttp`'s histogram, which
@@ -77,6 +84,7 @@ export const dashboardRoutes: FastifyPluginAsync<DashboardRoutesOptions> = Objec
           processes: () => listProcesses(db),
           schedules: () => readSchedules(db),
           ...(options.processId === undefined ? {} : { self: options.processId }),
+          ...(options.parts === undefined ? {} : { parts: options.parts }),
           breakers,
           latency: () => latency.stats(),
         }),

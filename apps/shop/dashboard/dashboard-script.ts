@@ -82,6 +82,81 @@ export const dashboardScript = `'use strict';
     return p.roles.join(' + ') + ' · ' + p.host + ':' + p.pid;
   }
 
+  function plural(count, word) {
+    return count + ' ' + word + (count === 1 ? '' : 's');
+  }
+
+  // One line for a part that is not ok: its name, what it does not reach and since when, the
+  // error's code; the details in its title.
+  function partProblem(name, h, at) {
+    var line = document.createElement('div');
+    line.className = 'part';
+    line.dataset.part = name;
+    line.dataset.status = h.status;
+    var label = document.createElement('strong');
+    label.className = 'name';
+    label.textContent = name;
+    var what = document.createElement('span');
+    what.className = 'what';
+    line.append(label, ' ', what);
+    if (h.status !== 'failing') {
+      what.textContent = 'not running (' + h.state + ')';
+      return line;
+    }
+    what.textContent = h.dependency + ' failing since ' + relative(h.since, at);
+    if (h.error) {
+      var code = document.createElement('code');
+      code.className = 'error';
+      code.textContent = h.error;
+      line.append(' ', code);
+    }
+    line.title = [
+      h.failures > 0 ? plural(h.failures, 'failure') + ' in a row' : 'no answer: a call hangs',
+      h.during ? 'during ' + h.during : '',
+      'since ' + h.since,
+      h.lastContactAt ? 'last answer ' + h.lastContactAt : 'no answer since it started',
+    ].filter(Boolean).join(', ');
+    return line;
+  }
+
+  // Not running yet is no problem: a process writes its row at the start of its start, before
+  // the parts after its heartbeat have started, and again a beat later.
+  function starting(h) {
+    return h.status === 'not-running' && (h.state === 'idle' || h.state === 'starting');
+  }
+
+  // The parts that are failing or not running each stand out; the ok ones are a count. A process
+  // that is not live (stale or stopped) shows what its last beat wrote, marked as such.
+  function renderParts(td, p, at) {
+    var live = p.self || p.status === 'live';
+    td.dataset.known = live ? 'live' : 'last';
+    var names = Object.keys(p.parts);
+    if (!live && names.length > 0) {
+      var known = document.createElement('small');
+      known.className = 'known';
+      known.textContent = 'last known';
+      known.title = 'as its last beat wrote them, ' + p.lastSeenAt;
+      td.appendChild(known);
+    }
+    var ok = 0;
+    var waiting = 0;
+    names.forEach(function (name) {
+      var h = p.parts[name];
+      if (h.status === 'ok') ok++;
+      else if (starting(h)) waiting++;
+      else td.appendChild(partProblem(name, h, at));
+    });
+    var count = document.createElement('div');
+    count.className = 'ok';
+    count.dataset.ok = String(ok);
+    var counts = [];
+    if (ok > 0 || names.length > waiting) counts.push(plural(ok, 'part') + ' ok');
+    if (waiting > 0) counts.push(waiting + ' starting');
+    count.textContent = names.length === 0 ? '—' : counts.join(' · ');
+    if (names.length === 0) count.title = 'it reports no parts';
+    td.appendChild(count);
+  }
+
   // Durations are between the snapshot's instant and the rows' times, never the browser's clock.
   function renderProcesses(processes, at) {
     if (!processes) return;
@@ -105,6 +180,7 @@ export const dashboardScript = `'use strict';
       cell(row, seconds(Math.max(0, end - Date.parse(p.startedAt)) / 1000), 'up');
       cell(row, seconds(Math.max(0, now - Date.parse(p.lastSeenAt)) / 1000) + ' ago', 'seen');
       cell(row, p.status, 'state').dataset.state = p.status;
+      renderParts(cell(row, '', 'parts'), p, at);
       body.appendChild(row);
     });
     document.querySelector('#processes .empty').hidden = processes.length > 0;

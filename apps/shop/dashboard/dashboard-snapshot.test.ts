@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { SagaState } from '../../../src/saga/index.ts';
 import type { ScheduleRow } from '../../../src/schedule/schedule-store.ts';
+import type { ServiceHealth } from '../../../src/service/index.ts';
 import { ManualClock, referenceInstant } from '../../../src/time/index.ts';
 import type { ProcessRecord } from '../processes/processes-store.ts';
 import { buildDashboardSnapshot, type DashboardSources } from './dashboard-snapshot.ts';
@@ -212,6 +213,7 @@ function row(id: string, roles: string[], agoMs: number, rest: Partial<ProcessRe
     heartbeatMs: 5000,
     stoppedAt: null,
     breakers: [],
+    health: {},
     ...rest,
   };
 }
@@ -269,6 +271,7 @@ describe('buildDashboardSnapshot across processes', () => {
       stoppedAt: null,
       status: 'live',
       self: false,
+      parts: {},
     });
     expect(snapshot.processes![3]!.stoppedAt).toBe('2025-12-31T23:59:30.000Z');
   });
@@ -299,5 +302,88 @@ describe('buildDashboardSnapshot across processes', () => {
       { part: 'breakers', error: "other processes' unknown: connection refused" },
       { part: 'processes', error: 'connection refused' },
     ]);
+  });
+});
+
+describe("buildDashboardSnapshot: the processes' parts", () => {
+  const relayFailing = {
+    status: 'failing',
+    dependency: 'broker',
+    during: 'publish',
+    since: '2025-12-31T23:59:40.000Z',
+    failures: 4,
+    error: 'ECONNREFUSED',
+  } as const;
+  const rows: ProcessRecord[] = [
+    row('api-1', ['api'], 4000, { health: { 'process-heartbeat': { status: 'ok' } } }),
+    row('relay-1', ['relay'], 2000, {
+      health: { 'process-heartbeat': { status: 'ok' }, 'outbox-relay': relayFailing },
+    }),
+    // What a crashed worker last said: shown as it was, the row stale.
+    row('worker-0', ['worker'], 60_000, {
+      health: {
+        worker: { status: 'failing', dependency: 'database', since: '2025-12-31T23:58:00.000Z', failures: 0 },
+      },
+    }),
+    row('worker-1', ['worker'], 30_000, {
+      stoppedAt: referenceInstant - 30_000,
+      health: { worker: { status: 'ok' } },
+    }),
+  ];
+
+  it("shows this process's parts read now, and each other's as its last beat wrote them", async () => {
+    const clock = new ManualClock();
+    // Its row says ok, a beat ago; it has lost its database since.
+    const parts = (): Record<string, ServiceHealth> => ({
+      'process-heartbeat': {
+        status: 'failing',
+        dependency: 'database',
+        during: 'beat',
+        since: referenceInstant - 1000,
+        failures: 1,
+        lastError: Object.assign(new Error('connect ECONNREFUSED 10.0.0.5:5432'), { code: 'ECONNREFUSED' }),
+        lastContactAt: referenceInstant - 4000,
+      },
+    });
+    const snapshot = await buildDashboardSnapshot(
+      sources({ clock, processes: async () => rows, self: 'api-1', parts }),
+    );
+    expect(snapshot.processes!.map((p) => [p.id, p.status, p.parts])).toEqual([
+      [
+        'api-1',
+        'live',
+        {
+          // A report, as /readyz gives it: the error's code, not its message.
+          'process-heartbeat': {
+            status: 'failing',
+            dependency: 'database',
+            during: 'beat',
+            since: '2025-12-31T23:59:59.000Z',
+            failures: 1,
+            error: 'ECONNREFUSED',
+            lastContactAt: '2025-12-31T23:59:56.000Z',
+          },
+        },
+      ],
+      ['relay-1', 'live', { 'process-heartbeat': { status: 'ok' }, 'outbox-relay': relayFailing }],
+      ['worker-0', 'stale', rows[2]!.health],
+      ['worker-1', 'stopped', { worker: { status: 'ok' } }],
+    ]);
+  });
+
+  it("falls back to its own row's parts when they cannot be read now, or no source is given", async () => {
+    const broken = await buildDashboardSnapshot(
+      sources({
+        processes: async () => rows,
+        self: 'api-1',
+        parts: () => {
+          throw new Error('no group');
+        },
+      }),
+    );
+    expect(broken.processes![0]!.parts).toEqual({ 'process-heartbeat': { status: 'ok' } });
+    expect(broken.unavailable).toEqual([]);
+    const none = await buildDashboardSnapshot(sources({ processes: async () => rows, self: 'api-1' }));
+    expect(none.processes![0]!.parts).toEqual({ 'process-heartbeat': { status: 'ok' } });
   });
 });

@@ -2,7 +2,9 @@ import type { DepthSource } from '../../../src/observability/index.ts';
 import type { OutboxStatus } from '../../../src/outbox/index.ts';
 import type { SagaState } from '../../../src/saga/index.ts';
 import type { ScheduleRow } from '../../../src/schedule/schedule-store.ts';
+import type { ServiceHealth } from '../../../src/service/index.ts';
 import type { Clock } from '../../../src/time/index.ts';
+import { partsHealthReport, type PartsHealth } from '../processes/parts-health.ts';
 import { processStatus, type ProcessRecord, type ProcessStatus } from '../processes/processes-store.ts';
 import type { RouteLatencyStats } from './route-latency.ts';
 
@@ -29,6 +31,12 @@ export interface ProcessView {
   status: ProcessStatus;
   /** The process serving this page. */
   self: boolean;
+  /**
+   * Its parts' health by part name (`healthReport`): this process's read now, another's as its
+   * last beat wrote it, so a stale or stopped process's are what was last known, not live. `{}`
+   * from a process that reports none.
+   */
+  parts: PartsHealth;
 }
 
 /** A breaker as its owner reads it: its state as a word, or a breaker's own `CircuitState`. */
@@ -114,6 +122,11 @@ export interface DashboardSources {
   schedules: () => Promise<readonly ScheduleRow[]>;
   /** This process's breakers, read now: fresher than its row, and still there when the database is not. */
   breakers: () => readonly BreakerSource[];
+  /**
+   * This process's parts' health (`ServiceGroup.healthOfParts`), read now: shown on its row in
+   * place of what its last beat wrote, up to a beat old. Default: its row's.
+   */
+  parts?: () => Readonly<Record<string, ServiceHealth>>;
   latency: () => RouteLatencyStats[];
 }
 
@@ -169,7 +182,7 @@ export async function buildDashboardSnapshot(sources: DashboardSources): Promise
     outbox,
     sagas,
     breakers,
-    processes: rows === null ? null : rows.map((row) => processView(row, now, self)),
+    processes: rows === null ? null : rows.map((row) => processView(row, now, self, ownParts(sources, row))),
     schedules: schedules === null ? null : schedules.map((row) => scheduleView(row, now)),
     latency: sources.latency(),
     unavailable,
@@ -205,7 +218,25 @@ function labelled(breakers: BreakerView[], process: string | undefined): Breaker
   return process === undefined ? breakers : breakers.map((breaker) => ({ ...breaker, process }));
 }
 
-function processView(row: ProcessRecord, now: number, self: string | undefined): ProcessView {
+/**
+ * This process's parts read now for its own row; its row's for another's, or when they cannot be
+ * read now (the row's are at most a beat old: nothing to say the card is unavailable for).
+ */
+function ownParts(sources: DashboardSources, row: ProcessRecord): PartsHealth {
+  if (row.id !== sources.self || sources.parts === undefined) return row.health;
+  try {
+    return partsHealthReport(sources.parts());
+  } catch {
+    return row.health;
+  }
+}
+
+function processView(
+  row: ProcessRecord,
+  now: number,
+  self: string | undefined,
+  parts: PartsHealth,
+): ProcessView {
   const iso = (ms: number): string => new Date(ms).toISOString();
   return {
     id: row.id,
@@ -217,6 +248,7 @@ function processView(row: ProcessRecord, now: number, self: string | undefined):
     stoppedAt: row.stoppedAt === null ? null : iso(row.stoppedAt),
     status: processStatus(row, now),
     self: row.id === self,
+    parts,
   };
 }
 

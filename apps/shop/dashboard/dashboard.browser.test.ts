@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -6,6 +7,7 @@ import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { triggerSchedule } from '../../../src/schedule/index.ts';
 import type { Shop } from '../app.ts';
+import { writeHeartbeat } from '../processes/processes-store.ts';
 import { createShopStore, openTestShop, type ShopStore } from '../test/test-shop.ts';
 
 const executablePath = process.env.KEEL_CHROMIUM ?? '/usr/bin/chromium';
@@ -73,6 +75,28 @@ async function placeOrder(key: string, customerId: string): Promise<void> {
   expect(response.status).toBe(202);
 }
 
+/** Writes the row of a process other than the shop's, last seen at `lastSeenAt`, beating every minute; returns its id. */
+async function otherProcess(
+  roles: string[],
+  lastSeenAt: number,
+  health: Parameters<typeof writeHeartbeat>[1]['health'],
+): Promise<string> {
+  const id = randomUUID();
+  await writeHeartbeat(shop.db, {
+    id,
+    roles,
+    host: 'elsewhere',
+    pid: 4242,
+    startedAt: lastSeenAt - 600_000,
+    lastSeenAt,
+    // A minute: the live one stays live however long the test takes.
+    heartbeatMs: 60_000,
+    breakers: [],
+    health,
+  });
+  return id;
+}
+
 /** Resolves once the element `selector` shows exactly `text`; fails after `waitMs`. */
 const shows = (page: Page, selector: string, text: string): Promise<void> =>
   page.locator(selector, { hasText: new RegExp(`^${text}$`) }).waitFor({ timeout: waitMs });
@@ -105,6 +129,51 @@ describe('the dashboard in Chromium', () => {
       expect(await page.locator(`${first} td.pid`).textContent()).toBe(String(process.pid));
       expect(await page.locator('#breakers .empty').isVisible()).toBe(true);
       expect(await page.locator('#latency tr[data-route="POST /v1/orders"]').count()).toBe(0);
+      // Its own parts, read live: all of them ok, a count and nothing listed.
+      await page.locator(`${first} td.parts .ok`, { hasText: /^\d+ parts ok$/ }).waitFor({ timeout: waitMs });
+      expect(await page.locator(`${first} td.parts .part`).count()).toBe(0);
+
+      // A relay elsewhere whose broker refuses it, and a worker that crashed while its database
+      // did not answer: their rows as their heartbeats would write them.
+      const relay = await otherProcess(['relay'], Date.now(), {
+        'process-heartbeat': { status: 'ok' },
+        'outbox-relay': {
+          status: 'failing',
+          dependency: 'broker',
+          during: 'publish',
+          since: new Date(Date.now() - 42_000).toISOString(),
+          failures: 9,
+          error: 'ECONNREFUSED',
+        },
+      });
+      const crashed = await otherProcess(['worker'], Date.now() - 600_000, {
+        'saga-runner': { status: 'ok' },
+        worker: {
+          status: 'failing',
+          dependency: 'database',
+          since: new Date(Date.now() - 615_000).toISOString(),
+          failures: 0,
+        },
+      });
+      const failing = `#processes tr[data-process="${relay}"] td.parts[data-known="live"]`;
+      await page
+        .locator(`${failing} .part[data-part="outbox-relay"][data-status="failing"]`, {
+          hasText: /^outbox-relay broker failing since 4\d\.\d s ago ECONNREFUSED$/,
+        })
+        .waitFor({ timeout: waitMs });
+      expect(await page.locator(`${failing} .part`).count()).toBe(1);
+      expect(await page.locator(`${failing} .ok`).textContent()).toBe('1 part ok');
+      expect(await page.locator(`${failing} .part`).getAttribute('title')).toMatch(
+        /^9 failures in a row, during publish, since \S+Z, no answer since it started$/,
+      );
+      // A stale process's parts are what it said last, and marked so.
+      const lastKnown = `#processes tr[data-process="${crashed}"] td.parts[data-known="last"]`;
+      await shows(page, `${lastKnown} small.known`, 'last known');
+      await page
+        .locator(`${lastKnown} .part[data-part="worker"]`, {
+          hasText: /^worker database failing since 10 min 1\d s ago$/,
+        })
+        .waitFor({ timeout: waitMs });
 
       // Three that go through, and one whose payment is declined and compensated.
       await Promise.all([

@@ -10,9 +10,10 @@ import { listProcesses, processStatus, writeHeartbeat, type ProcessRecord } from
 /** A database with only the table these tests touch: the shop's other migrations are not theirs. */
 async function processesDb(): Promise<TestDb> {
   const db = await createTestDb({ schemaPrefix: 'processes' });
+  const ids = new Set(['0006_processes', '0009_process_health']);
   await migrate(
     db,
-    (await shopMigrations()).filter((m) => m.id === '0006_processes'),
+    (await shopMigrations()).filter((m) => ids.has(m.id)),
   );
   return db;
 }
@@ -46,6 +47,8 @@ describe('ProcessHeartbeat', () => {
         heartbeatMs: 5000,
         stoppedAt: null,
         breakers: [],
+        // It was given no parts' health to write.
+        health: {},
       },
     ]);
 
@@ -207,6 +210,7 @@ describe('ProcessHeartbeat', () => {
       heartbeatMs: 5000,
       stoppedAt,
       breakers: [],
+      health: {},
     });
     const crashed = old('01900000-0000-7000-8000-000000000001', referenceInstant - 60_001);
     const recent = old('01900000-0000-7000-8000-000000000002', referenceInstant - 30_000);

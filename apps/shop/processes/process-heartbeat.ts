@@ -11,6 +11,7 @@ import {
   type ServiceHealth,
 } from '../../../src/service/index.ts';
 import { uuidv7At, type Clock, type TimerHandle } from '../../../src/time/index.ts';
+import { partsHealthAsTheyRan, type PartsHealth } from './parts-health.ts';
 import {
   markProcessStopped,
   missedBeatsBeforeStale,
@@ -31,6 +32,12 @@ export interface ProcessHeartbeatOptions {
    * beat (a breaker open for 5 s would otherwise come and go unseen). Default: none.
    */
   policies?: NamedPolicies;
+  /**
+   * The health of this process's parts by name (`partsHealthReport(group.healthOfParts())`),
+   * read at each beat and written with the row: a reader then sees whether a live process's
+   * parts reach their dependencies, not only that it is alive. Default: none (`{}`).
+   */
+  health?: () => PartsHealth;
   /** How often the row is refreshed, in ms. Default 5000. */
   intervalMs?: number;
   /**
@@ -51,9 +58,10 @@ export interface ProcessHeartbeatEvents {
 
 /**
  * Keeps this process's row in `processes`: written at start (before `start()` resolves), refreshed
- * every `intervalMs` and on each breaker change, marked stopped on `stop()`, so a reader tells a
- * clean stop from a crash. A failed write is reported as an `error` event and retried at the next
- * beat: a process unable to say it is alive goes on working, and its row goes stale.
+ * every `intervalMs` and on each breaker change, with its breakers and its parts' health, marked
+ * stopped on `stop()`, so a reader tells a clean stop from a crash. A failed write is reported as
+ * an `error` event and retried at the next beat: a process unable to say it is alive goes on
+ * working, and its row goes stale.
  */
 export class ProcessHeartbeat extends ServiceBase<ProcessHeartbeatEvents> implements ReportsHealth {
   /** This process start's id: its row's key, a UUIDv7. */
@@ -63,6 +71,9 @@ export class ProcessHeartbeat extends ServiceBase<ProcessHeartbeatEvents> implem
   readonly #host: string;
   readonly #pid: number;
   readonly #policies: NamedPolicies;
+  readonly #partsHealth: () => PartsHealth;
+  // Each part's health as its beats last read it while it ran: for the row at the stop.
+  #partsAsTheyRan: PartsHealth = {};
   readonly #intervalMs: number;
   readonly #retainMs: number;
   #startedAt = 0;
@@ -91,6 +102,7 @@ export class ProcessHeartbeat extends ServiceBase<ProcessHeartbeatEvents> implem
     this.#host = options.host ?? hostname();
     this.#pid = options.pid ?? process.pid;
     this.#policies = options.policies ?? {};
+    this.#partsHealth = options.health ?? (() => ({}));
     this.#intervalMs = intervalMs;
     this.#retainMs = retainMs;
     // Known before start: the dashboard that runs beside it is wired with it.
@@ -138,6 +150,7 @@ export class ProcessHeartbeat extends ServiceBase<ProcessHeartbeatEvents> implem
   protected override async onStart(): Promise<void> {
     this.#startedAt = this.clock.now();
     this.#health.started();
+    this.#partsAsTheyRan = {};
     // Policies are complete by now: the shop adds the mailer's breaker after building this.
     for (const policy of Object.values(this.#policies)) {
       if (policy instanceof CircuitBreakerPolicy)
@@ -152,7 +165,13 @@ export class ProcessHeartbeat extends ServiceBase<ProcessHeartbeatEvents> implem
     this.#timer = undefined;
     for (const listener of this.#listeners.splice(0)) listener.dispose();
     await this.#writing;
-    await markProcessStopped(this.#db, this.id, this.clock.now(), this.#breakers());
+    await markProcessStopped(
+      this.#db,
+      this.id,
+      this.clock.now(),
+      this.#breakers(),
+      partsHealthAsTheyRan(this.#readPartsHealth(), this.#partsAsTheyRan),
+    );
   }
 
   #beating(): boolean {
@@ -170,6 +189,9 @@ export class ProcessHeartbeat extends ServiceBase<ProcessHeartbeatEvents> implem
 
   async #writeOnce(): Promise<void> {
     const at = this.clock.now();
+    // Written as read, stopped parts and all (a beat while the process stops says so).
+    const health = this.#readPartsHealth();
+    this.#partsAsTheyRan = partsHealthAsTheyRan(health, this.#partsAsTheyRan);
     try {
       await writeHeartbeat(this.#db, {
         id: this.id,
@@ -180,6 +202,7 @@ export class ProcessHeartbeat extends ServiceBase<ProcessHeartbeatEvents> implem
         lastSeenAt: at,
         heartbeatMs: this.#intervalMs,
         breakers: this.#breakers(),
+        health,
       });
       const pruned = await pruneProcesses(this.#db, at - this.#retainMs);
       this.#health.succeeded('database');
@@ -187,6 +210,19 @@ export class ProcessHeartbeat extends ServiceBase<ProcessHeartbeatEvents> implem
     } catch (error) {
       this.#health.failed('database', error, 'beat');
       this.events.emit('error', { error, during: 'beat' });
+    }
+  }
+
+  /**
+   * The parts' health, or `{}` when it cannot be read: that is no failure of the beat's database
+   * (its own health stays as its writes go), and the row is still worth refreshing.
+   */
+  #readPartsHealth(): PartsHealth {
+    try {
+      return this.#partsHealth();
+    } catch (error) {
+      this.events.emit('error', { error, during: 'read parts health' });
+      return {};
     }
   }
 

@@ -1,4 +1,5 @@
 import type { Queryable } from '../../../src/db/index.ts';
+import type { PartsHealth } from './parts-health.ts';
 
 /** A circuit breaker of a process as its heartbeat wrote it. Times are epoch ms on that process's clock. */
 export interface ProcessBreaker {
@@ -27,6 +28,11 @@ export interface ProcessRecord {
   /** Set by a clean stop; a crashed process leaves it null and its row goes stale. */
   stoppedAt: number | null;
   breakers: ProcessBreaker[];
+  /**
+   * Its parts' health when last seen, by part name (migration 0009): whether a live process's
+   * parts reach their database and broker. `{}` from a process that reports none.
+   */
+  health: PartsHealth;
 }
 
 /** `live`: it refreshes its row. `stale`: it stopped refreshing without saying so (crashed, hung, cut off). `stopped`: it said it stopped. */
@@ -42,15 +48,16 @@ export function processStatus(record: ProcessRecord, now: number): ProcessStatus
 }
 
 /**
- * Writes the process's row: creates it on the first beat, refreshes `last_seen_at` and the
- * breakers on the next ones. Creating it again is how a row that was pruned (the process was
+ * Writes the process's row: creates it on the first beat, refreshes `last_seen_at`, the
+ * breakers and the parts' health on the next ones (one statement either way). Creating it again is how a row that was pruned (the process was
  * paused past the retention) comes back; a row already marked stopped stays stopped.
  */
 export async function writeHeartbeat(db: Queryable, record: Omit<ProcessRecord, 'stoppedAt'>): Promise<void> {
   await db.query(
-    `INSERT INTO processes (id, roles, host, pid, started_at, last_seen_at, heartbeat_ms, breakers)
-     VALUES ($1, $2::text[], $3, $4, $5, $6, $7, $8::jsonb)
-     ON CONFLICT (id) DO UPDATE SET last_seen_at = EXCLUDED.last_seen_at, breakers = EXCLUDED.breakers
+    `INSERT INTO processes (id, roles, host, pid, started_at, last_seen_at, heartbeat_ms, breakers, health)
+     VALUES ($1, $2::text[], $3, $4, $5, $6, $7, $8::jsonb, $9::jsonb)
+     ON CONFLICT (id) DO UPDATE
+       SET last_seen_at = EXCLUDED.last_seen_at, breakers = EXCLUDED.breakers, health = EXCLUDED.health
        WHERE processes.stopped_at IS NULL`,
     [
       record.id,
@@ -61,21 +68,23 @@ export async function writeHeartbeat(db: Queryable, record: Omit<ProcessRecord, 
       new Date(record.lastSeenAt),
       record.heartbeatMs,
       JSON.stringify(record.breakers),
+      JSON.stringify(record.health),
     ],
   );
 }
 
-/** Marks the process stopped at `at`, with its breakers as they were at the end. */
+/** Marks the process stopped at `at`, with its breakers and its parts' health as they were at the end. */
 export async function markProcessStopped(
   db: Queryable,
   id: string,
   at: number,
   breakers: readonly ProcessBreaker[],
+  health: PartsHealth,
 ): Promise<void> {
   await db.query(
-    `UPDATE processes SET stopped_at = $2, last_seen_at = $2, breakers = $3::jsonb
+    `UPDATE processes SET stopped_at = $2, last_seen_at = $2, breakers = $3::jsonb, health = $4::jsonb
       WHERE id = $1 AND stopped_at IS NULL`,
-    [id, new Date(at), JSON.stringify(breakers)],
+    [id, new Date(at), JSON.stringify(breakers), JSON.stringify(health)],
   );
 }
 
@@ -97,8 +106,9 @@ export async function listProcesses(db: Queryable): Promise<ProcessRecord[]> {
     heartbeat_ms: number;
     stopped_at: Date | null;
     breakers: ProcessBreaker[];
+    health: PartsHealth;
   }>(
-    `SELECT id, roles, host, pid, started_at, last_seen_at, heartbeat_ms, stopped_at, breakers
+    `SELECT id, roles, host, pid, started_at, last_seen_at, heartbeat_ms, stopped_at, breakers, health
        FROM processes ORDER BY started_at, id`,
   );
   return rows.map((row) => ({
@@ -111,5 +121,6 @@ export async function listProcesses(db: Queryable): Promise<ProcessRecord[]> {
     heartbeatMs: row.heartbeat_ms,
     stoppedAt: row.stopped_at === null ? null : row.stopped_at.getTime(),
     breakers: row.breakers,
+    health: row.health,
   }));
 }
