@@ -18,7 +18,7 @@ describe('deploy/prometheus', () => {
     const { stdout } = await run(promtool, ['check', 'config', 'deploy/prometheus/prometheus.yml'], {
       cwd: root,
     });
-    expect(stdout).toMatch(/SUCCESS: 7 rules found/);
+    expect(stdout).toMatch(/SUCCESS: 8 rules found/);
   });
 
   it.skipIf(skip)(`fires each alert on its series, after its "for", and not before${missing}`, async () => {
