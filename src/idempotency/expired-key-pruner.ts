@@ -60,14 +60,7 @@ export class ExpiredKeyPruner extends ServiceBase<ExpiredKeyPrunerEvents> implem
 
   /** One pass now; returns how many keys were deleted. */
   async pruneOnce(): Promise<number> {
-    let deleted: number;
-    try {
-      deleted = await this.#store.prune();
-    } catch (error) {
-      this.#health.failed('database', error, 'prune');
-      throw error;
-    }
-    this.#health.succeeded('database');
+    const deleted = await this.#health.track('database', 'prune', () => this.#store.prune());
     this.events.emit('pruned', { deleted });
     return deleted;
   }

@@ -10,7 +10,7 @@ import type { TypedEvents } from '../service/typed-events.ts';
 import type { Clock } from '../time/index.ts';
 import { recordFailure, type OutboxRow } from './outbox-claims.ts';
 import type { OutboxRelayEvents } from './outbox-relay-events.ts';
-import { recorded, type RelayHealth } from './relay-health.ts';
+import type { RelayHealth } from './relay-health.ts';
 import { isPermanentPublishError } from './relay-policy.ts';
 
 export interface PublishFailuresOptions {
@@ -77,7 +77,7 @@ export class PublishFailures {
     // Rows of one call share their attempt count: a run of rows never tried, or one row alone.
     const attempt = (rows[0]?.attempts ?? 0) + (charged ? 1 : 0);
     const park = permanent || (charged && attempt >= this.#maxAttempts);
-    await recorded(this.#health, 'database', 'record-failure', () =>
+    await this.#health.track('database', 'record-failure', () =>
       recordFailure(this.#db, claimId, rows, {
         error: describeError(error),
         now: new Date(now),

@@ -24,7 +24,7 @@ import { runRelayPipeline } from './outbox-relay-pipeline.ts';
 import { marksOf, RoundPublisher, type Round } from './outbox-relay-round.ts';
 import { RelayWakeUps } from './outbox-relay-wake-ups.ts';
 import { pruneOutbox } from './outbox-retention.ts';
-import { breakerRefusal, recorded, type OutboxRelayDependency } from './relay-health.ts';
+import { breakerRefusal, type OutboxRelayDependency } from './relay-health.ts';
 
 export type { OutboxRelayOptions } from './outbox-relay-options.ts';
 export type { OutboxRelayEvents } from './outbox-relay-events.ts';
@@ -89,9 +89,7 @@ export class OutboxRelay extends ServiceBase<OutboxRelayEvents> implements Repor
       claimMs: resolved.claimMs,
       maxClaimRenewalMs: resolved.maxClaimRenewalMs,
       renew: (id, now, until) =>
-        recorded(health, 'database', 'claim-renewal', () =>
-          renewClaim(db, id, new Date(now), new Date(until)),
-        ),
+        health.track('database', 'claim-renewal', () => renewClaim(db, id, new Date(now), new Date(until))),
       lost: (claim, reason) => this.#claimLost(claim, reason),
       failed: (error) => this.events.emit('error', { error, during: 'claim-renewal' }),
     });
@@ -184,7 +182,7 @@ export class OutboxRelay extends ServiceBase<OutboxRelayEvents> implements Repor
   async prune(): Promise<number> {
     const { retentionMs } = this.#options;
     if (retentionMs === false) return 0;
-    const deleted = await recorded(this.#health, 'database', 'cleanup', () =>
+    const deleted = await this.#health.track('database', 'cleanup', () =>
       pruneOutbox(this.#db, { retentionMs, clock: this.clock }),
     );
     if (deleted > 0) this.events.emit('pruned', { deleted });
@@ -228,7 +226,7 @@ export class OutboxRelay extends ServiceBase<OutboxRelayEvents> implements Repor
     const claim = await this.#renewals.ending(
       marks?.claimIds ?? [],
       () =>
-        recorded(this.#health, 'database', 'claim', () =>
+        this.#health.track('database', 'claim', () =>
           claimBatch(this.#db, {
             owner,
             id: uuidv7(),
@@ -260,7 +258,7 @@ export class OutboxRelay extends ServiceBase<OutboxRelayEvents> implements Repor
     // Nothing to mark runs no statement: no contact to record.
     await this.#renewals.ending(
       marks.claimIds,
-      () => (marks.claimIds.length === 0 ? mark() : recorded(this.#health, 'database', 'mark', mark)),
+      () => (marks.claimIds.length === 0 ? mark() : this.#health.track('database', 'mark', mark)),
       onFailure,
     );
     this.#emitPublished(rounds);

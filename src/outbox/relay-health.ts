@@ -12,25 +12,7 @@ export type OutboxRelayDependency = 'database' | 'broker';
 export type WalOutboxRelayDependency = 'replication' | 'broker' | 'database';
 
 /** What a relay's parts report to: the relay's HealthRecord, or any part of its dependencies. */
-export type RelayHealth<D extends string> = Pick<HealthRecord<D>, 'succeeded' | 'failed'>;
-
-/** Runs a call to `dependency` and records its outcome; its result or its error passes through. */
-export async function recorded<D extends string, T>(
-  health: RelayHealth<D>,
-  dependency: D,
-  during: string,
-  call: () => Promise<T>,
-): Promise<T> {
-  let result: T;
-  try {
-    result = await call();
-  } catch (error) {
-    health.failed(dependency, error, during);
-    throw error;
-  }
-  health.succeeded(dependency);
-  return result;
-}
+export type RelayHealth<D extends string> = Pick<HealthRecord<D>, 'succeeded' | 'failed' | 'track'>;
 
 /**
  * Records a publish that failed, unless it failed for what the messages are: a permanent error

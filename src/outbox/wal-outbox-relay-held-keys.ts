@@ -6,7 +6,7 @@ import type { Db } from '../db/db.ts';
 import type { Envelope } from '../messaging/envelope.ts';
 import { describeError } from '../messaging/describe-error.ts';
 import type { Clock } from '../time/index.ts';
-import { recorded, type RelayHealth } from './relay-health.ts';
+import type { RelayHealth } from './relay-health.ts';
 import type { RelayWaits } from './relay-waits.ts';
 import {
   holdWalOutboxMessages,
@@ -119,7 +119,7 @@ export class HeldKeys {
   ): Promise<{ value: T } | undefined> {
     for (let tries = 1; ; tries++) {
       try {
-        return { value: await recorded(this.#health, 'database', during, statement) };
+        return { value: await this.#health.track('database', during, statement) };
       } catch (error) {
         this.#events.emit('error', { error, during });
         if (this.#waits.stopping) return undefined;

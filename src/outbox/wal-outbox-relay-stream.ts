@@ -7,7 +7,7 @@ import { LogicalReplicationService, PgoutputPlugin, type Pgoutput } from 'pg-log
 import type { Db } from '../db/db.ts';
 import type { Clock, TimerHandle } from '../time/index.ts';
 import { parseLsn } from './lsn.ts';
-import { recorded, type RelayHealth } from './relay-health.ts';
+import type { RelayHealth } from './relay-health.ts';
 import { RelayWaits } from './relay-waits.ts';
 import type { WalOutboxRelayEmitter } from './wal-outbox-relay-events.ts';
 import { StreamIntake, type IntakeSource } from './wal-outbox-relay-intake.ts';
@@ -193,7 +193,7 @@ export class ReplicationStream implements IntakeSource {
    * the relay starts from there: a status reply then always names a real position.
    */
   async #catchUpWithSlot(): Promise<void> {
-    const { rows } = await recorded(this.#health, 'database', 'stream', () =>
+    const { rows } = await this.#health.track('database', 'stream', () =>
       this.#db.query<{ confirmed: string | null }>(
         `SELECT confirmed_flush_lsn::text AS confirmed FROM pg_replication_slots WHERE slot_name = $1`,
         [this.#slotName],

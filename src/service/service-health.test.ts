@@ -82,6 +82,28 @@ describe('HealthRecord', () => {
     expect(record.health('running')).toEqual({ status: 'ok', lastContactAt: undefined });
   });
 
+  it('tracks a call: its outcome recorded, its result or error passed through', async () => {
+    const clock = new ManualClock();
+    const record = new HealthRecord(clock, { database: {}, broker: {} });
+    const start = clock.now();
+    await expect(record.track('database', 'claim', () => Promise.resolve(7))).resolves.toBe(7);
+    await clock.advance(10);
+    const error = new KeelError('KEEL_BROKER_UNAVAILABLE', 'down');
+    await expect(record.track('broker', 'publish', () => Promise.reject(error))).rejects.toBe(error);
+    expect(record.health('running')).toEqual({
+      status: 'failing',
+      dependency: 'broker',
+      during: 'publish',
+      since: start + 10,
+      failures: 1,
+      lastError: error,
+      // The broker's own last answer: it has given none.
+      lastContactAt: undefined,
+    });
+    await record.track('broker', 'publish', () => Promise.resolve());
+    expect(record.health('running')).toEqual({ status: 'ok', lastContactAt: start + 10 });
+  });
+
   it('names the field of a bad bound or an unknown dependency', () => {
     const clock = new ManualClock();
     expect(() => new HealthRecord(clock, { database: { silentMs: 0 } })).toThrow(

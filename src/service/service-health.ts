@@ -103,6 +103,22 @@ export class HealthRecord<D extends string = string> {
     this.#clear(record);
   }
 
+  /**
+   * Runs one call to `dependency` (`during` says what for) and records its outcome: a success
+   * when it resolves, a failure when it rejects. Its result or its error passes through.
+   */
+  async track<T>(dependency: D, during: string, call: () => PromiseLike<T>): Promise<T> {
+    let result: T;
+    try {
+      result = await call();
+    } catch (error) {
+      this.failed(dependency, error, during);
+      throw error;
+    }
+    this.succeeded(dependency);
+    return result;
+  }
+
   failed(dependency: D, error: unknown, during?: string): void {
     const record = this.#record(dependency);
     record.failingSince ??= this.#clock.now();
