@@ -23,6 +23,12 @@ export interface WalOutboxRelayOptions extends WalOutboxSlotOptions, RelayPolicy
   maxBuffered?: number;
   /** Wait before streaming again after the stream broke, or while another relay holds the slot. Default 1 000 ms. */
   reconnectMs?: number;
+  /**
+   * How long `stop()` waits, once the relay's stream ended, for the server to report the slot let
+   * go (its walsender can hold it a moment longer), so a relay started right after takes it at its
+   * first try. 0: no wait. Default 5 000 ms.
+   */
+  slotReleaseMs?: number;
 }
 
 /** `WalOutboxRelayOptions` with every default applied (see there for what each means). */
@@ -34,6 +40,7 @@ export interface ResolvedWalOutboxRelayOptions extends RelayPolicy {
   readonly batchSize: number;
   readonly maxBuffered: number;
   readonly reconnectMs: number;
+  readonly slotReleaseMs: number;
 }
 
 /**
@@ -59,6 +66,10 @@ export function resolveWalOutboxRelayOptions(
   const batchSize = positiveInteger('batchSize', options.batchSize ?? 500);
   const maxBuffered = positiveInteger('maxBuffered', options.maxBuffered ?? 10_000);
   const reconnectMs = positiveInteger('reconnectMs', options.reconnectMs ?? 1000);
+  const slotReleaseMs = options.slotReleaseMs ?? 5000;
+  if (!Number.isInteger(slotReleaseMs) || slotReleaseMs < 0) {
+    throw new InvalidArgumentError('slotReleaseMs', 'an integer >= 0', slotReleaseMs);
+  }
   const { maxAttempts, retryDelay, breaker } = relayPolicy(options, clock);
   return {
     connectionString: options.connectionString,
@@ -68,6 +79,7 @@ export function resolveWalOutboxRelayOptions(
     batchSize,
     maxBuffered,
     reconnectMs,
+    slotReleaseMs,
     maxAttempts,
     retryDelay,
     breaker,

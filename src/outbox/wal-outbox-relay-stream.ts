@@ -65,6 +65,7 @@ export class ReplicationStream implements IntakeSource {
   /** The current stream is streaming (between the server's start and the end of the command). */
   #copying = false;
   #standby = false;
+  #walsender: number | undefined;
   #loop: Promise<void> | undefined;
 
   constructor(options: ReplicationStreamOptions) {
@@ -108,6 +109,15 @@ export class ReplicationStream implements IntakeSource {
     }
   }
 
+  /**
+   * The server process (pid) of the last stream the server started, which held the slot: a
+   * stopping relay waits for it to let go (wal-outbox-slot-release.ts). Undefined while no stream
+   * has started: a standby, or a relay that never reached the server, held nothing.
+   */
+  get walsender(): number | undefined {
+    return this.#walsender;
+  }
+
   /** Sends a position to the server on the stream of the moment. */
   acknowledge(lsn: string): void {
     this.#service?.acknowledge(lsn).catch(() => undefined);
@@ -147,6 +157,7 @@ export class ReplicationStream implements IntakeSource {
         this.#health.succeeded('replication');
         this.#copying = true;
         this.#standby = false;
+        this.#walsender = this.#client()?.processID ?? undefined;
         // Confirms what an earlier stream published but could not confirm.
         if (this.#positions.published > 0n) this.#positions.confirm(true);
         if (this.#waits.stopping) this.#endCopy();
@@ -243,6 +254,18 @@ export class ReplicationStream implements IntakeSource {
       undefined
     );
   }
+
+  /** The replication stream's pg client, which pg-logical-replication keeps private too. */
+  #client(): ReplicationClient | undefined {
+    return (
+      (this.#service as unknown as { _client?: ReplicationClient | null } | undefined)?._client ?? undefined
+    );
+  }
+}
+
+/** The part of node-postgres' client the relay uses: the server process's pid, from BackendKeyData. */
+interface ReplicationClient {
+  processID: number | null;
 }
 
 /** The parts of node-postgres' connection the relay uses. */

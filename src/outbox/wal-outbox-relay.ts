@@ -3,12 +3,14 @@
 // (wal-outbox-relay-stream.ts) and what it delivers (wal-outbox-relay-intake.ts), the positions
 // confirmed to the slot (wal-outbox-relay-positions.ts), the publish of a batch
 // (wal-outbox-relay-batch.ts), the keys held behind parked messages
-// (wal-outbox-relay-held-keys.ts), and the publisher's waits (relay-waits.ts).
+// (wal-outbox-relay-held-keys.ts), the publisher's waits (relay-waits.ts), and the wait of a stop
+// for the server to let the slot go (wal-outbox-slot-release.ts).
 import type { Db } from '../db/db.ts';
 import { InvalidArgumentError, KeelError } from '../errors/index.ts';
 import type { Publisher } from '../messaging/publisher.ts';
 import type { CircuitBreakerPolicy } from '../resilience/index.ts';
 import { HealthRecord, ServiceBase, type ReportsHealth, type ServiceHealth } from '../service/index.ts';
+import type { StopOptions } from '../service/service.ts';
 import { systemClock } from '../time/index.ts';
 import type { WalOutboxRelayDependency } from './relay-health.ts';
 import { RelayWaits } from './relay-waits.ts';
@@ -19,6 +21,7 @@ import { resolveWalOutboxRelayOptions, type WalOutboxRelayOptions } from './wal-
 import { SlotPositions } from './wal-outbox-relay-positions.ts';
 import { ReplicationStream } from './wal-outbox-relay-stream.ts';
 import { ensureWalOutboxSlot } from './wal-outbox-slot.ts';
+import { waitForSlotRelease } from './wal-outbox-slot-release.ts';
 
 export type { WalOutboxRelayOptions } from './wal-outbox-relay-options.ts';
 export type { WalOutboxRelayEvents } from './wal-outbox-relay-events.ts';
@@ -43,7 +46,8 @@ export type { WalOutboxRelayEvents } from './wal-outbox-relay-events.ts';
  * Run an `OutboxRelay` beside this one for those rows.
  *
  * Several relays: a slot streams to one connection at a time, so extra relays stand by and take
- * over within `reconnectMs` of the active one stopping.
+ * over within `reconnectMs` of the active one stopping. A stopped relay has let the slot go: a
+ * relay started right after takes it at its first try (see `stop()`).
  */
 export class WalOutboxRelay extends ServiceBase<WalOutboxRelayEvents> implements ReportsHealth {
   readonly #db: Db;
@@ -56,6 +60,7 @@ export class WalOutboxRelay extends ServiceBase<WalOutboxRelayEvents> implements
   readonly #slotName: string;
   readonly #publicationName: string;
   readonly #batchSize: number;
+  readonly #slotReleaseMs: number;
   /** The publisher's waits; a stop ends them, and the stream's and the publisher's loops. */
   readonly #waits: RelayWaits;
   readonly #positions: SlotPositions;
@@ -70,6 +75,7 @@ export class WalOutboxRelay extends ServiceBase<WalOutboxRelayEvents> implements
   /** The breaker every publish goes through. */
   readonly breaker: CircuitBreakerPolicy;
   #publishLoop: Promise<void> | undefined;
+  #stopped: Promise<void> | undefined;
 
   constructor(db: Db, publisher: Publisher, options: WalOutboxRelayOptions) {
     super(options?.name ?? 'wal-outbox-relay', options?.clock ?? systemClock);
@@ -88,6 +94,7 @@ export class WalOutboxRelay extends ServiceBase<WalOutboxRelayEvents> implements
     this.#slotName = resolved.slotName;
     this.#publicationName = resolved.publicationName;
     this.#batchSize = resolved.batchSize;
+    this.#slotReleaseMs = resolved.slotReleaseMs;
     this.breaker = resolved.breaker;
     const waits = new RelayWaits(clock);
     this.#waits = waits;
@@ -136,6 +143,34 @@ export class WalOutboxRelay extends ServiceBase<WalOutboxRelayEvents> implements
    */
   health(): ServiceHealth {
     return this.#health.health(this.state);
+  }
+
+  /**
+   * As every service's `stop()`, and then — for a relay that streamed from the slot — until the
+   * server reports the slot let go by the process that streamed it (`pg_replication_slots`, read
+   * on the relay's Db every 20 ms), so a relay started right after takes the slot at its first
+   * try instead of standing by a turn of `reconnectMs`. That wait is bounded by `slotReleaseMs`
+   * and comes after the drain (also when the drain deadline passed: the stream ends after it);
+   * it ends at once when the server cannot be asked. The `slot-release` event says how it ended;
+   * `stop()` resolves either way. A standby, which never held the slot, waits for nothing.
+   */
+  override stop(options?: StopOptions): Promise<void> {
+    this.#stopped ??= this.#stopAndLetGo(options);
+    return this.#stopped;
+  }
+
+  async #stopAndLetGo(options: StopOptions | undefined): Promise<void> {
+    await super.stop(options);
+    const walsender = this.#stream.walsender;
+    if (walsender === undefined || this.#slotReleaseMs === 0) return;
+    const release = await waitForSlotRelease({
+      db: this.#db,
+      clock: this.clock,
+      slotName: this.#slotName,
+      walsender,
+      timeoutMs: this.#slotReleaseMs,
+    });
+    this.events.emit('slot-release', { slotName: this.#slotName, ...release });
   }
 
   protected override async onStart(): Promise<void> {
