@@ -2,36 +2,16 @@
 // own (startPgServer): with wal_level=logical it shows the slot, whether a relay streams from it
 // and its lag; with wal_level=replica it shows the table outbox only, without an error. The CLI
 // opens the database itself, from KEEL_DB=pg and DATABASE_URL, as an operator's shell would.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { runCli } from '../../src/cli/main.ts';
-import { migrate, openPgDb, type Db } from '../../src/db/index.ts';
-import { createEnvelope, type Envelope, type Publisher } from '../../src/messaging/index.ts';
-import {
-  addToWalOutbox,
-  dropWalOutboxSlot,
-  ensureWalOutboxSlot,
-  outboxMigrations,
-  walOutboxStatus,
-  WalOutboxRelay,
-} from '../../src/outbox/index.ts';
-import {
-  startPgServer,
-  startWalOutboxTestServer,
-  type WalOutboxTestServer,
-} from '../../src/testing/index.ts';
+import { migrate, openPgDb } from '../../src/db/index.ts';
+import type { Envelope } from '../../src/messaging/index.ts';
+import { outboxMigrations } from '../../src/outbox/index.ts';
+import { startPgServer } from '../../src/testing/index.ts';
 import { until } from '../until.ts';
+import { testEvent, TestPublisher, walOutboxTestServer } from './wal-outbox-kit.ts';
 
-let wal: WalOutboxTestServer;
-let db: Db;
-
-beforeAll(async () => {
-  wal = await startWalOutboxTestServer();
-  db = wal.db;
-}, 60_000);
-
-afterAll(async () => {
-  await wal?.stop();
-});
+const wal = walOutboxTestServer();
 
 async function status(
   url: string,
@@ -53,12 +33,12 @@ describe('keel outbox status with the WAL outbox', () => {
     expect(before).toMatchObject({ code: 0, err: [] });
     expect(before.out).toHaveLength(4);
 
-    await ensureWalOutboxSlot(db);
+    // The slot a relay uses when given none, which the command shows by default.
+    const slot = await wal.defaultSlot();
     try {
       // Enough WAL behind the slot's confirmed position for the human-readable form too.
-      const big = (n: number): Envelope =>
-        createEnvelope({ type: 'test.event.v1', key: 'k', payload: { n, pad: 'x'.repeat(2000) } });
-      await db.transaction((tx) => addToWalOutbox(tx, 'orders', [big(1), big(2)]));
+      const big = (n: number): Envelope => testEvent(n, 'k', { pad: 'x'.repeat(2000) });
+      await slot.write('orders', [big(1), big(2)]);
       const idle = await status(wal.url);
       expect(idle.code).toBe(0);
       expect(idle.out.slice(0, 4).map((line) => line.split(/\s+/)[0])).toEqual([
@@ -72,17 +52,14 @@ describe('keel outbox status with the WAL outbox', () => {
       const lag = Number(/^wal lag {4}(\d+)/.exec(idle.out[5]!)![1]);
       // The server's position only moves on (other backends write WAL too).
       expect(lag).toBeGreaterThan(4000);
-      expect(lag).toBeLessThanOrEqual((await walOutboxStatus(db)).lagBytes);
+      expect(lag).toBeLessThanOrEqual((await slot.status()).lagBytes);
 
-      const received: Envelope[] = [];
-      const publisher: Publisher = {
-        publish: async (_destination, messages) => void received.push(...messages),
-      };
-      const relay = new WalOutboxRelay(db, publisher, { connectionString: wal.url, reconnectMs: 50 });
+      const publisher = new TestPublisher();
+      const relay = slot.relay(publisher);
       await relay.start();
       try {
-        await until(() => received.length === 2);
-        await until(async () => (await walOutboxStatus(db)).active);
+        await until(() => publisher.received.length === 2);
+        await until(async () => (await slot.status()).active);
         const streaming = await status(wal.url, '--slot', 'keel_outbox');
         expect(streaming.out[4]).toBe('wal slot   keel_outbox (active)');
         expect(streaming.out).toHaveLength(6);
@@ -90,7 +67,7 @@ describe('keel outbox status with the WAL outbox', () => {
         await relay.stop();
       }
     } finally {
-      await dropWalOutboxSlot(db);
+      await slot.drop();
     }
     expect((await status(wal.url)).out).toHaveLength(4);
   });

@@ -2,56 +2,22 @@
 // test's own): everything committed before the drain is published — by the drain's own relay when
 // none streams from the slot, by the running relay when one does — and `keel outbox drain --slot`
 // does the same from an operator's shell, with progress.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { runCli } from '../../src/cli/main.ts';
-import { migrate, type Db } from '../../src/db/index.ts';
+import { migrate } from '../../src/db/index.ts';
 import type { KeelError } from '../../src/errors/index.ts';
-import {
-  createEnvelope,
-  pgQueueMigrations,
-  PgQueue,
-  type Envelope,
-  type Publisher,
-} from '../../src/messaging/index.ts';
-import {
-  addToWalOutbox,
-  drainWalOutbox,
-  ensureWalOutboxSlot,
-  dropWalOutboxSlot,
-  WalOutboxRelay,
-  type WalOutboxDrainProgress,
-} from '../../src/outbox/index.ts';
-import { startWalOutboxTestServer, type WalOutboxTestServer } from '../../src/testing/index.ts';
+import { pgQueueMigrations, PgQueue, type Envelope } from '../../src/messaging/index.ts';
+import { drainWalOutbox, type WalOutboxDrainProgress } from '../../src/outbox/index.ts';
+import type { WalOutboxTestSlot } from '../../src/testing/index.ts';
 import { until } from '../until.ts';
+import { testEvent, TestPublisher, walOutboxTestServer } from './wal-outbox-kit.ts';
 
-let wal: WalOutboxTestServer;
-let db: Db;
+const wal = walOutboxTestServer((db) => migrate(db, pgQueueMigrations));
 
-beforeAll(async () => {
-  wal = await startWalOutboxTestServer();
-  db = wal.db;
-  await migrate(db, pgQueueMigrations);
-}, 60_000);
-
-afterAll(async () => {
-  await wal?.stop();
-});
-
-/** Records what it is given, after `gate` (if any) opens. */
-class GatedPublisher implements Publisher {
-  readonly received: Envelope[] = [];
-  gate: Promise<void> | undefined;
-  async publish(_destination: string, messages: readonly Envelope[]): Promise<void> {
-    await this.gate;
-    this.received.push(...messages);
-  }
-}
-
-const event = (n: number): Envelope =>
-  createEnvelope({ type: 'test.event.v1', key: `k-${n % 7}`, payload: { n } });
+const event = (n: number): Envelope => testEvent(n, `k-${n % 7}`);
 
 async function writeMessages(
-  prefix: string,
+  slot: WalOutboxTestSlot,
   transactions: number,
   perTransaction: number,
 ): Promise<string[]> {
@@ -59,40 +25,43 @@ async function writeMessages(
   for (let t = 0; t < transactions; t++) {
     const messages = Array.from({ length: perTransaction }, (_, i) => event(t * perTransaction + i));
     ids.push(...messages.map((m) => m.id));
-    await db.transaction((tx) => addToWalOutbox(tx, 'orders', messages, { prefix }));
+    await slot.write('orders', messages);
   }
   return ids;
 }
 
-const slotActive = async (slotName: string): Promise<boolean> =>
-  (
-    await db.query<{ active: boolean }>('SELECT active FROM pg_replication_slots WHERE slot_name = $1', [
-      slotName,
-    ])
-  ).rows[0]?.active === true;
+/** A publisher whose every call waits until `open()`. */
+function gatedPublisher(): { publisher: TestPublisher; open: () => void } {
+  let open!: () => void;
+  const gate = new Promise<void>((resolve) => (open = resolve));
+  const publisher = new TestPublisher();
+  publisher.hold = () => gate;
+  return { publisher, open };
+}
 
 describe('drainWalOutbox', () => {
   it('with no relay streaming, relays everything committed before it, in commit order, then stops', async () => {
     const slot = await wal.newSlot();
     try {
-      const ids = await writeMessages(slot.prefix, 5, 40);
-      const publisher = new GatedPublisher();
+      const ids = await writeMessages(slot, 5, 40);
+      const publisher = new TestPublisher();
       const seen: WalOutboxDrainProgress[] = [];
-      const { published } = await drainWalOutbox(db, publisher, {
+      const { published } = await drainWalOutbox(wal.db, publisher, {
         connectionString: wal.url,
         ...slot,
         pollMs: 20,
         onProgress: (progress) => seen.push(progress),
       });
       expect(published).toBe(200);
-      expect(publisher.received.map((m) => m.id)).toEqual(ids);
+      expect(publisher.ids()).toEqual(ids);
       expect(seen.at(0)?.bytesLeft).toBeGreaterThan(0);
       expect(seen.at(-1)).toEqual({ bytesLeft: 0, published: 200, relay: 'drain' });
-      // Its relay stopped: the slot is free for the service's own.
-      await until(async () => !(await slotActive(slot.slotName)));
+      // Its relay stopped, and let the slot go: the slot is free for the service's own.
+      expect(await slot.status()).toMatchObject({ active: false });
       // Nothing left: a second drain publishes nothing and returns.
       expect(
-        (await drainWalOutbox(db, publisher, { connectionString: wal.url, ...slot, pollMs: 20 })).published,
+        (await drainWalOutbox(wal.db, publisher, { connectionString: wal.url, ...slot, pollMs: 20 }))
+          .published,
       ).toBe(0);
     } finally {
       await slot.drop();
@@ -101,17 +70,15 @@ describe('drainWalOutbox', () => {
 
   it('while another relay streams, waits for it to publish past the mark and publishes nothing itself', async () => {
     const slot = await wal.newSlot();
-    const running = new GatedPublisher();
-    let open!: () => void;
-    running.gate = new Promise((resolve) => (open = resolve));
-    const relay = new WalOutboxRelay(db, running, { connectionString: wal.url, reconnectMs: 50, ...slot });
+    const { publisher: running, open } = gatedPublisher();
+    const relay = slot.relay(running);
     await relay.start();
     try {
-      await until(() => slotActive(slot.slotName));
-      const ids = await writeMessages(slot.prefix, 3, 10);
+      await until(async () => (await slot.status()).active);
+      const ids = await writeMessages(slot, 3, 10);
       const seen: WalOutboxDrainProgress[] = [];
-      const mine = new GatedPublisher();
-      const drained = drainWalOutbox(db, mine, {
+      const mine = new TestPublisher();
+      const drained = drainWalOutbox(wal.db, mine, {
         connectionString: wal.url,
         ...slot,
         pollMs: 20,
@@ -122,7 +89,7 @@ describe('drainWalOutbox', () => {
       open();
       expect(await drained).toEqual({ published: 0 });
       expect(mine.received).toEqual([]);
-      expect(running.received.map((m) => m.id)).toEqual(ids);
+      expect(running.ids()).toEqual(ids);
     } finally {
       await relay.stop();
       await slot.drop();
@@ -131,7 +98,7 @@ describe('drainWalOutbox', () => {
 
   it('fails with KEEL_NOT_FOUND naming a slot that does not exist', async () => {
     await expect(
-      drainWalOutbox(db, new GatedPublisher(), { connectionString: wal.url, slotName: 'no_such_slot' }),
+      drainWalOutbox(wal.db, new TestPublisher(), { connectionString: wal.url, slotName: 'no_such_slot' }),
     ).rejects.toMatchObject({
       code: 'KEEL_NOT_FOUND',
       details: { slotName: 'no_such_slot' },
@@ -141,9 +108,10 @@ describe('drainWalOutbox', () => {
 
 describe('keel outbox drain --slot', () => {
   it('publishes the WAL outbox to the PostgreSQL queue, with progress, and says so', async () => {
-    await ensureWalOutboxSlot(db);
+    // The slot the command drains, named on its command line.
+    const slot = await wal.defaultSlot();
     try {
-      await db.transaction((tx) => addToWalOutbox(tx, 'cli-drain', [event(1), event(2), event(3)]));
+      await slot.write('cli-drain', [event(1), event(2), event(3)]);
       const out: string[] = [];
       const err: string[] = [];
       const code = await runCli(['outbox', 'drain', '--slot', 'keel_outbox'], {
@@ -158,7 +126,7 @@ describe('keel outbox drain --slot', () => {
         ],
       });
       expect(err[0]).toMatch(/^draining keel_outbox: (\d+ bytes|\d+\.\d [KMG]iB) of WAL to go, published 0$/);
-      expect(await new PgQueue(db).depth('cli-drain')).toBe(3);
+      expect(await new PgQueue(wal.db).depth('cli-drain')).toBe(3);
 
       const missing: string[] = [];
       expect(
@@ -172,7 +140,7 @@ describe('keel outbox drain --slot', () => {
         'KEEL_NOT_FOUND: no replication slot nope: the WAL outbox was never set up here',
       ]);
     } finally {
-      await dropWalOutboxSlot(db);
+      await slot.drop();
     }
   });
 });

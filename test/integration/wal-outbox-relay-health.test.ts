@@ -3,65 +3,27 @@
 // ok as a standby while another relay holds the slot, failing on replication when the server ends
 // its stream, and ok again once it streams (or stands by) again. The unit tests are in
 // src/outbox/wal-outbox-relay-health.test.ts.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { until } from '../until.ts';
-import type { Db } from '../../src/db/index.ts';
-import { createEnvelope, type Envelope, type Publisher } from '../../src/messaging/index.ts';
+import type { Publisher } from '../../src/messaging/index.ts';
+import type { WalOutboxRelay } from '../../src/outbox/index.ts';
 import { CircuitBreakerPolicy } from '../../src/resilience/index.ts';
 import type { ServiceHealth } from '../../src/service/index.ts';
-import {
-  startWalOutboxTestServer,
-  type WalOutboxTestServer,
-  type WalOutboxTestSlot,
-} from '../../src/testing/wal-outbox-test-server.ts';
-import { addToWalOutbox } from '../../src/outbox/wal-outbox.ts';
-import { WalOutboxRelay } from '../../src/outbox/wal-outbox-relay.ts';
+import type { WalOutboxTestSlot } from '../../src/testing/index.ts';
+import { testEvent, TestPublisher, walOutboxTestServer } from './wal-outbox-kit.ts';
 
-let wal: WalOutboxTestServer;
-let db: Db;
-
-beforeAll(async () => {
-  wal = await startWalOutboxTestServer();
-  db = wal.db;
-}, 60_000);
-
-afterAll(async () => {
-  await wal?.stop();
-});
-
-/** Records what it takes; fails while `failing` is set. */
-class TestPublisher implements Publisher {
-  readonly received: Envelope[] = [];
-  failing: Error | undefined;
-  async publish(_destination: string, messages: readonly Envelope[]): Promise<void> {
-    if (this.failing !== undefined) throw this.failing;
-    this.received.push(...messages);
-  }
-}
+const wal = walOutboxTestServer();
 
 function relayFor(publisher: Publisher, names: WalOutboxTestSlot): WalOutboxRelay {
-  const { slotName, publicationName, prefix } = names;
-  const relay = new WalOutboxRelay(db, publisher, {
-    connectionString: wal.url,
-    reconnectMs: 50,
+  const relay = names.relay(publisher, {
     retryDelay: () => 100,
     // Neither parks nor opens while the test's broker is down for a few calls.
     maxAttempts: 100,
     breaker: new CircuitBreakerPolicy({ threshold: { kind: 'consecutive', failures: 100 } }),
-    slotName,
-    publicationName,
-    prefix,
   });
   relay.events.on('error', () => undefined);
   return relay;
 }
-
-const write = (names: WalOutboxTestSlot, n: number): Promise<unknown> =>
-  db.transaction((tx) =>
-    addToWalOutbox(tx, 'orders', createEnvelope({ type: 'test.event.v1', key: 'k', payload: { n } }), {
-      prefix: names.prefix,
-    }),
-  );
 
 describe('WalOutboxRelay health() on a real server', () => {
   it('ok while streaming and as a standby; failing on the broker, then on replication when the server ends the stream; ok again after each', async () => {
@@ -76,11 +38,11 @@ describe('WalOutboxRelay health() on a real server', () => {
 
     // The broker fails: failing on it, and ok once a publish goes through.
     const down = new Error('broker down');
-    publisher.failing = down;
-    await write(names, 1);
+    publisher.fail = () => down;
+    await names.write('orders', testEvent(1));
     await until(() => relay.health().status === 'failing', 15_000, 'the broker failing');
     expect(relay.health()).toMatchObject({ dependency: 'broker', during: 'publish', lastError: down });
-    publisher.failing = undefined;
+    publisher.fail = () => undefined;
     await until(() => publisher.received.length === 1, 15_000, 'the message published');
     expect(relay.health()).toMatchObject({ status: 'ok' });
 
@@ -98,9 +60,10 @@ describe('WalOutboxRelay health() on a real server', () => {
     relay.events.on('error', ({ during }) => {
       if (during === 'stream') atError.push(relay.health());
     });
-    await db.query('SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1', [
-      names.slotName,
-    ]);
+    await wal.db.query(
+      'SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1',
+      [names.slotName],
+    );
     await until(() => atError.length > 0, 15_000, 'the stream broken');
     expect(atError[0]).toMatchObject({
       status: 'failing',

@@ -3,87 +3,39 @@
 // reach the publisher in commit order, a rollback writes nothing, a restart loses nothing, a
 // poison message is parked in the table outbox, a broker outage parks nothing, and a second
 // relay stands by while the first streams.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openPgDb, type Db } from '../../src/db/index.ts';
+import { describe, expect, it } from 'vitest';
+import { openPgDb } from '../../src/db/index.ts';
 import { InvalidArgumentError, type KeelError } from '../../src/errors/index.ts';
-import { createEnvelope, type Envelope, type Publisher } from '../../src/messaging/index.ts';
+import type { Publisher } from '../../src/messaging/index.ts';
 import {
   addToWalOutbox,
   ensureWalOutboxSlot,
   OutboxRelay,
   outboxStatus,
   retryParked,
-  walOutboxStatus,
-  WalOutboxRelay,
+  type WalOutboxRelay,
+  type WalOutboxRelayOptions,
 } from '../../src/outbox/index.ts';
 import { CircuitBreakerPolicy } from '../../src/resilience/index.ts';
-import {
-  startPgServer,
-  startWalOutboxTestServer,
-  type WalOutboxTestServer,
-  type WalOutboxTestSlot,
-} from '../../src/testing/index.ts';
+import { startPgServer, type WalOutboxTestSlot } from '../../src/testing/index.ts';
 import { until } from '../until.ts';
+import { eventNumber, testEvent, TestPublisher, walOutboxTestServer } from './wal-outbox-kit.ts';
 
-let wal: WalOutboxTestServer;
-let db: Db;
+const wal = walOutboxTestServer();
 
-beforeAll(async () => {
-  wal = await startWalOutboxTestServer();
-  db = wal.db;
-}, 60_000);
-
-afterAll(async () => {
-  await wal?.stop();
-});
-
-/** Records what it is given; `fail` decides per call whether to throw instead. */
-class RecordingPublisher implements Publisher {
-  readonly received: { destination: string; message: Envelope }[] = [];
-  calls = 0;
-  fail: (destination: string, messages: readonly Envelope[]) => Error | undefined = () => undefined;
-  async publish(destination: string, messages: readonly Envelope[]): Promise<void> {
-    this.calls++;
-    const error = this.fail(destination, messages);
-    if (error !== undefined) throw error;
-    for (const message of messages) this.received.push({ destination, message });
-  }
-  ids(): string[] {
-    return this.received.map((r) => r.message.id);
-  }
-}
-
-function event(key: string, n: number): Envelope {
-  return createEnvelope({ type: 'test.event.v1', key, payload: { n } });
-}
-
-/** A slot of its own per test, so no test reads another's messages. */
-const freshSlot = (): Promise<WalOutboxTestSlot> => wal.newSlot();
-
-function relayFor(
+const relayFor = (
   publisher: Publisher,
   names: WalOutboxTestSlot,
-  options: Partial<ConstructorParameters<typeof WalOutboxRelay>[2]> = {},
-): WalOutboxRelay {
-  const { slotName, publicationName, prefix } = names;
-  return new WalOutboxRelay(db, publisher, {
-    connectionString: wal.url,
-    reconnectMs: 50,
-    retryDelay: () => 20,
-    slotName,
-    publicationName,
-    prefix,
-    ...options,
-  });
-}
+  options: Partial<WalOutboxRelayOptions> = {},
+): WalOutboxRelay => names.relay(publisher, { retryDelay: () => 20, ...options });
 
 /** Four writers, each committing its key's 100 messages one transaction at a time. */
 function writeUnderLoad(names: WalOutboxTestSlot): { written: string[]; writers: Promise<unknown> } {
   const written: string[] = [];
   const writers = Array.from({ length: 4 }, async (_, w) => {
     for (let i = 0; i < 100; i++) {
-      const m = event(`key-${w}`, i);
-      await db.transaction((tx) => addToWalOutbox(tx, 'orders', m, { prefix: names.prefix }));
+      const m = testEvent(i, `key-${w}`);
+      await names.write('orders', m);
       written.push(m.id);
     }
   });
@@ -91,72 +43,72 @@ function writeUnderLoad(names: WalOutboxTestSlot): { written: string[]; writers:
 }
 
 /** What `writeUnderLoad` wrote arrived once each, every key's messages in the order written. */
-function expectEachKeyInOrder(publisher: RecordingPublisher): void {
+function expectEachKeyInOrder(publisher: TestPublisher): void {
   for (let w = 0; w < 4; w++) {
     const ns = publisher.received
       .filter((r) => r.message.key === `key-${w}`)
-      .map((r) => (r.message.payload as { n: number }).n);
+      .map((r) => eventNumber(r.message));
     expect(ns, `key-${w}`).toEqual(Array.from({ length: 100 }, (_, i) => i));
   }
 }
 
 describe('WalOutboxRelay', () => {
   it('publishes committed messages in commit order and nothing of a rolled-back transaction', async () => {
-    const names = await freshSlot();
-    const publisher = new RecordingPublisher();
+    const names = await wal.newSlot();
+    const publisher = new TestPublisher();
     const relay = relayFor(publisher, names);
     await relay.start();
     try {
       const committed: string[] = [];
       // Interleaved transactions: B commits before A, so B's messages come first.
-      const txA = db.transaction(async (tx) => {
-        const m = event('k', 1);
+      const txA = wal.db.transaction(async (tx) => {
+        const m = testEvent(1);
         await addToWalOutbox(tx, 'orders', m, { prefix: names.prefix });
         await new Promise((resolve) => setTimeout(resolve, 100));
         committed.push(m.id);
       });
       await new Promise((resolve) => setTimeout(resolve, 20));
-      await db
+      await wal.db
         .transaction(async (tx) => {
-          const ms = [event('k', 2), event('other', 3)];
+          const ms = [testEvent(2), testEvent(3, 'other')];
           await addToWalOutbox(tx, 'orders', ms, { prefix: names.prefix });
-          await addToWalOutbox(tx, 'payments', event('p', 4), { prefix: names.prefix });
+          await addToWalOutbox(tx, 'payments', testEvent(4, 'p'), { prefix: names.prefix });
         })
         .then(() => undefined);
       await txA;
       await expect(
-        db.transaction(async (tx) => {
-          await addToWalOutbox(tx, 'orders', event('k', 99), { prefix: names.prefix });
+        wal.db.transaction(async (tx) => {
+          await addToWalOutbox(tx, 'orders', testEvent(99), { prefix: names.prefix });
           throw new Error('roll back');
         }),
       ).rejects.toThrow('roll back');
       // A message under another prefix is not this relay's.
-      await db.transaction((tx) => addToWalOutbox(tx, 'orders', event('k', 100), { prefix: 'someone_else' }));
+      await wal.db.transaction((tx) =>
+        addToWalOutbox(tx, 'orders', testEvent(100), { prefix: 'someone_else' }),
+      );
 
       await until(() => publisher.received.length >= 4);
       await new Promise((resolve) => setTimeout(resolve, 200));
-      const seen = publisher.received.map(
-        (r) => `${r.destination}:${(r.message.payload as { n: number }).n}`,
-      );
+      const seen = publisher.received.map((r) => `${r.destination}:${eventNumber(r.message)}`);
       expect(seen).toEqual(['orders:2', 'orders:3', 'payments:4', 'orders:1']);
       expect(publisher.received[3]!.message.id).toBe(committed[0]);
     } finally {
       await relay.stop();
     }
     // Everything published was confirmed: a new relay on the slot gets nothing again.
-    const again = new RecordingPublisher();
+    const again = new TestPublisher();
     const next = relayFor(again, names);
     await next.start();
-    await db.transaction((tx) => addToWalOutbox(tx, 'orders', event('k', 5), { prefix: names.prefix }));
+    await names.write('orders', testEvent(5));
     await until(() => again.received.length >= 1);
     await next.stop();
-    expect(again.received.map((r) => (r.message.payload as { n: number }).n)).toEqual([5]);
+    expect(again.received.map((r) => eventNumber(r.message))).toEqual([5]);
     await names.drop();
   });
 
   it('loses nothing across a stop and a restart under a stream of writes, in order per key', async () => {
-    const names = await freshSlot();
-    const publisher = new RecordingPublisher();
+    const names = await wal.newSlot();
+    const publisher = new TestPublisher();
     let relay = relayFor(publisher, names, { batchSize: 7 });
     await relay.start();
     const { written, writers } = writeUnderLoad(names);
@@ -171,18 +123,18 @@ describe('WalOutboxRelay', () => {
     // A clean stop confirms what it published: nothing comes twice.
     expect(publisher.received.length).toBe(written.length);
     expectEachKeyInOrder(publisher);
-    const status = await walOutboxStatus(db, names);
+    const status = await names.status();
     expect(status).toMatchObject({ exists: true, active: false });
     await names.drop();
   });
 
   it('a stop in the middle of a transaction larger than a call, with the server still sending, repeats nothing', async () => {
-    const names = await freshSlot();
-    const publisher = new RecordingPublisher();
+    const names = await wal.newSlot();
+    const publisher = new TestPublisher();
     const written: string[] = [];
     for (let t = 0; t < 40; t++) {
-      const ms = Array.from({ length: 20 }, (_, i) => event(`key-${i % 4}`, t * 20 + i));
-      await db.transaction((tx) => addToWalOutbox(tx, 'orders', ms, { prefix: names.prefix }));
+      const ms = Array.from({ length: 20 }, (_, i) => testEvent(t * 20 + i, `key-${i % 4}`));
+      await names.write('orders', ms);
       written.push(...ms.map((m) => m.id));
     }
     // Calls of 7: the 16th transaction goes out as 7, 7 and 6. The stop comes with its second
@@ -210,30 +162,30 @@ describe('WalOutboxRelay', () => {
   });
 
   it('a stop right after the start lets go of the slot at once', async () => {
-    const names = await freshSlot();
-    const relay = relayFor(new RecordingPublisher(), names);
+    const names = await wal.newSlot();
+    const relay = relayFor(new TestPublisher(), names);
     const drainTimeouts: number[] = [];
     relay.events.on('drain-timeout', ({ drainMs }) => drainTimeouts.push(drainMs));
     await relay.start();
     await relay.stop();
     // Before, the stream connected after the stop and held the slot until the drain deadline.
     expect(drainTimeouts).toEqual([]);
-    expect(await walOutboxStatus(db, names)).toMatchObject({ exists: true, active: false });
+    expect(await names.status()).toMatchObject({ exists: true, active: false });
     // And one that stops while its stream connects.
-    const second = relayFor(new RecordingPublisher(), names);
+    const second = relayFor(new TestPublisher(), names);
     second.events.on('drain-timeout', ({ drainMs }) => drainTimeouts.push(drainMs));
     await second.start();
     await new Promise((resolve) => setTimeout(resolve, 5));
     await second.stop();
     expect(drainTimeouts).toEqual([]);
-    expect(await walOutboxStatus(db, names)).toMatchObject({ exists: true, active: false });
+    expect(await names.status()).toMatchObject({ exists: true, active: false });
     await names.drop();
   });
 
   it('parks a message the broker refuses in the table outbox; later messages of its key wait behind it there', async () => {
-    const names = await freshSlot();
-    const publisher = new RecordingPublisher();
-    const poison = event('k', 2);
+    const names = await wal.newSlot();
+    const publisher = new TestPublisher();
+    const poison = testEvent(2);
     let refusing = true;
     publisher.fail = (_destination, messages) =>
       refusing && messages.some((m) => m.id === poison.id)
@@ -245,41 +197,35 @@ describe('WalOutboxRelay', () => {
     const reported: string[] = [];
     relay.events.on('published', ({ messages }) => reported.push(...messages.map((m) => m.id)));
     const n = (ids: string[]): number[] =>
-      ids.map(
-        (id) => (publisher.received.find((r) => r.message.id === id)!.message.payload as { n: number }).n,
-      );
+      ids.map((id) => eventNumber(publisher.received.find((r) => r.message.id === id)!.message));
     let tableRelay: OutboxRelay | undefined;
     await relay.start();
     try {
-      await db.transaction((tx) =>
-        addToWalOutbox(tx, 'orders', [event('k', 1), poison, event('k', 3), event('other', 4)], {
-          prefix: names.prefix,
-        }),
-      );
+      await names.write('orders', [testEvent(1), poison, testEvent(3), testEvent(4, 'other')]);
       await until(() => publisher.received.length >= 2);
       expect(parked).toEqual([poison.id]);
       // A later transaction's message of the key waits behind the parked one too.
-      await db.transaction((tx) => addToWalOutbox(tx, 'orders', event('k', 5), { prefix: names.prefix }));
-      await until(async () => (await outboxStatus(db)).backlog === 2 && reported.length >= 2);
+      await names.write('orders', testEvent(5));
+      await until(async () => (await outboxStatus(wal.db)).backlog === 2 && reported.length >= 2);
       expect(n(publisher.ids())).toEqual([1, 4]);
       // `published` reports what the broker accepted: the parked and held messages are not among it.
       expect(reported).toEqual(publisher.ids());
-      const { rows } = await db.query<{ id: string; destination: string; last_error: string }>(
+      const { rows } = await wal.db.query<{ id: string; destination: string; last_error: string }>(
         `SELECT id, destination, last_error FROM keel_outbox WHERE parked_at IS NOT NULL`,
       );
       expect(rows.map((row) => [row.id, row.destination])).toEqual([[poison.id, 'orders']]);
       expect(rows[0]!.last_error).toContain('payload');
-      expect((await outboxStatus(db)).parked).toBe(1);
+      expect((await outboxStatus(wal.db)).parked).toBe(1);
 
       // An operator retries the parked message; the table relay publishes it, then the key's rest, in order.
       refusing = false;
-      expect(await retryParked(db)).toBe(1);
-      tableRelay = new OutboxRelay(db, publisher, { pollIntervalMs: 20 });
+      expect(await retryParked(wal.db)).toBe(1);
+      tableRelay = new OutboxRelay(wal.db, publisher, { pollIntervalMs: 20 });
       await tableRelay.start();
       await until(() => publisher.received.length >= 5);
       expect(n(publisher.ids())).toEqual([1, 4, 2, 3, 5]);
       // The key's table rows are all published: its next message goes straight from the WAL.
-      await db.transaction((tx) => addToWalOutbox(tx, 'orders', event('k', 6), { prefix: names.prefix }));
+      await names.write('orders', testEvent(6));
       await until(() => publisher.received.length >= 6);
       expect(n(publisher.ids())).toEqual([1, 4, 2, 3, 5, 6]);
       // The broker records a message before the relay's `published` event fires, so wait for the report.
@@ -288,14 +234,14 @@ describe('WalOutboxRelay', () => {
     } finally {
       await tableRelay?.stop();
       await relay.stop();
-      await db.query('DELETE FROM keel_outbox');
+      await wal.db.query('DELETE FROM keel_outbox');
       await names.drop();
     }
   });
 
   it('waits out a broker outage behind the breaker: nothing parked, everything delivered after', async () => {
-    const names = await freshSlot();
-    const publisher = new RecordingPublisher();
+    const names = await wal.newSlot();
+    const publisher = new TestPublisher();
     let down = true;
     publisher.fail = () => (down ? new Error('broker down') : undefined);
     const breaker = new CircuitBreakerPolicy({
@@ -307,8 +253,8 @@ describe('WalOutboxRelay', () => {
     relay.events.on('parked', ({ message }) => parked.push(message.id));
     await relay.start();
     try {
-      const ms = Array.from({ length: 5 }, (_, i) => event('k', i));
-      await db.transaction((tx) => addToWalOutbox(tx, 'orders', ms, { prefix: names.prefix }));
+      const ms = Array.from({ length: 5 }, (_, i) => testEvent(i));
+      await names.write('orders', ms);
       await until(() => publisher.calls >= 6);
       down = false;
       await until(() => publisher.received.length >= 5);
@@ -321,8 +267,8 @@ describe('WalOutboxRelay', () => {
   });
 
   it('a stream that breaks under a stream of writes is streamed again: nothing lost or repeated, each key in order', async () => {
-    const names = await freshSlot();
-    const publisher = new RecordingPublisher();
+    const names = await wal.newSlot();
+    const publisher = new TestPublisher();
     const relay = relayFor(publisher, names, { batchSize: 7 });
     let streams = 0;
     relay.events.on('streaming', () => streams++);
@@ -337,7 +283,7 @@ describe('WalOutboxRelay', () => {
       // administrator would): the relay streams again from the slot's confirmed position.
       for (let cut = 1; cut <= 2; cut++) {
         await until(() => publisher.received.length >= 60 * cut && streams === cut);
-        await db.query(
+        await wal.db.query(
           `SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1 AND active`,
           [names.slotName],
         );
@@ -358,24 +304,24 @@ describe('WalOutboxRelay', () => {
   });
 
   it('a second relay stands by while the first streams, and takes over when it stops', async () => {
-    const names = await freshSlot();
-    const first = new RecordingPublisher();
-    const second = new RecordingPublisher();
+    const names = await wal.newSlot();
+    const first = new TestPublisher();
+    const second = new TestPublisher();
     const a = relayFor(first, names);
     const b = relayFor(second, names);
     let standby = false;
     b.events.on('standby', () => (standby = true));
     await a.start();
-    await until(async () => (await walOutboxStatus(db, names)).active);
+    await until(async () => (await names.status()).active);
     await b.start();
     try {
       await until(() => standby);
-      await db.transaction((tx) => addToWalOutbox(tx, 'orders', event('k', 1), { prefix: names.prefix }));
+      await names.write('orders', testEvent(1));
       await until(() => first.received.length === 1);
       await a.stop();
-      await db.transaction((tx) => addToWalOutbox(tx, 'orders', event('k', 2), { prefix: names.prefix }));
+      await names.write('orders', testEvent(2));
       await until(() => second.received.length === 1);
-      expect((second.received[0]!.message.payload as { n: number }).n).toBe(2);
+      expect(eventNumber(second.received[0]!.message)).toBe(2);
     } finally {
       await a.stop();
       await b.stop();
@@ -384,39 +330,37 @@ describe('WalOutboxRelay', () => {
   });
 
   it('confirms WAL that held nothing of its own, so an idle outbox on a busy database pins no WAL', async () => {
-    const names = await freshSlot();
-    const publisher = new RecordingPublisher();
+    const names = await wal.newSlot();
+    const publisher = new TestPublisher();
     const relay = relayFor(publisher, names);
     await relay.start();
     try {
-      await db.query('CREATE TABLE busy (n integer, filler text)');
+      await wal.db.query('CREATE TABLE busy (n integer, filler text)');
       for (let i = 0; i < 20; i++) {
-        await db.query(`INSERT INTO busy SELECT g, repeat('x', 200) FROM generate_series(1, 500) AS g`);
+        await wal.db.query(`INSERT INTO busy SELECT g, repeat('x', 200) FROM generate_series(1, 500) AS g`);
       }
       // ~2.5 MB of WAL went by, none of it the relay's: the slot's position follows it all the same.
-      await until(async () => (await walOutboxStatus(db, names)).lagBytes < 64 * 1024);
+      await until(async () => (await names.status()).lagBytes < 64 * 1024);
       expect(publisher.received).toEqual([]);
     } finally {
       await relay.stop();
-      await db.query('DROP TABLE IF EXISTS busy');
+      await wal.db.query('DROP TABLE IF EXISTS busy');
       await names.drop();
     }
   });
 
   it('holds at most maxBuffered messages (and what one socket read brings) while the broker is slow', async () => {
-    const names = await freshSlot();
-    const publisher = new RecordingPublisher();
+    const names = await wal.newSlot();
+    const publisher = new TestPublisher();
     const slowPublisher: Publisher = {
       publish: async (destination, messages) => {
         await new Promise((resolve) => setTimeout(resolve, 5));
         await publisher.publish(destination, messages);
       },
     };
-    const ms = Array.from({ length: 3000 }, (_, i) => event(`k${i % 7}`, i));
+    const ms = Array.from({ length: 3000 }, (_, i) => testEvent(i, `k${i % 7}`));
     for (let i = 0; i < ms.length; i += 100) {
-      await db.transaction((tx) =>
-        addToWalOutbox(tx, 'orders', ms.slice(i, i + 100), { prefix: names.prefix }),
-      );
+      await names.write('orders', ms.slice(i, i + 100));
     }
     const relay = relayFor(slowPublisher, names, { batchSize: 50, maxBuffered: 200 });
     let most = 0;
@@ -435,25 +379,25 @@ describe('WalOutboxRelay', () => {
   });
 
   it('never skips a transaction whose commit record starts where the confirmed one ended', async () => {
-    const names = await freshSlot();
+    const names = await wal.newSlot();
     // B writes its message first and commits right after A: B's commit record follows A's directly.
-    const a = event('a', 1);
-    const b = event('b', 2);
+    const a = testEvent(1, 'a');
+    const b = testEvent(2, 'b');
     let releaseB: () => void = () => undefined;
     let bWrote: () => void = () => undefined;
     const bWritten = new Promise<void>((resolve) => (bWrote = resolve));
-    const txB = db.transaction(async (tx) => {
+    const txB = wal.db.transaction(async (tx) => {
       await addToWalOutbox(tx, 'orders', b, { prefix: names.prefix });
       await tx.query('SELECT 1');
       bWrote();
       await new Promise<void>((resolve) => (releaseB = resolve));
     });
     await bWritten;
-    await db.transaction((tx) => addToWalOutbox(tx, 'orders', a, { prefix: names.prefix }));
+    await names.write('orders', a);
     releaseB();
     await txB;
     // The first relay publishes A and confirms it, but B fails until the relay stops.
-    const publisher = new RecordingPublisher();
+    const publisher = new TestPublisher();
     let failB = true;
     publisher.fail = (_destination, messages) =>
       failB && messages.some((m) => m.id === b.id) ? new Error('broker hiccup') : undefined;
@@ -476,21 +420,21 @@ describe('WalOutboxRelay', () => {
   });
 
   it("passes over what is not keel's under its prefix, and goes no further than a newer keel's record", async () => {
-    const names = await freshSlot();
-    const publisher = new RecordingPublisher();
+    const names = await wal.newSlot();
+    const publisher = new TestPublisher();
     const relay = relayFor(publisher, names);
     const errors: string[] = [];
     relay.events.on('error', ({ error, during }) => errors.push(`${during}: ${(error as Error).message}`));
     const emit = (content: string): Promise<unknown> =>
-      db.query('SELECT pg_logical_emit_message(true, $1, $2::text)', [names.prefix, content]);
-    const first = event('k', 1);
-    const second = event('k', 2);
-    const third = event('k', 3);
-    await db.transaction((tx) => addToWalOutbox(tx, 'orders', first, { prefix: names.prefix }));
+      wal.db.query('SELECT pg_logical_emit_message(true, $1, $2::text)', [names.prefix, content]);
+    const first = testEvent(1);
+    const second = testEvent(2);
+    const third = testEvent(3);
+    await names.write('orders', first);
     await emit('not json at all');
-    await db.transaction((tx) => addToWalOutbox(tx, 'orders', second, { prefix: names.prefix }));
+    await names.write('orders', second);
     await emit(JSON.stringify({ v: 2, destination: 'orders', messages: [] }));
-    await db.transaction((tx) => addToWalOutbox(tx, 'orders', third, { prefix: names.prefix }));
+    await names.write('orders', third);
     await relay.start();
     try {
       await until(() => errors.filter((e) => e.includes('encoding version 2')).length >= 2);
@@ -499,17 +443,11 @@ describe('WalOutboxRelay', () => {
     } finally {
       await relay.stop();
     }
-    // The relay halted its stream at the newer record by closing it: the server's walsender may
-    // not have let the slot go yet, and a peek at a slot still active is refused.
-    await until(async () => {
-      const { rows: slot } = await db.query<{ active: boolean }>(
-        'SELECT active FROM pg_replication_slots WHERE slot_name = $1',
-        [names.slotName],
-      );
-      return slot[0]?.active === false;
-    });
+    // The relay halted its stream at the newer record by closing it, and its stop resolved once
+    // the server's walsender let the slot go: a peek at a slot still active would be refused.
+    expect(await names.status()).toMatchObject({ active: false });
     // Nothing past the newer record was confirmed: it and the third message are still in the slot.
-    const { rows } = await db.query<{ n: string }>(
+    const { rows } = await wal.db.query<{ n: string }>(
       `SELECT count(*)::text AS n FROM pg_logical_slot_peek_binary_changes($1, NULL, NULL,
          'proto_version', '1', 'publication_names', $2, 'messages', 'true')
        WHERE get_byte(data, 0) = 77`,
