@@ -7,6 +7,16 @@ export interface Delivery {
   readonly attempt: number;
 }
 
+/** A source's own connection to its engine, lost: what `DeliverySource.connectionLost` says. */
+export interface ConnectionLoss {
+  /** When the source noticed the loss (ms, the source's clock). */
+  readonly since: number;
+  /** Reconnect attempts that have failed since; 0 before the first has ended. */
+  readonly attempts: number;
+  /** The last failed attempt's error; before any, what ended the connection (when known). */
+  readonly error: unknown;
+}
+
 /**
  * What a broker adapter provides so the consumer runtime can do the rest (concurrency,
  * retries, dead-lettering, drain) the same way for every engine.
@@ -58,6 +68,15 @@ export interface DeliverySource<D extends Delivery = Delivery> {
   deadLetter(delivery: D, error: unknown): Promise<boolean | void>;
   /** Hands an unfinished message back at once, without counting the attempt (shutdown). */
   release(delivery: D): Promise<boolean | void>;
+  /**
+   * Whether the connection (or channel, or subscription) this source holds of its own is lost
+   * right now and not yet back; undefined while it is up. For sources the engine pushes into:
+   * while the link is down their `claim` answers from memory (nothing, or what was buffered)
+   * without asking the engine, and reconnects happen in the background, so no call of the
+   * runtime fails and only this can tell. Sources that ask the engine on every claim leave it
+   * out. Read by the runtime in `health()` only, never on the claim path: a read of memory.
+   */
+  connectionLost?(): ConnectionLoss | undefined;
   /** Stops subscriptions and closes what `open` opened. */
   close(): Promise<void>;
 }

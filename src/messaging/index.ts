@@ -14,7 +14,7 @@ export {
   type DeliveryContext,
   type LeaseLossReason,
 } from './handler.ts';
-export type { Delivery, DeliverySource } from './delivery-source.ts';
+export type { ConnectionLoss, Delivery, DeliverySource } from './delivery-source.ts';
 export {
   QueueConsumer,
   type QueueConsumerOptions,

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { KeelError } from '../errors/index.ts';
 import type { ServiceHealth } from '../service/index.ts';
 import { ManualClock } from '../time/index.ts';
-import type { Delivery, DeliverySource } from './delivery-source.ts';
+import type { ConnectionLoss, Delivery, DeliverySource } from './delivery-source.ts';
 import { createEnvelope, type Envelope } from './envelope.ts';
 import { PermanentError } from './handler.ts';
 import { QueueConsumer } from './queue-consumer.ts';
@@ -12,7 +12,9 @@ type Call = 'claim' | 'ack' | 'extend' | 'retry' | 'deadLetter' | 'release';
 /**
  * A source on a manual clock whose calls fail, as on a lost connection, while named in `down`;
  * with `leaseMs` it has leases the runtime renews (`extend`). `hangClaims` makes each claim wait
- * until `answerClaims()`, as on a connection that neither answers nor breaks.
+ * until `answerClaims()`, as on a connection that neither answers nor breaks. `loss` is what it
+ * says of its own link (`connectionLost`), as a source the engine pushes into does: its claims
+ * still answer, from memory.
  */
 class FlakySource implements DeliverySource {
   readonly destination = 'jobs';
@@ -22,6 +24,7 @@ class FlakySource implements DeliverySource {
   readonly calls: Call[] = [];
   readonly down = new Set<Call>();
   hangClaims = false;
+  loss: ConnectionLoss | undefined;
   #hung: (() => void)[] = [];
   #wake: (() => void) | undefined;
 
@@ -65,6 +68,9 @@ class FlakySource implements DeliverySource {
     this.#call('release');
   }
   async close(): Promise<void> {}
+  connectionLost(): ConnectionLoss | undefined {
+    return this.loss;
+  }
 
   #call(call: Call): void {
     this.calls.push(call);
@@ -279,5 +285,131 @@ describe('QueueConsumer.health()', () => {
     expect(consumer.health()).toMatchObject({ status: 'ok' });
     finish();
     await consumer.stop();
+  });
+});
+
+describe('QueueConsumer.health() over a source that holds its own connection', () => {
+  const cut = new KeelError('KEEL_BROKER_UNAVAILABLE', 'channel closed');
+  const refused = new KeelError('KEEL_BROKER_UNAVAILABLE', 'connect ECONNREFUSED');
+
+  it('is failing while the source says its link is lost, although every claim answers; ok once it is back', async () => {
+    const clock = new ManualClock();
+    const source = new FlakySource();
+    const consumer = new QueueConsumer(source, async () => undefined, { clock, pollIntervalMs: 100 });
+    await consumer.start();
+    await clock.advance(1000);
+    const lostAt = clock.now();
+    source.loss = { since: lostAt, attempts: 0, error: cut };
+    expect(consumer.health()).toEqual({
+      status: 'failing',
+      dependency: 'broker',
+      during: 'connect',
+      since: lostAt,
+      failures: 0,
+      lastError: cut,
+      lastContactAt: lostAt,
+    });
+
+    // Claims go on meanwhile, answered from memory: they are no answer from the broker.
+    const claims = source.calls.length;
+    await clock.advance(500);
+    expect(source.calls.length).toBeGreaterThan(claims);
+    source.loss = { since: lostAt, attempts: 2, error: refused };
+    expect(consumer.health()).toEqual({
+      status: 'failing',
+      dependency: 'broker',
+      during: 'connect',
+      since: lostAt,
+      failures: 2,
+      lastError: refused,
+      lastContactAt: lostAt,
+    });
+
+    // Back: ok at once, without waiting for a call.
+    source.loss = undefined;
+    expect(consumer.health()).toEqual({ status: 'ok', lastContactAt: clock.now() });
+    await consumer.stop();
+  });
+
+  it('is failing while lost with every slot busy (no claim is made), and ok once back', async () => {
+    const clock = new ManualClock();
+    const source = new FlakySource();
+    let finish: () => void = () => undefined;
+    const consumer = new QueueConsumer(source, () => new Promise<void>((resolve) => (finish = resolve)), {
+      clock,
+      prefetch: 0,
+    });
+    await consumer.start();
+    source.push(message('slow'));
+    await clock.advance(0);
+    expect(consumer.stats.inFlight).toBe(1);
+    const lastContactAt = clock.now();
+    const calls = source.calls.length;
+
+    await clock.advance(2000);
+    const lostAt = clock.now();
+    source.loss = { since: lostAt, attempts: 0, error: cut };
+    await clock.advance(60_000);
+    source.loss = { since: lostAt, attempts: 7, error: refused };
+    expect(source.calls).toHaveLength(calls);
+    expect(consumer.health()).toEqual({
+      status: 'failing',
+      dependency: 'broker',
+      during: 'connect',
+      since: lostAt,
+      failures: 7,
+      lastError: refused,
+      lastContactAt,
+    });
+
+    source.loss = undefined;
+    expect(consumer.health()).toEqual({ status: 'ok', lastContactAt });
+    finish();
+    await consumer.stop();
+  });
+
+  it('names the earlier failure when its calls fail too: the claims before a later loss, or the loss before later acks', async () => {
+    const clock = new ManualClock();
+    const source = new FlakySource();
+    const consumer = new QueueConsumer(source, async () => undefined, { clock, pollIntervalMs: 100 });
+    await consumer.start();
+    source.down.add('claim');
+    await clock.advance(100);
+    const claimsFailedAt = clock.now();
+    await clock.advance(50);
+    source.loss = { since: clock.now(), attempts: 1, error: refused };
+    expect(failing(consumer.health())).toMatchObject({
+      during: 'claim',
+      since: claimsFailedAt,
+      failures: 1,
+      lastError: { message: expect.stringMatching(/claim: connection lost/) as unknown },
+    });
+
+    // The other way round: lost first, then an ack fails.
+    source.down.delete('claim');
+    source.loss = undefined;
+    await clock.advance(1000);
+    expect(consumer.health()).toMatchObject({ status: 'ok' });
+    const lostAt = clock.now();
+    source.loss = { since: lostAt, attempts: 0, error: cut };
+    await clock.advance(10);
+    source.down.add('ack');
+    const ackFailed = consumer.events.once('ack-failed');
+    source.push(message('a'));
+    await ackFailed;
+    expect(failing(consumer.health())).toMatchObject({ during: 'connect', since: lostAt, lastError: cut });
+    await consumer.stop();
+  });
+
+  it('is not-running when stopped, lost or not', async () => {
+    const clock = new ManualClock();
+    const source = new FlakySource();
+    const consumer = new QueueConsumer(source, async () => undefined, { clock });
+    source.loss = { since: clock.now(), attempts: 0, error: cut };
+    expect(consumer.health()).toEqual({ status: 'not-running', state: 'idle' });
+    await consumer.start();
+    expect(failing(consumer.health())).toMatchObject({ during: 'connect' });
+    await consumer.stop();
+    expect(consumer.health()).toEqual({ status: 'not-running', state: 'stopped' });
   });
 });

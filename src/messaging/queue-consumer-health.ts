@@ -1,5 +1,6 @@
-import { HealthRecord } from '../service/index.ts';
+import { HealthRecord, type ServiceHealth } from '../service/index.ts';
 import type { Clock } from '../time/index.ts';
+import type { ConnectionLoss } from './delivery-source.ts';
 import type { ResolvedConsumerOptions } from './queue-consumer-options.ts';
 
 /**
@@ -21,4 +22,27 @@ export function consumerHealthRecord(
   const { leaseMs, heartbeatMs, pollIntervalMs } = options;
   const renews = leaseMs !== undefined && heartbeatMs !== undefined;
   return new HealthRecord(clock, { broker: renews ? { silentMs: leaseMs + pollIntervalMs } : {} });
+}
+
+/**
+ * What the record says (`recorded`), unless the source says its own connection is lost: then
+ * failing, `during: 'connect'`, from the loss — whether or not the consumer calls anything
+ * meanwhile (every slot busy) — unless its calls began failing earlier: the earlier `since`
+ * names the failure, as across dependencies in `HealthRecord`. Claims answered from memory while
+ * the link was down were recorded as answers: they do not move `lastContactAt` past the loss.
+ */
+export function withConnectionLoss(recorded: ServiceHealth, loss: ConnectionLoss | undefined): ServiceHealth {
+  if (loss === undefined || recorded.status === 'not-running') return recorded;
+  // At the same instant the loss names it: the calls failed because of it.
+  if (recorded.status === 'failing' && recorded.since < loss.since) return recorded;
+  const contact = recorded.lastContactAt;
+  return {
+    status: 'failing',
+    dependency: 'broker',
+    during: 'connect',
+    since: loss.since,
+    failures: loss.attempts,
+    lastError: loss.error,
+    lastContactAt: contact === undefined ? undefined : Math.min(contact, loss.since),
+  };
 }

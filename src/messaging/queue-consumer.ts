@@ -9,7 +9,7 @@ import { HeldMessage } from './held-message.ts';
 import { LeaseHeartbeat } from './lease-heartbeat.ts';
 import { MessageContext } from './message-context.ts';
 import type { QueueConsumerEvents, QueueConsumerStats } from './queue-consumer-events.ts';
-import { consumerHealthRecord } from './queue-consumer-health.ts';
+import { consumerHealthRecord, withConnectionLoss } from './queue-consumer-health.ts';
 import {
   resolveOptions,
   type QueueConsumerOptions,
@@ -105,10 +105,15 @@ export class QueueConsumer<D extends Delivery = Delivery>
    * 'ok' again after the next one that succeeds. On a source whose leases it renews, also
    * 'failing' when no call has answered for `leaseMs + pollIntervalMs` (one hangs). A handler
    * that throws is its message's problem, not the consumer's: the retry or dead-letter that
-   * follows counts, the throw does not. A read of memory: nothing is called.
+   * follows counts, the throw does not. Also 'failing', `during` `'connect'`, while the source
+   * says the connection it holds of its own is lost (`DeliverySource.connectionLost`: a channel
+   * or client link an engine pushes into), with every slot busy too: `since` the loss,
+   * `failures` its failed reconnect attempts, `lastError` the last one's error (before any, the
+   * loss's cause); 'ok' again once the source is connected. The earlier failure wins when both
+   * say failing. A read of memory: nothing is called.
    */
   health(): ServiceHealth {
-    return this.#health.health(this.state);
+    return withConnectionLoss(this.#health.health(this.state), this.#source.connectionLost?.());
   }
 
   protected override async onStart(): Promise<void> {

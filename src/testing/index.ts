@@ -38,3 +38,4 @@ export {
 } from './wal-outbox-test-server.ts';
 export { sagaEnded } from './saga-ended.ts';
 export { openApiResponses, type ObservedResponse } from './openapi-responses.ts';
+export { startTcpProxy, type TcpProxy, type TcpProxyOptions } from './tcp-proxy.ts';

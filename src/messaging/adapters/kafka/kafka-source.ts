@@ -2,13 +2,17 @@ import { Consumer, type Message, type MessagesStream } from '@platformatic/kafka
 import { KeelError } from '../../../errors/index.ts';
 import type { Clock, TimerHandle } from '../../../time/index.ts';
 import { deadLetterEnvelope } from '../../dead-letter-envelope.ts';
-import type { Delivery, DeliverySource } from '../../delivery-source.ts';
+import type { ConnectionLoss, Delivery, DeliverySource } from '../../delivery-source.ts';
 import { describeError } from '../../describe-error.ts';
 import { CommitBatcher } from './commit-batcher.ts';
 import { PartitionTracker, type TrackedRecord } from './partition-tracker.ts';
 import { decodeMessage, encodeEnvelope, undecodableEnvelope, type EncodedRecord } from './record-codec.ts';
 
 type KafkaMessage = Message<Buffer, Buffer, Buffer, Buffer>;
+
+/** Background reopens of a lost stream: the first after this long, doubling up to `reopenMaxMs`. */
+const reopenFirstMs = 500;
+const reopenMaxMs = 30_000;
 
 export interface KafkaDelivery extends Delivery {
   readonly record: TrackedRecord<KafkaMessage>;
@@ -58,6 +62,10 @@ export class KafkaSource implements DeliverySource<KafkaDelivery> {
   #streamError: unknown;
   #reopening: Promise<void> | undefined;
   #rotate = 0;
+  /** The stream ended under the consumer and has not been reopened yet. */
+  #loss: ConnectionLoss | undefined;
+  /** The next reopen in the background while the stream is lost. */
+  #reopenTimer: TimerHandle | undefined;
 
   constructor(destination: string, context: KafkaSourceContext, settings: KafkaSourceSettings) {
     this.destination = destination;
@@ -105,18 +113,61 @@ export class KafkaSource implements DeliverySource<KafkaDelivery> {
     });
     this.#stream = stream;
     this.#streamError = undefined;
+    this.#loss = undefined;
     this.#paused = false;
     stream.on('data', (message) => this.#onMessage(message));
     stream.on('error', (error) => {
       // The client ends the stream on a fetch error (a broker restart, a lost leader):
       // a new one resumes from the committed offsets, and the trackers drop what repeats.
       this.#streamError = error;
+      this.#lost(stream);
     });
     stream.on('close', () => {
+      this.#lost(stream);
       if (this.#stream === stream) this.#stream = undefined;
       this.#wake();
     });
     if (this.#buffered >= this.#settings.maxBuffered) this.#pause();
+  }
+
+  /**
+   * The stream ended under the consumer (a fetch failed) and is not open again yet: nothing is
+   * fetched meanwhile. `attempts` counts the reopens that failed, the claims' and the background
+   * ones' (see `#scheduleReopen`).
+   */
+  connectionLost(): ConnectionLoss | undefined {
+    return this.#closing ? undefined : this.#loss;
+  }
+
+  /** `stream`, the current one, ended or failed without `close()`: lost from now until reopened. */
+  #lost(stream: MessagesStream<Buffer, Buffer, Buffer, Buffer>): void {
+    if (this.#closing || this.#stream !== stream || this.#loss !== undefined) return;
+    this.#loss = {
+      since: this.#context.clock.now(),
+      attempts: 0,
+      error:
+        this.#streamError ??
+        new KeelError('KEEL_BROKER_UNAVAILABLE', `the Kafka consumer's stream for ${this.destination} ended`),
+    };
+    this.#scheduleReopen();
+  }
+
+  /**
+   * Reopens the lost stream in the background too, with backoff, until it is open again: a
+   * consumer whose every slot is busy makes no claim, and would otherwise fetch nothing (and
+   * stay failing in `health()`) until a handler finishes, however soon Kafka is back.
+   */
+  #scheduleReopen(): void {
+    if (this.#closing || this.#reopenTimer !== undefined || this.#loss === undefined) return;
+    const delayMs = Math.min(reopenMaxMs, reopenFirstMs * 2 ** Math.min(this.#loss.attempts, 6));
+    this.#reopenTimer = this.#context.clock.setTimeout(() => {
+      this.#reopenTimer = undefined;
+      if (this.#closing || this.#stream !== undefined) return;
+      this.#reopen().then(
+        () => this.#wake(),
+        () => this.#scheduleReopen(),
+      );
+    }, delayMs);
   }
 
   async claim(max: number): Promise<KafkaDelivery[]> {
@@ -190,6 +241,8 @@ export class KafkaSource implements DeliverySource<KafkaDelivery> {
     this.#closing = true;
     for (const timer of this.#timers) this.#context.clock.clearTimeout(timer);
     this.#timers.clear();
+    if (this.#reopenTimer !== undefined) this.#context.clock.clearTimeout(this.#reopenTimer);
+    this.#reopenTimer = undefined;
     const consumer = this.#consumer;
     if (consumer === undefined) return;
     // Whatever finished is committed before the group hands the partitions to someone else.
@@ -313,16 +366,24 @@ export class KafkaSource implements DeliverySource<KafkaDelivery> {
     this.#timers.add(timer);
   }
 
-  /** The client ended the stream (a fetch failed): open a new one; claim's failure backs off. */
+  /**
+   * The client ended the stream (a fetch failed): open a new one; claim's failure backs off. A
+   * claim and a background reopen share one attempt, counted once.
+   */
   #reopen(): Promise<void> {
-    this.#reopening ??= this.#openStream().finally(() => (this.#reopening = undefined));
-    return this.#reopening.catch((error: unknown) => {
-      throw new KeelError(
-        'KEEL_BROKER_UNAVAILABLE',
-        `Kafka consumer for ${this.destination} lost its stream (${describeError(this.#streamError)}) and could not reopen it: ${describeError(error)}`,
-        { cause: error },
-      );
-    });
+    this.#reopening ??= this.#openStream()
+      .catch((error: unknown) => {
+        const failure = new KeelError(
+          'KEEL_BROKER_UNAVAILABLE',
+          `Kafka consumer for ${this.destination} lost its stream (${describeError(this.#streamError)}) and could not reopen it: ${describeError(error)}`,
+          { cause: error },
+        );
+        const loss = this.#loss;
+        if (loss !== undefined) this.#loss = { ...loss, attempts: loss.attempts + 1, error: failure };
+        throw failure;
+      })
+      .finally(() => (this.#reopening = undefined));
+    return this.#reopening;
   }
 }
 

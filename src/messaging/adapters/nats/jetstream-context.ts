@@ -15,7 +15,9 @@ import {
 import { connect, nanos, type NatsConnection } from '@nats-io/transport-node';
 import { KeelError } from '../../../errors/index.ts';
 import type { TimerHandle } from '../../../time/index.ts';
+import type { ConnectionLoss } from '../../delivery-source.ts';
 import type { Encoded } from './codec.ts';
+import { ConnectionWatch } from './connection-watch.ts';
 import type { Names } from './names.ts';
 import { PubAckInbox, type JetStreamPublish, type PublishOutcome } from './pub-acks.ts';
 import type { Resolved } from './nats-options.ts';
@@ -40,6 +42,8 @@ export class JetStreamContext {
   readonly #given: NatsConnection | undefined;
   #handles: Promise<Handles> | undefined;
   readonly #streams = new Map<string, Promise<string>>();
+  /** The connection's state, from its status events, once it is open. */
+  #watch: ConnectionWatch | undefined;
   #closed = false;
 
   constructor(o: Resolved, names: Names, given: NatsConnection | undefined) {
@@ -50,6 +54,11 @@ export class JetStreamContext {
 
   get closed(): boolean {
     return this.#closed;
+  }
+
+  /** The connection is down and the client reconnecting (see `ConnectionWatch`); undefined while up. */
+  connectionLost(): ConnectionLoss | undefined {
+    return this.#watch?.loss;
   }
 
   /** Every stream this context declared so far. */
@@ -82,12 +91,15 @@ export class JetStreamContext {
           // traces, a quarter of the CPU time at full load; a failure still names its subject.
           noAsyncTraces: true,
         }));
-      return {
+      const handles = {
         nc,
         js: jetstream(nc),
         jsm: await jetstreamManager(nc, { checkAPI: false }),
         pubAcks: new PubAckInbox(nc, this.o.clock),
       };
+      this.#watch = new ConnectionWatch(nc, this.o.clock);
+      if (this.#closed) this.#watch.stop();
+      return handles;
     } catch (error) {
       this.#handles = undefined;
       throw new KeelError('KEEL_BROKER_UNAVAILABLE', `cannot reach NATS at ${String(this.o.servers)}`, {
@@ -242,6 +254,7 @@ export class JetStreamContext {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#watch?.stop();
     const handles = await this.#handles?.catch(() => undefined);
     this.#handles = undefined;
     if (handles === undefined) return;

@@ -3,7 +3,7 @@ import { headers as natsHeaders } from '@nats-io/transport-node';
 import { KeelError } from '../../../errors/index.ts';
 import type { TimerHandle } from '../../../time/index.ts';
 import { deadLetterEnvelope } from '../../dead-letter-envelope.ts';
-import type { Delivery, DeliverySource } from '../../delivery-source.ts';
+import type { ConnectionLoss, Delivery, DeliverySource } from '../../delivery-source.ts';
 import { describeErrorOnOneLine } from '../../describe-error.ts';
 import type { Envelope } from '../../envelope.ts';
 import { decode, encode } from './codec.ts';
@@ -76,6 +76,14 @@ export class NatsSource implements DeliverySource<NatsDelivery> {
   async open(wake: () => void): Promise<void> {
     this.#wake = wake;
     this.#consumer = await this.#s.context.ensureConsumer(this.destination, this.#s.group, this.#s.leaseMs);
+  }
+
+  /**
+   * The broker's connection is down and the client reconnecting: pull requests wait meanwhile
+   * (failing nothing), so claims answer from what was pulled before.
+   */
+  connectionLost(): ConnectionLoss | undefined {
+    return this.#closed ? undefined : this.#s.context.connectionLost();
   }
 
   async claim(max: number): Promise<NatsDelivery[]> {

@@ -1,5 +1,7 @@
 import type { ConsumeMessage } from 'amqplib';
+import { KeelError } from '../../../errors/index.ts';
 import type { Backoff, Clock, TimerHandle } from '../../../time/index.ts';
+import type { ConnectionLoss } from '../../delivery-source.ts';
 import { Confirmer } from './confirm-channel.ts';
 import type { LazyConnection } from './connection.ts';
 import type { Topology } from './topology.ts';
@@ -42,6 +44,8 @@ export class QueueSubscription {
   #reconnects = 0;
   #reconnectTimer: TimerHandle | undefined;
   #connecting: Promise<void> | undefined;
+  /** The channel was lost under the consumer and is not back yet. */
+  #loss: ConnectionLoss | undefined;
 
   constructor(settings: QueueSubscriptionSettings) {
     this.#s = settings;
@@ -51,6 +55,14 @@ export class QueueSubscription {
   /** The channel messages come from now; undefined while reconnecting or after `detach`. */
   get current(): Confirmer | undefined {
     return this.#confirmer;
+  }
+
+  /**
+   * Since when the channel is lost and how the reconnects went, until one succeeds; undefined
+   * while it lives (or after `close`). Meanwhile the source's claims answer from memory.
+   */
+  get loss(): ConnectionLoss | undefined {
+    return this.#loss;
   }
 
   /** Opens the channel and declares the queues; consumes at once when the prefetch is known. */
@@ -93,6 +105,7 @@ export class QueueSubscription {
    */
   async close(): Promise<Confirmer | undefined> {
     this.#closed = true;
+    this.#loss = undefined;
     if (this.#reconnectTimer !== undefined) this.#s.clock.clearTimeout(this.#reconnectTimer);
     this.#reconnectTimer = undefined;
     await this.#connecting?.catch(() => undefined);
@@ -108,7 +121,10 @@ export class QueueSubscription {
     const connection = await this.#s.connection.get();
     const channel = await connection.createConfirmChannel();
     const confirmer = new Confirmer(channel, this.#s.clock, this.#s.confirmTimeoutMs);
-    channel.on('close', () => this.#onChannelClosed(confirmer));
+    // A server-side channel close says why in an 'error' first; a lost connection says nothing.
+    let cause: unknown;
+    channel.on('error', (error: unknown) => (cause = error));
+    channel.on('close', () => this.#onChannelClosed(confirmer, cause));
     try {
       // Always declared on (re)connect: the queue may have been deleted while keel was away.
       for (const queue of this.#s.queues) await this.#s.topology.queue(channel, queue, { force: true });
@@ -148,10 +164,19 @@ export class QueueSubscription {
     this.#tags = tags;
   }
 
-  #onChannelClosed(confirmer: Confirmer): void {
+  #onChannelClosed(confirmer: Confirmer, cause: unknown): void {
     if (this.#closed || confirmer !== this.#confirmer) return;
     this.#confirmer = undefined;
     this.#tags = undefined;
+    this.#loss = {
+      since: this.#s.clock.now(),
+      attempts: 0,
+      error: new KeelError(
+        'KEEL_BROKER_UNAVAILABLE',
+        `the channel consuming ${this.#s.queues.join(', ')} closed; reconnecting`,
+        { cause },
+      ),
+    };
     this.#s.onLost();
     this.#scheduleReconnect();
   }
@@ -167,9 +192,13 @@ export class QueueSubscription {
       this.#connecting = this.#connect()
         .then(() => {
           this.#reconnects = 0;
+          this.#loss = undefined;
           this.#s.onBack();
         })
         .catch((error: unknown) => {
+          const loss = this.#loss;
+          if (loss !== undefined && !this.#closed)
+            this.#loss = { ...loss, attempts: loss.attempts + 1, error };
           this.#s.onError(error);
           this.#scheduleReconnect();
         })

@@ -2,7 +2,7 @@ import type { ConsumeMessage } from 'amqplib';
 import { KeelError } from '../../../errors/index.ts';
 import type { Backoff, Clock, TimerHandle } from '../../../time/index.ts';
 import { deadLetterEnvelope } from '../../dead-letter-envelope.ts';
-import type { Delivery, DeliverySource } from '../../delivery-source.ts';
+import type { ConnectionLoss, Delivery, DeliverySource } from '../../delivery-source.ts';
 import type { Envelope } from '../../envelope.ts';
 import { decode, deliveryCount, encode } from './codec.ts';
 import type { Confirmer } from './confirm-channel.ts';
@@ -119,6 +119,14 @@ export class RabbitMqSource implements DeliverySource<RabbitMqDelivery> {
   async open(wake: () => void): Promise<void> {
     this.#wake = wake;
     await this.#subscription.open();
+  }
+
+  /**
+   * The channel is lost (a broker restart, a cut connection, the queue deleted) and not yet back:
+   * claims meanwhile answer with nothing, and the reconnects' failures go only to `onError`.
+   */
+  connectionLost(): ConnectionLoss | undefined {
+    return this.#subscription.loss;
   }
 
   async claim(max: number): Promise<RabbitMqDelivery[]> {

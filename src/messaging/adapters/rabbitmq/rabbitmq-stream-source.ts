@@ -2,7 +2,7 @@ import type { ConsumeMessage } from 'amqplib';
 import { KeelError } from '../../../errors/index.ts';
 import type { Backoff, Clock, TimerHandle } from '../../../time/index.ts';
 import { deadLetterEnvelope } from '../../dead-letter-envelope.ts';
-import type { Delivery, DeliverySource } from '../../delivery-source.ts';
+import type { ConnectionLoss, Delivery, DeliverySource } from '../../delivery-source.ts';
 import { decode, encode } from './codec.ts';
 import { Confirmer } from './confirm-channel.ts';
 import type { LazyConnection } from './connection.ts';
@@ -79,6 +79,8 @@ export class RabbitMqStreamSource implements DeliverySource<RabbitMqStreamDelive
   #retryTimer: TimerHandle | undefined;
   #connecting: Promise<void> | undefined;
   readonly #timers = new Set<TimerHandle>();
+  /** Reading (or standing by) ended without a goodbye, and no attempt since has reached the server. */
+  #loss: ConnectionLoss | undefined;
 
   constructor(destination: string, settings: RabbitMqStreamSourceSettings) {
     this.destination = destination;
@@ -96,6 +98,15 @@ export class RabbitMqStreamSource implements DeliverySource<RabbitMqStreamDelive
     // Unreachable server: fail at boot. A group held by another instance: wait as a standby.
     this.#connecting = this.#connect().finally(() => (this.#connecting = undefined));
     await this.#connecting;
+  }
+
+  /**
+   * The group's channels are lost (or a standby's retries fail) and no attempt since has reached
+   * the server: claims meanwhile answer with nothing. A standby that reaches the server and finds
+   * the group held is not lost: it waits by design.
+   */
+  connectionLost(): ConnectionLoss | undefined {
+    return this.#loss;
   }
 
   async claim(max: number): Promise<RabbitMqStreamDelivery[]> {
@@ -163,6 +174,7 @@ export class RabbitMqStreamSource implements DeliverySource<RabbitMqStreamDelive
 
   async close(): Promise<void> {
     this.#closed = true;
+    this.#loss = undefined;
     if (this.#retryTimer !== undefined) this.#s.clock.clearTimeout(this.#retryTimer);
     this.#retryTimer = undefined;
     for (const timer of this.#timers) this.#s.clock.clearTimeout(timer);
@@ -260,6 +272,7 @@ export class RabbitMqStreamSource implements DeliverySource<RabbitMqStreamDelive
       );
     } catch {
       // Another instance holds the group: stand by. (The refusal closed this channel.)
+      this.#loss = undefined;
       await group.close();
       this.#scheduleConnect(this.#s.standbyRetryMs);
       return;
@@ -299,6 +312,7 @@ export class RabbitMqStreamSource implements DeliverySource<RabbitMqStreamDelive
     // A replay starts once; after a reconnect the group goes on from what it committed.
     this.#replay = undefined;
     this.#reconnects = 0;
+    this.#loss = undefined;
     this.#wake();
   }
 
@@ -369,6 +383,14 @@ export class RabbitMqStreamSource implements DeliverySource<RabbitMqStreamDelive
     this.#progress.clear();
     void confirmer.close();
     void group?.close();
+    this.#loss = {
+      since: this.#s.clock.now(),
+      attempts: 0,
+      error: new KeelError(
+        'KEEL_BROKER_UNAVAILABLE',
+        `the channels reading ${this.destination} for group ${this.#s.group} closed; reconnecting`,
+      ),
+    };
     this.#reconnects++;
     this.#scheduleConnect(this.#s.reconnectBackoff.delay(this.#reconnects, 0));
   }
@@ -380,6 +402,14 @@ export class RabbitMqStreamSource implements DeliverySource<RabbitMqStreamDelive
       if (this.#closed) return;
       this.#connecting = this.#connect()
         .catch((error: unknown) => {
+          if (!this.#closed) {
+            const loss = this.#loss;
+            this.#loss = {
+              since: loss?.since ?? this.#s.clock.now(),
+              attempts: (loss?.attempts ?? 0) + 1,
+              error,
+            };
+          }
           this.#s.onError(error);
           this.#reconnects++;
           this.#scheduleConnect(this.#s.reconnectBackoff.delay(this.#reconnects, 0));
