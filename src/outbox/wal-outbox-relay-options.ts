@@ -29,6 +29,14 @@ export interface WalOutboxRelayOptions extends WalOutboxSlotOptions, RelayPolicy
    * first try. 0: no wait. Default 5 000 ms.
    */
   slotReleaseMs?: number;
+  /**
+   * How long a stream may hear nothing from the server while the relay reads it before the relay
+   * takes it for dead, ends it and streams again, as PostgreSQL's standbys do after
+   * `wal_receiver_timeout`: a network that drops packets without a reset, or a server process
+   * that stopped, leaves the socket open for as long as TCP keeps trying (about fifteen minutes).
+   * The relay asks the server for an answer at least every third of it. Default 30 000 ms.
+   */
+  receiveTimeoutMs?: number;
 }
 
 /** `WalOutboxRelayOptions` with every default applied (see there for what each means). */
@@ -41,6 +49,7 @@ export interface ResolvedWalOutboxRelayOptions extends RelayPolicy {
   readonly maxBuffered: number;
   readonly reconnectMs: number;
   readonly slotReleaseMs: number;
+  readonly receiveTimeoutMs: number;
 }
 
 /**
@@ -70,6 +79,7 @@ export function resolveWalOutboxRelayOptions(
   if (!Number.isInteger(slotReleaseMs) || slotReleaseMs < 0) {
     throw new InvalidArgumentError('slotReleaseMs', 'an integer >= 0', slotReleaseMs);
   }
+  const receiveTimeoutMs = positiveInteger('receiveTimeoutMs', options.receiveTimeoutMs ?? 30_000);
   const { maxAttempts, retryDelay, breaker } = relayPolicy(options, clock);
   return {
     connectionString: options.connectionString,
@@ -80,6 +90,7 @@ export function resolveWalOutboxRelayOptions(
     maxBuffered,
     reconnectMs,
     slotReleaseMs,
+    receiveTimeoutMs,
     maxAttempts,
     retryDelay,
     breaker,

@@ -9,8 +9,8 @@ const confirmEveryMs = 50;
 
 export class SlotPositions {
   readonly #clock: Clock;
-  /** Sends a position to the server (on the stream of the moment). */
-  readonly #acknowledge: (lsn: string) => void;
+  /** Sends a position to the server (on the stream of the moment); `ping`: asks for its answer at once. */
+  readonly #acknowledge: (lsn: string, ping: boolean) => void;
   /** Everything up to here was published (or held nothing of ours). */
   #published = 0n;
   /** Everything up to here was taken for publishing: sent again after a reconnect, it is skipped. */
@@ -20,7 +20,7 @@ export class SlotPositions {
   #confirmedAt = 0;
   #confirmTimer: TimerHandle | undefined;
 
-  constructor(clock: Clock, acknowledge: (lsn: string) => void) {
+  constructor(clock: Clock, acknowledge: (lsn: string, ping: boolean) => void) {
     this.#clock = clock;
     this.#acknowledge = acknowledge;
   }
@@ -61,18 +61,23 @@ export class SlotPositions {
     this.confirm(false);
   }
 
-  /** Sends the published position to the server; `always`: also when it did not move (a reply). */
-  confirm(always: boolean): void {
-    if (!always && this.#published <= this.#confirmed) return;
+  /**
+   * Sends the published position to the server; `always`: also when it did not move (a reply).
+   * `ping`: the server is asked to answer at once (a keepalive), which tells the relay the stream
+   * still lives. Returns whether anything was sent.
+   */
+  confirm(always: boolean, ping = false): boolean {
+    if (!always && this.#published <= this.#confirmed) return false;
     const position = this.#published > this.#confirmed ? this.#published : this.#confirmed;
-    if (position === 0n) return;
+    if (position === 0n) return false;
     this.#confirmed = position;
     this.#confirmedAt = this.#clock.now();
     // pg-logical-replication sends the position it is given plus one. The server skips every
     // transaction whose commit record starts before the confirmed position, and the next commit
     // record may start exactly where this one ended: confirming end + 1 lost it (found by the
     // chaos test). So the relay hands over one less, and the server gets the position itself.
-    this.#acknowledge(formatLsn(position - 1n));
+    this.#acknowledge(formatLsn(position - 1n), ping);
+    return true;
   }
 
   /**

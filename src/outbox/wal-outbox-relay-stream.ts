@@ -5,19 +5,22 @@
 // (wal-outbox-relay-positions.ts).
 import { LogicalReplicationService, PgoutputPlugin, type Pgoutput } from 'pg-logical-replication';
 import type { Db } from '../db/db.ts';
+import { KeelError } from '../errors/index.ts';
 import type { Clock, TimerHandle } from '../time/index.ts';
 import { parseLsn } from './lsn.ts';
 import type { RelayHealth } from './relay-health.ts';
 import { RelayWaits } from './relay-waits.ts';
 import type { WalOutboxRelayEmitter } from './wal-outbox-relay-events.ts';
 import { StreamIntake, type IntakeSource } from './wal-outbox-relay-intake.ts';
+import { StreamLiveness } from './wal-outbox-relay-liveness.ts';
 import type { ResolvedWalOutboxRelayOptions } from './wal-outbox-relay-options.ts';
 import type { SlotPositions } from './wal-outbox-relay-positions.ts';
 
 /**
- * How often the relay reports its position while streaming, whatever else happens: also while it
- * has stopped reading the socket (a full queue), when it sees no keepalive to answer, so the
- * server's wal_sender_timeout (60 s by default) never ends a stream that is only waiting.
+ * How often, at most, the relay reports its position while streaming, whatever else happens: also
+ * while it has stopped reading the socket (a full queue), when it sees no keepalive to answer, so
+ * the server's wal_sender_timeout (60 s by default) never ends a stream that is only waiting. Each
+ * report asks the server to answer (StreamLiveness); a third of `receiveTimeoutMs` when shorter.
  */
 const statusIntervalMs = 10_000;
 
@@ -30,7 +33,13 @@ const endStreamTimeoutMs = 5_000;
 
 export interface ReplicationStreamOptions extends Pick<
   ResolvedWalOutboxRelayOptions,
-  'connectionString' | 'slotName' | 'publicationName' | 'prefix' | 'maxBuffered' | 'reconnectMs'
+  | 'connectionString'
+  | 'slotName'
+  | 'publicationName'
+  | 'prefix'
+  | 'maxBuffered'
+  | 'reconnectMs'
+  | 'receiveTimeoutMs'
 > {
   /** Reads the slot's confirmed position before each stream. */
   db: Db;
@@ -61,6 +70,13 @@ export class ReplicationStream implements IntakeSource {
   readonly #health: RelayHealth<'replication' | 'database'>;
   /** The wait before streaming again; stopping ends it early. */
   readonly #reconnectWait: RelayWaits;
+  /** Whether the server still answers the stream of the moment. */
+  readonly #liveness: StreamLiveness;
+  readonly #receiveTimeoutMs: number;
+  /** How often the relay reports its position (and asks for an answer) while streaming. */
+  readonly #replyEveryMs: number;
+  /** The stream of the moment was ended for its silence: what it failed with. */
+  #silence: KeelError | undefined;
   #service: LogicalReplicationService | undefined;
   /** The current stream is streaming (between the server's start and the end of the command). */
   #copying = false;
@@ -80,6 +96,9 @@ export class ReplicationStream implements IntakeSource {
     this.#events = options.events;
     this.#health = options.health;
     this.#reconnectWait = new RelayWaits(options.clock);
+    this.#receiveTimeoutMs = options.receiveTimeoutMs;
+    this.#liveness = new StreamLiveness(options.clock, options.receiveTimeoutMs);
+    this.#replyEveryMs = Math.max(1, Math.min(statusIntervalMs, Math.floor(options.receiveTimeoutMs / 3)));
     this.intake = new StreamIntake({ ...options, source: this });
   }
 
@@ -118,16 +137,18 @@ export class ReplicationStream implements IntakeSource {
     return this.#walsender;
   }
 
-  /** Sends a position to the server on the stream of the moment. */
-  acknowledge(lsn: string): void {
-    this.#service?.acknowledge(lsn).catch(() => undefined);
+  /** Sends a position to the server on the stream of the moment; `ping`: asks it to answer at once. */
+  acknowledge(lsn: string, ping = false): void {
+    this.#service?.acknowledge(lsn, ping).catch(() => undefined);
   }
 
   pauseReading(): void {
+    this.#liveness.paused();
     this.#connection()?.stream.pause();
   }
 
   resumeReading(): void {
+    this.#liveness.resumed();
     this.#connection()?.stream.resume();
   }
 
@@ -143,17 +164,21 @@ export class ReplicationStream implements IntakeSource {
         { acknowledge: { auto: false, timeoutSeconds: 0 }, flowControl: { enabled: false } },
       );
       this.#service = stream;
+      this.#liveness.started();
       stream.on('data', (_lsn: string, log: Pgoutput.Message) => {
+        this.#liveness.heard();
         this.#health.succeeded('replication');
         this.intake.onData(log);
       });
       stream.on('heartbeat', (lsn: string, _time: number, replyRequested: boolean) => {
+        this.#liveness.heard();
         this.#health.succeeded('replication');
         this.intake.onKeepalive(lsn, replyRequested);
       });
       // Every failure also ends subscribe(), which reports it below.
       stream.on('error', () => undefined);
       stream.on('start', () => {
+        this.#liveness.heard();
         this.#health.succeeded('replication');
         this.#copying = true;
         this.#standby = false;
@@ -166,9 +191,11 @@ export class ReplicationStream implements IntakeSource {
       let keepReplying: TimerHandle | undefined;
       const replyEvery = (): void => {
         keepReplying = this.#clock.setTimeout(() => {
-          this.#positions.confirm(true);
+          if (this.#copying && this.#endIfSilent(stream)) return;
+          // Nothing to report yet (no position at all): nothing asked, so no answer to wait for.
+          if (!this.#positions.confirm(true, true)) this.#liveness.heard();
           replyEvery();
-        }, statusIntervalMs);
+        }, this.#replyEveryMs);
       };
       /** The slot's position was read: a failure from here on is the stream's. */
       let caughtUp = false;
@@ -189,8 +216,11 @@ export class ReplicationStream implements IntakeSource {
           );
         }
       } catch (error) {
-        if (!this.#waits.stopping) this.#reportError(error, caughtUp);
+        if (!this.#waits.stopping && this.#silence === undefined) this.#reportError(error, caughtUp);
       }
+      // Ended for its silence: the stream's end says nothing more (the relay closed it).
+      if (this.#silence !== undefined && !this.#waits.stopping) this.#reportError(this.#silence, true);
+      this.#silence = undefined;
       this.#copying = false;
       if (keepReplying !== undefined) this.#clock.clearTimeout(keepReplying);
       await stream.stop().catch(() => undefined);
@@ -213,6 +243,25 @@ export class ReplicationStream implements IntakeSource {
     const confirmed = rows[0]?.confirmed;
     if (confirmed == null) return;
     this.#positions.catchUp(parseLsn(confirmed));
+  }
+
+  /**
+   * Ends `stream` when the server has not been heard for `receiveTimeoutMs` while the relay read
+   * it (StreamLiveness): closing the socket, since a server that does not answer would not read a
+   * goodbye either. The stream then starts again after `reconnectMs`; it is reported as failing.
+   */
+  #endIfSilent(stream: LogicalReplicationService): boolean {
+    const silentMs = this.#liveness.silentFor();
+    if (silentMs === undefined) return false;
+    this.#silence = new KeelError(
+      'KEEL_TIMEOUT',
+      `the replication stream of slot ${this.#slotName} heard nothing from the server for ${silentMs} ms ` +
+        `(receiveTimeoutMs ${this.#receiveTimeoutMs}): ended, to stream again`,
+      { details: { slotName: this.#slotName, silentMs } },
+    );
+    // With the START_REPLICATION command running, the client's end destroys the socket.
+    void stream.stop().catch(() => undefined);
+    return true;
   }
 
   /** `fromStream`: the stream failed, not the read of the slot's position before it (recorded there). */

@@ -98,7 +98,7 @@ export class WalOutboxRelay extends ServiceBase<WalOutboxRelayEvents> implements
     this.breaker = resolved.breaker;
     const waits = new RelayWaits(clock);
     this.#waits = waits;
-    this.#positions = new SlotPositions(clock, (lsn) => this.#stream.acknowledge(lsn));
+    this.#positions = new SlotPositions(clock, (lsn, ping) => this.#stream.acknowledge(lsn, ping));
     this.#stream = new ReplicationStream({
       ...resolved,
       db,
@@ -137,9 +137,10 @@ export class WalOutboxRelay extends ServiceBase<WalOutboxRelayEvents> implements
    * call that succeeds.
    *
    * A standby relay (another relay streams from the slot) is 'ok': the server answers each of its
-   * tries, every `reconnectMs`, and that answer is its contact. No dependency is silent-checked
-   * (nothing is called on a schedule while streaming), so a call that hangs shows only in
-   * `buffered` and the slot's lag (`walOutboxStatus`).
+   * tries, every `reconnectMs`, and that answer is its contact. A stream that heard nothing from
+   * the server for `receiveTimeoutMs` while the relay read it (each status report asks for an
+   * answer) is ended and reported as failing `replication`, then streamed again. A publish that
+   * hangs shows in `buffered` and the slot's lag (`walOutboxStatus`).
    */
   health(): ServiceHealth {
     return this.#health.health(this.state);

@@ -17,6 +17,7 @@ export const pinnedDatabaseTests = [
   'test/integration/wal-outbox-drain.test.ts',
   'test/integration/wal-outbox-metrics.test.ts',
   'test/integration/wal-outbox-relay-health.test.ts',
+  'test/integration/wal-outbox-relay-liveness.test.ts',
   'test/integration/wal-outbox-relay-stop.test.ts',
   'test/integration/wal-outbox-relay.test.ts',
   // A server of the test's own: its roles, its binaries, its replica.
