@@ -14,6 +14,8 @@ export { kafkaProjectionMigrations } from './kafka-projection-schema.ts';
 export {
   KafkaOffsetPastEndError,
   KafkaPartitionTrimmedError,
+  KafkaStaleOutOfRangeError,
+  type OutOfRangeAnswer,
   type SkippedRecords,
 } from './offset-out-of-range.ts';
 export type { KafkaEntry, PartitionRange } from './topic-fetcher.ts';

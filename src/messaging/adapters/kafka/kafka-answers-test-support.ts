@@ -30,6 +30,15 @@ export function answered(api: number, ...answers: string[]): ResponseError {
   return new ResponseError(api, api === fetchApi ? 17 : 9, errors, {});
 }
 
+/**
+ * What the client throws when it cannot read an answer: the "Out of bounds." of its buffer
+ * (@platformatic/dynamic-buffer's OutOfBoundsError, not a dependency of keel's), passed on as it
+ * is by the response's parser.
+ */
+export function outOfBounds(): Error {
+  return Object.assign(new Error('Out of bounds.'), { code: 'OUT_OF_BOUNDS' });
+}
+
 /** As TopicFetcher reports a failed call. */
 export function wrapped(cause: unknown): KeelError {
   return new KeelError('KEEL_BROKER_UNAVAILABLE', 'could not fetch Kafka topic orders', {

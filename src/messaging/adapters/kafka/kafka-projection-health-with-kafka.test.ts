@@ -1,7 +1,8 @@
 // KafkaProjectionRunner.health() against the real Kafka and the suite's database (PGlite, or
 // PostgreSQL with KEEL_DB=pg), the runner on a manual clock: the database lost and back, a
 // projection that throws, and a leader that seems to move (the client's metadata altered as it
-// arrives, so that the broker itself answers UNKNOWN_LEADER_EPOCH). Without Kafka:
+// arrives, so that the broker itself answers UNKNOWN_LEADER_EPOCH; or its fetches' offsets, so
+// that it answers OFFSET_OUT_OF_RANGE for offsets ListOffsets shows valid). Without Kafka:
 // kafka-projection-health.test.ts.
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it, vi } from 'vitest';
@@ -11,7 +12,7 @@ import { flakyDb } from '../../../testing/index.ts';
 import { ManualClock } from '../../../time/index.ts';
 import type { KafkaEntry, KafkaProjection, KafkaProjectionRunner } from './index.ts';
 import { kafkaTestSuite } from './kafka-test-suite.ts';
-import { projectionTestKit, staleMetadata } from './projection-test-support.ts';
+import { outOfRangeFetches, projectionTestKit, staleMetadata } from './projection-test-support.ts';
 
 vi.setConfig({ testTimeout: 60_000 });
 
@@ -125,44 +126,51 @@ describe('KafkaProjectionRunner.health() on a real Kafka', () => {
     expect(run.health()).toEqual({ status: 'ok', lastContactAt: clock.now() });
   });
 
-  it('a leader that seems to move: ok while the loop retries quietly, failing on the broker from the first failure it reports, ok once a look goes through', async () => {
-    const { db, topic } = await kit.setup(2, modelTable);
-    await produce(topic, 0, 3);
-    const clientId = newClientId();
-    const metadata = staleMetadata(kafka, clientId, topic, 'leader-epoch');
-    const clock = new ManualClock();
-    const run = runner(db, topic, modelProjection, {
-      clock,
-      clientId,
-      retryDelayMs: 1000,
-      staleLeaderLimitMs: 3000,
-    });
-    const errors: unknown[] = [];
-    run.events.on('error', ({ error }) => void errors.push(error));
-    let applied = 0;
-    run.events.on('applied', ({ count }) => void (applied += count));
-    await run.start();
-    // Failed at 0, 1 000 and 2 000 ms, quietly: the stored offsets' reads answered, so ok.
-    for (let look = 0; look < 3; look++) {
+  it.each(['leader-epoch', 'out-of-range'] as const)(
+    'a leader that seems to move (%s): ok while the loop retries quietly, failing on the broker from the first failure it reports, ok once a look goes through',
+    async (how) => {
+      const { db, topic } = await kit.setup(2, modelTable);
+      await produce(topic, 0, 3);
+      const clientId = newClientId();
+      // 'out-of-range': Fetch refused OFFSET_OUT_OF_RANGE for offsets that ListOffsets shows valid.
+      const stale =
+        how === 'leader-epoch'
+          ? staleMetadata(kafka, clientId, topic, how)
+          : outOfRangeFetches(kafka, clientId);
+      const clock = new ManualClock();
+      const run = runner(db, topic, modelProjection, {
+        clock,
+        clientId,
+        retryDelayMs: 1000,
+        staleLeaderLimitMs: 3000,
+      });
+      const errors: unknown[] = [];
+      run.events.on('error', ({ error }) => void errors.push(error));
+      let applied = 0;
+      run.events.on('applied', ({ count }) => void (applied += count));
+      await run.start();
+      // Failed at 0, 1 000 and 2 000 ms, quietly: the stored offsets' reads answered, so ok.
+      for (let look = 0; look < 3; look++) {
+        await paused(clock);
+        expect(errors).toEqual([]);
+        expect(run.health()).toMatchObject({ status: 'ok' });
+        await clock.advance(1000);
+      }
       await paused(clock);
-      expect(errors).toEqual([]);
-      expect(run.health()).toMatchObject({ status: 'ok' });
-      await clock.advance(1000);
-    }
-    await paused(clock);
-    expect(errors).toHaveLength(1);
-    const failing = run.health();
-    expect(failing).toMatchObject({
-      status: 'failing',
-      dependency: 'broker',
-      during: 'fetch',
-      since: clock.now(),
-      failures: 1,
-      lastError: errors[0],
-    });
+      expect(errors).toHaveLength(1);
+      const failing = run.health();
+      expect(failing).toMatchObject({
+        status: 'failing',
+        dependency: 'broker',
+        during: 'fetch',
+        since: clock.now(),
+        failures: 1,
+        lastError: errors[0],
+      });
 
-    metadata.heal();
-    await until(clock, () => applied === 3 && run.health().status === 'ok');
-    expect(metadata.answers()).toBeGreaterThanOrEqual(4);
-  });
+      stale.heal();
+      await until(clock, () => applied === 3 && run.health().status === 'ok');
+      expect(stale.answers()).toBeGreaterThanOrEqual(4);
+    },
+  );
 });

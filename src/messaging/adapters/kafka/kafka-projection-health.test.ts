@@ -10,7 +10,7 @@ import { ManualClock } from '../../../time/index.ts';
 import { answered, fetchApi, wrapped } from './kafka-answers-test-support.ts';
 import { KafkaProjectionRunner, type KafkaProjection } from './kafka-projection.ts';
 import { LoopHealth, type ProjectionDependency } from './kafka-projection-health.ts';
-import { KafkaPartitionTrimmedError } from './offset-out-of-range.ts';
+import { KafkaPartitionTrimmedError, KafkaStaleOutOfRangeError } from './offset-out-of-range.ts';
 
 const networkDown = (): KeelError =>
   new KeelError('KEEL_BROKER_UNAVAILABLE', 'could not fetch: ECONNREFUSED');
@@ -161,6 +161,39 @@ describe('LoopHealth: a projection runner’s looks, by dependency', () => {
     });
     // Quiet again (a new run of them after other failures): the failure stands until a look goes through.
     await played(health, { fetch: stale() }, { quiet: true });
+    expect(health.health('running')).toMatchObject({ status: 'failing', failures: 1 });
+  });
+
+  it('a fetch refused as out of range for offsets the ranges show valid is the broker’s, though each call answered: quiet, it neither fails nor clears; reported, it fails', async () => {
+    const clock = new ManualClock();
+    const { health } = loop(clock);
+    const stale = (): KafkaStaleOutOfRangeError =>
+      new KafkaStaleOutOfRangeError(
+        'orders',
+        new Map([[0, 3n]]),
+        'OFFSET_OUT_OF_RANGE',
+        answered(fetchApi, 'OFFSET_OUT_OF_RANGE'),
+      );
+    await played(health);
+    const okAt = clock.now();
+    await clock.advance(1000);
+    await played(health, { afterFetch: stale() }, { quiet: true });
+    // Kafka's metadata and ranges answered that look, yet it does not count as one through.
+    expect(health.health('running')).toEqual({ status: 'ok', lastContactAt: clock.now() });
+    await clock.advance(1000);
+    const reported = stale();
+    await played(health, { afterFetch: reported }, { quiet: false });
+    expect(health.health('running')).toMatchObject({
+      status: 'failing',
+      dependency: 'broker',
+      during: 'fetch',
+      since: clock.now(),
+      failures: 1,
+      lastError: reported,
+      // Kafka's last answer in a look that went through: not the metadata and ranges of these.
+      lastContactAt: okAt,
+    });
+    await played(health, { afterFetch: stale() }, { quiet: true });
     expect(health.health('running')).toMatchObject({ status: 'failing', failures: 1 });
   });
 

@@ -5,6 +5,7 @@
 import { HealthRecord, type ServiceHealth, type ServiceState } from '../../../service/index.ts';
 import type { Clock } from '../../../time/index.ts';
 import type { TopicReads } from './kafka-projection-fetch.ts';
+import { staleLeaderAnswers } from './stale-leader.ts';
 
 /** What a projection runner depends on: Kafka, and the database that holds its model and offsets. */
 export type ProjectionDependency = 'broker' | 'database';
@@ -45,8 +46,9 @@ export function brokerCalls(fetcher: TopicReads, calls: LookCalls): TopicReads {
  * A look that failed in the projection's own code (`apply` threw), or on what Kafka said of the
  * data (records trimmed, a topic recreated: `KafkaPartitionTrimmedError` and the like are thrown
  * after Kafka answered), failed no dependency. Neither does a look whose stale-leader failure
- * the loop retries quietly (`quiet`: until `staleLeaderLimitMs`, with no `error` event): from
- * the first it reports, it does.
+ * the loop retries quietly (`quiet`: until `staleLeaderLimitMs`, with no `error` event), though
+ * it clears no failure either: from the first it reports, it fails Kafka, an out-of-range answer
+ * for offsets that were valid (`KafkaStaleOutOfRangeError`) too.
  *
  * A call in flight for longer than `silentMs` is failing, with `failures` 0 (it hangs). The
  * silence is of calls, not of the loop: a topic that does not exist yet calls on no database,
@@ -104,10 +106,14 @@ export class LoopHealth implements LookCalls {
   /**
    * The look failed with `error`, `during` what: the dependency whose call it was waiting on
    * failed (unless `quiet`: a stale-leader failure the loop retries without reporting it), and
-   * each other it called answered.
+   * each other it called answered. A stale-leader failure is Kafka's even when no call was
+   * waiting: a fetch refused as out of range is found stale only once the ranges asked after it
+   * answered (`KafkaStaleOutOfRangeError`), and Kafka's answers that look must not clear a
+   * failure as if it went through.
    */
   lookFailed(error: unknown, during: string, quiet: boolean): void {
-    const failed = this.#waiting?.dependency;
+    const failed =
+      this.#waiting?.dependency ?? (staleLeaderAnswers(error) === undefined ? undefined : 'broker');
     this.#waiting = undefined;
     if (failed !== undefined) this.#answered.delete(failed);
     this.lookedThrough();

@@ -5,8 +5,14 @@ import { brokerCalls } from './kafka-projection-health.ts';
 import { checkRecreation } from './kafka-projection-recreation.ts';
 import { offsetsOf, readStored } from './projection-offsets.ts';
 
-/** What one look at the topic came to. */
-export type Look = { kind: 'no-topic' } | { kind: 'looked'; applied: number; stale: boolean };
+/**
+ * What one look at the topic came to. `'stopped'`: `stop()` came before it applied all it
+ * fetched (or stored the offsets it moved past without a record); `applied` in batches before it.
+ */
+export type Look =
+  | { kind: 'no-topic' }
+  | { kind: 'looked'; applied: number; stale: boolean }
+  | { kind: 'stopped'; applied: number };
 
 /** What a look needs of its runner, the same for each of its looks. */
 export interface LookContext extends BatchContext {
@@ -15,7 +21,10 @@ export interface LookContext extends BatchContext {
   readonly onRecreated: 'throw' | 'restart';
   /** Where partitions with no stored offset start, kept across the runner's looks. */
   readonly earliest: FirstRetainedOffsets;
-  /** Whether `stop()` was called: no batch begins after it. */
+  /**
+   * Whether `stop()` was called: no batch begins after it; the one under way commits, or past
+   * the drain deadline rolls back.
+   */
   stopping(): boolean;
   /** What the look is doing now, for the runner's `error` events. */
   phase(during: 'fetch' | 'apply'): void;
@@ -58,7 +67,8 @@ export async function look(context: LookContext, topicFetcher: TopicReads, maxWa
   context.phase('apply');
   const entries = fetched.flatMap((part) => part.entries);
   let applied = 0;
-  for (let at = 0; at < entries.length && !context.stopping(); at += context.batchSize) {
+  for (let at = 0; at < entries.length; at += context.batchSize) {
+    if (context.stopping()) return { kind: 'stopped', applied };
     const batch = entries.slice(at, at + context.batchSize);
     if (!(await applyBatch(context, batch, nextOffsets(batch, fetched), batches)))
       return { kind: 'looked', applied, stale: true };
@@ -75,7 +85,8 @@ export async function look(context: LookContext, topicFetcher: TopicReads, maxWa
     if (!fetched.some((part) => part.partition === partition)) passed.set(partition, to);
   }
   const moves = passed.size > 0 || batches.restart !== undefined || batches.adopt;
-  if (moves && !context.stopping() && !(await applyBatch(context, [], passed, batches)))
+  if (moves && context.stopping()) return { kind: 'stopped', applied };
+  if (moves && !(await applyBatch(context, [], passed, batches)))
     return { kind: 'looked', applied, stale: true };
   return { kind: 'looked', applied, stale: false };
 }

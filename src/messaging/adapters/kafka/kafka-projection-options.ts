@@ -27,7 +27,8 @@ export interface KafkaProjectionRunnerOptions {
   retryDelayMs?: number;
   /**
    * How long failures on Kafka's answers that a partition's leader moved or is being elected
-   * (NOT_LEADER_OR_FOLLOWER and the like: `staleLeaderAnswers`) may go on before they count:
+   * (NOT_LEADER_OR_FOLLOWER and the like, and a fetch refused as out of range for offsets the
+   * partitions' ranges show valid: `staleLeaderAnswers`) may go on before they count:
    * until then each is retried after `retryDelayMs` on metadata asked of Kafka afresh, quietly.
    * The running loop then reports each as an `error` event until a look goes through; a one-shot
    * call (`catchUp()`, `partitions()`, `progress()`, `lag()`), which counts its own failures from

@@ -8,7 +8,13 @@ import type { Db, Tx } from '../../../db/index.ts';
 import { ManualClock } from '../../../time/index.ts';
 import type { KafkaEntry, KafkaProjection } from './index.ts';
 import { kafkaTestSuite } from './kafka-test-suite.ts';
-import { projectionTestKit, staleMetadata, states, stored } from './projection-test-support.ts';
+import {
+  outOfRangeFetches,
+  projectionTestKit,
+  staleMetadata,
+  states,
+  stored,
+} from './projection-test-support.ts';
 import { staleLeaderAnswers } from './stale-leader.ts';
 
 vi.setConfig({ testTimeout: 60_000 });
@@ -112,6 +118,33 @@ describe('KafkaProjectionRunner one-shot calls while a leader moves', () => {
       expect(clock.pendingTimers).toBe(0);
     },
   );
+
+  it('catchUp() refused OFFSET_OUT_OF_RANGE for offsets ListOffsets shows valid (a broker behind a switch-over): looked at again quietly, applies every record once answered', async () => {
+    const { db, topic } = await setup();
+    const clientId = newClientId();
+    const behind = outOfRangeFetches(kafka, clientId);
+    const requests = kafka.requestsSent(clientId);
+    const clock = new ManualClock();
+    const run = runner(db, topic, modelProjection, { clock, clientId, retryDelayMs: 1000 });
+    const outcome = watch(run.catchUp());
+    for (let pause = 0; pause < 3; pause++) {
+      await paused(clock);
+      expect(clock.nextTimerIn()).toBe(1000);
+      await clock.advance(1000);
+    }
+    await paused(clock);
+    expect(outcome()).toBeUndefined();
+    // Four looks refused, each fetch followed by the ranges that show it valid.
+    expect(behind.answers()).toBe(4);
+    expect(requests.count('Fetch')).toBe(4);
+
+    behind.heal();
+    await clock.advance(1000);
+    expect(await settled(outcome)).toEqual({ value: 5 });
+    expect(await modelRows(db)).toBe(5);
+    expect(await stored(run)).toEqual(['0@3', '1@2']);
+    expect(clock.pendingTimers).toBe(0);
+  });
 
   it('progress() and lag() at once, each waiting on its own, answer once the leader does', async () => {
     // ListOffsets carries the leader epochs; it names the topic by name, so a topic id does not matter to it.

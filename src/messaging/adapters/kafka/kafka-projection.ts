@@ -6,6 +6,7 @@
 import type { Db, Queryable } from '../../../db/db.ts';
 import { KeelError } from '../../../errors/index.ts';
 import {
+  defaultDrainMs,
   ServiceBase,
   type ReportsHealth,
   type ServiceHealth,
@@ -13,6 +14,7 @@ import {
 } from '../../../service/index.ts';
 import { ConsumerWakeup } from '../../consumer-wakeup.ts';
 import type { Projection } from '../../projection.ts';
+import { catchUpStopped, OneShotCalls } from './kafka-projection-calls.ts';
 import type { KafkaProjectionRunnerEvents } from './kafka-projection-events.ts';
 import { FirstRetainedOffsets } from './kafka-projection-fetch.ts';
 import { LoopHealth, unrecordedCalls } from './kafka-projection-health.ts';
@@ -88,17 +90,22 @@ export type KafkaProjection = Projection<KafkaEntry>;
  * down is reported as `error` events and retried, neither fails the start); a look that fails
  * because a partition's leader moved or is being elected (NOT_LEADER_OR_FOLLOWER and the like,
  * `staleLeaderAnswers`) is retried after `retryDelayMs` on fresh metadata without an `error`
- * event, until such failures have gone on for `staleLeaderLimitMs` (default 30 s); `stop()` lets
- * the batch in flight commit, and once the drain deadline passes rolls it back instead (it is
- * applied again at the next start). `catchUp()`, `rebuild()`, `position()` and `lag()` work
- * without `start()`, for a command line; without it each opens a connection of its own.
+ * event, until such failures have gone on for `staleLeaderLimitMs` (default 30 s), and so is a
+ * fetch refused as out of range (OFFSET_OUT_OF_RANGE, or an answer the client cannot read) for
+ * offsets the partitions' ranges show valid: a broker behind a partition's switch-over
+ * (`KafkaStaleOutOfRangeError`). `stop()` lets the batch in flight commit, and once the drain
+ * deadline passes rolls it back instead (it is applied again at the next start). `catchUp()`,
+ * `rebuild()`, `position()` and `lag()` work without `start()`, for a command line; without it
+ * each opens a connection of its own.
  *
  * The one-shot calls that ask Kafka (`catchUp()`, `partitions()`, `progress()`, `lag()`) ride
  * out a leader moving as the loop does: such a failure is tried again after `retryDelayMs` on
  * fresh metadata, until such failures have gone on for `staleLeaderLimitMs` from the call's
  * first (each call counts its own, apart from the loop's and from other calls'); then the call
  * rejects with the last (`KEEL_BROKER_UNAVAILABLE`, the answers in its `cause`). Any other
- * failure rejects at once. `stop()` ends such a wait: the call rejects with `KEEL_SERVICE_STATE`.
+ * failure rejects at once. `stop()` (started or not) ends such a wait: the call rejects with
+ * `KEEL_SERVICE_STATE`. It ends a `catchUp()` applying batches after the batch in hand (as the
+ * loop's); `stop()` resolves once the calls in flight have ended, or past the drain deadline.
  */
 export class KafkaProjectionRunner extends ServiceBase<KafkaProjectionRunnerEvents> implements ReportsHealth {
   readonly projection: string;
@@ -118,12 +125,16 @@ export class KafkaProjectionRunner extends ServiceBase<KafkaProjectionRunnerEven
   readonly #look: LookContext;
   #fetcher: TopicFetcher | undefined;
   #loop: Promise<void> | undefined;
+  /** The one-shot calls in flight, which `stop()` ends and waits for, started or not. */
+  readonly #calls = new OneShotCalls();
   #stopping = false;
+  #stopped: Promise<void> | undefined;
   /**
    * Aborted at the first `stop()`, started or not: the base class calls `onStop` only for a
    * started runner, and a command line's call waiting out a moving leader must end all the same.
    */
   readonly #stopCalled = new AbortController();
+  /** Aborts at the drain deadline of `stop()`: the loop's batch, and those of one-shot calls, roll back. */
   #drain: AbortSignal | undefined;
   /** What the loop was doing when it failed, for `error` events. */
   #during: 'fetch' | 'apply' = 'fetch';
@@ -187,10 +198,33 @@ export class KafkaProjectionRunner extends ServiceBase<KafkaProjectionRunnerEven
     this.#loop = this.#run(this.#fetcher);
   }
 
-  /** As `Service.stop`; also ends the wait of a one-shot call riding out a moving leader. */
-  override stop(options?: StopOptions): Promise<void> {
+  /**
+   * As `Service.stop`, started or not: also ends the one-shot calls in flight (a wait on a moving
+   * leader at once, `catchUp()` after the batch in hand), and resolves once they have ended. On
+   * a runner never started (a command line's) the drain deadline bounds them as it bounds the
+   * loop of a started one: past it, the batch in flight rolls back when its `apply` returns.
+   */
+  override stop(options: StopOptions = {}): Promise<void> {
     this.#stopCalled.abort();
-    return super.stop(options);
+    this.#stopped ??= this.#stop(options);
+    return this.#stopped;
+  }
+
+  async #stop(options: StopOptions): Promise<void> {
+    // The base class runs onStop only for a runner started; one never started has only its calls.
+    const started = this.state !== 'idle' && this.state !== 'failed';
+    await super.stop(options);
+    if (started) return;
+    const drainMs = options.drainMs ?? defaultDrainMs;
+    const controller = new AbortController();
+    this.#drain = controller.signal;
+    await this.#calls.drain({
+      clock: this.clock,
+      drainMs,
+      name: this.name,
+      controller,
+      onTimeout: () => this.events.emit('drain-timeout', { drainMs }),
+    });
   }
 
   protected override async onStop(drain: AbortSignal): Promise<void> {
@@ -200,10 +234,13 @@ export class KafkaProjectionRunner extends ServiceBase<KafkaProjectionRunnerEven
     const loop = this.#loop ?? Promise.resolve();
     // A fetch against a Kafka that is down can wait on the client's timeouts: past the drain
     // deadline, closing the client ends it (a batch in flight rolls back when its handler returns).
+    // The one-shot calls on the loop's client end before it is closed, each after its batch in hand.
     const deadline = new Promise<void>((resolve) => drain.addEventListener('abort', () => resolve()));
-    await Promise.race([loop, deadline]);
+    await Promise.race([Promise.all([loop, this.#calls.settled()]), deadline]);
+    await this.#calls.closeOwn();
     await this.#fetcher?.close();
     await loop;
+    await this.#calls.settled();
   }
 
   /** The stored offsets, per partition: the next record each applies. Partitions not begun are absent. */
@@ -233,6 +270,12 @@ export class KafkaProjectionRunner extends ServiceBase<KafkaProjectionRunnerEven
    * many records it applied. Safe beside a running runner of the same projection. Not on a
    * runner that was stopped, whether it had started or not (`KEEL_SERVICE_STATE`): its batches
    * would be handed back.
+   *
+   * `stop()` during it (started or not) ends it after the batch in hand: that batch commits, or
+   * past the drain deadline rolls back, and it rejects with `KEEL_SERVICE_STATE`, `details.applied`
+   * the records it committed (they stay applied, with their offsets). It rejects rather than
+   * resolve with that count because resolving says the topic was caught up: a command line that
+   * rebuilds, then reports the model current, must not take a catch-up cut short for one.
    */
   catchUp(): Promise<number> {
     if (this.#stopCalled.signal.aborted)
@@ -240,6 +283,7 @@ export class KafkaProjectionRunner extends ServiceBase<KafkaProjectionRunnerEven
         new KeelError('KEEL_SERVICE_STATE', `${this.name} cannot catch up: it is ${this.state}`),
       );
     const retry = this.#staleLeaderRetry('catch up');
+    const stopped = this.#stopCalled.signal;
     // Its own phase, not the loop's: a look of this call failing must neither mislabel the loop's
     // `error` events nor be retried as a fetch when its batch failed.
     let during: 'fetch' | 'apply' = 'fetch';
@@ -247,6 +291,8 @@ export class KafkaProjectionRunner extends ServiceBase<KafkaProjectionRunnerEven
       ...this.#look,
       calls: unrecordedCalls,
       phase: (now) => void (during = now),
+      // Not the loop's flag, which only onStop sets: a command line's runner is never started.
+      stopping: () => stopped.aborted,
     };
     return this.#withFetcher(async (fetcher) => {
       const lookOnce = async (): Promise<Look> => {
@@ -260,11 +306,20 @@ export class KafkaProjectionRunner extends ServiceBase<KafkaProjectionRunnerEven
       };
       let total = 0;
       for (;;) {
-        // A batch that failed is the projection's failure, whatever it says: Kafka did not answer it.
-        const looked = await retry.run(lookOnce, () => during === 'fetch');
+        let looked: Look;
+        try {
+          // A batch that failed is the projection's failure, whatever it says: Kafka did not answer it.
+          looked = await retry.run(lookOnce, () => during === 'fetch');
+        } catch (error) {
+          // Past the drain deadline the batch in hand rolled back, or the client was closed under
+          // the fetch: stopped, not failed.
+          if (this.#drain?.aborted === true) throw catchUpStopped(this.name, total, error);
+          throw error;
+        }
         if (looked.kind === 'no-topic') return total;
         total += looked.applied;
-        if (looked.applied === 0 && !looked.stale) return total;
+        if (looked.kind === 'looked' && looked.applied === 0 && !looked.stale) return total;
+        if (stopped.aborted) throw catchUpStopped(this.name, total);
       }
     });
   }
@@ -334,13 +389,9 @@ export class KafkaProjectionRunner extends ServiceBase<KafkaProjectionRunnerEven
     });
   }
 
-  async #withFetcher<T>(work: (fetcher: TopicFetcher) => Promise<T>): Promise<T> {
-    if (this.#fetcher !== undefined && this.state === 'running') return work(this.#fetcher);
-    const fetcher = new TopicFetcher(this.topic, this.#client);
-    try {
-      return await work(fetcher);
-    } finally {
-      await fetcher.close();
-    }
+  /** Runs a one-shot call with the loop's client while it runs, else with one of its own. */
+  #withFetcher<T>(work: (fetcher: TopicFetcher) => Promise<T>): Promise<T> {
+    const shared = this.state === 'running' ? this.#fetcher : undefined;
+    return this.#calls.run(shared, () => new TopicFetcher(this.topic, this.#client), work);
   }
 }

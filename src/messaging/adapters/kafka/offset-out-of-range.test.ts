@@ -1,11 +1,21 @@
-// How an OFFSET_OUT_OF_RANGE answer is told apart, from the partitions' ranges Kafka gives after
-// it. Against a real Kafka: kafka-projection-trimmed.test.ts.
+// How an OFFSET_OUT_OF_RANGE answer (or one the client cannot read) is told apart, from the
+// partitions' ranges Kafka gives after it. Against a real Kafka: kafka-projection-trimmed.test.ts,
+// and kafka-projection-stale-leader.test.ts for an answer about offsets that are valid.
+import { MultipleErrors, NetworkError } from '@platformatic/kafka';
 import { describe, expect, it } from 'vitest';
 import { isKeelError } from '../../../errors/index.ts';
-import { KafkaOffsetPastEndError, KafkaPartitionTrimmedError, resumePlan } from './offset-out-of-range.ts';
+import { answered, fetchApi, outOfBounds, wrapped } from './kafka-answers-test-support.ts';
+import {
+  KafkaOffsetPastEndError,
+  KafkaPartitionTrimmedError,
+  KafkaStaleOutOfRangeError,
+  outOfRangeAnswer,
+  resumePlan,
+} from './offset-out-of-range.ts';
+import { staleLeaderAnswers } from './stale-leader.ts';
 import type { PartitionRange } from './topic-fetcher.ts';
 
-const cause = new Error('OFFSET_OUT_OF_RANGE');
+const cause = answered(fetchApi, 'OFFSET_OUT_OF_RANGE');
 const ranges: PartitionRange[] = [
   { partition: 0, start: 5n, end: 9n },
   { partition: 1, start: 0n, end: 4n },
@@ -90,10 +100,32 @@ describe('resumePlan', () => {
     });
   });
 
-  it('every offset within its range now: a broker failure to retry, carrying the answer', () => {
+  it('every offset within its range now (a broker behind a switch-over answered): a stale-leader failure, carrying the answer', () => {
     const from = offsets([
       [0, 5n],
       [1, 4n],
+      [2, 3n],
+    ]);
+    for (const answer of [cause, outOfBounds()]) {
+      let failure: unknown;
+      try {
+        resumePlan('orders', from, from, ranges, 'resume', answer);
+      } catch (error) {
+        failure = error;
+      }
+      expect(failure).toBeInstanceOf(KafkaStaleOutOfRangeError);
+      expect(isKeelError(failure, 'KEEL_BROKER_UNAVAILABLE')).toBe(true);
+      expect((failure as Error).cause).toBe(answer);
+      expect((failure as Error).message).toContain('(0@5, 1@4, 2@3)');
+      expect(staleLeaderAnswers(failure)).toEqual([
+        answer === cause ? 'OFFSET_OUT_OF_RANGE' : 'OUT_OF_BOUNDS',
+      ]);
+    }
+  });
+
+  it('a partition with no range now and none out of its range: a broker failure reported as such, not a stale-leader one', () => {
+    const from = offsets([
+      [0, 5n],
       [7, 1n],
     ]);
     let failure: unknown;
@@ -103,7 +135,10 @@ describe('resumePlan', () => {
       failure = error;
     }
     expect(isKeelError(failure, 'KEEL_BROKER_UNAVAILABLE')).toBe(true);
+    expect(failure).not.toBeInstanceOf(KafkaStaleOutOfRangeError);
+    expect((failure as Error).message).toContain('has no partition 7');
     expect((failure as Error).cause).toBe(cause);
+    expect(staleLeaderAnswers(failure)).toBeUndefined();
   });
 
   it('renders its details as JSON: offsets as strings', () => {
@@ -116,5 +151,29 @@ describe('resumePlan', () => {
     });
     expect(error.status).toBe(410);
     expect(new KafkaOffsetPastEndError('orders', 0, 3n, 1n).status).toBe(409);
+  });
+});
+
+describe('outOfRangeAnswer', () => {
+  it('finds OFFSET_OUT_OF_RANGE among a fetch’s answers, and the client’s Out of bounds., as the client throws them', () => {
+    expect(outOfRangeAnswer(cause)).toBe('OFFSET_OUT_OF_RANGE');
+    expect(outOfRangeAnswer(answered(fetchApi, 'NOT_LEADER_OR_FOLLOWER', 'OFFSET_OUT_OF_RANGE'))).toBe(
+      'OFFSET_OUT_OF_RANGE',
+    );
+    expect(outOfRangeAnswer(outOfBounds())).toBe('OUT_OF_BOUNDS');
+    expect(
+      outOfRangeAnswer(
+        new MultipleErrors('fetch failed 2 times.', [new NetworkError('closed'), outOfBounds()]),
+      ),
+    ).toBe('OUT_OF_BOUNDS');
+  });
+
+  it('is undefined for anything else, and for a failure already wrapped: the fetcher asks it of the client’s', () => {
+    expect(outOfRangeAnswer(answered(fetchApi, 'NOT_LEADER_OR_FOLLOWER'))).toBeUndefined();
+    expect(outOfRangeAnswer(new NetworkError('Connection refused'))).toBeUndefined();
+    expect(outOfRangeAnswer(new Error('Out of bounds.'))).toBeUndefined();
+    expect(outOfRangeAnswer(wrapped(cause))).toBeUndefined();
+    expect(outOfRangeAnswer('OFFSET_OUT_OF_RANGE')).toBeUndefined();
+    expect(outOfRangeAnswer(undefined)).toBeUndefined();
   });
 });

@@ -3,7 +3,13 @@
 // model, a topic of its own, runners stopped after each test. Not part of the public door.
 import { randomBytes, randomUUID } from 'node:crypto';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
-import { instancesChannel, type Base, type ClusterMetadata, type CreationEvent } from '@platformatic/kafka';
+import {
+  consumerFetchesChannel,
+  instancesChannel,
+  type Base,
+  type ClusterMetadata,
+  type CreationEvent,
+} from '@platformatic/kafka';
 import { expect, vi } from 'vitest';
 import { migrate, type Db, type Migration } from '../../../db/index.ts';
 import { createTestDb } from '../../../testing/index.ts';
@@ -203,4 +209,32 @@ export function staleMetadata(
   subscribe(instancesChannel.name, onCreated);
   kafka.cleanups.push(async () => unsubscribe(instancesChannel.name, onCreated));
   return { answers: () => answers, heal: () => void (stale = false) };
+}
+
+/**
+ * Has Kafka refuse the Fetch requests of the Kafka clients of `clientId` with OFFSET_OUT_OF_RANGE
+ * for offsets that are valid, as a broker behind a partition's switch-over does, until `heal()`:
+ * each Fetch's offsets are moved far past the partitions' ends as the request is made (what the
+ * runner asked for is untouched), so that the broker refuses them while ListOffsets shows the
+ * runner's own within range. `answers`: how many Fetch requests were altered.
+ */
+export function outOfRangeFetches(
+  kafka: KafkaTestSuite,
+  clientId: string,
+): { answers: () => number; heal: () => void } {
+  let behind = true;
+  let answers = 0;
+  const onFetch = (message: unknown): void => {
+    const { client, options } = message as {
+      client?: { clientId?: string };
+      options?: { topics: { partitions: { fetchOffset: bigint }[] }[] };
+    };
+    if (!behind || client?.clientId !== clientId || options === undefined) return;
+    answers++;
+    for (const topic of options.topics)
+      for (const partition of topic.partitions) partition.fetchOffset += 1_000_000_000n;
+  };
+  consumerFetchesChannel.start.subscribe(onFetch);
+  kafka.cleanups.push(async () => consumerFetchesChannel.start.unsubscribe(onFetch));
+  return { answers: () => answers, heal: () => void (behind = false) };
 }

@@ -5,7 +5,8 @@ import { MultipleErrors, NetworkError } from '@platformatic/kafka';
 import { describe, expect, it } from 'vitest';
 import { KeelError } from '../../../errors/index.ts';
 import { ManualClock } from '../../../time/index.ts';
-import { answered, fetchApi, listOffsetsApi, wrapped } from './kafka-answers-test-support.ts';
+import { answered, fetchApi, listOffsetsApi, outOfBounds, wrapped } from './kafka-answers-test-support.ts';
+import { KafkaStaleOutOfRangeError } from './offset-out-of-range.ts';
 import { staleLeaderAnswers, staleLeaderLimitMs, StaleLeaderRun } from './stale-leader.ts';
 
 describe('staleLeaderAnswers', () => {
@@ -35,6 +36,23 @@ describe('staleLeaderAnswers', () => {
     expect(staleLeaderAnswers(listing)).toEqual(['UNKNOWN_LEADER_EPOCH', 'NOT_LEADER_OR_FOLLOWER']);
   });
 
+  it('takes a fetch refused as out of range for offsets the ranges show valid, either answer', () => {
+    const from = new Map([[0, 3n]]);
+    const refused = answered(fetchApi, 'OFFSET_OUT_OF_RANGE');
+    expect(
+      staleLeaderAnswers(new KafkaStaleOutOfRangeError('orders', from, 'OFFSET_OUT_OF_RANGE', refused)),
+    ).toEqual(['OFFSET_OUT_OF_RANGE']);
+    expect(
+      staleLeaderAnswers(new KafkaStaleOutOfRangeError('orders', from, 'OUT_OF_BOUNDS', outOfBounds())),
+    ).toEqual(['OUT_OF_BOUNDS']);
+    // Beside a leader that moved, in one failure: both stale.
+    const both = new MultipleErrors('Listing offsets failed.', [
+      answered(listOffsetsApi, 'NOT_LEADER_OR_FOLLOWER'),
+      new KafkaStaleOutOfRangeError('orders', from, 'OFFSET_OUT_OF_RANGE', refused),
+    ]);
+    expect(staleLeaderAnswers(both)).toEqual(['NOT_LEADER_OR_FOLLOWER', 'OFFSET_OUT_OF_RANGE']);
+  });
+
   it('is undefined when anything else is in the failure: that is reported as it is', () => {
     // One partition's leader moved, another's records are gone: the trimmed partition must be heard of.
     expect(
@@ -49,6 +67,9 @@ describe('staleLeaderAnswers', () => {
     expect(staleLeaderAnswers(wrapped(answered(fetchApi, 'TOPIC_AUTHORIZATION_FAILED')))).toBeUndefined();
     // A broker's disk failing is retriable for the Java consumer, but an operator must hear of it at once.
     expect(staleLeaderAnswers(wrapped(answered(fetchApi, 'KAFKA_STORAGE_ERROR')))).toBeUndefined();
+    // Out of range, or unreadable, as it comes: only the ranges asked after it can say it is stale.
+    expect(staleLeaderAnswers(wrapped(answered(fetchApi, 'OFFSET_OUT_OF_RANGE')))).toBeUndefined();
+    expect(staleLeaderAnswers(wrapped(outOfBounds()))).toBeUndefined();
     expect(staleLeaderAnswers(new MultipleErrors('nothing', []))).toBeUndefined();
     expect(staleLeaderAnswers(new KeelError('KEEL_BROKER_UNAVAILABLE', 'no cause'))).toBeUndefined();
     expect(staleLeaderAnswers(new Error('the model refused the batch'))).toBeUndefined();

@@ -3,6 +3,7 @@
 // bounded time.
 import { GenericError, MultipleErrors } from '@platformatic/kafka';
 import type { Clock } from '../../../time/index.ts';
+import { KafkaStaleOutOfRangeError } from './offset-out-of-range.ts';
 
 /**
  * How long looks may keep failing on stale-leader answers alone before the failure is reported,
@@ -40,11 +41,21 @@ const alsoStale: ReadonlySet<string> = new Set([
  * holds anything else (a network error, another answer): that is reported as it is. Follows
  * `cause` from keel's wrapping errors to the Kafka client's, and every error a
  * `MultipleErrors` holds (the client fails a whole request when one partition's answer is an error).
+ *
+ * Also a fetch refused as out of range (OFFSET_OUT_OF_RANGE, or an answer the client could not
+ * read: `OUT_OF_BOUNDS`) for offsets that the partitions' ranges asked right after show valid
+ * (`KafkaStaleOutOfRangeError`): a broker behind a partition's switch-over. Not such an answer on
+ * its own: told apart by the ranges (`resumePlan`), it is as often records trimmed, which must be
+ * heard of at once.
  */
 export function staleLeaderAnswers(failure: unknown): string[] | undefined {
   const answers: string[] = [];
   const visit = (error: unknown): boolean => {
     if (!(error instanceof Error)) return false;
+    if (error instanceof KafkaStaleOutOfRangeError) {
+      answers.push(error.answer);
+      return true;
+    }
     if (MultipleErrors.isMultipleErrors(error)) {
       // As the client's own `findBy` does, passing over the holes of requests that succeeded.
       const errors: unknown[] = error.errors.filter(Boolean);

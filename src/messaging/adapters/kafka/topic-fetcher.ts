@@ -10,6 +10,7 @@ import { KeelError } from '../../../errors/index.ts';
 import { describeError } from '../../describe-error.ts';
 import type { Envelope } from '../../envelope.ts';
 import { forceClose } from './kafka-source.ts';
+import { outOfRangeAnswer } from './offset-out-of-range.ts';
 import { decodeMessage, undecodableEnvelope } from './record-codec.ts';
 
 /** One record of a topic, decoded into an envelope, where it sits. */
@@ -77,8 +78,10 @@ export type FetchOutcome =
   | { kind: 'metadata-stale' }
   /**
    * Kafka refused an offset asked for as outside what its partition holds, below its first
-   * retained record or past its end, and fetched nothing. Its answer says neither which partition
-   * nor which way: `ranges` is what each partition holds, asked for right after.
+   * retained record or past its end, and fetched nothing; or its answer could not be read
+   * (`outOfRangeAnswer`), as a leader in the midst of its switch-over may give. Its answer says
+   * neither which partition nor which way, nor whether the broker that gave it was current:
+   * `ranges` is what each partition holds, asked for right after (`resumePlan` decides from them).
    */
   | { kind: 'out-of-range'; ranges: PartitionRange[]; cause: unknown };
 
@@ -236,8 +239,9 @@ export class TopicFetcher {
         this.#stale = true;
         return { kind: 'metadata-stale' };
       }
-      if (!found('OFFSET_OUT_OF_RANGE')) throw this.#failed('fetch', error);
-      // The topic may have been recreated under the same name (a new topic id): look again.
+      if (outOfRangeAnswer(error) === undefined) throw this.#failed('fetch', error);
+      // The topic may have been recreated under the same name (a new topic id), or its leader
+      // moved: look again on fresh metadata.
       this.#stale = true;
       return { kind: 'out-of-range', ranges: await this.#ranges(), cause: error };
     }
