@@ -74,7 +74,8 @@ export interface DeliverySource<D extends Delivery = Delivery> {
    * while the link is down their `claim` answers from memory (nothing, or what was buffered)
    * without asking the engine, and reconnects happen in the background, so no call of the
    * runtime fails and only this can tell. Sources that ask the engine on every claim leave it
-   * out. Read by the runtime in `health()` only, never on the claim path: a read of memory.
+   * out. Read by the runtime in `health()`, and after a claim that found nothing (not an answer
+   * while lost), never per message: a read of memory.
    */
   connectionLost?(): ConnectionLoss | undefined;
   /** Stops subscriptions and closes what `open` opened. */

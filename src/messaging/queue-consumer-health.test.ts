@@ -325,8 +325,10 @@ describe('QueueConsumer.health() over a source that holds its own connection', (
       lastContactAt: lostAt,
     });
 
-    // Back: ok at once, without waiting for a call.
+    // Back: ok at once, without waiting for a call; the last answer is still the one before the loss.
     source.loss = undefined;
+    expect(consumer.health()).toEqual({ status: 'ok', lastContactAt: lostAt });
+    await clock.advance(100);
     expect(consumer.health()).toEqual({ status: 'ok', lastContactAt: clock.now() });
     await consumer.stop();
   });
@@ -398,6 +400,42 @@ describe('QueueConsumer.health() over a source that holds its own connection', (
     source.push(message('a'));
     await ackFailed;
     expect(failing(consumer.health())).toMatchObject({ during: 'connect', since: lostAt, lastError: cut });
+    await consumer.stop();
+  });
+
+  it('keeps an earlier failure through a loss: claims that find nothing while lost are no answer', async () => {
+    const clock = new ManualClock();
+    const source = new FlakySource();
+    const consumer = new QueueConsumer(source, async () => undefined, { clock, pollIntervalMs: 100 });
+    await consumer.start();
+    const lastContactAt = clock.now();
+    source.down.add('claim');
+    await clock.advance(100);
+    const claimsFailedAt = clock.now();
+    await clock.advance(50);
+    const lostAt = clock.now();
+    source.loss = { since: lostAt, attempts: 0, error: cut };
+    // The claims answer again, from memory: nothing is there.
+    source.down.delete('claim');
+    const claims = source.calls.length;
+    await clock.advance(1000);
+    expect(source.calls.length).toBeGreaterThan(claims + 1);
+    expect(consumer.health()).toEqual({
+      status: 'failing',
+      dependency: 'broker',
+      during: 'claim',
+      since: claimsFailedAt,
+      failures: 1,
+      lastError: expect.objectContaining({ code: 'KEEL_BROKER_UNAVAILABLE' }) as unknown,
+      lastContactAt,
+    });
+
+    // Back: the next claim that finds nothing (on the poll, 50 ms on) is an answer again.
+    source.loss = undefined;
+    await clock.advance(49);
+    expect(failing(consumer.health())).toMatchObject({ during: 'claim', since: claimsFailedAt });
+    await clock.advance(1);
+    expect(consumer.health()).toEqual({ status: 'ok', lastContactAt: clock.now() });
     await consumer.stop();
   });
 

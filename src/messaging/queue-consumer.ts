@@ -154,12 +154,10 @@ export class QueueConsumer<D extends Delivery = Delivery>
       buffered.map(async (held) => {
         held.stage = 'settling';
         try {
-          await this.#source.release(held.delivery);
-          this.#health.succeeded('broker');
+          await this.#settle(() => this.#source.release(held.delivery));
           this.events.emit('released', { message: held.delivery.envelope });
         } catch (error) {
           // Still leased: it comes back when the lease expires.
-          this.#health.failed('broker', error, 'settle');
           this.events.emit('error', { error, during: 'settle' });
         } finally {
           this.#held.delete(held);
@@ -195,10 +193,9 @@ export class QueueConsumer<D extends Delivery = Delivery>
       let batch: D[] = [];
       // Read before the claim: the lease began no later than this.
       const claimedAt = this.clock.now();
+      // By hand, not `track`: an empty claim is not always an answer (below).
       try {
         batch = await this.#source.claim(max);
-        failures = 0;
-        this.#health.succeeded('broker');
       } catch (error) {
         failures++;
         this.#health.failed('broker', error, 'claim');
@@ -208,6 +205,12 @@ export class QueueConsumer<D extends Delivery = Delivery>
         await this.#wakeup.pause(Math.min(30_000, this.#options.pollIntervalMs * 2 ** Math.min(failures, 5)));
         continue;
       }
+      failures = 0;
+      // A source that lost its own link answers from memory: nothing, then, is no word from the
+      // engine, and recording it would wipe a failure that began before the loss (`health()`
+      // would name the loss's later `since`). Read only after a claim that found nothing, so
+      // never per message.
+      if (batch.length > 0 || this.#source.connectionLost?.() === undefined) this.#health.succeeded('broker');
       const until = claimedAt + (this.#options.leaseMs ?? Number.POSITIVE_INFINITY);
       for (const delivery of batch) {
         const held = new HeldMessage(delivery, until);
@@ -303,6 +306,7 @@ export class QueueConsumer<D extends Delivery = Delivery>
         batch[i]!.stage = 'settling';
         deliveries[i] = batch[i]!.delivery;
       }
+      // By hand, not `track`: no closure per ack call on this path, and the error is not rethrown.
       try {
         const refused = (await this.#source.ack(deliveries)) ?? [];
         // Refused deliveries are an answer too: the broker says another consumer holds them.
@@ -372,20 +376,12 @@ export class QueueConsumer<D extends Delivery = Delivery>
   }
 
   /**
-   * A retry, dead-letter or release after a handler failed, its outcome kept for `health()`: the
-   * handler's failure was its message's, but this call is the consumer's own, to the broker.
+   * A retry, dead-letter or release, its outcome kept for `health()`: after a handler failed, that
+   * failure was its message's, but this call is the consumer's own, to the broker. `false` (the
+   * lease was lost) is an answer too.
    */
-  async #settle(call: () => Promise<boolean | void>): Promise<boolean | void> {
-    let answer: boolean | void;
-    try {
-      answer = await call();
-    } catch (error) {
-      this.#health.failed('broker', error, 'settle');
-      throw error;
-    }
-    // `false` (the lease was lost) is an answer too.
-    this.#health.succeeded('broker');
-    return answer;
+  #settle(call: () => Promise<boolean | void>): Promise<boolean | void> {
+    return this.#health.track('broker', 'settle', call);
   }
 
   /** Renews every held lease in one call; gives up the messages it finds taken. */
@@ -396,12 +392,11 @@ export class QueueConsumer<D extends Delivery = Delivery>
     const renewing = [...this.#held].filter((held) => held.stage !== 'settling');
     if (renewing.length === 0) return;
     const startedAt = this.clock.now();
+    const deliveries = renewing.map((held) => held.delivery);
     let taken: readonly D[];
     try {
-      taken = await this.#source.extend(renewing.map((held) => held.delivery));
-      this.#health.succeeded('broker');
+      taken = await this.#health.track('broker', 'heartbeat', () => this.#source.extend!(deliveries));
     } catch (error) {
-      this.#health.failed('broker', error, 'heartbeat');
       this.events.emit('error', { error, during: 'heartbeat' });
       // Past its lease another consumer may hold the message already: stop before doing it twice.
       const now = this.clock.now();

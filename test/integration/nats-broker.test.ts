@@ -9,22 +9,25 @@ import { createEnvelope, type Envelope } from '../../src/messaging/envelope.ts';
 import { PublishError } from '../../src/messaging/publisher.ts';
 import type { QueueConsumer } from '../../src/messaging/queue-consumer.ts';
 import { NatsJetStreamBroker } from '../../src/messaging/adapters/nats/index.ts';
+import type { TcpProxy } from '../../src/testing/index.ts';
 import {
-  CuttableProxy,
   deleteStreamsWithPrefix,
+  dropConnections,
   natsUrl,
+  proxyServers,
   requireNats,
+  startNatsProxy,
   testPrefix,
 } from '../../src/messaging/adapters/nats/test-support.ts';
 import { until } from '../until.ts';
 
 const prefix = testPrefix();
 const open: { broker: NatsJetStreamBroker; consumers: QueueConsumer[] }[] = [];
-let proxy: CuttableProxy | undefined;
+let proxy: TcpProxy | undefined;
 
 beforeAll(async () => {
   await requireNats();
-  proxy = await CuttableProxy.start();
+  proxy = await startNatsProxy();
 });
 afterEach(async () => {
   for (const { broker, consumers } of open.splice(0)) {
@@ -387,7 +390,7 @@ describe('NatsJetStreamBroker against the real server', () => {
   });
 
   it('reconnects: a running consumer goes on after every connection is cut, and nothing is lost', async () => {
-    const b = broker({ servers: proxy!.url, pullExpiresMs: 1000 });
+    const b = broker({ servers: proxyServers(proxy!), pullExpiresMs: 1000 });
     const to = destination();
     const seen = new Set<string>();
     const consumer = track(
@@ -404,7 +407,7 @@ describe('NatsJetStreamBroker against the real server', () => {
     const before = batch(20);
     await b.publish(to, before);
     await until(() => seen.size === 20);
-    expect(proxy!.cut()).toBeGreaterThan(0);
+    expect(dropConnections(proxy!)).toBeGreaterThan(0);
     const after = batch(20);
     for (let tries = 0; ; tries++) {
       try {

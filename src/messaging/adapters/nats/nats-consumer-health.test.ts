@@ -5,11 +5,18 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { ServiceHealth } from '../../../service/index.ts';
-import { startTcpProxy, type TcpProxy } from '../../../testing/index.ts';
+import type { TcpProxy } from '../../../testing/index.ts';
 import { createEnvelope, type Envelope } from '../../envelope.ts';
 import type { QueueConsumer } from '../../queue-consumer.ts';
 import { NatsJetStreamBroker } from './nats-broker.ts';
-import { deleteStreamsWithPrefix, natsUrl, requireNats, testPrefix } from './test-support.ts';
+import {
+  deleteStreamsWithPrefix,
+  natsUrl,
+  proxyServers,
+  requireNats,
+  startNatsProxy,
+  testPrefix,
+} from './test-support.ts';
 
 const prefix = testPrefix();
 const brokers: NatsJetStreamBroker[] = [];
@@ -18,8 +25,7 @@ let proxy: TcpProxy;
 
 beforeAll(async () => {
   await requireNats();
-  const target = new URL(natsUrl.includes('://') ? natsUrl : `nats://${natsUrl}`);
-  proxy = await startTcpProxy({ host: target.hostname, port: Number(target.port || 4222) });
+  proxy = await startNatsProxy();
 });
 afterEach(async () => {
   proxy.restore();
@@ -65,7 +71,7 @@ async function outstanding(stream: string, group: string): Promise<{ pending: nu
 describe('QueueConsumer.health() on NATS JetStream, its connection cut and restored', () => {
   it('is failing (connect) while the connection is cut, ok once the client is back; nothing lost or left unacked', async () => {
     const through = new NatsJetStreamBroker({
-      servers: `${proxy.host}:${proxy.port}`,
+      servers: proxyServers(proxy),
       prefix,
       pullExpiresMs: 1000,
     });

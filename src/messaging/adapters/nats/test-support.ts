@@ -1,8 +1,8 @@
 // Test helpers for suites that run against a real NATS server. Not part of the public door.
 import { randomBytes } from 'node:crypto';
-import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
+import { startTcpProxy, type TcpProxy } from '../../../testing/tcp-proxy.ts';
 
 export const natsUrl = process.env['KEEL_NATS_URL'] ?? '127.0.0.1:4222';
 
@@ -56,60 +56,25 @@ export async function deleteStreamsNamed(matches: (name: string) => boolean): Pr
 }
 
 /**
- * A TCP relay in front of the NATS server. `cut()` closes every connection through it at once,
- * which is what a server restart or a network cut looks like to the client, without touching
- * the server that other test files (and other people) are using.
+ * A TCP proxy in front of the NATS server, for a test that cuts its own client's link without
+ * touching the server that other test files (and other people) are using.
  */
-export class CuttableProxy {
-  readonly #server: Server;
-  readonly #sockets = new Set<Socket>();
-  #port = 0;
+export function startNatsProxy(): Promise<TcpProxy> {
+  return startTcpProxy(hostPort(natsUrl));
+}
 
-  private constructor(server: Server) {
-    this.#server = server;
-  }
+/** Where a client connects to go through `proxy`: its `servers` option. */
+export function proxyServers(proxy: TcpProxy): string {
+  return `${proxy.host}:${proxy.port}`;
+}
 
-  static async start(target = natsUrl): Promise<CuttableProxy> {
-    const { host, port } = hostPort(target);
-    let proxy: CuttableProxy | undefined = undefined;
-    const server = createServer((client) => {
-      const upstream = createConnection({ host, port });
-      for (const socket of [client, upstream]) {
-        proxy!.#sockets.add(socket);
-        socket.on('close', () => proxy!.#sockets.delete(socket));
-        socket.on('error', () => {
-          client.destroy();
-          upstream.destroy();
-        });
-      }
-      client.pipe(upstream);
-      upstream.pipe(client);
-    });
-    proxy = new CuttableProxy(server);
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const address = server.address();
-    proxy.#port = typeof address === 'object' && address !== null ? address.port : 0;
-    return proxy;
-  }
-
-  get url(): string {
-    return `127.0.0.1:${this.#port}`;
-  }
-
-  /** Connections open through the relay right now (each client connection counts twice). */
-  get open(): number {
-    return this.#sockets.size;
-  }
-
-  /** Drops every connection; returns how many it dropped. */
-  cut(): number {
-    const count = this.#sockets.size;
-    for (const socket of this.#sockets) socket.destroy();
-    return count;
-  }
-
-  async close(): Promise<void> {
-    this.cut();
-    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
-  }
+/**
+ * Drops every connection through `proxy` at once and lets the next ones through: what a server
+ * restart looks like to its clients. Returns how many client connections it dropped.
+ */
+export function dropConnections(proxy: TcpProxy): number {
+  const dropped = proxy.connections;
+  proxy.cut();
+  proxy.restore();
+  return dropped;
 }
