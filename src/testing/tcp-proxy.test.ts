@@ -80,6 +80,37 @@ describe('startTcpProxy', () => {
     expect(proxy.connections).toBe(1);
   });
 
+  it('silence() carries nothing either way and fails nothing; restore() delivers what was held, in order', async () => {
+    const proxy = await proxyTo(await echoServer());
+    const open = await client(proxy);
+    expect(await echo(open, 'before')).toBe('before');
+
+    proxy.silence();
+    expect(proxy.isSilent).toBe(true);
+    const received: string[] = [];
+    open.on('data', (data: Buffer) => received.push(data.toString()));
+    open.write('one ');
+    open.write('two');
+    // A connection opened meanwhile is accepted and held silent too.
+    const late = await client(proxy);
+    late.write('late');
+    // Loopback delivers within a few turns of the event loop; nothing may arrive, nothing fail.
+    for (let turn = 0; turn < 50; turn++) await new Promise<void>((resolve) => setImmediate(resolve));
+    expect(received).toEqual([]);
+    expect(open.destroyed).toBe(false);
+    expect(proxy.connections).toBe(2);
+
+    const lateEcho = once(late, 'data') as Promise<[Buffer]>;
+    proxy.restore();
+    expect(proxy.isSilent).toBe(false);
+    await new Promise<void>((resolve) => {
+      const check = (): void => (received.join('') === 'one two' ? resolve() : void open.once('data', check));
+      check();
+    });
+    expect((await lateEcho)[0].toString()).toBe('late');
+    expect(await echo(open, 'after')).toBe('after');
+  });
+
   it('close() ends every connection and stops listening', async () => {
     const proxy = await proxyTo(await echoServer());
     const socket = await client(proxy);

@@ -10,8 +10,9 @@ export interface TcpProxyOptions {
 
 /**
  * A TCP forwarder between a client under test and a real server, that can cut the network in
- * between: what a broker outage or a dropped link looks like to that one client, while the
- * shared server (and every other test on it) carries on.
+ * between (a reset: what a broker outage or a dropped link looks like to that one client) or
+ * silence it (nothing arrives and nothing fails: a network that drops packets), while the shared
+ * server (and every other test on it) carries on.
  */
 export interface TcpProxy extends AsyncDisposable {
   /** Where clients connect instead of the server: `127.0.0.1`. */
@@ -22,12 +23,24 @@ export interface TcpProxy extends AsyncDisposable {
   readonly connections: number;
   /** Whether `cut()` is in force. */
   readonly isCut: boolean;
+  /** Whether `silence()` is in force. */
+  readonly isSilent: boolean;
   /**
    * Destroys every forwarded connection on both sides (the client sees a reset) and refuses new
    * ones (accepted, then reset at once) until `restore()`.
    */
   cut(): void;
-  /** Forwards new connections again. Connections cut stay cut: the client reconnects. */
+  /**
+   * Carries no byte either way, with every connection left open: the sender's writes succeed,
+   * nothing arrives, nothing fails — a network that drops packets without a reset, or a host
+   * that hangs. New connections are accepted and held the same. What is sent meanwhile is kept,
+   * and `restore()` delivers it in order, as TCP does once such a network heals.
+   */
+  silence(): void;
+  /**
+   * Forwards again: new connections, and the silenced ones (what they held first). Connections
+   * cut stay cut: the client reconnects.
+   */
   restore(): void;
   /** Stops listening and destroys every connection. Idempotent. */
   close(): Promise<void>;
@@ -45,6 +58,21 @@ export async function startTcpProxy(options: TcpProxyOptions): Promise<TcpProxy>
   }
   const pairs = new Set<readonly [Socket, Socket]>();
   let isCut = false;
+  let isSilent = false;
+  /** What each silenced socket was to write, kept for `restore()`. */
+  const held = new Map<Socket, Buffer[]>();
+  const write = (to: Socket, from: Socket, chunk: Buffer): void => {
+    if (isSilent || held.has(to)) {
+      const kept = held.get(to) ?? [];
+      kept.push(chunk);
+      held.set(to, kept);
+      return;
+    }
+    if (!to.write(chunk)) {
+      from.pause();
+      to.once('drain', () => from.resume());
+    }
+  };
   const server: Server = createServer((client) => {
     if (isCut) {
       client.resetAndDestroy();
@@ -64,8 +92,8 @@ export async function startTcpProxy(options: TcpProxyOptions): Promise<TcpProxy>
     upstream.on('error', end);
     client.on('close', end);
     upstream.on('close', end);
-    client.pipe(upstream);
-    upstream.pipe(client);
+    client.on('data', (chunk: Buffer) => write(upstream, client, chunk));
+    upstream.on('data', (chunk: Buffer) => write(client, upstream, chunk));
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -82,6 +110,7 @@ export async function startTcpProxy(options: TcpProxyOptions): Promise<TcpProxy>
       upstream.resetAndDestroy();
     }
     pairs.clear();
+    held.clear();
   };
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> => {
@@ -101,12 +130,24 @@ export async function startTcpProxy(options: TcpProxyOptions): Promise<TcpProxy>
     get isCut() {
       return isCut;
     },
+    get isSilent() {
+      return isSilent;
+    },
     cut() {
       isCut = true;
       destroyAll();
     },
+    silence() {
+      isSilent = true;
+    },
     restore() {
-      if (closing === undefined) isCut = false;
+      if (closing !== undefined) return;
+      isCut = false;
+      isSilent = false;
+      for (const [to, chunks] of [...held]) {
+        held.delete(to);
+        if (!to.destroyed) for (const chunk of chunks) to.write(chunk);
+      }
     },
     close,
     [Symbol.asyncDispose]: close,
