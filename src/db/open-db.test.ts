@@ -35,6 +35,10 @@ describe('dbConfigFromEnv', () => {
       poolSize: 20,
       poolMin: 2,
     });
+    expect(dbConfigFromEnv({ KEEL_DB: 'pg', KEEL_DB_QUERY_TIMEOUT_MS: '30000' })).toMatchObject({
+      queryTimeoutMs: 30_000,
+    });
+    expect(dbConfigFromEnv({ KEEL_DB: 'pg' })).not.toHaveProperty('queryTimeoutMs');
     expect(dbConfigFromEnv({ KEEL_DB: 'pg', DATABASE_URL: 'postgresql://u:p@db:6543/shop' })).toMatchObject({
       url: 'postgresql://u:p@db:6543/shop',
     });
@@ -50,6 +54,9 @@ describe('dbConfigFromEnv', () => {
     );
     expect(() => dbConfigFromEnv({ KEEL_DB: 'pg', KEEL_DB_POOL_SIZE: '0' })).toThrow(
       /^KEEL_DB_POOL_SIZE: expected a whole number of at least 1, got "0"/,
+    );
+    expect(() => dbConfigFromEnv({ KEEL_DB: 'pg', KEEL_DB_QUERY_TIMEOUT_MS: '0' })).toThrow(
+      /^KEEL_DB_QUERY_TIMEOUT_MS: expected a whole number of at least 1, got "0"/,
     );
     expect(() => dbConfigFromEnv({ KEEL_DB: 'pg', KEEL_DB_POOL_MIN: '1.5' })).toThrow(
       /^KEEL_DB_POOL_MIN: expected/,

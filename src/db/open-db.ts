@@ -49,6 +49,8 @@ export async function openDb(config: DbConfig): Promise<Db> {
  *   statements (`PgDbOptions.preparedStatements`); `off` behind a pooler that cannot keep them.
  * - `KEEL_DB_POOL_SIZE`, `KEEL_DB_POOL_MIN`: for `pg`, the most connections the pool opens
  *   (default 10) and how many it keeps open while idle (default 0).
+ * - `KEEL_DB_QUERY_TIMEOUT_MS`: for `pg`, the longest a statement may take
+ *   (`PgDbOptions.queryTimeoutMs`); default none.
  *
  * A bad value fails with `KEEL_INVALID_ARGUMENT` naming the variable.
  */
@@ -65,6 +67,7 @@ export function dbConfigFromEnv(env: Readonly<Record<string, string | undefined>
     checkDatabaseUrl(url);
     const poolSize = countFromEnv(env, 'KEEL_DB_POOL_SIZE', 1);
     const poolMin = countFromEnv(env, 'KEEL_DB_POOL_MIN', 0);
+    const queryTimeoutMs = countFromEnv(env, 'KEEL_DB_QUERY_TIMEOUT_MS', 1);
     if (poolMin !== undefined && poolMin > (poolSize ?? 10))
       throw new InvalidArgumentError(
         'KEEL_DB_POOL_MIN',
@@ -78,6 +81,7 @@ export function dbConfigFromEnv(env: Readonly<Record<string, string | undefined>
       preparedStatements: preparedStatementsFromEnv(env),
       ...(poolSize === undefined ? {} : { poolSize }),
       ...(poolMin === undefined ? {} : { poolMin }),
+      ...(queryTimeoutMs === undefined ? {} : { queryTimeoutMs }),
     };
   }
   throw new InvalidArgumentError('KEEL_DB', "'pglite' or 'pg'", kind);

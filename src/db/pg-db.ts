@@ -11,6 +11,8 @@ import {
   abortedTransactionError,
   describeServer,
   isConnectionError,
+  isReadTimeout,
+  isStatementTimeout,
   unavailable,
   type ServerAddress,
 } from './pg-errors.ts';
@@ -36,6 +38,17 @@ export interface PgDbOptions {
   idleTimeoutMs?: number;
   /** How long opening one connection may take before it fails with `KEEL_DB_UNAVAILABLE`. Default 5000 ms. */
   connectTimeoutMs?: number;
+  /**
+   * The longest a statement may take. The server cancels one that runs longer (its
+   * `statement_timeout`): it fails with `KEEL_TIMEOUT`, and a transaction rolls back. A server
+   * that does not answer at all — a network that drops packets without a reset, a host that hangs
+   * — cannot cancel anything, and would hold the statement and its pooled connection until TCP
+   * gives up (about fifteen minutes on Linux): one second past the bound keel gives up on the
+   * connection itself, and the statement, with those sent behind it on that connection, fails
+   * with `KEEL_DB_UNAVAILABLE`. Set it above the longest statement the application runs
+   * (migrations and batch jobs included), or give those a Db of their own. Default: none.
+   */
+  queryTimeoutMs?: number;
   /** Times the listener's reconnect backoff. Default the system clock. */
   clock?: Clock;
   /** First and longest wait between reconnect attempts of the listener (doubling). Default 100 ms and 5000 ms. */
@@ -68,6 +81,7 @@ interface ResolvedPgDbOptions {
   poolMin: number;
   idleTimeoutMs: number;
   connectTimeoutMs: number;
+  queryTimeoutMs: number | undefined;
   clock: Clock;
   backoffInitialMs: number;
   backoffMaxMs: number;
@@ -116,6 +130,10 @@ function resolveOptions(options: PgDbOptions): ResolvedPgDbOptions {
     poolMin,
     idleTimeoutMs: positiveInteger('idleTimeoutMs', options.idleTimeoutMs, 10_000),
     connectTimeoutMs: positiveInteger('connectTimeoutMs', options.connectTimeoutMs, 5000),
+    queryTimeoutMs:
+      options.queryTimeoutMs === undefined
+        ? undefined
+        : positiveInteger('queryTimeoutMs', options.queryTimeoutMs, 0),
     clock: options.clock ?? systemClock,
     backoffInitialMs: positiveInteger('listenerBackoff.initialMs', options.listenerBackoff?.initialMs, 100),
     backoffMaxMs: positiveInteger('listenerBackoff.maxMs', options.listenerBackoff?.maxMs, 5000),
@@ -167,6 +185,12 @@ function transactionAborted(): Error {
   // report that as a commit.
   return abortedTransactionError('Transaction was rolled back instead of committed');
 }
+
+/**
+ * How long past `queryTimeoutMs` keel waits for a statement's answer before it gives up on the
+ * connection: the server cancels at the bound, and its answer saying so needs a moment to arrive.
+ */
+const unansweredGraceMs = 1000;
 
 /** The production `Db`: a node-postgres pool against a PostgreSQL server. */
 export class PgDb implements Db {
@@ -225,9 +249,20 @@ export class PgDb implements Db {
     return {
       connectionString: options.url,
       connectionTimeoutMillis: options.connectTimeoutMs,
+      // node-postgres' read timeout, for a server that cannot cancel: in pipeline mode it closes
+      // the connection of a statement left unanswered, so what was sent behind it fails too.
+      ...(options.queryTimeoutMs === undefined
+        ? {}
+        : { query_timeout: options.queryTimeoutMs + unansweredGraceMs }),
+      // An idle connection to a host gone silent (the LISTEN connection above all) is found dead
+      // by the kernel's keepalive probes instead of never.
+      keepAlive: true,
+      keepAliveInitialDelayMillis: 10_000,
       application_name: applicationName,
       // A startup parameter, so every connection the pool ever opens resolves names in the schema.
-      options: `-c search_path=${options.schema}`,
+      options:
+        `-c search_path=${options.schema}` +
+        (options.queryTimeoutMs === undefined ? '' : ` -c statement_timeout=${options.queryTimeoutMs}`),
     };
   }
 
@@ -430,7 +465,22 @@ export class PgDb implements Db {
   }
 
   #translate(error: unknown): unknown {
+    const { server, queryTimeoutMs } = this.#options;
+    if (queryTimeoutMs !== undefined && isStatementTimeout(error)) {
+      return new KeelError(
+        'KEEL_TIMEOUT',
+        `${server.label} cancelled a statement that ran past queryTimeoutMs (${queryTimeoutMs} ms)`,
+        { cause: error, details: { queryTimeoutMs } },
+      );
+    }
     if (!isConnectionError(error)) return error;
+    if (isReadTimeout(error)) {
+      return new KeelError(
+        'KEEL_DB_UNAVAILABLE',
+        `${server.label} did not answer a statement within queryTimeoutMs (${queryTimeoutMs} ms) and ${unansweredGraceMs} ms more: its connection was closed`,
+        { cause: error, details: { host: server.host, port: server.port, queryTimeoutMs } },
+      );
+    }
     const pool = this.#pool;
     if (error instanceof Error && /timeout exceeded when trying to connect/.test(error.message)) {
       if (pool.totalCount >= this.#options.poolSize) {

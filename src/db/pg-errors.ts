@@ -51,9 +51,26 @@ export function isConnectionError(error: unknown): boolean {
   if (!(error instanceof Error)) return false;
   const code = (error as { code?: unknown }).code;
   if (typeof code === 'string' && (connectionCodes.has(code) || code.startsWith('08'))) return true;
-  return /Connection terminated|connection timeout|timeout exceeded when trying to connect|Client has encountered a connection error|Connection closed/i.test(
-    error.message,
+  return (
+    isReadTimeout(error) ||
+    /Connection terminated|connection timeout|timeout exceeded when trying to connect|Client has encountered a connection error|Connection closed/i.test(
+      error.message,
+    )
   );
+}
+
+/** The server cancelled a statement that ran past its `statement_timeout` (SQLSTATE 57014). */
+export function isStatementTimeout(error: unknown): boolean {
+  return (
+    error instanceof Error &&
+    (error as { code?: unknown }).code === '57014' &&
+    /statement timeout/.test(error.message)
+  );
+}
+
+/** node-postgres' `query_timeout` (keel's `queryTimeoutMs`) ran out: the server did not answer in time. */
+export function isReadTimeout(error: unknown): boolean {
+  return error instanceof Error && error.message === 'Query read timeout';
 }
 
 export function unavailable(server: ServerAddress, cause: unknown): KeelError {
