@@ -32,6 +32,7 @@ import { ordersRoutes } from './transport/http/orders-routes.ts';
 import { dashboardRoutes } from './dashboard/dashboard-routes.ts';
 import { ProcessHeartbeat } from './processes/process-heartbeat.ts';
 import { partsHealthReport } from './processes/parts-health.ts';
+import { logWalRelayEvents } from './wal-relay-log.ts';
 import { ExpiredKeyPruner, PostgresIdempotencyStore } from '../../src/idempotency/index.ts';
 import { createHttpApp } from './transport/http/http-app.ts';
 import { installRateLimit } from './transport/http/rate-limit.ts';
@@ -275,12 +276,7 @@ export function buildShop(config: ShopConfig, deps: ShopDeps): Shop {
       clock,
       batchSize: config.relay.batchSize,
     });
-    walRelay.events.on('error', ({ error, during }) =>
-      logger.warn({ err: error, during }, 'WAL relay error'),
-    );
-    walRelay.events.on('parked', ({ message, error }) =>
-      logger.error({ err: error, messageId: message.id }, 'WAL relay parked a message (keel outbox retry)'),
-    );
+    logWalRelayEvents(walRelay.events, logger);
     parts.push(walRelay);
   }
   let relay: OutboxRelay | undefined;
