@@ -333,6 +333,7 @@ export function buildShop(config: ShopConfig, deps: ShopDeps): Shop {
       clock,
       breakers: () => breakersOf(policies),
       processId: heartbeat.id,
+      identity: () => heartbeat.identity(),
       parts: healthOfParts,
     });
 

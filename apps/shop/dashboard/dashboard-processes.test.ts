@@ -7,7 +7,14 @@ import { systemClock } from '../../../src/time/index.ts';
 import { buildShop, type Shop, type ShopDeps } from '../app.ts';
 import { HttpPaymentProvider } from '../payments/http-payment-provider.ts';
 import { shopMigrations } from '../presets/open-shop.ts';
-import { createShopStore, sharedDb, testShopConfig, type ShopStore } from '../test/test-shop.ts';
+import { DbFault, databaseUnreachable } from '../test/db-fault.ts';
+import {
+  createShopStore,
+  openTestShop,
+  sharedDb,
+  testShopConfig,
+  type ShopStore,
+} from '../test/test-shop.ts';
 import type { DashboardSnapshot } from './dashboard-snapshot.ts';
 
 let store: ShopStore | undefined;
@@ -88,6 +95,57 @@ describe('the dashboard of a split shop', () => {
         expect(gone!.stoppedAt).not.toBeNull();
         // What its parts said while they ran, not that they stopped.
         expect(gone!.parts['saga-runner']).toMatchObject({ status: 'ok' });
+      },
+      { timeout: 10_000, interval: 200 },
+    );
+  });
+
+  it("shows the api's own row, live with its parts, while the database is down", async () => {
+    store = await createShopStore();
+    const fault = new DbFault();
+    const api = await openTestShop(store, ['api'], undefined, { db: (db) => fault.wrap(db) });
+    shops.push(api);
+    await api.start();
+
+    await fault.during(databaseUnreachable(), async () => {
+      // Its next beat fails: the heartbeat, one of its parts, says so.
+      await api.heartbeat.beat();
+      await vi.waitFor(
+        async () => {
+          const seen = await state(api);
+          expect(seen.unavailable).toContainEqual({
+            part: 'processes',
+            error: expect.stringMatching(
+              /^other processes' unknown: PostgreSQL at .* is unreachable/,
+            ) as string,
+          });
+          expect(seen.processes).toEqual([
+            expect.objectContaining({
+              id: api.heartbeat.id,
+              roles: ['api'],
+              pid: process.pid,
+              status: 'live',
+              self: true,
+              lastSeenAt: seen.at,
+            }),
+          ]);
+          expect(seen.processes![0]!.parts['process-heartbeat']).toMatchObject({
+            status: 'failing',
+            dependency: 'database',
+            error: 'KEEL_DB_UNAVAILABLE',
+          });
+        },
+        { timeout: 10_000, interval: 200 },
+      );
+    });
+
+    // Back: its row again, from the table.
+    await api.heartbeat.beat();
+    await vi.waitFor(
+      async () => {
+        const seen = await state(api);
+        expect(seen.unavailable).toEqual([]);
+        expect(seen.processes!.map((p) => [p.id, p.self])).toEqual([[api.heartbeat.id, true]]);
       },
       { timeout: 10_000, interval: 200 },
     );

@@ -6,7 +6,7 @@ import { outboxStatus } from '../../../src/outbox/index.ts';
 import { countSagasByState } from '../../../src/saga/index.ts';
 import type { ServiceHealth } from '../../../src/service/index.ts';
 import type { Clock } from '../../../src/time/index.ts';
-import { listProcesses } from '../processes/processes-store.ts';
+import { listProcesses, type ProcessIdentity } from '../processes/processes-store.ts';
 import { readSchedules } from '../../../src/schedule/schedule-store.ts';
 import { DashboardFeed } from './dashboard-feed.ts';
 import { dashboardCss, dashboardHtml } from './dashboard-page.ts';
@@ -37,6 +37,12 @@ export interface DashboardRoutesOptions {
    * process keeps no row.
    */
   processId?: string;
+  /**
+   * Who this process is (its `ProcessHeartbeat.identity()`), with `processId`: while `processes`
+   * cannot be read (the database down), its row is shown alone from this, with its `parts` read
+   * now, rather than no row at all. Default: none, and no row shows then.
+   */
+  identity?: () => ProcessIdentity;
   /**
    * This process's parts' health (`ServiceGroup.healthOfParts`), read at each snapshot and shown
    * on its row in place of what its heartbeat last wrote there (other processes' come from their
@@ -85,6 +91,7 @@ export const dashboardRoutes: FastifyPluginAsync<DashboardRoutesOptions> = Objec
           schedules: () => readSchedules(db),
           ...(options.processId === undefined ? {} : { self: options.processId }),
           ...(options.parts === undefined ? {} : { parts: options.parts }),
+          ...(options.identity === undefined ? {} : { identity: options.identity }),
           breakers,
           latency: () => latency.stats(),
         }),

@@ -371,6 +371,94 @@ describe("buildDashboardSnapshot: the processes' parts", () => {
     ]);
   });
 
+  it('shows this process alone, live with its parts read now, when the rows cannot be read', async () => {
+    const refused = async (): Promise<never> => {
+      throw new Error('connection refused');
+    };
+    // Its heartbeat cannot write its row either: that is what its parts say.
+    const parts = (): Record<string, ServiceHealth> => ({
+      'process-heartbeat': {
+        status: 'failing',
+        dependency: 'database',
+        during: 'beat',
+        since: referenceInstant - 3000,
+        failures: 1,
+        lastError: Object.assign(new Error('connection refused'), { code: 'KEEL_DB_UNAVAILABLE' }),
+        lastContactAt: undefined,
+      },
+      'http-server': { status: 'ok', lastContactAt: undefined },
+    });
+    const identity = () => ({
+      roles: ['api', 'relay'],
+      host: 'node-9',
+      pid: 77,
+      startedAt: referenceInstant - 60_000,
+    });
+    const down = await buildDashboardSnapshot(
+      sources({
+        processes: refused,
+        self: 'api-1',
+        identity,
+        parts,
+        breakers: () => [{ name: 'mail', state: 'open' }],
+      }),
+    );
+    expect(down.processes).toEqual([
+      {
+        id: 'api-1',
+        roles: ['api', 'relay'],
+        host: 'node-9',
+        pid: 77,
+        startedAt: '2025-12-31T23:59:00.000Z',
+        // It serves the page: seen now, whatever its row says.
+        lastSeenAt: '2026-01-01T00:00:00.000Z',
+        stoppedAt: null,
+        status: 'live',
+        self: true,
+        parts: {
+          'process-heartbeat': {
+            status: 'failing',
+            dependency: 'database',
+            during: 'beat',
+            since: '2025-12-31T23:59:57.000Z',
+            failures: 1,
+            error: 'KEEL_DB_UNAVAILABLE',
+          },
+          'http-server': { status: 'ok' },
+        },
+      },
+    ]);
+    expect(down.breakers).toEqual([{ name: 'mail', state: 'open', process: 'api-1' }]);
+    // Each card says what is missing: the other processes.
+    expect(down.unavailable).toEqual([
+      { part: 'breakers', error: "other processes' unknown: connection refused" },
+      { part: 'processes', error: "other processes' unknown: connection refused" },
+    ]);
+
+    // Its parts unreadable too: its row still shows, with none known.
+    const noParts = await buildDashboardSnapshot(
+      sources({
+        processes: refused,
+        self: 'api-1',
+        identity,
+        parts: () => {
+          throw new Error('no group');
+        },
+      }),
+    );
+    expect(noParts.processes!.map((p) => [p.id, p.status, p.parts])).toEqual([['api-1', 'live', {}]]);
+
+    // Without knowing who it is (or its id), it shows no row, and the card says why as it is.
+    for (const unknown of [
+      sources({ processes: refused, self: 'api-1', parts }),
+      sources({ processes: refused, identity, parts }),
+    ]) {
+      const alone = await buildDashboardSnapshot(unknown);
+      expect(alone.processes).toBeNull();
+      expect(alone.unavailable).toContainEqual({ part: 'processes', error: 'connection refused' });
+    }
+  });
+
   it("falls back to its own row's parts when they cannot be read now, or no source is given", async () => {
     const broken = await buildDashboardSnapshot(
       sources({

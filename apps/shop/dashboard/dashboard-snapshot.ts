@@ -5,7 +5,12 @@ import type { ScheduleRow } from '../../../src/schedule/schedule-store.ts';
 import type { ServiceHealth } from '../../../src/service/index.ts';
 import type { Clock } from '../../../src/time/index.ts';
 import { partsHealthReport, type PartsHealth } from '../processes/parts-health.ts';
-import { processStatus, type ProcessRecord, type ProcessStatus } from '../processes/processes-store.ts';
+import {
+  processStatus,
+  type ProcessIdentity,
+  type ProcessRecord,
+  type ProcessStatus,
+} from '../processes/processes-store.ts';
 import type { RouteLatencyStats } from './route-latency.ts';
 
 /** A circuit breaker as the dashboard shows it. */
@@ -17,7 +22,10 @@ export interface BreakerView {
   process?: string;
 }
 
-/** A shop process as the dashboard shows it, from its row in `processes`. */
+/**
+ * A shop process as the dashboard shows it, from its row in `processes`; this process's alone,
+ * from what it knows of itself, when the rows cannot be read.
+ */
 export interface ProcessView {
   id: string;
   roles: string[];
@@ -25,6 +33,7 @@ export interface ProcessView {
   pid: number;
   /** ISO 8601, on the process's own clock, like `lastSeenAt` and `stoppedAt`. */
   startedAt: string;
+  /** Its row's last beat; the snapshot's `at` for this process shown without its row (it serves the page). */
   lastSeenAt: string;
   stoppedAt: string | null;
   /** Judged at the snapshot's `at`: `stale` after three missed beats without a stop. */
@@ -94,7 +103,11 @@ export interface DashboardSnapshot {
    * the others' as their last beat wrote them. Only this process's when `processes` cannot be read.
    */
   breakers: BreakerView[] | null;
-  /** Every process that wrote a row and has not been pruned: live, stale or stopped, oldest start first. */
+  /**
+   * Every process that wrote a row and has not been pruned: live, stale or stopped, oldest start
+   * first. Only this process's, live, when `processes` cannot be read and it knows who it is
+   * (`DashboardSources.identity`): its parts read now are what an operator needs most then.
+   */
   processes: ProcessView[] | null;
   /** Every schedule with a row, by name. */
   schedules: ScheduleView[] | null;
@@ -118,6 +131,11 @@ export interface DashboardSources {
   processes: () => Promise<readonly ProcessRecord[]>;
   /** This process's row id (its heartbeat's), if it keeps one. */
   self?: string;
+  /**
+   * Who this process is (its heartbeat's `identity()`), with `self`: when `processes` cannot be
+   * read, its row is shown alone from this, with its parts read now. Default: no row shown then.
+   */
+  identity?: () => ProcessIdentity;
   /** The rows of `keel_schedules`. */
   schedules: () => Promise<readonly ScheduleRow[]>;
   /** This process's breakers, read now: fresher than its row, and still there when the database is not. */
@@ -167,13 +185,19 @@ export async function buildDashboardSnapshot(sources: DashboardSources): Promise
   const now = sources.clock.now();
   const { self } = sources;
   let breakers: BreakerView[] | null;
+  let processes: ProcessView[] | null;
   if (rows === null) {
     breakers = own === null ? null : labelled(own, self);
-    // What shows is this process's only: the card says the others are missing.
-    const error = unavailable.find((u) => u.part === 'processes')!.error;
-    if (own !== null) unavailable.push({ part: 'breakers', error: `other processes' unknown: ${error}` });
+    const alone = ownViewAlone(sources, now);
+    processes = alone === null ? null : [alone];
+    // What shows is this process's only: each card says the others are missing.
+    const failed = unavailable.find((u) => u.part === 'processes')!;
+    const othersUnknown = `other processes' unknown: ${failed.error}`;
+    if (own !== null) unavailable.push({ part: 'breakers', error: othersUnknown });
+    if (alone !== null) failed.error = othersUnknown;
   } else {
     breakers = liveBreakers(rows, own, self, now);
+    processes = rows.map((row) => processView(row, now, self, ownParts(sources, row.id, row.health)));
   }
   unavailable.sort((a, b) => a.part.localeCompare(b.part));
   return {
@@ -182,7 +206,7 @@ export async function buildDashboardSnapshot(sources: DashboardSources): Promise
     outbox,
     sagas,
     breakers,
-    processes: rows === null ? null : rows.map((row) => processView(row, now, self, ownParts(sources, row))),
+    processes,
     schedules: schedules === null ? null : schedules.map((row) => scheduleView(row, now)),
     latency: sources.latency(),
     unavailable,
@@ -219,16 +243,45 @@ function labelled(breakers: BreakerView[], process: string | undefined): Breaker
 }
 
 /**
- * This process's parts read now for its own row; its row's for another's, or when they cannot be
- * read now (the row's are at most a beat old: nothing to say the card is unavailable for).
+ * This process's parts read now for its own row; `written` (its row's) for another's, or when
+ * they cannot be read now (the row's are at most a beat old: nothing to say the card is
+ * unavailable for).
  */
-function ownParts(sources: DashboardSources, row: ProcessRecord): PartsHealth {
-  if (row.id !== sources.self || sources.parts === undefined) return row.health;
+function ownParts(sources: DashboardSources, id: string, written: PartsHealth): PartsHealth {
+  if (id !== sources.self || sources.parts === undefined) return written;
   try {
     return partsHealthReport(sources.parts());
   } catch {
-    return row.health;
+    return written;
   }
+}
+
+/**
+ * This process's view without its row, for when `processes` cannot be read: it serves the page,
+ * so it is live and seen now, and its parts are read now (none known if they cannot be). Null
+ * unless it keeps a row and knows who it is.
+ */
+function ownViewAlone(sources: DashboardSources, now: number): ProcessView | null {
+  const { self, identity } = sources;
+  if (self === undefined || identity === undefined) return null;
+  let who: ProcessIdentity;
+  try {
+    who = identity();
+  } catch {
+    return null;
+  }
+  return {
+    id: self,
+    roles: [...who.roles],
+    host: who.host,
+    pid: who.pid,
+    startedAt: new Date(who.startedAt).toISOString(),
+    lastSeenAt: new Date(now).toISOString(),
+    stoppedAt: null,
+    status: 'live',
+    self: true,
+    parts: ownParts(sources, self, {}),
+  };
 }
 
 function processView(

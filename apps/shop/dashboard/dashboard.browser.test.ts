@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { triggerSchedule } from '../../../src/schedule/index.ts';
 import type { Shop } from '../app.ts';
 import { writeHeartbeat } from '../processes/processes-store.ts';
+import { DbFault, databaseUnreachable } from '../test/db-fault.ts';
 import { createShopStore, openTestShop, type ShopStore } from '../test/test-shop.ts';
 
 const executablePath = process.env.KEEL_CHROMIUM ?? '/usr/bin/chromium';
@@ -239,5 +240,53 @@ describe('the dashboard in Chromium', () => {
       expect(navigations).toBe(1);
     },
     90_000,
+  );
+
+  it.skipIf(skip)(
+    `shows its own process and its parts, live, while the database is down${missing}`,
+    async () => {
+      // A shop of its own, whose database fails on demand, in place of the one before.
+      await shop.stop();
+      const fault = new DbFault();
+      shop = await openTestShop(store, ['api'], undefined, { db: (db) => fault.wrap(db) });
+      await shop.start();
+      const page = await browser.newPage();
+      const pageErrors: string[] = [];
+      page.on('pageerror', (error) => pageErrors.push(error.message));
+      await page.goto(`${shop.server!.address}/dashboard`);
+      const own = `#processes tr[data-process="${shop.heartbeat.id}"]`;
+      await shows(page, `${own} td.state`, 'live');
+      // The rows of the processes before it: stopped.
+      await page.locator('#processes tr[data-state="stopped"]').first().waitFor({ timeout: waitMs });
+
+      await fault.during(databaseUnreachable(), async () => {
+        // Its next beat fails now rather than in up to 5 s: the heartbeat is one of its parts.
+        await shop.heartbeat.beat();
+        await page
+          .locator(
+            `${own} td.parts[data-known="live"] .part[data-part="process-heartbeat"][data-status="failing"]`,
+            {
+              hasText: /^process-heartbeat database failing since \d+\.\d s ago KEEL_DB_UNAVAILABLE$/,
+            },
+          )
+          .waitFor({ timeout: waitMs });
+        // Its row alone, marked as the one serving the page; the card says the others are unknown.
+        expect(await page.locator('#processes tbody tr').count()).toBe(1);
+        expect(await page.locator(`${own} td.roles small`).textContent()).toBe('serves this page');
+        expect(await page.locator(`${own} td.state`).textContent()).toBe('live');
+        expect(await page.locator(`${own} td.pid`).textContent()).toBe(String(process.pid));
+        expect(await page.locator('#processes .problem').textContent()).toMatch(
+          /^unavailable: other processes' unknown: PostgreSQL at .* is unreachable/,
+        );
+        expect(await page.locator('#processes.unavailable').count()).toBe(1);
+      });
+
+      // The database back: every row again, from the table.
+      await page.locator('#processes tr[data-state="stopped"]').first().waitFor({ timeout: waitMs });
+      await page.locator('#processes:not(.unavailable)').waitFor({ timeout: waitMs });
+      expect(pageErrors).toEqual([]);
+      await page.close();
+    },
+    60_000,
   );
 });

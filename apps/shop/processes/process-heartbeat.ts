@@ -18,6 +18,7 @@ import {
   pruneProcesses,
   writeHeartbeat,
   type ProcessBreaker,
+  type ProcessIdentity,
 } from './processes-store.ts';
 
 export interface ProcessHeartbeatOptions {
@@ -76,7 +77,7 @@ export class ProcessHeartbeat extends ServiceBase<ProcessHeartbeatEvents> implem
   #partsAsTheyRan: PartsHealth = {};
   readonly #intervalMs: number;
   readonly #retainMs: number;
-  #startedAt = 0;
+  #startedAt: number;
   #timer: TimerHandle | undefined;
   #writing: Promise<void> | undefined;
   // A breaker changed while a write was on its way, which may have read the old state.
@@ -106,11 +107,21 @@ export class ProcessHeartbeat extends ServiceBase<ProcessHeartbeatEvents> implem
     this.#intervalMs = intervalMs;
     this.#retainMs = retainMs;
     // Known before start: the dashboard that runs beside it is wired with it.
-    this.id = uuidv7At(options.clock.now());
+    this.#startedAt = options.clock.now();
+    this.id = uuidv7At(this.#startedAt);
     // A beat that has not answered by the time readers would call the row stale is a failure too.
     this.#health = new HealthRecord(options.clock, {
       database: { silentMs: missedBeatsBeforeStale * intervalMs },
     });
+  }
+
+  /**
+   * Who this process is, as its row says (its start: the last `start()`, or when it was built
+   * before one): for a reader that cannot read the row, such as this process's dashboard while
+   * the database is down.
+   */
+  identity(): ProcessIdentity {
+    return { roles: [...this.#roles], host: this.#host, pid: this.#pid, startedAt: this.#startedAt };
   }
 
   /** Failing while its beats fail, or none has answered for as long as makes its row stale. */

@@ -35,6 +35,9 @@ export interface ProcessRecord {
   health: PartsHealth;
 }
 
+/** Who a process is, besides its id, as its row says: what its heartbeat knows without reading the row. */
+export type ProcessIdentity = Pick<ProcessRecord, 'roles' | 'host' | 'pid' | 'startedAt'>;
+
 /** `live`: it refreshes its row. `stale`: it stopped refreshing without saying so (crashed, hung, cut off). `stopped`: it said it stopped. */
 export type ProcessStatus = 'live' | 'stale' | 'stopped';
 
