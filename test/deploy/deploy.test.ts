@@ -15,6 +15,7 @@ const knownVariables = new Set([
   'PORT',
   'KEEL_METRICS_PORT',
   'KEEL_DB_SCHEMA',
+  'KEEL_DB_QUERY_TIMEOUT_MS',
   'KEEL_BROKER',
   'KEEL_BROKER_URL',
   'KEEL_PAYMENTS_URL',
