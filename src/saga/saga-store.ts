@@ -123,6 +123,22 @@ export async function readInstance(q: Queryable, id: string): Promise<SagaInstan
   return rows[0] === undefined ? undefined : fromRow(rows[0]);
 }
 
+/**
+ * Reads the instances of `ids` (results in step order) in one statement, by primary key: the
+ * instances found, by id; an id without an instance is absent. For many waits polling at once.
+ */
+export async function readInstances(
+  q: Queryable,
+  ids: readonly string[],
+): Promise<Map<string, SagaInstance>> {
+  if (ids.length === 0) return new Map();
+  const { rows } = await q.query<InstanceRow>(
+    `SELECT ${instanceColumns} FROM keel_saga_instances i WHERE i.id = ANY($1::text[])`,
+    [[...ids]],
+  );
+  return new Map(rows.map((row) => [row.id, fromRow(row)]));
+}
+
 /** `results` with its keys in the order of `steps`, then any others in the order they came. */
 export function resultsInStepOrder(
   results: Record<string, unknown>,

@@ -1,21 +1,25 @@
 // Waiting for an instance to end, from any process. The instance is in the database, so the wait
 // reads it there: at once (it may have ended already: then that read is all it costs), when the
 // write that ends an instance notifies `sagaEndedChannel`, when a runner of this process says so,
-// and every `pollMs`, since a notification is lost while the LISTEN connection reconnects.
-import type { Db, Queryable, Unlisten } from '../db/db.ts';
+// and every `pollMs`, since a notification is lost while the LISTEN connection reconnects. The
+// waits on one handle share those reads and that LISTEN: see saga-end-watcher.ts.
+import type { Queryable } from '../db/db.ts';
 import { AbortedError, InvalidArgumentError, isKeelError, KeelError } from '../errors/index.ts';
-import type { ListenerHandle } from '../service/typed-events.ts';
 import { systemClock, type Clock, type TimerHandle } from '../time/index.ts';
+import { watchSagaEnd, type SagaEndWaiter } from './saga-end-watcher.ts';
 import type { SagaRunner } from './saga-runner.ts';
-import { readInstance, sagaEndStates, type SagaInstance } from './saga-store.ts';
-import { sagaEndedChannel } from './schema.ts';
+import { sagaEndStates, type SagaInstance } from './saga-store.ts';
 
 export interface WaitForSagaOptions {
   /** Gives up when it aborts: rejects with `KEEL_ABORTED` (an `AbortedError`; `cause` is the signal's reason). */
   signal?: AbortSignal;
   /** Gives up after this many ms (at most 2^31 - 1): rejects with `KEEL_TIMEOUT`. Default: no limit. */
   timeoutMs?: number;
-  /** How often the instance is read when nothing woke the wait, in ms. Default 1 000. */
+  /**
+   * How often the instance is read when nothing woke the wait, in ms. Default 1 000. The waits on
+   * one handle with the same `pollMs` and clock share one timer and read together, one statement
+   * per tick; a wait with a shorter `pollMs` does not make the others read more often.
+   */
   pollMs?: number;
   /** Times `timeoutMs` and `pollMs`. Default the system clock. */
   clock?: Clock;
@@ -46,6 +50,10 @@ interface ResolvedOptions {
  * the next poll reads again, and a timeout's `cause` is the last such error; any other failed
  * read rejects. Whatever ends the wait, it has stopped listening and reading when it settles.
  * Bad arguments reject with `KEEL_INVALID_ARGUMENT` naming the field.
+ *
+ * The waits on one handle share the work: one LISTEN registration for all of them, a notification
+ * reads only the ids it names, and the poll reads every waited id in one statement per tick. The
+ * LISTEN stops when the last wait on the handle settles.
  */
 export async function waitForSaga(
   db: Queryable,
@@ -97,32 +105,35 @@ function timerDelay(ms: number): boolean {
   return Number.isFinite(ms) && ms > 0 && ms <= maxTimerMs;
 }
 
-/** One wait: reads one at a time, a wake during a read reads once more after it. */
-class SagaEndWait {
+/**
+ * One wait: its own deadline, signal and last state seen. The reads, the LISTEN, the poll and the
+ * runner's events are the watcher's, shared with the other waits on the same handle.
+ */
+class SagaEndWait implements SagaEndWaiter {
   readonly result: Promise<SagaInstance>;
-  readonly #db: Queryable;
-  readonly #id: string;
+  readonly id: string;
+  readonly pollMs: number;
+  readonly clock: Clock;
+  readonly runner: SagaRunner | undefined;
   readonly #options: ResolvedOptions;
   #resolve!: (instance: SagaInstance) => void;
   #reject!: (error: unknown) => void;
   #settled = false;
-  #reading: Promise<void> | undefined;
-  #again = false;
   #lastSeen: SagaInstance | undefined;
   #lastUnavailable: unknown;
-  #pollTimer: TimerHandle | undefined;
   #timeoutTimer: TimerHandle | undefined;
-  #runnerHandle: ListenerHandle | undefined;
-  #listening: Promise<Unlisten | undefined> | undefined;
+  readonly #unwatch: () => Promise<void>;
   readonly #onAbort = (): void => {
     this.#finish({
-      error: new AbortedError(`waiting for saga instance ${this.#id}`, this.#options.signal?.reason),
+      error: new AbortedError(`waiting for saga instance ${this.id}`, this.#options.signal?.reason),
     });
   };
 
   constructor(db: Queryable, id: string, options: ResolvedOptions) {
-    this.#db = db;
-    this.#id = id;
+    this.id = id;
+    this.pollMs = options.pollMs;
+    this.clock = options.clock;
+    this.runner = options.runner;
     this.#options = options;
     this.result = new Promise<SagaInstance>((resolve, reject) => {
       this.#resolve = resolve;
@@ -132,69 +143,20 @@ class SagaEndWait {
     if (options.timeoutMs !== undefined) {
       this.#timeoutTimer = options.clock.setTimeout(() => this.#timedOut(), options.timeoutMs);
     }
-    this.#runnerHandle = options.runner?.events.on('saga-state', (event) => {
-      if (event.instanceId === id && sagaEndStates.includes(event.to)) this.#wake();
-    });
-    this.#wake();
+    this.#unwatch = watchSagaEnd(db, this);
   }
 
-  async #listen(): Promise<Unlisten | undefined> {
-    const listen = (this.#db as Partial<Db>).listen;
-    if (typeof listen !== 'function') return undefined;
-    try {
-      return await listen.call(this.#db, sagaEndedChannel, (payload) => {
-        if (payload === this.#id) this.#wake();
-      });
-    } catch {
-      // Without notifications the poll still finds the end, later.
-      return undefined;
-    }
+  found(instance: SagaInstance | undefined): void {
+    if (this.#settled || instance === undefined) return;
+    this.#lastSeen = instance;
+    if (sagaEndStates.includes(instance.state)) this.#finish({ instance });
   }
 
-  #wake(): void {
+  readFailed(error: unknown): void {
     if (this.#settled) return;
-    if (this.#reading !== undefined) {
-      this.#again = true;
-      return;
-    }
-    if (this.#pollTimer !== undefined) this.#options.clock.clearTimeout(this.#pollTimer);
-    this.#pollTimer = undefined;
-    this.#reading = this.#read().finally(() => {
-      this.#reading = undefined;
-      if (this.#settled) return;
-      if (this.#again) {
-        this.#again = false;
-        this.#wake();
-        return;
-      }
-      this.#pollTimer = this.#options.clock.setTimeout(() => this.#wake(), this.#options.pollMs);
-    });
-  }
-
-  async #read(): Promise<void> {
-    let instance: SagaInstance | undefined;
-    try {
-      instance = await readInstance(this.#db, this.#id);
-    } catch (error) {
-      // A lost connection may come back before the caller gives up; anything else will not.
-      if (isKeelError(error, 'KEEL_DB_UNAVAILABLE')) this.#lastUnavailable = error;
-      else this.#finish({ error });
-      return;
-    }
-    if (this.#settled) return;
-    if (instance !== undefined) {
-      this.#lastSeen = instance;
-      if (sagaEndStates.includes(instance.state)) {
-        this.#finish({ instance });
-        return;
-      }
-    }
-    // Not ended: listen from now on, and read once more when listening, for an end committed
-    // between this read and the LISTEN.
-    this.#listening ??= this.#listen().then((unlisten) => {
-      this.#wake();
-      return unlisten;
-    });
+    // A lost connection may come back before the caller gives up; anything else will not.
+    if (isKeelError(error, 'KEEL_DB_UNAVAILABLE')) this.#lastUnavailable = error;
+    else this.#finish({ error });
   }
 
   #timedOut(): void {
@@ -203,33 +165,26 @@ class SagaEndWait {
     this.#finish({
       error: new KeelError(
         'KEEL_TIMEOUT',
-        `saga instance ${this.#id} did not end within ${this.#options.timeoutMs} ms (${seen})`,
+        `saga instance ${this.id} did not end within ${this.#options.timeoutMs} ms (${seen})`,
         {
           cause: this.#lastUnavailable,
-          details: { instanceId: this.#id, timeoutMs: this.#options.timeoutMs, state },
+          details: { instanceId: this.id, timeoutMs: this.#options.timeoutMs, state },
         },
       ),
     });
   }
 
-  /** Stops every source of wake-ups, waits for the read in flight and the UNLISTEN, then settles. */
+  /** Leaves the watcher, waits for its read in flight (and the UNLISTEN, as the last wait), then settles. */
   #finish(outcome: { instance: SagaInstance } | { error: unknown }): void {
     if (this.#settled) return;
     this.#settled = true;
     const { clock, signal } = this.#options;
     signal?.removeEventListener('abort', this.#onAbort);
     if (this.#timeoutTimer !== undefined) clock.clearTimeout(this.#timeoutTimer);
-    if (this.#pollTimer !== undefined) clock.clearTimeout(this.#pollTimer);
-    this.#runnerHandle?.dispose();
-    const reading = this.#reading;
-    void (async () => {
-      // No statement of this wait may outlive it: the caller may close the database next.
-      await reading?.catch(() => undefined);
-      // Read after the read in flight settled: a settled wait starts no LISTEN, but one may be under way.
-      const unlisten = await this.#listening;
-      await unlisten?.().catch(() => undefined);
+    // No statement of this wait may outlive it: the caller may close the database next.
+    void this.#unwatch().then(() => {
       if ('instance' in outcome) this.#resolve(outcome.instance);
       else this.#reject(outcome.error);
-    })();
+    });
   }
 }
