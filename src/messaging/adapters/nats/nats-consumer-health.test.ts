@@ -4,9 +4,8 @@ import { randomBytes } from 'node:crypto';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { ServiceHealth } from '../../../service/index.ts';
 import type { TcpProxy } from '../../../testing/index.ts';
-import { createEnvelope, type Envelope } from '../../envelope.ts';
+import { failing, jobs, until } from '../consumer-health-test-support.ts';
 import type { QueueConsumer } from '../../queue-consumer.ts';
 import { NatsJetStreamBroker } from './nats-broker.ts';
 import {
@@ -36,26 +35,6 @@ afterAll(async () => {
   await proxy.close();
   await deleteStreamsWithPrefix(prefix);
 }, 30_000);
-
-function jobs(from: number, count: number): Envelope[] {
-  return Array.from({ length: count }, (_, i) =>
-    createEnvelope({ type: 'job.run.v1', payload: { n: from + i } }),
-  );
-}
-
-/** Polls on real time: the server and the sockets are real. */
-async function until(what: string, condition: () => boolean, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
-
-function failing(health: ServiceHealth): Extract<ServiceHealth, { status: 'failing' }> {
-  if (health.status !== 'failing') throw new Error(`expected failing, got ${JSON.stringify(health)}`);
-  return health;
-}
 
 /** The group's messages not yet delivered and delivered but not acknowledged, read straight from the server. */
 async function outstanding(stream: string, group: string): Promise<{ pending: number; unacked: number }> {

@@ -3,10 +3,9 @@
 import { randomBytes } from 'node:crypto';
 import { connect } from 'amqplib';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { ServiceHealth } from '../../../service/index.ts';
 import { startTcpProxy, type TcpProxy } from '../../../testing/index.ts';
 import { exponentialBackoff } from '../../../time/index.ts';
-import { createEnvelope, type Envelope } from '../../envelope.ts';
+import { failing, jobs, until } from '../consumer-health-test-support.ts';
 import type { QueueConsumer } from '../../queue-consumer.ts';
 import { RabbitMqBroker } from './rabbitmq-broker.ts';
 import { RabbitMqStreamBroker } from './rabbitmq-stream-broker.ts';
@@ -52,26 +51,6 @@ function setup(): { through: RabbitMqBroker; direct: RabbitMqBroker; destination
   const direct = new RabbitMqBroker({ url: rabbitMqUrl, name: tag });
   brokers.push(through, direct);
   return { through, direct, destination: `rmq_health_${randomBytes(5).toString('hex')}` };
-}
-
-function jobs(from: number, count: number): Envelope[] {
-  return Array.from({ length: count }, (_, i) =>
-    createEnvelope({ type: 'job.run.v1', payload: { n: from + i } }),
-  );
-}
-
-/** Polls on real time: the server and the sockets are real. */
-async function until(what: string, condition: () => boolean, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
-
-function failing(health: ServiceHealth): Extract<ServiceHealth, { status: 'failing' }> {
-  if (health.status !== 'failing') throw new Error(`expected failing, got ${JSON.stringify(health)}`);
-  return health;
 }
 
 /** Messages in the queue, ready or (while a consumer holds them) not: read once every consumer is gone. */
