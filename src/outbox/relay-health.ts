@@ -12,7 +12,10 @@ export type OutboxRelayDependency = 'database' | 'broker';
 export type WalOutboxRelayDependency = 'replication' | 'broker' | 'database';
 
 /** What a relay's parts report to: the relay's HealthRecord, or any part of its dependencies. */
-export type RelayHealth<D extends string> = Pick<HealthRecord<D>, 'succeeded' | 'failed' | 'track'>;
+export type RelayHealth<D extends string> = Pick<
+  HealthRecord<D>,
+  'succeeded' | 'failed' | 'track' | 'calling'
+>;
 
 /**
  * Records a publish that failed, unless it failed for what the messages are: a permanent error

@@ -117,12 +117,16 @@ export class BatchPublisher {
         continue;
       }
       const closedBefore = this.#breaker.state.status === 'closed';
+      // Open until it answers: one that does not answer for the relay's bound is failing (it hangs).
+      const answered = this.#health.calling('broker', 'publish');
       try {
         await this.#breaker.execute(() => this.#publisher.publish(destination, messages));
+        answered();
         this.#health.succeeded('broker');
         for (const message of messages) accepted.push(message);
         return true;
       } catch (error) {
+        answered();
         // A call that fails after the batch was abandoned is neither reported nor retried.
         if (this.#abandoned.aborted) return false;
         publishFailed(this.#health, error);

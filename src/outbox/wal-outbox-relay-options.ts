@@ -34,7 +34,8 @@ export interface WalOutboxRelayOptions extends WalOutboxSlotOptions, RelayPolicy
    * takes it for dead, ends it and streams again, as PostgreSQL's standbys do after
    * `wal_receiver_timeout`: a network that drops packets without a reset, or a server process
    * that stopped, leaves the socket open for as long as TCP keeps trying (about fifteen minutes).
-   * The relay asks the server for an answer at least every third of it. Default 30 000 ms.
+   * The relay asks the server for an answer at least every third of it. A publish or a statement
+   * of the relay's still unanswered after it makes `health()` failing (it hangs). Default 30 000 ms.
    */
   receiveTimeoutMs?: number;
 }

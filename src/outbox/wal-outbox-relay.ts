@@ -84,10 +84,12 @@ export class WalOutboxRelay extends ServiceBase<WalOutboxRelayEvents> implements
     }
     const resolved = resolveWalOutboxRelayOptions(options, this.clock);
     const { clock, events } = this;
+    // A publish or a statement open past receiveTimeoutMs hangs: the relay's patience with any one
+    // answer, as with its stream's server (wal-outbox-relay-liveness.ts).
     const health = new HealthRecord<WalOutboxRelayDependency>(clock, {
       replication: {},
-      broker: {},
-      database: {},
+      broker: { hangMs: resolved.receiveTimeoutMs },
+      database: { hangMs: resolved.receiveTimeoutMs },
     });
     this.#health = health;
     this.#db = db;
@@ -139,8 +141,9 @@ export class WalOutboxRelay extends ServiceBase<WalOutboxRelayEvents> implements
    * A standby relay (another relay streams from the slot) is 'ok': the server answers each of its
    * tries, every `reconnectMs`, and that answer is its contact. A stream that heard nothing from
    * the server for `receiveTimeoutMs` while the relay read it (each status report asks for an
-   * answer) is ended and reported as failing `replication`, then streamed again. A publish that
-   * hangs shows in `buffered` and the slot's lag (`walOutboxStatus`).
+   * answer) is ended and reported as failing `replication`, then streamed again. A publish or a
+   * statement still unanswered after `receiveTimeoutMs` is failing too (`broker` or `database`,
+   * `failures` 0: it hangs), until it ends; it also shows in `buffered` and the slot's lag.
    */
   health(): ServiceHealth {
     return this.#health.health(this.state);

@@ -104,6 +104,49 @@ describe('HealthRecord', () => {
     expect(record.health('running')).toEqual({ status: 'ok', lastContactAt: start + 10 });
   });
 
+  it('calls a call open past hangMs failing from then, doing what it does, until it ends', async () => {
+    const clock = new ManualClock();
+    const record = new HealthRecord(clock, { broker: { hangMs: 1000 }, database: {} });
+    const start = clock.now();
+    let answer!: () => void;
+    const publish = record.track(
+      'broker',
+      'publish',
+      () => new Promise<void>((resolve) => (answer = resolve)),
+    );
+    // A call open on a dependency without hangMs is not watched.
+    const endQuery = record.calling('database', 'claim');
+    await clock.advance(1000);
+    expect(record.health('running')).toEqual({ status: 'ok', lastContactAt: undefined });
+    await clock.advance(500);
+    expect(record.health('running')).toEqual({
+      status: 'failing',
+      dependency: 'broker',
+      during: 'publish',
+      since: start + 1000,
+      failures: 0,
+      lastError: undefined,
+      lastContactAt: undefined,
+    });
+    answer();
+    await publish;
+    endQuery();
+    expect(record.health('running')).toEqual({ status: 'ok', lastContactAt: start + 1500 });
+
+    // A failure before the hang names the dependency's failing since it; a fresh start forgets both.
+    const error = new Error('refused');
+    record.failed('broker', error, 'publish');
+    const close = record.calling('broker', 'confirm');
+    await clock.advance(2000);
+    expect(record.health('running')).toMatchObject({ since: start + 1500, during: 'publish', failures: 1 });
+    record.started();
+    expect(record.health('running')).toEqual({ status: 'ok', lastContactAt: undefined });
+    await clock.advance(2000);
+    // The call made before the start no longer counts, and closing it later changes nothing.
+    expect(record.health('running')).toEqual({ status: 'ok', lastContactAt: undefined });
+    close();
+  });
+
   it('names the field of a bad bound or an unknown dependency', () => {
     const clock = new ManualClock();
     expect(() => new HealthRecord(clock, { database: { silentMs: 0 } })).toThrow(
@@ -111,6 +154,9 @@ describe('HealthRecord', () => {
     );
     expect(() => new HealthRecord(clock, { database: { silentMs: Number.NaN } })).toThrow(
       /database\.silentMs/,
+    );
+    expect(() => new HealthRecord(clock, { broker: { hangMs: -1 } })).toThrow(
+      expect.objectContaining({ code: 'KEEL_INVALID_ARGUMENT', field: 'broker.hangMs' }),
     );
     const record = new HealthRecord<string>(clock, { database: {} });
     expect(() => record.succeeded('broker')).toThrow(expect.objectContaining({ field: 'dependency' }));

@@ -49,10 +49,28 @@ export interface DependencyOptions {
    * for one it calls only when there is work. Counted from the start until the first answer.
    */
   silentMs?: number;
+  /**
+   * How long one call may stay open (made through `track` or marked by `calling`) before the
+   * dependency is failing although nothing failed: it hangs. For a dependency called only when
+   * there is work, where silence says nothing: an idle service makes no call, a stuck one has
+   * one open. Default: open calls are not watched.
+   */
+  hangMs?: number;
 }
+
+/** A call still open, for `hangMs`. */
+interface OpenCall {
+  readonly since: number;
+  readonly during: string;
+}
+
+const closeNothing = (): void => {};
 
 interface DependencyRecord {
   readonly silentMs: number | undefined;
+  readonly hangMs: number | undefined;
+  /** Oldest first (the clock does not go back); only kept with `hangMs`. */
+  readonly open: Set<OpenCall>;
   lastContactAt: number | undefined;
   failingSince: number | undefined;
   failures: number;
@@ -77,8 +95,13 @@ export class HealthRecord<D extends string = string> {
       if (options.silentMs !== undefined && !(options.silentMs > 0)) {
         throw new InvalidArgumentError(`${name}.silentMs`, 'a number of ms > 0', options.silentMs);
       }
+      if (options.hangMs !== undefined && !(options.hangMs > 0)) {
+        throw new InvalidArgumentError(`${name}.hangMs`, 'a number of ms > 0', options.hangMs);
+      }
       this.#dependencies.set(name, {
         silentMs: options.silentMs,
+        hangMs: options.hangMs,
+        open: new Set(),
         lastContactAt: undefined,
         failingSince: undefined,
         failures: 0,
@@ -93,8 +116,22 @@ export class HealthRecord<D extends string = string> {
     this.#startedAt = this.#clock.now();
     for (const record of this.#dependencies.values()) {
       record.lastContactAt = undefined;
+      record.open.clear();
       this.#clear(record);
     }
+  }
+
+  /**
+   * Marks a call to `dependency` (`during` says what for) open until the returned function is
+   * called: with `hangMs`, one open longer than that makes the dependency failing. Its outcome
+   * is recorded apart (`succeeded`, `failed`); `track` does both.
+   */
+  calling(dependency: D, during: string): () => void {
+    const record = this.#record(dependency);
+    if (record.hangMs === undefined) return closeNothing;
+    const call: OpenCall = { since: this.#clock.now(), during };
+    record.open.add(call);
+    return () => void record.open.delete(call);
   }
 
   succeeded(dependency: D): void {
@@ -108,13 +145,16 @@ export class HealthRecord<D extends string = string> {
    * when it resolves, a failure when it rejects. Its result or its error passes through.
    */
   async track<T>(dependency: D, during: string, call: () => PromiseLike<T>): Promise<T> {
+    const close = this.calling(dependency, during);
     let result: T;
     try {
       result = await call();
     } catch (error) {
+      close();
       this.failed(dependency, error, during);
       throw error;
     }
+    close();
     this.succeeded(dependency);
     return result;
   }
@@ -136,17 +176,14 @@ export class HealthRecord<D extends string = string> {
     for (const [dependency, record] of this.#dependencies) {
       if (record.lastContactAt !== undefined)
         lastContactAt = Math.max(lastContactAt ?? 0, record.lastContactAt);
-      const quietSince = record.lastContactAt ?? this.#startedAt;
-      const silent = record.silentMs !== undefined && now - quietSince > record.silentMs;
-      if (record.failingSince === undefined && !silent) continue;
-      // Silence is failing from the moment it outlasted its bound, not from the last answer:
-      // else a dependency gone quiet would outrank one that failed outright in the meantime.
-      const since = record.failingSince ?? quietSince + record.silentMs!;
+      const failure = this.#failure(record, now);
+      if (failure === undefined) continue;
+      const { since, during } = failure;
       if (failing !== undefined && failing.since <= since) continue;
       failing = {
         status: 'failing',
         dependency,
-        during: record.during,
+        during,
         since,
         failures: record.failures,
         lastError: record.lastError,
@@ -154,6 +191,32 @@ export class HealthRecord<D extends string = string> {
       };
     }
     return failing ?? { status: 'ok', lastContactAt };
+  }
+
+  /**
+   * Since when `record`'s dependency is failing at `now`, and doing what: its calls failing in a
+   * row, silence past `silentMs`, or a call open past `hangMs` — the earliest. A bound outlasted
+   * is failing from the moment it was outlasted, not from the last answer or the call's start:
+   * else a dependency gone quiet would outrank one that failed outright in the meantime.
+   */
+  #failure(record: DependencyRecord, now: number): { since: number; during: string | undefined } | undefined {
+    let failure =
+      record.failingSince === undefined ? undefined : { since: record.failingSince, during: record.during };
+    const quietSince = record.lastContactAt ?? this.#startedAt;
+    if (failure === undefined && record.silentMs !== undefined && now - quietSince > record.silentMs)
+      failure = { since: quietSince + record.silentMs, during: record.during };
+    if (record.hangMs !== undefined) {
+      for (const call of record.open) {
+        // The first is the oldest: if it has not outlasted the bound, none has.
+        if (
+          now - call.since > record.hangMs &&
+          (failure === undefined || call.since + record.hangMs < failure.since)
+        )
+          failure = { since: call.since + record.hangMs, during: call.during };
+        break;
+      }
+    }
+    return failure;
   }
 
   #record(dependency: D): DependencyRecord {

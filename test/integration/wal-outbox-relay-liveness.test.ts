@@ -3,7 +3,8 @@
 // relay): the relay hears nothing for receiveTimeoutMs, ends the stream (KEEL_TIMEOUT, failing on
 // replication) and streams again; once the stuck process is gone, it publishes what was written
 // meanwhile, in order, nothing lost. And no false alarm: a publish that takes several timeouts,
-// with the relay not reading its full queue meanwhile, ends no stream. The liveness rule itself is
+// with the relay not reading its full queue meanwhile, ends no stream (health() names the publish
+// hanging instead, until it answers). The liveness rule itself is
 // unit-tested in src/outbox/wal-outbox-relay-liveness.test.ts.
 import { describe, expect, it } from 'vitest';
 import type { ServiceHealth } from '../../src/service/index.ts';
@@ -64,7 +65,7 @@ describe('WalOutboxRelay receiveTimeoutMs on a real server', () => {
     await names.drop();
   }, 60_000);
 
-  it('ends no stream while the server answers: a publish held for several timeouts, the queue full meanwhile', async () => {
+  it('ends no stream while the server answers: a publish held for several timeouts (failing on the broker meanwhile), the queue full', async () => {
     const names = await wal.newSlot();
     const publisher = new TestPublisher();
     let release!: () => void;
@@ -80,6 +81,13 @@ describe('WalOutboxRelay receiveTimeoutMs on a real server', () => {
     for (let n = 1; n <= 5; n++) await names.write('orders', testEvent(n));
     await until(() => publisher.calls > 0, 15_000, 'the first publish under way');
     await new Promise((resolve) => setTimeout(resolve, 3500));
+    // The stream is fine; the publish is what hangs, and health() says so.
+    expect(relay.health()).toMatchObject({
+      status: 'failing',
+      dependency: 'broker',
+      during: 'publish',
+      failures: 0,
+    });
     release();
     await until(() => publisher.received.length === 5, 15_000, 'all five published');
     // Idle afterwards, reading: the server answers each status report, so no stream ends either.
