@@ -50,6 +50,18 @@ describe('ShopFlags.health()', () => {
       turnsUntil(() => flags.health().status === 'ok'),
       { stepMs: 5000 },
     );
+    // Each poll that answers is contact, not only the turn back from stale.
+    const recovered = flags.health();
+    const recoveredAt = recovered.status === 'ok' ? recovered.lastContactAt : undefined;
+    expect(recoveredAt).toBeTypeOf('number');
+    await advanceUntil(
+      clock,
+      turnsUntil(() => {
+        const health = flags.health();
+        return health.status === 'ok' && health.lastContactAt! > recoveredAt!;
+      }),
+      { stepMs: 5000 },
+    );
     await flags.stop();
     expect(flags.health()).toEqual({ status: 'not-running', state: 'stopped' });
   });

@@ -38,20 +38,30 @@ export class ShopFlags extends ServiceBase implements ReportsHealth {
   readonly #logger: Logger;
   readonly #domain = `shop-${randomUUID()}`;
   #ordersAccepting = true;
-  // Only the provider's refreshes are seen, and only as their turn from stale to ready and back.
+  // Every read of the flags the provider makes (its polls, the reads a change wakes) reports here.
   readonly #health: HealthRecord<'database'>;
 
   constructor(db: Db, options: { clock: Clock; logger: Logger }) {
     super('flags', options.clock);
     this.#store = new PostgresFlagStore(db);
-    this.#provider = new KeelFlagProvider(this.#store, { clock: options.clock });
+    this.#provider = new KeelFlagProvider(this.#store, {
+      clock: options.clock,
+      onRead: (error) => {
+        if (error === undefined) this.#health.succeeded('database');
+        else this.#health.failed('database', error, 'flag refresh');
+      },
+    });
     this.#logger = options.logger;
-    this.#health = new HealthRecord(options.clock, { database: {} });
+    // Read on a schedule: no answer for two polls means a read hangs.
+    this.#health = new HealthRecord(options.clock, {
+      database: { silentMs: 2 * this.#provider.pollIntervalMs },
+    });
   }
 
   /**
-   * Failing from the refresh of the flags that failed (the last values read are still served)
-   * until one succeeds: an operator's kill switch is not heard meanwhile.
+   * Failing from the read of the flags that failed (the last values read are still served) until
+   * one succeeds, or when no read has answered for two poll intervals (one hangs): an operator's
+   * kill switch is not heard meanwhile. `lastContactAt` is the last read that answered.
    */
   health(): ServiceHealth {
     return this.#health.health(this.state);
@@ -82,10 +92,8 @@ export class ShopFlags extends ServiceBase implements ReportsHealth {
     };
     client.addHandler(ProviderEvents.ConfigurationChanged, () => void update());
     client.addHandler(ProviderEvents.Stale, (details) => {
-      this.#health.failed('database', new Error(details?.message ?? 'flags not read'), 'flag refresh');
       this.#logger.warn({ reason: details?.message }, 'feature flags not refreshed; serving the last read');
     });
-    client.addHandler(ProviderEvents.Ready, () => this.#health.succeeded('database'));
     await update();
   }
 

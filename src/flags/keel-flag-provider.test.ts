@@ -146,7 +146,11 @@ describe('KeelFlagProvider', () => {
     await store.put(newFlow);
     // No NOTIFY: another test's flag change (the channel is database-wide) would start a read of
     // its own, and a second STALE event.
-    const provider = new KeelFlagProvider({ list: () => store.list() }, { pollIntervalMs: 60_000 });
+    const reads: unknown[] = [];
+    const provider = new KeelFlagProvider(
+      { list: () => store.list() },
+      { pollIntervalMs: 60_000, onRead: (error) => reads.push(error) },
+    );
     const client = await clientOf(provider);
     // Written around the store's checks: a definition no provider can evaluate.
     await db.query(`UPDATE keel_flags SET definition = jsonb_set(definition, '{defaultVariant}', '"gone"')`);
@@ -162,6 +166,8 @@ describe('KeelFlagProvider', () => {
     await store.put({ ...newFlow, defaultVariant: 'on' });
     await provider.refresh();
     expect(seen).toEqual([expect.stringMatching(/^stale: .*flag\.defaultVariant/), 'ready']);
+    // Every read is told, not only the turns: the first, the failed one, the one after.
+    expect(reads).toEqual([undefined, failure, undefined]);
     expect(await client.getBooleanValue('checkout.new-flow', false, { customerId: 'c-1' })).toBe(true);
   });
 

@@ -19,6 +19,12 @@ export interface KeelFlagProviderOptions {
    * reconnect); default 30 s.
    */
   pollIntervalMs?: number;
+  /**
+   * Told of every read of the flags, the polls' included: `error` undefined when it succeeded.
+   * OpenFeature's STALE and READY events say only when reads turn from succeeding to failing and
+   * back; this says when the source last answered, for a health record.
+   */
+  onRead?: (error: unknown) => void;
 }
 
 type Kind = 'boolean' | 'string' | 'number' | 'object';
@@ -41,6 +47,7 @@ export class KeelFlagProvider implements Provider {
   readonly #source: FlagSource;
   readonly #clock: Clock;
   readonly #pollIntervalMs: number;
+  readonly #onRead: (error: unknown) => void;
   #flags = new Map<string, StoredFlag>();
   #unsubscribe: (() => Promise<void>) | undefined;
   #poll: TimerHandle | undefined;
@@ -53,6 +60,12 @@ export class KeelFlagProvider implements Provider {
     this.#source = source;
     this.#clock = options.clock ?? systemClock;
     this.#pollIntervalMs = options.pollIntervalMs ?? 30_000;
+    this.#onRead = options.onRead ?? (() => {});
+  }
+
+  /** How often the flags are read when nothing else asks: a reader can tell silence from it. */
+  get pollIntervalMs(): number {
+    return this.#pollIntervalMs;
   }
 
   async initialize(): Promise<void> {
@@ -104,9 +117,11 @@ export class KeelFlagProvider implements Provider {
       listed = await this.#source.list();
     } catch (error) {
       this.#stale = true;
+      this.#onRead(error);
       this.events.emit(ProviderEvents.Stale, { message: `flags not read: ${String(error)}` });
       throw error;
     }
+    this.#onRead(undefined);
     if (this.#stale) {
       this.#stale = false;
       this.events.emit(ProviderEvents.Ready);
