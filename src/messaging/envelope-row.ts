@@ -1,6 +1,11 @@
+import { isoFromTimestamptz } from '../db/timestamptz-text.ts';
 import type { Envelope } from './envelope.ts';
 
-/** The columns an envelope is stored in by the PostgreSQL queue and the table outbox, as pg and PGlite return them. */
+/**
+ * The columns an envelope is stored in by the PostgreSQL queue and the table outbox, as pg and
+ * PGlite return them; `occurred_at` as a Date, or as text where a hot read selects
+ * `occurred_at::text` (src/db/timestamptz-text.ts).
+ */
 export interface EnvelopeRow {
   id: string;
   type: string;
@@ -19,10 +24,7 @@ export function envelopeFromRow(row: EnvelopeRow): Envelope {
     key: row.key,
     payload: row.payload,
     headers: row.headers,
-    occurredAt:
-      row.occurred_at instanceof Date
-        ? row.occurred_at.toISOString()
-        : new Date(row.occurred_at).toISOString(),
+    occurredAt: isoFromTimestamptz(row.occurred_at),
     ...(row.hlc === null ? {} : { hlc: row.hlc }),
   };
 }

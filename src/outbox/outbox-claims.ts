@@ -82,7 +82,8 @@ claimed AS (
          coalesce(array_agg(destination) FILTER (WHERE key IS NOT NULL), '{}'),
          coalesce(array_agg(key) FILTER (WHERE key IS NOT NULL), '{}')
   FROM picked HAVING count(*) > 0)
-SELECT seq::text AS seq, id::text AS id, destination, type, key, payload, headers, occurred_at, hlc, attempts
+SELECT seq::text AS seq, id::text AS id, destination, type, key, payload, headers,
+       occurred_at::text AS occurred_at, hlc, attempts
 FROM picked ORDER BY picked.seq`);
 
 /**

@@ -59,7 +59,8 @@ const claimBatch = `WITH relaxed AS (SELECT set_config('synchronous_commit', 'of
      ORDER BY seq
      LIMIT $3
      FOR UPDATE SKIP LOCKED))
-   RETURNING q.seq::text AS seq, q.id::text AS id, q.type, q.key, q.payload, q.headers, q.occurred_at, q.hlc, q.attempts`;
+   RETURNING q.seq::text AS seq, q.id::text AS id, q.type, q.key, q.payload, q.headers,
+     q.occurred_at::text AS occurred_at, q.hlc, q.attempts`;
 
 /** Deletes the acked rows still leased to their deliveries' tokens (not prepared, as the claim). */
 const deleteAcked = `DELETE FROM keel_queue AS q

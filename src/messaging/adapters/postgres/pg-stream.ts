@@ -107,7 +107,7 @@ const appendEntries = preparedStatement(
 // p is below it ('resume'; 'throw' rejects before using the rows). Ordered by the lateral's
 // column: `ORDER BY position` would sort by the text output column.
 const readEntries = `SELECT h.first_position::text AS first, s.position::text AS position,
-    s.id, s.type, s.key, s.payload, s.headers, s.occurred_at, s.hlc, s.appended_at
+    s.id, s.type, s.key, s.payload, s.headers, s.occurred_at::text AS occurred_at, s.hlc, s.appended_at
   FROM keel_stream_heads AS h
   LEFT JOIN LATERAL (
     SELECT e.* FROM keel_stream AS e
