@@ -11,7 +11,9 @@ import {
   claimIdempotentRequest,
   completeIdempotentRequest,
   installIdempotency,
+  sendStoredResponse,
   type IdempotencyStore,
+  type StoredResponse,
 } from '../../../../src/idempotency/index.ts';
 import { headerNames } from '../../../../src/messaging/index.ts';
 import type { OutboxWriter } from '../../../../src/outbox/index.ts';
@@ -73,9 +75,10 @@ export async function ordersRoutes(
     const headers = {
       [headerNames.correlationId]: typeof correlation === 'string' ? correlation : request.id,
     };
-    let answer = '';
+    // The response stored with the key, sent as a replay of this key will send it.
+    let answer: StoredResponse | undefined;
     let token: Promise<ConsistencyToken> | undefined;
-    const order = await placeOrder(
+    await placeOrder(
       db,
       clock,
       body,
@@ -83,11 +86,10 @@ export async function ordersRoutes(
       {
         first: (tx) => claimIdempotentRequest(request, tx),
         last: async (tx, placed) => {
-          answer = JSON.stringify(placed);
-          await completeIdempotentRequest(request, tx, {
+          answer = await completeIdempotentRequest(request, tx, {
             status: 202,
             headers: { 'content-type': jsonType, location: `/v1/orders/${placed.id}` },
-            body: answer,
+            body: JSON.stringify(placed),
           });
           // Read with the commit, on its connection: no round trip of its own.
           token = tokenAfterCommit(tx, db);
@@ -96,7 +98,8 @@ export async function ordersRoutes(
       outbox,
     );
     if (token !== undefined) void reply.header(consistencyTokenHeader, (await token).toString());
-    return reply.status(202).header('location', `/v1/orders/${order.id}`).type(jsonType).send(answer);
+    if (answer === undefined) throw new KeelError('KEEL_INTERNAL', 'the order committed without its answer');
+    return sendStoredResponse(reply, answer);
   });
 
   app.get('/v1/orders/:id', async (request) => {
