@@ -439,6 +439,47 @@ describe('QueueConsumer.health() over a source that holds its own connection', (
     await consumer.stop();
   });
 
+  it('keeps an earlier failure through a loss: claims that hand over messages pushed before it are no answer either', async () => {
+    const clock = new ManualClock();
+    const source = new FlakySource();
+    // The handlers hold their messages: no ack is made, so only the claims could be an answer.
+    const handled: unknown[] = [];
+    let finish: () => void = () => undefined;
+    const finished = new Promise<void>((resolve) => (finish = resolve));
+    const consumer = new QueueConsumer(
+      source,
+      async (envelope) => {
+        handled.push(envelope.payload);
+        await finished;
+      },
+      { clock, pollIntervalMs: 100, concurrency: 2 },
+    );
+    await consumer.start();
+    const lastContactAt = clock.now();
+    source.down.add('claim');
+    await clock.advance(100);
+    const claimsFailedAt = clock.now();
+    // Pushed into the process before the link went: the claims hand them over from memory.
+    source.ready.push(message('a'), message('b'));
+    await clock.advance(50);
+    source.loss = { since: clock.now(), attempts: 0, error: cut };
+    source.down.delete('claim');
+    await clock.advance(1000);
+    expect(handled).toEqual(['a', 'b']);
+    expect(consumer.health()).toEqual({
+      status: 'failing',
+      dependency: 'broker',
+      during: 'claim',
+      since: claimsFailedAt,
+      failures: 1,
+      lastError: expect.objectContaining({ code: 'KEEL_BROKER_UNAVAILABLE' }) as unknown,
+      lastContactAt,
+    });
+    source.loss = undefined;
+    finish();
+    await consumer.stop();
+  });
+
   it('is not-running when stopped, lost or not', async () => {
     const clock = new ManualClock();
     const source = new FlakySource();

@@ -28,10 +28,9 @@ export function consumerHealthRecord(
  * What the record says (`recorded`), unless the source says its own connection is lost: then
  * failing, `during: 'connect'`, from the loss — whether or not the consumer calls anything
  * meanwhile (every slot busy) — unless its calls began failing earlier: the earlier `since`
- * names the failure, as across dependencies in `HealthRecord`: the runtime records no claim that
- * found nothing during a loss, so such claims do not wipe it. A claim that hands over messages
- * buffered before the loss is still recorded as an answer: it does not move `lastContactAt`
- * past the loss.
+ * names the failure, as across dependencies in `HealthRecord`: the runtime records no claim
+ * made during a loss (it answers from memory, with nothing or with messages pushed before the
+ * loss), so such claims do not wipe it.
  */
 export function withConnectionLoss(recorded: ServiceHealth, loss: ConnectionLoss | undefined): ServiceHealth {
   if (loss === undefined || recorded.status === 'not-running') return recorded;

@@ -206,11 +206,10 @@ export class QueueConsumer<D extends Delivery = Delivery>
         continue;
       }
       failures = 0;
-      // A source that lost its own link answers from memory: nothing, then, is no word from the
-      // engine, and recording it would wipe a failure that began before the loss (`health()`
-      // would name the loss's later `since`). Read only after a claim that found nothing, so
-      // never per message.
-      if (batch.length > 0 || this.#source.connectionLost?.() === undefined) this.#health.succeeded('broker');
+      // A source that lost its own link answers from memory — nothing, or messages pushed before
+      // the loss: no word from the engine either way, and recording it would wipe a failure that
+      // began before the loss (`health()` would name the loss's later `since`).
+      if (this.#source.connectionLost?.() === undefined) this.#health.succeeded('broker');
       const until = claimedAt + (this.#options.leaseMs ?? Number.POSITIVE_INFINITY);
       for (const delivery of batch) {
         const held = new HeldMessage(delivery, until);
