@@ -2,7 +2,7 @@ import { setMaxListeners } from 'node:events';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Db, Queryable } from '../db/index.ts';
 import { migrate } from '../db/index.ts';
-import { isKeelError } from '../errors/index.ts';
+import { isKeelError, KeelError } from '../errors/index.ts';
 import { createTestDb, type TestDb } from '../testing/index.ts';
 import { statementsSettled } from '../testing/statements-in-flight.ts';
 import { ManualClock } from '../time/index.ts';
@@ -36,6 +36,8 @@ interface Counted {
   db: Pick<Db, 'query' | 'listen'>;
   /** The ids of each read of the instances, in the order they were sent. */
   reads: string[][];
+  /** Each read of the instances as sent. */
+  statements: { sql: string; params: readonly unknown[] }[];
   /** LISTENs asked for. */
   listens: number;
   /** LISTENs in place: on pg the listener's connection is not a statement `quiet` waits for. */
@@ -47,12 +49,16 @@ interface Counted {
 function counted(db: Queryable & Pick<Db, 'listen'>): Counted {
   const counts: Counted = {
     reads: [],
+    statements: [],
     listens: 0,
     listening: 0,
     unlistens: 0,
     db: {
       query: (sql, params) => {
-        if (sql.includes('keel_saga_instances')) counts.reads.push([...(params?.[0] as string[])]);
+        if (sql.includes('keel_saga_instances')) {
+          counts.reads.push([...(params?.[0] as string[])]);
+          counts.statements.push({ sql, params: params ?? [] });
+        }
         return db.query(sql, params);
       },
       listen: async (channel, onNotify) => {
@@ -83,10 +89,40 @@ async function quiet(): Promise<void> {
   }
 }
 
-async function started(db: TestDb, count: number, clock: ManualClock): Promise<string[]> {
+async function started(
+  db: TestDb,
+  count: number,
+  clock: ManualClock,
+  saga: typeof oneStep = oneStep,
+): Promise<string[]> {
   const ids: string[] = [];
-  for (let i = 0; i < count; i++) ids.push((await startSaga(db, oneStep, {}, { clock, id: `w-${i}` })).id);
+  for (let i = 0; i < count; i++) ids.push((await startSaga(db, saga, {}, { clock, id: `w-${i}` })).id);
   return ids;
+}
+
+interface PlanNode {
+  'Relation Name'?: string;
+  'Actual Loops': number;
+  Plans?: PlanNode[];
+}
+
+/** How many times `statement`, run again under EXPLAIN ANALYZE, scans the history table. */
+async function historyScans(
+  db: TestDb,
+  statement: { sql: string; params: readonly unknown[] },
+): Promise<number> {
+  const { rows } = await db.query<{ 'QUERY PLAN': [{ Plan: PlanNode }] }>(
+    `EXPLAIN (ANALYZE, FORMAT JSON) ${statement.sql}`,
+    statement.params,
+  );
+  const [root] = rows[0]!['QUERY PLAN'];
+  let loops = 0;
+  const visit = (node: PlanNode): void => {
+    if (node['Relation Name'] === 'keel_saga_history') loops += node['Actual Loops'];
+    for (const child of node.Plans ?? []) visit(child);
+  };
+  visit(root.Plan);
+  return loops;
 }
 
 describe('waitForSaga on one handle', () => {
@@ -247,5 +283,128 @@ describe('waitForSaga on one handle', () => {
     expect((await Promise.all(waits)).map((instance) => instance.state)).toEqual(ids.map(() => 'COMPLETED'));
     expect(listeners).toBe(0);
     await runner.stop();
+  });
+  it('reads only the state of a running instance: a tick builds the history of the ended ones alone', async () => {
+    const { db, clock } = await setup();
+    const notRun = defineSaga({ ...oneStep, name: 'not-run' });
+    const running = await started(db, 3, clock, notRun);
+    const ends = (await startSaga(db, oneStep, {}, { clock, id: 'ends' })).id;
+    const counts = counted(db);
+    const controller = new AbortController();
+    const waits = [...running, ends].map((id) =>
+      waitForSaga(counts.db, id, { clock, signal: controller.signal }).catch((e: unknown) => e),
+    );
+    await listening(counts);
+    counts.statements.length = 0;
+    await clock.advance(1000);
+    await quiet();
+    // Four instances, all running: the statement of the tick reads no history at all.
+    expect(counts.statements).toHaveLength(1);
+    expect(await historyScans(db, counts.statements[0]!)).toBe(0);
+
+    const runner = new SagaRunner({ db, sagas: [oneStep], clock });
+    await runner.runDue();
+    await expect(waits[3]).resolves.toMatchObject({
+      id: ends,
+      state: 'COMPLETED',
+      results: { only: 'done' },
+    });
+    // The same statement once one of them has ended: the history of that one, once.
+    expect(await historyScans(db, counts.statements[0]!)).toBe(1);
+    controller.abort();
+    expect((await Promise.all(waits.slice(0, 3))).every((e) => isKeelError(e, 'KEEL_ABORTED'))).toBe(true);
+    await runner.stop();
+    expect(clock.pendingTimers).toBe(0);
+  });
+
+  it('rejects only the wait whose own row cannot be decoded; the others in its statement resolve', async () => {
+    const { db, clock } = await setup();
+    const [good, corrupt] = await started(db, 2, clock);
+    const reads: string[][] = [];
+    const poolClient: Queryable = {
+      query: (sql, params) => {
+        reads.push([...(params?.[0] as string[])]);
+        return db.query(sql, params);
+      },
+    };
+    const waits = [good!, corrupt!].map((id) =>
+      waitForSaga(poolClient, id, { clock }).catch((e: unknown) => e),
+    );
+    await quiet();
+    const runner = new SagaRunner({ db, sagas: [oneStep], clock });
+    await runner.runDue();
+    await runner.stop();
+    // A hand-written UPDATE left results that are no object: reading them back throws.
+    await db.query(`UPDATE keel_saga_instances SET results = 'null'::jsonb WHERE id = $1`, [corrupt]);
+    reads.length = 0;
+    await clock.advance(1000);
+    const [resolved, rejected] = await Promise.all(waits);
+    expect(resolved).toMatchObject({ id: good, state: 'COMPLETED', results: { only: 'done' } });
+    expect(rejected).toBeInstanceOf(TypeError);
+    // The statement of the tick failed; each of its ids was read again alone.
+    expect(reads).toEqual([[good, corrupt], [good], [corrupt]]);
+    expect(clock.pendingTimers).toBe(0);
+  });
+
+  it('waits out a lost connection with every wait in the statement, and rejects only the wait whose own read times out', async () => {
+    const { db, clock } = await setup();
+    const ids = await started(db, 4, clock);
+    const slow = ids[3]!;
+    let connected = false;
+    const reads: string[][] = [];
+    const poolClient: Queryable = {
+      query: (sql, params) => {
+        const read = params?.[0] as string[];
+        reads.push([...read]);
+        if (!connected) return Promise.reject(new KeelError('KEEL_DB_UNAVAILABLE', 'connection lost'));
+        if (read.includes(slow)) {
+          // How PgDb reports a statement the server cancelled at its statement_timeout.
+          return Promise.reject(
+            new KeelError('KEEL_TIMEOUT', 'cancelled a statement that ran past queryTimeoutMs (30000 ms)'),
+          );
+        }
+        return db.query(sql, params);
+      },
+    };
+    const waits = ids.map((id) => waitForSaga(poolClient, id, { clock }).catch((e: unknown) => e));
+    await quiet();
+    // A lost connection is every wait's: no id is read again alone.
+    expect(reads).toEqual([ids]);
+    const runner = new SagaRunner({ db, sagas: [oneStep], clock });
+    await runner.runDue();
+    await runner.stop();
+    connected = true;
+    reads.length = 0;
+    await clock.advance(1000);
+    const outcomes = await Promise.all(waits);
+    expect(outcomes.slice(0, 3).map((outcome) => (outcome as { state?: string }).state)).toEqual([
+      'COMPLETED',
+      'COMPLETED',
+      'COMPLETED',
+    ]);
+    expect(isKeelError(outcomes[3], 'KEEL_TIMEOUT')).toBe(true);
+    // Halves, down to the one id whose read fails.
+    expect(reads).toEqual([ids, ids.slice(0, 2), ids.slice(2), [ids[2]], [slow]]);
+    expect(clock.pendingTimers).toBe(0);
+  });
+
+  it('rejects every wait after three statements when both halves fail too: the failure is no row of its own', async () => {
+    const { db, clock } = await setup();
+    const ids = await started(db, 8, clock);
+    const reads: string[][] = [];
+    const overloaded: Queryable = {
+      query: (_sql, params) => {
+        reads.push([...(params?.[0] as string[])]);
+        return Promise.reject(
+          new KeelError('KEEL_TIMEOUT', 'cancelled a statement that ran past queryTimeoutMs'),
+        );
+      },
+    };
+    const outcomes = await Promise.all(
+      ids.map((id) => waitForSaga(overloaded, id, { clock }).catch((e: unknown) => e)),
+    );
+    expect(outcomes.every((outcome) => isKeelError(outcome, 'KEEL_TIMEOUT'))).toBe(true);
+    expect(reads).toEqual([ids, ids.slice(0, 4), ids.slice(4)]);
+    expect(clock.pendingTimers).toBe(0);
   });
 });

@@ -2,12 +2,14 @@
 // the wait: an application that answers each request once its saga ends has as many waits as
 // requests in flight. One watcher per handle (made by the first wait, torn down when the last one
 // leaves) holds one LISTEN registration, reads every id due in one statement, and polls once per
-// tick for all the waits that share a `pollMs` and a clock.
+// tick for all the waits that share a `pollMs` and a clock. A statement that fails answers only
+// the waits whose own read fails: see `#read`.
 import type { Db, Queryable, Unlisten } from '../db/db.ts';
+import { isKeelError } from '../errors/index.ts';
 import type { ListenerHandle } from '../service/typed-events.ts';
 import type { Clock, TimerHandle } from '../time/index.ts';
 import type { SagaRunner } from './saga-runner.ts';
-import { readInstances, sagaEndStates, type SagaInstance } from './saga-store.ts';
+import { readWaitedInstances, sagaEndStates, type WaitedInstance } from './saga-store.ts';
 import { sagaEndedChannel } from './schema.ts';
 
 /** One wait as the watcher sees it: what to read, how often, and where the answers go. */
@@ -19,13 +21,25 @@ export interface SagaEndWaiter {
   /** Its `saga-state` events wake the read of the ids they end. */
   readonly runner: SagaRunner | undefined;
   /**
-   * A read that started while the waiter was registered answered: the instance, or undefined when
-   * there is none yet. Called synchronously from the read; may settle the wait (which removes it).
-   * Called even when the wait has settled meanwhile: ignore it then.
+   * A read that started while the waiter was registered answered: the instance's state, and the
+   * instance once it has ended; undefined when there is none yet. Called synchronously from the
+   * read; may settle the wait (which removes it). Called even when the wait has settled
+   * meanwhile: ignore it then.
    */
-  found(instance: SagaInstance | undefined): void;
-  /** A read of its id failed with `error` (the whole statement did: every id in it gets the same). */
+  found(instance: WaitedInstance | undefined): void;
+  /**
+   * A read of its id failed with `error`: a lost connection (`isLostConnection`), which every id
+   * of the statement gets, or any other error of a statement that read its id alone.
+   */
   readFailed(error: unknown): void;
+}
+
+/**
+ * The failed reads a wait waits out, to read again at the next poll: a lost connection may come
+ * back before the caller gives up. Any other error will not, and rejects the wait.
+ */
+export function isLostConnection(error: unknown): boolean {
+  return isKeelError(error, 'KEEL_DB_UNAVAILABLE');
 }
 
 /**
@@ -56,6 +70,13 @@ const watchers = new WeakMap<Queryable, SagaEndWatcher>();
  * size of one answer when waits run into the thousands.
  */
 const maxIdsPerRead = 1000;
+
+/** Ids read in one statement, each with the waiters registered for it when it was sent. */
+type Batch = readonly [string, SagaEndWaiter[]][];
+
+function failAll(batch: Batch, error: unknown): void {
+  for (const [, waiters] of batch) for (const waiter of waiters) waiter.readFailed(error);
+}
 
 interface PollGroup {
   readonly waiters: Set<SagaEndWaiter>;
@@ -139,28 +160,84 @@ class SagaEndWatcher {
       if (ids.length === maxIdsPerRead) break;
     }
     // The waiters as the statement is sent: one registered later gets a read of its own.
-    const batch = ids.map((id): [string, SagaEndWaiter[]] => {
+    const batch: Batch = ids.map((id): [string, SagaEndWaiter[]] => {
       this.#due.delete(id);
       return [id, [...(this.#waiters.get(id) ?? [])]];
     });
-    this.#reading = this.#read(ids, batch).finally(() => {
+    this.#reading = this.#read(batch).finally(() => {
       this.#reading = undefined;
       this.#readDue();
     });
   }
 
-  async #read(ids: readonly string[], batch: readonly [string, SagaEndWaiter[]][]): Promise<void> {
-    let found: Map<string, SagaInstance>;
+  /**
+   * Reads the ids of `batch` and answers their waiters. A lost connection answers them all, to
+   * wait it out. Any other failure (a statement timeout, a row that cannot be decoded) may be one
+   * id's alone: see `#isolate`.
+   */
+  async #read(batch: Batch): Promise<void> {
+    const error = await this.#readOnce(batch);
+    if (error !== undefined) await this.#isolate(batch, error);
+  }
+
+  /**
+   * One statement for `batch`: answers its waiters and returns undefined, or — for a failure
+   * other than a lost connection, which answers them all — answers none and returns the error.
+   */
+  async #readOnce(batch: Batch): Promise<unknown> {
+    if (batch.length === 0) return undefined;
+    let found: Map<string, WaitedInstance>;
     try {
-      found = await readInstances(this.#q, ids);
+      found = await readWaitedInstances(
+        this.#q,
+        batch.map(([id]) => id),
+      );
     } catch (error) {
-      for (const [, waiters] of batch) for (const waiter of waiters) waiter.readFailed(error);
-      return;
+      if (!isLostConnection(error)) return error;
+      failAll(batch, error);
+      return undefined;
     }
     for (const [id, waiters] of batch) for (const waiter of waiters) waiter.found(found.get(id));
     // Some wait goes on: listen from now on. A wait whose first read finds its instance ended
     // costs that read alone.
     if (!this.#closed) this.#listening ??= this.#listen();
+    return undefined;
+  }
+
+  /**
+   * `batch`'s read failed with `error`: reads each half again, and a half that fails alone is
+   * halved in turn, down to the one id whose read fails, so a bad row rejects its own waits only.
+   * When both halves fail the failure is not one row's (a missing table, a server too slow for
+   * every statement): their waits reject then, three statements in all instead of one per id.
+   * Waits that settled meanwhile (their timeout, their signal) drop out: their removal waits for
+   * this read, which need not read their ids again.
+   */
+  async #isolate(batch: Batch, error: unknown): Promise<void> {
+    const remaining = this.#stillWaiting(batch);
+    if (remaining.length <= 1) return failAll(remaining, error);
+    const half = Math.ceil(remaining.length / 2);
+    const first = remaining.slice(0, half);
+    const firstError = await this.#readOnce(first);
+    const second = this.#stillWaiting(remaining.slice(half));
+    const secondError = await this.#readOnce(second);
+    if (firstError !== undefined && secondError !== undefined) {
+      failAll(first, firstError);
+      failAll(second, secondError);
+      return;
+    }
+    if (firstError !== undefined) await this.#isolate(first, firstError);
+    if (secondError !== undefined) await this.#isolate(second, secondError);
+  }
+
+  /** The entries of `batch` with the waiters still registered, and only those. */
+  #stillWaiting(batch: Batch): [string, SagaEndWaiter[]][] {
+    const remaining: [string, SagaEndWaiter[]][] = [];
+    for (const [id, waiters] of batch) {
+      const registered = this.#waiters.get(id);
+      const still = registered === undefined ? [] : waiters.filter((waiter) => registered.has(waiter));
+      if (still.length > 0) remaining.push([id, still]);
+    }
+    return remaining;
   }
 
   async #listen(): Promise<Unlisten | undefined> {

@@ -4,7 +4,7 @@ import { createTestDb, type TestDb } from '../testing/index.ts';
 import { ManualClock } from '../time/index.ts';
 import { defineSaga } from './definition.ts';
 import { SagaRunner } from './saga-runner.ts';
-import { readInstance, readInstances, startSaga } from './saga-store.ts';
+import { readInstance, readWaitedInstances, startSaga } from './saga-store.ts';
 import { sagaMigrations } from './schema.ts';
 
 const dbs: TestDb[] = [];
@@ -22,8 +22,8 @@ const steps = defineSaga({
   ],
 });
 
-describe('readInstances', () => {
-  it('reads the instances of many ids in one statement, as readInstance reads one; absent ids are absent', async () => {
+describe('readWaitedInstances', () => {
+  it('reads the state of many ids in one statement, and an ended instance whole, as readInstance reads it; absent ids are absent', async () => {
     const db = await createTestDb();
     dbs.push(db);
     await migrate(db, sagaMigrations);
@@ -34,12 +34,11 @@ describe('readInstances', () => {
     await runner.stop();
     await startSaga(db, steps, { n: 2 }, { clock, id: 'running' });
 
-    const found = await readInstances(db, ['done', 'running', 'missing']);
+    const found = await readWaitedInstances(db, ['done', 'running', 'missing']);
     expect([...found.keys()].sort()).toEqual(['done', 'running']);
-    expect(found.get('done')).toEqual(await readInstance(db, 'done'));
-    expect(found.get('running')).toEqual(await readInstance(db, 'running'));
-    expect(Object.keys(found.get('done')!.results)).toEqual(['longer', 'b']);
-    expect(found.get('running')).toMatchObject({ state: 'RUNNING', input: { n: 2 } });
-    expect(await readInstances(db, [])).toEqual(new Map());
+    expect(found.get('done')).toEqual({ state: 'COMPLETED', ended: await readInstance(db, 'done') });
+    expect(Object.keys(found.get('done')!.ended!.results)).toEqual(['longer', 'b']);
+    expect(found.get('running')).toEqual({ state: 'RUNNING', ended: undefined });
+    expect(await readWaitedInstances(db, [])).toEqual(new Map());
   });
 });

@@ -123,20 +123,43 @@ export async function readInstance(q: Queryable, id: string): Promise<SagaInstan
   return rows[0] === undefined ? undefined : fromRow(rows[0]);
 }
 
+/** An instance as a wait reads it: its state, and all of it once that state is an end. */
+export interface WaitedInstance {
+  state: SagaState;
+  /** The instance (results in step order) when `state` is one of `sagaEndStates`; else undefined. */
+  ended: SagaInstance | undefined;
+}
+
+/** A row of the waits' read: the waited instance's id and state, the rest null unless it has ended. */
+type WaitedRow = { waited_id: string; waited_state: SagaState } & (InstanceRow | { id: null });
+
 /**
- * Reads the instances of `ids` (results in step order) in one statement, by primary key: the
- * instances found, by id; an id without an instance is absent. For many waits polling at once.
+ * Reads the instances of `ids` in one statement, by primary key, for the waits of `waitForSaga`:
+ * an id without an instance is absent. Of an instance that still runs it reads the state alone: a
+ * wait needs no more of it, and an instance's completed steps (its history) are what a read
+ * costs most, tick after tick while thousands of waits poll.
  */
-export async function readInstances(
+export async function readWaitedInstances(
   q: Queryable,
   ids: readonly string[],
-): Promise<Map<string, SagaInstance>> {
+): Promise<Map<string, WaitedInstance>> {
   if (ids.length === 0) return new Map();
-  const { rows } = await q.query<InstanceRow>(
-    `SELECT ${instanceColumns} FROM keel_saga_instances i WHERE i.id = ANY($1::text[])`,
-    [[...ids]],
+  // OFFSET 0 keeps the subquery from being flattened into the join: flattened, it builds the
+  // completed steps of every row before the join's condition drops the running ones.
+  const { rows } = await q.query<WaitedRow>(
+    `SELECT w.id AS waited_id, w.state AS waited_state, e.*
+     FROM keel_saga_instances w LEFT JOIN LATERAL (
+       SELECT ${instanceColumns} FROM keel_saga_instances i
+       WHERE i.id = w.id AND w.state = ANY($2::text[]) OFFSET 0) e ON true
+     WHERE w.id = ANY($1::text[])`,
+    [[...ids], [...sagaEndStates]],
   );
-  return new Map(rows.map((row) => [row.id, fromRow(row)]));
+  return new Map(
+    rows.map((row) => [
+      row.waited_id,
+      { state: row.waited_state, ended: row.id === null ? undefined : fromRow(row) },
+    ]),
+  );
 }
 
 /** `results` with its keys in the order of `steps`, then any others in the order they came. */

@@ -4,11 +4,11 @@
 // and every `pollMs`, since a notification is lost while the LISTEN connection reconnects. The
 // waits on one handle share those reads and that LISTEN: see saga-end-watcher.ts.
 import type { Queryable } from '../db/db.ts';
-import { AbortedError, InvalidArgumentError, isKeelError, KeelError } from '../errors/index.ts';
+import { AbortedError, InvalidArgumentError, KeelError } from '../errors/index.ts';
 import { systemClock, type Clock, type TimerHandle } from '../time/index.ts';
-import { watchSagaEnd, type SagaEndWaiter } from './saga-end-watcher.ts';
+import { isLostConnection, watchSagaEnd, type SagaEndWaiter } from './saga-end-watcher.ts';
 import type { SagaRunner } from './saga-runner.ts';
-import { sagaEndStates, type SagaInstance } from './saga-store.ts';
+import type { SagaInstance, SagaState, WaitedInstance } from './saga-store.ts';
 
 export interface WaitForSagaOptions {
   /** Gives up when it aborts: rejects with `KEEL_ABORTED` (an `AbortedError`; `cause` is the signal's reason). */
@@ -47,13 +47,15 @@ interface ResolvedOptions {
  *
  * An id that no instance has yet is waited for as well (a consumer may start it later), so bound
  * the wait with `timeoutMs` or `signal`. A lost connection (`KEEL_DB_UNAVAILABLE`) is waited out:
- * the next poll reads again, and a timeout's `cause` is the last such error; any other failed
- * read rejects. Whatever ends the wait, it has stopped listening and reading when it settles.
+ * the next poll reads again, and a timeout's `cause` is the last such error; any other failure of
+ * its own read rejects (not another wait's: a bad row fails only the waits for it). Whatever ends
+ * the wait, it has stopped listening and reading when it settles.
  * Bad arguments reject with `KEEL_INVALID_ARGUMENT` naming the field.
  *
  * The waits on one handle share the work: one LISTEN registration for all of them, a notification
- * reads only the ids it names, and the poll reads every waited id in one statement per tick. The
- * LISTEN stops when the last wait on the handle settles.
+ * reads only the ids it names, and the poll reads every waited id in one statement per tick (the
+ * state alone of an instance that still runs). The LISTEN stops when the last wait on the handle
+ * settles.
  */
 export async function waitForSaga(
   db: Queryable,
@@ -119,7 +121,7 @@ class SagaEndWait implements SagaEndWaiter {
   #resolve!: (instance: SagaInstance) => void;
   #reject!: (error: unknown) => void;
   #settled = false;
-  #lastSeen: SagaInstance | undefined;
+  #lastState: SagaState | undefined;
   #lastUnavailable: unknown;
   #timeoutTimer: TimerHandle | undefined;
   readonly #unwatch: () => Promise<void>;
@@ -146,21 +148,20 @@ class SagaEndWait implements SagaEndWaiter {
     this.#unwatch = watchSagaEnd(db, this);
   }
 
-  found(instance: SagaInstance | undefined): void {
+  found(instance: WaitedInstance | undefined): void {
     if (this.#settled || instance === undefined) return;
-    this.#lastSeen = instance;
-    if (sagaEndStates.includes(instance.state)) this.#finish({ instance });
+    this.#lastState = instance.state;
+    if (instance.ended !== undefined) this.#finish({ instance: instance.ended });
   }
 
   readFailed(error: unknown): void {
     if (this.#settled) return;
-    // A lost connection may come back before the caller gives up; anything else will not.
-    if (isKeelError(error, 'KEEL_DB_UNAVAILABLE')) this.#lastUnavailable = error;
+    if (isLostConnection(error)) this.#lastUnavailable = error;
     else this.#finish({ error });
   }
 
   #timedOut(): void {
-    const state = this.#lastSeen?.state ?? null;
+    const state = this.#lastState ?? null;
     const seen = state === null ? 'never seen' : `last seen ${state}`;
     this.#finish({
       error: new KeelError(
