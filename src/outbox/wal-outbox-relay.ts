@@ -10,7 +10,6 @@ import { InvalidArgumentError, KeelError } from '../errors/index.ts';
 import type { Publisher } from '../messaging/publisher.ts';
 import type { CircuitBreakerPolicy } from '../resilience/index.ts';
 import { HealthRecord, ServiceBase, type ReportsHealth, type ServiceHealth } from '../service/index.ts';
-import type { StopOptions } from '../service/service.ts';
 import { systemClock } from '../time/index.ts';
 import type { WalOutboxRelayDependency } from './relay-health.ts';
 import { RelayWaits } from './relay-waits.ts';
@@ -47,7 +46,16 @@ export type { WalOutboxRelayEvents } from './wal-outbox-relay-events.ts';
  *
  * Several relays: a slot streams to one connection at a time, so extra relays stand by and take
  * over within `reconnectMs` of the active one stopping. A stopped relay has let the slot go: a
- * relay started right after takes it at its first try (see `stop()`).
+ * relay started right after takes it at its first try.
+ *
+ * Stop: `stop()` is every service's, and then — for a relay that streamed from the slot — waits
+ * until the server reports the slot let go by the process that streamed it
+ * (`pg_replication_slots`, read on the relay's Db every 20 ms), so that a relay started right after
+ * takes the slot at its first try instead of standing by a turn of `reconnectMs`. That wait is
+ * bounded by `slotReleaseMs` and comes after the drain (also when the drain deadline passed: the
+ * stream ends after it); it ends at once when the server cannot be asked. The relay is 'stopping'
+ * until it ends. The `slot-release` event says how it ended; `stop()` resolves either way. A
+ * standby, which never held the slot, waits for nothing.
  */
 export class WalOutboxRelay extends ServiceBase<WalOutboxRelayEvents> implements ReportsHealth {
   readonly #db: Db;
@@ -75,7 +83,6 @@ export class WalOutboxRelay extends ServiceBase<WalOutboxRelayEvents> implements
   /** The breaker every publish goes through. */
   readonly breaker: CircuitBreakerPolicy;
   #publishLoop: Promise<void> | undefined;
-  #stopped: Promise<void> | undefined;
 
   constructor(db: Db, publisher: Publisher, options: WalOutboxRelayOptions) {
     super(options?.name ?? 'wal-outbox-relay', options?.clock ?? systemClock);
@@ -149,22 +156,8 @@ export class WalOutboxRelay extends ServiceBase<WalOutboxRelayEvents> implements
     return this.#health.health(this.state);
   }
 
-  /**
-   * As every service's `stop()`, and then — for a relay that streamed from the slot — until the
-   * server reports the slot let go by the process that streamed it (`pg_replication_slots`, read
-   * on the relay's Db every 20 ms), so a relay started right after takes the slot at its first
-   * try instead of standing by a turn of `reconnectMs`. That wait is bounded by `slotReleaseMs`
-   * and comes after the drain (also when the drain deadline passed: the stream ends after it);
-   * it ends at once when the server cannot be asked. The `slot-release` event says how it ended;
-   * `stop()` resolves either way. A standby, which never held the slot, waits for nothing.
-   */
-  override stop(options?: StopOptions): Promise<void> {
-    this.#stopped ??= this.#stopAndLetGo(options);
-    return this.#stopped;
-  }
-
-  async #stopAndLetGo(options: StopOptions | undefined): Promise<void> {
-    await super.stop(options);
+  /** A stop's wait for the server to let the slot go (the class's doc says why and how long). */
+  protected override async afterDrain(): Promise<void> {
     const walsender = this.#stream.walsender;
     if (walsender === undefined || this.#slotReleaseMs === 0) return;
     const release = await waitForSlotRelease({

@@ -23,7 +23,9 @@ export interface Service extends AsyncDisposable {
   start(): Promise<void>;
   /**
    * Stops taking work, drains, and releases resources. Idempotent: every call returns the same
-   * promise. Resolves even when in-flight work ignores its abort signal, once `drainMs` has passed.
+   * promise. Resolves even when in-flight work ignores its abort signal, once `drainMs` has passed
+   * (and what a service waits for after its drain has ended, within a bound of its own: the WAL
+   * outbox relay's slot release). `state` is 'stopping' until it resolves, 'stopped' then.
    */
   stop(options?: StopOptions): Promise<void>;
 }
@@ -39,6 +41,8 @@ export interface LifecycleEvents {
 /**
  * Base for services: subclasses implement `onStart` and `onStop`; this class keeps the state
  * machine, makes `stop` idempotent and bounded by the drain deadline, and emits `state` events.
+ * Whatever a stop waits for runs inside it, through the hooks below: the service is 'stopping'
+ * until `stop()` resolves, and 'stopped' only then.
  */
 export abstract class ServiceBase<E extends object = object> implements Service {
   readonly events = new TypedEvents<E & LifecycleEvents>();
@@ -65,6 +69,30 @@ export abstract class ServiceBase<E extends object = object> implements Service 
    * deadline passes: abort in-flight work then, and hand it back unacknowledged.
    */
   protected abstract onStop(drain: AbortSignal): Promise<void>;
+
+  /**
+   * What a stop waits for after `onStop`, of a service that ran: once `onStop` ended, or once the
+   * drain deadline passed without it. Not bounded by the drain deadline (its `drain-timeout` has
+   * fired, or will not): bound it yourself. A throw is an `error` event (`during: 'stop'`), and
+   * `stop()` resolves all the same. Default: nothing.
+   */
+  protected async afterDrain(): Promise<void> {}
+
+  /**
+   * Whether a service stopped without having run (never started, or its start failed) has work
+   * in hand all the same, for `onStopUnstarted`: a one-shot call made without `start()`, say.
+   * Asked once, by `stop()`. Default: none, and such a service goes straight to 'stopped'.
+   */
+  protected hasWorkInHand(): boolean {
+    return false;
+  }
+
+  /**
+   * `onStop` for a service that never ran but has work in hand (`hasWorkInHand`): it is
+   * 'stopping' while this runs, and `drain` aborts at the same deadline, with the same
+   * `drain-timeout` event; `afterDrain` does not follow. Default: nothing.
+   */
+  protected async onStopUnstarted(_drain: AbortSignal): Promise<void> {}
 
   start(): Promise<void> {
     if (this.#state === 'running') return Promise.resolve();
@@ -108,11 +136,30 @@ export abstract class ServiceBase<E extends object = object> implements Service 
 
   async #stop(drainMs: number): Promise<void> {
     if (this.#starting) await this.#starting.catch(() => undefined);
-    if (this.#state === 'idle' || this.#state === 'failed') {
+    const ran = this.#state !== 'idle' && this.#state !== 'failed';
+    if (!ran && !this.hasWorkInHand()) {
       this.#setState('stopped');
       return;
     }
     this.#setState('stopping');
+    try {
+      await this.#drain(drainMs, (drain) => (ran ? this.onStop(drain) : this.onStopUnstarted(drain)));
+      if (ran) await this.#afterDrain();
+    } finally {
+      this.#setState('stopped');
+    }
+  }
+
+  async #afterDrain(): Promise<void> {
+    try {
+      await this.afterDrain();
+    } catch (error) {
+      this.#emit('error', { error, during: 'stop' });
+    }
+  }
+
+  /** Runs `work` until it ends, or until one turn after `drain` aborted at the deadline. */
+  async #drain(drainMs: number, work: (drain: AbortSignal) => Promise<void>): Promise<void> {
     const drain = new AbortController();
     let expire: (() => void) | undefined;
     const expired = new Promise<'expired'>((resolve) => (expire = () => resolve('expired')));
@@ -122,19 +169,18 @@ export abstract class ServiceBase<E extends object = object> implements Service 
       // One more turn for work that honours the abort to hand itself back, then stop resolves.
       setImmediate(() => expire?.());
     }, drainMs);
-    const stopped = this.onStop(drain.signal).then(
-      () => 'stopped' as const,
+    const drained = work(drain.signal).then(
+      () => 'drained' as const,
       (error: unknown) => {
         this.#emit('error', { error, during: 'stop' });
-        return 'stopped' as const;
+        return 'drained' as const;
       },
     );
     try {
       // Work that ignores the abort must not hold stop() forever.
-      await Promise.race([stopped, expired]);
+      await Promise.race([drained, expired]);
     } finally {
       this.clock.clearTimeout(timer);
-      this.#setState('stopped');
     }
   }
 

@@ -2,9 +2,9 @@
 // file's own, from startPgServer): within the drain deadline the batch in flight finishes and is
 // confirmed; past it, a publish that never answers is abandoned, the slot is let go for the next
 // relay, which publishes that batch again, and the late answer changes nothing. stop() resolves
-// once the server let the slot go, so a relay started right after takes it at its first try; with
-// the database gone it resolves anyway, within slotReleaseMs. The other WAL relay scenarios are
-// in wal-outbox-relay.test.ts.
+// once the server let the slot go (the relay is stopping until then), so a relay started right
+// after takes it at its first try; with the database gone it resolves anyway, within
+// slotReleaseMs. The other WAL relay scenarios are in wal-outbox-relay.test.ts.
 import { describe, expect, it } from 'vitest';
 import { until } from '../until.ts';
 import type { WalOutboxRelay, WalOutboxRelayEvents } from '../../src/outbox/index.ts';
@@ -60,6 +60,13 @@ function releases(relay: WalOutboxRelay): WalOutboxRelayEvents['slot-release'][]
   const seen: WalOutboxRelayEvents['slot-release'][] = [];
   relay.events.on('slot-release', (release) => seen.push(release));
   return seen;
+}
+
+/** The relay's state at each `slot-release`: its stop has not resolved, so it is still stopping. */
+function statesAtRelease(relay: WalOutboxRelay): string[] {
+  const states: string[] = [];
+  relay.events.on('slot-release', () => states.push(relay.state));
+  return states;
 }
 
 /**
@@ -136,6 +143,7 @@ describe('WalOutboxRelay stop', () => {
       const gate = holdOn(publisher, hung[0]!.id);
       const relay = relayFor(publisher, names);
       const { published, drainTimeouts } = watch(relay);
+      const atRelease = statesAtRelease(relay);
       await relay.start();
       await names.write('orders', [before]);
       await until(() => published.length === 1, 15_000, 'the first batch published');
@@ -145,7 +153,9 @@ describe('WalOutboxRelay stop', () => {
       await relay.stop({ drainMs: 200 });
       expect(drainTimeouts).toEqual([200]);
       expect(relay.state).toBe('stopped');
-      // stop() resolved once the server let the slot go, past the drain deadline too.
+      // stop() resolved once the server let the slot go, past the drain deadline too: it waited
+      // for that stopping, not stopped.
+      expect(atRelease).toEqual(['stopping']);
       expect(await names.status()).toMatchObject({ active: false });
       const confirmed = await confirmedPosition(names);
 
@@ -259,11 +269,20 @@ describe('WalOutboxRelay stop', () => {
     await onFlaky.start();
     await streaming;
     const seen = releases(onFlaky);
+    const atRelease = statesAtRelease(onFlaky);
     flaky.hang();
     try {
-      const took = await timed(() => onFlaky.stop());
+      const took = await timed(async () => {
+        const stopping = onFlaky.stop();
+        // Midway through the wait for the slot: the drain is over, the stop is not.
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        expect(onFlaky.state).toBe('stopping');
+        await stopping;
+      });
       expect(took).toBeGreaterThanOrEqual(450);
       expect(took).toBeLessThan(3000);
+      expect(atRelease).toEqual(['stopping']);
+      expect(onFlaky.state).toBe('stopped');
       expect(seen).toMatchObject([{ outcome: 'timed-out' }]);
       expect(seen[0]!.waitedMs).toBeGreaterThanOrEqual(500);
     } finally {

@@ -1,9 +1,9 @@
 // What a projection runner's stop() waits for besides its loop: its one-shot calls in flight
 // (catchUp(), partitions(), progress(), lag()), started or not. A command line's runner is never
-// started, so the base class has nothing of it to stop; its catchUp() must still end after the
-// batch in hand, and stop() resolve after it, not while batches go on being applied.
+// started, and has only these to stop (the base class's onStopUnstarted); its catchUp() must
+// still end after the batch in hand, and stop() resolve after it, not while batches go on being
+// applied.
 import { KeelError } from '../../../errors/index.ts';
-import type { Clock } from '../../../time/index.ts';
 import type { TopicFetcher } from './topic-fetcher.ts';
 
 /**
@@ -18,19 +18,6 @@ export function catchUpStopped(name: string, applied: number, cause?: unknown): 
       'before a fetch found nothing more',
     { cause, details: { applied } },
   );
-}
-
-/** The drain of the calls of a runner that was never started: as `ServiceBase` drains a started one. */
-export interface CallsDrain {
-  readonly clock: Clock;
-  /** `stop()`'s `drainMs`. */
-  readonly drainMs: number;
-  /** Named in the abort's reason. */
-  readonly name: string;
-  /** Aborted once the deadline passes: its signal is the one the calls' batches check. */
-  readonly controller: AbortController;
-  /** Called once the deadline passes, before the calls' own connections are closed. */
-  readonly onTimeout: () => void;
 }
 
 /** A runner's one-shot calls in flight, and the Kafka clients they opened for themselves. */
@@ -55,6 +42,11 @@ export class OneShotCalls {
     return call;
   }
 
+  /** How many calls are in flight. */
+  get inFlight(): number {
+    return this.#inFlight.size;
+  }
+
   /** Resolves once no call is in flight, those begun meanwhile included. Never rejects. */
   async settled(): Promise<void> {
     while (this.#inFlight.size > 0) await Promise.allSettled([...this.#inFlight]);
@@ -65,32 +57,6 @@ export class OneShotCalls {
     const own = [...this.#own];
     this.#own.clear();
     await Promise.all(own.map((fetcher) => fetcher.close()));
-  }
-
-  /**
-   * Waits for the calls of a runner never started, for at most `drainMs` on the clock; past it
-   * aborts `controller` (a batch in flight then rolls back when its `apply` returns), closes the
-   * calls' own clients, and resolves one turn later whether they have settled or not, as
-   * `ServiceBase.stop` does for a started runner.
-   */
-  async drain(settings: CallsDrain): Promise<void> {
-    if (this.#inFlight.size === 0) return;
-    const { clock, drainMs, name, controller, onTimeout } = settings;
-    const expired = new Promise<void>((resolve) => {
-      controller.signal.addEventListener('abort', () => resolve(), { once: true });
-    });
-    const timer = clock.setTimeout(() => {
-      onTimeout();
-      controller.abort(new KeelError('KEEL_ABORTED', `${name}: drain deadline of ${drainMs} ms passed`));
-    }, drainMs);
-    try {
-      await Promise.race([this.settled(), expired]);
-      if (!controller.signal.aborted) return;
-      await this.closeOwn();
-      await Promise.race([this.settled(), new Promise<void>((resolve) => setImmediate(resolve))]);
-    } finally {
-      clock.clearTimeout(timer);
-    }
   }
 
   async #withOwn<T>(fetcher: TopicFetcher, work: (fetcher: TopicFetcher) => Promise<T>): Promise<T> {

@@ -120,15 +120,18 @@ describe('KafkaProjectionRunner: stop() during catchUp()', () => {
     const { db } = await setup(clock, 6n);
     const projection = new GatedProjection();
     const run = runner(db, projection, clock);
+    const states: string[] = [];
+    run.events.on('state', ({ to }) => void states.push(to));
     const calls = settlements();
     projection.hold();
     calls.watch('catchUp', run.catchUp());
     await projection.reached;
     calls.watch('stop', run.stop());
     await turns();
-    // The batch is in its transaction: neither has ended.
+    // The batch is in its transaction: neither has ended, and the runner is stopping.
     expect(calls.order).toEqual([]);
     expect(clock.pendingTimers).toBe(1);
+    expect(run.state).toBe('stopping');
 
     projection.release();
     await vi.waitFor(() => expect(calls.order).toEqual(['catchUp', 'stop']), {
@@ -143,6 +146,7 @@ describe('KafkaProjectionRunner: stop() during catchUp()', () => {
     expect(await modelRows(db)).toBe(2);
     expect(await stored(run)).toEqual(['0@2']);
     expect(run.state).toBe('stopped');
+    expect(states).toEqual(['stopping', 'stopped']);
     // A command line's calls are no loop's: nothing for health() to read.
     expect(run.health()).toEqual({ status: 'not-running', state: 'stopped' });
     expect(clock.pendingTimers).toBe(0);
@@ -165,6 +169,7 @@ describe('KafkaProjectionRunner: stop() during catchUp()', () => {
     await clock.advance(999);
     await turns();
     expect(calls.order).toEqual([]);
+    expect(run.state).toBe('stopping');
 
     await clock.advance(1);
     await vi.waitFor(() => expect(calls.order).toEqual(['stop']), { timeout: 10_000, interval: 2 });

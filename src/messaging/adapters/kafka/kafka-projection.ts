@@ -6,7 +6,6 @@
 import type { Db, Queryable } from '../../../db/db.ts';
 import { KeelError } from '../../../errors/index.ts';
 import {
-  defaultDrainMs,
   ServiceBase,
   type ReportsHealth,
   type ServiceHealth,
@@ -128,10 +127,10 @@ export class KafkaProjectionRunner extends ServiceBase<KafkaProjectionRunnerEven
   /** The one-shot calls in flight, which `stop()` ends and waits for, started or not. */
   readonly #calls = new OneShotCalls();
   #stopping = false;
-  #stopped: Promise<void> | undefined;
   /**
    * Aborted at the first `stop()`, started or not: the base class calls `onStop` only for a
-   * started runner, and a command line's call waiting out a moving leader must end all the same.
+   * started runner (and `onStopUnstarted` only for one with calls in flight), and a command
+   * line's call waiting out a moving leader, or one made after the stop, must end all the same.
    */
   readonly #stopCalled = new AbortController();
   /** Aborts at the drain deadline of `stop()`: the loop's batch, and those of one-shot calls, roll back. */
@@ -202,29 +201,28 @@ export class KafkaProjectionRunner extends ServiceBase<KafkaProjectionRunnerEven
    * As `Service.stop`, started or not: also ends the one-shot calls in flight (a wait on a moving
    * leader at once, `catchUp()` after the batch in hand), and resolves once they have ended. On
    * a runner never started (a command line's) the drain deadline bounds them as it bounds the
-   * loop of a started one: past it, the batch in flight rolls back when its `apply` returns.
+   * loop of a started one (it is 'stopping' meanwhile): past it, the batch in flight rolls back
+   * when its `apply` returns.
    */
-  override stop(options: StopOptions = {}): Promise<void> {
+  override stop(options?: StopOptions): Promise<void> {
+    // At the call, not once the base class has waited out a start: a call waiting on a moving
+    // leader ends at once, and a catchUp() called after this is refused.
     this.#stopCalled.abort();
-    this.#stopped ??= this.#stop(options);
-    return this.#stopped;
+    return super.stop(options);
   }
 
-  async #stop(options: StopOptions): Promise<void> {
-    // The base class runs onStop only for a runner started; one never started has only its calls.
-    const started = this.state !== 'idle' && this.state !== 'failed';
-    await super.stop(options);
-    if (started) return;
-    const drainMs = options.drainMs ?? defaultDrainMs;
-    const controller = new AbortController();
-    this.#drain = controller.signal;
-    await this.#calls.drain({
-      clock: this.clock,
-      drainMs,
-      name: this.name,
-      controller,
-      onTimeout: () => this.events.emit('drain-timeout', { drainMs }),
-    });
+  /** A runner never started has only its one-shot calls to stop. */
+  protected override hasWorkInHand(): boolean {
+    return this.#calls.inFlight > 0;
+  }
+
+  protected override async onStopUnstarted(drain: AbortSignal): Promise<void> {
+    this.#drain = drain;
+    // Past the drain deadline, closing the calls' own clients ends a fetch waiting on Kafka (a
+    // batch in flight rolls back when its handler returns).
+    await Promise.race([this.#calls.settled(), aborted(drain)]);
+    await this.#calls.closeOwn();
+    await this.#calls.settled();
   }
 
   protected override async onStop(drain: AbortSignal): Promise<void> {
@@ -235,8 +233,7 @@ export class KafkaProjectionRunner extends ServiceBase<KafkaProjectionRunnerEven
     // A fetch against a Kafka that is down can wait on the client's timeouts: past the drain
     // deadline, closing the client ends it (a batch in flight rolls back when its handler returns).
     // The one-shot calls on the loop's client end before it is closed, each after its batch in hand.
-    const deadline = new Promise<void>((resolve) => drain.addEventListener('abort', () => resolve()));
-    await Promise.race([Promise.all([loop, this.#calls.settled()]), deadline]);
+    await Promise.race([Promise.all([loop, this.#calls.settled()]), aborted(drain)]);
     await this.#calls.closeOwn();
     await this.#fetcher?.close();
     await loop;
@@ -394,4 +391,12 @@ export class KafkaProjectionRunner extends ServiceBase<KafkaProjectionRunnerEven
     const shared = this.state === 'running' ? this.#fetcher : undefined;
     return this.#calls.run(shared, () => new TopicFetcher(this.topic, this.#client), work);
   }
+}
+
+/** Resolves once `signal` aborts: the drain deadline passed. */
+function aborted(signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) resolve();
+    else signal.addEventListener('abort', () => resolve(), { once: true });
+  });
 }
