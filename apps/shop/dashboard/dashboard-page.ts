@@ -143,4 +143,7 @@ tr[data-state="paused"] td { color: var(--muted); }
 .problem { color: var(--bad); }
 .problem:empty, .empty[hidden] { display: none; }
 .card.unavailable dl, .card.unavailable table, .card.unavailable ul { opacity: .35; }
+/* The processes card dims row by row: its own process's row is current, read now rather than from the table that failed. */
+#processes.unavailable table { opacity: 1; }
+#processes.unavailable thead, #processes.unavailable tbody tr:not([data-current]) { opacity: .35; }
 `;

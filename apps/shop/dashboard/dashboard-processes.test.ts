@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { migrate, type Db } from '../../../src/db/index.ts';
@@ -7,7 +8,8 @@ import { systemClock } from '../../../src/time/index.ts';
 import { buildShop, type Shop, type ShopDeps } from '../app.ts';
 import { HttpPaymentProvider } from '../payments/http-payment-provider.ts';
 import { shopMigrations } from '../presets/open-shop.ts';
-import { DbFault, databaseUnreachable } from '../test/db-fault.ts';
+import { writeHeartbeat } from '../processes/processes-store.ts';
+import { DbFault, databaseUnreachable, statementFailed } from '../test/db-fault.ts';
 import {
   createShopStore,
   openTestShop,
@@ -146,6 +148,72 @@ describe('the dashboard of a split shop', () => {
         const seen = await state(api);
         expect(seen.unavailable).toEqual([]);
         expect(seen.processes!.map((p) => [p.id, p.self])).toEqual([[api.heartbeat.id, true]]);
+      },
+      { timeout: 10_000, interval: 200 },
+    );
+  });
+
+  it("shows the api's own row, live with its parts, among the others' while its own is not written", async () => {
+    store = await createShopStore();
+    const fault = new DbFault();
+    const api = await openTestShop(store, ['api'], undefined, { db: (db) => fault.wrap(db) });
+    shops.push(api);
+    // A worker elsewhere, beating every minute: the table answers with its row.
+    const worker = randomUUID();
+    await writeHeartbeat(api.db, {
+      id: worker,
+      roles: ['worker'],
+      host: 'elsewhere',
+      pid: 4242,
+      startedAt: Date.now() - 600_000,
+      lastSeenAt: Date.now(),
+      heartbeatMs: 60_000,
+      breakers: [],
+      health: {},
+    });
+
+    // Only the api's heartbeat cannot write: its first beat fails, and it starts all the same.
+    await fault.during(
+      statementFailed(),
+      async () => {
+        await api.start();
+        await vi.waitFor(
+          async () => {
+            const seen = await state(api);
+            expect(seen.unavailable).toEqual([]);
+            expect(seen.processes).toEqual([
+              expect.objectContaining({ id: worker, status: 'live', self: false }),
+              expect.objectContaining({
+                id: api.heartbeat.id,
+                roles: ['api'],
+                pid: process.pid,
+                status: 'live',
+                self: true,
+                lastSeenAt: seen.at,
+              }),
+            ]);
+            expect(seen.processes![1]!.parts['process-heartbeat']).toMatchObject({
+              status: 'failing',
+              dependency: 'database',
+              error: 'XX001',
+            });
+          },
+          { timeout: 10_000, interval: 200 },
+        );
+      },
+      /^\s*INSERT INTO processes/,
+    );
+
+    // Its row written: shown once, from the row.
+    await api.heartbeat.beat();
+    await vi.waitFor(
+      async () => {
+        const seen = await state(api);
+        expect(seen.processes!.map((p) => [p.id, p.self])).toEqual([
+          [worker, false],
+          [api.heartbeat.id, true],
+        ]);
+        expect(seen.processes![1]!.parts['process-heartbeat']).toMatchObject({ status: 'ok' });
       },
       { timeout: 10_000, interval: 200 },
     );

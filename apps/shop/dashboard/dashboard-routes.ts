@@ -38,9 +38,10 @@ export interface DashboardRoutesOptions {
    */
   processId?: string;
   /**
-   * Who this process is (its `ProcessHeartbeat.identity()`), with `processId`: while `processes`
-   * cannot be read (the database down), its row is shown alone from this, with its `parts` read
-   * now, rather than no row at all. Default: none, and no row shows then.
+   * Who this process is (its `ProcessHeartbeat.identity()`), with `processId`: while its row is
+   * not in `processes` (its first beat failed) or `processes` cannot be read (the database down:
+   * it then shows alone), its row is shown from this, with its `parts` read now, rather than not
+   * at all. Default: none, and it shows only from its row.
    */
   identity?: () => ProcessIdentity;
   /**

@@ -158,9 +158,15 @@ export const dashboardScript = `'use strict';
   }
 
   // Durations are between the snapshot's instant and the rows' times, never the browser's clock.
+  // The row of the process serving the page is current (it knows itself now, table or not): it
+  // stays clear when the card dims for a table that cannot be read.
   function renderProcesses(processes, at) {
-    if (!processes) return;
     var body = document.querySelector('#processes tbody');
+    if (!processes) {
+      // The rows left are the last snapshot's, its own too: none is current any more.
+      body.querySelectorAll('tr[data-current]').forEach(function (row) { delete row.dataset.current; });
+      return;
+    }
     var now = Date.parse(at);
     body.replaceChildren();
     processes.forEach(function (p) {
@@ -169,6 +175,7 @@ export const dashboardScript = `'use strict';
       row.dataset.state = p.status;
       var roles = cell(row, p.roles.join(' + '), 'roles');
       if (p.self) {
+        row.dataset.current = 'true';
         var mark = document.createElement('small');
         mark.textContent = 'serves this page';
         roles.appendChild(mark);

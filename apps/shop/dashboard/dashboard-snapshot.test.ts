@@ -459,6 +459,83 @@ describe("buildDashboardSnapshot: the processes' parts", () => {
     }
   });
 
+  it('shows this process, live with its parts read now, among the rows when its own is not there', async () => {
+    // Its first beat failed: the table answers, without its row.
+    const parts = (): Record<string, ServiceHealth> => ({
+      'process-heartbeat': {
+        status: 'failing',
+        dependency: 'database',
+        during: 'beat',
+        since: referenceInstant - 20_000,
+        failures: 4,
+        lastError: Object.assign(new Error('permission denied for table processes'), { code: '42501' }),
+        lastContactAt: undefined,
+      },
+    });
+    const identity = () => ({
+      roles: ['api'],
+      host: 'node-9',
+      pid: 77,
+      startedAt: referenceInstant - 20_000,
+    });
+    // One started after it: it takes its place among the rows by its start.
+    const later = row('relay-2', ['relay'], 1000, { startedAt: referenceInstant - 10_000 });
+    const withRows = (written: ProcessRecord[]): DashboardSources =>
+      sources({ processes: async () => [...written, later], self: 'api-2', identity, parts });
+
+    const unwritten = await buildDashboardSnapshot(withRows(rows));
+    expect(unwritten.unavailable).toEqual([]);
+    expect(unwritten.processes!.map((p) => [p.id, p.status, p.self])).toEqual([
+      ['api-1', 'live', false],
+      ['relay-1', 'live', false],
+      ['worker-0', 'stale', false],
+      ['worker-1', 'stopped', false],
+      ['api-2', 'live', true],
+      ['relay-2', 'live', false],
+    ]);
+    expect(unwritten.processes![4]).toEqual({
+      id: 'api-2',
+      roles: ['api'],
+      host: 'node-9',
+      pid: 77,
+      startedAt: '2025-12-31T23:59:40.000Z',
+      // It serves the page: seen now.
+      lastSeenAt: '2026-01-01T00:00:00.000Z',
+      stoppedAt: null,
+      status: 'live',
+      self: true,
+      parts: {
+        'process-heartbeat': {
+          status: 'failing',
+          dependency: 'database',
+          during: 'beat',
+          since: '2025-12-31T23:59:40.000Z',
+          failures: 4,
+          error: '42501',
+        },
+      },
+    });
+
+    // Its row written: shown once, from the row, with its parts read now.
+    const own = row('api-2', ['api'], 3000, {
+      host: 'node-9',
+      pid: 77,
+      startedAt: referenceInstant - 20_000,
+    });
+    const written = await buildDashboardSnapshot(withRows([...rows, own]));
+    const shown = written.processes!.filter((p) => p.id === 'api-2');
+    expect(shown).toEqual([
+      expect.objectContaining({ self: true, status: 'live', lastSeenAt: '2025-12-31T23:59:57.000Z' }),
+    ]);
+    expect(shown[0]!.parts['process-heartbeat']).toMatchObject({ status: 'failing', error: '42501' });
+
+    // Without knowing who it is, only the rows show.
+    const unknown = await buildDashboardSnapshot(
+      sources({ processes: async () => rows, self: 'api-2', parts }),
+    );
+    expect(unknown.processes!.map((p) => p.id)).toEqual(['api-1', 'relay-1', 'worker-0', 'worker-1']);
+  });
+
   it("falls back to its own row's parts when they cannot be read now, or no source is given", async () => {
     const broken = await buildDashboardSnapshot(
       sources({

@@ -23,8 +23,9 @@ export interface BreakerView {
 }
 
 /**
- * A shop process as the dashboard shows it, from its row in `processes`; this process's alone,
- * from what it knows of itself, when the rows cannot be read.
+ * A shop process as the dashboard shows it, from its row in `processes`; this process's from what
+ * it knows of itself when its row cannot be read (the table down) or is not there (its first beat
+ * failed, or is still on its way).
  */
 export interface ProcessView {
   id: string;
@@ -105,8 +106,9 @@ export interface DashboardSnapshot {
   breakers: BreakerView[] | null;
   /**
    * Every process that wrote a row and has not been pruned: live, stale or stopped, oldest start
-   * first. Only this process's, live, when `processes` cannot be read and it knows who it is
-   * (`DashboardSources.identity`): its parts read now are what an operator needs most then.
+   * first. This process, when it knows who it is (`DashboardSources.identity`), is there, live, even
+   * without its row: among the others' when its own is missing, alone when `processes` cannot be
+   * read. Its parts read now are what an operator needs most then.
    */
   processes: ProcessView[] | null;
   /** Every schedule with a row, by name. */
@@ -132,8 +134,9 @@ export interface DashboardSources {
   /** This process's row id (its heartbeat's), if it keeps one. */
   self?: string;
   /**
-   * Who this process is (its heartbeat's `identity()`), with `self`: when `processes` cannot be
-   * read, its row is shown alone from this, with its parts read now. Default: no row shown then.
+   * Who this process is (its heartbeat's `identity()`), with `self`: when its row is not in
+   * `processes`, or `processes` cannot be read (it is then shown alone), it is shown from this,
+   * with its parts read now. Default: it shows only from its row.
    */
   identity?: () => ProcessIdentity;
   /** The rows of `keel_schedules`. */
@@ -188,7 +191,7 @@ export async function buildDashboardSnapshot(sources: DashboardSources): Promise
   let processes: ProcessView[] | null;
   if (rows === null) {
     breakers = own === null ? null : labelled(own, self);
-    const alone = ownViewAlone(sources, now);
+    const alone = ownViewWithoutRow(sources, now);
     processes = alone === null ? null : [alone];
     // What shows is this process's only: each card says the others are missing.
     const failed = unavailable.find((u) => u.part === 'processes')!;
@@ -198,6 +201,11 @@ export async function buildDashboardSnapshot(sources: DashboardSources): Promise
   } else {
     breakers = liveBreakers(rows, own, self, now);
     processes = rows.map((row) => processView(row, now, self, ownParts(sources, row.id, row.health)));
+    // Its first beat failed, or is on its way: it serves the page, so it is there all the same.
+    if (!rows.some((row) => row.id === self)) {
+      const unwritten = ownViewWithoutRow(sources, now);
+      if (unwritten !== null) inStartOrder(processes, unwritten);
+    }
   }
   unavailable.sort((a, b) => a.part.localeCompare(b.part));
   return {
@@ -257,11 +265,11 @@ function ownParts(sources: DashboardSources, id: string, written: PartsHealth): 
 }
 
 /**
- * This process's view without its row, for when `processes` cannot be read: it serves the page,
- * so it is live and seen now, and its parts are read now (none known if they cannot be). Null
- * unless it keeps a row and knows who it is.
+ * This process's view without its row, for when `processes` cannot be read or lacks it: it serves
+ * the page, so it is live and seen now, and its parts are read now (none known if they cannot be).
+ * Null unless it keeps a row and knows who it is.
  */
-function ownViewAlone(sources: DashboardSources, now: number): ProcessView | null {
+function ownViewWithoutRow(sources: DashboardSources, now: number): ProcessView | null {
   const { self, identity } = sources;
   if (self === undefined || identity === undefined) return null;
   let who: ProcessIdentity;
@@ -282,6 +290,14 @@ function ownViewAlone(sources: DashboardSources, now: number): ProcessView | nul
     self: true,
     parts: ownParts(sources, self, {}),
   };
+}
+
+/** Puts `view` among `views` (oldest start first, then by id) where its row would be. */
+function inStartOrder(views: ProcessView[], view: ProcessView): void {
+  const after = views.findIndex(
+    (other) => other.startedAt > view.startedAt || (other.startedAt === view.startedAt && other.id > view.id),
+  );
+  views.splice(after === -1 ? views.length : after, 0, view);
 }
 
 function processView(

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { triggerSchedule } from '../../../src/schedule/index.ts';
 import type { Shop } from '../app.ts';
 import { writeHeartbeat } from '../processes/processes-store.ts';
-import { DbFault, databaseUnreachable } from '../test/db-fault.ts';
+import { DbFault, databaseUnreachable, statementFailed } from '../test/db-fault.ts';
 import { createShopStore, openTestShop, type ShopStore } from '../test/test-shop.ts';
 
 const executablePath = process.env.KEEL_CHROMIUM ?? '/usr/bin/chromium';
@@ -101,6 +101,20 @@ async function otherProcess(
 /** Resolves once the element `selector` shows exactly `text`; fails after `waitMs`. */
 const shows = (page: Page, selector: string, text: string): Promise<void> =>
   page.locator(selector, { hasText: new RegExp(`^${text}$`) }).waitFor({ timeout: waitMs });
+
+/** How opaque the element `selector` shows: its own opacity times each of its ancestors'. */
+const shownOpacity = (page: Page, selector: string): Promise<number> =>
+  page.locator(selector).evaluate((element) => {
+    // The script runs in the page: its DOM, which this project's types leave out.
+    interface Shown {
+      parentElement: Shown | null;
+    }
+    const view = globalThis as unknown as { getComputedStyle(e: Shown): { opacity: string } };
+    let opacity = 1;
+    for (let e: Shown | null = element as Shown; e !== null; e = e.parentElement)
+      opacity *= Number(view.getComputedStyle(e).opacity);
+    return opacity;
+  });
 
 describe('the dashboard in Chromium', () => {
   it.skipIf(skip)(
@@ -243,21 +257,40 @@ describe('the dashboard in Chromium', () => {
   );
 
   it.skipIf(skip)(
-    `shows its own process and its parts, live, while the database is down${missing}`,
+    `shows its own process and its parts, live, before its row is written and while the database is down${missing}`,
     async () => {
       // A shop of its own, whose database fails on demand, in place of the one before.
       await shop.stop();
       const fault = new DbFault();
       shop = await openTestShop(store, ['api'], undefined, { db: (db) => fault.wrap(db) });
-      await shop.start();
       const page = await browser.newPage();
       const pageErrors: string[] = [];
       page.on('pageerror', (error) => pageErrors.push(error.message));
-      await page.goto(`${shop.server!.address}/dashboard`);
       const own = `#processes tr[data-process="${shop.heartbeat.id}"]`;
-      await shows(page, `${own} td.state`, 'live');
-      // The rows of the processes before it: stopped.
-      await page.locator('#processes tr[data-state="stopped"]').first().waitFor({ timeout: waitMs });
+
+      // Its heartbeat alone cannot write: it starts without its row, and shows all the same,
+      // among the rows of the processes before it (stopped), which the table gives.
+      await fault.during(
+        statementFailed(),
+        async () => {
+          await shop.start();
+          await page.goto(`${shop.server!.address}/dashboard`);
+          await page
+            .locator(`${own} td.parts .part[data-part="process-heartbeat"][data-status="failing"]`, {
+              hasText: /^process-heartbeat database failing since \d+\.\d s ago XX001$/,
+            })
+            .waitFor({ timeout: waitMs });
+          expect(await page.locator(`${own} td.state`).textContent()).toBe('live');
+          expect(await page.locator(`${own} td.roles small`).textContent()).toBe('serves this page');
+          expect(await page.locator('#processes tr[data-state="stopped"]').count()).toBeGreaterThan(0);
+          expect(await page.locator('#processes.unavailable').count()).toBe(0);
+        },
+        /^\s*INSERT INTO processes/,
+      );
+      // Its row written: there once, its heartbeat ok.
+      await shop.heartbeat.beat();
+      await page.locator(`${own} td.parts .ok`, { hasText: /^\d+ parts ok$/ }).waitFor({ timeout: waitMs });
+      expect(await page.locator(own).count()).toBe(1);
 
       await fault.during(databaseUnreachable(), async () => {
         // Its next beat fails now rather than in up to 5 s: the heartbeat is one of its parts.
@@ -279,6 +312,9 @@ describe('the dashboard in Chromium', () => {
           /^unavailable: other processes' unknown: PostgreSQL at .* is unreachable/,
         );
         expect(await page.locator('#processes.unavailable').count()).toBe(1);
+        // Read now, not from the table that failed: it is not dimmed with the card.
+        expect(await shownOpacity(page, `${own} td.parts`)).toBe(1);
+        expect(await shownOpacity(page, '#processes thead')).toBeLessThan(1);
       });
 
       // The database back: every row again, from the table.

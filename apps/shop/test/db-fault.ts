@@ -12,22 +12,31 @@ import { describeServer, unavailable } from '../../../src/db/pg-errors.ts';
 export class DbFault {
   #error: unknown;
   #failing = false;
+  #statements: RegExp | undefined;
 
   wrap(db: Db): Db {
-    return beforeEachCall(db, () => {
-      if (this.#failing) throw this.#error;
+    return beforeEachCall(db, (call) => {
+      if (!this.#failing) return;
+      if (this.#statements === undefined || (call.sql !== undefined && this.#statements.test(call.sql)))
+        throw this.#error;
     });
   }
 
-  /** Runs `fn` with every new call failing with `error`; the database answers again after, whatever `fn` did. */
-  async during<T>(error: unknown, fn: () => Promise<T>): Promise<T> {
+  /**
+   * Runs `fn` with every new call failing with `error`; the database answers again after, whatever
+   * `fn` did. With `statements`, only the queries whose SQL it matches fail (no transaction does):
+   * one table's fault, or one part's, while the rest of the shop reaches its database.
+   */
+  async during<T>(error: unknown, fn: () => Promise<T>, statements?: RegExp): Promise<T> {
     this.#error = error;
     this.#failing = true;
+    this.#statements = statements;
     try {
       return await fn();
     } finally {
       this.#failing = false;
       this.#error = undefined;
+      this.#statements = undefined;
     }
   }
 }
@@ -71,11 +80,14 @@ export function statementFailed(): Error {
   );
 }
 
+/** A call `beforeEachCall` runs ahead of: a query with its SQL, or a transaction begun. */
+export type DbCall = { method: 'query'; sql: string } | { method: 'transaction'; sql?: undefined };
+
 /**
  * A view of `db` that runs `before` ahead of every query and every transaction begun through it
  * (a throw fails the call, a wait holds it); statements inside a transaction are not touched.
  */
-export function beforeEachCall(db: Db, before: () => void | Promise<void>): Db {
+export function beforeEachCall(db: Db, before: (call: DbCall) => void | Promise<void>): Db {
   return new Proxy(db, {
     get(target, property, receiver) {
       const value: unknown = Reflect.get(target, property, receiver);
@@ -83,7 +95,9 @@ export function beforeEachCall(db: Db, before: () => void | Promise<void>): Db {
       const method = (value as (...args: unknown[]) => unknown).bind(target);
       if (property !== 'query' && property !== 'transaction') return method;
       return async (...args: unknown[]) => {
-        await before();
+        await before(
+          property === 'query' ? { method: 'query', sql: String(args[0]) } : { method: 'transaction' },
+        );
         return method(...args);
       };
     },
