@@ -63,6 +63,13 @@ function threeSteps(effects: Effects, failAt?: string, version = 1, compensateOn
   });
 }
 
+/** Each state the runner enters, with the timers pending on `clock` as it does. */
+function recordStates(runner: SagaRunner, clock: ManualClock): [string, number][] {
+  const states: [string, number][] = [];
+  runner.events.on('state', ({ to }) => states.push([to, clock.pendingTimers]));
+  return states;
+}
+
 function record(runner: SagaRunner): string[] {
   const seen: string[] = [];
   const names = [
@@ -97,12 +104,136 @@ describe('SagaRunner', () => {
     expect(await runner.runDue()).toBe(1);
     // Each step's timeout keeps one timer armed after its last call, until it fires or is cleared.
     expect(clock.pendingTimers).toBeGreaterThan(0);
+    const states = recordStates(runner, clock);
     await runner.stop();
-    expect(clock.pendingTimers).toBe(0);
-    // Still usable after it: the next run arms its timeouts again.
+    // The timers are cleared inside the stop: at 'stopped' none is left.
+    expect(states.map(([to]) => to)).toEqual(['stopping', 'stopped']);
+    expect(states[0]![1]).toBeGreaterThan(0);
+    expect(states[1]![1]).toBe(0);
+    // Stopped takes no new work: a later runDue() leases nothing and arms nothing.
     await startSaga(db, saga, { order: 'o-2' }, { clock });
-    expect(await runner.runDue()).toBe(1);
-    await runner.stop();
+    expect(await runner.runDue()).toBe(0);
+    expect(clock.pendingTimers).toBe(0);
+    // So does one stopped before it ever ran anything (it went straight to 'stopped').
+    const unused = new SagaRunner({ db, sagas: [saga], clock });
+    await unused.stop();
+    expect(await unused.runDue()).toBe(0);
+  });
+
+  it('a started runner is stopping until its timers are cleared, and stopped only then, also past the drain deadline', async () => {
+    const { db, clock } = await setup();
+    let open = (): void => undefined;
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    // A step that ignores its abort: the stop ends at the drain deadline with it still running.
+    const saga = defineSaga({ name: 'deaf', version: 1, steps: [{ name: 'wait', action: () => gate }] });
+    const runner = new SagaRunner({ db, sagas: [saga], clock, pollMs: 60_000 });
+    await runner.start();
+    const started = runner.events.once('step-started');
+    const { id } = await startSaga(db, saga, {}, { clock });
+    await started;
+    const states = recordStates(runner, clock);
+    const stopped = runner.stop({ drainMs: 100 });
+    await clock.advance(100);
+    await stopped;
+    // At 'stopping' the poll, the heartbeat and the step's timeout are armed; at 'stopped', none.
+    expect(states.map(([to]) => to)).toEqual(['stopping', 'stopped']);
+    expect(states[0]![1]).toBeGreaterThan(2);
+    expect(states[1]![1]).toBe(0);
+    open();
+    await expect.poll(async () => (await getSaga(db, id)).instance.leaseOwner).toBeNull();
+  });
+
+  it('a runner never started is stopping while the step in hand of its runDue() ends; runDue takes no more', async () => {
+    const { db, clock } = await setup();
+    let open = (): void => undefined;
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    const ran: string[] = [];
+    const saga = defineSaga<{ order: string }>({
+      name: 'gated',
+      version: 1,
+      steps: ['first', 'second'].map((name) => ({
+        name,
+        action: async (context: SagaStepContext<{ order: string }>) => {
+          ran.push(`${context.input.order} ${name}`);
+          if (name === 'first') await gate;
+        },
+      })),
+    });
+    const runner = new SagaRunner({ db, sagas: [saga], clock, concurrency: 1 });
+    await startSaga(db, saga, { order: 'o-1' }, { clock });
+    await startSaga(db, saga, { order: 'o-2' }, { clock });
+    const claimed: string[] = [];
+    runner.events.on('claimed', (e) => claimed.push(e.instanceId));
+    const started = runner.events.once('step-started');
+    const due = runner.runDue();
+    await started;
+    const states: string[] = [];
+    runner.events.on('state', ({ to }) => states.push(to));
+    let stopped = false;
+    const stop = runner.stop().then(() => (stopped = true));
+    expect(runner.state).toBe('stopping');
+    // A stop that had resolved would have had its turns by now.
+    for (let i = 0; i < 20; i++) await new Promise((resolve) => setImmediate(resolve));
+    expect(stopped).toBe(false);
+    open();
+    await stop;
+    expect(states).toEqual(['stopping', 'stopped']);
+    // The step in hand finished and its instance was handed back at the next; the other one was
+    // never leased.
+    expect(await due).toBe(1);
+    expect(claimed).toHaveLength(1);
+    expect(ran).toHaveLength(1);
+    expect((await getSaga(db, claimed[0]!)).instance).toMatchObject({
+      state: 'RUNNING',
+      step: 1,
+      leaseOwner: null,
+    });
+    const all = await listSagas(db, { saga: 'gated' });
+    expect(all.map((i) => [i.step, i.leaseOwner]).sort()).toEqual([
+      [0, null],
+      [1, null],
+    ]);
+    expect(clock.pendingTimers).toBe(0);
+  });
+
+  it('the drain deadline bounds the runDue() of a runner never started: its step is aborted, its instance handed back', async () => {
+    const { db, clock } = await setup();
+    let signal: AbortSignal | undefined;
+    const saga = defineSaga({
+      name: 'stuck',
+      version: 1,
+      steps: [
+        {
+          name: 'wait',
+          timeoutMs: 600_000,
+          retry: { maxAttempts: 1 },
+          action: async (context) => {
+            signal = context.signal;
+            await new Promise((_, reject) =>
+              context.signal.addEventListener('abort', () => reject(new Error('aborted'))),
+            );
+          },
+        },
+      ],
+    });
+    const runner = new SagaRunner({ db, sagas: [saga], clock });
+    const timeouts: number[] = [];
+    runner.events.on('drain-timeout', ({ drainMs }) => timeouts.push(drainMs));
+    const { id } = await startSaga(db, saga, {}, { clock });
+    const started = runner.events.once('step-started');
+    const due = runner.runDue();
+    await started;
+    let stopped = false;
+    const stop = runner.stop({ drainMs: 100 }).then(() => (stopped = true));
+    await clock.advance(99);
+    for (let i = 0; i < 20; i++) await new Promise((resolve) => setImmediate(resolve));
+    expect([stopped, runner.state, signal?.aborted]).toEqual([false, 'stopping', false]);
+    await clock.advance(1);
+    await stop;
+    expect([runner.state, signal?.aborted, timeouts]).toEqual(['stopped', true, [100]]);
+    expect(await due).toBe(1);
+    await expect.poll(async () => (await getSaga(db, id)).instance.leaseOwner).toBeNull();
+    expect((await getSaga(db, id)).instance).toMatchObject({ state: 'RUNNING', step: 0 });
     expect(clock.pendingTimers).toBe(0);
   });
 

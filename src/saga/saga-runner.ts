@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Db, Unlisten } from '../db/db.ts';
 import { InvalidArgumentError, KeelError } from '../errors/index.ts';
-import { ServiceBase, type StopOptions } from '../service/service.ts';
+import { ServiceBase } from '../service/service.ts';
 import { HealthRecord, type ReportsHealth, type ServiceHealth } from '../service/service-health.ts';
 import { systemClock, type Clock, type TimerHandle } from '../time/index.ts';
 import type { SagaDefinition } from './definition.ts';
@@ -12,6 +12,7 @@ import { SagaExecution } from './saga-execution.ts';
 import { sagaChannel } from './schema.ts';
 import type { StepScope } from './step-scope.ts';
 import type { ListenerHandle } from '../service/typed-events.ts';
+import { untilAborted } from '../service/until-aborted.ts';
 
 export interface SagaRunnerOptions {
   db: Db;
@@ -68,6 +69,10 @@ export class SagaRunner extends ServiceBase<SagaRunnerEvents> implements Reports
   #pollTimer: TimerHandle | undefined;
   #heartbeatTimer: TimerHandle | undefined;
   #polling: Promise<number> | undefined;
+  /** The `runDue()` calls in flight, which a stop waits for, started or not. */
+  readonly #dueRuns = new Set<Promise<number>>();
+  /** Whether `runDue()` was ever called: its steps' timeout timers may be armed. */
+  #ranDue = false;
   #again = false;
   #beating = false;
   #stopping = false;
@@ -178,29 +183,56 @@ export class SagaRunner extends ServiceBase<SagaRunnerEvents> implements Reports
     this.#stopping = true;
     if (this.#pollTimer !== undefined) this.clock.clearTimeout(this.#pollTimer);
     this.#pollTimer = undefined;
-    const abort = (): void => {
-      for (const task of this.#tasks.values()) task.controller.abort(drain.reason);
-    };
-    drain.addEventListener('abort', abort, { once: true });
-    try {
-      await this.#unlisten?.().catch(() => undefined);
-      await this.#polling?.catch(() => undefined);
-      await Promise.all([...this.#tasks.values()].map((task) => task.done));
-    } finally {
-      drain.removeEventListener('abort', abort);
-      if (this.#heartbeatTimer !== undefined) this.clock.clearTimeout(this.#heartbeatTimer);
-      this.#heartbeatTimer = undefined;
-      this.#execution.dispose();
-    }
+    await this.#handBack(
+      drain,
+      this.#unlisten?.().catch(() => undefined),
+    );
+  }
+
+  /** Once the drain ended or its deadline passed: no heartbeat, no step timeout is left armed. */
+  protected override async afterDrain(): Promise<void> {
+    if (this.#heartbeatTimer !== undefined) this.clock.clearTimeout(this.#heartbeatTimer);
+    this.#heartbeatTimer = undefined;
+    this.#execution.dispose();
+  }
+
+  /**
+   * A runner never started that ran `runDue()` holds its steps' timeout timers, and perhaps calls
+   * still in flight: its stop clears the timers, so a script that ran it can exit.
+   */
+  protected override hasWorkInHand(): boolean {
+    return this.#ranDue;
+  }
+
+  /** As `onStop` for the `runDue()` calls in flight; the timers are cleared at the deadline at the latest. */
+  protected override async onStopUnstarted(drain: AbortSignal): Promise<void> {
+    this.#stopping = true;
+    const handedBack = this.#handBack(drain);
+    // Past the deadline the base class waits one more turn for the hand-back, and no afterDrain follows.
+    await Promise.race([handedBack, untilAborted(drain)]);
+    this.#execution.dispose();
+    await handedBack;
   }
 
   /**
    * Leases what is due now and runs it until every instance it took finished or waits (a reply,
    * a deadline), repeating while there is more. Resolves with how many instances it ran. For
    * tests, scripts and the CLI: a started runner does this on its own. Leases are not extended
-   * by heartbeats unless the runner is started.
+   * by heartbeats unless the runner is started. `stop()`, started or not, ends it as it ends a
+   * started runner's work: it leases nothing more, each instance is handed back after its step in
+   * hand, and the stop waits for that within its drain deadline (past it, the steps' signals
+   * abort). After `stop()` it leases nothing and resolves with 0.
    */
-  async runDue(): Promise<number> {
+  runDue(): Promise<number> {
+    this.#ranDue = true;
+    const run = this.#runDue();
+    this.#dueRuns.add(run);
+    const settled = (): void => void this.#dueRuns.delete(run);
+    void run.then(settled, settled);
+    return run;
+  }
+
+  async #runDue(): Promise<number> {
     let total = 0;
     for (;;) {
       const launched = await this.#claim();
@@ -211,12 +243,25 @@ export class SagaRunner extends ServiceBase<SagaRunnerEvents> implements Reports
   }
 
   /**
-   * Stops as every service does; a runner never started (only `runDue()` called) has nothing to
-   * drain, but its steps' timeout timers are cleared too, so a script that ran it can exit.
+   * Waits, once `#stopping` is set, for `first` (the LISTEN connection closing), then the poll and
+   * the `runDue()` calls in flight (which lease nothing more) and the instances they run, each
+   * handed back after its step in hand. At the drain deadline, `first` done or not, the
+   * instances' signals abort, to be handed back unfinished.
    */
-  override async stop(options?: StopOptions): Promise<void> {
-    await super.stop(options);
-    this.#execution.dispose();
+  async #handBack(drain: AbortSignal, first?: Promise<void>): Promise<void> {
+    const abort = (): void => {
+      for (const task of this.#tasks.values()) task.controller.abort(drain.reason);
+    };
+    drain.addEventListener('abort', abort, { once: true });
+    try {
+      await first;
+      await this.#polling?.catch(() => undefined);
+      // A claim in flight still launches what it leased: those instances are in #tasks after it.
+      await Promise.all([...this.#dueRuns].map((run) => run.catch(() => undefined)));
+      await Promise.all([...this.#tasks.values()].map((task) => task.done));
+    } finally {
+      drain.removeEventListener('abort', abort);
+    }
   }
 
   #wake(): void {
@@ -249,7 +294,8 @@ export class SagaRunner extends ServiceBase<SagaRunnerEvents> implements Reports
 
   async #claim(): Promise<Task[]> {
     const free = this.#concurrency - this.#tasks.size;
-    if (free <= 0 || this.#stopping) return [];
+    // 'stopped' too: a runner never started and stopped with nothing in hand never set #stopping.
+    if (free <= 0 || this.#stopping || this.state === 'stopped') return [];
     const claimed = await claimSagas(this.#db, {
       owner: this.owner,
       keys: [...this.#definitions.keys()],

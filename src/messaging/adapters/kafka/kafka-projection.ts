@@ -33,6 +33,7 @@ import {
 import { StaleLeaderRun } from './stale-leader.ts';
 import { StaleLeaderRetry } from './stale-leader-retry.ts';
 import { TopicFetcher, type KafkaEntry, type PartitionRange } from './topic-fetcher.ts';
+import { untilAborted } from '../../../service/until-aborted.ts';
 
 export type { KafkaProjectionRunnerEvents } from './kafka-projection-events.ts';
 export type { KafkaProjectionRunnerOptions } from './kafka-projection-options.ts';
@@ -220,7 +221,7 @@ export class KafkaProjectionRunner extends ServiceBase<KafkaProjectionRunnerEven
     this.#drain = drain;
     // Past the drain deadline, closing the calls' own clients ends a fetch waiting on Kafka (a
     // batch in flight rolls back when its handler returns).
-    await Promise.race([this.#calls.settled(), aborted(drain)]);
+    await Promise.race([this.#calls.settled(), untilAborted(drain)]);
     await this.#calls.closeOwn();
     await this.#calls.settled();
   }
@@ -233,7 +234,7 @@ export class KafkaProjectionRunner extends ServiceBase<KafkaProjectionRunnerEven
     // A fetch against a Kafka that is down can wait on the client's timeouts: past the drain
     // deadline, closing the client ends it (a batch in flight rolls back when its handler returns).
     // The one-shot calls on the loop's client end before it is closed, each after its batch in hand.
-    await Promise.race([Promise.all([loop, this.#calls.settled()]), aborted(drain)]);
+    await Promise.race([Promise.all([loop, this.#calls.settled()]), untilAborted(drain)]);
     await this.#calls.closeOwn();
     await this.#fetcher?.close();
     await loop;
@@ -391,12 +392,4 @@ export class KafkaProjectionRunner extends ServiceBase<KafkaProjectionRunnerEven
     const shared = this.state === 'running' ? this.#fetcher : undefined;
     return this.#calls.run(shared, () => new TopicFetcher(this.topic, this.#client), work);
   }
-}
-
-/** Resolves once `signal` aborts: the drain deadline passed. */
-function aborted(signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) resolve();
-    else signal.addEventListener('abort', () => resolve(), { once: true });
-  });
 }
