@@ -5,12 +5,16 @@ import { deadLetterEnvelope } from '../../dead-letter-envelope.ts';
 import type { ConnectionLoss, Delivery, DeliverySource } from '../../delivery-source.ts';
 import { describeError } from '../../describe-error.ts';
 import { CommitBatcher } from './commit-batcher.ts';
+import { KafkaSourceLink } from './kafka-source-link.ts';
 import { PartitionTracker, type TrackedRecord } from './partition-tracker.ts';
 import { decodeMessage, encodeEnvelope, undecodableEnvelope, type EncodedRecord } from './record-codec.ts';
 
 type KafkaMessage = Message<Buffer, Buffer, Buffer, Buffer>;
 
-/** Background reopens of a lost stream: the first after this long, doubling up to `reopenMaxMs`. */
+/**
+ * Background reopens of a lost stream (and rejoins of a lost group): the first after this long,
+ * doubling up to `reopenMaxMs`.
+ */
 const reopenFirstMs = 500;
 const reopenMaxMs = 30_000;
 
@@ -61,16 +65,18 @@ export class KafkaSource implements DeliverySource<KafkaDelivery> {
   #closing = false;
   #streamError: unknown;
   #reopening: Promise<void> | undefined;
+  #rejoining: Promise<void> | undefined;
   #rotate = 0;
-  /** The stream ended under the consumer and has not been reopened yet. */
-  #loss: ConnectionLoss | undefined;
-  /** The next reopen in the background while the stream is lost. */
-  #reopenTimer: TimerHandle | undefined;
+  /** What is lost of the link (the stream, the group membership), for `connectionLost()`. */
+  #link: KafkaSourceLink;
+  /** The next reopen or rejoin in the background while something is lost. */
+  #recoveryTimer: TimerHandle | undefined;
 
   constructor(destination: string, context: KafkaSourceContext, settings: KafkaSourceSettings) {
     this.destination = destination;
     this.#context = context;
     this.#settings = settings;
+    this.#link = new KafkaSourceLink(context.clock);
   }
 
   async open(wake: () => void): Promise<void> {
@@ -88,6 +94,11 @@ export class KafkaSource implements DeliverySource<KafkaDelivery> {
     });
     this.#consumer = consumer;
     consumer.on('consumer:group:join', () => this.#onAssignment());
+    this.#link.followGroup(
+      consumer,
+      `the Kafka consumer for ${this.destination} (group ${this.#settings.group})`,
+      () => this.#scheduleRecovery(),
+    );
     try {
       await this.#openStream();
     } catch (error) {
@@ -113,7 +124,7 @@ export class KafkaSource implements DeliverySource<KafkaDelivery> {
     });
     this.#stream = stream;
     this.#streamError = undefined;
-    this.#loss = undefined;
+    this.#link.streamOpened();
     this.#paused = false;
     stream.on('data', (message) => this.#onMessage(message));
     stream.on('error', (error) => {
@@ -125,49 +136,82 @@ export class KafkaSource implements DeliverySource<KafkaDelivery> {
     stream.on('close', () => {
       this.#lost(stream);
       if (this.#stream === stream) this.#stream = undefined;
+      // An attempt that found this stream ended but not yet closed left the reopen to now.
+      this.#scheduleRecovery();
       this.#wake();
     });
     if (this.#buffered >= this.#settings.maxBuffered) this.#pause();
   }
 
   /**
-   * The stream ended under the consumer (a fetch failed) and is not open again yet: nothing is
-   * fetched meanwhile. `attempts` counts the reopens that failed, the claims' and the background
-   * ones' (see `#scheduleReopen`).
+   * Lost: the group's heartbeats failed and no join has gone through since (reported at once,
+   * paused stream or not), or the stream ended under the consumer and is not open again (nothing
+   * is fetched meanwhile; reported at once when the group's heartbeats or a reopen failed too,
+   * else only once it has been down for `switchOverMs`: a partition's leader moving ends the
+   * stream too, see kafka-source-link.ts). `attempts` counts the reopens that failed, the
+   * claims' and the background ones' (see `#scheduleRecovery`), or the rejoins. A read of memory.
    */
   connectionLost(): ConnectionLoss | undefined {
-    return this.#closing ? undefined : this.#loss;
+    return this.#closing ? undefined : this.#link.lost();
   }
 
   /** `stream`, the current one, ended or failed without `close()`: lost from now until reopened. */
   #lost(stream: MessagesStream<Buffer, Buffer, Buffer, Buffer>): void {
-    if (this.#closing || this.#stream !== stream || this.#loss !== undefined) return;
-    this.#loss = {
-      since: this.#context.clock.now(),
-      attempts: 0,
-      error:
-        this.#streamError ??
+    if (this.#closing || this.#stream !== stream || this.#link.streamLost) return;
+    this.#link.streamEnded(
+      this.#streamError ??
         new KeelError('KEEL_BROKER_UNAVAILABLE', `the Kafka consumer's stream for ${this.destination} ended`),
-    };
-    this.#scheduleReopen();
+      // Its connections to the coordinator and for metadata, apart from the stream's own: a
+      // read of the client's memory. Down too, it is the link that is lost, not one leader.
+      this.#consumer?.isConnected() !== true,
+    );
+    this.#scheduleRecovery();
   }
 
   /**
-   * Reopens the lost stream in the background too, with backoff, until it is open again: a
-   * consumer whose every slot is busy makes no claim, and would otherwise fetch nothing (and
-   * stay failing in `health()`) until a handler finishes, however soon Kafka is back.
+   * Reopens the lost stream, or rejoins the lost group, in the background too, with backoff,
+   * until it is back: a consumer whose every slot is busy makes no claim, and would otherwise
+   * fetch nothing (and stay failing in `health()`) until a handler finishes, however soon Kafka
+   * is back; and a paused stream does not rejoin at all.
    */
-  #scheduleReopen(): void {
-    if (this.#closing || this.#reopenTimer !== undefined || this.#loss === undefined) return;
-    const delayMs = Math.min(reopenMaxMs, reopenFirstMs * 2 ** Math.min(this.#loss.attempts, 6));
-    this.#reopenTimer = this.#context.clock.setTimeout(() => {
-      this.#reopenTimer = undefined;
-      if (this.#closing || this.#stream !== undefined) return;
-      this.#reopen().then(
+  #scheduleRecovery(): void {
+    const link = this.#link;
+    if (this.#closing || this.#recoveryTimer !== undefined || !(link.streamLost || link.groupLost)) return;
+    const delayMs = Math.min(reopenMaxMs, reopenFirstMs * 2 ** Math.min(link.attempts, 6));
+    this.#recoveryTimer = this.#context.clock.setTimeout(() => {
+      this.#recoveryTimer = undefined;
+      if (this.#closing) return;
+      this.#recover().then(
         () => this.#wake(),
-        () => this.#scheduleReopen(),
+        () => this.#scheduleRecovery(),
       );
     }, delayMs);
+  }
+
+  /**
+   * One attempt: a new stream when the last one is gone (it joins the group first); a rejoin
+   * when the stream is there and the group is lost. A stream ended but not yet closed is left to
+   * its `close`, which schedules the next attempt.
+   */
+  #recover(): Promise<void> {
+    if (this.#stream === undefined) return this.#reopen();
+    if (this.#link.groupLost && !this.#link.streamLost) return this.#rejoin();
+    return Promise.resolve();
+  }
+
+  /** Joins the group again (the client restarts its heartbeats then); `consumer:group:join` clears the loss. */
+  #rejoin(): Promise<void> {
+    this.#rejoining ??= this.#consumer!.joinGroup({})
+      .then(
+        () => undefined,
+        (error: unknown) => {
+          this.#link.groupFailed(error);
+          this.#scheduleRecovery();
+          throw error;
+        },
+      )
+      .finally(() => (this.#rejoining = undefined));
+    return this.#rejoining;
   }
 
   async claim(max: number): Promise<KafkaDelivery[]> {
@@ -241,8 +285,8 @@ export class KafkaSource implements DeliverySource<KafkaDelivery> {
     this.#closing = true;
     for (const timer of this.#timers) this.#context.clock.clearTimeout(timer);
     this.#timers.clear();
-    if (this.#reopenTimer !== undefined) this.#context.clock.clearTimeout(this.#reopenTimer);
-    this.#reopenTimer = undefined;
+    if (this.#recoveryTimer !== undefined) this.#context.clock.clearTimeout(this.#recoveryTimer);
+    this.#recoveryTimer = undefined;
     const consumer = this.#consumer;
     if (consumer === undefined) return;
     // Whatever finished is committed before the group hands the partitions to someone else.
@@ -371,15 +415,17 @@ export class KafkaSource implements DeliverySource<KafkaDelivery> {
    * claim and a background reopen share one attempt, counted once.
    */
   #reopen(): Promise<void> {
-    this.#reopening ??= this.#openStream()
+    // After a rejoin in flight: two joins at once would each sync the group.
+    const rejoined = this.#rejoining?.catch(() => undefined) ?? Promise.resolve();
+    this.#reopening ??= rejoined
+      .then(() => this.#openStream())
       .catch((error: unknown) => {
         const failure = new KeelError(
           'KEEL_BROKER_UNAVAILABLE',
           `Kafka consumer for ${this.destination} lost its stream (${describeError(this.#streamError)}) and could not reopen it: ${describeError(error)}`,
           { cause: error },
         );
-        const loss = this.#loss;
-        if (loss !== undefined) this.#loss = { ...loss, attempts: loss.attempts + 1, error: failure };
+        this.#link.reopenFailed(failure);
         throw failure;
       })
       .finally(() => (this.#reopening = undefined));
