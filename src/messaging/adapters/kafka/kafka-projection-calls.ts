@@ -3,22 +3,7 @@
 // started, and has only these to stop (the base class's onStopUnstarted); its catchUp() must
 // still end after the batch in hand, and stop() resolve after it, not while batches go on being
 // applied.
-import { KeelError } from '../../../errors/index.ts';
 import type { TopicFetcher } from './topic-fetcher.ts';
-
-/**
- * What a `catchUp()` that `stop()` ended rejects with, once the batch in hand committed (or,
- * past the drain deadline, rolled back: `cause`): `applied` records committed, before a fetch
- * found nothing more.
- */
-export function catchUpStopped(name: string, applied: number, cause?: unknown): KeelError {
-  return new KeelError(
-    'KEEL_SERVICE_STATE',
-    `${name} stopped catching up: it was stopped after applying ${applied} record(s), ` +
-      'before a fetch found nothing more',
-    { cause, details: { applied } },
-  );
-}
 
 /** A runner's one-shot calls in flight, and the Kafka clients they opened for themselves. */
 export class OneShotCalls {

@@ -13,7 +13,8 @@ import {
 } from '../../../service/index.ts';
 import { ConsumerWakeup } from '../../consumer-wakeup.ts';
 import type { Projection } from '../../projection.ts';
-import { catchUpStopped, OneShotCalls } from './kafka-projection-calls.ts';
+import { catchUpStopped } from '../../catch-up-stopped.ts';
+import { OneShotCalls } from './kafka-projection-calls.ts';
 import type { KafkaProjectionRunnerEvents } from './kafka-projection-events.ts';
 import { FirstRetainedOffsets } from './kafka-projection-fetch.ts';
 import { LoopHealth, unrecordedCalls } from './kafka-projection-health.ts';
@@ -311,13 +312,13 @@ export class KafkaProjectionRunner extends ServiceBase<KafkaProjectionRunnerEven
         } catch (error) {
           // Past the drain deadline the batch in hand rolled back, or the client was closed under
           // the fetch: stopped, not failed.
-          if (this.#drain?.aborted === true) throw catchUpStopped(this.name, total, error);
+          if (this.#drain?.aborted === true) throw catchUpStopped(this.name, total, 'record(s)', error);
           throw error;
         }
         if (looked.kind === 'no-topic') return total;
         total += looked.applied;
         if (looked.kind === 'looked' && looked.applied === 0 && !looked.stale) return total;
-        if (stopped.aborted) throw catchUpStopped(this.name, total);
+        if (stopped.aborted) throw catchUpStopped(this.name, total, 'record(s)');
       }
     });
   }

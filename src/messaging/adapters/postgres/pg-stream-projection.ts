@@ -1,11 +1,24 @@
-import type { Db, Tx, Unlisten } from '../../../db/db.ts';
-import { InvalidArgumentError } from '../../../errors/index.ts';
-import { HealthRecord, ServiceBase, type ReportsHealth, type ServiceHealth } from '../../../service/index.ts';
+import type { Db, Unlisten } from '../../../db/db.ts';
+import { InvalidArgumentError, KeelError } from '../../../errors/index.ts';
+import {
+  HealthRecord,
+  ServiceBase,
+  type ReportsHealth,
+  type ServiceHealth,
+  type StopOptions,
+} from '../../../service/index.ts';
 import { systemClock, type Clock, type TimerHandle } from '../../../time/index.ts';
+import { catchUpStopped } from '../../catch-up-stopped.ts';
 import { ConsumerWakeup } from '../../consumer-wakeup.ts';
 import { assertQueueName } from './pg-queue.ts';
 import { assertStreamName, PgStream, StreamTrimmedError, type StreamEntry } from './pg-stream.ts';
 import { ProjectionNotFoundError } from './pg-stream-projection-admin.ts';
+import {
+  applyBatch,
+  type BatchContext,
+  type BatchOutcome,
+  type PositionMove,
+} from './pg-stream-projection-batch.ts';
 import { pgStreamChannel } from './pg-stream-schema.ts';
 import type { Projection as LogProjection } from '../../projection.ts';
 
@@ -58,25 +71,19 @@ export interface ProjectionRunnerOptions {
 
 export interface ProjectionRunnerEvents {
   /** A batch committed with the position moved from `from` to `to`. */
-  applied: { from: number; to: number; count: number };
+  applied: PositionMove;
   /**
    * `onTrimmed: 'resume'`: the stored position was below the stream's first retained entry, and
    * moved from `from` to `to` without applying entries `from + 1` to `to` (trimmed). In the
    * transaction of the batch that follows, so it is reported once it committed.
    */
-  skipped: { from: number; to: number; count: number };
+  skipped: PositionMove;
 }
 
 function positiveInteger(field: string, value: number): number {
   if (!Number.isSafeInteger(value) || value < 1)
     throw new InvalidArgumentError(field, 'an integer >= 1', value);
   return value;
-}
-
-/** What a batch's transaction did: entries it passed over after a trim, entries it applied. */
-interface BatchOutcome {
-  skipped: ProjectionRunnerEvents['skipped'] | undefined;
-  applied: ProjectionRunnerEvents['applied'] | undefined;
 }
 
 // See `ProjectionRunnerOptions.silentMs`.
@@ -94,12 +101,6 @@ function isAnswer(error: unknown): boolean {
 const lockPosition = `INSERT INTO keel_stream_positions AS p (projection, stream) VALUES ($1, $2)
   ON CONFLICT (projection, stream) DO UPDATE SET position = p.position
   RETURNING position::text`;
-
-// A batch's lock: never creates the row. The runner stored it before its first batch, so a row
-// missing here was forgotten (`PgStream.forgetProjection`) since; creating it again, at 0, would
-// replay the stream into the model and undo the forget without anyone knowing.
-const lockStoredPosition = `SELECT position::text FROM keel_stream_positions
-  WHERE projection = $1 AND stream = $2 FOR UPDATE`;
 
 const registerPosition = `INSERT INTO keel_stream_positions (projection, stream) VALUES ($1, $2)
   ON CONFLICT (projection, stream) DO NOTHING`;
@@ -120,8 +121,12 @@ const registerPosition = `INSERT INTO keel_stream_positions (projection, stream)
  * `ProjectionNotFoundError` (`during: 'apply'`) until the runner is stopped, or `rebuild()`
  * stores the row again and starts the projection over.
  *
- * Lifecycle: `start()` LISTENs and begins; `stop()` lets the batch in flight commit. `catchUp()`
- * and `rebuild()` work without `start()`, for a command line.
+ * Lifecycle: `start()` LISTENs and begins; `stop()` lets the batch in flight commit, and once the
+ * drain deadline passes rolls it back instead, when the projection's `apply` returns (it is
+ * applied again at the next start). `catchUp()`, `applyNext()` and `rebuild()` work without
+ * `start()`, for a command line; `stop()`, started or not, waits for those in flight (a runner
+ * never started is 'stopping' meanwhile) within the drain deadline, and ends a `catchUp()` after
+ * the batch in hand (`catchUp()` says how).
  */
 export class ProjectionRunner extends ServiceBase<ProjectionRunnerEvents> implements ReportsHealth {
   readonly projection: string;
@@ -132,13 +137,23 @@ export class ProjectionRunner extends ServiceBase<ProjectionRunnerEvents> implem
   readonly #batchSize: number;
   readonly #pollIntervalMs: number;
   readonly #retryDelayMs: number;
-  readonly #onTrimmed: 'throw' | 'resume';
   readonly #wakeup: ConsumerWakeup;
   readonly #health: HealthRecord<'database'>;
+  /** What each batch is given: the settings and the drain deadline it reads. */
+  readonly #batch: BatchContext;
   #registered = false;
   #unlisten: Unlisten | undefined;
   #loop: Promise<void> | undefined;
   #stopping = false;
+  /**
+   * Aborted at the first `stop()`, started or not: the base class calls `onStop` only for a
+   * started runner, and a command line's `catchUp()` must end all the same.
+   */
+  readonly #stopCalled = new AbortController();
+  /** The drain deadline of `stop()`, once called: past it the batch in flight rolls back. */
+  #drain: AbortSignal | undefined;
+  /** The one-shot calls in flight (`catchUp()`, `applyNext()`, `rebuild()`), which `stop()` waits for. */
+  readonly #calls = new Set<Promise<unknown>>();
   #retryTimer: TimerHandle | undefined;
   #endRetry: (() => void) | undefined;
 
@@ -156,8 +171,8 @@ export class ProjectionRunner extends ServiceBase<ProjectionRunnerEvents> implem
     this.#batchSize = positiveInteger('batchSize', options.batchSize ?? 100);
     this.#pollIntervalMs = positiveInteger('pollIntervalMs', options.pollIntervalMs ?? 1000);
     this.#retryDelayMs = positiveInteger('retryDelayMs', options.retryDelayMs ?? 1000);
-    this.#onTrimmed = options.onTrimmed ?? 'throw';
-    if (this.#onTrimmed !== 'throw' && this.#onTrimmed !== 'resume')
+    const onTrimmed = options.onTrimmed ?? 'throw';
+    if (onTrimmed !== 'throw' && onTrimmed !== 'resume')
       throw new InvalidArgumentError('onTrimmed', "'throw' or 'resume'", options.onTrimmed);
     this.#wakeup = new ConsumerWakeup(this.clock);
     const silentMs = positiveInteger(
@@ -165,6 +180,15 @@ export class ProjectionRunner extends ServiceBase<ProjectionRunnerEvents> implem
       options.silentMs ?? defaultSilentMs + Math.max(this.#pollIntervalMs, this.#retryDelayMs),
     );
     this.#health = new HealthRecord(this.clock, { database: { silentMs } });
+    this.#batch = {
+      projection: this.projection,
+      stream: this.stream,
+      reader: this.#reader,
+      handler,
+      batchSize: this.#batchSize,
+      onTrimmed,
+      drain: () => this.#drain,
+    };
   }
 
   /**
@@ -196,12 +220,37 @@ export class ProjectionRunner extends ServiceBase<ProjectionRunnerEvents> implem
     this.#loop = this.#run();
   }
 
-  protected override async onStop(): Promise<void> {
+  /**
+   * As `Service.stop`, started or not: also waits for the one-shot calls in flight, and ends a
+   * `catchUp()` after the batch in hand. The drain deadline bounds them as it bounds the loop (a
+   * runner never started, a command line's, is 'stopping' meanwhile): past it, the batch in
+   * flight rolls back when its `apply` returns.
+   */
+  override stop(options?: StopOptions): Promise<void> {
+    // At the call, not once the base class has waited out a start: a catchUp() called after this
+    // is refused, and one in flight begins no further batch.
+    this.#stopCalled.abort();
+    return super.stop(options);
+  }
+
+  /** A runner never started has only its one-shot calls to stop. */
+  protected override hasWorkInHand(): boolean {
+    return this.#calls.size > 0;
+  }
+
+  protected override async onStopUnstarted(drain: AbortSignal): Promise<void> {
+    this.#drain = drain;
+    await this.#callsSettled();
+  }
+
+  protected override async onStop(drain: AbortSignal): Promise<void> {
     this.#stopping = true;
+    this.#drain = drain;
     this.#wakeup.stop();
     if (this.#retryTimer !== undefined) this.clock.clearTimeout(this.#retryTimer);
     this.#endRetry?.();
     await this.#loop;
+    await this.#callsSettled();
     await this.#unlisten?.().catch(() => undefined);
   }
 
@@ -225,9 +274,18 @@ export class ProjectionRunner extends ServiceBase<ProjectionRunnerEvents> implem
    * update; returns how many entries it applied (0: caught up, or another runner took the batch).
    * A stream trimmed past the stored position rejects with `StreamTrimmedError`, unless
    * `onTrimmed: 'resume'`; a position row forgotten since this runner stored it rejects with
-   * `ProjectionNotFoundError`.
+   * `ProjectionNotFoundError`. Past the drain deadline of a `stop()` the batch rolls back, and it
+   * rejects with `KEEL_ABORTED`.
    */
-  async applyNext(): Promise<number> {
+  applyNext(): Promise<number> {
+    return this.#track(this.#applyNext(undefined).then((applied) => (applied === 'stopped' ? 0 : applied)));
+  }
+
+  /**
+   * `applyNext()`; 'stopped' when `stopped` aborted before the batch began, with entries left to
+   * apply.
+   */
+  async #applyNext(stopped: AbortSignal | undefined): Promise<number | 'stopped'> {
     let lag: number;
     try {
       if (!this.#registered) {
@@ -246,13 +304,16 @@ export class ProjectionRunner extends ServiceBase<ProjectionRunnerEvents> implem
     }
     this.#health.succeeded('database');
     if (lag === 0) return 0;
+    if (stopped?.aborted === true) return 'stopped';
     // Set when the projection's own `apply` threw: the batch failed, the database did not.
     let applyThrew = false;
     let outcome: BatchOutcome | undefined;
     try {
-      outcome = await this.#db.transaction((tx) => this.#applyBatch(tx, () => (applyThrew = true)));
+      outcome = await this.#db.transaction((tx) => applyBatch(this.#batch, tx, () => (applyThrew = true)));
     } catch (error) {
-      if (!applyThrew && !isAnswer(error)) this.#health.failed('database', error, 'apply');
+      // Handed back at the drain deadline: the database did not fail either.
+      const handedBack = this.#drain?.aborted === true;
+      if (!applyThrew && !handedBack && !isAnswer(error)) this.#health.failed('database', error, 'apply');
       throw error;
     }
     this.#health.succeeded('database');
@@ -263,48 +324,40 @@ export class ProjectionRunner extends ServiceBase<ProjectionRunnerEvents> implem
   }
 
   /**
-   * One batch, in `tx`: locks the stored position, reads the entries after it, applies them and
-   * moves the position; undefined when it moved nothing. `onApplyThrew` is called when the
-   * projection's `apply` throws, before the error goes on.
+   * Applies batches until none is left; returns how many entries it applied. Not on a runner that
+   * was stopped, whether it had started or not (`KEEL_SERVICE_STATE`): its batches would be
+   * handed back.
+   *
+   * `stop()` during it (started or not) ends it after the batch in hand: that batch commits, or
+   * past the drain deadline rolls back, and it rejects with `KEEL_SERVICE_STATE`,
+   * `details.applied` the entries it committed (they stay applied, with the position). It rejects
+   * rather than resolve with that count because resolving says the stream was caught up. A batch
+   * that found nothing left still resolves.
    */
-  async #applyBatch(tx: Tx, onApplyThrew: () => void): Promise<BatchOutcome | undefined> {
-    const { rows } = await tx.query<{ position: string }>(lockStoredPosition, [this.projection, this.stream]);
-    if (rows[0] === undefined) throw new ProjectionNotFoundError(this.stream, this.projection, 'apply');
-    const from = Number(rows[0].position);
-    const entries = await this.#reader.read(
-      this.stream,
-      { after: from, limit: this.#batchSize, onTrimmed: this.#onTrimmed },
-      tx,
-    );
-    // Past `from` only with 'resume', after a trim: the page starts later, or nothing is left.
-    let start = from;
-    if (entries.length > 0) start = entries[0]!.position - 1;
-    else if (this.#onTrimmed === 'resume')
-      start = Math.max(from, (await this.#reader.bounds(this.stream, tx)).first - 1);
-    const skipped = start > from ? { from, to: start, count: start - from } : undefined;
-    if (entries.length > 0) {
-      try {
-        await this.#handler.apply(entries, tx);
-      } catch (error) {
-        onApplyThrew();
-        throw error;
+  catchUp(): Promise<number> {
+    const stopped = this.#stopCalled.signal;
+    if (stopped.aborted)
+      return Promise.reject(
+        new KeelError('KEEL_SERVICE_STATE', `${this.name} cannot catch up: it is ${this.state}`),
+      );
+    const unit = 'entry(ies)';
+    const run = async (): Promise<number> => {
+      let total = 0;
+      for (;;) {
+        let applied: number | 'stopped';
+        try {
+          applied = await this.#applyNext(stopped);
+        } catch (error) {
+          // Past the drain deadline the batch in hand rolled back: stopped, not failed.
+          if (this.#drain?.aborted === true) throw catchUpStopped(this.name, total, unit, error);
+          throw error;
+        }
+        if (applied === 0) return total;
+        if (applied !== 'stopped') total += applied;
+        if (stopped.aborted) throw catchUpStopped(this.name, total, unit);
       }
-    }
-    const to = entries.at(-1)?.position ?? start;
-    if (to === from) return undefined;
-    await tx.query(
-      'UPDATE keel_stream_positions SET position = $3, updated_at = now() WHERE projection = $1 AND stream = $2',
-      [this.projection, this.stream, to],
-    );
-    const applied = entries.length > 0 ? { from: start, to, count: entries.length } : undefined;
-    return { skipped, applied };
-  }
-
-  /** Applies batches until none is left; returns how many entries it applied. */
-  async catchUp(): Promise<number> {
-    let total = 0;
-    for (let n = await this.applyNext(); n > 0; n = await this.applyNext()) total += n;
-    return total;
+    };
+    return this.#track(run());
   }
 
   /**
@@ -314,7 +367,11 @@ export class ProjectionRunner extends ServiceBase<ProjectionRunnerEvents> implem
    * good). A batch another runner has in flight commits first (the position row's lock), so none
    * lands on the emptied model. A forgotten position row is stored again, at that start.
    */
-  async rebuild(): Promise<void> {
+  rebuild(): Promise<void> {
+    return this.#track(this.#rebuild());
+  }
+
+  async #rebuild(): Promise<void> {
     await this.#db.transaction(async (tx) => {
       await tx.query(lockPosition, [this.projection, this.stream]);
       await this.#handler.reset(tx);
@@ -330,18 +387,34 @@ export class ProjectionRunner extends ServiceBase<ProjectionRunnerEvents> implem
   async #run(): Promise<void> {
     while (!this.#stopping) {
       this.#wakeup.looking();
-      let applied: number;
+      let applied: number | 'stopped';
       try {
-        applied = await this.applyNext();
+        applied = await this.#applyNext(this.#stopCalled.signal);
       } catch (error) {
+        // Its batch handed back at the drain deadline: no failure to report.
+        if (this.#drain?.aborted === true) break;
         this.events.emit('error', { error, during: 'apply' });
         await this.#retryPause();
         continue;
       }
+      if (applied === 'stopped') break;
       // A full batch means more may wait: look again at once.
       if (applied >= this.#batchSize) continue;
       await this.#wakeup.pause(this.#pollIntervalMs);
     }
+  }
+
+  /** Counts `call` in flight until it settles: `stop()` waits for it. */
+  #track<T>(call: Promise<T>): Promise<T> {
+    this.#calls.add(call);
+    const forget = (): void => void this.#calls.delete(call);
+    call.then(forget, forget);
+    return call;
+  }
+
+  /** Resolves once no one-shot call is in flight, those begun meanwhile included. Never rejects. */
+  async #callsSettled(): Promise<void> {
+    while (this.#calls.size > 0) await Promise.allSettled([...this.#calls]);
   }
 
   /** Waits `retryDelayMs`, or until stop: appends that come meanwhile must not retry a failing batch hot. */
