@@ -8,7 +8,7 @@ import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { instancesChannel, type Base, type ClusterMetadata, type CreationEvent } from '@platformatic/kafka';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { startTcpProxy, type TcpProxy } from '../../../testing/index.ts';
-import { failing, jobs, until } from '../consumer-health-test-support.ts';
+import { failing, heldHandler, jobs, until } from '../consumer-health-test-support.ts';
 import type { QueueConsumer } from '../../queue-consumer.ts';
 import { KafkaBroker } from './kafka-broker.ts';
 import { kafkaTestSuite } from './kafka-test-suite.ts';
@@ -95,28 +95,13 @@ async function fetchPaused(fetches: () => number, quietMs = 1500): Promise<void>
 describe('QueueConsumer.health() on Kafka, its links cut and restored', () => {
   it('is failing (connect) while cut with its fetch paused (every buffered slot full), ok once back; each message handled once', async () => {
     const { through, direct, destination, fetches, consumers } = setup(4);
-    const handled = new Map<string, number>();
-    let gate!: () => void;
-    const open = new Promise<void>((resolve) => (gate = resolve));
-    let busy = 0;
-    const consumer = through.consumer(
-      destination,
-      async (message) => {
-        busy++;
-        try {
-          await open;
-        } finally {
-          busy--;
-        }
-        handled.set(message.id, (handled.get(message.id) ?? 0) + 1);
-      },
-      { concurrency: 2 },
-    );
+    const { handle, busy, release, handled } = heldHandler();
+    const consumer = through.consumer(destination, handle, { concurrency: 2 });
     consumers.push(consumer);
     await consumer.start();
     const sent = jobs(0, 12);
     await direct.publish(destination, sent);
-    await until('every slot busy', () => busy === 2);
+    await until('every slot busy', () => busy() === 2);
     // Four records held (two handled, two waiting): the source has paused its fetch.
     await fetchPaused(fetches);
     const fetchedBefore = fetches();
@@ -143,7 +128,7 @@ describe('QueueConsumer.health() on Kafka, its links cut and restored', () => {
     );
     expect(consumer.stats.inFlight).toBe(2);
 
-    gate();
+    release();
     await until('every message handled', () => sent.every((message) => handled.has(message.id)), 30_000);
     await consumer.stop({ drainMs: 2000 });
     for (const message of sent) expect(handled.get(message.id)).toBe(1);

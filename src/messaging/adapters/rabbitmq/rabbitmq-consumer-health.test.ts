@@ -5,7 +5,7 @@ import { connect } from 'amqplib';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startTcpProxy, type TcpProxy } from '../../../testing/index.ts';
 import { exponentialBackoff } from '../../../time/index.ts';
-import { failing, jobs, until } from '../consumer-health-test-support.ts';
+import { failing, heldHandler, jobs, until } from '../consumer-health-test-support.ts';
 import type { QueueConsumer } from '../../queue-consumer.ts';
 import { RabbitMqBroker } from './rabbitmq-broker.ts';
 import { RabbitMqStreamBroker } from './rabbitmq-stream-broker.ts';
@@ -111,28 +111,13 @@ describe('QueueConsumer.health() on RabbitMQ, its connection cut and restored', 
 
   it('is failing while cut with every slot busy (no claim is made), ok once back; the held messages come again', async () => {
     const { through, direct, destination } = setup();
-    const handled = new Map<string, number>();
-    let gate!: () => void;
-    const open = new Promise<void>((resolve) => (gate = resolve));
-    let busy = 0;
-    const consumer = through.consumer(
-      destination,
-      async (message) => {
-        busy++;
-        try {
-          await open;
-        } finally {
-          busy--;
-        }
-        handled.set(message.id, (handled.get(message.id) ?? 0) + 1);
-      },
-      { concurrency: 2, prefetch: 0 },
-    );
+    const { handle, busy, release, handled } = heldHandler();
+    const consumer = through.consumer(destination, handle, { concurrency: 2, prefetch: 0 });
     consumers.push(consumer);
     await consumer.start();
     const sent = jobs(0, 6);
     await direct.publish(destination, sent);
-    await until('every slot busy', () => busy === 2);
+    await until('every slot busy', () => busy() === 2);
     expect(consumer.health()).toMatchObject({ status: 'ok' });
 
     proxy.cut();
@@ -147,7 +132,7 @@ describe('QueueConsumer.health() on RabbitMQ, its connection cut and restored', 
 
     // The two held through the cut cannot be acked on the channel that died: RabbitMQ has
     // delivered them again, and they are handled again.
-    gate();
+    release();
     await until('every message handled', () => sent.every((message) => handled.has(message.id)));
     await consumer.stop({ drainMs: 2000 });
     expect(await leftIn(destination)).toBe(0);
