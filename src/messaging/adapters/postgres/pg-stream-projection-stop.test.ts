@@ -252,6 +252,38 @@ describe('ProjectionRunner: stop() during catchUp() and rebuild()', () => {
     expect(errors).toEqual(['listen']);
   });
 
+  it('on a started runner: its LISTEN is released as stop() begins, not after a batch that outlasts the drain deadline', async () => {
+    const { db, clock } = await setup(6);
+    const gate = new Gate();
+    const listens: { channel: string; released: boolean }[] = [];
+    const heard: Db = {
+      ...deaf(db),
+      listen: async (channel, onNotify) => {
+        const unlisten = await db.listen(channel, onNotify);
+        const registration = { channel, released: false };
+        listens.push(registration);
+        return async () => {
+          registration.released = true;
+          await unlisten();
+        };
+      },
+    };
+    const run = runner(heard, gatedProjection(gate), clock, { pollIntervalMs: 3_600_000 });
+    gate.hold();
+    await run.start();
+    await gate.reached;
+    expect(listens).toEqual([{ channel: 'keel_stream', released: false }]);
+    const stop = run.stop({ drainMs: 1000 });
+    await clock.advance(1000);
+    await stop;
+    expect(run.state).toBe('stopped');
+    // Its apply ignores the abort and still holds the batch: the LISTEN is not kept for it.
+    expect(listens).toEqual([{ channel: 'keel_stream', released: true }]);
+    gate.release();
+    await db.query("SELECT position FROM keel_stream_positions WHERE projection = 'model.v1' FOR UPDATE");
+    expect(await modelRows(db)).toBe(0);
+  });
+
   it('stop() before catchUp()’s first batch: it rejects having applied none; on a stream with nothing to apply it resolves, caught up; a runner stopped unused refuses catchUp()', async () => {
     const { db, stream, clock } = await setup(0);
     const idle = runner(db, gatedProjection(new Gate()), clock);

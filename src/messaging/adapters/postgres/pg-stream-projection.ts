@@ -192,13 +192,17 @@ export class ProjectionRunner extends ServiceBase<ProjectionRunnerEvents> implem
   }
 
   /**
-   * Whether the runner reaches its database, from the outcome of its own statements (its looks
-   * for entries, its batches' transactions, its LISTEN): 'failing', with `dependency`
-   * `'database'` and `during` `'apply'` (or `'listen'`), while they fail, or when none has
-   * answered for `silentMs` (one hangs); 'ok' again after the next one that succeeds. A batch
-   * the projection's `apply` throws from is its problem, not the database's, and so is a stream
-   * trimmed past the stored position or a forgotten position row: the database answered, and
-   * the `error` events and `lag()` say what holds the projection. A read of memory.
+   * Whether the started runner reaches its database, from the outcome of its loop's own
+   * statements (its looks for entries, its batches' transactions, its LISTEN): 'failing', with
+   * `dependency` `'database'` and `during` `'apply'` (or `'listen'`), while they fail, or when
+   * none has answered for `silentMs` (one hangs); 'ok' again after the loop's next one that
+   * succeeds. A batch the projection's `apply` throws from is its problem, not the database's,
+   * and so is a stream trimmed past the stored position or a forgotten position row: the
+   * database answered, and the `error` events and `lag()` say what holds the projection. The
+   * loop's statements only, as the Kafka runner's: not those of `catchUp()`, `applyNext()`,
+   * `rebuild()` or the status reads, whose failures are their callers' (a command line's
+   * catch-up failing must not fail `/readyz`, nor one that succeeds clear the loop's failure).
+   * A read of memory.
    */
   health(): ServiceHealth {
     return this.#health.health(this.state);
@@ -249,9 +253,12 @@ export class ProjectionRunner extends ServiceBase<ProjectionRunnerEvents> implem
     this.#wakeup.stop();
     if (this.#retryTimer !== undefined) this.clock.clearTimeout(this.#retryTimer);
     this.#endRetry?.();
+    // Released now, beside the drain: a stopping loop looks no more, so a NOTIFY is of no use, and
+    // after the loop it would outlast the drain deadline behind a batch whose apply ignores it.
+    const unlistened = this.#unlisten?.().catch(() => undefined);
     await this.#loop;
     await this.#callsSettled();
-    await this.#unlisten?.().catch(() => undefined);
+    await unlistened;
   }
 
   /** The position the projection has applied up to (0 before its first batch). */
@@ -278,14 +285,20 @@ export class ProjectionRunner extends ServiceBase<ProjectionRunnerEvents> implem
    * rejects with `KEEL_ABORTED`.
    */
   applyNext(): Promise<number> {
-    return this.#track(this.#applyNext(undefined).then((applied) => (applied === 'stopped' ? 0 : applied)));
+    return this.#track(
+      this.#applyNext(undefined, undefined).then((applied) => (applied === 'stopped' ? 0 : applied)),
+    );
   }
 
   /**
    * `applyNext()`; 'stopped' when `stopped` aborted before the batch began, with entries left to
-   * apply.
+   * apply. `health`: where the outcomes of its statements go, the loop's record; undefined for a
+   * one-shot call, whose outcome is its caller's.
    */
-  async #applyNext(stopped: AbortSignal | undefined): Promise<number | 'stopped'> {
+  async #applyNext(
+    stopped: AbortSignal | undefined,
+    health: HealthRecord<'database'> | undefined,
+  ): Promise<number | 'stopped'> {
     let lag: number;
     try {
       if (!this.#registered) {
@@ -299,10 +312,10 @@ export class ProjectionRunner extends ServiceBase<ProjectionRunnerEvents> implem
       // Without a transaction first: an idle projection that polls costs one read, not a write.
       lag = await this.lag();
     } catch (error) {
-      this.#health.failed('database', error, 'apply');
+      health?.failed('database', error, 'apply');
       throw error;
     }
-    this.#health.succeeded('database');
+    health?.succeeded('database');
     if (lag === 0) return 0;
     if (stopped?.aborted === true) return 'stopped';
     // Set when the projection's own `apply` threw: the batch failed, the database did not.
@@ -313,10 +326,10 @@ export class ProjectionRunner extends ServiceBase<ProjectionRunnerEvents> implem
     } catch (error) {
       // Handed back at the drain deadline: the database did not fail either.
       const handedBack = this.#drain?.aborted === true;
-      if (!applyThrew && !handedBack && !isAnswer(error)) this.#health.failed('database', error, 'apply');
+      if (!applyThrew && !handedBack && !isAnswer(error)) health?.failed('database', error, 'apply');
       throw error;
     }
-    this.#health.succeeded('database');
+    health?.succeeded('database');
     if (outcome?.skipped !== undefined) this.events.emit('skipped', outcome.skipped);
     if (outcome?.applied === undefined) return 0;
     this.events.emit('applied', outcome.applied);
@@ -346,7 +359,7 @@ export class ProjectionRunner extends ServiceBase<ProjectionRunnerEvents> implem
       for (;;) {
         let applied: number | 'stopped';
         try {
-          applied = await this.#applyNext(stopped);
+          applied = await this.#applyNext(stopped, undefined);
         } catch (error) {
           // Past the drain deadline the batch in hand rolled back: stopped, not failed.
           if (this.#drain?.aborted === true) throw catchUpStopped(this.name, total, unit, error);
@@ -389,7 +402,7 @@ export class ProjectionRunner extends ServiceBase<ProjectionRunnerEvents> implem
       this.#wakeup.looking();
       let applied: number | 'stopped';
       try {
-        applied = await this.#applyNext(this.#stopCalled.signal);
+        applied = await this.#applyNext(this.#stopCalled.signal, this.#health);
       } catch (error) {
         // Its batch handed back at the drain deadline: no failure to report.
         if (this.#drain?.aborted === true) break;
