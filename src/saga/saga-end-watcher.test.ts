@@ -2,7 +2,7 @@ import { setMaxListeners } from 'node:events';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Db, Queryable } from '../db/index.ts';
 import { migrate } from '../db/index.ts';
-import { isKeelError, KeelError } from '../errors/index.ts';
+import { isKeelError } from '../errors/index.ts';
 import { createTestDb, type TestDb } from '../testing/index.ts';
 import { statementsSettled } from '../testing/statements-in-flight.ts';
 import { ManualClock } from '../time/index.ts';
@@ -314,97 +314,6 @@ describe('waitForSaga on one handle', () => {
     controller.abort();
     expect((await Promise.all(waits.slice(0, 3))).every((e) => isKeelError(e, 'KEEL_ABORTED'))).toBe(true);
     await runner.stop();
-    expect(clock.pendingTimers).toBe(0);
-  });
-
-  it('rejects only the wait whose own row cannot be decoded; the others in its statement resolve', async () => {
-    const { db, clock } = await setup();
-    const [good, corrupt] = await started(db, 2, clock);
-    const reads: string[][] = [];
-    const poolClient: Queryable = {
-      query: (sql, params) => {
-        reads.push([...(params?.[0] as string[])]);
-        return db.query(sql, params);
-      },
-    };
-    const waits = [good!, corrupt!].map((id) =>
-      waitForSaga(poolClient, id, { clock }).catch((e: unknown) => e),
-    );
-    await quiet();
-    const runner = new SagaRunner({ db, sagas: [oneStep], clock });
-    await runner.runDue();
-    await runner.stop();
-    // A hand-written UPDATE left results that are no object: reading them back throws.
-    await db.query(`UPDATE keel_saga_instances SET results = 'null'::jsonb WHERE id = $1`, [corrupt]);
-    reads.length = 0;
-    await clock.advance(1000);
-    const [resolved, rejected] = await Promise.all(waits);
-    expect(resolved).toMatchObject({ id: good, state: 'COMPLETED', results: { only: 'done' } });
-    expect(rejected).toBeInstanceOf(TypeError);
-    // The statement of the tick failed; each of its ids was read again alone.
-    expect(reads).toEqual([[good, corrupt], [good], [corrupt]]);
-    expect(clock.pendingTimers).toBe(0);
-  });
-
-  it('waits out a lost connection with every wait in the statement, and rejects only the wait whose own read times out', async () => {
-    const { db, clock } = await setup();
-    const ids = await started(db, 4, clock);
-    const slow = ids[3]!;
-    let connected = false;
-    const reads: string[][] = [];
-    const poolClient: Queryable = {
-      query: (sql, params) => {
-        const read = params?.[0] as string[];
-        reads.push([...read]);
-        if (!connected) return Promise.reject(new KeelError('KEEL_DB_UNAVAILABLE', 'connection lost'));
-        if (read.includes(slow)) {
-          // How PgDb reports a statement the server cancelled at its statement_timeout.
-          return Promise.reject(
-            new KeelError('KEEL_TIMEOUT', 'cancelled a statement that ran past queryTimeoutMs (30000 ms)'),
-          );
-        }
-        return db.query(sql, params);
-      },
-    };
-    const waits = ids.map((id) => waitForSaga(poolClient, id, { clock }).catch((e: unknown) => e));
-    await quiet();
-    // A lost connection is every wait's: no id is read again alone.
-    expect(reads).toEqual([ids]);
-    const runner = new SagaRunner({ db, sagas: [oneStep], clock });
-    await runner.runDue();
-    await runner.stop();
-    connected = true;
-    reads.length = 0;
-    await clock.advance(1000);
-    const outcomes = await Promise.all(waits);
-    expect(outcomes.slice(0, 3).map((outcome) => (outcome as { state?: string }).state)).toEqual([
-      'COMPLETED',
-      'COMPLETED',
-      'COMPLETED',
-    ]);
-    expect(isKeelError(outcomes[3], 'KEEL_TIMEOUT')).toBe(true);
-    // Halves, down to the one id whose read fails.
-    expect(reads).toEqual([ids, ids.slice(0, 2), ids.slice(2), [ids[2]], [slow]]);
-    expect(clock.pendingTimers).toBe(0);
-  });
-
-  it('rejects every wait after three statements when both halves fail too: the failure is no row of its own', async () => {
-    const { db, clock } = await setup();
-    const ids = await started(db, 8, clock);
-    const reads: string[][] = [];
-    const overloaded: Queryable = {
-      query: (_sql, params) => {
-        reads.push([...(params?.[0] as string[])]);
-        return Promise.reject(
-          new KeelError('KEEL_TIMEOUT', 'cancelled a statement that ran past queryTimeoutMs'),
-        );
-      },
-    };
-    const outcomes = await Promise.all(
-      ids.map((id) => waitForSaga(overloaded, id, { clock }).catch((e: unknown) => e)),
-    );
-    expect(outcomes.every((outcome) => isKeelError(outcome, 'KEEL_TIMEOUT'))).toBe(true);
-    expect(reads).toEqual([ids, ids.slice(0, 4), ids.slice(4)]);
     expect(clock.pendingTimers).toBe(0);
   });
 });

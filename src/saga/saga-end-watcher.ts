@@ -2,8 +2,9 @@
 // the wait: an application that answers each request once its saga ends has as many waits as
 // requests in flight. One watcher per handle (made by the first wait, torn down when the last one
 // leaves) holds one LISTEN registration, reads every id due in one statement, and polls once per
-// tick for all the waits that share a `pollMs` and a clock. A statement that fails answers only
-// the waits whose own read fails: see `#read`.
+// tick for all the waits that share a `pollMs` and a clock. A statement that fails on a row
+// answers only the waits for the rows that fail; one that fails as a statement, all of its waits:
+// see `#read`.
 import type { Db, Queryable, Unlisten } from '../db/db.ts';
 import { isKeelError } from '../errors/index.ts';
 import type { ListenerHandle } from '../service/typed-events.ts';
@@ -28,8 +29,9 @@ export interface SagaEndWaiter {
    */
   found(instance: WaitedInstance | undefined): void;
   /**
-   * A read of its id failed with `error`: a lost connection (`isLostConnection`), which every id
-   * of the statement gets, or any other error of a statement that read its id alone.
+   * A read of its id failed with `error`: the statement that read it failed as a statement (a
+   * lost connection, `isLostConnection`; a timeout; a missing table), which every id of the
+   * statement gets, or its own row did (`isRowFailure`, or a row that could not be decoded).
    */
   readFailed(error: unknown): void;
 }
@@ -40,6 +42,18 @@ export interface SagaEndWaiter {
  */
 export function isLostConnection(error: unknown): boolean {
   return isKeelError(error, 'KEEL_DB_UNAVAILABLE');
+}
+
+/**
+ * A statement that failed on a row rather than as a statement: a data exception (SQLSTATE class
+ * 22: a value the server cannot convert or encode, of a row or of an id) or corrupted data
+ * (XX001). The other ids of the statement may be good, and reading them in parts finds the bad
+ * ones. Any other failure — a missing table (42P01), a lost connection, a timeout, an error
+ * without a SQLSTATE — is the statement's: reading its ids in parts would only repeat it.
+ */
+function isRowFailure(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null | undefined)?.code;
+  return typeof code === 'string' && (/^22[0-9A-Z]{3}$/.test(code) || code === 'XX001');
 }
 
 /**
@@ -171,33 +185,43 @@ class SagaEndWatcher {
   }
 
   /**
-   * Reads the ids of `batch` and answers their waiters. A lost connection answers them all, to
-   * wait it out. Any other failure (a statement timeout, a row that cannot be decoded) may be one
-   * id's alone: see `#isolate`.
+   * Reads the ids of `batch` and answers their waiters. A statement that fails on a row
+   * (`isRowFailure`) is searched for the rows that fail: see `#isolate`. One that fails as a
+   * statement answers every waiter with its error (a lost connection is waited out, any other
+   * rejects): the ids read in parts would fail the same way, one statement each.
    */
   async #read(batch: Batch): Promise<void> {
-    const error = await this.#readOnce(batch);
-    if (error !== undefined) await this.#isolate(batch, error);
+    const failed = await this.#readOnce(batch);
+    if (failed === undefined) return;
+    if (isRowFailure(failed.error)) await this.#isolate(batch, failed.error);
+    else failAll(batch, failed.error);
   }
 
   /**
-   * One statement for `batch`: answers its waiters and returns undefined, or — for a failure
-   * other than a lost connection, which answers them all — answers none and returns the error.
+   * One statement for `batch`: answers its waiters and returns undefined (a row that cannot be
+   * decoded answers its own waiters with the error, the statement having answered), or answers
+   * none and returns the statement's error.
    */
-  async #readOnce(batch: Batch): Promise<unknown> {
+  async #readOnce(batch: Batch): Promise<{ error: unknown } | undefined> {
     if (batch.length === 0) return undefined;
+    const unreadable = new Map<string, unknown>();
     let found: Map<string, WaitedInstance>;
     try {
       found = await readWaitedInstances(
         this.#q,
         batch.map(([id]) => id),
+        (id, error) => void unreadable.set(id, error),
       );
     } catch (error) {
-      if (!isLostConnection(error)) return error;
-      failAll(batch, error);
-      return undefined;
+      return { error };
     }
-    for (const [id, waiters] of batch) for (const waiter of waiters) waiter.found(found.get(id));
+    for (const [id, waiters] of batch) {
+      const bad = unreadable.has(id);
+      for (const waiter of waiters) {
+        if (bad) waiter.readFailed(unreadable.get(id));
+        else waiter.found(found.get(id));
+      }
+    }
     // Some wait goes on: listen from now on. A wait whose first read finds its instance ended
     // costs that read alone.
     if (!this.#closed) this.#listening ??= this.#listen();
@@ -205,28 +229,42 @@ class SagaEndWatcher {
   }
 
   /**
-   * `batch`'s read failed with `error`: reads each half again, and a half that fails alone is
-   * halved in turn, down to the one id whose read fails, so a bad row rejects its own waits only.
-   * When both halves fail the failure is not one row's (a missing table, a server too slow for
-   * every statement): their waits reject then, three statements in all instead of one per id.
+   * `batch`'s statement failed on a row (`error`): reads each half again, and halves in turn each
+   * part that fails on a row too, down to the ids whose own read fails, so a bad row rejects its
+   * own waits only. A part without a bad row answers at its first read, so k bad rows among n
+   * ids cost at most 2·k·log2(n) statements more. A statement that fails as a statement (a lost
+   * connection, a timeout) ends the search: every wait not answered yet gets its error at once.
+   *
    * Waits that settled meanwhile (their timeout, their signal) drop out: their removal waits for
-   * this read, which need not read their ids again.
+   * this read, which need not read their ids again. A part that failed is known bad only as it
+   * was read: once some of its ids dropped out, the rest are read again, for the bad row may have
+   * been one of those.
    */
   async #isolate(batch: Batch, error: unknown): Promise<void> {
-    const remaining = this.#stillWaiting(batch);
-    if (remaining.length <= 1) return failAll(remaining, error);
-    const half = Math.ceil(remaining.length / 2);
-    const first = remaining.slice(0, half);
-    const firstError = await this.#readOnce(first);
-    const second = this.#stillWaiting(remaining.slice(half));
-    const secondError = await this.#readOnce(second);
-    if (firstError !== undefined && secondError !== undefined) {
-      failAll(first, firstError);
-      failAll(second, secondError);
-      return;
+    // The parts whose statement failed on a row, oldest first: each holds a bad row.
+    const failing: { part: Batch; error: unknown }[] = [{ part: batch, error }];
+    for (let next = failing.shift(); next !== undefined; next = failing.shift()) {
+      const remaining = this.#stillWaiting(next.part);
+      if (remaining.length === 0) continue;
+      if (next.part.length === 1) {
+        failAll(remaining, next.error);
+        continue;
+      }
+      const half = Math.ceil(remaining.length / 2);
+      const parts = [remaining.slice(0, half), remaining.slice(half)];
+      for (const [index, part] of parts.entries()) {
+        const still = this.#stillWaiting(part);
+        const failed = await this.#readOnce(still);
+        if (failed === undefined) continue;
+        if (isRowFailure(failed.error)) {
+          failing.push({ part: still, error: failed.error });
+          continue;
+        }
+        // No row's failure: the waits still unanswered would meet it too.
+        const unanswered = [still, ...parts.slice(index + 1), ...failing.map(({ part: bad }) => bad)];
+        return failAll(this.#stillWaiting(unanswered.flat()), failed.error);
+      }
     }
-    if (firstError !== undefined) await this.#isolate(first, firstError);
-    if (secondError !== undefined) await this.#isolate(second, secondError);
   }
 
   /** The entries of `batch` with the waiters still registered, and only those. */

@@ -138,10 +138,15 @@ type WaitedRow = { waited_id: string; waited_state: SagaState } & (InstanceRow |
  * an id without an instance is absent. Of an instance that still runs it reads the state alone: a
  * wait needs no more of it, and an instance's completed steps (its history) are what a read
  * costs most, tick after tick while thousands of waits poll.
+ *
+ * A row that cannot be decoded (a hand-written UPDATE left `results` no object, say) throws, or,
+ * given `onUnreadable`, is passed to it with its error and left out: the statement answered, and
+ * the other rows are good.
  */
 export async function readWaitedInstances(
   q: Queryable,
   ids: readonly string[],
+  onUnreadable?: (id: string, error: unknown) => void,
 ): Promise<Map<string, WaitedInstance>> {
   if (ids.length === 0) return new Map();
   // OFFSET 0 keeps the subquery from being flattened into the join: flattened, it builds the
@@ -154,12 +159,19 @@ export async function readWaitedInstances(
      WHERE w.id = ANY($1::text[])`,
     [[...ids], [...sagaEndStates]],
   );
-  return new Map(
-    rows.map((row) => [
-      row.waited_id,
-      { state: row.waited_state, ended: row.id === null ? undefined : fromRow(row) },
-    ]),
-  );
+  const found = new Map<string, WaitedInstance>();
+  for (const row of rows) {
+    let ended: SagaInstance | undefined;
+    try {
+      ended = row.id === null ? undefined : fromRow(row);
+    } catch (error) {
+      if (onUnreadable === undefined) throw error;
+      onUnreadable(row.waited_id, error);
+      continue;
+    }
+    found.set(row.waited_id, { state: row.waited_state, ended });
+  }
+  return found;
 }
 
 /** `results` with its keys in the order of `steps`, then any others in the order they came. */

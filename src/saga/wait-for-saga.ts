@@ -48,8 +48,9 @@ interface ResolvedOptions {
  * An id that no instance has yet is waited for as well (a consumer may start it later), so bound
  * the wait with `timeoutMs` or `signal`. A lost connection (`KEEL_DB_UNAVAILABLE`) is waited out:
  * the next poll reads again, and a timeout's `cause` is the last such error; any other failure of
- * its own read rejects (not another wait's: a bad row fails only the waits for it). Whatever ends
- * the wait, it has stopped listening and reading when it settles.
+ * its read rejects: a failure of the statement (a timeout, a missing table) every wait that
+ * statement read, a bad row only the waits for that row. Whatever ends the wait, it has stopped
+ * listening and reading when it settles.
  * Bad arguments reject with `KEEL_INVALID_ARGUMENT` naming the field.
  *
  * The waits on one handle share the work: one LISTEN registration for all of them, a notification
