@@ -15,8 +15,9 @@ export interface FlagRule {
 
 /**
  * A percentage rollout: each context falls into a bucket by a hash of the flag's key and its
- * `by` attribute (default `targetingKey`), so one customer always gets one variant, and raising
- * a variant's share only adds customers to it (the variants' order is the buckets' order).
+ * `by` attribute (default `targetingKey`), so one customer always gets one variant. The
+ * variants' order as written is the buckets' order: raising the first one's share only adds
+ * customers to it, and moving share between two neighbours moves only customers between them.
  */
 export interface FlagSplit {
   by?: string;

@@ -19,5 +19,6 @@ export {
   flagsChannel,
   type FlagSource,
   type StoredFlag,
+  type UnreadableFlag,
 } from './postgres-flag-store.ts';
 export { KeelFlagProvider, type KeelFlagProviderOptions } from './keel-flag-provider.ts';

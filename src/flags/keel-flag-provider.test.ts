@@ -6,6 +6,7 @@ import { VersionConflictError } from '../consistency/index.ts';
 import { KeelError } from '../errors/index.ts';
 import { createTestDb, type TestDb } from '../testing/index.ts';
 import { ManualClock } from '../time/index.ts';
+import { evaluateFlag } from './evaluate-flag.ts';
 import type { FlagDefinition } from './flag-definition.ts';
 import { KeelFlagProvider } from './keel-flag-provider.ts';
 import { PostgresFlagStore, flagMigrations } from './postgres-flag-store.ts';
@@ -71,6 +72,55 @@ describe('PostgresFlagStore', () => {
       expected: 4,
       actual: 0,
     });
+  });
+
+  it('keeps a split in the order written, so a stored flag buckets as its definition does', async () => {
+    const { store } = await setup();
+    // jsonb would hand these back as control, holdout, treatment: other customers in each.
+    const experiment: FlagDefinition = {
+      key: 'checkout.experiment',
+      enabled: true,
+      variants: { treatment: 'b', control: 'a', holdout: 'none' },
+      defaultVariant: 'control',
+      split: { weights: { treatment: 10, control: 80, holdout: 10 } },
+    };
+    await store.put(experiment, { expectedVersion: 0 });
+    const [stored] = await store.list();
+    expect(Object.keys(stored!.definition.split!.weights)).toEqual(['treatment', 'control', 'holdout']);
+    for (let i = 0; i < 200; i++) {
+      const context = { targetingKey: `customer-${i}` };
+      expect(evaluateFlag(stored!.definition, context)).toEqual(evaluateFlag(experiment, context));
+    }
+  });
+
+  it('of two writers with the version read, one wins and the other gets a conflict', async () => {
+    const { store } = await setup();
+    await store.put(newFlow, { expectedVersion: 0 });
+    for (let round = 1; round <= 5; round++) {
+      const results = await Promise.allSettled([
+        store.put({ ...newFlow, defaultVariant: 'on' }, { expectedVersion: round }),
+        store.put({ ...newFlow, enabled: round % 2 === 0 }, { expectedVersion: round }),
+      ]);
+      expect(results.filter((r) => r.status === 'fulfilled').map((r) => r.value)).toEqual([round + 1]);
+      const [loser] = results.filter((r) => r.status === 'rejected');
+      expect(loser!.reason).toBeInstanceOf(VersionConflictError);
+    }
+    expect((await store.get(newFlow.key))?.version).toBe(6);
+  });
+
+  it('refuses an expectedVersion that is not an integer >= 0, naming it', async () => {
+    const { store } = await setup();
+    await store.put(newFlow);
+    for (const bad of [1.5, -1, Number.NaN]) {
+      await expect(store.put(newFlow, { expectedVersion: bad })).rejects.toMatchObject({
+        code: 'KEEL_INVALID_ARGUMENT',
+        message: expect.stringContaining('expectedVersion') as unknown,
+      });
+      await expect(store.remove(newFlow.key, { expectedVersion: bad })).rejects.toMatchObject({
+        code: 'KEEL_INVALID_ARGUMENT',
+      });
+    }
+    expect((await store.get(newFlow.key))?.version).toBe(1);
   });
 
   it('refuses a bad definition before writing, naming the field', async () => {
@@ -153,7 +203,9 @@ describe('KeelFlagProvider', () => {
     );
     const client = await clientOf(provider);
     // Written around the store's checks: a definition no provider can evaluate.
-    await db.query(`UPDATE keel_flags SET definition = jsonb_set(definition, '{defaultVariant}', '"gone"')`);
+    await db.query(
+      `UPDATE keel_flags SET definition = jsonb_set(definition::jsonb, '{defaultVariant}', '"gone"')::json`,
+    );
     const seen: string[] = [];
     provider.events.addHandler(ProviderEvents.Stale, (details) =>
       seen.push(`stale: ${details?.message ?? ''}`),
@@ -169,6 +221,88 @@ describe('KeelFlagProvider', () => {
     // Every read is told, not only the turns: the first, the failed one, the one after.
     expect(reads).toEqual([undefined, failure, undefined]);
     expect(await client.getBooleanValue('checkout.new-flow', false, { customerId: 'c-1' })).toBe(true);
+  });
+
+  it('answers PARSE_ERROR for a flag stored unreadable, and serves and hears the others', async () => {
+    const { db, store } = await setup();
+    await store.put(newFlow);
+    await store.put({ key: 'banner.text', enabled: true, variants: { a: 'Hello' }, defaultVariant: 'a' });
+    // Written around the store's checks; no NOTIFY, so another test's change starts no read here.
+    await db.query(
+      `UPDATE keel_flags SET definition = jsonb_set(definition::jsonb, '{defaultVariant}', '"gone"')::json
+        WHERE key = $1`,
+      [newFlow.key],
+    );
+    const provider = new KeelFlagProvider(
+      { list: () => store.list(), read: () => store.read() },
+      { pollIntervalMs: 60_000 },
+    );
+    const client = await clientOf(provider);
+    const broken = await client.getBooleanDetails('checkout.new-flow', true, { customerId: 'staff-1' });
+    expect(broken).toMatchObject({ value: true, reason: 'ERROR', errorCode: 'PARSE_ERROR' });
+    expect(broken.errorMessage).toMatch(/checkout\.new-flow.*flag\.defaultVariant/);
+    expect(await client.getStringValue('banner.text', 'x')).toBe('Hello');
+    // The store's own readers name the flag too.
+    await expect(store.list()).rejects.toMatchObject({
+      code: 'KEEL_INVALID_ARGUMENT',
+      message: expect.stringMatching(/^flag checkout\.new-flow as stored: flag\.defaultVariant/) as unknown,
+    });
+
+    await store.put({ key: 'banner.text', enabled: true, variants: { a: 'Bye' }, defaultVariant: 'a' });
+    await store.put({ ...newFlow, defaultVariant: 'on' });
+    const changed = nextChange(provider);
+    await provider.refresh();
+    expect((await changed).sort()).toEqual(['banner.text', 'checkout.new-flow']);
+    expect(await client.getStringValue('banner.text', 'x')).toBe('Bye');
+    expect(await client.getBooleanValue('checkout.new-flow', false, { customerId: 'c-1' })).toBe(true);
+  });
+
+  it('with the store unreachable at start, serves defaults and keeps polling until a read succeeds', async () => {
+    const { store } = await setup();
+    await store.put(newFlow);
+    const clock = new ManualClock();
+    let down = true;
+    const provider = new KeelFlagProvider(
+      {
+        list: () => (down ? Promise.reject(new Error('connection refused')) : store.list()),
+      },
+      { clock, pollIntervalMs: 5_000 },
+    );
+    providers.push(provider);
+    const domain = `keel-flags-${randomUUID()}`;
+    await expect(OpenFeature.setProviderAndWait(domain, provider)).rejects.toThrow('connection refused');
+    const client = OpenFeature.getClient(domain);
+    // Not FLAG_NOT_FOUND: nothing is known about the flag yet.
+    expect(await client.getBooleanDetails('checkout.new-flow', true)).toMatchObject({
+      value: true,
+      errorCode: 'PROVIDER_NOT_READY',
+    });
+    await clock.advance(5_000); // still down: tried, and tried again later
+    down = false;
+    const ready = new Promise<void>((resolve) =>
+      provider.events.addHandler(ProviderEvents.Ready, () => resolve()),
+    );
+    await clock.advance(5_000);
+    await ready;
+    expect(client.providerStatus).toBe('READY');
+    expect(await client.getBooleanDetails('checkout.new-flow', true)).toMatchObject({
+      value: false,
+      variant: 'off',
+      flagMetadata: { version: 1 },
+    });
+  });
+
+  it('hears a flag removed and created again, though its version is 1 again', async () => {
+    const { store } = await setup();
+    await store.put(newFlow);
+    const provider = new KeelFlagProvider({ list: () => store.list() }, { pollIntervalMs: 60_000 });
+    const client = await clientOf(provider);
+    await store.remove(newFlow.key);
+    await store.put({ ...newFlow, defaultVariant: 'on' });
+    const changed = nextChange(provider);
+    await provider.refresh();
+    expect(await changed).toEqual(['checkout.new-flow']);
+    expect(await client.getBooleanValue('checkout.new-flow', false)).toBe(true);
   });
 
   it('a refresh asked for while a read runs reads again after it', async () => {

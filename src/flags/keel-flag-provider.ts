@@ -10,7 +10,7 @@ import {
 import { systemClock, type Clock, type TimerHandle } from '../time/index.ts';
 import { evaluateFlag } from './evaluate-flag.ts';
 import type { FlagDefinition } from './flag-definition.ts';
-import type { FlagSource, StoredFlag } from './postgres-flag-store.ts';
+import type { FlagSource, StoredFlag, UnreadableFlag } from './postgres-flag-store.ts';
 
 export interface KeelFlagProviderOptions {
   clock?: Clock;
@@ -28,6 +28,19 @@ export interface KeelFlagProviderOptions {
 }
 
 type Kind = 'boolean' | 'string' | 'number' | 'object';
+
+// A flag removed and created again restarts at version 1: the version alone would miss that change.
+function sameFlag(
+  a: StoredFlag | UnreadableFlag | undefined,
+  b: StoredFlag | UnreadableFlag | undefined,
+): boolean {
+  if (a === undefined || b === undefined) return a === b;
+  return a.version === b.version && content(a) === content(b);
+}
+
+function content(flag: StoredFlag | UnreadableFlag): string {
+  return 'error' in flag ? `unreadable: ${flag.error.message}` : JSON.stringify(flag.definition);
+}
 
 function kindOf(value: unknown): Kind {
   const type = typeof value;
@@ -48,7 +61,9 @@ export class KeelFlagProvider implements Provider {
   readonly #clock: Clock;
   readonly #pollIntervalMs: number;
   readonly #onRead: (error: unknown) => void;
-  #flags = new Map<string, StoredFlag>();
+  #flags = new Map<string, StoredFlag | UnreadableFlag>();
+  // Until a read succeeds an absent flag says nothing about the store: not FLAG_NOT_FOUND.
+  #loaded = false;
   #unsubscribe: (() => Promise<void>) | undefined;
   #poll: TimerHandle | undefined;
   #reading: Promise<void> | undefined;
@@ -68,10 +83,26 @@ export class KeelFlagProvider implements Provider {
     return this.#pollIntervalMs;
   }
 
+  /**
+   * Listens for changes and reads every flag. Rejects when the source cannot be reached (the
+   * provider is then in OpenFeature's ERROR state and callers get their defaults), but keeps
+   * polling: the first read that succeeds emits READY.
+   */
   async initialize(): Promise<void> {
-    this.#unsubscribe = await this.#source.subscribe?.(() => void this.refresh().catch(() => undefined));
-    await this.refresh();
-    this.#schedulePoll();
+    try {
+      await this.#listen();
+      await this.refresh();
+    } finally {
+      this.#schedulePoll();
+    }
+  }
+
+  async #listen(): Promise<void> {
+    if (this.#unsubscribe !== undefined || this.#source.subscribe === undefined) return;
+    const unsubscribe = await this.#source.subscribe(() => void this.refresh().catch(() => undefined));
+    // Closed while subscribing: nobody else will end this subscription.
+    if (this.#closing !== undefined) await unsubscribe();
+    else this.#unsubscribe = unsubscribe;
   }
 
   /** Stops listening and polling; every call waits for the same close (OpenFeature calls it too, when the provider is replaced). */
@@ -108,13 +139,16 @@ export class KeelFlagProvider implements Provider {
 
   /** The definitions in memory now, by key. */
   get flags(): ReadonlyMap<string, FlagDefinition> {
-    return new Map([...this.#flags].map(([key, flag]) => [key, flag.definition]));
+    const readable = [...this.#flags].flatMap(([key, flag]) =>
+      'error' in flag ? [] : [[key, flag.definition] as const],
+    );
+    return new Map(readable);
   }
 
   async #read(): Promise<void> {
-    let listed: StoredFlag[];
+    let listed: (StoredFlag | UnreadableFlag)[];
     try {
-      listed = await this.#source.list();
+      listed = await (this.#source.read?.() ?? this.#source.list());
     } catch (error) {
       this.#stale = true;
       this.#onRead(error);
@@ -122,13 +156,14 @@ export class KeelFlagProvider implements Provider {
       throw error;
     }
     this.#onRead(undefined);
+    this.#loaded = true;
     if (this.#stale) {
       this.#stale = false;
       this.events.emit(ProviderEvents.Ready);
     }
-    const next = new Map(listed.map((flag) => [flag.definition.key, flag]));
+    const next = new Map(listed.map((flag) => ['error' in flag ? flag.key : flag.definition.key, flag]));
     const changed = [...new Set([...next.keys(), ...this.#flags.keys()])].filter(
-      (key) => next.get(key)?.version !== this.#flags.get(key)?.version,
+      (key) => !sameFlag(next.get(key), this.#flags.get(key)),
     );
     this.#flags = next;
     if (changed.length > 0) this.events.emit(ProviderEvents.ConfigurationChanged, { flagsChanged: changed });
@@ -137,7 +172,10 @@ export class KeelFlagProvider implements Provider {
   #schedulePoll(): void {
     if (this.#closing !== undefined) return;
     this.#poll = this.#clock.setTimeout(() => {
-      void this.refresh()
+      // A listener that failed to start (the store was down) is tried again with each poll.
+      void this.#listen()
+        .catch(() => undefined)
+        .then(() => this.refresh())
         .catch(() => undefined)
         .finally(() => this.#schedulePoll());
     }, this.#pollIntervalMs);
@@ -166,6 +204,14 @@ export class KeelFlagProvider implements Provider {
     kind: Kind,
   ): ResolutionDetails<T> {
     const flag = this.#flags.get(flagKey);
+    if (flag === undefined && !this.#loaded) {
+      return {
+        value: defaultValue,
+        reason: 'ERROR',
+        errorCode: ErrorCode.PROVIDER_NOT_READY,
+        errorMessage: `flags not read yet, so not ${flagKey} either`,
+      };
+    }
     if (flag === undefined) {
       return {
         value: defaultValue,
@@ -175,6 +221,15 @@ export class KeelFlagProvider implements Provider {
       };
     }
     const flagMetadata = { version: flag.version };
+    if ('error' in flag) {
+      return {
+        value: defaultValue,
+        reason: 'ERROR',
+        errorCode: ErrorCode.PARSE_ERROR,
+        errorMessage: flag.error.message,
+        flagMetadata,
+      };
+    }
     const evaluation = evaluateFlag(flag.definition, context);
     if (evaluation.variant === undefined)
       return { value: defaultValue, reason: evaluation.reason, flagMetadata };

@@ -1,5 +1,6 @@
 import type { Db, Queryable } from '../db/index.ts';
 import { VersionConflictError } from '../consistency/index.ts';
+import { InvalidArgumentError, KeelError } from '../errors/index.ts';
 import { parseFlagDefinition, type FlagDefinition } from './flag-definition.ts';
 
 /** The NOTIFY channel a flag's change is announced on, after its commit. */
@@ -17,6 +18,13 @@ CREATE TABLE IF NOT EXISTS keel_flags (
 );
 `,
   },
+  {
+    // jsonb sorts an object's keys (by length, then bytes), and a split's buckets follow the
+    // order its weights were written in: json keeps the text as written. Rows written before
+    // this already lost their order; their next write restores it.
+    id: 'keel_flags_0002_definition_json',
+    sql: `ALTER TABLE keel_flags ALTER COLUMN definition TYPE json USING definition::json;`,
+  },
 ] as const;
 
 /** A flag as stored: its definition and the version each change increments (1 for the first). */
@@ -25,14 +33,31 @@ export interface StoredFlag {
   version: number;
 }
 
+/**
+ * A stored flag whose definition does not parse: written around the store's checks (SQL), or
+ * by a keel that knows more than this one. `error` names the key and the field.
+ */
+export interface UnreadableFlag {
+  key: string;
+  version: number;
+  error: KeelError;
+}
+
 /** Where a provider reads flags from, and hears that they changed. */
 export interface FlagSource {
   list(): Promise<StoredFlag[]>;
+  /**
+   * Every flag as `list()` gives them, but one whose definition does not parse comes back as an
+   * `UnreadableFlag` instead of failing the whole read, so one bad flag does not hide the
+   * others' changes. Optional; the provider calls it instead of `list()` when it is there.
+   */
+  read?(): Promise<(StoredFlag | UnreadableFlag)[]>;
   /** Calls `onChange` when a flag may have changed (a hint: the provider re-reads); returns the unsubscribe. */
   subscribe?(onChange: () => void): Promise<() => Promise<void>>;
 }
 
 interface FlagRow {
+  key: string;
   definition: unknown;
   version: string | number;
 }
@@ -50,17 +75,30 @@ export class PostgresFlagStore implements FlagSource {
     this.#db = db;
   }
 
+  /** Every flag, by key; fails with the first flag that does not parse (`read()` does not). */
   async list(): Promise<StoredFlag[]> {
-    const { rows } = await this.#db.query<FlagRow>('SELECT definition, version FROM keel_flags ORDER BY key');
+    return (await this.read()).map((flag) => {
+      if ('error' in flag) throw flag.error;
+      return flag;
+    });
+  }
+
+  async read(): Promise<(StoredFlag | UnreadableFlag)[]> {
+    const { rows } = await this.#db.query<FlagRow>(
+      'SELECT key, definition, version FROM keel_flags ORDER BY key',
+    );
     return rows.map(stored);
   }
 
   async get(key: string): Promise<StoredFlag | undefined> {
     const { rows } = await this.#db.query<FlagRow>(
-      'SELECT definition, version FROM keel_flags WHERE key = $1',
+      'SELECT key, definition, version FROM keel_flags WHERE key = $1',
       [key],
     );
-    return rows[0] === undefined ? undefined : stored(rows[0]);
+    if (rows[0] === undefined) return undefined;
+    const flag = stored(rows[0]);
+    if ('error' in flag) throw flag.error;
+    return flag;
   }
 
   /**
@@ -69,7 +107,7 @@ export class PostgresFlagStore implements FlagSource {
    */
   async put(input: FlagDefinition, options: { expectedVersion?: number } = {}): Promise<number> {
     const definition = parseFlagDefinition(input);
-    const expected = options.expectedVersion;
+    const expected = expectedVersionOf(options);
     return this.#db.transaction(async (tx) => {
       const [sql, params] = writeFor(definition, expected);
       const { rows } = await tx.query<{ version: string }>(sql, params);
@@ -81,7 +119,7 @@ export class PostgresFlagStore implements FlagSource {
 
   /** Deletes a flag (with `expectedVersion`, only that version); returns whether one was deleted. */
   async remove(key: string, options: { expectedVersion?: number } = {}): Promise<boolean> {
-    const expected = options.expectedVersion;
+    const expected = expectedVersionOf(options);
     return this.#db.transaction(async (tx) => {
       const { rowCount } = await tx.query(
         'DELETE FROM keel_flags WHERE key = $1 AND ($2::bigint IS NULL OR version = $2::bigint)',
@@ -98,12 +136,25 @@ export class PostgresFlagStore implements FlagSource {
   }
 }
 
+function expectedVersionOf(options: { expectedVersion?: number }): number | undefined {
+  const expected = options.expectedVersion;
+  // Else a fraction reaches PostgreSQL as a bigint syntax error, a negative as a false conflict.
+  if (expected !== undefined && (!Number.isSafeInteger(expected) || expected < 0)) {
+    throw new InvalidArgumentError(
+      'expectedVersion',
+      'an integer >= 0 (0: the flag must not exist yet)',
+      expected,
+    );
+  }
+  return expected;
+}
+
 /** The write `put` makes: any version, none yet (0), or exactly the one read. */
 function writeFor(definition: FlagDefinition, expected: number | undefined): [string, unknown[]] {
   const json = JSON.stringify(definition);
   if (expected === undefined) {
     return [
-      `INSERT INTO keel_flags AS f (key, definition, version) VALUES ($1, $2::jsonb, 1)
+      `INSERT INTO keel_flags AS f (key, definition, version) VALUES ($1, $2::json, 1)
        ON CONFLICT (key) DO UPDATE SET definition = EXCLUDED.definition, version = f.version + 1, updated_at = now()
        RETURNING version`,
       [definition.key, json],
@@ -111,20 +162,33 @@ function writeFor(definition: FlagDefinition, expected: number | undefined): [st
   }
   if (expected === 0) {
     return [
-      `INSERT INTO keel_flags (key, definition, version) VALUES ($1, $2::jsonb, 1)
+      `INSERT INTO keel_flags (key, definition, version) VALUES ($1, $2::json, 1)
        ON CONFLICT (key) DO NOTHING RETURNING version`,
       [definition.key, json],
     ];
   }
   return [
-    `UPDATE keel_flags SET definition = $2::jsonb, version = version + 1, updated_at = now()
+    `UPDATE keel_flags SET definition = $2::json, version = version + 1, updated_at = now()
      WHERE key = $1 AND version = $3 RETURNING version`,
     [definition.key, json, expected],
   ];
 }
 
-function stored(row: FlagRow): StoredFlag {
-  return { definition: parseFlagDefinition(row.definition), version: Number(row.version) };
+function stored(row: FlagRow): StoredFlag | UnreadableFlag {
+  const version = Number(row.version);
+  try {
+    return { definition: parseFlagDefinition(row.definition), version };
+  } catch (error) {
+    if (!(error instanceof KeelError)) throw error;
+    return {
+      key: row.key,
+      version,
+      error: new KeelError('KEEL_INVALID_ARGUMENT', `flag ${row.key} as stored: ${error.message}`, {
+        cause: error,
+        details: { key: row.key, version, ...error.details },
+      }),
+    };
+  }
 }
 
 async function conflict(tx: Queryable, key: string, expected: number): Promise<VersionConflictError> {
