@@ -3,7 +3,14 @@ import { describe, expect, it } from 'vitest';
 import { isKeelError } from '../errors/index.ts';
 import { ManualClock, referenceInstant } from '../time/index.ts';
 import { ClockDriftError } from './clock-drift-error.ts';
-import { compareHlc, formatHlc, hlcMaxLogical, parseHlc, type HlcStamp } from './hlc-stamp.ts';
+import {
+  compareHlc,
+  formatHlc,
+  hlcMaxLogical,
+  hlcMaxPhysical,
+  parseHlc,
+  type HlcStamp,
+} from './hlc-stamp.ts';
 import { HybridLogicalClock, defaultMaxDriftMs } from './hybrid-logical-clock.ts';
 import { propertyRuns } from '../testing/property-runs.ts';
 
@@ -120,6 +127,28 @@ describe('HybridLogicalClock', () => {
       resumeAfter: { physical: t0, logical: hlcMaxLogical, node: 'n1' },
     });
     expect(busy.now()).toEqual({ physical: t0 + 1, logical: 0, node: 'n1' });
+  });
+
+  it('at the end of the encoding refuses a stamp with a typed error, never issuing one formatHlc refuses', () => {
+    const clock = new SettableClock(t0);
+    const last = formatHlc({ physical: hlcMaxPhysical, logical: hlcMaxLogical, node: 'n2' });
+    // The drift guard off: nothing else stands between the clock and a stamp from year 10889.
+    const open = new HybridLogicalClock({ node: 'n1', clock, maxDriftMs: Number.POSITIVE_INFINITY });
+    const before = open.now();
+    const refused = (() => {
+      try {
+        return open.receive(last);
+      } catch (error) {
+        return error;
+      }
+    })();
+    expect(isKeelError(refused, 'KEEL_INVALID_ARGUMENT')).toBe(true);
+    expect((refused as Error).message).toMatch(/^remote: .*ffffffffffff\.ffffff\.n2/);
+    expect(open.peek()).toEqual(before);
+    // Resumed at the last stamp there is: every stamp after it is refused, the clock unchanged.
+    const resumed = new HybridLogicalClock({ node: 'n1', clock, resumeAfter: last });
+    expect(() => resumed.now()).toThrow(/^clock: expected room for a stamp/);
+    expect(formatHlc(resumed.peek())).toBe('ffffffffffff.ffffff.n1');
   });
 
   it('resumes after a persisted stamp, so a restart with a clock set back still moves forward', () => {

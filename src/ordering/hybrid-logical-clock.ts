@@ -84,7 +84,10 @@ export class HybridLogicalClock {
     return { physical: this.#physical, logical: this.#logical, node: this.node };
   }
 
-  /** A local event or a send (publish): a new stamp, greater than every earlier one. */
+  /**
+   * A local event or a send (publish): a new stamp, greater than every earlier one. Throws
+   * `InvalidArgumentError` (field `clock`) only at the end of the encoding's range, year 10889.
+   */
   now(): HlcStamp {
     const physical = this.#readPhysical();
     if (physical > this.#physical) this.#set(physical, 0);
@@ -97,7 +100,8 @@ export class HybridLogicalClock {
    * greater than both the remote stamp and every earlier local one.
    *
    * Throws `ClockDriftError` (and leaves the clock unchanged) when the remote stamp is more than
-   * `maxDriftMs` ahead of this node's physical clock; `InvalidArgumentError` when it is malformed.
+   * `maxDriftMs` ahead of this node's physical clock; `InvalidArgumentError` when it is malformed,
+   * or so close to the end of the encoding's range (`hlcMaxPhysical`) that no stamp fits after it.
    */
   receive(remote: HlcStamp | string): HlcStamp {
     const stamp = typeof remote === 'string' ? parseHlc(remote, 'remote') : remote;
@@ -109,22 +113,35 @@ export class HybridLogicalClock {
     const local = this.#physical;
     const next = Math.max(local, stamp.physical, physical);
     if (next === local && next === stamp.physical) {
-      this.#set(next, Math.max(this.#logical, stamp.logical) + 1);
+      this.#set(next, Math.max(this.#logical, stamp.logical) + 1, stamp);
     } else if (next === local) {
       this.#set(next, this.#logical + 1);
     } else if (next === stamp.physical) {
-      this.#set(next, stamp.logical + 1);
+      this.#set(next, stamp.logical + 1, stamp);
     } else {
       this.#set(next, 0);
     }
     return this.peek();
   }
 
-  #set(physical: number, logical: number): void {
+  /** `culprit` is the stamp that brought the clock to the end of its range, should it get there. */
+  #set(physical: number, logical: number, culprit?: HlcStamp): void {
     // Counter overflow: borrow a millisecond rather than repeat or wrap a stamp.
     if (logical > hlcMaxLogical) {
       physical += 1;
       logical = 0;
+    }
+    // Only a stamp at the end of the encoding's range (year 10889) gets here, accepted with
+    // maxDriftMs Infinity or resumed after: refuse, rather than issue a stamp formatHlc refuses.
+    if (physical > hlcMaxPhysical) {
+      const last = formatHlc({ physical: hlcMaxPhysical, logical: hlcMaxLogical, node: this.node });
+      throw culprit === undefined
+        ? new InvalidArgumentError('clock', `room for a stamp after ${last}`, formatHlc(this.peek()))
+        : new InvalidArgumentError(
+            'remote',
+            `a stamp this clock can move past (before ${last})`,
+            formatHlc(culprit),
+          );
     }
     this.#physical = physical;
     this.#logical = logical;

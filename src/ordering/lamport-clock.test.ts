@@ -32,6 +32,9 @@ describe('LamportClock', () => {
       }
     })();
     expect(isKeelError(error, 'KEEL_INVALID_ARGUMENT')).toBe(true);
+    // Its own time at the end, resumed there: the remote is not what is wrong.
+    expect(() => new LamportClock(Number.MAX_SAFE_INTEGER).tick()).toThrow(/^time: expected a time below/);
+    expect(() => new LamportClock(Number.MAX_SAFE_INTEGER).receive(1)).toThrow(/^time: /);
   });
 
   it('law: receive gives a time greater than both the local and the remote time', () => {

@@ -25,7 +25,7 @@ export class LamportClock {
 
   /** A local event or a send: advances the clock and returns the event's time. */
   tick(): number {
-    assertRoom(this.#time);
+    assertRoom('time', this.#time);
     return ++this.#time;
   }
 
@@ -36,7 +36,7 @@ export class LamportClock {
   receive(remote: number): number {
     assertTime('remote', remote);
     const max = Math.max(this.#time, remote);
-    assertRoom(max);
+    assertRoom(max === remote ? 'remote' : 'time', max);
     this.#time = max + 1;
     return this.#time;
   }
@@ -50,8 +50,9 @@ function assertTime(field: string, value: number): void {
 
 // 2^53 events is out of reach of any real process, but a corrupt remote time is not: refuse it
 // rather than lose integer precision (after which ticks would stop being distinct).
-function assertRoom(time: number): void {
+// `field` is what reached the end: the remote time, or the clock's own (resumed from `start`).
+function assertRoom(field: 'remote' | 'time', time: number): void {
   if (time >= Number.MAX_SAFE_INTEGER) {
-    throw new InvalidArgumentError('remote', `a time below ${Number.MAX_SAFE_INTEGER}`, time);
+    throw new InvalidArgumentError(field, `a time below ${Number.MAX_SAFE_INTEGER}`, time);
   }
 }

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { isKeelError } from '../errors/index.ts';
-import { VectorClock, type VectorOrder } from './vector-clock.ts';
+import { VectorClock, type VectorClockJson, type VectorOrder } from './vector-clock.ts';
 
 const node = fc.constantFrom('a', 'b', 'c', 'd');
 const vector = (max = 4): fc.Arbitrary<VectorClock> =>
@@ -74,6 +74,15 @@ describe('VectorClock', () => {
     } catch (error) {
       expect(isKeelError(error, 'KEEL_INVALID_ARGUMENT')).toBe(true);
     }
+  });
+
+  it('refuses a JSON form or nothing where a clock is meant, with a typed error naming it', () => {
+    const clock = VectorClock.of({ a: 1 });
+    const json = clock.toJSON() as unknown as VectorClock;
+    for (const call of [() => clock.compare(json), () => clock.merge(json), () => clock.equals(json)]) {
+      expect(call).toThrow(/^other: expected a VectorClock/);
+    }
+    expect(() => VectorClock.of(null as unknown as VectorClockJson)).toThrow(/^counters: expected an object/);
   });
 
   describe('compare is a partial order', () => {

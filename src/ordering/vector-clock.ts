@@ -28,6 +28,9 @@ export class VectorClock {
 
   /** Builds a clock from node → counter pairs (an object or entries); validates every entry. */
   static of(counters: VectorClockJson | Iterable<readonly [string, number]>): VectorClock {
+    if (typeof counters !== 'object' || counters === null) {
+      throw new InvalidArgumentError('counters', 'an object or entries of node id to counter', counters);
+    }
     const entries: Iterable<readonly [string, number]> =
       Symbol.iterator in counters ? counters : Object.entries(counters);
     const map = new Map<string, number>();
@@ -82,6 +85,7 @@ export class VectorClock {
    * sender's clock, then `increment` the receiver's own node.
    */
   merge(other: VectorClock): VectorClock {
+    VectorClock.#assert(other);
     const map = new Map(this.#counters);
     for (const [node, counter] of other.#counters) {
       if (counter > (map.get(node) ?? 0)) map.set(node, counter);
@@ -91,6 +95,7 @@ export class VectorClock {
 
   /** `'before'` when this clock happened before `other`, `'after'` when after, else `'equal'` or `'concurrent'`. */
   compare(other: VectorClock): VectorOrder {
+    VectorClock.#assert(other);
     let less = false;
     let greater = false;
     for (const [node, counter] of this.#counters) {
@@ -120,6 +125,17 @@ export class VectorClock {
 
   toString(): string {
     return JSON.stringify(this.toJSON());
+  }
+
+  // Its JSON form passed where a clock is meant would otherwise fail on the private field, untyped.
+  static #assert(other: unknown): void {
+    if (typeof other !== 'object' || other === null || !(#counters in other)) {
+      throw new InvalidArgumentError(
+        'other',
+        'a VectorClock (VectorClock.fromJSON reads its JSON form)',
+        other,
+      );
+    }
   }
 }
 
