@@ -1,3 +1,5 @@
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { describe, expect, it } from 'vitest';
 import { ManualClock, sleep } from '../time/index.ts';
 import { bulkhead } from './bulkhead.ts';
@@ -51,6 +53,26 @@ describe('bulkhead', () => {
     await first;
   });
 
+  it('a call aborted from the middle of the queue leaves the others in order, and takes no slot', async () => {
+    const policy = bulkhead({ maxConcurrent: 1, maxQueue: 3 });
+    const g = gate();
+    const order: string[] = [];
+    const first = policy.execute(() => g.promise);
+    const controllers = ['a', 'b', 'c'].map(() => new AbortController());
+    const queued = ['a', 'b', 'c'].map((name, i) =>
+      policy.execute(() => order.push(name), controllers[i]!.signal).catch((e: unknown) => e),
+    );
+    controllers[1]!.abort();
+    expect(await queued[1]).toMatchObject({ code: 'KEEL_ABORTED' });
+    expect(policy.queued).toBe(2);
+    controllers[1]!.abort(); // a second abort changes nothing
+    g.open();
+    await first;
+    await Promise.all(queued);
+    expect(order).toEqual(['a', 'c']);
+    expect([policy.running, policy.queued]).toEqual([0, 0]);
+  });
+
   it('an aggressive timeout inside the bulkhead does not free the slot while the work runs', async () => {
     const clock = new ManualClock(0);
     const limited = bulkhead({ maxConcurrent: 1 });
@@ -78,6 +100,37 @@ describe('bulkhead', () => {
     expect(limited.running).toBe(1);
     await clock.advance(900);
     expect(limited.running).toBe(0);
+  });
+
+  it('a bulkhead that stays saturated keeps its memory flat (its queue never empties)', async () => {
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const policy = bulkhead({ maxConcurrent: 1, maxQueue: 2 });
+    const finish: (() => void)[] = [];
+    const call = (): Promise<void> => policy.execute(() => new Promise<void>((r) => finish.push(r)));
+    // One running and two queued at every instant: each call that ends lets one more in.
+    const cycle = async (calls: Promise<void>[], n: number): Promise<void> => {
+      for (let i = 0; i < n; i++) {
+        finish.shift()!();
+        await calls.shift();
+        calls.push(call());
+      }
+    };
+    const calls = [call(), call(), call()];
+    await cycle(calls, 1000);
+    gc();
+    const before = process.memoryUsage().heapUsed;
+    await cycle(calls, 300_000);
+    gc();
+    const grown = process.memoryUsage().heapUsed - before;
+    expect(policy.queued).toBe(2);
+    // A slot per call ever queued would be 8 bytes × 300 000 = 2.4 MB.
+    expect(grown).toBeLessThan(1_000_000);
+    while (finish.length > 0) {
+      finish.shift()!();
+      await calls.shift();
+    }
+    expect(policy.running).toBe(0);
   });
 
   it('rejects bad options naming each one', () => {

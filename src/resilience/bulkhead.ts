@@ -21,6 +21,9 @@ class Waiter {
   resolve!: () => void;
   reject!: (error: unknown) => void;
   signal: AbortSignal | undefined = undefined;
+  /** Neighbours in the queue: leaving a list is O(1); a queue that never empties holds only its waiters. */
+  prev: Waiter | undefined = undefined;
+  next: Waiter | undefined = undefined;
   constructor(readonly bulkhead: BulkheadPolicy) {}
   handleEvent(): void {
     this.bulkhead.leaveQueue(this);
@@ -38,8 +41,9 @@ export class BulkheadPolicy extends Policy {
   readonly maxConcurrent: number;
   readonly maxQueue: number;
   #running = 0;
-  #queue: Waiter[] = [];
-  #queueHead = 0;
+  #head: Waiter | undefined = undefined;
+  #tail: Waiter | undefined = undefined;
+  #queued = 0;
 
   constructor(options: BulkheadOptions) {
     super();
@@ -58,7 +62,7 @@ export class BulkheadPolicy extends Policy {
   }
 
   get queued(): number {
-    return this.#queue.length - this.#queueHead;
+    return this.#queued;
   }
 
   async [runPolicy]<T>(fn: Operation<T>, context: PolicyContext, next: Next): Promise<T> {
@@ -92,7 +96,11 @@ export class BulkheadPolicy extends Policy {
       waiter.signal = signal;
       signal.addEventListener('abort', waiter, { once: true });
     }
-    this.#queue.push(waiter);
+    waiter.prev = this.#tail;
+    if (this.#tail === undefined) this.#head = waiter;
+    else this.#tail.next = waiter;
+    this.#tail = waiter;
+    this.#queued++;
     return promise;
   }
 
@@ -108,20 +116,20 @@ export class BulkheadPolicy extends Policy {
   }
 
   #shift(): Waiter | undefined {
-    if (this.#queueHead >= this.#queue.length) return undefined;
-    const waiter = this.#queue[this.#queueHead]!;
-    this.#queue[this.#queueHead++] = undefined as never;
-    if (this.#queueHead === this.#queue.length) {
-      this.#queue.length = 0;
-      this.#queueHead = 0;
-    }
+    const waiter = this.#head;
+    if (waiter !== undefined) this.leaveQueue(waiter);
     return waiter;
   }
 
   /** @internal An aborted waiter leaves the queue. */
   leaveQueue(waiter: Waiter): void {
-    const index = this.#queue.indexOf(waiter, this.#queueHead);
-    if (index >= 0) this.#queue.splice(index, 1);
+    if (waiter.prev === undefined && this.#head !== waiter) return; // already out
+    if (waiter.prev === undefined) this.#head = waiter.next;
+    else waiter.prev.next = waiter.next;
+    if (waiter.next === undefined) this.#tail = waiter.prev;
+    else waiter.next.prev = waiter.prev;
+    waiter.prev = waiter.next = undefined;
+    this.#queued--;
   }
 }
 

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ManualClock } from '../time/index.ts';
-import { MemoryBreakerStateStore } from './breaker-state-store.ts';
+import { MemoryBreakerStateStore, type BreakerStateStore } from './breaker-state-store.ts';
 import { circuitBreaker } from './circuit-breaker.ts';
 import { isCircuitState } from './circuit-state.ts';
 import { BrokenCircuitError, IsolatedCircuitError } from './errors.ts';
@@ -103,6 +103,30 @@ describe('circuitBreaker', () => {
     expect(breaker.state.status).toBe('closed');
   });
 
+  it('a classifier that throws during a probe frees the probe slot (counted as a failure)', async () => {
+    // A classic classifier bug: `e.response.status` on a network error without a response.
+    const clock = new ManualClock(0);
+    const breaker = circuitBreaker({
+      threshold: { kind: 'consecutive', failures: 1 },
+      openMs: 100,
+      handle: (e) => (e as { response: { status: number } }).response.status >= 500,
+      handleResult: (r) => (r as { status: number }).status >= 500,
+      clock,
+    });
+    const networkError = (): Promise<never> => Promise.reject(new Error('ECONNRESET'));
+    await expect(breaker.execute(networkError)).rejects.toThrow(TypeError);
+    expect(breaker.state).toMatchObject({ status: 'open', reason: 'consecutive-failures' });
+    await clock.advance(100);
+    await expect(breaker.execute(networkError)).rejects.toThrow(TypeError);
+    expect(breaker.state).toMatchObject({ status: 'open', reason: 'probe-failed' });
+    await clock.advance(100);
+    await expect(breaker.execute(() => null)).rejects.toThrow(TypeError);
+    expect(breaker.state).toMatchObject({ status: 'open', reason: 'probe-failed' });
+    await clock.advance(100);
+    await expect(breaker.execute(() => ({ status: 200 }))).resolves.toEqual({ status: 200 });
+    expect(breaker.state.status).toBe('closed');
+  });
+
   it('counts results classified as failures', async () => {
     const breaker = circuitBreaker({
       threshold: { kind: 'consecutive', failures: 2 },
@@ -112,6 +136,17 @@ describe('circuitBreaker', () => {
     await breaker.execute(() => 503);
     await breaker.execute(() => 503);
     expect(breaker.state.status).toBe('open');
+  });
+
+  it('opens when failures / calls reaches failureRate exactly, whatever the rounding of rate × calls', async () => {
+    // 0.56 × 25 is 14.000000000000002 in floating point, so 14 failures of 25 once fell short.
+    const breaker = circuitBreaker({
+      threshold: { kind: 'count', size: 25, failureRate: 0.56 },
+      clock: new ManualClock(0),
+    });
+    for (let i = 0; i < 11; i++) await breaker.execute(ok);
+    for (let i = 0; i < 14; i++) await breaker.execute(fail).catch(() => undefined);
+    expect(breaker.state).toMatchObject({ status: 'open', reason: 'failure-rate' });
   });
 
   it('opens on the slow-call rate over a time window', async () => {
@@ -187,6 +222,69 @@ describe('circuitBreaker', () => {
     expect(b.state.status).toBe('open');
   });
 
+  it('keeps sharing after the store lost its records (a Redis restart, an evicted key)', async () => {
+    const clock = new ManualClock(0);
+    const store = new MemoryBreakerStateStore();
+    const options = {
+      threshold: { kind: 'consecutive', failures: 1 } as const,
+      openMs: 1000,
+      clock,
+      shared: { store, key: 'payments', syncMs: 100 },
+    };
+    const a = circuitBreaker(options);
+    await a.execute(fail).catch(() => undefined);
+    a.reset();
+    await a.flush();
+    expect((await store.load('payments'))?.version).toBe(2);
+    await store.delete('payments');
+    // A process started after the loss writes version 1 again: a must adopt it...
+    const b = circuitBreaker(options);
+    await b.execute(fail).catch(() => undefined);
+    await b.flush();
+    await clock.advance(100);
+    await a.execute(ok); // starts a's background sync
+    await clock.advance(0);
+    await expect(a.execute(ok)).rejects.toBeInstanceOf(BrokenCircuitError);
+    // ...and a's own transitions must reach the store again.
+    a.isolate();
+    await a.flush();
+    expect((await store.load('payments'))?.state.status).toBe('isolated');
+    await store.delete('payments');
+    await clock.advance(100);
+    await a.execute(ok).catch(() => undefined); // sync: the store is empty now
+    await clock.advance(0);
+    a.reset();
+    await a.flush();
+    expect(await store.load('payments')).toMatchObject({ version: 1, state: { status: 'closed' } });
+  });
+
+  it('a write in flight while a read finds the store emptied still lands', async () => {
+    const clock = new ManualClock(0);
+    const store = new MemoryBreakerStateStore();
+    let gate = Promise.resolve();
+    const slow: BreakerStateStore = {
+      load: (key) => store.load(key),
+      compareAndSet: async (key, expected, state) => {
+        await gate;
+        return store.compareAndSet(key, expected, state);
+      },
+      delete: (key) => store.delete(key),
+    };
+    const a = circuitBreaker({ clock, shared: { store: slow, key: 'k', syncMs: 0 } });
+    a.isolate();
+    a.reset();
+    await a.flush();
+    await store.delete('k');
+    let open!: () => void;
+    gate = new Promise<void>((resolve) => (open = resolve));
+    a.isolate(); // its compare-and-set waits at the gate
+    await a.execute(ok).catch(() => undefined); // a background read finds nothing stored
+    await clock.advance(0);
+    open();
+    await a.flush();
+    expect(await store.load('k')).toMatchObject({ version: 1, state: { status: 'isolated' } });
+  });
+
   it('keeps working on local state when the store fails, and reports it', async () => {
     const clock = new ManualClock(0);
     const broken = {
@@ -213,6 +311,13 @@ describe('circuitBreaker', () => {
     expect(() => circuitBreaker({ openMs: -1 })).toThrow(/openMs/);
     expect(() => circuitBreaker({ halfOpenProbes: 0 })).toThrow(/halfOpenProbes/);
     expect(() => circuitBreaker({ threshold: { kind: 'count', size: 0 } })).toThrow(/threshold.size/);
+    // A window of 5 calls never holds 10: such a breaker could never open on its rates.
+    expect(() => circuitBreaker({ threshold: { kind: 'count', size: 5, minimumCalls: 10 } })).toThrow(
+      /threshold.minimumCalls/,
+    );
+    expect(() => circuitBreaker({ threshold: { kind: 'count', size: 5, failureRate: Number.NaN } })).toThrow(
+      /threshold.failureRate/,
+    );
     expect(() => circuitBreaker({ shared: { store: new MemoryBreakerStateStore(), key: '' } })).toThrow(
       /shared.key/,
     );
@@ -313,7 +418,7 @@ describe('circuitBreaker properties', () => {
             await breaker.execute(() => (failed ? fail() : ok())).catch(() => undefined);
             window = [...window, failed].slice(-size);
             const failures = window.filter(Boolean).length;
-            const shouldOpen = window.length >= minimumCalls && failures >= rate * window.length;
+            const shouldOpen = window.length >= minimumCalls && failures / window.length >= rate;
             expect(breaker.state.status).toBe(shouldOpen ? 'open' : 'closed');
             if (!shouldOpen)
               expect(breaker.stats()).toMatchObject({

@@ -172,19 +172,17 @@ export class CircuitBreakerPolicy extends Policy {
   }
 
   readonly #closedSuccess = <T>(result: T, began = 0): T => {
-    const failed = this.#handleResult !== undefined && this.#handleResult(result);
     // The common success path, without the generic bookkeeping of #settle.
-    if (!failed && !this.#detector.usesClock && this.#state.status === 'closed') {
+    if (this.#handleResult === undefined && !this.#detector.usesClock && this.#state.status === 'closed') {
       // A success can still open a rate window that just reached its minimum of calls.
       const reason = this.#detector.record(false, false, 0);
       if (reason !== undefined) this.#open(reason);
-    } else this.#settle(this.#generation, false, failed ? 1 : 0, began);
+    } else this.#settleResult(this.#generation, false, result, began);
     return result;
   };
 
   #closedFailure(error: unknown, context: PolicyContext, began: number): never {
-    const failed = !context.aborted && (this.#handle === undefined || this.#handle(error));
-    this.#settle(this.#generation, false, failed ? 1 : -1, began);
+    this.#settleError(this.#generation, false, error, context, began);
     throw error;
   }
 
@@ -201,18 +199,41 @@ export class CircuitBreakerPolicy extends Policy {
     try {
       result = await next.call(fn, context);
     } catch (error) {
-      // The caller giving up says nothing about the dependency's health.
-      const failed = !context.aborted && (this.#handle === undefined || this.#handle(error));
-      this.#settle(generation, probe, failed ? 1 : -1, now);
+      this.#settleError(generation, probe, error, context, now);
       throw error;
     }
-    this.#settle(
-      generation,
-      probe,
-      this.#handleResult !== undefined && this.#handleResult(result) ? 1 : 0,
-      now,
-    );
+    this.#settleResult(generation, probe, result, now);
     return result;
+  }
+
+  /**
+   * Settles a failed call. The caller giving up says nothing about the dependency's health.
+   * A `handle` that throws (`e.response.status` on a network error) counts as a failure and
+   * its error propagates: skipping the settle would keep a probe slot taken for ever.
+   */
+  #settleError(
+    generation: number,
+    probe: boolean,
+    error: unknown,
+    context: PolicyContext,
+    began: number,
+  ): void {
+    let outcome = 1;
+    try {
+      outcome = !context.aborted && (this.#handle === undefined || this.#handle(error)) ? 1 : -1;
+    } finally {
+      this.#settle(generation, probe, outcome, began);
+    }
+  }
+
+  /** Settles a call that returned; a `handleResult` that throws counts as a failure, as above. */
+  #settleResult(generation: number, probe: boolean, result: unknown, began: number): void {
+    let outcome = 1;
+    try {
+      outcome = this.#handleResult !== undefined && this.#handleResult(result) ? 1 : 0;
+    } finally {
+      this.#settle(generation, probe, outcome, began);
+    }
   }
 
   /** Lets a call through a non-closed breaker as a probe, or throws. */
@@ -281,9 +302,15 @@ export class CircuitBreakerPolicy extends Policy {
     const shared = this.#shared!;
     this.#writes = this.#writes.then(async () => {
       try {
-        const { saved, record } = await shared.store.compareAndSet(shared.key, this.#version, state);
+        const expected = this.#version;
+        let { saved, record } = await shared.store.compareAndSet(shared.key, expected, state);
+        if (!saved && record.version === 0 && expected !== 0) {
+          // The store lost every record (a restart, an evicted key): ours is the first again.
+          ({ saved, record } = await shared.store.compareAndSet(shared.key, 0, state));
+        }
         if (saved) this.#version = record.version;
-        else this.#adopt(record);
+        // A reply that crossed a background read may be older than what that read adopted.
+        else this.#adopt(record, this.#version === expected);
       } catch (error) {
         this.events.emit('storeError', { error });
       }
@@ -295,10 +322,15 @@ export class CircuitBreakerPolicy extends Policy {
     const shared = this.#shared!;
     this.#syncing = true;
     this.#nextSyncAt = now + shared.syncMs;
+    const version = this.#version;
     shared.store.load(shared.key).then(
       (record) => {
         this.#syncing = false;
-        if (record !== undefined) this.#adopt(record);
+        // A read that crossed one of our own writes may predate it: only a read during which
+        // our version stood still says what the store holds now.
+        const current = this.#version === version;
+        if (record !== undefined) this.#adopt(record, current);
+        else if (current) this.#version = 0; // the store lost our record: the next write is the first
       },
       (error: unknown) => {
         this.#syncing = false;
@@ -307,8 +339,14 @@ export class CircuitBreakerPolicy extends Policy {
     );
   }
 
-  #adopt(record: StoredBreakerState): void {
-    if (record.version <= this.#version || !isCircuitState(record.state)) return;
+  /**
+   * Takes a newer record from another process. A version below ours, read while nothing of
+   * ours was in flight, means the store lost what it had (restarted empty, evicted the key)
+   * and others have written since: adopting it keeps the fleet sharing.
+   */
+  #adopt(record: StoredBreakerState, current: boolean): void {
+    if (!isCircuitState(record.state)) return;
+    if (record.version === this.#version || (record.version < this.#version && !current)) return;
     this.#version = record.version;
     const remote = record.state;
     if (remote.status !== this.#state.status || remote.since !== this.#state.since)

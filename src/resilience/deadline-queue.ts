@@ -16,6 +16,10 @@ export interface Deadline {
  *
  * The timer is not cleared when the queue empties (that would cost a clear and a set per
  * call); it fires once, finds nothing and is not re-armed. `dispose()` clears it.
+ *
+ * A Node timer is unref'd, as Node's own `AbortSignal.timeout()` is: a deadline bounds other
+ * work, which keeps the process alive while it runs; otherwise a script's last call would hold
+ * the process open for a whole timeout after it finished.
  */
 export class DeadlineQueue {
   readonly #clock: Clock;
@@ -67,7 +71,10 @@ export class DeadlineQueue {
   }
 
   #arm(at: number): void {
-    this.#timer = this.#clock.setTimeout(this.#fire, at - this.#clock.now());
+    const timer = this.#clock.setTimeout(this.#fire, at - this.#clock.now());
+    // Other clocks' handles (the manual clock's) have no unref.
+    (timer as { unref?: () => unknown }).unref?.();
+    this.#timer = timer;
   }
 
   #expire(): void {

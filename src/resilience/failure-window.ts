@@ -52,7 +52,15 @@ export function createDetector(threshold: FailureThreshold): FailureDetector {
       return new ConsecutiveDetector(requireInteger('threshold.failures', threshold.failures, 1));
     case 'count': {
       const size = requireInteger('threshold.size', threshold.size, 1);
-      return new CountWindowDetector(size, rates(threshold, size));
+      const limits = rates(threshold, size);
+      // The window never holds more than `size` calls: a larger minimum would never open.
+      if (limits.minimumCalls > size)
+        throw new InvalidArgumentError(
+          'threshold.minimumCalls',
+          `an integer in [1, size = ${size}]`,
+          threshold.minimumCalls,
+        );
+      return new CountWindowDetector(size, limits);
     }
     case 'time': {
       const windowMs = requirePositive('threshold.windowMs', threshold.windowMs);
@@ -92,8 +100,10 @@ function rates(t: RateThresholds, defaultMinimum: number): Rates {
 
 function verdict(r: Rates, calls: number, failures: number, slow: number): OpenReason | undefined {
   if (calls < r.minimumCalls) return undefined;
-  if (failures >= r.failureRate * calls) return 'failure-rate';
-  if (r.slowCallMs !== Infinity && slow >= r.slowCallRate * calls) return 'slow-call-rate';
+  // Divide, as the rates are documented and reported by stats(): rate × calls rounds up
+  // (0.56 × 25 = 14.000000000000002), so 14 failures of 25 would not reach 0.56.
+  if (failures / calls >= r.failureRate) return 'failure-rate';
+  if (r.slowCallMs !== Infinity && slow / calls >= r.slowCallRate) return 'slow-call-rate';
   return undefined;
 }
 

@@ -69,6 +69,43 @@ describe('hedge', () => {
     expect(clock.pendingTimers).toBe(0);
   });
 
+  it('starts no hedge after the caller aborted, even when the running attempt ignores its signal', async () => {
+    const clock = new ManualClock(0);
+    const policy = hedge({ delayMs: 10, maxHedges: 2, clock });
+    const controller = new AbortController();
+    const attempts: boolean[] = [];
+    const result = policy.execute(({ signal }) => {
+      attempts.push(signal.aborted);
+      return sleep(100, { clock }).then(() => 'late');
+    }, controller.signal);
+    const caught = result.catch((e: unknown) => e);
+    await clock.advance(5);
+    controller.abort(new Error('caller left'));
+    await clock.advance(200);
+    // The first attempt's late answer is still returned: its effects happened.
+    expect(await caught).toBe('late');
+    expect(attempts).toEqual([false]);
+    expect(clock.pendingTimers).toBe(0);
+  });
+
+  it('hedgeOnFailure off: a caller aborting while the next hedge is due gets AbortedError, no new attempt', async () => {
+    const clock = new ManualClock(0);
+    const policy = hedge({ delayMs: 10, hedgeOnFailure: false, clock });
+    const controller = new AbortController();
+    let calls = 0;
+    const result = policy.execute(() => {
+      calls++;
+      return Promise.reject(new Error('down'));
+    }, controller.signal);
+    const caught = result.catch((e: unknown) => e);
+    await clock.advance(5);
+    controller.abort(new Error('caller left'));
+    await clock.advance(10);
+    expect(await caught).toMatchObject({ code: 'KEEL_ABORTED' });
+    expect(calls).toBe(1);
+    expect(clock.pendingTimers).toBe(0);
+  });
+
   it('rejects bad options naming each one', () => {
     expect(() => hedge({ delayMs: -1 })).toThrow(/delayMs/);
     expect(() => hedge({ delayMs: 1, maxHedges: -1 })).toThrow(/maxHedges/);

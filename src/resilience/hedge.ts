@@ -65,6 +65,15 @@ export class HedgePolicy extends Policy {
       const start = (): void => {
         timer = undefined;
         if (settled) return;
+        // A caller who left gets no new attempt: the work may not check its signal before
+        // its first side effect. With none running, nothing else is left to answer.
+        if (context.aborted) {
+          if (running === 0) {
+            finish();
+            reject(new AbortedError('hedged call', context.reason));
+          }
+          return;
+        }
         const number = attempts.length + 1;
         const attemptContext = new OwnedContext(context, number);
         attempts.push(attemptContext);

@@ -85,4 +85,10 @@ describe('pipeline', () => {
   it('rejects an empty pipeline naming the argument', () => {
     expect(() => pipeline()).toThrow(/policies: expected at least one policy/);
   });
+
+  it('rejects what is not a policy when built, naming its position, not on the first call', () => {
+    const notAPolicy = { execute: () => 'x' } as never;
+    expect(() => pipeline(retry(), notAPolicy)).toThrow(/policies\[1\]: expected a policy/);
+    expect(() => pipeline(undefined as never)).toThrow(/policies\[0\]/);
+  });
 });

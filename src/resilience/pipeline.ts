@@ -29,6 +29,11 @@ export class Pipeline<R = never> extends Policy<R> {
 
   constructor(policies: readonly Policy<unknown>[]) {
     super();
+    // Checked here, not found out on the first call as "policy[runPolicy] is not a function".
+    policies.forEach((policy, i) => {
+      if (typeof (policy as Partial<Policy<unknown>> | undefined)?.[runPolicy] !== 'function')
+        throw new InvalidArgumentError(`policies[${i}]`, 'a policy (retry(), timeout(), ...)', policy);
+    });
     const flat = policies.flatMap((p) => (p instanceof Pipeline ? p.policies : [p]));
     if (flat.length === 0) throw new InvalidArgumentError('policies', 'at least one policy', flat);
     this.policies = flat;

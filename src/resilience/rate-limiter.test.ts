@@ -81,6 +81,31 @@ describe('rateLimiter', () => {
     await expect(tooLong.execute(() => 1)).rejects.toBeInstanceOf(RateLimitedError);
   });
 
+  it("'wait' mode rejects at once when no token can ever come (refillPerSecond 0), locally and over a store", async () => {
+    // A wait of Infinity used to be slept: forever on this clock, and about 1 ms on Node's
+    // timers (which clamp an out-of-range delay to 1), letting the call through unpaid.
+    const clock = new ManualClock(0);
+    const local = rateLimiter({ capacity: 1, refillPerSecond: 0, mode: 'wait', clock });
+    const shared = rateLimiter({
+      capacity: 1,
+      refillPerSecond: 0,
+      mode: 'wait',
+      clock,
+      shared: { store: new MemoryRateLimitStore(), key: 'quota' },
+    });
+    for (const policy of [local, shared]) {
+      await policy.execute(() => 'first');
+      let ran = false;
+      const second = policy.execute(() => (ran = true)).catch((e: unknown) => e);
+      await clock.advance(0);
+      const error = await Promise.race([second, Promise.resolve('still waiting')]);
+      expect(error).toBeInstanceOf(RateLimitedError);
+      expect((error as RateLimitedError).retryAfterMs).toBe(Infinity);
+      expect(ran).toBe(false);
+      expect(clock.pendingTimers).toBe(0);
+    }
+  });
+
   it('rejects bad options naming each one', () => {
     expect(() => rateLimiter({ capacity: 0, refillPerSecond: 1 })).toThrow(/capacity/);
     expect(() => rateLimiter({ capacity: 1, refillPerSecond: 1, mode: 'queue' as never })).toThrow(/mode/);

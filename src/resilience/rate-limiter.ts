@@ -112,7 +112,7 @@ export class RateLimiterPolicy extends Policy {
       const now = this.#clock.now();
       const result = await store.take(key, { ...this.limits, cost, now });
       if (result.granted) return;
-      if (this.mode === 'reject' || now + result.retryAfterMs > deadline)
+      if (this.mode === 'reject' || result.retryAfterMs === Infinity || now + result.retryAfterMs > deadline)
         throw this.#reject(key, result.retryAfterMs);
       await sleep(result.retryAfterMs, { clock: this.#clock, signal });
     }

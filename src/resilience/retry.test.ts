@@ -1,6 +1,8 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { InvalidArgumentError, isKeelError } from '../errors/index.ts';
-import { constantBackoff, ManualClock } from '../time/index.ts';
+import { constantBackoff, exponentialBackoff, ManualClock } from '../time/index.ts';
+import { propertyRuns } from '../testing/property-runs.ts';
 import { BrokenCircuitError, RateLimitedError } from './errors.ts';
 import { retry } from './retry.ts';
 import { retryBudget } from './retry-budget.ts';
@@ -33,6 +35,48 @@ describe('retry', () => {
     const { fn, attempts } = flaky(2);
     await expect(policy.execute(fn)).resolves.toBe('ok');
     expect(attempts).toEqual([1, 2, 3]);
+  });
+
+  it('for any maxAttempts, failures and jitter draws: min(maxAttempts, failures + 1) calls, each wait in [0, cap]', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 1, max: 8 }),
+        fc.integer({ min: 0, max: 10 }),
+        fc.array(fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true }), { minLength: 1 }),
+        fc.constantFrom('none' as const, 'full' as const, 'equal' as const, 'decorrelated' as const),
+        async (maxAttempts, failures, draws, jitter) => {
+          const clock = new ManualClock(0);
+          let draw = 0;
+          const random = (): number => draws[draw++ % draws.length]!;
+          const backoff = exponentialBackoff({ initialMs: 10, maxMs: 300, jitter, random });
+          const policy = retry({ maxAttempts, backoff, clock });
+          const waits: number[] = [];
+          policy.on('retry', (e) => waits.push(e.delayMs));
+          const { fn, attempts } = flaky(failures);
+          const startedAt: number[] = [];
+          const outcome = policy
+            .execute((context) => {
+              startedAt.push(clock.now());
+              return fn(context);
+            })
+            .then(
+              (v) => v,
+              (e: unknown) => (e as Error).message,
+            );
+          await clock.advance(8 * 300);
+          const calls = Math.min(maxAttempts, failures + 1);
+          expect(await outcome).toBe(failures < maxAttempts ? 'ok' : `boom ${maxAttempts}`);
+          expect(attempts).toEqual(Array.from({ length: calls }, (_, i) => i + 1));
+          expect(waits).toHaveLength(calls - 1);
+          for (const [i, wait] of waits.entries()) {
+            expect(wait >= 0 && wait <= 300).toBe(true);
+            expect(startedAt[i + 1]! - startedAt[i]!).toBeCloseTo(wait, 6);
+          }
+          expect(clock.pendingTimers).toBe(0);
+        },
+      ),
+      { numRuns: propertyRuns(60) },
+    );
   });
 
   it('waits the backoff between attempts on the injected clock', async () => {

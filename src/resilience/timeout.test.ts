@@ -1,7 +1,38 @@
 import { describe, expect, it } from 'vitest';
-import { sleep, ManualClock } from '../time/index.ts';
+import { sleep, ManualClock, type Clock, type TimerHandle } from '../time/index.ts';
 import { TimeoutError } from './errors.ts';
 import { timeout } from './timeout.ts';
+
+/** A manual clock whose handles have Node's ref()/unref(), to see which timers hold a process open. */
+class RefCountingClock implements Clock {
+  readonly manual = new ManualClock(0);
+  readonly #live = new Set<{ refed: boolean }>();
+  now(): number {
+    return this.manual.now();
+  }
+  setTimeout(fn: () => void, ms: number): TimerHandle {
+    const live = this.#live;
+    const handle = {
+      refed: true,
+      inner: this.manual.setTimeout(() => {
+        live.delete(handle);
+        fn();
+      }, ms),
+      ref: () => (handle.refed = true),
+      unref: () => (handle.refed = false),
+    };
+    live.add(handle);
+    return handle;
+  }
+  clearTimeout(handle: TimerHandle): void {
+    this.#live.delete(handle as { refed: boolean });
+    this.manual.clearTimeout((handle as { inner: TimerHandle }).inner);
+  }
+  /** Timers that would keep a Node process from exiting. */
+  get holdingOpen(): number {
+    return [...this.#live].filter((h) => h.refed).length;
+  }
+}
 
 describe('timeout', () => {
   it('cooperative: aborts the work through its signal and rejects with TimeoutError', async () => {
@@ -79,6 +110,25 @@ describe('timeout', () => {
     await clock.advance(100);
     const outcomes = await outcomesP;
     expect(outcomes.every((o) => o.status === 'rejected' && o.reason instanceof TimeoutError)).toBe(true);
+  });
+
+  it('never holds the process open (as AbortSignal.timeout), and its deadlines still fire', async () => {
+    // A script's last `await policy.execute(...)` used to keep node running for timeoutMs more.
+    const clock = new RefCountingClock();
+    const policy = timeout(30_000, { clock });
+    await expect(policy.execute(() => 'done')).resolves.toBe('done');
+    expect(clock.holdingOpen).toBe(0);
+    const stuck = policy.execute(
+      ({ signal }) =>
+        new Promise((_, reject) => signal.addEventListener('abort', () => reject(signal.reason as Error))),
+    );
+    const caught = stuck.catch((e: unknown) => e);
+    await clock.manual.advance(0);
+    expect(clock.holdingOpen).toBe(0);
+    await clock.manual.advance(30_000);
+    expect(await caught).toBeInstanceOf(TimeoutError);
+    await expect(policy.execute(() => 'again')).resolves.toBe('again');
+    expect(clock.holdingOpen).toBe(0);
   });
 
   it('rejects bad options naming each one', () => {

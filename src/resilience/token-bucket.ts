@@ -112,11 +112,13 @@ export class TokenBucket {
   /**
    * Takes `cost` tokens now, going into debt if needed, and returns the ms the caller must
    * wait before using them; returns -1 and takes nothing when that wait would exceed
-   * `maxWaitMs`. Debt makes waiters first come, first served.
+   * `maxWaitMs` or never end (no refill). Debt makes waiters first come, first served.
    */
   reserve(cost: number, maxWaitMs: number): number {
     const wait = this.retryAfterMs(cost);
-    if (wait > maxWaitMs) return -1;
+    // An endless wait is refused even under maxWaitMs = Infinity: Node clamps a timer of
+    // Infinity to 1 ms, so sleeping it would let the call through without a token.
+    if (wait > maxWaitMs || wait === Infinity) return -1;
     this.#milli -= cost * 1000;
     return wait;
   }
