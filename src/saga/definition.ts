@@ -1,6 +1,6 @@
 import { InvalidArgumentError } from '../errors/index.ts';
 import type { EnvelopeInit } from '../messaging/envelope.ts';
-import { Policy, type RetryOptions } from '../resilience/index.ts';
+import { Policy, retry, type RetryOptions } from '../resilience/index.ts';
 
 /** Which side of a step runs: its action going forward, or its compensation going back. */
 export type SagaPhase = 'action' | 'compensation';
@@ -58,12 +58,13 @@ export interface SagaStep<I = unknown> {
   request?: SagaRequest<I>;
   compensation?: SagaFunction<I, unknown> | { command: SagaCommand<I> };
   /**
-   * Also run this step's own compensation when its action fails for good, before the earlier
-   * steps' (default false: only completed steps are undone). For an action whose last attempt may
-   * have taken effect without its answer arriving (a timeout after the remote side committed): the
-   * compensation then runs whether or not the effect applied, so it must undo by the action's
-   * idempotency key and be a no-op when there is nothing to undo; `results` has no entry for the
-   * step. A request step whose reply deadline passes is always compensated so.
+   * Also run this step's own compensation when its action fails for good (a request step: an error
+   * reply), before the earlier steps' (default false: only completed steps are undone). For an
+   * action whose last attempt may have taken effect without its answer arriving (a timeout after
+   * the remote side committed): the compensation then runs whether or not the effect applied, so
+   * it must undo by the action's idempotency key and be a no-op when there is nothing to undo;
+   * `results` has no entry for the step. A request step whose reply deadline passes is always
+   * compensated so.
    */
   compensateOnFailure?: boolean;
   /** Retry of the action, without `clock` (the runner's). Default: 3 attempts, 100 ms doubling, full jitter. */
@@ -156,9 +157,11 @@ export function defineSaga<I = unknown>(init: SagaDefinitionInit<I>): SagaDefini
     }
     for (const field of ['retry', 'compensationRetry'] as const) {
       const value = step[field];
-      if (value !== undefined && (value === null || typeof value !== 'object')) {
+      if (value === undefined) continue;
+      if (value === null || typeof value !== 'object') {
         throw new InvalidArgumentError(`${at}.${field}`, 'retry options (an object)', value);
       }
+      checkRetry(`${at}.${field}`, value);
     }
     if (step.policy !== undefined && !(step.policy instanceof Policy)) {
       throw new InvalidArgumentError(`${at}.policy`, 'a keel/resilience Policy', step.policy);
@@ -171,6 +174,21 @@ export function defineSaga<I = unknown>(init: SagaDefinitionInit<I>): SagaDefini
     steps: Object.freeze(steps),
     key: `${init.name}@${init.version}`,
   });
+}
+
+/**
+ * Builds the retry once to check its options here: the runner builds it when the step first
+ * runs, and an option it refused there would fail (or park) every instance at that step.
+ */
+function checkRetry(at: string, options: Omit<RetryOptions, 'clock'>): void {
+  try {
+    retry({ ...options });
+  } catch (error) {
+    if (!(error instanceof InvalidArgumentError)) throw error;
+    // "maxAttempts: expected …, got 0" becomes "saga.steps.1.retry.maxAttempts: expected …, got 0".
+    const expected = error.message.slice(`${error.field}: expected `.length);
+    throw new InvalidArgumentError(`${at}.${error.field}`, expected);
+  }
 }
 
 function checkCommand(at: string, command: unknown): void {

@@ -1,9 +1,8 @@
-import type { Queryable } from '../db/db.ts';
 import { InvalidArgumentError } from '../errors/index.ts';
-import { createEnvelope, type Envelope } from '../messaging/envelope.ts';
-import { addToOutbox } from '../outbox/index.ts';
+import { createEnvelope, type Envelope, type EnvelopeInit } from '../messaging/envelope.ts';
 import type { Clock } from '../time/index.ts';
 import type { SagaCommand, SagaStepContext } from './definition.ts';
+import { unstorableAt } from './storable-json.ts';
 
 /** Headers the runner puts on every command it sends; a replying service copies the first two. */
 export const sagaHeaders = {
@@ -25,14 +24,26 @@ export function sagaReplyAddress(command: Pick<Envelope, 'headers'>): { instance
   return { instanceId, step };
 }
 
-/** Writes a step's command into the outbox in `tx`: the transaction that records its progress. */
-export async function sendSagaCommand(
-  tx: Queryable,
+/**
+ * Builds a step's command: its message function's envelope with the saga headers. Throws when the
+ * function throws or its envelope cannot be stored (no `type` or no payload, or text jsonb
+ * refuses): a fault of the step, which fails it (or parks its compensation) rather than the
+ * progress transaction on every runner that takes the instance over.
+ */
+export function buildSagaCommand(
   command: SagaCommand<unknown>,
   context: SagaStepContext,
   clock: Clock,
-): Promise<Envelope> {
-  const init = command.message(context);
+): Envelope {
+  const init = command.message(context) as EnvelopeInit<unknown> | null | undefined;
+  const at = `the command of saga step ${context.step} (${context.phase})`;
+  if (init === null || typeof init !== 'object' || typeof init.type !== 'string' || init.type === '') {
+    throw new InvalidArgumentError(at, 'a message { type, payload } from its message function', init);
+  }
+  // JSON has no undefined: the outbox row's payload would be SQL NULL (a NOT NULL column).
+  if (init.payload === undefined) {
+    throw new InvalidArgumentError(`${at}.payload`, 'a JSON value (null included)');
+  }
   const message = createEnvelope(
     {
       ...init,
@@ -46,6 +57,9 @@ export async function sendSagaCommand(
     },
     clock,
   );
-  await addToOutbox(tx, command.destination, message);
+  const bad = unstorableAt(JSON.parse(JSON.stringify(message)) as unknown);
+  if (bad !== undefined) {
+    throw new InvalidArgumentError(`${at}${bad}`, 'text PostgreSQL can store (no U+0000, no lone surrogate)');
+  }
   return message;
 }

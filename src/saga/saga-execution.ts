@@ -2,12 +2,15 @@
 // (fenced by the lease) before the next effect starts, so a crash between two writes repeats at
 // most the one step in between, with the same idempotency key.
 import type { Db, Queryable } from '../db/db.ts';
-import { KeelError } from '../errors/index.ts';
+import { InvalidArgumentError, isKeelError, KeelError } from '../errors/index.ts';
+import type { Envelope } from '../messaging/envelope.ts';
+import { addToOutbox } from '../outbox/index.ts';
 import type { LifecycleEvents } from '../service/service.ts';
 import type { TypedEvents } from '../service/typed-events.ts';
 import type { Clock } from '../time/index.ts';
 import {
   sagaIdempotencyKey,
+  type SagaCommand,
   type SagaDefinition,
   type SagaPhase,
   type SagaStep,
@@ -15,7 +18,7 @@ import {
 } from './definition.ts';
 import type { SagaRunnerEvents, SagaStepEvent } from './events.ts';
 import { LeaseLostError } from './lease-lost-error.ts';
-import { sendSagaCommand } from './saga-command.ts';
+import { buildSagaCommand } from './saga-command.ts';
 import type { HistoryInit } from './saga-history.ts';
 import {
   lockFenced,
@@ -26,9 +29,11 @@ import {
   type ProgressChange,
   type SagaInstance,
   type SagaState,
+  type StoredError,
 } from './saga-store.ts';
 import { StepPolicies } from './step-policies.ts';
 import { inScopes, type StepScope } from './step-scope.ts';
+import { storableText, unstorableAt } from './storable-json.ts';
 
 /** A plain copy of the instance's mutable part, advanced as writes commit. */
 interface Cursor {
@@ -127,6 +132,8 @@ export class SagaExecution {
     const base = this.#event(instance, step, cursor.step, 'action', cursor.attempts + 1);
     if (this.events.has('step-started')) this.events.emit('step-started', base);
     let result: unknown;
+    /** The action succeeded: its effect applied, whether or not its result can be recorded. */
+    let applied = false;
     try {
       result = await inScopes(this.scopes(), base, () =>
         this.#policies.of(step).action.execute((context) => {
@@ -134,15 +141,25 @@ export class SagaExecution {
           return step.action!(this.#context(instance, cursor, step, 'action', context));
         }, signal),
       );
+      applied = true;
       // A result that is not JSON cannot be recorded: the step fails rather than the runner.
       result = result === undefined ? null : (JSON.parse(JSON.stringify(result)) as unknown);
+      const bad = unstorableAt(result);
+      if (bad !== undefined) {
+        throw new InvalidArgumentError(
+          `the result of step ${step.name}${bad}`,
+          'text PostgreSQL can store (no U+0000, no lone surrogate)',
+        );
+      }
     } catch (error) {
-      if (signal.aborted) {
+      if (signal.aborted && !applied) {
         // Lost: stop at once. Draining: the loop gives the lease back and the step runs again elsewhere.
         if (signal.reason instanceof LeaseLostError) throw signal.reason;
         return true;
       }
-      const compensateThisStep = step.compensateOnFailure === true;
+      // An action that took effect with a result that cannot be kept is undone with the others.
+      const compensateThisStep =
+        step.compensateOnFailure === true || (applied && step.compensation !== undefined);
       await this.#fail(
         instance,
         fence,
@@ -218,7 +235,9 @@ export class SagaExecution {
       const sends = waiting ? fresh.sends : 0;
       if (sends >= maxSends) return { kind: 'deadline' as const, sends };
       const context = this.#context(instance, cursor, step, 'action', { attempt: sends + 1, signal });
-      const message = await sendSagaCommand(tx, request, context, this.clock);
+      const sending = await this.#send(tx, request, context);
+      if ('error' in sending) return { kind: 'unsendable' as const, sends, error: sending.error };
+      const message = sending.message;
       const deadline = new Date(now + request.replyDeadlineMs);
       await this.#write(
         fence,
@@ -249,6 +268,19 @@ export class SagaExecution {
       case 'sent':
         if (this.events.has('step-started')) this.events.emit('step-started', base);
         return false;
+      case 'unsendable':
+        // A send before this one may have taken effect: then compensate this step too.
+        await this.#fail(
+          instance,
+          fence,
+          cursor,
+          step,
+          outcome.sends,
+          outcome.error,
+          started,
+          outcome.sends > 0,
+        );
+        return true;
       case 'deadline': {
         const error = new KeelError(
           'KEEL_TIMEOUT',
@@ -269,7 +301,8 @@ export class SagaExecution {
             outcome.sends,
             new Error(reply.error),
             started,
-            false,
+            // The service may have applied part of it before it refused: the step says.
+            step.compensateOnFailure === true,
           );
           return true;
         }
@@ -309,7 +342,7 @@ export class SagaExecution {
     started: number,
     compensateThisStep: boolean,
   ): Promise<void> {
-    const stored = storedError(error, step.name);
+    const stored = storable(storedError(error, step.name));
     const next = compensateThisStep ? cursor.step : cursor.step - 1;
     await this.#write(
       fence,
@@ -404,10 +437,15 @@ export class SagaExecution {
     let announce: () => void;
     if (typeof compensation !== 'function') {
       const context = this.#context(instance, cursor, step, 'compensation', { attempt: 1, signal });
-      announce = await this.db.transaction(async (tx) => {
-        await sendSagaCommand(tx, compensation.command, context, this.clock);
-        return record(cursor.attempts + 1, tx);
+      const sent = await this.db.transaction(async (tx) => {
+        const sending = await this.#send(tx, compensation.command, context);
+        return 'error' in sending ? sending : { announce: await record(cursor.attempts + 1, tx) };
       });
+      if ('error' in sent) {
+        await this.#park(instance, fence, cursor, base, started, sent.error, cursor.attempts + 1);
+        return false;
+      }
+      announce = sent.announce;
     } else {
       let attempts = 0;
       try {
@@ -423,31 +461,69 @@ export class SagaExecution {
           if (signal.reason instanceof LeaseLostError) throw signal.reason;
           return true;
         }
-        const stored = storedError(error, step.name);
-        const total = cursor.attempts + attempts;
-        const parked = await this.#finish(
-          instance,
-          fence,
-          cursor,
-          'NEEDS_ATTENTION',
-          { attempts: total, lastError: stored },
-          [{ event: 'compensation-failed', step: step.name, attempt: total, detail: stored }],
-        );
-        if (this.events.has('compensation-failed')) {
-          this.events.emit('compensation-failed', {
-            ...base,
-            attempt: total,
-            durationMs: this.clock.now() - started,
-            error: stored,
-          });
-        }
-        parked();
+        await this.#park(instance, fence, cursor, base, started, error, cursor.attempts + attempts);
         return false;
       }
       announce = await record(cursor.attempts + attempts);
     }
     announce();
     return !last;
+  }
+
+  /**
+   * Builds a step's command and adds it to the outbox in `tx`. What the step got wrong (its message
+   * function threw, the outbox refused the envelope before sending anything) is returned, not
+   * thrown: it fails the step or parks the compensation, where a throw would abort the progress
+   * transaction on every runner that takes the instance over, for good.
+   */
+  async #send(
+    tx: Queryable,
+    command: SagaCommand<unknown>,
+    context: SagaStepContext,
+  ): Promise<{ message: Envelope } | { error: unknown }> {
+    let message: Envelope;
+    try {
+      message = buildSagaCommand(command, context, this.clock);
+    } catch (error) {
+      return { error };
+    }
+    try {
+      await addToOutbox(tx, command.destination, message);
+    } catch (error) {
+      if (isKeelError(error, 'KEEL_INVALID_ARGUMENT')) return { error };
+      throw error;
+    }
+    return { message };
+  }
+
+  /** The compensation failed for good: park the instance in NEEDS_ATTENTION with the error. */
+  async #park(
+    instance: SagaInstance,
+    fence: Fence,
+    cursor: Cursor,
+    base: SagaStepEvent,
+    started: number,
+    error: unknown,
+    total: number,
+  ): Promise<void> {
+    const stored = storable(storedError(error, base.step));
+    const parked = await this.#finish(
+      instance,
+      fence,
+      cursor,
+      'NEEDS_ATTENTION',
+      { attempts: total, lastError: stored },
+      [{ event: 'compensation-failed', step: base.step, attempt: total, detail: stored }],
+    );
+    if (this.events.has('compensation-failed')) {
+      this.events.emit('compensation-failed', {
+        ...base,
+        attempt: total,
+        durationMs: this.clock.now() - started,
+        error: stored,
+      });
+    }
+    parked();
   }
 
   /**
@@ -536,4 +612,13 @@ export class SagaExecution {
       });
     }
   }
+}
+
+/** An error as jsonb can store it: a driver's message may hold U+0000, a cut one half an emoji. */
+function storable(error: StoredError): StoredError {
+  const out: StoredError = { message: storableText(error.message) };
+  if (error.code !== undefined) out.code = storableText(error.code);
+  if (error.name !== undefined) out.name = storableText(error.name);
+  if (error.step !== undefined) out.step = error.step;
+  return out;
 }

@@ -63,6 +63,8 @@ export class SagaRunner extends ServiceBase<SagaRunnerEvents> implements Reports
   readonly #concurrency: number;
   readonly #listen: boolean;
   readonly #tasks = new Map<string, Task>();
+  /** Runs this runner leased its instance away from (see `#claim`), until they end: a stop waits for them too. */
+  readonly #superseded = new Set<Task>();
   readonly #execution: SagaExecution;
   readonly #contact: HealthRecord<'database'>;
   #unlisten: Unlisten | undefined;
@@ -258,7 +260,7 @@ export class SagaRunner extends ServiceBase<SagaRunnerEvents> implements Reports
       await this.#polling?.catch(() => undefined);
       // A claim in flight still launches what it leased: those instances are in #tasks after it.
       await Promise.all([...this.#dueRuns].map((run) => run.catch(() => undefined)));
-      await Promise.all([...this.#tasks.values()].map((task) => task.done));
+      await Promise.all([...this.#tasks.values(), ...this.#superseded].map((task) => task.done));
     } finally {
       drain.removeEventListener('abort', abort);
     }
@@ -311,6 +313,14 @@ export class SagaRunner extends ServiceBase<SagaRunnerEvents> implements Reports
       const fence: Fence = { id: instance.id, owner: this.owner, epoch: instance.leaseEpoch };
       const controller = new AbortController();
       const definition = this.#definitions.get(`${instance.saga}@${instance.version}`)!;
+      // Its lease ran out while this runner still ran it (the heartbeats failed): the old run is
+      // fenced off by the new epoch, so tell its step at once; the new run is the one to keep.
+      const superseded = this.#tasks.get(instance.id);
+      if (superseded !== undefined) {
+        this.#superseded.add(superseded);
+        void superseded.done.finally(() => this.#superseded.delete(superseded));
+        superseded.controller.abort(this.#execution.leaseLost(superseded.instance));
+      }
       if (this.events.has('claimed')) {
         this.events.emit('claimed', {
           instanceId: instance.id,
@@ -327,7 +337,8 @@ export class SagaRunner extends ServiceBase<SagaRunnerEvents> implements Reports
           .run(definition, instance, fence, controller.signal)
           .catch((error: unknown) => this.events.emit('error', { error, during: `saga ${instance.id}` }))
           .finally(() => {
-            this.#tasks.delete(instance.id);
+            // Not a newer run of the same instance, which took this one's place.
+            if (this.#tasks.get(instance.id) === task) this.#tasks.delete(instance.id);
             // A slot is free: take the next due instance now rather than at the next poll.
             if (this.state === 'running') this.#wake();
           }),
