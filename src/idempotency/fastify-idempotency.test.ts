@@ -109,6 +109,23 @@ describe.each(stores)('idempotency keys over the $name store', ({ make }) => {
     expect(effects()).toBe(1);
   });
 
+  it('tells requests apart by their query too: another query is 422, the same one in another order replays', async () => {
+    const { app: fastify, effects } = await app(await make(new ManualClock()));
+    const send = (query: string) =>
+      fastify.inject({
+        method: 'POST',
+        url: `/charges?${query}`,
+        payload: { amount: 5 },
+        headers: { 'idempotency-key': 'k-1' },
+      });
+    expect((await send('capture=false&currency=eur')).statusCode).toBe(201);
+    const other = await send('capture=true&currency=eur');
+    expect(other.statusCode).toBe(422);
+    expect(other.json()).toMatchObject({ code: 'KEEL_IDEMPOTENCY_KEY_REUSED' });
+    expect((await send('currency=eur&capture=false')).headers['idempotent-replayed']).toBe('true');
+    expect(effects()).toBe(1);
+  });
+
   it('answers 409 while the first request with the key still runs, then replays', async () => {
     const { app: fastify, effects, gate } = await app(await make(new ManualClock()));
     let release: (() => void) | undefined;

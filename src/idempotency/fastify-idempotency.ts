@@ -1,13 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import type { IncomingMessage } from 'node:http';
+import type { ServerResponse } from 'node:http';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import {
-  AbortedError,
-  InvalidArgumentError,
-  KeelError,
-  problemContentType,
-  toProblemDetails,
-} from '../errors/index.ts';
+import { AbortedError, InvalidArgumentError, KeelError } from '../errors/index.ts';
 import type { Queryable } from '../db/db.ts';
 import { systemClock, type Clock } from '../time/index.ts';
 import { waitWhileInFlight } from './wait-while-in-flight.ts';
@@ -21,7 +15,10 @@ import {
   type IdempotencyStore,
   type StoredResponse,
 } from './idempotency-store.ts';
-import { requestFingerprint } from './request-fingerprint.ts';
+import { fingerprintOf } from './request-fingerprint.ts';
+import { answerTo, headersNow, problem, sendStoredResponse, storableResponse } from './stored-response.ts';
+
+export { sendStoredResponse };
 
 export interface IdempotencyOptions {
   store: IdempotencyStore;
@@ -62,10 +59,7 @@ export interface IdempotencyOptions {
 }
 
 const headerName = 'idempotency-key';
-const replayHeader = 'idempotent-replayed';
 const keyPattern = /^[\x21-\x7e]{1,255}$/;
-/** Headers a replay repeats; others (dates, connection) belong to the transport, not the result. */
-const replayedHeaders = ['content-type', 'location'];
 
 interface Held {
   store: IdempotencyStore;
@@ -81,6 +75,8 @@ interface Held {
   storedInTransaction?: boolean;
   /** What the handler failed with, if it did: a refused in-transaction claim is answered here. */
   error?: unknown;
+  /** The reply's headers before the handler ran: hooks ahead of it set them again on a replay. */
+  headersBefore: Record<string, string>;
 }
 
 const held = new WeakMap<FastifyRequest, Held>();
@@ -92,9 +88,10 @@ const held = new WeakMap<FastifyRequest, Held>();
  * - the first request with a key runs; its response (status, headers, body) is stored;
  * - a retry with the same key and the same request gets the stored response, with
  *   `Idempotent-Replayed: true`;
- * - the same key with a different request (method, path or body) gets 422;
+ * - the same key with a different request (method, path, query or body) gets 422;
  * - a request whose key is still held by a running request gets 409;
- * - a 5xx, or a 400 (the request never started to act), releases the key so a retry runs again.
+ * - a 5xx, a 400 (the request never started to act) or a 429 releases the key so a retry runs
+ *   again.
  *
  * Keys expire after `ttlMs`. A process that dies while holding a key lets it go after `lockMs`.
  */
@@ -128,18 +125,26 @@ export function installIdempotency(app: FastifyInstance, options: IdempotencyOpt
   /** `look()` — a claim, or a look at a key without one — waiting while the key is in flight, by option. */
   const lookOrWait = async <T extends BeginOutcome>(
     look: () => Promise<T>,
-    raw: IncomingMessage,
+    response: ServerResponse,
   ): Promise<T | { kind: 'in-flight' }> => {
     if (inFlight === 'reject') return look();
-    // Only a request that may wait needs to hear that its client went away.
+    // Only a request that may wait needs to hear that its client went away. The response's
+    // 'close', not the request's: a request closes as soon as its body is read, which would end
+    // every wait at once; its response closes unsent only when the connection does.
     const aborted = new AbortController();
-    raw.once('close', () => aborted.abort());
+    const abort = (): void => aborted.abort();
+    if (response.socket?.destroyed === true) abort();
+    else response.once('close', abort);
     const wait = { waitMs: inFlight.waitMs, pollMs: inFlight.pollMs ?? 50, clock, signal: aborted.signal };
-    return waitWhileInFlight(look, wait).catch((error: unknown) => {
+    try {
+      return await waitWhileInFlight(look, wait);
+    } catch (error) {
       // The client went away while waiting: nobody reads the answer; the key is still held.
       if (error instanceof AbortedError) return { kind: 'in-flight' } as const;
       throw error;
-    });
+    } finally {
+      response.removeListener('close', abort);
+    }
   };
 
   app.addHook('preHandler', async (request, reply) => {
@@ -170,15 +175,29 @@ export function installIdempotency(app: FastifyInstance, options: IdempotencyOpt
     }
     const route = request.routeOptions.url ?? request.url;
     const scope = `${tenant(request)} ${request.method} ${route}`;
-    const fingerprint = requestFingerprint(request.method, request.url.split('?')[0] ?? '', request.body);
+    const fingerprint = fingerprintOf(request);
     const begin: BeginRequest = { scope, key, fingerprint, ttlMs, lockMs };
     if (claimInTransaction) {
-      held.set(request, { store, request: begin, token: randomUUID(), phase: 'pending', done: false });
+      held.set(request, {
+        store,
+        request: begin,
+        token: randomUUID(),
+        phase: 'pending',
+        done: false,
+        headersBefore: headersNow(reply),
+      });
       return;
     }
-    const outcome = await lookOrWait(() => store.begin(begin), request.raw);
+    const outcome = await lookOrWait(() => store.begin(begin), reply.raw);
     if (outcome.kind === 'started') {
-      held.set(request, { store, request: begin, token: outcome.token, phase: 'started', done: false });
+      held.set(request, {
+        store,
+        request: begin,
+        token: outcome.token,
+        phase: 'started',
+        done: false,
+        headersBefore: headersNow(reply),
+      });
       return;
     }
     return sendStoredResponse(reply, answerTo(outcome, request.url));
@@ -197,7 +216,7 @@ export function installIdempotency(app: FastifyInstance, options: IdempotencyOpt
     const claiming = state !== undefined && canClaimInTransaction(state.store) ? state.store : undefined;
     if (state?.phase !== 'claimed' || claiming === undefined || !isIdempotencyClaimRefused(error))
       throw error;
-    return sendStoredResponse(reply, await whatTheKeyHolds(state, claiming, request));
+    return sendStoredResponse(reply, await whatTheKeyHolds(state, claiming, request, reply));
   };
 
   /** The answer to a request whose claim was refused: what its key holds, read, never written. */
@@ -205,10 +224,11 @@ export function installIdempotency(app: FastifyInstance, options: IdempotencyOpt
     state: Held,
     claiming: ClaimingIdempotencyStore,
     request: FastifyRequest,
+    reply: FastifyReply,
   ): Promise<StoredResponse> => {
     // Only a look: a row written here would make the holder's own insert of the key fail.
     state.done = true;
-    const outcome = await lookOrWait(() => claiming.lookup(state.request), request.raw);
+    const outcome = await lookOrWait(() => claiming.lookup(state.request), reply.raw);
     return answerTo(outcome, request.url);
   };
 
@@ -242,7 +262,7 @@ export function installIdempotency(app: FastifyInstance, options: IdempotencyOpt
     const claiming = canClaimInTransaction(state.store) ? state.store : undefined;
     if (state.phase === 'claimed' && claiming !== undefined && isIdempotencyClaimRefused(state.error)) {
       // The handler's transaction could not claim the key: answer with what the key holds.
-      const answer = await whatTheKeyHolds(state, claiming, request);
+      const answer = await whatTheKeyHolds(state, claiming, request, reply);
       void reply.status(answer.status).headers(answer.headers);
       return answer.body;
     }
@@ -256,7 +276,7 @@ export function installIdempotency(app: FastifyInstance, options: IdempotencyOpt
     }
     if (state.done) return payload;
     state.done = true;
-    const response = storable(reply, payload);
+    const response = storableResponse(reply, payload, state.headersBefore);
     if (response === undefined) await store.release(state.request.scope, state.request.key, state.token);
     else await store.complete(state.request.scope, state.request.key, state.token, response);
     return payload;
@@ -274,7 +294,7 @@ export function installIdempotency(app: FastifyInstance, options: IdempotencyOpt
     payload: unknown,
   ): Promise<unknown> => {
     state.done = true;
-    const response = storable(reply, payload);
+    const response = storableResponse(reply, payload, state.headersBefore);
     if (response === undefined) return payload;
     if (state.phase === 'pending' && response.status < 300)
       request.log.warn(
@@ -353,59 +373,8 @@ export async function completeIdempotentRequest(
   return response;
 }
 
-/**
- * Sends a response as stored (status, headers, body): the first answer to a request whose
- * response `completeIdempotentRequest` stored, exactly as a replay will send it.
- */
-export function sendStoredResponse(reply: FastifyReply, response: StoredResponse): FastifyReply {
-  return reply.status(response.status).headers(response.headers).send(response.body);
-}
-
 function isPromiseLike(value: unknown): value is PromiseLike<unknown> {
   return typeof (value as { then?: unknown } | null)?.then === 'function';
-}
-
-/** What a request gets instead of running: the stored response, or why it may not run now. */
-function answerTo(outcome: Exclude<BeginOutcome, { kind: 'started' }>, url: string): StoredResponse {
-  switch (outcome.kind) {
-    case 'replay':
-      return { ...outcome.response, headers: { ...outcome.response.headers, [replayHeader]: 'true' } };
-    case 'in-flight':
-      // One second is a guess a client can act on; the holder's remaining lock time would leak timing.
-      return problem(
-        new KeelError(
-          'KEEL_IDEMPOTENCY_IN_FLIGHT',
-          'a request with this Idempotency-Key is still being processed; retry later',
-        ),
-        url,
-        { 'retry-after': '1' },
-      );
-    case 'mismatch':
-      return problem(
-        new KeelError('KEEL_IDEMPOTENCY_KEY_REUSED', 'this Idempotency-Key was used for a different request'),
-        url,
-      );
-  }
-}
-
-function problem(error: KeelError, url: string, headers: Record<string, string> = {}): StoredResponse {
-  return {
-    status: error.status,
-    headers: { ...headers, 'content-type': problemContentType },
-    body: JSON.stringify(toProblemDetails(error, url)),
-  };
-}
-
-/** The response to keep for replay, or undefined for one that must release the key (5xx, 400). */
-function storable(reply: FastifyReply, payload: unknown): StoredResponse | undefined {
-  const status = reply.statusCode;
-  if (status >= 500 || status === 400 || typeof payload !== 'string') return undefined;
-  const headers: Record<string, string> = {};
-  for (const name of replayedHeaders) {
-    const value = reply.getHeader(name);
-    if (value !== undefined) headers[name] = String(value);
-  }
-  return { status, headers, body: payload };
 }
 
 /**

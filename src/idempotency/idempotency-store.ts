@@ -5,6 +5,8 @@ export interface StoredResponse {
   status: number;
   headers: Record<string, string>;
   body: string;
+  /** How `body` is written: absent for text, 'base64' for a body of bytes (a Buffer). */
+  bodyEncoding?: 'base64';
 }
 
 /** What `begin` found for a key. */
@@ -22,7 +24,7 @@ export interface BeginRequest {
   /** Who the key belongs to and where it was used: tenant and route, so keys never collide across them. */
   scope: string;
   key: string;
-  /** A hash of method, path and body: the same key with another request is refused. */
+  /** A hash of method, path, query and body: the same key with another request is refused. */
   fingerprint: string;
   /** How long a started request holds the key before another may take it over (it crashed). */
   lockMs: number;

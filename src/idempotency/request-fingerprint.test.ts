@@ -66,4 +66,16 @@ describe('canonicalJson', () => {
     expect(requestFingerprint('PATCH', '/v1/orders', { y: [2], x: 1 })).not.toBe(a);
     expect(requestFingerprint('POST', '/v1/other', { y: [2], x: 1 })).not.toBe(a);
   });
+
+  it('fingerprints the query, its parameters in any order; without one, as keys were first stored', () => {
+    const plain = requestFingerprint('POST', '/v1/orders', { x: 1, y: [2] });
+    // The hash of a request without a query is the one stored before the query counted.
+    expect(plain).toBe('cTIE3uhB_yK4celydcHSU7TKXF-LaeuGIp6k4IkQbvo');
+    expect(requestFingerprint('POST', '/v1/orders', { x: 1, y: [2] }, '')).toBe(plain);
+    const query = requestFingerprint('POST', '/v1/orders', { x: 1 }, 'b=2&a=1&a=3');
+    expect(requestFingerprint('POST', '/v1/orders', { x: 1 }, 'a=1&b=2&a=3')).toBe(query);
+    expect(requestFingerprint('POST', '/v1/orders', { x: 1 }, 'a=3&b=2&a=1')).not.toBe(query);
+    expect(requestFingerprint('POST', '/v1/orders', { x: 1 }, 'a=1&b=3&a=3')).not.toBe(query);
+    expect(requestFingerprint('POST', '/v1/orders', { x: 1 }, 'b=2&a=1&a=3&')).toBe(query);
+  });
 });

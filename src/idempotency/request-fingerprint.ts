@@ -1,12 +1,42 @@
 import { hash } from 'node:crypto';
 
 /**
- * A hash of what a request asks for: method, path and body. Object keys are sorted first, so
- * the same JSON sent with its fields in another order is the same request.
+ * A hash of what a request asks for: method, path, query and body. Object keys are sorted first,
+ * so the same JSON sent with its fields in another order is the same request; so are the query's
+ * parameters (those of one name keep their order). A request without a query hashes as it did
+ * before the query counted, so keys stored then still replay.
  */
-export function requestFingerprint(method: string, path: string, body: unknown): string {
+export function requestFingerprint(method: string, path: string, body: unknown, query = ''): string {
+  const target = query === '' ? path : `${path}?${canonicalQuery(query)}`;
   // The one-shot hash: a third of createHash's cost, which builds a Hash object per call.
-  return hash('sha256', `${method.toUpperCase()}\n${path}\n${canonicalJson(body)}`, 'base64url');
+  return hash('sha256', `${method.toUpperCase()}\n${target}\n${canonicalJson(body)}`, 'base64url');
+}
+
+/** The fingerprint of an HTTP request as fastify hands it over: its method, target and parsed body. */
+export function fingerprintOf(request: { method: string; url: string; body: unknown }): string {
+  // A body the handler reads as a stream (an upload) can be read only once, by the handler:
+  // method, path and query stand for the request. Walked as an object, its socket's cycles
+  // overflowed the stack on every request.
+  const body =
+    typeof (request.body as { pipe?: unknown } | null)?.pipe === 'function' ? undefined : request.body;
+  const queryAt = request.url.indexOf('?');
+  if (queryAt < 0) return requestFingerprint(request.method, request.url, body);
+  return requestFingerprint(
+    request.method,
+    request.url.slice(0, queryAt),
+    body,
+    request.url.slice(queryAt + 1),
+  );
+}
+
+/** The query's parameters sorted by name (a stable sort: repeated names keep their order). */
+function canonicalQuery(query: string): string {
+  const name = (parameter: string): string => parameter.split('=', 1)[0]!;
+  return query
+    .split('&')
+    .filter((parameter) => parameter !== '')
+    .sort((a, b) => (name(a) < name(b) ? -1 : name(a) > name(b) ? 1 : 0))
+    .join('&');
 }
 
 /**
