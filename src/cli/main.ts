@@ -1,11 +1,8 @@
 import { parseArgs } from 'node:util';
-import type { Db } from '../db/index.ts';
 import { withCliDb, type CliIo } from './cli-io.ts';
 import { InvalidArgumentError } from '../errors/index.ts';
 import { PgQueue } from '../messaging/index.ts';
-import { dbConfigFromEnv } from '../db/index.ts';
-import { drainWalOutbox, OutboxRelay, outboxStatus, retryParked, walOutboxStatus } from '../outbox/index.ts';
-import { defaultWalOutboxSlot } from '../outbox/wal-outbox-slot.ts';
+import { runOutboxCommand, type OutboxCommand } from './outbox-cli.ts';
 
 export type { CliIo } from './cli-io.ts';
 
@@ -53,45 +50,10 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
   }
   return withCliDb(io, async (db) => {
     switch (`${group} ${command ?? ''}`) {
-      case 'outbox status': {
-        const status = await outboxStatus(db);
-        io.out(`backlog    ${status.backlog}`);
-        io.out(`parked     ${status.parked}`);
-        io.out(`published  ${status.published}`);
-        io.out(`oldest     ${(status.oldestUnpublishedAgeMs / 1000).toFixed(1)} s`);
-        // The WAL outbox, where its slot exists (never on PGlite or without wal_level = logical).
-        const slotName = values.slot;
-        const wal = await walOutboxStatus(db, slotName === undefined ? {} : { slotName });
-        if (wal.exists) {
-          io.out(`wal slot   ${slotName ?? defaultWalOutboxSlot} (${wal.active ? 'active' : 'inactive'})`);
-          io.out(
-            `wal lag    ${wal.lagBytes} bytes${wal.lagBytes < 1024 ? '' : ` (${formatBytes(wal.lagBytes)})`}`,
-          );
-        } else if (slotName !== undefined) {
-          io.out(`wal slot   ${slotName} (no such replication slot)`);
-        }
-        return 0;
-      }
-      case 'outbox retry': {
-        const count = await retryParked(db, values.id);
-        io.out(`${count} parked row(s) will be published again`);
-        return 0;
-      }
-      case 'outbox drain': {
-        if (values.slot !== undefined) return drainWal(db, values.slot, io);
-        const relay = new OutboxRelay(db, new PgQueue(db), { batchSize: 500 });
-        const total = (await outboxStatus(db)).backlog;
-        let done = 0;
-        for (;;) {
-          const moved = await relay.relayOnce();
-          if (moved === 0) break;
-          done += moved;
-          io.err(`drained ${done}/${total}`);
-        }
-        const left = await outboxStatus(db);
-        io.out(`published ${done}; backlog ${left.backlog}, parked ${left.parked}`);
-        return left.backlog === 0 ? 0 : 1;
-      }
+      case 'outbox status':
+      case 'outbox retry':
+      case 'outbox drain':
+        return runOutboxCommand(db, command as OutboxCommand, values, io);
       case 'queue depth': {
         if (target === undefined) throw new InvalidArgumentError('queue', 'a queue name', target);
         io.out(String(await new PgQueue(db).depth(target)));
@@ -112,45 +74,4 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
         return 2;
     }
   });
-}
-
-/**
- * `outbox drain --slot`: every WAL outbox message committed before now, published. With no relay
- * streaming from the slot, this command relays to the PostgreSQL queue itself, as the table
- * drain does.
- */
-async function drainWal(db: Db, slotName: string, io: CliIo): Promise<number> {
-  const config = dbConfigFromEnv(io.env);
-  if (config.kind !== 'pg') {
-    io.err('KEEL_DB_FEATURE_MISSING: the WAL outbox needs PostgreSQL (KEEL_DB=pg) with wal_level = logical');
-    return 1;
-  }
-  let last = '';
-  const { published } = await drainWalOutbox(db, new PgQueue(db), {
-    connectionString: config.url,
-    slotName,
-    onProgress: ({ bytesLeft, published, relay }) => {
-      const line = `draining ${slotName}: ${bytesLeft < 1024 ? `${bytesLeft} bytes` : formatBytes(bytesLeft)} of WAL to go, ${
-        relay === 'other' ? 'the running relay publishing' : `published ${published}`
-      }`;
-      if (line !== last) io.err(line);
-      last = line;
-    },
-  });
-  io.out(
-    `drained ${slotName}: published ${published} here; the slot is past every message committed before the drain`,
-  );
-  return 0;
-}
-
-/** `1536` → `1.5 KiB`: binary units, one decimal. */
-function formatBytes(bytes: number): string {
-  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
-  let value = bytes / 1024;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return `${value.toFixed(1)} ${units[unit]!}`;
 }

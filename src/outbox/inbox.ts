@@ -1,5 +1,7 @@
-import type { Db, Queryable } from '../db/db.ts';
+import type { Db } from '../db/db.ts';
 import { preparedStatement } from '../db/prepared-statements.ts';
+import { writeWithoutWaiting } from '../db/send-without-waiting.ts';
+import { causeOfFailure } from '../db/transaction-scope.ts';
 import { InvalidArgumentError } from '../errors/index.ts';
 import type { Envelope } from '../messaging/envelope.ts';
 import { systemClock, type Clock } from '../time/index.ts';
@@ -11,9 +13,21 @@ const recordReceipt = preparedStatement(
    ON CONFLICT (consumer, message_id) DO NOTHING RETURNING 1 AS recorded`,
 );
 
+/**
+ * What `inbox.once` runs in: anything that runs one SQL statement with `$1` parameters and
+ * gives the rows back. It is structural, as `OutboxExecutor` is: a keel `Tx`, a node-postgres
+ * `PoolClient` or `Client` inside `BEGIN`, a PGlite transaction fit as they are; a Kysely
+ * transaction through `{ query: (sql, params) => trx.executeQuery(CompiledQuery.raw(sql, params)) }`.
+ */
+export interface InboxExecutor {
+  query(sql: string, params: unknown[]): PromiseLike<{ rows: readonly unknown[] }>;
+}
+
 export type InboxOutcome<T> = { duplicate: false; result: T } | { duplicate: true };
 
 const consumerName = /^[A-Za-z0-9_.:-]{1,200}$/;
+/** The inbox keys on `uuid`: any other id would fail inside the caller's transaction. */
+const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /**
  * Runs `fn` once per (consumer, message id): records the pair in the caller's transaction, so
@@ -21,26 +35,70 @@ const consumerName = /^[A-Za-z0-9_.:-]{1,200}$/;
  * and `fn` is skipped; the outcome says it was a duplicate. Turns at-least-once delivery into
  * exactly-once effects.
  *
+ * The record and `fn` run behind a savepoint: when `fn` throws (or one of its statements fails),
+ * its writes and the record are rolled back, the error passes through, and the transaction
+ * stays usable, so a caller that catches it and commits (to record the failure) does not mark
+ * the message handled. `fn` gets `tx` itself.
+ *
  * Concurrency: two deliveries of one message at once serialise on the primary key; the second
  * waits for the first transaction and then sees a duplicate (or runs, if the first rolled back).
+ * Under `repeatable read` or `serializable` the second fails with SQLSTATE 40001 instead, as
+ * PostgreSQL does for any conflict with a transaction it cannot see: retry it (the retry sees a
+ * duplicate).
  *
  * Keep records longer than a message can be redelivered: the retry horizon (attempts × the
  * longest backoff) plus the outbox relay's claim time. See `pruneInbox`.
  */
-export async function inboxOnce<T>(
-  tx: Queryable,
+export async function inboxOnce<T, X extends InboxExecutor = InboxExecutor>(
+  tx: X,
   consumer: string,
   message: Pick<Envelope, 'id'>,
-  fn: (tx: Queryable) => Promise<T>,
+  fn: (tx: X) => Promise<T>,
   options: { clock?: Clock } = {},
 ): Promise<InboxOutcome<T>> {
   if (typeof consumer !== 'string' || !consumerName.test(consumer)) {
     throw new InvalidArgumentError('consumer', 'a name of [A-Za-z0-9_.:-], 1-200 chars', consumer);
   }
+  if (message === null || typeof message !== 'object') {
+    throw new InvalidArgumentError('message', 'an Envelope', message);
+  }
+  if (typeof message.id !== 'string' || !uuid.test(message.id)) {
+    throw new InvalidArgumentError('message.id', 'a UUID (Envelope.id)', message.id);
+  }
+  if (typeof fn !== 'function') throw new InvalidArgumentError('fn', 'a function (tx) => Promise', fn);
+  if (tx === null || typeof tx !== 'object' || typeof tx.query !== 'function') {
+    throw new InvalidArgumentError('tx', 'a transaction with query(sql, params)', tx);
+  }
+  // keel's Db runs each statement in a transaction of its own: the record would commit whether
+  // or not fn's effects did.
+  if (typeof (tx as { transaction?: unknown }).transaction === 'function') {
+    throw new InvalidArgumentError(
+      'tx',
+      'a transaction (db.transaction((tx) => inbox.once(tx, …))), not the Db itself',
+      tx,
+    );
+  }
   const receivedAt = new Date((options.clock ?? systemClock).now());
-  const { rows } = await tx.query(recordReceipt, [consumer, message.id, receivedAt]);
-  if (rows.length === 0) return { duplicate: true };
-  return { duplicate: false, result: await fn(tx) };
+  // In a keel Tx on pg the savepoint and its release travel with the next statement: no round trip.
+  await writeWithoutWaiting(tx, 'SAVEPOINT keel_inbox_once', []);
+  let result: T;
+  try {
+    const { rows } = await tx.query(recordReceipt, [consumer, message.id, receivedAt]);
+    if (rows.length === 0) {
+      await writeWithoutWaiting(tx, 'RELEASE SAVEPOINT keel_inbox_once', []);
+      return { duplicate: true };
+    }
+    result = await fn(tx);
+  } catch (error) {
+    // A failure of a statement sent without waiting shows as 25P02 on the next: report its own.
+    const cause = await causeOfFailure(tx as never, error);
+    // A transaction that failed before the savepoint has none to go back to: it rolls back
+    // whole, and its own failure is the one to report.
+    await Promise.resolve(tx.query('ROLLBACK TO SAVEPOINT keel_inbox_once', [])).catch(() => undefined);
+    throw cause;
+  }
+  await writeWithoutWaiting(tx, 'RELEASE SAVEPOINT keel_inbox_once', []);
+  return { duplicate: false, result };
 }
 
 export interface PruneInboxOptions extends PruneOptions {

@@ -6,8 +6,21 @@ export {
   type AddToOutboxOptions,
 } from './outbox.ts';
 export { OutboxRelay, type OutboxRelayOptions, type OutboxRelayEvents } from './outbox-relay.ts';
-export { outboxStatus, retryParked, type OutboxStatus } from './outbox-status.ts';
-export { inbox, inboxOnce, pruneInbox, type InboxOutcome, type PruneInboxOptions } from './inbox.ts';
+export {
+  outboxStatus,
+  retryParked,
+  retryParkedById,
+  type OutboxStatus,
+  type NotParkedState,
+} from './outbox-status.ts';
+export {
+  inbox,
+  inboxOnce,
+  pruneInbox,
+  type InboxExecutor,
+  type InboxOutcome,
+  type PruneInboxOptions,
+} from './inbox.ts';
 export { pruneOutbox, type PruneOptions } from './outbox-retention.ts';
 export { outboxMigrations, outboxChannel, inboxMigrations } from './schema.ts';
 export {

@@ -1,4 +1,5 @@
 import type { Queryable } from '../db/db.ts';
+import { InvalidArgumentError } from '../errors/index.ts';
 import { systemClock, type Clock } from '../time/index.ts';
 
 export interface OutboxStatus {
@@ -39,10 +40,69 @@ export async function outboxStatus(db: Queryable, clock: Clock = systemClock): P
 
 /** Gives parked rows (all, or the given ids) a fresh start: the relay publishes them again. */
 export async function retryParked(db: Queryable, ids?: readonly string[]): Promise<number> {
+  if (ids !== undefined) checkIds(ids);
   const { rowCount } = await db.query(
     `UPDATE keel_outbox SET parked_at = NULL, attempts = 0, available_at = NULL, last_error = NULL
      WHERE parked_at IS NOT NULL AND ($1::uuid[] IS NULL OR id = ANY($1::uuid[]))`,
     [ids === undefined ? null : [...ids]],
   );
   return rowCount;
+}
+
+/** Where a message that was not parked is: what `retryParkedById` says of an id it did not retry. */
+export type NotParkedState =
+  /** In `keel_outbox`, not parked: waiting to be published (or claimed, or waiting for a retry). */
+  | 'unpublished'
+  /** Published: in the archive, or marked in place by a relay of an earlier version. */
+  | 'published'
+  /** Not in the outbox: never written, or published and pruned already. */
+  | 'missing';
+
+/**
+ * `retryParked` for the given ids, saying what became of each: the ids retried, and for each
+ * other one where its message is, so an operator who mistyped an id or retried a row twice
+ * hears of it. Ids are reported as given, each once, in the order given.
+ */
+export async function retryParkedById(
+  db: Queryable,
+  ids: readonly string[],
+): Promise<{ retried: string[]; notRetried: { id: string; state: NotParkedState }[] }> {
+  checkIds(ids);
+  const unique = [...new Map(ids.map((id) => [id.toLowerCase(), id])).values()];
+  // One statement: the states are read in the snapshot the update started from.
+  const { rows } = await db.query<{ n: number; state: NotParkedState | 'retried' }>(
+    `WITH retried AS (
+       UPDATE keel_outbox SET parked_at = NULL, attempts = 0, available_at = NULL, last_error = NULL
+       WHERE parked_at IS NOT NULL AND id = ANY($1::uuid[])
+       RETURNING id)
+     SELECT given.n::int AS n,
+            CASE WHEN EXISTS (SELECT 1 FROM retried r WHERE r.id = given.id) THEN 'retried'
+                 WHEN o.published_at IS NOT NULL THEN 'published'
+                 WHEN o.id IS NOT NULL THEN 'unpublished'
+                 WHEN EXISTS (SELECT 1 FROM keel_outbox_archive a WHERE a.id = given.id) THEN 'published'
+                 ELSE 'missing' END AS state
+     FROM unnest($1::uuid[]) WITH ORDINALITY AS given(id, n)
+     LEFT JOIN keel_outbox o ON o.id = given.id
+     ORDER BY given.n`,
+    [unique],
+  );
+  const retried: string[] = [];
+  const notRetried: { id: string; state: NotParkedState }[] = [];
+  for (const row of rows) {
+    const id = unique[row.n - 1]!;
+    if (row.state === 'retried') retried.push(id);
+    else notRetried.push({ id, state: row.state });
+  }
+  return { retried, notRetried };
+}
+
+const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+function checkIds(ids: readonly string[]): void {
+  if (!Array.isArray(ids)) throw new InvalidArgumentError('ids', 'an array of message ids', ids);
+  for (const [index, id] of ids.entries()) {
+    if (typeof id !== 'string' || !uuid.test(id)) {
+      throw new InvalidArgumentError(`ids[${index}]`, 'a message id (a UUID)', id);
+    }
+  }
 }

@@ -74,7 +74,40 @@ describe('outbox.add', () => {
     });
     await expect(
       addToOutbox({ query: () => Promise.resolve() }, 'orders', [message, { payload: 1 } as never]),
+    ).rejects.toMatchObject({ code: 'KEEL_INVALID_ARGUMENT', details: { field: 'messages[1].id' } });
+    await expect(
+      addToOutbox({ query: () => Promise.resolve() }, 'orders', [message, null as never]),
     ).rejects.toMatchObject({ code: 'KEEL_INVALID_ARGUMENT', details: { field: 'messages[1]' } });
+  });
+
+  it('refuses envelopes the table cannot hold, naming the field, before sending anything', async () => {
+    const sent: string[] = [];
+    const spy = { query: async (sql: string): Promise<void> => void sent.push(sql) };
+    const good = createEnvelope({ type: 'order.placed.v1', key: 'o-1', payload: { id: 1 } });
+    const cases: [unknown, string][] = [
+      [{ ...good, id: 'order-1' }, 'messages[0].id'],
+      [[good, createEnvelope({ type: 'order.placed.v1', payload: 2 }), good], 'messages[2].id'],
+      [{ ...good, type: '' }, 'messages[0].type'],
+      [{ ...good, payload: undefined }, 'messages[0].payload'],
+      [{ ...good, headers: null }, 'messages[0].headers'],
+      [{ ...good, headers: { 'correlation-id': 7 } }, 'messages[0].headers'],
+      [{ ...good, key: 42 }, 'messages[0].key'],
+      [{ ...good, occurredAt: 'yesterday' }, 'messages[0].occurredAt'],
+      [{ ...good, hlc: 5 }, 'messages[0].hlc'],
+    ];
+    const refused: unknown[] = [];
+    for (const [messages, field] of cases) {
+      const error = await addToOutbox(spy, 'orders', messages as never).catch((e: unknown) => e);
+      refused.push(error);
+      expect(error, field).toMatchObject({ code: 'KEEL_INVALID_ARGUMENT', details: { field } });
+    }
+    expect(sent).toEqual([]);
+    expect(String(refused[1])).toMatch(
+      /messages\[2\]\.id: expected an id not already in this call \(messages\[0\] has it\)/,
+    );
+    // null payloads and keys, and no hlc, are fine.
+    await addToOutbox(spy, 'orders', { ...good, payload: null, key: null });
+    expect(sent).toHaveLength(1);
   });
 
   it.runIf(process.env.KEEL_DB === 'pg')(
