@@ -27,6 +27,16 @@ import { describeError } from '../../describe-error.ts';
  */
 export const switchOverMs = 5_000;
 
+/** What a source does as its client's group membership comes and goes (see `followGroup`). */
+export interface GroupHooks {
+  /** Whether the client is still the source's. */
+  current(): boolean;
+  /** After a failure is recorded: to schedule a rejoin. */
+  failed(error: unknown): void;
+  /** After an answer is recorded. */
+  answered(): void;
+}
+
 /**
  * What a Kafka source knows of its own link to the cluster, for `connectionLost()`: its fetch
  * stream ended and not reopened, or its group membership lost (heartbeats failed, no join since).
@@ -95,27 +105,32 @@ export class KafkaSourceLink {
   }
 
   /**
-   * Follows `consumer`'s group membership from its events; `failed` runs after each failure is
-   * recorded (to schedule a rejoin). `who` names the consumer in the errors.
+   * Follows `consumer`'s group membership from its events, while `hooks.current()` says it is the
+   * source's client (a client replaced is closed, and what it emits after is not the link's).
+   * `who` names the consumer in the errors.
    */
-  followGroup(consumer: Consumer<Buffer, Buffer, Buffer, Buffer>, who: string, failed: () => void): void {
+  followGroup(consumer: Consumer<Buffer, Buffer, Buffer, Buffer>, who: string, hooks: GroupHooks): void {
     this.#who = who;
-    consumer.on('consumer:group:join', () => this.groupAnswered());
-    consumer.on('consumer:heartbeat:end', () => this.groupAnswered());
+    const answered = (): void => {
+      if (!hooks.current()) return;
+      this.groupAnswered();
+      hooks.answered();
+    };
+    const failed = (error: unknown): void => {
+      if (!hooks.current()) return;
+      this.groupFailed(error);
+      hooks.failed(error);
+    };
+    consumer.on('consumer:group:join', answered);
+    consumer.on('consumer:heartbeat:end', answered);
     // A failed heartbeat is the only word of a lost link while the stream is paused (it fetches
     // nothing, so nothing of it fails). After one the client sends no more heartbeats until a
     // join (its handler clears the timer it then means to refresh): the member drops out of its
     // group unless someone rejoins.
-    consumer.on('consumer:heartbeat:error', ({ error }) => {
-      this.groupFailed(error);
-      failed();
-    });
+    consumer.on('consumer:heartbeat:error', ({ error }) => failed(error));
     // Emitted when a rejoin the client began itself (a heartbeat was told to rejoin) fails: no
     // heartbeats either from then on. Without a listener the emit would throw.
-    consumer.on('error', (error) => {
-      this.groupFailed(error);
-      failed();
-    });
+    consumer.on('error', failed);
   }
 
   /**
