@@ -1,24 +1,9 @@
-import { afterEach, describe, expect, it } from 'vitest';
-import { migrate } from '../db/index.ts';
-import { createEnvelope, PgQueue, pgQueueMigrations } from '../messaging/index.ts';
-import { addToOutbox, outboxMigrations } from '../outbox/index.ts';
-import { createTestDb, type TestDb } from '../testing/index.ts';
-import { runCommand } from './cli-test-support.ts';
-import { runCli } from './main.ts';
+import { describe, expect, it } from 'vitest';
+import { createEnvelope, PgQueue } from '../messaging/index.ts';
+import { addToOutbox } from '../outbox/index.ts';
+import { outboxCliTests } from './cli-test-support.ts';
 
-const dbs: TestDb[] = [];
-afterEach(async () => {
-  for (const db of dbs.splice(0)) await db.close();
-});
-
-const cli = (db: TestDb, ...argv: string[]): ReturnType<typeof runCommand> => runCommand(runCli, db, argv);
-
-async function setup(): Promise<TestDb> {
-  const db = await createTestDb();
-  dbs.push(db);
-  await migrate(db, [...pgQueueMigrations, ...outboxMigrations]);
-  return db;
-}
+const { setup, cli } = outboxCliTests();
 
 describe('keel CLI', () => {
   it('outbox status, drain and status again', async () => {
@@ -92,8 +77,7 @@ describe('keel CLI', () => {
   });
 
   it('on a database without the outbox, names the missing table, the schema and where to look', async () => {
-    const db = await createTestDb();
-    dbs.push(db);
+    const db = await setup([]);
     const status = await cli(db, 'outbox', 'status');
     expect(status.code).toBe(1);
     expect(status.err).toEqual([

@@ -1,24 +1,9 @@
-import { afterEach, describe, expect, it } from 'vitest';
-import { migrate } from '../db/index.ts';
-import { createEnvelope, pgQueueMigrations } from '../messaging/index.ts';
+import { describe, expect, it } from 'vitest';
+import { createEnvelope } from '../messaging/index.ts';
 import { addToOutbox, outboxMigrations } from '../outbox/index.ts';
-import { createTestDb, type TestDb } from '../testing/index.ts';
-import { runCommand } from './cli-test-support.ts';
-import { runCli } from './main.ts';
+import { outboxCliTests } from './cli-test-support.ts';
 
-const dbs: TestDb[] = [];
-afterEach(async () => {
-  for (const db of dbs.splice(0)) await db.close();
-});
-
-const cli = (db: TestDb, ...argv: string[]): ReturnType<typeof runCommand> => runCommand(runCli, db, argv);
-
-async function setup(): Promise<TestDb> {
-  const db = await createTestDb();
-  dbs.push(db);
-  await migrate(db, [...pgQueueMigrations, ...outboxMigrations]);
-  return db;
-}
+const { setup, cli } = outboxCliTests();
 
 describe('keel outbox retry', () => {
   it('names each --id it did not retry, and why, and exits 1', async () => {
@@ -80,10 +65,8 @@ describe('keel outbox drain', () => {
   });
 
   it('says why a publish failed, when rows stay unpublished', async () => {
-    const db = await createTestDb();
-    dbs.push(db);
     // The outbox without the PostgreSQL queue's tables: every publish fails.
-    await migrate(db, outboxMigrations);
+    const db = await setup(outboxMigrations);
     await db.transaction((tx) =>
       addToOutbox(
         tx,
