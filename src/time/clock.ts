@@ -1,3 +1,5 @@
+import { LongTimer, maxTimerMs } from './long-timer.ts';
+
 /** An opaque handle for a timer set through a `Clock`. */
 export type TimerHandle = { readonly __timer: unique symbol } | object;
 
@@ -16,7 +18,9 @@ export interface Clock {
 
 /**
  * The wall clock and Node's timers. Timers keep the process alive, as Node's do: a worker whose
- * only pending work is its next poll must not exit. Services clear their timers on stop.
+ * only pending work is its next poll must not exit. Services clear their timers on stop. A delay
+ * longer than Node's timers take (~24.8 days: a saga's month-long reply deadline) waits in steps
+ * instead of firing at once, as Node would make it.
  */
 export class SystemClock implements Clock {
   now(): number {
@@ -24,11 +28,12 @@ export class SystemClock implements Clock {
   }
 
   setTimeout(fn: () => void, ms: number): TimerHandle {
-    return setTimeout(fn, Math.max(0, ms));
+    return ms > maxTimerMs ? new LongTimer(fn, ms) : setTimeout(fn, Math.max(0, ms));
   }
 
   clearTimeout(handle: TimerHandle): void {
-    clearTimeout(handle as NodeJS.Timeout);
+    if (handle instanceof LongTimer) handle.clear();
+    else clearTimeout(handle as NodeJS.Timeout);
   }
 }
 
