@@ -42,3 +42,31 @@ describe('readWaitedInstances', () => {
     expect(await readWaitedInstances(db, [])).toEqual(new Map());
   });
 });
+
+describe('startSaga', () => {
+  it('refuses an input the instance cannot keep with KEEL_INVALID_ARGUMENT naming where, and writes nothing', async () => {
+    const db = await createTestDb();
+    dbs.push(db);
+    await migrate(db, sagaMigrations);
+    const cycle: Record<string, unknown> = {};
+    cycle.self = cycle;
+    const refused: [unknown, string][] = [
+      [10n, 'input'],
+      [cycle, 'input'],
+      [() => 1, 'input'],
+      [{ lines: ['ok', 'cut\u0000here'] }, 'input.lines.1'],
+      [{ title: 'half an emoji \ud83d' }, 'input.title'],
+    ];
+    for (const [input, field] of refused) {
+      await expect(startSaga(db, steps, input, { id: 'bad' })).rejects.toMatchObject({
+        code: 'KEEL_INVALID_ARGUMENT',
+        details: { field },
+      });
+    }
+    expect(await readInstance(db, 'bad')).toBeUndefined();
+    // Text that only looks like an escape, and a whole emoji, are kept as they are.
+    const fine = { note: 'a literal \\u0000 and \\ud83d', emoji: '\ud83d\ude00' };
+    await startSaga(db, steps, fine, { id: 'fine' });
+    expect((await readInstance(db, 'fine'))?.input).toEqual(fine);
+  });
+});

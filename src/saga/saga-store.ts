@@ -7,6 +7,7 @@ import { InvalidArgumentError } from '../errors/index.ts';
 import { systemClock, type Clock, uuidv7At } from '../time/index.ts';
 import type { SagaDefinition } from './definition.ts';
 import type { HistoryInit } from './saga-history.ts';
+import { unstorableAt } from './storable-json.ts';
 import { sagaChannel, sagaEndedChannel } from './schema.ts';
 
 export type SagaState = 'RUNNING' | 'COMPENSATING' | 'COMPLETED' | 'COMPENSATED' | 'NEEDS_ATTENTION';
@@ -255,6 +256,7 @@ export async function startSaga<I>(
   if (typeof id !== 'string' || !idPattern.test(id)) {
     throw new InvalidArgumentError('id', 'an id of [A-Za-z0-9_.:@-], 1-200 characters', id);
   }
+  const inputJson = storableInput(input);
   const at = new Date(now);
   const { rows } = await tx.query<{ id: string }>(
     `WITH created AS (
@@ -265,9 +267,40 @@ export async function startSaga<I>(
        INSERT INTO keel_saga_history (instance_id, at, event, detail)
        SELECT id, $5, 'created', jsonb_build_object('saga', $2::text, 'version', $3::int) FROM created)
      SELECT id, pg_notify($6, '') FROM created`,
-    [id, definition.name, definition.version, json(input), at, sagaChannel],
+    [id, definition.name, definition.version, inputJson, at, sagaChannel],
   );
   return { id, created: rows.length > 0 };
+}
+
+/** A lone surrogate or U+0000, as JSON.stringify escapes them: what jsonb refuses. */
+const escapedUnstorable = /\\u0000|\\ud[89a-f]/i;
+
+/**
+ * `input` as the JSON text the instance keeps, or a typed error naming what jsonb would refuse:
+ * without this, a BigInt or a cycle throws a bare TypeError, a function breaks a NOT NULL
+ * constraint and a U+0000 fails the INSERT inside the caller's transaction.
+ */
+function storableInput(input: unknown): string {
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(input ?? null);
+  } catch (error) {
+    throw new InvalidArgumentError(
+      'input',
+      `a JSON value (${error instanceof Error ? error.message : String(error)})`,
+    );
+  }
+  if (text === undefined) throw new InvalidArgumentError('input', 'a JSON value', input);
+  if (escapedUnstorable.test(text)) {
+    const at = unstorableAt(JSON.parse(text));
+    if (at !== undefined) {
+      throw new InvalidArgumentError(
+        `input${at}`,
+        'text without U+0000 or a lone surrogate (jsonb refuses them)',
+      );
+    }
+  }
+  return text;
 }
 
 /**
