@@ -14,13 +14,14 @@ export async function runCommand(
   run: (argv: readonly string[], io: CliIo) => Promise<number>,
   db: TestDb,
   argv: readonly string[],
+  env: Readonly<Record<string, string>> = {},
 ): Promise<{ code: number; out: string[]; err: string[] }> {
   const out: string[] = [];
   const err: string[] = [];
   const code = await run(argv, {
     out: (l) => out.push(l),
     err: (l) => err.push(l),
-    env: {},
+    env,
     openDb: async () => ({
       dialect: db.dialect,
       schema: db.schema,

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { createEnvelope } from '../messaging/index.ts';
 import { addToOutbox, outboxMigrations } from '../outbox/index.ts';
-import { outboxCliTests } from './cli-test-support.ts';
+import { outboxCliTests, runCommand } from './cli-test-support.ts';
+import { runCli } from './main.ts';
 
 const { setup, cli } = outboxCliTests();
 
@@ -37,6 +38,20 @@ describe('keel outbox retry', () => {
 });
 
 describe('keel outbox drain', () => {
+  it('refuses to drain into the PostgreSQL queue in a service on another broker (KEEL_BROKER), touching nothing', async () => {
+    const db = await setup();
+    await db.transaction((tx) => addToOutbox(tx, 'jobs', createEnvelope({ type: 'job.run.v1', payload: 1 })));
+    const refused = await runCommand(runCli, db, ['outbox', 'drain'], { KEEL_BROKER: 'rabbitmq' });
+    expect(refused.code).toBe(2);
+    expect(refused.err[0]).toMatch(
+      /^KEEL_BROKER is rabbitmq: keel outbox drain publishes to the PostgreSQL queue only/,
+    );
+    expect((await cli(db, 'outbox', 'status')).out).toContain('backlog    1');
+    // On the PostgreSQL queue's own service it drains as before.
+    const drained = await runCommand(runCli, db, ['outbox', 'drain'], { KEEL_BROKER: 'postgres' });
+    expect(drained.code).toBe(0);
+  });
+
   it('exits 1 when it parked a row itself, and says so', async () => {
     const db = await setup();
     // The PostgreSQL queue refuses this name for good: the drain parks the row at once.

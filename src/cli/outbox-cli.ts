@@ -91,6 +91,18 @@ async function retry(db: Db, ids: readonly string[] | undefined, io: CliIo): Pro
  * destination whose messages stay unpublished.
  */
 async function drain(db: Db, io: CliIo): Promise<number> {
+  // A service on another broker (KEEL_BROKER, as the shop and its deploy/ files set it) consumes
+  // its destinations there: rows drained into the PostgreSQL queue would be marked published and
+  // never reach a consumer.
+  const broker = io.env.KEEL_BROKER?.trim();
+  if (broker !== undefined && broker !== '' && broker !== 'postgres') {
+    io.err(
+      `KEEL_BROKER is ${broker}: keel outbox drain publishes to the PostgreSQL queue only, where ${broker}'s ` +
+        `consumers would never see the messages. Let the service's relay publish the backlog (keel outbox status ` +
+        `shows it), or unset KEEL_BROKER if the PostgreSQL queue is where these destinations are consumed.`,
+    );
+    return 2;
+  }
   const relay = new OutboxRelay(db, new PgQueue(db), { batchSize: 500 });
   const parked: string[] = [];
   // Messages whose last publish failed and that were not parked after: by id, the last failure.
