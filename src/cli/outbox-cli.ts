@@ -6,6 +6,7 @@ import { PgQueue } from '../messaging/index.ts';
 import {
   drainWalOutbox,
   OutboxRelay,
+  outboxBacklog,
   outboxStatus,
   retryParked,
   retryParkedById,
@@ -121,7 +122,7 @@ async function drain(db: Db, io: CliIo): Promise<number> {
   ];
   let done = 0;
   try {
-    const total = (await outboxStatus(db)).backlog;
+    const total = (await outboxBacklog(db)).backlog;
     for (;;) {
       const moved = await relay.relayOnce();
       if (moved === 0) break;
@@ -131,7 +132,7 @@ async function drain(db: Db, io: CliIo): Promise<number> {
   } finally {
     for (const listener of listeners) listener.dispose();
   }
-  const left = await outboxStatus(db);
+  const left = await outboxBacklog(db);
   io.out(`published ${done}; backlog ${left.backlog}, parked ${left.parked}`);
   for (const [key, count] of countBy(failed.values())) {
     const { destination, error } = JSON.parse(key) as { destination: string; error: string };

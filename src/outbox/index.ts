@@ -7,10 +7,14 @@ export {
 } from './outbox.ts';
 export { OutboxRelay, type OutboxRelayOptions, type OutboxRelayEvents } from './outbox-relay.ts';
 export {
+  outboxBacklog,
   outboxStatus,
   retryParked,
   retryParkedById,
+  type OutboxBacklog,
   type OutboxStatus,
+  type OutboxStatusEstimate,
+  type OutboxStatusOptions,
   type NotParkedState,
 } from './outbox-status.ts';
 export {
