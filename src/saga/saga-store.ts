@@ -7,7 +7,7 @@ import { InvalidArgumentError } from '../errors/index.ts';
 import { systemClock, type Clock, uuidv7At } from '../time/index.ts';
 import type { SagaDefinition } from './definition.ts';
 import type { HistoryInit } from './saga-history.ts';
-import { unstorableAt } from './storable-json.ts';
+import { refusedText, storableJson, unstorableAt } from './storable-json.ts';
 import { sagaChannel, sagaEndedChannel } from './schema.ts';
 
 export type SagaState = 'RUNNING' | 'COMPENSATING' | 'COMPLETED' | 'COMPENSATED' | 'NEEDS_ATTENTION';
@@ -256,7 +256,9 @@ export async function startSaga<I>(
   if (typeof id !== 'string' || !idPattern.test(id)) {
     throw new InvalidArgumentError('id', 'an id of [A-Za-z0-9_.:@-], 1-200 characters', id);
   }
-  const inputJson = storableInput(input);
+  // Checked here: a BigInt or a cycle would throw a bare TypeError, a function break a NOT NULL
+  // constraint, a U+0000 fail the INSERT inside the caller's transaction.
+  const inputJson = storableJson(input ?? null, 'input');
   const at = new Date(now);
   const { rows } = await tx.query<{ id: string }>(
     `WITH created AS (
@@ -270,37 +272,6 @@ export async function startSaga<I>(
     [id, definition.name, definition.version, inputJson, at, sagaChannel],
   );
   return { id, created: rows.length > 0 };
-}
-
-/** A lone surrogate or U+0000, as JSON.stringify escapes them: what jsonb refuses. */
-const escapedUnstorable = /\\u0000|\\ud[89a-f]/i;
-
-/**
- * `input` as the JSON text the instance keeps, or a typed error naming what jsonb would refuse:
- * without this, a BigInt or a cycle throws a bare TypeError, a function breaks a NOT NULL
- * constraint and a U+0000 fails the INSERT inside the caller's transaction.
- */
-function storableInput(input: unknown): string {
-  let text: string | undefined;
-  try {
-    text = JSON.stringify(input ?? null);
-  } catch (error) {
-    throw new InvalidArgumentError(
-      'input',
-      `a JSON value (${error instanceof Error ? error.message : String(error)})`,
-    );
-  }
-  if (text === undefined) throw new InvalidArgumentError('input', 'a JSON value', input);
-  if (escapedUnstorable.test(text)) {
-    const at = unstorableAt(JSON.parse(text));
-    if (at !== undefined) {
-      throw new InvalidArgumentError(
-        `input${at}`,
-        'text without U+0000 or a lone surrogate (jsonb refuses them)',
-      );
-    }
-  }
-  return text;
 }
 
 /**
@@ -457,23 +428,15 @@ export async function extendLeases(
  * Hands a reply to the instance waiting for it, in the caller's transaction (the consumer's,
  * together with its inbox record). Accepted only while the instance runs and waits on that step;
  * a late reply (the deadline passed and the step failed, or a duplicate after the step moved
- * on) returns false and changes nothing.
+ * on) returns false and changes nothing. A reply the instance cannot keep is refused with
+ * `KEEL_INVALID_ARGUMENT` naming the field, before anything is written.
  */
 export async function deliverSagaReply(
   tx: Queryable,
   reply: SagaReply,
   options: { clock?: Clock } = {},
 ): Promise<boolean> {
-  if (reply === null || typeof reply !== 'object')
-    throw new InvalidArgumentError('reply', 'an object', reply);
-  if (typeof reply.instanceId !== 'string' || reply.instanceId === '') {
-    throw new InvalidArgumentError('reply.instanceId', 'a non-empty string', reply.instanceId);
-  }
-  if (typeof reply.step !== 'string' || reply.step === '') {
-    throw new InvalidArgumentError('reply.step', 'a non-empty string', reply.step);
-  }
-  const ok: unknown = reply.ok;
-  if (typeof ok !== 'boolean') throw new InvalidArgumentError('reply.ok', 'a boolean', ok);
+  const stored = storableReply(reply);
   const now = new Date((options.clock ?? systemClock).now());
   const { rows } = await tx.query(
     `WITH updated AS (
@@ -484,7 +447,38 @@ export async function deliverSagaReply(
        INSERT INTO keel_saga_history (instance_id, at, event, step, detail)
        SELECT id, $3, 'reply-received', $4, jsonb_build_object('ok', $5::boolean) FROM updated)
      SELECT pg_notify($6, '') FROM updated`,
-    [reply.instanceId, json(reply), now, reply.step, reply.ok, sagaChannel],
+    [reply.instanceId, stored, now, reply.step, reply.ok, sagaChannel],
   );
   return rows.length > 0;
+}
+
+/**
+ * `reply` as the JSON text the instance keeps: its four fields only (a consumer may pass the
+ * whole message), each checked, so that a bad reply fails here, typed, and not as a database
+ * error in the consumer's transaction or, for an error that is no string, as a step failure
+ * whose message is "undefined".
+ */
+function storableReply(reply: SagaReply): string {
+  if (reply === null || typeof reply !== 'object')
+    throw new InvalidArgumentError('reply', 'an object', reply);
+  for (const field of ['instanceId', 'step'] as const) {
+    const value: unknown = reply[field];
+    if (typeof value !== 'string' || value === '') {
+      throw new InvalidArgumentError(`reply.${field}`, 'a non-empty string', value);
+    }
+    if (unstorableAt(value) !== undefined) throw new InvalidArgumentError(`reply.${field}`, refusedText);
+  }
+  const ok: unknown = reply.ok;
+  if (typeof ok !== 'boolean') throw new InvalidArgumentError('reply.ok', 'a boolean', ok);
+  if (!reply.ok) {
+    const error: unknown = reply.error;
+    if (typeof error !== 'string') throw new InvalidArgumentError('reply.error', 'a string', error);
+    if (unstorableAt(error) !== undefined) throw new InvalidArgumentError('reply.error', refusedText);
+    return JSON.stringify({ instanceId: reply.instanceId, step: reply.step, ok, error });
+  }
+  if (reply.result === undefined)
+    return JSON.stringify({ instanceId: reply.instanceId, step: reply.step, ok });
+  const result = storableJson(reply.result, 'reply.result');
+  // The result's text as JSON.stringify made it: its toJSON ran once, and is not run again.
+  return `{"instanceId":${JSON.stringify(reply.instanceId)},"step":${JSON.stringify(reply.step)},"ok":true,"result":${result}}`;
 }
